@@ -1,0 +1,3 @@
+from mailsvc.cli import main
+
+main()

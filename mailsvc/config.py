@@ -1,0 +1,179 @@
+"""Settings: one frozen, typed object loaded from ``HOME/mailsvc.toml`` plus environment overrides.
+
+Nobody else parses configuration files. Environment overrides use
+``MAILSVC_<SECTION>__<KEY>`` (e.g. ``MAILSVC_DATABASE__URL``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from mailsvc.errors import ConfigError
+
+CONFIG_NAME = "mailsvc.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _check_hostport(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    return value
+
+
+class ServerSection(_Section):
+    hostname: str = "mail.example.vn"
+    domain: str = "example.vn"
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+class ListenSection(_Section):
+    smtp: str = "127.0.0.1:2525"
+    submission: str = "127.0.0.1:5870"
+    submissions: str = "127.0.0.1:4650"
+    imap: str = "127.0.0.1:1430"
+    imaps: str = "127.0.0.1:9930"
+    http: str = "127.0.0.1:8080"
+
+    _hostport = field_validator("smtp", "submission", "submissions", "imap", "imaps", "http")(
+        _check_hostport
+    )
+
+
+class DatabaseSection(_Section):
+    url: str = ""  # empty: sqlite:///HOME/mailsvc.sqlite3
+
+
+class TlsSection(_Section):
+    cert: str = "tls/cert.pem"
+    key: str = "tls/key.pem"
+
+
+class SmtpSection(_Section):
+    max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
+    allow_plain_auth_on_loopback: bool = False
+    max_connections_per_ip: int = Field(default=20, gt=0)
+    max_messages_per_ip_per_minute: int = Field(default=120, gt=0)
+    max_recipients: int = Field(default=100, gt=0)
+    auth_lockout_threshold: int = Field(default=5, gt=0)
+    auth_lockout_base_seconds: int = Field(default=60, ge=0)
+    auth_lockout_max_seconds: int = Field(default=3600, ge=0)
+    data_timeout_seconds: float = Field(default=300.0, gt=0)
+
+
+class PasswordSection(_Section):
+    one_time_valid_hours: int = Field(default=72, gt=0)
+    min_length: int = Field(default=12, ge=8)
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_kib: int = Field(default=19456, ge=8192)
+    argon2_parallelism: int = Field(default=1, ge=1)
+
+
+class DovecotSection(_Section):
+    mode: Literal["managed", "system"] = "managed"
+    binary: str = "/usr/sbin/dovecot"
+    lmtp_socket: str = ""  # system mode: path of Dovecot's LMTP unix socket
+    auth_workers: int = Field(default=4, ge=1)
+
+
+class ClamavSection(_Section):
+    mode: Literal["managed", "system", "off"] = "managed"
+    binary: str = "/usr/sbin/clamd"
+    socket: str = ""  # unix socket path, or HOST:PORT for TCP; empty: managed socket
+    database_dir: str = ""  # empty: HOME/clamav/db
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    max_scan_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+
+
+class PipelineSection(_Section):
+    stages: tuple[str, ...] = (
+        "limits",
+        "authentication",
+        "antivirus",
+        "spam",
+        "classification",
+        "signatures",
+        "metadata",
+    )
+    workers: int = Field(default=2, ge=0)  # process pool for CPU-bound stages; 0 = threads
+
+
+class PathsSection(_Section):
+    maildir_root: str = "mail"
+    blob_root: str = "blobs"
+    policies: str = ""  # empty: policies/ in HOME, else the packaged defaults
+    templates: str = ""
+
+
+class DkimSection(_Section):
+    selector: str = "mailsvc"
+    key: str = "dkim/private.pem"
+
+
+class Settings(_Section):
+    home: Path
+    server: ServerSection = ServerSection()
+    listen: ListenSection = ListenSection()
+    database: DatabaseSection = DatabaseSection()
+    tls: TlsSection = TlsSection()
+    smtp: SmtpSection = SmtpSection()
+    password: PasswordSection = PasswordSection()
+    dovecot: DovecotSection = DovecotSection()
+    clamav: ClamavSection = ClamavSection()
+    pipeline: PipelineSection = PipelineSection()
+    paths: PathsSection = PathsSection()
+    dkim: DkimSection = DkimSection()
+
+    def path(self, value: str) -> Path:
+        """Resolve a configured path relative to the home directory."""
+        p = Path(value)
+        return p if p.is_absolute() else self.home / p
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.home / 'mailsvc.sqlite3'}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith("MAILSVC_") or "__" not in name:
+            continue
+        section, _, key = name[len("MAILSVC_") :].lower().partition("__")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    return f"{source}: key '{key}': {first['msg']}"
+
+
+def load_settings(home: Path | str, environ: dict[str, str] | None = None) -> Settings:
+    """Load ``home/mailsvc.toml``; a missing file means all defaults."""
+    home = Path(home).resolve()
+    path = home / CONFIG_NAME
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8: {exc}") from exc
+    for section, values in _env_overrides(dict(os.environ if environ is None else environ)).items():
+        data.setdefault(section, {}).update(values)
+    data["home"] = home
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(path))) from exc

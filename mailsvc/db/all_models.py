@@ -1,0 +1,6 @@
+"""Import every model module so that ``Base.metadata`` knows all tables (for Alembic)."""
+
+from mailsvc.db import models  # noqa: F401
+from mailsvc.db.base import Base
+
+metadata = Base.metadata
