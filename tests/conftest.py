@@ -1,0 +1,51 @@
+"""Shared fixtures: a fresh, migrated database per test (SQLite, or PostgreSQL when
+MAILSVC_TEST_DATABASE holds an admin URL such as postgresql://postgres@127.0.0.1:5432/test)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from mailsvc.db.session import migrate
+
+PG_ADMIN_URL = os.environ.get("MAILSVC_TEST_DATABASE", "")
+
+
+def _create_pg_database(admin_url: str) -> tuple[str, str]:
+    name = f"mailsvc_t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\''))
+    engine.dispose()
+    base = admin_url.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_database(admin_url: str, name: str) -> None:
+    engine = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
+                           isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> Iterator[str]:
+    """URL of a fresh database migrated to head; dropped after the test."""
+    if PG_ADMIN_URL:
+        name, url = _create_pg_database(PG_ADMIN_URL)
+        try:
+            migrate(url)
+            yield url
+        finally:
+            _drop_pg_database(PG_ADMIN_URL, name)
+    else:
+        url = f"sqlite:///{tmp_path / 'mailsvc.sqlite3'}"
+        migrate(url)
+        yield url
