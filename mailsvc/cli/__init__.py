@@ -1,0 +1,88 @@
+"""The admin command line. Each sub-module adds its commands to the group in ``register``."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from mailsvc.config import Settings, load_settings
+from mailsvc.errors import MailsvcError
+
+# Explicit list of command modules, in help order.
+COMMAND_MODULES = (
+    "init",
+    "serve",
+    "mailbox",
+    "agency",
+    "audit",
+    "trust",
+    "verify",
+    "register",
+    "checks",
+    "jobs",
+    "backup",
+)
+
+
+class Context:
+    """What every command receives: the home directory and lazily loaded settings."""
+
+    def __init__(self, home: Path, debug: bool) -> None:
+        self.home = home
+        self.debug = debug
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.home)
+        return self._settings
+
+
+class _Group(click.Group):
+    """Turns known errors into one line and a non-zero exit; tracebacks only with --debug."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except MailsvcError as exc:
+            obj = ctx.obj
+            if isinstance(obj, Context) and obj.debug:
+                raise
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="MAILSVC_HOME",
+    default=Path("./mailsvc-home"),
+    show_default=True,
+    help="Service home directory (config, database, mail). Env: MAILSVC_HOME.",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.version_option(package_name="mailsvc")
+@click.pass_context
+def main(ctx: click.Context, home: Path, debug: bool) -> None:
+    """mailsvc: secure official-document mail service."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(home.resolve(), debug)
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"mailsvc.cli.{_name}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"mailsvc.cli.{_name}":
+            raise
+        continue
+    _module.register(main)
