@@ -19,19 +19,20 @@ class Status(str, Enum):
 
 
 class Action(str, Enum):
-    """What happens to the message. Ordered from mildest to strictest."""
+    """What happens to the message. Ordered from mildest to strictest: a definite
+    refusal outranks "try later", since retrying cannot change it."""
 
     DELIVER = "deliver"
     QUARANTINE = "quarantine"  # delivered to the Junk folder, never registered
-    REJECT = "reject"  # 5xx at DATA
     TEMPFAIL = "tempfail"  # 4xx at DATA: a dependency is down, try later
+    REJECT = "reject"  # 5xx at DATA
 
     @property
     def severity(self) -> int:
         return _SEVERITY[self]
 
 
-_SEVERITY = {Action.DELIVER: 0, Action.QUARANTINE: 1, Action.REJECT: 2, Action.TEMPFAIL: 3}
+_SEVERITY = {Action.DELIVER: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2, Action.REJECT: 3}
 
 
 def _frozen(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
