@@ -1,0 +1,659 @@
+"""Text extraction from a whole message: subject, bodies, attachments, archives, nested mail.
+
+One extraction per message serves every stage that reads text (classification, metadata):
+
+    extractor = TextExtractor(executor=pool, limits=ExtractionLimits())
+    text = await extractor.extract(inbound)      # ExtractedText, cached by sha256 of the bytes
+    for part in text.parts: ...                  # DocumentPart(source, filename, ..., text)
+
+The heavy work (MIME decoding, unzipping, PDF/DOCX/ODT parsing) runs in ``executor``, in one
+call per message (:func:`extract_message_bytes`). Every step is bounded by
+:class:`ExtractionLimits`: sizes, counts, nesting depth, pages, characters and CPU time. A
+timeout raises :class:`ExtractionError`; when the executor can recycle its workers
+(:class:`mailsvc.documents.pool.WorkerPool`) the stuck worker is killed.
+
+What is walked (depth-first, in MIME order):
+- the Subject of the message (source ``subject``);
+- inline ``text/plain`` and ``text/html`` parts without a file name (source ``body``);
+- every other leaf part is an attachment: its file name (source ``filename``), its text when it
+  is PDF, DOCX/XLSX/PPTX, ODF, HTML or text (``attachment``) and its document properties
+  (``pdf-metadata`` for PDF Title/Subject/Keywords, ``doc-metadata`` for OOXML/ODF);
+- ``message/rfc822`` parts (forwarded mail, ``.eml`` files) are walked like the top message;
+- zip and tar archives, and files embedded in PDFs, are opened and their members walked;
+- nesting stops at ``max_depth``; limits that are hit are reported as failures, never ignored.
+Kinds we cannot read (images, legacy .doc, rar/7z) are listed in ``skipped``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import hashlib
+import io
+import logging
+import signal
+import tarfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import BrokenExecutor, Executor
+from dataclasses import dataclass, field
+from email.message import EmailMessage, Message
+from types import FrameType
+from typing import Protocol
+
+from mailsvc.documents import formats
+from mailsvc.documents.formats import (
+    CORRUPT,
+    ENCRYPTED,
+    TIMEOUT,
+    TOO_LARGE,
+    UNSUPPORTED,
+    UnreadableDocument,
+    normalize_text,
+)
+from mailsvc.errors import MailsvcError
+from mailsvc.message import InboundMessage
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CORRUPT",
+    "ENCRYPTED",
+    "TIMEOUT",
+    "TOO_LARGE",
+    "UNSUPPORTED",
+    "DocumentPart",
+    "ExtractedText",
+    "ExtractionError",
+    "ExtractionFailure",
+    "ExtractionLimits",
+    "RawDocument",
+    "Source",
+    "TextExtractor",
+    "extract_message_bytes",
+    "iter_document_parts",
+    "iter_documents",
+]
+
+
+class Source:
+    """Where a piece of text came from (``DocumentPart.source``)."""
+
+    SUBJECT = "subject"
+    BODY = "body"
+    ATTACHMENT = "attachment"  # text of an attached (or archived, or embedded) file
+    FILENAME = "filename"  # the file name of an attachment or archive member
+    PDF_METADATA = "pdf-metadata"  # PDF Title / Subject / Keywords
+    DOC_METADATA = "doc-metadata"  # DOCX/ODT core properties: title, subject, keywords
+
+
+class ExtractionError(MailsvcError):
+    """The message's text could not be extracted at all (timeout, worker crash)."""
+
+
+@dataclass(frozen=True)
+class ExtractionLimits:
+    """Bounds on one message's extraction. Picklable; passed to the worker."""
+
+    timeout_s: float = 10.0  # wall time per message, enforced by the caller
+    cpu_s: float = 8.0  # CPU time per message inside the worker (main thread only)
+    max_depth: int = 4  # message → attachment → archive → member → ...
+    max_documents: int = 500  # parts of all kinds per message
+    max_file_bytes: int = 50 << 20  # one attachment or archive member, decoded
+    max_expanded_bytes: int = 200 << 20  # all archive members of one message together
+    max_pdf_pages: int = 300
+    max_text_chars: int = 2_000_000  # per part
+    max_xml_bytes: int = 64 << 20  # one XML member of a DOCX/ODT package
+    memory_bytes: int = 1 << 30  # RLIMIT_AS for pool workers (see pool.WorkerPool)
+
+
+@dataclass(frozen=True)
+class DocumentPart:
+    """One piece of text found in a message. Stable API, also used by the metadata stage.
+
+    ``location`` says where it sits without quoting content: ``subject``, ``body 1``,
+    ``attachment 2``, ``attachment 2 > member 3``, ``attachment 1 > message > body 1``.
+    ``depth`` is 0 for the message itself and its direct attachments.
+    ``sha256`` is of the decoded file bytes for attachments (the same hash the store uses),
+    of the UTF-8 text otherwise. ``properties`` holds (name, value) pairs for metadata parts.
+    """
+
+    source: str
+    filename: str | None
+    content_type: str
+    sha256: str
+    text: str
+    location: str = ""
+    depth: int = 0
+    properties: tuple[tuple[str, str], ...] = ()
+    truncated: bool = False
+
+    def lines(self) -> list[str]:
+        return self.text.split("\n")
+
+
+@dataclass(frozen=True)
+class ExtractionFailure:
+    """A part whose text could not be read; ``kind`` is corrupt/encrypted/too-large/timeout."""
+
+    location: str
+    kind: str
+    content_type: str
+    sha256: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ExtractedText:
+    """Everything readable in one message."""
+
+    message_sha256: str
+    parts: tuple[DocumentPart, ...]
+    failures: tuple[ExtractionFailure, ...] = ()
+    skipped: tuple[ExtractionFailure, ...] = ()  # kinds we do not read (images, .doc, rar)
+    elapsed_ms: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return not self.failures
+
+    def by_source(self, *sources: str) -> tuple[DocumentPart, ...]:
+        return tuple(p for p in self.parts if p.source in sources)
+
+    @property
+    def subject(self) -> str:
+        for part in self.parts:
+            if part.source == Source.SUBJECT and part.depth == 0:
+                return part.text
+        return ""
+
+    @property
+    def body_text(self) -> str:
+        """The top-level bodies: text/plain when present, else the HTML's text."""
+        bodies = [p for p in self.parts if p.source == Source.BODY and p.depth == 0]
+        plain = [p.text for p in bodies if p.content_type == "text/plain"]
+        return "\n".join(plain or [p.text for p in bodies])
+
+    def attachments(self, *, top_level: bool = True) -> tuple[DocumentPart, ...]:
+        return tuple(
+            p
+            for p in self.parts
+            if p.source == Source.ATTACHMENT and (p.depth == 0 or not top_level)
+        )
+
+    def main_attachment(self) -> DocumentPart | None:
+        """The first top-level PDF with text, else the first DOCX/ODT, else any with text."""
+        atts = [p for p in self.attachments() if p.text.strip()]
+        for wanted in (formats.PDF, formats.DOCX, formats.ODT):
+            for part in atts:
+                if part.content_type == wanted:
+                    return part
+        return atts[0] if atts else None
+
+    def properties_of(self, part: DocumentPart) -> dict[str, str]:
+        """PDF/DOCX/ODT properties (title, subject, keywords) of an attachment part."""
+        for p in self.parts:
+            if (
+                p.source in (Source.PDF_METADATA, Source.DOC_METADATA)
+                and p.sha256 == part.sha256
+                and p.location == part.location
+            ):
+                return dict(p.properties)
+        return {}
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """A leaf of the walk before text extraction: text for subject/body, bytes for files."""
+
+    source: str
+    location: str
+    depth: int
+    content_type: str
+    filename: str | None = None
+    data: bytes = b""
+    text: str | None = None
+    charset: str | None = None
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ---------------------------------------------------------------- walking
+
+
+@dataclass
+class _Budget:
+    limits: ExtractionLimits
+    documents: int = 0
+    expanded: int = 0
+    failures: list[ExtractionFailure] = field(default_factory=list)
+    skipped: list[ExtractionFailure] = field(default_factory=list)
+
+    def take(self, location: str) -> bool:
+        self.documents += 1
+        if self.documents > self.limits.max_documents:
+            if self.documents == self.limits.max_documents + 1:
+                self.fail(location, TOO_LARGE, "", b"", "too many parts")
+            return False
+        return True
+
+    def fail(self, location: str, kind: str, ctype: str, data: bytes, detail: str) -> None:
+        self.failures.append(ExtractionFailure(location, kind, ctype, _sha(data), detail))
+
+
+def iter_documents(
+    msg: Message, limits: ExtractionLimits, budget: _Budget | None = None
+) -> Iterator[RawDocument]:
+    """Walk a parsed message and yield its documents (before text extraction).
+
+    Archives and nested messages are expanded here (bounded by ``limits``); PDFs' embedded
+    files are expanded later, by :func:`extract_message_bytes`, when the PDF is parsed.
+    """
+    yield from _walk_message(msg, "", 0, budget or _Budget(limits))
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix} > {name}" if prefix else name
+
+
+def _walk_message(msg: Message, prefix: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    subject = _header_text(msg, "Subject")
+    if subject and budget.take(prefix):
+        loc = _join(prefix, "subject")
+        yield RawDocument(Source.SUBJECT, loc, depth, "text/plain", text=subject)
+    counters = {"body": 0, "attachment": 0}
+    yield from _walk_part(msg, prefix, depth, budget, counters)
+
+
+def _header_text(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except (ValueError, IndexError, TypeError):
+        return ""
+    return normalize_text(str(value), 10_000).replace("\n", " ").strip() if value else ""
+
+
+def _walk_part(
+    part: Message, prefix: str, depth: int, budget: _Budget, counters: dict[str, int]
+) -> Iterator[RawDocument]:
+    ctype = part.get_content_type()
+    if ctype == "message/rfc822" or (part.is_multipart() and ctype.startswith("message/")):
+        counters["attachment"] += 1
+        loc = _join(prefix, f"attachment {counters['attachment']}")
+        filename = _filename(part)
+        if filename and budget.take(loc):
+            yield RawDocument(Source.FILENAME, loc, depth, ctype, filename=filename)
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        if isinstance(inner, Message):
+            if depth + 1 > budget.limits.max_depth:
+                budget.fail(loc, TOO_LARGE, ctype, b"", "nesting too deep")
+            else:
+                yield from _walk_message(inner, _join(loc, "message"), depth + 1, budget)
+        return
+    if part.is_multipart():
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            for sub in payload:
+                if isinstance(sub, Message):
+                    yield from _walk_part(sub, prefix, depth, budget, counters)
+        return
+    filename = _filename(part)
+    disposition = (part.get_content_disposition() or "").lower()
+    if ctype in ("text/plain", "text/html") and not filename and disposition != "attachment":
+        counters["body"] += 1
+        loc = _join(prefix, f"body {counters['body']}")
+        if budget.take(loc):
+            data = _decoded(part)
+            text = formats.decode_text(data, part.get_content_charset())
+            yield RawDocument(Source.BODY, loc, depth, ctype, text=text, data=data)
+        return
+    counters["attachment"] += 1
+    loc = _join(prefix, f"attachment {counters['attachment']}")
+    data = _decoded(part)
+    yield from _walk_file(data, filename, ctype, loc, depth, budget, part.get_content_charset())
+
+
+def _filename(part: Message) -> str | None:
+    try:
+        name = part.get_filename()
+    except (ValueError, IndexError, TypeError, LookupError):
+        return None
+    return normalize_text(str(name), 1000).strip() or None if name else None
+
+
+def _decoded(part: Message) -> bytes:
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
+
+
+def _walk_file(
+    data: bytes,
+    filename: str | None,
+    declared: str,
+    loc: str,
+    depth: int,
+    budget: _Budget,
+    charset: str | None = None,
+) -> Iterator[RawDocument]:
+    """One file (attachment, archive member, embedded file): its name, then its content."""
+    limits = budget.limits
+    if filename and budget.take(loc):
+        yield RawDocument(Source.FILENAME, loc, depth, declared, filename=filename)
+    if len(data) > limits.max_file_bytes:
+        budget.fail(loc, TOO_LARGE, declared, data[:0], f"{len(data)} bytes")
+        return
+    kind = formats.sniff(data, filename, declared)
+    if kind in (formats.ZIP, formats.TAR, formats.RFC822):
+        if depth + 1 > limits.max_depth:
+            budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
+            return
+        if kind == formats.RFC822:
+            inner = email.message_from_bytes(data, policy=email.policy.default)
+            yield from _walk_message(inner, _join(loc, "message"), depth + 1, budget)
+        elif kind == formats.ZIP:
+            yield from _walk_zip(data, loc, depth + 1, budget)
+        else:
+            yield from _walk_tar(data, loc, depth + 1, budget)
+        return
+    if not formats.is_extractable(kind):
+        if data:
+            budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, kind, _sha(data)))
+        return
+    if budget.take(loc):
+        yield RawDocument(
+            Source.ATTACHMENT, loc, depth, kind, filename=filename, data=data, charset=charset
+        )
+
+
+def _walk_zip(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    limits = budget.limits
+    try:
+        zf = formats.open_zip(data)
+    except UnreadableDocument as exc:
+        budget.fail(loc, exc.kind, formats.ZIP, data, str(exc))
+        return
+    with zf:
+        for index, info in enumerate(zf.infolist(), start=1):
+            if info.is_dir():
+                continue
+            mloc = _join(loc, f"member {index}")
+            room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+            try:
+                blob = formats.read_member(zf, info, max(room, 0))
+            except UnreadableDocument as exc:
+                budget.fail(mloc, exc.kind, "application/octet-stream", b"", str(exc))
+                if budget.documents > limits.max_documents:
+                    return
+                continue
+            budget.expanded += len(blob)
+            name = normalize_text(info.filename, 1000)
+            yield from _walk_file(blob, name, "application/octet-stream", mloc, depth, budget)
+            if budget.documents > limits.max_documents:
+                return
+
+
+def _walk_tar(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    limits = budget.limits
+    try:
+        tf = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        budget.fail(loc, CORRUPT, formats.TAR, data, f"bad tar: {exc}")
+        return
+    with tf:
+        index = 0
+        try:
+            for info in tf:
+                if not info.isfile():
+                    continue
+                index += 1
+                mloc = _join(loc, f"member {index}")
+                room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+                if info.size > room:
+                    budget.fail(mloc, TOO_LARGE, "application/octet-stream", b"", "member too big")
+                    continue
+                fh = tf.extractfile(info)
+                blob = fh.read(room + 1) if fh else b""
+                budget.expanded += len(blob)
+                name = normalize_text(info.name, 1000)
+                yield from _walk_file(blob, name, "application/octet-stream", mloc, depth, budget)
+                if budget.documents > limits.max_documents:
+                    return
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            budget.fail(loc, CORRUPT, formats.TAR, data, f"bad tar: {exc}")
+
+
+# ---------------------------------------------------------------- text of one document
+
+
+def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
+    limits = budget.limits
+    if raw.source == Source.FILENAME:
+        name = raw.filename or ""
+        sha = _sha(name.encode())
+        yield DocumentPart(
+            Source.FILENAME, name, raw.content_type, sha, name, raw.location, raw.depth
+        )
+        return
+    if raw.source == Source.SUBJECT:
+        text = raw.text or ""
+        yield DocumentPart(
+            Source.SUBJECT, None, "text/plain", _sha(text.encode()), text, raw.location, raw.depth
+        )
+        return
+    if raw.source == Source.BODY:
+        text = raw.text or ""
+        if raw.content_type == "text/html":
+            text = formats.html_text(text, limits.max_text_chars)
+        else:
+            text = normalize_text(text, limits.max_text_chars)
+        yield DocumentPart(
+            Source.BODY, None, raw.content_type, _sha(raw.data), text, raw.location, raw.depth
+        )
+        return
+    kind = raw.content_type
+    sha = _sha(raw.data)
+    try:
+        result = _file_text(raw.data, kind, raw.charset, limits)
+    except UnreadableDocument as exc:
+        budget.fail(raw.location, exc.kind, kind, raw.data, str(exc))
+        return
+    except MemoryError:
+        budget.fail(raw.location, TOO_LARGE, kind, raw.data, "out of memory")
+        return
+    yield DocumentPart(
+        Source.ATTACHMENT,
+        raw.filename,
+        kind,
+        sha,
+        result.text,
+        raw.location,
+        raw.depth,
+        truncated=result.truncated,
+    )
+    if result.properties:
+        source = Source.PDF_METADATA if kind == formats.PDF else Source.DOC_METADATA
+        text = "\n".join(value for _, value in result.properties)
+        yield DocumentPart(
+            source, raw.filename, kind, sha, text, raw.location, raw.depth, result.properties
+        )
+    for index, embedded in enumerate(result.embedded, start=1):
+        eloc = _join(raw.location, f"embedded {index}")
+        if raw.depth + 1 > limits.max_depth:
+            budget.fail(eloc, TOO_LARGE, kind, b"", "nesting too deep")
+            break
+        name = normalize_text(embedded.name, 1000)
+        for inner in _walk_file(
+            embedded.data, name, "application/octet-stream", eloc, raw.depth + 1, budget
+        ):
+            yield from _text_parts(inner, budget)
+
+
+def _file_text(
+    data: bytes, kind: str, charset: str | None, limits: ExtractionLimits
+) -> formats.FileText:
+    if kind == formats.PDF:
+        return formats.pdf_text(
+            data,
+            max_pages=limits.max_pdf_pages,
+            max_chars=limits.max_text_chars,
+            max_embedded_bytes=limits.max_file_bytes,
+        )
+    if kind in (formats.DOCX, formats.XLSX, formats.PPTX):
+        return formats.ooxml_text(
+            data, kind, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
+        )
+    if kind.startswith("application/vnd.oasis.opendocument"):
+        return formats.odf_text(
+            data, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
+        )
+    text = formats.decode_text(data, charset)
+    if kind == formats.HTML:
+        return formats.FileText(formats.html_text(text, limits.max_text_chars))
+    return formats.FileText(normalize_text(text, limits.max_text_chars))
+
+
+# ---------------------------------------------------------------- the worker entry point
+
+
+class _CpuDeadline(Exception):
+    pass
+
+
+def _on_cpu_deadline(signum: int, frame: FrameType | None) -> None:
+    raise _CpuDeadline()
+
+
+def extract_message_bytes(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
+    """Parse ``raw`` and extract every document's text. Runs in a worker (picklable I/O).
+
+    In the main thread of a worker process a CPU-time alarm (``limits.cpu_s``) interrupts
+    runaway Python-level work; the caller's wall-clock timeout covers the rest.
+    """
+    started = time.perf_counter()
+    budget = _Budget(limits)
+    parts: list[DocumentPart] = []
+    use_alarm = threading.current_thread() is threading.main_thread() and hasattr(
+        signal, "ITIMER_PROF"
+    )
+    previous = None
+    if use_alarm:
+        previous = signal.signal(signal.SIGPROF, _on_cpu_deadline)
+        signal.setitimer(signal.ITIMER_PROF, limits.cpu_s)
+    try:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        for doc in iter_documents(msg, limits, budget):
+            parts.extend(_text_parts(doc, budget))
+    except _CpuDeadline:
+        budget.fail("message", TIMEOUT, "message/rfc822", raw, f"over {limits.cpu_s} s of CPU")
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_PROF, 0)
+            signal.signal(signal.SIGPROF, previous)
+    return ExtractedText(
+        message_sha256=_sha(raw),
+        parts=tuple(parts),
+        failures=tuple(budget.failures),
+        skipped=tuple(budget.skipped),
+        elapsed_ms=(time.perf_counter() - started) * 1000,
+    )
+
+
+def iter_document_parts(msg: Message, limits: ExtractionLimits) -> Iterator[DocumentPart]:
+    """Synchronous, in-process: every DocumentPart of ``msg`` (failures are not reported).
+
+    For tools and tests. The service uses :class:`TextExtractor`, which runs the same code in
+    a worker under a timeout and reports failures.
+    """
+    budget = _Budget(limits)
+    for doc in iter_documents(msg, limits, budget):
+        yield from _text_parts(doc, budget)
+
+
+# ---------------------------------------------------------------- async facade with a cache
+
+
+class Recyclable(Protocol):
+    def recycle(self) -> None: ...
+
+
+class TextExtractor:
+    """Runs :func:`extract_message_bytes` in ``executor`` with a timeout; caches by sha256.
+
+    Concurrent calls for the same message share one extraction (the in-flight future is
+    cached), so the classification and metadata stages pay for it once. ``executor=None``
+    uses the event loop's default thread pool (tests, ``workers = 0``); then a stuck
+    document cannot be killed, only abandoned.
+    """
+
+    def __init__(
+        self,
+        executor: Executor | None,
+        limits: ExtractionLimits | None = None,
+        *,
+        cache_size: int = 64,
+    ) -> None:
+        self.executor = executor
+        self.limits = limits or ExtractionLimits()
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, asyncio.Future[ExtractedText]] = OrderedDict()
+
+    async def extract(self, msg: InboundMessage | EmailMessage | bytes) -> ExtractedText:
+        """Text of every document in ``msg``; raises :class:`ExtractionError`."""
+        if isinstance(msg, InboundMessage):
+            raw, key = msg.raw, msg.sha256
+        else:
+            raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+            key = _sha(raw)
+        cached = self._cache.get(key)
+        if cached is not None and not (cached.done() and cached.exception() is not None):
+            self._cache.move_to_end(key)
+            return await asyncio.shield(cached)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[ExtractedText] = loop.create_future()
+        self._cache[key] = future
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        try:
+            result = await self._run(raw)
+        except BaseException as exc:
+            self._cache.pop(key, None)
+            if not future.done():
+                future.set_exception(
+                    exc if isinstance(exc, ExtractionError) else ExtractionError(str(exc))
+                )
+                future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        future.set_result(result)
+        return result
+
+    async def _run(self, raw: bytes) -> ExtractedText:
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(self.executor, extract_message_bytes, raw, self.limits)
+        try:
+            return await asyncio.wait_for(work, self.limits.timeout_s)
+        except TimeoutError:
+            log.warning("text extraction timed out after %.1f s", self.limits.timeout_s)
+            recycle = getattr(self.executor, "recycle", None)
+            if callable(recycle):
+                recycle()
+            raise ExtractionError(
+                f"text extraction timed out after {self.limits.timeout_s} s"
+            ) from None
+        except BrokenExecutor as exc:
+            log.warning("text extraction worker died: %s", exc)
+            raise ExtractionError(f"text extraction worker died: {exc}") from exc
+        except MemoryError as exc:
+            raise ExtractionError("text extraction ran out of memory") from exc
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+def failure_kinds(text: ExtractedText) -> Sequence[str]:
+    return sorted({f.kind for f in text.failures})

@@ -1,0 +1,583 @@
+"""Text out of one file: PDF (pypdfium2, pypdf fallback), OOXML (DOCX/XLSX/PPTX), ODF, HTML.
+
+Pure functions over bytes, run inside a worker process by :mod:`mailsvc.documents.extract`.
+Every reader is bounded: page, member-size and text-length caps come from the caller, XML
+with a DTD is refused (no entity expansion), zip members are read in counted chunks.
+Failures raise :class:`UnreadableDocument` with a stable ``kind``.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import unicodedata
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from typing import Any
+
+#: Failure kinds, stable strings used by policies (``classification.yaml: unreadable``).
+CORRUPT = "corrupt"
+ENCRYPTED = "encrypted"
+TOO_LARGE = "too-large"
+TIMEOUT = "timeout"
+UNSUPPORTED = "unsupported"
+
+
+class UnreadableDocument(Exception):
+    """A document whose text could not be read; ``kind`` is one of the constants above."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class EmbeddedFile:
+    """A file carried inside another one (PDF attachment)."""
+
+    name: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FileText:
+    """What one file yielded: its text, document properties and embedded files."""
+
+    text: str
+    properties: tuple[tuple[str, str], ...] = ()
+    embedded: tuple[EmbeddedFile, ...] = ()
+    truncated: bool = False
+
+
+def normalize_text(text: str, max_chars: int | None = None) -> str:
+    """NFC, LF line ends, no NULs or other C0 controls except TAB/LF."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "".join(c for c in text if c >= " " or c in "\t\n")
+    text = text.replace("\ufeff", "").replace("\ufffe", "").replace("\u00ad", "")
+    text = unicodedata.normalize("NFC", text)
+    if max_chars is not None and len(text) > max_chars:
+        text = text[:max_chars]
+    return text
+
+
+# ---------------------------------------------------------------- format detection
+
+PDF = "application/pdf"
+DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+ODT = "application/vnd.oasis.opendocument.text"
+ZIP = "application/zip"
+TAR = "application/x-tar"
+RFC822 = "message/rfc822"
+HTML = "text/html"
+PLAIN = "text/plain"
+
+_EXTENSIONS = {
+    ".pdf": PDF,
+    ".docx": DOCX,
+    ".docm": DOCX,
+    ".dotx": DOCX,
+    ".xlsx": XLSX,
+    ".pptx": PPTX,
+    ".odt": ODT,
+    ".ods": "application/vnd.oasis.opendocument.spreadsheet",
+    ".odp": "application/vnd.oasis.opendocument.presentation",
+    ".zip": ZIP,
+    ".tar": TAR,
+    ".tgz": TAR,
+    ".tar.gz": TAR,
+    ".tar.bz2": TAR,
+    ".tar.xz": TAR,
+    ".eml": RFC822,
+    ".htm": HTML,
+    ".html": HTML,
+    ".txt": PLAIN,
+    ".csv": PLAIN,
+    ".xml": PLAIN,
+}
+
+
+def sniff(data: bytes, filename: str | None, declared: str) -> str:
+    """The real type of a file: magic bytes first, then the name, then the declared type."""
+    head = data[:1024]
+    if b"%PDF-" in head:
+        return PDF
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return _sniff_zip(data)
+    if len(data) > 262 and data[257:262] == b"ustar":
+        return TAR
+    if (
+        head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ"))
+        and filename
+        and ".tar" in filename.lower()
+    ):
+        return TAR
+    name = (filename or "").lower()
+    for ext in (".tar.gz", ".tar.bz2", ".tar.xz"):
+        if name.endswith(ext):
+            return _EXTENSIONS[ext]
+    dot = name.rfind(".")
+    if dot >= 0 and name[dot:] in _EXTENSIONS:
+        return _EXTENSIONS[name[dot:]]
+    return declared.lower()
+
+
+def _sniff_zip(data: bytes) -> str:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            names = set(zf.namelist())
+            if "word/document.xml" in names:
+                return DOCX
+            if "xl/workbook.xml" in names:
+                return XLSX
+            if "ppt/presentation.xml" in names:
+                return PPTX
+            if "mimetype" in names and "content.xml" in names:
+                info = zf.getinfo("mimetype")
+                if info.file_size < 200:
+                    kind = zf.read(info).decode("ascii", "replace").strip()
+                    if kind.startswith("application/vnd.oasis.opendocument"):
+                        return kind
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        return ZIP
+    return ZIP
+
+
+def is_extractable(kind: str) -> bool:
+    return (
+        kind in (PDF, DOCX, XLSX, PPTX, HTML)
+        or kind.startswith("application/vnd.oasis.opendocument")
+        or kind.startswith("text/")
+    )
+
+
+# ---------------------------------------------------------------- zip members
+
+
+def read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int) -> bytes:
+    """Read one zip member, refusing encrypted members and anything over ``max_bytes``.
+
+    The declared size is checked first and the real size is counted while reading, so a
+    lying header cannot inflate past the cap (zip bomb).
+    """
+    if info.flag_bits & 0x1:
+        raise UnreadableDocument(ENCRYPTED, f"encrypted archive member {info.filename!r}")
+    if info.file_size > max_bytes:
+        raise UnreadableDocument(TOO_LARGE, f"archive member of {info.file_size} bytes")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        with zf.open(info) as fh:
+            while True:
+                chunk = fh.read(65536)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if total > max_bytes:
+                    raise UnreadableDocument(TOO_LARGE, "archive member inflates past the cap")
+                chunks.append(chunk)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise UnreadableDocument(CORRUPT, f"bad archive member: {exc}") from exc
+    return b"".join(chunks)
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UnreadableDocument(CORRUPT, f"not a readable zip file: {exc}") from exc
+
+
+# ---------------------------------------------------------------- XML
+
+
+@dataclass(frozen=True)
+class _XmlGrammar:
+    paragraphs: frozenset[str]  # end of these elements ends a line
+    texts: frozenset[str]  # their .text is content
+    tabs: frozenset[str]
+    breaks: frozenset[str]
+    skips: frozenset[str]  # subtrees ignored entirely
+
+
+def _q(ns: str, *names: str) -> frozenset[str]:
+    return frozenset(f"{{{ns}}}{n}" for n in names)
+
+
+_W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+_A = "http://schemas.openxmlformats.org/drawingml/2006/main"
+_S = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
+_TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+
+_WORD = _XmlGrammar(
+    paragraphs=_q(_W, "p") | _q(_A, "p") | _q(_S, "si", "row"),
+    texts=_q(_W, "t") | _q(_A, "t") | _q(_S, "t"),
+    tabs=_q(_W, "tab"),
+    breaks=_q(_W, "br", "cr") | _q(_A, "br"),
+    skips=_q(_MC, "Fallback") | _q(_W, "delText", "instrText"),
+)
+_ODF = _XmlGrammar(
+    paragraphs=_q(_TEXT, "p", "h"),
+    texts=frozenset(),
+    tabs=_q(_TEXT, "tab"),
+    breaks=_q(_TEXT, "line-break"),
+    skips=_q(_TEXT, "tracked-changes", "note-citation"),
+)
+_ODF_SPACE = f"{{{_TEXT}}}s"
+
+
+def _check_xml(data: bytes) -> None:
+    if b"<!DOCTYPE" in data[:4096] or b"<!ENTITY" in data:
+        raise UnreadableDocument(CORRUPT, "XML with a DTD or entities is refused")
+
+
+def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
+    """Text of an OOXML part, one line per paragraph, streaming, capped."""
+    _check_xml(data)
+    out: list[str] = []
+    size = 0
+    skipping = 0
+    try:
+        for event, elem in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+            tag = elem.tag
+            if tag in grammar.skips:
+                skipping += 1 if event == "start" else -1
+                continue
+            if event == "start" or skipping:
+                continue
+            if tag in grammar.texts:
+                piece = elem.text or ""
+            elif tag in grammar.tabs:
+                piece = "\t"
+            elif tag in grammar.breaks or tag in grammar.paragraphs:
+                piece = "\n"
+            else:
+                piece = ""
+            if piece:
+                out.append(piece)
+                size += len(piece)
+                if size > max_chars:
+                    break
+            elem.clear()
+    except ET.ParseError as exc:
+        raise UnreadableDocument(CORRUPT, f"bad XML: {exc}") from exc
+    return "".join(out)
+
+
+def _odf_xml_text(data: bytes, max_chars: int) -> str:
+    """ODF paragraphs hold mixed content (text, spans, tails): one line per paragraph."""
+    _check_xml(data)
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError as exc:
+        raise UnreadableDocument(CORRUPT, f"bad XML: {exc}") from exc
+    lines: list[str] = []
+    size = 0
+    for elem in root.iter():
+        if elem.tag in _ODF.paragraphs:
+            line = _odf_inline(elem)
+            lines.append(line)
+            size += len(line) + 1
+            if size > max_chars:
+                break
+    return "\n".join(lines)
+
+
+def _odf_inline(elem: ET.Element) -> str:
+    parts: list[str] = [elem.text or ""]
+    for child in elem:
+        tag = child.tag
+        if tag in _ODF.skips:
+            pass
+        elif tag == _ODF_SPACE:
+            parts.append(" " * int(child.get(f"{{{_TEXT}}}c", "1") or 1))
+        elif tag in _ODF.tabs:
+            parts.append("\t")
+        elif tag in _ODF.breaks:
+            parts.append("\n")
+        elif tag in _ODF.paragraphs:
+            pass  # its own line comes from root.iter()
+        else:
+            parts.append(_odf_inline(child))
+        parts.append(child.tail or "")
+    return "".join(parts)
+
+
+_DC = "http://purl.org/dc/elements/1.1/"
+_CP = "http://schemas.openxmlformats.org/package/2006/metadata/core-properties"
+_META = "urn:oasis:names:tc:opendocument:xmlns:meta:1.0"
+_PROPERTY_TAGS = {
+    f"{{{_DC}}}title": "title",
+    f"{{{_DC}}}subject": "subject",
+    f"{{{_DC}}}description": "description",
+    f"{{{_CP}}}keywords": "keywords",
+    f"{{{_META}}}keyword": "keywords",
+    f"{{{_CP}}}category": "category",
+}
+
+
+def _properties_xml(data: bytes) -> tuple[tuple[str, str], ...]:
+    _check_xml(data)
+    try:
+        root = ET.fromstring(data)
+    except ET.ParseError:
+        return ()
+    out: list[tuple[str, str]] = []
+    for elem in root.iter():
+        key = _PROPERTY_TAGS.get(elem.tag)
+        if key and elem.text and elem.text.strip():
+            out.append((key, normalize_text(elem.text.strip(), 4000)))
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- OOXML / ODF
+
+
+def _ooxml_members(names: Iterable[str], kind: str) -> list[str]:
+    def num(n: str) -> tuple[int, str]:
+        digits = "".join(c for c in n if c.isdigit())
+        return (int(digits) if digits else 0, n)
+
+    names = list(names)
+    if kind == DOCX:
+        heads = sorted((n for n in names if n.startswith("word/header")), key=num)
+        feet = sorted((n for n in names if n.startswith("word/footer")), key=num)
+        notes = [n for n in ("word/footnotes.xml", "word/endnotes.xml") if n in names]
+        return [*heads, "word/document.xml", *feet, *notes]
+    if kind == XLSX:
+        return [n for n in names if n == "xl/sharedStrings.xml"] + sorted(
+            (n for n in names if n.startswith("xl/worksheets/sheet")), key=num
+        )
+    if kind == PPTX:
+        return sorted((n for n in names if n.startswith("ppt/slides/slide")), key=num)
+    return []
+
+
+def ooxml_text(data: bytes, kind: str, *, max_member_bytes: int, max_chars: int) -> FileText:
+    with open_zip(data) as zf:
+        names = zf.namelist()
+        texts: list[str] = []
+        size = 0
+        for name in _ooxml_members(names, kind):
+            if not name.endswith(".xml"):
+                continue
+            try:
+                info = zf.getinfo(name)
+            except KeyError:
+                continue
+            chunk = xml_text(read_member(zf, info, max_member_bytes), _WORD, max_chars - size)
+            texts.append(chunk)
+            size += len(chunk)
+            if size >= max_chars:
+                break
+        props: tuple[tuple[str, str], ...] = ()
+        if "docProps/core.xml" in names:
+            props = _properties_xml(read_member(zf, zf.getinfo("docProps/core.xml"), 1 << 20))
+    return FileText(
+        text=normalize_text("\n".join(texts), max_chars),
+        properties=props,
+        truncated=size >= max_chars,
+    )
+
+
+def odf_text(data: bytes, *, max_member_bytes: int, max_chars: int) -> FileText:
+    with open_zip(data) as zf:
+        names = set(zf.namelist())
+        if "content.xml" not in names:
+            raise UnreadableDocument(CORRUPT, "ODF package without content.xml")
+        texts: list[str] = []
+        # styles.xml holds the page headers and footers (where a stamp may sit)
+        for name in ("styles.xml", "content.xml"):
+            if name in names:
+                member = read_member(zf, zf.getinfo(name), max_member_bytes)
+                texts.append(_odf_xml_text(member, max_chars))
+        props: tuple[tuple[str, str], ...] = ()
+        if "meta.xml" in names:
+            props = _properties_xml(read_member(zf, zf.getinfo("meta.xml"), 1 << 20))
+    text = "\n".join(texts)
+    return FileText(
+        text=normalize_text(text, max_chars), properties=props, truncated=len(text) > max_chars
+    )
+
+
+# ---------------------------------------------------------------- PDF
+
+# PDFium is not thread-safe; this lock only matters when extraction runs in threads
+# (workers = 0). In a process pool each worker has its own PDFium.
+_PDFIUM_LOCK = threading.Lock()
+_PDF_KEYS = (("Title", "title"), ("Subject", "subject"), ("Keywords", "keywords"))
+
+
+def pdf_text(data: bytes, *, max_pages: int, max_chars: int, max_embedded_bytes: int) -> FileText:
+    """Text of a PDF with pypdfium2; pypdf if PDFium cannot open it."""
+    try:
+        with _PDFIUM_LOCK:
+            return _pdfium_text(data, max_pages, max_chars, max_embedded_bytes)
+    except ImportError:  # pragma: no cover - pypdfium2 is a hard dependency
+        return _pypdf_text(data, max_pages, max_chars)
+    except UnreadableDocument as exc:
+        if exc.kind != CORRUPT:
+            raise
+        try:
+            return _pypdf_text(data, max_pages, max_chars)
+        except UnreadableDocument:
+            raise exc from None
+
+
+def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int) -> FileText:
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    try:
+        pdf = pdfium.PdfDocument(data)
+    except pdfium.PdfiumError as exc:
+        if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
+            raise UnreadableDocument(ENCRYPTED, "password-protected PDF") from exc
+        raise UnreadableDocument(CORRUPT, f"PDFium cannot open the PDF: {exc}") from exc
+    try:
+        pages: list[str] = []
+        size = 0
+        count = len(pdf)
+        truncated = count > max_pages
+        for index in range(min(count, max_pages)):
+            page = pdf[index]
+            try:
+                textpage = page.get_textpage()
+                try:
+                    text = textpage.get_text_range()
+                finally:
+                    textpage.close()
+            finally:
+                page.close()
+            pages.append(text)
+            size += len(text)
+            if size > max_chars:
+                truncated = True
+                break
+        props: list[tuple[str, str]] = []
+        meta = pdf.get_metadata_dict(skip_empty=True)
+        for key, name in _PDF_KEYS:
+            value = meta.get(key)
+            if value:
+                props.append((name, normalize_text(str(value), 4000)))
+        embedded: list[EmbeddedFile] = []
+        for i in range(min(pdf.count_attachments(), 50)):
+            att = pdf.get_attachment(i)
+            blob = bytes(att.get_data())
+            if len(blob) <= max_embedded:
+                embedded.append(EmbeddedFile(name=att.get_name() or f"embedded-{i + 1}", data=blob))
+    except pdfium.PdfiumError as exc:
+        raise UnreadableDocument(CORRUPT, f"PDFium failed: {exc}") from exc
+    finally:
+        pdf.close()
+    return FileText(
+        text=normalize_text("\n\f".join(pages), max_chars),
+        properties=tuple(props),
+        embedded=tuple(embedded),
+        truncated=truncated,
+    )
+
+
+def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
+    import pypdf
+    from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            raise UnreadableDocument(ENCRYPTED, "encrypted PDF")
+        pages: list[str] = []
+        size = 0
+        for index, page in enumerate(reader.pages):
+            if index >= max_pages:
+                break
+            text = page.extract_text() or ""
+            pages.append(text)
+            size += len(text)
+            if size > max_chars:
+                break
+        props: list[tuple[str, str]] = []
+        meta: Any = reader.metadata or {}
+        for key, name in _PDF_KEYS:
+            value = meta.get("/" + key)
+            if value:
+                props.append((name, normalize_text(str(value), 4000)))
+    except FileNotDecryptedError as exc:
+        raise UnreadableDocument(ENCRYPTED, "encrypted PDF") from exc
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+        raise UnreadableDocument(CORRUPT, f"pypdf cannot read the PDF: {exc}") from exc
+    return FileText(text=normalize_text("\n\f".join(pages), max_chars), properties=tuple(props))
+
+
+# ---------------------------------------------------------------- HTML
+
+_BLOCK_TAGS = frozenset(
+    "p div br tr li ul ol h1 h2 h3 h4 h5 h6 table blockquote pre hr section article "
+    "header footer center title dt dd".split()
+)
+_SKIP_TAGS = frozenset(("script", "style", "head", "template"))
+
+
+class _HtmlToText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        elif tag in _BLOCK_TAGS:
+            self.out.append("\n")
+        elif tag == "td" or tag == "th":
+            self.out.append("\t")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _BLOCK_TAGS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP_TAGS:
+            self._skip = max(0, self._skip - 1)
+        elif tag in _BLOCK_TAGS:
+            self.out.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.out.append(data)
+
+
+def html_text(html: str, max_chars: int) -> str:
+    """Visible text of an HTML body; block elements end lines, whitespace runs collapse."""
+    parser = _HtmlToText()
+    parser.feed(html[: max_chars * 4])
+    parser.close()
+    lines = (" ".join(line.split()) for line in "".join(parser.out).split("\n"))
+    return normalize_text("\n".join(_squeeze(lines)), max_chars)
+
+
+def _squeeze(lines: Iterator[str]) -> Iterator[str]:
+    blank = False
+    for line in lines:
+        if line:
+            blank = False
+            yield line
+        elif not blank:
+            blank = True
+            yield ""
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    for encoding in (charset, "utf-8"):
+        if not encoding:
+            continue
+        try:
+            return data.decode(encoding)
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("cp1258", "replace")

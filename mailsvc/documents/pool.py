@@ -1,0 +1,101 @@
+"""WorkerPool: a process pool for CPU-bound document work that can kill a stuck worker.
+
+``concurrent.futures.ProcessPoolExecutor`` cannot cancel a running task: a hostile PDF that
+makes PDFium loop would keep a worker busy forever. ``WorkerPool`` wraps one and adds
+``recycle()``: kill every worker, fail the tasks in flight (their callers see
+``BrokenExecutor`` → an ``error`` finding → 451, the sender retries) and start afresh.
+Workers get ``RLIMIT_AS`` (address space) and start from a ``forkserver`` so that forking
+never copies the event loop's threads and locks.
+
+app.py builds one and passes it as the executor to the stages that do CPU-bound work.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def limit_worker(memory_bytes: int | None) -> None:
+    """Pool initializer: cap the worker's address space; ignore SIGINT (the parent handles it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if memory_bytes:
+        _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            memory_bytes = min(memory_bytes, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, hard))
+
+
+class WorkerPool(Executor):
+    """A ProcessPoolExecutor that can be recycled when a task overruns its time."""
+
+    def __init__(
+        self,
+        max_workers: int,
+        *,
+        memory_bytes: int | None = 1 << 30,
+        start_method: str = "forkserver",
+        preload: tuple[str, ...] = ("mailsvc.documents.extract",),
+    ) -> None:
+        self.max_workers = max_workers
+        self.memory_bytes = memory_bytes
+        self._context = multiprocessing.get_context(start_method)
+        if start_method == "forkserver":
+            # import the heavy modules once in the fork server, not in every worker
+            self._context.set_forkserver_preload(list(preload))
+        self._lock = threading.Lock()
+        self._pool = self._new_pool()
+        self.recycled = 0
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=self.max_workers,
+            mp_context=self._context,
+            initializer=limit_worker,
+            initargs=(self.memory_bytes,),
+        )
+
+    def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args, **kwargs)
+            except BrokenProcessPool:
+                log.warning("worker pool was broken; starting a new one")
+                self._replace()
+                return self._pool.submit(fn, *args, **kwargs)
+
+    def recycle(self) -> None:
+        """Kill all workers (tasks in flight fail with BrokenProcessPool) and start anew."""
+        with self._lock:
+            log.warning("recycling the worker pool (a task overran its time)")
+            self._replace()
+
+    def _replace(self) -> None:
+        old = self._pool
+        # ProcessPoolExecutor has no public kill before Python 3.14 (terminate_workers)
+        processes: dict[int, Any] = dict(getattr(old, "_processes", None) or {})
+        for pid in processes:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        old.shutdown(wait=False, cancel_futures=True)
+        self._pool = self._new_pool()
+        self.recycled += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
