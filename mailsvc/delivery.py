@@ -1,0 +1,300 @@
+"""Acceptance: the unit of work that turns a checked message into a promise.
+
+Order (architecture.md, "Nothing lost"):
+  1. the original bytes are written to the blob store and fsynced;
+  2. one transaction records a MessageRecord per recipient plus whatever the
+     recorders add (register entries, history) and commits;
+  3. each recipient's copy is handed to Dovecot over LMTP; the row becomes
+     ``delivered`` after Dovecot's 250;
+  4. only then does the SMTP client get its 250.
+A crash between 2 and 3 leaves rows in state ``stored``; ``repair`` delivers them
+at start-up. A message seen again (same Message-ID and content, same recipient)
+links to its first record: it is delivered at most once and takes no new
+register number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailsvc import headers as trace
+from mailsvc.db.base import utcnow
+from mailsvc.db.models import MessageRecord
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.smtp import replies
+from mailsvc.store.blobs import BlobStore
+from mailsvc.verdict import Action, Verdict
+
+log = logging.getLogger(__name__)
+
+JUNK = "Junk"
+
+
+class DeliveryError(Exception):
+    """LMTP delivery failed; ``temporary`` when Dovecot answered 4xx or was unreachable."""
+
+    def __init__(self, message: str, temporary: bool = True) -> None:
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class LocalDelivery(Protocol):
+    """Hands a message to the mailbox engine (Dovecot LMTP)."""
+
+    async def deliver(self, recipient: str, data: bytes, folder: str = "INBOX") -> None: ...
+
+
+class MailboxFlagger(Protocol):
+    async def add_flags(self, user: str, folder: str, queue_id: str, flags: Sequence[str]) -> None:
+        ...
+
+
+@dataclass
+class Annotations:
+    """What recorders add to the delivered copy: header fields and IMAP flags."""
+
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    flags: set[str] = field(default_factory=set)
+
+    def merge(self, other: Annotations) -> None:
+        self.headers.extend(other.headers)
+        self.flags |= other.flags
+
+
+class Recorder(Protocol):
+    """Writes what a message means into the acceptance transaction (never commits)."""
+
+    def on_accept(
+        self, session: Session, msg: InboundMessage, verdict: Verdict,
+        records: Sequence[MessageRecord],
+    ) -> Annotations: ...
+
+    def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None: ...
+
+
+class Follower(Protocol):
+    """Work done after the SMTP reply: notices, alerts (must not raise)."""
+
+    async def after_accept(
+        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
+    ) -> None: ...
+
+    async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None: ...
+
+
+def message_key(msg: InboundMessage) -> str:
+    """Same Message-ID and same content: the same message."""
+    return hashlib.sha256(f"{msg.message_id}\0{msg.sha256}".encode()).hexdigest()
+
+
+def _protocol(msg: InboundMessage) -> str:
+    base = "ESMTP"
+    if msg.tls:
+        base += "S"
+    if msg.authenticated_as:
+        base += "A"
+    return base
+
+
+class Acceptance:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        local: LocalDelivery,
+        *,
+        hostname: str,
+        recorders: Sequence[Recorder] = (),
+        followers: Sequence[Follower] = (),
+        flagger: MailboxFlagger | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.blobs = blobs
+        self.local = local
+        self.hostname = hostname
+        self.recorders = list(recorders)
+        self.followers = list(followers)
+        self.flagger = flagger
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- accepted mail -----------------------------------------------------------------
+    async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
+        await asyncio.to_thread(self.blobs.put, msg.raw, msg.sha256)
+        records, fresh = await asyncio.to_thread(self._commit, msg, verdict)
+        for record in records:
+            if record.state == "delivered":
+                continue
+            try:
+                await self._deliver(record)
+            except DeliveryError as exc:
+                log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
+                # The rows stay 'stored': a retry of this message, or repair, delivers them.
+                return replies.DELIVERY_TEMPFAIL
+        if fresh:
+            self._spawn(self._after_accept(msg, verdict, records))
+            return replies.OK_QUEUED.format(queue_id=msg.queue_id)
+        return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
+
+    def _commit(
+        self, msg: InboundMessage, verdict: Verdict
+    ) -> tuple[list[MessageRecord], bool]:
+        key = message_key(msg)
+        with self.sessions.begin() as session:
+            existing = session.scalars(
+                select(MessageRecord).where(MessageRecord.message_key == key)
+            ).all()
+            known = {r.recipient: r for r in existing}
+            if known and all(r in known for r in msg.rcpt_tos):
+                return [known[r] for r in msg.rcpt_tos], False
+            folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
+            new = [
+                MessageRecord(
+                    queue_id=msg.queue_id,
+                    message_key=key,
+                    message_id=msg.message_id[:998],
+                    sha256=msg.sha256,
+                    size=len(msg.raw),
+                    mail_from=msg.mail_from,
+                    recipient=rcpt,
+                    direction=msg.direction.value,
+                    client_ip=msg.client_ip,
+                    authenticated_as=msg.authenticated_as,
+                    received_at=msg.received_at,
+                    action=verdict.action.value,
+                    folder=folder,
+                    verdict=verdict.summary(),
+                    state="stored",
+                )
+                for rcpt in msg.rcpt_tos
+                if rcpt not in known
+            ]
+            session.add_all(new)
+            session.flush()
+            notes = Annotations()
+            if verdict.action is Action.DELIVER:
+                for recorder in self.recorders:
+                    notes.merge(recorder.on_accept(session, msg, verdict, new))
+            for record in new:
+                record.headers = self._header_block(msg, verdict, record, notes)
+                record.flags = " ".join(sorted(notes.flags))
+            records = [known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos]
+        return records, True
+
+    def _header_block(
+        self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations
+    ) -> str:
+        results = [f.auth_result for f in verdict.findings if f.auth_result]
+        checks = "; ".join(
+            f"{f.stage}={f.status.value} ({f.reason})" for f in verdict.findings
+        ) or "none"
+        fields: list[tuple[str, str]] = [
+            trace.received(
+                helo=msg.client_helo,
+                client_ip=msg.client_ip,
+                hostname=self.hostname,
+                protocol=_protocol(msg),
+                queue_id=msg.queue_id,
+                recipient=record.recipient,
+                when=msg.received_at,
+            ),
+            trace.authentication_results(self.hostname, results),
+            ("X-Mailsvc-Queue-Id", msg.queue_id),
+            ("X-Mailsvc-Verdict", f"{verdict.action.value}; policy={verdict.policy_version}"),
+            ("X-Mailsvc-Checks", checks),
+            *notes.headers,
+        ]
+        return trace.prepend(b"", fields).decode("ascii")
+
+    async def _deliver(self, record: MessageRecord) -> None:
+        raw = await asyncio.to_thread(self.blobs.get, record.sha256)
+        data = record.headers.encode("ascii") + trace.remove_forged_auth_results(
+            raw, self.hostname
+        )
+        await self.local.deliver(record.recipient, data, record.folder)
+        await asyncio.to_thread(self._mark_delivered, record.id)
+        record.state = "delivered"
+        if self.flagger is not None and record.flags:
+            try:
+                await self.flagger.add_flags(
+                    record.recipient, record.folder, record.queue_id, record.flags.split()
+                )
+            except Exception:  # boundary: a flag is a convenience, the mail is delivered
+                log.exception("%s: could not flag the delivered copy", record.queue_id)
+
+    def _mark_delivered(self, record_id: int) -> None:
+        with self.sessions.begin() as session:
+            row = session.get(MessageRecord, record_id)
+            if row is not None:
+                row.state = "delivered"
+                row.delivered_at = utcnow()
+
+    async def repair(self) -> int:
+        """Deliver every stored-but-undelivered copy (after a crash). Returns how many."""
+        pending = await asyncio.to_thread(self._pending)
+        done = 0
+        for record in pending:
+            try:
+                await self._deliver(record)
+                done += 1
+            except DeliveryError as exc:
+                log.error("repair: %s to %s still failing: %s", record.queue_id,
+                          record.recipient, exc)
+        if pending:
+            log.warning("repair: delivered %d of %d pending messages", done, len(pending))
+        return done
+
+    def _pending(self) -> list[MessageRecord]:
+        with self.sessions() as session:
+            return list(
+                session.scalars(select(MessageRecord).where(MessageRecord.state == "stored")).all()
+            )
+
+    # -- refused mail --------------------------------------------------------------------
+    async def refuse(self, msg: InboundMessage, verdict: Verdict) -> None:
+        if verdict.action is Action.REJECT and self.recorders:
+            await asyncio.to_thread(self._record_refusal, msg, verdict)
+        if verdict.action is Action.REJECT:
+            self._spawn(self._after_refuse(msg, verdict))
+
+    def _record_refusal(self, msg: InboundMessage, verdict: Verdict) -> None:
+        with self.sessions.begin() as session:
+            for recorder in self.recorders:
+                recorder.on_refuse(session, msg, verdict)
+
+    # -- after the reply ------------------------------------------------------------------
+    async def _after_accept(
+        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
+    ) -> None:
+        for follower in self.followers:
+            try:
+                await follower.after_accept(msg, verdict, records)
+            except Exception:  # boundary
+                log.exception("%s: follow-up %s failed", msg.queue_id, type(follower).__name__)
+
+    async def _after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None:
+        for follower in self.followers:
+            try:
+                await follower.after_refuse(msg, verdict)
+            except Exception:  # boundary
+                log.exception("%s: follow-up %s failed", msg.queue_id, type(follower).__name__)
+
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for follow-up work (notices) before shutdown."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+__all__ = ["Acceptance", "Annotations", "DeliveryError", "Direction"]

@@ -1,0 +1,89 @@
+"""Trace headers added on delivery (Received:, Authentication-Results:, X-Mailsvc-*),
+working on raw bytes so the message body is never re-encoded."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime
+
+_FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """Split raw message bytes into (header section incl. final line end, rest)."""
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        idx = raw.find(sep)
+        if idx != -1:
+            cut = idx + len(sep) // 2
+            return raw[:cut], raw[cut:]
+    return raw, b""
+
+
+def _fields(section: bytes) -> list[bytes]:
+    """Header fields with their continuation lines, as raw bytes."""
+    fields: list[bytes] = []
+    for line in section.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def remove_forged_auth_results(raw: bytes, authserv_id: str) -> bytes:
+    """Drop Authentication-Results: fields that claim to come from us (RFC 8601 §5)."""
+    section, rest = split_header(raw)
+    kept: list[bytes] = []
+    ours = authserv_id.lower().encode()
+    for field in _fields(section):
+        match = _FIELD_NAME.match(field)
+        if match and match.group(1).lower() == b"authentication-results":
+            value = field[match.end() :].strip()
+            claimed = re.split(rb"[;\s]", value, maxsplit=1)[0].lower()
+            if claimed == ours:
+                continue
+        kept.append(field)
+    return b"".join(kept) + rest
+
+
+def _fold(name: str, value: str) -> bytes:
+    """Encode one header field, folding long lines; non-ASCII values are RFC 2047 encoded."""
+    try:
+        value.encode("ascii")
+        text = f"{name}: {value}"
+        # Fold at "; " boundaries to keep lines under 998 octets (and readable).
+        text = text.replace(";\n\t", "; ").replace("; ", ";\r\n\t") if len(text) > 78 else text
+    except UnicodeEncodeError:
+        text = f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep="\r\n")
+    return text.encode("ascii") + b"\r\n"
+
+
+def received(
+    *,
+    helo: str,
+    client_ip: str,
+    hostname: str,
+    protocol: str,
+    queue_id: str,
+    recipient: str,
+    when: datetime,
+) -> tuple[str, str]:
+    value = (
+        f"from {helo or 'unknown'} ([{client_ip}]) by {hostname} (mailsvc) with {protocol} "
+        f"id {queue_id} for <{recipient}>; {format_datetime(when)}"
+    )
+    return ("Received", value)
+
+
+def authentication_results(authserv_id: str, results: Sequence[str]) -> tuple[str, str]:
+    if not results:
+        return ("Authentication-Results", f"{authserv_id}; none")
+    return ("Authentication-Results", f"{authserv_id}; " + "; ".join(results))
+
+
+def prepend(raw: bytes, fields: Iterable[tuple[str, str]]) -> bytes:
+    """Prepend header fields (given top first) to the raw message."""
+    return b"".join(_fold(name, value) for name, value in fields) + raw

@@ -1,0 +1,239 @@
+"""The SMTP dialogue's decisions: who may send, to whom, and what the DATA reply is.
+
+The handler asks; the pipeline runner decides; ``Acceptance`` commits and delivers.
+Every hook is a boundary: an unexpected error becomes a 451 and a logged traceback,
+never a dropped message or a crashed server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import secrets
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+
+from mailsvc.db.base import utcnow
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.pipeline.runner import PipelineRunner
+from mailsvc.smtp import replies
+from mailsvc.smtp.lookups import MailboxLookup, RecipientStatus
+from mailsvc.verdict import Action, Verdict
+
+log = logging.getLogger(__name__)
+
+queue_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("queue_id", default="-")
+
+
+def new_queue_id() -> str:
+    return secrets.token_hex(6).upper()
+
+
+class AcceptanceService(Protocol):
+    """Commits accepted mail and delivers it (mailsvc.delivery.Acceptance)."""
+
+    async def accept(self, msg: InboundMessage, verdict: Verdict) -> str: ...
+
+    async def refuse(self, msg: InboundMessage, verdict: Verdict) -> None: ...
+
+
+@dataclass(frozen=True)
+class ListenerMode:
+    name: str  # "smtp" | "submission" | "submissions"
+    direction: Direction
+    auth_required: bool
+
+
+INBOUND = ListenerMode("smtp", Direction.INBOUND, auth_required=False)
+SUBMISSION = ListenerMode("submission", Direction.SUBMISSION, auth_required=True)
+SUBMISSIONS = ListenerMode("submissions", Direction.SUBMISSION, auth_required=True)
+
+
+class RateLimiter:
+    """Per-IP concurrent connections and messages per minute (per node, in memory)."""
+
+    def __init__(self, max_connections: int, max_messages_per_minute: int) -> None:
+        self.max_connections = max_connections
+        self.max_messages = max_messages_per_minute
+        self._connections: dict[str, int] = defaultdict(int)
+        self._messages: dict[str, deque[float]] = defaultdict(deque)
+
+    def open(self, ip: str) -> bool:
+        if self._connections[ip] >= self.max_connections:
+            return False
+        self._connections[ip] += 1
+        return True
+
+    def close(self, ip: str) -> None:
+        self._connections[ip] -= 1
+        if self._connections[ip] <= 0:
+            del self._connections[ip]
+
+    def allow_message(self, ip: str) -> bool:
+        now = time.monotonic()
+        window = self._messages[ip]
+        while window and window[0] < now - 60:
+            window.popleft()
+        if len(window) >= self.max_messages:
+            return False
+        window.append(now)
+        return True
+
+
+class SmtpHandler:
+    """aiosmtpd handler hooks for one listener mode."""
+
+    def __init__(
+        self,
+        mode: ListenerMode,
+        lookup: MailboxLookup,
+        runner: PipelineRunner,
+        acceptance: AcceptanceService,
+        *,
+        max_recipients: int,
+        rate: RateLimiter,
+        inflight: InflightTracker,
+    ) -> None:
+        self.mode = mode
+        self.lookup = lookup
+        self.runner = runner
+        self.acceptance = acceptance
+        self.max_recipients = max_recipients
+        self.rate = rate
+        self.inflight = inflight
+
+    async def handle_MAIL(
+        self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
+        mail_options: list[str],
+    ) -> str:
+        ip = _peer_ip(session)
+        if self.mode.auth_required and not session.authenticated:
+            return replies.AUTH_REQUIRED
+        if not self.rate.allow_message(ip):
+            log.warning("rate limit: %s exceeded %d messages/minute", ip, self.rate.max_messages)
+            return replies.RATE_LIMITED
+        if session.authenticated:
+            user = _login(session)
+            if address and not await self.lookup.may_send_as(user, address):
+                return replies.SENDER_NOT_OWNED.format(address=address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        if "@" not in address:
+            return replies.BAD_ADDRESS
+        status = await self.lookup.recipient_status(address)
+        if status is RecipientStatus.REMOTE:
+            if not session.authenticated:
+                return replies.RELAY_DENIED.format(address=address)
+            return replies.RELAY_NOT_CONFIGURED.format(address=address)
+        if status is RecipientStatus.UNKNOWN:
+            return replies.UNKNOWN_USER.format(address=address)
+        if status is RecipientStatus.DISABLED:
+            return replies.MAILBOX_DISABLED.format(address=address)
+        envelope.rcpt_tos.append(address.lower())
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        queue_id = new_queue_id()
+        token = queue_id_var.set(queue_id)
+        self.inflight.enter()
+        try:
+            return await self._data(queue_id, session, envelope)
+        except Exception:  # boundary: never crash the server, never accept unchecked
+            log.exception("DATA failed for %s", queue_id)
+            return replies.INTERNAL_ERROR
+        finally:
+            self.inflight.leave()
+            queue_id_var.reset(token)
+
+    async def _data(self, queue_id: str, session: SmtpSession, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        user = _login(session) if session.authenticated else None
+        msg = InboundMessage(
+            queue_id=queue_id,
+            mail_from=(envelope.mail_from or "").lower() if envelope.mail_from != "<>" else "",
+            rcpt_tos=tuple(envelope.rcpt_tos),
+            raw=raw,
+            received_at=utcnow(),
+            client_ip=_peer_ip(session),
+            client_helo=session.host_name or "",
+            authenticated_as=user,
+            direction=self.mode.direction,
+            tls=session.ssl is not None,
+        )
+        if user is not None:
+            problem = _header_problem(msg)
+            if problem:
+                return replies.MALFORMED.format(what=problem)
+            if not await self.lookup.may_send_as(user, msg.from_address):
+                return replies.FROM_NOT_OWNED
+        verdict = await self.runner.run(msg)
+        if verdict.action in (Action.REJECT, Action.TEMPFAIL):
+            await self.acceptance.refuse(msg, verdict)
+            reply = replies.for_verdict(verdict)
+            log.info("%s refused: %s", queue_id, reply)
+            return reply
+        return await self.acceptance.accept(msg, verdict)
+
+
+class InflightTracker:
+    """Counts messages between end of DATA and the reply, so shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self._count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self._count -= 1
+        if self._count == 0:
+            self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+
+def _peer_ip(session: SmtpSession) -> str:
+    peer: Any = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return str(peer or "")
+
+
+def _login(session: SmtpSession) -> str:
+    data = session.login_data
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace").lower()
+    return str(data or "").lower()
+
+
+def _header_problem(msg: InboundMessage) -> str:
+    """Submitted mail must carry one parsable From: (we compare it with the login)."""
+    froms = msg.parsed.get_all("From") or []
+    if len(froms) != 1:
+        return "exactly one From: header is required"
+    if not msg.from_address:
+        return "From: header has no valid address"
+    return ""

@@ -1,0 +1,81 @@
+"""Every SMTP reply mailsvc gives, in one place. Peers get a standard code and a
+generic but precise text; details go to the log under the queue id."""
+
+from __future__ import annotations
+
+from mailsvc.verdict import Action, Verdict
+
+OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
+OK_DUPLICATE = "250 2.0.0 OK already received as {queue_id}"
+
+# RCPT / MAIL
+UNKNOWN_USER = "550 5.1.1 <{address}>: recipient address rejected: user unknown"
+MAILBOX_DISABLED = "550 5.2.1 <{address}>: mailbox disabled"
+RELAY_DENIED = "554 5.7.1 <{address}>: relay access denied"
+RELAY_NOT_CONFIGURED = "550 5.7.1 <{address}>: no outbound relay is configured on this server"
+SENDER_NOT_OWNED = "553 5.7.1 <{address}>: sender address not owned by authenticated user"
+FROM_NOT_OWNED = "553 5.7.1 From: header address not owned by authenticated user"
+TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
+AUTH_REQUIRED = "530 5.7.0 Authentication required"
+BAD_ADDRESS = "501 5.1.3 Bad address syntax"
+
+# Connection / rate
+TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try later"
+RATE_LIMITED = "451 4.7.1 Message rate limit exceeded, try later"
+AUTH_LOCKED = "454 4.7.0 Too many failed logins, try again after {until}"
+AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
+AUTH_MUST_CHANGE = (
+    "535 5.7.8 One-time password: set a new password at {url} before using mail"
+)
+AUTH_DISABLED = "535 5.7.8 Account disabled, contact the administrator"
+
+# DATA
+TEMPFAIL = "451 4.7.0 Temporary failure in message checks, try again later"
+DELIVERY_TEMPFAIL = "451 4.3.0 Temporary failure storing the message, try again later"
+INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
+MALFORMED = "554 5.6.0 Message is malformed: {what}"
+
+# Refusals by reason code (Finding.reason). Unlisted reasons use the stage's default.
+_REFUSALS: dict[str, str] = {
+    "virus-found": "554 5.7.1 Message refused: virus detected ({detail})",
+    "classified-content": (
+        "554 5.7.1 Message refused: classified content (Mật/Tối mật/Tuyệt mật) "
+        "must not be sent over this system"
+    ),
+    "spam-score": "554 5.7.1 Message refused as spam",
+    "gtube": "554 5.7.1 Message refused as spam",
+    "mime-depth-exceeded": "554 5.6.0 Message refused: MIME nesting too deep",
+    "mime-parts-exceeded": "554 5.6.0 Message refused: too many MIME parts",
+    "header-too-large": "554 5.6.0 Message refused: header section too large",
+    "decoded-size-exceeded": "552 5.3.4 Message refused: decoded part too large",
+    "archive-bomb": "554 5.7.1 Message refused: archive expands too much (possible zip bomb)",
+    "archive-nesting-exceeded": "554 5.7.1 Message refused: archives nested too deeply",
+    "signature-invalid": "554 5.7.1 Message refused: document signature is not valid",
+    "signer-mismatch": (
+        "554 5.7.1 Message refused: signing organisation does not match the sender's agency"
+    ),
+    "unsigned": "554 5.7.1 Message refused: official documents must be digitally signed",
+    "dmarc-fail": "550 5.7.1 Message refused: DMARC policy of the sender's domain",
+}
+_STAGE_DEFAULT: dict[str, str] = {
+    "antivirus": "554 5.7.1 Message refused: virus detected",
+    "limits": "554 5.6.0 Message refused: structure exceeds limits",
+    "classification": _REFUSALS["classified-content"],
+    "signatures": _REFUSALS["signature-invalid"],
+    "spam": _REFUSALS["spam-score"],
+}
+_GENERIC_REFUSAL = "554 5.7.1 Message refused by policy ({reason})"
+
+
+def for_verdict(verdict: Verdict) -> str:
+    """The DATA reply for a refusing or deferring verdict."""
+    if verdict.action is Action.TEMPFAIL:
+        return TEMPFAIL
+    finding = verdict.deciding
+    if finding is None:
+        return _GENERIC_REFUSAL.format(reason="unspecified")
+    template = _REFUSALS.get(finding.reason) or _STAGE_DEFAULT.get(finding.stage)
+    if template is None:
+        return _GENERIC_REFUSAL.format(reason=finding.reason)
+    signature = str(finding.evidence.get("signature", "")) or "unknown"
+    return template.format(detail=signature)
