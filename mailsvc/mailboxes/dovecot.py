@@ -1,0 +1,503 @@
+"""Dovecot as a supervised child: generated configuration, start, stop, addresses.
+
+Everything Dovecot needs lives under ``HOME/dovecot/``; nothing is read from
+``/etc/dovecot``. Layout::
+
+    HOME/dovecot/dovecot.conf        generated on every start (0600)
+    HOME/dovecot/dovecot-sql.conf.ext  passdb/userdb on our database (0600)
+    HOME/dovecot/master-users        master passdb (passwd-file, 0600)
+    HOME/dovecot/master-secret       the master user's password (0600)
+    HOME/dovecot/run/                base_dir; run/lmtp is the LMTP socket (0600)
+    HOME/dovecot/state/              state_dir
+    HOME/dovecot/dovecot.log         Dovecot's log (warnings, errors, logins)
+    HOME/dovecot/events.log          login and SELECT/EXAMINE events (see events.py)
+
+When mailsvc runs as root, mail processes run as the dedicated system user
+``vmail`` (created with ``useradd --system`` when missing) which owns the
+Maildir root; Dovecot's own ``dovecot``/``dovenull`` users (from the Debian
+package) run the auth and login processes. When mailsvc runs unprivileged,
+every Dovecot process runs as that user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import grp
+import hashlib
+import ipaddress
+import logging
+import os
+import pwd
+import secrets
+import shutil
+import socket
+import stat
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailsvc.config import Settings
+from mailsvc.errors import ConfigError, DependencyError
+from mailsvc.mailboxes.passdb import ITERATE_QUERY, USER_QUERY, password_query, sql_source
+from mailsvc.supervisor import SupervisedProcess
+
+log = logging.getLogger(__name__)
+
+MASTER_USER = "mailsvc"
+MASTER_SEPARATOR = "*"
+DEFAULT_MAIL_USER = "vmail"
+SPECIAL_FOLDERS = (("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Junk", "\\Junk"),
+                   ("Trash", "\\Trash"))
+RECIPIENT_DELIMITER = "+"
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    return host, int(port)
+
+
+def resolve_port(host: str, port: int) -> int:
+    """Port 0 means "any free port": ask the kernel for one on that address."""
+    if port:
+        return port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def connect_host(host: str) -> str:
+    """The address a local client uses to reach a listener bound to ``host``."""
+    if host in ("", "0.0.0.0", "*"):
+        return "127.0.0.1"
+    if host in ("::", "[::]"):
+        return "::1"
+    return host
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """System users Dovecot runs as."""
+
+    mail_user: str
+    mail_uid: int
+    mail_gid: int
+    internal_user: str
+    login_user: str
+    privileged: bool
+
+
+def ensure_mail_user(name: str = DEFAULT_MAIL_USER) -> tuple[int, int]:
+    """Return (uid, gid) of the mail user, creating it as a system user when missing (root only)."""
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        if os.geteuid() != 0:
+            raise DependencyError(
+                f"system user {name!r} does not exist and only root can create it"
+            ) from None
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        proc = subprocess.run(
+            [useradd, "--system", "--user-group", "--no-create-home",
+             "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+             "--comment", "mailsvc mail storage", name],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0 and "already exists" not in proc.stderr:
+            raise DependencyError(f"cannot create system user {name!r}: {proc.stderr.strip()}")
+        log.warning("created system user %s for Maildir storage", name)
+        entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _accounts(mail_user: str) -> Accounts:
+    if os.geteuid() == 0:
+        uid, gid = ensure_mail_user(mail_user)
+        for needed in ("dovecot", "dovenull"):
+            try:
+                pwd.getpwnam(needed)
+            except KeyError:
+                raise DependencyError(
+                    f"system user {needed!r} missing: install Debian's dovecot-core"
+                ) from None
+        return Accounts(mail_user, uid, gid, "dovecot", "dovenull", True)
+    me = pwd.getpwuid(os.geteuid())
+    return Accounts(me.pw_name, me.pw_uid, me.pw_gid, me.pw_name, me.pw_name, False)
+
+
+class DovecotService:
+    """Generates the configuration, runs Dovecot under SupervisedProcess, exposes addresses.
+
+    ``auth_failure_delay`` (seconds) and ``auth_penalty`` (anvil's 4/8/15 s back-off per
+    IP after failed logins) keep Dovecot's defaults unless overridden; tests turn both off.
+    In ``system`` mode nothing is started: the addresses come from the settings and
+    LMTP goes to ``dovecot.lmtp_socket``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        password_page_url: str | None = None,
+        mail_user: str = DEFAULT_MAIL_USER,
+        auth_failure_delay: float | None = None,
+        auth_penalty: bool = True,
+        restart_min_backoff: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.mode = settings.dovecot.mode
+        self.dir = settings.home / "dovecot"
+        self.config_path = self.dir / "dovecot.conf"
+        self.sql_path = self.dir / "dovecot-sql.conf.ext"
+        self.master_users_path = self.dir / "master-users"
+        self.master_secret_path = self.dir / "master-secret"
+        self.base_dir = self.dir / "run"
+        self.state_dir = self.dir / "state"
+        self.log_path = self.dir / "dovecot.log"
+        self.events_path = self.dir / "events.log"
+        self.maildir_root = settings.path(settings.paths.maildir_root)
+        self.password_page_url = password_page_url or _default_password_page(settings)
+        self.mail_user = mail_user
+        self.auth_failure_delay = auth_failure_delay
+        self.auth_penalty = auth_penalty
+        self._restart_min_backoff = restart_min_backoff
+        self.instance_name = "mailsvc-" + hashlib.sha256(
+            str(settings.home).encode()
+        ).hexdigest()[:10]
+        imap_host, imap_port = parse_hostport(settings.listen.imap)
+        imaps_host, imaps_port = parse_hostport(settings.listen.imaps)
+        self._listen_imap = (imap_host, imap_port)
+        self._listen_imaps = (imaps_host, imaps_port)
+        self.imap_address: tuple[str, int] = (connect_host(imap_host), imap_port)
+        self.imaps_address: tuple[str, int] = (connect_host(imaps_host), imaps_port)
+        if self.mode == "system":
+            if not settings.dovecot.lmtp_socket:
+                raise ConfigError("dovecot.lmtp_socket: required when dovecot.mode is 'system'")
+            self.lmtp_path = Path(settings.dovecot.lmtp_socket)
+        else:
+            self.lmtp_path = self.base_dir / "lmtp"
+        self.supervisor: SupervisedProcess | None = None
+
+    # ----------------------------------------------------------------- secrets
+    @property
+    def master_login_user(self) -> str:
+        return MASTER_USER
+
+    def master_secret(self) -> str:
+        """The master user's password (generated on first start, kept in HOME/dovecot/)."""
+        return self.master_secret_path.read_text(encoding="ascii").strip()
+
+    def master_login(self, address: str) -> str:
+        """The login name that opens ``address``'s mailbox as the service."""
+        return f"{address}{MASTER_SEPARATOR}{MASTER_USER}"
+
+    # ------------------------------------------------------------------ start
+    async def start(self) -> None:
+        if self.mode == "system":
+            log.info("dovecot: system mode, LMTP at %s", self.lmtp_path)
+            return
+        binary = self.settings.dovecot.binary
+        if not Path(binary).exists():
+            raise DependencyError(f"dovecot.binary: {binary} not found (install dovecot-imapd)")
+        await asyncio.to_thread(self.write_config)
+        self.supervisor = SupervisedProcess(
+            "dovecot",
+            [binary, "-F", "-c", str(self.config_path)],
+            self._ready,
+            min_backoff=self._restart_min_backoff,
+            log_path=str(self.dir / "dovecot.stdout"),
+        )
+        try:
+            await self.supervisor.start()
+        except DependencyError as exc:
+            raise DependencyError(f"{exc}; Dovecot log: {self._log_tail()}") from exc
+        log.info(
+            "dovecot ready: imap %s:%d, imaps %s:%d, lmtp %s",
+            *self.imap_address, *self.imaps_address, self.lmtp_path,
+        )
+
+    async def stop(self) -> None:
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+
+    async def _ready(self) -> bool:
+        """Ready when the LMTP socket greets and the IMAP port greets."""
+        reader, writer = await asyncio.open_unix_connection(str(self.lmtp_path))
+        try:
+            line = await asyncio.wait_for(reader.readline(), 2)
+        finally:
+            writer.close()
+        if not line.startswith(b"220"):
+            return False
+        reader, writer = await asyncio.open_connection(*self.imap_address)
+        try:
+            line = await asyncio.wait_for(reader.readline(), 2)
+        finally:
+            writer.close()
+        return line.startswith(b"* OK")
+
+    def _log_tail(self, lines: int = 5) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
+    # ----------------------------------------------------------------- config
+    def write_config(self) -> None:
+        """Create directories, secrets and files; resolve port 0; write dovecot.conf."""
+        accounts = _accounts(self.mail_user)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.state_dir.mkdir(exist_ok=True)
+        self.base_dir.mkdir(exist_ok=True)
+        self._prepare_maildir_root(accounts)
+        cert = self.settings.path(self.settings.tls.cert)
+        key = self.settings.path(self.settings.tls.key)
+        for p, name in ((cert, "tls.cert"), (key, "tls.key")):
+            if not p.is_file():
+                raise ConfigError(f"{name}: {p} does not exist")
+        imap_port = resolve_port(*self._listen_imap)
+        imaps_port = resolve_port(*self._listen_imaps)
+        self.imap_address = (self.imap_address[0], imap_port)
+        self.imaps_address = (self.imaps_address[0], imaps_port)
+        self._write_master_passdb(accounts)
+        source = sql_source(self.settings.database_url)
+        _write_private(
+            self.sql_path,
+            "\n".join([
+                "# Generated by mailsvc; rewritten on every start.",
+                f"driver = {source.driver}",
+                f"connect = {source.connect}",
+                f"password_query = {password_query(self.password_page_url)}",
+                f"user_query = {USER_QUERY}",
+                f"iterate_query = {ITERATE_QUERY}",
+                "",
+            ]),
+        )
+        text = render_config(
+            self,
+            accounts,
+            imap=(self._listen_imap[0], imap_port),
+            imaps=(self._listen_imaps[0], imaps_port),
+            cert=cert,
+            key=key,
+        )
+        _write_private(self.config_path, text)
+
+    def _prepare_maildir_root(self, accounts: Accounts) -> None:
+        root = self.maildir_root
+        root.mkdir(parents=True, exist_ok=True)
+        if accounts.privileged:
+            os.chown(root, accounts.mail_uid, accounts.mail_gid)
+            os.chmod(root, 0o750)
+            # The mail user must be able to walk down to the root.
+            for parent in root.parents:
+                st = parent.stat()
+                if st.st_mode & stat.S_IXOTH or st.st_uid == accounts.mail_uid:
+                    continue
+                if parent == self.settings.home or self.settings.home in parent.parents:
+                    os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+                    log.info("dovecot: chmod o+x %s so %s can reach the Maildirs",
+                             parent, accounts.mail_user)
+                else:
+                    raise ConfigError(
+                        f"paths.maildir_root: {accounts.mail_user} cannot enter {parent}; "
+                        f"run: chmod o+x {parent}"
+                    )
+
+    def _write_master_passdb(self, accounts: Accounts) -> None:
+        if not self.master_secret_path.exists():
+            _write_private(self.master_secret_path, secrets.token_urlsafe(32) + "\n")
+        secret = self.master_secret()
+        digest = hashlib.sha512(secret.encode()).digest()
+        line = f"{MASTER_USER}:{{SHA512}}{base64.b64encode(digest).decode()}\n"
+        _write_private(self.master_users_path, line)
+        # Read by the auth process after it dropped to the internal user.
+        internal = pwd.getpwnam(accounts.internal_user)
+        os.chown(self.master_users_path, internal.pw_uid, internal.pw_gid)
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+def _default_password_page(settings: Settings) -> str:
+    host, port = parse_hostport(settings.listen.http)
+    return f"https://{settings.server.hostname}:{port}/password"
+
+
+def _q(value: str | Path) -> str:
+    """Quote a value for dovecot.conf."""
+    text = str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _listen_addr(host: str) -> str:
+    if host in ("", "0.0.0.0", "*"):
+        return "*"
+    if host in ("::", "[::]"):
+        return "[::]"
+    with contextlib.suppress(ValueError):
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    return host
+
+
+def render_config(
+    svc: DovecotService,
+    accounts: Accounts,
+    *,
+    imap: tuple[str, int],
+    imaps: tuple[str, int],
+    cert: Path,
+    key: Path,
+) -> str:
+    """The complete dovecot.conf text."""
+    group = grp.getgrgid(accounts.mail_gid).gr_name
+    mailboxes = "\n".join(
+        f"  mailbox {name} {{\n    special_use = {use}\n    auto = subscribe\n  }}"
+        for name, use in SPECIAL_FOLDERS
+    )
+    chroot = "" if accounts.privileged else "\n  chroot ="
+    penalty = "" if svc.auth_penalty else (
+        "\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }"
+    )
+    failure_delay = (
+        "" if svc.auth_failure_delay is None
+        else f"auth_failure_delay = {int(svc.auth_failure_delay * 1000)} msecs\n"
+    )
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    return f"""# Generated by mailsvc on every start: do not edit (changes are overwritten).
+instance_name = {svc.instance_name}
+base_dir = {svc.base_dir}
+state_dir = {svc.state_dir}
+log_path = {svc.log_path}
+info_log_path = {svc.events_path}
+log_timestamp = "%Y-%m-%dT%H:%M:%S "
+protocols = imap lmtp
+listen = *
+shutdown_clients = yes
+default_internal_user = {accounts.internal_user}
+default_internal_group = {accounts.internal_user}
+default_login_user = {accounts.login_user}
+first_valid_uid = {accounts.mail_uid}
+last_valid_uid = {accounts.mail_uid}
+first_valid_gid = {accounts.mail_gid}
+last_valid_gid = {accounts.mail_gid}
+
+# TLS: STARTTLS on the IMAP port, implicit TLS on IMAPS. Plaintext AUTH is refused
+# before STARTTLS except on loopback (Dovecot counts remote IP == local IP as secure).
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+ssl_min_protocol = TLSv1.2
+ssl_prefer_server_ciphers = yes
+disable_plaintext_auth = yes
+auth_mechanisms = plain login
+
+# Mail storage: Maildir per mailbox, owned by the mail user.
+mail_uid = {accounts.mail_uid}
+mail_gid = {accounts.mail_gid}
+mail_privileged_group =
+mail_home = {svc.maildir_root}/%d/%n
+mail_location = maildir:~/Maildir
+mail_fsync = optimized
+namespace inbox {{
+  inbox = yes
+  separator = /
+{mailboxes}
+}}
+lda_mailbox_autocreate = yes
+lda_mailbox_autosubscribe = yes
+recipient_delimiter = {RECIPIENT_DELIMITER}
+lmtp_save_to_detail_mailbox = yes
+lmtp_add_received_header = no
+lmtp_hdr_delivery_address = none
+lmtp_rcpt_check_quota = no
+
+# Authentication: our database (SQL view dovecot_passdb), no cache, so a password
+# change, a disable or a removal applies at the next login.
+auth_cache_size = 0
+auth_username_format = %Lu
+auth_master_user_separator = {MASTER_SEPARATOR}
+auth_worker_max_count = {svc.settings.dovecot.auth_workers}
+{failure_delay}passdb {{
+  driver = passwd-file
+  args = scheme=SHA512 {svc.master_users_path}
+  master = yes
+  result_success = continue
+}}
+passdb {{
+  driver = sql
+  args = {svc.sql_path}
+}}
+userdb {{
+  driver = sql
+  args = {svc.sql_path}
+}}
+
+service imap-login {{
+  inet_listener imap {{
+    address = {_listen_addr(imap[0])}
+    port = {imap[1]}
+  }}
+  inet_listener imaps {{
+    address = {_listen_addr(imaps[0])}
+    port = {imaps[1]}
+    ssl = yes
+  }}{chroot}
+}}
+service lmtp {{
+  unix_listener lmtp {{
+    mode = 0600
+    user = {me}
+  }}
+}}
+service anvil {{{chroot}{penalty}
+}}
+service auth {{
+  unix_listener auth-userdb {{
+    mode = 0600
+    user = {me}
+  }}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    mode = 0600
+    user = {me}
+  }}
+  unix_listener stats-writer {{
+    mode = 0660
+    group = {group}
+  }}
+}}
+
+# Login and SELECT/EXAMINE events, one JSON object per line (see mailsvc/mailboxes/events.py).
+event_exporter mailsvc {{
+  format = json
+  format_args = time-rfc3339
+  transport = log
+}}
+metric mailsvc_login {{
+  exporter = mailsvc
+  filter = event=auth_request_finished
+}}
+metric mailsvc_select {{
+  exporter = mailsvc
+  filter = event=imap_command_finished AND (cmd_name=SELECT OR cmd_name=EXAMINE)
+}}
+
+protocol imap {{
+  mail_max_userip_connections = 50
+  imap_idle_notify_interval = 2 mins
+}}
+"""
