@@ -1,0 +1,179 @@
+"""The only place where objects are built and connected. Reads top to bottom:
+settings → database → stores → daemons → pipeline → acceptance → listeners."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailsvc.config import Settings
+from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.delivery import Acceptance
+from mailsvc.lockout import Lockout
+from mailsvc.pipeline.runner import PipelineRunner
+from mailsvc.policy.pipeline import load_pipeline_policy
+from mailsvc.smtp.handler import (
+    INBOUND,
+    SUBMISSION,
+    SUBMISSIONS,
+    InflightTracker,
+    ListenerMode,
+    RateLimiter,
+    SmtpHandler,
+)
+from mailsvc.smtp.lookups import MailboxLookup
+from mailsvc.smtp.server import SmtpListener, start_listener
+from mailsvc.store.blobs import BlobStore
+
+log = logging.getLogger(__name__)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+def policies_dir(settings: Settings) -> Path:
+    if settings.paths.policies:
+        return settings.path(settings.paths.policies)
+    home_policies = settings.home / "policies"
+    if (home_policies / "pipeline.yaml").exists():
+        return home_policies
+    return PACKAGE_ROOT / "policies"
+
+
+def templates_dir(settings: Settings) -> Path:
+    if settings.paths.templates:
+        return settings.path(settings.paths.templates)
+    return PACKAGE_ROOT / "templates"
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def server_tls_context(settings: Settings) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(settings.path(settings.tls.cert), settings.path(settings.tls.key))
+    return context
+
+
+@dataclass
+class App:
+    settings: Settings
+    listen: dict[str, str] = field(default_factory=dict)
+    addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    _closers: list[Any] = field(default_factory=list)
+
+    async def start(self) -> Mapping[str, tuple[str, int]]:
+        s = self.settings
+        listen = {**s.listen.model_dump(), **self.listen}
+
+        # Database and stores.
+        await asyncio.to_thread(migrate, s.database_url)
+        self.engine = make_engine(s.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.blobs = BlobStore(s.path(s.paths.blob_root))
+        s.path(s.paths.maildir_root).mkdir(parents=True, exist_ok=True)
+        tls = server_tls_context(s)
+        policies = policies_dir(s)
+
+        # CPU-bound stage work runs in worker processes (the GIL rules out threads).
+        self.executor: Executor = (
+            ProcessPoolExecutor(max_workers=s.pipeline.workers)
+            if s.pipeline.workers > 0
+            else ThreadPoolExecutor(max_workers=2)
+        )
+
+        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
+        from mailsvc.mailboxes.dovecot import DovecotService
+
+        self.dovecot = DovecotService(s, imap=listen["imap"], imaps=listen["imaps"])
+        await self.dovecot.start()
+        self._closers.append(self.dovecot.stop)
+        self.addresses["imap"] = self.dovecot.imap_address
+        self.addresses["imaps"] = self.dovecot.imaps_address
+
+        # Pipeline.
+        stages = await self._build_stages(policies)
+        self.runner = PipelineRunner(stages, load_pipeline_policy(policies / "pipeline.yaml"))
+
+        # Acceptance: blob → commit → LMTP → 250.
+        from mailsvc.mailboxes.lmtp import LmtpClient
+
+        self.lmtp = LmtpClient(self.dovecot.lmtp_path)
+        self._closers.append(self.lmtp.close)
+        self.acceptance = Acceptance(
+            self.sessions, self.blobs, self.lmtp, hostname=s.server.hostname
+        )
+        await self.acceptance.repair()
+
+        # SMTP listeners.
+        lockout = Lockout(
+            s.smtp.auth_lockout_threshold,
+            s.smtp.auth_lockout_base_seconds,
+            s.smtp.auth_lockout_max_seconds,
+        )
+        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
+        self.rate = RateLimiter(s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute)
+        self.inflight = InflightTracker()
+        http_host, http_port = split_hostport(listen["http"])
+        password_url = f"https://{s.server.hostname}:{http_port}/password"
+        self.listeners: list[SmtpListener] = []
+        modes: list[ListenerMode] = [INBOUND, SUBMISSION, SUBMISSIONS]
+        for mode in modes:
+            host, port = split_hostport(listen[mode.name])
+            handler = SmtpHandler(
+                mode,
+                self.lookup,
+                self.runner,
+                self.acceptance,
+                max_recipients=s.smtp.max_recipients,
+                rate=self.rate,
+                inflight=self.inflight,
+            )
+            listener = await start_listener(
+                mode,
+                host,
+                port,
+                handler,
+                lookup=self.lookup,
+                rate=self.rate,
+                tls=tls,
+                hostname=s.server.hostname,
+                data_size_limit=s.smtp.max_message_size,
+                password_page_url=password_url,
+                allow_plain_auth_on_loopback=s.smtp.allow_plain_auth_on_loopback,
+                timeout=s.smtp.data_timeout_seconds,
+            )
+            self.listeners.append(listener)
+            self.addresses[mode.name] = listener.address
+        return dict(self.addresses)
+
+    async def _build_stages(self, policies: Path) -> list[Any]:
+        return []
+
+    async def stop(self) -> None:
+        """Stop accepting, finish messages in flight, then stop the children."""
+        for listener in getattr(self, "listeners", []):
+            listener.server.close()
+        if hasattr(self, "inflight"):
+            await self.inflight.wait_idle()
+        if hasattr(self, "acceptance"):
+            await self.acceptance.drain()
+        for close in reversed(self._closers):
+            try:
+                result = close()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # boundary: keep stopping the rest
+                log.exception("error while stopping")
+        if hasattr(self, "executor"):
+            self.executor.shutdown(wait=True, cancel_futures=True)
+        if hasattr(self, "engine"):
+            self.engine.dispose()
