@@ -1,0 +1,91 @@
+"""AntivirusStage: the whole raw message through the virus scanner (clamd).
+
+clamd unpacks MIME parts, nested message/rfc822 parts and archives itself, so the
+stage sends the message exactly as received. It observes and never acts:
+
+- clean: ``pass`` / ``clean``
+- a signature matched: ``fail`` / ``virus-found``, evidence ``{"signature": name}``
+- clamd stopped scanning at one of its limits (``Heuristics.Limits.Exceeded.*``, with
+  ``AlertExceedsMax yes``): ``fail`` / ``scan-limits-exceeded`` — content that could not
+  be scanned completely is not passed
+- the message is larger than the scan stream limit: ``fail`` / ``scan-size-exceeded``
+  (retrying would not help)
+- clamd unreachable, slow or erroring: ``error`` / ``antivirus-unavailable`` (the runner
+  answers 451 4.7.0; unscanned mail is never passed)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mailsvc.adapters.clamd import ClamdSizeLimitError
+from mailsvc.errors import DependencyError
+from mailsvc.interfaces import VirusScanner
+from mailsvc.message import InboundMessage
+from mailsvc.verdict import Finding, Status
+
+log = logging.getLogger(__name__)
+
+LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
+
+
+class AntivirusStage:
+    name = "antivirus"
+    description = "Scans the whole message with ClamAV (clamd); viruses are refused"
+
+    def __init__(self, scanner: VirusScanner) -> None:
+        self._scanner = scanner
+
+    async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
+        started = time.perf_counter()
+        try:
+            signature = await self._scanner.scan(msg.raw)
+        except ClamdSizeLimitError as exc:
+            return (
+                Finding(
+                    stage=self.name,
+                    status=Status.FAIL,
+                    reason="scan-size-exceeded",
+                    detail=str(exc),
+                    evidence={"size": len(msg.raw)},
+                ),
+            )
+        except DependencyError as exc:
+            log.warning("antivirus unavailable for %s: %s", msg.queue_id, exc)
+            return (
+                Finding(
+                    stage=self.name,
+                    status=Status.ERROR,
+                    reason="antivirus-unavailable",
+                    detail=str(exc),
+                ),
+            )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if signature is None:
+            return (
+                Finding(
+                    stage=self.name,
+                    status=Status.PASS,
+                    reason="clean",
+                    detail=f"no signature matched ({len(msg.raw)} bytes, {elapsed_ms:.1f} ms)",
+                ),
+            )
+        reason = "scan-limits-exceeded" if signature.startswith(LIMITS_PREFIX) else "virus-found"
+        log.warning(
+            "antivirus %s: %s from %s [%s] sha256=%s",
+            msg.queue_id,
+            signature,
+            msg.mail_from or "<>",
+            msg.client_ip,
+            msg.sha256,
+        )
+        return (
+            Finding(
+                stage=self.name,
+                status=Status.FAIL,
+                reason=reason,
+                detail=f"clamd: {signature} ({elapsed_ms:.1f} ms)",
+                evidence={"signature": signature},
+            ),
+        )
