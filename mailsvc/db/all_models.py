@@ -4,3 +4,5 @@ from mailsvc.db import models  # noqa: F401
 from mailsvc.db.base import Base
 
 metadata = Base.metadata
+from mailsvc import audit  # noqa: F401
+from mailsvc.quarantine import models as quarantine_models  # noqa: F401
