@@ -1,0 +1,196 @@
+"""The signature engine shared by the pipeline stage and `mailsvc verify`.
+
+It finds what is signed, sends each document to the executor (``verify_document``), and
+decides each document's legal value under policies/signature.yaml.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+from mailsvc.interfaces import AgencyInfo
+from mailsvc.signatures.policy import SignaturePolicy
+from mailsvc.signatures.report import (
+    CertificateKind,
+    DocumentOutcome,
+    DocumentSignatureReport,
+    Indication,
+    SignatureResult,
+)
+from mailsvc.signatures.smime import MESSAGE, DocumentJob, jobs_for_files, jobs_for_message
+from mailsvc.signatures.trust import TrustConfig
+from mailsvc.signatures.validation import ValidationSettings
+from mailsvc.signatures.worker import DocumentResult, verify_document
+
+
+def trust_config(
+    policy: SignaturePolicy, anchor_dirs: Sequence[Path], home: Path
+) -> TrustConfig:
+    """The TrustConfig for a home directory: CRL files from the policy, cache in HOME/crl."""
+    crl_files = tuple(
+        (p if p.is_absolute() else home / p)
+        for p in (Path(s) for s in policy.crl_sources if not s.startswith(("http://", "https://")))
+    )
+    return TrustConfig(
+        anchor_dirs=tuple(anchor_dirs),
+        crl_files=crl_files,
+        crl_cache_dir=home / "crl",
+        revocation_mode=policy.revocation_mode,
+        allow_fetching=policy.allow_fetching,
+    )
+
+
+def _norm(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).casefold().split())
+
+
+def organisation_matches(organisation: str, agency: AgencyInfo) -> bool:
+    """The certificate's O names the agency (its name or its code), ignoring case and spacing."""
+    org = _norm(organisation)
+    return bool(org) and org in (_norm(agency.name), _norm(agency.code))
+
+
+def assess(
+    document: str,
+    sha256: str,
+    signatures: Sequence[SignatureResult],
+    policy: SignaturePolicy,
+    agency: AgencyInfo | None,
+    inherited: Iterable[SignatureResult] = (),
+) -> DocumentSignatureReport:
+    """Decide valid / reference_only / invalid for one document (see docs/signatures.md)."""
+    extra = [s for s in inherited if s.passed] if policy.message_signature_covers_attachments else []
+    considered = list(signatures) + extra
+    failed = [s for s in signatures if s.indication is Indication.TOTAL_FAILED]
+    undecided = [s for s in signatures if s.indication is Indication.INDETERMINATE]
+    if not considered:
+        outcome = (
+            DocumentOutcome.REFERENCE_ONLY
+            if policy.unsigned == "reference_only"
+            else DocumentOutcome.INVALID
+        )
+        reason, detail = "unsigned", "the document carries no digital signature"
+    elif failed:
+        outcome = (
+            DocumentOutcome.INVALID
+            if policy.invalid_signature == "refuse"
+            else DocumentOutcome.REFERENCE_ONLY
+        )
+        reason = "signature-invalid"
+        detail = f"{failed[0].subindication}: {failed[0].detail}"
+    elif undecided:
+        outcome = (
+            DocumentOutcome.INVALID
+            if policy.indeterminate == "refuse"
+            else DocumentOutcome.REFERENCE_ONLY
+        )
+        reason = "signature-indeterminate"
+        detail = f"{undecided[0].subindication}: {undecided[0].detail}"
+    elif policy.require_organisation_signature and not any(
+        s.kind is CertificateKind.ORGANISATION for s in considered
+    ):
+        outcome, reason = DocumentOutcome.REFERENCE_ONLY, "organisation-signature-missing"
+        detail = "no organisation (seal) signature; the policy requires one"
+    elif policy.require_personal_signature and not any(
+        s.kind is CertificateKind.PERSONAL for s in considered
+    ):
+        outcome, reason = DocumentOutcome.REFERENCE_ONLY, "personal-signature-missing"
+        detail = "no personal signature; the policy requires one"
+    else:
+        outcome, reason = DocumentOutcome.VALID, "signed"
+        detail = "every signature passed"
+
+    matches: bool | None = None
+    passed = [s for s in considered if s.passed and s.organisation]
+    orgs = [s.organisation for s in passed if s.kind is CertificateKind.ORGANISATION] or [
+        s.organisation for s in passed
+    ]
+    if agency is not None and orgs:
+        matches = any(organisation_matches(o, agency) for o in orgs)
+    if matches is False and outcome is not DocumentOutcome.INVALID:
+        if policy.signer_mismatch == "refuse":
+            outcome = DocumentOutcome.INVALID
+        elif policy.signer_mismatch == "reference_only":
+            outcome = DocumentOutcome.REFERENCE_ONLY
+        if policy.signer_mismatch != "ignore":
+            reason = "signer-mismatch"
+            assert agency is not None
+            detail = f"signed for {orgs[0]!r}, but the sender's agency is {agency.name!r}"
+    return DocumentSignatureReport(
+        document=document,
+        sha256=sha256,
+        outcome=outcome,
+        reason=reason,
+        signatures=tuple(signatures),
+        sender_agency=agency.code if agency is not None else None,
+        signer_matches_sender=matches,
+        detail=detail,
+    )
+
+
+class SignatureEngine:
+    """Verify messages or files; CPU work goes to ``executor`` (None: the loop's default)."""
+
+    def __init__(
+        self,
+        policy: SignaturePolicy,
+        trust: TrustConfig,
+        *,
+        executor: Executor | None = None,
+        gnupg_home: Path | None = None,
+    ) -> None:
+        self.policy = policy
+        self.trust = trust
+        self.executor = executor
+        self.settings = ValidationSettings(
+            trust=trust,
+            key_usage=tuple(policy.key_usage),
+            key_usage_match_all=policy.key_usage_match_all,
+            extended_key_usage=policy.extended_key_usage,
+            organisation_rule=policy.organisation_rule,
+            gnupg_home=str(gnupg_home) if gnupg_home is not None else None,
+        )
+
+    async def _run(self, jobs: Sequence[DocumentJob]) -> list[DocumentResult]:
+        loop = asyncio.get_running_loop()
+        version = self.trust.version()
+        futures = [
+            loop.run_in_executor(self.executor, verify_document, job, self.settings, version)
+            for job in jobs
+        ]
+        return list(await asyncio.gather(*futures))
+
+    async def verify_message(
+        self, raw: bytes, agency: AgencyInfo | None
+    ) -> list[DocumentSignatureReport]:
+        """Reports for the message's own signature(s) and for each attached document."""
+        jobs = jobs_for_message(raw, self.policy)
+        results = await self._run(jobs)
+        # an opaque S/MIME message encloses the real MIME entity: walk it too
+        inner = [r.unwrapped for r in results if r.unwrapped is not None]
+        for entity in inner:
+            results += await self._run(jobs_for_message(entity, self.policy))
+        message_sigs = [s for r in results if r.name == MESSAGE for s in r.signatures]
+        return [
+            assess(
+                r.name,
+                r.sha256,
+                r.signatures,
+                self.policy,
+                agency,
+                inherited=() if r.name == MESSAGE else message_sigs,
+            )
+            for r in results
+        ]
+
+    async def verify_files(
+        self, files: Sequence[tuple[str, bytes]], agency: AgencyInfo | None = None
+    ) -> list[DocumentSignatureReport]:
+        """Reports for files given by name and content (x.pdf beside x.pdf.p7s pairs up)."""
+        jobs = jobs_for_files(files, self.policy)
+        results = await self._run(jobs)
+        return [assess(r.name, r.sha256, r.signatures, self.policy, agency) for r in results]

@@ -1,0 +1,171 @@
+"""Find what is signed in a message: S/MIME and PGP/MIME entities, attachments, detached pairs.
+
+Works on the raw bytes so that a multipart/signed first part is hashed exactly as it was
+sent (RFC 5751 §3.1.1: the whole MIME entity, headers included, CRLF line ends), not as
+Python's email package would re-serialise it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage
+
+from mailsvc.signatures.policy import SignaturePolicy
+
+MESSAGE = "(message)"
+_CMS_SIG_TYPES = ("application/pkcs7-signature", "application/x-pkcs7-signature")
+_CMS_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+_PGP_SIG_TYPES = ("application/pgp-signature",)
+
+
+@dataclass(frozen=True)
+class DetachedSignature:
+    kind: str  # "cms" or "openpgp"
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DocumentJob:
+    """One document to verify in a worker; picklable.
+
+    ``content`` is the document (for ``enveloping``: the CMS that encloses it).
+    ``message_level`` marks the S/MIME or PGP/MIME signature of the message itself.
+    """
+
+    name: str
+    content: bytes
+    detached: tuple[DetachedSignature, ...] = ()
+    enveloping: bool = False
+    message_level: bool = False
+
+
+def canonical(data: bytes) -> bytes:
+    """CRLF line ends, as signed MIME entities are hashed."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _body(raw: bytes) -> bytes:
+    m = re.search(rb"\r?\n\r?\n", raw)
+    return raw[m.end() :] if m else b""
+
+
+def split_multipart(raw: bytes, boundary: str) -> list[bytes]:
+    """Raw bytes of each body part of a multipart entity, byte-exact."""
+    body = _body(raw)
+    delim = re.escape(b"--" + boundary.encode("ascii", "replace"))
+    pattern = re.compile(rb"(?:^|\r?\n)" + delim + rb"(--)?[ \t]*(?=\r?\n|$)")
+    matches = list(pattern.finditer(body))
+    parts: list[bytes] = []
+    for current, following in zip(matches, matches[1:], strict=False):
+        if current.group(1):
+            break
+        start = current.end()
+        if body.startswith(b"\r\n", start):
+            start += 2
+        elif body.startswith(b"\n", start):
+            start += 1
+        parts.append(body[start : following.start()])
+    return parts
+
+
+def _payload(part: EmailMessage) -> bytes:
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
+def _signature_kind(name: str, data: bytes) -> str:
+    head = data.lstrip()[:64]
+    if head.startswith(b"-----BEGIN PGP") or (data[:1] and data[0] & 0x80 and data[:1] != b"\x30"):
+        return "openpgp"
+    if name.lower().endswith(".asc"):
+        return "openpgp"
+    return "cms"
+
+
+@dataclass
+class _Walk:
+    jobs: list[DocumentJob]
+    files: list[tuple[str, bytes]]
+
+
+def _walk(raw: bytes, out: _Walk) -> None:
+    part = _parse(raw)
+    ctype = part.get_content_type()
+    if ctype == "multipart/signed":
+        protocol = str(part.get_param("protocol", "", header="content-type")).lower()
+        boundary = part.get_boundary()
+        pieces = split_multipart(raw, boundary) if boundary else []
+        if len(pieces) == 2 and protocol in _CMS_SIG_TYPES + _PGP_SIG_TYPES:
+            kind = "openpgp" if protocol in _PGP_SIG_TYPES else "cms"
+            signature = _payload(_parse(pieces[1]))
+            out.jobs.append(
+                DocumentJob(
+                    name=MESSAGE,
+                    content=canonical(pieces[0]),
+                    detached=(DetachedSignature(kind, signature),),
+                    message_level=True,
+                )
+            )
+            _walk(pieces[0], out)
+            return
+    if ctype in _CMS_MIME_TYPES:
+        smime_type = str(part.get_param("smime-type", "", header="content-type")).lower()
+        name = part.get_filename() or ""
+        if smime_type in ("signed-data", "") and (not name or name.lower().endswith(".p7m")):
+            # the enclosed MIME entity is walked after the worker unwraps it
+            out.jobs.append(
+                DocumentJob(name=MESSAGE, content=_payload(part), enveloping=True, message_level=True)
+            )
+            return
+    if part.is_multipart():
+        boundary = part.get_boundary()
+        for piece in split_multipart(raw, boundary) if boundary else []:
+            _walk(piece, out)
+        return
+    filename = part.get_filename()
+    if filename:
+        out.files.append((filename, _payload(part)))
+
+
+def jobs_for_files(files: Sequence[tuple[str, bytes]], policy: SignaturePolicy) -> list[DocumentJob]:
+    """Pair x.pdf with x.pdf.p7s / .sig / .asc; unwrap .p7m; the rest are plain documents."""
+    names = {name for name, _ in files}
+    sig_suffixes = tuple(s.lower() for s in policy.detached_signature_suffixes)
+    env_suffixes = tuple(s.lower() for s in policy.enveloping_suffixes)
+    detached: dict[str, list[DetachedSignature]] = {}
+    jobs: list[DocumentJob] = []
+    for name, data in files:
+        lower = name.lower()
+        if lower.endswith(sig_suffixes):
+            base = name[: name.rfind(".")]
+            if base in names:
+                detached.setdefault(base, []).append(
+                    DetachedSignature(_signature_kind(name, data), data)
+                )
+                continue
+    for name, data in files:
+        lower = name.lower()
+        if lower.endswith(sig_suffixes) and name[: name.rfind(".")] in names:
+            continue
+        if lower.endswith(env_suffixes):
+            jobs.append(DocumentJob(name=name, content=data, enveloping=True))
+            continue
+        jobs.append(DocumentJob(name=name, content=data, detached=tuple(detached.get(name, ()))))
+    return jobs
+
+
+def jobs_for_message(raw: bytes, policy: SignaturePolicy) -> list[DocumentJob]:
+    """Message-level signatures first, then one job per attached document."""
+    out = _Walk(jobs=[], files=[])
+    _walk(raw, out)
+    return out.jobs + jobs_for_files(out.files, policy)

@@ -1,0 +1,392 @@
+"""CMS and PDF signature validation with pyHanko, mapped to ETSI EN 319 102-1 results.
+
+Runs inside a worker (process or thread). The ValidationContext is built per
+verification from trust material parsed once per process and cached by the
+material's version, so a `mailsvc trust add` or a CRL refresh is seen at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from io import BytesIO
+
+from asn1crypto import cms
+from asn1crypto import crl as asn1_crl
+from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
+from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+from pyhanko.sign.validation import (
+    KeyUsageConstraints,
+    PdfSignatureStatus,
+    StandardCMSSignatureStatus,
+    async_validate_detached_cms,
+    async_validate_pdf_signature,
+)
+from pyhanko.sign.validation.errors import SignatureValidationError
+from pyhanko_certvalidator import ValidationContext
+
+from mailsvc.signatures.identity import identify
+from mailsvc.signatures.policy import OrganisationRule
+from mailsvc.signatures.report import Indication, SignatureFormat, SignatureResult
+from mailsvc.signatures.trust import TrustConfig, load_trust_material
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """Everything a worker needs to validate; picklable, built by the engine from policy."""
+
+    trust: TrustConfig
+    key_usage: tuple[str, ...] = ("digital_signature", "non_repudiation")
+    key_usage_match_all: bool = False
+    extended_key_usage: tuple[str, ...] | None = None
+    organisation_rule: OrganisationRule = OrganisationRule()
+    gnupg_home: str | None = None
+
+    def key_usage_constraints(self) -> KeyUsageConstraints:
+        return KeyUsageConstraints(
+            key_usage=set(self.key_usage),
+            match_all_key_usages=self.key_usage_match_all,
+            extd_key_usage=(
+                set(self.extended_key_usage) if self.extended_key_usage is not None else None
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    roots: tuple[asn1_x509.Certificate, ...]
+    crls: tuple[asn1_crl.CertificateList, ...]
+
+
+_cache: dict[tuple[TrustConfig, str], _Parsed] = {}
+_cache_lock = threading.Lock()
+
+
+def _parsed_material(trust: TrustConfig, version: str) -> _Parsed:
+    key = (trust, version)
+    with _cache_lock:
+        found = _cache.get(key)
+        if found is not None:
+            return found
+    material = load_trust_material(trust)
+    parsed = _Parsed(
+        roots=tuple(asn1_x509.Certificate.load(d) for d in material.anchors),
+        crls=tuple(asn1_crl.CertificateList.load(d) for d in material.crls),
+    )
+    with _cache_lock:
+        _cache.clear()  # one version per process is enough
+        _cache[(trust, material.version)] = parsed
+        _cache[key] = parsed
+    return parsed
+
+
+def new_context(
+    trust: TrustConfig, version: str, moment: datetime | None = None
+) -> ValidationContext:
+    """A fresh ValidationContext over the cached, parsed trust roots and CRLs."""
+    parsed = _parsed_material(trust, version)
+    return ValidationContext(
+        trust_roots=list(parsed.roots),
+        crls=list(parsed.crls),
+        allow_fetching=trust.allow_fetching,
+        revocation_mode=trust.revocation_mode,
+        moment=moment,
+        retroactive_revinfo=moment is not None,
+    )
+
+
+ContextFactory = Callable[[datetime | None], ValidationContext]
+
+
+def _format_failure(fmt: SignatureFormat, detail: str, field_name: str = "") -> SignatureResult:
+    return SignatureResult(
+        format=fmt,
+        indication=Indication.TOTAL_FAILED,
+        subindication=AdESFailure.FORMAT_FAILURE.name,
+        field_name=field_name,
+        detail=detail,
+    )
+
+
+def _from_subindic(sub: AdESSubIndic) -> Indication:
+    if isinstance(sub, AdESFailure):
+        return Indication.TOTAL_FAILED
+    return Indication.INDETERMINATE
+
+
+_DETAILS = {
+    "HASH_FAILURE": "the signed content was changed after signing",
+    "SIG_CRYPTO_FAILURE": "the signature value does not verify with the signer's key",
+    "REVOKED": "the signing certificate was revoked before the signature was proven to exist",
+    "REVOKED_NO_POE": "the signing certificate is revoked",
+    "REVOKED_CA_NO_POE": "a CA certificate in the chain is revoked",
+    "NO_CERTIFICATE_CHAIN_FOUND": "no path from the signing certificate to a trust anchor",
+    "OUT_OF_BOUNDS_NO_POE": "the signing certificate has expired (or is not yet valid) "
+    "and no trusted timestamp proves the signature was made in time",
+    "CHAIN_CONSTRAINTS_FAILURE": "the certificate does not meet the constraints "
+    "(key usage or path constraints)",
+    "TRY_LATER": "revocation information is missing or stale; refresh the CRLs",
+    "CERTIFICATE_CHAIN_GENERAL_FAILURE": "the certificate chain could not be validated",
+    "FORMAT_FAILURE": "the signature is malformed",
+}
+
+
+def _result_from_status(
+    fmt: SignatureFormat,
+    status: StandardCMSSignatureStatus,
+    rule: OrganisationRule,
+    field_name: str = "",
+) -> SignatureResult:
+    who = identify(status.signing_cert, rule)
+    ts = status.timestamp_validity
+    ts_time = ts.timestamp if ts is not None and ts.trusted else None
+    revoked_at = status.revocation_details.revocation_date if status.revocation_details else None
+    modification = ""
+    sub: str | None
+    if not status.intact:
+        indication, sub = Indication.TOTAL_FAILED, AdESFailure.HASH_FAILURE.name
+    elif not status.valid:
+        indication, sub = Indication.TOTAL_FAILED, AdESFailure.SIG_CRYPTO_FAILURE.name
+    elif status.trust_problem_indic is not None:
+        problem = status.trust_problem_indic
+        indication, sub = _from_subindic(problem), problem.standard_name
+        if problem is AdESIndeterminate.REVOKED_NO_POE and (
+            ts_time is None or revoked_at is None or ts_time >= revoked_at
+        ):
+            # ETSI §5.5: no proof the signature existed before the revocation.
+            indication, sub = Indication.TOTAL_FAILED, AdESFailure.REVOKED.name
+    elif status.validation_path is None:
+        indication, sub = Indication.INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND"
+    elif ts is not None and not (ts.intact and ts.valid and ts.trusted):
+        indication, sub = Indication.INDETERMINATE, AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name
+    else:
+        indication, sub = Indication.TOTAL_PASSED, None
+    detail = "the signature is valid" if sub is None else _DETAILS.get(sub, sub.lower())
+    if ts is not None and not (ts.intact and ts.valid and ts.trusted) and sub is not None:
+        detail += "; the timestamp token is not trusted"
+    if isinstance(status, PdfSignatureStatus):
+        level = status.modification_level
+        modification = level.name.lower() if level is not None else ""
+        if indication is Indication.TOTAL_PASSED and (
+            isinstance(status.diff_result, SuspiciousModification)
+            or level is ModificationLevel.OTHER
+            or status.docmdp_ok is False
+        ):
+            indication, sub = Indication.TOTAL_FAILED, AdESFailure.HASH_FAILURE.name
+            modification = "other"
+            detail = "the document was changed after this signature in a way it does not permit"
+    path = status.validation_path
+    anchor = ""
+    if path is not None:
+        anchor = path.trust_anchor.authority.name.human_friendly
+    return SignatureResult(
+        format=fmt,
+        indication=indication,
+        subindication=sub,
+        signer_name=who.signer_name,
+        organisation=who.organisation,
+        kind=who.kind,
+        serial=who.serial,
+        issuer=who.issuer,
+        subject=who.subject,
+        fingerprint=who.fingerprint,
+        signing_time=status.signer_reported_dt,
+        timestamp_time=ts_time,
+        trust_anchor=anchor,
+        revoked_at=revoked_at,
+        field_name=field_name,
+        modification=modification,
+        detail=detail,
+    )
+
+
+def _needs_time_revalidation(result: SignatureResult) -> bool:
+    """A trusted timestamp may prove the signature existed while the cert was good."""
+    return result.timestamp_time is not None and result.subindication in (
+        "OUT_OF_BOUNDS_NO_POE",
+        "REVOKED",
+        "REVOKED_NO_POE",
+    )
+
+
+def _split_signers(signed_data: cms.SignedData) -> list[cms.SignedData]:
+    """One SignedData per SignerInfo, so every signer is validated (not only the first)."""
+    infos = list(signed_data["signer_infos"])
+    if len(infos) <= 1:
+        return [signed_data]
+    out = []
+    for info in infos:
+        copy = signed_data.copy()
+        copy["signer_infos"] = cms.SignerInfos([info])
+        out.append(copy)
+    return out
+
+
+def parse_signed_data(data: bytes) -> cms.SignedData:
+    """ContentInfo(SignedData) from DER, PEM or base64 (as in .p7s/.p7m files)."""
+    raw = data.strip()
+    if raw.startswith(b"-----BEGIN"):
+        import base64
+
+        lines = [ln for ln in raw.splitlines() if ln and not ln.startswith(b"-----")]
+        raw = base64.b64decode(b"".join(lines))
+    elif raw[:1] != b"\x30":
+        import base64
+
+        raw = base64.b64decode(raw)
+    info = cms.ContentInfo.load(raw)
+    if info["content_type"].native != "signed_data":
+        raise ValueError(f"CMS content type is {info['content_type'].native}, not signed_data")
+    sd = info["content"]
+    assert isinstance(sd, cms.SignedData)
+    return sd
+
+
+async def _validate_detached_one(
+    content: bytes,
+    signed_data: cms.SignedData,
+    settings: ValidationSettings,
+    version: str,
+    fmt: SignatureFormat,
+) -> SignatureResult:
+    try:
+        status = await async_validate_detached_cms(
+            content,
+            signed_data,
+            signer_validation_context=new_context(settings.trust, version),
+            key_usage_settings=settings.key_usage_constraints(),
+        )
+    except (SignatureValidationError, ValueError) as exc:
+        sub = getattr(exc, "ades_subindication", None) or AdESFailure.FORMAT_FAILURE
+        return SignatureResult(
+            format=fmt,
+            indication=_from_subindic(sub),
+            subindication=sub.standard_name,
+            detail=f"the signature could not be validated: {exc}",
+        )
+    result = _result_from_status(fmt, status, settings.organisation_rule)
+    if _needs_time_revalidation(result):
+        assert result.timestamp_time is not None
+        status = await async_validate_detached_cms(
+            content,
+            signed_data,
+            signer_validation_context=new_context(settings.trust, version, result.timestamp_time),
+            key_usage_settings=settings.key_usage_constraints(),
+        )
+        again = _result_from_status(fmt, status, settings.organisation_rule)
+        if again.passed:
+            return _with_detail(again, "valid at the time of its trusted timestamp")
+    return result
+
+
+def _with_detail(result: SignatureResult, detail: str) -> SignatureResult:
+    from dataclasses import replace
+
+    return replace(result, detail=detail)
+
+
+async def validate_detached_cms(
+    content: bytes,
+    signature: bytes,
+    settings: ValidationSettings,
+    version: str,
+    fmt: SignatureFormat = SignatureFormat.CMS,
+) -> list[SignatureResult]:
+    """Validate a detached CMS signature (x.pdf.p7s, S/MIME multipart/signed) over ``content``."""
+    try:
+        signed_data = parse_signed_data(signature)
+    except (ValueError, TypeError) as exc:
+        return [_format_failure(fmt, f"the signature is not CMS SignedData: {exc}")]
+    if signed_data["encap_content_info"]["content"].native is not None:
+        return [_format_failure(fmt, "a detached signature must not enclose content")]
+    return [
+        await _validate_detached_one(content, sd, settings, version, fmt)
+        for sd in _split_signers(signed_data)
+    ]
+
+
+async def validate_enveloping_cms(
+    signature: bytes,
+    settings: ValidationSettings,
+    version: str,
+    fmt: SignatureFormat = SignatureFormat.CMS,
+) -> tuple[list[SignatureResult], bytes | None]:
+    """Validate an enveloping CMS (x.pdf.p7m, pkcs7-mime signed-data); return its content too."""
+    try:
+        signed_data = parse_signed_data(signature)
+        eci = signed_data["encap_content_info"]
+        content = eci["content"].native
+        if content is None:
+            return [_format_failure(fmt, "the signed data encloses no content")], None
+        content_bytes = bytes(content)
+    except (ValueError, TypeError) as exc:
+        return [_format_failure(fmt, f"not CMS SignedData: {exc}")], None
+    detached = signed_data.copy()
+    detached["encap_content_info"] = cms.ContentInfo(
+        {"content_type": eci["content_type"]}
+    )
+    results = [
+        await _validate_detached_one(content_bytes, sd, settings, version, fmt)
+        for sd in _split_signers(detached)
+    ]
+    return results, content_bytes
+
+
+async def validate_pdf(
+    data: bytes, settings: ValidationSettings, version: str
+) -> list[SignatureResult]:
+    """Every signature embedded in a PDF, with pyHanko's difference analysis (never skipped)."""
+    fmt = SignatureFormat.PDF
+    try:
+        reader = PdfFileReader(BytesIO(data), strict=False)
+        embedded = list(reader.embedded_regular_signatures)
+    except Exception as exc:  # pyHanko raises many parser exception types on broken files
+        return [_format_failure(fmt, f"the PDF cannot be read: {exc}")]
+    results: list[SignatureResult] = []
+    for sig in embedded:
+        name = sig.field_name or ""
+        try:
+            status = await async_validate_pdf_signature(
+                sig,
+                signer_validation_context=new_context(settings.trust, version),
+                key_usage_settings=settings.key_usage_constraints(),
+            )
+            result = _result_from_status(fmt, status, settings.organisation_rule, name)
+            if _needs_time_revalidation(result) and result.timestamp_time is not None:
+                status = await async_validate_pdf_signature(
+                    sig,
+                    signer_validation_context=new_context(
+                        settings.trust, version, result.timestamp_time
+                    ),
+                    key_usage_settings=settings.key_usage_constraints(),
+                )
+                again = _result_from_status(fmt, status, settings.organisation_rule, name)
+                if again.passed:
+                    result = _with_detail(again, "valid at the time of its trusted timestamp")
+        except SignatureValidationError as exc:
+            sub = exc.ades_subindication or AdESFailure.FORMAT_FAILURE
+            result = SignatureResult(
+                format=fmt,
+                indication=_from_subindic(sub),
+                subindication=sub.standard_name,
+                field_name=name,
+                detail=f"the signature could not be validated: {exc.failure_message}",
+            )
+        except Exception as exc:  # malformed signature dictionaries, broken byte ranges
+            log.debug("PDF signature %s failed to parse", name, exc_info=True)
+            result = _format_failure(fmt, f"the signature is malformed: {exc}", name)
+        results.append(result)
+    return results
+
+
+def run(coro_factory: Callable[[], object]) -> object:
+    """Run a coroutine to completion in this (worker) thread."""
+    return asyncio.run(coro_factory())  # type: ignore[arg-type]
