@@ -1,0 +1,269 @@
+"""SMTP rules end to end: real smtplib/imaplib clients against a running mailsvc + Dovecot."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import pytest
+from sqlalchemy import select
+
+from mailsvc.db.models import AuthFailure, MessageRecord
+from tests.e2e.conftest import DOMAIN, HOSTNAME, PASSWORD, RunningServer, client_tls, wait_for
+
+CLERK = f"vanthu@{DOMAIN}"
+OFFICIAL = f"annv.stttt@{DOMAIN}"
+
+
+def make_message(sender: str, to: str, subject: str = "Thông báo lịch họp", body: str = "Kính gửi.",
+                 extra_headers: dict[str, str] | None = None) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(domain="sender.example.vn")
+    msg["Date"] = "Sat, 21 Nov 2026 08:00:00 +0700"
+    for name, value in (extra_headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def send(server: RunningServer, msg: EmailMessage, sender: str, rcpts: list[str],
+         listener: str = "smtp", login: tuple[str, str] | None = None) -> dict[str, tuple[int, bytes]]:
+    with server.smtp(listener) as client:
+        client.ehlo("client.example.vn")
+        if listener == "submission":
+            client.starttls(context=client_tls())
+            client.ehlo("client.example.vn")
+        if login:
+            client.login(*login)
+        return client.sendmail(sender, rcpts, msg.as_bytes())
+
+
+def fetch_inbox(server: RunningServer, user: str, folder: str = "INBOX") -> list[bytes]:
+    client = server.imap(user)
+    try:
+        typ, _ = client.select(folder, readonly=True)
+        assert typ == "OK"
+        typ, data = client.uid("SEARCH", None, "ALL")
+        uids = data[0].split()
+        out = []
+        for uid in uids:
+            typ, parts = client.uid("FETCH", uid, "(BODY.PEEK[])")
+            out.append(parts[0][1])
+        return out
+    finally:
+        client.logout()
+
+
+async def test_inbound_message_is_delivered_with_trace_headers(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    msg = make_message("cv@sender.example.vn", CLERK, extra_headers={
+        "Authentication-Results": f"{HOSTNAME}; dkim=pass header.d=forged.example",
+    })
+    msg["Authentication-Results"] = "other.example.vn; spf=pass"
+    refused = await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
+    assert refused == {}
+    messages = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    assert len(messages) == 1
+    delivered = messages[0]
+    header_text = delivered.split(b"\r\n\r\n", 1)[0].decode()
+    assert header_text.startswith("Received: from client.example.vn ([127.0.0.1]) by " + HOSTNAME)
+    assert f"Authentication-Results: {HOSTNAME};" in header_text
+    assert "forged.example" not in header_text  # the forged result claiming our name is gone
+    assert "other.example.vn; spf=pass" in header_text  # others' results are kept
+    assert "X-Mailsvc-Queue-Id:" in header_text
+    # The original body arrives byte for byte.
+    assert delivered.endswith(msg.as_bytes().split(b"\n\n", 1)[1].replace(b"\n", b"\r\n"))
+    with server.sessions() as session:
+        row = session.scalars(select(MessageRecord)).one()
+        assert row.state == "delivered" and row.recipient == CLERK
+
+
+async def test_unknown_recipient_and_relay_are_refused_at_rcpt(server: RunningServer) -> None:
+    def dialogue() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        with server.smtp() as client:
+            client.ehlo("client.example.vn")
+            client.mail("cv@sender.example.vn")
+            unknown = client.rcpt(f"nobody@{DOMAIN}")
+            relay = client.rcpt("someone@gmail.com")
+            return unknown, relay
+
+    unknown, relay = await asyncio.to_thread(dialogue)
+    assert unknown[0] == 550 and b"5.1.1" in unknown[1]
+    assert relay[0] == 554 and b"5.7.1" in relay[1] and b"relay" in relay[1]
+
+
+async def test_disabled_mailbox_refused(server: RunningServer) -> None:
+    server.add_mailbox(CLERK, enabled=False)
+
+    def dialogue() -> tuple[int, bytes]:
+        with server.smtp() as client:
+            client.ehlo("x.example.vn")
+            client.mail("cv@sender.example.vn")
+            return client.rcpt(CLERK)
+
+    code, text = await asyncio.to_thread(dialogue)
+    assert code == 550 and b"5.2.1" in text
+
+
+async def test_size_is_advertised_and_enforced(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    limit = server.app.settings.smtp.max_message_size
+
+    def dialogue() -> tuple[str, tuple[int, bytes]]:
+        with server.smtp() as client:
+            client.ehlo("x.example.vn")
+            advertised = client.esmtp_features.get("size", "")
+            code, text = client.mail("cv@sender.example.vn", [f"SIZE={limit + 1}"])
+            return advertised, (code, text)
+
+    advertised, (code, _) = await asyncio.to_thread(dialogue)
+    assert advertised == str(limit)
+    assert code == 552
+
+    big = make_message("cv@sender.example.vn", CLERK, body="x" * 70 + "\n")
+    big.set_content(("y" * 998 + "\n") * (limit // 999 + 10))
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, big, "cv@sender.example.vn", [CLERK])
+    assert info.value.smtp_code == 552
+
+
+async def test_submission_requires_tls_and_auth_and_owned_sender(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    server.add_mailbox(OFFICIAL, role="official")
+
+    def no_tls_auth() -> tuple[int, bytes]:
+        with server.smtp("submission") as client:
+            client.ehlo("x.example.vn")
+            return client.docmd("AUTH", "PLAIN AGFubnYAeA==")
+
+    code, _ = await asyncio.to_thread(no_tls_auth)
+    assert code == 530 or code == 538  # STARTTLS required first
+
+    def no_auth_mail() -> tuple[int, bytes]:
+        with server.smtp("submission") as client:
+            client.ehlo("x.example.vn")
+            client.starttls(context=client_tls())
+            client.ehlo("x.example.vn")
+            return client.mail(OFFICIAL)
+
+    code, text = await asyncio.to_thread(no_auth_mail)
+    assert code == 530 and b"5.7.0" in text
+
+    # Authenticated: own address accepted, someone else's refused (envelope and From:).
+    ok = make_message(OFFICIAL, CLERK)
+    assert await asyncio.to_thread(send, server, ok, OFFICIAL, [CLERK], "submission",
+                                   (OFFICIAL, PASSWORD)) == {}
+    with pytest.raises(smtplib.SMTPSenderRefused) as sender_info:
+        await asyncio.to_thread(send, server, ok, CLERK, [CLERK], "submission",
+                                (OFFICIAL, PASSWORD))
+    assert sender_info.value.smtp_code == 553
+    forged_from = make_message(CLERK, CLERK)
+    with pytest.raises(smtplib.SMTPDataError) as from_info:
+        await asyncio.to_thread(send, server, forged_from, OFFICIAL, [CLERK], "submission",
+                                (OFFICIAL, PASSWORD))
+    assert from_info.value.smtp_code == 553
+    # Implicit TLS port works the same way.
+    again = make_message(OFFICIAL, CLERK)
+    assert await asyncio.to_thread(send, server, again, OFFICIAL, [CLERK], "submissions",
+                                   (OFFICIAL, PASSWORD)) == {}
+    assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 2
+
+
+async def test_failed_auth_locks_out_with_backoff_and_is_recorded(server: RunningServer) -> None:
+    server.add_mailbox(OFFICIAL, role="official")
+    threshold = server.app.settings.smtp.auth_lockout_threshold
+
+    def attempt(password: str) -> int:
+        with server.smtp("submissions") as client:
+            client.ehlo("x.example.vn")
+            try:
+                client.login(OFFICIAL, password)
+            except smtplib.SMTPAuthenticationError as exc:
+                return exc.smtp_code
+            return 235
+
+    codes = [await asyncio.to_thread(attempt, "wrong-password") for _ in range(threshold)]
+    assert codes[:-1] == [535] * (threshold - 1)
+    assert codes[-1] == 454  # this failure triggered the lock-out
+    # Even the right password is refused while locked.
+    assert await asyncio.to_thread(attempt, PASSWORD) == 454
+    with server.sessions() as session:
+        row = session.scalars(select(AuthFailure)).one()
+        assert row.account == OFFICIAL and row.lockouts == 1 and row.locked_until is not None
+
+
+async def test_one_time_password_cannot_send(server: RunningServer) -> None:
+    server.add_mailbox(OFFICIAL, role="official", must_change=True)
+
+    def attempt() -> tuple[int, bytes]:
+        with server.smtp("submissions") as client:
+            client.ehlo("x.example.vn")
+            try:
+                client.login(OFFICIAL, PASSWORD)
+            except smtplib.SMTPAuthenticationError as exc:
+                return exc.smtp_code, exc.smtp_error
+            return 235, b""
+
+    code, text = await asyncio.to_thread(attempt)
+    assert code == 535 and b"/password" in text
+
+
+async def test_same_message_twice_is_delivered_once(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    msg = make_message("cv@sender.example.vn", CLERK)
+    await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
+    await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
+    assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 1
+
+
+async def test_lmtp_outage_gives_451_and_repair_delivers(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    msg = make_message("cv@sender.example.vn", CLERK)
+    await server.app.dovecot.stop()
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
+    assert info.value.smtp_code == 451
+    with server.sessions() as session:
+        assert session.scalars(select(MessageRecord.state)).all() == ["stored"]
+    await server.app.dovecot.start()
+    assert await server.app.acceptance.repair() == 1
+    # The client's retry is recognised: no second copy.
+    assert await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK]) == {}
+    assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 1
+
+
+async def test_bad_input_gets_clear_errors_and_server_survives(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+
+    def dialogue() -> list[tuple[int, bytes]]:
+        with server.smtp() as client:
+            replies = [client.docmd("MAIL", "FROM:<<<broken")]
+            replies.append(client.docmd("EHLO", "x.example.vn"))
+            replies.append(client.docmd("RCPT", f"TO:<{CLERK}>"))  # before MAIL
+            replies.append(client.docmd("FOO", "bar"))
+            replies.append(client.docmd("MAIL", "FROM:<cv@sender.example.vn>"))
+            replies.append(client.docmd("RCPT", f"TO:<{CLERK}>"))
+            replies.append(client.docmd("DATA"))
+            # Broken MIME and raw 8-bit headers.
+            client.send(b"From: \xff\xfe broken\r\nSubject: =?utf-8?B?invalid\r\n"
+                        b"Content-Type: multipart/mixed; boundary=\"nope\"\r\n\r\n--nope\r\n"
+                        b"Content-Type: text/plain\r\n\r\nkhong dong boundary\r\n.\r\n")
+            replies.append(client.getreply())
+            return replies
+
+    replies = await asyncio.to_thread(dialogue)
+    codes = [code for code, _ in replies]
+    assert codes[0] == 503 or codes[0] // 100 == 5  # MAIL before EHLO / bad syntax
+    assert codes[2] == 503  # RCPT before MAIL
+    assert codes[3] == 500  # unknown command
+    assert codes[6] == 354
+    assert codes[7] == 250  # broken MIME is still mail: accepted and stored as received
+    # The server still answers new clients.
+    ok = make_message("cv@sender.example.vn", CLERK)
+    assert await asyncio.to_thread(send, server, ok, "cv@sender.example.vn", [CLERK]) == {}
+    await wait_for(lambda: server.app.inflight.count == 0)
