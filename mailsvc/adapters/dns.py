@@ -1,0 +1,220 @@
+"""DNS for origin checks: a dnspython resolver, pinned data from the agency directory, a chain.
+
+Every resolver here follows one contract (``OriginResolver``):
+
+* an answer is a sequence of strings (TXT records joined per record, IP addresses,
+  MX host names in preference order, PTR names);
+* a name or type that does not exist (NXDOMAIN, no data) is an empty sequence;
+* a lookup that could not be made (timeout, SERVFAIL, refused, no reachable server)
+  raises :class:`DnsTemporaryError`, so callers can tell ``temperror`` from ``none``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+import dns.asyncresolver
+import dns.exception
+import dns.name
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from mailsvc.errors import DependencyError
+from mailsvc.interfaces import Directory
+
+log = logging.getLogger(__name__)
+
+RECORD_TYPES = ("txt", "a", "aaaa", "mx", "ptr")
+
+
+class DnsTemporaryError(DependencyError):
+    """A DNS lookup failed for now (timeout, SERVFAIL, no server): a temperror, not a none."""
+
+
+class OriginResolver(Protocol):
+    """The lookups DKIM, SPF and DMARC need. Extends ``mailsvc.interfaces.Resolver``."""
+
+    async def txt(self, name: str) -> Sequence[str]: ...
+
+    async def a(self, name: str) -> Sequence[str]: ...
+
+    async def aaaa(self, name: str) -> Sequence[str]: ...
+
+    async def mx(self, name: str) -> Sequence[str]: ...
+
+    async def ptr(self, address: str) -> Sequence[str]: ...
+
+
+def normalise_name(name: str) -> str:
+    """Lower-case, no trailing dot: the key form used by pinned data."""
+    return name.strip().rstrip(".").lower()
+
+
+class DnsResolver:
+    """Asynchronous lookups with dnspython against configured name servers.
+
+    ``nameservers`` empty means the system's ``/etc/resolv.conf``. ``timeout`` is the
+    whole budget of one lookup (dnspython's *lifetime*), retries included.
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] = (),
+        port: int = 53,
+        timeout: float = 3.0,
+    ) -> None:
+        if nameservers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = list(nameservers)
+        else:
+            resolver = dns.asyncresolver.Resolver(configure=True)
+        resolver.port = port
+        resolver.timeout = timeout
+        resolver.lifetime = timeout
+        resolver.use_edns(0, 0, 1232)
+        resolver.cache = None
+        self._resolver = resolver
+        self.timeout = timeout
+
+    async def _query(self, name: str, rdtype: dns.rdatatype.RdataType) -> list[object]:
+        try:
+            answer = await self._resolver.resolve(
+                name, rdtype, search=False, raise_on_no_answer=False
+            )
+        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer, dns.resolver.YXDOMAIN):
+            return []
+        except dns.resolver.NoNameservers as exc:
+            raise DnsTemporaryError(
+                f"DNS {rdtype.name} {name}: no server answered ({exc})"
+            ) from exc
+        except dns.exception.Timeout as exc:
+            raise DnsTemporaryError(f"DNS {rdtype.name} {name}: timed out") from exc
+        except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong):
+            return []  # a name that cannot exist has no records
+        except dns.exception.DNSException as exc:  # adapter boundary: any other DNS failure
+            raise DnsTemporaryError(f"DNS {rdtype.name} {name}: {exc}") from exc
+        if answer.rrset is None:
+            return []
+        return list(answer.rrset)
+
+    async def txt(self, name: str) -> Sequence[str]:
+        records = await self._query(name, dns.rdatatype.TXT)
+        return tuple(
+            b"".join(r.strings).decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+            for r in records
+        )
+
+    async def a(self, name: str) -> Sequence[str]:
+        return tuple(r.address for r in await self._query(name, dns.rdatatype.A))  # type: ignore[attr-defined]
+
+    async def aaaa(self, name: str) -> Sequence[str]:
+        return tuple(r.address for r in await self._query(name, dns.rdatatype.AAAA))  # type: ignore[attr-defined]
+
+    async def mx(self, name: str) -> Sequence[str]:
+        records = await self._query(name, dns.rdatatype.MX)
+        ordered = sorted(records, key=lambda r: r.preference)  # type: ignore[attr-defined]
+        return tuple(normalise_name(r.exchange.to_text()) for r in ordered)  # type: ignore[attr-defined]
+
+    async def ptr(self, address: str) -> Sequence[str]:
+        name = dns.reversename.from_address(address).to_text()
+        records = await self._query(name, dns.rdatatype.PTR)
+        return tuple(normalise_name(r.target.to_text()) for r in records)  # type: ignore[attr-defined]
+
+
+class PinnedResolver:
+    """Answers from static data and the agency directory's pinned DKIM keys; no network.
+
+    ``records`` maps a record type (``txt``, ``a``, ``aaaa``, ``mx``, ``ptr``) to
+    ``{name: [values]}``. With a ``directory``, TXT lookups of
+    ``<selector>._domainkey.<domain>`` are answered from the agency's ``dkim_keys``.
+    ``lookup`` returns ``None`` for names it does not know (so a chain can go on),
+    the public methods return an empty tuple.
+    """
+
+    def __init__(
+        self,
+        records: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+        directory: Directory | None = None,
+    ) -> None:
+        data: dict[str, dict[str, tuple[str, ...]]] = {t: {} for t in RECORD_TYPES}
+        for rtype, entries in (records or {}).items():
+            key = rtype.lower()
+            if key not in data:
+                raise ValueError(f"unknown record type {rtype!r}")
+            for name, values in entries.items():
+                if isinstance(values, str):
+                    values = (values,)
+                data[key][normalise_name(name)] = tuple(values)
+        self._data = data
+        self._directory = directory
+
+    def lookup(self, rtype: str, name: str) -> tuple[str, ...] | None:
+        key = normalise_name(name)
+        found = self._data[rtype].get(key)
+        if found is not None:
+            return found
+        if rtype == "txt" and self._directory is not None and "._domainkey." in key:
+            domain = key.partition("._domainkey.")[2]
+            agency = self._directory.agency_for_domain(domain)
+            if agency is not None:
+                pinned = {normalise_name(k): v for k, v in agency.dkim_keys.items()}
+                if key in pinned:
+                    return (pinned[key],)
+        return None
+
+    async def txt(self, name: str) -> Sequence[str]:
+        return self.lookup("txt", name) or ()
+
+    async def a(self, name: str) -> Sequence[str]:
+        return self.lookup("a", name) or ()
+
+    async def aaaa(self, name: str) -> Sequence[str]:
+        return self.lookup("aaaa", name) or ()
+
+    async def mx(self, name: str) -> Sequence[str]:
+        return self.lookup("mx", name) or ()
+
+    async def ptr(self, address: str) -> Sequence[str]:
+        return self.lookup("ptr", str(ipaddress.ip_address(address))) or ()
+
+
+class ChainedResolver:
+    """Pinned data first; for names it does not pin, DNS, or nothing in a closed network."""
+
+    def __init__(self, pinned: PinnedResolver, fallback: OriginResolver | None = None) -> None:
+        self._pinned = pinned
+        self._fallback = fallback
+
+    async def _resolve(self, rtype: str, name: str) -> Sequence[str]:
+        found = self._pinned.lookup(rtype, name)
+        if found is not None:
+            return found
+        if self._fallback is None:
+            return ()
+        method = getattr(self._fallback, rtype)
+        result: Sequence[str] = await method(name)
+        return result
+
+    async def txt(self, name: str) -> Sequence[str]:
+        return await self._resolve("txt", name)
+
+    async def a(self, name: str) -> Sequence[str]:
+        return await self._resolve("a", name)
+
+    async def aaaa(self, name: str) -> Sequence[str]:
+        return await self._resolve("aaaa", name)
+
+    async def mx(self, name: str) -> Sequence[str]:
+        return await self._resolve("mx", name)
+
+    async def ptr(self, address: str) -> Sequence[str]:
+        found = self._pinned.lookup("ptr", str(ipaddress.ip_address(address)))
+        if found is not None:
+            return found
+        if self._fallback is None:
+            return ()
+        return await self._fallback.ptr(address)
