@@ -25,6 +25,7 @@ from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.errors import ConflictError, MailsvcError, NotFoundError
 from mailsvc.passwords import (
+    WeakPasswordError,
     check_strength,
     generate_one_time_password,
     hash_password,
@@ -44,7 +45,14 @@ class InvalidAddressError(MailsvcError):
 
 
 class PasswordRejectedError(MailsvcError):
-    """The current (or one-time) password is wrong, expired, or the account cannot log in."""
+    """The current (or one-time) password is wrong, expired, or the account cannot log in.
+
+    ``reason`` is ``wrong`` (unknown address or wrong password: counts as a failed
+    login), ``expired`` or ``disabled`` (the password was right)."""
+
+    def __init__(self, message: str, reason: str = "wrong") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -402,17 +410,17 @@ def change_password(
     if not verify_password(mailbox.password_hash, old_password):
         raise rejected
     if not mailbox.enabled:
-        raise PasswordRejectedError("this mailbox is disabled; ask the administrator")
+        raise PasswordRejectedError("this mailbox is disabled; ask the administrator", "disabled")
     if (
         mailbox.must_change
         and mailbox.password_expires_at is not None
         and mailbox.password_expires_at <= now
     ):
         raise PasswordRejectedError(
-            "the one-time password has expired; ask the administrator for a new one"
+            "the one-time password has expired; ask the administrator for a new one", "expired"
         )
     if new_password == old_password:
-        raise MailsvcError("the new password must differ from the old one")
+        raise WeakPasswordError("the new password must differ from the old one")
     check_strength(new_password, cfg, address=mailbox.address)
     mailbox.password_hash = hash_password(new_password, cfg)
     mailbox.must_change = False

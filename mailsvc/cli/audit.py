@@ -53,7 +53,7 @@ def list_cmd(
     if as_json:
         echo_json(rows, ctx)
         return
-    table = [{**r, "details": ", ".join(f"{k}={v}" for k, v in r["details"].items())} for r in rows]
+    table = [{**r, "details": _short(r["details"])} for r in rows]
     echo_table(
         table,
         (
