@@ -27,9 +27,7 @@ from mailsvc.signatures.validation import ValidationSettings
 from mailsvc.signatures.worker import DocumentResult, verify_document
 
 
-def trust_config(
-    policy: SignaturePolicy, anchor_dirs: Sequence[Path], home: Path
-) -> TrustConfig:
+def trust_config(policy: SignaturePolicy, anchor_dirs: Sequence[Path], home: Path) -> TrustConfig:
     """The TrustConfig for a home directory: CRL files from the policy, cache in HOME/crl."""
     crl_files = tuple(
         (p if p.is_absolute() else home / p)
@@ -42,6 +40,17 @@ def trust_config(
         revocation_mode=policy.revocation_mode,
         allow_fetching=policy.allow_fetching,
     )
+
+
+def home_trust_config(policy: SignaturePolicy, home: Path, policies: Path) -> TrustConfig:
+    """Anchors from ``policies/trust`` and ``HOME/trust``; CRLs from the policy and HOME/crl."""
+    return trust_config(policy, (policies / "trust", home / "trust"), home)
+
+
+def home_gnupg(home: Path) -> Path | None:
+    """The admin-managed OpenPGP keyring, ``HOME/openpgp``, when it exists."""
+    path = home / "openpgp"
+    return path if path.is_dir() else None
 
 
 def _norm(text: str) -> str:
@@ -63,7 +72,9 @@ def assess(
     inherited: Iterable[SignatureResult] = (),
 ) -> DocumentSignatureReport:
     """Decide valid / reference_only / invalid for one document (see docs/signatures.md)."""
-    extra = [s for s in inherited if s.passed] if policy.message_signature_covers_attachments else []
+    extra = (
+        [s for s in inherited if s.passed] if policy.message_signature_covers_attachments else []
+    )
     considered = list(signatures) + extra
     failed = [s for s in signatures if s.indication is Indication.TOTAL_FAILED]
     undecided = [s for s in signatures if s.indication is Indication.INDETERMINATE]

@@ -124,7 +124,9 @@ def _result(block: list[tuple[str, str]]) -> SignatureResult:
     )
 
 
-def verify_openpgp(content: bytes, signature: bytes, gnupg_home: str | None) -> list[SignatureResult]:
+def verify_openpgp(
+    content: bytes, signature: bytes, gnupg_home: str | None
+) -> list[SignatureResult]:
     """Verify a detached OpenPGP signature (binary or armored) over ``content``."""
     if not gnupg_home:
         return [

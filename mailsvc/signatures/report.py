@@ -8,12 +8,12 @@ They are frozen, picklable and hold only plain values.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
-from enum import Enum
+from datetime import datetime, tzinfo
+from enum import StrEnum
 from typing import Any
 
 
-class Indication(str, Enum):
+class Indication(StrEnum):
     """Main status indication of one signature (ETSI EN 319 102-1 §5.1.3)."""
 
     TOTAL_PASSED = "TOTAL_PASSED"
@@ -21,7 +21,7 @@ class Indication(str, Enum):
     TOTAL_FAILED = "TOTAL_FAILED"
 
 
-class SignatureFormat(str, Enum):
+class SignatureFormat(StrEnum):
     """Where the signature came from."""
 
     SMIME = "smime"  # multipart/signed or application/pkcs7-mime on the message
@@ -30,7 +30,7 @@ class SignatureFormat(str, Enum):
     OPENPGP = "openpgp"  # detached x.pdf.sig / x.pdf.asc or PGP/MIME
 
 
-class CertificateKind(str, Enum):
+class CertificateKind(StrEnum):
     """Whose signature it is (see ``OrganisationRule`` in policy.py for the rule)."""
 
     PERSONAL = "personal"  # chứng thư số cá nhân: replaces the handwritten signature
@@ -38,7 +38,7 @@ class CertificateKind(str, Enum):
     UNKNOWN = "unknown"  # no certificate could be read
 
 
-class DocumentOutcome(str, Enum):
+class DocumentOutcome(StrEnum):
     """Legal value of a document under policies/signature.yaml (domain.md §1)."""
 
     VALID = "valid"  # giá trị pháp lý: signed as the policy requires, every signature passed
@@ -95,7 +95,8 @@ class SignatureResult:
     def passed(self) -> bool:
         return self.indication is Indication.TOTAL_PASSED
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, tz: tzinfo | None = None) -> dict[str, Any]:
+        """JSON-able; times ISO 8601 in ``tz`` (UTC as stored when None)."""
         return {
             "format": self.format.value,
             "indication": self.indication.value,
@@ -107,10 +108,10 @@ class SignatureResult:
             "issuer": self.issuer,
             "subject": self.subject,
             "fingerprint": self.fingerprint,
-            "signing_time": _iso(self.signing_time),
-            "timestamp_time": _iso(self.timestamp_time),
+            "signing_time": _iso(self.signing_time, tz),
+            "timestamp_time": _iso(self.timestamp_time, tz),
             "trust_anchor": self.trust_anchor,
-            "revoked_at": _iso(self.revoked_at),
+            "revoked_at": _iso(self.revoked_at, tz),
             "field_name": self.field_name,
             "modification": self.modification,
             "detail": self.detail,
@@ -150,7 +151,8 @@ class DocumentSignatureReport:
     def signed(self) -> bool:
         return bool(self.signatures)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, tz: tzinfo | None = None) -> dict[str, Any]:
+        """JSON-able; times ISO 8601 in ``tz`` (UTC as stored when None)."""
         return {
             "document": self.document,
             "sha256": self.sha256,
@@ -159,9 +161,11 @@ class DocumentSignatureReport:
             "sender_agency": self.sender_agency,
             "signer_matches_sender": self.signer_matches_sender,
             "detail": self.detail,
-            "signatures": [s.to_dict() for s in self.signatures],
+            "signatures": [s.to_dict(tz) for s in self.signatures],
         }
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def _iso(value: datetime | None, tz: tzinfo | None = None) -> str | None:
+    if value is None:
+        return None
+    return (value.astimezone(tz) if tz is not None else value).isoformat()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def split_multipart(raw: bytes, boundary: str) -> list[bytes]:
     pattern = re.compile(rb"(?:^|\r?\n)" + delim + rb"(--)?[ \t]*(?=\r?\n|$)")
     matches = list(pattern.finditer(body))
     parts: list[bytes] = []
-    for current, following in zip(matches, matches[1:], strict=False):
+    for current, following in itertools.pairwise(matches):
         if current.group(1):
             break
         start = current.end()
@@ -124,7 +125,9 @@ def _walk(raw: bytes, out: _Walk) -> None:
         if smime_type in ("signed-data", "") and (not name or name.lower().endswith(".p7m")):
             # the enclosed MIME entity is walked after the worker unwraps it
             out.jobs.append(
-                DocumentJob(name=MESSAGE, content=_payload(part), enveloping=True, message_level=True)
+                DocumentJob(
+                    name=MESSAGE, content=_payload(part), enveloping=True, message_level=True
+                )
             )
             return
     if part.is_multipart():
@@ -137,7 +140,9 @@ def _walk(raw: bytes, out: _Walk) -> None:
         out.files.append((filename, _payload(part)))
 
 
-def jobs_for_files(files: Sequence[tuple[str, bytes]], policy: SignaturePolicy) -> list[DocumentJob]:
+def jobs_for_files(
+    files: Sequence[tuple[str, bytes]], policy: SignaturePolicy
+) -> list[DocumentJob]:
     """Pair x.pdf with x.pdf.p7s / .sig / .asc; unwrap .p7m; the rest are plain documents."""
     names = {name for name, _ in files}
     sig_suffixes = tuple(s.lower() for s in policy.detached_signature_suffixes)

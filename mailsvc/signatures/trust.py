@@ -169,7 +169,7 @@ class TrustStore:
         self.directory = directory
         self.readonly_dirs = tuple(readonly_dirs)
 
-    def list(self) -> list[TrustAnchor]:
+    def anchors(self) -> list[TrustAnchor]:
         out: list[TrustAnchor] = []
         for directory, managed in [(d, False) for d in self.readonly_dirs] + [
             (self.directory, True)
@@ -182,7 +182,7 @@ class TrustStore:
     def add(self, data: bytes, source: str = "") -> list[TrustAnchor]:
         """Store each certificate in ``data`` as HOME/trust/<fingerprint>.pem."""
         certs = read_certificates(data, source)
-        known = {a.fingerprint for a in self.list()}
+        known = {a.fingerprint for a in self.anchors()}
         self.directory.mkdir(parents=True, exist_ok=True)
         added: list[TrustAnchor] = []
         for cert in certs:
@@ -201,7 +201,7 @@ class TrustStore:
         ref = ref.lower().replace(":", "")
         if len(ref) < 8:
             raise MailsvcError("give at least 8 hex digits of the SHA-256 fingerprint")
-        matches = [a for a in self.list() if a.fingerprint.startswith(ref)]
+        matches = [a for a in self.anchors() if a.fingerprint.startswith(ref)]
         if not matches:
             raise NotFoundError(f"no trusted certificate with fingerprint {ref}")
         if len(matches) > 1:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from io import BytesIO
 
@@ -47,7 +47,7 @@ class ValidationSettings:
     key_usage: tuple[str, ...] = ("digital_signature", "non_repudiation")
     key_usage_match_all: bool = False
     extended_key_usage: tuple[str, ...] | None = None
-    organisation_rule: OrganisationRule = OrganisationRule()
+    organisation_rule: OrganisationRule = field(default_factory=OrganisationRule)
     gnupg_home: str | None = None
 
     def key_usage_constraints(self) -> KeyUsageConstraints:
@@ -288,8 +288,6 @@ async def _validate_detached_one(
 
 
 def _with_detail(result: SignatureResult, detail: str) -> SignatureResult:
-    from dataclasses import replace
-
     return replace(result, detail=detail)
 
 
@@ -330,9 +328,7 @@ async def validate_enveloping_cms(
     except (ValueError, TypeError) as exc:
         return [_format_failure(fmt, f"not CMS SignedData: {exc}")], None
     detached = signed_data.copy()
-    detached["encap_content_info"] = cms.ContentInfo(
-        {"content_type": eci["content_type"]}
-    )
+    detached["encap_content_info"] = cms.ContentInfo({"content_type": eci["content_type"]})
     results = [
         await _validate_detached_one(content_bytes, sd, settings, version, fmt)
         for sd in _split_signers(detached)

@@ -100,8 +100,13 @@ def _usage(**flags: bool) -> x509.KeyUsage:
     return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
-def _write(directory: Path, label: str, cert: x509.Certificate, key: rsa.RSAPrivateKey,
-           chain: list[x509.Certificate]) -> Identity:
+def _write(
+    directory: Path,
+    label: str,
+    cert: x509.Certificate,
+    key: rsa.RSAPrivateKey,
+    chain: list[x509.Certificate],
+) -> Identity:
     cert_path = directory / f"{label}.pem"
     key_path = directory / f"{label}.key"
     chain_path = directory / f"{label}-chain.pem"
@@ -151,15 +156,20 @@ def _issue(
     if crl_url:
         builder = builder.add_extension(
             x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)]
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(crl_url)], None, None, None
+                    )
+                ]
             ),
             critical=False,
         )
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _crl(issuer: x509.Certificate, key: rsa.RSAPrivateKey, revoked: list[x509.Certificate],
-         now: datetime) -> bytes:
+def _crl(
+    issuer: x509.Certificate, key: rsa.RSAPrivateKey, revoked: list[x509.Certificate], now: datetime
+) -> bytes:
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(issuer.subject)
@@ -189,43 +199,87 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> TestPki:
     sign_usage = _usage(digital_signature=True, content_commitment=True)
 
     root_key = _key()
-    root_cert = _issue(_name("Test Root CA (mailsvc)", "Ban Cơ yếu Thử nghiệm"), root_key, None,
-                       root_key, ca=True, usage=ca_usage, not_before=long_ago,
-                       not_after=now + timedelta(days=3650), crl_url=None)
+    root_cert = _issue(
+        _name("Test Root CA (mailsvc)", "Ban Cơ yếu Thử nghiệm"),
+        root_key,
+        None,
+        root_key,
+        ca=True,
+        usage=ca_usage,
+        not_before=long_ago,
+        not_after=now + timedelta(days=3650),
+        crl_url=None,
+    )
     root = _write(directory, "root", root_cert, root_key, [])
     inter_key = _key()
-    inter_cert = _issue(_name("Test Issuing CA (mailsvc)", "Ban Cơ yếu Thử nghiệm"), inter_key,
-                        root_cert, root_key, ca=True, usage=ca_usage, not_before=long_ago,
-                        not_after=now + timedelta(days=1825), crl_url=f"{CRL_BASE}/root.crl")
+    inter_cert = _issue(
+        _name("Test Issuing CA (mailsvc)", "Ban Cơ yếu Thử nghiệm"),
+        inter_key,
+        root_cert,
+        root_key,
+        ca=True,
+        usage=ca_usage,
+        not_before=long_ago,
+        not_after=now + timedelta(days=1825),
+        crl_url=f"{CRL_BASE}/root.crl",
+    )
     intermediate = _write(directory, "intermediate", inter_cert, inter_key, [root_cert])
 
-    def leaf(label: str, subject: x509.Name, usage: x509.KeyUsage = sign_usage,
-             not_before: datetime = long_ago, not_after: datetime = far,
-             issuer: Identity = intermediate) -> Identity:
+    def leaf(
+        label: str,
+        subject: x509.Name,
+        usage: x509.KeyUsage = sign_usage,
+        not_before: datetime = long_ago,
+        not_after: datetime = far,
+        issuer: Identity = intermediate,
+    ) -> Identity:
         key = _key()
-        cert = _issue(subject, key, issuer.cert, issuer.key, ca=False, usage=usage,
-                      not_before=not_before, not_after=not_after,
-                      crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate else None)
+        cert = _issue(
+            subject,
+            key,
+            issuer.cert,
+            issuer.key,
+            ca=False,
+            usage=usage,
+            not_before=not_before,
+            not_after=not_after,
+            crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate else None,
+        )
         chain = [issuer.cert] + ([root_cert] if issuer is intermediate else [])
         return _write(directory, label, cert, key, chain)
 
     personal = leaf("personal", _name("Nguyễn Văn An", AGENCY_NAME))
     organisation = leaf("organisation", _name(AGENCY_NAME, AGENCY_NAME))
-    digsig_only = leaf("digsig-only", _name("Trần Thị Bình", AGENCY_NAME),
-                       usage=_usage(digital_signature=True))
-    expired = leaf("expired", _name("Lê Văn Cường", AGENCY_NAME),
-                   not_before=now - timedelta(days=800), not_after=now - timedelta(days=400))
+    digsig_only = leaf(
+        "digsig-only", _name("Trần Thị Bình", AGENCY_NAME), usage=_usage(digital_signature=True)
+    )
+    expired = leaf(
+        "expired",
+        _name("Lê Văn Cường", AGENCY_NAME),
+        not_before=now - timedelta(days=800),
+        not_after=now - timedelta(days=400),
+    )
     revoked = leaf("revoked", _name("Phạm Thị Dung", AGENCY_NAME))
-    wrong_usage = leaf("wrong-usage", _name("Hoàng Văn Em", AGENCY_NAME),
-                       usage=_usage(key_encipherment=True))
+    wrong_usage = leaf(
+        "wrong-usage", _name("Hoàng Văn Em", AGENCY_NAME), usage=_usage(key_encipherment=True)
+    )
     other_agency = leaf("other-agency", _name(OTHER_AGENCY_NAME, OTHER_AGENCY_NAME))
 
     untrusted_root_key = _key()
-    untrusted_root_cert = _issue(_name("Untrusted Root", "Nobody"), untrusted_root_key, None,
-                                 untrusted_root_key, ca=True, usage=ca_usage,
-                                 not_before=long_ago, not_after=far, crl_url=None)
-    untrusted_root = _write(directory, "untrusted-root", untrusted_root_cert, untrusted_root_key,
-                            [])
+    untrusted_root_cert = _issue(
+        _name("Untrusted Root", "Nobody"),
+        untrusted_root_key,
+        None,
+        untrusted_root_key,
+        ca=True,
+        usage=ca_usage,
+        not_before=long_ago,
+        not_after=far,
+        crl_url=None,
+    )
+    untrusted_root = _write(
+        directory, "untrusted-root", untrusted_root_cert, untrusted_root_key, []
+    )
     untrusted = leaf("untrusted", _name("Kẻ Mạo Danh", AGENCY_NAME), issuer=untrusted_root)
 
     trust_dir = directory / "trust"
@@ -235,9 +289,22 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> TestPki:
     crl_dir.mkdir(exist_ok=True)
     (crl_dir / "root.crl").write_bytes(_crl(root_cert, root_key, [], now))
     (crl_dir / "intermediate.crl").write_bytes(_crl(inter_cert, inter_key, [revoked.cert], now))
-    pki = TestPki(directory, root, intermediate, personal, organisation, digsig_only, expired,
-                  revoked, wrong_usage, other_agency, untrusted_root, untrusted, trust_dir,
-                  crl_dir)
+    pki = TestPki(
+        directory,
+        root,
+        intermediate,
+        personal,
+        organisation,
+        digsig_only,
+        expired,
+        revoked,
+        wrong_usage,
+        other_agency,
+        untrusted_root,
+        untrusted,
+        trust_dir,
+        crl_dir,
+    )
     if with_gpg:
         pki.gpg = build_openpgp(directory / "gpg")
     return pki
@@ -272,8 +339,9 @@ def make_pdf(text: str = "Quyết định số 35/2024/QĐ-UBND", size: int = 0)
     out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
     for offset in offsets:
         out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    )
     return out.getvalue()
 
 
@@ -338,9 +406,24 @@ def cms_detached(data: bytes, who: Identity, workdir: Path) -> bytes:
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "content.bin"
     src.write_bytes(data)
-    return _openssl("cms", "-sign", "-binary", "-cades", "-md", "sha256", "-in", str(src),
-                    "-signer", str(who.cert_path), "-inkey", str(who.key_path),
-                    "-certfile", str(who.chain_path), "-outform", "DER")
+    return _openssl(
+        "cms",
+        "-sign",
+        "-binary",
+        "-cades",
+        "-md",
+        "sha256",
+        "-in",
+        str(src),
+        "-signer",
+        str(who.cert_path),
+        "-inkey",
+        str(who.key_path),
+        "-certfile",
+        str(who.chain_path),
+        "-outform",
+        "DER",
+    )
 
 
 def cms_enveloping(data: bytes, who: Identity, workdir: Path) -> bytes:
@@ -348,9 +431,25 @@ def cms_enveloping(data: bytes, who: Identity, workdir: Path) -> bytes:
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "content.bin"
     src.write_bytes(data)
-    return _openssl("cms", "-sign", "-binary", "-nodetach", "-cades", "-md", "sha256", "-in",
-                    str(src), "-signer", str(who.cert_path), "-inkey", str(who.key_path),
-                    "-certfile", str(who.chain_path), "-outform", "DER")
+    return _openssl(
+        "cms",
+        "-sign",
+        "-binary",
+        "-nodetach",
+        "-cades",
+        "-md",
+        "sha256",
+        "-in",
+        str(src),
+        "-signer",
+        str(who.cert_path),
+        "-inkey",
+        str(who.key_path),
+        "-certfile",
+        str(who.chain_path),
+        "-outform",
+        "DER",
+    )
 
 
 def mime_entity(body: str, attachments: list[tuple[str, bytes]] = ()) -> bytes:  # type: ignore[assignment]
@@ -358,8 +457,9 @@ def mime_entity(body: str, attachments: list[tuple[str, bytes]] = ()) -> bytes: 
     inner = EmailMessage()
     inner.set_content(body)
     for name, data in attachments:
-        maintype, subtype = ("application", "pdf") if name.endswith(".pdf") else (
-            "application", "octet-stream")
+        maintype, subtype = (
+            ("application", "pdf") if name.endswith(".pdf") else ("application", "octet-stream")
+        )
         inner.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
     raw = inner.as_bytes(policy=inner.policy.clone(linesep="\r\n"))
     return raw
@@ -380,8 +480,21 @@ def smime_message(
     workdir.mkdir(parents=True, exist_ok=True)
     src = workdir / "entity.eml"
     src.write_bytes(mime_entity(body, list(attachments)))
-    args = ["cms", "-sign", "-md", "sha256", "-in", str(src), "-signer", str(who.cert_path),
-            "-inkey", str(who.key_path), "-certfile", str(who.chain_path), "-crlfeol"]
+    args = [
+        "cms",
+        "-sign",
+        "-md",
+        "sha256",
+        "-in",
+        str(src),
+        "-signer",
+        str(who.cert_path),
+        "-inkey",
+        str(who.key_path),
+        "-certfile",
+        str(who.chain_path),
+        "-crlfeol",
+    ]
     if opaque:
         args.append("-nodetach")
     signed = _openssl(*args)
@@ -408,9 +521,21 @@ class OpenPgpKeys:
 
 def _gpg(home: Path, *args: str, stdin: bytes | None = None) -> bytes:
     result = subprocess.run(
-        ["gpg", "--homedir", str(home), "--batch", "--yes", "--pinentry-mode", "loopback",
-         "--passphrase", "", *args],
-        input=stdin, capture_output=True, check=False,
+        [
+            "gpg",
+            "--homedir",
+            str(home),
+            "--batch",
+            "--yes",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+            *args,
+        ],
+        input=stdin,
+        capture_output=True,
+        check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(f"gpg {' '.join(args)}: {result.stderr.decode(errors='replace')}")
@@ -438,20 +563,37 @@ def build_openpgp(directory: Path) -> OpenPgpKeys:
         _gpg(signing, "--quick-gen-key", uid, "ed25519", "sign", "1y")
         fprs[label] = _fingerprint(signing, uid)
     expired_uid = f"Le Van Cuong ({AGENCY_NAME}) <cuonglv@{AGENCY_DOMAIN}>"
-    _gpg(signing, "--faked-system-time", "20200101T000000", "--quick-gen-key", expired_uid,
-         "ed25519", "sign", "1y")
+    _gpg(
+        signing,
+        "--faked-system-time",
+        "20200101T000000",
+        "--quick-gen-key",
+        expired_uid,
+        "ed25519",
+        "sign",
+        "1y",
+    )
     fprs["expired"] = _fingerprint(signing, expired_uid)
     for label in ("personal", "revoked", "expired"):
         _gpg(keyring, "--import", stdin=_gpg(signing, "--export", fprs[label]))
     rev = (signing / "openpgp-revocs.d" / f"{fprs['revoked']}.rev").read_bytes()
-    rev = rev.replace(b":-----BEGIN PGP PUBLIC KEY BLOCK-----", b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    rev = rev.replace(
+        b":-----BEGIN PGP PUBLIC KEY BLOCK-----", b"-----BEGIN PGP PUBLIC KEY BLOCK-----"
+    )
     _gpg(keyring, "--import", stdin=rev)
-    return OpenPgpKeys(signing, keyring, fprs["personal"], fprs["expired"], fprs["revoked"],
-                       fprs["untrusted"])
+    return OpenPgpKeys(
+        signing, keyring, fprs["personal"], fprs["expired"], fprs["revoked"], fprs["untrusted"]
+    )
 
 
-def openpgp_detached(data: bytes, keys: OpenPgpKeys, fingerprint: str, *, armor: bool = False,
-                     faked_time: str | None = None) -> bytes:
+def openpgp_detached(
+    data: bytes,
+    keys: OpenPgpKeys,
+    fingerprint: str,
+    *,
+    armor: bool = False,
+    faked_time: str | None = None,
+) -> bytes:
     args = ["--local-user", fingerprint, "--detach-sign"]
     if armor:
         args.insert(0, "--armor")
@@ -460,44 +602,62 @@ def openpgp_detached(data: bytes, keys: OpenPgpKeys, fingerprint: str, *, armor:
     return _gpg(keys.signing_home, *args, stdin=data)
 
 
-def pgp_mime_message(keys: OpenPgpKeys, fingerprint: str, *, body: str = "Kính gửi.\r\n",
-                     attachments: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
-                     sender: str = f"annv@{AGENCY_DOMAIN}", recipient: str = "vanthu@example.vn"
-                     ) -> bytes:
+def pgp_mime_message(
+    keys: OpenPgpKeys,
+    fingerprint: str,
+    *,
+    body: str = "Kính gửi.\r\n",
+    attachments: list[tuple[str, bytes]] = (),  # type: ignore[assignment]
+    sender: str = f"annv@{AGENCY_DOMAIN}",
+    recipient: str = "vanthu@example.vn",
+) -> bytes:
     """A PGP/MIME (RFC 3156) multipart/signed message."""
     import base64
 
     entity = mime_entity(body, list(attachments))
-    signature = _gpg(keys.signing_home, "--armor", "--local-user", fingerprint, "--detach-sign",
-                     stdin=entity)
+    signature = _gpg(
+        keys.signing_home, "--armor", "--local-user", fingerprint, "--detach-sign", stdin=entity
+    )
     boundary = "mailsvc-pgp-" + base64.b32encode(os.urandom(10)).decode().lower()
     return (
-        f"From: {sender}\r\nTo: {recipient}\r\nSubject: PGP/MIME\r\nDate: {formatdate()}\r\n"
-        f"Message-ID: {make_msgid(domain=AGENCY_DOMAIN)}\r\nMIME-Version: 1.0\r\n"
-        f'Content-Type: multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature";'
-        f' boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
-    ).encode() + entity + (
-        f"\r\n--{boundary}\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n"
-        f"Content-Disposition: attachment; filename=signature.asc\r\n\r\n"
-    ).encode() + signature.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n") + (
-        f"\r\n--{boundary}--\r\n"
-    ).encode()
+        (
+            f"From: {sender}\r\nTo: {recipient}\r\nSubject: PGP/MIME\r\nDate: {formatdate()}\r\n"
+            f"Message-ID: {make_msgid(domain=AGENCY_DOMAIN)}\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/signed; micalg=pgp-sha256;"
+            ' protocol="application/pgp-signature";'
+            f' boundary="{boundary}"\r\n\r\n--{boundary}\r\n'
+        ).encode()
+        + entity
+        + (
+            f"\r\n--{boundary}\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n"
+            f"Content-Disposition: attachment; filename=signature.asc\r\n\r\n"
+        ).encode()
+        + signature.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n")
+        + (f"\r\n--{boundary}--\r\n").encode()
+    )
 
 
 def stop_gpg_agents(keys: OpenPgpKeys) -> None:
     for home in (keys.signing_home, keys.keyring_home):
-        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False,
-                       capture_output=True)
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"], check=False, capture_output=True
+        )
 
 
 def attach(message: EmailMessage, name: str, data: bytes) -> None:
-    maintype, subtype = ("application", "pdf") if name.endswith(".pdf") else (
-        "application", "octet-stream")
+    maintype, subtype = (
+        ("application", "pdf") if name.endswith(".pdf") else ("application", "octet-stream")
+    )
     message.add_attachment(data, maintype=maintype, subtype=subtype, filename=name)
 
 
-def plain_message(attachments: list[tuple[str, bytes]], *, sender: str = f"vanthu@{AGENCY_DOMAIN}",
-                  recipient: str = "vanthu@example.vn", subject: str = "Gửi văn bản") -> bytes:
+def plain_message(
+    attachments: list[tuple[str, bytes]],
+    *,
+    sender: str = f"vanthu@{AGENCY_DOMAIN}",
+    recipient: str = "vanthu@example.vn",
+    subject: str = "Gửi văn bản",
+) -> bytes:
     """An unsigned message with attachments (e.g. x.pdf + x.pdf.p7s)."""
     msg = EmailMessage()
     msg["From"] = sender

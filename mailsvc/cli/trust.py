@@ -1,0 +1,118 @@
+"""``mailsvc trust add | list | remove``: trust anchors for signature verification.
+
+Managed anchors live in HOME/trust/ (one PEM file per certificate, named by fingerprint);
+anchors in policies/trust/ are listed but read-only here. Changes are audited and seen by
+the running service at the next message (the material version changes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailsvc import audit
+from mailsvc.cli import Context
+from mailsvc.cli.console import actor, echo_json, echo_table, json_option, open_session
+from mailsvc.signatures.trust import TrustStore
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def trust_store(ctx: Context) -> TrustStore:
+    from mailsvc.cli.verify import policies_path
+
+    return TrustStore(ctx.home / "trust", readonly_dirs=(policies_path(ctx) / "trust",))
+
+
+@click.group("trust")
+def trust_group() -> None:
+    """Trusted root certificates for digital signatures (chứng thư số gốc tin cậy)."""
+
+
+@trust_group.command("add")
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+@json_option
+@pass_ctx
+def add_cmd(ctx: Context, files: tuple[Path, ...], as_json: bool) -> None:
+    """Trust the CA certificate(s) in FILES (PEM or DER)."""
+    store = trust_store(ctx)
+    added = []
+    with open_session(ctx) as session:
+        for path in files:
+            for anchor in store.add(path.read_bytes(), str(path)):
+                audit.record(
+                    session,
+                    actor(),
+                    "trust.add",
+                    anchor.fingerprint,
+                    {
+                        "subject": anchor.subject,
+                        "not_after": anchor.not_after.isoformat(),
+                        "file": str(path),
+                    },
+                )
+                added.append(anchor)
+        session.commit()
+    if as_json:
+        echo_json([a.to_dict() for a in added], ctx)
+        return
+    for a in added:
+        click.echo(f"trusted {a.fingerprint[:16]}  {a.subject}")
+
+
+@trust_group.command("list")
+@json_option
+@pass_ctx
+def list_cmd(ctx: Context, as_json: bool) -> None:
+    """List trust anchors (managed ones and those in policies/trust)."""
+    anchors = trust_store(ctx).anchors()
+    if as_json:
+        echo_json([a.to_dict() for a in anchors], ctx)
+        return
+    rows = [
+        {
+            "fingerprint": a.fingerprint[:16],
+            "subject": a.subject,
+            "not_after": a.not_after,
+            "ca": a.is_ca,
+            "source": "HOME/trust" if a.managed else "policies/trust",
+        }
+        for a in anchors
+    ]
+    echo_table(
+        rows,
+        (
+            ("fingerprint", "FINGERPRINT"),
+            ("subject", "SUBJECT"),
+            ("not_after", "VALID UNTIL"),
+            ("ca", "CA"),
+            ("source", "SOURCE"),
+        ),
+        ctx,
+    )
+
+
+@trust_group.command("remove")
+@click.argument("fingerprint")
+@json_option
+@pass_ctx
+def remove_cmd(ctx: Context, fingerprint: str, as_json: bool) -> None:
+    """Stop trusting the managed anchor whose SHA-256 FINGERPRINT starts with the given hex."""
+    store = trust_store(ctx)
+    with open_session(ctx) as session:
+        anchor = store.remove(fingerprint)
+        audit.record(
+            session, actor(), "trust.remove", anchor.fingerprint, {"subject": anchor.subject}
+        )
+        session.commit()
+    if as_json:
+        echo_json(anchor.to_dict(), ctx)
+        return
+    click.echo(f"removed {anchor.fingerprint[:16]}  {anchor.subject}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(trust_group)

@@ -1,0 +1,120 @@
+"""SignaturesStage: the legal value of what arrives (domain.md §1–2).
+
+One finding per document (each attachment; x.pdf with x.pdf.p7s/.sig counts as one) and
+one for the message's own S/MIME or PGP/MIME signature. Each carries a
+``DocumentSignatureReport`` as its payload. policies/signature.yaml decides the outcome:
+
+- ``valid``          → ``pass`` / ``signed``
+- ``reference_only`` → ``none`` / ``unsigned``, ``signature-indeterminate``,
+  ``organisation-signature-missing``, ``personal-signature-missing``, ``signer-mismatch``
+- ``invalid``        → ``fail`` / ``signature-invalid``, ``signer-mismatch``, ``unsigned``
+  (when the policy refuses unsigned documents), ``signature-indeterminate``
+- validation could not run (trust material unreadable, gpg missing, worker died)
+  → one ``error`` / ``signature-check-unavailable`` finding (the runner tempfails)
+- nothing signed and nothing attached → ``none`` / ``no-documents``
+
+CPU work (pyHanko, gpg) runs in the executor given to the constructor.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from mailsvc.interfaces import AgencyInfo, Directory
+from mailsvc.message import InboundMessage
+from mailsvc.signatures.engine import SignatureEngine
+from mailsvc.signatures.policy import SignaturePolicy
+from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
+from mailsvc.signatures.trust import TrustConfig
+from mailsvc.verdict import Finding, Status
+
+log = logging.getLogger(__name__)
+
+_STATUS = {
+    DocumentOutcome.VALID: Status.PASS,
+    DocumentOutcome.REFERENCE_ONLY: Status.NONE,
+    DocumentOutcome.INVALID: Status.FAIL,
+}
+
+
+def _evidence(report: DocumentSignatureReport) -> dict[str, Any]:
+    return {
+        "document": report.document,
+        "outcome": report.outcome.value,
+        "sender_agency": report.sender_agency,
+        "signer_matches_sender": report.signer_matches_sender,
+        "signatures": [
+            {
+                "format": s.format.value,
+                "indication": s.indication.value,
+                "subindication": s.subindication,
+                "signer": s.signer_name,
+                "organisation": s.organisation,
+                "kind": s.kind.value,
+                "serial": s.serial,
+            }
+            for s in report.signatures
+        ],
+    }
+
+
+class SignaturesStage:
+    name = "signatures"
+    description = "Verifies S/MIME, CMS (.p7s/.p7m), PDF and OpenPGP signatures of documents"
+
+    def __init__(
+        self,
+        policy: SignaturePolicy,
+        trust: TrustConfig,
+        directory: Directory,
+        executor: Executor,
+        *,
+        gnupg_home: Path | None = None,
+    ) -> None:
+        self._engine = SignatureEngine(policy, trust, executor=executor, gnupg_home=gnupg_home)
+        self._directory = directory
+
+    def _agency(self, msg: InboundMessage) -> AgencyInfo | None:
+        address = msg.from_address or msg.mail_from
+        domain = address.rpartition("@")[2].lower()
+        return self._directory.agency_for_domain(domain) if domain else None
+
+    async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
+        try:
+            agency = self._agency(msg)
+            reports = await self._engine.verify_message(msg.raw, agency)
+        except Exception as exc:  # boundary: validation could not run → fail closed
+            log.error("signature check unavailable for %s: %s", msg.queue_id, exc, exc_info=True)
+            return (
+                Finding(
+                    stage=self.name,
+                    status=Status.ERROR,
+                    reason="signature-check-unavailable",
+                    detail=f"{type(exc).__name__}: {exc}",
+                ),
+            )
+        if not reports:
+            return (Finding(stage=self.name, status=Status.NONE, reason="no-documents"),)
+        findings = []
+        for report in reports:
+            findings.append(
+                Finding(
+                    stage=self.name,
+                    status=_STATUS[report.outcome],
+                    reason=report.reason,
+                    detail=f"{report.document}: {report.detail}",
+                    payload=report,
+                    evidence=_evidence(report),
+                )
+            )
+            log.debug(
+                "%s: %s %s (%d signatures)",
+                report.document,
+                report.outcome.value,
+                report.reason,
+                len(report.signatures),
+            )
+        return tuple(findings)
