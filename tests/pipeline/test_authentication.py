@@ -1,0 +1,616 @@
+"""AuthenticationStage table tests: message in, findings out.
+
+Messages are signed with dkimpy at test time (keys generated per module); DNS answers
+come from a real DNS server on loopback, or from pinned directory data with no DNS.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailsvc.adapters.dns import ChainedResolver, DnsResolver, PinnedResolver
+from mailsvc.interfaces import AgencyInfo
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.outbound.dkim import DkimSigner
+from mailsvc.pipeline.authentication import (
+    AuthenticationStage,
+    DkimSignatureResult,
+    check_spf,
+    format_authentication_results,
+    organisational_domain,
+)
+from mailsvc.policy.authentication import AuthenticationPolicy, DkimPolicy, DmarcPolicy
+from mailsvc.verdict import Finding, Status
+from tests.dns_server import DnsTestServer
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "origin"
+SENDER_IP = "192.0.2.25"  # the sending agencies' outbound MTA
+OTHER_IP = "203.0.113.66"
+
+
+def _pem(bits: int) -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+@dataclass
+class Keys:
+    signers: dict[str, DkimSigner] = field(default_factory=dict)
+
+    def signer(self, name: str) -> DkimSigner:
+        return self.signers[name]
+
+
+@pytest.fixture(scope="module")
+def keys() -> Keys:
+    """Private keys: hanoi (DNS), list (DNS), stp (pinned in the directory), weak (1024)."""
+    hanoi, lists, stp, weak = _pem(2048), _pem(2048), _pem(2048), _pem(1024)
+    return Keys(
+        {
+            "hanoi": DkimSigner(hanoi, "k2026", "hanoi.gov.vn"),
+            "hanoi-sub": DkimSigner(hanoi, "k2026", "hanoi.gov.vn"),
+            "list": DkimSigner(lists, "list", "lists.example.org"),
+            "stp": DkimSigner(stp, "mail", "stp.example.vn"),
+            "weak": DkimSigner(weak, "weak", "hanoi.gov.vn"),
+            "unpublished": DkimSigner(lists, "gone", "hanoi.gov.vn"),
+            "broken-dns": DkimSigner(lists, "k1", "servfail.example.com"),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def dns(keys: Keys) -> Iterator[DnsTestServer]:
+    server = DnsTestServer().start()
+    add = server.add
+    add("k2026._domainkey.hanoi.gov.vn", "TXT", keys.signer("hanoi").txt_value())
+    add("weak._domainkey.hanoi.gov.vn", "TXT", keys.signer("weak").txt_value())
+    add("list._domainkey.lists.example.org", "TXT", keys.signer("list").txt_value())
+    add("gone._domainkey.hanoi.gov.vn", "TXT", "v=DKIM1; k=rsa; p=")  # revoked key
+    # hanoi.gov.vn: SPF by ip4 via include, DMARC reject with strict DKIM for subdomains
+    add("hanoi.gov.vn", "TXT", "v=spf1 include:_spf.hanoi.gov.vn -all")
+    add("_spf.hanoi.gov.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} ip6:2001:db8:25::/48 -all")
+    add(
+        "_dmarc.hanoi.gov.vn", "TXT", "v=DMARC1; p=reject; sp=quarantine; rua=mailto:d@hanoi.gov.vn"
+    )
+    add("mx.hanoi.gov.vn", "A", SENDER_IP)
+    # quang-ninh.gov.vn: softfail, p=quarantine, strict alignment
+    add("quangninh.gov.vn", "TXT", "v=spf1 a:mx.hanoi.gov.vn ~all")
+    add("_dmarc.quangninh.gov.vn", "TXT", "v=DMARC1; p=quarantine; adkim=s; aspf=s")
+    add("mail.quangninh.gov.vn", "TXT", "v=spf1 redirect=quangninh.gov.vn")
+    # example.org: neutral SPF, p=none
+    add("lists.example.org", "TXT", "v=spf1 mx/24 ?all")
+    add("lists.example.org", "MX", "10 mx.lists.example.org.")
+    add("mx.lists.example.org", "A", "198.51.100.7")
+    add("_dmarc.example.org", "TXT", "v=DMARC1; p=none")
+    # SPF oddities
+    add("two.example.net", "TXT", "v=spf1 -all")
+    add("two.example.net", "TXT", "v=spf1 +all")
+    add("exists.example.net", "TXT", "v=spf1 exists:%{i}.allow.example.net -all")
+    add(f"{SENDER_IP}.allow.example.net", "A", "127.0.0.2")
+    for i in range(12):
+        add(f"loop{i}.example.net", "TXT", f"v=spf1 include:loop{i + 1}.example.net -all")
+    add("loop12.example.net", "TXT", "v=spf1 -all")
+    add("void.example.net", "TXT", "v=spf1 a:n1.example.net a:n2.example.net a:n3.example.net -all")
+    add("typo.example.net", "TXT", "v=spf1 ip4:192.0.2.1 allow -all")
+    add("tempinclude.example.net", "TXT", "v=spf1 include:servfail.example.com -all")
+    server.fail("servfail.example.com", "servfail")
+    server.fail("k1._domainkey.servfail.example.com", "servfail")
+    server.fail("_dmarc.dnsdown.example", "servfail")
+    add("dnsdown.example", "TXT", "v=spf1 -all")
+    yield server
+    server.stop()
+
+
+class Directory:
+    """Agency directory: Sở Tư pháp pins its DKIM key and sending addresses."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.stp = AgencyInfo(
+            code="000.00.31.H26",
+            name="Sở Tư pháp",
+            domains=("stp.example.vn",),
+            dkim_keys={"mail._domainkey.stp.example.vn": keys.signer("stp").txt_value()},
+            allowed_senders=("10.20.0.0/16", "2001:db8:20::/48"),
+        )
+
+    def agency_for_domain(self, domain: str) -> AgencyInfo | None:
+        return self.stp if domain in self.stp.domains else None
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain == "sotttt.example.vn"
+
+
+def crlf(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def message(
+    from_: str = "Văn thư <vanthu@hanoi.gov.vn>",
+    body: str = "Kính gửi Sở Thông tin và Truyền thông.\n",
+    extra_headers: str = "",
+) -> bytes:
+    head = (
+        f"From: {from_}\nTo: vanthu@sotttt.example.vn\nSubject: =?utf-8?q?C=C3=B4ng_v=C4=83n?=\n"
+        "Date: Fri, 20 Nov 2026 08:30:00 +0700\nMessage-ID: <m1@hanoi.gov.vn>\n"
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=utf-8\n"
+        "Content-Transfer-Encoding: 8bit\n" + extra_headers
+    )
+    return crlf(head.encode() + b"\n" + body.encode())
+
+
+def inbound(
+    raw: bytes,
+    mail_from: str = "vanthu@hanoi.gov.vn",
+    ip: str = SENDER_IP,
+    helo: str = "mx.hanoi.gov.vn",
+    direction: Direction = Direction.INBOUND,
+) -> InboundMessage:
+    return InboundMessage(
+        queue_id="Q1",
+        mail_from=mail_from,
+        rcpt_tos=("vanthu@sotttt.example.vn",),
+        raw=raw,
+        received_at=dt.datetime(2026, 11, 20, 1, 30, tzinfo=dt.UTC),
+        client_ip=ip,
+        client_helo=helo,
+        direction=direction,
+        authenticated_as="annv.stttt" if direction is Direction.SUBMISSION else None,
+    )
+
+
+@pytest.fixture
+def stage(dns: DnsTestServer, keys: Keys) -> AuthenticationStage:
+    directory = Directory(keys)
+    resolver = ChainedResolver(
+        PinnedResolver(directory=directory), DnsResolver(["127.0.0.1"], dns.port, timeout=0.5)
+    )
+    return AuthenticationStage(
+        directory, resolver, AuthenticationPolicy(), "mail.sotttt.example.vn"
+    )
+
+
+def by_method(findings: tuple[Finding, ...]) -> dict[str, Finding]:
+    assert all(f.stage == "authentication" for f in findings)
+    return {f.reason.split("-")[0]: f for f in findings}
+
+
+def sign(keys: Keys, raw: bytes, *names: str, **options: object) -> bytes:
+    for name in names:
+        signer = keys.signer(name)
+        if options:
+            signer = DkimSigner(signer._pem, signer.selector, signer.domain, **options)  # type: ignore[arg-type]
+        raw = signer.sign(raw)
+    return raw
+
+
+Mutation = Callable[[bytes], bytes]
+
+
+def append_body(raw: bytes) -> bytes:
+    return raw + b"\r\nP.S. Chuyen khoan vao tai khoan moi: 0123456789\r\n"
+
+
+def change_body(raw: bytes) -> bytes:
+    return raw.replace("Sở Thông tin".encode(), "Sở Tài chính".encode())
+
+
+def change_subject(raw: bytes) -> bytes:
+    return raw.replace(b"C=C3=B4ng_v=C4=83n", b"Gi=E1=BA=A5y_m=E1=BB=9Di")
+
+
+def add_from(raw: bytes) -> bytes:
+    return b"From: Giam doc <giamdoc@evil.example>\r\n" + raw
+
+
+def refold_headers(raw: bytes) -> bytes:
+    """What a relaying MTA may do: change whitespace in headers and at line ends."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    head = head.replace(b"Subject: ", b"Subject:    ")
+    return head + b"\r\n\r\n" + body.replace(b"\r\n", b"  \r\n")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    signers: tuple[str, ...]
+    expect: tuple[str, str, str]  # dkim, spf, dmarc reasons
+    options: dict[str, object] = field(default_factory=dict)
+    mutate: Mutation | None = None
+    from_: str = "Văn thư <vanthu@hanoi.gov.vn>"
+    mail_from: str = "vanthu@hanoi.gov.vn"
+    ip: str = SENDER_IP
+    helo: str = "mx.hanoi.gov.vn"
+
+
+CASES = [
+    Case(
+        "dns key relaxed, spf include, dmarc", ("hanoi",), ("dkim-pass", "spf-pass", "dmarc-pass")
+    ),
+    Case(
+        "simple/simple",
+        ("hanoi",),
+        ("dkim-pass", "spf-pass", "dmarc-pass"),
+        options={"canonicalize": ("simple", "simple")},
+    ),
+    Case(
+        "relaxed survives refolding",
+        ("hanoi",),
+        ("dkim-pass", "spf-fail", "dmarc-pass"),
+        options={"canonicalize": ("relaxed", "relaxed")},
+        mutate=refold_headers,
+        ip=OTHER_IP,
+    ),
+    Case(
+        "simple breaks on refolding",
+        ("hanoi",),
+        ("dkim-fail", "spf-fail", "dmarc-reject"),
+        options={"canonicalize": ("simple", "simple")},
+        mutate=refold_headers,
+        ip=OTHER_IP,
+    ),
+    Case(
+        "forged body, other address",
+        ("hanoi",),
+        ("dkim-fail", "spf-fail", "dmarc-reject"),
+        mutate=change_body,
+        ip=OTHER_IP,
+    ),
+    Case(
+        "forged subject",
+        ("hanoi",),
+        ("dkim-fail", "spf-fail", "dmarc-reject"),
+        mutate=change_subject,
+        ip=OTHER_IP,
+    ),
+    Case(
+        "second From added",
+        ("hanoi",),
+        ("dkim-fail", "spf-pass", "dmarc-permerror"),
+        mutate=add_from,
+    ),
+    Case(
+        "l= tag, body appended",
+        ("hanoi",),
+        ("dkim-pass", "spf-pass", "dmarc-pass"),
+        options={"body_length": True},
+        mutate=append_body,
+    ),
+    Case(
+        "no l= tag, body appended",
+        ("hanoi",),
+        ("dkim-fail", "spf-pass", "dmarc-pass"),
+        mutate=append_body,
+    ),
+    Case(
+        "several signatures: author and list",
+        ("hanoi", "list"),
+        ("dkim-pass", "spf-pass", "dmarc-pass"),
+    ),
+    Case(
+        "list signature only: not aligned, p=reject",
+        ("list",),
+        ("dkim-pass", "spf-fail", "dmarc-reject"),
+        ip=OTHER_IP,
+    ),
+    Case(
+        "list signature and SPF aligned with list, From at example.org",
+        ("list",),
+        ("dkim-pass", "spf-pass", "dmarc-pass"),
+        from_="Ban tin <tin@lists.example.org>",
+        mail_from="bounce@lists.example.org",
+        ip="198.51.100.20",
+    ),
+    Case("unsigned", (), ("dkim-none", "spf-pass", "dmarc-pass")),
+    Case(
+        "unsigned from elsewhere: p=reject",
+        (),
+        ("dkim-none", "spf-fail", "dmarc-reject"),
+        ip=OTHER_IP,
+    ),
+    Case(
+        "revoked key",
+        ("unpublished",),
+        ("dkim-permerror", "spf-fail", "dmarc-reject"),
+        ip=OTHER_IP,
+    ),
+    Case(
+        "key lookup SERVFAIL",
+        ("broken-dns",),
+        ("dkim-temperror", "spf-pass", "dmarc-pass"),
+    ),
+    Case(
+        "pinned key and pinned senders, no DNS",
+        ("stp",),
+        ("dkim-pass", "spf-pass", "dmarc-pass"),
+        from_="Văn thư <vanthu@stp.example.vn>",
+        mail_from="vanthu@stp.example.vn",
+        ip="10.20.3.4",
+        helo="mail.stp.example.vn",
+    ),
+    Case(
+        "pinned key, forged body, foreign address",
+        ("stp",),
+        ("dkim-fail", "spf-fail", "dmarc-reject"),
+        mutate=change_body,
+        from_="Văn thư <vanthu@stp.example.vn>",
+        mail_from="vanthu@stp.example.vn",
+        ip=OTHER_IP,
+    ),
+    Case(
+        "agency domain spoofed by a stranger's key",
+        ("list",),
+        ("dkim-pass", "spf-fail", "dmarc-reject"),
+        from_="Văn thư <vanthu@stp.example.vn>",
+        mail_from="vanthu@stp.example.vn",
+        ip=OTHER_IP,
+    ),
+    Case(
+        "subdomain: relaxed DKIM alignment, sp=quarantine on failure",
+        ("hanoi",),
+        ("dkim-pass", "spf-none", "dmarc-pass"),
+        from_="Phòng <p@vp.hanoi.gov.vn>",
+        mail_from="p@vp.hanoi.gov.vn",
+    ),
+    Case(
+        "subdomain failing gets sp=",
+        (),
+        ("dkim-none", "spf-none", "dmarc-quarantine"),
+        from_="Phòng <p@vp.hanoi.gov.vn>",
+        mail_from="p@vp.hanoi.gov.vn",
+    ),
+    Case(
+        "strict alignment: parent-domain signature does not align",
+        ("hanoi",),
+        ("dkim-pass", "spf-softfail", "dmarc-quarantine"),
+        from_="<a@quangninh.gov.vn>",
+        mail_from="a@quangninh.gov.vn",
+        ip=OTHER_IP,
+    ),
+    Case(
+        "strict SPF alignment with redirect",
+        (),
+        ("dkim-none", "spf-pass", "dmarc-pass"),
+        from_="<a@quangninh.gov.vn>",
+        mail_from="a@quangninh.gov.vn",
+    ),
+    Case(
+        "strict SPF: subdomain envelope does not align",
+        (),
+        ("dkim-none", "spf-pass", "dmarc-quarantine"),
+        from_="<a@quangninh.gov.vn>",
+        mail_from="a@mail.quangninh.gov.vn",
+    ),
+    Case(
+        "p=none failure",
+        (),
+        ("dkim-none", "spf-neutral", "dmarc-fail"),
+        from_="<tin@lists.example.org>",
+        mail_from="bounce@lists.example.org",
+        ip=OTHER_IP,
+    ),
+    Case(
+        "no DMARC record anywhere",
+        (),
+        ("dkim-none", "spf-none", "dmarc-none"),
+        from_="<someone@nowhere.example>",
+        mail_from="someone@nowhere.example",
+    ),
+    Case(
+        "DMARC lookup SERVFAIL",
+        (),
+        ("dkim-none", "spf-fail", "dmarc-temperror"),
+        from_="<a@dnsdown.example>",
+        mail_from="a@dnsdown.example",
+    ),
+    Case(
+        "key below the policy's minimum size",
+        ("weak",),
+        ("dkim-permerror", "spf-pass", "dmarc-pass"),
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+async def test_origin_table(stage: AuthenticationStage, keys: Keys, case: Case) -> None:
+    if case.name.startswith("key below"):
+        stage._policy = AuthenticationPolicy(dkim=DkimPolicy(min_key_bits=2048))
+    raw = sign(keys, message(from_=case.from_), *case.signers, **case.options)
+    if case.mutate:
+        raw = case.mutate(raw)
+    msg = inbound(raw, mail_from=case.mail_from, ip=case.ip, helo=case.helo)
+    findings = await stage.inspect(msg)
+    assert tuple(f.reason for f in findings) == case.expect
+    expected_status = {
+        "pass": Status.PASS,
+        "fail": Status.FAIL,
+        "softfail": Status.FAIL,
+        "permerror": Status.FAIL,
+        "reject": Status.FAIL,
+        "quarantine": Status.FAIL,
+        "temperror": Status.ERROR,
+        "none": Status.NONE,
+        "neutral": Status.NONE,
+    }
+    for finding in findings:
+        assert finding.status is expected_status[finding.reason.split("-", 1)[1]], finding
+        assert finding.auth_result and finding.auth_result.startswith(finding.reason.split("-")[0])
+
+
+async def test_authentication_results_entries(stage: AuthenticationStage, keys: Keys) -> None:
+    raw = sign(keys, message(), "list", "hanoi")  # hanoi's signature is on top
+    findings = await stage.inspect(inbound(raw))
+    dkim, spf, dmarc = findings
+    entries = dkim.auth_result.split("; ") if dkim.auth_result else []
+    assert entries[0].startswith("dkim=pass header.d=hanoi.gov.vn header.s=k2026 header.b=")
+    assert entries[1].startswith("dkim=pass header.d=lists.example.org header.s=list")
+    assert isinstance(dkim.payload[0], DkimSignatureResult)
+    assert dkim.evidence["signatures"] == 2
+    assert spf.auth_result == (
+        f"spf=pass (hanoi.gov.vn: pass for {SENDER_IP}) smtp.mailfrom=vanthu@hanoi.gov.vn"
+    )
+    assert dmarc.auth_result == "dmarc=pass (p=reject) header.from=hanoi.gov.vn"
+    header = format_authentication_results("mail.sotttt.example.vn", findings)
+    assert header.startswith("mail.sotttt.example.vn; dkim=pass header.d=hanoi.gov.vn")
+    assert header.endswith("dmarc=pass (p=reject) header.from=hanoi.gov.vn")
+
+
+async def test_body_length_tag_reports_unsigned_bytes(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    raw = append_body(sign(keys, message(), "hanoi", body_length=True))
+    dkim, _, _ = await stage.inspect(inbound(raw))
+    assert dkim.status is Status.PASS
+    assert dkim.evidence["unsigned_body_bytes"] == len(
+        b"\r\nP.S. Chuyen khoan vao tai khoan moi: 0123456789\r\n"
+    )
+    assert "body bytes not signed" in (dkim.auth_result or "")
+
+
+async def test_one_bad_signature_among_good_ones_is_still_a_pass(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    raw = sign(keys, message(), "unpublished", "hanoi", "broken-dns")
+    dkim, _, dmarc = await stage.inspect(inbound(raw, ip=OTHER_IP))
+    results = {r.selector: r.result for r in dkim.payload}
+    assert results == {"k1": "temperror", "k2026": "pass", "gone": "permerror"}
+    assert dkim.reason == "dkim-pass"
+    assert dmarc.reason == "dmarc-pass"
+
+
+async def test_real_sample_message_signed_and_checked(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    raw = crlf((DATA / "cong-van.eml").read_bytes())
+    signed = sign(keys, raw, "stp")
+    msg = inbound(
+        signed, mail_from="vanthu@stp.example.vn", ip="2001:db8:20::5", helo="mail.stp.example.vn"
+    )
+    reasons = [f.reason for f in await stage.inspect(msg)]
+    assert reasons == ["dkim-pass", "spf-pass", "dmarc-pass"]
+
+
+async def test_closed_network_needs_no_dns(keys: Keys, dns: DnsTestServer) -> None:
+    directory = Directory(keys)
+    stage = AuthenticationStage(
+        directory,
+        ChainedResolver(PinnedResolver(directory=directory)),
+        AuthenticationPolicy(),
+        "mx",
+    )
+    before = sum(dns.queries.values())
+    raw = crlf((DATA / "cong-van.eml").read_bytes())
+    good = await stage.inspect(
+        inbound(sign(keys, raw, "stp"), mail_from="vanthu@stp.example.vn", ip="10.20.9.9")
+    )
+    forged = await stage.inspect(
+        inbound(
+            change_body(sign(keys, raw, "stp")), mail_from="vanthu@stp.example.vn", ip="10.99.9.9"
+        )
+    )
+    assert [f.reason for f in good] == ["dkim-pass", "spf-pass", "dmarc-pass"]
+    assert [f.reason for f in forged] == ["dkim-fail", "spf-fail", "dmarc-reject"]
+    # a stranger in a closed network: nothing to check against, so none (not an error)
+    other = await stage.inspect(inbound(message(from_="<a@hanoi.gov.vn>")))
+    assert [f.reason for f in other] == ["dkim-none", "spf-none", "dmarc-none"]
+    assert sum(dns.queries.values()) == before
+
+
+async def test_directory_policy_can_be_switched_off(keys: Keys) -> None:
+    directory = Directory(keys)
+    policy = AuthenticationPolicy(dmarc=DmarcPolicy(directory_policy="none"))
+    stage = AuthenticationStage(
+        directory, ChainedResolver(PinnedResolver(directory=directory)), policy, "mx"
+    )
+    msg = inbound(
+        message(from_="<vanthu@stp.example.vn>"), mail_from="vanthu@stp.example.vn", ip=OTHER_IP
+    )
+    assert [f.reason for f in await stage.inspect(msg)] == ["dkim-none", "spf-fail", "dmarc-none"]
+
+
+async def test_submission_is_not_checked(stage: AuthenticationStage, dns: DnsTestServer) -> None:
+    before = sum(dns.queries.values())
+    msg = inbound(message(from_="<annv.stttt@sotttt.example.vn>"), direction=Direction.SUBMISSION)
+    (finding,) = await stage.inspect(msg)
+    assert (finding.status, finding.reason) == (Status.NONE, "authenticated-submission")
+    assert sum(dns.queries.values()) == before
+
+
+async def test_null_sender_checks_helo(stage: AuthenticationStage) -> None:
+    msg = inbound(message(), mail_from="", helo="hanoi.gov.vn")
+    _, spf, _ = await stage.inspect(msg)
+    assert spf.reason == "spf-pass"
+    assert spf.auth_result and spf.auth_result.endswith("smtp.helo=hanoi.gov.vn")
+
+
+async def test_process_pool_executor(dns: DnsTestServer, keys: Keys) -> None:
+    """app.py may hand a process pool: the DKIM work must pickle."""
+    directory = Directory(keys)
+    resolver = DnsResolver(["127.0.0.1"], dns.port, timeout=0.5)
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        stage = AuthenticationStage(
+            directory, resolver, AuthenticationPolicy(), "mx", executor=pool
+        )
+        findings = await stage.inspect(inbound(sign(keys, message(), "hanoi", "list")))
+    assert [f.reason for f in findings] == ["dkim-pass", "spf-pass", "dmarc-pass"]
+
+
+# -- SPF details -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def resolver(dns: DnsTestServer) -> DnsResolver:
+    return DnsResolver(["127.0.0.1"], dns.port, timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("sender", "ip", "expected"),
+    [
+        ("a@hanoi.gov.vn", SENDER_IP, "pass"),
+        ("a@hanoi.gov.vn", "2001:db8:25::1", "pass"),
+        ("a@hanoi.gov.vn", "::ffff:" + SENDER_IP, "pass"),
+        ("a@hanoi.gov.vn", OTHER_IP, "fail"),
+        ("a@quangninh.gov.vn", SENDER_IP, "pass"),  # a:host
+        ("a@quangninh.gov.vn", OTHER_IP, "softfail"),
+        ("a@mail.quangninh.gov.vn", OTHER_IP, "softfail"),  # redirect=
+        ("a@lists.example.org", "198.51.100.200", "pass"),  # mx/24
+        ("a@lists.example.org", OTHER_IP, "neutral"),
+        ("a@exists.example.net", SENDER_IP, "pass"),  # exists:%{i}...
+        ("a@exists.example.net", OTHER_IP, "fail"),
+        ("a@nothing.example.net", SENDER_IP, "none"),
+        ("a@two.example.net", SENDER_IP, "permerror"),  # two records
+        ("a@loop0.example.net", SENDER_IP, "permerror"),  # more than 10 includes
+        ("a@void.example.net", SENDER_IP, "permerror"),  # more than 2 void lookups
+        ("a@typo.example.net", SENDER_IP, "permerror"),  # unknown mechanism
+        ("a@tempinclude.example.net", SENDER_IP, "temperror"),
+        ("a@servfail.example.com", SENDER_IP, "temperror"),
+    ],
+)
+async def test_spf_results(resolver: DnsResolver, sender: str, ip: str, expected: str) -> None:
+    outcome = await check_spf(resolver, ip, sender, "helo.example")
+    assert outcome.result.value == expected, outcome.detail
+
+
+async def test_spf_lookup_limit_counts(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, SENDER_IP, "a@loop0.example.net", "h")
+    assert "more than 10" in outcome.detail
+    assert outcome.lookups == 11
+
+
+def test_organisational_domain() -> None:
+    assert organisational_domain("vp.hanoi.gov.vn") == "hanoi.gov.vn"
+    assert organisational_domain("hanoi.gov.vn") == "hanoi.gov.vn"
+    assert organisational_domain("mail.lists.example.org") == "example.org"
+    assert organisational_domain("a.b.example.co.uk") == "example.co.uk"
+    assert organisational_domain("x.y.gov.example", ["gov.example"]) == "y.gov.example"
