@@ -68,11 +68,15 @@ class App:
     settings: Settings
     listen: dict[str, str] = field(default_factory=dict)
     addresses: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Test-only knobs for Dovecot (auth_failure_delay, auth_penalty).
+    dovecot_options: dict[str, Any] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
 
     async def start(self) -> Mapping[str, tuple[str, int]]:
-        s = self.settings
-        listen = {**s.listen.model_dump(), **self.listen}
+        s = self.settings = self.settings.model_copy(
+            update={"listen": self.settings.listen.model_copy(update=self.listen)}
+        )
+        listen = s.listen.model_dump()
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)
@@ -93,7 +97,9 @@ class App:
         # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
         from mailsvc.mailboxes.dovecot import DovecotService
 
-        self.dovecot = DovecotService(s, imap=listen["imap"], imaps=listen["imaps"])
+        http_port = split_hostport(listen["http"])[1]
+        password_url = f"https://{s.server.hostname}:{http_port}/password"
+        self.dovecot = DovecotService(s, password_page_url=password_url, **self.dovecot_options)
         await self.dovecot.start()
         self._closers.append(self.dovecot.stop)
         self.addresses["imap"] = self.dovecot.imap_address
@@ -120,10 +126,10 @@ class App:
             s.smtp.auth_lockout_max_seconds,
         )
         self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
-        self.rate = RateLimiter(s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute)
+        self.rate = RateLimiter(
+            s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
+        )
         self.inflight = InflightTracker()
-        http_host, http_port = split_hostport(listen["http"])
-        password_url = f"https://{s.server.hostname}:{http_port}/password"
         self.listeners: list[SmtpListener] = []
         modes: list[ListenerMode] = [INBOUND, SUBMISSION, SUBMISSIONS]
         for mode in modes:

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc import headers as trace
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
-from mailsvc.message import Direction, InboundMessage
+from mailsvc.errors import MailsvcError
+from mailsvc.message import InboundMessage
 from mailsvc.smtp import replies
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Verdict
@@ -38,23 +39,19 @@ log = logging.getLogger(__name__)
 JUNK = "Junk"
 
 
-class DeliveryError(Exception):
-    """LMTP delivery failed; ``temporary`` when Dovecot answered 4xx or was unreachable."""
-
-    def __init__(self, message: str, temporary: bool = True) -> None:
-        super().__init__(message)
-        self.temporary = temporary
-
-
 class LocalDelivery(Protocol):
-    """Hands a message to the mailbox engine (Dovecot LMTP)."""
+    """Hands a message to the mailbox engine (Dovecot LMTP). Raises on anything but 250:
+    ``MailsvcError`` (with ``permanent`` True for a 5xx answer) or ``OSError``."""
 
-    async def deliver(self, recipient: str, data: bytes, folder: str = "INBOX") -> None: ...
+    async def deliver(
+        self, recipient: str, data: bytes, folder: str = "INBOX", *, sender: str = ""
+    ) -> None: ...
 
 
 class MailboxFlagger(Protocol):
-    async def add_flags(self, user: str, folder: str, queue_id: str, flags: Sequence[str]) -> None:
-        ...
+    async def add_flags(
+        self, user: str, folder: str, queue_id: str, flags: Sequence[str]
+    ) -> None: ...
 
 
 @dataclass
@@ -73,7 +70,10 @@ class Recorder(Protocol):
     """Writes what a message means into the acceptance transaction (never commits)."""
 
     def on_accept(
-        self, session: Session, msg: InboundMessage, verdict: Verdict,
+        self,
+        session: Session,
+        msg: InboundMessage,
+        verdict: Verdict,
         records: Sequence[MessageRecord],
     ) -> Annotations: ...
 
@@ -134,7 +134,7 @@ class Acceptance:
                 continue
             try:
                 await self._deliver(record)
-            except DeliveryError as exc:
+            except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
                 return replies.DELIVERY_TEMPFAIL
@@ -143,9 +143,7 @@ class Acceptance:
             return replies.OK_QUEUED.format(queue_id=msg.queue_id)
         return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
 
-    def _commit(
-        self, msg: InboundMessage, verdict: Verdict
-    ) -> tuple[list[MessageRecord], bool]:
+    def _commit(self, msg: InboundMessage, verdict: Verdict) -> tuple[list[MessageRecord], bool]:
         key = message_key(msg)
         with self.sessions.begin() as session:
             existing = session.scalars(
@@ -185,16 +183,19 @@ class Acceptance:
             for record in new:
                 record.headers = self._header_block(msg, verdict, record, notes)
                 record.flags = " ".join(sorted(notes.flags))
-            records = [known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos]
+            records = [
+                known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
+            ]
         return records, True
 
     def _header_block(
         self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations
     ) -> str:
         results = [f.auth_result for f in verdict.findings if f.auth_result]
-        checks = "; ".join(
-            f"{f.stage}={f.status.value} ({f.reason})" for f in verdict.findings
-        ) or "none"
+        checks = (
+            "; ".join(f"{f.stage}={f.status.value} ({f.reason})" for f in verdict.findings)
+            or "none"
+        )
         fields: list[tuple[str, str]] = [
             trace.received(
                 helo=msg.client_helo,
@@ -215,10 +216,8 @@ class Acceptance:
 
     async def _deliver(self, record: MessageRecord) -> None:
         raw = await asyncio.to_thread(self.blobs.get, record.sha256)
-        data = record.headers.encode("ascii") + trace.remove_forged_auth_results(
-            raw, self.hostname
-        )
-        await self.local.deliver(record.recipient, data, record.folder)
+        data = record.headers.encode("ascii") + trace.remove_forged_auth_results(raw, self.hostname)
+        await self.local.deliver(record.recipient, data, record.folder, sender=record.mail_from)
         await asyncio.to_thread(self._mark_delivered, record.id)
         record.state = "delivered"
         if self.flagger is not None and record.flags:
@@ -244,9 +243,10 @@ class Acceptance:
             try:
                 await self._deliver(record)
                 done += 1
-            except DeliveryError as exc:
-                log.error("repair: %s to %s still failing: %s", record.queue_id,
-                          record.recipient, exc)
+            except (MailsvcError, OSError) as exc:
+                log.error(
+                    "repair: %s to %s still failing: %s", record.queue_id, record.recipient, exc
+                )
         if pending:
             log.warning("repair: delivered %d of %d pending messages", done, len(pending))
         return done
@@ -295,6 +295,3 @@ class Acceptance:
         """Wait for follow-up work (notices) before shutdown."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
-
-
-__all__ = ["Acceptance", "Annotations", "DeliveryError", "Direction"]

@@ -32,8 +32,14 @@ class Lockout:
         now = utcnow()
         row = self._row(session, account, client_ip)
         if row is None:
-            row = AuthFailure(account=account.lower(), client_ip=client_ip, failures=0, lockouts=0,
-                              first_failed_at=now, last_failed_at=now)
+            row = AuthFailure(
+                account=account.lower(),
+                client_ip=client_ip,
+                failures=0,
+                lockouts=0,
+                first_failed_at=now,
+                last_failed_at=now,
+            )
             session.add(row)
         row.failures += 1
         row.last_failed_at = now

@@ -18,18 +18,20 @@ PG_ADMIN_URL = os.environ.get("MAILSVC_TEST_DATABASE", "")
 
 def _create_pg_database(admin_url: str) -> tuple[str, str]:
     name = f"mailsvc_t_{uuid.uuid4().hex[:12]}"
-    engine = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                           isolation_level="AUTOCOMMIT")
+    engine = create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\''))
+        conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'"))
     engine.dispose()
     base = admin_url.rsplit("/", 1)[0]
     return name, f"{base}/{name}"
 
 
 def _drop_pg_database(admin_url: str, name: str) -> None:
-    engine = create_engine(admin_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                           isolation_level="AUTOCOMMIT")
+    engine = create_engine(
+        admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
+    )
     with engine.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     engine.dispose()

@@ -61,7 +61,7 @@ class Mailbox(Base):
 
 
 class AuthFailure(Base):
-    """Failed SMTP/password-page logins per (account, client address), for lock-out with back-off."""
+    """Failed logins per (account, client address), for lock-out with back-off."""
 
     __tablename__ = "auth_failure"
     __table_args__ = (UniqueConstraint("account", "client_ip"),)

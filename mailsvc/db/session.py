@@ -26,6 +26,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+
         # SQLite's own locking is per statement; BEGIN IMMEDIATE makes write transactions
         # take the lock up front so concurrent writers queue instead of failing.
         @event.listens_for(engine, "connect")

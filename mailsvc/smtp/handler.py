@@ -109,7 +109,11 @@ class SmtpHandler:
         self.inflight = inflight
 
     async def handle_MAIL(
-        self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
         mail_options: list[str],
     ) -> str:
         ip = _peer_ip(session)
@@ -127,7 +131,11 @@ class SmtpHandler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
         rcpt_options: list[str],
     ) -> str:
         if len(envelope.rcpt_tos) >= self.max_recipients:

@@ -24,9 +24,7 @@ TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try la
 RATE_LIMITED = "451 4.7.1 Message rate limit exceeded, try later"
 AUTH_LOCKED = "454 4.7.0 Too many failed logins, try again after {until}"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
-AUTH_MUST_CHANGE = (
-    "535 5.7.8 One-time password: set a new password at {url} before using mail"
-)
+AUTH_MUST_CHANGE = "535 5.7.8 One-time password: set a new password at {url} before using mail"
 AUTH_DISABLED = "535 5.7.8 Account disabled, contact the administrator"
 
 # DATA

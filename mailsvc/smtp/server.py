@@ -58,6 +58,11 @@ class MailsvcSMTP(SMTP):
             return  # STARTTLS re-entry: already counted
         peer = transport.get_extra_info("peername")
         ip = str(peer[0]) if isinstance(peer, tuple) else ""
+        if transport.get_extra_info("ssl_object") is not None:
+            # Implicit TLS (port 465): the connection is already encrypted.
+            assert self.session is not None
+            self.session.ssl = transport.get_extra_info("ssl_object")
+            self._auth_require_tls = False
         if self._allow_loopback_plain and _is_loopback(ip):
             self._auth_require_tls = False
             self.require_starttls = False

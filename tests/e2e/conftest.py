@@ -52,13 +52,22 @@ class RunningServer:
     home: Path
 
     def addr(self, name: str) -> tuple[str, int]:
+        if name in ("imap", "imaps"):  # Dovecot may have been restarted on new ports
+            return getattr(self.app.dovecot, f"{name}_address")  # type: ignore[no-any-return]
         return self.app.addresses[name]
 
     def sessions(self) -> Session:
         return self.app.sessions()
 
-    def add_mailbox(self, address: str, *, role: str = "clerk", password: str = PASSWORD,
-                    must_change: bool = False, enabled: bool = True) -> None:
+    def add_mailbox(
+        self,
+        address: str,
+        *,
+        role: str = "clerk",
+        password: str = PASSWORD,
+        must_change: bool = False,
+        enabled: bool = True,
+    ) -> None:
         with self.app.sessions.begin() as session:
             session.add(
                 Mailbox(
@@ -97,6 +106,11 @@ def client_tls() -> ssl.SSLContext:
 
 def prepare_home(home: Path, db_url: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
+    # Dovecot's mail user must be able to walk down to the Maildirs under pytest's 0700 dirs.
+    for parent in (home, *home.parents):
+        if str(parent) in ("/", "/tmp"):
+            break
+        parent.chmod(parent.stat().st_mode | 0o001)
     write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", HOSTNAME)
     (home / "mailsvc.toml").write_text(
         CONFIG.format(hostname=HOSTNAME, domain=DOMAIN, db_url=db_url), encoding="utf-8"
@@ -109,11 +123,19 @@ async def server(tmp_path: Path, db_url: str) -> AsyncIterator[RunningServer]:
     prepare_home(home, db_url)
     engine = make_engine(db_url)
     with make_sessionmaker(engine).begin() as session:
-        session.add(Agency(code="000.00.31.H56", name="Sở Thông tin và Truyền thông",
-                           domains=[DOMAIN], local=True))
+        session.add(
+            Agency(
+                code="000.00.31.H56",
+                name="Sở Thông tin và Truyền thông",
+                domains=[DOMAIN],
+                local=True,
+            )
+        )
     engine.dispose()
-    app = App(load_settings(home, environ={}),
-              dovecot_options={"auth_failure_delay": 0, "auth_penalty": False})
+    app = App(
+        load_settings(home, environ={}),
+        dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
+    )
     await app.start()
     try:
         yield RunningServer(app, home)

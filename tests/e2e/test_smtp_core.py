@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from email.utils import make_msgid
 
 import pytest
@@ -17,8 +18,13 @@ CLERK = f"vanthu@{DOMAIN}"
 OFFICIAL = f"annv.stttt@{DOMAIN}"
 
 
-def make_message(sender: str, to: str, subject: str = "Thông báo lịch họp", body: str = "Kính gửi.",
-                 extra_headers: dict[str, str] | None = None) -> EmailMessage:
+def make_message(
+    sender: str,
+    to: str,
+    subject: str = "Thông báo lịch họp",
+    body: str = "Kính gửi.",
+    extra_headers: dict[str, str] | None = None,
+) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = to
@@ -31,8 +37,14 @@ def make_message(sender: str, to: str, subject: str = "Thông báo lịch họp"
     return msg
 
 
-def send(server: RunningServer, msg: EmailMessage, sender: str, rcpts: list[str],
-         listener: str = "smtp", login: tuple[str, str] | None = None) -> dict[str, tuple[int, bytes]]:
+def send(
+    server: RunningServer,
+    msg: EmailMessage,
+    sender: str,
+    rcpts: list[str],
+    listener: str = "smtp",
+    login: tuple[str, str] | None = None,
+) -> dict[str, tuple[int, bytes]]:
     with server.smtp(listener) as client:
         client.ehlo("client.example.vn")
         if listener == "submission":
@@ -40,7 +52,7 @@ def send(server: RunningServer, msg: EmailMessage, sender: str, rcpts: list[str]
             client.ehlo("client.example.vn")
         if login:
             client.login(*login)
-        return client.sendmail(sender, rcpts, msg.as_bytes())
+        return client.sendmail(sender, rcpts, msg.as_bytes(policy=SMTP_POLICY))
 
 
 def fetch_inbox(server: RunningServer, user: str, folder: str = "INBOX") -> list[bytes]:
@@ -61,9 +73,13 @@ def fetch_inbox(server: RunningServer, user: str, folder: str = "INBOX") -> list
 
 async def test_inbound_message_is_delivered_with_trace_headers(server: RunningServer) -> None:
     server.add_mailbox(CLERK)
-    msg = make_message("cv@sender.example.vn", CLERK, extra_headers={
-        "Authentication-Results": f"{HOSTNAME}; dkim=pass header.d=forged.example",
-    })
+    msg = make_message(
+        "cv@sender.example.vn",
+        CLERK,
+        extra_headers={
+            "Authentication-Results": f"{HOSTNAME}; dkim=pass header.d=forged.example",
+        },
+    )
     msg["Authentication-Results"] = "other.example.vn; spf=pass"
     refused = await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
     assert refused == {}
@@ -71,16 +87,20 @@ async def test_inbound_message_is_delivered_with_trace_headers(server: RunningSe
     assert len(messages) == 1
     delivered = messages[0]
     header_text = delivered.split(b"\r\n\r\n", 1)[0].decode()
-    assert header_text.startswith("Received: from client.example.vn ([127.0.0.1]) by " + HOSTNAME)
+    assert header_text.startswith(
+        "Return-Path: <cv@sender.example.vn>\r\n"
+        "Received: from client.example.vn ([127.0.0.1]) by " + HOSTNAME
+    )
     assert f"Authentication-Results: {HOSTNAME};" in header_text
     assert "forged.example" not in header_text  # the forged result claiming our name is gone
     assert "other.example.vn; spf=pass" in header_text  # others' results are kept
     assert "X-Mailsvc-Queue-Id:" in header_text
-    # The original body arrives byte for byte.
-    assert delivered.endswith(msg.as_bytes().split(b"\n\n", 1)[1].replace(b"\n", b"\r\n"))
     with server.sessions() as session:
         row = session.scalars(select(MessageRecord)).one()
         assert row.state == "delivered" and row.recipient == CLERK
+    # The original body arrives byte for byte.
+    original = server.app.blobs.get(row.sha256)
+    assert delivered.endswith(original.split(b"\r\n\r\n", 1)[1])
 
 
 async def test_unknown_recipient_and_relay_are_refused_at_rcpt(server: RunningServer) -> None:
@@ -125,11 +145,20 @@ async def test_size_is_advertised_and_enforced(server: RunningServer) -> None:
     assert advertised == str(limit)
     assert code == 552
 
-    big = make_message("cv@sender.example.vn", CLERK, body="x" * 70 + "\n")
-    big.set_content(("y" * 998 + "\n") * (limit // 999 + 10))
-    with pytest.raises(smtplib.SMTPDataError) as info:
-        await asyncio.to_thread(send, server, big, "cv@sender.example.vn", [CLERK])
-    assert info.value.smtp_code == 552
+    def oversized_data() -> tuple[int, bytes]:
+        # Without a SIZE declaration the limit is enforced on the data itself.
+        with server.smtp() as client:
+            client.ehlo("x.example.vn")
+            client.mail("cv@sender.example.vn")
+            client.rcpt(CLERK)
+            line = b"y" * 900 + b"\r\n"
+            client.putcmd("DATA")
+            client.getreply()
+            client.send(b"Subject: big\r\n\r\n" + line * (limit // len(line) + 10) + b".\r\n")
+            return client.getreply()
+
+    code, _ = await asyncio.to_thread(oversized_data)
+    assert code == 552
 
 
 async def test_submission_requires_tls_and_auth_and_owned_sender(server: RunningServer) -> None:
@@ -156,21 +185,31 @@ async def test_submission_requires_tls_and_auth_and_owned_sender(server: Running
 
     # Authenticated: own address accepted, someone else's refused (envelope and From:).
     ok = make_message(OFFICIAL, CLERK)
-    assert await asyncio.to_thread(send, server, ok, OFFICIAL, [CLERK], "submission",
-                                   (OFFICIAL, PASSWORD)) == {}
+    assert (
+        await asyncio.to_thread(
+            send, server, ok, OFFICIAL, [CLERK], "submission", (OFFICIAL, PASSWORD)
+        )
+        == {}
+    )
     with pytest.raises(smtplib.SMTPSenderRefused) as sender_info:
-        await asyncio.to_thread(send, server, ok, CLERK, [CLERK], "submission",
-                                (OFFICIAL, PASSWORD))
+        await asyncio.to_thread(
+            send, server, ok, CLERK, [CLERK], "submission", (OFFICIAL, PASSWORD)
+        )
     assert sender_info.value.smtp_code == 553
     forged_from = make_message(CLERK, CLERK)
     with pytest.raises(smtplib.SMTPDataError) as from_info:
-        await asyncio.to_thread(send, server, forged_from, OFFICIAL, [CLERK], "submission",
-                                (OFFICIAL, PASSWORD))
+        await asyncio.to_thread(
+            send, server, forged_from, OFFICIAL, [CLERK], "submission", (OFFICIAL, PASSWORD)
+        )
     assert from_info.value.smtp_code == 553
     # Implicit TLS port works the same way.
     again = make_message(OFFICIAL, CLERK)
-    assert await asyncio.to_thread(send, server, again, OFFICIAL, [CLERK], "submissions",
-                                   (OFFICIAL, PASSWORD)) == {}
+    assert (
+        await asyncio.to_thread(
+            send, server, again, OFFICIAL, [CLERK], "submissions", (OFFICIAL, PASSWORD)
+        )
+        == {}
+    )
     assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 2
 
 
@@ -181,8 +220,9 @@ async def test_failed_auth_locks_out_with_backoff_and_is_recorded(server: Runnin
     def attempt(password: str) -> int:
         with server.smtp("submissions") as client:
             client.ehlo("x.example.vn")
+            client.user, client.password = OFFICIAL, password
             try:
-                client.login(OFFICIAL, password)
+                client.auth("PLAIN", client.auth_plain)  # one mechanism: one attempt
             except smtplib.SMTPAuthenticationError as exc:
                 return exc.smtp_code
             return 235
@@ -250,9 +290,11 @@ async def test_bad_input_gets_clear_errors_and_server_survives(server: RunningSe
             replies.append(client.docmd("RCPT", f"TO:<{CLERK}>"))
             replies.append(client.docmd("DATA"))
             # Broken MIME and raw 8-bit headers.
-            client.send(b"From: \xff\xfe broken\r\nSubject: =?utf-8?B?invalid\r\n"
-                        b"Content-Type: multipart/mixed; boundary=\"nope\"\r\n\r\n--nope\r\n"
-                        b"Content-Type: text/plain\r\n\r\nkhong dong boundary\r\n.\r\n")
+            client.send(
+                b"From: \xff\xfe broken\r\nSubject: =?utf-8?B?invalid\r\n"
+                b'Content-Type: multipart/mixed; boundary="nope"\r\n\r\n--nope\r\n'
+                b"Content-Type: text/plain\r\n\r\nkhong dong boundary\r\n.\r\n"
+            )
             replies.append(client.getreply())
             return replies
 
