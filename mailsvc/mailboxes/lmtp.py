@@ -161,7 +161,7 @@ class LmtpClient:
         payload = stuff(data)
         async with self._slots:
             for attempt in range(2):
-                conn = await self._acquire()
+                conn = await self._acquire(recipients[0])
                 fresh = not conn.used
                 try:
                     result = await asyncio.wait_for(
@@ -188,9 +188,9 @@ class LmtpClient:
                 return result
         raise AssertionError("unreachable")
 
-    async def _acquire(self) -> _Connection:
+    async def _acquire(self, recipient: str) -> _Connection:
         if self._closed:
-            raise LmtpError("-", "connect", LmtpReply(421, "4.3.2 LMTP client closed"))
+            raise LmtpError(recipient, "connect", LmtpReply(421, "4.3.2 LMTP client closed"))
         if self._idle:
             return self._idle.pop()
         try:
@@ -199,21 +199,21 @@ class LmtpClient:
             )
         except (OSError, TimeoutError) as exc:
             raise LmtpError(
-                "-", "connect", LmtpReply(421, f"4.4.1 cannot connect to {self.path}: {exc}")
+                recipient, "connect", LmtpReply(421, f"4.4.1 cannot connect to {self.path}: {exc}")
             ) from exc
         conn = _Connection(reader, writer)
         try:
             greeting = await asyncio.wait_for(conn.read_reply(), self.timeout)
             if greeting.code != 220:
-                raise LmtpError("-", "greeting", greeting)
+                raise LmtpError(recipient, "greeting", greeting)
             writer.write(f"LHLO {self.lhlo_name}\r\n".encode())
             reply = await asyncio.wait_for(conn.read_reply(), self.timeout)
             if reply.code != 250:
-                raise LmtpError("-", "LHLO", reply)
+                raise LmtpError(recipient, "LHLO", reply)
         except (OSError, TimeoutError) as exc:
             conn.close()
             raise LmtpError(
-                "-", "LHLO", LmtpReply(421, f"4.4.2 connection lost: {exc}")
+                recipient, "LHLO", LmtpReply(421, f"4.4.2 connection lost: {exc}")
             ) from exc
         except LmtpError:
             conn.close()
