@@ -3,6 +3,7 @@
 Revision ID: quarantine_virus
 Revises: 0001_core
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa

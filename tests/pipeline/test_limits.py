@@ -1,0 +1,235 @@
+"""LimitsStage: hostile structure in, one finding out. Real messages, real archives."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import struct
+import time
+import zipfile
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import tests.hostile_mail as hm
+from mailsvc.message import InboundMessage
+from mailsvc.pipeline.limits import LimitsStage, check_limits
+from mailsvc.policy.limits import ArchiveLimits, DecodedLimits, LimitsPolicy, load_limits_policy
+from mailsvc.verdict import Status
+
+POLICY = load_limits_policy(Path(__file__).parents[2] / "policies" / "limits.yaml")
+
+
+def message(raw: bytes) -> InboundMessage:
+    return InboundMessage(
+        queue_id="Q1",
+        mail_from=hm.SENDER,
+        rcpt_tos=(hm.RECIPIENT,),
+        raw=raw,
+        received_at=datetime.now(UTC),
+        client_ip="192.0.2.10",
+    )
+
+
+async def inspect(raw: bytes, policy: LimitsPolicy = POLICY) -> tuple[str, str, dict[str, object]]:
+    (finding,) = await LimitsStage(policy).inspect(message(raw))
+    assert finding.stage == "limits"
+    return finding.status.value, finding.reason, dict(finding.evidence)
+
+
+def encrypted_zip() -> bytes:
+    """A zip whose member has the "encrypted" flag set (zipfile cannot write real ones)."""
+    data = bytearray(hm.zip_bytes({"secret.docx": b"x" * 100}))
+    data[6:8] = struct.pack("<H", struct.unpack("<H", data[6:8])[0] | 1)
+    central = data.find(b"PK\x01\x02")
+    data[central + 8 : central + 10] = struct.pack(
+        "<H", struct.unpack("<H", data[central + 8 : central + 10])[0] | 1
+    )
+    return bytes(data)
+
+
+def zip_with_entries(count: int) -> bytes:
+    return hm.zip_bytes({f"f{i}.txt": b"" for i in range(count)}, zipfile.ZIP_STORED)
+
+
+CASES = [
+    ("clean", hm.clean(), "pass", "within-limits"),
+    ("eicar-zip-is-not-a-bomb", hm.eicar_zipped(), "pass", "within-limits"),
+    ("forwarded-10-deep", hm.nested_messages(4), "pass", "within-limits"),
+    ("multipart-at-limit", hm.deep_nesting(10), "pass", "within-limits"),
+    ("multipart-too-deep", hm.deep_nesting(11), "fail", "mime-depth-exceeded"),
+    ("multipart-5000-deep", hm.deep_nesting(5000), "fail", "mime-depth-exceeded"),
+    ("forwarded-too-deep", hm.nested_messages(12), "fail", "mime-depth-exceeded"),
+    ("parts-at-limit", hm.many_parts(499), "pass", "within-limits"),
+    ("too-many-parts", hm.many_parts(600), "fail", "mime-parts-exceeded"),
+    ("100k-parts", hm.many_parts(100_000), "fail", "mime-parts-exceeded"),
+    ("huge-header-block", hm.huge_header(), "fail", "header-too-large"),
+    (
+        "too-many-fields",
+        hm.huge_header(total=300 * 1024, line=100),
+        "fail",
+        "header-fields-exceeded",
+    ),
+    ("long-header-line", hm.long_header_line(), "fail", "header-line-too-long"),
+    ("42-zip", hm.with_attachment(hm.zip_bomb(), "42.zip"), "fail", "archive-nesting-exceeded"),
+    ("ratio-bomb", hm.with_attachment(hm.ratio_bomb(), "zeros.zip"), "fail", "archive-bomb"),
+    (
+        "gzip-bomb",
+        hm.with_attachment(gzip.compress(bytes(64 * 1024 * 1024)), "x.gz", "gzip"),
+        "fail",
+        "archive-bomb",
+    ),
+    (
+        "too-many-entries",
+        hm.with_attachment(zip_with_entries(6000), "many.zip"),
+        "fail",
+        "archive-entries-exceeded",
+    ),
+    (
+        "broken-zip",
+        hm.with_attachment(b"PK\x03\x04" + b"\x00" * 100, "broken.zip"),
+        "fail",
+        "archive-unreadable",
+    ),
+    (
+        "encrypted-zip-allowed",
+        hm.with_attachment(encrypted_zip(), "secret.zip"),
+        "pass",
+        "within-limits",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "reason"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])  # fmt: skip
+async def test_default_policy(raw: bytes, status: str, reason: str) -> None:
+    started = time.perf_counter()
+    got_status, got_reason, evidence = await inspect(raw)
+    assert (got_status, got_reason) == (status, reason), evidence
+    assert time.perf_counter() - started < 2.0
+
+
+async def test_breach_evidence_names_the_limit_and_part() -> None:
+    _status, reason, evidence = await inspect(hm.deep_nesting(11))
+    assert reason == "mime-depth-exceeded"
+    assert evidence == {
+        "limit": "mime.max_depth",
+        "maximum": 10,
+        "observed": 11,
+        "part": "1.1.1.1.1.1.1.1.1.1",
+    }
+
+
+async def test_42_zip_is_a_bomb_when_nesting_is_allowed() -> None:
+    """With deep nesting allowed, the declared sizes of the innermost level give it away."""
+    policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_depth=10)})
+    status, reason, evidence = await inspect(hm.with_attachment(hm.zip_bomb(), "42.zip"), policy)
+    assert (status, reason) == ("fail", "archive-bomb")
+    assert str(evidence["member"]).count(".zip/") == 3
+
+
+async def test_total_declared_size_is_limited_even_without_ratio() -> None:
+    stored = hm.zip_bytes({"a.bin": bytes(3 * 1024 * 1024)}, zipfile.ZIP_STORED)
+    policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_total_bytes=2 * 1024 * 1024)})
+    _status, reason, evidence = await inspect(hm.with_attachment(stored, "a.zip"), policy)
+    assert (reason, evidence["limit"]) == ("archive-bomb", "archives.max_total_bytes")
+
+
+async def test_nested_archive_depth_counts_zip_in_gzip_in_zip() -> None:
+    inner = hm.zip_bytes({"doc.txt": b"hello"})
+    middle = gzip.compress(inner)
+    outer = hm.zip_bytes({"middle.gz": middle})
+    raw = hm.with_attachment(outer, "outer.zip")
+    assert (await inspect(raw))[1] == "within-limits"
+    policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_depth=2)})
+    _status, reason, evidence = await inspect(raw, policy)
+    assert reason == "archive-nesting-exceeded"
+    assert evidence["member"] == "middle.gz/(gzip)"
+
+
+async def test_zip_renamed_and_prefixed_is_still_found() -> None:
+    """A self-extracting style zip (data before the archive) under a harmless name."""
+    bomb = b"MZ" + bytes(1000) + hm.ratio_bomb()
+    status, reason, _ = await inspect(hm.with_attachment(bomb, "photo.jpg", "octet-stream"))
+    assert (status, reason) == ("fail", "archive-bomb")
+
+
+async def test_encrypted_members_can_be_refused() -> None:
+    policy = POLICY.model_copy(update={"archives": ArchiveLimits(refuse_encrypted=True)})
+    _, reason, _ = await inspect(hm.with_attachment(encrypted_zip(), "secret.zip"), policy)
+    assert reason == "archive-encrypted"
+
+
+async def test_unreadable_archives_can_be_allowed() -> None:
+    policy = POLICY.model_copy(update={"archives": ArchiveLimits(refuse_unreadable=False)})
+    raw = hm.with_attachment(b"PK\x03\x04" + b"\x00" * 100, "broken.zip")
+    assert (await inspect(raw, policy))[1] == "within-limits"
+
+
+async def test_decoded_size_per_part_and_total() -> None:
+    raw = hm.with_attachment(bytes(range(256)) * 4096, "data.bin", "octet-stream")  # 1 MiB
+    small = POLICY.model_copy(update={"decoded": DecodedLimits(max_part_bytes=512 * 1024)})
+    _, reason, evidence = await inspect(raw, small)
+    assert (reason, evidence["limit"], evidence["observed"]) == (
+        "decoded-size-exceeded", "decoded.max_part_bytes", 1024 * 1024,
+    )  # fmt: skip
+    total = POLICY.model_copy(
+        update={"decoded": DecodedLimits(max_part_bytes=2 * 1024 * 1024, max_total_bytes=1024**2)}
+    )
+    _, reason, evidence = await inspect(raw, total)
+    assert (reason, evidence["limit"]) == ("decoded-size-exceeded", "decoded.max_total_bytes")
+
+
+async def test_counters_reported_on_pass() -> None:
+    _, reason, evidence = await inspect(hm.eicar_zipped())
+    assert reason == "within-limits"
+    assert evidence["archives"] == 1 and evidence["archive_entries"] == 1
+    assert evidence["archive_bytes"] == len(hm.EICAR)
+
+
+HOSTILE = {
+    "boundary-storm": (
+        b'Content-Type: multipart/mixed; boundary="a"\r\n\r\n'
+        + b'--a\r\nContent-Type: multipart/mixed; boundary="a"\r\n\r\n' * 200_000
+    ),
+    "continuation-storm": b"Subject: x\r\n" + b" y\r\n" * 1_000_000 + b"\r\nbody",
+    "param-storm": b"Content-Type: multipart/mixed" + b'; a="' * 40_000 + b"\r\n\r\nx",
+    "bad-base64": b"Content-Transfer-Encoding: base64\r\n\r\n" + b"!!=A=B=" * 500_000,
+    "nul-bytes": bytes(5 * 1024 * 1024),
+    "no-header-end": b"X-A: " + b"b" * 10_000,
+    "truncated-gzip": b"Content-Transfer-Encoding: binary\r\n\r\n"
+    + gzip.compress(bytes(10 * 1024 * 1024))[:5000],
+}
+
+
+@pytest.mark.parametrize("raw", list(HOSTILE.values()), ids=list(HOSTILE))
+def test_hostile_input_ends_quickly(raw: bytes) -> None:
+    started = time.perf_counter()
+    breach, _ = check_limits(raw, POLICY)
+    assert time.perf_counter() - started < 3.0
+    assert breach is None or breach.reason
+
+
+def test_hostile_results() -> None:
+    assert check_limits(HOSTILE["boundary-storm"], POLICY)[0].reason in (  # type: ignore[union-attr]
+        "mime-parts-exceeded", "mime-depth-exceeded",
+    )  # fmt: skip
+    assert check_limits(HOSTILE["continuation-storm"], POLICY)[0].reason == (  # type: ignore[union-attr]
+        "header-too-large"
+    )
+
+
+async def test_runs_in_a_process_pool() -> None:
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        (finding,) = await LimitsStage(POLICY, pool).inspect(message(hm.deep_nesting(20)))
+    assert (finding.status, finding.reason) == (Status.FAIL, "mime-depth-exceeded")
+
+
+def test_zip_bomb_sample_declares_hundreds_of_gigabytes() -> None:
+    """Guard on the test data itself: the bomb is what it claims to be."""
+    bomb = hm.zip_bomb()
+    assert len(bomb) < 64 * 1024
+    with zipfile.ZipFile(io.BytesIO(bomb)) as archive:
+        assert len(archive.infolist()) == 16
