@@ -73,7 +73,9 @@ def parse_dkim_key(spec: str, domains: Sequence[str]) -> dict[str, str]:
             txt = Path(txt[1:]).read_text(encoding="utf-8")
         except OSError as exc:
             raise InvalidAgencyError(f"--dkim-key: cannot read {txt[1:]}: {exc}") from exc
-    txt = " ".join(part.strip().strip('"') for part in txt.split())
+    if '"' in txt:  # zone-file form: the quoted strings are joined without separators
+        txt = "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', txt))
+    txt = " ".join(txt.split())
     if "p=" not in txt:
         raise InvalidAgencyError(f"--dkim-key for {name}: the TXT record has no p= tag")
     if "._domainkey." in name:

@@ -23,7 +23,7 @@ def admin_home(tmp_path: Path, db_url: str) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     (home / "mailsvc.toml").write_text(
-        f"[server]\ndomain = \"{DOMAIN}\"\nhostname = \"mail.{DOMAIN}\"\n"
+        f'[server]\ndomain = "{DOMAIN}"\nhostname = "mail.{DOMAIN}"\n'
         f"[database]\nurl = {json.dumps(db_url)}\n"
         # Cheaper Argon2id parameters keep the suite fast; the format is the same.
         "[password]\nargon2_memory_kib = 8192\nargon2_time_cost = 1\n",
@@ -38,7 +38,10 @@ def admin_cli(admin_home: Path) -> Invoke:
 
     def invoke(*args: str, input: str | None = None, ok: bool = True) -> Result:
         result = runner.invoke(
-            main, ["--home", str(admin_home), *args], input=input, env={"MAILSVC_ACTOR": "cli:tester"}
+            main,
+            ["--home", str(admin_home), *args],
+            input=input,
+            env={"MAILSVC_ACTOR": "cli:tester"},
         )
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)

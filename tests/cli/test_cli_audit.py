@@ -33,7 +33,10 @@ def test_intact_log_verifies_and_lists(admin_cli) -> None:
     assert "audit log intact: 4 entries" in admin_cli("audit", "verify").stdout
     rows = json.loads(admin_cli("audit", "list", "--json").stdout)
     assert [r["action"] for r in rows] == [
-        "mailbox.disable", "mailbox.reset-password", "mailbox.add", "agency.add",
+        "mailbox.disable",
+        "mailbox.reset-password",
+        "mailbox.add",
+        "agency.add",
     ]
     assert rows[-1]["details"]["name"] == "Sở Thông tin và Truyền thông"
     assert rows[0]["at"].endswith("+07:00") and len(rows[0]["hash"]) == 64
@@ -65,11 +68,17 @@ def test_altered_details_with_recomputed_hash_break_the_chain(
         assert first is not None
         forged = {**first.details, "name": "Cơ quan giả"}
         new_hash = audit.entry_hash(
-            at=first.at, actor=first.actor, action=first.action, target=first.target,
-            details=forged, prev_hash=first.prev_hash,
+            at=first.at,
+            actor=first.actor,
+            action=first.action,
+            target=first.target,
+            details=forged,
+            prev_hash=first.prev_hash,
         )
         s.execute(
-            update(AuditEntry).where(AuditEntry.id == first.id).values(details=forged, hash=new_hash)
+            update(AuditEntry)
+            .where(AuditEntry.id == first.id)
+            .values(details=forged, hash=new_hash)
         )
         s.commit()
     code, report = _verify(admin_cli)
@@ -106,8 +115,12 @@ def test_replaced_last_entry_is_reported(admin_cli, db_sessions: sessionmaker[Se
         last = s.scalars(select(AuditEntry).order_by(AuditEntry.id.desc())).first()
         assert last is not None
         new_hash = audit.entry_hash(
-            at=last.at, actor=last.actor, action="mailbox.enable", target=last.target,
-            details=last.details, prev_hash=last.prev_hash,
+            at=last.at,
+            actor=last.actor,
+            action="mailbox.enable",
+            target=last.target,
+            details=last.details,
+            prev_hash=last.prev_hash,
         )
         s.execute(
             update(AuditEntry)

@@ -56,8 +56,16 @@ def test_clash_names_a_free_suggestion(admin_cli) -> None:
 def test_list_and_show_json(admin_cli) -> None:
     admin_cli("agency", "add", "000.00.00.H61", "Sở Thông tin và Truyền thông", "--domain", DOMAIN)
     admin_cli(
-        "mailbox", "add", "--name", "Trần Thị Đào", "--unit", "stttt", "--role", "clerk",
-        "--agency", "000.00.00.H61",
+        "mailbox",
+        "add",
+        "--name",
+        "Trần Thị Đào",
+        "--unit",
+        "stttt",
+        "--role",
+        "clerk",
+        "--agency",
+        "000.00.00.H61",
     )
     admin_cli("mailbox", "add", f"leader@{DOMAIN}", "--role", "leader")
     rows = json.loads(admin_cli("mailbox", "list", "--json").stdout)
@@ -108,7 +116,11 @@ def test_set_password_from_stdin_checks_strength(admin_cli, db_sessions) -> None
     box = _mailbox(db_sessions, address)
     assert verify_password(box.password_hash, "Quang-Trung-1788") and box.must_change
     admin_cli(
-        "mailbox", "set-password", address, "--stdin", "--no-must-change",
+        "mailbox",
+        "set-password",
+        address,
+        "--stdin",
+        "--no-must-change",
         input="Hai-Ba-Trung-40\n",
     )
     box = _mailbox(db_sessions, address)
