@@ -134,7 +134,8 @@ _DETAILS = {
     "CHAIN_CONSTRAINTS_FAILURE": "the certificate does not meet the constraints "
     "(key usage or path constraints)",
     "TRY_LATER": "revocation information is missing or stale; refresh the CRLs",
-    "CERTIFICATE_CHAIN_GENERAL_FAILURE": "the certificate chain could not be validated",
+    "CERTIFICATE_CHAIN_GENERAL_FAILURE": "the certificate chain could not be validated "
+    "(often: no CRL held for a certificate that names one)",
     "FORMAT_FAILURE": "the signature is malformed",
 }
 

@@ -1,7 +1,7 @@
 """A throw-away PKI and signed samples, built at test time with real tools.
 
-Importable by other tests (``from signatures.pki import build_pki, signed_pdf, ...``; the
-``tests/`` directory is on sys.path because tests/conftest.py lives there). Certificates
+Importable by other tests (``from tests.signatures.pki import session_pki, signed_pdf, ...``; the
+repository root is on sys.path: pyproject sets pythonpath). Certificates
 are made with ``cryptography``; PDFs are signed with pyHanko's signer, detached CMS and
 S/MIME with ``openssl cms``, OpenPGP with ``gpg`` in a temporary GNUPGHOME. No private
 key is ever committed.
@@ -47,7 +47,7 @@ class Identity:
 
 
 @dataclass
-class TestPki:
+class SamplePki:
     directory: Path
     root: Identity
     intermediate: Identity
@@ -190,7 +190,7 @@ def _crl(
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
 
 
-def build_pki(directory: Path, *, with_gpg: bool = True) -> TestPki:
+def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
     """Root → intermediate → leaf certificates of every kind the tests need, plus CRLs."""
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
@@ -289,7 +289,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> TestPki:
     crl_dir.mkdir(exist_ok=True)
     (crl_dir / "root.crl").write_bytes(_crl(root_cert, root_key, [], now))
     (crl_dir / "intermediate.crl").write_bytes(_crl(inter_cert, inter_key, [revoked.cert], now))
-    pki = TestPki(
+    pki = SamplePki(
         directory,
         root,
         intermediate,
@@ -669,3 +669,27 @@ def plain_message(
     for name, data in attachments:
         attach(msg, name, data)
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+
+
+_shared: SamplePki | None = None
+
+
+def session_pki() -> SamplePki:
+    """One PKI per test process, in a temporary directory removed at exit (any test dir)."""
+    global _shared
+    if _shared is None:
+        import atexit
+        import shutil
+        import tempfile
+
+        directory = Path(tempfile.mkdtemp(prefix="mailsvc-pki-"))
+        pki = build_pki(directory)
+
+        def cleanup() -> None:
+            if pki.gpg is not None:
+                stop_gpg_agents(pki.gpg)
+            shutil.rmtree(directory, ignore_errors=True)
+
+        atexit.register(cleanup)
+        _shared = pki
+    return _shared

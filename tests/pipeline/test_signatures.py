@@ -1,0 +1,159 @@
+"""SignaturesStage: signed messages in, findings with DocumentSignatureReport payloads out.
+
+Runs the stage as app.py does: a real ProcessPoolExecutor (so everything sent to the
+workers must pickle) and the real DbDirectory over a migrated database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from tests.signatures.pki import (
+    AGENCY_CODE,
+    AGENCY_DOMAIN,
+    AGENCY_NAME,
+    SamplePki,
+    cms_detached,
+    flip_byte,
+    make_pdf,
+    plain_message,
+    session_pki,
+    signed_pdf,
+    smime_message,
+)
+
+from mailsvc import directory
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.directory import DbDirectory
+from mailsvc.message import InboundMessage
+from mailsvc.pipeline.signatures import SignaturesStage
+from mailsvc.signatures.policy import SignaturePolicy
+from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
+from mailsvc.signatures.trust import TrustConfig
+from mailsvc.verdict import Status
+
+
+@pytest.fixture(scope="module")
+def pki() -> SamplePki:
+    return session_pki()
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[ProcessPoolExecutor]:
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+@pytest.fixture
+def agencies(db_url: str) -> DbDirectory:
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        directory.add_agency(session, actor="test", code=AGENCY_CODE, name=AGENCY_NAME,
+                             domains=[AGENCY_DOMAIN])
+        directory.add_agency(session, actor="test", code="000.00.02.H99",
+                             name="Sở Tài chính Thử nghiệm", domains=["stc.thunghiem.gov.vn"])
+        session.commit()
+    return DbDirectory(sessions)
+
+
+def stage(pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor,
+          trust: TrustConfig | None = None, **policy: object) -> SignaturesStage:
+    assert pki.gpg is not None
+    return SignaturesStage(SignaturePolicy.model_validate(policy), trust or pki.trust_config(),
+                           agencies, executor, gnupg_home=pki.gpg.keyring_home)
+
+
+def inbound(raw: bytes, sender: str = f"vanthu@{AGENCY_DOMAIN}") -> InboundMessage:
+    return InboundMessage(queue_id="Q1", mail_from=sender, rcpt_tos=("vanthu@example.vn",),
+                          raw=raw, received_at=datetime.now(UTC))
+
+
+async def test_signed_pdf_in_smime_message(pki: SamplePki, agencies: DbDirectory,
+                                           executor: ProcessPoolExecutor, tmp_path: Path) -> None:
+    doc = signed_pdf(make_pdf(), pki.personal, pki.organisation)
+    raw = smime_message(pki.organisation, tmp_path, attachments=[("qd.pdf", doc)])
+    findings = await stage(pki, agencies, executor).inspect(inbound(raw))
+    assert [(f.status, f.reason) for f in findings] == [(Status.PASS, "signed")] * 2
+    reports = [f.payload for f in findings]
+    assert all(isinstance(r, DocumentSignatureReport) for r in reports)
+    assert reports[1].document == "qd.pdf"
+    assert reports[1].sender_agency == AGENCY_CODE
+    assert reports[1].signer_matches_sender is True
+    assert findings[1].evidence["signatures"][1]["kind"] == "organisation"
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "reason"),
+    [
+        ("valid", Status.PASS, "signed"),
+        ("changed", Status.FAIL, "signature-invalid"),
+        ("unsigned", Status.NONE, "unsigned"),
+        ("personal-only", Status.NONE, "organisation-signature-missing"),
+        ("expired", Status.NONE, "signature-indeterminate"),
+        ("revoked", Status.FAIL, "signature-invalid"),
+    ],
+)
+async def test_detached_pair_table(pki: SamplePki, agencies: DbDirectory,
+                                   executor: ProcessPoolExecutor, tmp_path: Path, case: str,
+                                   status: Status, reason: str) -> None:
+    pdf = make_pdf()
+    who = {"personal-only": pki.personal, "expired": pki.expired, "revoked": pki.revoked}.get(
+        case, pki.organisation)
+    files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, who, tmp_path))]
+    if case == "changed":
+        files[0] = ("cv.pdf", flip_byte(pdf, b"Quy"))
+    if case == "unsigned":
+        files = files[:1]
+    (finding,) = await stage(pki, agencies, executor).inspect(inbound(plain_message(files)))
+    assert (finding.status, finding.reason) == (status, reason)
+    assert finding.payload.document == "cv.pdf"
+
+
+async def test_signer_from_another_agency(pki: SamplePki, agencies: DbDirectory,
+                                          executor: ProcessPoolExecutor, tmp_path: Path) -> None:
+    pdf = make_pdf()
+    files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.other_agency, tmp_path))]
+    raw = plain_message(files)
+    (finding,) = await stage(pki, agencies, executor).inspect(inbound(raw))
+    assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
+    assert finding.payload.signer_matches_sender is False
+    (finding,) = await stage(pki, agencies, executor, signer_mismatch="ignore").inspect(
+        inbound(raw))
+    assert finding.status is Status.PASS
+    # the same document from the other agency's own domain matches
+    raw = plain_message(files, sender="vanthu@stc.thunghiem.gov.vn")
+    (finding,) = await stage(pki, agencies, executor).inspect(
+        inbound(raw, "vanthu@stc.thunghiem.gov.vn"))
+    assert (finding.status, finding.payload.signer_matches_sender) == (Status.PASS, True)
+
+
+async def test_unsigned_refused_by_policy(pki: SamplePki, agencies: DbDirectory,
+                                          executor: ProcessPoolExecutor) -> None:
+    raw = plain_message([("cv.pdf", make_pdf())])
+    (finding,) = await stage(pki, agencies, executor, unsigned="refuse").inspect(inbound(raw))
+    assert (finding.status, finding.reason) == (Status.FAIL, "unsigned")
+    assert finding.payload.outcome is DocumentOutcome.INVALID
+
+
+async def test_no_documents(pki: SamplePki, agencies: DbDirectory,
+                            executor: ProcessPoolExecutor) -> None:
+    raw = b"From: a@b.vn\r\nTo: c@d.vn\r\nSubject: hi\r\n\r\nhello\r\n"
+    (finding,) = await stage(pki, agencies, executor).inspect(inbound(raw, "a@b.vn"))
+    assert (finding.status, finding.reason, finding.payload) == (Status.NONE, "no-documents", None)
+
+
+async def test_unreadable_trust_material_is_an_error(pki: SamplePki, agencies: DbDirectory,
+                                                     executor: ProcessPoolExecutor,
+                                                     tmp_path: Path) -> None:
+    bad = tmp_path / "trust"
+    bad.mkdir()
+    (bad / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    raw = plain_message([("cv.pdf", signed_pdf(make_pdf(), pki.organisation))])
+    trust = TrustConfig(anchor_dirs=(bad,))
+    (finding,) = await stage(pki, agencies, executor, trust=trust).inspect(inbound(raw))
+    assert (finding.status, finding.reason) == (Status.ERROR, "signature-check-unavailable")
