@@ -1,0 +1,202 @@
+"""SMTP throughput: our full path vs a bare aiosmtpd + Maildir/fsync baseline, same run.
+
+    python bench/smtp.py [--messages 2000] [--sessions 10] [--size 20000]
+
+Our path: every configured stage, blob fsync, database commit, LMTP into Dovecot,
+then 250. Baseline: aiosmtpd whose handler writes the message into a Maildir with
+one open/write/fsync/rename. Both receive the same messages from the same client
+(aiosmtplib, N concurrent sessions) on loopback. Prints msgs/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+import aiosmtplib
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mailsvc.app import App
+from mailsvc.config import load_settings
+from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.passwords import hash_password
+from tests.tlsutil import write_self_signed
+
+DOMAIN = "bench.example.vn"
+RCPT = f"vanthu@{DOMAIN}"
+
+
+def make_messages(count: int, size: int) -> list[bytes]:
+    body = ("Nội dung văn bản thử nghiệm hiệu năng. " * (size // 40 + 1))[:size]
+    out = []
+    for i in range(count):
+        msg = EmailMessage()
+        msg["From"] = "cv@sender.example.vn"
+        msg["To"] = RCPT
+        msg["Subject"] = f"Báo cáo số {i}"
+        msg["Message-ID"] = f"<{uuid.uuid4().hex}@sender.example.vn>"
+        msg["Date"] = "Sat, 21 Nov 2026 08:00:00 +0700"
+        msg.set_content(body)
+        out.append(msg.as_bytes(policy=SMTP_POLICY))
+    return out
+
+
+def blast_in_process(
+    host: str, port: int, messages: list[bytes], sessions: int
+) -> tuple[float, list[float]]:
+    """Run the SMTP client in its own process, like Postfix's smtp-source, so the
+    client's CPU is not charged to the server's event loop."""
+    import concurrent.futures
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(_blast_sync, host, port, messages, sessions).result()
+
+
+def _blast_sync(
+    host: str, port: int, messages: list[bytes], sessions: int
+) -> tuple[float, list[float]]:
+    return asyncio.run(blast(host, port, messages, sessions))
+
+
+async def blast(
+    host: str, port: int, messages: list[bytes], sessions: int
+) -> tuple[float, list[float]]:
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for m in messages:
+        queue.put_nowait(m)
+    latencies: list[float] = []
+
+    async def worker() -> None:
+        client = aiosmtplib.SMTP(hostname=host, port=port, start_tls=False, timeout=60)
+        await client.connect()
+        try:
+            while True:
+                try:
+                    data = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                t0 = time.perf_counter()
+                errors, _ = await client.sendmail("cv@sender.example.vn", [RCPT], data)
+                if errors:
+                    raise RuntimeError(errors)
+                latencies.append(time.perf_counter() - t0)
+        finally:
+            await client.quit()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(sessions)))
+    return time.perf_counter() - start, latencies
+
+
+class MaildirHandler:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        name = f"{time.time_ns()}.{uuid.uuid4().hex}.bench"
+        tmp = self.root / "tmp" / name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, envelope.original_content or b"")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, self.root / "new" / name)
+        return "250 OK"
+
+
+async def run_baseline(
+    messages: list[bytes], sessions: int, workdir: Path
+) -> tuple[float, list[float]]:
+    handler = MaildirHandler(workdir / "baseline-maildir")
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        return await asyncio.to_thread(blast_in_process, "127.0.0.1", port, messages, sessions)
+    finally:
+        server.close()
+
+
+async def run_ours(
+    messages: list[bytes], sessions: int, workdir: Path
+) -> tuple[float, list[float]]:
+    home = workdir / "home"
+    home.mkdir()
+    os.chmod(workdir, 0o755)
+    write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
+    (home / "mailsvc.toml").write_text(
+        f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
+        '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\nsubmissions = "127.0.0.1:0"\n'
+        'imap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\nhttp = "127.0.0.1:0"\n'
+        "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(home, environ={})
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        session.add(Agency(code="BENCH", name="Bench", domains=[DOMAIN], local=True))
+        session.add(
+            Mailbox(
+                address=RCPT,
+                role="clerk",
+                must_change=False,
+                password_hash=hash_password("Bench-Password-2026", settings.password),
+            )
+        )
+    engine.dispose()
+    app = App(settings)
+    await app.start()
+    try:
+        host, port = app.addresses["smtp"]
+        return await asyncio.to_thread(blast_in_process, host, port, messages, sessions)
+    finally:
+        await app.stop()
+
+
+def describe(name: str, count: int, elapsed: float, lat: list[float]) -> float:
+    rate = count / elapsed
+    lat_sorted = sorted(lat)
+    p99 = lat_sorted[int(len(lat_sorted) * 0.99) - 1] * 1000
+    print(
+        f"{name:<34} {rate:8.1f} msgs/s   p50 {statistics.median(lat) * 1000:6.1f} ms   "
+        f"p99 {p99:6.1f} ms"
+    )
+    return rate
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--size", type=int, default=20_000)
+    args = parser.parse_args()
+    messages = make_messages(args.messages, args.size)
+    with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
+        base_elapsed, base_lat = await run_baseline(messages, args.sessions, Path(tmp))
+        ours_elapsed, ours_lat = await run_ours(messages, args.sessions, Path(tmp))
+    print(f"{args.messages} messages of {args.size} bytes, {args.sessions} SMTP sessions")
+    base = describe("baseline aiosmtpd+Maildir+fsync", args.messages, base_elapsed, base_lat)
+    ours = describe("mailsvc full path (LMTP→Dovecot)", args.messages, ours_elapsed, ours_lat)
+    print(f"ratio mailsvc/baseline: {ours / base:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
