@@ -1,8 +1,9 @@
 """Import every model module so that ``Base.metadata`` knows all tables (for Alembic)."""
 
+from mailsvc import audit  # noqa: F401
 from mailsvc.db import models  # noqa: F401
 from mailsvc.db.base import Base
+from mailsvc.quarantine import models as quarantine_models  # noqa: F401
+from mailsvc.register import models as register_models  # noqa: F401
 
 metadata = Base.metadata
-from mailsvc import audit  # noqa: F401
-from mailsvc.quarantine import models as quarantine_models  # noqa: F401

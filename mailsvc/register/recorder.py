@@ -1,0 +1,421 @@
+"""RegisterRecorder: the acceptance transaction's hook that fills the incoming register.
+
+What is a document. A message delivered (action ``deliver``) that arrived from outside
+(``inbound`` or ``fetched``; a ``submission`` only when it crosses from one agency to
+another) and that carries a document: an attachment with a document file type (PDF,
+office/ODF formats, RTF, archives, .p7m), or signed content (an S/MIME / PGP signature
+on the message), or text the metadata stage judged an official document. Plain chatter
+without such an attachment is not registered and gets no register headers.
+
+Which register. Each recipient's mailbox belongs to an agency: the agency's default
+incoming register (code = the agency's code); a mailbox without agency uses its domain's
+register. Recipients of one message in the same register share one entry.
+
+What the delivered copy carries (ASCII header fields):
+  X-Mailsvc-Register: <register code>; status=<status>[; number=<n>/<year>]
+  X-Mailsvc-Register-Number: <n>/<year>               (numbered documents only)
+  X-Mailsvc-Signature: <valid|reference_only|invalid>; reason=<code>
+  X-Mailsvc-Urgency: <normal|urgent|very_urgent|immediate>
+and the IMAP flag \\Flagged when the document is urgent.
+
+Refusals. ``on_refuse`` records a refused document (status ``refused``, no number,
+attachment hashes only, no content) when the refusal was decided by one of
+``refusal_stages`` (default: the signature stage). Refusals for classified content,
+viruses, spam or authentication are never entered here: their content must not be kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import mimetypes
+import unicodedata
+from collections.abc import Iterator, Sequence
+from datetime import tzinfo
+from email.message import EmailMessage, Message
+from pathlib import PurePosixPath
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailsvc.db.models import Agency, Mailbox, MessageRecord
+from mailsvc.delivery import Annotations, message_key
+from mailsvc.documents.metadata import DocumentMetadata, urgency_from_headers, urgency_from_subject
+from mailsvc.interfaces import Directory
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.register.models import Register
+from mailsvc.register.registers import register_for_recipient
+from mailsvc.register.registration import (
+    VIETNAM,
+    AttachmentInput,
+    DeliveryInput,
+    DocumentInput,
+    Registration,
+    register_document,
+)
+from mailsvc.register.urgency import Urgency, urgency_of
+from mailsvc.signatures.report import (
+    CertificateKind,
+    DocumentOutcome,
+    DocumentSignatureReport,
+)
+from mailsvc.store.blobs import BlobStore
+from mailsvc.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+MESSAGE_DOCUMENT = "(message)"  # DocumentSignatureReport.document for the message itself
+FLAGGED = "\\Flagged"
+
+DOCUMENT_EXTENSIONS = frozenset(
+    {
+        ".pdf", ".p7m", ".doc", ".docx", ".odt", ".rtf", ".xls", ".xlsx", ".ods",
+        ".ppt", ".pptx", ".odp", ".zip", ".rar", ".7z", ".xml", ".tif", ".tiff",
+    }
+)  # fmt: skip
+SIGNATURE_EXTENSIONS = frozenset({".p7s", ".sig", ".asc"})
+SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+# Preferred main document, in order (the rest are annexes).
+MAIN_EXTENSIONS = (".pdf", ".p7m", ".docx", ".doc", ".odt", ".rtf")
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text or "")
+
+
+def _extension(filename: str) -> str:
+    return PurePosixPath(filename.lower()).suffix
+
+
+def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
+    """Leaf parts with a flag: True when it is the signature part of multipart/signed."""
+    if part.is_multipart():
+        children = part.get_payload()
+        assert isinstance(children, list)
+        signed = part.get_content_type() == "multipart/signed"
+        for index, child in enumerate(children):
+            if signed and index == 1:
+                yield child, True
+            else:
+                yield from _leaves(child)
+    else:
+        yield part, False
+
+
+def attachments_of(msg: InboundMessage) -> list[AttachmentInput]:
+    """The message's files (data included), with roles main / annex / signature."""
+    found: list[AttachmentInput] = []
+    for part, is_message_signature in _leaves(msg.parsed):
+        if is_message_signature:
+            continue
+        filename = _nfc(part.get_filename() or "")
+        if not filename and part.get_content_disposition() != "attachment":
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            continue
+        content_type = part.get_content_type()
+        if not filename:
+            filename = "attachment" + (mimetypes.guess_extension(content_type) or ".bin")
+        ext = _extension(filename)
+        role = (
+            "signature"
+            if ext in SIGNATURE_EXTENSIONS or content_type in SIGNATURE_TYPES
+            else "annex"
+        )
+        found.append(
+            AttachmentInput(
+                filename=filename,
+                content_type=content_type,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                role=role,
+                data=data,
+            )
+        )
+    main = _main_index(found)
+    if main is not None:
+        item = found[main]
+        found[main] = AttachmentInput(
+            item.filename, item.content_type, item.sha256, item.size, "main", item.data
+        )
+    return found
+
+
+def _main_index(items: Sequence[AttachmentInput]) -> int | None:
+    for ext in MAIN_EXTENSIONS:
+        for index, item in enumerate(items):
+            if item.role != "signature" and _extension(item.filename) == ext:
+                return index
+    for index, item in enumerate(items):
+        if item.role != "signature" and _extension(item.filename) in DOCUMENT_EXTENSIONS:
+            return index
+    return None
+
+
+def _pick_report(
+    reports: Sequence[DocumentSignatureReport], main: AttachmentInput | None
+) -> DocumentSignatureReport | None:
+    if main is not None:
+        for report in reports:
+            if report.sha256 == main.sha256 or _nfc(report.document) == main.filename:
+                return report
+        # x.pdf.p7m: the report may name the enclosed x.pdf
+        stem = main.filename.rsplit(".", 1)[0]
+        for report in reports:
+            if _nfc(report.document) == stem:
+                return report
+    documents = [r for r in reports if r.document != MESSAGE_DOCUMENT]
+    if documents:
+        return documents[0]
+    return reports[0] if reports else None
+
+
+def _signer(report: DocumentSignatureReport | None, metadata: DocumentMetadata | None) -> str:
+    if report is not None:
+        passed = [s for s in report.signatures if s.passed and s.signer_name]
+        personal = [s for s in passed if s.kind is CertificateKind.PERSONAL]
+        chosen = personal or passed
+        if chosen:
+            return chosen[0].signer_name
+    return metadata.signer if metadata is not None else ""
+
+
+def _plain_header(msg: EmailMessage, name: str) -> str:
+    try:
+        return _nfc(str(msg.get(name, "") or "")).strip()
+    except (ValueError, TypeError, IndexError):
+        return ""
+
+
+class RegisterRecorder:
+    """Acceptance recorder for the incoming register (see the module docstring)."""
+
+    def __init__(
+        self,
+        blobs: BlobStore,
+        *,
+        directory: Directory | None = None,
+        zone: tzinfo = VIETNAM,
+        refusal_stages: Sequence[str] = ("signatures",),
+        roles: Sequence[str] = ("clerk", "official", "leader"),
+    ) -> None:
+        self.blobs = blobs
+        self.directory = directory
+        self.zone = zone
+        self.refusal_stages = frozenset(refusal_stages)
+        self.roles = frozenset(roles)
+
+    # -- Recorder protocol -------------------------------------------------------------
+    def on_accept(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        verdict: Verdict,
+        records: Sequence[MessageRecord],
+    ) -> Annotations:
+        notes = Annotations()
+        attachments = attachments_of(msg)
+        reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
+        metadata = self._metadata(verdict)
+        if not self._is_document(attachments, reports, metadata):
+            return notes
+        groups = self._groups(session, msg, [(r.recipient, r) for r in records])
+        results: list[Registration] = []
+        for register, members in groups:
+            doc = self._document(
+                session, msg, attachments, reports, metadata, members, refused=False
+            )
+            results.append(
+                register_document(session, register, doc, blobs=self.blobs, zone=self.zone)
+            )
+        for result in results:
+            log.info(
+                "%s: register %s: %s%s%s",
+                msg.queue_id,
+                result.register_code,
+                result.status.value,
+                f" number {result.number_text}" if result.incoming_number else "",
+                "" if result.fresh else " (linked to the first entry)",
+            )
+            notes.merge(self.annotations(result))
+        return notes
+
+    def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None:
+        deciding = verdict.deciding
+        if deciding is None or deciding.stage not in self.refusal_stages:
+            return
+        attachments = [
+            AttachmentInput(a.filename, a.content_type, a.sha256, a.size, a.role, None)
+            for a in attachments_of(msg)
+        ]
+        reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
+        metadata = self._metadata(verdict)
+        if not self._is_document(attachments, reports, metadata):
+            return
+        groups = self._groups(session, msg, [(r, None) for r in msg.rcpt_tos])
+        for register, members in groups:
+            doc = self._document(
+                session,
+                msg,
+                attachments,
+                reports,
+                metadata,
+                members,
+                refused=True,
+                refusal_reason=f"{deciding.reason}: {deciding.detail}".strip(": "),
+            )
+            result = register_document(session, register, doc, blobs=None, zone=self.zone)
+            log.info(
+                "%s: register %s: refused document recorded (entry %d)",
+                msg.queue_id,
+                result.register_code,
+                result.document_id,
+            )
+
+    # -- pieces ------------------------------------------------------------------------
+    @staticmethod
+    def annotations(result: Registration) -> Annotations:
+        notes = Annotations()
+        register_field = f"{result.register_code}; status={result.status.value}"
+        if result.incoming_number:
+            register_field += f"; number={result.number_text}"
+            notes.headers.append(("X-Mailsvc-Register-Number", result.number_text))
+        notes.headers.insert(0, ("X-Mailsvc-Register", register_field))
+        notes.headers.append(("X-Mailsvc-Signature", result.signature_outcome.value))
+        notes.headers.append(("X-Mailsvc-Urgency", result.urgency.value))
+        if result.urgency.is_urgent:
+            notes.flags.add(FLAGGED)
+        return notes
+
+    @staticmethod
+    def _metadata(verdict: Verdict) -> DocumentMetadata | None:
+        found: list[DocumentMetadata] = verdict.payloads(DocumentMetadata)
+        return found[0] if found else None
+
+    @staticmethod
+    def _is_document(
+        attachments: Sequence[AttachmentInput],
+        reports: Sequence[DocumentSignatureReport],
+        metadata: DocumentMetadata | None,
+    ) -> bool:
+        if any(a.role == "main" for a in attachments):
+            return True
+        if any(r.signed for r in reports):
+            return True
+        return metadata is not None and metadata.is_official
+
+    def _wanted(
+        self, session: Session, msg: InboundMessage, mailbox: Mailbox | None, register: Register
+    ) -> bool:
+        if mailbox is not None and mailbox.role not in self.roles:
+            return False
+        if msg.direction in (Direction.INBOUND, Direction.FETCHED):
+            return True
+        # A submission is incoming only for another agency's (or domain's) register.
+        sender = (msg.authenticated_as or msg.mail_from).lower()
+        if register.agency_id is None:
+            return sender.rpartition("@")[2] != register.domain
+        own = session.scalars(select(Mailbox).where(Mailbox.address == sender)).one_or_none()
+        return own is None or own.agency_id != register.agency_id
+
+    def _groups(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        recipients: Sequence[tuple[str, MessageRecord | None]],
+    ) -> list[tuple[Register, list[tuple[str, MessageRecord | None]]]]:
+        by_register: dict[int, tuple[Register, list[tuple[str, MessageRecord | None]]]] = {}
+        for recipient, record in recipients:
+            register, mailbox = register_for_recipient(session, recipient)
+            if not self._wanted(session, msg, mailbox, register):
+                continue
+            by_register.setdefault(register.id, (register, []))[1].append((recipient, record))
+        # A fixed lock order (register id) keeps concurrent deliveries from deadlocking.
+        return [by_register[key] for key in sorted(by_register)]
+
+    def _agency(self, session: Session, msg: InboundMessage) -> tuple[str, str]:
+        address = (msg.from_address or msg.mail_from).lower()
+        domain = address.rpartition("@")[2]
+        if not domain:
+            return "", ""
+        if self.directory is not None:
+            info = self.directory.agency_for_domain(domain)
+            return (info.code, info.name) if info is not None else ("", "")
+        for agency in session.scalars(select(Agency).order_by(Agency.id)):
+            if address in (agency.known_addresses or []) or domain in (agency.domains or []):
+                return agency.code, agency.name
+        return "", ""
+
+    def _document(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        attachments: Sequence[AttachmentInput],
+        reports: Sequence[DocumentSignatureReport],
+        metadata: DocumentMetadata | None,
+        members: Sequence[tuple[str, MessageRecord | None]],
+        *,
+        refused: bool,
+        refusal_reason: str = "",
+    ) -> DocumentInput:
+        main = next((a for a in attachments if a.role == "main"), None)
+        report = _pick_report(reports, main)
+        if report is not None:
+            outcome, reason = report.outcome, report.reason
+        else:
+            outcome, reason = DocumentOutcome.REFERENCE_ONLY, "not-verified"
+        if refused:
+            outcome = DocumentOutcome.INVALID if report is None else report.outcome
+        subject = _plain_header(msg.parsed, "Subject")
+        code, name = "", ""
+        if metadata is not None:
+            code, name = metadata.agency_code, metadata.agency_name or metadata.issuing_agency
+        if not code and report is not None and report.sender_agency:
+            code = report.sender_agency
+        if not code or not name:
+            found_code, found_name = self._agency(session, msg)
+            code, name = code or found_code, name or found_name
+        if metadata is not None and metadata.urgency:
+            urgency = urgency_of(metadata.urgency)
+        else:
+            words = [urgency_from_subject(subject)]
+            words.append(urgency_from_headers(list(msg.parsed.items()))[0])
+            urgency = max((urgency_of(w) for w in words), key=_URGENCY_ORDER.index)
+        first_recipient = members[0][0] if members else ""
+        return DocumentInput(
+            received_at=msg.received_at,
+            sender=(msg.from_address or msg.mail_from).lower(),
+            signature_outcome=outcome,
+            signature_reason=reason,
+            refused=refused,
+            refusal_reason=refusal_reason,
+            recipient=first_recipient,
+            message_key=message_key(msg),
+            message_id=msg.message_id,
+            queue_id=msg.queue_id,
+            subject=subject,
+            agency_code=code,
+            agency_name=name,
+            number_notation=metadata.number_notation if metadata else "",
+            issued_date=metadata.issued_date if metadata else None,
+            doc_type=metadata.doc_type if metadata else "",
+            abstract=(metadata.abstract if metadata else "") or subject,
+            urgency=urgency,
+            signer=_signer(report, metadata),
+            deadline=metadata.deadline if metadata else None,
+            attachments=tuple(attachments),
+            deliveries=tuple(
+                DeliveryInput(
+                    recipient=recipient,
+                    queue_id=msg.queue_id,
+                    message_record_id=record.id if record is not None else None,
+                )
+                for recipient, record in members
+            ),
+        )
+
+
+_URGENCY_ORDER = [Urgency.NORMAL, Urgency.URGENT, Urgency.VERY_URGENT, Urgency.IMMEDIATE]

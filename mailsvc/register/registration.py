@@ -1,0 +1,406 @@
+"""Entering documents into a register: numbering, de-duplication, attachments, history.
+
+:func:`register_document` takes a plain :class:`DocumentInput` (built by the recorder
+from a message and its verdict, or by tests and the bench directly) and writes it into
+one register inside the caller's transaction; it never commits.
+
+Rules:
+  * signature outcome ``valid``: status ``registered`` with the next incoming number;
+  * ``reference_only``: status ``arrived``, no number (chỉ có giá trị tham khảo);
+  * refused (``invalid`` or refused by the pipeline): status ``refused``, no number;
+  * the same message (Message-ID + content) or the same document from the same sender
+    (same main attachment SHA-256, or same number and notation from the same issuing
+    agency) links to the first entry and takes no new number. A valid copy of a document
+    first received as reference-only numbers that first entry instead (history says so).
+    A refused entry is never the "first entry" of a later, acceptable copy.
+All registrations in a register are serialised by a lock on its row, so the duplicate
+check and the numbering see every earlier registration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Table, and_, or_, select
+from sqlalchemy.orm import Session
+
+from mailsvc.db.base import utcnow
+from mailsvc.register.models import (
+    Attachment,
+    DocumentAttachment,
+    DocumentDelivery,
+    DocumentHistory,
+    Register,
+    RegisterDocument,
+)
+from mailsvc.register.numbering import insert_ignore, lock_register, next_number, register_year
+from mailsvc.register.statuses import DocumentStatus
+from mailsvc.register.urgency import Urgency
+from mailsvc.signatures.report import DocumentOutcome
+from mailsvc.store.blobs import BlobStore
+
+VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
+SYSTEM_ACTOR = "mailsvc"
+
+
+@dataclass(frozen=True)
+class AttachmentInput:
+    """One file of a document. ``data`` None keeps only its hash (refused documents)."""
+
+    filename: str
+    content_type: str
+    sha256: str
+    size: int
+    role: str = "annex"  # main | annex | signature
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryInput:
+    """A delivered copy (message record) that carried the document."""
+
+    recipient: str
+    queue_id: str = ""
+    message_record_id: int | None = None
+
+
+@dataclass(frozen=True)
+class DocumentInput:
+    received_at: datetime
+    sender: str
+    signature_outcome: DocumentOutcome
+    signature_reason: str = ""
+    refused: bool = False
+    refusal_reason: str = ""
+    recipient: str = ""
+    message_key: str = ""
+    message_id: str = ""
+    queue_id: str = ""
+    subject: str = ""
+    agency_code: str = ""
+    agency_name: str = ""
+    number_notation: str = ""
+    issued_date: date | None = None
+    doc_type: str = ""
+    abstract: str = ""
+    urgency: Urgency = Urgency.NORMAL
+    signer: str = ""
+    deadline: date | None = None
+    attachments: tuple[AttachmentInput, ...] = ()
+    deliveries: tuple[DeliveryInput, ...] = ()
+    note: str = ""
+
+    @property
+    def main_sha256(self) -> str:
+        for attachment in self.attachments:
+            if attachment.role == "main":
+                return attachment.sha256
+        return ""
+
+    @property
+    def ref_key(self) -> str:
+        return reference_key(self.agency_code or self.agency_name, self.number_notation)
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What happened to one document in one register."""
+
+    document_id: int
+    register_code: str
+    incoming_number: int | None
+    year: int
+    status: DocumentStatus
+    signature_outcome: DocumentOutcome
+    urgency: Urgency
+    fresh: bool  # a new entry (False: linked to the first entry)
+    numbered_now: bool = False  # a number was given by this registration
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def number_text(self) -> str:
+        return f"{self.incoming_number}/{self.year}" if self.incoming_number else ""
+
+
+def _nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text or "").strip()
+
+
+def reference_key(agency: str, number_notation: str) -> str:
+    """Dedup key for "number and notation from the issuing agency" ("" when incomplete)."""
+    agency_part = " ".join(_nfc(agency).casefold().split())
+    number_part = "".join(_nfc(number_notation).casefold().split())
+    if not agency_part or not number_part:
+        return ""
+    return hashlib.sha256(f"{agency_part}\0{number_part}".encode()).hexdigest()
+
+
+def add_history(
+    session: Session,
+    document: RegisterDocument,
+    *,
+    actor: str,
+    to_status: DocumentStatus,
+    from_status: DocumentStatus | None,
+    reason: str,
+    assigned_to: str = "",
+    at: datetime | None = None,
+) -> DocumentHistory:
+    entry = DocumentHistory(
+        document_id=document.id,
+        at=at or utcnow(),
+        actor=actor,
+        from_status=from_status.value if from_status else None,
+        to_status=to_status.value,
+        reason=_nfc(reason),
+        assigned_to=_nfc(assigned_to),
+    )
+    session.add(entry)
+    return entry
+
+
+def number_document(
+    session: Session, document: RegisterDocument, zone: tzinfo, at: datetime | None = None
+) -> int:
+    """Give ``document`` the next number of its register (for the year of ``at``)."""
+    at = at or utcnow()
+    year = register_year(at, zone)
+    document.incoming_number = next_number(session, document.register_id, year)
+    document.year = year
+    document.registered_at = at
+    return document.incoming_number
+
+
+def _find_first(
+    session: Session, register: Register, doc: DocumentInput
+) -> RegisterDocument | None:
+    keys = []
+    if doc.message_key:
+        keys.append(RegisterDocument.message_key == doc.message_key)
+    same_doc = []
+    if doc.main_sha256:
+        same_doc.append(RegisterDocument.main_sha256 == doc.main_sha256)
+    if doc.ref_key:
+        same_doc.append(RegisterDocument.ref_key == doc.ref_key)
+    if same_doc and doc.sender:
+        keys.append(and_(RegisterDocument.sender == doc.sender, or_(*same_doc)))
+    if not keys:
+        return None
+    query = select(RegisterDocument).where(RegisterDocument.register_id == register.id, or_(*keys))
+    if doc.refused:
+        query = query.where(RegisterDocument.status == DocumentStatus.REFUSED.value)
+    else:
+        query = query.where(RegisterDocument.status != DocumentStatus.REFUSED.value)
+    return session.scalars(query.order_by(RegisterDocument.id).limit(1)).first()
+
+
+def _store_attachments(
+    session: Session,
+    document: RegisterDocument,
+    attachments: tuple[AttachmentInput, ...],
+    blobs: BlobStore | None,
+) -> None:
+    table = Attachment.__table__
+    assert isinstance(table, Table)
+    linked = {(link.attachment.sha256, link.filename) for link in document.attachments}
+    position = len(document.attachments)
+    for item in attachments:
+        stored = item.data is not None and blobs is not None
+        if stored:
+            assert blobs is not None and item.data is not None
+            blobs.put(item.data, item.sha256)
+        insert_ignore(
+            session,
+            table,
+            {"sha256": item.sha256, "size": item.size, "stored": stored, "created_at": utcnow()},
+            ["sha256"],
+        )
+        row = session.scalars(select(Attachment).where(Attachment.sha256 == item.sha256)).one()
+        if stored and not row.stored:
+            row.stored = True
+        if (item.sha256, _nfc(item.filename)) in linked:
+            continue
+        linked.add((item.sha256, _nfc(item.filename)))
+        link = DocumentAttachment(
+            document_id=document.id,
+            attachment=row,
+            filename=_nfc(item.filename)[:512],
+            content_type=item.content_type[:255],
+            role=item.role,
+            position=position,
+        )
+        position += 1
+        session.add(link)
+        document.attachments.append(link)
+
+
+def _link_deliveries(
+    session: Session, document: RegisterDocument, doc: DocumentInput, kind: str
+) -> None:
+    for delivery in doc.deliveries:
+        session.add(
+            DocumentDelivery(
+                document_id=document.id,
+                message_record_id=delivery.message_record_id,
+                queue_id=delivery.queue_id,
+                recipient=delivery.recipient,
+                kind=kind,
+                at=doc.received_at,
+            )
+        )
+        kind = "copy" if kind == "first" else kind
+
+
+def _result(
+    register: Register, document: RegisterDocument, *, fresh: bool, numbered_now: bool
+) -> Registration:
+    return Registration(
+        document_id=document.id,
+        register_code=register.code,
+        incoming_number=document.incoming_number,
+        year=document.year,
+        status=DocumentStatus(document.status),
+        signature_outcome=DocumentOutcome(document.signature_outcome),
+        urgency=Urgency(document.urgency),
+        fresh=fresh,
+        numbered_now=numbered_now,
+    )
+
+
+def register_document(
+    session: Session,
+    register: Register,
+    doc: DocumentInput,
+    *,
+    blobs: BlobStore | None = None,
+    zone: tzinfo = VIETNAM,
+    actor: str = SYSTEM_ACTOR,
+) -> Registration:
+    """Enter ``doc`` into ``register`` (or link it to its first entry). Never commits."""
+    lock_register(session, register.id)
+    first = _find_first(session, register, doc)
+    if first is not None:
+        return _link_duplicate(session, register, first, doc, blobs=blobs, zone=zone, actor=actor)
+
+    valid = doc.signature_outcome is DocumentOutcome.VALID and not doc.refused
+    document = RegisterDocument(
+        register_id=register.id,
+        incoming_number=None,
+        year=register_year(doc.received_at, zone),
+        received_at=doc.received_at,
+        agency_code=_nfc(doc.agency_code)[:64],
+        agency_name=_nfc(doc.agency_name)[:512],
+        sender=doc.sender[:320],
+        recipient=doc.recipient[:320],
+        message_record_id=doc.deliveries[0].message_record_id if doc.deliveries else None,
+        queue_id=doc.queue_id[:32],
+        message_id=doc.message_id[:998],
+        subject=_nfc(doc.subject),
+        number_notation=_nfc(doc.number_notation)[:128],
+        issued_date=doc.issued_date,
+        doc_type=_nfc(doc.doc_type)[:64],
+        abstract=_nfc(doc.abstract),
+        urgency=doc.urgency.value,
+        signer=_nfc(doc.signer)[:256],
+        signature_outcome=doc.signature_outcome.value,
+        signature_reason=doc.signature_reason[:64],
+        status=DocumentStatus.ARRIVED.value,
+        deadline=doc.deadline,
+        note=_nfc(doc.note),
+        message_key=doc.message_key,
+        main_sha256=doc.main_sha256,
+        ref_key=doc.ref_key,
+        duplicates=0,
+        updated_at=utcnow(),
+    )
+    session.add(document)
+    session.flush()
+    arrival = "received by mail"
+    if doc.signature_outcome is DocumentOutcome.REFERENCE_ONLY and not doc.refused:
+        arrival += f"; reference only ({doc.signature_reason or 'not legally valid'})"
+    add_history(
+        session,
+        document,
+        actor=actor,
+        from_status=None,
+        to_status=DocumentStatus.ARRIVED,
+        reason=arrival,
+        at=doc.received_at,
+    )
+    numbered = False
+    if doc.refused:
+        document.status = DocumentStatus.REFUSED.value
+        add_history(
+            session,
+            document,
+            actor=actor,
+            from_status=DocumentStatus.ARRIVED,
+            to_status=DocumentStatus.REFUSED,
+            reason=doc.refusal_reason or f"refused: {doc.signature_reason or 'policy'}",
+            at=doc.received_at,
+        )
+    elif valid:
+        number_document(session, document, zone, at=doc.received_at)
+        document.status = DocumentStatus.REGISTERED.value
+        numbered = True
+        add_history(
+            session,
+            document,
+            actor=actor,
+            from_status=DocumentStatus.ARRIVED,
+            to_status=DocumentStatus.REGISTERED,
+            reason="legally valid digital signature: registered automatically",
+            at=doc.received_at,
+        )
+    _store_attachments(session, document, doc.attachments, blobs)
+    _link_deliveries(session, document, doc, "first")
+    session.flush()
+    return _result(register, document, fresh=True, numbered_now=numbered)
+
+
+def _link_duplicate(
+    session: Session,
+    register: Register,
+    first: RegisterDocument,
+    doc: DocumentInput,
+    *,
+    blobs: BlobStore | None,
+    zone: tzinfo,
+    actor: str,
+) -> Registration:
+    numbered = False
+    upgrade = (
+        not doc.refused
+        and doc.signature_outcome is DocumentOutcome.VALID
+        and first.incoming_number is None
+        and first.status == DocumentStatus.ARRIVED.value
+    )
+    if upgrade:
+        # The first entry was reference-only; this copy is legally valid: number it.
+        number_document(session, first, zone, at=doc.received_at)
+        first.signature_outcome = DocumentOutcome.VALID.value
+        first.signature_reason = doc.signature_reason[:64]
+        first.signer = _nfc(doc.signer)[:256] or first.signer
+        first.status = DocumentStatus.REGISTERED.value
+        numbered = True
+        add_history(
+            session,
+            first,
+            actor=actor,
+            from_status=DocumentStatus.ARRIVED,
+            to_status=DocumentStatus.REGISTERED,
+            reason=f"a legally valid copy arrived (queue id {doc.queue_id}): registered",
+            at=doc.received_at,
+        )
+        _store_attachments(session, first, doc.attachments, blobs)
+        _link_deliveries(session, first, doc, "valid-copy")
+    else:
+        first.duplicates += 1
+        _link_deliveries(session, first, doc, "duplicate")
+    first.updated_at = utcnow()
+    session.flush()
+    return _result(register, first, fresh=False, numbered_now=numbered)
