@@ -1,0 +1,265 @@
+"""ClamdClient and ClamdDaemon against a real clamd with the generated test database."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import tests.hostile_mail as hm
+from mailsvc.adapters.clamd import (
+    ClamdAddress,
+    ClamdClient,
+    ClamdError,
+    ClamdSizeLimitError,
+    parse_scan_reply,
+)
+from mailsvc.adapters.clamd_daemon import (
+    ClamdDaemon,
+    ClamdLimits,
+    render_config,
+    write_test_database,
+)
+from mailsvc.errors import ConfigError, DependencyError
+from tests.clamd_fixture import ClamdService
+
+
+async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met before the deadline")
+        await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited to 107 bytes)."""
+    with tempfile.TemporaryDirectory(prefix="clamd-") as name:
+        yield Path(name)
+
+
+SAMPLES = {
+    "clean": (hm.clean(), None),
+    "eicar-attachment": (hm.eicar_plain(), "Eicar"),
+    "eicar-zipped": (hm.eicar_zipped(), "Eicar"),
+    "eicar-in-forwarded-message": (hm.eicar_nested(), "Eicar"),
+    "eicar-in-text-body": (hm.eicar_in_body(), "Mailsvc.Test.Eicar-Body"),
+    "own-marker-signature": (hm.marker_virus(), "Mailsvc.Test.Marker"),
+    "raw-eicar": (hm.EICAR, "Eicar"),
+    "empty": (b"", None),
+}
+
+
+@pytest.mark.parametrize(("data", "expected"), list(SAMPLES.values()), ids=list(SAMPLES))
+async def test_scan_samples(clamd_service: ClamdService, data: bytes, expected: str | None) -> None:
+    found = await clamd_service.client().scan(data)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and expected in found
+
+
+async def test_ping_and_version(clamd_service: ClamdService) -> None:
+    client = clamd_service.client()
+    await client.ping()
+    assert await client.is_alive()
+    assert (await client.version()).startswith("ClamAV ")
+
+
+async def test_multi_chunk_stream_is_scanned_whole(clamd_service: ClamdService) -> None:
+    """EICAR after 3 MB of padding: found only if every 64 KiB chunk reaches clamd."""
+    data = hm.with_attachment(bytes(3 * 1024 * 1024) + hm.TEST_MARKER, "big.bin", "octet-stream")
+    assert await clamd_service.client().scan(data) == "Mailsvc.Test.Marker.UNOFFICIAL"
+
+
+async def test_over_our_limit_is_refused_before_sending(clamd_service: ClamdService) -> None:
+    client = clamd_service.client()
+    with pytest.raises(ClamdSizeLimitError, match="exceed the stream limit"):
+        await client.scan(bytes(clamd_service.stream_max_bytes + 1))
+
+
+async def test_over_clamd_stream_max_length_is_a_clear_error(clamd_service: ClamdService) -> None:
+    """A client configured above clamd's StreamMaxLength gets clamd's own answer."""
+    client = ClamdClient(clamd_service.address, max_stream_bytes=10**9, timeout=10)
+    with pytest.raises(ClamdSizeLimitError, match="INSTREAM size limit exceeded"):
+        await client.scan(bytes(clamd_service.stream_max_bytes + 1024 * 1024))
+    assert await client.scan(b"still fine") is None  # clamd is unharmed
+
+
+async def test_unreachable_socket(short_dir: Path) -> None:
+    client = ClamdClient(str(short_dir / "nothing.sock"))
+    with pytest.raises(ClamdError, match="unreachable") as caught:
+        await client.scan(b"x")
+    assert isinstance(caught.value, DependencyError)
+    assert not await client.is_alive()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _fake_clamd(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_slow_clamd_times_out() -> None:
+    """A TCP listener that reads everything and never answers."""
+    hold = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(65536):
+            pass
+        await hold.wait()
+        writer.close()
+
+    server, address = await _fake_clamd(silent)
+    async with server:
+        client = ClamdClient(address, timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(ClamdError, match="no answer within"):
+            await client.scan(hm.clean())
+        assert time.monotonic() - started < 2
+        hold.set()
+
+
+async def test_clamd_hanging_up_or_talking_nonsense() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(10)
+        writer.close()
+
+    async def nonsense(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\0\0\0\0")
+        writer.write(b"I am not clamd\0")
+        await writer.drain()
+        writer.close()
+
+    for handler, message in ((hang_up, "closed the connection|connection lost|reply failed"),
+                             (nonsense, "unexpected reply")):  # fmt: skip
+        server, address = await _fake_clamd(handler)
+        async with server:
+            with pytest.raises(ClamdError, match=message):
+                await ClamdClient(address, timeout=2).scan(b"abc")
+
+
+async def test_tcp_and_unix_listeners_of_a_managed_clamd(short_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = ClamdDaemon(short_dir, tcp=f"127.0.0.1:{port}", limits=ClamdLimits.for_stream(1 << 20))
+    await daemon.start()
+    try:
+        tcp = ClamdClient(f"127.0.0.1:{port}")
+        assert "Eicar" in (await tcp.scan(hm.eicar_zipped()) or "")
+        assert await daemon.client().scan(hm.clean()) is None
+    finally:
+        await daemon.stop()
+
+
+async def test_stopped_mid_test_then_recovery_with_the_same_client(short_dir: Path) -> None:
+    daemon = ClamdDaemon(short_dir, limits=ClamdLimits.for_stream(1 << 20))
+    await daemon.start()
+    client = daemon.client(timeout=5)
+    try:
+        assert "Eicar" in (await client.scan(hm.eicar_plain()) or "")
+        await daemon.stop()
+        with pytest.raises(ClamdError):
+            await client.scan(hm.eicar_plain())
+        await daemon.start()
+        assert "Eicar" in (await client.scan(hm.eicar_plain()) or "")
+
+        # Killed outright: the supervisor restarts it and the same client recovers.
+        assert daemon.process is not None
+        daemon.process.kill_for_test()
+        await wait_for(lambda: _scans(client))
+        assert daemon.process.restarts == 1
+    finally:
+        await daemon.stop()
+
+
+async def _scans(client: ClamdClient) -> bool:
+    try:
+        return await client.scan(hm.eicar_plain()) is not None
+    except ClamdError:
+        return False
+
+
+def test_generated_config_and_database(short_dir: Path) -> None:
+    daemon = ClamdDaemon(short_dir, limits=ClamdLimits.for_stream(25 * 1024 * 1024))
+    conf = daemon.prepare().read_text()
+    assert f"LocalSocket {short_dir}/clamav/clamd.sock" in conf
+    assert "Foreground yes" in conf and "ScanMail yes" in conf
+    assert "StreamMaxLength 26214400" in conf
+    assert "AlertExceedsMax yes" in conf
+    assert "\nUser " not in conf
+    db = short_dir / "clamav" / "db"
+    assert (db / "mailsvc-test.hdb").read_text().startswith("44d88612fea8a8f36de82e1278abb02f:68:")
+    assert "Mailsvc.Test.Marker:0:*:" in (db / "mailsvc-test.ndb").read_text()
+
+
+def test_existing_signatures_are_left_alone(short_dir: Path) -> None:
+    (short_dir / "main.cvd").write_bytes(b"pretend")
+    assert write_test_database(short_dir) == []
+    assert sorted(p.name for p in short_dir.iterdir()) == ["main.cvd"]
+
+
+def test_config_with_tcp_listener() -> None:
+    text = render_config(
+        socket_path=Path("/s"), database_dir=Path("/d"), temp_dir=Path("/t"),
+        pid_file=Path("/p"), limits=ClamdLimits(), tcp=ClamdAddress.parse("127.0.0.1:3310"),
+    )  # fmt: skip
+    assert "TCPSocket 3310\nTCPAddr 127.0.0.1" in text
+
+
+def test_socket_path_too_long() -> None:
+    with pytest.raises(ConfigError, match="longer than"):
+        ClamdDaemon(Path("/tmp/" + "x" * 120))
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("/run/clamav/clamd.ctl", ClamdAddress(path="/run/clamav/clamd.ctl")),
+        ("127.0.0.1:3310", ClamdAddress(host="127.0.0.1", port=3310)),
+        ("[::1]:3310", ClamdAddress(host="::1", port=3310)),
+        ("clamav.internal:3310", ClamdAddress(host="clamav.internal", port=3310)),
+        ("clamd.sock", ClamdAddress(path="clamd.sock")),
+    ],
+)
+def test_address_parsing(value: str, expected: ClamdAddress) -> None:
+    assert ClamdAddress.parse(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "expected"),
+    [
+        ("stream: OK", None),
+        ("stream: Eicar-Test-Signature FOUND", "Eicar-Test-Signature"),
+        (
+            "stream: Heuristics.Limits.Exceeded.MaxFileSize FOUND",
+            "Heuristics.Limits.Exceeded.MaxFileSize",
+        ),
+    ],
+)
+def test_reply_parsing(reply: str, expected: str | None) -> None:
+    assert parse_scan_reply(reply) == expected
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        ("INSTREAM size limit exceeded. ERROR", ClamdSizeLimitError),
+        ("lstat() failed: No such file or directory. ERROR", ClamdError),
+        ("UNKNOWN COMMAND", ClamdError),
+        ("stream:  FOUND", ClamdError),
+    ],
+)
+def test_error_replies(reply: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_scan_reply(reply)
