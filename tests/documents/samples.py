@@ -1,0 +1,252 @@
+"""Builders for test documents (PDF, DOCX, ODT, archives) and messages, generated at test time.
+
+PDFs are written with fpdf2 and DejaVu Sans (Debian fonts-dejavu-core), so Vietnamese text
+with diacritics is embedded as real Unicode text, as in documents from the agencies' systems.
+The labelled corpus lives in tests/data/classification/corpus.yaml.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import tarfile
+import zipfile
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+import docx
+import yaml
+from docx.shared import Pt
+from fpdf import FPDF
+from odf.opendocument import OpenDocumentText
+from odf.style import Footer, Header, MasterPage, PageLayout
+from odf.text import P
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+SENDER = "vanthu@ubnd.example.vn"
+RECIPIENT = "vanthu@stttt.example.vn"
+
+PDF_TYPE = ("application", "pdf")
+DOCX_TYPE = ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
+ODT_TYPE = ("application", "vnd.oasis.opendocument.text")
+
+
+def make_pdf(
+    text: str,
+    *,
+    title: str | None = None,
+    keywords: str | None = None,
+    subject: str | None = None,
+    embed: tuple[str, bytes] | None = None,
+) -> bytes:
+    pdf = FPDF(format="A4")
+    pdf.add_font("DejaVu", fname=str(FONT))
+    pdf.set_font("DejaVu", size=11)
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.add_page()
+    if title:
+        pdf.set_title(title)
+    if keywords:
+        pdf.set_keywords(keywords)
+    if subject:
+        pdf.set_subject(subject)
+    for line in text.split("\n"):
+        if line.strip():
+            pdf.multi_cell(0, 6, line, align="L", new_x="LMARGIN", new_y="NEXT")
+        else:
+            pdf.ln(4)
+    if embed:
+        pdf.embed_file(bytes=embed[1], basename=embed[0])
+    return bytes(pdf.output())
+
+
+def make_docx(
+    text: str,
+    *,
+    header: str | None = None,
+    table: list[list[str]] | None = None,
+    title: str | None = None,
+    keywords: str | None = None,
+) -> bytes:
+    document = docx.Document()
+    style = document.styles["Normal"]
+    style.font.name = "Times New Roman"
+    style.font.size = Pt(13)
+    if header:
+        document.sections[0].header.paragraphs[0].text = header
+    if table:
+        grid = document.add_table(rows=len(table), cols=len(table[0]))
+        for r, row in enumerate(table):
+            for c, cell in enumerate(row):
+                grid.cell(r, c).text = cell
+    for line in text.split("\n"):
+        document.add_paragraph(line)
+    props = document.core_properties
+    props.title = title or ""
+    props.keywords = keywords or ""
+    props.comments = ""
+    out = io.BytesIO()
+    document.save(out)
+    return out.getvalue()
+
+
+def make_odt(text: str, *, header: str | None = None) -> bytes:
+    document = OpenDocumentText()
+    if header:
+        layout = PageLayout(name="Layout")
+        document.automaticstyles.addElement(layout)
+        master = MasterPage(name="Standard", pagelayoutname=layout)
+        head = Header()
+        head.addElement(P(text=header))
+        master.addElement(head)
+        master.addElement(Footer())
+        document.masterstyles.addElement(master)
+    for line in text.split("\n"):
+        document.text.addElement(P(text=line))
+    out = io.BytesIO()
+    document.write(out)
+    return out.getvalue()
+
+
+def make_zip(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def make_tar_gz(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def message(
+    subject: str = "Công văn số 12/UBND-VP",
+    body: str = "Kính gửi Văn phòng.\nXin gửi kèm văn bản.\n",
+    *,
+    html: str | None = None,
+    message_id: str = "<corpus@ubnd.example.vn>",
+) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = SENDER
+    msg["To"] = RECIPIENT
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg["Date"] = "Fri, 20 Nov 2026 09:00:00 +0700"
+    msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def attach(msg: EmailMessage, data: bytes, filename: str, ctype: tuple[str, str]) -> None:
+    msg.add_attachment(data, maintype=ctype[0], subtype=ctype[1], filename=filename)
+
+
+# ---------------------------------------------------------------- the labelled corpus
+
+
+@dataclass(frozen=True)
+class Sample:
+    id: str
+    expect: str  # a category code, or "clean"
+    kind: str
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> EmailMessage:
+        return build_sample(self)
+
+
+def load_corpus() -> list[Sample]:
+    entries = yaml.safe_load((DATA / "corpus.yaml").read_text(encoding="utf-8"))
+    return [
+        Sample(id=e["id"], expect=e["expect"], kind=e["kind"], spec=copy.deepcopy(e))
+        for e in entries
+    ]
+
+
+def _text(spec: dict[str, Any]) -> str:
+    if "seed" in spec:
+        return (DATA / "seeds" / spec["seed"]).read_text(encoding="utf-8")
+    return str(spec.get("text", ""))
+
+
+def _document(kind: str, spec: dict[str, Any]) -> tuple[bytes, tuple[str, str], str]:
+    text = _text(spec)
+    if kind == "pdf":
+        embed = None
+        if "embed_docx" in spec:
+            embed = ("phu-luc.docx", make_docx(spec["embed_docx"]))
+        data = make_pdf(
+            text,
+            title=spec.get("title"),
+            keywords=spec.get("keywords"),
+            subject=spec.get("pdf_subject"),
+            embed=embed,
+        )
+        return data, PDF_TYPE, spec.get("filename", "van-ban.pdf")
+    if kind == "docx":
+        data = make_docx(
+            text,
+            header=spec.get("header"),
+            table=spec.get("table"),
+            title=spec.get("title"),
+            keywords=spec.get("keywords"),
+        )
+        return data, DOCX_TYPE, spec.get("filename", "van-ban.docx")
+    if kind == "odt":
+        return make_odt(text, header=spec.get("header")), ODT_TYPE, spec.get("filename", "vb.odt")
+    raise ValueError(f"unknown document kind {kind}")
+
+
+def build_sample(sample: Sample) -> EmailMessage:
+    spec = sample.spec
+    kind = sample.kind
+    subject = spec.get("subject", "Công văn số 12/UBND-VP")
+    if kind == "body":
+        return message(subject, _text(spec) + "\n")
+    if kind == "html":
+        msg = message(subject, "Xem bản HTML.\n", html=_text(spec))
+        return msg
+    if kind == "subject":
+        return message(subject)
+    if kind == "filename":
+        msg = message(subject)
+        data, ctype, _ = _document(spec.get("as", "pdf"), {"text": "Kính gửi các đơn vị."})
+        attach(msg, data, spec["filename"], ctype)
+        return msg
+    if kind in ("pdf", "docx", "odt"):
+        msg = message(subject)
+        data, ctype, name = _document(kind, spec)
+        attach(msg, data, name, ctype)
+        return msg
+    if kind in ("zip", "tar"):
+        inner_kind = spec.get("inner", "docx")
+        data, _, name = _document(inner_kind, spec)
+        members = {f"ho-so/{name}": data}
+        if kind == "zip":
+            blob, archive_name = make_zip(members), "ho-so.zip"
+            ctype = ("application", "zip")
+        else:
+            blob, archive_name = make_tar_gz(members), "ho-so.tar.gz"
+            ctype = ("application", "gzip")
+        msg = message(subject)
+        attach(msg, blob, archive_name, ctype)
+        return msg
+    if kind == "forward":
+        inner = build_sample(Sample(sample.id, sample.expect, spec["inner"], spec))
+        inner.replace_header("Subject", spec.get("inner_subject", "Công văn gốc"))
+        outer = message(spec.get("outer_subject", "Fwd: Công văn gốc"), "Chuyển tiếp.\n")
+        outer.add_attachment(inner)
+        return outer
+    raise ValueError(f"unknown sample kind {kind}")
