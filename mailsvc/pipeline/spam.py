@@ -1,0 +1,534 @@
+"""SpamStage: built-in spam rules (policies/spam.yaml). Each hit is one FAIL finding.
+
+The stage only reports which rules matched; it never totals, never looks at other
+stages' findings and never decides. The runner sums the scores of all findings
+(``SpamPolicy.score_for``) and applies the thresholds (``SpamPolicy.action_for``).
+
+Rules (the finding reason is the rule name): gtube, unknown-sender-domain,
+free-mail-sender, bulk-headers, mass-mailer, ip-literal-url, link-text-mismatch,
+url-shortener, executable-attachment, double-extension, macro-office, missing-date,
+missing-message-id, display-name-spoof, raw-8bit-header, multiple-from.
+When nothing matches, one PASS finding ``spam-clean`` says the stage ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import io
+import ipaddress
+import logging
+import re
+import urllib.parse
+import zipfile
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from html.parser import HTMLParser
+
+from mailsvc.interfaces import Directory
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.pipeline.authentication import organisational_domain
+from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
+from mailsvc.verdict import Finding, Status
+
+log = logging.getLogger(__name__)
+
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_OLE_VBA = "_VBA_PROJECT".encode("utf-16-le")
+_OLE_MACROS = "Macros".encode("utf-16-le")
+_URL = re.compile(r"""\bhttps?://[^\s<>"'()\[\]{}]+""", re.IGNORECASE)
+_DOMAINISH = re.compile(
+    r"(?:https?://)?((?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63})(?=[/:\s]|$)",
+    re.IGNORECASE,
+)
+_EMAILISH = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One rule that matched, with what it saw (for the log and the stored record)."""
+
+    rule: str
+    detail: str
+    evidence: dict[str, str | int] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# Content rules: pure functions of the raw message and the policy (run in the executor)
+# ---------------------------------------------------------------------------------------
+
+
+def _header_block(raw: bytes) -> bytes:
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        head, found, _ = raw.partition(separator)
+        if found:
+            return head
+    return raw
+
+
+def _header_names(head: bytes) -> list[str]:
+    names = []
+    for line in head.splitlines():
+        if line[:1] in (b" ", b"\t") or b":" not in line:
+            continue
+        names.append(line.split(b":", 1)[0].strip().decode("ascii", "replace").lower())
+    return names
+
+
+def _parse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _payload(part: Message, limit: int) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except (ValueError, TypeError, LookupError):
+        return b""
+    if not isinstance(data, bytes):
+        return b""
+    return data[:limit]
+
+
+def _text(part: Message) -> str:
+    data = _payload(part, 10 * 1024 * 1024)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(charset, errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+class _Links(HTMLParser):
+    """Collects (href, visible text) for <a> elements."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._close()
+            self._href = dict(attrs).get("href") or ""
+            self._text = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "a":
+            self._close()
+
+    def handle_data(self, data: str) -> None:
+        if self._href is not None:
+            self._text.append(data)
+
+    def _close(self) -> None:
+        if self._href is not None:
+            self.links.append((self._href.strip(), " ".join("".join(self._text).split())))
+        self._href = None
+        self._text = []
+
+    def close(self) -> None:
+        super().close()
+        self._close()
+
+
+def _host(url: str) -> str:
+    try:
+        host = urllib.parse.urlsplit(url.strip()).hostname or ""
+    except ValueError:
+        return ""
+    return host.rstrip(".").lower()
+
+
+def _is_ip_literal(host: str) -> bool:
+    if not host:
+        return False
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    # Obfuscated forms browsers accept: 3232235777, 0xc0a80001, 0300.0250.0.1
+    return bool(re.fullmatch(r"(0x[0-9a-f]+|\d+)(\.(0x[0-9a-f]+|\d+)){0,3}", host))
+
+
+def _in_domains(host: str, domains: Iterable[str]) -> bool:
+    return any(host == d or host.endswith("." + d) for d in domains)
+
+
+def _link_rules(msg: EmailMessage, policy: SpamPolicy) -> list[Hit]:
+    rules = policy.rules
+    links: list[tuple[str, str]] = []  # (href, text); text "" for bare URLs
+    for part in msg.walk():
+        if part.is_multipart() or part.get_filename():
+            continue
+        ctype = part.get_content_type()
+        if ctype == "text/html":
+            parser = _Links()
+            parser.feed(_text(part))
+            parser.close()
+            links.extend(parser.links)
+        elif ctype == "text/plain":
+            links.extend((url, "") for url in _URL.findall(_text(part)))
+    hits: list[Hit] = []
+    ip_urls = [
+        h
+        for h, _ in links
+        if h.lower().startswith(("http:", "https:")) and _is_ip_literal(_host(h))
+    ]
+    if rules.ip_literal_url.enabled and ip_urls:
+        hits.append(
+            Hit(
+                "ip-literal-url",
+                f"{len(ip_urls)} link(s) to an IP address",
+                {"example": _host(ip_urls[0])},
+            )
+        )
+    shorteners = rules.url_shortener.domains
+    short = [_host(h) for h, _ in links if _in_domains(_host(h), shorteners)]
+    if rules.url_shortener.enabled and short:
+        hits.append(
+            Hit("url-shortener", f"{len(short)} link(s) through a shortener", {"example": short[0]})
+        )
+    mismatches = []
+    for href, text in links:
+        target = _host(href)
+        if not text or not target or not href.lower().startswith(("http:", "https:")):
+            continue
+        shown = _DOMAINISH.search(text)
+        if shown is None or _EMAILISH.search(text):
+            continue
+        shown_host = shown.group(1).lower()
+        if _is_ip_literal(target):
+            mismatches.append((shown_host, target))
+        elif organisational_domain(shown_host) != organisational_domain(target):
+            mismatches.append((shown_host, target))
+    if rules.link_text_mismatch.enabled and mismatches:
+        shown_host, target = mismatches[0]
+        hits.append(
+            Hit(
+                "link-text-mismatch",
+                f"text shows {shown_host}, link goes to {target}",
+                {"shown": shown_host, "target": target, "count": len(mismatches)},
+            )
+        )
+    return hits
+
+
+def _extension(name: str) -> str:
+    return name.rpartition(".")[2].strip().lower() if "." in name else ""
+
+
+def _attachment_names(msg: EmailMessage) -> Iterator[tuple[str, Message]]:
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        name = part.get_filename()
+        if name:
+            yield str(name), part
+
+
+def _archive_names(data: bytes, policy: SpamPolicy) -> list[str]:
+    rule = policy.rules.executable_attachment
+    if len(data) > rule.max_archive_bytes or not data.startswith(b"PK"):
+        return []
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()[: rule.max_archive_entries]
+            return [info.filename.rpartition("/")[2] for info in infos if not info.is_dir()]
+    except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError):
+        return []
+
+
+def _has_vba(data: bytes, names: list[str] | None) -> str:
+    """Why a document holds macros ("" if it does not seem to)."""
+    if names is not None and any(n.lower().endswith("vbaproject.bin") for n in names):
+        return "vbaProject.bin inside the OOXML package"
+    if data.startswith(OLE_MAGIC) and (_OLE_VBA in data or _OLE_MACROS in data):
+        return "VBA storage inside the OLE document"
+    return ""
+
+
+def _ooxml_members(data: bytes, limit: int) -> list[str] | None:
+    if len(data) > limit or not data.startswith(b"PK"):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return archive.namelist()[:10000]
+    except (zipfile.BadZipFile, ValueError, OSError, NotImplementedError):
+        return None
+
+
+def _attachment_rules(msg: EmailMessage, policy: SpamPolicy) -> list[Hit]:
+    rules = policy.rules
+    executables = set(rules.executable_attachment.extensions)
+    decoys = "|".join(re.escape(d) for d in rules.double_extension.decoys)
+    exec_alt = "|".join(re.escape(e) for e in sorted(executables))
+    double = re.compile(rf"\.({decoys})[\s._-]*\.({exec_alt})$", re.IGNORECASE)
+    executable_hits: list[str] = []
+    double_hits: list[str] = []
+    macro_hits: list[tuple[str, str]] = []
+
+    def check_name(name: str, where: str) -> None:
+        clean = name.strip().strip(".")
+        if _BIDI.search(clean):
+            double_hits.append(where + clean.encode("unicode_escape").decode("ascii"))
+            clean = _BIDI.sub("", clean)
+        if _extension(clean) in executables:
+            executable_hits.append(where + clean)
+            if double.search(clean):
+                double_hits.append(where + clean)
+        if _extension(clean) in rules.macro_office.extensions:
+            macro_hits.append((where + clean, f".{_extension(clean)} is a macro-enabled format"))
+
+    for name, part in _attachment_names(msg):
+        check_name(name, "")
+        ext = _extension(name)
+        needs_data = (
+            rules.executable_attachment.inspect_archives and ext in ("zip", "")
+        ) or ext in ("doc", "xls", "ppt", "docx", "xlsx", "pptx", "dot", "xlt", "pot", "")
+        if not needs_data:
+            continue
+        data = _payload(
+            part,
+            max(
+                rules.macro_office.max_document_bytes, rules.executable_attachment.max_archive_bytes
+            )
+            + 1,
+        )
+        if ext == "zip" or (ext == "" and data.startswith(b"PK")):
+            for inner in _archive_names(data, policy):
+                check_name(inner, f"{name}/")
+        members = _ooxml_members(data, rules.macro_office.max_document_bytes)
+        why = _has_vba(data[: rules.macro_office.max_document_bytes], members)
+        if why and not any(h[0] == name for h in macro_hits):
+            macro_hits.append((name, why))
+    hits: list[Hit] = []
+    if rules.executable_attachment.enabled and executable_hits:
+        hits.append(
+            Hit(
+                "executable-attachment",
+                ", ".join(executable_hits[:5]),
+                {"names": ", ".join(executable_hits[:20]), "count": len(executable_hits)},
+            )
+        )
+    if rules.double_extension.enabled and double_hits:
+        hits.append(
+            Hit(
+                "double-extension",
+                ", ".join(double_hits[:5]),
+                {"names": ", ".join(double_hits[:20]), "count": len(double_hits)},
+            )
+        )
+    if rules.macro_office.enabled and macro_hits:
+        hits.append(
+            Hit(
+                "macro-office",
+                f"{macro_hits[0][0]}: {macro_hits[0][1]}",
+                {"names": ", ".join(n for n, _ in macro_hits[:20]), "count": len(macro_hits)},
+            )
+        )
+    return hits
+
+
+def _gtube(raw: bytes, msg: EmailMessage) -> bool:
+    if GTUBE in raw:
+        return True
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        if part.get_content_maintype() == "text" and GTUBE in _payload(part, 10 * 1024 * 1024):
+            return True
+    return False
+
+
+def _header_rules(raw: bytes, msg: EmailMessage, direction: str, policy: SpamPolicy) -> list[Hit]:
+    rules = policy.rules
+    hits: list[Hit] = []
+    head = _header_block(raw)
+    names = _header_names(head)
+    if direction != Direction.SUBMISSION.value:
+        # A submitting client may leave these to the server.
+        if rules.missing_date.enabled and "date" not in names:
+            hits.append(Hit("missing-date", "no Date header"))
+        if rules.missing_message_id.enabled and "message-id" not in names:
+            hits.append(Hit("missing-message-id", "no Message-ID header"))
+    from_count = names.count("from")
+    addresses: list[Address] = []
+    try:
+        for header in msg.get_all("From") or []:
+            addresses.extend(getattr(header, "addresses", ()))
+    except (ValueError, IndexError, TypeError):
+        addresses = []
+    if rules.multiple_from.enabled and (from_count > 1 or len(addresses) > 1):
+        hits.append(
+            Hit(
+                "multiple-from",
+                f"{from_count} From header(s), {len(addresses)} address(es)",
+                {"headers": from_count, "addresses": len(addresses)},
+            )
+        )
+    if rules.display_name_spoof.enabled:
+        for address in addresses:
+            shown = _EMAILISH.findall(str(address.display_name or ""))
+            actual = str(address.addr_spec).lower()
+            other = [s for s in shown if s.lower() != actual]
+            if other:
+                hits.append(
+                    Hit(
+                        "display-name-spoof",
+                        f"display name shows {other[0]}, address is {actual}",
+                        {"shown": other[0].lower(), "address": actual},
+                    )
+                )
+                break
+    if rules.raw_8bit_header.enabled:
+        lines = [ln for ln in head.splitlines() if any(b > 0x7F for b in ln)]
+        if lines:
+            name = (
+                lines[0].split(b":", 1)[0].decode("ascii", "replace") if b":" in lines[0] else "?"
+            )
+            hits.append(
+                Hit(
+                    "raw-8bit-header",
+                    f"8-bit bytes in {len(lines)} header line(s)",
+                    {"first": name[:40]},
+                )
+            )
+    headers = set(names)
+    bulk = policy.rules.bulk_headers
+    if bulk.enabled:
+        present = [h for h in bulk.headers if h.lower() in headers]
+        precedence = str(msg.get("Precedence", "") or "").strip().lower()
+        if precedence in bulk.precedence:
+            present.append(f"Precedence: {precedence}")
+        if present:
+            hits.append(Hit("bulk-headers", ", ".join(present), {"headers": ", ".join(present)}))
+    mailer_rule = policy.rules.mass_mailer
+    if mailer_rule.enabled:
+        mailer = " ".join(str(msg.get(h, "") or "") for h in ("X-Mailer", "User-Agent")).lower()
+        found = next((m for m in mailer_rule.mailers if m.lower() in mailer), None)
+        if found:
+            hits.append(Hit("mass-mailer", f"mailer {found!r}", {"mailer": found}))
+    return hits
+
+
+def content_hits(raw: bytes, direction: str, policy: SpamPolicy) -> list[Hit]:
+    """Every rule that needs only the message (CPU; picklable for a process pool)."""
+    msg = _parse(raw)
+    hits: list[Hit] = []
+    if policy.rules.gtube.enabled and _gtube(raw, msg):
+        hits.append(Hit("gtube", "GTUBE test string"))
+    hits.extend(_header_rules(raw, msg, direction, policy))
+    hits.extend(_link_rules(msg, policy))
+    hits.extend(_attachment_rules(msg, policy))
+    return hits
+
+
+# ---------------------------------------------------------------------------------------
+# The stage
+# ---------------------------------------------------------------------------------------
+
+
+def _domain_of(address: str) -> str:
+    return address.rpartition("@")[2].strip().rstrip(".").lower() if "@" in address else ""
+
+
+class SpamStage:
+    """Built-in spam rules; the runner totals scores over all stages and decides."""
+
+    name = SPAM_STAGE
+    description = "Spam rules from policies/spam.yaml (scores only; the runner decides)"
+
+    def __init__(
+        self, directory: Directory, policy: SpamPolicy, executor: Executor | None = None
+    ) -> None:
+        self._directory = directory
+        self._policy = policy
+        self._executor = executor
+
+    async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
+        loop = asyncio.get_running_loop()
+        hits = self._sender_rules(msg)
+        hits.extend(
+            await loop.run_in_executor(
+                self._executor, content_hits, msg.raw, msg.direction.value, self._policy
+            )
+        )
+        if not hits:
+            return (Finding(stage=self.name, status=Status.PASS, reason="spam-clean"),)
+        order = {name: i for i, name in enumerate(self._policy.rules.by_name())}
+        hits.sort(key=lambda h: order.get(h.rule, len(order)))
+        rules = self._policy.rules.by_name()
+        return tuple(
+            Finding(
+                stage=self.name,
+                status=Status.FAIL,
+                reason=hit.rule,
+                detail=hit.detail,
+                score=rules[hit.rule].score,
+                evidence=hit.evidence,
+            )
+            for hit in hits
+        )
+
+    def _sender_addresses(self, msg: InboundMessage) -> list[tuple[str, str]]:
+        """(where, address) for the envelope sender, From, Sender and Reply-To."""
+        found = [("MAIL FROM", msg.mail_from.lower())] if msg.mail_from else []
+        for header in ("From", "Sender", "Reply-To"):
+            try:
+                values = msg.parsed.get_all(header) or []
+                for value in values:
+                    for address in getattr(value, "addresses", ()):
+                        if address.addr_spec:
+                            found.append((header, str(address.addr_spec).lower()))
+            except (ValueError, IndexError, TypeError):
+                continue
+        return found
+
+    def _sender_rules(self, msg: InboundMessage) -> list[Hit]:
+        rules = self._policy.rules
+        hits: list[Hit] = []
+        addresses = self._sender_addresses(msg)
+        if rules.free_mail_sender.enabled:
+            free = [
+                (where, address)
+                for where, address in addresses
+                if _in_domains(_domain_of(address), self._policy.free_mail_domains)
+            ]
+            if free:
+                where, address = free[0]
+                hits.append(
+                    Hit(
+                        "free-mail-sender",
+                        f"{where} {address} is a foreign free-mail service",
+                        {"address": address, "where": where},
+                    )
+                )
+        if rules.unknown_sender_domain.enabled:
+            domain = _domain_of(msg.from_address) or msg.sender_domain
+            if domain and not self._known(domain):
+                hits.append(
+                    Hit(
+                        "unknown-sender-domain",
+                        f"{domain} is not in the agency directory",
+                        {"domain": domain},
+                    )
+                )
+        return hits
+
+    def _known(self, domain: str) -> bool:
+        if self._directory.is_local_domain(domain):
+            return True
+        if self._directory.agency_for_domain(domain) is not None:
+            return True
+        org = organisational_domain(domain)
+        return org != domain and self._directory.agency_for_domain(org) is not None
