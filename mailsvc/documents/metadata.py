@@ -1,0 +1,1043 @@
+"""Metadata of Vietnamese official documents, read from their text.
+
+Pure functions: the extracted text of the main document (any Unicode form; NFC is
+applied), the mail subject and headers in, one frozen :class:`DocumentMetadata` out.
+The layouts are those of Decree 30/2020/NĐ-CP (State documents: "UBND TỈNH ... /
+Số: 35/2018/QĐ-UBND / ..., ngày 05 tháng 12 năm 2018 / QUYẾT ĐỊNH / ...") and of the
+Party's rules (Quy định 66-QĐ/TW: "TỈNH ỦY ... / Số 464-QĐ/TU / ĐẢNG CỘNG SẢN VIỆT
+NAM / ..."), with the signature block "TM. ... / KT. ... / title / name" and the
+recipients' list "Nơi nhận:".
+
+Text from PDFs is messy: lines break in odd places, the two header columns end up on
+one line or interleaved, table cells become "|" lines, words are spread with extra
+spaces. Every rule below therefore works on whitespace-tolerant patterns over small
+zones (the header before the type heading, the signature block near "Nơi nhận")
+rather than on exact lines.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+__all__ = [
+    "URGENCY_LEVELS",
+    "DocumentMetadata",
+    "extract_metadata",
+    "urgency_from_headers",
+    "urgency_from_subject",
+]
+
+#: Urgency levels from mildest to strictest ("" means not urgent).
+URGENCY_LEVELS: tuple[str, ...] = ("", "Khẩn", "Thượng khẩn", "Hỏa tốc")
+
+_MAX_TEXT = 400_000  # characters of a document looked at; official texts are far shorter
+_HEADER_LINES = 45  # the header and the type heading sit within these (non-blank) lines
+
+
+@dataclass(frozen=True)
+class DocumentMetadata:
+    """What an official document says about itself (Decree 30/2020, seed 002 Điều 11).
+
+    Dates are ``datetime.date`` or None; strings are "" when not found. ``sources``
+    records where each found field came from (``header``, ``heading``,
+    ``signature``, ``body``, ``subject``, ``mail-header:X-Priority``, ``directory``,
+    ``caller``), as (field, where) pairs.
+    """
+
+    issuing_agency: str = ""  # tác giả: the body that issued it ("SỞ TÀI CHÍNH")
+    parent_agency: str = ""  # the line above it in the header ("UBND TỈNH ĐẮK NÔNG")
+    number_notation: str = ""  # số và ký hiệu: "35/2018/QĐ-UBND", "464-QĐ/TU"
+    issued_date: date | None = None  # ngày tháng văn bản
+    issued_place: str = ""  # địa danh: "Đắk Nông"
+    doc_type: str = ""  # tên loại: "Quyết định", "Công văn" ...
+    abstract: str = ""  # trích yếu: "V/v ..." for a công văn
+    urgency: str = ""  # "", "Khẩn", "Thượng khẩn", "Hỏa tốc"
+    signer: str = ""  # người ký, from the signature block
+    signer_title: str = ""  # "KT. CHỦ TỊCH PHÓ CHỦ TỊCH"
+    deadline: date | None = None  # thời hạn xử lý, when the text states one
+    attachments: tuple[str, ...] = ()  # file names, as given by the caller
+    agency_code: str = ""  # mã định danh, from the directory (set by the stage)
+    agency_name: str = ""  # the sender's agency in the directory (set by the stage)
+    sources: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_official(self) -> bool:
+        """True when the text looks like an official document, not an ordinary mail."""
+        if self.number_notation:
+            return True
+        clues = (
+            bool(self.doc_type) and self.source("doc_type") in ("heading", "header"),
+            self.issued_date is not None,
+            bool(self.issuing_agency),
+            bool(self.signer) and bool(self.signer_title),
+        )
+        return sum(clues) >= 2
+
+    @property
+    def is_urgent(self) -> bool:
+        return bool(self.urgency)
+
+    def source(self, name: str) -> str:
+        """Where field ``name`` was found, or "" when it was not."""
+        for key, where in self.sources:
+            if key == name:
+                return where
+        return ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able view: dates as ISO 8601, English snake_case keys."""
+        return {
+            "issuing_agency": self.issuing_agency,
+            "parent_agency": self.parent_agency,
+            "number_notation": self.number_notation,
+            "issued_date": self.issued_date.isoformat() if self.issued_date else None,
+            "issued_place": self.issued_place,
+            "doc_type": self.doc_type,
+            "abstract": self.abstract,
+            "urgency": self.urgency,
+            "signer": self.signer,
+            "signer_title": self.signer_title,
+            "deadline": self.deadline.isoformat() if self.deadline else None,
+            "attachments": list(self.attachments),
+            "agency_code": self.agency_code,
+            "agency_name": self.agency_name,
+            "sources": dict(self.sources),
+        }
+
+
+# --------------------------------------------------------------------------- text
+
+
+# Old-style tone placement ("hoà", "uỷ") to the style of Decree 30 ("hòa", "ủy"). Each
+# replacement keeps the length, so positions in the folded text match the original.
+_TONE_PAIRS = {
+    "oà": "òa", "oá": "óa", "oả": "ỏa", "oã": "õa", "oạ": "ọa",
+    "oè": "òe", "oé": "óe", "oẻ": "ỏe", "oẽ": "õe", "oẹ": "ọe",
+    "uỳ": "ùy", "uý": "úy", "uỷ": "ủy", "uỹ": "ũy", "uỵ": "ụy",
+}  # fmt: skip
+_TONE_MAP: dict[str, str] = {}
+for _old, _new in _TONE_PAIRS.items():
+    _TONE_MAP[_old] = _new
+    _TONE_MAP[_old.upper()] = _new.upper()
+    _TONE_MAP[_old[0].upper() + _old[1]] = _new[0].upper() + _new[1]
+_TONE_RE = re.compile(r"(?<![qQ])(" + "|".join(map(re.escape, _TONE_MAP)) + r")(?![^\W\d_])")
+
+
+def fold_tones(text: str) -> str:
+    """Rewrite old-style tone marks ("Hoả", "UỶ") to the modern style, same length."""
+    return _TONE_RE.sub(lambda m: _TONE_MAP[m.group(1)], text)
+
+
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
+_SPACES = dict.fromkeys(
+    map(ord, "\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u202f\u3000"), " "
+)
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2212"), "-")
+_CELL_SPLIT = re.compile(r"\t+| {3,}")
+_SEPARATOR = re.compile(r"^[-_*=~.•·|+#\s]+$")
+
+
+def _clean(text: str) -> str:
+    text = unicodedata.normalize("NFC", text[:_MAX_TEXT])
+    text = text.translate(_INVISIBLE).translate(_SPACES).translate(_DASHES)
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
+    return text.replace("**", "").replace("__", "")
+
+
+def _cells(text: str) -> list[str]:
+    """Lines of the document, each wide-spaced column cell on its own line, stripped."""
+    out: list[str] = []
+    for raw in text.split("\n"):
+        parts = [p.strip(" |") for p in _CELL_SPLIT.split(raw)]
+        parts = [p for p in parts if p]
+        if not parts:
+            out.append("")
+            continue
+        for part in parts:
+            if _SEPARATOR.match(part):
+                out.append("---")
+            else:
+                out.append(re.sub(r"\s+", " ", part.replace("|", " ")).strip())
+    return out
+
+
+def _collapse(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _letters(text: str) -> str:
+    return "".join(ch for ch in text if ch.isalpha())
+
+
+def _is_upper(text: str, ratio: float = 0.9) -> bool:
+    letters = _letters(text)
+    if len(letters) < 2:
+        return False
+    return sum(ch.isupper() for ch in letters) >= ratio * len(letters)
+
+
+class _Doc:
+    """The document's cells, the folded text and a map from offsets to cells."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = _cells(_clean(text))
+        self.folded_lines = [fold_tones(line) for line in self.lines]
+        self.starts: list[int] = []
+        pos = 0
+        for line in self.lines:
+            self.starts.append(pos)
+            pos += len(line) + 1
+        self.text = "\n".join(self.lines)
+        self.folded = "\n".join(self.folded_lines)
+
+    def line_at(self, offset: int) -> int:
+        return max(0, bisect_right(self.starts, offset) - 1)
+
+    def offset(self, line: int) -> int:
+        return self.starts[line] if line < len(self.starts) else len(self.text)
+
+
+# --------------------------------------------------------------------------- patterns
+
+_DOC_TYPES: dict[str, str] = {
+    "QUYẾT ĐỊNH": "Quyết định",
+    "NGHỊ QUYẾT": "Nghị quyết",
+    "CHỈ THỊ": "Chỉ thị",
+    "KẾT LUẬN": "Kết luận",
+    "QUY CHẾ": "Quy chế",
+    "QUY ĐỊNH": "Quy định",
+    "THÔNG TRI": "Thông tri",
+    "THÔNG CÁO": "Thông cáo",
+    "THÔNG BÁO": "Thông báo",
+    "HƯỚNG DẪN": "Hướng dẫn",
+    "CHƯƠNG TRÌNH": "Chương trình",
+    "KẾ HOẠCH": "Kế hoạch",
+    "PHƯƠNG ÁN": "Phương án",
+    "ĐỀ ÁN": "Đề án",
+    "DỰ ÁN": "Dự án",
+    "BÁO CÁO": "Báo cáo",
+    "TỜ TRÌNH": "Tờ trình",
+    "BIÊN BẢN": "Biên bản",
+    "CÔNG VĂN": "Công văn",
+    "CÔNG ĐIỆN": "Công điện",
+    "GIẤY MỜI": "Giấy mời",
+    "GIẤY GIỚI THIỆU": "Giấy giới thiệu",
+    "GIẤY ỦY QUYỀN": "Giấy ủy quyền",
+    "GIẤY NGHỈ PHÉP": "Giấy nghỉ phép",
+    "PHIẾU GỬI": "Phiếu gửi",
+    "PHIẾU CHUYỂN": "Phiếu chuyển",
+    "PHIẾU BÁO": "Phiếu báo",
+    "HỢP ĐỒNG": "Hợp đồng",
+    "BẢN GHI NHỚ": "Bản ghi nhớ",
+    "BẢN THỎA THUẬN": "Bản thỏa thuận",
+    "THƯ CÔNG": "Thư công",
+    "NGHỊ ĐỊNH": "Nghị định",
+    "THÔNG TƯ": "Thông tư",
+    "ĐIỀU LỆ": "Điều lệ",
+}
+_TYPE_KEYS = sorted(_DOC_TYPES, key=len, reverse=True)
+_TYPE_KEYS_NOSPACE = {key.replace(" ", ""): key for key in _TYPE_KEYS}
+
+# The abbreviation inside a number and notation (Decree 30 appendix III; Party rules).
+_TYPE_CODES: dict[str, str] = {
+    "QĐ": "Quyết định", "NQ": "Nghị quyết", "CT": "Chỉ thị", "KL": "Kết luận",
+    "QC": "Quy chế", "QĐi": "Quy định", "QyĐ": "Quy định", "QYĐ": "Quy định",
+    "TT": "Thông tư", "TTr": "Tờ trình", "TB": "Thông báo", "HD": "Hướng dẫn",
+    "CTr": "Chương trình", "KH": "Kế hoạch", "PA": "Phương án", "ĐA": "Đề án",
+    "DA": "Dự án", "BC": "Báo cáo", "BB": "Biên bản", "CĐ": "Công điện",
+    "GM": "Giấy mời", "GGT": "Giấy giới thiệu", "GUQ": "Giấy ủy quyền",
+    "PG": "Phiếu gửi", "PC": "Phiếu chuyển", "CV": "Công văn", "TTri": "Thông tri",
+    "HĐ": "Hợp đồng", "NĐ": "Nghị định", "TC": "Thông cáo",
+}  # fmt: skip
+
+_MOTTOS = re.compile(
+    r"C\s*Ộ\s*N\s*G\s+H\s*(?:Ò\s*A|O\s*À)\s+X\s*Ã\s+H\s*Ộ\s*I\s+C\s*H\s*Ủ\s+N\s*G\s*H\s*Ĩ\s*A"
+    r"\s+V\s*I\s*Ệ\s*T\s+N\s*A\s*M"
+    r"|Đ\s*Ộ\s*C\s+L\s*Ậ\s*P\s*-\s*T\s*Ự\s+D\s*O\s*-\s*H\s*Ạ\s*N\s*H\s+P\s*H\s*Ú\s*C"
+    r"|Đ\s*Ả\s*N\s*G\s+C\s*Ộ\s*N\s*G\s+S\s*Ả\s*N\s+V\s*I\s*Ệ\s*T\s+N\s*A\s*M",
+    re.IGNORECASE,
+)
+
+_COMPONENT = r"[0-9A-Za-zĐđƯưƠơÂâĂăÊêÔôỲỳ&.]+"
+_NL = r"[ ]*\n?[ ]*"
+_NUMBER = re.compile(
+    r"(?<![^\W\d_])Số\s*[:.]?\s*(?P<n>\d{1,6}[a-zA-Z]?)?"
+    rf"(?P<rest>{_NL}[/-]{_NL}{_COMPONENT}(?:{_NL}[/-]{_NL}{_COMPONENT})*)"
+)
+# A bare notation, for the subject: "35/2018/QĐ-UBND", "464-QĐ/TU", "123/UBND-VX".
+_BARE_NUMBER = re.compile(
+    r"(?<![\w/])(?P<n>\d{1,6})(?P<rest>(?:/\d{4})?(?:/[A-ZĐ][A-Za-zĐđ]*(?:-[A-ZĐ][A-Za-zĐđ0-9.]*)+"
+    r"|-[A-ZĐ][A-Za-zĐđ]*/[A-ZĐ][A-Za-zĐđ0-9.]*(?:/[A-ZĐ][A-Za-zĐđ0-9.]*)?))(?![\w/-])"
+)
+
+_DATE_WORDS = re.compile(
+    r"ngày\s*(?P<d>\d{1,2})\s+tháng\s*(?P<m>\d{1,2})\s+năm\s*(?P<y>\d{4})"
+    r"|ngày\s*(?P<d2>\d{1,2})\s*[/.-]\s*(?P<m2>\d{1,2})\s*[/.-]\s*(?P<y2>\d{4})",
+    re.IGNORECASE,
+)
+
+_URGENCY_STAMP = re.compile(
+    r"(?<![^\W\d_])(THƯỢNG\s+KHẨN|HỎA\s+TỐC|KHẨN)(?![^\W\d_])(?!\s*(?:TRƯƠNG|CẤP))"
+)
+_URGENCY_WORD = re.compile(
+    r"(?<![^\W\d_])(thượng\s+khẩn|hỏa\s+tốc|khẩn)(?![^\W\d_])(?!\s*(?:trương|cấp))",
+    re.IGNORECASE,
+)
+_URGENCY_LABEL = re.compile(
+    r"Độ\s+khẩn\s*:?\s*(Thượng\s+khẩn|Hỏa\s+tốc|Khẩn)(?![^\W\d_])", re.IGNORECASE
+)
+
+_VV = re.compile(r"(?<![\w/])V\s*/\s*V(?![^\W\d_])\s*[.:]?\s*", re.IGNORECASE)
+
+_BODY_START = re.compile(
+    r"^(?:[-+•]\s*)?(?:Căn\s+cứ|Kính\s+gửi|Thực\s+hiện|Xét\s|Theo\s+đề\s+nghị|Theo\s|"
+    r"Điều\s+\d|Chương\s+[IVX\d]|Phần\s+[IVX\d]|[IVX]{1,5}\s*[.\-]\s|\d{1,2}\s*\.\s|[a-zđ]\)\s|"
+    r"Ngày\s+\d|Hôm\s+nay|Vào\s+hồi|Trân\s+trọng|Kính\s+mời|Thời\s+gian\s*:|Địa\s+điểm\s*:|"
+    r"Thành\s+phần\s*:|Trong\s|Qua\s|Nhằm\s|Để\s|Tiếp\s+theo|Nơi\s+nhận|\(Ban\s+hành|\(Kèm|"
+    r"\(Đính\s+kèm|Sau\s+khi|Ngày\s+\d|Năm\s+\d{4},)"
+)
+_HEADER_STOP = re.compile(
+    r"^(?:[-+•]\s*)?(?:Căn\s+cứ|Kính\s+gửi|Thực\s+hiện|Xét\s|Theo\s+đề\s+nghị|Điều\s+1\b|"
+    r"Hôm\s+nay|Vào\s+hồi|Trân\s+trọng|Kính\s+mời)"
+)
+_HARD_STOP = re.compile(
+    r"^(?:[-+•]\s*)?(?:Căn\s+cứ|Kính\s+gửi|Điều\s+\d|Chương\s+[IVX\d]|[IVX]{1,5}\s*[.\-]\s|"
+    r"Nơi\s+nhận|Xét\s+đề\s+nghị|Theo\s+đề\s+nghị)"
+)
+_INLINE_STOP = re.compile(
+    r"(?<=\S)\s+(?:Căn\s+cứ|Kính\s+gửi|Thực\s+hiện|Theo\s+đề\s+nghị|Xét\s+đề\s+nghị)\b.*$"
+)
+
+# The enacting authority under the abstract of a Quyết định / Nghị quyết.
+_AUTHORITY = re.compile(
+    r"^(?:ỦY\s+BAN|UBND|HỘI\s+ĐỒNG|HĐND|BAN\s+THƯỜNG\s+VỤ|BAN\s+CHẤP\s+HÀNH|BAN\s+BÍ\s+THƯ|"
+    r"BỘ\s+CHÍNH\s+TRỊ|THƯỜNG\s+TRỰC|CHỦ\s+TỊCH|GIÁM\s+ĐỐC|BỘ\s+TRƯỞNG|CHÁNH\s+VĂN\s+PHÒNG|"
+    r"TRƯỞNG\s+BAN|THỦ\s+TƯỚNG|CHÍNH\s+PHỦ|TỈNH\s+ỦY|THÀNH\s+ỦY|HUYỆN\s+ỦY|QUẬN\s+ỦY|"
+    r"THỊ\s+ỦY|ĐẢNG\s+ỦY|CỤC\s+TRƯỞNG|VỤ\s+TRƯỞNG|HIỆU\s+TRƯỞNG|THỦ\s+TRƯỞNG)"
+)
+
+_PARENT = re.compile(
+    r"^(?:(?:UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|HỘI\s+ĐỒNG\s+NHÂN\s+DÂN|ĐẢNG\s+BỘ|BAN\s+CHẤP\s+HÀNH"
+    r"(?:\s+ĐẢNG\s+BỘ)?)\s+(?:TỈNH|THÀNH\s+PHỐ|TP\.?|HUYỆN|QUẬN|THỊ\s+XÃ|XÃ|PHƯỜNG|THỊ\s+TRẤN|KHỐI)"
+    r"|(?:TỈNH|THÀNH|HUYỆN|QUẬN|THỊ)\s+ỦY|ĐẢNG\s+ỦY\s+KHỐI|BỘ(?!\s+CHỈ\s+HUY)|TỔNG\s+CỤC"
+    r"|ỦY\s+BAN\s+MẶT\s+TRẬN\s+TỔ\s+QUỐC(?:\s+VIỆT\s+NAM)?\s+(?:TỈNH|THÀNH\s+PHỐ|HUYỆN))"
+    r"(?:\s+[^\W\d_]+){1,4}?"
+)
+_UNIT = re.compile(
+    r"\s(?=(?:SỞ|BAN(?!\s+(?:NHÂN\s+DÂN|CHẤP\s+HÀNH|THƯỜNG\s+VỤ))|VĂN\s+PHÒNG|PHÒNG|CHI\s+CỤC|"
+    r"CỤC|VỤ|VIỆN|TRUNG\s+TÂM|ĐẢNG\s+ỦY|ỦY\s+BAN\s+KIỂM\s+TRA|UBKT|TRƯỜNG|BỆNH\s+VIỆN|CÔNG\s+AN|"
+    r"BỘ\s+CHỈ\s+HUY|THANH\s+TRA|KHO\s+BẠC|ĐÀI|BÁO|HỘI|LIÊN\s+ĐOÀN|ĐOÀN|ĐẢNG\s+ĐOÀN|"
+    r"BAN\s+CÁN\s+SỰ|CHI\s+BỘ|UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|TỔNG\s+CÔNG\s+TY|CÔNG\s+TY)\s)"
+)
+
+_TITLE_PREFIX = re.compile(
+    r"(?:^|(?<=\s))(?:T\s*/\s*M|T\.\s*M|TM|K\s*/\s*T|KT|T\s*/\s*L|TL|TUQ|Q)\s*\.?\s*(?=[A-ZĐÂĂÊÔƠƯ]|$)"
+)
+_POSITION = re.compile(
+    r"(?:PHÓ\s+)?(?:CHỦ\s+TỊCH|(?:TỔNG\s+)?GIÁM\s+ĐỐC|BÍ\s+THƯ|CHÁNH\s+VĂN\s+PHÒNG|"
+    r"TRƯỞNG\s+(?:BAN|PHÒNG|ĐOÀN|KHOA)|(?:CỤC|VỤ|BỘ|THỨ|HIỆU|VIỆN|THỦ|CHI\s+CỤC|CHỈ\s+HUY|TỔ)\s+TRƯỞNG|"
+    r"CHÁNH\s+(?:THANH\s+TRA|ÁN)|CHỦ\s+NHIỆM|ỦY\s+VIÊN|TỔNG\s+BIÊN\s+TẬP|THƯ\s+KÝ|TRƯỞNG)"
+    r"(?:\s+[A-ZĐÂĂÊÔƠƯÀ-Ỹ]+)*$"
+)
+_NOI_NHAN = re.compile(r"N\s*ơ\s*i\s+n\s*h\s*ậ\s*n\s*:?", re.IGNORECASE)
+_SIGNED_NOISE = re.compile(
+    r"^[\[(]?\s*(?:đã\s+ký|ký\s+tên|ký,|chữ\s+ký|ký\s+và|ký\s+số|đóng\s+dấu|dấu|/s/|\(?signed)",
+    re.IGNORECASE,
+)
+_SIGNED_BY = re.compile(
+    r"(?:Người\s+ký|Ký\s+bởi|Được\s+ký\s+bởi)\s*:\s*(?P<name>[^\n,;:]{4,60})", re.IGNORECASE
+)
+
+_SURNAMES = frozenset(
+    """Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ Võ Đặng Bùi Đỗ Hồ Ngô Dương Lý Đinh Đào Đoàn
+    Lâm Mai Trịnh Trương Cao Hà Lương Tạ Tô Châu La Lã Vương Quách Triệu Thái Tăng Lại Lưu
+    Kiều Khổng Chu Doãn Giáp Nông Hứa Kim Lục Mạc Nghiêm Ông Phùng Quan Thạch Danh Lò Cầm
+    Điêu Mùa Giàng Sùng Vàng Thào Lầu Hạng Chảo Tòng Lường Quàng Bế Âu Đàm Đồng Diệp Từ Tôn
+    Thân Trang Ninh Nhữ Khúc Mẫn Mè Y Ksor Rơ Siu Nay Đoàn Văn Hầu Tẩn Phùn Sầm Hoàng Lăng
+    Triệu Vi Hứa Đậu Nghiêm Khuất Bạch Mạch Phó Thiều Kha Giang Cù Đường Viên Trình""".split()
+)
+_NOT_NAME_START = frozenset(
+    """Nơi Kính Như Đã Ký Căn Điều Chương Ban Sở Ủy Phòng Các Thường Tỉnh Thành Huyện Trân
+    Người Cơ Chủ Phó Giám Bộ Cục Trung Hội Lưu Quy Quyết Nghị Thông Báo Kế Tờ Giấy Văn Đảng
+    Công Ngày Số Độc Cộng Việt Xã Thị Quận Phường Trưởng Tổng Viện Đài Chi Đoàn Uỷ Hướng""".split()
+)
+
+
+# --------------------------------------------------------------------------- fields
+
+
+@dataclass
+class _Found:
+    """Working state while one document is read (private, mutable)."""
+
+    heading_line: int = -1
+    heading_type: str = ""
+    heading_rest: str = ""
+    body_start: int = 0
+    header_end: int = 0
+    vv_line: int = -1
+    abstract_lines: tuple[int, ...] = ()
+    authority: str = ""
+
+
+def _find_heading(doc: _Doc, limit: int) -> tuple[int, str, str]:
+    """The type heading ("QUYẾT ĐỊNH", "TỜ TRÌNH" ...): line index, canonical key, rest."""
+    for i in range(min(limit, len(doc.lines))):
+        line = doc.folded_lines[i].strip()
+        if not line or line.endswith(":"):
+            continue
+        for key in _TYPE_KEYS:
+            if line.startswith(key) and (len(line) == len(key) or not line[len(key)].isalpha()):
+                rest = line[len(key) :].strip(" .-:")
+                if rest and _is_upper(rest) and _AUTHORITY_END.search(rest):
+                    continue  # "QUYẾT ĐỊNH ... QUYẾT ĐỊNH" enacting formula, not a heading
+                if not rest or rest[0].isupper() or rest[0] in "(":
+                    return i, key, doc.lines[i].strip()[len(key) :].strip(" .-:")
+        squeezed = line.replace(" ", "")
+        if squeezed in _TYPE_KEYS_NOSPACE and _is_upper(line):
+            return i, _TYPE_KEYS_NOSPACE[squeezed], ""
+        if i + 1 < len(doc.lines) and _is_upper(line):
+            joined = (line + " " + doc.folded_lines[i + 1].strip()).strip()
+            if joined in _DOC_TYPES:
+                return i + 1, joined, ""
+    return -1, "", ""
+
+
+_AUTHORITY_END = re.compile(r"QUYẾT\s+(?:ĐỊNH|NGHỊ)\s*:?$")
+
+
+def _find_body_start(doc: _Doc, start: int) -> int:
+    for i in range(start, min(len(doc.lines), start + 80)):
+        if _HEADER_STOP.match(doc.folded_lines[i]):
+            return i
+    return min(len(doc.lines), start + 30)
+
+
+def _nonblank_limit(doc: _Doc, count: int) -> int:
+    seen = 0
+    for i, line in enumerate(doc.lines):
+        if line:
+            seen += 1
+            if seen >= count:
+                return i + 1
+    return len(doc.lines)
+
+
+def _parse_number(zone: str) -> tuple[str, str, tuple[int, int] | None]:
+    """(number and notation, notation code, span) from the first "Số ..." in zone."""
+    match = _NUMBER.search(zone)
+    if not match:
+        return "", "", None
+    rest = re.sub(r"\s+", "", match.group("rest")).rstrip(".")
+    number = match.group("n") or ""
+    notation = (number + rest) if number else ""
+    return notation, rest, match.span()
+
+
+def _type_from_notation(notation: str) -> str:
+    """Document type from the abbreviation in a notation; "Công văn" when it has none."""
+    if not notation:
+        return ""
+    body = notation.lstrip("0123456789")
+    if body.startswith("-"):  # Party style: 464-QĐ/TU, 123-CV/TU
+        code = body[1:].split("/", 1)[0]
+        return _TYPE_CODES.get(code, "")
+    parts = [p for p in body.split("/") if p and not p.isdigit()]
+    if not parts:
+        return ""
+    head = parts[0].split("-", 1)
+    if len(head) == 2 and head[0] in _TYPE_CODES:
+        return _TYPE_CODES[head[0]]
+    return "Công văn"  # 123/UBND-VX: a công văn carries no type code
+
+
+def _make_date(day: str, month: str, year: str) -> date | None:
+    try:
+        return date(int(year), int(month), int(day))
+    except ValueError:
+        return None
+
+
+def _parse_issued(zone: str) -> tuple[date | None, str, tuple[int, int] | None]:
+    """(date, place, span) from "<Place>, ngày 05 tháng 12 năm 2018" in zone."""
+    first: tuple[date | None, str, tuple[int, int] | None] = (None, "", None)
+    for match in _DATE_WORDS.finditer(zone):
+        if match.group("d"):
+            found = _make_date(match.group("d"), match.group("m"), match.group("y"))
+        else:
+            found = _make_date(match.group("d2"), match.group("m2"), match.group("y2"))
+        if found is None:
+            continue
+        place, start = _place_before(zone, match.start())
+        if place:
+            return found, place, (start, match.end())
+        if first[0] is None:
+            first = (found, "", match.span())
+    return first
+
+
+def _place_before(zone: str, pos: int) -> tuple[str, int]:
+    """The place name ("Đắk Nông", "TP. Hồ Chí Minh") ending with a comma before pos."""
+    head = zone[:pos].rstrip()
+    if not head.endswith(","):
+        return "", pos
+    words = head[:-1].split()
+    taken: list[str] = []
+    for word in reversed(words):
+        bare = word.strip(".")
+        abbreviation = word.endswith(".") and bare in ("TP", "Tp", "TX", "Tx", "TT")
+        if not bare or not (bare[0].isupper() and (bare[1:].islower() or abbreviation)):
+            break
+        if len(taken) == 4:
+            break
+        taken.append(word)
+    if not taken:
+        return "", pos
+    place = " ".join(reversed(taken))
+    start = head.rfind(taken[-1], 0, len(head) - 1)
+    return place, start
+
+
+def _stamp_urgency(doc: _Doc, zone_end: int, limit: int) -> tuple[str, str]:
+    """Urgency from a stamp in the header zone or a stamp line before the body."""
+    best = ""
+    zone = "\n".join(doc.folded_lines[:zone_end])
+    for match in _URGENCY_STAMP.finditer(zone):
+        best = _stricter(best, _canonical_urgency(match.group(1)))
+    for i in range(zone_end, min(limit, len(doc.lines))):
+        line = doc.folded_lines[i].strip(" []()*!:")
+        if line and _URGENCY_STAMP.fullmatch(line):
+            best = _stricter(best, _canonical_urgency(line))
+    for match in _URGENCY_LABEL.finditer("\n".join(doc.folded_lines[:limit])):
+        best = _stricter(best, _canonical_urgency(match.group(1)))
+    return best, ("header" if best else "")
+
+
+def _canonical_urgency(word: str) -> str:
+    key = _collapse(fold_tones(word)).lower()
+    return {"khẩn": "Khẩn", "thượng khẩn": "Thượng khẩn", "hỏa tốc": "Hỏa tốc"}.get(key, "")
+
+
+def _stricter(a: str, b: str) -> str:
+    return a if URGENCY_LEVELS.index(a) >= URGENCY_LEVELS.index(b) else b
+
+
+_SUBJECT_PREFIX = re.compile(
+    r"^\s*(?:(?:re|fw|fwd|tl|tr|trả\s+lời|chuyển\s+tiếp|aw|wg)\s*(?:\[\d+\])?\s*:\s*)+",
+    re.IGNORECASE,
+)
+
+
+def urgency_from_subject(subject: str) -> str:
+    """Urgency named in a mail subject ("[HỎA TỐC] ...", "Khẩn: V/v ..."), or ""."""
+    text = fold_tones(unicodedata.normalize("NFC", subject or ""))
+    text = _SUBJECT_PREFIX.sub("", text)
+    best = ""
+    for match in _URGENCY_WORD.finditer(text):
+        best = _stricter(best, _canonical_urgency(match.group(1)))
+    return best
+
+
+def urgency_from_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[str, str]:
+    """("Khẩn", header name) when Priority, X-Priority or Importance says urgent."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for name, value in items:
+        key = name.strip().lower()
+        val = str(value).strip().lower()
+        if key == "priority" and val.startswith("urgent"):
+            return "Khẩn", name
+        if key == "x-priority" and val[:1] in ("1", "2"):
+            return "Khẩn", name
+        if key in ("importance", "x-msmail-priority") and val.startswith("high"):
+            return "Khẩn", name
+    return "", ""
+
+
+def _vv_abstract(
+    doc: _Doc, start: int, stop: int, zone_end: int, blank: Sequence[tuple[int, int]] = ()
+) -> tuple[int, str]:
+    """The "V/v ..." abstract of a công văn: its line and the joined text.
+
+    Lines before zone_end ("Kính gửi") that are neither uppercase (mottos, stamps) nor
+    the place and date continue the abstract; after it only wrapped lines do.
+    """
+    lines = _mask(doc.text, blank).split("\n") if blank else doc.lines
+    lines = [_collapse(line) for line in lines]
+    for i in range(start, stop):
+        line = lines[i]
+        match = _VV.search(line)
+        if not match or "Căn cứ" in line[: match.start()]:
+            continue
+        parts = [_strip_date(line[match.end() :])]
+        prev = parts[0]
+        for j in range(i + 1, min(stop + 3, len(lines), i + 8)):
+            nxt = lines[j]
+            if not nxt:
+                continue
+            if _is_date_line(nxt) or _MOTTOS.fullmatch(nxt.strip()) or nxt == "---":
+                continue
+            if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt):
+                break
+            in_zone = j < zone_end and not _is_upper(nxt, 0.8) and not nxt.startswith("Số")
+            if in_zone or _is_continuation(prev, nxt):
+                parts.append(_strip_date(nxt))
+                prev = nxt
+                continue
+            break
+        text = _collapse(" ".join(parts))
+        text = _INLINE_STOP.sub("", text).strip()
+        return i, ("V/v " + text) if text else ""
+    return -1, ""
+
+
+def _strip_date(line: str) -> str:
+    for match in _DATE_WORDS.finditer(line):
+        _, start = _place_before(line, match.start())
+        return (line[:start] + line[match.end() :]).strip()
+    return line
+
+
+def _is_date_line(line: str) -> bool:
+    match = _DATE_WORDS.search(line)
+    if not match:
+        return bool(re.fullmatch(r"[^\W\d_ ][^,]{1,30},\s*ngày\b.*", line.strip()))
+    _, start = _place_before(line, match.start())
+    return not line[:start].strip() and not line[match.end() :].strip()
+
+
+_CONNECTOR_END = re.compile(
+    r"(?:\b(?:cho|của|và|về|tại|với|trên|đối\s+với|các|những|thuộc|giữa|theo|đến|từ|trong|"
+    r"để|tỉnh|huyện|xã|thành\s+phố|phường|quận|năm|giai\s+đoạn|việc|dự\s+án|công\s+trình|"
+    r"kế\s+hoạch|tháng|đợt|ngày|số|lĩnh\s+vực)|[,\-–])$"
+)
+
+
+def _is_continuation(prev: str, line: str) -> bool:
+    """Does line continue the abstract that ended with prev (a wrapped line)?"""
+    first = line[0]
+    if first.islower() or first.isdigit() or first in "(\"“'":
+        return True
+    if prev and prev[-1] in ".;:!?":
+        return False
+    if _is_upper(prev) and _is_upper(line):
+        return not _AUTHORITY.match(fold_tones(line))
+    return bool(_CONNECTOR_END.search(prev.rstrip()))
+
+
+def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
+    """The abstract under a type heading, until the body, a rule or the authority line."""
+    parts: list[str] = []
+    if found.heading_rest:
+        parts.append(found.heading_rest)
+    prev = found.heading_rest
+    lines_taken = 0
+    for i in range(found.heading_line + 1, min(len(doc.lines), found.heading_line + 14)):
+        line = doc.lines[i]
+        folded = doc.folded_lines[i]
+        if not line:
+            continue
+        if line == "---" or _HARD_STOP.match(folded):
+            break
+        if parts and (_BODY_START.match(folded) or _HEADER_STOP.match(folded)):
+            break
+        if _is_upper(line) and (
+            _AUTHORITY.match(folded) or (agency and _collapse(folded).startswith(agency))
+        ):
+            if not parts or not _is_upper(prev) or _AUTHORITY.match(folded):
+                found.authority = _authority_lines(doc, i)
+                break
+        if parts and not _is_continuation(prev, line):
+            break
+        parts.append(line)
+        prev = line
+        lines_taken += 1
+        if lines_taken >= 6:
+            break
+    text = _collapse(" ".join(parts))
+    text = _INLINE_STOP.sub("", text).strip()
+    return text.rstrip(" -")
+
+
+def _authority_lines(doc: _Doc, i: int) -> str:
+    """The enacting authority, possibly broken over lines ("ỦY BAN NHÂN / DÂN TỈNH ...")."""
+    parts = [doc.lines[i]]
+    for j in range(i + 1, min(i + 3, len(doc.lines))):
+        nxt = doc.lines[j]
+        if nxt and _is_upper(nxt) and not _HEADER_STOP.match(nxt) and not nxt.endswith(":"):
+            parts.append(nxt)
+        else:
+            break
+    return _collapse(" ".join(parts))
+
+
+def _mask(zone: str, spans: Iterable[tuple[int, int]]) -> str:
+    chars = list(zone)
+    for start, end in spans:
+        for k in range(start, end):
+            if chars[k] != "\n":
+                chars[k] = " "
+    return "".join(chars)
+
+
+def _parse_agency(
+    doc: _Doc, zone_end: int, remove: list[tuple[int, int]], number_span: tuple[int, int] | None
+) -> tuple[str, str]:
+    """(issuing agency, parent agency) from the uppercase lines of the header zone."""
+    zone = "\n".join(doc.folded_lines[:zone_end])
+    spans = list(remove)
+    spans += [m.span() for m in _MOTTOS.finditer(zone)]
+    spans += [m.span() for m in _URGENCY_STAMP.finditer(zone)]
+    for match in _VV.finditer(zone):
+        end = zone.find("\n", match.start())
+        spans.append((match.start(), end if end >= 0 else len(zone)))
+    masked = _mask(zone, spans)
+    original = _mask("\n".join(doc.lines[:zone_end]), spans)  # same length as masked
+    cut = number_span[0] if number_span else len(masked)
+    pieces = _upper_pieces(masked[:cut])
+    kept = _upper_pieces(original[:cut])
+    if not pieces and number_span:
+        pieces = _upper_pieces(masked[number_span[1] :])
+        kept = _upper_pieces(original[number_span[1] :])
+    if not pieces:
+        return "", ""
+    joined = _collapse(" ".join(pieces)).strip(" -*.,")
+    printed = _collapse(" ".join(kept)).strip(" -*.,")
+    if len(printed) != len(joined) or len(kept) != len(pieces):
+        printed, kept = joined, pieces
+    return _split_levels(joined, printed, pieces, kept)
+
+
+def _upper_pieces(text: str) -> list[str]:
+    pieces: list[str] = []
+    for raw in text.split("\n"):
+        line = raw.strip(" -*.,:|")
+        if not line or line == "---":
+            continue
+        if _is_upper(line, 0.85) and not _DATE_WORDS.search(line):
+            pieces.append(line)
+    return pieces
+
+
+def _split_levels(
+    folded: str, original: str, lines: Sequence[str] = (), printed: Sequence[str] = ()
+) -> tuple[str, str]:
+    """Split "UBND TỈNH ĐẮK NÔNG SỞ TÀI CHÍNH" into (issuer, parent)."""
+    for k in range(1, len(lines)):
+        head = _collapse(" ".join(lines[:k]))
+        if _PARENT.fullmatch(head) and _UNIT.match(" " + lines[k] + " "):
+            return _collapse(" ".join(printed[k:])), _collapse(" ".join(printed[:k]))
+    parent = _PARENT.match(folded)
+    if parent:
+        for unit in _UNIT.finditer(folded, parent.end() - 1):
+            cut = unit.start()
+            if cut >= len(parent.group(0).split()[0]) + 2:
+                return original[cut + 1 :].strip(), original[:cut].strip()
+    return original, ""
+
+
+# --------------------------------------------------------------------------- signer
+
+
+def _name_of(segment: str, strict: bool) -> str:
+    """A person's name if segment is one (or, in a merged line, ends with one)."""
+    text = segment.strip(" .,;:*")
+    if not text:
+        return ""
+    words = text.split()
+    if _is_upper(text) and 2 <= len(words) <= 5:
+        cap = [w.capitalize() for w in words]
+        if cap[0] in _SURNAMES and all(w.isalpha() for w in words):
+            return " ".join(cap)
+        return ""
+    if 2 <= len(words) <= 6 and all(_name_word(w) for w in words):
+        if words[0] in _SURNAMES or (not strict and words[0] not in _NOT_NAME_START):
+            return " ".join(words)
+        return ""
+    # merged line: "- Lưu: VT, TH.   Nguyễn Văn An" -> trailing run of name words
+    tail: list[str] = []
+    for word in reversed(words):
+        if _name_word(word) and len(tail) < 5:
+            tail.append(word)
+        else:
+            break
+    tail.reverse()
+    while tail and tail[0] not in _SURNAMES:
+        tail.pop(0)
+    if len(tail) >= 2:
+        return " ".join(tail)
+    return ""
+
+
+def _name_word(word: str) -> bool:
+    bare = word.replace("'", "").replace("-", "")
+    if not bare.isalpha() or not bare[0].isupper():
+        return False
+    return len(bare) == 1 or bare[1:].islower()
+
+
+def _title_in(folded: str) -> str:
+    """The title part of a signature line ("KT. CHỦ TỊCH", "PHÓ CHỦ TỊCH"), or ""."""
+    text = folded.strip(" *")
+    if not text:
+        return ""
+    for match in _TITLE_PREFIX.finditer(text):
+        rest = text[match.end() :].strip()
+        if not rest or (_is_upper(rest) and not _NOI_NHAN.search(rest)):
+            return text[match.start() :].strip()
+    position = _POSITION.search(text)
+    if position and _is_upper(position.group(0)) and len(position.group(0).split()) <= 6:
+        before = text[: position.start()]
+        if not before.strip() or not before.rstrip()[-1:].isalpha() or not _is_upper(before, 0.5):
+            return position.group(0).strip()
+    return ""
+
+
+def _parse_signer(doc: _Doc, start: int) -> tuple[str, str, str]:
+    """(signer, signer title, where) from the signature block after line start."""
+    lines, folded = doc.lines, doc.folded_lines
+    nn = -1
+    for i in range(start, len(lines)):
+        if _NOI_NHAN.match(lines[i]) or (lines[i].startswith("Nơi") and _NOI_NHAN.search(lines[i])):
+            nn = i
+            break
+        if lines[i] == "Nơi" and i + 1 < len(lines) and lines[i + 1].lower().startswith("nhận"):
+            nn = i
+            break
+    lo = max(start, nn - 15) if nn >= 0 else start
+    hi = min(len(lines), nn + 60) if nn >= 0 else len(lines)
+    i = lo
+    while i < hi:
+        title = (
+            _title_in(folded[i]) if not _BODY_START.match(folded[i]) or "Nơi" in folded[i] else ""
+        )
+        if not title or (len(lines[i]) > 90 and not _TITLE_PREFIX.search(folded[i])):
+            i += 1
+            continue
+        titles = [title]
+        for j in range(i + 1, min(hi + 5, len(lines), i + 16)):
+            line = lines[j]
+            if not line or line == "---" or _SIGNED_NOISE.match(line):
+                continue
+            if _HARD_STOP.match(folded[j]) and not _NOI_NHAN.match(line):
+                break
+            if len(line) > 90 and not line.startswith(("-", "+", "•")):
+                break
+            more = _title_in(folded[j])
+            if more and not line.startswith(("-", "+", "•")):
+                titles.append(more)
+                continue
+            if _is_upper(line) and not _name_of(line, strict=True) and len(titles) < 4:
+                if not line.startswith(("-", "+")):
+                    titles.append(line)
+                    continue
+            name = _name_of(line, strict=line.startswith(("-", "+", "•")) or "Nơi" in line)
+            if name:
+                return name, _collapse(" ".join(titles)), "signature"
+            if more:
+                titles.append(more)
+        i += 1
+    match = _SIGNED_BY.search(doc.text)
+    if match:
+        name = _name_of(match.group("name"), strict=False)
+        if name:
+            return name, "", "signature"
+    if nn >= 0:  # no titles at all (seed 000): the last name under the recipients
+        for j in range(min(len(lines), nn + 40) - 1, nn, -1):
+            name = _name_of(lines[j], strict=True) if not lines[j].startswith("-") else ""
+            if name:
+                return name, "", "signature"
+    return "", "", ""
+
+
+# --------------------------------------------------------------------------- deadline
+
+_DL_DATE = (
+    r"(?P<d>\d{1,2})\s*[/.-]\s*(?P<m>\d{1,2})(?:\s*[/.-]\s*(?P<y>\d{4}))?(?![/\d])"
+    r"|(?P<d2>\d{1,2})\s+tháng\s+(?P<m2>\d{1,2})(?:\s+năm\s+(?P<y2>\d{4}))?"
+)
+_DL_TIME = r"(?:\d{1,2}\s*(?:giờ|h|g)\s*(?:\d{1,2}\s*(?:phút|p|')?)?\s*,?\s*)?"
+_DEADLINE = re.compile(
+    r"(?:(?:trước|chậm\s+nhất(?:\s+là)?|không\s+muộn\s+hơn|hạn\s+chót(?:\s+là)?|"
+    r"hạn\s+cuối(?:\s+là)?|đến\s+hết)\s+" + _DL_TIME + r"(?:ngày\s*:?\s*)(?:" + _DL_DATE + r")"
+    r"|(?<![^\W\d_])(?:thời\s+hạn|hạn)(?:\s+(?:xử\s+lý|giải\s+quyết|hoàn\s+thành|báo\s+cáo|trả\s+lời|gửi|nộp|"
+    r"góp\s+ý|đăng\s+ký))?(?:\s+[^\W\d][^.;:\n]{0,40}?\s*:|\s*(?:là|:)?)\s*(?:trước\s+)?"
+    + _DL_TIME
+    + r"(?:ngày\s*:?\s*)?"
+    r"(?:"
+    + _DL_DATE.replace("?P<d>", "?P<d3>")
+    .replace("?P<m>", "?P<m3>")
+    .replace("?P<y>", "?P<y3>")
+    .replace("?P<d2>", "?P<d4>")
+    .replace("?P<m2>", "?P<m4>")
+    .replace("?P<y2>", "?P<y4>")
+    + r"))",
+    re.IGNORECASE,
+)
+
+
+def _parse_deadline(text: str, issued: date | None) -> date | None:
+    found: list[date] = []
+    for match in _DEADLINE.finditer(text):
+        groups = match.groupdict()
+        for d, m, y in (
+            ("d", "m", "y"),
+            ("d2", "m2", "y2"),
+            ("d3", "m3", "y3"),
+            ("d4", "m4", "y4"),
+        ):
+            if groups.get(d):
+                day, month, year = groups[d], groups[m], groups.get(y)
+                break
+        else:
+            continue
+        if not year:
+            if issued is None:
+                continue
+            guess = _make_date(day, month, str(issued.year))
+            if guess is not None and guess < issued:
+                guess = _make_date(day, month, str(issued.year + 1))
+            value = guess
+        else:
+            value = _make_date(day, month, year)
+        if value is None or (issued is not None and value < issued):
+            continue
+        found.append(value)
+    return min(found) if found else None
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def extract_metadata(
+    text: str,
+    subject: str = "",
+    headers: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    attachments: Sequence[str] = (),
+) -> DocumentMetadata:
+    """Read the metadata of one official document.
+
+    ``text`` is the extracted text of the main document (or the mail body when there
+    is no attachment); ``subject`` and ``headers`` are the mail's; ``attachments``
+    are the file names to record. Never raises on odd input; fields not found stay
+    empty ("" or None).
+    """
+    doc = _Doc(text or "")
+    sources: dict[str, str] = {}
+    found = _Found()
+
+    limit = _nonblank_limit(doc, _HEADER_LINES)
+    body_start = _find_body_start(doc, 0)
+    found.heading_line, found.heading_type, found.heading_rest = _find_heading(
+        doc, min(limit, body_start if body_start > 0 else limit)
+    )
+    if found.heading_line < 0 and body_start < limit:
+        # the heading may follow a "Căn cứ" that only the merged header contains
+        found.heading_line, found.heading_type, found.heading_rest = -1, "", ""
+    header_end = found.heading_line if found.heading_line >= 0 else min(body_start, limit)
+    found.header_end = header_end
+    zone = "\n".join(doc.folded_lines[:header_end])
+
+    number, notation, number_span = _parse_number(zone)
+    if number:
+        sources["number_notation"] = "header"
+    issued, place, date_span = _parse_issued(zone)
+    if issued:
+        sources["issued_date"] = "header"
+    if place:
+        sources["issued_place"] = "header"
+
+    remove = [s for s in (number_span, date_span) if s]
+    agency, parent = _parse_agency(doc, header_end, remove, number_span)
+
+    vv_text = ""
+    if found.heading_line < 0:
+        _, vv_text = _vv_abstract(
+            doc, 0, min(len(doc.lines), max(body_start, 1) + 2, limit), body_start, remove
+        )
+
+    doc_type, abstract = "", ""
+    if found.heading_line >= 0:
+        doc_type = _DOC_TYPES[found.heading_type]
+        sources["doc_type"] = "heading"
+        abstract = _heading_abstract(doc, found, fold_tones(agency))
+        if abstract:
+            sources["abstract"] = "heading"
+    elif vv_text:
+        doc_type, abstract = "Công văn", vv_text
+        sources["doc_type"] = sources["abstract"] = "header"
+    elif notation:
+        doc_type = _type_from_notation(notation)
+        if doc_type:
+            sources["doc_type"] = "header"
+
+    if agency:
+        sources["issuing_agency"] = "header"
+    elif found.authority:
+        agency = found.authority
+        sources["issuing_agency"] = "heading"
+
+    subject_clean = _SUBJECT_PREFIX.sub("", unicodedata.normalize("NFC", subject or "")).strip()
+    if not number and subject_clean:
+        match = _BARE_NUMBER.search(subject_clean)
+        if match:
+            number = match.group(0)
+            sources["number_notation"] = "subject"
+            if not doc_type:
+                doc_type = _type_from_notation(number)
+                if doc_type:
+                    sources["doc_type"] = "subject"
+    if not abstract and subject_clean:
+        match = _VV.search(subject_clean)
+        if match:
+            rest = _collapse(subject_clean[match.end() :])
+            if rest:
+                abstract = "V/v " + rest
+                sources["abstract"] = "subject"
+
+    urgency, where = _stamp_urgency(doc, header_end, max(body_start, header_end) + 4)
+    if urgency:
+        sources["urgency"] = where
+    by_subject = urgency_from_subject(subject)
+    if by_subject and _stricter(urgency, by_subject) != urgency:
+        urgency = by_subject
+        sources["urgency"] = "subject"
+    by_header, header_name = urgency_from_headers(headers)
+    if by_header and _stricter(urgency, by_header) != urgency:
+        urgency = by_header
+        sources["urgency"] = "mail-header:" + header_name
+
+    sign_from = header_end
+    signer, signer_title, where = _parse_signer(doc, sign_from)
+    if signer:
+        sources["signer"] = where
+
+    body_text = _collapse(doc.text[doc.offset(sign_from) :])
+    deadline = _parse_deadline(body_text, issued)
+    if deadline:
+        sources["deadline"] = "body"
+
+    names = tuple(unicodedata.normalize("NFC", n) for n in attachments if n)
+    if names:
+        sources["attachments"] = "caller"
+
+    return DocumentMetadata(
+        issuing_agency=agency,
+        parent_agency=parent,
+        number_notation=number,
+        issued_date=issued,
+        issued_place=place,
+        doc_type=doc_type,
+        abstract=abstract,
+        urgency=urgency,
+        signer=signer,
+        signer_title=signer_title,
+        deadline=deadline,
+        attachments=names,
+        sources=tuple(sources.items()),
+    )
