@@ -58,7 +58,7 @@ class ClamdLimits:
 
     stream_max_bytes: int = 100 * 1024 * 1024
     max_scan_bytes: int = 400 * 1024 * 1024  # all data scanned for one stream, unpacked
-    max_file_bytes: int = 100 * 1024 * 1024  # one file (part, archive member)
+    max_file_bytes: int = 400 * 1024 * 1024  # one file (part, member); larger: skipped silently
     max_recursion: int = 16  # archive / MIME nesting clamd follows
     max_files: int = 10_000  # files unpacked from one stream
     max_scan_time_ms: int = 120_000
@@ -66,12 +66,15 @@ class ClamdLimits:
 
     @classmethod
     def for_stream(cls, stream_max_bytes: int) -> ClamdLimits:
-        """Limits sized so that any stream clamd accepts is scanned completely."""
-        return cls(
-            stream_max_bytes=stream_max_bytes,
-            max_scan_bytes=min(4 * stream_max_bytes, 4000 * 1024 * 1024),
-            max_file_bytes=min(stream_max_bytes, 4000 * 1024 * 1024),
-        )
+        """Limits sized so that any stream clamd accepts is scanned completely.
+
+        clamd skips an archive member above MaxFileSize *without* an alert (only
+        MaxScanSize, MaxFiles and MaxRecursion alert), so MaxFileSize is as large as
+        MaxScanSize: 4x the stream, above the limits stage's archive total (200 MiB
+        by default) for the default 100 MiB stream.
+        """
+        total = min(4 * stream_max_bytes, 4000 * 1024 * 1024)
+        return cls(stream_max_bytes=stream_max_bytes, max_scan_bytes=total, max_file_bytes=total)
 
 
 def has_signatures(database_dir: Path) -> bool:
