@@ -113,9 +113,9 @@ async def start_http(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> HttpListener:
     """Listen (port 0 picks a free port); ``ssl_context`` None only for tests of plain HTTP."""
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context, shutdown_timeout=5)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     sockname = runner.addresses[0]
     return HttpListener(runner, (str(sockname[0]), int(sockname[1])))
