@@ -144,14 +144,14 @@ class DkimSigner:
     def header(self, raw: bytes) -> bytes:
         """The ``DKIM-Signature:`` header field (CRLF-terminated) for a message."""
         present = _header_names(raw)
+        if "from" not in present:
+            raise DkimSigningError("message has no From header field")
         include: list[bytes] = []
         for name in self.signed_headers:
             count = present.count(name)
             if name in OVERSIGNED:
                 count += 1
             include.extend([name.encode("ascii")] * count)
-        if b"from" not in include:
-            raise DkimSigningError("message has no From header field")
         try:
             signature: bytes = dkim.DKIM(raw, linesep=b"\r\n").sign(
                 self.selector.encode("ascii"),
