@@ -130,13 +130,14 @@ class TrustAnchor:
     managed: bool  # True: in HOME/trust (removable with `mailsvc trust remove`)
 
     def to_dict(self) -> dict[str, object]:
+        """Plain values (times as datetimes, for the CLI to show in the local zone)."""
         return {
             "fingerprint": self.fingerprint,
             "subject": self.subject,
             "issuer": self.issuer,
             "serial": self.serial,
-            "not_before": self.not_before.isoformat(),
-            "not_after": self.not_after.isoformat(),
+            "not_before": self.not_before,
+            "not_after": self.not_after,
             "is_ca": self.is_ca,
             "path": str(self.path),
             "managed": self.managed,

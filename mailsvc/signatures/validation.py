@@ -31,6 +31,7 @@ from pyhanko.sign.validation import (
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
 
+from mailsvc.errors import MailsvcError
 from mailsvc.signatures.identity import identify
 from mailsvc.signatures.policy import OrganisationRule
 from mailsvc.signatures.report import Indication, SignatureFormat, SignatureResult
@@ -377,6 +378,8 @@ async def validate_pdf(
                 field_name=name,
                 detail=f"the signature could not be validated: {exc.failure_message}",
             )
+        except MailsvcError:
+            raise  # trust material unusable: validation cannot run (the stage reports error)
         except Exception as exc:  # malformed signature dictionaries, broken byte ranges
             log.debug("PDF signature %s failed to parse", name, exc_info=True)
             result = _format_failure(fmt, f"the signature is malformed: {exc}", name)

@@ -12,6 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from mailsvc import directory
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.directory import DbDirectory
+from mailsvc.message import InboundMessage
+from mailsvc.pipeline.signatures import SignaturesStage
+from mailsvc.signatures.policy import SignaturePolicy
+from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
+from mailsvc.signatures.trust import TrustConfig
+from mailsvc.verdict import Status
 from tests.signatures.pki import (
     AGENCY_CODE,
     AGENCY_DOMAIN,
@@ -25,16 +35,6 @@ from tests.signatures.pki import (
     signed_pdf,
     smime_message,
 )
-
-from mailsvc import directory
-from mailsvc.db.session import make_engine, make_sessionmaker
-from mailsvc.directory import DbDirectory
-from mailsvc.message import InboundMessage
-from mailsvc.pipeline.signatures import SignaturesStage
-from mailsvc.signatures.policy import SignaturePolicy
-from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
-from mailsvc.signatures.trust import TrustConfig
-from mailsvc.verdict import Status
 
 
 @pytest.fixture(scope="module")
@@ -53,28 +53,50 @@ def agencies(db_url: str) -> DbDirectory:
     engine = make_engine(db_url)
     sessions = make_sessionmaker(engine)
     with sessions() as session:
-        directory.add_agency(session, actor="test", code=AGENCY_CODE, name=AGENCY_NAME,
-                             domains=[AGENCY_DOMAIN])
-        directory.add_agency(session, actor="test", code="000.00.02.H99",
-                             name="Sở Tài chính Thử nghiệm", domains=["stc.thunghiem.gov.vn"])
+        directory.add_agency(
+            session, actor="test", code=AGENCY_CODE, name=AGENCY_NAME, domains=[AGENCY_DOMAIN]
+        )
+        directory.add_agency(
+            session,
+            actor="test",
+            code="000.00.02.H99",
+            name="Sở Tài chính Thử nghiệm",
+            domains=["stc.thunghiem.gov.vn"],
+        )
         session.commit()
     return DbDirectory(sessions)
 
 
-def stage(pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor,
-          trust: TrustConfig | None = None, **policy: object) -> SignaturesStage:
+def stage(
+    pki: SamplePki,
+    agencies: DbDirectory,
+    executor: ProcessPoolExecutor,
+    trust: TrustConfig | None = None,
+    **policy: object,
+) -> SignaturesStage:
     assert pki.gpg is not None
-    return SignaturesStage(SignaturePolicy.model_validate(policy), trust or pki.trust_config(),
-                           agencies, executor, gnupg_home=pki.gpg.keyring_home)
+    return SignaturesStage(
+        SignaturePolicy.model_validate(policy),
+        trust or pki.trust_config(),
+        agencies,
+        executor,
+        gnupg_home=pki.gpg.keyring_home,
+    )
 
 
 def inbound(raw: bytes, sender: str = f"vanthu@{AGENCY_DOMAIN}") -> InboundMessage:
-    return InboundMessage(queue_id="Q1", mail_from=sender, rcpt_tos=("vanthu@example.vn",),
-                          raw=raw, received_at=datetime.now(UTC))
+    return InboundMessage(
+        queue_id="Q1",
+        mail_from=sender,
+        rcpt_tos=("vanthu@example.vn",),
+        raw=raw,
+        received_at=datetime.now(UTC),
+    )
 
 
-async def test_signed_pdf_in_smime_message(pki: SamplePki, agencies: DbDirectory,
-                                           executor: ProcessPoolExecutor, tmp_path: Path) -> None:
+async def test_signed_pdf_in_smime_message(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor, tmp_path: Path
+) -> None:
     doc = signed_pdf(make_pdf(), pki.personal, pki.organisation)
     raw = smime_message(pki.organisation, tmp_path, attachments=[("qd.pdf", doc)])
     findings = await stage(pki, agencies, executor).inspect(inbound(raw))
@@ -98,12 +120,19 @@ async def test_signed_pdf_in_smime_message(pki: SamplePki, agencies: DbDirectory
         ("revoked", Status.FAIL, "signature-invalid"),
     ],
 )
-async def test_detached_pair_table(pki: SamplePki, agencies: DbDirectory,
-                                   executor: ProcessPoolExecutor, tmp_path: Path, case: str,
-                                   status: Status, reason: str) -> None:
+async def test_detached_pair_table(
+    pki: SamplePki,
+    agencies: DbDirectory,
+    executor: ProcessPoolExecutor,
+    tmp_path: Path,
+    case: str,
+    status: Status,
+    reason: str,
+) -> None:
     pdf = make_pdf()
     who = {"personal-only": pki.personal, "expired": pki.expired, "revoked": pki.revoked}.get(
-        case, pki.organisation)
+        case, pki.organisation
+    )
     files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, who, tmp_path))]
     if case == "changed":
         files[0] = ("cv.pdf", flip_byte(pdf, b"Quy"))
@@ -114,8 +143,9 @@ async def test_detached_pair_table(pki: SamplePki, agencies: DbDirectory,
     assert finding.payload.document == "cv.pdf"
 
 
-async def test_signer_from_another_agency(pki: SamplePki, agencies: DbDirectory,
-                                          executor: ProcessPoolExecutor, tmp_path: Path) -> None:
+async def test_signer_from_another_agency(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor, tmp_path: Path
+) -> None:
     pdf = make_pdf()
     files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.other_agency, tmp_path))]
     raw = plain_message(files)
@@ -123,37 +153,45 @@ async def test_signer_from_another_agency(pki: SamplePki, agencies: DbDirectory,
     assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
     assert finding.payload.signer_matches_sender is False
     (finding,) = await stage(pki, agencies, executor, signer_mismatch="ignore").inspect(
-        inbound(raw))
+        inbound(raw)
+    )
     assert finding.status is Status.PASS
     # the same document from the other agency's own domain matches
     raw = plain_message(files, sender="vanthu@stc.thunghiem.gov.vn")
     (finding,) = await stage(pki, agencies, executor).inspect(
-        inbound(raw, "vanthu@stc.thunghiem.gov.vn"))
+        inbound(raw, "vanthu@stc.thunghiem.gov.vn")
+    )
     assert (finding.status, finding.payload.signer_matches_sender) == (Status.PASS, True)
 
 
-async def test_unsigned_refused_by_policy(pki: SamplePki, agencies: DbDirectory,
-                                          executor: ProcessPoolExecutor) -> None:
+async def test_unsigned_refused_by_policy(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
+) -> None:
     raw = plain_message([("cv.pdf", make_pdf())])
     (finding,) = await stage(pki, agencies, executor, unsigned="refuse").inspect(inbound(raw))
     assert (finding.status, finding.reason) == (Status.FAIL, "unsigned")
     assert finding.payload.outcome is DocumentOutcome.INVALID
 
 
-async def test_no_documents(pki: SamplePki, agencies: DbDirectory,
-                            executor: ProcessPoolExecutor) -> None:
+async def test_no_documents(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
+) -> None:
     raw = b"From: a@b.vn\r\nTo: c@d.vn\r\nSubject: hi\r\n\r\nhello\r\n"
     (finding,) = await stage(pki, agencies, executor).inspect(inbound(raw, "a@b.vn"))
     assert (finding.status, finding.reason, finding.payload) == (Status.NONE, "no-documents", None)
 
 
-async def test_unreadable_trust_material_is_an_error(pki: SamplePki, agencies: DbDirectory,
-                                                     executor: ProcessPoolExecutor,
-                                                     tmp_path: Path) -> None:
+async def test_unreadable_trust_material_is_an_error(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor, tmp_path: Path
+) -> None:
     bad = tmp_path / "trust"
     bad.mkdir()
-    (bad / "broken.pem").write_bytes(b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n")
+    (bad / "broken.pem").write_bytes(
+        b"-----BEGIN CERTIFICATE-----\nnope\n-----END CERTIFICATE-----\n"
+    )
     raw = plain_message([("cv.pdf", signed_pdf(make_pdf(), pki.organisation))])
     trust = TrustConfig(anchor_dirs=(bad,))
     (finding,) = await stage(pki, agencies, executor, trust=trust).inspect(inbound(raw))
-    assert (finding.status, finding.reason) == (Status.ERROR, "signature-check-unavailable")
+    assert (finding.status, finding.reason) == (Status.ERROR, "signature-check-unavailable"), (
+        finding.detail
+    )

@@ -24,17 +24,32 @@ CASES = [
     ("digsig_only", Indication.TOTAL_PASSED, None, DocumentOutcome.REFERENCE_ONLY),
     ("expired", Indication.INDETERMINATE, "OUT_OF_BOUNDS_NO_POE", DocumentOutcome.REFERENCE_ONLY),
     ("revoked", Indication.TOTAL_FAILED, "REVOKED", DocumentOutcome.INVALID),
-    ("untrusted", Indication.INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND",
-     DocumentOutcome.REFERENCE_ONLY),
-    ("wrong_usage", Indication.INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE",
-     DocumentOutcome.REFERENCE_ONLY),
+    (
+        "untrusted",
+        Indication.INDETERMINATE,
+        "NO_CERTIFICATE_CHAIN_FOUND",
+        DocumentOutcome.REFERENCE_ONLY,
+    ),
+    (
+        "wrong_usage",
+        Indication.INDETERMINATE,
+        "CHAIN_CONSTRAINTS_FAILURE",
+        DocumentOutcome.REFERENCE_ONLY,
+    ),
 ]
 
 
 @pytest.mark.parametrize(("who", "indication", "sub", "outcome"), CASES)
-async def test_detached_cms(engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path,
-                            who: str, indication: Indication, sub: str | None,
-                            outcome: DocumentOutcome) -> None:
+async def test_detached_cms(
+    engine: SignatureEngine,
+    pki: SamplePki,
+    pdf: bytes,
+    work: Path,
+    who: str,
+    indication: Indication,
+    sub: str | None,
+    outcome: DocumentOutcome,
+) -> None:
     p7s = cms_detached(pdf, getattr(pki, who), work)
     (report,) = await engine.verify_files([("cv.pdf", pdf), ("cv.pdf.p7s", p7s)])
     assert report.document == "cv.pdf"
@@ -44,8 +59,9 @@ async def test_detached_cms(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
     assert sig.serial == format(getattr(pki, who).cert.serial_number, "X")
 
 
-async def test_detached_cms_reports_signer(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
-                                           work: Path) -> None:
+async def test_detached_cms_reports_signer(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path
+) -> None:
     p7s = cms_detached(pdf, pki.personal, work)
     (report,) = await engine.verify_files([("cv.pdf", pdf), ("cv.pdf.p7s", p7s)])
     (sig,) = report.signatures
@@ -58,8 +74,9 @@ async def test_detached_cms_reports_signer(engine: SignatureEngine, pki: SampleP
     assert report.reason == "organisation-signature-missing"
 
 
-async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
-                                      work: Path) -> None:
+async def test_one_changed_byte_fails(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path
+) -> None:
     p7s = cms_detached(pdf, pki.organisation, work)
     changed = flip_byte(pdf, b"Quy")
     (report,) = await engine.verify_files([("cv.pdf", changed), ("cv.pdf.p7s", p7s)])
@@ -81,8 +98,9 @@ async def test_digital_signature_only_fails_when_policy_wants_non_repudiation(
     assert report.signatures[0].passed
 
 
-async def test_missing_crl_is_try_later_under_hard_fail(pki: SamplePki, pdf: bytes,
-                                                        work: Path) -> None:
+async def test_missing_crl_is_try_later_under_hard_fail(
+    pki: SamplePki, pdf: bytes, work: Path
+) -> None:
     trust = pki.trust_config()
     no_crls = SignatureEngine(SignaturePolicy(), TrustConfig(anchor_dirs=trust.anchor_dirs))
     p7s = cms_detached(pdf, pki.organisation, work)
@@ -117,8 +135,9 @@ async def test_stale_crl_is_try_later(pki: SamplePki, pdf: bytes, work: Path) ->
     assert report.reason == "signature-indeterminate"
 
 
-async def test_enveloping_p7m(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
-                              work: Path) -> None:
+async def test_enveloping_p7m(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path
+) -> None:
     p7m = cms_enveloping(pdf, pki.organisation, work)
     (report,) = await engine.verify_files([("qd.pdf.p7m", p7m)])
     assert report.document == "qd.pdf"

@@ -21,8 +21,9 @@ from .pki import AGENCY_NAME, SamplePki, flip_byte, openpgp_detached, pgp_mime_m
 
 
 @pytest.mark.parametrize("armor", [False, True])
-async def test_detached_signature(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
-                                  armor: bool) -> None:
+async def test_detached_signature(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, armor: bool
+) -> None:
     assert pki.gpg is not None
     sig = openpgp_detached(pdf, pki.gpg, pki.gpg.personal, armor=armor)
     name = "cv.pdf.asc" if armor else "cv.pdf.sig"
@@ -41,7 +42,9 @@ async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, p
     sig = openpgp_detached(pdf, pki.gpg, pki.gpg.personal)
     (report,) = await engine.verify_files([("cv.pdf", flip_byte(pdf, b"Quy")), ("cv.pdf.sig", sig)])
     assert (report.signatures[0].indication, report.signatures[0].subindication) == (
-        Indication.TOTAL_FAILED, "HASH_FAILURE")
+        Indication.TOTAL_FAILED,
+        "HASH_FAILURE",
+    )
     assert report.outcome is DocumentOutcome.INVALID
 
 
@@ -53,8 +56,9 @@ async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, p
         ("untrusted", Indication.INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND"),
     ],
 )
-async def test_key_problems(engine: SignatureEngine, pki: SamplePki, pdf: bytes, who: str,
-                            indication: Indication, sub: str) -> None:
+async def test_key_problems(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, who: str, indication: Indication, sub: str
+) -> None:
     assert pki.gpg is not None
     faked = "20200201T000000" if who == "expired" else None
     sig = openpgp_detached(pdf, pki.gpg, getattr(pki.gpg, who), faked_time=faked)
@@ -65,13 +69,14 @@ async def test_key_problems(engine: SignatureEngine, pki: SamplePki, pdf: bytes,
 
 async def test_pgp_mime(engine: SignatureEngine, pki: SamplePki, pdf: bytes) -> None:
     assert pki.gpg is not None
-    raw = pgp_mime_message(pki.gpg, pki.gpg.personal, body="Số lượng: 100 bản.\r\n",
-                           attachments=[("cv.pdf", pdf)])
+    raw = pgp_mime_message(
+        pki.gpg, pki.gpg.personal, body="Số lượng: 100 bản.\r\n", attachments=[("cv.pdf", pdf)]
+    )
     message, attachment = await engine.verify_message(raw, None)
     assert message.document == MESSAGE and message.signatures[0].passed
     assert attachment.document == "cv.pdf" and attachment.reason == "unsigned"
 
-    (message, _) = await engine.verify_message(flip_byte(raw, "100".encode()), None)
+    (message, _) = await engine.verify_message(flip_byte(raw, b"100"), None)
     assert message.signatures[0].subindication == "HASH_FAILURE"
 
 

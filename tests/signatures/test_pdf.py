@@ -15,15 +15,18 @@ def two_signatures(pki: SamplePki, pdf: bytes) -> bytes:
     return signed_pdf(pdf, pki.personal, pki.organisation)
 
 
-async def test_personal_and_organisation_signatures(engine: SignatureEngine,
-                                                    two_signatures: bytes) -> None:
+async def test_personal_and_organisation_signatures(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
     (report,) = await engine.verify_files([("qd.pdf", two_signatures)])
     assert report.outcome is DocumentOutcome.VALID
     assert report.reason == "signed"
     personal, organisation = report.signatures
     assert (personal.field_name, personal.kind) == ("Signature1", CertificateKind.PERSONAL)
     assert (organisation.field_name, organisation.kind) == (
-        "Signature2", CertificateKind.ORGANISATION)
+        "Signature2",
+        CertificateKind.ORGANISATION,
+    )
     assert personal.signer_name == "Nguyễn Văn An"
     assert all(s.indication is Indication.TOTAL_PASSED for s in report.signatures)
     # the organisation signature was added after the personal one: a permitted change
@@ -35,11 +38,13 @@ async def test_one_changed_byte_fails(engine: SignatureEngine, two_signatures: b
     (report,) = await engine.verify_files([("qd.pdf", flip_byte(two_signatures, b"Quy"))])
     assert report.outcome is DocumentOutcome.INVALID
     assert [(s.indication, s.subindication) for s in report.signatures] == [
-        (Indication.TOTAL_FAILED, "HASH_FAILURE")] * 2
+        (Indication.TOTAL_FAILED, "HASH_FAILURE")
+    ] * 2
 
 
-async def test_page_replaced_after_signing_is_detected(engine: SignatureEngine,
-                                                       two_signatures: bytes) -> None:
+async def test_page_replaced_after_signing_is_detected(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
     forged = modify_pdf_after_signing(two_signatures)
     (report,) = await engine.verify_files([("qd.pdf", forged)])
     assert report.outcome is DocumentOutcome.INVALID
@@ -48,8 +53,9 @@ async def test_page_replaced_after_signing_is_detected(engine: SignatureEngine,
     assert all(s.indication is Indication.TOTAL_FAILED for s in report.signatures)
 
 
-async def test_personal_signature_only_is_reference(engine: SignatureEngine, pki: SamplePki,
-                                                    pdf: bytes) -> None:
+async def test_personal_signature_only_is_reference(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes
+) -> None:
     (report,) = await engine.verify_files([("qd.pdf", signed_pdf(pdf, pki.personal))])
     assert report.outcome is DocumentOutcome.REFERENCE_ONLY
     assert report.reason == "organisation-signature-missing"
@@ -58,7 +64,10 @@ async def test_personal_signature_only_is_reference(engine: SignatureEngine, pki
 async def test_unsigned_pdf(engine: SignatureEngine, pdf: bytes) -> None:
     (report,) = await engine.verify_files([("qd.pdf", pdf)])
     assert (report.outcome, report.reason, report.signatures) == (
-        DocumentOutcome.REFERENCE_ONLY, "unsigned", ())
+        DocumentOutcome.REFERENCE_ONLY,
+        "unsigned",
+        (),
+    )
 
 
 @pytest.mark.parametrize(
@@ -71,8 +80,14 @@ async def test_unsigned_pdf(engine: SignatureEngine, pdf: bytes) -> None:
         ("wrong_usage", Indication.INDETERMINATE, "CHAIN_CONSTRAINTS_FAILURE"),
     ],
 )
-async def test_certificate_problems(engine: SignatureEngine, pki: SamplePki, pdf: bytes, who: str,
-                                    indication: Indication, sub: str | None) -> None:
+async def test_certificate_problems(
+    engine: SignatureEngine,
+    pki: SamplePki,
+    pdf: bytes,
+    who: str,
+    indication: Indication,
+    sub: str | None,
+) -> None:
     (report,) = await engine.verify_files([("qd.pdf", signed_pdf(pdf, getattr(pki, who)))])
     (sig,) = report.signatures
     assert (sig.indication, sig.subindication) == (indication, sub)

@@ -24,11 +24,19 @@ REPO = Path(__file__).resolve().parents[2]
 AGENCY = AgencyInfo(code=AGENCY_CODE, name=AGENCY_NAME, domains=(AGENCY_DOMAIN,))
 
 
-def sig(kind: CertificateKind = CertificateKind.ORGANISATION,
-        indication: Indication = Indication.TOTAL_PASSED, sub: str | None = None,
-        org: str = AGENCY_NAME) -> SignatureResult:
-    return SignatureResult(format=SignatureFormat.PDF, indication=indication, subindication=sub,
-                           organisation=org, kind=kind)
+def sig(
+    kind: CertificateKind = CertificateKind.ORGANISATION,
+    indication: Indication = Indication.TOTAL_PASSED,
+    sub: str | None = None,
+    org: str = AGENCY_NAME,
+) -> SignatureResult:
+    return SignatureResult(
+        format=SignatureFormat.PDF,
+        indication=indication,
+        subindication=sub,
+        organisation=org,
+        kind=kind,
+    )
 
 
 PERSONAL = sig(CertificateKind.PERSONAL)
@@ -44,25 +52,60 @@ UNDECIDED = sig(indication=Indication.INDETERMINATE, sub="OUT_OF_BOUNDS_NO_POE")
         ({"unsigned": "refuse"}, [], None, DocumentOutcome.INVALID, "unsigned"),
         ({}, [PERSONAL, ORG], AGENCY, DocumentOutcome.VALID, "signed"),
         ({}, [PERSONAL], AGENCY, DocumentOutcome.REFERENCE_ONLY, "organisation-signature-missing"),
-        ({"require_organisation_signature": False}, [PERSONAL], None, DocumentOutcome.VALID,
-         "signed"),
-        ({"require_personal_signature": True}, [ORG], None, DocumentOutcome.REFERENCE_ONLY,
-         "personal-signature-missing"),
+        (
+            {"require_organisation_signature": False},
+            [PERSONAL],
+            None,
+            DocumentOutcome.VALID,
+            "signed",
+        ),
+        (
+            {"require_personal_signature": True},
+            [ORG],
+            None,
+            DocumentOutcome.REFERENCE_ONLY,
+            "personal-signature-missing",
+        ),
         ({}, [PERSONAL, FAILED], None, DocumentOutcome.INVALID, "signature-invalid"),
-        ({"invalid_signature": "reference_only"}, [FAILED], None, DocumentOutcome.REFERENCE_ONLY,
-         "signature-invalid"),
+        (
+            {"invalid_signature": "reference_only"},
+            [FAILED],
+            None,
+            DocumentOutcome.REFERENCE_ONLY,
+            "signature-invalid",
+        ),
         ({}, [ORG, UNDECIDED], None, DocumentOutcome.REFERENCE_ONLY, "signature-indeterminate"),
-        ({"indeterminate": "refuse"}, [UNDECIDED], None, DocumentOutcome.INVALID,
-         "signature-indeterminate"),
+        (
+            {"indeterminate": "refuse"},
+            [UNDECIDED],
+            None,
+            DocumentOutcome.INVALID,
+            "signature-indeterminate",
+        ),
         ({}, [sig(org=OTHER_AGENCY_NAME)], AGENCY, DocumentOutcome.INVALID, "signer-mismatch"),
-        ({"signer_mismatch": "reference_only"}, [sig(org=OTHER_AGENCY_NAME)], AGENCY,
-         DocumentOutcome.REFERENCE_ONLY, "signer-mismatch"),
-        ({"signer_mismatch": "ignore"}, [sig(org=OTHER_AGENCY_NAME)], AGENCY,
-         DocumentOutcome.VALID, "signed"),
+        (
+            {"signer_mismatch": "reference_only"},
+            [sig(org=OTHER_AGENCY_NAME)],
+            AGENCY,
+            DocumentOutcome.REFERENCE_ONLY,
+            "signer-mismatch",
+        ),
+        (
+            {"signer_mismatch": "ignore"},
+            [sig(org=OTHER_AGENCY_NAME)],
+            AGENCY,
+            DocumentOutcome.VALID,
+            "signed",
+        ),
     ],
 )
-def test_assess(policy: dict[str, object], signatures: list[SignatureResult],
-                agency: AgencyInfo | None, outcome: DocumentOutcome, reason: str) -> None:
+def test_assess(
+    policy: dict[str, object],
+    signatures: list[SignatureResult],
+    agency: AgencyInfo | None,
+    outcome: DocumentOutcome,
+    reason: str,
+) -> None:
     report = assess("qd.pdf", "00", signatures, SignaturePolicy.model_validate(policy), agency)
     assert (report.outcome, report.reason) == (outcome, reason)
 

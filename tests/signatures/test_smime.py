@@ -14,8 +14,9 @@ from .pki import SamplePki, cms_detached, flip_byte, signed_pdf, smime_message
 
 
 @pytest.mark.parametrize("opaque", [False, True])
-async def test_signed_message_with_attachments(engine: SignatureEngine, pki: SamplePki,
-                                               pdf: bytes, work: Path, opaque: bool) -> None:
+async def test_signed_message_with_attachments(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path, opaque: bool
+) -> None:
     doc = signed_pdf(pdf, pki.personal, pki.organisation)
     raw = smime_message(pki.organisation, work, attachments=[("qd.pdf", doc)], opaque=opaque)
     message, attachment = await engine.verify_message(raw, None)
@@ -28,8 +29,9 @@ async def test_signed_message_with_attachments(engine: SignatureEngine, pki: Sam
     assert len(attachment.signatures) == 2
 
 
-async def test_detached_pair_inside_signed_message(engine: SignatureEngine, pki: SamplePki,
-                                                   pdf: bytes, work: Path) -> None:
+async def test_detached_pair_inside_signed_message(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes, work: Path
+) -> None:
     p7s = cms_detached(pdf, pki.organisation, work)
     raw = smime_message(pki.personal, work, attachments=[("cv.pdf", pdf), ("cv.pdf.p7s", p7s)])
     reports = await engine.verify_message(raw, None)
@@ -38,8 +40,9 @@ async def test_detached_pair_inside_signed_message(engine: SignatureEngine, pki:
 
 
 @pytest.mark.parametrize("opaque", [False, True])
-async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, work: Path,
-                                      opaque: bool) -> None:
+async def test_one_changed_byte_fails(
+    engine: SignatureEngine, pki: SamplePki, work: Path, opaque: bool
+) -> None:
     raw = smime_message(pki.organisation, work, body="Số lượng: 100 bản.\r\n", opaque=opaque)
     if opaque:
         # the body is base64 of the CMS: change a byte of the enclosed content instead
@@ -48,14 +51,16 @@ async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, w
 
         msg = email.message_from_bytes(raw)
         der = base64.b64decode(msg.get_payload())
-        tampered = flip_byte(der, "100".encode())
+        tampered = flip_byte(der, b"100")
         head = raw[: raw.index(b"\r\n\r\n") + 4]
         raw = head + base64.encodebytes(tampered).replace(b"\n", b"\r\n")
     else:
-        raw = flip_byte(raw, "100".encode())
+        raw = flip_byte(raw, b"100")
     (message,) = await engine.verify_message(raw, None)
     assert (message.signatures[0].indication, message.signatures[0].subindication) == (
-        Indication.TOTAL_FAILED, "HASH_FAILURE")
+        Indication.TOTAL_FAILED,
+        "HASH_FAILURE",
+    )
     assert message.outcome is DocumentOutcome.INVALID
 
 
@@ -69,8 +74,9 @@ async def test_one_changed_byte_fails(engine: SignatureEngine, pki: SamplePki, w
         ("digsig_only", None),
     ],
 )
-async def test_certificate_problems(engine: SignatureEngine, pki: SamplePki, work: Path,
-                                    who: str, sub: str | None) -> None:
+async def test_certificate_problems(
+    engine: SignatureEngine, pki: SamplePki, work: Path, who: str, sub: str | None
+) -> None:
     raw = smime_message(getattr(pki, who), work)
     (message,) = await engine.verify_message(raw, None)
     assert message.signatures[0].subindication == sub

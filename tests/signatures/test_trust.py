@@ -43,8 +43,9 @@ def test_add_list_remove(tmp_path: Path, pki: SamplePki) -> None:
 
 async def test_added_anchor_is_used_at_once(tmp_path: Path, pki: SamplePki, pdf: bytes) -> None:
     home_trust = tmp_path / "trust"
-    config = TrustConfig(anchor_dirs=(pki.trust_dir, home_trust),
-                         crl_files=tuple(sorted(pki.crl_dir.glob("*.crl"))))
+    config = TrustConfig(
+        anchor_dirs=(pki.trust_dir, home_trust), crl_files=tuple(sorted(pki.crl_dir.glob("*.crl")))
+    )
     engine = SignatureEngine(SignaturePolicy(require_organisation_signature=False), config)
     p7s = cms_detached(pdf, pki.untrusted, tmp_path / "w")
     before = config.version()
@@ -66,7 +67,7 @@ def crl_server(pki: SamplePki) -> Iterator[str]:
     data = (pki.crl_dir / "intermediate.crl").read_bytes()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             if self.path == "/intermediate.crl":
                 self.send_response(200)
                 self.send_header("Content-Type", "application/pkix-crl")
@@ -95,7 +96,9 @@ async def test_refresh_crls_fills_the_cache_used_by_validation(
     cache = home / "crl"
     results = refresh_crls(
         [f"{crl_server}/intermediate.crl", "root.crl", f"{crl_server}/missing.crl"],
-        cache, home=home, timeout=5,
+        cache,
+        home=home,
+        timeout=5,
     )
     assert [r.ok for r in results] == [True, True, False]
     assert "Test Issuing CA" in results[0].issuer

@@ -1,0 +1,86 @@
+"""`mailsvc verify FILE... [--json]`: the engine offline, with a readable report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from tests.cli.conftest import Invoke
+from tests.signatures.pki import (
+    cms_detached,
+    flip_byte,
+    make_pdf,
+    session_pki,
+    signed_pdf,
+    smime_message,
+)
+
+
+def _trust(admin_home: Path) -> None:
+    pki = session_pki()
+    (admin_home / "trust").mkdir(exist_ok=True)
+    shutil.copy(pki.root.cert_path, admin_home / "trust" / "root.pem")
+    (admin_home / "policies").mkdir(exist_ok=True)
+    crls = ", ".join(json.dumps(str(p)) for p in sorted(pki.crl_dir.glob("*.crl")))
+    policy = Path("policies/signature.yaml").read_text(encoding="utf-8")
+    policy = policy.replace("crl_sources: []", f"crl_sources: [{crls}]")
+    (admin_home / "policies" / "signature.yaml").write_text(policy, encoding="utf-8")
+
+
+def test_verify_report_and_json(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None:
+    _trust(admin_home)
+    pki = session_pki()
+    pdf = make_pdf()
+    signed = tmp_path / "qd.pdf"
+    signed.write_bytes(signed_pdf(pdf, pki.personal, pki.organisation))
+    cv = tmp_path / "cv.pdf"
+    cv.write_bytes(pdf)
+    (tmp_path / "cv.pdf.p7s").write_bytes(cms_detached(pdf, pki.personal, tmp_path / "w"))
+    policy = admin_home / "policies" / "signature.yaml"
+
+    result = admin_cli(
+        "verify", "--policy", str(policy), str(signed), str(cv), str(tmp_path / "cv.pdf.p7s")
+    )
+    assert "qd.pdf: có giá trị pháp lý (legally valid) [signed]" in result.output
+    assert "signer:       Nguyễn Văn An (cá nhân / personal)" in result.output
+    assert "cv.pdf: chỉ có giá trị tham khảo (reference only)" in result.output
+    assert "+07:00" in result.output
+
+    result = admin_cli("verify", "--policy", str(policy), "--json", str(signed))
+    (report,) = json.loads(result.output)
+    assert report["outcome"] == "valid"
+    assert [s["kind"] for s in report["signatures"]] == ["personal", "organisation"]
+    assert report["signatures"][0]["signing_time"].endswith("+07:00")
+
+
+def test_verify_invalid_exits_2(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None:
+    _trust(admin_home)
+    pki = session_pki()
+    bad = tmp_path / "qd.pdf"
+    bad.write_bytes(flip_byte(signed_pdf(make_pdf(), pki.organisation), b"Quy"))
+    result = admin_cli(
+        "verify", "--policy", str(admin_home / "policies" / "signature.yaml"), str(bad), ok=False
+    )
+    assert result.exit_code == 2
+    assert "TOTAL_FAILED/HASH_FAILURE" in result.output
+
+
+def test_verify_eml(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None:
+    _trust(admin_home)
+    pki = session_pki()
+    eml = tmp_path / "thu.eml"
+    eml.write_bytes(smime_message(pki.organisation, tmp_path / "w"))
+    result = admin_cli(
+        "verify", "--policy", str(admin_home / "policies" / "signature.yaml"), str(eml)
+    )
+    assert f"{eml}: (message): có giá trị pháp lý" in result.output
+    assert "SMIME: TOTAL_PASSED" in result.output
+
+
+def test_untrusted_without_anchor(admin_cli: Invoke, tmp_path: Path) -> None:
+    pki = session_pki()
+    signed = tmp_path / "qd.pdf"
+    signed.write_bytes(signed_pdf(make_pdf(), pki.organisation))
+    result = admin_cli("verify", str(signed))
+    assert "INDETERMINATE/" in result.output
