@@ -1,0 +1,382 @@
+"""``mailsvc register``: the incoming register (sổ đăng ký văn bản đến).
+
+list | show | set-status | assign | export. ``--json`` on list and show prints the
+stable schema documented in docs/register.md (English snake_case keys, stable codes).
+Dates given on the command line are calendar days in the server's zone (+07:00).
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import click
+
+from mailsvc.cli import Context
+from mailsvc.cli.console import actor as default_actor
+from mailsvc.cli.console import echo_json, echo_record, echo_table, json_option, open_session
+from mailsvc.errors import MailsvcError
+from mailsvc.register import export, queries, workflow
+from mailsvc.register.registers import get_register
+from mailsvc.register.statuses import DocumentStatus, parse_status
+from mailsvc.register.urgency import parse_urgency
+
+pass_ctx = click.make_pass_decorator(Context)
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def _zone(ctx: Context) -> tzinfo:
+    try:
+        return ZoneInfo(ctx.settings.server.timezone)
+    except (KeyError, ValueError):
+        return ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def _templates(ctx: Context) -> Path:
+    s = ctx.settings
+    return s.path(s.paths.templates) if s.paths.templates else PACKAGE_ROOT / "templates"
+
+
+def _day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise MailsvcError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def _filter_options(func: click.decorators.FC) -> click.decorators.FC:
+    options = [
+        click.option("--register", "register_code", help="Register code (default: all)."),
+        click.option("--from", "since", metavar="YYYY-MM-DD", help="Received on or after."),
+        click.option("--to", "until", metavar="YYYY-MM-DD", help="Received on or before."),
+        click.option("--agency", help="Issuing agency: its code, or part of its name."),
+        click.option(
+            "--status",
+            "statuses",
+            multiple=True,
+            help="Status code, Vietnamese code or label (repeatable), e.g. registered, da_den.",
+        ),
+        click.option(
+            "--urgency",
+            "urgencies",
+            multiple=True,
+            help="normal, urgent (Khẩn), very_urgent (Thượng khẩn), immediate (Hỏa tốc).",
+        ),
+        click.option("--overdue", is_flag=True, help="Open documents past their deadline."),
+        click.option("--year", type=int, help="Register year."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _make_filter(
+    register_code: str | None,
+    since: str | None,
+    until: str | None,
+    agency: str | None,
+    statuses: tuple[str, ...],
+    urgencies: tuple[str, ...],
+    overdue: bool,
+    year: int | None,
+    *,
+    numbered_only: bool = False,
+    limit: int | None = None,
+) -> queries.DocumentFilter:
+    start, end = _day(since, "--from"), _day(until, "--to")
+    if start and end and start > end:
+        raise MailsvcError("--from is after --to")
+    return queries.DocumentFilter(
+        register_code=register_code,
+        since=start,
+        until=end,
+        agency=agency,
+        statuses=tuple(parse_status(s) for s in statuses),
+        urgencies=tuple(parse_urgency(u) for u in urgencies),
+        overdue=overdue,
+        numbered_only=numbered_only,
+        year=year,
+        limit=limit,
+    )
+
+
+@click.group("register")
+def register_group() -> None:
+    """Incoming register (sổ đăng ký văn bản đến): list, show, status, assignment, export."""
+
+
+@register_group.command("list")
+@_filter_options
+@click.option("--limit", type=click.IntRange(1, 1_000_000), help="At most this many entries.")
+@json_option
+@pass_ctx
+def list_cmd(
+    ctx: Context,
+    register_code: str | None,
+    since: str | None,
+    until: str | None,
+    agency: str | None,
+    statuses: tuple[str, ...],
+    urgencies: tuple[str, ...],
+    overdue: bool,
+    year: int | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """Entries in register order (numbered first, by number), filtered."""
+    zone = _zone(ctx)
+    flt = _make_filter(
+        register_code, since, until, agency, statuses, urgencies, overdue, year, limit=limit
+    )
+    today = queries.local_today(zone)
+    with open_session(ctx) as session:
+        views = [
+            queries.document_view(d, zone, today)
+            for d in queries.list_documents(session, flt, zone, today)
+        ]
+    if as_json:
+        echo_json(views, ctx)
+        return
+    table = [
+        {
+            "number": f"{v['incoming_number']}/{v['year']}" if v["incoming_number"] else "-",
+            "received": v["received_at"],
+            "agency": v["agency_name"] or v["agency_code"] or v["sender"],
+            "notation": v["number_notation"],
+            "abstract": _short(v["abstract"], 48),
+            "urgency": "" if v["urgency"] == "normal" else v["urgency_label"],
+            "signature": v["signature_outcome"],
+            "status": v["status"],
+            "deadline": (v["deadline"] or "") + (" !" if v["overdue"] else ""),
+            "id": v["id"],
+        }
+        for v in views
+    ]
+    echo_table(
+        table,
+        (
+            ("id", "ID"),
+            ("number", "SỐ ĐẾN"),
+            ("received", "NGÀY ĐẾN"),
+            ("agency", "TÁC GIẢ"),
+            ("notation", "SỐ, KÝ HIỆU"),
+            ("abstract", "TRÍCH YẾU"),
+            ("urgency", "ĐỘ KHẨN"),
+            ("signature", "CHỮ KÝ SỐ"),
+            ("status", "TRẠNG THÁI"),
+            ("deadline", "HẠN XỬ LÝ"),
+        ),
+        ctx,
+    )
+
+
+def _short(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@register_group.command("show")
+@click.argument("ref")
+@click.option("--register", "register_code", help="Register code, for NUMBER/YEAR references.")
+@json_option
+@pass_ctx
+def show_cmd(ctx: Context, ref: str, register_code: str | None, as_json: bool) -> None:
+    """One entry with its attachments and history. REF: an id, or NUMBER/YEAR (15/2026)."""
+    zone = _zone(ctx)
+    with open_session(ctx) as session:
+        view = queries.document_view(queries.find_document(session, ref, register_code), zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    record = {k: v for k, v in view.items() if k not in ("attachments", "history", "deliveries")}
+    record["status"] = f"{view['status']} ({view['status_label']})"
+    record["urgency"] = f"{view['urgency']} ({view['urgency_label']})"
+    del record["status_label"], record["urgency_label"]
+    echo_record(record, ctx)
+    click.echo("attachments:" + ("" if view["attachments"] else " (none)"))
+    for a in view["attachments"]:
+        click.echo(
+            f"  [{a['role']}] {a['filename']} ({a['content_type']}, {a['size']} bytes, "
+            f"sha256 {a['sha256'][:16]}…)"
+        )
+    click.echo("history:")
+    for h in view["history"]:
+        arrow = f"{h['from_status'] or '-'} -> {h['to_status']}"
+        extra = f" to {h['assigned_to']}" if h["assigned_to"] else ""
+        click.echo(f"  {h['at']}  {h['actor']}: {arrow}{extra}  {h['reason']}")
+
+
+@register_group.command("set-status")
+@click.argument("ref")
+@click.argument("status")
+@click.option(
+    "--reason", default="", help="Why (required for registered, refused, recalled, deleted)."
+)
+@click.option("--actor", help="Who acts (default: the OS user, or MAILSVC_ACTOR).")
+@click.option("--register", "register_code", help="Register code, for NUMBER/YEAR references.")
+@json_option
+@pass_ctx
+def set_status_cmd(
+    ctx: Context,
+    ref: str,
+    status: str,
+    reason: str,
+    actor: str | None,
+    register_code: str | None,
+    as_json: bool,
+) -> None:
+    """Change an entry's status, e.g. `set-status 15/2026 in_progress --reason "..."`.
+
+    Transitions (domain.md §6): arrived → registered | refused | recalled | deleted;
+    registered → assigned | in_progress | done | refused | recalled | deleted;
+    assigned → in_progress | done | refused | recalled (re-assign with `assign`);
+    in_progress → assigned | done | recalled; done → in_progress | recalled;
+    refused, recalled → deleted. Registering an unnumbered entry gives it a number.
+    """
+    zone = _zone(ctx)
+    target = parse_status(status)
+    with open_session(ctx) as session:
+        document = queries.find_document(session, ref, register_code)
+        before = DocumentStatus(document.status)
+        workflow.set_status(
+            session, document, target, actor=actor or default_actor(), reason=reason, zone=zone
+        )
+        session.commit()
+        view = queries.document_view(document, zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    number = f" số đến {view['incoming_number']}/{view['year']}" if view["incoming_number"] else ""
+    click.echo(f"document {view['id']}{number}: {before.value} -> {target.value} ({target.label})")
+
+
+@register_group.command("assign")
+@click.argument("ref")
+@click.option("--to", "assignee", required=True, help="Unit or person who handles it.")
+@click.option("--deadline", metavar="YYYY-MM-DD", help="Processing deadline (hạn xử lý).")
+@click.option("--reason", default="", help="Instruction or why.")
+@click.option("--actor", help="Who acts (default: the OS user, or MAILSVC_ACTOR).")
+@click.option("--register", "register_code", help="Register code, for NUMBER/YEAR references.")
+@json_option
+@pass_ctx
+def assign_cmd(
+    ctx: Context,
+    ref: str,
+    assignee: str,
+    deadline: str | None,
+    reason: str,
+    actor: str | None,
+    register_code: str | None,
+    as_json: bool,
+) -> None:
+    """Hand an entry to a unit or person (đã chuyển xử lý)."""
+    zone = _zone(ctx)
+    due = _day(deadline, "--deadline")
+    with open_session(ctx) as session:
+        document = queries.find_document(session, ref, register_code)
+        workflow.assign(
+            session,
+            document,
+            assignee,
+            actor=actor or default_actor(),
+            reason=reason,
+            deadline=due,
+        )
+        session.commit()
+        view = queries.document_view(document, zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    due_text = f", deadline {view['deadline']}" if view["deadline"] else ""
+    click.echo(f"document {view['id']}: assigned to {view['assigned_to']}{due_text}")
+
+
+@register_group.command("export")
+@_filter_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "html", "pdf"]),
+    default="csv",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write (default: standard output).",
+)
+@click.option(
+    "--all",
+    "include_unnumbered",
+    is_flag=True,
+    help="Include entries without a number (reference-only, refused).",
+)
+@pass_ctx
+def export_cmd(
+    ctx: Context,
+    register_code: str | None,
+    since: str | None,
+    until: str | None,
+    agency: str | None,
+    statuses: tuple[str, ...],
+    urgencies: tuple[str, ...],
+    overdue: bool,
+    year: int | None,
+    fmt: str,
+    output: Path | None,
+    include_unnumbered: bool,
+) -> None:
+    """The register in the official columns: CSV (Excel), printable HTML or PDF."""
+    zone = _zone(ctx)
+    flt = _make_filter(
+        register_code,
+        since,
+        until,
+        agency,
+        statuses,
+        urgencies,
+        overdue,
+        year,
+        numbered_only=not include_unnumbered,
+    )
+    with open_session(ctx) as session:
+        documents = queries.list_documents(session, flt, zone)
+        rows = export.rows_of(documents, zone)
+        if register_code:
+            register = get_register(session, register_code)
+            register_name = register.name
+        else:
+            names = sorted({d.register.name for d in documents})
+            register_name = names[0] if len(names) == 1 else "Sổ đăng ký văn bản đến"
+    agency_name = register_name.partition(" - ")[2]
+    title = export.RegisterTitle.make(
+        agency_name,
+        register_name.partition(" - ")[0],
+        flt.since,
+        flt.until,
+        zone,
+        datetime.now(zone),
+    )
+    if fmt == "csv":
+        data = export.to_csv(rows)
+    elif fmt == "html":
+        data = export.render_html(rows, title, _templates(ctx)).encode("utf-8")
+    else:
+        data = export.render_pdf(rows, title)
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    click.echo(f"wrote {len(rows)} entries to {output} ({fmt}, {len(data)} bytes)", err=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(register_group)
+
