@@ -12,10 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
 from mailsvc.lockout import Lockout
+from mailsvc.mailboxes.dovecot import DovecotService
+from mailsvc.mailboxes.lmtp import LmtpClient
+from mailsvc.metrics import Metrics
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.smtp.handler import (
@@ -30,6 +35,7 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
+from mailsvc.web.app import make_app, start_http
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +100,29 @@ class App:
             else ThreadPoolExecutor(max_workers=2)
         )
 
-        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
-        from mailsvc.mailboxes.dovecot import DovecotService
+        lockout = Lockout(
+            s.smtp.auth_lockout_threshold,
+            s.smtp.auth_lockout_base_seconds,
+            s.smtp.auth_lockout_max_seconds,
+        )
 
-        http_port = split_hostport(listen["http"])[1]
-        password_url = f"https://{s.server.hostname}:{http_port}/password"
+        # HTTPS first: the password page's real address goes into Dovecot's refusal text.
+        self.registry = CollectorRegistry()
+        self.metrics = Metrics(self.registry)
+        web_app = make_app(
+            sessions=self.sessions,
+            password_cfg=s.password,
+            lockout=lockout,
+            health=self.health,
+            registry=self.registry,
+        )
+        http_host, http_port = split_hostport(listen["http"])
+        self.http = await start_http(web_app, http_host, http_port, tls)
+        self._closers.append(self.http.close)
+        self.addresses["http"] = self.http.address
+        password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
+
+        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
         self.dovecot = DovecotService(s, password_page_url=password_url, **self.dovecot_options)
         await self.dovecot.start()
         self._closers.append(self.dovecot.stop)
@@ -110,8 +134,6 @@ class App:
         self.runner = PipelineRunner(stages, load_pipeline_policy(policies / "pipeline.yaml"))
 
         # Acceptance: blob → commit → LMTP → 250.
-        from mailsvc.mailboxes.lmtp import LmtpClient
-
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
         self._closers.append(self.lmtp.close)
         self.acceptance = Acceptance(
@@ -120,11 +142,6 @@ class App:
         await self.acceptance.repair()
 
         # SMTP listeners.
-        lockout = Lockout(
-            s.smtp.auth_lockout_threshold,
-            s.smtp.auth_lockout_base_seconds,
-            s.smtp.auth_lockout_max_seconds,
-        )
         self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
@@ -142,6 +159,7 @@ class App:
                 max_recipients=s.smtp.max_recipients,
                 rate=self.rate,
                 inflight=self.inflight,
+                metrics=self.metrics,
             )
             listener = await start_listener(
                 mode,
@@ -163,6 +181,32 @@ class App:
 
     async def _build_stages(self, policies: Path) -> list[Any]:
         return []
+
+    async def health(self) -> dict[str, Any]:
+        """Liveness of each part: database, Dovecot, clamd, listeners."""
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.to_thread(self._ping_database)
+            checks["database"] = "ok"
+        except Exception as exc:  # boundary: report, don't raise
+            checks["database"] = f"error: {type(exc).__name__}"
+        dovecot_ok = await asyncio.to_thread(Path(self.dovecot.lmtp_path).exists)
+        checks["dovecot"] = "ok" if dovecot_ok else "error: LMTP socket missing"
+        scanner = getattr(self, "scanner", None)
+        if scanner is not None:
+            try:
+                await scanner.ping()
+                checks["clamd"] = "ok"
+            except Exception as exc:  # boundary
+                checks["clamd"] = f"error: {type(exc).__name__}"
+        status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
+        if checks.get("database") != "ok":
+            status = "error"
+        return {"status": status, "checks": checks, "inflight": self.inflight.count}
+
+    def _ping_database(self) -> None:
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     async def stop(self) -> None:
         """Stop accepting, finish messages in flight, then stop the children."""

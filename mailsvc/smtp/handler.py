@@ -21,6 +21,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from mailsvc.db.base import utcnow
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.metrics import Metrics
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.smtp import replies
 from mailsvc.smtp.lookups import MailboxLookup, RecipientStatus
@@ -99,6 +100,7 @@ class SmtpHandler:
         max_recipients: int,
         rate: RateLimiter,
         inflight: InflightTracker,
+        metrics: Metrics | None = None,
     ) -> None:
         self.mode = mode
         self.lookup = lookup
@@ -107,6 +109,7 @@ class SmtpHandler:
         self.max_recipients = max_recipients
         self.rate = rate
         self.inflight = inflight
+        self.metrics = metrics
 
     async def handle_MAIL(
         self,
@@ -189,11 +192,23 @@ class SmtpHandler:
                 return replies.MALFORMED.format(what=problem)
             if not await self.lookup.may_send_as(user, msg.from_address):
                 return replies.FROM_NOT_OWNED
+        started = time.monotonic()
         verdict = await self.runner.run(msg)
+        if self.metrics is not None:
+            self.metrics.messages.labels(self.mode.name, verdict.action.value).inc()
+            for finding in verdict.findings:
+                self.metrics.findings.labels(finding.stage, finding.status.value).inc()
+        try:
+            return await self._act(msg, verdict)
+        finally:
+            if self.metrics is not None:
+                self.metrics.data_seconds.labels(self.mode.name).observe(time.monotonic() - started)
+
+    async def _act(self, msg: InboundMessage, verdict: Verdict) -> str:
         if verdict.action in (Action.REJECT, Action.TEMPFAIL):
             await self.acceptance.refuse(msg, verdict)
             reply = replies.for_verdict(verdict)
-            log.info("%s refused: %s", queue_id, reply)
+            log.info("%s refused: %s", msg.queue_id, reply)
             return reply
         return await self.acceptance.accept(msg, verdict)
 

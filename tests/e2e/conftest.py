@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import imaplib
 import smtplib
+import shutil
 import socket
 import ssl
+import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,11 +108,6 @@ def client_tls() -> ssl.SSLContext:
 
 def prepare_home(home: Path, db_url: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
-    # Dovecot's mail user must be able to walk down to the Maildirs under pytest's 0700 dirs.
-    for parent in (home, *home.parents):
-        if str(parent) in ("/", "/tmp"):
-            break
-        parent.chmod(parent.stat().st_mode | 0o001)
     write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", HOSTNAME)
     (home / "mailsvc.toml").write_text(
         CONFIG.format(hostname=HOSTNAME, domain=DOMAIN, db_url=db_url), encoding="utf-8"
@@ -118,8 +115,20 @@ def prepare_home(home: Path, db_url: str) -> None:
 
 
 @pytest.fixture
-async def server(tmp_path: Path, db_url: str) -> AsyncIterator[RunningServer]:
-    home = tmp_path / "home"
+def service_home() -> Iterator[Path]:
+    """A home directory outside pytest's 0700 tmp tree: Dovecot's unprivileged mail and
+    auth users must be able to walk down to the Maildirs and the master passdb."""
+    base = Path(tempfile.mkdtemp(prefix="mailsvc-test-"))
+    base.chmod(0o711)
+    try:
+        yield base / "home"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def server(service_home: Path, db_url: str) -> AsyncIterator[RunningServer]:
+    home = service_home
     prepare_home(home, db_url)
     engine = make_engine(db_url)
     with make_sessionmaker(engine).begin() as session:
