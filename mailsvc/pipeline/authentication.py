@@ -930,7 +930,7 @@ class AuthenticationStage:
             f"no aligned DKIM or SPF pass for {from_domain}; "
             f"{record.source} record at {record.domain} asks p={applied}",
             from_domain,
-            f"(p={applied} dis={applied.upper()})",
+            f"(p={applied} dis={applied})",
         )
 
 

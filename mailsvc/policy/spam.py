@@ -229,8 +229,8 @@ class SpamPolicy(_Section):
             if finding.status is not Status.FAIL:
                 return 0.0
             rule = self.rules.by_name().get(finding.reason)
-            if rule is None:
-                return finding.score
+            if rule is None:  # e.g. the runner's own "spam-score" summary: never counted twice
+                return 0.0
             return rule.score if rule.enabled else 0.0
         return self.reason_scores.get(finding.reason, 0.0)
 
