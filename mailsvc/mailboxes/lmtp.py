@@ -230,9 +230,7 @@ class LmtpClient:
         sender: str,
     ) -> dict[str, LmtpError | None]:
         params = ""
-        if "SMTPUTF8" in conn.capabilities and not all(
-            s.isascii() for s in [sender, *rcpts]
-        ):
+        if "SMTPUTF8" in conn.capabilities and not all(s.isascii() for s in [sender, *rcpts]):
             params = " SMTPUTF8"
         commands = [f"MAIL FROM:<{sender}>{params}\r\n"]
         commands += [f"RCPT TO:<{r}>\r\n" for r in rcpts]
@@ -266,8 +264,8 @@ class LmtpClient:
         await conn.writer.drain()
         for recipient in accepted:  # LMTP: one reply per accepted recipient
             reply = await conn.read_reply()
-            results[recipient] = None if reply.code == 250 else LmtpError(
-                recipient, "end of data", reply
+            results[recipient] = (
+                None if reply.code == 250 else LmtpError(recipient, "end of data", reply)
             )
         return {r: results[r] for r in recipients}
 

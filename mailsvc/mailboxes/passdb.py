@@ -45,16 +45,16 @@ def sql_source(database_url: str) -> SqlSource:
         return SqlSource("sqlite", url.database)
     if backend == "postgresql":
         parts: list[str] = []
-        pairs = {
+        pairs: dict[str, str | None] = {
             "host": url.host,
             "port": str(url.port) if url.port else None,
             "dbname": url.database,
             "user": url.username,
             "password": url.password if isinstance(url.password, str) else None,
         }
-        for key, value in url.query.items():
+        for key, option in url.query.items():
             if key in ("host", "port", "sslmode", "sslrootcert", "sslcert", "sslkey"):
-                pairs[key] = value if isinstance(value, str) else value[-1]
+                pairs[key] = option if isinstance(option, str) else option[-1]
         for key, value in pairs.items():
             if value:
                 parts.append(f"{key}={_pg_quote(value)}")

@@ -191,7 +191,8 @@ class Imap(imaplib.IMAP4):
 
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         sock = socket.create_connection(
-            (self.host, self.port), timeout if timeout is not None else 10,
+            (self.host, self.port),
+            timeout if timeout is not None else 10,
             source_address=self.source,
         )
         return _nodelay(sock)
@@ -220,9 +221,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     raise AssertionError("condition not met before the deadline")
 
 
-async def async_wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0
-) -> None:
+async def async_wait_until(predicate: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     delay = 0.01
     while time.monotonic() < deadline:
@@ -233,7 +232,9 @@ async def async_wait_until(
     raise AssertionError("condition not met before the deadline")
 
 
-def message(subject: str = "Công văn số 12/UBND", body: str = "Nội dung.\r\n", **headers: str) -> bytes:
+def message(
+    subject: str = "Công văn số 12/UBND", body: str = "Nội dung.\r\n", **headers: str
+) -> bytes:
     lines = [
         "From: Van thu <vanthu@ubnd.gov.vn>",
         f"To: someone@{DOMAIN}",

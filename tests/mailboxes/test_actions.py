@@ -16,7 +16,7 @@ def flags_of(svc: DovecotService, user: str, folder: str = "INBOX") -> list[byte
     imap = Imap(*svc.imap_address)
     imap.login(user, PASSWORD)
     imap.select(folder, readonly=True)
-    typ, data = imap.fetch("1:*", "(FLAGS)")
+    _typ, data = imap.fetch("1:*", "(FLAGS)")
     imap.logout()
     return [d for d in data if d]
 
@@ -45,7 +45,7 @@ async def test_flag_move_and_list(
     imap.login(user, PASSWORD)
     assert imap.select("INBOX", readonly=True)[1] == [b"1"]
     assert imap.select("Recalled", readonly=True)[1] == [b"1"]
-    typ, data = imap.fetch("1", "(BODY.PEEK[])")
+    _typ, data = imap.fetch("1", "(BODY.PEEK[])")
     assert data[0][1].endswith(first)
     imap.logout()
     assert await actions.move(user, "Recalled", queue_id="Q1") == 0
@@ -53,8 +53,11 @@ async def test_flag_move_and_list(
     # service sessions are told apart in the event log by master_user
     def service_logins() -> list:
         text = dovecot.events_path.read_text(encoding="utf-8")
-        return [e for e in map(parse_line, text.splitlines())
-                if e and e.kind == "login" and e.master_user == "mailsvc"]
+        return [
+            e
+            for e in map(parse_line, text.splitlines())
+            if e and e.kind == "login" and e.master_user == "mailsvc"
+        ]
 
     async def seen() -> bool:
         return len(service_logins()) >= 1
@@ -86,10 +89,19 @@ async def test_normal_users_cannot_act_as_the_service(
     host, port = dovecot.imaps_address
     from mailsvc.mailboxes.actions import pinned_context
 
-    for master, secret in (("mailsvc", PASSWORD), (alice.split("@")[0], PASSWORD),
-                           (alice, PASSWORD), ("mailsvc", "")):
-        fake = MailboxActions(host, port, master_user=master, master_secret=secret,
-                              ssl_context=pinned_context(str(tls.cert)))
+    for master, secret in (
+        ("mailsvc", PASSWORD),
+        (alice.split("@")[0], PASSWORD),
+        (alice, PASSWORD),
+        ("mailsvc", ""),
+    ):
+        fake = MailboxActions(
+            host,
+            port,
+            master_user=master,
+            master_secret=secret,
+            ssl_context=pinned_context(str(tls.cert)),
+        )
         with pytest.raises(MailboxActionError):
             await fake.list_folders(bob)
     assert quote('a"b\\c') == '"a\\"b\\\\c"'

@@ -83,8 +83,12 @@ SyncState *
 
     async def run() -> str:
         proc = await asyncio.create_subprocess_exec(
-            "mbsync", "-c", str(conf), "-a",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            "mbsync",
+            "-c",
+            str(conf),
+            "-a",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         out, _ = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0, out.decode()
@@ -97,19 +101,15 @@ SyncState *
     assert len(files) == 1
     # mbsync stores Maildir files with LF line ends and may add its X-TUID header
     stored = without_tuid(files[0].read_bytes())
-    assert stored == (
-        b"Return-Path: <vanthu@ubnd.gov.vn>\r\n" + raw
-    ).replace(b"\r\n", b"\n")
+    assert stored == (b"Return-Path: <vanthu@ubnd.gov.vn>\r\n" + raw).replace(b"\r\n", b"\n")
 
     # push: a message written into the local Sent folder reaches the server
     sent = message(subject="Báo cáo")
-    (local / "Sent" / "cur" / "1700000000.1_1.local:2,S").write_bytes(
-        sent.replace(b"\r\n", b"\n")
-    )
+    (local / "Sent" / "cur" / "1700000000.1_1.local:2,S").write_bytes(sent.replace(b"\r\n", b"\n"))
     await run()
     imap = Imap(*dovecot.imap_address)
     imap.login(user, PASSWORD)
     assert imap.select("Sent", readonly=True)[1] == [b"1"]
-    typ, data = imap.fetch("1", "(FLAGS BODY.PEEK[])")
+    _typ, data = imap.fetch("1", "(FLAGS BODY.PEEK[])")
     assert without_tuid(data[0][1]) == sent and b"\\Seen" in data[0][0]
     imap.logout()

@@ -51,14 +51,20 @@ async def test_generated_config_is_private_and_self_contained(dovecot: DovecotSe
     assert f"port = {dovecot.imap_address[1]}" in conf
     assert dovecot.lmtp_path.is_socket()
     assert dovecot.dir in dovecot.lmtp_path.parents
-    for path in (dovecot.config_path, dovecot.sql_path, dovecot.master_secret_path,
-                 dovecot.master_users_path):
+    for path in (
+        dovecot.config_path,
+        dovecot.sql_path,
+        dovecot.master_secret_path,
+        dovecot.master_users_path,
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(dovecot.lmtp_path.stat().st_mode) == 0o600
     # doveconf parses the file we wrote on its own (no /etc/dovecot involved)
-    out = subprocess.run(
+    out = subprocess.run(  # noqa: ASYNC221 - a one-off check of the written file
         ["doveconf", "-c", str(dovecot.config_path), "-h", "mail_home"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     assert out == f"{dovecot.maildir_root}/%d/%n"
     mail_uid = pwd.getpwnam("vmail").pw_uid
@@ -77,8 +83,12 @@ async def test_imaplib_full_session(
     imap.login(user, PASSWORD)
     typ, folders = imap.list()
     names = b"\n".join(folders)
-    for use, name in ((b"\\Sent", b"Sent"), (b"\\Drafts", b"Drafts"),
-                      (b"\\Junk", b"Junk"), (b"\\Trash", b"Trash")):
+    for use, name in (
+        (b"\\Sent", b"Sent"),
+        (b"\\Drafts", b"Drafts"),
+        (b"\\Junk", b"Junk"),
+        (b"\\Trash", b"Trash"),
+    ):
         assert use in names and name in names
     typ, data = imap.select("INBOX")
     assert typ == "OK" and data == [b"1"]
@@ -105,9 +115,7 @@ async def test_imaplib_full_session(
     assert maildir.stat().st_uid == pwd.getpwnam("vmail").pw_uid
 
 
-async def test_implicit_tls_on_imaps(
-    dovecot: DovecotService, accounts: Accounts, tls: Tls
-) -> None:
+async def test_implicit_tls_on_imaps(dovecot: DovecotService, accounts: Accounts, tls: Tls) -> None:
     user = accounts.add("tls")
     imap = ImapSsl("localhost", dovecot.imaps_address[1], ssl_context=client_context(tls))
     assert imap.sock.version() in ("TLSv1.2", "TLSv1.3")  # type: ignore[attr-defined]
@@ -190,9 +198,20 @@ async def test_users_cannot_reach_each_other(
     typ, folders = imap.list('""', "*")
     assert not any(b"bob" in f for f in folders)
     for name in (
-        bob, "bob", "~bob", "../bob/Maildir", "../../bob", "/bob", f"../{DOMAIN}/bob",
-        "#shared/bob", "#users/bob", "Other Users/bob", "INBOX/../../bob",
-        f"../../{DOMAIN}/bob/Maildir", f"~/../../{DOMAIN}/bob", ".../bob",
+        bob,
+        "bob",
+        "~bob",
+        "../bob/Maildir",
+        "../../bob",
+        "/bob",
+        f"../{DOMAIN}/bob",
+        "#shared/bob",
+        "#users/bob",
+        "Other Users/bob",
+        "INBOX/../../bob",
+        f"../../{DOMAIN}/bob/Maildir",
+        f"~/../../{DOMAIN}/bob",
+        ".../bob",
     ):
         name = '"' + name + '"'
         typ, data = imap.select(name)
@@ -244,9 +263,10 @@ async def test_events_log_has_logins_and_selects(
         return [e for e in map(parse_line, text.splitlines()) if e is not None]
 
     async def complete() -> bool:
-        return sum(e.kind == "select" for e in events()) >= 2 and sum(
-            e.kind == "login" for e in events()
-        ) >= 2
+        return (
+            sum(e.kind == "select" for e in events()) >= 2
+            and sum(e.kind == "login" for e in events()) >= 2
+        )
 
     await async_wait_until(complete)
     logins = [e for e in events() if e.kind == "login"]

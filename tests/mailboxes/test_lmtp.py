@@ -106,9 +106,11 @@ async def test_temporary_failures(
     user = accounts.add("temp")
     # Dovecot cannot read our database: 4xx, try again later
     with accounts.engine.begin() as conn:
-        conn.execute(text("ALTER VIEW dovecot_passdb RENAME TO dovecot_passdb_moved")
-                     if db_url.startswith("postgresql")
-                     else text("DROP VIEW dovecot_passdb"))
+        conn.execute(
+            text("ALTER VIEW dovecot_passdb RENAME TO dovecot_passdb_moved")
+            if db_url.startswith("postgresql")
+            else text("DROP VIEW dovecot_passdb")
+        )
     with pytest.raises(LmtpError) as err:
         await lmtp.deliver(user, message())
     assert err.value.temporary and 400 <= err.value.code < 500
@@ -126,9 +128,7 @@ async def test_concurrent_deliveries_reuse_a_small_pool(
     client = LmtpClient(dovecot.lmtp_path, pool_size=3)
     try:
         msgs = [message(subject=f"số {i}") for i in range(60)]
-        await asyncio.gather(
-            *(client.deliver(users[i % 3], m) for i, m in enumerate(msgs))
-        )
+        await asyncio.gather(*(client.deliver(users[i % 3], m) for i, m in enumerate(msgs)))
         assert len(client._idle) <= 3  # connections were kept and reused, never more than 3
     finally:
         await client.close()

@@ -1,0 +1,111 @@
+"""LMTP delivery into a private Dovecot: N messages of SIZE bytes, pooled client vs one
+connection per message. Run as root: python bench/lmtp.py [--messages 2000] [--size 20000]
+[--pool 10]. Prints msgs/s for both. Not a test."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import smtplib
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from mailsvc.config import PasswordSection, Settings
+from mailsvc.db.models import Mailbox
+from mailsvc.db.session import make_engine, migrate
+from mailsvc.mailboxes.dovecot import DovecotService
+from mailsvc.mailboxes.lmtp import LmtpClient
+from mailsvc.passwords import hash_password
+
+
+def body(size: int, i: int) -> bytes:
+    head = f"From: a@b.vn\r\nTo: bench@bench.vn\r\nSubject: {i}\r\nMessage-ID: <{i}@b>\r\n\r\n"
+    line = b"x" * 76 + b"\r\n"
+    return head.encode() + line * (size // len(line))
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--messages", type=int, default=2000)
+    ap.add_argument("--size", type=int, default=20_000)
+    ap.add_argument("--pool", type=int, default=10)
+    args = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="mailsvc-bench-", dir="/tmp"))
+    try:
+        (home / "tls").mkdir()
+        subprocess.run(  # noqa: ASYNC221 - set-up before timing
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                str(home / "tls/key.pem"),
+                "-out",
+                str(home / "tls/cert.pem"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        url = f"sqlite:///{home / 'mailsvc.sqlite3'}"
+        migrate(url)
+        with Session(make_engine(url)) as s, s.begin():
+            s.add(
+                Mailbox(
+                    address="bench@bench.vn",
+                    must_change=False,
+                    password_hash=hash_password("x" * 12, PasswordSection()),
+                    created_at=datetime.now(UTC),
+                )
+            )
+        settings = Settings(
+            home=home, database={"url": url}, listen={"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0"}
+        )
+        svc = DovecotService(settings)
+        await svc.start()
+        msgs = [body(args.size, i) for i in range(args.messages)]
+
+        client = LmtpClient(svc.lmtp_path, pool_size=args.pool)
+        queue = list(msgs)
+        t0 = time.perf_counter()
+
+        async def worker() -> None:
+            while queue:
+                await client.deliver("bench@bench.vn", queue.pop())
+
+        await asyncio.gather(*(worker() for _ in range(args.pool)))
+        pooled = args.messages / (time.perf_counter() - t0)
+        await client.close()
+
+        def per_connection() -> float:
+            t = time.perf_counter()
+            for m in msgs:
+                with smtplib.LMTP(str(svc.lmtp_path)) as lmtp:
+                    lmtp.sendmail("", ["bench@bench.vn"], m)
+            return args.messages / (time.perf_counter() - t)
+
+        single = await asyncio.to_thread(per_connection)
+        print(
+            f"LMTP {args.messages} x {args.size} B: mailsvc LmtpClient (pool {args.pool}) "
+            f"{pooled:.0f} msgs/s; smtplib.LMTP connection per message {single:.0f} msgs/s; "
+            f"ratio {pooled / single:.2f}"
+        )
+        await svc.stop()
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
