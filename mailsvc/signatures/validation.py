@@ -8,6 +8,7 @@ material's version, so a `mailsvc trust add` or a CRL refresh is seen at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import threading
 from collections.abc import Callable
@@ -234,16 +235,11 @@ def _split_signers(signed_data: cms.SignedData) -> list[cms.SignedData]:
 
 def parse_signed_data(data: bytes) -> cms.SignedData:
     """ContentInfo(SignedData) from DER, PEM or base64 (as in .p7s/.p7m files)."""
-    raw = data.strip()
-    if raw.startswith(b"-----BEGIN"):
-        import base64
-
-        lines = [ln for ln in raw.splitlines() if ln and not ln.startswith(b"-----")]
-        raw = base64.b64decode(b"".join(lines))
-    elif raw[:1] != b"\x30":
-        import base64
-
-        raw = base64.b64decode(raw)
+    raw = data
+    if data[:1] != b"\x30":  # not DER: PEM or bare base64 (never strip DER: 0x20 is data)
+        text = data.strip()
+        lines = [ln for ln in text.splitlines() if ln and not ln.startswith(b"-----")]
+        raw = base64.b64decode(b"".join(lines), validate=False)
     info = cms.ContentInfo.load(raw)
     if info["content_type"].native != "signed_data":
         raise ValueError(f"CMS content type is {info['content_type'].native}, not signed_data")

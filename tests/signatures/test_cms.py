@@ -153,3 +153,19 @@ async def test_garbage_signature_is_format_failure(engine: SignatureEngine, pdf:
     (report,) = await engine.verify_files([("cv.pdf", pdf), ("cv.pdf.p7s", b"\x30\x03garbage")])
     assert report.signatures[0].subindication == "FORMAT_FAILURE"
     assert report.outcome is DocumentOutcome.INVALID
+
+
+def test_der_signature_ending_in_a_whitespace_byte_is_read_intact(
+    pki: SamplePki, work: Path
+) -> None:
+    from mailsvc.signatures.validation import parse_signed_data
+
+    # DER may end with 0x20/0x0a/...: it must never be stripped like PEM text
+    for n in range(400):
+        p7s = cms_detached(b"content %d" % n, pki.organisation, work)
+        if p7s[-1:] in b" \t\r\n\x0b\x0c":
+            break
+    else:
+        pytest.fail("no signature ending in a whitespace byte was produced")
+    sd = parse_signed_data(p7s)
+    assert sd.dump() in p7s
