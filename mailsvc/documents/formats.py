@@ -557,7 +557,10 @@ def html_text(html: str, max_chars: int) -> str:
     parser = _HtmlToText()
     parser.feed(html[: max_chars * 4])
     parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.out).split("\n"))
+    lines = (
+        "\t".join(" ".join(cell.split()) for cell in line.split("\t")).strip("\t")
+        for line in "".join(parser.out).split("\n")
+    )
     return normalize_text("\n".join(_squeeze(lines)), max_chars)
 
 

@@ -93,6 +93,11 @@ class ClassificationPolicy(BaseModel):
     unreadable: UnreadablePolicy = UnreadablePolicy()
     categories: dict[str, Category] = Field(min_length=1)
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, v: object) -> object:
+        return str(v) if isinstance(v, int | float) else v
+
     @field_validator("categories")
     @classmethod
     def _codes(cls, v: dict[str, Category]) -> dict[str, Category]:

@@ -185,14 +185,16 @@ async def test_pool_workers_have_an_address_space_limit(pool: WorkerPool) -> Non
 async def test_timeout_recycles_the_pool_and_the_next_message_works(pool: WorkerPool) -> None:
     msg = message()
     seed = (DATA / "seeds" / "seed-001.txt").read_text(encoding="utf-8")
-    attach(msg, make_pdf(seed), "a.pdf", PDF_TYPE)
+    pdf = make_pdf(seed)
+    for n in range(8):  # far more work than the 1 ms allowed, even on a loaded machine
+        attach(msg, pdf, f"a{n}.pdf", PDF_TYPE)
     slow = TextExtractor(pool, ExtractionLimits(timeout_s=0.001))
     before = pool.recycled
     with pytest.raises(ExtractionError, match="timed out"):
         await slow.extract(msg.as_bytes())
     assert pool.recycled == before + 1
     text = await TextExtractor(pool).extract(msg.as_bytes())
-    assert "ĐẮK NÔNG" in text.attachments()[0].text
+    assert all("ĐẮK NÔNG" in part.text for part in text.attachments())
 
 
 async def test_cpu_deadline_inside_the_worker_reports_a_timeout(pool: WorkerPool) -> None:
