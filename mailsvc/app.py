@@ -6,13 +6,35 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+
+from mailsvc.adapters.clamd import ClamdClient
+from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
+from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.directory import DbDirectory
+from mailsvc.documents.extract import TextExtractor
+from mailsvc.documents.pool import WorkerPool
+from mailsvc.errors import ConfigError
+from mailsvc.interfaces import Stage
+from mailsvc.pipeline.antivirus import AntivirusStage
+from mailsvc.pipeline.authentication import AuthenticationStage
+from mailsvc.pipeline.classification import ClassificationStage
+from mailsvc.pipeline.limits import LimitsStage
+from mailsvc.pipeline.metadata import MetadataStage
+from mailsvc.pipeline.signatures import SignaturesStage
+from mailsvc.pipeline.spam import SpamStage
+from mailsvc.policy.authentication import load_authentication_policy
+from mailsvc.policy.classification import load_classification_policy
+from mailsvc.policy.limits import load_limits_policy
+from mailsvc.policy.spam import load_spam_policy
+from mailsvc.signatures.engine import home_gnupg, home_trust_config
+from mailsvc.signatures.policy import load_signature_policy
 
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
@@ -93,12 +115,14 @@ class App:
         tls = server_tls_context(s)
         policies = policies_dir(s)
 
-        # CPU-bound stage work runs in worker processes (the GIL rules out threads).
+        # CPU-bound stage work runs in worker processes (the GIL rules out threads); the
+        # pool can kill a worker stuck on a hostile document.
         self.executor: Executor = (
-            ProcessPoolExecutor(max_workers=s.pipeline.workers)
+            WorkerPool(max_workers=s.pipeline.workers)
             if s.pipeline.workers > 0
             else ThreadPoolExecutor(max_workers=2)
         )
+        self.directory = DbDirectory(self.sessions, local_domains=(s.server.domain,))
 
         lockout = Lockout(
             s.smtp.auth_lockout_threshold,
@@ -129,9 +153,20 @@ class App:
         self.addresses["imap"] = self.dovecot.imap_address
         self.addresses["imaps"] = self.dovecot.imaps_address
 
+        # clamd: supervised child (managed), a system daemon, or off.
+        self.clamd = daemon_from_settings(s)
+        if self.clamd is not None:
+            await self.clamd.start()
+            self._closers.append(self.clamd.stop)
+        self.scanner = client_from_settings(s)
+
         # Pipeline.
-        stages = await self._build_stages(policies)
-        self.runner = PipelineRunner(stages, load_pipeline_policy(policies / "pipeline.yaml"))
+        stages = self._build_stages(policies)
+        self.runner = PipelineRunner(
+            stages,
+            load_pipeline_policy(policies / "pipeline.yaml"),
+            scoring=self.spam_policy,
+        )
 
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
@@ -179,8 +214,63 @@ class App:
             self.addresses[mode.name] = listener.address
         return dict(self.addresses)
 
-    async def _build_stages(self, policies: Path) -> list[Any]:
-        return []
+    def _resolver(self) -> OriginResolver:
+        dns = self.settings.dns
+        pinned = PinnedResolver(directory=self.directory)
+        if dns.mode == "off":
+            return ChainedResolver(pinned, None)
+        servers = [split_hostport(x) if ":" in x else (x, 53) for x in dns.servers]
+        fallback = DnsResolver(
+            nameservers=[h for h, _ in servers],
+            port=servers[0][1] if servers else 53,
+            timeout=dns.timeout_seconds,
+        )
+        return ChainedResolver(pinned, fallback)
+
+    def _build_stages(self, policies: Path) -> list[Stage]:
+        """Every stage by name; the configured list decides which run and in what order."""
+        s = self.settings
+        self.spam_policy = load_spam_policy(policies / "spam.yaml")
+        self.extractor = TextExtractor(self.executor)
+        signature_policy = load_signature_policy(policies / "signature.yaml")
+        builders: dict[str, Callable[[], Stage]] = {
+            "limits": lambda: LimitsStage(load_limits_policy(policies / "limits.yaml")),
+            "authentication": lambda: AuthenticationStage(
+                self.directory,
+                self._resolver(),
+                load_authentication_policy(policies / "authentication.yaml"),
+                s.server.hostname,
+            ),
+            "antivirus": lambda: AntivirusStage(self._require_scanner()),
+            "spam": lambda: SpamStage(self.directory, self.spam_policy),
+            "classification": lambda: ClassificationStage(
+                load_classification_policy(policies / "classification.yaml"),
+                self.extractor,
+                self.executor,
+            ),
+            "signatures": lambda: SignaturesStage(
+                signature_policy,
+                home_trust_config(signature_policy, s.home, policies),
+                self.directory,
+                self.executor,
+                gnupg_home=home_gnupg(s.home),
+            ),
+            "metadata": lambda: MetadataStage(self.extractor, self.directory, self.executor),
+        }
+        unknown = [name for name in s.pipeline.stages if name not in builders]
+        if unknown:
+            raise ConfigError(
+                f"mailsvc.toml: key 'pipeline.stages': unknown stage(s) {', '.join(unknown)}; "
+                f"known: {', '.join(builders)}"
+            )
+        return [builders[name]() for name in s.pipeline.stages]
+
+    def _require_scanner(self) -> ClamdClient:
+        if self.scanner is None:
+            raise ConfigError(
+                "mailsvc.toml: 'antivirus' is in pipeline.stages but clamav.mode is 'off'"
+            )
+        return self.scanner
 
     async def health(self) -> dict[str, Any]:
         """Liveness of each part: database, Dovecot, clamd, listeners."""

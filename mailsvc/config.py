@@ -113,6 +113,14 @@ class PathsSection(_Section):
     templates: str = ""
 
 
+class DnsSection(_Section):
+    # "system": /etc/resolv.conf; "servers": the listed HOST or HOST:PORT name servers;
+    # "off": closed network, only keys and senders pinned in the agency directory.
+    mode: Literal["system", "servers", "off"] = "system"
+    servers: tuple[str, ...] = ()
+    timeout_seconds: float = Field(default=3.0, gt=0)
+
+
 class DkimSection(_Section):
     selector: str = "mailsvc"
     key: str = "dkim/private.pem"
@@ -131,6 +139,7 @@ class Settings(_Section):
     pipeline: PipelineSection = PipelineSection()
     paths: PathsSection = PathsSection()
     dkim: DkimSection = DkimSection()
+    dns: DnsSection = DnsSection()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""

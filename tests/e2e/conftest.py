@@ -45,6 +45,9 @@ url = "{db_url}"
 
 [pipeline]
 workers = 0
+
+[dns]
+mode = "off"
 """
 
 
