@@ -17,34 +17,33 @@ from prometheus_client import CollectorRegistry
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.config import Settings
+from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
 from mailsvc.documents.extract import TextExtractor
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Stage
+from mailsvc.lockout import Lockout
+from mailsvc.mailboxes.dovecot import DovecotService
+from mailsvc.mailboxes.lmtp import LmtpClient
+from mailsvc.metrics import Metrics
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
 from mailsvc.pipeline.classification import ClassificationStage
 from mailsvc.pipeline.limits import LimitsStage
 from mailsvc.pipeline.metadata import MetadataStage
+from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.pipeline.signatures import SignaturesStage
 from mailsvc.pipeline.spam import SpamStage
 from mailsvc.policy.authentication import load_authentication_policy
 from mailsvc.policy.classification import load_classification_policy
 from mailsvc.policy.limits import load_limits_policy
+from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import load_spam_policy
 from mailsvc.signatures.engine import home_gnupg, home_trust_config
 from mailsvc.signatures.policy import load_signature_policy
-
-from mailsvc.config import Settings
-from mailsvc.db.session import make_engine, make_sessionmaker, migrate
-from mailsvc.delivery import Acceptance
-from mailsvc.lockout import Lockout
-from mailsvc.mailboxes.dovecot import DovecotService
-from mailsvc.mailboxes.lmtp import LmtpClient
-from mailsvc.metrics import Metrics
-from mailsvc.pipeline.runner import PipelineRunner
-from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.smtp.handler import (
     INBOUND,
     SUBMISSION,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
-import smtplib
 import shutil
+import smtplib
 import socket
 import ssl
 import tempfile
