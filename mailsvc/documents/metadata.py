@@ -337,7 +337,7 @@ _UNIT = re.compile(
 )
 
 _TITLE_PREFIX = re.compile(
-    r"(?:^|(?<=\s))(?:T\s*/\s*M|T\.\s*M|TM|K\s*/\s*T|KT|T\s*/\s*L|TL|TUQ|Q)\s*\.?\s*(?=[A-ZĐÂĂÊÔƠƯ]|$)"
+    r"(?:^|(?<=\s))(?:T\s*/\s*M|T\.\s*M|TM|K\s*/\s*T|KT|T\s*/\s*L|TL|TUQ|Q)(?:\s*\.\s*|\s+|$)"
 )
 _POSITION = re.compile(
     r"(?:PHÓ\s+)?(?:CHỦ\s+TỊCH|(?:TỔNG\s+)?GIÁM\s+ĐỐC|BÍ\s+THƯ|CHÁNH\s+VĂN\s+PHÒNG|"

@@ -1,0 +1,185 @@
+"""MetadataStage: what the official document in a message says about itself.
+
+Picks the main document — the first top-level PDF, DOCX or ODT attachment with text (never a
+detached signature ``.p7s``/``.sig``), else the mail body — and reads its metadata with
+:func:`mailsvc.documents.metadata.extract_metadata`, together with the subject and the
+Priority/X-Priority/Importance headers. The agency identifier (mã định danh) comes from the
+directory entry of the sender's domain.
+
+One finding per message, always with a :class:`DocumentMetadata` payload:
+
+- ``pass`` / ``document-metadata``: the text looks like an official document;
+- ``none`` / ``not-an-official-document``: it does not (the payload still carries urgency
+  from the subject or headers, the attachments and the agency);
+- ``none`` / ``extraction-failed``: the text could not be extracted (the classification
+  stage reports that as an error and decides; missing metadata never refuses a message).
+
+The stage never fails a message: metadata feed the register and the clerk's headers.
+The signer found here is the one printed in the signature block; the register prefers the
+name in the signing certificate when the signatures stage validated one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import replace
+from email.message import EmailMessage
+from typing import Protocol
+
+from mailsvc.documents import formats
+from mailsvc.documents.extract import DocumentPart, ExtractedText, ExtractionError, Source
+from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
+from mailsvc.interfaces import Directory
+from mailsvc.message import InboundMessage
+from mailsvc.verdict import Finding, Status
+
+log = logging.getLogger(__name__)
+
+NAME = "metadata"
+MAIN_TYPES = (formats.PDF, formats.DOCX, formats.ODT)
+SIGNATURE_SUFFIXES = (".p7s", ".p7m", ".p7b", ".sig", ".asc", ".gpg", ".pgp")
+PRIORITY_HEADERS = ("Priority", "X-Priority", "Importance", "X-MSMail-Priority")
+_INLINE_LIMIT = 200_000  # characters; longer texts are read in the executor
+
+
+class Extractor(Protocol):
+    """What the stage needs of :class:`mailsvc.documents.extract.TextExtractor`."""
+
+    async def extract(self, msg: InboundMessage) -> ExtractedText: ...
+
+
+def main_document(text: ExtractedText) -> DocumentPart | None:
+    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file."""
+    for part in text.attachments(top_level=True):
+        name = (part.filename or "").lower()
+        if name.endswith(SIGNATURE_SUFFIXES):
+            continue
+        if part.content_type in MAIN_TYPES and part.text.strip():
+            return part
+    return None
+
+
+def attachment_names(text: ExtractedText) -> tuple[str, ...]:
+    """File names of the top-level attachments, in MIME order, without repeats."""
+    names: list[str] = []
+    for part in text.parts:
+        if part.source == Source.FILENAME and part.depth == 0 and part.filename:
+            if part.filename not in names:
+                names.append(part.filename)
+    return tuple(names)
+
+
+def priority_headers(msg: EmailMessage) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for name in PRIORITY_HEADERS:
+        try:
+            values = msg.get_all(name) or []
+        except (ValueError, IndexError, TypeError):
+            continue
+        out.extend((name, str(value)) for value in values)
+    return out
+
+
+class MetadataStage:
+    name = NAME
+    description = "Reads number, date, type, abstract, urgency and signer of official documents"
+
+    def __init__(
+        self, extractor: Extractor, directory: Directory, executor: Executor | None = None
+    ) -> None:
+        """``extractor`` is the shared TextExtractor (its cache makes the text free here);
+        ``executor`` reads unusually long texts off the event loop (None: default pool)."""
+        self.extractor = extractor
+        self.directory = directory
+        self.executor = executor
+
+    async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
+        subject = _subject(msg)
+        headers = priority_headers(msg.parsed)
+        agency_code, agency_name = self._agency(msg)
+        try:
+            text = await self.extractor.extract(msg)
+        except ExtractionError as exc:
+            meta = extract_metadata("", subject, headers)
+            meta = replace(meta, agency_code=agency_code, agency_name=agency_name)
+            return (self._finding(Status.NONE, "extraction-failed", meta, str(exc), "none"),)
+
+        names = attachment_names(text)
+        main = main_document(text)
+        candidates: list[tuple[str, str]] = []
+        if main is not None:
+            candidates.append((main.location or "attachment", main.text))
+        body = text.body_text
+        if body.strip():
+            candidates.append(("body", body))
+        if not candidates:
+            candidates.append(("none", ""))
+
+        meta, where = await self._read(candidates[0][1], subject, headers, names), candidates[0][0]
+        if not meta.is_official and len(candidates) > 1:
+            other = await self._read(candidates[1][1], subject, headers, names)
+            if other.is_official:
+                meta, where = other, candidates[1][0]
+        meta = replace(meta, agency_code=agency_code, agency_name=agency_name)
+        if meta.is_official:
+            detail = f"{meta.doc_type or 'document'} {meta.number_notation or '(no number)'}"
+            return (self._finding(Status.PASS, "document-metadata", meta, detail, where),)
+        return (
+            self._finding(
+                Status.NONE, "not-an-official-document", meta, "no official layout", where
+            ),
+        )
+
+    async def _read(
+        self, text: str, subject: str, headers: Sequence[tuple[str, str]], names: Sequence[str]
+    ) -> DocumentMetadata:
+        if len(text) <= _INLINE_LIMIT:
+            return extract_metadata(text, subject, headers, names)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, extract_metadata, text, subject, tuple(headers), tuple(names)
+        )
+
+    def _agency(self, msg: InboundMessage) -> tuple[str, str]:
+        domain = msg.from_address.rpartition("@")[2] or msg.sender_domain
+        if not domain:
+            return "", ""
+        try:
+            agency = self.directory.agency_for_domain(domain)
+        except Exception:  # boundary: the directory is an adapter; metadata stay optional
+            log.warning("directory lookup failed for %s", domain, exc_info=True)
+            return "", ""
+        if agency is None:
+            return "", ""
+        return agency.code, agency.name
+
+    def _finding(
+        self, status: Status, reason: str, meta: DocumentMetadata, detail: str, where: str
+    ) -> Finding:
+        return Finding(
+            stage=self.name,
+            status=status,
+            reason=reason,
+            detail=detail,
+            payload=meta,
+            evidence={
+                "document": where,
+                "number_notation": meta.number_notation,
+                "doc_type": meta.doc_type,
+                "issued_date": meta.issued_date.isoformat() if meta.issued_date else None,
+                "urgency": meta.urgency,
+                "agency_code": meta.agency_code,
+                "fields": sorted(name for name, _ in meta.sources),
+            },
+        )
+
+
+def _subject(msg: InboundMessage) -> str:
+    try:
+        value = msg.parsed.get("Subject", "")
+    except (ValueError, IndexError, TypeError):
+        return ""
+    return str(value or "").replace("\n", " ").strip()
