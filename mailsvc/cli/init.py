@@ -370,7 +370,6 @@ def init_cmd(
         tmp.replace(config_path)
         click.echo(f"config: wrote {config_path}")
     settings = load_settings(home)
-    ctx._settings = settings
     if settings.server.domain != domain:
         click.echo(f"  note: the config's server.domain is {settings.server.domain}, not {domain}")
 
