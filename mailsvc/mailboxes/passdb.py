@@ -70,7 +70,8 @@ def _pg_quote(value: str) -> str:
 
 
 def _sql_literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    """A SQL string literal inside a Dovecot query (``%`` starts a Dovecot variable)."""
+    return "'" + text.replace("'", "''").replace("%", "%%") + "'"
 
 
 def password_query(password_page: str) -> str:
