@@ -1,0 +1,181 @@
+"""MetadataStage: real messages with PDF/DOCX documents, real TextExtractor, real directory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.directory import DbDirectory, add_agency
+from mailsvc.documents.extract import ExtractionLimits, TextExtractor
+from mailsvc.documents.metadata import DocumentMetadata
+from mailsvc.message import InboundMessage
+from mailsvc.pipeline.metadata import MetadataStage
+from mailsvc.verdict import Status
+from tests.documents.metadata_samples import LAYOUTS, Layout, layout_docx, layout_pdf
+
+CORPUS = Path(__file__).resolve().parent.parent / "data" / "metadata"
+SENDER = "vanthu@snv.daknong.example.vn"
+AGENCY_CODE = "000.12.31.H17"
+PDF = ("application", "pdf")
+DOCX = ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
+FIELDS = ("issuing_agency", "parent_agency", "number_notation", "issued_date", "doc_type",
+          "abstract", "urgency", "signer", "deadline")  # fmt: skip
+
+
+@pytest.fixture
+def directory(db_url: str) -> Iterator[DbDirectory]:
+    engine = make_engine(db_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as session:
+        add_agency(
+            session,
+            actor="test",
+            code=AGENCY_CODE,
+            name="Sở Nội vụ tỉnh Đắk Nông",
+            domains=["snv.daknong.example.vn"],
+        )
+        session.commit()
+    yield DbDirectory(sessions)
+    engine.dispose()
+
+
+@pytest.fixture
+def stage(directory: DbDirectory) -> MetadataStage:
+    return MetadataStage(TextExtractor(executor=None), directory)
+
+
+def _message(subject: str, body: str = "Kính gửi văn thư, xin gửi văn bản đính kèm.",
+             headers: dict[str, str] | None = None) -> EmailMessage:  # fmt: skip
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = SENDER
+    msg["To"] = "vanthu@stttt.example.vn"
+    msg["Subject"] = subject
+    msg["Message-ID"] = "<m1@snv.daknong.example.vn>"
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg
+
+
+def _inbound(msg: EmailMessage) -> InboundMessage:
+    return InboundMessage(
+        queue_id="Q1",
+        mail_from=SENDER,
+        rcpt_tos=("vanthu@stttt.example.vn",),
+        raw=msg.as_bytes(),
+        received_at=datetime.now(UTC),
+    )
+
+
+def _fields(meta: DocumentMetadata) -> dict[str, Any]:
+    data = meta.to_dict()
+    return {name: data[name] for name in FIELDS}
+
+
+@pytest.mark.parametrize("kind", ["pdf", "docx"])
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+async def test_documents_through_the_extractor(stage: MetadataStage, name: str, kind: str) -> None:
+    layout: Layout = LAYOUTS[name]
+    msg = _message("Gửi văn bản")
+    filename = f"{name}.{kind}"
+    data = layout_pdf(layout) if kind == "pdf" else layout_docx(layout)
+    msg.add_attachment(data, *(PDF if kind == "pdf" else DOCX), filename=filename)
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.stage == "metadata"
+    assert finding.status is Status.PASS
+    assert finding.reason == "document-metadata"
+    meta = finding.payload
+    assert isinstance(meta, DocumentMetadata)
+    assert _fields(meta) == layout.expected
+    assert meta.agency_code == AGENCY_CODE
+    assert meta.agency_name == "Sở Nội vụ tỉnh Đắk Nông"
+    assert meta.attachments == (filename,)
+    assert finding.evidence["document"] == "attachment 1"
+    assert finding.evidence["agency_code"] == AGENCY_CODE
+
+
+async def test_signature_file_is_skipped_and_first_document_wins(stage: MetadataStage) -> None:
+    msg = _message("V/v kiểm tra hộp thư", headers={"X-Priority": "1 (Highest)"})
+    msg.add_attachment(b"0\x82\x01\x00fake-cms", "application", "pkcs7-signature",
+                       filename="1875-SNV-VTLT.pdf.p7s")  # fmt: skip
+    msg.add_attachment(layout_pdf(LAYOUTS["cv_state"]), *PDF, filename="1875-SNV-VTLT.pdf")
+    msg.add_attachment(layout_docx(LAYOUTS["tb_party"]), *DOCX, filename="phu-luc.docx")
+    (finding,) = await stage.inspect(_inbound(msg))
+    meta = finding.payload
+    assert finding.status is Status.PASS
+    assert meta.number_notation == "1875/SNV-VTLT"
+    assert meta.urgency == "Khẩn"  # from X-Priority; the document itself carries no stamp
+    assert meta.source("urgency") == "mail-header:X-Priority"
+    assert meta.attachments == ("1875-SNV-VTLT.pdf.p7s", "1875-SNV-VTLT.pdf", "phu-luc.docx")
+    assert finding.evidence["document"] == "attachment 2"
+
+
+async def test_document_in_the_mail_body(stage: MetadataStage) -> None:
+    body = (CORPUS / "28_cv_body_plain.txt").read_text(encoding="utf-8")
+    msg = _message("[HỎA TỐC] V/v cung cấp mã định danh", body=body)
+    (finding,) = await stage.inspect(_inbound(msg))
+    meta = finding.payload
+    assert finding.status is Status.PASS
+    assert finding.evidence["document"] == "body"
+    assert meta.number_notation == "1897/UBND-VP"
+    assert meta.signer == "Trịnh Thị Lan Anh"
+    assert meta.urgency == "Hỏa tốc"
+    assert meta.source("urgency") == "subject"
+
+
+async def test_body_used_when_attachment_is_not_a_document(stage: MetadataStage) -> None:
+    body = (CORPUS / "01_cv_so_tttt.txt").read_text(encoding="utf-8")
+    msg = _message("V/v chữ ký số", body=body)
+    msg.add_attachment("Danh sách cán bộ\n1. Nguyễn Văn A\n".encode(), *DOCX[:1], "plain",
+                       filename="danh-sach.txt")  # fmt: skip
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.status is Status.PASS
+    assert finding.payload.number_notation == "1234/STTTT-CNTT"
+
+
+async def test_ordinary_mail_is_none_not_fail(stage: MetadataStage) -> None:
+    body = (CORPUS / "37_not_official.txt").read_text(encoding="utf-8")
+    msg = _message("KHẨN: tài liệu họp chiều nay", body=body)
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.status is Status.NONE
+    assert finding.reason == "not-an-official-document"
+    meta = finding.payload
+    assert isinstance(meta, DocumentMetadata)
+    assert meta.urgency == "Khẩn"  # the clerk still sees the subject's urgency
+    assert meta.agency_code == AGENCY_CODE
+
+
+async def test_unknown_sender_domain_has_no_agency_code(directory: DbDirectory) -> None:
+    stage = MetadataStage(TextExtractor(executor=None), directory)
+    msg = _message("V/v", body=(CORPUS / "02_cv_vptu_khan.txt").read_text(encoding="utf-8"))
+    msg.replace_header("From", "vanthu@tinhuy.quangtri.example.vn")
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.status is Status.PASS
+    assert finding.payload.agency_code == ""
+    assert finding.payload.number_notation == "245-CV/VPTU"
+
+
+async def test_extraction_failure_is_none_with_subject_metadata(directory: DbDirectory) -> None:
+    extractor = TextExtractor(executor=None, limits=ExtractionLimits(timeout_s=1e-9))
+    stage = MetadataStage(extractor, directory)
+    msg = _message("Thượng khẩn: Quyết định 35/2018/QĐ-UBND")
+    msg.add_attachment(layout_pdf(LAYOUTS["qd_party"]), *PDF, filename="qd.pdf")
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.status is Status.NONE
+    assert finding.reason == "extraction-failed"
+    meta = finding.payload
+    assert meta.urgency == "Thượng khẩn"
+    assert meta.number_notation == "35/2018/QĐ-UBND"
+    assert meta.agency_code == AGENCY_CODE
+
+
+def test_stage_shape(stage: MetadataStage) -> None:
+    assert stage.name == "metadata"
+    assert stage.description
