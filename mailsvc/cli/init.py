@@ -92,6 +92,11 @@ DESCRIPTIONS: dict[str, str] = {
     "dkim": "DKIM signing of outgoing mail.",
     "dkim.selector": "Selector: the DNS record is <selector>._domainkey.<domain>.",
     "dkim.key": "RSA private key (PEM).",
+    "dns": "DNS lookups for SPF, DKIM and DMARC.",
+    "dns.mode": "system: the resolvers in /etc/resolv.conf; servers: the name servers listed "
+    "below; off: closed network, only keys and senders pinned in the agency directory.",
+    "dns.servers": 'Name servers as HOST or HOST:PORT, e.g. ["10.0.0.53"] (mode servers).',
+    "dns.timeout_seconds": "Time allowed for one DNS query.",
 }
 
 
@@ -116,8 +121,12 @@ def _choices(annotation: Any) -> tuple[Any, ...]:
     return ()
 
 
-def describe(key: str, description: str | None) -> str:
-    return description or DESCRIPTIONS.get(key, "")
+def describe(key: str, description: str | None, annotation: Any = None) -> str:
+    """The Field's description, else ours, else (for a key added since) its type."""
+    text = description or DESCRIPTIONS.get(key, "")
+    if not text and annotation is not None:
+        text = f"{key} ({getattr(annotation, '__name__', None) or annotation})."
+    return text
 
 
 def render_config(overrides: dict[str, dict[str, Any]] | None = None) -> str:
@@ -139,7 +148,7 @@ def render_config(overrides: dict[str, dict[str, Any]] | None = None) -> str:
         lines.append(f"[{section}]")
         for key, sub in model.model_fields.items():
             value = overrides.get(section, {}).get(key, sub.default)
-            comment = describe(f"{section}.{key}", sub.description)
+            comment = describe(f"{section}.{key}", sub.description, sub.annotation)
             choices = _choices(sub.annotation)
             if choices:
                 comment += f" One of: {', '.join(map(str, choices))}."

@@ -60,7 +60,9 @@ def test_every_settings_key_is_written_with_a_comment() -> None:
         assert data[section][key] == (list(default) if isinstance(default, tuple) else default)
         assert comment_before[(section, key)].startswith("# "), f"{section}.{key} uncommented"
         described = model.model_fields[key].description or DESCRIPTIONS.get(f"{section}.{key}")
-        assert described, f"{section}.{key} has no description"
+        assert described, (
+            f"{section}.{key} has no description: add Field(description=...) in config.py"
+        )
     # The rendered file loads as-is.
     assert Settings.model_validate({**data, "home": Path("/tmp")}).server.domain == "example.vn"
 
