@@ -24,14 +24,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from mailsvc.signatures.engine import SignatureEngine  # noqa: E402
-from mailsvc.signatures.policy import SignaturePolicy  # noqa: E402
-from mailsvc.signatures.smime import jobs_for_files, jobs_for_message  # noqa: E402
-from mailsvc.signatures.worker import verify_document  # noqa: E402
-from tests.signatures.pki import (  # noqa: E402
+from mailsvc.signatures.engine import SignatureEngine
+from mailsvc.signatures.policy import SignaturePolicy
+from mailsvc.signatures.smime import jobs_for_files, jobs_for_message
+from mailsvc.signatures.worker import verify_document
+from tests.signatures.pki import (
     build_pki,
     cms_detached,
     make_pdf,
@@ -93,14 +93,26 @@ def main() -> None:
                 for p in sorted(pki.crl_dir.glob("*.crl"))
             )
         )
-        openssl = ["openssl", "cms", "-verify", "-CAfile", str(cafile), "-crl_check_all",
-                   "-purpose", "any", "-out", "/dev/null"]
+        openssl = [
+            "openssl",
+            "cms",
+            "-verify",
+            "-CAfile",
+            str(cafile),
+            "-crl_check_all",
+            "-purpose",
+            "any",
+            "-out",
+            "/dev/null",
+        ]
 
-        cms_job = jobs_for_files([("doc.pdf", pdf), ("doc.pdf.p7s", files["doc.pdf.p7s"])],
-                                 policy)[0]
+        cms_job = jobs_for_files([("doc.pdf", pdf), ("doc.pdf.p7s", files["doc.pdf.p7s"])], policy)[
+            0
+        ]
         pdf_job = jobs_for_files([("signed.pdf", files["signed.pdf"])], policy)[0]
-        pgp_job = jobs_for_files([("doc.pdf", pdf), ("doc.pdf.sig", files["doc.pdf.sig"])],
-                                 policy)[0]
+        pgp_job = jobs_for_files([("doc.pdf", pdf), ("doc.pdf.sig", files["doc.pdf.sig"])], policy)[
+            0
+        ]
         smime_job = jobs_for_message(files["msg.eml"], policy)[0]
         for job, expected in ((cms_job, 1), (pdf_job, 2), (pgp_job, 1), (smime_job, 1)):
             result = verify_document(job, settings, version)
@@ -108,30 +120,66 @@ def main() -> None:
             assert passed == [True] * expected, (job.name, result.signatures)
 
         rows = [
-            ("detached CMS (x.pdf + x.pdf.p7s)",
-             rate(lambda: verify_document(cms_job, settings, version), args.seconds),
-             "openssl cms -verify",
-             rate(run_ok([*openssl, "-binary", "-inform", "DER", "-in",
-                          str(work / "doc.pdf.p7s"), "-content", str(work / "doc.pdf")]),
-                  args.seconds)),
-            ("S/MIME multipart/signed",
-             rate(lambda: verify_document(smime_job, settings, version), args.seconds),
-             "openssl cms -verify",
-             rate(run_ok([*openssl, "-in", str(work / "msg.eml")]), args.seconds)),
-            ("PDF, 2 signatures, diff analysis",
-             rate(lambda: verify_document(pdf_job, settings, version), args.seconds),
-             "(openssl: no PDF support)", None),
-            ("OpenPGP detached (gpg via python-gnupg)",
-             rate(lambda: verify_document(pgp_job, settings, version), args.seconds),
-             "gpg --verify",
-             rate(run_ok(["gpg", "--homedir", str(pki.gpg.keyring_home), "--batch",
-                          "--trust-model", "always", "--verify", str(work / "doc.pdf.sig"),
-                          str(work / "doc.pdf")]), args.seconds)),
+            (
+                "detached CMS (x.pdf + x.pdf.p7s)",
+                rate(lambda: verify_document(cms_job, settings, version), args.seconds),
+                "openssl cms -verify",
+                rate(
+                    run_ok(
+                        [
+                            *openssl,
+                            "-binary",
+                            "-inform",
+                            "DER",
+                            "-in",
+                            str(work / "doc.pdf.p7s"),
+                            "-content",
+                            str(work / "doc.pdf"),
+                        ]
+                    ),
+                    args.seconds,
+                ),
+            ),
+            (
+                "S/MIME multipart/signed",
+                rate(lambda: verify_document(smime_job, settings, version), args.seconds),
+                "openssl cms -verify",
+                rate(run_ok([*openssl, "-in", str(work / "msg.eml")]), args.seconds),
+            ),
+            (
+                "PDF, 2 signatures, diff analysis",
+                rate(lambda: verify_document(pdf_job, settings, version), args.seconds),
+                "(openssl: no PDF support)",
+                None,
+            ),
+            (
+                "OpenPGP detached (gpg via python-gnupg)",
+                rate(lambda: verify_document(pgp_job, settings, version), args.seconds),
+                "gpg --verify",
+                rate(
+                    run_ok(
+                        [
+                            "gpg",
+                            "--homedir",
+                            str(pki.gpg.keyring_home),
+                            "--batch",
+                            "--trust-model",
+                            "always",
+                            "--verify",
+                            str(work / "doc.pdf.sig"),
+                            str(work / "doc.pdf"),
+                        ]
+                    ),
+                    args.seconds,
+                ),
+            ),
         ]
         stop_gpg_agents(pki.gpg)
     digest = hashlib.sha256(pdf).hexdigest()[:12]
-    print(f"document: {len(pdf) // 1024} KB PDF (sha256 {digest}…), one core, "
-          f"{args.seconds:g} s per figure")
+    print(
+        f"document: {len(pdf) // 1024} KB PDF (sha256 {digest}…), one core, "
+        f"{args.seconds:g} s per figure"
+    )
     print()
     print("| format | mailsvc verifications/s | reference | reference/s | mailsvc ÷ reference |")
     print("| --- | ---: | --- | ---: | ---: |")

@@ -62,6 +62,7 @@ class SamplePki:
     untrusted: Identity  # issued by the untrusted root
     trust_dir: Path  # holds root.pem only
     crl_dir: Path  # CRLs of root and intermediate (the intermediate's lists `revoked`)
+    tsa: Identity | None = None  # time-stamping authority (EKU timeStamping)
     gpg: OpenPgpKeys | None = None
     extra: dict[str, Path] = field(default_factory=dict)
 
@@ -135,6 +136,7 @@ def _issue(
     not_before: datetime,
     not_after: datetime,
     crl_url: str | None,
+    time_stamping: bool = False,
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -152,6 +154,10 @@ def _issue(
         builder = builder.add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
+        )
+    if time_stamping:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.TIME_STAMPING]), critical=True
         )
     if crl_url:
         builder = builder.add_extension(
@@ -195,6 +201,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     long_ago, far = now - timedelta(days=30), now + timedelta(days=365)
+    ca_since = now - timedelta(days=3650)
     ca_usage = _usage(key_cert_sign=True, crl_sign=True, digital_signature=True)
     sign_usage = _usage(digital_signature=True, content_commitment=True)
 
@@ -206,7 +213,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         root_key,
         ca=True,
         usage=ca_usage,
-        not_before=long_ago,
+        not_before=ca_since,
         not_after=now + timedelta(days=3650),
         crl_url=None,
     )
@@ -219,7 +226,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         root_key,
         ca=True,
         usage=ca_usage,
-        not_before=long_ago,
+        not_before=ca_since,
         not_after=now + timedelta(days=1825),
         crl_url=f"{CRL_BASE}/root.crl",
     )
@@ -232,6 +239,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         not_before: datetime = long_ago,
         not_after: datetime = far,
         issuer: Identity = intermediate,
+        tsa: bool = False,
     ) -> Identity:
         key = _key()
         cert = _issue(
@@ -244,6 +252,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
             not_before=not_before,
             not_after=not_after,
             crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate else None,
+            time_stamping=tsa,
         )
         chain = [issuer.cert] + ([root_cert] if issuer is intermediate else [])
         return _write(directory, label, cert, key, chain)
@@ -264,6 +273,13 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         "wrong-usage", _name("Hoàng Văn Em", AGENCY_NAME), usage=_usage(key_encipherment=True)
     )
     other_agency = leaf("other-agency", _name(OTHER_AGENCY_NAME, OTHER_AGENCY_NAME))
+    tsa = leaf(
+        "tsa",
+        _name("Test Time Stamping Authority", "Ban Cơ yếu Thử nghiệm"),
+        usage=_usage(digital_signature=True),
+        not_before=ca_since,
+        tsa=True,
+    )
 
     untrusted_root_key = _key()
     untrusted_root_cert = _issue(
@@ -304,6 +320,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         untrusted,
         trust_dir,
         crl_dir,
+        tsa=tsa,
     )
     if with_gpg:
         pki.gpg = build_openpgp(directory / "gpg")
@@ -368,6 +385,29 @@ def signed_pdf(pdf: bytes, *signers: Identity, timestamper: object | None = None
             pool.submit(asyncio.run, pdf_signer.async_sign_pdf(writer, output=out)).result()
         data = out.getvalue()
     return data
+
+
+def timestamper(pki: SamplePki, at: datetime | None = None) -> object:
+    """pyHanko's in-process RFC 3161 TSA with our TSA certificate (optionally a fixed time)."""
+    from asn1crypto import keys
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign.timestamps import DummyTimeStamper
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    assert pki.tsa is not None
+    der = pki.tsa.key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    chain = [
+        asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+        for c in (pki.intermediate.cert, pki.root.cert)
+    ]
+    return DummyTimeStamper(
+        tsa_cert=asn1_x509.Certificate.load(pki.tsa.cert.public_bytes(serialization.Encoding.DER)),
+        tsa_key=keys.PrivateKeyInfo.load(der),
+        certs_to_embed=SimpleCertificateStore.from_certs(chain),
+        fixed_dt=at,
+    )
 
 
 def modify_pdf_after_signing(signed: bytes) -> bytes:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.report import CertificateKind, DocumentOutcome, Indication
 
-from .pki import SamplePki, flip_byte, modify_pdf_after_signing, signed_pdf
+from .pki import SamplePki, flip_byte, modify_pdf_after_signing, signed_pdf, timestamper
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +98,27 @@ async def test_certificate_problems(
 async def test_broken_pdf_is_format_failure(engine: SignatureEngine) -> None:
     (report,) = await engine.verify_files([("qd.pdf", b"%PDF-1.7\nnot really a pdf")])
     assert report.signatures[0].subindication == "FORMAT_FAILURE"
+
+
+async def test_signature_timestamp_is_reported(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes
+) -> None:
+    signed = signed_pdf(pdf, pki.organisation, timestamper=timestamper(pki))
+    (report,) = await engine.verify_files([("qd.pdf", signed)])
+    (sig,) = report.signatures
+    assert sig.passed
+    assert sig.timestamp_time is not None
+    assert abs((sig.timestamp_time - datetime.now(UTC)).total_seconds()) < 300
+
+
+async def test_expired_certificate_valid_at_trusted_timestamp(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes
+) -> None:
+    # a PAdES-T signature whose timestamp proves it was made while the certificate was valid
+    at = datetime.now(UTC) - timedelta(days=500)
+    signed = signed_pdf(pdf, pki.expired, timestamper=timestamper(pki, at))
+    (report,) = await engine.verify_files([("qd.pdf", signed)])
+    (sig,) = report.signatures
+    assert (sig.indication, sig.subindication) == (Indication.TOTAL_PASSED, None)
+    assert sig.timestamp_time is not None and abs((sig.timestamp_time - at).total_seconds()) < 5
+    assert "timestamp" in sig.detail
