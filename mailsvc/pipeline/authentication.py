@@ -154,6 +154,8 @@ def _parse_signatures(raw: bytes, limit: int) -> list[_SignatureHeader]:
             checker.verify_headerprep(index)
         except dkim.DKIMException as exc:
             error = str(exc) or type(exc).__name__
+        except Exception as exc:  # boundary: dkimpy on hostile input must not crash the stage
+            error = f"unparsable signature ({type(exc).__name__})"
         found.append(
             _SignatureHeader(
                 index=index,
@@ -192,6 +194,8 @@ def _verify_signatures(
         except dkim.DKIMException as exc:
             text = str(exc) or type(exc).__name__
             result, detail = "fail", "body hash mismatch" if "body hash" in text else text
+        except Exception as exc:  # boundary: dkimpy on hostile input must not crash the stage
+            result, detail = "permerror", f"unverifiable ({type(exc).__name__})"
         results.append(
             DkimSignatureResult(
                 result=result,
@@ -664,6 +668,9 @@ class AuthenticationStage:
     async def _dkim(self, msg: InboundMessage) -> _DkimOutcome:
         loop = asyncio.get_running_loop()
         limit = self._policy.dkim.max_signatures
+        head = msg.raw.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in msg.raw else msg.raw
+        if b"dkim-signature" not in head.lower():
+            return self._dkim_finding((), "no DKIM-Signature")
         try:
             headers = await loop.run_in_executor(self._executor, _parse_signatures, msg.raw, limit)
         except dkim.DKIMException as exc:
