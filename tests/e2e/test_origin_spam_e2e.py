@@ -122,7 +122,7 @@ def folder(server: RunningServer, name: str) -> list[bytes]:
         typ, _ = client.select(name, readonly=True)
         if typ != "OK":
             return []
-        _, data = client.uid("SEARCH", None, "ALL")
+        _, data = client.uid("SEARCH", "ALL")
         out = []
         for uid in data[0].split():
             _, parts = client.uid("FETCH", uid, "(BODY.PEEK[])")
