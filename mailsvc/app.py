@@ -29,6 +29,8 @@ from mailsvc.lockout import Lockout
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
+from mailsvc.notify.notices import NoticeFollower, RefusalRecorder, SmtpRelay
+from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
 from mailsvc.pipeline.classification import ClassificationStage
@@ -42,6 +44,7 @@ from mailsvc.policy.classification import load_classification_policy
 from mailsvc.policy.limits import load_limits_policy
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import load_spam_policy
+from mailsvc.register.recorder import RegisterRecorder
 from mailsvc.signatures.engine import home_gnupg, home_trust_config
 from mailsvc.signatures.policy import load_signature_policy
 from mailsvc.smtp.handler import (
@@ -170,8 +173,23 @@ class App:
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
         self._closers.append(self.lmtp.close)
+        self.notices = NoticeFollower(
+            self.sessions,
+            self.lmtp,
+            templates_dir(s) / "notices",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
+            is_local_domain=self.directory.is_local_domain,
+            relay=SmtpRelay(*split_hostport(s.outbound.relay)) if s.outbound.relay else None,
+            signer=self._dkim_signer(),
+        )
         self.acceptance = Acceptance(
-            self.sessions, self.blobs, self.lmtp, hostname=s.server.hostname
+            self.sessions,
+            self.blobs,
+            self.lmtp,
+            hostname=s.server.hostname,
+            recorders=[RegisterRecorder(self.blobs, directory=self.directory), RefusalRecorder()],
+            followers=[self.notices],
         )
         await self.acceptance.repair()
 
@@ -263,6 +281,14 @@ class App:
                 f"known: {', '.join(builders)}"
             )
         return [builders[name]() for name in s.pipeline.stages]
+
+    def _dkim_signer(self) -> DkimSigner | None:
+        key = self.settings.path(self.settings.dkim.key)
+        if not key.exists():
+            return None
+        return DkimSigner(
+            key.read_bytes(), self.settings.dkim.selector, self.settings.server.domain
+        )
 
     def _require_scanner(self) -> ClamdClient:
         if self.scanner is None:

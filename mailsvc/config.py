@@ -121,6 +121,11 @@ class DnsSection(_Section):
     timeout_seconds: float = Field(default=3.0, gt=0)
 
 
+class OutboundSection(_Section):
+    # Smarthost for notices to remote senders ("HOST:PORT"); empty: local senders only.
+    relay: str = ""
+
+
 class DkimSection(_Section):
     selector: str = "mailsvc"
     key: str = "dkim/private.pem"
@@ -140,6 +145,7 @@ class Settings(_Section):
     paths: PathsSection = PathsSection()
     dkim: DkimSection = DkimSection()
     dns: DnsSection = DnsSection()
+    outbound: OutboundSection = OutboundSection()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""
