@@ -379,4 +379,3 @@ def export_cmd(
 
 def register(group: click.Group) -> None:
     group.add_command(register_group)
-

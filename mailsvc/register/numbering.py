@@ -56,21 +56,24 @@ def lock_register(session: Session, register_id: int) -> None:
 
 def next_number(session: Session, register_id: int, year: int) -> int:
     """Take the next incoming number of ``register_id`` for ``year`` (never commits)."""
-    table = RegisterCounter.__table__
-    assert isinstance(table, Table)
-    insert_ignore(
-        session,
-        table,
-        {"register_id": register_id, "year": year, "last_number": 0, "updated_at": utcnow()},
-        ["register_id", "year"],
-    )
-    number = session.execute(
+    bump = (
         update(RegisterCounter)
         .where(RegisterCounter.register_id == register_id, RegisterCounter.year == year)
         .values(last_number=RegisterCounter.last_number + 1, updated_at=utcnow())
         .returning(RegisterCounter.last_number)
         .execution_options(synchronize_session=False)
-    ).scalar_one()
+    )
+    number = session.execute(bump).scalar_one_or_none()
+    if number is None:  # first number of the year: create the row, then take it
+        table = RegisterCounter.__table__
+        assert isinstance(table, Table)
+        insert_ignore(
+            session,
+            table,
+            {"register_id": register_id, "year": year, "last_number": 0, "updated_at": utcnow()},
+            ["register_id", "year"],
+        )
+        number = session.execute(bump).scalar_one()
     return int(number)
 
 

@@ -26,6 +26,7 @@ from datetime import date, datetime, tzinfo
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
@@ -37,7 +38,7 @@ from mailsvc.register.models import (
     Register,
     RegisterDocument,
 )
-from mailsvc.register.numbering import insert_ignore, lock_register, next_number, register_year
+from mailsvc.register.numbering import lock_register, next_number, register_year
 from mailsvc.register.statuses import DocumentStatus
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
@@ -151,7 +152,7 @@ def add_history(
     at: datetime | None = None,
 ) -> DocumentHistory:
     entry = DocumentHistory(
-        document_id=document.id,
+        document=document,
         at=at or utcnow(),
         actor=actor,
         from_status=from_status.value if from_status else None,
@@ -198,44 +199,56 @@ def _find_first(
     return session.scalars(query.order_by(RegisterDocument.id).limit(1)).first()
 
 
+def _attachment_id(session: Session, item: AttachmentInput, stored: bool) -> int:
+    """The id of the attachment row for ``item.sha256`` (created if missing, in one
+    statement; ``stored`` only ever turns on)."""
+    table = Attachment.__table__
+    assert isinstance(table, Table)
+    values = {"sha256": item.sha256, "size": item.size, "stored": stored, "created_at": utcnow()}
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(table).values(**values)
+    upsert = statement.on_conflict_do_update(
+        index_elements=["sha256"],
+        set_={"stored": table.c.stored | statement.excluded.stored},
+    ).returning(table.c.id)
+    return int(session.execute(upsert).scalar_one())
+
+
 def _store_attachments(
     session: Session,
     document: RegisterDocument,
     attachments: tuple[AttachmentInput, ...],
     blobs: BlobStore | None,
+    *,
+    fresh: bool,
 ) -> None:
-    table = Attachment.__table__
-    assert isinstance(table, Table)
-    linked = {(link.attachment.sha256, link.filename) for link in document.attachments}
-    position = len(document.attachments)
+    linked = (
+        set()
+        if fresh
+        else {(link.attachment.sha256, link.filename) for link in document.attachments}
+    )
+    position = 0 if fresh else len(document.attachments)
     for item in attachments:
+        filename = _nfc(item.filename)[:512]
+        if (item.sha256, filename) in linked:
+            continue
+        linked.add((item.sha256, filename))
         stored = item.data is not None and blobs is not None
         if stored:
             assert blobs is not None and item.data is not None
             blobs.put(item.data, item.sha256)
-        insert_ignore(
-            session,
-            table,
-            {"sha256": item.sha256, "size": item.size, "stored": stored, "created_at": utcnow()},
-            ["sha256"],
-        )
-        row = session.scalars(select(Attachment).where(Attachment.sha256 == item.sha256)).one()
-        if stored and not row.stored:
-            row.stored = True
-        if (item.sha256, _nfc(item.filename)) in linked:
-            continue
-        linked.add((item.sha256, _nfc(item.filename)))
-        link = DocumentAttachment(
-            document_id=document.id,
-            attachment=row,
-            filename=_nfc(item.filename)[:512],
-            content_type=item.content_type[:255],
-            role=item.role,
-            position=position,
+        session.add(
+            DocumentAttachment(
+                document=document,
+                attachment_id=_attachment_id(session, item, stored),
+                filename=filename,
+                content_type=item.content_type[:255],
+                role=item.role,
+                position=position,
+            )
         )
         position += 1
-        session.add(link)
-        document.attachments.append(link)
 
 
 def _link_deliveries(
@@ -244,7 +257,7 @@ def _link_deliveries(
     for delivery in doc.deliveries:
         session.add(
             DocumentDelivery(
-                document_id=document.id,
+                document=document,
                 message_record_id=delivery.message_record_id,
                 queue_id=delivery.queue_id,
                 recipient=delivery.recipient,
@@ -287,11 +300,20 @@ def register_document(
         return _link_duplicate(session, register, first, doc, blobs=blobs, zone=zone, actor=actor)
 
     valid = doc.signature_outcome is DocumentOutcome.VALID and not doc.refused
+    year = register_year(doc.received_at, zone)
+    number = next_number(session, register.id, year) if valid else None
+    if doc.refused:
+        status = DocumentStatus.REFUSED
+    elif valid:
+        status = DocumentStatus.REGISTERED
+    else:
+        status = DocumentStatus.ARRIVED
     document = RegisterDocument(
         register_id=register.id,
-        incoming_number=None,
-        year=register_year(doc.received_at, zone),
+        incoming_number=number,
+        year=year,
         received_at=doc.received_at,
+        registered_at=doc.received_at if valid else None,
         agency_code=_nfc(doc.agency_code)[:64],
         agency_name=_nfc(doc.agency_name)[:512],
         sender=doc.sender[:320],
@@ -308,7 +330,7 @@ def register_document(
         signer=_nfc(doc.signer)[:256],
         signature_outcome=doc.signature_outcome.value,
         signature_reason=doc.signature_reason[:64],
-        status=DocumentStatus.ARRIVED.value,
+        status=status.value,
         deadline=doc.deadline,
         note=_nfc(doc.note),
         message_key=doc.message_key,
@@ -318,7 +340,6 @@ def register_document(
         updated_at=utcnow(),
     )
     session.add(document)
-    session.flush()
     arrival = "received by mail"
     if doc.signature_outcome is DocumentOutcome.REFERENCE_ONLY and not doc.refused:
         arrival += f"; reference only ({doc.signature_reason or 'not legally valid'})"
@@ -331,35 +352,25 @@ def register_document(
         reason=arrival,
         at=doc.received_at,
     )
-    numbered = False
-    if doc.refused:
-        document.status = DocumentStatus.REFUSED.value
+    if status is not DocumentStatus.ARRIVED:
+        reason = (
+            doc.refusal_reason or f"refused: {doc.signature_reason or 'policy'}"
+            if doc.refused
+            else "legally valid digital signature: registered automatically"
+        )
         add_history(
             session,
             document,
             actor=actor,
             from_status=DocumentStatus.ARRIVED,
-            to_status=DocumentStatus.REFUSED,
-            reason=doc.refusal_reason or f"refused: {doc.signature_reason or 'policy'}",
+            to_status=status,
+            reason=reason,
             at=doc.received_at,
         )
-    elif valid:
-        number_document(session, document, zone, at=doc.received_at)
-        document.status = DocumentStatus.REGISTERED.value
-        numbered = True
-        add_history(
-            session,
-            document,
-            actor=actor,
-            from_status=DocumentStatus.ARRIVED,
-            to_status=DocumentStatus.REGISTERED,
-            reason="legally valid digital signature: registered automatically",
-            at=doc.received_at,
-        )
-    _store_attachments(session, document, doc.attachments, blobs)
+    _store_attachments(session, document, doc.attachments, blobs, fresh=True)
     _link_deliveries(session, document, doc, "first")
     session.flush()
-    return _result(register, document, fresh=True, numbered_now=numbered)
+    return _result(register, document, fresh=True, numbered_now=valid)
 
 
 def _link_duplicate(
@@ -396,7 +407,7 @@ def _link_duplicate(
             reason=f"a legally valid copy arrived (queue id {doc.queue_id}): registered",
             at=doc.received_at,
         )
-        _store_attachments(session, first, doc.attachments, blobs)
+        _store_attachments(session, first, doc.attachments, blobs, fresh=False)
         _link_deliveries(session, first, doc, "valid-copy")
     else:
         first.duplicates += 1
