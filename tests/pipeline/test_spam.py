@@ -483,3 +483,13 @@ async def test_free_mail_goes_to_junk_and_clean_is_delivered(runner: PipelineRun
 async def test_disguised_executable_is_refused(runner: PipelineRunner) -> None:
     verdict = await runner.run(inbound(raw(with_attachment("cong-van.pdf.exe"))))
     assert verdict.action is Action.REJECT
+
+
+async def test_process_pool_executor() -> None:
+    """app.py may hand a process pool: the content rules must pickle."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        stage = SpamStage(Directory(), POLICY, executor=pool)
+        findings = await stage.inspect(inbound(raw(with_attachment("cong-van.pdf.exe"))))
+    assert {f.reason for f in findings} == {"executable-attachment", "double-extension"}
