@@ -126,26 +126,24 @@ for _old, _new in _TONE_PAIRS.items():
     _TONE_MAP[_old] = _new
     _TONE_MAP[_old.upper()] = _new.upper()
     _TONE_MAP[_old[0].upper() + _old[1]] = _new[0].upper() + _new[1]
-_TONE_RE = re.compile(r"(?<![qQ])(" + "|".join(map(re.escape, _TONE_MAP)) + r")(?![^\W\d_])")
+_TONE_RE = re.compile("(?<![qQ])(?:[oO][àáảãạèéẻẽẹÀÁẢÃẠÈÉẺẼẸ]|[uU][ỳýỷỹỵỲÝỶỸỴ])(?![^\\W\\d_])")
 
 
 def fold_tones(text: str) -> str:
     """Rewrite old-style tone marks ("Hoả", "UỶ") to the modern style, same length."""
-    return _TONE_RE.sub(lambda m: _TONE_MAP[m.group(1)], text)
+    return _TONE_RE.sub(lambda m: _TONE_MAP.get(m.group(0), m.group(0)), text)
 
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
-_SPACES = dict.fromkeys(
-    map(ord, "\u00a0\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u202f\u3000"), " "
-)
-_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2212"), "-")
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")
+_SPACES = re.compile("[\u00a0\u2002-\u2009\u202f\u3000]")
+_DASHES = re.compile("[\u2010-\u2014\u2212]")
 _CELL_SPLIT = re.compile(r"\t+| {3,}")
 _SEPARATOR = re.compile(r"^[-_*=~.•·|+#\s]+$")
 
 
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFC", text[:_MAX_TEXT])
-    text = text.translate(_INVISIBLE).translate(_SPACES).translate(_DASHES)
+    text = _DASHES.sub("-", _SPACES.sub(" ", _INVISIBLE.sub("", text)))
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     return text.replace("**", "").replace("__", "")
 
@@ -163,7 +161,7 @@ def _cells(text: str) -> list[str]:
             if _SEPARATOR.match(part):
                 out.append("---")
             else:
-                out.append(re.sub(r"\s+", " ", part.replace("|", " ")).strip())
+                out.append(" ".join(part.replace("|", " ").split()))
     return out
 
 
@@ -187,14 +185,14 @@ class _Doc:
 
     def __init__(self, text: str) -> None:
         self.lines = _cells(_clean(text))
-        self.folded_lines = [fold_tones(line) for line in self.lines]
+        self.text = "\n".join(self.lines)
+        self.folded = fold_tones(self.text)  # same length, same line breaks
+        self.folded_lines = self.folded.split("\n")
         self.starts: list[int] = []
         pos = 0
         for line in self.lines:
             self.starts.append(pos)
             pos += len(line) + 1
-        self.text = "\n".join(self.lines)
-        self.folded = "\n".join(self.folded_lines)
 
     def line_at(self, offset: int) -> int:
         return max(0, bisect_right(self.starts, offset) - 1)
@@ -798,17 +796,24 @@ def _title_in(folded: str) -> str:
     return ""
 
 
-def _parse_signer(doc: _Doc, start: int) -> tuple[str, str, str]:
-    """(signer, signer title, where) from the signature block after line start."""
-    lines, folded = doc.lines, doc.folded_lines
-    nn = -1
+def _find_recipients(doc: _Doc, start: int) -> int:
+    """Index of the first "Nơi nhận:" line at or after start, or -1."""
+    lines = doc.lines
     for i in range(start, len(lines)):
-        if _NOI_NHAN.match(lines[i]) or (lines[i].startswith("Nơi") and _NOI_NHAN.search(lines[i])):
-            nn = i
-            break
-        if lines[i] == "Nơi" and i + 1 < len(lines) and lines[i + 1].lower().startswith("nhận"):
-            nn = i
-            break
+        line = lines[i]
+        if line.startswith("Nơi") and _NOI_NHAN.match(line):
+            return i
+        if line == "Nơi" and i + 1 < len(lines) and lines[i + 1].lower().startswith("nhận"):
+            return i
+    return -1
+
+
+def _parse_signer(doc: _Doc, start: int, nn: int) -> tuple[str, str, str]:
+    """(signer, signer title, where) from the signature block after line start.
+
+    ``nn`` is the "Nơi nhận" line (-1 when none): the block sits around it.
+    """
+    lines, folded = doc.lines, doc.folded_lines
     lo = max(start, nn - 15) if nn >= 0 else start
     hi = min(len(lines), nn + 60) if nn >= 0 else len(lines)
     i = lo
@@ -881,9 +886,26 @@ _DEADLINE = re.compile(
 )
 
 
+_DEADLINE_KEY = re.compile(r"trước|chậm|không\s+muộn|hạn|đến\s+hết", re.IGNORECASE)
+
+
+def _deadline_matches(text: str) -> list[re.Match[str]]:
+    """_DEADLINE matches, tried only where one of its keywords starts (much faster)."""
+    out: list[re.Match[str]] = []
+    end = 0
+    for key in _DEADLINE_KEY.finditer(text):
+        if key.start() < end:
+            continue
+        match = _DEADLINE.match(text, key.start())
+        if match:
+            out.append(match)
+            end = match.end()
+    return out
+
+
 def _parse_deadline(text: str, issued: date | None) -> date | None:
     found: list[date] = []
-    for match in _DEADLINE.finditer(text):
+    for match in _deadline_matches(text):
         groups = match.groupdict()
         for d, m, y in (
             ("d", "m", "y"),
@@ -1013,11 +1035,14 @@ def extract_metadata(
         sources["urgency"] = "mail-header:" + header_name
 
     sign_from = header_end
-    signer, signer_title, where = _parse_signer(doc, sign_from)
+    recipients = _find_recipients(doc, sign_from)
+    signer, signer_title, where = _parse_signer(doc, sign_from, recipients)
     if signer:
         sources["signer"] = where
 
-    body_text = _collapse(doc.text[doc.offset(sign_from) :])
+    # the body of the document itself: annexes after the recipients state no deadline for us
+    body_end = doc.offset(recipients) if recipients >= 0 else len(doc.text)
+    body_text = _collapse(doc.text[doc.offset(sign_from) : body_end])
     deadline = _parse_deadline(body_text, issued)
     if deadline:
         sources["deadline"] = "body"
