@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -126,6 +127,10 @@ def verify_cmd(
 ) -> None:
     """Verify the digital signatures of FILE... offline (PDF, x.pdf + x.pdf.p7s, .p7m,
     .sig/.asc, or a whole .eml message) and say what each document is worth."""
+    if not ctx.debug:
+        # pyHanko logs every failed check with a traceback; the report already says why
+        for name in ("pyhanko", "pyhanko_certvalidator"):
+            logging.getLogger(name).setLevel(logging.ERROR)
     policy = load_policy(ctx, policy_file)
     engine = build_engine(ctx, policy, trust_dirs)
     messages = [f for f in files if f.suffix.lower() == ".eml"]
