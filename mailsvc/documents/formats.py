@@ -9,6 +9,7 @@ Failures raise :class:`UnreadableDocument` with a stable ``kind``.
 from __future__ import annotations
 
 import io
+import re
 import threading
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -52,12 +53,16 @@ class FileText:
     truncated: bool = False
 
 
+# C0 controls except TAB and LF, DEL, byte-order marks, soft hyphens
+_INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufeff\ufffe\u00ad]")
+
+
 def normalize_text(text: str, max_chars: int | None = None) -> str:
     """NFC, LF line ends, no NULs or other C0 controls except TAB/LF."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = "".join(c for c in text if c >= " " or c in "\t\n")
-    text = text.replace("\ufeff", "").replace("\ufffe", "").replace("\u00ad", "")
-    text = unicodedata.normalize("NFC", text)
+    text = _INVISIBLE.sub("", text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars]
     return text

@@ -156,6 +156,10 @@ class MarkingDetector:
             self._label_bare_folded = _label_bare_regex("do", "mat", alt_folded)
         self._label_alone = re.compile(r"^\W*(?:độ|do)\s*(?:mật|mat)\s*[:：]?\W*$", re.IGNORECASE)
         self._by_level = {m.lower: m for m in levels} | {m.folded: m for m in levels}
+        # a line can only hold a marking if it contains the last word of one (spaces
+        # removed, case folded; with or without diacritics): a cheap filter before the rules
+        last_words = {_WORD.findall(m.printed)[-1].casefold() for m in self.markings}
+        self._triggers = tuple(sorted(last_words | {fold(w) for w in last_words}))
         self._filename_phrases: list[tuple[_Marking, tuple[str, ...]]] = [
             (m, tuple(phrase.split()))
             for m in self.markings
@@ -217,6 +221,9 @@ class MarkingDetector:
             if not line.strip():
                 continue
             lower = line.casefold()
+            squeezed = lower.replace(" ", "")
+            if not any(t in squeezed for t in self._triggers):
+                continue
             if len(line) <= 200:
                 core, bracketed = core_at(i)
                 if core and len(core) <= 60:
