@@ -31,8 +31,8 @@ def base(subject: str = "Công văn số 12/UBND", body: str = "Kính gửi Văn
 
 def clean() -> bytes:
     msg = base()
-    msg.add_attachment(b"%PDF-1.4\n% harmless\n", maintype="application", subtype="pdf",
-                       filename="cong-van.pdf")  # fmt: skip
+    msg.add_attachment("Ghi chú: họp lúc 8 giờ.\n".encode(), maintype="text", subtype="plain",
+                       filename="ghi-chu.txt")  # fmt: skip
     return msg.as_bytes()
 
 
