@@ -114,16 +114,25 @@ class PathsSection(_Section):
 
 
 class DnsSection(_Section):
-    # "system": /etc/resolv.conf; "servers": the listed HOST or HOST:PORT name servers;
-    # "off": closed network, only keys and senders pinned in the agency directory.
-    mode: Literal["system", "servers", "off"] = "system"
-    servers: tuple[str, ...] = ()
-    timeout_seconds: float = Field(default=3.0, gt=0)
+    mode: Literal["system", "servers", "off"] = Field(
+        default="system",
+        description='DNS for DKIM/SPF/DMARC: "system" (/etc/resolv.conf), "servers" (the list '
+        'below) or "off" (closed network: only keys and senders pinned in the agency directory)',
+    )
+    servers: tuple[str, ...] = Field(
+        default=(), description='Name servers as "HOST" or "HOST:PORT" when mode = "servers"'
+    )
+    timeout_seconds: float = Field(
+        default=3.0, gt=0, description="Budget of one DNS lookup, retries included (seconds)"
+    )
 
 
 class OutboundSection(_Section):
-    # Smarthost for notices to remote senders ("HOST:PORT"); empty: local senders only.
-    relay: str = ""
+    relay: str = Field(
+        default="",
+        description='Smarthost "HOST:PORT" for notices to remote senders; empty: notices go '
+        "to local senders only",
+    )
 
 
 class DkimSection(_Section):
