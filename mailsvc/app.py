@@ -4,6 +4,7 @@ settings → database → stores → daemons → pipeline → acceptance → lis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Callable, Mapping
@@ -125,6 +126,9 @@ class App:
             else ThreadPoolExecutor(max_workers=2)
         )
         self.directory = DbDirectory(self.sessions, local_domains=(s.server.domain,))
+        await self.directory.refresh_async()
+        self._refresher = asyncio.create_task(self.directory.run_refresher())
+        self._closers.append(self._stop_refresher)
 
         lockout = Lockout(
             s.smtp.auth_lockout_threshold,
@@ -257,9 +261,10 @@ class App:
                 self._resolver(),
                 load_authentication_policy(policies / "authentication.yaml"),
                 s.server.hostname,
+                self.executor,
             ),
             "antivirus": lambda: AntivirusStage(self._require_scanner()),
-            "spam": lambda: SpamStage(self.directory, self.spam_policy),
+            "spam": lambda: SpamStage(self.directory, self.spam_policy, self.executor),
             "classification": lambda: ClassificationStage(
                 load_classification_policy(policies / "classification.yaml"),
                 self.extractor,
@@ -281,6 +286,11 @@ class App:
                 f"known: {', '.join(builders)}"
             )
         return [builders[name]() for name in s.pipeline.stages]
+
+    async def _stop_refresher(self) -> None:
+        self._refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._refresher
 
     def _dkim_signer(self) -> DkimSigner | None:
         key = self.settings.path(self.settings.dkim.key)

@@ -57,5 +57,9 @@ def register(group: click.Group) -> None:
         """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler and HTTPS."""
         if not obj.debug:
             logging.getLogger().setLevel(logging.INFO)
+            # pyHanko logs a traceback for every certificate that fails validation; the
+            # finding already says why.
+            for noisy in ("pyhanko", "pyhanko_certvalidator"):
+                logging.getLogger(noisy).setLevel(logging.ERROR)
         overrides = {k: v for k, v in listen.items() if v is not None}
         asyncio.run(_serve(obj, overrides))
