@@ -1,0 +1,79 @@
+"""Signed documents through the running server: valid → registered with a number,
+changed after signing → refused at DATA. Real PKI, real pyHanko signer."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import smtplib
+
+import pytest
+from sqlalchemy import select
+
+from mailsvc.db.models import Agency, MessageRecord
+from tests.e2e.conftest import DOMAIN, RunningServer
+from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
+from tests.signatures.pki import (
+    AGENCY_CODE,
+    AGENCY_DOMAIN,
+    AGENCY_NAME,
+    make_pdf,
+    session_pki,
+    signed_pdf,
+)
+
+CLERK = f"vanthu@{DOMAIN}"
+SENDER = f"vanthu@{AGENCY_DOMAIN}"
+
+
+def _trust(server: RunningServer) -> None:
+    pki = session_pki()
+    (server.home / "trust").mkdir(exist_ok=True)
+    for pem in pki.trust_dir.glob("*.pem"):
+        shutil.copy(pem, server.home / "trust" / pem.name)
+    (server.home / "crl").mkdir(exist_ok=True)
+    for crl in pki.crl_dir.glob("*.crl"):
+        shutil.copy(crl, server.home / "crl" / crl.name)
+    with server.app.sessions.begin() as session:
+        # Closed network: the agency's sending host is pinned in the directory (SPF pass).
+        session.add(
+            Agency(
+                code=AGENCY_CODE,
+                name=AGENCY_NAME,
+                domains=[AGENCY_DOMAIN],
+                allowed_senders=["127.0.0.1"],
+            )
+        )
+    server.app.directory.refresh()
+
+
+def _document_message(pdf: bytes) -> bytes:
+    msg = make_message(SENDER, CLERK, subject="V/v triển khai kế hoạch chuyển đổi số")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
+    return msg  # type: ignore[return-value]
+
+
+async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
+
+    good = _document_message(pdf)
+    assert await asyncio.to_thread(send, server, good, SENDER, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    head = delivered.split(b"\r\n\r\n", 1)[0].decode()
+    assert "X-Mailsvc-Signature: valid" in head
+    assert "X-Mailsvc-Register-Number: 1/" in head
+    assert "signatures=pass" in head
+
+    tampered_pdf = bytearray(pdf)
+    middle = len(tampered_pdf) // 3
+    tampered_pdf[middle] = ord("A") if tampered_pdf[middle] != ord("A") else ord("B")
+    bad = _document_message(bytes(tampered_pdf))
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, bad, SENDER, [CLERK])
+    assert info.value.smtp_code == 554
+    assert b"signature" in info.value.smtp_error
+    with server.sessions() as session:
+        assert len(session.scalars(select(MessageRecord)).all()) == 1
