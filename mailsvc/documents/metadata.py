@@ -465,7 +465,9 @@ def _make_date(day: str, month: str, year: str) -> date | None:
 def _parse_issued(zone: str) -> tuple[date | None, str, tuple[int, int] | None]:
     """(date, place, span) from "<Place>, ngày 05 tháng 12 năm 2018" in zone."""
     first: tuple[date | None, str, tuple[int, int] | None] = (None, "", None)
-    for match in _DATE_WORDS.finditer(zone):
+    for count, match in enumerate(_DATE_WORDS.finditer(zone)):
+        if count >= 20:
+            break
         if match.group("d"):
             found = _make_date(match.group("d"), match.group("m"), match.group("y"))
         else:
@@ -482,7 +484,8 @@ def _parse_issued(zone: str) -> tuple[date | None, str, tuple[int, int] | None]:
 
 def _place_before(zone: str, pos: int) -> tuple[str, int]:
     """The place name ("Đắk Nông", "TP. Hồ Chí Minh") ending with a comma before pos."""
-    head = zone[:pos].rstrip()
+    offset = max(0, pos - 80)  # a place name is a few words; never rescan the whole zone
+    head = zone[offset:pos].rstrip()
     if not head.endswith(","):
         return "", pos
     words = head[:-1].split()
@@ -498,7 +501,7 @@ def _place_before(zone: str, pos: int) -> tuple[str, int]:
     if not taken:
         return "", pos
     place = " ".join(reversed(taken))
-    start = head.rfind(taken[-1], 0, len(head) - 1)
+    start = offset + head.rfind(taken[-1], 0, len(head) - 1)
     return place, start
 
 
@@ -814,8 +817,10 @@ def _parse_signer(doc: _Doc, start: int, nn: int) -> tuple[str, str, str]:
     ``nn`` is the "Nơi nhận" line (-1 when none): the block sits around it.
     """
     lines, folded = doc.lines, doc.folded_lines
-    lo = max(start, nn - 15) if nn >= 0 else start
-    hi = min(len(lines), nn + 60) if nn >= 0 else len(lines)
+    if nn >= 0:
+        lo, hi = max(start, nn - 15), min(len(lines), nn + 60)
+    else:  # no recipients' list: the block ends the document
+        lo, hi = max(start, len(lines) - 80), len(lines)
     i = lo
     while i < hi:
         title = (

@@ -337,3 +337,24 @@ def test_garbage_never_raises_and_stays_fast() -> None:
     meta = extract_metadata(big)
     assert time.perf_counter() - started < 2.0
     assert meta.number_notation == "123/STC-NS"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CHỦ TỊCH " * 50_000,
+        "Số: 1/" * 60_000,
+        "ngày 1 tháng 1 năm 2020, " * 20_000,
+        "Hà Nội, ngày 1 tháng 1 năm 2020\n" * 20_000,
+        "trước ngày 1/1/2030 " * 30_000,
+        "A\n" * 200_000,
+        "Nơi nhận:\n" + "TM. ỦY BAN\n" * 50_000,
+        "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT " * 20_000,
+    ],
+    ids=["upper", "numbers", "dates", "date-lines", "deadlines", "lines", "titles", "mottos"],
+)
+def test_hostile_text_is_bounded(text: str) -> None:
+    """Half a megabyte of repeated patterns: no quadratic scan, whatever the layout."""
+    started = time.perf_counter()
+    extract_metadata(text, text[:1000])
+    assert time.perf_counter() - started < 3.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from odf.opendocument import OpenDocumentText
+from odf.text import P
 
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory, add_agency
@@ -174,6 +177,26 @@ async def test_extraction_failure_is_none_with_subject_metadata(directory: DbDir
     assert meta.urgency == "Thượng khẩn"
     assert meta.number_notation == "35/2018/QĐ-UBND"
     assert meta.agency_code == AGENCY_CODE
+
+
+async def test_odt_document(stage: MetadataStage) -> None:
+    document = OpenDocumentText()
+    for line in (CORPUS / "13_hd_btg.txt").read_text(encoding="utf-8").split("\n"):
+        document.text.addElement(P(text=line))
+    out = io.BytesIO()
+    document.write(out)
+    msg = _message("Hướng dẫn 15-HD/BTGTU")
+    msg.add_attachment(out.getvalue(), "application", "vnd.oasis.opendocument.text",
+                       filename="15-HD-BTGTU.odt")  # fmt: skip
+    (finding,) = await stage.inspect(_inbound(msg))
+    assert finding.status is Status.PASS
+    meta = finding.payload
+    assert (meta.number_notation, meta.doc_type, meta.signer) == (
+        "15-HD/BTGTU",
+        "Hướng dẫn",
+        "Hồ Thị Thu Hằng",
+    )
+    assert meta.parent_agency == "ĐẢNG BỘ TỈNH QUẢNG TRỊ"
 
 
 def test_stage_shape(stage: MetadataStage) -> None:
