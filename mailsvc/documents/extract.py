@@ -279,11 +279,34 @@ def _header_text(msg: Message, name: str) -> str:
         return ""
     if not value:
         return ""
-    return " ".join(normalize_text(decode_words(str(value)), 10_000).split())
+    if isinstance(value, email.header.Header):  # compat32: raw 8-bit or folded encoded words
+        pieces = []
+        for chunk, charset in email.header.decode_header(value):
+            if isinstance(chunk, bytes):
+                pieces.append(_decode_8bit(chunk, charset))
+            else:
+                pieces.append(chunk)
+        text = "".join(pieces)
+    else:
+        text = decode_words(str(value))
+    return " ".join(normalize_text(text, 10_000).split())
+
+
+def _decode_8bit(data: bytes, charset: str | None) -> str:
+    for encoding in (charset, "utf-8"):
+        if encoding and encoding != "unknown-8bit":
+            try:
+                return data.decode(encoding)
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return data.decode("cp1258", "replace")
 
 
 def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded (compat32 messages keep them); other text unchanged."""
+    """RFC 2047 encoded words decoded (compat32 messages keep them); raw 8-bit UTF-8 (kept
+    by compat32 as surrogate escapes) decoded; other text unchanged."""
+    if not value.isascii():
+        value = _decode_8bit(value.encode("utf-8", "surrogateescape"), None)
     if "=?" not in value:
         return value
     try:
@@ -338,9 +361,23 @@ def _filename(part: Message) -> str | None:
         name = part.get_filename()
     except (ValueError, IndexError, TypeError, LookupError):
         return None
+    if name and "\ufffd" in str(name):  # compat32 mangles raw 8-bit parameters
+        name = _filename_8bit(part) or name
     if not name:
         return None
     return normalize_text(decode_words(str(name)), 1000).strip() or None
+
+
+def _filename_8bit(part: Message) -> str | None:
+    """The file name from a raw 8-bit (UTF-8) Content-Disposition or Content-Type."""
+    for key, raw in part.raw_items():
+        if key.lower() in ("content-disposition", "content-type") and not str(raw).isascii():
+            probe = Message()
+            probe[key] = decode_words(str(raw))
+            name = probe.get_filename()
+            if name:
+                return str(name)
+    return None
 
 
 def _decoded(part: Message) -> bytes:
@@ -482,6 +519,10 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
     except MemoryError:
         budget.fail(raw.location, TOO_LARGE, kind, raw.data, "out of memory")
         return
+    except Exception as exc:  # boundary: third-party parsers on hostile input
+        log.debug("reading %s at %s failed", kind, raw.location, exc_info=True)
+        budget.fail(raw.location, CORRUPT, kind, raw.data, f"{type(exc).__name__}: {exc}")
+        return
     yield DocumentPart(
         Source.ATTACHMENT,
         raw.filename,
@@ -528,6 +569,8 @@ def _file_text(
         return formats.odf_text(
             data, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
         )
+    if kind in (formats.DOC, formats.OLE):
+        return formats.ole_text(data, limits.max_text_chars)
     text = formats.decode_text(data, charset)
     if kind == formats.HTML:
         return formats.FileText(formats.html_text(text, limits.max_text_chars))
@@ -537,7 +580,7 @@ def _file_text(
 # ---------------------------------------------------------------- the worker entry point
 
 
-class _CpuDeadline(Exception):
+class _CpuDeadline(BaseException):  # not caught by per-document boundaries
     pass
 
 

@@ -9,6 +9,7 @@ Failures raise :class:`UnreadableDocument` with a stable ``kind``.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import threading
 import unicodedata
@@ -75,6 +76,8 @@ DOCX = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 ODT = "application/vnd.oasis.opendocument.text"
+DOC = "application/msword"
+OLE = "application/x-ole-storage"  # legacy .xls/.ppt and other OLE compound files
 ZIP = "application/zip"
 TAR = "application/x-tar"
 RFC822 = "message/rfc822"
@@ -113,6 +116,9 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         return PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        name = (filename or "").lower()
+        return DOC if name.endswith((".doc", ".dot")) or declared.lower() == DOC else OLE
     if len(data) > 262 and data[257:262] == b"ustar":
         return TAR
     if (
@@ -154,7 +160,7 @@ def _sniff_zip(data: bytes) -> str:
 
 def is_extractable(kind: str) -> bool:
     return (
-        kind in (PDF, DOCX, XLSX, PPTX, HTML)
+        kind in (PDF, DOCX, XLSX, PPTX, HTML, DOC, OLE)
         or kind.startswith("application/vnd.oasis.opendocument")
         or kind.startswith("text/")
     )
@@ -492,6 +498,9 @@ def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
     import pypdf
     from pypdf.errors import FileNotDecryptedError, PdfReadError
 
+    # pypdf logs every repair it makes on broken files; hostile input is routine here
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -517,6 +526,33 @@ def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise UnreadableDocument(CORRUPT, f"pypdf cannot read the PDF: {exc}") from exc
     return FileText(text=normalize_text("\n\f".join(pages), max_chars), properties=tuple(props))
+
+
+# ---------------------------------------------------------------- legacy Word/Excel (OLE)
+
+# Word 97-2003 keeps text outside cp1252 (all Vietnamese text) as UTF-16LE, paragraphs
+# ended by CR, table cells by BEL. Runs of such text are read straight from the file.
+_OLE_TEXT = re.compile(
+    "[\t\r\n\x07\x0b\x20-\x7e\xa0-\u024f\u0300-\u036f\u1e00-\u1eff\u2010-\u2027]{4,}"
+)
+
+
+def ole_text(data: bytes, max_chars: int) -> FileText:
+    """Best-effort text of a legacy .doc/.xls/.ppt: UTF-16LE runs, one paragraph a line.
+
+    Not a parser of the compound file: text stored as 8-bit cp1252 (pure ASCII
+    paragraphs) is missed, and fragments of other streams may appear.
+    """
+    decoded = data[: len(data) & ~1].decode("utf-16-le", errors="replace")
+    runs: list[str] = []
+    size = 0
+    for match in _OLE_TEXT.finditer(decoded):
+        run = match.group().translate({0x0D: "\n", 0x07: "\n", 0x0B: "\n"})
+        runs.append(run)
+        size += len(run)
+        if size > max_chars:
+            break
+    return FileText(text=normalize_text("\n".join(runs), max_chars), truncated=size > max_chars)
 
 
 # ---------------------------------------------------------------- HTML

@@ -243,6 +243,11 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, blob, archive_name, ctype)
         return msg
+    if kind == "file":  # a stored file, e.g. a legacy .doc made by LibreOffice
+        msg = message(subject)
+        path = DATA / spec["path"]
+        attach(msg, path.read_bytes(), path.name, ("application", "msword"))
+        return msg
     if kind == "forward":
         inner = build_sample(Sample(sample.id, sample.expect, spec["inner"], spec))
         inner.replace_header("Subject", spec.get("inner_subject", "Công văn gốc"))

@@ -339,3 +339,32 @@ def test_xml_entities_are_refused() -> None:
     attach(msg, data, "laughs.docx", DOCX_TYPE)
     text = _extract(msg)
     assert [f.kind for f in text.failures] == ["corrupt"]
+
+
+def test_raw_8bit_and_encoded_headers_and_file_names() -> None:
+    raw = (
+        "From: a@ubnd.example.vn\r\nSubject: [MẬT] Báo cáo\r\n"
+        "Content-Type: multipart/mixed; boundary=x\r\n\r\n"
+        "--x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "Kính gửi\r\n"
+        '--x\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename="Tối mật.txt"'
+        "\r\n\r\nx\r\n"
+        "--x\r\nContent-Type: text/plain\r\nContent-Disposition: attachment;"
+        " filename*=utf-8''T%E1%BB%9D%20tr%C3%ACnh.txt\r\n\r\ny\r\n"
+        "--x\r\nContent-Type: text/plain\r\nContent-Disposition: attachment;"
+        ' filename="=?utf-8?b?QsOhbyBjw6FvLnR4dA==?="\r\n\r\nz\r\n--x--\r\n'
+    ).encode()
+    text = extract_message_bytes(raw, LIMITS)
+    assert text.subject == "[MẬT] Báo cáo"
+    names = [p.text for p in text.by_source(Source.FILENAME)]
+    assert names == ["Tối mật.txt", "Tờ trình.txt", "Báo cáo.txt"]
+    assert text.body_text.strip() == "Kính gửi"
+
+
+def test_legacy_word_97_document() -> None:
+    msg = message()
+    data = (DATA / "legacy" / "cong-an-toi-mat.doc").read_bytes()
+    attach(msg, data, "cong-an.doc", ("application", "octet-stream"))
+    (part,) = _extract(msg).attachments()
+    assert part.content_type == "application/msword"
+    assert {"CÔNG AN TỈNH", "TỐI MẬT", "Số: 901/CAT-PV01"} <= set(part.lines())
