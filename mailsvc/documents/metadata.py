@@ -83,6 +83,13 @@ class DocumentMetadata:
     def is_urgent(self) -> bool:
         return bool(self.urgency)
 
+    @property
+    def author(self) -> str:
+        """Tác giả for the register: "VĂN PHÒNG - TỈNH ỦY QUẢNG TRỊ", or the agency alone."""
+        if self.issuing_agency and self.parent_agency:
+            return f"{self.issuing_agency} - {self.parent_agency}"
+        return self.issuing_agency
+
     def source(self, name: str) -> str:
         """Where field ``name`` was found, or "" when it was not."""
         for key, where in self.sources:
@@ -95,6 +102,7 @@ class DocumentMetadata:
         return {
             "issuing_agency": self.issuing_agency,
             "parent_agency": self.parent_agency,
+            "author": self.author,
             "number_notation": self.number_notation,
             "issued_date": self.issued_date.isoformat() if self.issued_date else None,
             "issued_place": self.issued_place,

@@ -116,6 +116,7 @@ def test_state_cong_van_fields() -> None:
     meta = extract_metadata(STATE_CV)
     assert meta.issuing_agency == "SỞ TÀI CHÍNH"
     assert meta.parent_agency == "UBND TỈNH ĐẮK NÔNG"
+    assert meta.author == "SỞ TÀI CHÍNH - UBND TỈNH ĐẮK NÔNG"
     assert meta.number_notation == "123/STC-NS"
     assert meta.issued_date == date(2019, 3, 5)
     assert meta.issued_place == "Đắk Nông"
