@@ -25,6 +25,8 @@ from mailsvc.register.urgency import parse_urgency
 
 pass_ctx = click.make_pass_decorator(Context)
 
+OUTCOME_LABELS = {"valid": "Hợp lệ", "reference_only": "Tham khảo", "invalid": "Không hợp lệ"}
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -150,8 +152,8 @@ def list_cmd(
             "notation": v["number_notation"],
             "abstract": _short(v["abstract"], 48),
             "urgency": "" if v["urgency"] == "normal" else v["urgency_label"],
-            "signature": v["signature_outcome"],
-            "status": v["status"],
+            "signature": OUTCOME_LABELS.get(v["signature_outcome"], v["signature_outcome"]),
+            "status": v["status_label"],
             "deadline": (v["deadline"] or "") + (" !" if v["overdue"] else ""),
             "id": v["id"],
         }

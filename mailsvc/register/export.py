@@ -181,7 +181,7 @@ def render_html(rows: Sequence[RegisterRow], title: RegisterTitle, templates: Pa
 # --------------------------------------------------------------------------- PDF
 
 # Column widths in mm on landscape A4 (277 mm between 10 mm margins).
-PDF_WIDTHS = (14, 31, 38, 30, 22, 74, 30, 18, 20)
+PDF_WIDTHS = (14, 46, 34, 30, 22, 63, 30, 18, 20)
 
 
 def find_font(name: str, dirs: Sequence[Path] = FONT_DIRS) -> Path:
@@ -242,6 +242,8 @@ def render_pdf(
             heading.cell(text, align="CENTER")
         for row in rows:
             line = table.row()
-            for text in row.cells():
+            cells = row.cells()
+            line.cell(cells[0], align="CENTER")
+            for text in cells[1:]:
                 line.cell(text)
     return bytes(pdf.output())
