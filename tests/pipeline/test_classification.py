@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -225,3 +226,16 @@ def test_invalid_policy_names_file_and_key(tmp_path: Path, text: str, key: str) 
 
 def test_fold() -> None:
     assert fold("TỐI MẬT") == "toi mat" and fold("Đơn khiếu nại") == "don khieu nai"
+
+
+async def test_long_texts_are_scanned_off_the_event_loop() -> None:
+    prose = "Tỉnh ủy yêu cầu bảo mật thông tin và bảo vệ mật khẩu hộp thư công vụ.\n" * 4000
+    msg = message(body=prose + "\nĐộ mật: Tuyệt mật\n")
+    executor = ThreadPoolExecutor(max_workers=1)
+    try:
+        policy = load_classification_policy(POLICY_FILE)
+        stage = ClassificationStage(policy, TextExtractor(None), executor)
+        (finding,) = await stage.inspect(inbound(msg.as_bytes()))
+    finally:
+        executor.shutdown()
+    assert finding.evidence["level"] == "tuyet-mat" and finding.evidence["line"] == 4002
