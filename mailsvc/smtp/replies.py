@@ -54,6 +54,21 @@ _REFUSALS: dict[str, str] = {
     ),
     "unsigned": "554 5.7.1 Message refused: official documents must be digitally signed",
     "dmarc-fail": "550 5.7.1 Message refused: DMARC policy of the sender's domain",
+    "dmarc-reject": "550 5.7.1 Message refused: DMARC policy of the sender's domain",
+    "scan-size-exceeded": "552 5.3.4 Message refused: too large to scan for viruses",
+    "scan-limits-exceeded": "554 5.7.1 Message refused: content could not be scanned completely",
+    "header-line-too-long": "554 5.6.0 Message refused: header line too long",
+    "header-fields-exceeded": "554 5.6.0 Message refused: too many header fields",
+    "archive-entries-exceeded": "554 5.7.1 Message refused: archive has too many entries",
+    "archive-nested-too-large": "554 5.7.1 Message refused: nested archive too large",
+    "archive-unreadable": "554 5.6.0 Message refused: archive cannot be read",
+    "archive-encrypted": "554 5.7.1 Message refused: encrypted archive cannot be scanned",
+    "signature-indeterminate": (
+        "554 5.7.1 Message refused: document signature could not be validated"
+    ),
+    "organisation-signature-missing": (
+        "554 5.7.1 Message refused: the organisation's signature is missing"
+    ),
 }
 _STAGE_DEFAULT: dict[str, str] = {
     "antivirus": "554 5.7.1 Message refused: virus detected",
