@@ -56,4 +56,4 @@ def alembic_config(url: str) -> Config:
 
 def migrate(url: str) -> None:
     """Bring the schema up to date (from empty or from any earlier revision)."""
-    command.upgrade(alembic_config(url), "heads")
+    command.upgrade(alembic_config(url), "head")

@@ -1,7 +1,7 @@
 """dovecot_passdb view: what Dovecot's SQL passdb and userdb read
 
 Revision ID: mailboxes_dovecot_passdb
-Revises: 0001_core
+Revises: audit_head
 Create Date: 2026-11-21 06:10:00
 
 One row per mailbox that is not removed. ``state`` is one of ``ok``,
@@ -19,7 +19,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "mailboxes_dovecot_passdb"
-down_revision = "0001_core"
+down_revision = "audit_head"
 branch_labels = None
 depends_on = None
 

@@ -12,7 +12,7 @@ from alembic import op
 import mailsvc.db.base
 
 revision = "quarantine_virus"
-down_revision = "0001_core"
+down_revision = "mailboxes_dovecot_passdb"
 branch_labels = None
 depends_on = None
 

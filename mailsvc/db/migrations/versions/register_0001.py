@@ -12,7 +12,7 @@ from alembic import op
 import mailsvc.db.base
 
 revision = "register_0001"
-down_revision = "0001_core"
+down_revision = "quarantine_virus"
 branch_labels = None
 depends_on = None
 
