@@ -1,7 +1,7 @@
 """virus detections (quarantine records: hash, envelope, signature; never the content)
 
 Revision ID: quarantine_virus
-Revises: 0001_core
+Revises: mailboxes_dovecot_passdb
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """incoming register: registers, yearly counters, documents, attachments, history
 
 Revision ID: register_0001
-Revises: 0001_core
+Revises: quarantine_virus
 """
 
 from __future__ import annotations
