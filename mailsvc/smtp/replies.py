@@ -63,6 +63,10 @@ _REFUSALS: dict[str, str] = {
     "archive-nested-too-large": "554 5.7.1 Message refused: nested archive too large",
     "archive-unreadable": "554 5.6.0 Message refused: archive cannot be read",
     "archive-encrypted": "554 5.7.1 Message refused: encrypted archive cannot be scanned",
+    "unreadable-content": (
+        "554 5.7.1 Message refused: an attachment cannot be read (encrypted or too large "
+        "to inspect)"
+    ),
     "signature-indeterminate": (
         "554 5.7.1 Message refused: document signature could not be validated"
     ),
