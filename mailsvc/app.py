@@ -27,6 +27,7 @@ from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Stage
 from mailsvc.lockout import Lockout
+from mailsvc.mailboxes.actions import MailboxActions
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
@@ -194,6 +195,7 @@ class App:
             hostname=s.server.hostname,
             recorders=[RegisterRecorder(self.blobs, directory=self.directory), RefusalRecorder()],
             followers=[self.notices],
+            flagger=MailboxActions.for_service(self.dovecot, str(s.path(s.tls.cert))),
         )
         await self.acceptance.repair()
 

@@ -223,7 +223,10 @@ class Acceptance:
         if self.flagger is not None and record.flags:
             try:
                 await self.flagger.add_flags(
-                    record.recipient, record.folder, record.queue_id, record.flags.split()
+                    record.recipient,
+                    record.flags.split(),
+                    queue_id=record.queue_id,
+                    folder=record.folder,
                 )
             except Exception:  # boundary: a flag is a convenience, the mail is delivered
                 log.exception("%s: could not flag the delivered copy", record.queue_id)

@@ -48,7 +48,7 @@ def _trust(server: RunningServer) -> None:
 
 
 def _document_message(pdf: bytes) -> bytes:
-    msg = make_message(SENDER, CLERK, subject="V/v triển khai kế hoạch chuyển đổi số")
+    msg = make_message(SENDER, CLERK, subject="HỎA TỐC - V/v triển khai kế hoạch chuyển đổi số")
     msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
     return msg  # type: ignore[return-value]
 
@@ -66,6 +66,15 @@ async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: Runnin
     assert "X-Mailsvc-Signature: valid" in head
     assert "X-Mailsvc-Register-Number: 1/" in head
     assert "signatures=pass" in head
+    assert "X-Mailsvc-Urgency: immediate" in head
+    # Urgent documents are flagged for the clerk (set through Dovecot's master user).
+    client = server.imap(CLERK)
+    try:
+        client.select("INBOX", readonly=True)
+        typ, data = client.fetch("1", "(FLAGS)")
+        assert typ == "OK" and b"\\Flagged" in data[0]
+    finally:
+        client.logout()
 
     tampered_pdf = bytearray(pdf)
     middle = len(tampered_pdf) // 3
