@@ -309,3 +309,31 @@ async def test_bad_input_gets_clear_errors_and_server_survives(server: RunningSe
     ok = make_message("cv@sender.example.vn", CLERK)
     assert await asyncio.to_thread(send, server, ok, "cv@sender.example.vn", [CLERK]) == {}
     await wait_for(lambda: server.app.inflight.count == 0)
+
+
+async def test_per_ip_connection_and_message_rate_limits(server: RunningServer) -> None:
+    server.add_mailbox(CLERK)
+    server.app.rate.max_connections = 2
+    server.app.rate.max_messages = 1
+
+    def dialogue() -> tuple[int, tuple[int, bytes], tuple[int, bytes]]:
+        first, second = server.smtp(), server.smtp()
+        try:
+            try:
+                server.smtp().close()
+                code = 220
+            except smtplib.SMTPConnectError as exc:  # the greeting is the refusal
+                code = exc.smtp_code
+            first.ehlo("x.example.vn")
+            ok = first.mail("cv@sender.example.vn")
+            first.rset()
+            limited = first.mail("cv@sender.example.vn")
+            return code, ok, limited
+        finally:
+            first.close()
+            second.close()
+
+    refused, ok, limited = await asyncio.to_thread(dialogue)
+    assert refused == 421
+    assert ok[0] == 250
+    assert limited[0] == 451 and b"4.7.1" in limited[1]
