@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -49,9 +49,16 @@ class LocalDelivery(Protocol):
 
 
 class MailboxFlagger(Protocol):
+    """Sets IMAP flags on a delivered copy (Dovecot master-user session)."""
+
     async def add_flags(
-        self, user: str, folder: str, queue_id: str, flags: Sequence[str]
-    ) -> None: ...
+        self,
+        address: str,
+        flags: Sequence[str],
+        *,
+        queue_id: str | None = None,
+        folder: str = "INBOX",
+    ) -> int: ...
 
 
 @dataclass
@@ -289,8 +296,8 @@ class Acceptance:
             except Exception:  # boundary
                 log.exception("%s: follow-up %s failed", msg.queue_id, type(follower).__name__)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -68,6 +68,7 @@ class MailsvcSMTP(SMTP):
             self.require_starttls = False
         if not self._rate.open(ip):
             log.warning("connection limit: refusing %s", ip)
+            assert isinstance(transport, asyncio.WriteTransport)
             transport.write((replies.TOO_MANY_CONNECTIONS + "\r\n").encode())
             transport.close()
             return

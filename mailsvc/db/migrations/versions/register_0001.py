@@ -17,7 +17,7 @@ branch_labels = None
 depends_on = None
 
 
-def _utc(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type-arg]
+def _utc(name: str, nullable: bool = False) -> sa.Column:
     return sa.Column(name, mailsvc.db.base.UtcDateTime(timezone=True), nullable=nullable)
 
 
