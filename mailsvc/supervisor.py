@@ -68,7 +68,7 @@ class SupervisedProcess:
         stdout: int | object = asyncio.subprocess.DEVNULL
         handle = None
         if self._log_path:
-            handle = open(self._log_path, "ab")  # noqa: ASYNC230, SIM115
+            handle = open(self._log_path, "ab")  # noqa: ASYNC230
             stdout = handle
         try:
             self._proc = await asyncio.create_subprocess_exec(
