@@ -60,7 +60,7 @@ from mailsvc.signatures.report import (
     DocumentSignatureReport,
 )
 from mailsvc.store.blobs import BlobStore
-from mailsvc.verdict import Verdict
+from mailsvc.verdict import Action, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,16 @@ class RegisterRecorder:
         self.zone = zone
         self.refusal_stages = frozenset(refusal_stages)
         self.roles = frozenset(roles)
+
+    def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
+        """Optional, before the acceptance transaction (in a worker thread): store the
+        attachments' blobs (fsynced) so that ``on_accept`` finds them in place and holds
+        the database's write lock for less time. Safe to skip; safe to repeat."""
+        if verdict.action is not Action.DELIVER:
+            return
+        for attachment in attachments_of(msg):
+            if attachment.data is not None:
+                self.blobs.put(attachment.data, attachment.sha256)
 
     # -- Recorder protocol -------------------------------------------------------------
     def on_accept(

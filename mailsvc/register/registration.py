@@ -215,11 +215,26 @@ def _attachment_id(session: Session, item: AttachmentInput, stored: bool) -> int
     return int(session.execute(upsert).scalar_one())
 
 
-def _store_attachments(
+def _save_attachments(
+    session: Session, attachments: tuple[AttachmentInput, ...], blobs: BlobStore | None
+) -> dict[str, int]:
+    """Blobs (fsynced) and attachment rows, by SHA-256 -> row id. Done before the
+    register lock: content-addressed rows need no serialisation."""
+    ids: dict[str, int] = {}
+    for item in attachments:
+        stored = item.data is not None and blobs is not None
+        if stored:
+            assert blobs is not None and item.data is not None
+            blobs.put(item.data, item.sha256)
+        ids[item.sha256] = _attachment_id(session, item, stored)
+    return ids
+
+
+def _link_attachments(
     session: Session,
     document: RegisterDocument,
     attachments: tuple[AttachmentInput, ...],
-    blobs: BlobStore | None,
+    ids: dict[str, int],
     *,
     fresh: bool,
 ) -> None:
@@ -234,14 +249,10 @@ def _store_attachments(
         if (item.sha256, filename) in linked:
             continue
         linked.add((item.sha256, filename))
-        stored = item.data is not None and blobs is not None
-        if stored:
-            assert blobs is not None and item.data is not None
-            blobs.put(item.data, item.sha256)
         session.add(
             DocumentAttachment(
                 document=document,
-                attachment_id=_attachment_id(session, item, stored),
+                attachment_id=ids[item.sha256],
                 filename=filename,
                 content_type=item.content_type[:255],
                 role=item.role,
@@ -294,10 +305,11 @@ def register_document(
     actor: str = SYSTEM_ACTOR,
 ) -> Registration:
     """Enter ``doc`` into ``register`` (or link it to its first entry). Never commits."""
+    ids = _save_attachments(session, doc.attachments, blobs)
     lock_register(session, register.id)
     first = _find_first(session, register, doc)
     if first is not None:
-        return _link_duplicate(session, register, first, doc, blobs=blobs, zone=zone, actor=actor)
+        return _link_duplicate(session, register, first, doc, ids=ids, zone=zone, actor=actor)
 
     valid = doc.signature_outcome is DocumentOutcome.VALID and not doc.refused
     year = register_year(doc.received_at, zone)
@@ -367,7 +379,7 @@ def register_document(
             reason=reason,
             at=doc.received_at,
         )
-    _store_attachments(session, document, doc.attachments, blobs, fresh=True)
+    _link_attachments(session, document, doc.attachments, ids, fresh=True)
     _link_deliveries(session, document, doc, "first")
     session.flush()
     return _result(register, document, fresh=True, numbered_now=valid)
@@ -379,7 +391,7 @@ def _link_duplicate(
     first: RegisterDocument,
     doc: DocumentInput,
     *,
-    blobs: BlobStore | None,
+    ids: dict[str, int],
     zone: tzinfo,
     actor: str,
 ) -> Registration:
@@ -407,7 +419,7 @@ def _link_duplicate(
             reason=f"a legally valid copy arrived (queue id {doc.queue_id}): registered",
             at=doc.received_at,
         )
-        _store_attachments(session, first, doc.attachments, blobs, fresh=False)
+        _link_attachments(session, first, doc.attachments, ids, fresh=False)
         _link_deliveries(session, first, doc, "valid-copy")
     else:
         first.duplicates += 1

@@ -53,8 +53,16 @@ class MemoryMailboxes:
     ) -> None:
         self.copies.append((recipient, folder, data))
 
-    async def add_flags(self, user: str, folder: str, queue_id: str, flags: Sequence[str]) -> None:
-        self.flags.append((user, tuple(flags)))
+    async def add_flags(
+        self,
+        address: str,
+        flags: Sequence[str],
+        *,
+        queue_id: str | None = None,
+        folder: str = "INBOX",
+    ) -> int:
+        self.flags.append((address, tuple(flags)))
+        return 1
 
     def headers(self, index: int = -1) -> EmailMessage:
         parsed = BytesHeaderParser(policy=default).parsebytes(self.copies[index][2])
