@@ -202,7 +202,12 @@ def run_workers(
 
 def prepare(url: str) -> tuple[sessionmaker[Session], int]:
     migrate(url)
-    sessions = make_sessionmaker(make_engine(url))
+    engine = make_engine(url)
+    if url.startswith("sqlite"):
+        # make_engine's SQLite pool holds 5 + 10 connections: give every worker one, so a
+        # worker waits on SQLite's lock (busy_timeout) and never on the pool.
+        engine.pool._max_overflow = max(engine.pool._max_overflow, 64)  # type: ignore[attr-defined]
+    sessions = make_sessionmaker(engine)
     with sessions.begin() as session:
         ours = Agency(code="000.00.31.H56", name="Sở Thông tin và Truyền thông", domains=[LOCAL])
         session.add(ours)
@@ -255,13 +260,15 @@ def bench(label: str, url: str, workers: int, documents: int, blob_root: Path) -
             )
         )
     errors += base_errors
-    expected = list(range(1, 2 * workers * documents + 1))
-    ok = numbers == expected and distinct == len(expected) and not errors
+    expected = list(range(1, len(numbers) + 1))
+    gapless = numbers == expected and distinct == len(numbers)
     print(
         f"  numbers: {len(numbers)} entries, 1..{numbers[-1] if numbers else 0}, "
-        f"{distinct} distinct -> {'gapless and unique' if ok else 'PROBLEM'}"
-        + (f"; {len(errors)} failed transactions: {errors[0]!r}" if errors else "")
+        f"{distinct} distinct -> {'gapless and unique' if gapless else 'GAP OR DUPLICATE'}"
     )
+    if errors:
+        print(f"  {len(errors)} worker(s) stopped on an error: {errors[0]!r}")
+    ok = gapless and not errors and len(numbers) == 2 * workers * documents
     sessions.kw["bind"].dispose()
     return ok
 

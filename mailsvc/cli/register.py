@@ -232,7 +232,7 @@ def set_status_cmd(
     register_code: str | None,
     as_json: bool,
 ) -> None:
-    """Change an entry's status, e.g. `set-status 15/2026 in_progress --reason "..."`.
+    """Change an entry's status: `set-status 15/2026 in_progress --reason "..."`.
 
     Transitions (domain.md §6): arrived → registered | refused | recalled | deleted;
     registered → assigned | in_progress | done | refused | recalled | deleted;
