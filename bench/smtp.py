@@ -36,6 +36,7 @@ from tests.tlsutil import write_self_signed
 
 DOMAIN = "bench.example.vn"
 RCPT = f"vanthu@{DOMAIN}"
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 
 
 def make_messages(count: int, size: int) -> list[bytes]:
@@ -145,7 +146,9 @@ async def run_ours(
         f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
         '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\nsubmissions = "127.0.0.1:0"\n'
         'imap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\nhttp = "127.0.0.1:0"\n'
-        "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n",
+        "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
+        '[dns]\nmode = "off"\n'
+        f"[pipeline]\nworkers = {WORKERS}\n",
         encoding="utf-8",
     )
     settings = load_settings(home, environ={})

@@ -374,6 +374,10 @@ def init_cmd(
         overrides: dict[str, dict[str, Any]] = {"server": {"domain": domain, "hostname": hostname}}
         if database_url:
             overrides["database"] = {"url": database_url}
+        if demo:
+            # A demo runs anywhere, often without DNS: origin checks then rely only on the
+            # agency directory instead of answering every inbound message "try later".
+            overrides["dns"] = {"mode": "off"}
         tmp = config_path.with_suffix(f".tmp{secrets.token_hex(4)}")
         tmp.write_text(render_config(overrides), encoding="utf-8")
         tmp.replace(config_path)

@@ -173,6 +173,9 @@ def _cells(text: str) -> list[str]:
     return out
 
 
+MAX_HEADER_LINE = 200  # an agency line in a document header is short; prose lines are not
+
+
 def _collapse(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -182,6 +185,8 @@ def _letters(text: str) -> str:
 
 
 def _is_upper(text: str, ratio: float = 0.9) -> bool:
+    if len(text) > 4 * MAX_HEADER_LINE:  # uppercase headings and stamps are short lines
+        return False
     letters = _letters(text)
     if len(letters) < 2:
         return False
@@ -726,7 +731,7 @@ def _upper_pieces(text: str) -> list[str]:
     pieces: list[str] = []
     for raw in text.split("\n"):
         line = raw.strip(" -*.,:|")
-        if not line or line == "---":
+        if not line or line == "---" or len(line) > MAX_HEADER_LINE:
             continue
         if _is_upper(line, 0.85) and not _DATE_WORDS.search(line):
             pieces.append(line)

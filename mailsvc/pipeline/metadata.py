@@ -136,7 +136,9 @@ class MetadataStage:
     async def _read(
         self, text: str, subject: str, headers: Sequence[tuple[str, str]], names: Sequence[str]
     ) -> DocumentMetadata:
-        if len(text) <= _INLINE_LIMIT:
+        # Several milliseconds of pure Python per document: with a worker pool it runs
+        # there, off the event loop; without one, only long texts leave the loop.
+        if self.executor is None and len(text) <= _INLINE_LIMIT:
             return extract_metadata(text, subject, headers, names)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
