@@ -29,7 +29,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import mimetypes
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from datetime import tzinfo
 from email.message import EmailMessage, Message
@@ -66,6 +68,9 @@ log = logging.getLogger(__name__)
 
 MESSAGE_DOCUMENT = "(message)"  # DocumentSignatureReport.document for the message itself
 FLAGGED = "\\Flagged"
+PREPARED_MAX = (
+    256  # messages prepared and not yet accepted (bounded: a skipped accept leaks nothing)
+)
 
 DOCUMENT_EXTENSIONS = frozenset(
     {
@@ -207,6 +212,8 @@ class RegisterRecorder:
         self.zone = zone
         self.refusal_stages = frozenset(refusal_stages)
         self.roles = frozenset(roles)
+        self._prepared: OrderedDict[tuple[str, str], list[AttachmentInput]] = OrderedDict()
+        self._prepared_lock = threading.Lock()
 
     def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
         """Optional, before the acceptance transaction (in a worker thread): store the
@@ -214,9 +221,19 @@ class RegisterRecorder:
         the database's write lock for less time. Safe to skip; safe to repeat."""
         if verdict.action is not Action.DELIVER:
             return
-        for attachment in attachments_of(msg):
+        found = attachments_of(msg)
+        for attachment in found:
             if attachment.data is not None:
                 self.blobs.put(attachment.data, attachment.sha256)
+        with self._prepared_lock:
+            self._prepared[(msg.queue_id, msg.sha256)] = found
+            while len(self._prepared) > PREPARED_MAX:
+                self._prepared.popitem(last=False)
+
+    def _attachments(self, msg: InboundMessage) -> list[AttachmentInput]:
+        with self._prepared_lock:
+            found = self._prepared.pop((msg.queue_id, msg.sha256), None)
+        return found if found is not None else attachments_of(msg)
 
     # -- Recorder protocol -------------------------------------------------------------
     def on_accept(
@@ -227,7 +244,7 @@ class RegisterRecorder:
         records: Sequence[MessageRecord],
     ) -> Annotations:
         notes = Annotations()
-        attachments = attachments_of(msg)
+        attachments = self._attachments(msg)
         reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
         metadata = self._metadata(verdict)
         if not self._is_document(attachments, reports, metadata):

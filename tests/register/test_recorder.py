@@ -376,3 +376,18 @@ async def test_register_code_follows_the_recipients_agency(
         assert [(r.code, r.agency_id is not None) for r in registers] == [("000.00.31.H56", True)]
         assert "Sở Thông tin và Truyền thông" in registers[0].name
         assert session.scalar(select(func.count()).select_from(RegisterDocument)) == 1
+
+
+async def test_prepare_stores_attachments_before_the_transaction(
+    sessions: sessionmaker[Session], blobs: BlobStore, mailboxes: MemoryMailboxes, directory: None
+) -> None:
+    recorder = RegisterRecorder(blobs)
+    acceptance = Acceptance(sessions, blobs, mailboxes, hostname="mx", recorders=[recorder])
+    msg = make_message()
+    verdict = deliver_verdict(msg.queue_id, report(), metadata())
+    recorder.prepare(msg, verdict)
+    assert blobs.exists(hashlib.sha256(PDF).hexdigest())
+    await acceptance.accept(msg, verdict)
+    assert recorder._prepared == {}  # used up by on_accept
+    [entry] = _entries(sessions)
+    assert entry.incoming_number == 1 and entry.attachments[0].attachment.stored
