@@ -26,6 +26,7 @@ from mailsvc.documents.extract import TextExtractor
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Stage
+from mailsvc.jobs.scheduler import build_scheduler
 from mailsvc.lockout import Lockout
 from mailsvc.mailboxes.actions import MailboxActions
 from mailsvc.mailboxes.dovecot import DovecotService
@@ -199,6 +200,11 @@ class App:
         )
         await self.acceptance.repair()
 
+        # Scheduled jobs (CRL refresh).
+        self.scheduler = build_scheduler(self._signature_policy, s.home)
+        self.scheduler.start()
+        self._closers.append(lambda: self.scheduler.shutdown(wait=False))
+
         # SMTP listeners.
         self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
         self.rate = RateLimiter(
@@ -255,7 +261,9 @@ class App:
         s = self.settings
         self.spam_policy = load_spam_policy(policies / "spam.yaml")
         self.extractor = TextExtractor(self.executor)
-        signature_policy = load_signature_policy(policies / "signature.yaml")
+        signature_policy = self._signature_policy = load_signature_policy(
+            policies / "signature.yaml"
+        )
         builders: dict[str, Callable[[], Stage]] = {
             "limits": lambda: LimitsStage(load_limits_policy(policies / "limits.yaml")),
             "authentication": lambda: AuthenticationStage(
