@@ -64,7 +64,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)
-        base_elapsed, base_lat = await run_baseline(raws, 1, workdir)
+        _, base_lat = await run_baseline(raws, 1, workdir)
         home = workdir / "home"
         home.mkdir()
         write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
