@@ -51,11 +51,11 @@ async def test_one_changed_byte_fails(
 
         msg = email.message_from_bytes(raw)
         der = base64.b64decode(msg.get_payload())
-        tampered = flip_byte(der, b"100")
+        tampered = flip_byte(der, "Số lượng: 100".encode())
         head = raw[: raw.index(b"\r\n\r\n") + 4]
         raw = head + base64.encodebytes(tampered).replace(b"\n", b"\r\n")
     else:
-        raw = flip_byte(raw, b"100")
+        raw = flip_byte(raw, "Số lượng: 100".encode())
     (message,) = await engine.verify_message(raw, None)
     assert (message.signatures[0].indication, message.signatures[0].subindication) == (
         Indication.TOTAL_FAILED,
