@@ -74,7 +74,12 @@ class Annotations:
 
 
 class Recorder(Protocol):
-    """Writes what a message means into the acceptance transaction (never commits)."""
+    """Writes what a message means into the acceptance transaction (never commits).
+
+    ``prepare`` runs first, outside the transaction (in a thread): slow work such as
+    storing attachment blobs, so the database's write lock is held briefly."""
+
+    def prepare(self, msg: InboundMessage, verdict: Verdict) -> None: ...
 
     def on_accept(
         self,
@@ -134,7 +139,7 @@ class Acceptance:
 
     # -- accepted mail -----------------------------------------------------------------
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
-        await asyncio.to_thread(self.blobs.put, msg.raw, msg.sha256)
+        await asyncio.to_thread(self._prepare, msg, verdict)
         records, fresh = await asyncio.to_thread(self._commit, msg, verdict)
         for record in records:
             if record.state == "delivered":
@@ -149,6 +154,12 @@ class Acceptance:
             self._spawn(self._after_accept(msg, verdict, records))
             return replies.OK_QUEUED.format(queue_id=msg.queue_id)
         return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
+
+    def _prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
+        self.blobs.put(msg.raw, msg.sha256)
+        if verdict.action is Action.DELIVER:
+            for recorder in self.recorders:
+                recorder.prepare(msg, verdict)
 
     def _commit(self, msg: InboundMessage, verdict: Verdict) -> tuple[list[MessageRecord], bool]:
         key = message_key(msg)

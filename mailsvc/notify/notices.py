@@ -100,6 +100,9 @@ def _environment(templates: Path) -> Environment:
 class RefusalRecorder:
     """Quarantine record for viruses; audit entry for classified content. No content kept."""
 
+    def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
+        return None
+
     def on_accept(
         self,
         session: Session,
