@@ -34,12 +34,15 @@ def _fields(section: bytes) -> list[bytes]:
 
 
 def remove_forged_auth_results(raw: bytes, authserv_id: str) -> bytes:
-    """Drop Authentication-Results: fields that claim to come from us (RFC 8601 §5)."""
+    """Drop header fields that claim to come from us: Authentication-Results: with our
+    authserv-id (RFC 8601 §5) and any X-Mailsvc-* field (register number, verdict...)."""
     section, rest = split_header(raw)
     kept: list[bytes] = []
     ours = authserv_id.lower().encode()
     for field in _fields(section):
         match = _FIELD_NAME.match(field)
+        if match and match.group(1).lower().startswith(b"x-mailsvc-"):
+            continue
         if match and match.group(1).lower() == b"authentication-results":
             value = field[match.end() :].strip()
             claimed = re.split(rb"[;\s]", value, maxsplit=1)[0].lower()

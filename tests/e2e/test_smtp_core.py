@@ -81,6 +81,7 @@ async def test_inbound_message_is_delivered_with_trace_headers(server: RunningSe
         },
     )
     msg["Authentication-Results"] = "other.example.vn; spf=pass"
+    msg["X-Mailsvc-Register-Number"] = "999/2026"  # forged: only we may say this
     refused = await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
     assert refused == {}
     messages = await asyncio.to_thread(fetch_inbox, server, CLERK)
@@ -95,6 +96,7 @@ async def test_inbound_message_is_delivered_with_trace_headers(server: RunningSe
     assert "forged.example" not in header_text  # the forged result claiming our name is gone
     assert "other.example.vn; spf=pass" in header_text  # others' results are kept
     assert "X-Mailsvc-Queue-Id:" in header_text
+    assert "999/2026" not in header_text
     with server.sessions() as session:
         row = session.scalars(select(MessageRecord)).one()
         assert row.state == "delivered" and row.recipient == CLERK
