@@ -23,7 +23,6 @@ import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,8 +42,8 @@ from mailsvc.register.statuses import DocumentStatus
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
 from mailsvc.store.blobs import BlobStore
+from mailsvc.time import VIETNAM
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 SYSTEM_ACTOR = "mailsvc"
 
 
