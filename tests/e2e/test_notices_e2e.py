@@ -91,3 +91,25 @@ async def test_virus_refused_alerts_admins_and_never_notifies_sender(
         row = session.scalars(select(VirusDetection)).one()
         assert row.mail_from == "cv@sender.example.vn" and row.client_ip == "127.0.0.1"
         assert session.scalars(select(MessageRecord)).all() == []
+
+
+async def test_repeated_viruses_from_one_address_raise_an_outbreak_alert(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    server.add_mailbox(ADMIN, role="admin")
+    for i in range(3):
+        msg = make_message("cv@sender.example.vn", CLERK, subject=f"Hóa đơn {i}")
+        msg.add_attachment(
+            EICAR.encode(),
+            maintype="application",
+            subtype="octet-stream",
+            filename=f"hoadon{i}.com",
+        )
+        with pytest.raises(smtplib.SMTPDataError):
+            await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK])
+        await wait_for(lambda n=i: len(server.app.notices.sent) >= n + 1)
+    kinds = [kind for kind, _ in server.app.notices.sent]
+    assert kinds == ["alert-virus", "alert-virus", "alert-outbreak"]
+    alerts = await asyncio.to_thread(fetch_inbox, server, ADMIN)
+    assert any("CẢNH BÁO DỊCH".encode() in a or b"=?utf-8?" in a for a in alerts)
