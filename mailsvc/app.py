@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
@@ -42,6 +43,7 @@ from mailsvc.pipeline.metadata import MetadataStage
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.pipeline.signatures import SignaturesStage
 from mailsvc.pipeline.spam import SpamStage
+from mailsvc.pipeline.spamd import SpamdStage
 from mailsvc.policy.authentication import load_authentication_policy
 from mailsvc.policy.classification import load_classification_policy
 from mailsvc.policy.limits import load_limits_policy
@@ -288,6 +290,7 @@ class App:
                 gnupg_home=home_gnupg(s.home),
             ),
             "metadata": lambda: MetadataStage(self.extractor, self.directory, self.executor),
+            "spamd": self._spamd_stage,
         }
         unknown = [name for name in s.pipeline.stages if name not in builders]
         if unknown:
@@ -308,6 +311,15 @@ class App:
             return None
         return DkimSigner(
             key.read_bytes(), self.settings.dkim.selector, self.settings.server.domain
+        )
+
+    def _spamd_stage(self) -> Stage:
+        if not self.settings.spamd.address:
+            raise ConfigError(
+                "mailsvc.toml: 'spamd' is in pipeline.stages but spamd.address is empty"
+            )
+        return SpamdStage(
+            SpamdClient(self.settings.spamd.address, timeout=self.settings.spamd.timeout_seconds)
         )
 
     def _require_scanner(self) -> ClamdClient:

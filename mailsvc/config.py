@@ -127,6 +127,15 @@ class DnsSection(_Section):
     )
 
 
+class SpamdSection(_Section):
+    address: str = Field(
+        default="",
+        description='SpamAssassin spamd as "HOST:PORT" or a unix socket path; used when '
+        '"spamd" is in pipeline.stages',
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, description="Budget of one spamd check")
+
+
 class OutboundSection(_Section):
     relay: str = Field(
         default="",
@@ -155,6 +164,7 @@ class Settings(_Section):
     dkim: DkimSection = DkimSection()
     dns: DnsSection = DnsSection()
     outbound: OutboundSection = OutboundSection()
+    spamd: SpamdSection = SpamdSection()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""

@@ -232,6 +232,8 @@ class SpamPolicy(_Section):
             if rule is None:  # e.g. the runner's own "spam-score" summary: never counted twice
                 return 0.0
             return rule.score if rule.enabled else 0.0
+        if finding.stage == "spamd" and finding.status is not Status.ERROR:
+            return finding.score  # SpamAssassin's own score, on the same scale
         return self.reason_scores.get(finding.reason, 0.0)
 
     def total(self, findings: list[Finding] | tuple[Finding, ...]) -> float:
