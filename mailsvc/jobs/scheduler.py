@@ -47,6 +47,7 @@ def build_scheduler(policy: SignaturePolicy, home: Path) -> AsyncIOScheduler:
         "interval",
         minutes=policy.crl_refresh_minutes,
         id="crl-refresh",
+        name="crl-refresh",
         next_run_time=datetime.now(UTC),
         coalesce=True,
         max_instances=1,
