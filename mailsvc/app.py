@@ -33,8 +33,9 @@ from mailsvc.mailboxes.actions import MailboxActions
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
-from mailsvc.notify.notices import NoticeFollower, RefusalRecorder, SmtpRelay
+from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
 from mailsvc.outbound.dkim import DkimSigner
+from mailsvc.outbound.mailer import Mailer, SmtpRelay
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
 from mailsvc.pipeline.classification import ClassificationStage
@@ -181,15 +182,18 @@ class App:
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
         self._closers.append(self.lmtp.close)
-        self.notices = NoticeFollower(
-            self.sessions,
+        self.mailer = Mailer(
             self.lmtp,
-            templates_dir(s) / "notices",
-            hostname=s.server.hostname,
-            domain=s.server.domain,
             is_local_domain=self.directory.is_local_domain,
             relay=SmtpRelay(*split_hostport(s.outbound.relay)) if s.outbound.relay else None,
             signer=self._dkim_signer(),
+        )
+        self.notices = NoticeFollower(
+            self.sessions,
+            self.mailer,
+            templates_dir(s) / "notices",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
         )
         self.acceptance = Acceptance(
             self.sessions,

@@ -149,6 +149,73 @@ class DkimSection(_Section):
     key: str = "dkim/private.pem"
 
 
+class ChecksSection(_Section):
+    retention_days: int = Field(
+        default=1825,
+        ge=1,
+        description="Mailbox-check records and IMAP login rows older than this are purged",
+    )
+    poll_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often Dovecot's event log is read for new checks"
+    )
+
+
+class AlertsSection(_Section):
+    webhook_url: str = Field(
+        default="",
+        description="POST each alert as JSON to this URL (an SMS gateway, a chat bot); "
+        "empty: no webhook",
+    )
+    command: str = Field(
+        default="",
+        description="Run this command (split like a shell, no shell) with the alert as JSON "
+        "on standard input; empty: no command",
+    )
+    timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Budget of one webhook call or command"
+    )
+
+
+class BackupSection(_Section):
+    directory: str = Field(
+        default="backups", description="Where `mailsvc backup` and the daily job write archives"
+    )
+    keep: int = Field(
+        default=14, ge=1, description="Archives kept by the daily job; older ones are deleted"
+    )
+    daily_at: str = Field(
+        default="01:30", description="Local time (HH:MM, +07:00) of the daily backup job"
+    )
+
+
+class JobsSection(_Section):
+    enabled: bool = Field(default=True, description="Run the scheduler in `mailsvc serve`")
+    node: str = Field(
+        default="",
+        description="This node's name in the job-run table; empty: the host name and process id",
+    )
+
+
+class ExternalMailbox(_Section):
+    name: str = Field(description="Short name used in logs, checks and the CLI")
+    host: str = Field(description="IMAP server host name")
+    port: int = Field(default=993, gt=0, lt=65536, description="IMAP server port")
+    tls: Literal["implicit", "starttls", "none"] = Field(
+        default="implicit", description="TLS on connect (993), STARTTLS, or none (tests only)"
+    )
+    ca_file: str = Field(
+        default="", description="CA bundle for the server's certificate; empty: system CAs"
+    )
+    username: str = Field(description="IMAP login name")
+    password_file: str = Field(description="File holding the password (one line, mode 0600)")
+    folder: str = Field(default="INBOX", description="Folder fetched")
+    deliver_to: str = Field(description="Local mailbox that receives the fetched messages")
+    poll_seconds: float = Field(
+        default=300.0, gt=0, description="Poll interval when IDLE is not offered"
+    )
+    idle: bool = Field(default=True, description="Use IMAP IDLE when the server offers it")
+
+
 class Settings(_Section):
     home: Path
     server: ServerSection = ServerSection()
@@ -165,6 +232,11 @@ class Settings(_Section):
     dns: DnsSection = DnsSection()
     outbound: OutboundSection = OutboundSection()
     spamd: SpamdSection = SpamdSection()
+    checks: ChecksSection = ChecksSection()
+    alerts: AlertsSection = AlertsSection()
+    backup: BackupSection = BackupSection()
+    jobs: JobsSection = JobsSection()
+    external: tuple[ExternalMailbox, ...] = ()
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""

@@ -155,6 +155,19 @@ def render_config(overrides: dict[str, dict[str, Any]] | None = None) -> str:
             lines += [f"# {part}" for part in textwrap.wrap(comment, 96)]
             lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
+    lines += [
+        "# External mailboxes: an agency's official mailbox on another IMAP server, fetched",
+        "# into a local mailbox through the same checks (one [[external]] table each), e.g.",
+        "# [[external]]",
+        '# name = "so-noi-vu"',
+        '# host = "mail.snv.example.gov.vn"',
+        "# port = 993",
+        '# tls = "implicit"',
+        '# username = "vanthu@snv.example.gov.vn"',
+        '# password_file = "secrets/so-noi-vu.password"',
+        '# deliver_to = "vanthu.snv@example.gov.vn"',
+        "",
+    ]
     return "\n".join(lines)
 
 

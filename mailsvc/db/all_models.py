@@ -1,6 +1,7 @@
 """Import every model module so that ``Base.metadata`` knows all tables (for Alembic)."""
 
 from mailsvc import audit  # noqa: F401
+from mailsvc.checks import models as checks_models  # noqa: F401
 from mailsvc.db import models  # noqa: F401
 from mailsvc.db.base import Base
 from mailsvc.quarantine import models as quarantine_models  # noqa: F401

@@ -17,23 +17,22 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import aiosmtplib
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import audit
 from mailsvc.db.models import Mailbox, MessageRecord
-from mailsvc.delivery import Annotations, LocalDelivery
+from mailsvc.delivery import Annotations
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.outbound.mailer import Mailer
 from mailsvc.quarantine.service import count_detections, record_detection
 from mailsvc.time import VIETNAM, iso_local
 from mailsvc.verdict import Action, Status, Verdict
@@ -64,28 +63,6 @@ NOTICE_REASONS = {
 OUTBREAK_WINDOW = timedelta(minutes=10)
 OUTBREAK_THRESHOLD = 3
 _REGISTER_NUMBER = re.compile(r"^X-Mailsvc-Register-Number:\s*(\d+)", re.MULTILINE | re.IGNORECASE)
-
-
-class Relay(Protocol):
-    async def send(self, sender: str, recipient: str, data: bytes) -> None: ...
-
-
-class SmtpRelay:
-    """Remote notices go to a configured smarthost (closed networks route by agency)."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
-
-    async def send(self, sender: str, recipient: str, data: bytes) -> None:
-        await aiosmtplib.send(
-            data,
-            sender=sender,
-            recipients=[recipient],
-            hostname=self.host,
-            port=self.port,
-            start_tls=False,
-            timeout=60,
-        )
 
 
 def _environment(templates: Path) -> Environment:
@@ -150,24 +127,22 @@ class NoticeFollower:
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        local: LocalDelivery,
+        mailer: Mailer,
         templates: Path,
         *,
         hostname: str,
         domain: str,
-        is_local_domain: Callable[[str], bool],
-        relay: Relay | None = None,
-        signer: Any = None,
     ) -> None:
         self.sessions = sessions
-        self.local = local
+        self.mailer = mailer
         self.env = _environment(templates)
         self.hostname = hostname
         self.postmaster = f"postmaster@{domain}"
-        self.is_local_domain = is_local_domain
-        self.relay = relay
-        self.signer = signer  # mailsvc.outbound.dkim signer, when a DKIM key is configured
-        self.sent: list[tuple[str, str]] = []  # (kind, recipient), for operators and tests
+
+    @property
+    def sent(self) -> list[tuple[str, str]]:
+        """(kind, recipient) of everything sent, for operators and tests."""
+        return self.mailer.sent
 
     # -- Follower protocol ----------------------------------------------------------------
     async def after_accept(
@@ -344,16 +319,4 @@ class NoticeFollower:
             await self._send(alert, admin, kind=f"alert-{kind}")
 
     async def _send(self, message: EmailMessage, recipient: str, *, kind: str) -> None:
-        data = message.as_bytes(policy=SMTP_POLICY)
-        if self.signer is not None:
-            data = self.signer.sign(data)
-        domain = recipient.rpartition("@")[2].lower()
-        if self.is_local_domain(domain):
-            await self.local.deliver(recipient, data, sender="")
-        elif self.relay is not None:
-            await self.relay.send("", recipient, data)
-        else:
-            log.warning("%s to %s not sent: no outbound relay configured", kind, recipient)
-            return
-        self.sent.append((kind, recipient))
-        log.info("%s sent to %s", kind, recipient)
+        await self.mailer.send(message, recipient, kind=kind)
