@@ -1,0 +1,74 @@
+"""SQLite transactions of one process take turns in arrival order."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from sqlalchemy import text
+
+from mailsvc.db.session import WriteQueue, make_engine
+
+
+def _wait_until(predicate: object, event: threading.Event) -> None:
+    assert callable(predicate)
+    while not predicate():
+        event.wait(0.001)
+
+
+def test_waiters_are_served_first_come_first_served() -> None:
+    queue = WriteQueue()
+    assert queue.acquire()
+    order: list[int] = []
+    threads = []
+    idle = threading.Event()
+    for i in range(6):
+
+        def take(n: int = i) -> None:
+            assert queue.acquire()
+            order.append(n)
+            queue.release()
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        threads.append(thread)
+        _wait_until(lambda n=i: len(queue._waiting) == n + 1, idle)
+    queue.release()
+    for thread in threads:
+        thread.join(10)
+    assert order == [0, 1, 2, 3, 4, 5]
+
+
+def test_a_waiter_gives_up_after_its_timeout() -> None:
+    queue = WriteQueue(timeout=0.05)
+    assert queue.acquire()
+    assert queue.acquire() is False  # goes ahead on SQLite's own lock
+    queue.release()
+    assert queue.acquire()
+
+
+def test_concurrent_sqlite_writers_all_commit(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.sqlite3'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            for k in range(20):
+                with engine.begin() as conn:
+                    conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n * 100 + k})
+                with engine.connect() as conn:  # a rollback also gives the turn back
+                    conn.execute(text("SELECT count(*) FROM t"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(DISTINCT n) FROM t")).scalar_one() == 200
+    engine.dispose()
