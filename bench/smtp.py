@@ -55,7 +55,12 @@ def make_messages(count: int, size: int) -> list[bytes]:
 
 
 def blast_in_process(
-    host: str, port: int, messages: list[bytes], sessions: int
+    host: str,
+    port: int,
+    messages: list[bytes],
+    sessions: int,
+    sender: str = "cv@sender.example.vn",
+    rcpt: str = RCPT,
 ) -> tuple[float, list[float]]:
     """Run the SMTP client in its own process, like Postfix's smtp-source, so the
     client's CPU is not charged to the server's event loop."""
@@ -64,17 +69,22 @@ def blast_in_process(
 
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(_blast_sync, host, port, messages, sessions).result()
+        return pool.submit(_blast_sync, host, port, messages, sessions, sender, rcpt).result()
 
 
 def _blast_sync(
-    host: str, port: int, messages: list[bytes], sessions: int
+    host: str, port: int, messages: list[bytes], sessions: int, sender: str, rcpt: str
 ) -> tuple[float, list[float]]:
-    return asyncio.run(blast(host, port, messages, sessions))
+    return asyncio.run(blast(host, port, messages, sessions, sender, rcpt))
 
 
 async def blast(
-    host: str, port: int, messages: list[bytes], sessions: int
+    host: str,
+    port: int,
+    messages: list[bytes],
+    sessions: int,
+    sender: str = "cv@sender.example.vn",
+    rcpt: str = RCPT,
 ) -> tuple[float, list[float]]:
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for m in messages:
@@ -91,7 +101,7 @@ async def blast(
                 except asyncio.QueueEmpty:
                     return
                 t0 = time.perf_counter()
-                errors, _ = await client.sendmail("cv@sender.example.vn", [RCPT], data)
+                errors, _ = await client.sendmail(sender, [rcpt], data)
                 if errors:
                     raise RuntimeError(errors)
                 latencies.append(time.perf_counter() - t0)

@@ -1,0 +1,167 @@
+"""The whole path for official documents: signed 200 KB PDFs at 10 SMTP sessions.
+
+    python bench/documents.py [--documents 300] [--sessions 10]
+
+Each message carries a distinct 200 KB PDF signed by the sample PKI's personal and
+organisation certificates (tests/signatures/pki.py), from an agency pinned in the
+directory. Our path: every configured stage (limits, authentication, clamd, spam,
+classification with text extraction, signature validation with CRLs, metadata) in the
+worker pool, blob fsync, register entry with the next incoming number, LMTP into
+Dovecot, then 250. Baseline, same messages and client in the same run: aiosmtpd writing
+each message to a Maildir with fsync. Prints documents/s, p50/p99 latency, the ratio,
+and checks that every document got a number (1..N, no gap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import func, select
+
+from bench.smtp import WORKERS, blast_in_process, describe, run_baseline
+from mailsvc.app import App
+from mailsvc.config import load_settings
+from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.passwords import hash_password
+from mailsvc.register.models import RegisterDocument
+from tests.signatures.pki import (
+    AGENCY_CODE,
+    AGENCY_DOMAIN,
+    AGENCY_NAME,
+    make_pdf,
+    session_pki,
+    signed_pdf,
+)
+from tests.tlsutil import write_self_signed
+
+DOMAIN = "bench.example.vn"
+CLERK = f"vanthu@{DOMAIN}"
+SENDER = f"vanthu@{AGENCY_DOMAIN}"
+
+
+def document_messages(count: int) -> list[bytes]:
+    pki = session_pki()
+    out = []
+    for i in range(count):
+        pdf = make_pdf(f"Quyết định số {i + 1}/2026/QĐ-UBND về việc thử nghiệm", size=200_000)
+        signed = signed_pdf(pdf, pki.personal, pki.organisation)
+        msg = EmailMessage()
+        msg["From"] = SENDER
+        msg["To"] = CLERK
+        msg["Subject"] = f"V/v gửi Quyết định số {i + 1}/2026/QĐ-UBND"
+        msg["Message-ID"] = f"<{uuid.uuid4().hex}@{AGENCY_DOMAIN}>"
+        msg["Date"] = "Sat, 21 Nov 2026 08:00:00 +0700"
+        msg.set_content("Kính gửi Văn thư, xin gửi văn bản đính kèm.")
+        msg.add_attachment(signed, maintype="application", subtype="pdf", filename=f"qd-{i}.pdf")
+        out.append(msg.as_bytes(policy=SMTP_POLICY))
+    return out
+
+
+def prepare_home(home: Path) -> None:
+    pki = session_pki()
+    home.mkdir()
+    write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
+    for sub, directory, pattern in (
+        ("trust", pki.trust_dir, "*.pem"),
+        ("crl", pki.crl_dir, "*.crl"),
+    ):
+        (home / sub).mkdir()
+        for path in directory.glob(pattern):
+            shutil.copy(path, home / sub / path.name)
+    (home / "mailsvc.toml").write_text(
+        f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
+        '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\nsubmissions = "127.0.0.1:0"\n'
+        'imap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\nhttp = "127.0.0.1:0"\n'
+        "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
+        '[dns]\nmode = "off"\n'
+        f"[pipeline]\nworkers = {WORKERS}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(home, environ={})
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    with make_sessionmaker(engine).begin() as session:
+        session.add(Agency(code="BENCH", name="Bench", domains=[DOMAIN], local=True))
+        session.add(
+            Agency(
+                code=AGENCY_CODE,
+                name=AGENCY_NAME,
+                domains=[AGENCY_DOMAIN],
+                allowed_senders=["127.0.0.1"],
+            )
+        )
+        session.add(
+            Mailbox(
+                address=CLERK,
+                role="clerk",
+                must_change=False,
+                password_hash=hash_password("Bench-Password-2026", settings.password),
+            )
+        )
+    engine.dispose()
+
+
+async def run_ours(
+    messages: list[bytes], sessions: int, workdir: Path
+) -> tuple[float, list[float], int]:
+    home = workdir / "home"
+    prepare_home(home)
+    app = App(load_settings(home, environ={}))
+    await app.start()
+    try:
+        host, port = app.addresses["smtp"]
+        elapsed, latencies = await asyncio.to_thread(
+            blast_in_process, host, port, messages, sessions, SENDER, CLERK
+        )
+        with app.sessions() as session:
+            numbers = session.scalars(select(RegisterDocument.incoming_number)).all()
+            distinct = session.scalar(
+                select(func.count(func.distinct(RegisterDocument.incoming_number)))
+            )
+        numbered = sorted(n for n in numbers if n is not None)
+        if numbered != list(range(1, len(messages) + 1)) or distinct != len(messages):
+            raise SystemExit(f"register check failed: {len(numbered)} numbers")
+        return elapsed, latencies, len(numbered)
+    finally:
+        await app.stop()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--documents", type=int, default=300)
+    parser.add_argument("--sessions", type=int, default=10)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    messages = document_messages(args.documents)
+    size = sum(map(len, messages)) // len(messages)
+    print(
+        f"{args.documents} signed documents prepared ({size // 1000} KB per message) "
+        f"in {time.perf_counter() - started:.1f} s; worker processes: {WORKERS}"
+    )
+    with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
+        workdir = Path(tmp)
+        os.chmod(workdir, 0o755)
+        base_elapsed, base_lat = await run_baseline(messages, args.sessions, workdir)
+        ours_elapsed, ours_lat, numbered = await run_ours(messages, args.sessions, workdir)
+    print(f"{args.sessions} SMTP sessions")
+    base = describe("baseline aiosmtpd+Maildir+fsync", args.documents, base_elapsed, base_lat)
+    ours = describe("mailsvc whole path, registered", args.documents, ours_elapsed, ours_lat)
+    print(f"register: {numbered} documents numbered 1..{numbered}, no gap, no duplicate")
+    print(f"ratio mailsvc/baseline: {ours / base:.2f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
