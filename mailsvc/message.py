@@ -8,6 +8,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from email.parser import BytesParser
 from enum import Enum
 from functools import cached_property
 
@@ -38,12 +39,19 @@ class InboundMessage:
         return msg
 
     @cached_property
+    def headers(self) -> EmailMessage:
+        """The top-level header block only (cheap: the body is not parsed)."""
+        msg = BytesParser(policy=email.policy.default).parsebytes(self.raw, headersonly=True)
+        assert isinstance(msg, EmailMessage)
+        return msg
+
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
 
     @property
     def message_id(self) -> str:
-        value = self.parsed.get("Message-ID", "")
+        value = self.headers.get("Message-ID", "")
         return str(value).strip()
 
     @property
@@ -54,7 +62,7 @@ class InboundMessage:
     def from_address(self) -> str:
         """The first address in From:, lower-cased, or "" when missing or unparsable."""
         try:
-            header = self.parsed["From"]
+            header = self.headers["From"]
             addresses = getattr(header, "addresses", ())
         except (ValueError, IndexError, TypeError):
             return ""

@@ -182,8 +182,8 @@ class NoticeFollower:
         """No backscatter: a real, authenticated, human sender only."""
         if not msg.mail_from or msg.mail_from.lower() == self.postmaster:
             return False
-        auto = str(msg.parsed.get("Auto-Submitted", "no")).strip().lower()
-        precedence = str(msg.parsed.get("Precedence", "")).strip().lower()
+        auto = str(msg.headers.get("Auto-Submitted", "no")).strip().lower()
+        precedence = str(msg.headers.get("Precedence", "")).strip().lower()
         if auto != "no" or precedence in ("bulk", "junk", "list"):
             return False
         if msg.direction is Direction.SUBMISSION and msg.authenticated_as:
@@ -205,7 +205,7 @@ class NoticeFollower:
         values = {
             "sender": msg.mail_from,
             "heading": heading,
-            "subject": str(msg.parsed.get("Subject", "")),
+            "subject": str(msg.headers.get("Subject", "")),
             "message_id": msg.message_id,
             "number_notation": "",
             "time": iso_local(msg.received_at),

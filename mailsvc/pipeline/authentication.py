@@ -875,7 +875,7 @@ class AuthenticationStage:
         if not self._policy.dmarc.enabled:
             return finding(Status.NONE, "dmarc-none", "none", "DMARC disabled", "")
         try:
-            from_header = msg.parsed.get_all("From") or []
+            from_header = msg.headers.get_all("From") or []
             addresses = [a for h in from_header for a in getattr(h, "addresses", ())]
         except (ValueError, IndexError, TypeError):
             addresses = []

@@ -98,7 +98,7 @@ class MetadataStage:
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         subject = _subject(msg)
-        headers = priority_headers(msg.parsed)
+        headers = priority_headers(msg.headers)
         agency_code, agency_name = self._agency(msg)
         try:
             text = await self.extractor.extract(msg)
@@ -181,7 +181,7 @@ class MetadataStage:
 
 def _subject(msg: InboundMessage) -> str:
     try:
-        value = msg.parsed.get("Subject", "")
+        value = msg.headers.get("Subject", "")
     except (ValueError, IndexError, TypeError):
         return ""
     return str(value or "").replace("\n", " ").strip()

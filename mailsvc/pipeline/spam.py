@@ -485,7 +485,7 @@ class SpamStage:
         found = [("MAIL FROM", msg.mail_from.lower())] if msg.mail_from else []
         for header in ("From", "Sender", "Reply-To"):
             try:
-                values = msg.parsed.get_all(header) or []
+                values = msg.headers.get_all(header) or []
                 for value in values:
                     for address in getattr(value, "addresses", ()):
                         if address.addr_spec:

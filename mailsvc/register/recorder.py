@@ -396,7 +396,7 @@ class RegisterRecorder:
             outcome, reason = DocumentOutcome.REFERENCE_ONLY, "not-verified"
         if refused:
             outcome = DocumentOutcome.INVALID if report is None else report.outcome
-        subject = _plain_header(msg.parsed, "Subject")
+        subject = _plain_header(msg.headers, "Subject")
         code, name = "", ""
         if metadata is not None:
             code, name = metadata.agency_code, metadata.agency_name or metadata.issuing_agency
@@ -409,7 +409,7 @@ class RegisterRecorder:
             urgency = urgency_of(metadata.urgency)
         else:
             words = [urgency_from_subject(subject)]
-            words.append(urgency_from_headers(list(msg.parsed.items()))[0])
+            words.append(urgency_from_headers(list(msg.headers.items()))[0])
             urgency = max((urgency_of(w) for w in words), key=_URGENCY_ORDER.index)
         first_recipient = members[0][0] if members else ""
         return DocumentInput(

@@ -254,7 +254,7 @@ def _login(session: SmtpSession) -> str:
 
 def _header_problem(msg: InboundMessage) -> str:
     """Submitted mail must carry one parsable From: (we compare it with the login)."""
-    froms = msg.parsed.get_all("From") or []
+    froms = msg.headers.get_all("From") or []
     if len(froms) != 1:
         return "exactly one From: header is required"
     if not msg.from_address:
