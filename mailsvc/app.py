@@ -19,6 +19,7 @@ from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
 from mailsvc.adapters.spamd import SpamdClient
+from mailsvc.checks.records import CheckRecorder, EventLogReader
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
@@ -163,6 +164,14 @@ class App:
         self._closers.append(self.dovecot.stop)
         self.addresses["imap"] = self.dovecot.imap_address
         self.addresses["imaps"] = self.dovecot.imaps_address
+
+        # Mailbox checks: Dovecot's event log → check records (docs/checks.md).
+        self.check_recorder = CheckRecorder(
+            EventLogReader(self.sessions, self.dovecot.events_path),
+            s.checks.poll_interval_seconds,
+        )
+        self.check_recorder.start()
+        self._closers.append(lambda: self.check_recorder.stop())
 
         # clamd: supervised child (managed), a system daemon, or off.
         self.clamd = daemon_from_settings(s)

@@ -10,7 +10,7 @@ Everything Dovecot needs lives under ``HOME/dovecot/``; nothing is read from
     HOME/dovecot/run/                base_dir; run/lmtp is the LMTP socket (0600)
     HOME/dovecot/state/              state_dir
     HOME/dovecot/dovecot.log         Dovecot's log (warnings, errors, logins)
-    HOME/dovecot/events.log          login and SELECT/EXAMINE events (see events.py)
+    HOME/dovecot/events.log          login, SELECT/EXAMINE and ID events (see events.py)
 
 When mailsvc runs as root, mail processes run as the dedicated system user
 ``vmail`` (created with ``useradd --system`` when missing) which owns the
@@ -509,7 +509,7 @@ service stats {{
   }}
 }}
 
-# Login and SELECT/EXAMINE events, one JSON object per line (see mailsvc/mailboxes/events.py).
+# Login, SELECT/EXAMINE and ID events, one JSON object per line (see mailsvc/mailboxes/events.py).
 event_exporter mailsvc {{
   format = json
   format_args = time-rfc3339
@@ -521,10 +521,12 @@ metric mailsvc_login {{
 }}
 metric mailsvc_select {{
   exporter = mailsvc
-  filter = event=imap_command_finished AND (cmd_name=SELECT OR cmd_name=EXAMINE)
+  filter = event=imap_command_finished AND (cmd_name=SELECT OR cmd_name=EXAMINE OR cmd_name=ID)
 }}
 
 protocol imap {{
+  # An ID sent before login reaches the login event as client_id (mailbox checks).
+  imap_id_retain = yes
   mail_max_userip_connections = 50
   imap_idle_notify_interval = 2 mins
 }}
