@@ -28,7 +28,7 @@ from mailsvc.documents.extract import TextExtractor
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Stage
-from mailsvc.jobs.scheduler import build_scheduler
+from mailsvc.jobs.scheduler import JobRunner, JobScheduler, node_name
 from mailsvc.lockout import Lockout
 from mailsvc.mailboxes.actions import MailboxActions
 from mailsvc.mailboxes.dovecot import DovecotService
@@ -215,10 +215,13 @@ class App:
         )
         await self.acceptance.repair()
 
-        # Scheduled jobs (CRL refresh).
-        self.scheduler = build_scheduler(self._signature_policy, s.home)
-        self.scheduler.start()
-        self._closers.append(lambda: self.scheduler.shutdown(wait=False))
+        # Scheduled jobs: schedule in the database, each run claimed once across nodes.
+        self.jobs = JobRunner(s, self.sessions, self.mailer, node=node_name(s))
+        self.scheduler: JobScheduler | None = None
+        if s.jobs.enabled:
+            self.scheduler = JobScheduler(self.jobs, s.database_url)
+            await self.scheduler.start()
+            self._closers.append(self.scheduler.stop)
 
         # SMTP listeners.
         self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)

@@ -194,6 +194,16 @@ class JobsSection(_Section):
         default="",
         description="This node's name in the job-run table; empty: the host name and process id",
     )
+    run_retention_days: int = Field(
+        default=400,
+        ge=1,
+        description="Job runs and overdue-reminder records older than this are purged",
+    )
+    auth_failure_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="Failed-login rows untouched for this long (and not locked) are purged",
+    )
 
 
 class ExternalMailbox(_Section):
