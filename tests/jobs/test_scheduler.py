@@ -88,7 +88,9 @@ async def test_two_nodes_sharing_the_database_run_each_occurrence_once(
     per_time = Counter(r.scheduled_for for r in rows)
     assert per_time and max(per_time.values()) == 1  # one claim per scheduled time
     assert Counter(sample_jobs.EXECUTIONS) == per_time  # one execution per claim
-    assert {r.outcome for r in rows} == {"ok"}
+    # A run still going when the nodes stop is recorded as interrupted, never lost or doubled.
+    assert {r.outcome for r in rows} <= {"ok", "interrupted"}
+    assert sum(r.outcome == "ok" for r in rows) >= 2
     assert {r.node for r in rows} <= {"node-a", "node-b"}
     assert list(stored(sessions)) == ["count"]  # one shared schedule, not one per node
 
