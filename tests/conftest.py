@@ -22,7 +22,7 @@ def _create_pg_database(admin_url: str, template: str = "template0") -> tuple[st
         admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
     )
     with engine.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" ENCODING 'UTF8'"))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" ENCODING \'UTF8\''))
     engine.dispose()
     base = admin_url.rsplit("/", 1)[0]
     return name, f"{base}/{name}"
