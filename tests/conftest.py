@@ -66,3 +66,18 @@ def db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
         url = f"sqlite:///{tmp_path / 'mailsvc.sqlite3'}"
         migrate(url)
         yield url
+
+
+@pytest.fixture
+def other_db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
+    """A second fresh database (a second mailsvc instance in the same test)."""
+    if PG_ADMIN_URL:
+        name, url = _create_pg_database(PG_ADMIN_URL, pg_template)
+        try:
+            yield url
+        finally:
+            _drop_pg_database(PG_ADMIN_URL, name)
+    else:
+        url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
+        migrate(url)
+        yield url

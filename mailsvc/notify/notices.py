@@ -65,7 +65,9 @@ def _environment(templates: Path) -> Environment:
     return Environment(
         loader=FileSystemLoader(str(templates)),
         undefined=StrictUndefined,
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "html.j2"), default_for_string=False
+        ),
         keep_trailing_newline=True,
     )
 
