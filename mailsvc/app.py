@@ -35,8 +35,11 @@ from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
 from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
+from mailsvc.notify.recall import RecallRecorder
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.outbound.mailer import Mailer, SmtpRelay
+from mailsvc.outbound.queue import RetryPolicy
+from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
 from mailsvc.pipeline.classification import ClassificationStage
@@ -191,11 +194,22 @@ class App:
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
         self._closers.append(self.lmtp.close)
+        mailbox_actions = MailboxActions.for_service(self.dovecot, str(s.path(s.tls.cert)))
+        # Outbound: a durable queue and its worker (notices, alerts, recalled copies).
         self.mailer = Mailer(
             self.lmtp,
             is_local_domain=self.directory.is_local_domain,
-            relay=SmtpRelay(*split_hostport(s.outbound.relay)) if s.outbound.relay else None,
+            relay=SmtpRelay(
+                *split_hostport(s.outbound.relay),
+                helo=s.server.hostname,
+                timeout=s.outbound.relay_timeout_seconds,
+            )
+            if s.outbound.relay
+            else None,
             signer=self._dkim_signer(),
+            sessions=self.sessions,
+            retry=RetryPolicy.from_settings(s.outbound),
+            mover=mailbox_actions,
         )
         self.notices = NoticeFollower(
             self.sessions,
@@ -203,17 +217,26 @@ class App:
             templates_dir(s) / "notices",
             hostname=s.server.hostname,
             domain=s.server.domain,
+            smime=SmimeSigner.from_settings(s),
         )
+        self.mailer.on_failure = self.notices.alert_undelivered
+        recall = RecallRecorder(self.notices.composer, self.mailer)
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
             self.lmtp,
             hostname=s.server.hostname,
-            recorders=[RegisterRecorder(self.blobs, directory=self.directory), RefusalRecorder()],
-            followers=[self.notices],
-            flagger=MailboxActions.for_service(self.dovecot, str(s.path(s.tls.cert))),
+            recorders=[
+                RegisterRecorder(self.blobs, directory=self.directory),
+                RefusalRecorder(),
+                recall,
+            ],
+            followers=[self.notices, recall],
+            flagger=mailbox_actions,
         )
         await self.acceptance.repair()
+        self.mailer.start()
+        self._closers.append(self.mailer.stop)
 
         # Scheduled jobs: schedule in the database, each run claimed once across nodes.
         self.jobs = JobRunner(s, self.sessions, self.mailer, node=node_name(s))

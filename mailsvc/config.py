@@ -142,6 +142,46 @@ class OutboundSection(_Section):
         description='Smarthost "HOST:PORT" for notices to remote senders; empty: notices go '
         "to local senders only",
     )
+    retry_minutes: tuple[float, ...] = Field(
+        default=(1.0, 5.0, 15.0, 60.0),
+        min_length=1,
+        description="Waits between delivery attempts of queued mail (minutes); the last one "
+        "repeats until give_up_hours",
+    )
+    give_up_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="A message still undelivered this long after it was queued is marked "
+        "failed and the administrators are alerted (a 5xx answer fails it at once)",
+    )
+    poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the queue is read for rows queued by other processes "
+        "(status notices from `mailsvc register`)",
+    )
+    relay_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Budget of one SMTP conversation with the relay"
+    )
+    smime_cert: str = Field(
+        default="",
+        description="The agency's organisation certificate (PEM) that S/MIME-signs notices "
+        "to senders; empty: notices are not S/MIME-signed",
+    )
+    smime_key: str = Field(
+        default="", description="Private key (PEM, unencrypted, mode 0600) of smime_cert"
+    )
+    smime_chain: str = Field(
+        default="",
+        description="Intermediate CA certificates (PEM) sent with the signature; may be empty",
+    )
+
+    @field_validator("retry_minutes")
+    @classmethod
+    def _positive_waits(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(v <= 0 for v in value):
+            raise ValueError("every wait must be more than 0 minutes")
+        return value
 
 
 class DkimSection(_Section):

@@ -22,7 +22,7 @@ def _create_pg_database(admin_url: str, template: str = "template0") -> tuple[st
         admin_url.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT"
     )
     with engine.connect() as conn:
-        conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE \"{template}\" ENCODING 'UTF8'"))
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}" ENCODING \'UTF8\''))
     engine.dispose()
     base = admin_url.rsplit("/", 1)[0]
     return name, f"{base}/{name}"
@@ -64,5 +64,20 @@ def db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
             _drop_pg_database(PG_ADMIN_URL, name)
     else:
         url = f"sqlite:///{tmp_path / 'mailsvc.sqlite3'}"
+        migrate(url)
+        yield url
+
+
+@pytest.fixture
+def other_db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
+    """A second fresh database (a second mailsvc instance in the same test)."""
+    if PG_ADMIN_URL:
+        name, url = _create_pg_database(PG_ADMIN_URL, pg_template)
+        try:
+            yield url
+        finally:
+            _drop_pg_database(PG_ADMIN_URL, name)
+    else:
+        url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
         migrate(url)
         yield url

@@ -91,7 +91,8 @@ def job_views(session: Session, settings: Settings, now: datetime) -> list[dict[
 
 
 def build_mailer(settings: Settings, sessions: sessionmaker[Session]) -> Mailer | None:
-    """A Mailer delivering to the running Dovecot's LMTP socket; None if it has none."""
+    """A Mailer queueing into the outbound queue, which the running server delivers (over
+    its Dovecot's LMTP socket, or the relay); None when no server has ever run here."""
     lmtp_path = DovecotService(settings).lmtp_path
     if not lmtp_path.exists():
         return None
@@ -108,6 +109,7 @@ def build_mailer(settings: Settings, sessions: sessionmaker[Session]) -> Mailer 
         is_local_domain=directory.is_local_domain,
         relay=SmtpRelay(*split_hostport(relay)) if relay else None,
         signer=signer,
+        sessions=sessions,
     )
 
 

@@ -1,7 +1,9 @@
 """``mailsvc register``: the incoming register (sổ đăng ký văn bản đến).
 
-list | show | set-status | assign | export. ``--json`` on list and show prints the
-stable schema documented in docs/register.md (English snake_case keys, stable codes).
+list | show | set-status | refuse-recall | assign | export. A status change queues the
+sender's status notice (mailsvc.notify.recall) in the same transaction. ``--json`` on
+list and show prints the stable schema documented in docs/register.md (English
+snake_case keys, stable codes).
 Dates given on the command line are calendar days in the server's zone (+07:00).
 """
 
@@ -18,6 +20,10 @@ from mailsvc.cli import Context
 from mailsvc.cli.console import actor as default_actor
 from mailsvc.cli.console import echo_json, echo_record, echo_table, json_option, open_session
 from mailsvc.errors import MailsvcError
+from mailsvc.notify.notices import NoticeComposer
+from mailsvc.notify.recall import StatusNotifier
+from mailsvc.outbound.models import VOID_COPY, OutboundMessage
+from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.register import export, queries, workflow
 from mailsvc.register.registers import get_register
 from mailsvc.register.statuses import DocumentStatus, parse_status
@@ -40,6 +46,27 @@ def _zone(ctx: Context) -> tzinfo:
 def _templates(ctx: Context) -> Path:
     s = ctx.settings
     return s.path(s.paths.templates) if s.paths.templates else PACKAGE_ROOT / "templates"
+
+
+def _notifier(ctx: Context) -> StatusNotifier:
+    """Queues the sender's status notices (the server's outbound worker sends them)."""
+    s = ctx.settings
+    composer = NoticeComposer(
+        _templates(ctx) / "notices",
+        hostname=s.server.hostname,
+        domain=s.server.domain,
+        smime=SmimeSigner.from_settings(s),
+    )
+    return StatusNotifier(composer)
+
+
+def _queued_text(rows: list[OutboundMessage]) -> str:
+    notices = [r for r in rows if r.kind.startswith("notice-")]
+    voids = [r for r in rows if r.kind == VOID_COPY]
+    parts = [f"{r.kind} to {r.recipient}" for r in notices]
+    if voids:
+        parts.append(f"{len(voids)} delivered copy(ies) to move to the recall folder")
+    return f"; queued: {', '.join(parts)}" if parts else ""
 
 
 def _day(value: str | None, option: str) -> date | None:
@@ -242,19 +269,59 @@ def set_status_cmd(
     """
     zone = _zone(ctx)
     target = parse_status(status)
+    notifier = _notifier(ctx)
     with open_session(ctx) as session:
         document = queries.find_document(session, ref, register_code)
         before = DocumentStatus(document.status)
         workflow.set_status(
             session, document, target, actor=actor or default_actor(), reason=reason, zone=zone
         )
+        queued = notifier.status_changed(session, document, before, target, reason)
         session.commit()
         view = queries.document_view(document, zone)
     if as_json:
         echo_json(view, ctx)
         return
     number = f" số đến {view['incoming_number']}/{view['year']}" if view["incoming_number"] else ""
-    click.echo(f"document {view['id']}{number}: {before.value} -> {target.value} ({target.label})")
+    click.echo(
+        f"document {view['id']}{number}: {before.value} -> {target.value} ({target.label})"
+        + _queued_text(queued)
+    )
+
+
+@register_group.command("refuse-recall")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why the document is not recalled (sent back).")
+@click.option("--actor", help="Who acts (default: the OS user, or MAILSVC_ACTOR).")
+@click.option("--register", "register_code", help="Register code, for NUMBER/YEAR references.")
+@json_option
+@pass_ctx
+def refuse_recall_cmd(
+    ctx: Context,
+    ref: str,
+    reason: str,
+    actor: str | None,
+    register_code: str | None,
+    as_json: bool,
+) -> None:
+    """Refuse the sender's recall request: the entry returns to its earlier status and the
+    sender is told (status 16). To accept it: `set-status REF recalled --reason ...`."""
+    zone = _zone(ctx)
+    notifier = _notifier(ctx)
+    with open_session(ctx) as session:
+        document = queries.find_document(session, ref, register_code)
+        workflow.refuse_recall(session, document, actor=actor or default_actor(), reason=reason)
+        queued = notifier.recall_refused(session, document, reason)
+        session.commit()
+        view = queries.document_view(document, zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    status = DocumentStatus(view["status"])
+    click.echo(
+        f"document {view['id']}: recall refused, back to {status.value} ({status.label})"
+        + _queued_text(queued)
+    )
 
 
 @register_group.command("assign")
@@ -279,8 +346,10 @@ def assign_cmd(
     """Hand an entry to a unit or person (đã chuyển xử lý)."""
     zone = _zone(ctx)
     due = _day(deadline, "--deadline")
+    notifier = _notifier(ctx)
     with open_session(ctx) as session:
         document = queries.find_document(session, ref, register_code)
+        before = DocumentStatus(document.status)
         workflow.assign(
             session,
             document,
@@ -289,6 +358,7 @@ def assign_cmd(
             reason=reason,
             deadline=due,
         )
+        notifier.status_changed(session, document, before, DocumentStatus.ASSIGNED)
         session.commit()
         view = queries.document_view(document, zone)
     if as_json:

@@ -5,6 +5,7 @@ from mailsvc.checks import models as checks_models  # noqa: F401
 from mailsvc.db import models  # noqa: F401
 from mailsvc.db.base import Base
 from mailsvc.jobs import models as jobs_models  # noqa: F401
+from mailsvc.outbound import models as outbound_models  # noqa: F401
 from mailsvc.quarantine import models as quarantine_models  # noqa: F401
 from mailsvc.register import models as register_models  # noqa: F401
 

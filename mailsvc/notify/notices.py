@@ -8,7 +8,11 @@
   signature and classified-content refusals; admin alerts for viruses (and outbreaks)
   and classified content. Never a notice to a null, unauthenticated/forged or
   auto-submitted sender, never for viruses or spam (no backscatter); every notice
-  carries ``Auto-Submitted: auto-replied`` so two instances cannot loop.
+  carries ``Auto-Submitted: auto-replied`` so two instances cannot loop. It also alerts
+  the administrators when the outbound queue gives a message up.
+- ``NoticeComposer`` builds a notice (text, HTML and ``status.json``; S/MIME-signed
+  with the agency's organisation certificate when ``[outbound] smime_cert`` is set);
+  the register CLI uses it for later status notices.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -32,25 +37,16 @@ from mailsvc import audit
 from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.delivery import Annotations
 from mailsvc.message import Direction, InboundMessage
-from mailsvc.outbound.mailer import Mailer
+from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, read_status
+from mailsvc.outbound.mailer import FailedMessage, Mailer
+from mailsvc.outbound.queue import as_bytes
+from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.quarantine.service import count_detections, record_detection
 from mailsvc.time import VIETNAM, iso_local
 from mailsvc.verdict import Action, Status, Verdict
 
 log = logging.getLogger(__name__)
 
-# Status codes of the national document exchange's status messages.
-STATUS_LABELS = {
-    "01": "Đã đến",
-    "02": "Từ chối tiếp nhận",
-    "03": "Đã tiếp nhận",
-    "04": "Đã phân công",
-    "05": "Đang xử lý",
-    "06": "Đã hoàn thành",
-    "13": "Yêu cầu thu hồi",
-    "15": "Đã thu hồi",
-    "16": "Từ chối thu hồi",
-}
 NOTICE_REASONS = {
     "signature-invalid": "Chữ ký số trên văn bản không hợp lệ.",
     "unsigned": "Văn bản không có chữ ký số theo quy định.",
@@ -69,9 +65,119 @@ def _environment(templates: Path) -> Environment:
     return Environment(
         loader=FileSystemLoader(str(templates)),
         undefined=StrictUndefined,
-        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "html.j2"), default_for_string=False
+        ),
         keep_trailing_newline=True,
     )
+
+
+@dataclass(frozen=True)
+class StatusNotice:
+    """Plain values of one notice to a sender (a status message of the exchange)."""
+
+    recipient: str
+    status_code: str
+    message_id: str  # the original message's
+    subject: str  # the original message's
+    time: datetime  # when the status was reached
+    incoming_number: str = ""
+    number_notation: str = ""
+    reason: str = ""
+
+
+class NoticeComposer:
+    """Builds notices: text + HTML + ``status.json``, S/MIME-signed when configured.
+
+    Used in the server (receipts, refusals) and by the register CLI (status changes,
+    recall confirmations); the result goes into the outbound queue as bytes."""
+
+    def __init__(
+        self,
+        templates: Path,
+        *,
+        hostname: str,
+        domain: str,
+        smime: SmimeSigner | None = None,
+    ) -> None:
+        self.env = _environment(templates)
+        self.hostname = hostname
+        self.postmaster = f"postmaster@{domain}"
+        self.smime = smime
+
+    @property
+    def from_field(self) -> str:
+        return f"Hệ thống thư công vụ <{self.postmaster}>"
+
+    def render(self, template: str, values: dict[str, Any]) -> str:
+        return self.env.get_template(template).render(values)
+
+    def status_message(self, notice: StatusNotice) -> bytes:
+        code = notice.status_code
+        heading = HEADINGS[code]
+        values = {
+            "sender": notice.recipient,
+            "heading": heading,
+            "subject": notice.subject,
+            "message_id": notice.message_id,
+            "number_notation": notice.number_notation,
+            "time_label": "Thời điểm nhận" if code in ("01", "02", "03") else "Thời điểm",
+            "time": iso_local(notice.time),
+            "status_code": code,
+            "status_label": STATUS_LABELS[code],
+            "incoming_number": notice.incoming_number,
+            "reason": notice.reason,
+            "hostname": self.hostname,
+        }
+        status = {
+            "message_id": notice.message_id,
+            "number_notation": notice.number_notation,
+            "status_code": code,
+            "status": STATUS_LABELS[code],
+            "incoming_number": notice.incoming_number or None,
+            "time": values["time"],
+            "reason": notice.reason or None,
+        }
+        body = EmailMessage()
+        body.set_content(self.render("notice.txt.j2", values), cte="quoted-printable")
+        body.add_alternative(
+            self.render("notice.html.j2", values), subtype="html", cte="quoted-printable"
+        )
+        body.make_mixed()
+        body.add_attachment(
+            json.dumps(status, ensure_ascii=False, indent=2).encode("utf-8"),
+            maintype="application",
+            subtype="json",
+            filename="status.json",
+        )
+        headers = [
+            ("From", self.from_field),
+            ("To", notice.recipient),
+            ("Subject", f"{heading.capitalize()}: {notice.subject}"[:200]),
+            ("Date", format_datetime(datetime.now(VIETNAM))),
+            ("Message-ID", make_msgid(domain=self.hostname)),
+            ("Auto-Submitted", "auto-replied"),
+        ]
+        if notice.message_id:
+            headers += [("In-Reply-To", notice.message_id), ("References", notice.message_id)]
+        if self.smime is not None:
+            return self.smime.sign_message(body, headers)
+        for name, value in headers:
+            body[name] = value
+        return as_bytes(body)
+
+    def alert(self, recipient: str, subject: str, body: str) -> EmailMessage:
+        """A plain-text alert to an administrator or clerk (not S/MIME-signed)."""
+        alert = EmailMessage()
+        alert["From"] = self.from_field
+        alert["To"] = recipient
+        alert["Subject"] = subject
+        alert["Date"] = format_datetime(datetime.now(VIETNAM))
+        alert["Message-ID"] = make_msgid(domain=self.hostname)
+        alert["Auto-Submitted"] = "auto-generated"
+        alert["Importance"] = "high"
+        alert.set_content(body)
+        return alert
 
 
 class RefusalRecorder:
@@ -123,6 +229,35 @@ class RefusalRecorder:
                 )
 
 
+AUTH_PASS = frozenset({"dkim-pass", "dmarc-pass", "spf-pass"})
+
+
+def authenticated_origin(
+    direction: str, authenticated_as: str | None, findings: Iterable[tuple[str, str, str]]
+) -> bool:
+    """Logged in to submit, or passed DKIM, SPF or DMARC: (stage, status, reason) triples."""
+    if direction == Direction.SUBMISSION.value and authenticated_as:
+        return True
+    return any(
+        stage == "authentication" and status == Status.PASS.value and reason in AUTH_PASS
+        for stage, status, reason in findings
+    )
+
+
+def record_may_be_notified(record: MessageRecord, postmaster: str) -> bool:
+    """The rule of ``NoticeFollower`` for a stored message (later status notices)."""
+    if not record.mail_from or record.mail_from.lower() == postmaster:
+        return False
+    if record.action == Action.QUARANTINE.value:
+        return False
+    findings = [
+        (str(f.get("stage", "")), str(f.get("status", "")), str(f.get("reason", "")))
+        for f in (record.verdict or {}).get("findings", [])
+        if isinstance(f, dict)
+    ]
+    return authenticated_origin(record.direction, record.authenticated_as, findings)
+
+
 class NoticeFollower:
     def __init__(
         self,
@@ -132,12 +267,13 @@ class NoticeFollower:
         *,
         hostname: str,
         domain: str,
+        smime: SmimeSigner | None = None,
     ) -> None:
         self.sessions = sessions
         self.mailer = mailer
-        self.env = _environment(templates)
+        self.composer = NoticeComposer(templates, hostname=hostname, domain=domain, smime=smime)
         self.hostname = hostname
-        self.postmaster = f"postmaster@{domain}"
+        self.postmaster = self.composer.postmaster
 
     @property
     def sent(self) -> list[tuple[str, str]]:
@@ -151,13 +287,7 @@ class NoticeFollower:
         numbers = {m.group(1) for r in records for m in [_REGISTER_NUMBER.search(r.headers)] if m}
         if not numbers or not self._may_notify(msg, verdict):
             return
-        await self._send_notice(
-            msg,
-            "03",
-            "THÔNG BÁO ĐÃ TIẾP NHẬN VĂN BẢN",
-            incoming_number=", ".join(sorted(numbers)),
-            reason="",
-        )
+        await self._send_notice(msg, "03", incoming_number=", ".join(sorted(numbers)), reason="")
 
     async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None:
         deciding = verdict.deciding
@@ -170,12 +300,24 @@ class NoticeFollower:
             await self._alert_classified(msg, deciding.evidence)
         if deciding.reason in NOTICE_REASONS and self._may_notify(msg, verdict):
             await self._send_notice(
-                msg,
-                "02",
-                "THÔNG BÁO TỪ CHỐI TIẾP NHẬN VĂN BẢN",
-                incoming_number="",
-                reason=NOTICE_REASONS[deciding.reason],
+                msg, "02", incoming_number="", reason=NOTICE_REASONS[deciding.reason]
             )
+
+    async def alert_undelivered(self, failed: FailedMessage) -> None:
+        """Mailer.on_failure: tell the administrators a message was given up."""
+        values = {
+            "kind": failed.kind,
+            "recipient": failed.recipient,
+            "attempts": failed.attempts,
+            "queued_at": iso_local(failed.created_at),
+            "error": failed.error,
+            "queue_row": failed.id,
+        }
+        await self._alert(
+            f"[Cảnh báo] Không gửi được thư tới {failed.recipient}",
+            self.composer.render("alert_undelivered.txt.j2", values),
+            kind="undelivered",
+        )
 
     # -- rules -----------------------------------------------------------------------------
     def _may_notify(self, msg: InboundMessage, verdict: Verdict) -> bool:
@@ -186,66 +328,28 @@ class NoticeFollower:
         precedence = str(msg.headers.get("Precedence", "")).strip().lower()
         if auto != "no" or precedence in ("bulk", "junk", "list"):
             return False
-        if msg.direction is Direction.SUBMISSION and msg.authenticated_as:
-            return True
-        return (
-            any(
-                f.stage == "authentication"
-                and f.status is Status.PASS
-                and f.reason in ("dkim-pass", "dmarc-pass", "spf-pass")
-                for f in verdict.findings
-            )
-            and verdict.action is not Action.QUARANTINE
+        if read_status(msg.parsed) is not None:
+            return False  # a status message is never answered
+        findings = [(f.stage, f.status.value, f.reason) for f in verdict.findings]
+        return verdict.action is not Action.QUARANTINE and authenticated_origin(
+            msg.direction.value, msg.authenticated_as, findings
         )
 
     # -- building and sending --------------------------------------------------------------
     async def _send_notice(
-        self, msg: InboundMessage, code: str, heading: str, *, incoming_number: str, reason: str
+        self, msg: InboundMessage, code: str, *, incoming_number: str, reason: str
     ) -> None:
-        values = {
-            "sender": msg.mail_from,
-            "heading": heading,
-            "subject": str(msg.headers.get("Subject", "")),
-            "message_id": msg.message_id,
-            "number_notation": "",
-            "time": iso_local(msg.received_at),
-            "status_code": code,
-            "status_label": STATUS_LABELS[code],
-            "incoming_number": incoming_number,
-            "reason": reason,
-            "hostname": self.hostname,
-        }
-        notice = EmailMessage()
-        notice["From"] = f"Hệ thống thư công vụ <{self.postmaster}>"
-        notice["To"] = msg.mail_from
-        notice["Subject"] = f"{heading.capitalize()}: {values['subject']}"[:200]
-        notice["Date"] = format_datetime(datetime.now(VIETNAM))
-        notice["Message-ID"] = make_msgid(domain=self.hostname)
-        notice["Auto-Submitted"] = "auto-replied"
-        if msg.message_id:
-            notice["In-Reply-To"] = msg.message_id
-            notice["References"] = msg.message_id
-        notice.set_content(self.env.get_template("notice.txt.j2").render(values))
-        notice.add_alternative(
-            self.env.get_template("notice.html.j2").render(values), subtype="html"
+        notice = StatusNotice(
+            recipient=msg.mail_from,
+            status_code=code,
+            message_id=msg.message_id,
+            subject=str(msg.headers.get("Subject", "")),
+            time=msg.received_at,
+            incoming_number=incoming_number,
+            reason=reason,
         )
-        status = {
-            "message_id": msg.message_id,
-            "number_notation": values["number_notation"],
-            "status_code": code,
-            "status": STATUS_LABELS[code],
-            "incoming_number": incoming_number or None,
-            "time": values["time"],
-            "reason": reason or None,
-        }
-        notice.make_mixed()
-        notice.add_attachment(
-            json.dumps(status, ensure_ascii=False, indent=2).encode("utf-8"),
-            maintype="application",
-            subtype="json",
-            filename="status.json",
-        )
-        await self._send(notice, msg.mail_from, kind=f"notice-{code}")
+        data = await asyncio.to_thread(self.composer.status_message, notice)
+        await self.mailer.send(data, msg.mail_from, kind=f"notice-{code}", about=msg.message_id)
 
     async def _alert_virus(self, msg: InboundMessage, signature: str) -> None:
         count = await asyncio.to_thread(self._recent_detections, msg.client_ip)
@@ -266,7 +370,7 @@ class NoticeFollower:
         ) + f" {signature} từ {msg.client_ip}"
         await self._alert(
             subject,
-            self.env.get_template("alert_virus.txt.j2").render(values),
+            self.composer.render("alert_virus.txt.j2", values),
             kind="outbreak" if values["outbreak"] else "virus",
         )
 
@@ -283,7 +387,7 @@ class NoticeFollower:
         }
         await self._alert(
             "[Cảnh báo] Từ chối thư có dấu hiệu chứa nội dung mật",
-            self.env.get_template("alert_classified.txt.j2").render(values),
+            self.composer.render("alert_classified.txt.j2", values),
             kind="classified",
         )
 
@@ -307,16 +411,5 @@ class NoticeFollower:
 
     async def _alert(self, subject: str, body: str, *, kind: str) -> None:
         for admin in await asyncio.to_thread(self._admins):
-            alert = EmailMessage()
-            alert["From"] = f"Hệ thống thư công vụ <{self.postmaster}>"
-            alert["To"] = admin
-            alert["Subject"] = subject
-            alert["Date"] = format_datetime(datetime.now(VIETNAM))
-            alert["Message-ID"] = make_msgid(domain=self.hostname)
-            alert["Auto-Submitted"] = "auto-generated"
-            alert["Importance"] = "high"
-            alert.set_content(body)
-            await self._send(alert, admin, kind=f"alert-{kind}")
-
-    async def _send(self, message: EmailMessage, recipient: str, *, kind: str) -> None:
-        await self.mailer.send(message, recipient, kind=kind)
+            alert = self.composer.alert(admin, subject, body)
+            await self.mailer.send(alert, admin, kind=f"alert-{kind}")

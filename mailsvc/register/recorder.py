@@ -5,7 +5,8 @@ What is a document. A message delivered (action ``deliver``) that arrived from o
 another) and that carries a document: an attachment with a document file type (PDF,
 office/ODF formats, RTF, archives, .p7m), or signed content (an S/MIME / PGP signature
 on the message), or text the metadata stage judged an official document. Plain chatter
-without such an attachment is not registered and gets no register headers.
+without such an attachment is not registered and gets no register headers, nor is a
+status message of the exchange (receipt, recall request: ``mailsvc.notify.exchange``).
 
 Which register. Each recipient's mailbox belongs to an agency: the agency's default
 incoming register (code = the agency's code); a mailbox without agency uses its domain's
@@ -45,6 +46,7 @@ from mailsvc.delivery import Annotations, message_key
 from mailsvc.documents.metadata import DocumentMetadata, urgency_from_headers, urgency_from_subject
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.notify.exchange import read_status
 from mailsvc.register.models import Register
 from mailsvc.register.registers import register_for_recipient
 from mailsvc.register.registration import (
@@ -245,6 +247,8 @@ class RegisterRecorder:
     ) -> Annotations:
         notes = Annotations()
         attachments = self._attachments(msg)
+        if read_status(msg.parsed) is not None:
+            return notes  # a status message (receipt, recall ...) is not a document
         reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
         metadata = self._metadata(verdict)
         if not self._is_document(attachments, reports, metadata):
@@ -273,6 +277,8 @@ class RegisterRecorder:
     def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None:
         deciding = verdict.deciding
         if deciding is None or deciding.stage not in self.refusal_stages:
+            return
+        if read_status(msg.parsed) is not None:
             return
         attachments = [
             AttachmentInput(a.filename, a.content_type, a.sha256, a.size, a.role, None)

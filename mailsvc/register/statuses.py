@@ -3,7 +3,9 @@
 Stable ASCII codes are stored and printed in JSON; Vietnamese labels are for display.
 ``exchange_code`` is the matching status code of the national exchange's status
 messages (01 arrived, 02 refused, 03 registered, 04 assigned, 05 in progress,
-06 done, 15 recall done); ``deleted`` has none.
+06 done, 13 recall requested, 15 recall done); ``deleted`` has none. A recall request
+(13, from the sender) waits for the clerk: ``recalled`` (15) or back to the status it
+had (refused recall, 16; ``workflow.refuse_recall``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class DocumentStatus(str, Enum):
     IN_PROGRESS = "in_progress"  # đang xử lý
     DONE = "done"  # đã hoàn thành
     REFUSED = "refused"  # từ chối nhận / trả lại
+    RECALL_REQUESTED = "recall_requested"  # cơ quan gửi đề nghị thu hồi (chờ văn thư)
     RECALLED = "recalled"  # thu hồi
     DELETED = "deleted"  # xóa
 
@@ -44,6 +47,7 @@ LABELS: dict[DocumentStatus, str] = {
     DocumentStatus.IN_PROGRESS: "Đang xử lý",
     DocumentStatus.DONE: "Đã hoàn thành",
     DocumentStatus.REFUSED: "Từ chối nhận / trả lại",
+    DocumentStatus.RECALL_REQUESTED: "Yêu cầu thu hồi",
     DocumentStatus.RECALLED: "Thu hồi",
     DocumentStatus.DELETED: "Xóa",
 }
@@ -55,6 +59,7 @@ VIETNAMESE_CODES: dict[DocumentStatus, str] = {
     DocumentStatus.IN_PROGRESS: "dang_xu_ly",
     DocumentStatus.DONE: "da_hoan_thanh",
     DocumentStatus.REFUSED: "tu_choi",
+    DocumentStatus.RECALL_REQUESTED: "yeu_cau_thu_hoi",
     DocumentStatus.RECALLED: "thu_hoi",
     DocumentStatus.DELETED: "xoa",
 }
@@ -66,6 +71,7 @@ EXCHANGE_CODES: dict[DocumentStatus, str] = {
     DocumentStatus.ASSIGNED: "04",
     DocumentStatus.IN_PROGRESS: "05",
     DocumentStatus.DONE: "06",
+    DocumentStatus.RECALL_REQUESTED: "13",
     DocumentStatus.RECALLED: "15",
 }
 
@@ -73,18 +79,26 @@ S = DocumentStatus
 
 # from -> allowed targets. Every change is one history row; there is no way around this.
 TRANSITIONS: dict[DocumentStatus, frozenset[DocumentStatus]] = {
-    S.ARRIVED: frozenset({S.REGISTERED, S.REFUSED, S.RECALLED, S.DELETED}),
-    S.REGISTERED: frozenset({S.ASSIGNED, S.IN_PROGRESS, S.DONE, S.REFUSED, S.RECALLED, S.DELETED}),
-    S.ASSIGNED: frozenset({S.ASSIGNED, S.IN_PROGRESS, S.DONE, S.REFUSED, S.RECALLED}),
-    S.IN_PROGRESS: frozenset({S.ASSIGNED, S.DONE, S.RECALLED}),
-    S.DONE: frozenset({S.IN_PROGRESS, S.RECALLED}),
+    S.ARRIVED: frozenset({S.REGISTERED, S.REFUSED, S.RECALL_REQUESTED, S.RECALLED, S.DELETED}),
+    S.REGISTERED: frozenset(
+        {S.ASSIGNED, S.IN_PROGRESS, S.DONE, S.REFUSED, S.RECALL_REQUESTED, S.RECALLED, S.DELETED}
+    ),
+    S.ASSIGNED: frozenset(
+        {S.ASSIGNED, S.IN_PROGRESS, S.DONE, S.REFUSED, S.RECALL_REQUESTED, S.RECALLED}
+    ),
+    S.IN_PROGRESS: frozenset({S.ASSIGNED, S.DONE, S.RECALL_REQUESTED, S.RECALLED}),
+    S.DONE: frozenset({S.IN_PROGRESS, S.RECALL_REQUESTED, S.RECALLED}),
+    # Leaving it for anything but `recalled` is a refused recall (workflow.refuse_recall).
+    S.RECALL_REQUESTED: frozenset({S.RECALLED}),
     S.REFUSED: frozenset({S.DELETED}),
     S.RECALLED: frozenset({S.DELETED}),
     S.DELETED: frozenset(),
 }
 
 # Statuses in which a document is still waiting for someone (for --overdue).
-OPEN: frozenset[DocumentStatus] = frozenset({S.ARRIVED, S.REGISTERED, S.ASSIGNED, S.IN_PROGRESS})
+OPEN: frozenset[DocumentStatus] = frozenset(
+    {S.ARRIVED, S.REGISTERED, S.ASSIGNED, S.IN_PROGRESS, S.RECALL_REQUESTED}
+)
 
 
 class TransitionError(MailsvcError):

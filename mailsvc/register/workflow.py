@@ -20,6 +20,7 @@ NEEDS_REASON = frozenset(
     {
         DocumentStatus.REGISTERED,
         DocumentStatus.REFUSED,
+        DocumentStatus.RECALL_REQUESTED,
         DocumentStatus.RECALLED,
         DocumentStatus.DELETED,
     }
@@ -113,6 +114,48 @@ def assign(
             "deadline": deadline.isoformat() if deadline else None,
             "reason": reason.strip(),
         },
+    )
+    session.flush()
+    return entry
+
+
+def request_recall(
+    session: Session, document: RegisterDocument, *, actor: str, reason: str = ""
+) -> DocumentHistory:
+    """The sender asked to recall the document (status 13): it waits for the clerk."""
+    return set_status(
+        session,
+        document,
+        DocumentStatus.RECALL_REQUESTED,
+        actor=actor,
+        reason=reason.strip() or "Cơ quan gửi đề nghị thu hồi văn bản",
+    )
+
+
+def refuse_recall(
+    session: Session, document: RegisterDocument, *, actor: str, reason: str
+) -> DocumentHistory:
+    """The clerk refuses a recall request: the document goes back to the status it had
+    before the request (status message 16 to the sender)."""
+    current = DocumentStatus(document.status)
+    if current is not DocumentStatus.RECALL_REQUESTED:
+        raise MailsvcError(f"document {document.id} has no recall request (status {current.value})")
+    reason = reason.strip()
+    if not reason:
+        raise MailsvcError("a reason is required to refuse a recall")
+    requests = [h for h in document.history if h.to_status == current.value]
+    previous = DocumentStatus(requests[-1].from_status or DocumentStatus.ARRIVED.value)
+    document.status = previous.value
+    document.updated_at = utcnow()
+    entry = add_history(
+        session, document, actor=actor, from_status=current, to_status=previous, reason=reason
+    )
+    audit.record(
+        session,
+        actor,
+        "register.refuse-recall",
+        _target(document),
+        {"from": current.value, "to": previous.value, "reason": reason},
     )
     session.flush()
     return entry

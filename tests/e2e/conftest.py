@@ -109,11 +109,14 @@ def client_tls() -> ssl.SSLContext:
     return context
 
 
-def prepare_home(home: Path, db_url: str) -> None:
+def prepare_home(
+    home: Path, db_url: str, *, hostname: str = HOSTNAME, domain: str = DOMAIN, extra: str = ""
+) -> None:
+    """A home with TLS and a config; ``extra`` is appended TOML (more sections)."""
     home.mkdir(parents=True, exist_ok=True)
-    write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", HOSTNAME)
+    write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", hostname)
     (home / "mailsvc.toml").write_text(
-        CONFIG.format(hostname=HOSTNAME, domain=DOMAIN, db_url=db_url), encoding="utf-8"
+        CONFIG.format(hostname=hostname, domain=domain, db_url=db_url) + extra, encoding="utf-8"
     )
 
 

@@ -211,6 +211,9 @@ async def test_cli_jobs_run_delivers_through_the_running_dovecot(server: Running
     assert f"quarterly-statistics: ok: {last_quarter.label}: 1 agencies, 1 reports sent" in (
         result.output
     )
+    # The CLI queues the mail; the running server's outbound worker delivers it.
+    # (it reads the queue every outbound.poll_seconds, 5 s by default)
+    await wait_for(lambda: len(inbox(server, LEADER)) == 1, timeout=30)
     [report] = await asyncio.to_thread(inbox, server, LEADER)
     assert last_quarter.label in report["Subject"]
     assert f"từ ngày {last_quarter.start.isoformat()}" in text_of(report)

@@ -1,0 +1,144 @@
+"""Queries on the outbound queue (``outbound_message``). Nothing here commits: the
+caller that opened the session does (the Mailer's own transactions, or a CLI command
+whose status change and notice commit together)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from mailsvc.config import OutboundSection
+from mailsvc.db.base import utcnow
+from mailsvc.outbound.models import FAILED, QUEUED, SENT, OutboundMessage
+
+# How long a worker holds a row it is delivering before another may take it.
+CLAIM = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Waits between attempts (the last repeats), and when to give up."""
+
+    waits: tuple[timedelta, ...] = (
+        timedelta(minutes=1),
+        timedelta(minutes=5),
+        timedelta(minutes=15),
+        timedelta(minutes=60),
+    )
+    give_up: timedelta = timedelta(hours=48)
+    poll_seconds: float = 5.0
+
+    @classmethod
+    def from_settings(cls, section: OutboundSection) -> RetryPolicy:
+        return cls(
+            waits=tuple(timedelta(minutes=m) for m in section.retry_minutes),
+            give_up=timedelta(hours=section.give_up_hours),
+            poll_seconds=section.poll_seconds,
+        )
+
+    def wait_after(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt (1-based)."""
+        return self.waits[min(max(attempts, 1), len(self.waits)) - 1]
+
+
+def as_bytes(message: EmailMessage | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
+
+
+def enqueue(
+    session: Session,
+    message: EmailMessage | bytes,
+    recipient: str,
+    *,
+    kind: str,
+    about: str = "",
+    sender: str = "",
+) -> OutboundMessage:
+    """Add a row (flushed, not committed); due at once."""
+    now = utcnow()
+    row = OutboundMessage(
+        kind=kind[:64],
+        sender=sender,
+        recipient=recipient,
+        about=about[:998],
+        data=as_bytes(message),
+        created_at=now,
+        attempts=0,
+        next_attempt_at=now,
+        state=QUEUED,
+        last_error="",
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def due_rows(session: Session, now: datetime, limit: int = 50) -> Sequence[OutboundMessage]:
+    return session.scalars(
+        select(OutboundMessage)
+        .where(OutboundMessage.state == QUEUED, OutboundMessage.next_attempt_at <= now)
+        .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+        .limit(limit)
+    ).all()
+
+
+def next_due(session: Session) -> datetime | None:
+    return session.scalar(
+        select(func.min(OutboundMessage.next_attempt_at)).where(OutboundMessage.state == QUEUED)
+    )
+
+
+def claim(session: Session, row: OutboundMessage, now: datetime) -> bool:
+    """Take ``row`` for one attempt (count it, hold it for CLAIM). False when another
+    worker took it first."""
+    result = session.execute(
+        update(OutboundMessage)
+        .where(
+            OutboundMessage.id == row.id,
+            OutboundMessage.state == QUEUED,
+            OutboundMessage.next_attempt_at == row.next_attempt_at,
+        )
+        .values(attempts=OutboundMessage.attempts + 1, next_attempt_at=now + CLAIM)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def mark_sent(session: Session, row_id: int, now: datetime) -> None:
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == row_id)
+        .values(state=SENT, finished_at=now, last_error="")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_retry(session: Session, row_id: int, when: datetime, error: str) -> None:
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == row_id)
+        .values(next_attempt_at=when, last_error=error[:2000])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_failed(session: Session, row_id: int, now: datetime, error: str) -> None:
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == row_id)
+        .values(state=FAILED, finished_at=now, last_error=error[:2000])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def count_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(
+        select(OutboundMessage.state, func.count()).group_by(OutboundMessage.state)
+    ).all()
+    return {state: int(count) for state, count in rows}

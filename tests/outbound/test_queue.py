@@ -1,0 +1,276 @@
+"""The durable outbound queue against a real SMTP relay (aiosmtpd on loopback): relay
+down → queued; relay back → delivered once, across a restart; 4xx retried, 5xx failed at
+once with an alert; give-up after the configured time; queued rows from another process."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import SMTP as SmtpProtocol
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.mailboxes.lmtp import LmtpClient
+from mailsvc.outbound.mailer import FailedMessage, Mailer, SmtpRelay
+from mailsvc.outbound.models import FAILED, QUEUED, SENT, OutboundMessage
+from mailsvc.outbound.queue import RetryPolicy, enqueue
+from tests.e2e.conftest import wait_for
+
+FAST = RetryPolicy(
+    waits=(timedelta(milliseconds=50), timedelta(milliseconds=100)),
+    give_up=timedelta(hours=1),
+    poll_seconds=0.05,
+)
+
+
+@dataclass
+class Sink:
+    """What the relay received; per-recipient answers (a list is used up in order)."""
+
+    received: list[tuple[str, str, bytes]] = field(default_factory=list)
+    answers: dict[str, list[str]] = field(default_factory=dict)
+
+    async def handle_RCPT(
+        self,
+        server: SmtpProtocol,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        queued = self.answers.get(address)
+        if queued:
+            answer = queued.pop(0) if len(queued) > 1 else queued[0]
+            if not answer.startswith("250"):
+                return answer
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(
+        self, server: SmtpProtocol, session: SmtpSession, envelope: Envelope
+    ) -> str:
+        for rcpt in envelope.rcpt_tos:
+            content = envelope.content
+            assert isinstance(content, bytes)
+            self.received.append((str(envelope.mail_from), rcpt, content))
+        return "250 2.0.0 queued"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def start_sink(port: int, sink: Sink) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: SmtpProtocol(sink, hostname="relay.test"), "127.0.0.1", port
+    )
+
+
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def make_mailer(
+    sessions: sessionmaker[Session], port: int, tmp_path: Path, retry: RetryPolicy = FAST
+) -> Mailer:
+    return Mailer(
+        LmtpClient(tmp_path / "no-lmtp.sock"),
+        is_local_domain=lambda domain: domain == "sotttt.example.vn",
+        relay=SmtpRelay("127.0.0.1", port, helo="mail.sotttt.example.vn", timeout=5),
+        sessions=sessions,
+        retry=retry,
+    )
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[list[Mailer]]:
+    """Mailers started by a test, stopped at its end."""
+    started: list[Mailer] = []
+    yield started
+    for mailer in started:
+        await mailer.stop()
+
+
+def notice(recipient: str, subject: str = "Thông báo đã tiếp nhận văn bản") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "Hệ thống thư công vụ <postmaster@sotttt.example.vn>"
+    msg["To"] = recipient
+    msg["Subject"] = subject
+    msg["Auto-Submitted"] = "auto-replied"
+    msg.set_content("Đã tiếp nhận.\n")
+    return msg
+
+
+def rows(sessions: sessionmaker[Session]) -> list[OutboundMessage]:
+    with sessions() as session:
+        return list(session.scalars(select(OutboundMessage).order_by(OutboundMessage.id)))
+
+
+async def test_relay_down_then_back_delivers_once_across_a_restart(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()  # nothing listens there yet: the relay is down
+    first = make_mailer(sessions, port, tmp_path)
+    first.start()
+    running.append(first)
+    await first.send(notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="notice-03")
+    # Committed before send returned; the attempts fail and it stays queued.
+    [row] = rows(sessions)
+    assert row.kind == "notice-03" and row.recipient == "vanthu@stc.example.vn"
+    await wait_for(lambda: rows(sessions)[0].attempts >= 2)
+    [row] = rows(sessions)
+    assert row.state == QUEUED and "relay 127.0.0.1" in row.last_error
+    assert first.sent == []
+
+    await first.stop()  # the process stops with the notice still queued
+    running.remove(first)
+    sink = Sink()
+    server = await start_sink(port, sink)  # the relay is back
+    try:
+        second = make_mailer(sessions, port, tmp_path)
+        second.start()
+        running.append(second)
+        await wait_for(lambda: second.sent == [("notice-03", "vanthu@stc.example.vn")])
+        assert rows(sessions)[0].state == SENT
+        await second.deliver_due()  # another pass sends nothing more
+        assert len(sink.received) == 1
+        sender, rcpt, data = sink.received[0]
+        assert sender == "<>" and rcpt == "vanthu@stc.example.vn"
+        assert b"Auto-Submitted: auto-replied" in data
+        [row] = rows(sessions)
+        assert row.attempts >= 3 and row.finished_at is not None and row.last_error == ""
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_4xx_is_retried_and_5xx_fails_at_once_with_an_alert(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink(
+        answers={
+            "later@stc.example.vn": ["451 4.3.0 Try again later", "250 OK"],
+            "nobody@stc.example.vn": ["550 5.1.1 No such user"],
+        }
+    )
+    server = await start_sink(port, sink)
+    failures: list[FailedMessage] = []
+
+    async def alert(failed: FailedMessage) -> None:
+        failures.append(failed)
+
+    try:
+        mailer = make_mailer(sessions, port, tmp_path)
+        mailer.on_failure = alert
+        mailer.start()
+        running.append(mailer)
+        await mailer.send(notice("later@stc.example.vn"), "later@stc.example.vn", kind="notice-03")
+        await mailer.send(
+            notice("nobody@stc.example.vn"), "nobody@stc.example.vn", kind="notice-02"
+        )
+        await wait_for(lambda: len(failures) == 1 and len(mailer.sent) == 1)
+        later, nobody = rows(sessions)
+        assert (later.state, later.attempts) == (SENT, 2)
+        assert (nobody.state, nobody.attempts) == (FAILED, 1)
+        assert "550" in nobody.last_error
+        assert [(f.kind, f.recipient, f.attempts) for f in failures] == [
+            ("notice-02", "nobody@stc.example.vn", 1)
+        ]
+        assert [rcpt for _, rcpt, _ in sink.received] == ["later@stc.example.vn"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_gives_up_after_the_configured_time_and_never_alerts_about_alerts(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink(answers={"busy@stc.example.vn": ["421 4.7.0 Busy"]})
+    server = await start_sink(port, sink)
+    failures: list[FailedMessage] = []
+
+    async def alert(failed: FailedMessage) -> None:
+        failures.append(failed)
+
+    retry = RetryPolicy(
+        waits=(timedelta(milliseconds=50),), give_up=timedelta(milliseconds=400), poll_seconds=0.05
+    )
+    try:
+        mailer = make_mailer(sessions, port, tmp_path, retry)
+        mailer.on_failure = alert
+        mailer.start()
+        running.append(mailer)
+        await mailer.send(notice("busy@stc.example.vn"), "busy@stc.example.vn", kind="notice-03")
+        await mailer.send(notice("busy@stc.example.vn"), "busy@stc.example.vn", kind="alert-virus")
+        await wait_for(lambda: bool(failures) and all(r.state == FAILED for r in rows(sessions)))
+        first, second = rows(sessions)
+        assert first.attempts >= 2 and "421" in first.last_error
+        assert second.kind == "alert-virus" and "421" in second.last_error
+        # One alert, for the notice; a failed alert is logged, never alerted about (no loop).
+        assert [f.kind for f in failures] == ["notice-03"]
+        assert sink.received == []
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_rows_queued_by_another_process_are_sent_without_a_wake_up(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink()
+    server = await start_sink(port, sink)
+    try:
+        mailer = make_mailer(sessions, port, tmp_path)
+        mailer.start()
+        running.append(mailer)
+        await mailer.deliver_due()
+        # What `mailsvc register set-status` does: a row in its own transaction.
+        with sessions.begin() as session:
+            enqueue(session, notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="n")
+        await wait_for(lambda: mailer.sent == [("n", "vanthu@stc.example.vn")])
+        assert len(sink.received) == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_without_a_relay_remote_mail_fails_at_once_without_alert(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    mailer = Mailer(
+        LmtpClient(tmp_path / "no-lmtp.sock"),
+        is_local_domain=lambda domain: False,
+        sessions=sessions,
+        retry=FAST,
+    )
+    failures: list[Any] = []
+
+    async def alert(failed: FailedMessage) -> None:
+        failures.append(failed)
+
+    mailer.on_failure = alert
+    await mailer.send(notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="notice-03")
+    await mailer.deliver_due()
+    [row] = rows(sessions)
+    assert row.state == FAILED and "no outbound relay" in row.last_error
+    assert failures == [] and mailer.sent == []
