@@ -349,6 +349,9 @@ def create_backup(
             os.fsync(raw.fileno())
         os.replace(partial, final)
         _fsync_dir(directory)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise ArchiveError(f"backup failed, nothing written: {exc}") from exc
     except BaseException:
         partial.unlink(missing_ok=True)
         raise

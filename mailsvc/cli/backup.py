@@ -18,6 +18,7 @@ from mailsvc.backup.restore import (
 )
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
+from mailsvc.errors import ConflictError
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -62,8 +63,8 @@ def _print_backup(result: BackupResult, deleted: list[str]) -> None:
         f"({c['messages_delivered']} delivered, {c['messages_stored']} stored)"
     )
     click.echo(
-        f"maildirs  {c['maildir_messages']} messages and {c['maildir_other_files']} index "
-        f"files in {c['mailboxes']} mailbox(es); {c['maildir_left_out']} left out "
+        f"maildirs  {c['maildir_messages']} messages in {c['mailboxes']} mailbox(es), "
+        f"{c['maildir_other_files']} UID-list/index files; {c['maildir_left_out']} left out "
         "(not delivered in the snapshot)"
     )
     click.echo(
@@ -114,7 +115,7 @@ def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> No
                     abort=True,
                 )
             summary = prepared.apply()
-    except ArchiveError as exc:
+    except (ArchiveError, ConflictError) as exc:
         record_refusal(settings, actor(), archive, str(exc))
         raise
     warning = record_restore(settings, actor(), summary)
