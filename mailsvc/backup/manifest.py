@@ -102,6 +102,7 @@ class Manifest:
     database_kind: str  # "sqlite" | "postgresql"
     details: dict[str, Any] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
+    read_sha256: str = ""  # of the bytes it was read from
 
     def to_bytes(self) -> bytes:
         head = {
@@ -139,11 +140,12 @@ class Manifest:
         kind = str(doc.pop("database"))
         for key in ("format", "version"):
             doc.pop(key, None)
-        return cls(created, kind, doc, [Entry.from_json(e) for e in entries])
+        entries_read = [Entry.from_json(e) for e in entries]
+        return cls(created, kind, doc, entries_read, hashlib.sha256(data).hexdigest())
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        return self.read_sha256 or hashlib.sha256(self.to_bytes()).hexdigest()
 
 
 def check_member_path(path: str) -> None:

@@ -88,7 +88,8 @@ def ensure_stopped(settings: Settings) -> None:
             continue
         if _answers("127.0.0.1" if host in ("", "0.0.0.0", "*") else host, port):
             raise ConflictError(
-                f"something answers on listen.{name} ({host}:{port}); stop `mailsvc serve` first"
+                f"something answers on listen.{name} ({host}:{port}); stop `mailsvc serve` "
+                "(and a system Dovecot) first"
             )
 
 
