@@ -29,8 +29,12 @@ while mail keeps arriving:
   HOME except the database, the Maildirs, the blobs, backups, and what serve
   regenerates (``dovecot/``, ``clamav/``, ``mailsvc.pid``).
 
-A user's own changes during the copy (a flag set, a message moved) land in the
-archive as the walk finds them; the snapshot rule above covers mail arriving.
+A user's own changes during the copy land in the archive as the walk finds them: a
+flag change is caught (a renamed file is found again by its unique base name), but a
+message moved between folders during those seconds may end up in both folders or, if
+the walk reached the target folder before the move and the source after it, in
+neither. The snapshot rule above covers mail arriving; the next daily backup catches
+moves.
 """
 
 from __future__ import annotations
@@ -50,7 +54,6 @@ import stat
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -655,12 +658,6 @@ def record_backup(session: Session, actor: str, result: BackupResult, deleted: l
     audit.record(session, actor, "backup.create", result.path.name, result.audit_details(deleted))
 
 
-@contextlib.contextmanager
-def _job_session(ctx: JobContext) -> Iterator[Session]:
-    with ctx.sessions.begin() as session:
-        yield session
-
-
 async def backup_job(ctx: JobContext) -> str:
     """The daily backup: one archive into ``[backup] directory``, then only the newest
     ``[backup] keep`` archives are kept."""
@@ -670,7 +667,7 @@ async def backup_job(ctx: JobContext) -> str:
     deleted = await asyncio.to_thread(prune_archives, directory, settings.backup.keep)
 
     def audit_it() -> None:
-        with _job_session(ctx) as session:
+        with ctx.sessions.begin() as session:
             record_backup(session, "job:backup", result, deleted)
 
     await asyncio.to_thread(audit_it)
