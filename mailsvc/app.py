@@ -40,6 +40,7 @@ from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.outbound.mailer import Mailer, SmtpRelay
 from mailsvc.outbound.queue import RetryPolicy
 from mailsvc.outbound.smime import SmimeSigner
+from mailsvc.pidfile import PidFile
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
 from mailsvc.pipeline.classification import ClassificationStage
@@ -117,6 +118,10 @@ class App:
             update={"listen": self.settings.listen.model_copy(update=self.listen)}
         )
         listen = s.listen.model_dump()
+
+        # One serve per home; `mailsvc restore` refuses while this lock is held.
+        self.pidfile = PidFile.acquire(s.home, "serve")
+        self._closers.append(self.pidfile.release)
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)

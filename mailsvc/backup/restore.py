@@ -1,0 +1,691 @@
+"""``mailsvc restore``: verify an archive completely, then put the home back as it was.
+
+1. Refuse while the home is in use: ``mailsvc serve`` holds ``HOME/mailsvc.pid``
+   (pidfile.py); a managed Dovecot left running, or anything answering on a configured
+   listener port, also refuses. The restore then holds the pid file itself.
+2. Read the archive once, writing every member into staging directories next to their
+   targets (same file system, so the swap is a rename) and hashing it on the way. The
+   manifest comes last; every member must match its entry (type, size, SHA-256), every
+   entry must have its member, and the database kind must be the configured one. Any
+   difference refuses the archive with the member named, and the staging is removed:
+   nothing live was touched.
+3. Owners (by name, so the mail user ``vmail`` maps to this host's uid), modes and
+   modification times are set on the staged files; one ``sync``.
+4. Swap: the database (SQLite: file replaced, stale ``-wal``/``-shm`` removed;
+   PostgreSQL: ``pg_restore --clean --if-exists`` fed to ``psql --single-transaction``,
+   tables the archive does not have dropped first), then the blob store, the Maildir
+   root, and each top-level entry of the archived home (configuration, keys, policies).
+
+Rows the archive holds as ``stored`` are delivered again when serve starts (repair).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import gzip
+import hashlib
+import logging
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, cast
+
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from mailsvc import audit
+from mailsvc.backup.archive import home_exclusions
+from mailsvc.backup.manifest import (
+    MANIFEST_NAME,
+    PGDUMP_MEMBER,
+    SQLITE_MEMBER,
+    ArchiveError,
+    Entry,
+    Manifest,
+    check_member_path,
+)
+from mailsvc.backup.snapshot import database_kind, libpq_target, run_tool, sqlite_path
+from mailsvc.config import Settings
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.errors import ConflictError
+from mailsvc.mailboxes.dovecot import parse_hostport
+from mailsvc.pidfile import PID_FILE, PidFile, holder
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024 * 1024
+UIDLIST = "dovecot-uidlist"
+MAX_MANIFEST = 1 << 30
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+
+
+# ------------------------------------------------------------------ is anyone serving?
+
+
+def ensure_stopped(settings: Settings) -> None:
+    """Raise ConflictError when this home is being served (or restored)."""
+    home = settings.home
+    owner = holder(home)
+    if owner:
+        raise ConflictError(f"{owner} is using {home}; stop it first (lock {home / PID_FILE})")
+    pid = _dovecot_pid(home)
+    if pid:
+        raise ConflictError(
+            f"Dovecot of {home} is still running (pid {pid}); stop `mailsvc serve` first"
+        )
+    for name in LISTENERS:
+        host, port = parse_hostport(getattr(settings.listen, name))
+        if port == 0:
+            continue
+        if _answers("127.0.0.1" if host in ("", "0.0.0.0", "*") else host, port):
+            raise ConflictError(
+                f"something answers on listen.{name} ({host}:{port}); stop `mailsvc serve` "
+                "(and a system Dovecot) first"
+            )
+
+
+def _dovecot_pid(home: Path) -> int | None:
+    try:
+        pid = int((home / "dovecot" / "run" / "master.pid").read_text().split()[0])
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if comm.startswith("dovecot") else None
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------- reading, staging
+
+
+class _Hashing:
+    """Wraps the raw archive file: the SHA-256 of the whole archive, read once."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class _Seen:
+    type: str
+    size: int
+    sha256: str
+    target: str = ""
+
+
+@dataclass
+class _Staging:
+    """Where each part of the archive is written before the swap."""
+
+    settings: Settings
+    kind: str  # the configured database kind
+    roots: dict[str, Path] = field(default_factory=dict)  # part -> staging root
+    live: dict[str, Path] = field(default_factory=dict)  # part -> live path
+
+    @classmethod
+    def plan(cls, settings: Settings) -> _Staging:
+        s = settings
+        kind = database_kind(s.database_url)
+        staging = cls(s, kind)
+        staging.live = {
+            "maildirs": s.path(s.paths.maildir_root),
+            "blobs": s.path(s.paths.blob_root),
+            "home": s.home,
+        }
+        for part, live in staging.live.items():
+            name = ".home.restoring" if part == "home" else f".{live.name}.restoring"
+            staging.roots[part] = live.with_name(name) if part != "home" else s.home / name
+        if kind == "sqlite":
+            db = sqlite_path(s.database_url)
+            staging.live["database"] = db
+            staging.roots["database"] = db.with_name(f".{db.name}.restoring")
+        else:
+            staging.roots["database"] = s.home / ".database.restoring"
+        return staging
+
+    def clear(self) -> None:
+        for root in self.roots.values():
+            if root.is_dir() and not root.is_symlink():
+                shutil.rmtree(root, ignore_errors=True)
+            else:
+                root.unlink(missing_ok=True)
+
+    def target(self, member: str) -> Path | None:
+        """The staging path of a member (None: written nowhere, e.g. a foreign database)."""
+        parts = PurePosixPath(member).parts
+        part, rest = parts[0], parts[1:]
+        if part == "database":
+            if self.kind == "sqlite":
+                return self.roots["database"] if member == SQLITE_MEMBER else None
+            return self.roots["database"] / "mailsvc.pgdump" if member == PGDUMP_MEMBER else None
+        root = self.roots[part]
+        return root.joinpath(*rest)
+
+    def root_for(self, member: str) -> Path:
+        return self.roots[PurePosixPath(member).parts[0]]
+
+
+def _safe_parent(root: Path, path: Path) -> None:
+    """Create the parents of ``path`` below ``root``; refuse a symlink on the way."""
+    current = root.parent
+    for part in path.relative_to(root.parent).parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise ArchiveError(f"archive member under {current}: path goes through a symlink")
+        if not current.exists():
+            current.mkdir(mode=0o700)
+
+
+def _copy_member(source: IO[bytes], dest: Path | None) -> tuple[int, str]:
+    digest = hashlib.sha256()
+    size = 0
+    out = None
+    if dest is not None:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        out = os.fdopen(fd, "wb")
+    try:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if out is not None:
+                out.write(chunk)
+    finally:
+        if out is not None:
+            out.close()
+    return size, digest.hexdigest()
+
+
+def _read_archive(
+    archive: Path, staging: _Staging | None
+) -> tuple[Manifest, dict[str, _Seen], str]:
+    """One pass over the archive: members hashed (and written into ``staging``),
+    the manifest parsed. Returns (manifest, what was seen, SHA-256 of the archive)."""
+    seen: dict[str, _Seen] = {}
+    manifest_bytes: bytes | None = None
+    try:
+        raw = open(archive, "rb")
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {archive}: {exc.strerror}") from exc
+    try:
+        hashing = _Hashing(raw)
+        gz = gzip.GzipFile(fileobj=cast(IO[bytes], hashing), mode="rb")
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+            for info in tar:
+                name = info.name
+                check_member_path(name)
+                if name in seen or (name == MANIFEST_NAME and manifest_bytes is not None):
+                    raise ArchiveError(f"archive member {name}: appears twice")
+                if name == MANIFEST_NAME:
+                    if not info.isreg() or info.size > MAX_MANIFEST:
+                        raise ArchiveError(f"{MANIFEST_NAME}: not a plain file of sane size")
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    manifest_bytes = handle.read()
+                    continue
+                dest = staging.target(name) if staging else None
+                if dest is not None and staging is not None:
+                    _safe_parent(staging.root_for(name), dest)
+                if info.isdir():
+                    if dest is not None:
+                        dest.mkdir(mode=0o700, exist_ok=True)
+                    seen[name] = _Seen("dir", 0, "")
+                elif info.isreg():
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    size, sha = _copy_member(handle, dest)
+                    seen[name] = _Seen("file", size, sha)
+                elif info.issym():
+                    if dest is not None:
+                        os.symlink(info.linkname, dest)
+                    data = info.linkname.encode()
+                    seen[name] = _Seen(
+                        "symlink", len(data), hashlib.sha256(data).hexdigest(), info.linkname
+                    )
+                else:
+                    raise ArchiveError(f"archive member {name}: unsupported type (device, fifo)")
+        while gz.read(CHUNK):  # the rest of the stream: gzip's own CRC is checked at the end
+            pass
+    except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError) as exc:
+        raise ArchiveError(
+            f"{archive} is damaged or truncated ({exc or type(exc).__name__})"
+        ) from exc
+    finally:
+        raw.close()
+    if manifest_bytes is None:
+        raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
+    return Manifest.from_bytes(manifest_bytes), seen, hashing.digest.hexdigest()
+
+
+def _compare(manifest: Manifest, seen: dict[str, _Seen]) -> list[str]:
+    problems = []
+    listed = {e.path: e for e in manifest.entries}
+    for path, got in seen.items():
+        entry = listed.get(path)
+        if entry is None:
+            problems.append(f"{path}: in the archive but not in the manifest")
+        elif entry.type != got.type:
+            problems.append(f"{path}: a {got.type} in the archive, a {entry.type} in the manifest")
+        elif entry.type != "dir" and (entry.size, entry.sha256) != (got.size, got.sha256):
+            problems.append(
+                f"{path}: SHA-256 {got.sha256[:16]}… ({got.size} bytes) does not match the "
+                f"manifest's {entry.sha256[:16]}… ({entry.size} bytes)"
+            )
+    problems += [f"{p}: listed in the manifest but missing" for p in listed if p not in seen]
+    return problems
+
+
+def verify_archive(archive: Path) -> tuple[Manifest, str]:
+    """Check every member against the manifest without writing anything."""
+    manifest, seen, sha = _read_archive(archive, None)
+    problems = _compare(manifest, seen)
+    if problems:
+        raise ArchiveError(_refusal(archive, problems))
+    return manifest, sha
+
+
+def _refusal(archive: Path, problems: list[str]) -> str:
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"archive {archive.name} refused: {problems[0]}{more}; nothing was changed"
+
+
+# ---------------------------------------------------------------------------- apply
+
+
+def _owner(entry: Entry) -> tuple[int, int]:
+    uid, gid = entry.uid, entry.gid
+    with contextlib.suppress(KeyError):
+        if entry.user:
+            uid = pwd.getpwnam(entry.user).pw_uid
+    with contextlib.suppress(KeyError):
+        if entry.group:
+            gid = grp.getgrnam(entry.group).gr_gid
+    return uid, gid
+
+
+def _set_meta(path: Path, entry: Entry, as_root: bool) -> None:
+    if as_root:
+        os.chown(path, *_owner(entry), follow_symlinks=False)
+    if entry.type != "symlink":
+        os.chmod(path, entry.mode)
+    os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
+
+
+def _swap(staged: Path, live: Path) -> None:
+    """Put ``staged`` where ``live`` is; the old one is removed after the rename."""
+    old = live.with_name(f".{live.name}.replaced")
+    if old.exists() or old.is_symlink():
+        _remove(old)
+    if live.exists() or live.is_symlink():
+        os.rename(live, old)
+    os.rename(staged, live)
+    if old.exists() or old.is_symlink():
+        _remove(old)
+    _fsync_dir(live.parent)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass
+class RestoreSummary:
+    archive: Path
+    sha256: str
+    manifest_sha256: str
+    created_at: str
+    database_kind: str
+    database_target: str
+    counts: dict[str, int]
+    replaced: list[str]
+    home_restored: list[str]
+    home_skipped: list[str]
+    tables_dropped: list[str]
+    uid_counters_kept: int = 0
+
+    def audit_details(self) -> dict[str, Any]:
+        return {
+            "path": str(self.archive),
+            "sha256": self.sha256,
+            "manifest_sha256": self.manifest_sha256,
+            "created_at": self.created_at,
+            "database": self.database_kind,
+            **self.counts,
+            "home_restored": self.home_restored,
+            "tables_dropped": self.tables_dropped,
+            "uid_counters_kept": self.uid_counters_kept,
+        }
+
+
+@dataclass
+class PreparedRestore:
+    """A verified archive, staged next to its targets; ``apply`` swaps it in."""
+
+    settings: Settings
+    archive: Path
+    sha256: str
+    manifest: Manifest
+    staging: _Staging
+    lock: PidFile
+
+    def discard(self) -> None:
+        self.staging.clear()
+        self.lock.release()
+
+    def apply(self) -> RestoreSummary:
+        try:
+            return self._apply()
+        finally:
+            self.staging.clear()
+            self.lock.release()
+
+    def _apply(self) -> RestoreSummary:
+        s, staging = self.settings, self.staging
+        replaced: list[str] = []
+        dropped: list[str] = []
+        if staging.kind == "sqlite":
+            target = str(staging.live["database"])
+            self._swap_sqlite(staging.roots["database"], staging.live["database"])
+        else:
+            target = libpq_target(s.database_url)[0]
+            dropped = self._restore_postgresql(staging.roots["database"] / "mailsvc.pgdump")
+        replaced.append(f"database {target}")
+        uid_counters = 0
+        if staging.roots["maildirs"].is_dir():
+            uid_counters = keep_uid_counters(staging.roots["maildirs"], staging.live["maildirs"])
+        for part in ("blobs", "maildirs"):
+            if staging.roots[part].is_dir():
+                _swap(staging.roots[part], staging.live[part])
+                replaced.append(f"{part} {staging.live[part]}")
+        restored, skipped = [], []
+        keep_out = home_exclusions(s) | {s.home / PID_FILE}
+        home_stage = staging.roots["home"]
+        if home_stage.is_dir():
+            for entry in sorted(home_stage.iterdir()):
+                live = s.home / entry.name
+                if live in keep_out or live.resolve() in keep_out:
+                    skipped.append(entry.name)
+                    continue
+                _swap(entry, live)
+                restored.append(entry.name + ("/" if entry.is_dir() else ""))
+        counts = {k: int(v) for k, v in dict(self.manifest.details.get("counts", {})).items()}
+        return RestoreSummary(
+            archive=self.archive,
+            sha256=self.sha256,
+            manifest_sha256=self.manifest.sha256,
+            created_at=self.manifest.created_at,
+            database_kind=staging.kind,
+            database_target=target,
+            counts=counts,
+            replaced=replaced,
+            home_restored=restored,
+            home_skipped=skipped,
+            tables_dropped=dropped,
+            uid_counters_kept=uid_counters,
+        )
+
+    def _swap_sqlite(self, staged: Path, live: Path) -> None:
+        if live.exists():
+            st = live.stat()
+            if os.geteuid() == 0:
+                os.chown(staged, st.st_uid, st.st_gid)
+            os.chmod(staged, stat.S_IMODE(st.st_mode))
+        # The old database's write-ahead log must not be applied to the new file.
+        for suffix in ("-wal", "-shm", "-journal"):
+            live.with_name(live.name + suffix).unlink(missing_ok=True)
+        os.replace(staged, live)
+        _fsync_dir(live.parent)
+
+    def _restore_postgresql(self, dump: Path) -> list[str]:
+        url = self.settings.database_url
+        target, env = libpq_target(url)
+        wanted = _archived_tables(dump, env)
+        extras = _current_tables(url) - wanted
+        work = dump.parent
+        prelude = work / "prelude.sql"
+        prelude.write_text(
+            "".join(
+                f'DROP {kind} IF EXISTS "{schema}"."{name}" CASCADE;\n'
+                for schema, name, kind in sorted(extras)
+            ),
+            encoding="utf-8",
+        )
+        script = work / "restore.sql"
+        run_tool(
+            [
+                "pg_restore",
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                f"--file={script}",
+                str(dump),
+            ],
+            env,
+            "pg_restore",
+        )
+        run_tool(
+            [
+                "psql",
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "--set=ON_ERROR_STOP=1",
+                f"--dbname={target}",
+                f"--file={prelude}",
+                f"--file={script}",
+            ],
+            env,
+            "restoring the PostgreSQL database (psql)",
+        )
+        return [f"{schema}.{name}" for schema, name, _ in sorted(extras)]
+
+
+def keep_uid_counters(staged: Path, live: Path) -> int:
+    """IMAP never reuses a UID: where a live folder already handed out UIDs beyond the
+    archived ``dovecot-uidlist`` (mail that arrived after the backup), raise the
+    archived next-UID to the live one (same UIDVALIDITY only). The archived messages
+    keep their UIDs; mail delivered after the restore gets UIDs no client has seen.
+    Returns how many folders were raised."""
+    raised = 0
+    for dirpath, _dirs, files in os.walk(staged):
+        if UIDLIST not in files:
+            continue
+        path = Path(dirpath) / UIDLIST
+        try:
+            theirs = _uidlist_state((live / path.relative_to(staged)).read_bytes())
+        except OSError:
+            continue
+        data = path.read_bytes()
+        ours = _uidlist_state(data)
+        if ours is None or theirs is None or ours[0] != theirs[0] or theirs[1] <= ours[1]:
+            continue
+        head, sep, rest = data.partition(b"\n")
+        tokens = [t for t in head.split(b" ") if not t.startswith(b"N")]
+        tokens.insert(2, b"N%d" % theirs[1])
+        st = path.stat()
+        tmp = path.with_name(UIDLIST + ".restoring")
+        tmp.write_bytes(b" ".join(tokens) + sep + rest)
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode))
+        os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(tmp, path)
+        raised += 1
+    return raised
+
+
+def _uidlist_state(data: bytes) -> tuple[bytes, int] | None:
+    """(UIDVALIDITY, next UID) of a version-3 ``dovecot-uidlist``: the header's ``N``, or
+    one past the highest UID listed (Dovecot appends lines without rewriting the header)."""
+    head, _, rest = data.partition(b"\n")
+    tokens = head.strip().split(b" ")
+    if not tokens or tokens[0] != b"3":
+        return None
+    fields = {t[:1]: t[1:] for t in tokens[1:] if t}
+    if not fields.get(b"V", b"").isdigit():
+        return None
+    next_uid = int(fields[b"N"]) if fields.get(b"N", b"").isdigit() else 1
+    for line in rest.split(b"\n"):
+        uid = line.split(b" ", 1)[0]
+        if uid.isdigit():
+            next_uid = max(next_uid, int(uid) + 1)
+    return fields[b"V"], next_uid
+
+
+def _archived_tables(dump: Path, env: dict[str, str]) -> set[tuple[str, str, str]]:
+    proc = subprocess.run(
+        ["pg_restore", "--list", str(dump)], env=env, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ArchiveError(f"pg_restore --list failed: {proc.stderr.strip()[-200:]}")
+    found = set()
+    for line in proc.stdout.splitlines():
+        if line.startswith(";") or "; " not in line:
+            continue
+        fields = line.split("; ", 1)[1].split()
+        # "<catalog oid> <object oid> TABLE <schema> <name> <owner>"
+        if len(fields) >= 5 and fields[2] in ("TABLE", "VIEW") and fields[3] != "DATA":
+            found.add((fields[3], fields[4], fields[2]))
+    return found
+
+
+def _current_tables(url: str) -> set[tuple[str, str, str]]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "SELECT table_schema, table_name, table_type FROM information_schema.tables "
+                    "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+                )
+            ).all()
+    except SQLAlchemyError as exc:
+        raise ArchiveError(f"cannot read the configured PostgreSQL database: {exc}") from exc
+    finally:
+        engine.dispose()
+    return {(s, n, "VIEW" if t == "VIEW" else "TABLE") for s, n, t in rows}
+
+
+def prepare_restore(settings: Settings, archive: Path) -> PreparedRestore:
+    """Refuse while serving, take the home, verify and stage the whole archive.
+    Raises ConflictError or ArchiveError; then nothing live has changed."""
+    ensure_stopped(settings)
+    lock = PidFile.acquire(settings.home, "restore")
+    staging = _Staging.plan(settings)
+    try:
+        staging.clear()  # leftovers of an interrupted restore
+        manifest, seen, sha = _read_archive(archive, staging)
+        problems = _compare(manifest, seen)
+        if manifest.database_kind != staging.kind:
+            problems.insert(
+                0,
+                f"it holds a {manifest.database_kind} database but database.url is "
+                f"{staging.kind} (set database.url first)",
+            )
+        if problems:
+            raise ArchiveError(_refusal(archive, problems))
+        _apply_metadata(manifest, staging)
+        os.sync()
+    except OSError as exc:
+        staging.clear()
+        lock.release()
+        raise ArchiveError(f"staging the archive failed: {exc}; nothing was changed") from exc
+    except BaseException:
+        staging.clear()
+        lock.release()
+        raise
+    return PreparedRestore(settings, archive, sha, manifest, staging, lock)
+
+
+def _apply_metadata(manifest: Manifest, staging: _Staging) -> None:
+    as_root = os.geteuid() == 0
+    dirs: list[tuple[Path, Entry]] = []
+    for entry in manifest.entries:
+        if entry.path == "home" or entry.path.startswith("database/"):
+            continue  # HOME itself stays; the database gets the live file's owner
+        path = staging.target(entry.path)
+        if path is None:
+            continue
+        if entry.type == "dir":
+            dirs.append((path, entry))
+        else:
+            _set_meta(path, entry, as_root)
+    # Directories last, deepest first: writing into them changed their times.
+    for path, entry in sorted(dirs, key=lambda d: len(d[0].parts), reverse=True):
+        _set_meta(path, entry, as_root)
+    db_entry = next((e for e in manifest.entries if e.path.startswith("database/")), None)
+    db_path = staging.target(db_entry.path) if db_entry else None
+    if db_entry is not None and db_path is not None and db_path.exists():
+        _set_meta(db_path, db_entry, as_root)
+
+
+# ---------------------------------------------------------------------------- audit
+
+
+def record_restore(settings: Settings, actor: str, summary: RestoreSummary) -> str | None:
+    """Append the restore to the restored database's audit log; returns a warning or None."""
+    return _record(settings, actor, "backup.restore", summary.archive.name, summary.audit_details())
+
+
+def record_refusal(settings: Settings, actor: str, archive: Path, reason: str) -> None:
+    warning = _record(settings, actor, "backup.restore-refused", archive.name, {"reason": reason})
+    if warning:
+        log.warning("%s", warning)
+
+
+def _record(
+    settings: Settings, actor: str, action: str, target: str, details: dict[str, Any]
+) -> str | None:
+    engine = make_engine(settings.database_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            audit.record(session, actor, action, target, details)
+    except SQLAlchemyError as exc:
+        return f"could not write {action} to the audit log: {type(exc).__name__}: {exc}"
+    finally:
+        engine.dispose()
+    return None
+
+
+@contextlib.contextmanager
+def restoring(settings: Settings, archive: Path) -> Iterator[PreparedRestore]:
+    """``prepare_restore`` whose staging is discarded unless ``apply`` ran."""
+    prepared = prepare_restore(settings, archive)
+    try:
+        yield prepared
+    finally:
+        prepared.discard()

@@ -1,0 +1,161 @@
+"""``mailsvc backup`` and ``mailsvc restore``: one consistent archive of the home, and
+its verified restore (see mailsvc/backup/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mailsvc.backup.archive import BackupResult, create_backup, prune_archives, record_backup
+from mailsvc.backup.manifest import ArchiveError
+from mailsvc.backup.restore import (
+    RestoreSummary,
+    record_refusal,
+    record_restore,
+    restoring,
+    verify_archive,
+)
+from mailsvc.cli import Context
+from mailsvc.cli.console import actor, open_session
+from mailsvc.errors import ConflictError
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def _mib(size: int) -> str:
+    return f"{size / 1048576:.1f} MiB"
+
+
+@click.command("backup")
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory for the archive (default: [backup] directory, normally HOME/backups).",
+)
+@click.option(
+    "--keep",
+    type=click.IntRange(min=1),
+    help="Afterwards delete all but the newest N archives in that directory.",
+)
+@pass_ctx
+def backup_cmd(ctx: Context, output: Path | None, keep: int | None) -> None:
+    """Write one consistent archive: database snapshot, Maildirs, blobs, configuration.
+
+    Safe while `mailsvc serve` receives mail: the database snapshot is taken first and
+    decides which Maildir files and blobs belong to the archive."""
+    settings = ctx.settings
+    directory = (output or settings.path(settings.backup.directory)).resolve()
+    result = create_backup(settings, directory)
+    deleted = prune_archives(directory, keep) if keep else []
+    with open_session(ctx) as session:
+        record_backup(session, actor(), result, deleted)
+        session.commit()
+    _print_backup(result, deleted)
+
+
+def _print_backup(result: BackupResult, deleted: list[str]) -> None:
+    c = result.counts
+    click.echo(f"archive   {result.path}")
+    click.echo(f"created   {result.created_at}")
+    click.echo(
+        f"database  {result.database_kind} snapshot: {c['message_rows']} message rows "
+        f"({c['messages_delivered']} delivered, {c['messages_stored']} stored)"
+    )
+    click.echo(
+        f"maildirs  {c['maildir_messages']} messages in {c['mailboxes']} mailbox(es), "
+        f"{c['maildir_other_files']} UID-list/index files; {c['maildir_left_out']} left out "
+        "(not delivered in the snapshot)"
+    )
+    click.echo(
+        f"blobs     {c['blobs']} files; {c['blobs_left_out']} left out "
+        "(not referenced by the snapshot)"
+    )
+    click.echo(f"home      {c['home_files']} files (configuration, keys, policies)")
+    click.echo(f"size      {_mib(result.size)} in {result.seconds:.1f} s")
+    click.echo(f"sha256    {result.sha256}")
+    for name in deleted:
+        click.echo(f"deleted   {name}")
+
+
+@click.command("restore")
+@click.argument("archive", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option(
+    "--verify-only",
+    is_flag=True,
+    help="Only check every file of the archive against its manifest; change nothing.",
+)
+@pass_ctx
+def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> None:
+    """Verify ARCHIVE completely, then replace the database, Maildirs, blobs and
+    configuration with its content. `mailsvc serve` must be stopped."""
+    settings = ctx.settings
+    archive = archive.resolve()
+    if verify_only:
+        manifest, sha = verify_archive(archive)
+        click.echo(f"archive   {archive} (created {manifest.created_at})")
+        click.echo(
+            f"verified  {len(manifest.entries)} entries: every size and SHA-256 matches "
+            "the manifest"
+        )
+        click.echo(f"sha256    {sha}")
+        return
+    try:
+        with restoring(settings, archive) as prepared:
+            m = prepared.manifest
+            click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
+            click.echo(
+                f"verified  {len(m.entries)} entries: every size and SHA-256 matches the manifest"
+            )
+            if not yes:
+                click.confirm(
+                    f"Replace the database, Maildirs, blobs and configuration of "
+                    f"{settings.home} with this archive?",
+                    abort=True,
+                )
+            summary = prepared.apply()
+    except (ArchiveError, ConflictError) as exc:
+        record_refusal(settings, actor(), archive, str(exc))
+        raise
+    warning = record_restore(settings, actor(), summary)
+    _print_restore(summary)
+    if warning:
+        click.echo(f"warning   {warning}", err=True)
+
+
+def _print_restore(summary: RestoreSummary) -> None:
+    c = summary.counts
+    stored = c.get("messages_stored", 0)
+    click.echo(
+        f"database  replaced {summary.database_target}: {c.get('message_rows', 0)} message rows"
+        + (f" ({stored} stored: delivered again when serve starts)" if stored else "")
+    )
+    for line in summary.replaced[1:]:
+        part, _, path = line.partition(" ")
+        what = (
+            f"{c.get('maildir_messages', 0)} messages in {c.get('mailboxes', 0)} mailbox(es)"
+            if part == "maildirs"
+            else f"{c.get('blobs', 0)} files"
+        )
+        click.echo(f"{part:<9} replaced {path}: {what}")
+    if summary.uid_counters_kept:
+        click.echo(
+            f"maildirs  next UID kept from the live folders in {summary.uid_counters_kept} "
+            "folder(s): no UID is given twice"
+        )
+    if summary.home_restored:
+        click.echo(f"home      restored {', '.join(summary.home_restored)}")
+    if summary.home_skipped:
+        click.echo(f"home      kept (data paths here) {', '.join(summary.home_skipped)}")
+    if summary.tables_dropped:
+        click.echo(
+            "database  dropped tables the archive does not have: "
+            + ", ".join(summary.tables_dropped)
+        )
+    click.echo("done      start `mailsvc serve`")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(backup_cmd)
+    group.add_command(restore_cmd)
