@@ -19,6 +19,8 @@ from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
 from mailsvc.adapters.spamd import SpamdClient
+from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
+from mailsvc.checks.policy import load_checking_policy
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
@@ -195,13 +197,25 @@ class App:
             hostname=s.server.hostname,
             domain=s.server.domain,
         )
+        # Mailbox checks: a priority message's arrival notifies the clerk at once.
+        self.alerts = AlertNotifier(
+            self.sessions,
+            self.mailer,
+            s.alerts,
+            templates_dir(s) / "alerts",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
+        )
+        self.priority = PriorityFollower(
+            self.sessions, self.alerts, load_checking_policy(policies / "checking.yaml")
+        )
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
             self.lmtp,
             hostname=s.server.hostname,
             recorders=[RegisterRecorder(self.blobs, directory=self.directory), RefusalRecorder()],
-            followers=[self.notices],
+            followers=[self.notices, self.priority],
             flagger=MailboxActions.for_service(self.dovecot, str(s.path(s.tls.cert))),
         )
         await self.acceptance.repair()
