@@ -10,8 +10,8 @@ everyone else sees it raised already. So an alert goes out once, however often t
 runs and on however many nodes. Then, side by side, each independent of the others:
 mail (window-missed and priority-late to the mailboxes with a role in
 ``policy.alert_roles``; priority-arrived to the receiving mailbox), the ``[alerts]``
-webhook (POST, JSON) and command (JSON on standard input, argv split like a shell, no
-shell). A failing channel is logged and recorded in the row's details, never retried.
+webhook (POST, JSON) and command (one JSON line on standard input, argv split like a
+shell, no shell). A failing channel is logged and recorded in the row's details, never retried.
 
 ``compliance_alerts_job`` evaluates the last 24 hours as of ``ctx.now`` and raises what
 is due; ``PriorityFollower`` (a delivery Follower) sends the arrival notice.
@@ -199,12 +199,12 @@ class AlertNotifier:
             raised_at=now,
             subject=(
                 f"[Cảnh báo] Thư ưu tiên của {message.sender} đến hộp thư {message.mailbox} "
-                f"chưa được kiểm tra sau {max_delay_minutes} phút"
+                f"không được kiểm tra trong vòng {max_delay_minutes} phút"
             ),
             body=self.env.get_template("priority_late.txt.j2").render(values),
             text=(
                 f"Cảnh báo: thư ưu tiên của {message.sender} đến hộp thư {message.mailbox} "
-                f"lúc {iso_local(message.arrived_at)} chưa được kiểm tra sau "
+                f"lúc {iso_local(message.arrived_at)} không được kiểm tra trong vòng "
                 f"{max_delay_minutes} phút."
             ),
             recipients=tuple(recipients),
@@ -347,7 +347,7 @@ class AlertNotifier:
         if not self.settings.command:
             return "not configured"
         argv = shlex.split(self.settings.command)
-        data = encode_payload(alert.payload())
+        data = encode_payload(alert.payload()) + b"\n"  # one JSON line
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,

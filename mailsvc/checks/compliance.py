@@ -25,15 +25,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Text, cast, func, or_, select
+from sqlalchemy import Text, cast, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from mailsvc.checks.models import MailboxCheck
 from mailsvc.checks.policy import CheckingPolicy
 from mailsvc.db.models import Mailbox, MessageRecord
-from mailsvc.time import iso_local
+from mailsvc.time import VIETNAM, iso_local
 
 WindowStatus = Literal["met", "missed", "pending"]
 PriorityStatus = Literal["on-time", "late", "pending"]
@@ -41,8 +41,7 @@ MinChecksStatus = Literal["met", "missed", "pending", "not-required"]
 DayStatus = Literal["compliant", "non-compliant", "pending", "non-working"]
 
 
-@dataclass(frozen=True)
-class WindowResult:
+class WindowResult(NamedTuple):  # a tuple: a year of 200 mailboxes makes 200,000 of them
     name: str
     label: str  # "07:30-08:30"
     start: datetime
@@ -105,13 +104,13 @@ class DayCompliance:
             "checks": len(self.checks),
             "min_checks": self.min_checks,
             "min_checks_status": self.min_checks_status,
-            "check_times": [iso_local(c) for c in self.checks],
+            "check_times": [_iso(c) for c in self.checks],
             "windows": [
                 {
                     "name": w.name,
                     "window": w.label,
                     "status": w.status,
-                    "checked_at": iso_local(w.checked_at) if w.checked_at else None,
+                    "checked_at": _iso(w.checked_at) if w.checked_at else None,
                 }
                 for w in self.windows
             ],
@@ -124,15 +123,23 @@ class DayCompliance:
                     "message_id": p.message_id,
                     "queue_id": p.queue_id,
                     "sender": p.sender,
-                    "arrived_at": iso_local(p.arrived_at),
-                    "deadline": iso_local(p.deadline),
-                    "checked_at": iso_local(p.checked_at) if p.checked_at else None,
+                    "arrived_at": _iso(p.arrived_at),
+                    "deadline": _iso(p.deadline),
+                    "checked_at": _iso(p.checked_at) if p.checked_at else None,
                     "delay_minutes": p.delay_minutes,
                     "status": p.status,
                 }
                 for p in self.priority
             ],
         }
+
+
+def _iso(moment: datetime) -> str:
+    """``iso_local``, cheaper for times already in Vietnam's zone (a year of checks of
+    200 mailboxes is half a million of them)."""
+    if moment.tzinfo is VIETNAM:
+        return moment.isoformat(timespec="seconds")
+    return iso_local(moment)
 
 
 # -- priority messages ---------------------------------------------------------------------
@@ -166,40 +173,46 @@ def _priority_records(
     hi: datetime,
 ) -> list[tuple[int, str, str, str, str, datetime]]:
     """(id, queue_id, message_id, mail_from, recipient, received_at) of the priority
-    messages delivered to ``mailboxes`` in [lo, hi)."""
+    messages delivered to ``mailboxes`` in [lo, hi), by arrival."""
     senders, certificates = policy.priority.senders, policy.priority.certificates
     if not (senders or certificates) or not mailboxes:
         return []
-    # The SQL narrows by sender or by the fingerprint's text in the stored verdict; the
-    # exact rule (is_priority_message) decides.
-    narrow: list[ColumnElement[bool]] = []
+    columns = (
+        MessageRecord.id,
+        MessageRecord.queue_id,
+        MessageRecord.message_id,
+        MessageRecord.mail_from,
+        MessageRecord.recipient,
+        MessageRecord.received_at,
+    )
+    delivered = (
+        MessageRecord.recipient.in_(mailboxes),
+        MessageRecord.received_at >= lo,
+        MessageRecord.received_at < hi,
+        MessageRecord.action == "deliver",
+    )
+    by_sender = func.lower(MessageRecord.mail_from).in_(senders)
+    out: list[tuple[int, str, str, str, str, datetime]] = []
     if senders:
-        narrow.append(func.lower(MessageRecord.mail_from).in_(senders))
-    narrow += [cast(MessageRecord.verdict, Text).contains(fp) for fp in certificates]
-    rows = session.execute(
-        select(
-            MessageRecord.id,
-            MessageRecord.queue_id,
-            MessageRecord.message_id,
-            MessageRecord.mail_from,
-            MessageRecord.recipient,
-            MessageRecord.received_at,
-            MessageRecord.verdict,
+        out += [
+            (r[0], r[1], r[2], r[3], r[4], r[5])
+            for r in session.execute(select(*columns).where(*delivered, by_sender))
+        ]
+    if certificates:
+        # The fingerprint's text in the stored verdict narrows; the parsed verdict decides.
+        rows = session.execute(
+            select(*columns, MessageRecord.verdict).where(
+                *delivered,
+                ~by_sender if senders else true(),
+                or_(*(cast(MessageRecord.verdict, Text).contains(fp) for fp in certificates)),
+            )
         )
-        .where(
-            MessageRecord.recipient.in_(mailboxes),
-            MessageRecord.received_at >= lo,
-            MessageRecord.received_at < hi,
-            MessageRecord.action == "deliver",
-            or_(*narrow),
-        )
-        .order_by(MessageRecord.received_at, MessageRecord.id)
-    ).all()
-    return [
-        (r.id, r.queue_id, r.message_id, r.mail_from, r.recipient, r.received_at)
-        for r in rows
-        if is_priority_message(policy, r.mail_from, r.verdict or {})
-    ]
+        out += [
+            (r[0], r[1], r[2], r[3], r[4], r[5])
+            for r in rows
+            if is_priority_message(policy, r.mail_from, r.verdict or {})
+        ]
+    return sorted(out, key=lambda r: (r[5], r[0]))
 
 
 # -- evaluation ----------------------------------------------------------------------------
@@ -305,13 +318,14 @@ def evaluate(
         )
 
     holidays = policy.holiday_dates()
+    labels = [(w, w.label) for w in policy.windows]
     calendar = [
         (
             day,
             policy.is_working_day(day, holidays),
             day not in policy.extra_working_days
             and (day in holidays or f"{day:%m-%d}" in policy.fixed_holidays),
-            [(w, *policy.window_bounds(day, w)) for w in policy.windows],
+            [(w.name, label, *policy.window_bounds(day, w)) for w, label in labels],
             datetime.combine(day + timedelta(days=1), time(0), zone),
         )
         for day in days_between(start, end)
@@ -324,15 +338,13 @@ def evaluate(
             windows: list[WindowResult] = []
             min_status: MinChecksStatus = "not-required"
             if working:
-                for window, w_start, w_end in bounds:
+                for name, label, w_start, w_end in bounds:
                     i = bisect.bisect_left(day_checks, w_start)
                     hit = day_checks[i] if i < len(day_checks) and day_checks[i] <= w_end else None
                     w_status: WindowStatus = (
                         "met" if hit is not None else "missed" if now >= w_end else "pending"
                     )
-                    windows.append(
-                        WindowResult(window.name, window.label, w_start, w_end, w_status, hit)
-                    )
+                    windows.append(WindowResult(name, label, w_start, w_end, w_status, hit))
                 if len(day_checks) >= policy.min_checks_per_day:
                     min_status = "met"
                 else:

@@ -20,7 +20,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from mailsvc.checks.compliance import DayCompliance
+from mailsvc.checks.compliance import DayCompliance, days_between
 from mailsvc.checks.policy import CheckingPolicy
 from mailsvc.time import iso_local
 
@@ -89,8 +89,13 @@ def _grid(start: date, end: date, cells: dict[date, tuple[str, str]]) -> dict[st
         col, row = (day - monday).days // 7, day.weekday()
         css, title = cells.get(day, ("none", day.isoformat()))
         out.append(Cell(LEFT + col * (CELL + GAP), TOP + row * (CELL + GAP), css, title))
-        if day.day == 1 or day == start:
-            months.append({"x": LEFT + col * (CELL + GAP), "text": f"{day.month:02d}/{day.year}"})
+        if (day.day == 1 or day == start) and (not months or col - months[-1]["col"] >= 3):
+            text = (
+                f"{day.month:02d}/{day.year}"
+                if day == start or day.month == 1
+                else f"{day.month:02d}"
+            )
+            months.append({"x": LEFT + col * (CELL + GAP), "col": col, "text": text})
         day += timedelta(days=1)
     return {
         "width": LEFT + weeks * (CELL + GAP) + 4,
@@ -163,7 +168,7 @@ def _scatter(
             {
                 "cx": round(PLOT_LEFT + (index + 0.5) * step, 1),
                 "cy": round(y_of(minute + SLOT_MINUTES / 2), 1),
-                "r": round(min(6.0, 1.8 + 0.9 * math.sqrt(count - 1)), 1),
+                "r": round(min(6.0, 2.2 + 0.9 * math.sqrt(count - 1)), 1),
                 "css": "in" if inside else "out",
                 "title": f"{when.isoformat()} {minute // 60:02d}:{minute % 60:02d}: {count} lần",
             }
@@ -178,17 +183,18 @@ def _scatter(
         for (a, b), w in zip(windows, policy.windows, strict=True)
     ]
     hours = [{"y": round(y_of(h * 60), 1), "text": f"{h:02d}:00"} for h in range(0, 25, 3)]
-    months = []
-    day = start
-    while day <= end:
-        if day.day == 1 or day == start:
-            months.append(
-                {
-                    "x": round(PLOT_LEFT + (day - start).days * step, 1),
-                    "text": f"{day.month:02d}/{day.year}" if ndays > 62 else day.isoformat(),
-                }
-            )
-        day += timedelta(days=1) if ndays > 62 else timedelta(days=max(1, ndays // 8))
+    # Day ticks: the first of each month over a long period, else every few days.
+    every = max(1, ndays // 8)
+    months = [
+        {
+            "x": round(PLOT_LEFT + i * step, 1),
+            "text": f"{day.month:02d}/{day.year}"
+            if ndays > 62
+            else f"{day.day:02d}/{day.month:02d}",
+        }
+        for i, day in enumerate(days_between(start, end))
+        if (day.day == 1 if ndays > 62 else i % every == 0)
+    ]
     return {
         "width": PLOT_LEFT + PLOT_W + 70,
         "height": PLOT_TOP + PLOT_H + 24,

@@ -49,8 +49,8 @@ from tests.checks.builders import (
 )
 from tests.webhook_server import WebhookSink
 
-# Appends its standard input (one JSON alert) as a line to the file named in argv[1].
-RECORDER = "import sys; open(sys.argv[1], 'a', encoding='utf-8').write(sys.stdin.read() + '\\n')"
+# Appends its standard input (one JSON alert and a newline) to the file named in argv[1].
+RECORDER = "import sys; open(sys.argv[1], 'a', encoding='utf-8').write(sys.stdin.read())"
 LONG_AGO = local(2026, 1, 1)
 
 
