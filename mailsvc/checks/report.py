@@ -10,7 +10,6 @@ here; it never sees ORM objects. Times are ISO 8601 in +07:00.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,6 +158,9 @@ def _scatter(
     def y_of(minutes: float) -> float:
         return PLOT_TOP + minutes / 1440 * PLOT_H
 
+    # Dots fit the day's column; a darker dot means more checks in that slot.
+    radius = round(min(3.0, max(1.1, step / 2)), 1)
+    most = max(slots.values(), default=1)
     dots = []
     for (index, slot), count in sorted(slots.items()):
         minute = slot * SLOT_MINUTES
@@ -168,7 +170,8 @@ def _scatter(
             {
                 "cx": round(PLOT_LEFT + (index + 0.5) * step, 1),
                 "cy": round(y_of(minute + SLOT_MINUTES / 2), 1),
-                "r": round(min(6.0, 2.2 + 0.9 * math.sqrt(count - 1)), 1),
+                "r": radius,
+                "opacity": round(0.3 + 0.7 * count / most, 2),
                 "css": "in" if inside else "out",
                 "title": f"{when.isoformat()} {minute // 60:02d}:{minute % 60:02d}: {count} lần",
             }
