@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 
@@ -21,10 +23,12 @@ from mailsvc.app import App
 from mailsvc.checks.alerts import compliance_alerts_job
 from mailsvc.checks.compliance import evaluate
 from mailsvc.checks.policy import load_checking_policy
+from mailsvc.cli import main
 from mailsvc.config import load_settings
 from mailsvc.db.models import Agency, MessageRecord
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.jobs.context import JobContext
+from mailsvc.time import VIETNAM
 from tests.checks.builders import write_policies
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, prepare_home, wait_for
 from tests.e2e.test_signed_documents_e2e import _trust
@@ -180,6 +184,21 @@ async def test_priority_message_notifies_clerk_then_late_check_alerts_leaders_on
     assert (
         "TIN NHẮN: THƯ ƯU TIÊN VỪA ĐẾN" in text and "Tiêu đề: Triệu tập họp Ban Thường vụ" in text
     )
+
+    # The report over the server's own database shows the message and its delay.
+    day = arrived.astimezone(VIETNAM).date().isoformat()
+    result = await asyncio.to_thread(
+        CliRunner().invoke,
+        main,
+        ["--home", str(server.home), "checks", "report", "--from", day, "--to", day, "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    [report] = json.loads(result.output)
+    assert (report["mailbox"], report["working_day"]) == (CLERK, False)
+    [priority] = report["priority_messages"]
+    assert priority["sender"] == CHIEF and priority["message_id"] == msg["Message-ID"]
+    # Pending until a check is recorded (the event-log reader records the IMAP read above).
+    assert priority["status"] in ("pending", "on-time")
 
 
 async def test_document_signed_with_a_priority_certificate_is_priority(
