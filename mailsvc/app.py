@@ -19,6 +19,8 @@ from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
 from mailsvc.adapters.spamd import SpamdClient
+from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
+from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CheckRecorder, EventLogReader
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
@@ -226,6 +228,18 @@ class App:
         )
         self.mailer.on_failure = self.notices.alert_undelivered
         recall = RecallRecorder(self.notices.composer, self.mailer)
+        # Mailbox checks: a priority message's arrival notifies the clerk at once.
+        self.alerts = AlertNotifier(
+            self.sessions,
+            self.mailer,
+            s.alerts,
+            templates_dir(s) / "alerts",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
+        )
+        self.priority = PriorityFollower(
+            self.sessions, self.alerts, load_checking_policy(policies / "checking.yaml")
+        )
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
@@ -236,7 +250,7 @@ class App:
                 RefusalRecorder(),
                 recall,
             ],
-            followers=[self.notices, recall],
+            followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
         )
         await self.acceptance.repair()

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "verify",
     "register",
     "checks",
+    "checks_report",
     "jobs",
     "backup",
 )

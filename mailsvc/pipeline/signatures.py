@@ -55,6 +55,7 @@ def _evidence(report: DocumentSignatureReport) -> dict[str, Any]:
                 "organisation": s.organisation,
                 "kind": s.kind.value,
                 "serial": s.serial,
+                "fingerprint": s.fingerprint,
             }
             for s in report.signatures
         ],
