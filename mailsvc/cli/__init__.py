@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "checks",
     "jobs",
     "backup",
+    "external",
 )
 
 
