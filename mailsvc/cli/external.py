@@ -25,7 +25,7 @@ _COLUMNS = (
     ("last_poll_new", "NEW"),
     ("uidvalidity", "UIDVALIDITY"),
     ("last_uid", "LAST UID"),
-    ("accepted", "TAKEN"),
+    ("accepted", "ACCEPTED"),
     ("refused", "REFUSED"),
     ("last_error", "LAST ERROR"),
 )

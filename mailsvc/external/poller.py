@@ -33,6 +33,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
 
+from aioimaplib import AioImapException
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -180,9 +181,11 @@ class ExternalPoller:
                 backoff = 1.0
             except asyncio.CancelledError:
                 raise
-            except MailsvcError as exc:  # server down, login refused, bad config file
-                log.warning("external %s: %s; retrying in %.0f s", self.name, exc, backoff)
-                await self._record_error(str(exc))
+            except (MailsvcError, AioImapException, OSError, TimeoutError) as exc:
+                # server down or gone mid-session, login refused, bad password file
+                text = str(exc) if isinstance(exc, MailsvcError) else f"{type(exc).__name__}: {exc}"
+                log.warning("external %s: %s; retrying in %.0f s", self.name, text, backoff)
+                await self._record_error(text)
                 delay, backoff = backoff, min(backoff * 2, cap)
             except Exception as exc:  # boundary: one mailbox's failure never stops the rest
                 log.exception("external %s: poll failed; retrying in %.0f s", self.name, backoff)

@@ -23,7 +23,7 @@ from mailsvc.config import PasswordSection, Settings, load_settings
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.external.models import ExternalFetch
-from mailsvc.mailboxes.dovecot import DovecotService
+from mailsvc.mailboxes.dovecot import DovecotService, resolve_port
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.passwords import hash_password
@@ -107,7 +107,11 @@ async def remote() -> AsyncIterator[RemoteServer]:
         settings = Settings(
             home=home,
             database={"url": url},
-            listen={"imap": "127.0.0.1:0", "imaps": "127.0.0.1:0"},
+            # Fixed ports, so the server comes back where it was after a restart.
+            listen={
+                "imap": f"127.0.0.1:{resolve_port('127.0.0.1', 0)}",
+                "imaps": f"127.0.0.1:{resolve_port('127.0.0.1', 0)}",
+            },
             tls={"cert": str(home / "tls/cert.pem"), "key": str(home / "tls/key.pem")},
             dovecot={"auth_workers": 1},
         )

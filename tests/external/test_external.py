@@ -266,3 +266,25 @@ async def test_cli_lists_and_asks_the_running_server_to_poll(
 
     unknown = await asyncio.to_thread(cli, "external", "poll", "khong-co")
     assert unknown.exit_code == 1 and "no external mailbox named 'khong-co'" in unknown.output
+
+
+async def test_reconnects_after_the_remote_server_goes_away(
+    local: Local, remote: RemoteServer
+) -> None:
+    local.configure(tls="implicit", idle=True, poll_seconds=300)
+    server = await local.start()
+    poller = server.app.external.pollers[NAME]
+    await wait_for(lambda: poller.polls >= 1, timeout=30)
+
+    def last_error() -> str:
+        with local.sessions() as session:
+            state = session.get(ExternalState, NAME)
+            return state.last_error if state is not None else ""
+
+    await remote.dovecot.stop()  # the IDLE connection drops; reconnecting fails for now
+    await wait_for(lambda: last_error() != "", timeout=30)
+    await remote.dovecot.start()
+    await remote.deliver(plain("Thông báo sau sự cố"), sender=SENDER)
+    await wait_for(lambda: len(local.fetches()) == 1, timeout=30)
+    assert subjects(await asyncio.to_thread(inbox, server)) == ["Thông báo sau sự cố"]
+    assert last_error() == ""  # cleared by the successful poll
