@@ -250,10 +250,18 @@ class RemoteSession:
         reply = await client.login(quote(cfg.username), self._password)
         if reply.result != "OK":
             raise RemoteError(f"IMAP {where}: login as {cfg.username} refused: {_text(reply)}")
-        reply = await client.select(encode_folder(cfg.folder))
+        await self.select()
+
+    async def select(self) -> Selected:
+        """(Re)select the folder: every poll does, so a folder rebuilt while we were in
+        IDLE (a new UIDVALIDITY) is noticed at the next poll."""
+        reply = await self._client().select(encode_folder(self.cfg.folder))
         if reply.result != "OK":
-            raise RemoteError(f"IMAP {where}: folder {cfg.folder!r}: {_text(reply)}")
+            raise RemoteError(
+                f"IMAP {self.cfg.host}:{self.cfg.port}: folder {self.cfg.folder!r}: {_text(reply)}"
+            )
         self.selected = _parse_select(reply.lines)
+        return self.selected
 
     async def close(self) -> None:
         client, self.client = self.client, None

@@ -214,6 +214,8 @@ class ExternalPoller:
                     return self.retry_seconds
                 if not use_idle:
                     return self.cfg.poll_seconds
+                if self._stopping:
+                    return 0
                 news = await remote.wait_for_news(self.idle_seconds, self.wake)
                 if self._stopping:
                     return 0
@@ -232,9 +234,9 @@ class ExternalPoller:
 
     async def _poll(self, remote: RemoteSession) -> PollResult:
         self.wake.clear()
-        assert remote.selected is not None
-        result = PollResult(uidvalidity=remote.selected.uidvalidity)
-        self.poll_started = result.at
+        self.poll_started = utcnow()
+        selected = await remote.select()
+        result = PollResult(uidvalidity=selected.uidvalidity, at=self.poll_started)
         status = await self.lookup.recipient_status(self.cfg.deliver_to)
         if status is not RecipientStatus.LOCAL:
             raise MailsvcError(
@@ -310,7 +312,8 @@ class ExternalPoller:
             if not reply.startswith("250"):
                 log.warning("external %s: UID %d deferred: %s", self.name, uid, reply)
                 return f"deferred: UID {uid}: {reply}"
-            outcome = "duplicate" if reply.startswith(replies.OK_DUPLICATE[:25]) else "accepted"
+            duplicate = reply.startswith(replies.OK_DUPLICATE.partition("{")[0])
+            outcome = "duplicate" if duplicate else "accepted"
             await asyncio.to_thread(self._record_fetch, uidvalidity, uid, outcome, msg=msg)
             return outcome
         finally:

@@ -18,6 +18,7 @@ from mailsvc.checks.models import MailboxCheck
 from mailsvc.cli import main
 from mailsvc.db.models import AuditEntry, MessageRecord
 from mailsvc.external.models import ExternalFetch, ExternalState
+from mailsvc.external.poller import request_poll
 from tests.e2e.conftest import RunningServer, wait_for
 from tests.e2e.test_smtp_core import fetch_inbox, make_message
 from tests.external.conftest import (
@@ -187,7 +188,7 @@ async def test_uidvalidity_change_fetches_again_without_duplicates(
             client.logout()
 
     await asyncio.to_thread(fill, originals, False)
-    local.configure(folder=folder, idle=False, poll_seconds=0.5)
+    local.configure(folder=folder, idle=True, poll_seconds=300)
     server = await local.start()
     await wait_for(lambda: len(local.fetches()) == 3, timeout=30)
     with local.sessions() as session:
@@ -195,7 +196,11 @@ async def test_uidvalidity_change_fetches_again_without_duplicates(
         assert first is not None and first.uidvalidity is not None
 
     # The other agency rebuilds the folder: same messages, one new, a new UIDVALIDITY.
+    # Our IDLE session is not told; the next full poll is, here asked for at once (as
+    # `mailsvc external poll` does).
     await asyncio.to_thread(fill, [*originals, plain("Văn bản mới")], True)
+    with local.sessions() as session, session.begin():
+        request_poll(session, NAME)
     await wait_for(lambda: len(local.fetches()) == 7, timeout=30)
     rows = local.fetches()
     assert [r.outcome for r in rows[3:]] == ["duplicate", "duplicate", "duplicate", "accepted"]
