@@ -41,7 +41,7 @@ from mailsvc import audit
 from mailsvc.checks.models import MailboxCheck
 from mailsvc.config import ExternalMailbox, Settings
 from mailsvc.db.base import utcnow
-from mailsvc.errors import MailsvcError
+from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.external.imap import RemoteSession, read_password
 from mailsvc.external.models import ExternalFetch, ExternalState
 from mailsvc.message import Direction, InboundMessage
@@ -491,7 +491,7 @@ class ExternalMailboxes:
         names: set[str] = set()
         for index, cfg in enumerate(settings.external):
             if cfg.name in names:
-                raise MailsvcError(f"mailsvc.toml: external[{index}]: name {cfg.name!r} repeated")
+                raise ConfigError(f"mailsvc.toml: external[{index}]: name {cfg.name!r} repeated")
             names.add(cfg.name)
             password_file = settings.path(cfg.password_file)
             read_password(password_file, f"external[{index}].password_file")

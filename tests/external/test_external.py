@@ -30,6 +30,7 @@ from tests.external.conftest import (
     agency_signer,
 )
 from tests.signatures.pki import AGENCY_DOMAIN, make_pdf, session_pki, signed_pdf
+from tests.tlsutil import write_self_signed
 
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
 
@@ -293,3 +294,26 @@ async def test_reconnects_after_the_remote_server_goes_away(
     await wait_for(lambda: len(local.fetches()) == 1, timeout=30)
     assert subjects(await asyncio.to_thread(inbox, server)) == ["Thông báo sau sự cố"]
     assert last_error() == ""  # cleared by the successful poll
+
+
+async def test_a_server_certificate_not_signed_by_ca_file_is_refused(
+    local: Local, remote: RemoteServer
+) -> None:
+    await remote.deliver(plain("Không được lấy"), sender=SENDER)
+    local.configure(tls="implicit", idle=True)
+    impostor = local.home / "impostor.pem"
+    await asyncio.to_thread(write_self_signed, impostor, local.home / "impostor.key")
+    config = local.home / "mailsvc.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(str(remote.cert), str(impostor)), encoding="utf-8")
+    await local.start()
+
+    def last_error() -> str:
+        with local.sessions() as session:
+            state = session.get(ExternalState, NAME)
+            return state.last_error if state is not None else ""
+
+    await wait_for(lambda: "CERTIFICATE_VERIFY_FAILED" in last_error(), timeout=30)
+    assert local.fetches() == []
+    with local.sessions() as session:
+        assert count(session, MailboxCheck) == 0
