@@ -29,6 +29,7 @@ from mailsvc.directory import DbDirectory
 from mailsvc.documents.extract import TextExtractor
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
+from mailsvc.external.poller import ExternalMailboxes
 from mailsvc.interfaces import Stage
 from mailsvc.jobs.scheduler import JobRunner, JobScheduler, node_name
 from mailsvc.lockout import Lockout
@@ -301,6 +302,17 @@ class App:
             )
             self.listeners.append(listener)
             self.addresses[mode.name] = listener.address
+
+        # External mailboxes (another server's IMAP): one poller task each.
+        self.external = ExternalMailboxes.from_settings(
+            s,
+            sessions=self.sessions,
+            runner=self.runner,
+            acceptance=self.acceptance,
+            lookup=self.lookup,
+            metrics=self.metrics,
+        )
+        self.external.start()
         return dict(self.addresses)
 
     def _resolver(self) -> OriginResolver:
@@ -417,6 +429,8 @@ class App:
         """Stop accepting, finish messages in flight, then stop the children."""
         for listener in getattr(self, "listeners", []):
             listener.server.close()
+        if hasattr(self, "external"):
+            await self.external.stop()  # after the message in hand is accepted and recorded
         if hasattr(self, "inflight"):
             await self.inflight.wait_idle()
         if hasattr(self, "acceptance"):

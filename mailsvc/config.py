@@ -261,7 +261,10 @@ class ExternalMailbox(_Section):
     folder: str = Field(default="INBOX", description="Folder fetched")
     deliver_to: str = Field(description="Local mailbox that receives the fetched messages")
     poll_seconds: float = Field(
-        default=300.0, gt=0, description="Poll interval when IDLE is not offered"
+        default=300.0,
+        gt=0,
+        description="Seconds between polls; with IDLE, new mail is fetched at once and a "
+        "full poll still runs this often (at most every 29 minutes)",
     )
     idle: bool = Field(default=True, description="Use IMAP IDLE when the server offers it")
 

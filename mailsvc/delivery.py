@@ -29,7 +29,7 @@ from mailsvc import headers as trace
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
 from mailsvc.errors import MailsvcError
-from mailsvc.message import InboundMessage
+from mailsvc.message import Direction, InboundMessage
 from mailsvc.smtp import replies
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Verdict
@@ -108,6 +108,8 @@ def message_key(msg: InboundMessage) -> str:
 
 
 def _protocol(msg: InboundMessage) -> str:
+    if msg.direction is Direction.FETCHED:
+        return "IMAPS" if msg.tls else "IMAP"
     base = "ESMTP"
     if msg.tls:
         base += "S"

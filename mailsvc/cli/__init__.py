@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "checks_report",
     "jobs",
     "backup",
+    "external",
 )
 
 

@@ -192,25 +192,39 @@ class SmtpHandler:
                 return replies.MALFORMED.format(what=problem)
             if not await self.lookup.may_send_as(user, msg.from_address):
                 return replies.FROM_NOT_OWNED
-        started = time.monotonic()
-        verdict = await self.runner.run(msg)
-        if self.metrics is not None:
-            self.metrics.messages.labels(self.mode.name, verdict.action.value).inc()
-            for finding in verdict.findings:
-                self.metrics.findings.labels(finding.stage, finding.status.value).inc()
-        try:
-            return await self._act(msg, verdict)
-        finally:
-            if self.metrics is not None:
-                self.metrics.data_seconds.labels(self.mode.name).observe(time.monotonic() - started)
+        _verdict, reply = await check_and_act(
+            msg, self.runner, self.acceptance, channel=self.mode.name, metrics=self.metrics
+        )
+        return reply
 
-    async def _act(self, msg: InboundMessage, verdict: Verdict) -> str:
+
+async def check_and_act(
+    msg: InboundMessage,
+    runner: PipelineRunner,
+    acceptance: AcceptanceService,
+    *,
+    channel: str,
+    metrics: Metrics | None = None,
+) -> tuple[Verdict, str]:
+    """Run the pipeline, then accept (commit + deliver) or refuse: the one path every
+    message takes, whether it came over SMTP or was fetched from an external mailbox.
+    Returns the verdict and the SMTP-style reply (``250`` only once the mail is safe)."""
+    started = time.monotonic()
+    verdict = await runner.run(msg)
+    if metrics is not None:
+        metrics.messages.labels(channel, verdict.action.value).inc()
+        for finding in verdict.findings:
+            metrics.findings.labels(finding.stage, finding.status.value).inc()
+    try:
         if verdict.action in (Action.REJECT, Action.TEMPFAIL):
-            await self.acceptance.refuse(msg, verdict)
+            await acceptance.refuse(msg, verdict)
             reply = replies.for_verdict(verdict)
             log.info("%s refused: %s", msg.queue_id, reply)
-            return reply
-        return await self.acceptance.accept(msg, verdict)
+            return verdict, reply
+        return verdict, await acceptance.accept(msg, verdict)
+    finally:
+        if metrics is not None:
+            metrics.data_seconds.labels(channel).observe(time.monotonic() - started)
 
 
 class InflightTracker:
