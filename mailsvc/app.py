@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -21,7 +22,7 @@ from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, P
 from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
 from mailsvc.checks.policy import load_checking_policy
-from mailsvc.checks.records import CheckRecorder, EventLogReader
+from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
 from mailsvc.config import Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
@@ -177,8 +178,10 @@ class App:
         self.addresses["imaps"] = self.dovecot.imaps_address
 
         # Mailbox checks: Dovecot's event log → check records (docs/checks.md).
+        # Each node reads its own Dovecot's log, so each keeps its own cursor.
+        cursor = f"{CURSOR_NAME}@{s.jobs.node or socket.gethostname()}"[:64]
         self.check_recorder = CheckRecorder(
-            EventLogReader(self.sessions, self.dovecot.events_path),
+            EventLogReader(self.sessions, self.dovecot.events_path, name=cursor),
             s.checks.poll_interval_seconds,
         )
         self.check_recorder.start()
