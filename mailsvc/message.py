@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.policy
 import hashlib
+import quopri
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -41,9 +44,7 @@ class InboundMessage:
     @cached_property
     def headers(self) -> EmailMessage:
         """The top-level header block only (cheap: the body is not parsed)."""
-        msg = BytesParser(policy=email.policy.default).parsebytes(self.raw, headersonly=True)
-        assert isinstance(msg, EmailMessage)
-        return msg
+        return parse_head(self.raw)
 
     @cached_property
     def sha256(self) -> str:
@@ -69,3 +70,41 @@ class InboundMessage:
         if not addresses:
             return ""
         return str(addresses[0].addr_spec).lower()
+
+
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+
+
+def split_head(raw: bytes) -> tuple[bytes, bytes]:
+    """An entity's header block and its body, byte-exact (no blank line: all head)."""
+    m = _END_OF_HEAD.search(raw)
+    return (raw[: m.start()], raw[m.end() :]) if m else (raw, b"")
+
+
+def parse_head(raw: bytes) -> EmailMessage:
+    """The header block of an entity as a message with an empty body.
+
+    ``headersonly`` parsing still walks every body line; cutting the bytes first keeps a
+    300 KB attachment out of the feed parser altogether.
+    """
+    head, _ = split_head(raw)
+    msg = BytesParser(policy=email.policy.default).parsebytes(head, headersonly=True)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def decode_body(part: EmailMessage, body: bytes) -> bytes:
+    """The body bytes of a leaf entity after its Content-Transfer-Encoding."""
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(body)
+        except binascii.Error:  # bad padding: let the email package be lenient
+            full = email.message_from_bytes(
+                bytes(part) + b"\r\n" + body, policy=email.policy.default
+            )
+            payload = full.get_payload(decode=True)
+            return payload if isinstance(payload, bytes) else b""
+    if cte == "quoted-printable":
+        return quopri.decodestring(body)
+    return body

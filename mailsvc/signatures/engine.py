@@ -7,6 +7,8 @@ decides each document's legal value under policies/signature.yaml.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
@@ -143,6 +145,9 @@ def assess(
     )
 
 
+VERSION_TTL = 1.0  # seconds
+
+
 class SignatureEngine:
     """Verify messages or files; CPU work goes to ``executor`` (None: the loop's default)."""
 
@@ -165,10 +170,38 @@ class SignatureEngine:
             organisation_rule=policy.organisation_rule,
             gnupg_home=str(gnupg_home) if gnupg_home is not None else None,
         )
+        self._version: tuple[str, float, tuple[object, ...]] = ("", -VERSION_TTL, ())
+
+    def _stamp(self) -> tuple[object, ...]:
+        """Modification stamps of the material's directories and CRL files (a few stats):
+        adding, removing or replacing a file changes its directory's stamp."""
+        paths = [*self.trust.anchor_dirs, *self.trust.crl_files]
+        if self.trust.crl_cache_dir is not None:
+            paths.append(self.trust.crl_cache_dir)
+        stamps: list[object] = []
+        for path in paths:
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append(None)
+                continue
+            stamps.append((st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+    def trust_version(self) -> str:
+        """The trust material's fingerprint. Listed again when a directory changed, and
+        at least every VERSION_TTL seconds (a file rewritten in place); a burst of
+        messages does not list the directories once each."""
+        version, at, stamp = self._version
+        now, current = time.monotonic(), self._stamp()
+        if current != stamp or now - at >= VERSION_TTL:
+            version = self.trust.version()
+            self._version = (version, now, current)
+        return version
 
     async def _run(self, jobs: Sequence[DocumentJob]) -> list[DocumentResult]:
         loop = asyncio.get_running_loop()
-        version = self.trust.version()
+        version = self.trust_version()
         futures = [
             loop.run_in_executor(self.executor, verify_document, job, self.settings, version)
             for job in jobs

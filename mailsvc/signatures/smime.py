@@ -7,15 +7,13 @@ Python's email package would re-serialise it.
 
 from __future__ import annotations
 
-import email
-import email.policy
 import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.parser import BytesParser
 
+from mailsvc.message import decode_body, parse_head
 from mailsvc.signatures.policy import SignaturePolicy
 
 MESSAGE = "(message)"
@@ -54,9 +52,7 @@ def _parse(raw: bytes) -> EmailMessage:
     """One entity's headers; its body stays unparsed (split byte-exact by
     :func:`split_multipart`, decoded only for leaves), so a 200 KB attachment is not run
     through the feed parser line by line on the event loop."""
-    msg = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True)
-    assert isinstance(msg, EmailMessage)
-    return msg
+    return parse_head(raw)
 
 
 def _body(raw: bytes) -> bytes:
@@ -65,21 +61,40 @@ def _body(raw: bytes) -> bytes:
 
 
 def split_multipart(raw: bytes, boundary: str) -> list[bytes]:
-    """Raw bytes of each body part of a multipart entity, byte-exact."""
+    """Raw bytes of each body part of a multipart entity, byte-exact.
+
+    A delimiter is ``--boundary`` at the start of a line, optionally ``--`` (the close),
+    optional spaces or tabs, then the end of the line; the line break before it belongs to
+    the delimiter (RFC 2046 §5.1.1). Found with ``bytes.find``: a regular expression over a
+    300 KB body cost milliseconds per message.
+    """
     body = _body(raw)
-    delim = re.escape(b"--" + boundary.encode("ascii", "replace"))
-    pattern = re.compile(rb"(?:^|\r?\n)" + delim + rb"(--)?[ \t]*(?=\r?\n|$)")
-    matches = list(pattern.finditer(body))
+    delim = b"--" + boundary.encode("ascii", "replace")
+    found: list[tuple[int, int, bool]] = []  # (start incl. preceding line break, end, close)
+    i = body.find(delim)
+    while i >= 0:
+        if i == 0 or body[i - 1 : i] == b"\n":
+            end = i + len(delim)
+            close = body.startswith(b"--", end)
+            if close:
+                end += 2
+            while end < len(body) and body[end] in b" \t":
+                end += 1
+            if end == len(body) or body.startswith(b"\n", end) or body.startswith(b"\r\n", end):
+                start = i
+                if i >= 1 and body[i - 1 : i] == b"\n":
+                    start = i - 2 if i >= 2 and body[i - 2 : i - 1] == b"\r" else i - 1
+                found.append((start, end, close))
+        i = body.find(delim, i + len(delim))
     parts: list[bytes] = []
-    for current, following in itertools.pairwise(matches):
-        if current.group(1):
+    for (_, end, close), (following, _, _) in itertools.pairwise(found):
+        if close:
             break
-        start = current.end()
-        if body.startswith(b"\r\n", start):
-            start += 2
-        elif body.startswith(b"\n", start):
-            start += 1
-        parts.append(body[start : following.start()])
+        if body.startswith(b"\r\n", end):
+            end += 2
+        elif body.startswith(b"\n", end):
+            end += 1
+        parts.append(body[end:following])
     return parts
 
 
@@ -112,7 +127,7 @@ def _walk(raw: bytes, out: _Walk) -> None:
         pieces = split_multipart(raw, boundary) if boundary else []
         if len(pieces) == 2 and protocol in _CMS_SIG_TYPES + _PGP_SIG_TYPES:
             kind = "openpgp" if protocol in _PGP_SIG_TYPES else "cms"
-            signature = _payload(_parse(pieces[1]))
+            signature = decode_body(_parse(pieces[1]), _body(pieces[1]))
             out.jobs.append(
                 DocumentJob(
                     name=MESSAGE,
@@ -130,7 +145,10 @@ def _walk(raw: bytes, out: _Walk) -> None:
             # the enclosed MIME entity is walked after the worker unwraps it
             out.jobs.append(
                 DocumentJob(
-                    name=MESSAGE, content=_payload(part), enveloping=True, message_level=True
+                    name=MESSAGE,
+                    content=decode_body(part, _body(raw)),
+                    enveloping=True,
+                    message_level=True,
                 )
             )
             return
@@ -141,7 +159,7 @@ def _walk(raw: bytes, out: _Walk) -> None:
         return
     filename = part.get_filename()
     if filename:
-        out.files.append((filename, _payload(part)))
+        out.files.append((filename, decode_body(part, _body(raw))))
 
 
 def jobs_for_files(
