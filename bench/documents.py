@@ -9,7 +9,8 @@ classification with text extraction, signature validation with CRLs, metadata) i
 worker pool, blob fsync, register entry with the next incoming number, LMTP into
 Dovecot, then 250. Baseline, same messages and client in the same run: aiosmtpd writing
 each message to a Maildir with fsync. Prints documents/s, p50/p99 latency, the ratio,
-and checks that every document got a number (1..N, no gap).
+checks that every document got a number (1..N, no gap), and shows the CPU time each
+process (SMTP process, worker pool, clamd, Dovecot) spent per document.
 """
 
 from __future__ import annotations
@@ -50,6 +51,33 @@ from tests.tlsutil import write_self_signed
 DOMAIN = "bench.example.vn"
 CLERK = f"vanthu@{DOMAIN}"
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
+
+
+def cpu_seconds() -> dict[str, tuple[str, float]]:
+    """CPU time (user + system) of every process now alive, by pid, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, tuple[str, float]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        out[pid] = (cmd[:70], (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def report_cpu(before: dict[str, tuple[str, float]], count: int) -> None:
+    after = cpu_seconds()
+    rows = sorted(
+        ((cpu - before.get(pid, (cmd, 0.0))[1], cmd) for pid, (cmd, cpu) in after.items()),
+        reverse=True,
+    )
+    print("CPU per document, by process (alive during the whole run):")
+    for used, cmd in rows[:6]:
+        if used > 0.05:
+            print(f"  {used / count * 1000:6.1f} ms  {cmd}")
 
 
 def document_messages(count: int) -> list[bytes]:
@@ -123,9 +151,11 @@ async def run_ours(
     await app.start()
     try:
         host, port = app.addresses["smtp"]
+        before = cpu_seconds()
         elapsed, latencies = await asyncio.to_thread(
             blast_in_process, host, port, messages, sessions, SENDER, CLERK
         )
+        report_cpu(before, len(messages))
         with app.sessions() as session:
             numbers = session.scalars(select(RegisterDocument.incoming_number)).all()
             distinct = session.scalar(
