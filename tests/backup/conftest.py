@@ -28,13 +28,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy import MetaData, create_engine, select
 
-from mailsvc.app import App
 from mailsvc.cli import main
-from mailsvc.config import load_settings
-from mailsvc.db.models import Agency
-from mailsvc.db.session import make_engine, make_sessionmaker
 from tests.conftest import PG_ADMIN_URL, _create_pg_database, _drop_pg_database
-from tests.e2e.conftest import DOMAIN, RunningServer, prepare_home
+from tests.e2e.conftest import DOMAIN, RunningServer, build_app, prepare_home, seed
 from tests.e2e.conftest import service_home as service_home  # the fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,10 +47,7 @@ class Service:
         self.running: RunningServer | None = None
 
     async def start(self) -> RunningServer:
-        app = App(
-            load_settings(self.home, environ={}),
-            dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
-        )
+        app = build_app(self.home)
         try:
             await app.start()
         except BaseException:
@@ -75,17 +68,7 @@ async def service(service_home: Path, db_url: str) -> AsyncIterator[Service]:
     with (service_home / "mailsvc.toml").open("a", encoding="utf-8") as fh:
         # A sender thread sends as fast as it can while the backup runs.
         fh.write("\n[smtp]\nmax_messages_per_ip_per_minute = 100000\n")
-    engine = make_engine(db_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Agency(
-                code="000.00.31.H56",
-                name="Sở Thông tin và Truyền thông",
-                domains=[DOMAIN],
-                local=True,
-            )
-        )
-    engine.dispose()
+    seed(db_url)
     svc = Service(service_home)
     try:
         yield svc

@@ -10,6 +10,7 @@ import socket
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,30 +133,49 @@ def service_home() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-async def server(service_home: Path, db_url: str) -> AsyncIterator[RunningServer]:
-    home = service_home
-    prepare_home(home, db_url)
-    engine = make_engine(db_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Agency(
-                code="000.00.31.H56",
-                name="Sở Thông tin và Truyền thông",
-                domains=[DOMAIN],
-                local=True,
-            )
-        )
-    engine.dispose()
-    app = App(
-        load_settings(home, environ={}),
-        dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
+# Dovecot for tests: no delay after a failed login, no per-IP penalty.
+TEST_DOVECOT = {"auth_failure_delay": 0, "auth_penalty": False}
+
+
+def local_agency() -> Agency:
+    """Our own agency, owner of DOMAIN."""
+    return Agency(
+        code="000.00.31.H56", name="Sở Thông tin và Truyền thông", domains=[DOMAIN], local=True
     )
+
+
+def seed(db_url: str, *rows: object) -> None:
+    """Our agency plus ``rows`` (other agencies, mailboxes), committed."""
+    engine = make_engine(db_url)
+    try:
+        with make_sessionmaker(engine).begin() as session:
+            session.add(local_agency())
+            session.add_all(rows)
+    finally:
+        engine.dispose()
+
+
+def build_app(home: Path, listen: dict[str, str] | None = None) -> App:
+    """The App of ``home``'s config (``listen`` overrides), with the test Dovecot options."""
+    return App(load_settings(home, environ={}), listen=listen or {}, dovecot_options=TEST_DOVECOT)
+
+
+@asynccontextmanager
+async def running_server(home: Path) -> AsyncIterator[RunningServer]:
+    app = build_app(home)
     await app.start()
     try:
         yield RunningServer(app, home)
     finally:
         await app.stop()
+
+
+@pytest.fixture
+async def server(service_home: Path, db_url: str) -> AsyncIterator[RunningServer]:
+    prepare_home(service_home, db_url)
+    seed(db_url)
+    async with running_server(service_home) as running:
+        yield running
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:

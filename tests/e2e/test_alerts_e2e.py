@@ -19,18 +19,23 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes
 from sqlalchemy import select
 
-from mailsvc.app import App
 from mailsvc.checks.alerts import compliance_alerts_job
 from mailsvc.checks.compliance import evaluate
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.cli import main
-from mailsvc.config import load_settings
-from mailsvc.db.models import Agency, MessageRecord
-from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.db.models import MessageRecord
 from mailsvc.jobs.context import JobContext
 from mailsvc.time import VIETNAM
 from tests.checks.builders import write_policies
-from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, prepare_home, wait_for
+from tests.e2e.conftest import (
+    DOMAIN,
+    PASSWORD,
+    RunningServer,
+    prepare_home,
+    running_server,
+    seed,
+    wait_for,
+)
 from tests.e2e.test_signed_documents_e2e import _trust
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import AGENCY_DOMAIN, make_pdf, session_pki, signed_pdf
@@ -73,26 +78,9 @@ async def server(
     )
     with (home / "mailsvc.toml").open("a", encoding="utf-8") as config:
         config.write(f'\n[alerts]\nwebhook_url = "{sink.url}"\ntimeout_seconds = 5\n')
-    engine = make_engine(db_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Agency(
-                code="000.00.31.H56",
-                name="Sở Thông tin và Truyền thông",
-                domains=[DOMAIN],
-                local=True,
-            )
-        )
-    engine.dispose()
-    app = App(
-        load_settings(home, environ={}),
-        dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
-    )
-    await app.start()
-    try:
-        yield RunningServer(app, home)
-    finally:
-        await app.stop()
+    seed(db_url)
+    async with running_server(home) as running:
+        yield running
 
 
 def job_context(server: RunningServer, now: datetime) -> JobContext:

@@ -27,7 +27,6 @@ from sqlalchemy import select
 
 from mailsvc.app import App
 from mailsvc.cli import main
-from mailsvc.config import load_settings
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, MessageRecord
 from mailsvc.db.session import make_engine, make_sessionmaker
@@ -38,7 +37,7 @@ from mailsvc.outbound.mailer import RECALLED_FOLDER
 from mailsvc.outbound.models import OutboundMessage
 from mailsvc.outbound.queue import count_by_state
 from mailsvc.register.models import RegisterDocument
-from tests.e2e.conftest import RunningServer, prepare_home, wait_for
+from tests.e2e.conftest import RunningServer, build_app, prepare_home, wait_for
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import (
     AGENCY_CODE,
@@ -136,11 +135,7 @@ async def pair(service_home: Path, db_url: str, other_db_url: str) -> AsyncItera
     apps: list[App] = []
     try:
         for home, port in ((home_a, port_a), (home_b, port_b)):
-            app = App(
-                load_settings(home, environ={}),
-                listen={"smtp": f"127.0.0.1:{port}"},
-                dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
-            )
+            app = build_app(home, listen={"smtp": f"127.0.0.1:{port}"})
             apps.append(app)
             await app.start()
         pair = Pair(RunningServer(apps[0], home_a), RunningServer(apps[1], home_b))

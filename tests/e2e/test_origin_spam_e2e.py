@@ -18,14 +18,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from mailsvc.app import App
-from mailsvc.config import load_settings
 from mailsvc.db.models import Agency
-from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.pipeline.spam import GTUBE
 from tests.dns_server import DnsTestServer
-from tests.e2e.conftest import DOMAIN, HOSTNAME, RunningServer, prepare_home
+from tests.e2e.conftest import DOMAIN, HOSTNAME, RunningServer, prepare_home, running_server, seed
 
 CLERK = f"vanthu@{DOMAIN}"
 STP = "stp.example.vn"
@@ -65,38 +62,20 @@ async def origin_server(
         ),
         encoding="utf-8",
     )
-    engine = make_engine(db_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Agency(
-                code="000.00.31.H56",
-                name="Sở Thông tin và Truyền thông",
-                domains=[DOMAIN],
-                local=True,
-            )
-        )
-        session.add(
-            Agency(
-                code="000.00.31.H26",
-                name="Sở Tư pháp",
-                domains=[STP],
-                # Pinned: no DNS needed for its key; its mail server is not 127.0.0.1.
-                dkim_keys={f"mail._domainkey.{STP}": signer.txt_value()},
-                allowed_senders=["10.20.0.0/16"],
-            )
-        )
-    engine.dispose()
-    app = App(
-        load_settings(home, environ={}),
-        dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
+    seed(
+        db_url,
+        Agency(
+            code="000.00.31.H26",
+            name="Sở Tư pháp",
+            domains=[STP],
+            # Pinned: no DNS needed for its key; its mail server is not 127.0.0.1.
+            dkim_keys={f"mail._domainkey.{STP}": signer.txt_value()},
+            allowed_senders=["10.20.0.0/16"],
+        ),
     )
-    await app.start()
-    try:
-        server = RunningServer(app, home)
+    async with running_server(home) as server:
         server.add_mailbox(CLERK)
         yield server
-    finally:
-        await app.stop()
 
 
 def official(sender: str, body: str = "Sở Tư pháp gửi Công văn số 123/STP-VP.\n") -> bytes:

@@ -18,8 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from mailsvc.app import App
-from mailsvc.config import PasswordSection, Settings, load_settings
+from mailsvc.config import PasswordSection, Settings
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.external.models import ExternalFetch
@@ -27,7 +26,7 @@ from mailsvc.mailboxes.dovecot import DovecotService, resolve_port
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.passwords import hash_password
-from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, prepare_home
+from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, build_app, prepare_home, seed
 from tests.signatures.pki import AGENCY_CODE, AGENCY_DOMAIN, AGENCY_NAME, session_pki
 from tests.tlsutil import write_self_signed
 
@@ -186,10 +185,7 @@ class Local:
         secret.chmod(0o600)
 
     async def start(self) -> RunningServer:
-        app = App(
-            load_settings(self.home, environ={}),
-            dovecot_options={"auth_failure_delay": 0, "auth_penalty": False},
-        )
+        app = build_app(self.home)
         self.running = RunningServer(app, self.home)
         await app.start()
         return self.running
@@ -218,36 +214,24 @@ def _seed_local(db_url: str, home: Path) -> None:
     (home / "crl").mkdir(exist_ok=True)
     for crl in pki.crl_dir.glob("*.crl"):
         shutil.copy(crl, home / "crl" / crl.name)
-    engine = make_engine(db_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(
-            Agency(
-                code="000.00.31.H56",
-                name="Sở Thông tin và Truyền thông",
-                domains=[DOMAIN],
-                local=True,
-            )
-        )
-        # The sending agency signs its mail with DKIM (key pinned: closed network). DKIM is
-        # what proves a fetched message's origin: the SMTP hop into the other agency's
-        # server is not ours to check (no SPF).
-        session.add(
-            Agency(
-                code=AGENCY_CODE,
-                name=AGENCY_NAME,
-                domains=[AGENCY_DOMAIN],
-                dkim_keys={f"mail._domainkey.{AGENCY_DOMAIN}": agency_signer().txt_value()},
-            )
-        )
-        session.add(
-            Mailbox(
-                address=CLERK,
-                role="clerk",
-                password_hash=hash_password(PASSWORD, PasswordSection()),
-                must_change=False,
-            )
-        )
-    engine.dispose()
+    # The sending agency signs its mail with DKIM (key pinned: closed network). DKIM is
+    # what proves a fetched message's origin: the SMTP hop into the other agency's
+    # server is not ours to check (no SPF).
+    seed(
+        db_url,
+        Agency(
+            code=AGENCY_CODE,
+            name=AGENCY_NAME,
+            domains=[AGENCY_DOMAIN],
+            dkim_keys={f"mail._domainkey.{AGENCY_DOMAIN}": agency_signer().txt_value()},
+        ),
+        Mailbox(
+            address=CLERK,
+            role="clerk",
+            password_hash=hash_password(PASSWORD, PasswordSection()),
+            must_change=False,
+        ),
+    )
 
 
 @pytest.fixture
