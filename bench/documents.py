@@ -31,12 +31,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
+from bench.smtp import RCPT as CLERK
 from bench.smtp import WORKERS, blast_in_process, describe, run_baseline
+from bench.smtp import prepare_home as prepare_bench_home
 from mailsvc.app import App
-from mailsvc.config import load_settings
-from mailsvc.db.models import Agency, Mailbox
-from mailsvc.db.session import make_engine, make_sessionmaker, migrate
-from mailsvc.passwords import hash_password
+from mailsvc.config import Settings
+from mailsvc.db.models import Agency
 from mailsvc.register.models import RegisterDocument
 from tests.signatures.pki import (
     AGENCY_CODE,
@@ -46,10 +46,7 @@ from tests.signatures.pki import (
     session_pki,
     signed_pdf,
 )
-from tests.tlsutil import write_self_signed
 
-DOMAIN = "bench.example.vn"
-CLERK = f"vanthu@{DOMAIN}"
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
 
 
@@ -98,10 +95,19 @@ def document_messages(count: int) -> list[bytes]:
     return out
 
 
-def prepare_home(home: Path) -> None:
+def prepare_home(home: Path) -> Settings:
+    """bench/smtp.py's home, plus the sample PKI's trust anchors and CRLs and the sending
+    agency pinned to loopback (closed network: SPF by the directory)."""
+    settings = prepare_bench_home(
+        home,
+        Agency(
+            code=AGENCY_CODE,
+            name=AGENCY_NAME,
+            domains=[AGENCY_DOMAIN],
+            allowed_senders=["127.0.0.1"],
+        ),
+    )
     pki = session_pki()
-    home.mkdir()
-    write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
     for sub, directory, pattern in (
         ("trust", pki.trust_dir, "*.pem"),
         ("crl", pki.crl_dir, "*.crl"),
@@ -109,45 +115,13 @@ def prepare_home(home: Path) -> None:
         (home / sub).mkdir()
         for path in directory.glob(pattern):
             shutil.copy(path, home / sub / path.name)
-    (home / "mailsvc.toml").write_text(
-        f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
-        '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\nsubmissions = "127.0.0.1:0"\n'
-        'imap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\nhttp = "127.0.0.1:0"\n'
-        "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
-        '[dns]\nmode = "off"\n'
-        f"[pipeline]\nworkers = {WORKERS}\n",
-        encoding="utf-8",
-    )
-    settings = load_settings(home, environ={})
-    migrate(settings.database_url)
-    engine = make_engine(settings.database_url)
-    with make_sessionmaker(engine).begin() as session:
-        session.add(Agency(code="BENCH", name="Bench", domains=[DOMAIN], local=True))
-        session.add(
-            Agency(
-                code=AGENCY_CODE,
-                name=AGENCY_NAME,
-                domains=[AGENCY_DOMAIN],
-                allowed_senders=["127.0.0.1"],
-            )
-        )
-        session.add(
-            Mailbox(
-                address=CLERK,
-                role="clerk",
-                must_change=False,
-                password_hash=hash_password("Bench-Password-2026", settings.password),
-            )
-        )
-    engine.dispose()
+    return settings
 
 
 async def run_ours(
     messages: list[bytes], sessions: int, workdir: Path
 ) -> tuple[float, list[float], int]:
-    home = workdir / "home"
-    prepare_home(home)
-    app = App(load_settings(home, environ={}))
+    app = App(prepare_home(workdir / "home"))
     await app.start()
     try:
         host, port = app.addresses["smtp"]

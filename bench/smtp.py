@@ -28,7 +28,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mailsvc.app import App
-from mailsvc.config import load_settings
+from mailsvc.config import Settings, load_settings
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.passwords import hash_password
@@ -145,12 +145,10 @@ async def run_baseline(
         server.close()
 
 
-async def run_ours(
-    messages: list[bytes], sessions: int, workdir: Path
-) -> tuple[float, list[float]]:
-    home = workdir / "home"
+def prepare_home(home: Path, *agencies: Agency) -> Settings:
+    """A bench home: loopback listeners, no DNS, no rate limits, our agency (plus
+    ``agencies``) and the clerk's mailbox RCPT; the database migrated."""
     home.mkdir()
-    os.chmod(workdir, 0o755)
     write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
     (home / "mailsvc.toml").write_text(
         f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
@@ -166,6 +164,7 @@ async def run_ours(
     engine = make_engine(settings.database_url)
     with make_sessionmaker(engine).begin() as session:
         session.add(Agency(code="BENCH", name="Bench", domains=[DOMAIN], local=True))
+        session.add_all(agencies)
         session.add(
             Mailbox(
                 address=RCPT,
@@ -175,7 +174,14 @@ async def run_ours(
             )
         )
     engine.dispose()
-    app = App(settings)
+    return settings
+
+
+async def run_ours(
+    messages: list[bytes], sessions: int, workdir: Path
+) -> tuple[float, list[float]]:
+    os.chmod(workdir, 0o755)
+    app = App(prepare_home(workdir / "home"))
     await app.start()
     try:
         host, port = app.addresses["smtp"]
