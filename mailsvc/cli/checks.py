@@ -6,34 +6,24 @@ days in the server's zone (+07:00), times are shown as ISO 8601 in that zone.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 
 from mailsvc.checks.records import checks_of
 from mailsvc.cli import Context
-from mailsvc.cli.console import echo_json, echo_table, json_option, open_session
+from mailsvc.cli.console import (
+    display_zone,
+    echo_json,
+    echo_table,
+    json_option,
+    open_session,
+    parse_optional_day,
+)
 from mailsvc.errors import MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
-
-
-def _zone(ctx: Context) -> tzinfo:
-    try:
-        return ZoneInfo(ctx.settings.server.timezone)
-    except (KeyError, ValueError):
-        return ZoneInfo("Asia/Ho_Chi_Minh")
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise MailsvcError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from exc
 
 
 @click.group("checks")
@@ -51,8 +41,8 @@ def list_cmd(
     ctx: Context, mailbox: str | None, since: str | None, until: str | None, as_json: bool
 ) -> None:
     """Recorded checks in time order: time, mailbox, source address, client, new messages."""
-    zone = _zone(ctx)
-    start, end = _day(since, "--from"), _day(until, "--to")
+    zone = display_zone(ctx)
+    start, end = parse_optional_day(since, "--from"), parse_optional_day(until, "--to")
     if start and end and start > end:
         raise MailsvcError("--from is after --to")
     lower = datetime.combine(start, time(), zone) if start else None

@@ -8,7 +8,7 @@ of compliance, chart of check times). Dates are calendar days in +07:00.
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -17,19 +17,12 @@ from mailsvc.checks.compliance import evaluate
 from mailsvc.checks.policy import CheckingPolicy, load_checking_policy
 from mailsvc.checks.report import render_html
 from mailsvc.cli import Context
-from mailsvc.cli.console import echo_table, open_session
+from mailsvc.cli.console import echo_table, open_session, parse_day
 from mailsvc.errors import MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
 
 MAX_DAYS = 3 * 366
-
-
-def _day(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise MailsvcError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from exc
 
 
 def _policy(ctx: Context) -> CheckingPolicy:
@@ -74,7 +67,7 @@ def report_cmd(
     """Compliance per mailbox per day: windows met or missed, checks, priority delays."""
     if as_json and html_file:
         raise MailsvcError("choose one of --json and --html")
-    start, end = _day(since, "--from"), _day(until, "--to")
+    start, end = parse_day(since, "--from"), parse_day(until, "--to")
     if end < start:
         raise MailsvcError("--to is before --from")
     if (end - start).days >= MAX_DAYS:

@@ -9,13 +9,13 @@ import json
 import os
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.cli import Context
 from mailsvc.db.session import make_engine, make_sessionmaker
@@ -25,25 +25,47 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 @contextlib.contextmanager
-def open_session(ctx: Context) -> Iterator[Session]:
-    """One session for one command. The command commits; anything else rolls back."""
-    url = ctx.settings.database_url
-    engine = make_engine(url)
+def open_database(ctx: Context) -> Iterator[sessionmaker[Session]]:
+    """The database for one command, as a session factory; a database error becomes one
+    line that names the home (unless --debug)."""
+    engine = make_engine(ctx.settings.database_url)
     try:
-        with make_sessionmaker(engine)() as session:
-            try:
-                yield session
-            except (OperationalError, ProgrammingError) as exc:
-                session.rollback()
-                if ctx.debug:
-                    raise
-                raise MailsvcError(
-                    f"database error ({exc.orig.__class__.__name__}: "
-                    f"{str(exc.orig).splitlines()[0]}); has `mailsvc init` been run for "
-                    f"{ctx.home}?"
-                ) from exc
+        yield make_sessionmaker(engine)
+    except (OperationalError, ProgrammingError) as exc:
+        if ctx.debug:
+            raise
+        raise MailsvcError(
+            f"database error ({exc.orig.__class__.__name__}: "
+            f"{str(exc.orig).splitlines()[0]}); has `mailsvc init` been run for {ctx.home}?"
+        ) from exc
     finally:
         engine.dispose()
+
+
+@contextlib.contextmanager
+def open_session(ctx: Context) -> Iterator[Session]:
+    """One session for one command. The command commits; anything else rolls back."""
+    with open_database(ctx) as sessions, sessions() as session:
+        yield session
+
+
+def display_zone(ctx: Context) -> ZoneInfo:
+    """The configured zone for showing times (Vietnam's when the setting is unusable)."""
+    try:
+        return ZoneInfo(ctx.settings.server.timezone)
+    except (KeyError, ValueError):
+        return ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+def parse_day(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value.strip())
+    except ValueError as exc:
+        raise MailsvcError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from exc
+
+
+def parse_optional_day(value: str | None, option: str) -> date | None:
+    return None if value is None else parse_day(value, option)
 
 
 def actor() -> str:
@@ -60,11 +82,7 @@ def actor() -> str:
 def show_time(value: datetime | None, ctx: Context) -> str:
     if value is None:
         return ""
-    try:
-        zone = ZoneInfo(ctx.settings.server.timezone)
-    except (KeyError, ValueError):
-        zone = ZoneInfo("Asia/Ho_Chi_Minh")
-    return value.astimezone(zone).isoformat(timespec="seconds")
+    return value.astimezone(display_zone(ctx)).isoformat(timespec="seconds")
 
 
 def to_json(value: Any, ctx: Context) -> Any:

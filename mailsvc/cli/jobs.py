@@ -9,24 +9,19 @@ Exit codes: 0 done, 1 the job failed, 2 unknown or unavailable job.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import click
 from sqlalchemy import select
-from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.app import split_hostport
 from mailsvc.cli import Context
-from mailsvc.cli.console import echo_json, echo_table, json_option, open_session
+from mailsvc.cli.console import echo_json, echo_table, json_option, open_database, open_session
 from mailsvc.config import Settings
-from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory
-from mailsvc.errors import MailsvcError
 from mailsvc.jobs.catalog import JOBS, find_spec, unavailable_reason
 from mailsvc.jobs.models import APSCHEDULER_JOBS, JobRun
 from mailsvc.jobs.runs import last_runs
@@ -113,22 +108,6 @@ def build_mailer(settings: Settings, sessions: sessionmaker[Session]) -> Mailer 
     )
 
 
-@contextlib.contextmanager
-def _database(ctx: Context) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(ctx.settings.database_url)
-    try:
-        yield make_sessionmaker(engine)
-    except (OperationalError, ProgrammingError) as exc:
-        if ctx.debug:
-            raise
-        raise MailsvcError(
-            f"database error ({exc.orig.__class__.__name__}: "
-            f"{str(exc.orig).splitlines()[0]}); has `mailsvc init` been run for {ctx.home}?"
-        ) from exc
-    finally:
-        engine.dispose()
-
-
 async def run_job(
     settings: Settings, sessions: sessionmaker[Session], name: str
 ) -> tuple[RunResult, bool]:
@@ -205,7 +184,7 @@ def run_cmd(ctx: Context, name: str) -> None:
     if reason:
         click.echo(f"error: job {name} is not available on this node: {reason}", err=True)
         sys.exit(EXIT_UNAVAILABLE)
-    with _database(ctx) as sessions:
+    with open_database(ctx) as sessions:
         result, can_mail = asyncio.run(run_job(ctx.settings, sessions, name))
     if not can_mail:
         click.echo(

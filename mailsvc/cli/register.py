@@ -10,15 +10,22 @@ Dates given on the command line are calendar days in the server's zone (+07:00).
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime, tzinfo
+from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor as default_actor
-from mailsvc.cli.console import echo_json, echo_record, echo_table, json_option, open_session
+from mailsvc.cli.console import (
+    display_zone,
+    echo_json,
+    echo_record,
+    echo_table,
+    json_option,
+    open_session,
+    parse_optional_day,
+)
 from mailsvc.errors import MailsvcError
 from mailsvc.notify.notices import NoticeComposer
 from mailsvc.notify.recall import StatusNotifier
@@ -34,13 +41,6 @@ pass_ctx = click.make_pass_decorator(Context)
 OUTCOME_LABELS = {"valid": "Hợp lệ", "reference_only": "Tham khảo", "invalid": "Không hợp lệ"}
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def _zone(ctx: Context) -> tzinfo:
-    try:
-        return ZoneInfo(ctx.settings.server.timezone)
-    except (KeyError, ValueError):
-        return ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def _templates(ctx: Context) -> Path:
@@ -67,15 +67,6 @@ def _queued_text(rows: list[OutboundMessage]) -> str:
     if voids:
         parts.append(f"{len(voids)} delivered copy(ies) to move to the recall folder")
     return f"; queued: {', '.join(parts)}" if parts else ""
-
-
-def _day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError as exc:
-        raise MailsvcError(f"{option}: expected a date YYYY-MM-DD, got {value!r}") from exc
 
 
 def _filter_options(func: click.decorators.FC) -> click.decorators.FC:
@@ -117,7 +108,7 @@ def _make_filter(
     numbered_only: bool = False,
     limit: int | None = None,
 ) -> queries.DocumentFilter:
-    start, end = _day(since, "--from"), _day(until, "--to")
+    start, end = parse_optional_day(since, "--from"), parse_optional_day(until, "--to")
     if start and end and start > end:
         raise MailsvcError("--from is after --to")
     return queries.DocumentFilter(
@@ -158,7 +149,7 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """Entries in register order (numbered first, by number), filtered."""
-    zone = _zone(ctx)
+    zone = display_zone(ctx)
     flt = _make_filter(
         register_code, since, until, agency, statuses, urgencies, overdue, year, limit=limit
     )
@@ -216,7 +207,7 @@ def _short(text: str, width: int) -> str:
 @pass_ctx
 def show_cmd(ctx: Context, ref: str, register_code: str | None, as_json: bool) -> None:
     """One entry with its attachments and history. REF: an id, or NUMBER/YEAR (15/2026)."""
-    zone = _zone(ctx)
+    zone = display_zone(ctx)
     with open_session(ctx) as session:
         view = queries.document_view(queries.find_document(session, ref, register_code), zone)
     if as_json:
@@ -267,7 +258,7 @@ def set_status_cmd(
     in_progress → assigned | done | recalled; done → in_progress | recalled;
     refused, recalled → deleted. Registering an unnumbered entry gives it a number.
     """
-    zone = _zone(ctx)
+    zone = display_zone(ctx)
     target = parse_status(status)
     notifier = _notifier(ctx)
     with open_session(ctx) as session:
@@ -306,7 +297,7 @@ def refuse_recall_cmd(
 ) -> None:
     """Refuse the sender's recall request: the entry returns to its earlier status and the
     sender is told (status 16). To accept it: `set-status REF recalled --reason ...`."""
-    zone = _zone(ctx)
+    zone = display_zone(ctx)
     notifier = _notifier(ctx)
     with open_session(ctx) as session:
         document = queries.find_document(session, ref, register_code)
@@ -344,8 +335,8 @@ def assign_cmd(
     as_json: bool,
 ) -> None:
     """Hand an entry to a unit or person (đã chuyển xử lý)."""
-    zone = _zone(ctx)
-    due = _day(deadline, "--deadline")
+    zone = display_zone(ctx)
+    due = parse_optional_day(deadline, "--deadline")
     notifier = _notifier(ctx)
     with open_session(ctx) as session:
         document = queries.find_document(session, ref, register_code)
@@ -405,7 +396,7 @@ def export_cmd(
     include_unnumbered: bool,
 ) -> None:
     """The register in the official columns: CSV (Excel), printable HTML or PDF."""
-    zone = _zone(ctx)
+    zone = display_zone(ctx)
     flt = _make_filter(
         register_code,
         since,

@@ -13,12 +13,11 @@ import logging
 import sys
 from dataclasses import replace
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import click
 
 from mailsvc.cli import Context
-from mailsvc.cli.console import show_time
+from mailsvc.cli.console import display_zone, show_time
 from mailsvc.errors import MailsvcError
 from mailsvc.signatures.engine import SignatureEngine, home_gnupg, trust_config
 from mailsvc.signatures.policy import SignaturePolicy, load_signature_policy
@@ -32,13 +31,6 @@ OUTCOME_TEXT = {
     DocumentOutcome.INVALID: "không hợp lệ, từ chối tiếp nhận (invalid)",
 }
 KIND_TEXT = {"personal": "cá nhân / personal", "organisation": "cơ quan / organisation"}
-
-
-def _zone(ctx: Context) -> ZoneInfo:
-    try:
-        return ZoneInfo(ctx.settings.server.timezone)
-    except (KeyError, ValueError):
-        return ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def policies_path(ctx: Context) -> Path:
@@ -150,7 +142,7 @@ def verify_cmd(
     except OSError as exc:
         raise MailsvcError(f"cannot verify: {exc}") from exc
     if as_json:
-        zone = _zone(ctx)
+        zone = display_zone(ctx)
         click.echo(json.dumps([r.to_dict(zone) for r in reports], ensure_ascii=False, indent=2))
     else:
         click.echo("\n\n".join(format_report(r, ctx) for r in reports))
