@@ -40,10 +40,14 @@ from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
 from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
 from mailsvc.notify.recall import RecallRecorder
-from mailsvc.outbound.dkim import DkimSigner
-from mailsvc.outbound.mailer import Mailer, SmtpRelay
+from mailsvc.outbound.dkim import DomainSigners
+from mailsvc.outbound.dsn import DsnComposer
+from mailsvc.outbound.mailer import Mailer, SubmissionPolicy
 from mailsvc.outbound.queue import RetryPolicy
+from mailsvc.outbound.routing import Route, RouteFinder, SmtpTransport, TlsMode
 from mailsvc.outbound.smime import SmimeSigner
+from mailsvc.outgoing.register import settle_outbound
+from mailsvc.outgoing.submission import SubmissionQueue
 from mailsvc.pidfile import PidFile
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
@@ -69,6 +73,7 @@ from mailsvc.smtp.handler import (
     InflightTracker,
     ListenerMode,
     RateLimiter,
+    RemoteRecipientLimiter,
     SmtpHandler,
 )
 from mailsvc.smtp.lookups import MailboxLookup
@@ -206,22 +211,44 @@ class App:
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
         self._closers.append(self.lmtp.close)
         mailbox_actions = MailboxActions.for_service(self.dovecot, str(s.path(s.tls.cert)))
-        # Outbound: a durable queue and its worker (notices, alerts, recalled copies).
+        # Outbound: one durable queue and its worker for every mail we send (notices,
+        # alerts, recalled copies, and mail from officials to other servers).
+        out = s.outbound
+        smarthost = (
+            Route(
+                *split_hostport(out.relay),
+                tls=TlsMode.VERIFY if out.relay_starttls else TlsMode.NONE,
+                via="smarthost",
+            )
+            if out.relay
+            else None
+        )
+        if smarthost is not None and smarthost.tls is TlsMode.NONE:
+            log.warning("outbound: STARTTLS towards the smarthost %s is disabled", out.relay)
         self.mailer = Mailer(
             self.lmtp,
             is_local_domain=self.directory.is_local_domain,
-            relay=SmtpRelay(
-                *split_hostport(s.outbound.relay),
-                helo=s.server.hostname,
-                timeout=s.outbound.relay_timeout_seconds,
-            )
-            if s.outbound.relay
-            else None,
             signer=self._dkim_signer(),
             sessions=self.sessions,
-            retry=RetryPolicy.from_settings(s.outbound),
+            retry=RetryPolicy.from_settings(out),
             mover=mailbox_actions,
+            router=RouteFinder(
+                self.directory,
+                None if s.dns.mode == "off" else self._resolver(),
+                mx_port=out.mx_port,
+                smarthost=smarthost,
+            ),
+            transport=SmtpTransport(
+                helo=s.server.hostname,
+                timeout=out.relay_timeout_seconds,
+                ca_file=str(s.path(out.tls_ca_file)) if out.tls_ca_file else None,
+            ),
+            submission=SubmissionPolicy.from_settings(out),
+            dsn=DsnComposer(
+                templates_dir(s) / "outbound", hostname=s.server.hostname, domain=s.server.domain
+            ),
         )
+        self.mailer.on_settled = settle_outbound
         self.notices = NoticeFollower(
             self.sessions,
             self.mailer,
@@ -256,6 +283,12 @@ class App:
             ],
             followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
+            submissions=SubmissionQueue(
+                self.directory.is_local_domain,
+                hostname=s.server.hostname,
+                directory=self.directory,
+                wake=self.mailer.wake,
+            ),
         )
         await self.acceptance.repair()
         self.mailer.start()
@@ -275,6 +308,7 @@ class App:
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
         self.inflight = InflightTracker()
+        self.remote_limit = RemoteRecipientLimiter(s.outbound.max_remote_recipients_per_hour)
         self.listeners: list[SmtpListener] = []
         modes: list[ListenerMode] = [INBOUND, SUBMISSION, SUBMISSIONS]
         for mode in modes:
@@ -288,6 +322,7 @@ class App:
                 rate=self.rate,
                 inflight=self.inflight,
                 metrics=self.metrics,
+                remote=self.remote_limit if mode.direction is SUBMISSION.direction else None,
             )
             listener = await start_listener(
                 mode,
@@ -378,12 +413,12 @@ class App:
         with contextlib.suppress(asyncio.CancelledError):
             await self._refresher
 
-    def _dkim_signer(self) -> DkimSigner | None:
-        key = self.settings.path(self.settings.dkim.key)
-        if not key.exists():
-            return None
-        return DkimSigner(
-            key.read_bytes(), self.settings.dkim.selector, self.settings.server.domain
+    def _dkim_signer(self) -> DomainSigners | None:
+        """A signer per local domain (the From: domain picks it); None without a key."""
+        s = self.settings
+        local = [d for a in self.directory.agencies() if a.local for d in a.domains]
+        return DomainSigners.from_key_dir(
+            s.path(s.dkim.key), s.dkim.selector, s.server.domain, local
         )
 
     def _spamd_stage(self) -> Stage:

@@ -175,6 +175,46 @@ class OutboundSection(_Section):
         default="",
         description="Intermediate CA certificates (PEM) sent with the signature; may be empty",
     )
+    relay_starttls: bool = Field(
+        default=True,
+        description="Require STARTTLS, with a verified certificate, towards the smarthost "
+        "(relay); set false only for a relay on the same host or a trusted link",
+    )
+    tls_ca_file: str = Field(
+        default="",
+        description="CA bundle (PEM) that other servers' certificates are verified "
+        "against; empty: the system's CAs",
+    )
+    mx_port: int = Field(
+        default=25, gt=0, lt=65536, description="Port of other servers found through MX records"
+    )
+    max_lifetime_hours: float = Field(
+        default=120.0,
+        gt=0,
+        description="Mail from officials still undelivered this long after it was queued "
+        "is given up and bounced to the sender (default 5 days)",
+    )
+    delay_warning_hours: float = Field(
+        default=4.0,
+        gt=0,
+        description="The sender is warned (a delay notice) when mail is still queued after "
+        "this long",
+    )
+    first_retry_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        description="First wait before retrying mail from officials; it doubles up to "
+        "max_retry_minutes",
+    )
+    max_retry_minutes: float = Field(
+        default=60.0, gt=0, description="Longest wait between two attempts of mail from officials"
+    )
+    max_remote_recipients_per_hour: int = Field(
+        default=300,
+        gt=0,
+        description="Recipients at other servers one account may send to per hour (a stolen "
+        "password cannot spam); more get 451 until the hour has passed",
+    )
 
     @field_validator("retry_minutes")
     @classmethod

@@ -8,9 +8,11 @@ Order (architecture.md, "Nothing lost"):
      ``delivered`` after Dovecot's 250;
   4. only then does the SMTP client get its 250.
 A crash between 2 and 3 leaves rows in state ``stored``; ``repair`` delivers them
-at start-up. A message seen again (same Message-ID and content, same recipient)
-links to its first record: it is delivered at most once and takes no new
-register number.
+at start-up. Recipients at other servers (a submission from an official) get a row in
+state ``relayed`` and, in the same transaction, a row in the durable outbound queue
+(``Submissions``): the queue is the promise for them, the worker delivers after the
+250. A message seen again (same Message-ID and content, same recipient) links to its
+first record: it is delivered at most once and takes no new register number.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from mailsvc.verdict import Action, Verdict
 log = logging.getLogger(__name__)
 
 JUNK = "Junk"
+RELAYED = "relayed"  # MessageRecord.state of a recipient at another server (queued out)
 
 
 class LocalDelivery(Protocol):
@@ -92,6 +95,23 @@ class Recorder(Protocol):
     def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None: ...
 
 
+class Submissions(Protocol):
+    """Commits mail for recipients at other servers to the outbound queue
+    (mailsvc.outgoing.submission.SubmissionQueue)."""
+
+    def is_remote(self, recipient: str) -> bool: ...
+
+    def on_accept(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        verdict: Verdict,
+        records: Sequence[MessageRecord],
+    ) -> None: ...
+
+    def after_commit(self) -> None: ...
+
+
 class Follower(Protocol):
     """Work done after the SMTP reply: notices, alerts (must not raise)."""
 
@@ -129,7 +149,9 @@ class Acceptance:
         recorders: Sequence[Recorder] = (),
         followers: Sequence[Follower] = (),
         flagger: MailboxFlagger | None = None,
+        submissions: Submissions | None = None,
     ) -> None:
+        self.submissions = submissions
         self.sessions = sessions
         self.blobs = blobs
         self.local = local
@@ -143,8 +165,10 @@ class Acceptance:
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
         await asyncio.to_thread(self._prepare, msg, verdict)
         records, fresh = await asyncio.to_thread(self._commit, msg, verdict)
+        if self.submissions is not None and any(r.state == RELAYED for r in records):
+            self.submissions.after_commit()
         for record in records:
-            if record.state == "delivered":
+            if record.state in ("delivered", RELAYED):
                 continue
             try:
                 await self._deliver(record)
@@ -153,7 +177,8 @@ class Acceptance:
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
                 return replies.DELIVERY_TEMPFAIL
         if fresh:
-            self._spawn(self._after_accept(msg, verdict, records))
+            local = [r for r in records if r.state != RELAYED]
+            self._spawn(self._after_accept(msg, verdict, local))
             return replies.OK_QUEUED.format(queue_id=msg.queue_id)
         return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
 
@@ -173,6 +198,7 @@ class Acceptance:
             if known and all(r in known for r in msg.rcpt_tos):
                 return [known[r] for r in msg.rcpt_tos], False
             folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
+            remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
             new = [
                 MessageRecord(
                     queue_id=msg.queue_id,
@@ -187,20 +213,28 @@ class Acceptance:
                     authenticated_as=msg.authenticated_as,
                     received_at=msg.received_at,
                     action=verdict.action.value,
-                    folder=folder,
+                    folder="" if rcpt in remote else folder,
                     verdict=verdict.summary(),
-                    state="stored",
+                    state=RELAYED if rcpt in remote else "stored",
                 )
                 for rcpt in msg.rcpt_tos
                 if rcpt not in known
             ]
             session.add_all(new)
             session.flush()
+            relayed = [r for r in new if r.state == RELAYED]
+            new = [r for r in new if r.state != RELAYED]
+            if relayed:
+                assert self.submissions is not None
+                self.submissions.on_accept(session, msg, verdict, relayed)
             notes = Annotations()
-            if verdict.action is Action.DELIVER:
+            if verdict.action is Action.DELIVER and new:
                 for recorder in self.recorders:
                     notes.merge(recorder.on_accept(session, msg, verdict, new))
+            new += relayed
             for record in new:
+                if record.state == RELAYED:
+                    continue
                 record.headers = self._header_block(msg, verdict, record, notes)
                 record.flags = " ".join(sorted(notes.flags))
             records = [

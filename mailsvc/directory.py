@@ -60,6 +60,22 @@ def normalise_network(value: str) -> str:
         raise InvalidAgencyError(f"{value!r} is not an IP address or CIDR network") from exc
 
 
+def normalise_route(value: str) -> str:
+    """A pinned route ``HOST:PORT`` (``[v6]:PORT`` for IPv6), or "" for none (MX)."""
+    value = value.strip().lower()
+    if not value:
+        return ""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidAgencyError(f"route {value!r}: expected HOST:PORT, e.g. mx.stc.gov.vn:25")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        normalise_domain(host)
+    return value
+
+
 def parse_dkim_key(spec: str, domains: Sequence[str]) -> dict[str, str]:
     """``SELECTOR:TXT`` (for each of the agency's domains), or
     ``SELECTOR._domainkey.DOMAIN:TXT``; ``TXT`` may be ``@FILE`` to read it from a file.
@@ -124,6 +140,7 @@ def add_agency(
     dkim_keys: Iterable[str] = (),
     allowed_senders: Iterable[str] = (),
     local: bool = False,
+    route: str = "",
 ) -> Agency:
     """Add an agency. ``dkim_keys`` are ``--dkim-key`` specs (see :func:`parse_dkim_key`)."""
     code = code.strip()
@@ -153,6 +170,7 @@ def add_agency(
         dkim_keys=keys,
         allowed_senders=list(dict.fromkeys(normalise_network(n) for n in allowed_senders)),
         local=local,
+        route=normalise_route(route),
     )
     session.add(agency)
     session.flush()
@@ -177,6 +195,7 @@ def update_agency(
     add_allowed_senders: Iterable[str] = (),
     remove_allowed_senders: Iterable[str] = (),
     local: bool | None = None,
+    route: str | None = None,
 ) -> Agency:
     """Change an agency; list fields are edited by adding and removing items."""
     agency = get_agency(session, code)
@@ -226,6 +245,8 @@ def update_agency(
     agency.dkim_keys = keys
     if local is not None:
         agency.local = local
+    if route is not None:
+        agency.route = normalise_route(route)
     after = agency_view(agency)
     changed = {k: after[k] for k in after if after[k] != before[k]}
     if changed:
@@ -245,6 +266,7 @@ def agency_view(agency: Agency) -> dict[str, object]:
         "dkim_keys": dict(agency.dkim_keys),
         "allowed_senders": list(agency.allowed_senders),
         "local": agency.local,
+        "route": agency.route or "",
     }
 
 
@@ -257,6 +279,7 @@ def agency_info(agency: Agency) -> AgencyInfo:
         dkim_keys=dict(agency.dkim_keys),
         allowed_senders=tuple(agency.allowed_senders),
         local=agency.local,
+        route=agency.route or "",
     )
 
 

@@ -76,7 +76,7 @@ def received(
 ) -> tuple[str, str]:
     value = (
         f"from {helo or 'unknown'} ([{client_ip}]) by {hostname} (mailsvc) with {protocol} "
-        f"id {queue_id} for <{recipient}>; {format_datetime(when)}"
+        f"id {queue_id}{f' for <{recipient}>' if recipient else ''}; {format_datetime(when)}"
     )
     return ("Received", value)
 

@@ -30,6 +30,7 @@ class AgencyInfo:
     dkim_keys: dict[str, str] = field(default_factory=dict)  # "sel._domainkey.dom" -> TXT record
     allowed_senders: tuple[str, ...] = ()  # IPs / CIDR networks allowed to send for the domains
     local: bool = False
+    route: str = ""  # "HOST:PORT" pinned for mail to the agency (closed networks); "": MX
 
 
 class Directory(Protocol):

@@ -102,7 +102,15 @@ def build_mailer(settings: Settings, sessions: sessionmaker[Session]) -> Mailer 
     return Mailer(
         LmtpClient(lmtp_path),
         is_local_domain=directory.is_local_domain,
-        relay=SmtpRelay(*split_hostport(relay)) if relay else None,
+        relay=SmtpRelay(
+            *split_hostport(relay),
+            starttls=settings.outbound.relay_starttls,
+            ca_file=str(settings.path(settings.outbound.tls_ca_file))
+            if settings.outbound.tls_ca_file
+            else None,
+        )
+        if relay
+        else None,
         signer=signer,
         sessions=sessions,
     )

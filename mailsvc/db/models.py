@@ -32,6 +32,8 @@ class Agency(Base):
     # Addresses any of the agency's mailboxes may use as envelope sender / From: on submission.
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     local: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Closed networks: where mail for the agency goes ("HOST:PORT"), instead of MX.
+    route: Mapped[str] = mapped_column(String(320), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     mailboxes: Mapped[list[Mailbox]] = relationship(back_populates="agency")

@@ -9,8 +9,10 @@ print(dns_txt_record(public_key_value(pem), "mailsvc", "sotttt.example.vn"))
 from __future__ import annotations
 
 import base64
+import email.policy
 import os
 from collections.abc import Sequence
+from email.parser import BytesParser
 from pathlib import Path
 
 import dkim
@@ -181,3 +183,57 @@ def _header_names(raw: bytes) -> list[str]:
             continue
         names.append(line.split(b":", 1)[0].strip().decode("ascii", "replace").lower())
     return names
+
+
+class DomainSigners:
+    """One DKIM signer per local domain; a message is signed for its From: domain.
+
+    The key of ``<domain>`` is ``dkim/<domain>.pem`` beside the main key when it exists,
+    else the main key (then the same public key is published under each domain). Mail
+    whose From: domain is not ours is left unsigned (we would not be its signer).
+    """
+
+    def __init__(self, signers: dict[str, DkimSigner], default: DkimSigner | None) -> None:
+        self.signers = {d.lower(): s for d, s in signers.items()}
+        self.default = default  # for a message without a usable From: (never for others)
+
+    @classmethod
+    def from_key_dir(
+        cls, main_key: Path, selector: str, primary: str, domains: Sequence[str]
+    ) -> DomainSigners | None:
+        """None when the main key does not exist (DKIM signing is off)."""
+        if not main_key.exists():
+            return None
+        main_pem = main_key.read_bytes()
+        signers: dict[str, DkimSigner] = {}
+        for domain in dict.fromkeys([primary.lower(), *(d.lower() for d in domains)]):
+            own = main_key.parent / f"{domain}.pem"
+            pem = own.read_bytes() if own.exists() else main_pem
+            signers[domain] = DkimSigner(pem, selector, domain)
+        return cls(signers, signers[primary.lower()])
+
+    def for_domain(self, domain: str) -> DkimSigner | None:
+        return self.signers.get(domain.strip().lower().rstrip("."))
+
+    def sign(self, raw: bytes) -> bytes:
+        domain = _from_domain(raw)
+        signer = self.for_domain(domain) if domain else None
+        if signer is None:
+            return raw
+        return signer.sign(raw)
+
+    def dns_records(self) -> list[str]:
+        """One zone-file line per domain (``mailsvc dkim show-dns``)."""
+        return [dns_txt_record(s.txt_value(), s.selector, s.domain) for s in self.signers.values()]
+
+
+def _from_domain(raw: bytes) -> str:
+    head = raw.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[0]
+    try:
+        parsed = BytesParser(policy=email.policy.default).parsebytes(head, headersonly=True)
+        addresses = getattr(parsed["From"], "addresses", ()) if parsed["From"] else ()
+    except (ValueError, IndexError, TypeError):
+        return ""
+    if not addresses:
+        return ""
+    return str(addresses[0].domain).lower()

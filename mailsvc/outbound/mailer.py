@@ -11,8 +11,16 @@ reported to the administrators (``on_failure``). The queue survives restarts: ro
 left ``queued`` are delivered by the next worker. Other processes (the register CLI)
 queue rows in their own transaction; the worker reads the queue every ``poll_seconds``.
 
-Messages carry ``Auto-Submitted`` and a null envelope sender, so no other system
-answers them. The queue also carries one mailbox action, ``void-copy`` (move the
+Mail our officials send to other servers (kind ``submission``, queued by the
+acceptance transaction before the SMTP 250) goes through the same queue: routed by
+``outbound.routing`` (directory route > MX > smarthost), one SMTP transaction for every
+recipient of one message at one domain, DKIM-signed for its From: domain, retried 5
+minutes doubling to an hour for ``max_lifetime_hours``, with a delay warning to the
+sender after ``delay_warning_hours`` and a DSN bounce (``outbound.dsn``) on a permanent
+failure or at expiry; never a DSN about a message from the null sender.
+
+Messages the service writes carry ``Auto-Submitted`` and a null envelope sender, so no
+other system answers them. The queue also carries one mailbox action, ``void-copy`` (move the
 delivered copy of a recalled document out of INBOX), so that the clerk's decision and
 its effects commit together.
 """
@@ -22,21 +30,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from typing import Any, Protocol
 
 import aiosmtplib
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.config import OutboundSection
 from mailsvc.db.base import utcnow
 from mailsvc.delivery import LocalDelivery
 from mailsvc.errors import MailsvcError, NotFoundError
 from mailsvc.outbound import queue
-from mailsvc.outbound.models import VOID_COPY
+from mailsvc.outbound.dsn import DsnComposer, FailedRecipient
+from mailsvc.outbound.models import SUBMISSION, VOID_COPY
 from mailsvc.outbound.queue import RetryPolicy
+from mailsvc.outbound.routing import RecipientResult, RouteError, RouteFinder, SmtpTransport
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +86,30 @@ class MailboxMover(Protocol):
 
 
 @dataclass(frozen=True)
+class SubmissionPolicy:
+    """Retries of mail from officials: ``first_wait`` doubling up to ``max_wait``, a
+    delay warning after ``warn_after``, given up (bounced) after ``lifetime``."""
+
+    first_wait: timedelta = timedelta(minutes=5)
+    max_wait: timedelta = timedelta(hours=1)
+    lifetime: timedelta = timedelta(days=5)
+    warn_after: timedelta = timedelta(hours=4)
+
+    @classmethod
+    def from_settings(cls, section: OutboundSection) -> SubmissionPolicy:
+        return cls(
+            first_wait=timedelta(minutes=section.first_retry_minutes),
+            max_wait=timedelta(minutes=section.max_retry_minutes),
+            lifetime=timedelta(hours=section.max_lifetime_hours),
+            warn_after=timedelta(hours=section.delay_warning_hours),
+        )
+
+    def wait_after(self, attempts: int) -> timedelta:
+        """The wait after the ``attempts``-th failed attempt (1-based)."""
+        return min(self.first_wait * (2 ** min(max(attempts, 1) - 1, 30)), self.max_wait)
+
+
+@dataclass(frozen=True)
 class Pending:
     """A claimed row, detached from its session."""
 
@@ -86,6 +121,27 @@ class Pending:
     data: bytes
     attempts: int  # this attempt included
     created_at: datetime
+    message_key: str = ""
+    warned: bool = False
+
+    @property
+    def domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One attempt's result for one row."""
+
+    ok: bool
+    error: str = ""
+    permanent: bool = False
+    code: int = 0
+
+
+# Told, inside the transaction that records them, what became of mail from officials:
+# (outbound row id, "sent" | "failed", the other server's answer or our error).
+SettledHook = Callable[[Session, Sequence[tuple[int, str, str]]], None]
 
 
 @dataclass(frozen=True)
@@ -104,11 +160,21 @@ class SmtpRelay:
     """Remote mail goes to a configured smarthost (closed networks route by agency)."""
 
     def __init__(
-        self, host: str, port: int, *, helo: str | None = None, timeout: float = 60.0
+        self,
+        host: str,
+        port: int,
+        *,
+        helo: str | None = None,
+        timeout: float = 60.0,
+        starttls: bool = True,
+        ca_file: str | None = None,
     ) -> None:
         self.host, self.port = host, port
         self.helo = helo
         self.timeout = timeout
+        # STARTTLS with a verified certificate unless explicitly disabled (relay_starttls).
+        self.starttls = starttls
+        self.ca_file = ca_file
 
     async def send(self, sender: str, recipient: str, data: bytes) -> None:
         try:
@@ -117,7 +183,9 @@ class SmtpRelay:
                 hostname=self.host,
                 port=self.port,
                 local_hostname=self.helo,
-                start_tls=False,
+                start_tls=True if self.starttls else False,
+                validate_certs=True,
+                cert_bundle=self.ca_file or None,
                 timeout=self.timeout,
             )
             async with client:
@@ -150,10 +218,20 @@ class Mailer:
         sessions: sessionmaker[Session] | None = None,
         retry: RetryPolicy | None = None,
         mover: MailboxMover | None = None,
+        router: RouteFinder | None = None,
+        transport: SmtpTransport | None = None,
+        submission: SubmissionPolicy | None = None,
+        dsn: DsnComposer | None = None,
     ) -> None:
         self.local = local
         self.is_local_domain = is_local_domain
         self.relay = relay
+        # Remote mail by route (directory > MX > smarthost); without it, the relay only.
+        self.router = router
+        self.transport = transport
+        self.submission = submission or SubmissionPolicy()
+        self.dsn = dsn
+        self.on_settled: SettledHook | None = None
         self.signer = signer  # mailsvc.outbound.dkim signer, when a DKIM key is configured
         self.sessions = sessions  # None: no queue, one attempt at once (tools)
         self.retry = retry or RetryPolicy()
@@ -228,7 +306,11 @@ class Mailer:
         now = utcnow()
         rows = await asyncio.to_thread(self._claim_due, now)
         if rows:
-            await asyncio.gather(*(self._attempt(row) for row in rows))
+            singles, groups = self._group(rows)
+            await asyncio.gather(
+                *(self._attempt(row) for row in singles),
+                *(self._attempt_remote(group) for group in groups),
+            )
         upcoming = await asyncio.to_thread(self._next_due)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)
@@ -246,7 +328,7 @@ class Mailer:
             rows = [
                 Pending(
                     r.id, r.kind, r.sender, r.recipient, r.about, r.data, r.attempts + 1,
-                    r.created_at,
+                    r.created_at, r.message_key, r.warned_at is not None,
                 )
                 for r in queue.due_rows(session, now)
                 if queue.claim(session, r, now)
@@ -320,6 +402,179 @@ class Mailer:
             except Exception:  # boundary: the failure is logged and recorded already
                 log.exception("could not alert about outbound %d", row.id)
 
+    # -- mail to other servers, by route -------------------------------------------------
+    def _group(self, rows: Sequence[Pending]) -> tuple[list[Pending], list[list[Pending]]]:
+        """Rows for other servers, by (message, sender, domain): one transaction each."""
+        if self.router is None or self.transport is None:
+            return list(rows), []
+        singles: list[Pending] = []
+        groups: dict[tuple[str, str, str], list[Pending]] = {}
+        for row in rows:
+            if row.kind == VOID_COPY or self.is_local_domain(row.domain):
+                singles.append(row)
+                continue
+            key = (row.message_key or f"#{row.id}", row.sender, row.domain)
+            groups.setdefault(key, []).append(row)
+        return singles, list(groups.values())
+
+    async def _attempt_remote(self, rows: list[Pending]) -> None:
+        assert self.router is not None and self.transport is not None
+        async with self._limit:
+            try:
+                outcomes = await self._send_remote(rows)
+            except Exception as exc:  # boundary: one message never stops the queue
+                log.exception("outbound %s to %s failed", [r.id for r in rows], rows[0].domain)
+                error = f"{type(exc).__name__}: {exc}"
+                outcomes = {r.id: Outcome(False, error) for r in rows}
+        sent = [r for r in rows if outcomes[r.id].ok]
+        if sent:
+            await asyncio.to_thread(self._settle_sent, sent)
+            for row in sent:
+                self.sent.append((row.kind, row.recipient))
+            log.info(
+                "%s to %s sent (%d recipient(s))",
+                sent[0].kind,
+                sent[0].domain,
+                len(sent),
+            )
+        failed = [r for r in rows if not outcomes[r.id].ok]
+        submissions = [r for r in failed if r.kind == SUBMISSION]
+        if submissions:
+            await asyncio.to_thread(self._settle_failed_submissions, submissions, outcomes)
+        for row in failed:
+            if row.kind != SUBMISSION:
+                out = outcomes[row.id]
+                await self._failed_attempt(row, out.error, permanent=out.permanent)
+
+    async def _send_remote(self, rows: list[Pending]) -> dict[int, Outcome]:
+        assert self.router is not None and self.transport is not None
+        first = rows[0]
+        try:
+            routes = await self.router.routes(first.domain)
+        except RouteError as exc:
+            return {r.id: Outcome(False, str(exc), exc.permanent) for r in rows}
+        data = self.signer.sign(first.data) if self.signer is not None else first.data
+        recipients = [r.recipient for r in rows]
+        results: dict[str, RecipientResult] | None = None
+        error: RouteError | None = None
+        for route in routes:
+            try:
+                results = await self.transport.send(route, first.sender, recipients, data)
+                log.info("%s to %s via %s", first.kind, first.domain, route)
+                break
+            except RouteError as exc:
+                error = exc
+                log.warning("%s to %s: %s", first.kind, first.domain, exc)
+                if exc.permanent:
+                    break
+        if results is None:
+            assert error is not None
+            return {r.id: Outcome(False, str(error), error.permanent) for r in rows}
+        outcomes: dict[int, Outcome] = {}
+        for row in rows:
+            answer = results.get(row.recipient) or RecipientResult(0, "no answer for recipient")
+            if answer.ok:
+                outcomes[row.id] = Outcome(True)
+            else:
+                text = f"{answer.code} {answer.text}".strip()
+                outcomes[row.id] = Outcome(False, text, answer.permanent, answer.code)
+        return outcomes
+
+    def _settle_sent(self, rows: Sequence[Pending]) -> None:
+        assert self.sessions is not None
+        now = utcnow()
+        with self.sessions.begin() as session:
+            for row in rows:
+                queue.mark_sent(session, row.id, now)
+            mine = [(r.id, "sent", "") for r in rows if r.kind == SUBMISSION]
+            if mine and self.on_settled is not None:
+                self.on_settled(session, mine)
+
+    def _settle_failed_submissions(
+        self, rows: Sequence[Pending], outcomes: dict[int, Outcome]
+    ) -> None:
+        """Retry later, warn the sender once after ``warn_after``, or give up and bounce;
+        all in one transaction (the DSN is queued with the decision)."""
+        assert self.sessions is not None
+        policy = self.submission
+        now = utcnow()
+        bounced: list[tuple[Pending, FailedRecipient, bool]] = []
+        warned: list[tuple[Pending, FailedRecipient]] = []
+        with self.sessions.begin() as session:
+            for row in rows:
+                out = outcomes[row.id]
+                failed = FailedRecipient(row.recipient, out.error, out.code)
+                retry_at = now + policy.wait_after(row.attempts)
+                expired = retry_at - row.created_at >= policy.lifetime
+                if not out.permanent and not expired:
+                    queue.mark_retry(session, row.id, retry_at, out.error)
+                    if not row.warned and now - row.created_at >= policy.warn_after:
+                        queue.mark_warned(session, row.id, now)
+                        warned.append((row, failed))
+                    log.warning(
+                        "submission to %s: attempt %d failed, retry at %s: %s",
+                        row.recipient,
+                        row.attempts,
+                        retry_at.isoformat(timespec="seconds"),
+                        out.error,
+                    )
+                    continue
+                queue.mark_failed(session, row.id, now, out.error)
+                bounced.append((row, failed, expired and not out.permanent))
+                log.error(
+                    "submission to %s failed after %d attempt(s)%s: %s",
+                    row.recipient,
+                    row.attempts,
+                    " (expired)" if expired and not out.permanent else "",
+                    out.error,
+                )
+            if bounced and self.on_settled is not None:
+                self.on_settled(session, [(r.id, "failed", f.diagnostic) for r, f, _ in bounced])
+            self._queue_dsn(session, [(r, f) for r, f, _ in bounced], delayed=False,
+                            expired=any(e for _, _, e in bounced))  # fmt: skip
+            self._queue_dsn(session, warned, delayed=True, expired=False)
+        if bounced or warned:
+            self.wake()
+
+    def _queue_dsn(
+        self,
+        session: Session,
+        items: Sequence[tuple[Pending, FailedRecipient]],
+        *,
+        delayed: bool,
+        expired: bool,
+    ) -> None:
+        """One DSN per (message, sender); never to the null sender (no bounce to a bounce)."""
+        if self.dsn is None or not items:
+            return
+        by_message: dict[tuple[str, str], list[tuple[Pending, FailedRecipient]]] = {}
+        for row, failed in items:
+            if not row.sender:
+                continue
+            by_message.setdefault((row.message_key or f"#{row.id}", row.sender), []).append(
+                (row, failed)
+            )
+        policy = self.submission
+        for (_, sender), group in by_message.items():
+            first = group[0][0]
+            data = self.dsn.compose(
+                first.data,
+                sender,
+                [f for _, f in group],
+                queued_at=first.created_at,
+                delayed=delayed,
+                give_up_at=first.created_at + policy.lifetime,
+                lifetime=_duration_vi(policy.lifetime),
+                expired=expired,
+            )
+            queue.enqueue(
+                session,
+                data,
+                sender,
+                kind="dsn-delay" if delayed else "dsn-failure",
+                about=first.about,
+            )
+
     def _retry_later(self, row_id: int, when: datetime, error: str) -> None:
         assert self.sessions is not None
         with self.sessions.begin() as session:
@@ -370,3 +625,12 @@ class Mailer:
             return
         self.sent.append((kind, recipient))
         log.info("%s sent to %s", kind, recipient)
+
+
+def _duration_vi(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    if hours >= 24 and hours % 24 == 0:
+        return f"{int(hours // 24)} ngày"
+    if hours >= 1:
+        return f"{hours:g} giờ"
+    return f"{span.total_seconds() / 60:g} phút"

@@ -20,6 +20,10 @@ from mailsvc.db.base import Base, utcnow
 QUEUED = "queued"
 SENT = "sent"
 FAILED = "failed"
+HELD = "held"  # kept back by an administrator (`mailsvc queue hold`)
+
+# Kind of mail from our officials to other servers (the rest is mail the service writes).
+SUBMISSION = "submission"
 
 # Kind of a row that is a mailbox action, not mail: move the delivered copy of a
 # recalled document (``about`` = its queue id) out of ``recipient``'s INBOX.
@@ -42,3 +46,6 @@ class OutboundMessage(Base):
     state: Mapped[str] = mapped_column(String(16), default=QUEUED)
     last_error: Mapped[str] = mapped_column(Text, default="")
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Mail from officials: the message's key (Message-ID + content), the delay warning.
+    message_key: Mapped[str] = mapped_column(String(64), default="")
+    warned_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -59,6 +59,7 @@ def enqueue(
     kind: str,
     about: str = "",
     sender: str = "",
+    message_key: str = "",
 ) -> OutboundMessage:
     """Add a row (flushed, not committed); due at once."""
     now = utcnow()
@@ -73,6 +74,7 @@ def enqueue(
         next_attempt_at=now,
         state=QUEUED,
         last_error="",
+        message_key=message_key,
     )
     session.add(row)
     session.flush()
@@ -133,6 +135,15 @@ def mark_failed(session: Session, row_id: int, now: datetime, error: str) -> Non
         update(OutboundMessage)
         .where(OutboundMessage.id == row_id)
         .values(state=FAILED, finished_at=now, last_error=error[:2000])
+        .execution_options(synchronize_session=False)
+    )
+
+
+def mark_warned(session: Session, row_id: int, now: datetime) -> None:
+    session.execute(
+        update(OutboundMessage)
+        .where(OutboundMessage.id == row_id)
+        .values(warned_at=now)
         .execution_options(synchronize_session=False)
     )
 

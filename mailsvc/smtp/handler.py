@@ -87,6 +87,25 @@ class RateLimiter:
         return True
 
 
+class RemoteRecipientLimiter:
+    """Recipients at other servers per account per hour (per node, in memory): a stolen
+    password cannot turn the agency's server into a spam source."""
+
+    def __init__(self, per_hour: int) -> None:
+        self.per_hour = per_hour
+        self._sent: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, account: str) -> bool:
+        now = time.monotonic()
+        window = self._sent[account]
+        while window and window[0] < now - 3600:
+            window.popleft()
+        if len(window) >= self.per_hour:
+            return False
+        window.append(now)
+        return True
+
+
 class SmtpHandler:
     """aiosmtpd handler hooks for one listener mode."""
 
@@ -101,8 +120,11 @@ class SmtpHandler:
         rate: RateLimiter,
         inflight: InflightTracker,
         metrics: Metrics | None = None,
+        remote: RemoteRecipientLimiter | None = None,
     ) -> None:
         self.mode = mode
+        # Submission: recipients at other servers are accepted (and counted) when set.
+        self.remote = remote
         self.lookup = lookup
         self.runner = runner
         self.acceptance = acceptance
@@ -149,7 +171,14 @@ class SmtpHandler:
         if status is RecipientStatus.REMOTE:
             if not session.authenticated:
                 return replies.RELAY_DENIED.format(address=address)
-            return replies.RELAY_NOT_CONFIGURED.format(address=address)
+            if self.mode.direction is not Direction.SUBMISSION or self.remote is None:
+                return replies.RELAY_NOT_CONFIGURED.format(address=address)
+            user = _login(session)
+            if not self.remote.allow(user):
+                log.warning(
+                    "remote recipient limit: %s exceeded %d per hour", user, self.remote.per_hour
+                )
+                return replies.REMOTE_RATE_LIMITED
         if status is RecipientStatus.UNKNOWN:
             return replies.UNKNOWN_USER.format(address=address)
         if status is RecipientStatus.DISABLED:

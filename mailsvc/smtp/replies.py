@@ -22,6 +22,9 @@ BAD_ADDRESS = "501 5.1.3 Bad address syntax"
 # Connection / rate
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try later"
 RATE_LIMITED = "451 4.7.1 Message rate limit exceeded, try later"
+REMOTE_RATE_LIMITED = (
+    "451 4.7.1 Too many recipients at other servers from this account in the last hour, try later"
+)
 AUTH_LOCKED = "454 4.7.0 Too many failed logins, try again after {until}"
 AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_MUST_CHANGE = "535 5.7.8 One-time password: set a new password at {url} before using mail"

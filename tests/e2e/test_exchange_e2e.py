@@ -60,6 +60,7 @@ B_CLERK = f"vanthu@{B_DOMAIN}"
 OUTBOUND = """
 [outbound]
 relay = "127.0.0.1:{relay_port}"
+tls_ca_file = "{ca}"
 retry_minutes = [0.005]
 poll_seconds = 0.2
 smime_cert = "{cert}"
@@ -107,7 +108,11 @@ def _home(base: Path, name: str, db_url: str, domain: str, relay: int, org: Iden
         hostname=f"mail.{domain}",
         domain=domain,
         extra=OUTBOUND.format(
-            relay_port=relay, cert=org.cert_path, key=org.key_path, chain=org.chain_path
+            relay_port=relay,
+            cert=org.cert_path,
+            key=org.key_path,
+            chain=org.chain_path,
+            ca=base / "peers.pem",
         ),
     )
     pki = session_pki()
@@ -126,6 +131,10 @@ async def pair(service_home: Path, db_url: str, other_db_url: str) -> AsyncItera
     port_a, port_b = _free_port(), _free_port()
     home_a = _home(base, "a", db_url, A_DOMAIN, port_b, pki.organisation)
     home_b = _home(base, "b", other_db_url, B_DOMAIN, port_a, pki.other_agency)
+    # Each verifies the other's (self-signed) certificate on STARTTLS.
+    (base / "peers.pem").write_bytes(
+        (home_a / "tls/cert.pem").read_bytes() + (home_b / "tls/cert.pem").read_bytes()
+    )
     key_a = public_key_value((home_a / "dkim" / "private.pem").read_bytes())
     key_b = public_key_value((home_b / "dkim" / "private.pem").read_bytes())
     agency_a = (AGENCY_CODE, AGENCY_NAME, A_DOMAIN)

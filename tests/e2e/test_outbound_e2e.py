@@ -9,8 +9,8 @@ from email.policy import default as default_policy
 
 from sqlalchemy import select
 
-from mailsvc.outbound.mailer import SmtpRelay
 from mailsvc.outbound.models import OutboundMessage
+from mailsvc.outbound.routing import Route, TlsMode
 from tests.e2e.conftest import DOMAIN, RunningServer, wait_for
 from tests.e2e.test_signed_documents_e2e import CLERK, SENDER, _document_message, _trust
 from tests.e2e.test_smtp_core import fetch_inbox, send
@@ -27,8 +27,10 @@ async def test_refused_receipt_is_failed_and_alerted_to_admins(server: RunningSe
     port = free_port()
     sink = Sink(answers={SENDER: ["550 5.1.1 Mailbox unavailable"]})
     relay = await start_sink(port, sink)
-    # The configured smarthost, as `[outbound] relay = "127.0.0.1:PORT"` would build it.
-    server.app.mailer.relay = SmtpRelay("127.0.0.1", port, helo=server.app.settings.server.hostname)
+    # The configured smarthost, as `[outbound] relay = "127.0.0.1:PORT"` with
+    # `relay_starttls = false` would build it (the sink offers no STARTTLS).
+    assert server.app.mailer.router is not None
+    server.app.mailer.router.smarthost = Route("127.0.0.1", port, TlsMode.NONE, "smarthost")
     try:
         pki = session_pki()
         pdf = signed_pdf(make_pdf("Quyết định số 36/2026/QĐ-UBND"), pki.personal, pki.organisation)

@@ -93,7 +93,9 @@ def make_mailer(
     return Mailer(
         LmtpClient(tmp_path / "no-lmtp.sock"),
         is_local_domain=lambda domain: domain == "sotttt.example.vn",
-        relay=SmtpRelay("127.0.0.1", port, helo="mail.sotttt.example.vn", timeout=5),
+        relay=SmtpRelay(
+            "127.0.0.1", port, helo="mail.sotttt.example.vn", timeout=5, starttls=False
+        ),
         sessions=sessions,
         retry=retry,
     )
