@@ -24,6 +24,7 @@ from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
 from mailsvc.config import Settings
+from mailsvc.db.base import utcnow
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
@@ -40,6 +41,8 @@ from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
 from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
 from mailsvc.notify.recall import RecallRecorder
+from mailsvc.outbound.admin import QueueStats
+from mailsvc.outbound.admin import stats as queue_stats
 from mailsvc.outbound.dkim import DomainSigners
 from mailsvc.outbound.dsn import DsnComposer
 from mailsvc.outbound.mailer import Mailer, SubmissionPolicy
@@ -48,6 +51,7 @@ from mailsvc.outbound.routing import Route, RouteFinder, SmtpTransport, TlsMode
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outgoing.register import settle_outbound
 from mailsvc.outgoing.submission import SubmissionQueue
+from mailsvc.outgoing.tracking import OutgoingStatusRecorder
 from mailsvc.pidfile import PidFile
 from mailsvc.pipeline.antivirus import AntivirusStage
 from mailsvc.pipeline.authentication import AuthenticationStage
@@ -247,6 +251,7 @@ class App:
             dsn=DsnComposer(
                 templates_dir(s) / "outbound", hostname=s.server.hostname, domain=s.server.domain
             ),
+            metrics=self.metrics,
         )
         self.mailer.on_settled = settle_outbound
         self.notices = NoticeFollower(
@@ -280,6 +285,7 @@ class App:
                 RegisterRecorder(self.blobs, directory=self.directory),
                 RefusalRecorder(),
                 recall,
+                OutgoingStatusRecorder(self.directory),
             ],
             followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
@@ -454,10 +460,32 @@ class App:
                 checks["clamd"] = "ok"
             except Exception as exc:  # boundary
                 checks["clamd"] = f"error: {type(exc).__name__}"
+        outbound: dict[str, Any] = {}
+        if checks.get("database") == "ok":
+            found = await asyncio.to_thread(self._queue_stats)
+            oldest = found.oldest_seconds(utcnow())
+            outbound = {
+                "queued": found.queued,
+                "held": found.held,
+                "oldest_seconds": round(oldest),
+            }
+            warn = self.settings.outbound.delay_warning_hours * 3600
+            checks["outbound"] = (
+                "ok" if oldest < warn else f"error: oldest queued mail is {oldest / 3600:.1f} h old"
+            )
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         if checks.get("database") != "ok":
             status = "error"
-        return {"status": status, "checks": checks, "inflight": self.inflight.count}
+        return {
+            "status": status,
+            "checks": checks,
+            "inflight": self.inflight.count,
+            "outbound": outbound,
+        }
+
+    def _queue_stats(self) -> QueueStats:
+        with self.sessions() as session:
+            return queue_stats(session)
 
     def _ping_database(self) -> None:
         with self.engine.connect() as conn:

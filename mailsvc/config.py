@@ -224,6 +224,16 @@ class OutboundSection(_Section):
         return value
 
 
+class OutgoingSection(_Section):
+    unanswered_hours: float = Field(
+        default=48.0,
+        gt=0,
+        description="A sent document with no status message back (receipt 01/03, refusal "
+        "02) from a recipient after this long is listed by `mailsvc outgoing list "
+        "--unanswered` and reported by the overdue job",
+    )
+
+
 class DkimSection(_Section):
     selector: str = "mailsvc"
     key: str = "dkim/private.pem"
@@ -324,6 +334,7 @@ class Settings(_Section):
     dkim: DkimSection = DkimSection()
     dns: DnsSection = DnsSection()
     outbound: OutboundSection = OutboundSection()
+    outgoing: OutgoingSection = OutgoingSection()
     spamd: SpamdSection = SpamdSection()
     checks: ChecksSection = ChecksSection()
     alerts: AlertsSection = AlertsSection()

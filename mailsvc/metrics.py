@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -26,4 +26,15 @@ class Metrics:
             ["listener"],
             registry=registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.queue_depth = Gauge(
+            "mailsvc_outbound_queue_depth",
+            "Messages in the outbound queue by state (queued, held)",
+            ["state"],
+            registry=registry,
+        )
+        self.queue_oldest_seconds = Gauge(
+            "mailsvc_outbound_queue_oldest_seconds",
+            "Age of the oldest message still queued or held (0 when empty)",
+            registry=registry,
         )

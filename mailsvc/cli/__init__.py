@@ -27,6 +27,9 @@ COMMAND_MODULES = (
     "jobs",
     "backup",
     "external",
+    "dkim",
+    "queue",
+    "outgoing",
 )
 
 

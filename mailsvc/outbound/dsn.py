@@ -136,7 +136,11 @@ class DsnComposer:
 
         headers = Message()
         headers.set_type("text/rfc822-headers")
-        headers.set_payload(split_head(original)[0].decode("ascii", "replace") + "\r\n")
+        original_head = split_head(original)[0]
+        if original_head.isascii():
+            headers.set_payload(original_head.decode("ascii") + "\r\n")
+        else:  # raw UTF-8 header fields (RFC 6532): kept, transfer-encoded
+            headers.set_payload(original_head.decode("utf-8", "replace") + "\r\n", charset="utf-8")
         del headers["MIME-Version"]
         report.attach(headers)  # type: ignore[arg-type]
         return report.as_bytes(policy=SMTP_POLICY)

@@ -43,9 +43,10 @@ from mailsvc.config import OutboundSection
 from mailsvc.db.base import utcnow
 from mailsvc.delivery import LocalDelivery
 from mailsvc.errors import MailsvcError, NotFoundError
-from mailsvc.outbound import queue
+from mailsvc.metrics import Metrics
+from mailsvc.outbound import admin, queue
 from mailsvc.outbound.dsn import DsnComposer, FailedRecipient
-from mailsvc.outbound.models import SUBMISSION, VOID_COPY
+from mailsvc.outbound.models import HELD, QUEUED, SUBMISSION, VOID_COPY
 from mailsvc.outbound.queue import RetryPolicy
 from mailsvc.outbound.routing import RecipientResult, RouteError, RouteFinder, SmtpTransport
 
@@ -222,6 +223,7 @@ class Mailer:
         transport: SmtpTransport | None = None,
         submission: SubmissionPolicy | None = None,
         dsn: DsnComposer | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.local = local
         self.is_local_domain = is_local_domain
@@ -231,6 +233,7 @@ class Mailer:
         self.transport = transport
         self.submission = submission or SubmissionPolicy()
         self.dsn = dsn
+        self.metrics = metrics  # queue depth and oldest age, after every pass
         self.on_settled: SettledHook | None = None
         self.signer = signer  # mailsvc.outbound.dkim signer, when a DKIM key is configured
         self.sessions = sessions  # None: no queue, one attempt at once (tools)
@@ -312,9 +315,19 @@ class Mailer:
                 *(self._attempt_remote(group) for group in groups),
             )
         upcoming = await asyncio.to_thread(self._next_due)
+        if self.metrics is not None:
+            await asyncio.to_thread(self._observe)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)
         return self._until(upcoming)
+
+    def _observe(self) -> None:
+        assert self.sessions is not None and self.metrics is not None
+        with self.sessions() as session:
+            found = admin.stats(session)
+        self.metrics.queue_depth.labels(QUEUED).set(found.queued)
+        self.metrics.queue_depth.labels(HELD).set(found.held)
+        self.metrics.queue_oldest_seconds.set(found.oldest_seconds(utcnow()))
 
     def _until(self, when: datetime | None) -> float:
         if when is None:
@@ -557,16 +570,20 @@ class Mailer:
         policy = self.submission
         for (_, sender), group in by_message.items():
             first = group[0][0]
-            data = self.dsn.compose(
-                first.data,
-                sender,
-                [f for _, f in group],
-                queued_at=first.created_at,
-                delayed=delayed,
-                give_up_at=first.created_at + policy.lifetime,
-                lifetime=_duration_vi(policy.lifetime),
-                expired=expired,
-            )
+            try:
+                data = self.dsn.compose(
+                    first.data,
+                    sender,
+                    [f for _, f in group],
+                    queued_at=first.created_at,
+                    delayed=delayed,
+                    give_up_at=first.created_at + policy.lifetime,
+                    lifetime=_duration_vi(policy.lifetime),
+                    expired=expired,
+                )
+            except Exception:  # boundary: the decision stands even if its DSN cannot be built
+                log.exception("cannot build the DSN for %s to %s", first.about, sender)
+                continue
             queue.enqueue(
                 session,
                 data,

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, tzinfo
 from pathlib import Path
+from typing import Protocol
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -115,11 +116,17 @@ def rows_of(documents: Sequence[RegisterDocument], zone: tzinfo = VIETNAM) -> li
 # --------------------------------------------------------------------------- CSV
 
 
-def to_csv(rows: Sequence[RegisterRow]) -> bytes:
+class Row(Protocol):
+    """A printed line: the cells in column order (RegisterRow, the outgoing register's)."""
+
+    def cells(self) -> list[str]: ...
+
+
+def to_csv(rows: Sequence[Row], headings: Sequence[str] = HEADINGS) -> bytes:
     """UTF-8 with a byte order mark (Excel opens it with the right characters), CRLF rows."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(HEADINGS)
+    writer.writerow(headings)
     for row in rows:
         writer.writerow(row.cells())
     return buffer.getvalue().encode("utf-8-sig")
@@ -159,7 +166,12 @@ class RegisterTitle:
         return cls(_nfc(agency), _nfc(register_name), period, printed)
 
 
-def render_html(rows: Sequence[RegisterRow], title: RegisterTitle, templates: Path) -> str:
+def render_html(
+    rows: Sequence[Row],
+    title: RegisterTitle,
+    templates: Path,
+    headings: Sequence[str] = HEADINGS,
+) -> str:
     env = Environment(
         loader=FileSystemLoader(str(templates)),
         undefined=StrictUndefined,
@@ -169,7 +181,7 @@ def render_html(rows: Sequence[RegisterRow], title: RegisterTitle, templates: Pa
     )
     template = env.get_template(TEMPLATE)
     return template.render(
-        headings=list(HEADINGS),
+        headings=list(headings),
         rows=[row.cells() for row in rows],
         agency=title.agency,
         register_name=title.register_name,
@@ -195,7 +207,11 @@ def find_font(name: str, dirs: Sequence[Path] = FONT_DIRS) -> Path:
 
 
 def render_pdf(
-    rows: Sequence[RegisterRow], title: RegisterTitle, font_dirs: Sequence[Path] = FONT_DIRS
+    rows: Sequence[Row],
+    title: RegisterTitle,
+    font_dirs: Sequence[Path] = FONT_DIRS,
+    headings: Sequence[str] = HEADINGS,
+    widths: Sequence[int] = PDF_WIDTHS,
 ) -> bytes:
     from fpdf import FPDF
     from fpdf.fonts import FontFace
@@ -229,8 +245,8 @@ def render_pdf(
     pdf.ln(3)
     pdf.set_font("DejaVu", "", 8)
     with pdf.table(
-        col_widths=PDF_WIDTHS,
-        width=sum(PDF_WIDTHS),
+        col_widths=tuple(widths),
+        width=sum(widths),
         line_height=4,
         text_align="LEFT",
         v_align="TOP",
@@ -238,7 +254,7 @@ def render_pdf(
         padding=1,
     ) as table:
         heading = table.row()
-        for text in HEADINGS:
+        for text in headings:
             heading.cell(text, align="CENTER")
         for row in rows:
             line = table.row()

@@ -1,0 +1,116 @@
+"""Status messages other agencies send back about our documents (receipt 01/03, refusal
+02, assignment 04, progress 05, done 06, recall done 15 / refused 16): matched to the
+outgoing register's delivery lines by the original Message-ID, never registered as
+incoming documents (the register skips status messages).
+
+A status message only moves the lines of recipients at a domain it is proven to come
+from (a DKIM/DMARC or SPF pass for that domain, as for recalls): nobody can mark our
+document "received" by forging another agency's receipt.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from mailsvc.db.models import MessageRecord
+from mailsvc.delivery import Annotations
+from mailsvc.interfaces import Directory
+from mailsvc.message import InboundMessage
+from mailsvc.notify.exchange import read_status
+from mailsvc.notify.recall import recall_origins
+from mailsvc.outgoing.models import OutgoingDocument
+from mailsvc.outgoing.register import (
+    BY_CODE,
+    RECALL_REFUSED,
+    RECALL_REQUESTED,
+    RECALLED,
+    move_line,
+)
+from mailsvc.verdict import Verdict
+
+log = logging.getLogger(__name__)
+
+# Once recalled, a line only hears about the recall; a refusal to recall restores nothing.
+FINAL = frozenset({RECALLED})
+
+
+class OutgoingStatusRecorder:
+    """Acceptance recorder: a status message arriving for one of our sent documents."""
+
+    def __init__(self, directory: Directory | None = None) -> None:
+        self.directory = directory
+
+    def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
+        return None
+
+    def _same_agency(self, a: str, b: str) -> bool:
+        if a == b:
+            return True
+        if self.directory is None:
+            return False
+        one, other = self.directory.agency_for_domain(a), self.directory.agency_for_domain(b)
+        return one is not None and other is not None and one.code == other.code
+
+    def on_accept(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        verdict: Verdict,
+        records: Sequence[MessageRecord],
+    ) -> Annotations:
+        notes = Annotations()
+        report = read_status(msg.parsed)
+        if report is None or report.status_code not in BY_CODE:
+            return notes
+        documents = session.scalars(
+            select(OutgoingDocument)
+            .options(selectinload(OutgoingDocument.deliveries))
+            .where(OutgoingDocument.message_id == report.message_id)
+        ).all()
+        if not documents:
+            return notes
+        origins = recall_origins(msg, verdict)
+        status = BY_CODE[report.status_code]
+        actor = f"mail:{msg.from_address or msg.mail_from or '<>'}"
+        for document in documents:
+            moved = 0
+            for line in document.deliveries:
+                domain = line.recipient.rpartition("@")[2]
+                if not any(self._same_agency(domain, origin) for origin in origins):
+                    continue
+                if line.status in FINAL:
+                    continue
+                if status == RECALL_REFUSED and line.status != RECALL_REQUESTED:
+                    continue
+                if report.incoming_number:
+                    line.their_number = report.incoming_number[:64]
+                if move_line(session, line, status, actor=actor, note=report.reason):
+                    moved += 1
+            if moved == 0:
+                log.warning(
+                    "%s: status %s for outgoing document %d ignored: not from a recipient "
+                    "(proven origins: %s)",
+                    msg.queue_id,
+                    report.status_code,
+                    document.id,
+                    ", ".join(sorted(origins)) or "none",
+                )
+                continue
+            if document.deliveries and all(d.status == RECALLED for d in document.deliveries):
+                document.state = "recalled"
+            notes.headers.append(("X-Mailsvc-Outgoing", f"document={document.id}; status={status}"))
+            log.info(
+                "%s: outgoing document %d: %d line(s) now %s",
+                msg.queue_id,
+                document.id,
+                moved,
+                status,
+            )
+        return notes
+
+    def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None:
+        return None

@@ -1,0 +1,284 @@
+"""Two agencies, each its own mailsvc (home, Dovecot, database), on loopback: A's official
+sends with msmtp, as a mail client would, through A's submission port; A routes to B
+along the route pinned in its agency directory over verified STARTTLS; B registers the
+document and its receipt comes back into A's outgoing register. B stopped: A queues,
+retries and delivers when B is back. An unknown mailbox at B: a Vietnamese bounce."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.policy import default as default_policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from mailsvc.app import App
+from mailsvc.cli import main
+from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.outbound.dkim import generate_private_key, public_key_value
+from mailsvc.outbound.models import OutboundMessage
+from mailsvc.outgoing.models import OutgoingDelivery
+from mailsvc.passwords import hash_password
+from mailsvc.register.models import RegisterDocument
+from tests.e2e.conftest import PASSWORD, RunningServer, build_app, prepare_home, wait_for
+from tests.e2e.test_exchange_e2e import _free_port
+from tests.e2e.test_smtp_core import fetch_inbox, make_message
+from tests.signatures.pki import (
+    AGENCY_CODE,
+    AGENCY_DOMAIN,
+    AGENCY_NAME,
+    OTHER_AGENCY_NAME,
+    make_pdf,
+    session_pki,
+    signed_pdf,
+)
+
+A_DOMAIN = AGENCY_DOMAIN
+B_DOMAIN = "stc.thunghiem.gov.vn"
+B_CODE = "000.00.02.H99"
+A_OFFICIAL = f"annv@{A_DOMAIN}"
+B_CLERK = f"vanthu@{B_DOMAIN}"
+
+CONFIG = """
+[outbound]
+tls_ca_file = "{ca}"
+first_retry_minutes = 0.003
+max_retry_minutes = 0.01
+poll_seconds = 0.2
+retry_minutes = [0.005]
+"""
+
+
+@dataclass
+class Agencies:
+    a: RunningServer
+    b: RunningServer
+    b_port: int
+    apps: list[App]
+
+    async def stop_b(self) -> None:
+        self.apps.remove(self.b.app)
+        await self.b.app.stop()
+
+    async def restart_b(self) -> None:
+        app = build_app(self.b.home, listen={"smtp": f"127.0.0.1:{self.b_port}"})
+        self.apps.append(app)
+        await app.start()
+        self.b = RunningServer(app, self.b.home)
+
+
+def _seed(db_url: str, own: tuple[str, str, str], other: tuple[str, str, str, str]) -> None:
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine).begin() as session:
+        code, name, domain = own
+        session.add(Agency(code=code, name=name, domains=[domain], local=True))
+        code, name, domain, route = other
+        session.add(
+            Agency(
+                code=code,
+                name=name,
+                domains=[domain],
+                allowed_senders=["127.0.0.1"],
+                route=route,
+            )
+        )
+    engine.dispose()
+
+
+def _pin_key(server: RunningServer, code: str, key: str) -> None:
+    with server.app.sessions.begin() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == code)).one()
+        domain = agency.domains[0]
+        agency.dkim_keys = {f"mailsvc._domainkey.{domain}": key}
+    server.app.directory.refresh()
+
+
+def _home(base: Path, name: str, db_url: str, domain: str) -> Path:
+    home = base / name
+    prepare_home(
+        home,
+        db_url,
+        hostname=f"mail.{domain}",
+        domain=domain,
+        extra=CONFIG.format(ca=base / "peers.pem"),
+    )
+    pki = session_pki()
+    for source, target in ((pki.trust_dir, "trust"), (pki.crl_dir, "crl")):
+        (home / target).mkdir(exist_ok=True)
+        for item in source.iterdir():
+            shutil.copy(item, home / target / item.name)
+    generate_private_key(home / "dkim" / "private.pem")
+    return home
+
+
+def _mailbox(server: RunningServer, address: str, role: str) -> None:
+    with server.app.sessions.begin() as session:
+        session.add(
+            Mailbox(
+                address=address,
+                role=role,
+                password_hash=hash_password(PASSWORD, server.app.settings.password),
+                must_change=False,
+            )
+        )
+
+
+@pytest.fixture
+async def agencies(service_home: Path, db_url: str, other_db_url: str) -> AsyncIterator[Agencies]:
+    base = service_home.parent
+    port_a, port_b = _free_port(), _free_port()
+    home_a = _home(base, "a", db_url, A_DOMAIN)
+    home_b = _home(base, "b", other_db_url, B_DOMAIN)
+    (base / "peers.pem").write_bytes(
+        (home_a / "tls/cert.pem").read_bytes() + (home_b / "tls/cert.pem").read_bytes()
+    )
+    _seed(
+        db_url,
+        (AGENCY_CODE, AGENCY_NAME, A_DOMAIN),
+        (B_CODE, OTHER_AGENCY_NAME, B_DOMAIN, f"127.0.0.1:{port_b}"),
+    )
+    _seed(
+        other_db_url,
+        (B_CODE, OTHER_AGENCY_NAME, B_DOMAIN),
+        (AGENCY_CODE, AGENCY_NAME, A_DOMAIN, f"127.0.0.1:{port_a}"),
+    )
+    apps: list[App] = []
+    try:
+        for home, port in ((home_a, port_a), (home_b, port_b)):
+            app = build_app(home, listen={"smtp": f"127.0.0.1:{port}"})
+            apps.append(app)
+            await app.start()
+        a, b = RunningServer(apps[0], home_a), RunningServer(apps[1], home_b)
+        _pin_key(a, B_CODE, public_key_value((home_b / "dkim/private.pem").read_bytes()))
+        _pin_key(b, AGENCY_CODE, public_key_value((home_a / "dkim/private.pem").read_bytes()))
+        _mailbox(a, A_OFFICIAL, "official")
+        _mailbox(b, B_CLERK, "clerk")
+        yield Agencies(a, b, port_b, apps)
+    finally:
+        for app in reversed(apps):
+            await app.stop()
+
+
+def msmtp_send(server: RunningServer, work: Path, data: bytes, rcpts: list[str]) -> None:
+    """The official's mail client: msmtp over STARTTLS with AUTH to A's submission port."""
+    host, port = server.addr("submission")
+    work.mkdir(parents=True, exist_ok=True)
+    rc = work / "msmtprc"
+    rc.write_text(
+        "defaults\n"
+        "tls on\ntls_starttls on\n"
+        f"tls_trust_file {server.home / 'tls/cert.pem'}\n"
+        "tls_certcheck on\n"
+        "account default\n"
+        f"host {host}\nport {port}\n"
+        f"tls_host_override {host}\n"
+        "auth plain\n"
+        f"user {A_OFFICIAL}\npassword {PASSWORD}\n"
+        f"from {A_OFFICIAL}\n",
+        encoding="utf-8",
+    )
+    rc.chmod(0o600)
+    result = subprocess.run(
+        ["msmtp", "-C", str(rc), *rcpts], input=data, capture_output=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+
+
+def _document(subject: str, number: str, to: str = B_CLERK) -> bytes:
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf(f"Quyết định số {number}"), pki.personal, pki.organisation)
+    msg = make_message(A_OFFICIAL, to, subject=subject)
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="van-ban.pdf")
+    return msg.as_bytes()
+
+
+def _lines(server: RunningServer) -> list[tuple[str, str, str]]:
+    with server.sessions() as session:
+        return [
+            (line.recipient, line.status, line.their_number)
+            for line in session.scalars(select(OutgoingDelivery).order_by(OutgoingDelivery.id))
+        ]
+
+
+def _cli(server: RunningServer, *args: str) -> str:
+    result = CliRunner().invoke(
+        main, ["--home", str(server.home), *args], env={"MAILSVC_ACTOR": "cli:vanthu"}
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+async def test_official_sends_with_msmtp_b_registers_and_the_receipt_comes_back(
+    agencies: Agencies, tmp_path: Path
+) -> None:
+    a, b = agencies.a, agencies.b
+    data = _document("V/v triển khai chuyển đổi số", "35/2026/QĐ-UBND")
+    await asyncio.to_thread(msmtp_send, a, tmp_path / "msmtp", data, [B_CLERK])
+
+    # B registers the document (numbered: the signatures are valid, the origin proven).
+    def registered() -> bool:
+        with b.sessions() as session:
+            docs = session.scalars(select(RegisterDocument)).all()
+            return len(docs) == 1 and docs[0].incoming_number == 1
+
+    await wait_for(registered, timeout=30)
+    # B's receipt (03) travels back to A's official; A's register line follows it.
+    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=30)
+    view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
+    assert [h["to_status"] for h in view["history"]] == ["queued", "sent", "registered"]
+    assert view["deliveries"][0]["agency_code"] == B_CODE
+    assert view["deliveries"][0]["agency_name"] == OTHER_AGENCY_NAME
+    # The receipt is in the official's INBOX and is not an incoming document at A.
+    [receipt] = await asyncio.to_thread(fetch_inbox, a, A_OFFICIAL)
+    assert b"X-Mailsvc-Outgoing: document=1; status=registered" in receipt
+    with a.sessions() as session:
+        assert session.scalars(select(RegisterDocument)).all() == []
+
+
+async def test_b_down_a_retries_and_delivers_when_b_is_back_and_unknown_mailbox_bounces(
+    agencies: Agencies, tmp_path: Path
+) -> None:
+    a = agencies.a
+    await agencies.stop_b()
+    data = _document("V/v báo cáo quý IV", "36/2026/QĐ-UBND")
+    await asyncio.to_thread(msmtp_send, a, tmp_path / "m1", data, [B_CLERK])
+
+    def row() -> OutboundMessage:
+        with a.sessions() as session:
+            return session.scalars(
+                select(OutboundMessage).where(OutboundMessage.kind == "submission")
+            ).one()
+
+    await wait_for(lambda: row().attempts >= 2, timeout=30)
+    assert row().state == "queued" and "cannot connect" in row().last_error
+    await agencies.restart_b()
+    await wait_for(lambda: row().state == "sent", timeout=30)
+    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=30)
+
+    # An address B does not have: B refuses at RCPT, A's official gets a bounce.
+    nobody = f"khongco@{B_DOMAIN}"
+    data = make_message(A_OFFICIAL, nobody, subject="Giấy mời họp").as_bytes()
+    await asyncio.to_thread(msmtp_send, a, tmp_path / "m2", data, [nobody])
+    await wait_for(lambda: ("dsn-failure", A_OFFICIAL) in a.app.mailer.sent, timeout=30)
+
+    def inbox() -> list[bytes]:
+        return fetch_inbox(a, A_OFFICIAL)
+
+    await wait_for(lambda: len(inbox()) == 2, timeout=30)
+    bounce = next(
+        message_from_bytes(m, policy=default_policy)
+        for m in inbox()
+        if b"multipart/report" in m.split(b"\r\n\r\n", 1)[0]
+    )
+    text = next(iter(bounce.iter_parts())).get_content()
+    assert "KHÔNG gửi được thư" in text and nobody in text
+    assert "Địa chỉ người nhận không tồn tại" in text
