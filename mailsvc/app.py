@@ -263,7 +263,11 @@ class App:
             smime=SmimeSigner.from_settings(s),
         )
         self.mailer.on_failure = self.notices.alert_undelivered
-        recall = RecallRecorder(self.notices.composer, self.mailer)
+        recall = RecallRecorder(
+            self.notices.composer,
+            self.mailer,
+            auto_confirm=s.outgoing.recall_requests == "auto",
+        )
         # Mailbox checks: a priority message's arrival notifies the clerk at once.
         self.alerts = AlertNotifier(
             self.sessions,

@@ -225,6 +225,12 @@ class OutboundSection(_Section):
 
 
 class OutgoingSection(_Section):
+    recall_requests: Literal["auto", "clerk"] = Field(
+        default="auto",
+        description='A recall (status 13) from the sending agency: "auto" voids our copies '
+        'in every folder and confirms (15) at once, the receiver\'s duty; "clerk" waits for '
+        "`mailsvc register set-status N recalled` (refusing needs --admin-override)",
+    )
     unanswered_hours: float = Field(
         default=48.0,
         gt=0,

@@ -13,6 +13,7 @@ import click
 
 from mailsvc.cli import Context
 from mailsvc.cli.console import (
+    actor,
     display_zone,
     echo_json,
     echo_record,
@@ -21,8 +22,11 @@ from mailsvc.cli.console import (
     open_session,
     parse_optional_day,
 )
+from mailsvc.notify.notices import NoticeComposer
+from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outgoing import export
 from mailsvc.outgoing import register as outgoing
+from mailsvc.outgoing.recall import recall_document
 from mailsvc.register import export as register_export
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -217,6 +221,36 @@ def export_cmd(
         return
     output.write_bytes(data)
     click.echo(f"wrote {len(rows)} entries to {output} ({fmt}, {len(data)} bytes)", err=True)
+
+
+@outgoing_group.command("recall")
+@click.argument("ref")
+@click.option("--reason", required=True, help="Why the document is recalled (sent along).")
+@json_option
+@pass_ctx
+def recall_cmd(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
+    """Recall a sent document (thu hồi): status 13 to every recipient; each line then
+    shows recalled (15) or recall_refused (16) as their answers come back."""
+    from mailsvc.app import templates_dir
+
+    s = ctx.settings
+    composer = NoticeComposer(
+        templates_dir(s) / "notices",
+        hostname=s.server.hostname,
+        domain=s.server.domain,
+        smime=SmimeSigner.from_settings(s),
+    )
+    zone = display_zone(ctx)
+    with open_session(ctx) as session:
+        document = outgoing.find_document(session, ref)
+        rows = recall_document(session, document, composer=composer, actor=actor(), reason=reason)
+        session.commit()
+        view = outgoing.document_view(document, zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    sent = ", ".join(r.recipient for r in rows) or "nobody (nothing had left the queue)"
+    click.echo(f"outgoing {view['id']}: {view['state']}; recall (13) queued to {sent}")
 
 
 def register(group: click.Group) -> None:

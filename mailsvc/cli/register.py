@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from mailsvc import audit
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor as default_actor
 from mailsvc.cli.console import (
@@ -283,6 +284,12 @@ def set_status_cmd(
 @register_group.command("refuse-recall")
 @click.argument("ref")
 @click.option("--reason", required=True, help="Why the document is not recalled (sent back).")
+@click.option(
+    "--admin-override",
+    is_flag=True,
+    help="Required: voiding a recalled copy is the receiver's duty, refusing is an "
+    "administrator's override (audited).",
+)
 @click.option("--actor", help="Who acts (default: the OS user, or MAILSVC_ACTOR).")
 @click.option("--register", "register_code", help="Register code, for NUMBER/YEAR references.")
 @json_option
@@ -291,17 +298,33 @@ def refuse_recall_cmd(
     ctx: Context,
     ref: str,
     reason: str,
+    admin_override: bool,
     actor: str | None,
     register_code: str | None,
     as_json: bool,
 ) -> None:
-    """Refuse the sender's recall request: the entry returns to its earlier status and the
-    sender is told (status 16). To accept it: `set-status REF recalled --reason ...`."""
+    """Administrator's override: refuse the sender's recall request. The entry returns to
+    its earlier status and the sender is told (status 16). Only for a request still
+    waiting (``[outgoing] recall_requests = "clerk"``); by default recalls are carried out
+    at once. To accept a waiting one: `set-status REF recalled --reason ...`."""
+    if not admin_override:
+        raise MailsvcError(
+            "refusing a recall is an administrator's override (the receiver must void a "
+            "recalled copy): repeat with --admin-override"
+        )
     zone = display_zone(ctx)
     notifier = _notifier(ctx)
     with open_session(ctx) as session:
         document = queries.find_document(session, ref, register_code)
-        workflow.refuse_recall(session, document, actor=actor or default_actor(), reason=reason)
+        who = actor or default_actor()
+        workflow.refuse_recall(session, document, actor=who, reason=reason)
+        audit.record(
+            session,
+            who,
+            "register.recall-override",
+            f"document {document.id}",
+            {"message_id": document.message_id, "reason": reason},
+        )
         queued = notifier.recall_refused(session, document, reason)
         session.commit()
         view = queries.document_view(document, zone)

@@ -33,6 +33,9 @@ class MailboxActionError(MailsvcError):
     """Dovecot refused a service action; the message carries its reply."""
 
 
+ALL_FOLDERS = "*"  # move(): look in every folder
+
+
 def quote(text: str) -> str:
     """An IMAP quoted string (RFC 3501 section 9)."""
     if any(c in text for c in "\r\n\x00"):
@@ -163,16 +166,34 @@ class MailboxActions:
         from_folder: str = "INBOX",
         create: bool = True,
     ) -> int:
-        """Move the matching messages to ``to_folder`` (created if missing); return the count."""
+        """Move the matching messages to ``to_folder`` (created if missing); return the count.
+        ``from_folder`` ``"*"`` looks in every folder but ``to_folder`` (a recalled copy
+        the clerk filed away is voided wherever it is)."""
         async with self.session(address) as imap:
-            uids = await self._find(imap, from_folder, message_id, queue_id)
-            if not uids:
-                return 0
-            if create:
-                await imap.create(quote(to_folder))  # NO [ALREADYEXISTS] is fine
-            reply = await imap.uid("move", _uid_set(uids), quote(to_folder))
-            _check(reply, "MOVE")
-            return len(uids)
+            if from_folder == ALL_FOLDERS:
+                reply = await imap.list('""', "*")
+                _check(reply, "LIST")
+                folders = [f for f in _parse_list(reply.lines) if f != to_folder]
+            else:
+                folders = [from_folder]
+            moved = 0
+            created = False
+            for folder in folders:
+                try:
+                    uids = await self._find(imap, folder, message_id, queue_id)
+                except NotFoundError:
+                    if from_folder != ALL_FOLDERS:
+                        raise
+                    continue  # a \Noselect folder: nothing to move there
+                if not uids:
+                    continue
+                if create and not created:
+                    await imap.create(quote(to_folder))  # NO [ALREADYEXISTS] is fine
+                    created = True
+                reply = await imap.uid("move", _uid_set(uids), quote(to_folder))
+                _check(reply, "MOVE")
+                moved += len(uids)
+            return moved
 
     async def _find(
         self,

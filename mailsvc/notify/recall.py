@@ -89,9 +89,15 @@ def document_origins(session: Session, document: RegisterDocument) -> set[str]:
 class RecallRecorder:
     """Acceptance recorder (and follower) for incoming recall requests (status 13)."""
 
-    def __init__(self, composer: NoticeComposer, mailer: Mailer | None = None) -> None:
+    def __init__(
+        self, composer: NoticeComposer, mailer: Mailer | None = None, *, auto_confirm: bool = False
+    ) -> None:
         self.composer = composer
         self.mailer = mailer
+        # Seed 002 Điều 10.2: voiding a recalled copy is the receiver's duty, so the
+        # running server carries the recall out at once (copies voided in every folder,
+        # status 15 to the sender); refusing it is an administrator's override.
+        self.auto_confirm = auto_confirm
 
     # -- Recorder protocol -------------------------------------------------------------
     def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
@@ -141,15 +147,31 @@ class RecallRecorder:
                 reason=report.reason,
             )
             self._tell_clerks(session, document, msg, report)
+            if self.auto_confirm:
+                reason = report.reason or "Thu hồi theo đề nghị của cơ quan gửi"
+                workflow.set_status(
+                    session,
+                    document,
+                    DocumentStatus.RECALLED,
+                    actor=f"mail:{msg.from_address or msg.mail_from}",
+                    reason=reason,
+                )
+                StatusNotifier(self.composer).status_changed(
+                    session,
+                    document,
+                    DocumentStatus.RECALL_REQUESTED,
+                    DocumentStatus.RECALLED,
+                    reason,
+                )
             number = (
                 f"; number={document.incoming_number}/{document.year}"
                 if document.incoming_number
                 else ""
             )
             notes.headers.append(
-                ("X-Mailsvc-Recall", f"document={document.id}{number}; status=recall_requested")
+                ("X-Mailsvc-Recall", f"document={document.id}{number}; status={document.status}")
             )
-            log.info("%s: document %d: recall requested", msg.queue_id, document.id)
+            log.info("%s: document %d: %s", msg.queue_id, document.id, document.status)
         return notes
 
     def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None:

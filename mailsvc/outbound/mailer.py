@@ -627,7 +627,9 @@ class Mailer:
         if self.mover is None:
             raise DeliveryError("no mailbox actions configured", permanent=True)
         try:
-            moved = await self.mover.move(row.recipient, RECALLED_FOLDER, queue_id=row.about)
+            moved = await self.mover.move(
+                row.recipient, RECALLED_FOLDER, queue_id=row.about, from_folder="*"
+            )
         except NotFoundError as exc:
             raise DeliveryError(str(exc), permanent=True) from exc
         except (MailsvcError, OSError) as exc:

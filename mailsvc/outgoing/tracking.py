@@ -25,6 +25,7 @@ from mailsvc.notify.recall import recall_origins
 from mailsvc.outgoing.models import OutgoingDocument
 from mailsvc.outgoing.register import (
     BY_CODE,
+    FAILED,
     RECALL_REFUSED,
     RECALL_REQUESTED,
     RECALLED,
@@ -100,7 +101,9 @@ class OutgoingStatusRecorder:
                     ", ".join(sorted(origins)) or "none",
                 )
                 continue
-            if document.deliveries and all(d.status == RECALLED for d in document.deliveries):
+            if status == RECALLED and all(
+                d.status in (RECALLED, FAILED) for d in document.deliveries
+            ):
                 document.state = "recalled"
             notes.headers.append(("X-Mailsvc-Outgoing", f"document={document.id}; status={status}"))
             log.info(

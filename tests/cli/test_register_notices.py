@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsvc.db.models import MessageRecord
+from mailsvc.db.models import AuditEntry, MessageRecord
 from mailsvc.notify.exchange import read_status
 from mailsvc.outbound.models import VOID_COPY, OutboundMessage
 from mailsvc.register import workflow
@@ -118,10 +118,19 @@ def test_recall_accepted_voids_the_copy_and_refused_goes_back(
         assert doc is not None
         workflow.request_recall(session, doc, actor=f"mail:{SENDER}", reason="Sai thể thức")
 
-    # Refused: back to "registered", status 16 with the reason.
+    # Refusing is an administrator's override, never a clerk's everyday choice.
+    plain = admin_cli("register", "refuse-recall", str(doc_id), "--reason", "x", ok=False)
+    assert plain.exit_code == 1 and "--admin-override" in plain.output
+    # Refused: back to "registered", status 16 with the reason, and audited as an override.
     out = admin_cli(
-        "register", "refuse-recall", str(doc_id), "--reason", "Văn bản đã được xử lý xong"
-    ).output
+        "register", "refuse-recall", str(doc_id), "--admin-override",
+        "--reason", "Văn bản đã được xử lý xong",
+    ).output  # fmt: skip
+    with db_sessions() as session:
+        [override] = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "register.recall-override")
+        ).all()
+        assert override.details["reason"] == "Văn bản đã được xử lý xong"
     assert "back to registered" in out and f"notice-16 to {SENDER}" in out
     [refused] = _queued(db_sessions)
     report = read_status(message_from_bytes(refused.data))
@@ -150,7 +159,9 @@ def test_recall_accepted_voids_the_copy_and_refused_goes_back(
             ("recall_requested", "recalled"),
         ]
     # Nothing to refuse any more.
-    result = admin_cli("register", "refuse-recall", str(doc_id), "--reason", "x", ok=False)
+    result = admin_cli(
+        "register", "refuse-recall", str(doc_id), "--admin-override", "--reason", "x", ok=False
+    )
     assert result.exit_code == 1 and "no recall request" in result.output
 
 

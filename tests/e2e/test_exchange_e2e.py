@@ -66,6 +66,9 @@ poll_seconds = 0.2
 smime_cert = "{cert}"
 smime_key = "{key}"
 smime_chain = "{chain}"
+
+[outgoing]
+recall_requests = "clerk"
 """
 
 

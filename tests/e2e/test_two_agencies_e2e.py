@@ -22,9 +22,10 @@ from sqlalchemy import select
 
 from mailsvc.app import App
 from mailsvc.cli import main
-from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.models import Agency, AuditEntry, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.outbound.dkim import generate_private_key, public_key_value
+from mailsvc.outbound.mailer import RECALLED_FOLDER
 from mailsvc.outbound.models import OutboundMessage
 from mailsvc.outgoing.models import OutgoingDelivery
 from mailsvc.passwords import hash_password
@@ -282,3 +283,51 @@ async def test_b_down_a_retries_and_delivers_when_b_is_back_and_unknown_mailbox_
     text = next(iter(bounce.iter_parts())).get_content()
     assert "KHÔNG gửi được thư" in text and nobody in text
     assert "Địa chỉ người nhận không tồn tại" in text
+
+
+def _move_to_folder(server: RunningServer, user: str, folder: str) -> None:
+    """The clerk files the document away in another folder (a real IMAP client)."""
+    client = server.imap(user)
+    try:
+        typ, _ = client.create(folder)
+        assert typ == "OK"
+        typ, _ = client.select("INBOX")
+        assert typ == "OK"
+        typ, _ = client.uid("MOVE", "1:*", folder)
+        assert typ == "OK"
+    finally:
+        client.logout()
+
+
+async def test_recall_voids_the_copy_in_whatever_folder_and_a_shows_15(
+    agencies: Agencies, tmp_path: Path
+) -> None:
+    a, b = agencies.a, agencies.b
+    data = _document("V/v điều chỉnh kế hoạch", "37/2026/QĐ-UBND")
+    await asyncio.to_thread(msmtp_send, a, tmp_path / "msmtp", data, [B_CLERK])
+    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=30)
+    filed = "Luu-tru-2026"
+    await asyncio.to_thread(_move_to_folder, b, B_CLERK, filed)
+
+    out = await asyncio.to_thread(
+        _cli, a, "outgoing", "recall", "1", "--reason", "Văn bản ban hành chưa đúng thể thức"
+    )
+    assert f"recall (13) queued to {B_CLERK}" in out
+    assert _lines(a)[0][1] == "recall_requested"
+    # B carries the recall out (its duty) and confirms; A's line and document follow.
+    await wait_for(lambda: _lines(a)[0][1] == "recalled", timeout=30)
+    view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
+    assert view["state"] == "recalled"
+    assert view["recall_reason"] == "Văn bản ban hành chưa đúng thể thức"
+    with b.sessions() as session:
+        [doc] = session.scalars(select(RegisterDocument)).all()
+        assert doc.status == "recalled"
+    await wait_for(lambda: len(b.app.mailer.voided) == 1, timeout=30)
+    assert await asyncio.to_thread(fetch_inbox, b, B_CLERK, f'"{filed}"') == []
+    recalled = await asyncio.to_thread(fetch_inbox, b, B_CLERK, f'"{RECALLED_FOLDER}"')
+    assert len(recalled) == 1 and b"van-ban.pdf" in recalled[0]
+    with a.sessions() as session:
+        [entry] = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "outgoing.recall")
+        ).all()
+        assert entry.actor == "cli:vanthu"
