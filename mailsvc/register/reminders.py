@@ -25,6 +25,7 @@ from mailsvc.db.models import Mailbox
 from mailsvc.jobs.context import JobContext
 from mailsvc.jobs.mail import compose, job_templates, render
 from mailsvc.jobs.models import OverdueReminder
+from mailsvc.outgoing.reminders import unanswered_reminders
 from mailsvc.register.models import Register, RegisterDocument
 from mailsvc.register.statuses import OPEN, DocumentStatus
 from mailsvc.time import VIETNAM, iso_local
@@ -182,7 +183,9 @@ async def overdue_reminders_job(ctx: JobContext) -> str:
         return f"{today.isoformat()}: another run is sending today's reminders"
     plan, entries, nobody = planned
     if ctx.mailer is None:
-        return f"{today.isoformat()}: {entries} overdue entries not reminded (no mailer)"
+        summary = f"{today.isoformat()}: {entries} overdue entries not reminded (no mailer)"
+        unanswered = await unanswered_reminders(ctx)
+        return f"{summary}; {unanswered}" if unanswered else summary
     env = job_templates(ctx.settings)
     sent, failed = 0, 0
     for person, items in sorted(plan.items(), key=lambda p: p[0].address):
@@ -201,4 +204,7 @@ async def overdue_reminders_job(ctx: JobContext) -> str:
         summary += f", {failed} failed"
     if nobody:
         summary += f"; {nobody} entries with nobody to remind"
+    unanswered = await unanswered_reminders(ctx)
+    if unanswered:
+        summary += f"; {unanswered}"
     return summary
