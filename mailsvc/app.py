@@ -49,6 +49,7 @@ from mailsvc.outbound.mailer import Mailer, SubmissionPolicy
 from mailsvc.outbound.queue import RetryPolicy
 from mailsvc.outbound.routing import Route, RouteFinder, SmtpTransport, TlsMode
 from mailsvc.outbound.smime import SmimeSigner
+from mailsvc.outgoing.issuing import check_file_key
 from mailsvc.outgoing.register import settle_outbound
 from mailsvc.outgoing.submission import SubmissionQueue
 from mailsvc.outgoing.tracking import OutgoingStatusRecorder
@@ -135,6 +136,8 @@ class App:
         # One serve per home; `mailsvc restore` refuses while this lock is held.
         self.pidfile = PidFile.acquire(s.home, "serve")
         self._closers.append(self.pidfile.release)
+
+        check_file_key(s)  # a file key for issuing: only when allowed, and a warning
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)
@@ -298,6 +301,7 @@ class App:
                 hostname=s.server.hostname,
                 directory=self.directory,
                 wake=self.mailer.wake,
+                dispatch=s.dispatch_address,
             ),
         )
         await self.acceptance.repair()
@@ -333,6 +337,7 @@ class App:
                 inflight=self.inflight,
                 metrics=self.metrics,
                 remote=self.remote_limit if mode.direction is SUBMISSION.direction else None,
+                dispatch=s.dispatch_address,
             )
             listener = await start_listener(
                 mode,

@@ -240,6 +240,48 @@ class OutgoingSection(_Section):
     )
 
 
+class IssuingSection(_Section):
+    dispatch_address: str = Field(
+        default="",
+        description="Where officials send a personally-signed draft to be issued with the "
+        'organisation\'s signature (phát hành); empty: "phathanh@<server.domain>"',
+    )
+    pkcs11_module: str = Field(
+        default="/usr/lib/softhsm/libsofthsm2.so",
+        description="PKCS#11 library of the token holding the organisation key",
+    )
+    token_label: str = Field(default="", description="Label of the PKCS#11 token")
+    key_label: str = Field(default="", description="Label of the organisation key on the token")
+    cert: str = Field(
+        default="",
+        description="The organisation certificate (PEM); empty: read from the token "
+        "(same label as the key)",
+    )
+    chain: str = Field(default="", description="Intermediate CA certificates (PEM), may be empty")
+    pin_file: str = Field(
+        default="",
+        description="File holding the token PIN (one line, mode 0600, never backed up); "
+        "else the environment variable MAILSVC_ISSUING_PIN",
+    )
+    allow_file_key: bool = Field(
+        default=False,
+        description="Allow key_file instead of a token (weaker: the key is a file); a "
+        "warning is logged at every start",
+    )
+    key_file: str = Field(
+        default="",
+        description="Organisation private key (PEM, mode 0600) when allow_file_key = true; "
+        "never backed up",
+    )
+    stamp_page: int = Field(
+        default=0, description="Page of the number/date stamp (0 = first, -1 = last)"
+    )
+    stamp_box: tuple[int, int, int, int] = Field(
+        default=(330, 700, 570, 790),
+        description="Stamp rectangle in PDF points (x1, y1, x2, y2; origin bottom left)",
+    )
+
+
 class DkimSection(_Section):
     selector: str = "mailsvc"
     key: str = "dkim/private.pem"
@@ -341,6 +383,7 @@ class Settings(_Section):
     dns: DnsSection = DnsSection()
     outbound: OutboundSection = OutboundSection()
     outgoing: OutgoingSection = OutgoingSection()
+    issuing: IssuingSection = IssuingSection()
     spamd: SpamdSection = SpamdSection()
     checks: ChecksSection = ChecksSection()
     alerts: AlertsSection = AlertsSection()
@@ -352,6 +395,10 @@ class Settings(_Section):
         """Resolve a configured path relative to the home directory."""
         p = Path(value)
         return p if p.is_absolute() else self.home / p
+
+    @property
+    def dispatch_address(self) -> str:
+        return (self.issuing.dispatch_address or f"phathanh@{self.server.domain}").lower()
 
     @property
     def database_url(self) -> str:

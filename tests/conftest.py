@@ -81,3 +81,13 @@ def other_db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
         url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
         migrate(url)
         yield url
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """One softhsm2 token for the session with the sample organisation key (see
+    tests/softhsm.py); returns its Token."""
+    from tests.signatures.pki import session_pki
+    from tests.softhsm import make_token
+
+    return make_token(tmp_path_factory.mktemp("softhsm"), session_pki().organisation)

@@ -585,6 +585,10 @@ def _home_exclusions(settings: Settings, output: Path) -> set[Path]:
         home / PID_FILE,
         *(home / name for name in REGENERATED),
     }
+    # The organisation key's PIN and a file key (issuing) never go into a backup.
+    for secret in (settings.issuing.pin_file, settings.issuing.key_file):
+        if secret:
+            excluded |= {settings.path(secret), settings.path(secret).resolve()}
     if database_kind(settings.database_url) == "sqlite":
         db = sqlite_path(settings.database_url)
         excluded |= {db, *(db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal"))}

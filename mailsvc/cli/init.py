@@ -90,6 +90,8 @@ DESCRIPTIONS: dict[str, str] = {
     "paths.policies": "Policy directory; empty: the packaged defaults.",
     "paths.templates": "Template directory; empty: the packaged defaults.",
     "dkim": "DKIM signing of outgoing mail.",
+    "outgoing": "The outgoing register (sổ văn bản đi): receipts, recalls.",
+    "issuing": "Issuing documents with the organisation's signature (phát hành).",
     "dkim.selector": "Selector: the DNS record is <selector>._domainkey.<domain>.",
     "dkim.key": "RSA private key (PEM).",
     "dns": "DNS lookups for SPF, DKIM and DMARC.",

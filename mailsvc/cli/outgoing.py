@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
 from mailsvc.cli import Context
 from mailsvc.cli.console import (
@@ -22,12 +23,15 @@ from mailsvc.cli.console import (
     open_session,
     parse_optional_day,
 )
+from mailsvc.db.models import Agency
 from mailsvc.notify.notices import NoticeComposer
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outgoing import export
 from mailsvc.outgoing import register as outgoing
+from mailsvc.outgoing.issuing import approve, organisation_signer
 from mailsvc.outgoing.recall import recall_document
 from mailsvc.register import export as register_export
+from mailsvc.store.blobs import BlobStore
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -251,6 +255,42 @@ def recall_cmd(ctx: Context, ref: str, reason: str, as_json: bool) -> None:
         return
     sent = ", ".join(r.recipient for r in rows) or "nobody (nothing had left the queue)"
     click.echo(f"outgoing {view['id']}: {view['state']}; recall (13) queued to {sent}")
+
+
+@outgoing_group.command("approve")
+@click.argument("ref")
+@json_option
+@pass_ctx
+def approve_cmd(ctx: Context, ref: str, as_json: bool) -> None:
+    """Issue a draft sent to the dispatch address (phát hành): the next outgoing number,
+    number and date stamped on the PDF, the organisation's signature from the token, the
+    register entry and the mail to every recipient (sent by the running server)."""
+    s = ctx.settings
+    blobs = BlobStore(s.path(s.paths.blob_root))
+    zone = display_zone(ctx)
+    with organisation_signer(s) as signer, open_session(ctx) as session:
+        document = outgoing.find_document(session, ref)
+        agency = session.scalars(
+            select(Agency).where(Agency.local.is_(True)).order_by(Agency.id)
+        ).first()
+        rows = approve(
+            session,
+            document,
+            settings=s,
+            blobs=blobs,
+            signer=signer,
+            actor=actor(),
+            agency_name=agency.name if agency is not None else s.server.domain,
+        )
+        session.commit()
+        view = outgoing.document_view(document, zone)
+    if as_json:
+        echo_json(view, ctx)
+        return
+    click.echo(
+        f"outgoing {view['id']}: issued as số {view['outgoing_number']}/{view['year']}, "
+        f"queued to {', '.join(r.recipient for r in rows)}"
+    )
 
 
 def register(group: click.Group) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from sqlalchemy.orm import Session
 
@@ -26,6 +27,7 @@ from mailsvc.message import InboundMessage
 from mailsvc.notify.exchange import read_status
 from mailsvc.outbound import queue
 from mailsvc.outbound.models import SUBMISSION
+from mailsvc.outgoing.issuing import draft_recipients
 from mailsvc.outgoing.register import OutgoingInput, RecipientInput, record_document
 from mailsvc.register.recorder import attachments_of
 from mailsvc.register.urgency import urgency_of
@@ -45,13 +47,18 @@ class SubmissionQueue:
         hostname: str,
         directory: Directory | None = None,
         wake: Callable[[], None] | None = None,
+        dispatch: str = "",
     ) -> None:
         self.is_local_domain = is_local_domain
+        self.dispatch = dispatch.lower()
         self.hostname = hostname
         self.directory = directory
         self.wake = wake
 
     def is_remote(self, recipient: str) -> bool:
+        """At another server, or the dispatch address (a draft: nothing is sent)."""
+        if self.dispatch and recipient.lower() == self.dispatch:
+            return True
         return not self.is_local_domain(recipient.rpartition("@")[2].lower())
 
     def on_accept(
@@ -62,6 +69,9 @@ class SubmissionQueue:
         records: Sequence[MessageRecord],
     ) -> None:
         key = message_key(msg)
+        if self.dispatch and any(r.recipient == self.dispatch for r in records):
+            self._draft(session, msg, verdict, [r.recipient for r in records], key)
+            return
         received = trace.received(
             helo=msg.client_helo,
             client_ip=msg.client_ip,
@@ -92,6 +102,39 @@ class SubmissionQueue:
             entry = record_document(session, document, directory=self.directory)
             log.info("%s: outgoing register entry %d", msg.queue_id, entry.id)
 
+    def _draft(
+        self,
+        session: Session,
+        msg: InboundMessage,
+        verdict: Verdict,
+        envelope: Sequence[str],
+        key: str,
+    ) -> None:
+        """A draft for the clerk to issue: registered as such, nothing queued (the other
+        envelope recipients at other servers become the draft's recipients)."""
+        recipients = draft_recipients(
+            msg,
+            envelope,
+            dispatch=self.dispatch,
+            is_local_domain=self.is_local_domain,
+            directory=self.directory,
+        )
+        base = outgoing_input(msg, verdict, [], key, force=True)
+        assert base is not None
+        document = replace(
+            base,
+            kind="issued",
+            state="draft",
+            recipients=tuple(RecipientInput(r) for r in recipients),
+        )
+        entry = record_document(session, document, directory=self.directory)
+        log.info(
+            "%s: draft %d for issuing, %d recipient(s) named",
+            msg.queue_id,
+            entry.id,
+            len(recipients),
+        )
+
     def after_commit(self) -> None:
         if self.wake is not None:
             self.wake()
@@ -102,9 +145,12 @@ def outgoing_input(
     verdict: Verdict,
     recipients: Sequence[RecipientInput],
     key: str,
+    *,
+    force: bool = False,
 ) -> OutgoingInput | None:
-    """The register entry for a sent message, or None when it is not a document."""
-    if read_status(msg.parsed) is not None:
+    """The register entry for a sent message, or None when it is not a document (unless
+    ``force``: a draft for issuing is entered whatever it looks like)."""
+    if read_status(msg.parsed) is not None and not force:
         return None
     attachments = attachments_of(msg)
     reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
@@ -116,7 +162,7 @@ def outgoing_input(
         or any(r.signed for r in reports)
         or (metadata is not None and metadata.is_official)
     )
-    if not is_document:
+    if not is_document and not force:
         return None
     subject = unicodedata.normalize("NFC", str(msg.headers.get("Subject", "") or "")).strip()
     signer = metadata.signer if metadata is not None else ""

@@ -121,8 +121,11 @@ class SmtpHandler:
         inflight: InflightTracker,
         metrics: Metrics | None = None,
         remote: RemoteRecipientLimiter | None = None,
+        dispatch: str = "",
     ) -> None:
         self.mode = mode
+        # Submission: the dispatch address (drafts to issue) is accepted for logged-in users.
+        self.dispatch = dispatch.lower()
         # Submission: recipients at other servers are accepted (and counted) when set.
         self.remote = remote
         self.lookup = lookup
@@ -167,6 +170,14 @@ class SmtpHandler:
             return replies.TOO_MANY_RECIPIENTS
         if "@" not in address:
             return replies.BAD_ADDRESS
+        if (
+            self.dispatch
+            and address.lower() == self.dispatch
+            and session.authenticated
+            and self.mode.direction is Direction.SUBMISSION
+        ):
+            envelope.rcpt_tos.append(address.lower())
+            return "250 2.1.5 OK"
         status = await self.lookup.recipient_status(address)
         if status is RecipientStatus.REMOTE:
             if not session.authenticated:

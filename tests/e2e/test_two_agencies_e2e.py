@@ -12,16 +12,22 @@ import shutil
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from email import message_from_bytes
 from email.policy import default as default_policy
+from io import BytesIO
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.serialization import Encoding
+from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import select
 
 from mailsvc.app import App
+from mailsvc.backup.archive import home_exclusions
 from mailsvc.cli import main
+from mailsvc.config import load_settings
 from mailsvc.db.models import Agency, AuditEntry, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.outbound.dkim import generate_private_key, public_key_value
@@ -30,6 +36,7 @@ from mailsvc.outbound.models import OutboundMessage
 from mailsvc.outgoing.models import OutgoingDelivery
 from mailsvc.passwords import hash_password
 from mailsvc.register.models import RegisterDocument
+from mailsvc.time import VIETNAM
 from tests.e2e.conftest import PASSWORD, RunningServer, build_app, prepare_home, wait_for
 from tests.e2e.test_exchange_e2e import _free_port
 from tests.e2e.test_smtp_core import fetch_inbox, make_message
@@ -42,6 +49,7 @@ from tests.signatures.pki import (
     session_pki,
     signed_pdf,
 )
+from tests.softhsm import Token
 
 A_DOMAIN = AGENCY_DOMAIN
 B_DOMAIN = "stc.thunghiem.gov.vn"
@@ -331,3 +339,85 @@ async def test_recall_voids_the_copy_in_whatever_folder_and_a_shows_15(
             select(AuditEntry).where(AuditEntry.action == "outgoing.recall")
         ).all()
         assert entry.actor == "cli:vanthu"
+
+
+ISSUING = """
+[issuing]
+token_label = "{token}"
+key_label = "{key}"
+cert = "{cert}"
+chain = "{chain}"
+pin_file = "{pin_file}"
+stamp_page = 0
+"""
+
+
+async def test_clerk_issues_a_draft_with_the_organisation_signature_from_the_token(
+    agencies: Agencies, softhsm: Token, tmp_path: Path
+) -> None:
+    a, b = agencies.a, agencies.b
+    pki = session_pki()
+    pin_file = a.home / "token.pin"
+    pin_file.write_text("00000000\n", encoding="utf-8")  # wrong, for now
+    pin_file.chmod(0o600)
+    with (a.home / "mailsvc.toml").open("a", encoding="utf-8") as config:
+        config.write(
+            ISSUING.format(
+                token=softhsm.label,
+                key=softhsm.key_label,
+                cert=pki.organisation.cert_path,
+                chain=pki.organisation.chain_path,
+                pin_file=pin_file,
+            )
+        )
+    # The leader signs personally and sends the draft to the dispatch address, naming B.
+    draft = make_message(A_OFFICIAL, f"phathanh@{A_DOMAIN}", subject="V/v kế hoạch năm 2027")
+    del draft["To"]
+    draft["To"] = f"phathanh@{A_DOMAIN}, {B_CLERK}"
+    personal = signed_pdf(make_pdf("Kế hoạch số 40/KH-STTTT"), pki.personal)
+    draft.add_attachment(personal, maintype="application", subtype="pdf", filename="40-KH.pdf")
+    await asyncio.to_thread(
+        msmtp_send, a, tmp_path / "msmtp", draft.as_bytes(), [f"phathanh@{A_DOMAIN}", B_CLERK]
+    )
+    [listed] = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "list", "--json"))
+    assert listed["state"] == "draft" and listed["kind"] == "issued"
+    assert [d["recipient"] for d in listed["deliveries"]] == [B_CLERK]
+    with a.sessions() as session:  # nothing left A: the draft is not mail to B
+        assert session.scalars(select(OutboundMessage)).all() == []
+
+    # A wrong PIN: refused, and the outgoing number is not used up (gapless).
+    failed = CliRunner().invoke(main, ["--home", str(a.home), "outgoing", "approve", "1"])
+    assert failed.exit_code == 1 and "cannot open token" in failed.output
+    assert "00000000" not in failed.output
+    pin_file.write_text(softhsm.pin + "\n", encoding="utf-8")
+    out = await asyncio.to_thread(_cli, a, "outgoing", "approve", "1")
+    year = datetime.now(VIETNAM).year
+    assert f"issued as số 1/{year}, queued to {B_CLERK}" in out
+
+    # B receives A's number and a valid organisation signature made in the token.
+    def registered() -> list[RegisterDocument]:
+        with b.sessions() as session:
+            return list(session.scalars(select(RegisterDocument)))
+
+    await wait_for(lambda: len(registered()) == 1, timeout=30)
+    [doc] = registered()
+    assert doc.signature_outcome == "valid", doc.signature_reason
+    assert f"Văn bản số 1/{year}" in doc.subject
+    [copy] = await asyncio.to_thread(fetch_inbox, b, B_CLERK)
+    pdf = next(
+        part.get_content()
+        for part in message_from_bytes(copy, policy=default_policy).iter_attachments()
+        if part.get_filename() == "40-KH.pdf"
+    )
+    signatures = PdfFileReader(BytesIO(pdf)).embedded_signatures
+    assert [s.field_name for s in signatures] == ["Signature1", "ChuKyToChuc"]
+    organisation = signatures[1]
+    assert organisation.signer_cert.dump() == pki.organisation.cert.public_bytes(Encoding.DER)
+    assert str(organisation.sig_object["/Reason"]) == f"Phát hành văn bản số 1/{year}"
+    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=30)
+    view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
+    assert view["outgoing_number"] == 1 and view["state"] == "sent"
+    assert view["approved_by"] == "cli:vanthu"
+    # The PIN is not in the configuration, and the backup leaves its file out.
+    assert softhsm.pin not in (a.home / "mailsvc.toml").read_text(encoding="utf-8")
+    assert pin_file in home_exclusions(load_settings(a.home))

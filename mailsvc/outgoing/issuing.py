@@ -1,0 +1,342 @@
+"""Issuing a document with the organisation's signature (phát hành, seed 004 Điều 8.4-8.5).
+
+1. An official or leader sends a personally-signed draft to the dispatch address
+   (``[issuing] dispatch_address``, default ``phathanh@<domain>``), naming the recipient
+   agencies in To/Cc (their addresses) or by agency code (mã định danh) in the text.
+   Nothing leaves: the submission becomes a ``draft`` entry of the outgoing register.
+2. The clerk approves it (``mailsvc outgoing approve ID``). In one transaction: the next
+   outgoing number of the year (gapless: the counter row is locked and only commits with
+   the rest; a failed signature rolls it back), the number and date written into the PDF
+   as a visible stamp in the organisation signature's appearance (an incremental update
+   after the personal signature, which stays valid), the organisation's PAdES signature,
+   the register entry, and one outbound-queue row per recipient. The server sends it.
+
+The organisation key lives in a PKCS#11 token (pyHanko's PKCS11Signer; tested with
+softhsm2), like the seal. A key file is accepted only with ``allow_file_key = true``
+(a warning at every start). The PIN comes from a mode-0600 file or the environment,
+never from the configuration, and neither is written to logs or backups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import stat
+from collections.abc import Iterator, Sequence
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from email.utils import format_datetime, getaddresses, make_msgid
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, update
+from sqlalchemy.orm import Session
+
+from mailsvc import audit
+from mailsvc.config import Settings
+from mailsvc.db.base import utcnow
+from mailsvc.errors import ConfigError
+from mailsvc.interfaces import Directory
+from mailsvc.message import InboundMessage
+from mailsvc.outbound.models import SUBMISSION, OutboundMessage
+from mailsvc.outbound.queue import enqueue
+from mailsvc.outgoing.models import OutgoingCounter, OutgoingDocument
+from mailsvc.outgoing.register import OutgoingError
+from mailsvc.register.numbering import insert_ignore
+from mailsvc.register.recorder import attachments_of
+from mailsvc.store.blobs import BlobStore
+from mailsvc.time import VIETNAM
+
+log = logging.getLogger(__name__)
+
+PIN_ENV = "MAILSVC_ISSUING_PIN"
+FIELD_NAME = "ChuKyToChuc"  # the organisation signature's field
+FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
+_CODE = re.compile(r"\b\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}\b")
+
+
+# --------------------------------------------------------------------------- drafts
+
+
+def draft_recipients(
+    msg: InboundMessage,
+    envelope: Sequence[str],
+    *,
+    dispatch: str,
+    is_local_domain: Any,
+    directory: Directory | None,
+) -> list[str]:
+    """The agencies a draft is for: remote envelope recipients, To/Cc addresses at other
+    domains, and agencies named by code in the text (their first known address)."""
+    found: list[str] = [r for r in envelope if r != dispatch]
+    fields = [str(v) for name in ("To", "Cc") for v in (msg.headers.get_all(name) or [])]
+    for _, address in getaddresses(fields):
+        address = address.strip().lower()
+        if "@" in address and address != dispatch:
+            if not is_local_domain(address.rpartition("@")[2]):
+                found.append(address)
+    if directory is not None:
+        body = msg.parsed.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        for code in _CODE.findall(f"{msg.headers.get('Subject', '')}\n{text}"):
+            info = directory.agency_by_code(code) if hasattr(directory, "agency_by_code") else None
+            if info is None:
+                log.warning("%s: draft names unknown agency %s", msg.queue_id, code)
+            elif info.known_addresses:
+                found.append(info.known_addresses[0])
+            elif info.domains:
+                found.append(f"vanthu@{info.domains[0]}")
+    return list(dict.fromkeys(found))
+
+
+# --------------------------------------------------------------------------- the signer
+
+
+def read_pin(settings: Settings) -> str:
+    """The token PIN: from ``pin_file`` (must be mode 0600 or stricter) or the environment."""
+    issuing = settings.issuing
+    if issuing.pin_file:
+        path = settings.path(issuing.pin_file)
+        try:
+            info = path.stat()
+        except OSError as exc:
+            raise ConfigError(f"issuing.pin_file: cannot read {path}: {exc.strerror}") from exc
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            raise ConfigError(
+                f"issuing.pin_file: {path} is readable by others (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}); chmod 600 it"
+            )
+        return path.read_text(encoding="utf-8").strip()
+    pin = os.environ.get(PIN_ENV, "")
+    if not pin:
+        raise ConfigError(f"issuing: no PIN (set issuing.pin_file or {PIN_ENV})")
+    return pin
+
+
+def check_file_key(settings: Settings) -> None:
+    """At start: a key file needs ``allow_file_key`` and always earns a warning."""
+    issuing = settings.issuing
+    if not issuing.key_file:
+        return
+    if not issuing.allow_file_key:
+        raise ConfigError(
+            "issuing.key_file is set but issuing.allow_file_key is false: the organisation "
+            "key belongs in a PKCS#11 token"
+        )
+    log.warning(
+        "issuing: the organisation key is a FILE (%s), not a PKCS#11 token; keep it like the "
+        "seal or move it to a token",
+        settings.path(issuing.key_file),
+    )
+
+
+@contextlib.contextmanager
+def organisation_signer(settings: Settings) -> Iterator[Any]:
+    """pyHanko's signer for the organisation key (PKCS#11 token, or the allowed key file)."""
+    from asn1crypto import pem
+    from asn1crypto import x509 as asn1_x509
+    from pyhanko.sign import signers
+
+    issuing = settings.issuing
+    chain: list[Any] = []
+    if issuing.chain:
+        for _, _, der in pem.unarmor(settings.path(issuing.chain).read_bytes(), multiple=True):
+            chain.append(asn1_x509.Certificate.load(der))
+    if issuing.key_file:
+        check_file_key(settings)
+        signer = signers.SimpleSigner.load(
+            str(settings.path(issuing.key_file)),
+            str(settings.path(issuing.cert)),
+            ca_chain_files=(str(settings.path(issuing.chain)),) if issuing.chain else None,
+        )
+        if signer is None:
+            raise ConfigError("issuing: cannot load key_file / cert")
+        yield signer
+        return
+    from pyhanko.config.pkcs11 import TokenCriteria
+    from pyhanko.sign import pkcs11
+
+    if not issuing.token_label or not issuing.key_label:
+        raise ConfigError("issuing: token_label and key_label are needed (or allow_file_key)")
+    cert = None
+    if issuing.cert:
+        _, _, der = pem.unarmor(settings.path(issuing.cert).read_bytes())
+        cert = asn1_x509.Certificate.load(der)
+    try:
+        session = pkcs11.open_pkcs11_session(
+            issuing.pkcs11_module,
+            token_criteria=TokenCriteria(label=issuing.token_label),
+            user_pin=read_pin(settings),
+        )
+    except Exception as exc:  # adapter boundary: the token library's own errors
+        raise ConfigError(f"issuing: cannot open token {issuing.token_label!r}: {exc}") from exc
+    try:
+        yield pkcs11.PKCS11Signer(
+            session,
+            key_label=issuing.key_label,
+            cert_label=None if cert is not None else issuing.key_label,
+            signing_cert=cert,
+            ca_chain=chain,
+        )
+    finally:
+        session.close()
+
+
+def _font() -> Path:
+    for directory in FONT_DIRS:
+        candidate = directory / "DejaVuSans.ttf"
+        if candidate.exists():
+            return candidate
+    raise ConfigError("DejaVuSans.ttf not found; install fonts-dejavu-core")
+
+
+def stamp_and_sign(pdf: bytes, signer: Any, settings: Settings, stamp: dict[str, str]) -> bytes:
+    """Number and date in a visible stamp, then the organisation's PAdES signature, in one
+    incremental update after whatever signatures the draft carries."""
+    from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.pdf_utils.text import TextBoxStyle
+    from pyhanko.sign import fields, signers
+    from pyhanko.stamp import TextStampStyle
+
+    issuing = settings.issuing
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    style = TextStampStyle(
+        stamp_text="Số: %(number)s\nNgày ban hành: %(date)s\nKý bởi: %(signer)s",
+        text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(_font())), font_size=9),
+    )
+    pdf_signer = signers.PdfSigner(
+        signers.PdfSignatureMetadata(
+            field_name=FIELD_NAME,
+            subfilter=fields.SigSeedSubFilter.PADES,
+            reason=f"Phát hành văn bản số {stamp['number']}",
+        ),
+        signer=signer,
+        stamp_style=style,
+        new_field_spec=fields.SigFieldSpec(
+            sig_field_name=FIELD_NAME, on_page=issuing.stamp_page, box=issuing.stamp_box
+        ),
+    )
+    out = BytesIO()
+    pdf_signer.sign_pdf(writer, output=out, appearance_text_params=stamp)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- approval
+
+
+def next_outgoing_number(session: Session, year: int) -> int:
+    """Take the next outgoing number (số đi) of ``year``; gapless (the row stays locked,
+    and a rollback returns the number)."""
+    bump = (
+        update(OutgoingCounter)
+        .where(OutgoingCounter.year == year)
+        .values(last_number=OutgoingCounter.last_number + 1, updated_at=utcnow())
+        .returning(OutgoingCounter.last_number)
+        .execution_options(synchronize_session=False)
+    )
+    number = session.execute(bump).scalar_one_or_none()
+    if number is None:
+        table = OutgoingCounter.__table__
+        assert isinstance(table, Table)
+        insert_ignore(
+            session, table, {"year": year, "last_number": 0, "updated_at": utcnow()}, ["year"]
+        )
+        number = session.execute(bump).scalar_one()
+    return int(number)
+
+
+def approve(
+    session: Session,
+    document: OutgoingDocument,
+    *,
+    settings: Settings,
+    blobs: BlobStore,
+    signer: Any,
+    actor: str,
+    agency_name: str,
+) -> list[OutboundMessage]:
+    """Number, stamp, sign, register and queue a draft (see the module docstring)."""
+    if document.kind != "issued" or document.state != "draft":
+        raise OutgoingError(f"outgoing document {document.id} is not a draft waiting for approval")
+    if not document.deliveries:
+        raise OutgoingError(f"draft {document.id} names no recipient agency")
+    raw = blobs.get(document.blob_sha256)
+    draft = InboundMessage("", "", (), raw, utcnow())
+    files = attachments_of(draft)
+    main = next((a for a in files if a.role == "main"), None)
+    if main is None or main.data is None or not main.filename.lower().endswith(".pdf"):
+        raise OutgoingError(f"draft {document.id} has no PDF document to sign")
+    now = utcnow()
+    local = now.astimezone(VIETNAM)
+    year = local.year
+    number = next_outgoing_number(session, year)
+    number_text = f"{number}/{year}"
+    signed = stamp_and_sign(
+        main.data,
+        signer,
+        settings,
+        {"number": number_text, "date": local.strftime("%d/%m/%Y"), "signer": agency_name},
+    )
+    dispatch = settings.dispatch_address
+    recipients = [line.recipient for line in document.deliveries]
+    message = EmailMessage(policy=SMTP_POLICY)
+    message["From"] = f"{agency_name} <{dispatch}>"
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = f"Văn bản số {number_text}: {document.abstract or document.subject}"[:200]
+    message["Date"] = format_datetime(local)
+    message["Message-ID"] = make_msgid(domain=settings.server.hostname)
+    message["X-Mailsvc-Outgoing-Number"] = number_text
+    message.set_content(
+        f"{agency_name} gửi văn bản số {number_text} ngày {local.strftime('%d/%m/%Y')}"
+        f"{' (' + document.number_notation + ')' if document.number_notation else ''}.\n"
+        f"Trích yếu: {document.abstract or document.subject}\n"
+    )
+    message.add_attachment(signed, maintype="application", subtype="pdf", filename=main.filename)
+    for extra in files:
+        if extra is main or extra.role == "signature" or extra.data is None:
+            continue
+        kind, _, sub = extra.content_type.partition("/")
+        message.add_attachment(extra.data, maintype=kind, subtype=sub, filename=extra.filename)
+    data = message.as_bytes(policy=SMTP_POLICY)
+    sha = hashlib.sha256(data).hexdigest()
+    blobs.put(data, sha)
+    message_id = str(message["Message-ID"])
+    key = hashlib.sha256(f"{message_id}\0{sha}".encode()).hexdigest()
+    rows = []
+    for line in document.deliveries:
+        row = enqueue(
+            session,
+            data,
+            line.recipient,
+            kind=SUBMISSION,
+            about=message_id,
+            # Receipts and bounces go back to the official who drafted it.
+            sender=document.sender,
+            message_key=key,
+        )
+        line.outbound_id = row.id
+        rows.append(row)
+    document.outgoing_number = number
+    document.year = year
+    document.state = "sent"
+    document.sent_at = now
+    document.approved_by = actor
+    document.message_id = message_id
+    document.message_key = key
+    document.blob_sha256 = sha
+    document.main_sha256 = hashlib.sha256(signed).hexdigest()
+    audit.record(
+        session,
+        actor,
+        "outgoing.approve",
+        f"outgoing {document.id}",
+        {"number": number_text, "message_id": message_id, "recipients": recipients},
+    )
+    session.flush()
+    log.info("outgoing %d issued as %s to %d recipient(s)", document.id, number_text, len(rows))
+    return rows
