@@ -101,6 +101,7 @@ async def blast(
     for item in messages:
         pending.put_nowait(item)
     started: dict[str, float] = {}
+    retried: list[int] = []
 
     async def worker() -> None:
         client = aiosmtplib.SMTP(
@@ -115,14 +116,23 @@ async def blast(
                     message_id, data = pending.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                started[message_id] = time.time()
-                errors, _ = await client.sendmail(OFFICIAL, [RCPT], data)
+                started.setdefault(message_id, time.time())
+                try:
+                    errors, _ = await client.sendmail(OFFICIAL, [RCPT], data)
+                except aiosmtplib.SMTPResponseException as exc:
+                    if not 400 <= exc.code < 500:
+                        raise
+                    pending.put_nowait((message_id, data))  # try again later, as a client would
+                    retried.append(exc.code)
+                    continue
                 if errors:
                     raise RuntimeError(errors)
         finally:
             await client.quit()
 
     await asyncio.gather(*(worker() for _ in range(sessions)))
+    if retried:
+        print(f"  {len(retried)} submissions answered 4xx and were sent again", file=sys.stderr)
     return started
 
 

@@ -121,7 +121,7 @@ class DsnComposer:
         del status["MIME-Version"]
         per_message = Message()
         per_message["Reporting-MTA"] = f"dns; {self.hostname}"
-        per_message["Arrival-Date"] = format_datetime(queued_at)
+        per_message["Arrival-Date"] = format_datetime(queued_at.astimezone(VIETNAM))
         status.attach(per_message)
         for r in recipients:
             block = Message()
@@ -130,7 +130,7 @@ class DsnComposer:
             block["Status"] = "4.4.7" if delayed and not r.status.startswith("4") else r.status
             block["Diagnostic-Code"] = f"smtp; {_one_line(r.diagnostic)}"
             if delayed and give_up_at is not None:
-                block["Will-Retry-Until"] = format_datetime(give_up_at)
+                block["Will-Retry-Until"] = format_datetime(give_up_at.astimezone(VIETNAM))
             status.attach(block)
         report.attach(status)  # type: ignore[arg-type]
 

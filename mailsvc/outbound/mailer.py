@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 # The folder a recalled document's copy is moved to: "Thu hồi" in IMAP's modified UTF-7.
 RECALLED_FOLDER = "Thu h&HtM-i"
 PARALLEL = 8  # deliveries at once
+OBSERVE_SECONDS = 1.0  # queue gauges refreshed at most this often
 
 
 class DeliveryError(MailsvcError):
@@ -233,7 +235,8 @@ class Mailer:
         self.transport = transport
         self.submission = submission or SubmissionPolicy()
         self.dsn = dsn
-        self.metrics = metrics  # queue depth and oldest age, after every pass
+        self.metrics = metrics  # queue depth and oldest age, after a pass (once a second)
+        self._observed = float("-inf")
         self.on_settled: SettledHook | None = None
         self.signer = signer  # mailsvc.outbound.dkim signer, when a DKIM key is configured
         self.sessions = sessions  # None: no queue, one attempt at once (tools)
@@ -315,7 +318,8 @@ class Mailer:
                 *(self._attempt_remote(group) for group in groups),
             )
         upcoming = await asyncio.to_thread(self._next_due)
-        if self.metrics is not None:
+        if self.metrics is not None and time.monotonic() - self._observed >= OBSERVE_SECONDS:
+            self._observed = time.monotonic()
             await asyncio.to_thread(self._observe)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)

@@ -204,6 +204,7 @@ def stamp_and_sign(pdf: bytes, signer: Any, settings: Settings, stamp: dict[str,
     from pyhanko.stamp import TextStampStyle
 
     issuing = settings.issuing
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # font subsetting chatter
     writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     style = TextStampStyle(
         stamp_text="Số: %(number)s\nNgày ban hành: %(date)s\nKý bởi: %(signer)s",
