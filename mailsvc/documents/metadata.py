@@ -198,7 +198,7 @@ def _is_upper(text: str, ratio: float = 0.9) -> bool:
     return sum(ch.isupper() for ch in letters) >= ratio * len(letters)
 
 
-_GLUED_LINE = 300  # a longer line holding a header or a signature block is a glued document
+_GLUED_LINE = 200  # a longer line holding a header or a signature block is a glued document
 _GLUE_ANCHOR = re.compile(
     r"(?<=\s)(?=V\s*/\s*[Vv](?![^\W\d_])|Kính\s+gửi|Căn\s+cứ|Xét\s+đề\s+nghị|Theo\s+đề\s+nghị|"
     r"Nơi\s+nhận|Điều\s+\d+\s*\.|Ngày\s+\d|Số\s*[:.]?\s*[\d.…_/]|"
@@ -683,9 +683,9 @@ def _place_word(word: str) -> bool:
 def _place_before(zone: str, pos: int) -> tuple[str, int]:
     """The place name ("Đắk Nông", "Phan Rang-Tháp Chàm") ending with a comma before pos.
 
-    A place never spans a full stop, nor a line break unless the line above holds nothing
-    but the start of the name ("Đắk" / "Nông, ngày ..."): the last words of an abstract
-    right above the place and date line stay in the abstract (pattern "place-line").
+    A place never spans a full stop, nor a line break unless a two-word name was broken in
+    two ("Đắk" / "Nông, ngày ..."): the last words of an abstract right above the place and
+    date line ("... với LB Nga", "... Liên bang / Đức") stay in it (pattern "place-line").
     """
     offset = max(0, pos - 80)  # a place name is a few words; never rescan the whole zone
     head = zone[offset:pos].rstrip()
@@ -696,7 +696,7 @@ def _place_before(zone: str, pos: int) -> tuple[str, int]:
     above_start = body.rfind("\n", 0, max(0, line_start - 1)) + 1
     above = body[above_start : line_start - 1] if line_start else ""
     words = body[line_start:].split()
-    if above and " " not in above.strip() and _place_word(above.strip()) and words:
+    if above and " " not in above.strip() and _place_word(above.strip()) and len(words) == 1:
         words = [above.strip(), *words]  # the extractor broke the place name itself
     taken: list[str] = []
     for word in reversed(words):
