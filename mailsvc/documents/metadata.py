@@ -454,7 +454,7 @@ _UNIT = re.compile(
     r"\s(?=(?:SỞ|BAN(?!\s+(?:NHÂN\s+DÂN|CHẤP\s+HÀNH|THƯỜNG\s+VỤ))|VĂN\s+PHÒNG|PHÒNG|CHI\s+CỤC|"
     r"TỔNG\s+CỤC|CỤC|VỤ|VIỆN|TRUNG\s+TÂM|ĐẢNG\s+ỦY|ỦY\s+BAN\s+KIỂM\s+TRA|UBKT|TRƯỜNG|BỆNH\s+VIỆN|CÔNG\s+AN|"
     r"BỘ\s+CHỈ\s+HUY|THANH\s+TRA|KHO\s+BẠC|ĐÀI|BÁO|HỘI|LIÊN\s+ĐOÀN|ĐOÀN|ĐẢNG\s+ĐOÀN|"
-    r"BAN\s+CÁN\s+SỰ|CHI\s+BỘ|UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|TỔNG\s+CÔNG\s+TY|CÔNG\s+TY)\s"
+    r"BAN\s+CÁN\s+SỰ|CHI\s+BỘ|THƯỜNG\s+TRỰC|UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|TỔNG\s+CÔNG\s+TY|CÔNG\s+TY)\s"
     r"|(?:TỈNH|THÀNH|HUYỆN|QUẬN|THỊ)\s+ỦY(?:\s|$))"
 )
 
@@ -659,7 +659,9 @@ def _parse_issued(zone: str) -> tuple[date | None, str, tuple[int, int] | None]:
 
 
 # The date line of a draft, day and month left blank (pattern "draft").
-_BLANK_DATE = re.compile(r"ngày[\s.…_]*tháng[\s.…_]*năm\s*(?:\d{4}|[.…_]+)", re.IGNORECASE)
+_BLANK_DATE = re.compile(
+    r"ngày[\s.…_]*tháng[\s.…_]*(?:\d{1,2}\s*)?năm\s*(?:\d{4}|[.…_]+)", re.IGNORECASE
+)
 
 
 # Lowercase words inside a place name: "Thành phố Hồ Chí Minh", "Thị xã Sơn Tây".
@@ -893,7 +895,9 @@ def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
             continue
         if line == "---" or _HARD_STOP.match(folded):
             break
-        if parts and (_BODY_START.match(folded) or _HEADER_STOP.match(folded)):
+        if parts and (
+            _BODY_START.match(folded) or _HEADER_STOP.match(folded) or line.endswith(":")
+        ):
             break
         if _is_upper(line) and (
             _AUTHORITY.match(folded) or (agency and _collapse(folded).startswith(agency))
@@ -1355,7 +1359,8 @@ def extract_metadata(
     issued, place, date_span = _parse_issued(zone)
     if issued:
         sources["issued_date"] = "header"
-    if place:
+    if place and date_span:  # as printed ("Thanh Hoá"), like the agency
+        place = _collapse(doc.text[date_span[0] : date_span[0] + len(place)])
         sources["issued_place"] = "header"
 
     remove = [s for s in (number_span, date_span) if s]
