@@ -154,8 +154,13 @@ _SEPARATOR = re.compile(r"^[-_*=~.•·|+#\s]+$")
 _DETACHED_MARK = re.compile("[ \u00a0]+(?=[\u0300-\u036f])")
 
 
+_COMBINING = re.compile("[\u0300-\u036f]")
+
+
 def _clean(text: str) -> str:
-    text = unicodedata.normalize("NFC", _DETACHED_MARK.sub("", text[:_MAX_TEXT]))
+    text = unicodedata.normalize("NFC", text[:_MAX_TEXT])
+    if _COMBINING.search(text):  # marks NFC could not compose: detached by a space
+        text = unicodedata.normalize("NFC", _DETACHED_MARK.sub("", text))
     text = _DASHES.sub("-", _SPACES.sub(" ", _INVISIBLE.sub("", text)))
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     return text.replace("**", "").replace("__", "")
@@ -215,13 +220,15 @@ def _unglue(text: str) -> str:
     gửi", "Căn cứ", "Nơi nhận" and its list, the "KT."/"TM." titles, "(Đã ký)", and the runs
     of uppercase words (agency names, type headings, titles) start lines of their own.
     """
-    if len(text) <= _GLUED_LINE:
-        return text
+    if len(text) <= _GLUED_LINE or text.count("\n") * _GLUED_LINE > len(text):
+        return text  # lines of ordinary length: not a glued document
     out: list[str] = []
     for line in text.split("\n"):
         head = line[:600]
         glued = len(line) > _GLUED_LINE and (
-            _MOTTOS.search(head) or _NUMBER.search(head) or _NOI_NHAN.search(line)
+            ("Số" in head and _NUMBER.search(head))
+            or _MOTTOS.search(head)
+            or ("N" in line and _NOI_NHAN.search(line))
         )
         out.append(_break_glued(line) if glued else line)
     return "\n".join(out)
@@ -938,10 +945,10 @@ def _abstract_run_end(doc: _Doc, first: int) -> int:
             or _HARD_STOP.match(folded)
             or _HEADER_STOP.match(folded)
             or _BODY_START.match(folded)
-            or (_is_upper(line) and _AUTHORITY.match(folded))
+            or (_AUTHORITY.match(folded) and _is_upper(line))
         ):
             return i if taken else -1
-        if len(line) > _ABSTRACT_LINE or line[-1] in ".;:!?" or _is_upper(line) or taken >= 6:
+        if len(line) > _ABSTRACT_LINE or line[-1] in ".;:!?" or taken >= 6 or _is_upper(line):
             return -1
         taken += 1
     return -1
@@ -1109,7 +1116,8 @@ def _parse_signer(doc: _Doc, start: int, nn: int) -> tuple[str, str, str]:
         lo, hi = max(start, nn - 15), min(len(doc.lines), nn + 60)
     else:  # no recipients' list: the block ends the document
         lo, hi = max(start, len(doc.lines) - 80), len(doc.lines)
-    block = _signature_block(doc.lines[lo : min(len(doc.lines), hi + 5)])
+    end = min(len(doc.lines), hi + 5)
+    block = _signature_block(doc.lines[lo:end], doc.folded_lines[lo:end])
     found = _titled_signer(block, hi - lo)
     if found:
         return found[0], found[1], "signature"
@@ -1143,41 +1151,57 @@ class _Block:
 _SIGNED_MARK = re.compile(r"[\[(]?\s*đã\s+ký\s*[\])]?", re.IGNORECASE)
 
 
-def _signature_block(raw: Sequence[str]) -> _Block:
+def _signature_block(raw: Sequence[str], raw_folded: Sequence[str]) -> _Block:
     """Lines as printed become lines to read (pattern "signature").
 
     "CHÁNH VĂN PHÒNGThái Hữu Phép" (title and name glued by the text layer) becomes two
     lines; a signed marker beside a name ("Tố Hữu (Đã ký)") is taken off and remembered.
     """
     lines: list[str] = []
+    folded: list[str] = []
     signed: list[bool] = []
     marker_above = False
-    for line in raw:
-        mark = _SIGNED_MARK.search(line) if "ký" in line.lower() else None
+    for line, line_folded in zip(raw, raw_folded, strict=True):
+        mark = _SIGNED_MARK.search(line) if ("ký" in line or "KÝ" in line) else None
         if mark and not _SIGNED_MARK.sub("", line).strip(" .,;:"):
             marker_above = True  # a line of its own: it marks the name below
             lines.append(line)
+            folded.append(line_folded)
             signed.append(False)
             continue
         if mark and (mark.start() == 0 or mark.end() == len(line)):
             line = _collapse(_SIGNED_MARK.sub(" ", line))
+            line_folded = fold_tones(line)
             is_signed = True
         else:
             is_signed = marker_above and bool(line)
         if line:
             marker_above = False
-        for piece in _unglue_name(line):
-            lines.append(piece)
-            signed.append(is_signed)
-    return _Block(tuple(lines), tuple(fold_tones(x) for x in lines), tuple(signed))
+        pieces = _unglue_name(line)
+        lines.extend(pieces)
+        folded.extend([line_folded] if len(pieces) == 1 else [fold_tones(p) for p in pieces])
+        signed.extend([is_signed] * len(pieces))
+    return _Block(tuple(lines), tuple(folded), tuple(signed))
+
+
+_UPPER = "".join(
+    ch
+    for ch in map(chr, [*range(0x41, 0x5B), *range(0xC0, 0x250), *range(0x1E00, 0x1F00)])
+    if ch.isupper()
+)
+_LOWER = "".join(ch.lower() for ch in _UPPER if ch.lower() != ch)
+# an uppercase word running straight into a capitalised one: "PHÒNGThái"
+_GLUED_NAME = re.compile(f"[{_UPPER}]{{2}}(?=[{_UPPER}][{_LOWER}])")
 
 
 def _unglue_name(line: str) -> tuple[str, ...]:
     """("CHÁNH VĂN PHÒNG", "Thái Hữu Phép") from "CHÁNH VĂN PHÒNGThái Hữu Phép"."""
-    for i in range(2, len(line) - 1):
-        if line[i].isupper() and line[i + 1].islower() and line[i - 1].isupper():
-            if line[i - 2].isupper() and _name_of(line[i:], strict=True):
-                return line[:i].rstrip(), line[i:]
+    if len(line) > 90:  # a title and a name: a short line
+        return (line,)
+    for match in _GLUED_NAME.finditer(line):
+        cut = match.end()
+        if _name_of(line[cut:], strict=True):
+            return line[:cut].rstrip(), line[cut:]
     return (line,)
 
 
