@@ -13,6 +13,15 @@ one line or interleaved, table cells become "|" lines, words are spread with ext
 spaces. Every rule below therefore works on whitespace-tolerant patterns over small
 zones (the header before the type heading, the signature block near "Nơi nhận")
 rather than on exact lines.
+
+Documents as really published add their own damage, each handled by a named rule (the
+pattern names are those of tests/documents/metadata_patterns.py): the place and date line
+right under an abstract (``_place_before``), dates cited in an abstract (``_strip_date``),
+"TỔNG CỤC" inside agency names (``_split_levels``), long place names (``_place_word``),
+signature blocks glued, wrapped or marked "(Đã ký)" (``_signature_block``), "V/v" and
+"Về việc" forms and long abstracts (``_vv_abstract``, ``_abstract_run_end``), drafts
+(``_DRAFT_STAMP``, ``_BLANK_DATE``), text-layer damage (``_repair_notation``, ``_spaced``,
+``_DETACHED_MARK``) and documents published on one line (``_unglue``).
 """
 
 from __future__ import annotations
