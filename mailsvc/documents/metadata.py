@@ -1156,8 +1156,10 @@ class _Block:
     signed: tuple[bool, ...]  # the line carried, or sits right under, a "(Đã ký)" marker
 
 
-# "(Đã ký)", "(đã ký)", "Đã ký", "[Đã ký]" beside a name or on a line of its own
-_SIGNED_MARK = re.compile(r"[\[(]?\s*đã\s+ký\s*[\])]?", re.IGNORECASE)
+# "(Đã ký)", "(đã ký)", "Đã ký", "[Đã ký]", "(Đã ký và đóng dấu)" beside a name or alone
+_SIGNED_MARK = re.compile(
+    r"[\[(]?\s*đã\s+ký(?:\s+(?:số|tên|và\s+đóng\s+dấu))?\s*[\])]?", re.IGNORECASE
+)
 
 
 def _signature_block(raw: Sequence[str], raw_folded: Sequence[str]) -> _Block:

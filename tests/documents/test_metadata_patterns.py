@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
+from mailsvc.documents.extract import TextExtractor
 from mailsvc.documents.metadata import extract_metadata
+from mailsvc.message import InboundMessage
+from mailsvc.pipeline.classification import ClassificationStage
+from mailsvc.policy.classification import load_classification_policy
+from mailsvc.verdict import Status
 from tests.documents.metadata_patterns import (
     CASES,
     FIELDS,
@@ -15,6 +21,9 @@ from tests.documents.metadata_patterns import (
     PatternCase,
     observed,
 )
+from tests.documents.samples import PDF_TYPE, attach, make_pdf, message
+
+POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "classification.yaml"
 
 ALL = CASES + HELD_OUT
 
@@ -115,3 +124,29 @@ def test_signed_marker_never_makes_a_title() -> None:
     assert (meta.signer, meta.signer_title) == ("Nguyễn Văn Tư", "")
     meta = extract_metadata(base + "Nội dung, đã ký kết hợp đồng với Công ty A.\n")
     assert meta.signer == ""
+    meta = extract_metadata(base + "GIÁM ĐỐC\nNguyễn Văn Tư (Đã ký và đóng dấu)\n")
+    assert (meta.signer, meta.signer_title) == ("Nguyễn Văn Tư", "GIÁM ĐỐC")
+    meta = extract_metadata(base + "Nội dung.\nTrần Thị Năm [Đã ký số]\n")
+    assert (meta.signer, meta.signer_title) == ("Trần Thị Năm", "")
+
+
+async def test_published_patterns_are_not_classified() -> None:
+    """None of the published-document texts carries a marking: the classification stage,
+    with the extra categories on, passes each one as a mail body and as a PDF."""
+    policy = load_classification_policy(POLICY_FILE)
+    extra = policy.categories["khieu-nai-to-cao"].model_copy(update={"enabled": True})
+    categories = {**policy.categories, "khieu-nai-to-cao": extra}
+    policy = policy.model_copy(update={"categories": categories})
+    stage = ClassificationStage(policy, TextExtractor(executor=None), executor=None)
+    for case in ALL:
+        msg = message(subject="Gửi văn bản", body=case.text)
+        attach(msg, make_pdf(case.text), f"{case.name}.pdf", PDF_TYPE)
+        inbound = InboundMessage(
+            queue_id="Q1",
+            mail_from="vanthu@ubnd.example.vn",
+            rcpt_tos=("vanthu@stttt.example.vn",),
+            raw=msg.as_bytes(),
+            received_at=datetime.now(UTC),
+        )
+        (finding,) = await stage.inspect(inbound)
+        assert (finding.status, finding.reason) == (Status.PASS, "no-marking"), case.name
