@@ -213,6 +213,7 @@ def _is_upper(text: str, ratio: float = 0.9) -> bool:
 
 
 _GLUED_LINE = 200  # a longer line holding a header or a signature block is a glued document
+_GLUED_SIGNATURE = 60  # "Nơi nhận: - Lưu: VT. GIÁM ĐỐC (Đã ký) name" on one line is longer
 _GLUE_ANCHOR = re.compile(
     r"(?<=\s)(?=V\s*/\s*[Vv](?![^\W\d_])|Kính\s+gửi|Căn\s+cứ|Xét\s+đề\s+nghị|Theo\s+đề\s+nghị|"
     r"Nơi\s+nhận|Điều\s+\d+\s*\.|Ngày\s+\d|Số\s*[:.]?\s*[\d.…_/]|"
@@ -224,23 +225,32 @@ _LIST_ITEM = re.compile(r"(?<=\s)(?=[-+]\s+\w)")
 def _unglue(text: str) -> str:
     """Break a document published on one line back into lines (pattern "glued").
 
-    Some databases publish a whole document with no line break. Its header fields and its
-    signature block are found again by their own patterns: the mottos, "Số", "V/v", "Kính
+    Some databases publish a whole document with no line break, or glue its header or its
+    signature block into one line above or below ordinary paragraphs. The header fields and
+    the signature block are found again by their own patterns: the mottos, "Số", "V/v", "Kính
     gửi", "Căn cứ", "Nơi nhận" and its list, the "KT."/"TM." titles, "(Đã ký)", and the runs
     of uppercase words (agency names, type headings, titles) start lines of their own.
     """
-    if len(text) <= _GLUED_LINE or text.count("\n") * _GLUED_LINE > len(text):
-        return text  # lines of ordinary length: not a glued document
-    out: list[str] = []
-    for line in text.split("\n"):
+    if len(text) <= _GLUED_LINE:
+        return text
+    lines = text.split("\n")
+    candidates: Iterable[int]
+    if text.count("\n") * _GLUED_LINE <= len(text):  # lines average over 200 characters
+        candidates = range(len(lines))
+    else:  # a header or a signature block glued at either end of ordinary lines
+        nonblank = [i for i, line in enumerate(lines) if line.strip()]
+        candidates = sorted({*nonblank[:3], *nonblank[-3:]})
+        if all(len(lines[i]) <= _GLUED_SIGNATURE for i in candidates):
+            return text
+    for i in candidates:
+        line = lines[i]
         head = line[:600]
-        glued = len(line) > _GLUED_LINE and (
-            ("Số" in head and _NUMBER.search(head))
-            or _MOTTOS.search(head)
-            or ("N" in line and _NOI_NHAN.search(line))
-        )
-        out.append(_break_glued(line) if glued else line)
-    return "\n".join(out)
+        if (
+            len(line) > _GLUED_LINE
+            and (("Số" in head and _NUMBER.search(head)) or _MOTTOS.search(head))
+        ) or (len(line) > _GLUED_SIGNATURE and "N" in line and _NOI_NHAN.search(line)):
+            lines[i] = _break_glued(line)
+    return "\n".join(lines)
 
 
 def _break_glued(line: str) -> str:

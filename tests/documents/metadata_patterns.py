@@ -1156,6 +1156,32 @@ Nguyễn Thị Bích
     ),
     PatternCase(
         "glued",
+        "qd-header-and-signature-glued-body-lines",
+        "UBND TỈNH TUYÊN QUANG CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM SỞ THÔNG TIN VÀ TRUYỀN "
+        "THÔNG Độc lập - Tự do - Hạnh phúc Số: 312/QĐ-STTTT Tuyên Quang, ngày 14 tháng 9 năm "
+        "2021 QUYẾT ĐỊNH Về việc ban hành Quy chế quản lý hệ thống thư điện tử công vụ GIÁM "
+        "ĐỐC SỞ THÔNG TIN VÀ TRUYỀN THÔNG\n"
+        "Căn cứ Quyết định số 12/2016/QĐ-UBND của UBND tỉnh Tuyên Quang;\n"
+        "Xét đề nghị của Trưởng phòng Công nghệ thông tin,\n"
+        "QUYẾT ĐỊNH:\n"
+        "Điều 1. Ban hành kèm theo Quyết định này Quy chế quản lý hệ thống thư điện tử công "
+        "vụ.\n"
+        "Điều 2. Quyết định này có hiệu lực kể từ ngày ký.\n"
+        "Nơi nhận: - Như Điều 2; - Lưu: VT, CNTT. GIÁM ĐỐC (Đã ký) Hà Thị Hồng Lan",
+        _fields(
+            "SỞ THÔNG TIN VÀ TRUYỀN THÔNG",
+            "UBND TỈNH TUYÊN QUANG",
+            "312/QĐ-STTTT",
+            "2021-09-14",
+            "Tuyên Quang",
+            "Quyết định",
+            "Về việc ban hành Quy chế quản lý hệ thống thư điện tử công vụ",
+            "Hà Thị Hồng Lan",
+            "GIÁM ĐỐC",
+        ),
+    ),
+    PatternCase(
+        "glued",
         "cv-tong-cuc-one-line-da-ky",
         "BỘ TÀI CHÍNH TỔNG CỤC THUẾ CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM Độc lập - Tự do - "
         "Hạnh phúc Số: 3012/TCT-KK Hà Nội, ngày 04 tháng 8 năm 2022 V/v hoàn thuế giá trị "
