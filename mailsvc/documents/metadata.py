@@ -831,7 +831,7 @@ def _vv_abstract(
         line = lines[i]
         match = _VV.search(line)
         lead = "V/v "
-        if not match and about:
+        if not match and about and i < zone_end:  # never a sentence of the body
             match = _ABOUT.match(line)
             lead = match.group(0).strip() + " " if match else ""
         if not match or "Căn cứ" in line[: match.start()]:

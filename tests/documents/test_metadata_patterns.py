@@ -110,6 +110,16 @@ def test_glued_document_with_no_motto_is_read_by_its_number() -> None:
     assert (meta.signer, meta.signer_title) == ("Trương Văn Nơi", "GIÁM ĐỐC")
 
 
+def test_ve_viec_in_the_body_is_no_abstract() -> None:
+    text = (
+        "UBND TỈNH X\nSỞ Y\nSố: 3/SY-VP\nHà Nội, ngày 05 tháng 12 năm 2018\n"
+        "Kính gửi: Các phòng\nVề việc này, Sở đề nghị các phòng báo cáo.\n"
+    )
+    meta = extract_metadata(text)
+    assert meta.abstract == ""
+    assert meta.doc_type == "Công văn"  # from the notation, as before
+
+
 def test_draft_is_still_an_official_document_without_number() -> None:
     case = next(c for c in CASES if c.name == "ttr-vpcp-draft")
     meta = extract_metadata(case.text)
