@@ -432,7 +432,7 @@ async def check_spf(
     if outcome in (SpfResult.PERMERROR, SpfResult.TEMPERROR):
         detail = f"{domain}: {getattr(query, 'prob', '') or text}"
     else:
-        detail = f"{domain}: {result} for {ip}"
+        detail = f"{domain}: {result} for {ip}" + (f": {explanation}" if explanation else "")
     return SpfOutcome(outcome, domain, identity, detail, query.lookups, explanation)
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,7 @@ from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.pipeline.authentication import (
     AuthenticationStage,
     DkimSignatureResult,
+    SpfOutcome,
     check_spf,
     format_authentication_results,
     organisational_domain,
@@ -109,6 +110,19 @@ def dns(keys: Keys) -> Iterator[DnsTestServer]:
     server.fail("k1._domainkey.servfail.example.com", "servfail")
     server.fail("_dmarc.dnsdown.example", "servfail")
     add("dnsdown.example", "TXT", "v=spf1 -all")
+    # ptr: 198.51.100.77 names two hosts; the first one's A lookup fails (RFC 7208 5.5)
+    add("77.100.51.198.in-addr.arpa", "PTR", "broken.ptr.example.net.")
+    add("77.100.51.198.in-addr.arpa", "PTR", "mail.elsewhere.example.org.")
+    server.fail("broken.ptr.example.net", "servfail")
+    add("mail.elsewhere.example.org", "A", "198.51.100.77")
+    add("ptr.example.net", "TXT", "v=spf1 ptr -all")
+    add("elsewhere.example.org", "TXT", "v=spf1 ptr -all")
+    server.fail("78.100.51.198.in-addr.arpa", "servfail")  # the PTR lookup itself fails
+    # exp= with the sender's local part: the case MAIL FROM was sent in is kept
+    add("case.example.net", "TXT", "v=spf1 -all exp=why.case.example.net")
+    add("why.case.example.net", "TXT", "%{l} may not send from %{i}")
+    # an IDN sender domain (bộ.example.vn), published in A-label form
+    add("xn--b-8xm.example.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} -all")
     yield server
     server.stop()
 
@@ -606,6 +620,48 @@ async def test_spf_lookup_limit_counts(resolver: DnsResolver) -> None:
     outcome = await check_spf(resolver, SENDER_IP, "a@loop0.example.net", "h")
     assert "more than 10" in outcome.detail
     assert outcome.lookups == 11
+
+
+async def test_ptr_skips_a_name_whose_address_lookup_fails(resolver: DnsResolver) -> None:
+    """RFC 7208 5.5: a DNS error on one PTR name's A lookup skips that name, no temperror.
+
+    Both names are looked at whatever order DNS gives them in: for ptr.example.net
+    neither matches (broken.ptr... is skipped), for elsewhere.example.org the other does.
+    """
+    outcome = await check_spf(resolver, "198.51.100.77", "a@ptr.example.net", "h")
+    assert outcome.result.value == "fail", outcome.detail
+    outcome = await check_spf(resolver, "198.51.100.77", "a@elsewhere.example.org", "h")
+    assert outcome.result.value == "pass", outcome.detail
+
+
+async def test_ptr_lookup_error_is_no_match(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, "198.51.100.78", "a@ptr.example.net", "h")
+    assert outcome.result.value == "fail", outcome.detail
+
+
+async def test_macros_see_mail_from_as_sent(stage: AuthenticationStage) -> None:
+    msg = replace(
+        inbound(message(), mail_from="jack.sprat@case.example.net", ip=OTHER_IP),
+        mail_from_as_sent="Jack.Sprat@case.example.net",
+    )
+    spf = by_method(await stage.inspect(msg))["spf"]
+    assert spf.reason == "spf-fail"
+    assert isinstance(spf.payload, SpfOutcome)
+    assert spf.payload.explanation == f"Jack.Sprat may not send from {OTHER_IP}"
+    assert f"Jack.Sprat may not send from {OTHER_IP}" in spf.auth_result
+
+
+async def test_idn_sender_domain_is_checked_in_a_label_form(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, SENDER_IP, "văn.thư@bộ.example.vn", "h")
+    assert (outcome.result.value, outcome.domain) == ("pass", "xn--b-8xm.example.vn")
+    outcome = await check_spf(resolver, OTHER_IP, "vanthu@BỘ.example.vn", "h")
+    assert outcome.result.value == "fail"
+
+
+async def test_invalid_idn_sender_domain_is_none(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, SENDER_IP, "a@xn--zz\u1ed9.example.vn", "h")
+    assert outcome.result.value == "none"
+    assert "not a valid domain" in outcome.detail
 
 
 def test_organisational_domain() -> None:
