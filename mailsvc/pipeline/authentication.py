@@ -435,6 +435,7 @@ async def check_spf(
         detail = f"{domain}: {result} for {ip}" + (f": {explanation}" if explanation else "")
     return SpfOutcome(outcome, domain, identity, detail, query.lookups, explanation)
 
+
 # ---------------------------------------------------------------------------------------
 # DMARC (RFC 7489)
 # ---------------------------------------------------------------------------------------
