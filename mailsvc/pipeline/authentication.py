@@ -26,6 +26,7 @@ suites, which run in CI (tests/pipeline/test_spf_suite.py).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
@@ -41,6 +42,7 @@ import dns.name
 import dns.reversename
 import idna
 import spf
+from publicsuffixlist import PublicSuffixList
 
 from mailsvc.adapters.dns import OriginResolver
 from mailsvc.errors import DependencyError
@@ -54,35 +56,35 @@ _dkimpy_log = logging.getLogger(__name__ + ".dkimpy")
 
 STAGE_NAME = "authentication"
 
-# Multi-label public suffixes for the organisational domain (RFC 7489 3.2). A small
-# built-in list (Viet Nam and the suffixes most often seen in mail); more can be added
-# in policies/authentication.yaml (public_suffixes). Single-label TLDs need no entry.
-BUILTIN_PUBLIC_SUFFIXES = frozenset(
-    {
-        # Viet Nam (VNNIC second-level domains)
-        "com.vn", "net.vn", "org.vn", "edu.vn", "gov.vn", "ac.vn", "biz.vn", "info.vn",
-        "int.vn", "name.vn", "pro.vn", "health.vn",
-        # frequent elsewhere
-        "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "com.au", "net.au", "org.au",
-        "edu.au", "gov.au", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "com.cn",
-        "net.cn", "org.cn", "gov.cn", "edu.cn", "com.tw", "com.hk", "com.sg", "gov.sg",
-        "com.my", "co.th", "go.th", "co.kr", "or.kr", "co.in", "gov.in", "co.nz",
-        "com.br", "com.mx", "co.id", "go.id", "com.ph", "gov.ph", "com.kh", "com.la",
-    }
-)  # fmt: skip
+
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    """The Public Suffix List as shipped in the publicsuffixlist package (no network)."""
+    return PublicSuffixList()
 
 
 def organisational_domain(domain: str, extra_suffixes: Iterable[str] = ()) -> str:
-    """The registrable domain: the longest known public suffix plus one label."""
-    labels = domain.strip().rstrip(".").lower().split(".")
-    suffixes = BUILTIN_PUBLIC_SUFFIXES | {s.strip(".").lower() for s in extra_suffixes}
-    for size in range(len(labels) - 1, 0, -1):
-        if ".".join(labels[-size:]) in suffixes:
-            return ".".join(labels[-(size + 1) :])
-    return ".".join(labels[-2:])
+    """The organisational domain (RFC 7489 3.2): the public suffix plus one label.
+
+    The public suffix is the longest of the Public Suffix List's match (ICANN and private
+    sections; an unknown TLD counts as one) and ``extra_suffixes`` (policy
+    ``public_suffixes``: private suffixes of a closed network). A domain that is itself
+    a public suffix is its own organisational domain.
+    """
+    name = domain.strip().rstrip(".").lower()
+    suffix = _public_suffix_list().publicsuffix(name) or name
+    for extra in extra_suffixes:
+        extra = extra.strip().strip(".").lower()
+        if extra and name.endswith("." + extra) and len(extra) > len(suffix):
+            suffix = extra
+    if name == suffix:
+        return name
+    label = name[: -len(suffix) - 1].rpartition(".")[2]
+    return f"{label}.{suffix}"
 
 
-def _aligned(a: str, b: str, mode: str, suffixes: Iterable[str]) -> bool:
+def is_aligned(a: str, b: str, mode: str, suffixes: Iterable[str] = ()) -> bool:
+    """DMARC identifier alignment (RFC 7489 3.1): ``s`` strict, ``r`` relaxed."""
     a, b = a.lower().rstrip("."), b.lower().rstrip(".")
     if mode == "s":
         return a == b
@@ -772,13 +774,13 @@ class AuthenticationStage:
         dkim_aligned = [
             r.domain
             for r in dkim_results
-            if r.result == "pass" and _aligned(r.domain, from_domain, record.adkim, suffixes)
+            if r.result == "pass" and is_aligned(r.domain, from_domain, record.adkim, suffixes)
         ]
         spf_aligned = (
             spf is not None
             and spf.result is SpfResult.PASS
             and bool(spf.domain)
-            and _aligned(spf.domain, from_domain, record.aspf, suffixes)
+            and is_aligned(spf.domain, from_domain, record.aspf, suffixes)
         )
         if dkim_aligned or spf_aligned:
             how = ", ".join(

@@ -26,7 +26,9 @@ from mailsvc.pipeline.authentication import (
     SpfOutcome,
     check_spf,
     format_authentication_results,
+    is_aligned,
     organisational_domain,
+    parse_dmarc_record,
 )
 from mailsvc.policy.authentication import AuthenticationPolicy, DkimPolicy, DmarcPolicy
 from mailsvc.verdict import Finding, Status
@@ -123,6 +125,9 @@ def dns(keys: Keys) -> Iterator[DnsTestServer]:
     add("why.case.example.net", "TXT", "%{l} may not send from %{i}")
     # an IDN sender domain (bộ.example.vn), published in A-label form
     add("xn--b-8xm.example.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} -all")
+    # co.za is a public suffix: evil.co.za must not align with victim.co.za
+    add("_dmarc.victim.co.za", "TXT", "v=DMARC1; p=reject")
+    add("evil.co.za", "TXT", f"v=spf1 ip4:{OTHER_IP} -all")
     yield server
     server.stop()
 
@@ -670,3 +675,84 @@ def test_organisational_domain() -> None:
     assert organisational_domain("mail.lists.example.org") == "example.org"
     assert organisational_domain("a.b.example.co.uk") == "example.co.uk"
     assert organisational_domain("x.y.gov.example", ["gov.example"]) == "y.gov.example"
+    # from the Public Suffix List, not a hand-made list: ICANN and private sections
+    assert organisational_domain("mail.evil.co.za") == "evil.co.za"
+    assert organisational_domain("victim.co.za") == "victim.co.za"
+    assert organisational_domain("a.b.hcm.edu.vn") == "hcm.edu.vn"
+    assert organisational_domain("pages.attacker.github.io") == "attacker.github.io"
+    assert organisational_domain("gov.vn") == "gov.vn"  # a public suffix is its own
+    assert organisational_domain("WWW.Example.COM.") == "example.com"
+    # policy public_suffixes: private suffixes of a closed network, longest match wins
+    assert organisational_domain("a.b.stp.mof.closed", ["mof.closed"]) == "stp.mof.closed"
+    assert organisational_domain("a.b.stp.mof.closed") == "mof.closed"
+
+
+async def test_public_suffix_sibling_does_not_align(stage: AuthenticationStage) -> None:
+    """evil.co.za passes SPF for itself; that must not count for From: victim.co.za."""
+    msg = inbound(
+        message(from_="Ban giam doc <giamdoc@victim.co.za>"),
+        mail_from="bounce@evil.co.za",
+        ip=OTHER_IP,
+    )
+    findings = by_method(await stage.inspect(msg))
+    assert findings["spf"].reason == "spf-pass"
+    assert findings["dmarc"].reason == "dmarc-reject"
+
+
+# -- DMARC records and alignment (RFC 7489) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        # RFC 7489 appendix B.2.1, B.2.2, B.2.3, B.2.4 (reporting tags are read, not used)
+        ("v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com", ("none", None, "r", "r")),
+        (
+            "v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com; "
+            "ruf=mailto:auth-reports@thirdparty.example.net",
+            ("none", None, "r", "r"),
+        ),
+        (
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc-feedback@example.com,"
+            "mailto:tld-test@thirdparty.example.net!10m; pct=100",
+            ("quarantine", None, "r", "r"),
+        ),
+        ("v=DMARC1; p=reject; sp=none; adkim=s; aspf=s", ("reject", "none", "s", "s")),
+        ("v=DMARC1;p=QUARANTINE;sp=reject", ("quarantine", "reject", "r", "r")),
+        # 6.6.3: an invalid p= with a valid rua= is p=none; without rua the record is void
+        ("v=DMARC1; p=bogus; rua=mailto:d@example.com", ("none", None, "r", "r")),
+        ("v=DMARC1; p=bogus", None),
+        ("v=DMARC1", None),
+        ("v=spf1 -all", None),
+        # unknown or bad values of optional tags fall back to the defaults
+        ("v=DMARC1; p=reject; adkim=x; aspf=; sp=maybe; fo=1", ("reject", None, "r", "r")),
+    ],
+)
+def test_dmarc_record_parsing(record: str, expected: tuple[str, ...] | None) -> None:
+    parsed = parse_dmarc_record(record, "example.com")
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None
+        assert (parsed.policy, parsed.subdomain_policy, parsed.adkim, parsed.aspf) == expected
+
+
+@pytest.mark.parametrize(
+    ("authenticated", "from_domain", "mode", "aligned"),
+    [
+        # RFC 7489 3.1.1 / 3.1.2: relaxed aligns organisational domains, strict needs equality
+        ("example.com", "news.example.com", "r", True),
+        ("example.com", "news.example.com", "s", False),
+        ("news.example.com", "example.com", "r", True),
+        ("example.com", "example.com", "s", True),
+        ("example.com", "example.org", "r", False),
+        # the Public Suffix List decides where organisations end
+        ("evil.co.za", "victim.co.za", "r", False),
+        ("mail.hanoi.gov.vn", "hanoi.gov.vn", "r", True),
+        ("danang.gov.vn", "hanoi.gov.vn", "r", False),
+        ("attacker.github.io", "victim.github.io", "r", False),
+        ("Mail.Example.COM.", "example.com", "r", True),
+    ],
+)
+def test_dmarc_alignment(authenticated: str, from_domain: str, mode: str, aligned: bool) -> None:
+    assert is_aligned(authenticated, from_domain, mode) is aligned
