@@ -45,6 +45,7 @@ import spf
 from publicsuffixlist import PublicSuffixList
 
 from mailsvc.adapters.dns import OriginResolver
+from mailsvc.directory import covering_agency
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
@@ -657,9 +658,11 @@ class AuthenticationStage:
         """The directory's allowed sending addresses decide, when it pins any for the domain."""
         domain = (msg.sender_domain if msg.mail_from else msg.client_helo).rstrip(".").lower()
         identity = "mailfrom" if msg.mail_from else "helo"
-        agency = self._directory.agency_for_domain(domain) if domain else None
-        if agency is None or not agency.allowed_senders:
+        covering = covering_agency(self._directory, domain) if domain else None
+        if covering is None or not covering[0].allowed_senders:
             return None
+        agency, agency_domain = covering
+        scope = "" if agency_domain == domain else f" (subdomain of {agency_domain})"
         try:
             ip = ipaddress.ip_address(msg.client_ip)
         except ValueError:
@@ -674,10 +677,16 @@ class AuthenticationStage:
                 continue
             if ip.version == network.version and ip in network:
                 return SpfOutcome(
-                    SpfResult.PASS, domain, identity, f"{ip} pinned for {agency.code} ({network})"
+                    SpfResult.PASS,
+                    domain,
+                    identity,
+                    f"{ip} pinned for {agency.code} ({network}){scope}",
                 )
         return SpfOutcome(
-            SpfResult.FAIL, domain, identity, f"{ip} not among {agency.code}'s pinned senders"
+            SpfResult.FAIL,
+            domain,
+            identity,
+            f"{ip} not among {agency.code}'s pinned senders{scope}",
         )
 
     def _spf_finding(self, outcome: SpfOutcome, msg: InboundMessage) -> Finding:
@@ -716,7 +725,7 @@ class AuthenticationStage:
                     return record
         implicit = self._policy.dmarc.directory_policy
         if implicit != "none" and (
-            self._directory.agency_for_domain(from_domain) is not None
+            covering_agency(self._directory, from_domain) is not None
             or self._directory.agency_for_domain(org) is not None
         ):
             return DmarcRecord(from_domain, implicit, None, "r", "r", "directory")

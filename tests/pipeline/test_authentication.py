@@ -59,7 +59,7 @@ class Keys:
 @pytest.fixture(scope="module")
 def keys() -> Keys:
     """Private keys: hanoi (DNS), list (DNS), stp (pinned in the directory), weak (1024)."""
-    hanoi, lists, stp, weak = _pem(2048), _pem(2048), _pem(2048), _pem(1024)
+    hanoi, lists, stp, weak, soyte = _pem(2048), _pem(2048), _pem(2048), _pem(1024), _pem(2048)
     return Keys(
         {
             "hanoi": DkimSigner(hanoi, "k2026", "hanoi.gov.vn"),
@@ -69,6 +69,10 @@ def keys() -> Keys:
             "weak": DkimSigner(weak, "weak", "hanoi.gov.vn"),
             "unpublished": DkimSigner(lists, "gone", "hanoi.gov.vn"),
             "broken-dns": DkimSigner(lists, "k1", "servfail.example.com"),
+            # Sở Y tế pins one key (selector "mail") for soyte.example.vn and its subdomains
+            "soyte-sub": DkimSigner(soyte, "mail", "hcm.soyte.example.vn"),
+            # the same selector under an exact-domain agency's subdomain: not pinned
+            "stp-sub": DkimSigner(stp, "mail", "sub.stp.example.vn"),
         }
     )
 
@@ -143,9 +147,20 @@ class Directory:
             dkim_keys={"mail._domainkey.stp.example.vn": keys.signer("stp").txt_value()},
             allowed_senders=("10.20.0.0/16", "2001:db8:20::/48"),
         )
+        self.soyte = AgencyInfo(
+            code="000.00.32.H26",
+            name="Sở Y tế",
+            domains=("soyte.example.vn",),
+            dkim_keys={"mail._domainkey.soyte.example.vn": keys.signers["soyte-sub"].txt_value()},
+            allowed_senders=("10.30.0.0/16",),
+            include_subdomains=True,
+        )
 
     def agency_for_domain(self, domain: str) -> AgencyInfo | None:
-        return self.stp if domain in self.stp.domains else None
+        for agency in (self.stp, self.soyte):
+            if domain in agency.domains:
+                return agency
+        return None
 
     def is_local_domain(self, domain: str) -> bool:
         return domain == "sotttt.example.vn"
@@ -697,6 +712,37 @@ async def test_public_suffix_sibling_does_not_align(stage: AuthenticationStage) 
     findings = by_method(await stage.inspect(msg))
     assert findings["spf"].reason == "spf-pass"
     assert findings["dmarc"].reason == "dmarc-reject"
+
+
+# -- agencies whose pinned senders and keys cover subdomains (--include-subdomains) --------
+
+
+@pytest.mark.parametrize(
+    ("signer", "mail_from", "ip", "expect"),
+    [
+        # mail.soyte... relays for hcm.soyte.example.vn: pinned network and key both count
+        ("soyte-sub", "vanthu@hcm.soyte.example.vn", "10.30.1.1", ("pass", "pass", "pass")),
+        ("soyte-sub", "vanthu@a.b.soyte.example.vn", "10.30.1.1", ("pass", "pass", "pass")),
+        # a subdomain of the agency, but from outside its pinned networks
+        ("soyte-sub", "vanthu@hcm.soyte.example.vn", OTHER_IP, ("pass", "fail", "pass")),
+        # Sở Tư pháp pins exact domains only: its subdomain gets no pinned key or network
+        ("stp-sub", "vanthu@sub.stp.example.vn", "10.20.3.4", ("permerror", "none", "none")),
+    ],
+)
+async def test_pinned_agency_covers_subdomains_when_the_directory_says_so(
+    stage: AuthenticationStage,
+    keys: Keys,
+    signer: str,
+    mail_from: str,
+    ip: str,
+    expect: tuple[str, str, str],
+) -> None:
+    raw = sign(keys, message(from_=f"Văn thư <vanthu@{keys.signer(signer).domain}>"), signer)
+    findings = by_method(await stage.inspect(inbound(raw, mail_from=mail_from, ip=ip)))
+    got = tuple(findings[m].reason.partition("-")[2] for m in ("dkim", "spf", "dmarc"))
+    assert got == expect, {m: f.detail for m, f in findings.items()}
+    if expect[1] != "none":
+        assert "subdomain of soyte.example.vn" in findings["spf"].detail
 
 
 # -- DMARC records and alignment (RFC 7489) -----------------------------------------------
