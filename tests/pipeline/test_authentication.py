@@ -6,12 +6,15 @@ come from a real DNS server on loopback, or from pinned directory data with no D
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -73,6 +76,8 @@ def keys() -> Keys:
             "soyte-sub": DkimSigner(soyte, "mail", "hcm.soyte.example.vn"),
             # the same selector under an exact-domain agency's subdomain: not pinned
             "stp-sub": DkimSigner(stp, "mail", "sub.stp.example.vn"),
+            # a stranger's key under the pinned agency's selector (published in DNS below)
+            "stp-forged": DkimSigner(lists, "mail", "stp.example.vn"),
         }
     )
 
@@ -85,6 +90,8 @@ def dns(keys: Keys) -> Iterator[DnsTestServer]:
     add("weak._domainkey.hanoi.gov.vn", "TXT", keys.signer("weak").txt_value())
     add("list._domainkey.lists.example.org", "TXT", keys.signer("list").txt_value())
     add("gone._domainkey.hanoi.gov.vn", "TXT", "v=DKIM1; k=rsa; p=")  # revoked key
+    # DNS disagrees with the directory's pinned key: the pinned key must win
+    add("mail._domainkey.stp.example.vn", "TXT", keys.signer("stp-forged").txt_value())
     # hanoi.gov.vn: SPF by ip4 via include, DMARC reject with strict DKIM for subdomains
     add("hanoi.gov.vn", "TXT", "v=spf1 include:_spf.hanoi.gov.vn -all")
     add("_spf.hanoi.gov.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} ip6:2001:db8:25::/48 -all")
@@ -712,6 +719,73 @@ async def test_public_suffix_sibling_does_not_align(stage: AuthenticationStage) 
     findings = by_method(await stage.inspect(msg))
     assert findings["spf"].reason == "spf-pass"
     assert findings["dmarc"].reason == "dmarc-reject"
+
+
+# -- DKIM: pinned keys, key sizes, many signatures ---------------------------------------
+
+
+async def test_pinned_key_wins_over_dns(
+    stage: AuthenticationStage, keys: Keys, dns: DnsTestServer
+) -> None:
+    """A key pinned in the directory is used even where DNS publishes another one."""
+    asked = dns.queries[("mail._domainkey.stp.example.vn", "TXT")]
+    from_ = "Văn thư <vanthu@stp.example.vn>"
+    forged = sign(keys, message(from_=from_), "stp-forged")
+    msg = inbound(forged, mail_from="vanthu@stp.example.vn", ip="10.20.3.4")
+    findings = by_method(await stage.inspect(msg))
+    assert findings["dkim"].reason == "dkim-fail"
+    genuine = sign(keys, message(from_=from_), "stp", "hanoi")
+    msg = inbound(genuine, mail_from="vanthu@stp.example.vn", ip="10.20.3.4")
+    findings = by_method(await stage.inspect(msg))
+    # two signatures, one key pinned and one from DNS: both verified and reported
+    assert findings["dkim"].reason == "dkim-pass"
+    assert findings["dkim"].auth_result.count("dkim=pass") == 2
+    assert "header.d=stp.example.vn" in findings["dkim"].auth_result
+    assert "header.d=hanoi.gov.vn" in findings["dkim"].auth_result
+    assert dns.queries[("mail._domainkey.stp.example.vn", "TXT")] == asked  # never asked
+
+
+def _openssl_rsa_pem(bits: int) -> bytes:
+    """RSA keys below 1024 bits (cryptography refuses to make them; attackers do not)."""
+    done = subprocess.run(
+        ["openssl", "genrsa", "-traditional", str(bits)], capture_output=True, check=True
+    )
+    return done.stdout
+
+
+def _key_record(pem: bytes) -> str:
+    key = serialization.load_pem_private_key(pem, password=None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("bits", "expected"),
+    [(512, "permerror"), (768, "permerror"), (1024, "pass"), (2048, "pass"), (4096, "pass")],
+)
+async def test_key_sizes_against_the_default_minimum(keys: Keys, bits: int, expected: str) -> None:
+    pem = _openssl_rsa_pem(bits) if bits < 1024 else _pem(bits)
+    raw = message(from_="Văn thư <vanthu@keys.example.vn>")
+    signature = dkim.sign(raw, b"k", b"keys.example.vn", pem, include_headers=[b"from", b"subject"])
+    resolver = PinnedResolver({"txt": {"k._domainkey.keys.example.vn": _key_record(pem)}})
+    stage = AuthenticationStage(Directory(keys), resolver, AuthenticationPolicy(), "mx")
+    findings = by_method(await stage.inspect(inbound(signature + raw)))
+    assert findings["dkim"].auth_result.startswith(f"dkim={expected}")
+    if expected == "permerror":
+        assert "key" in findings["dkim"].detail
+
+
+async def test_signatures_beyond_the_limit_are_not_checked(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    raw = message()
+    for _ in range(7):
+        raw = sign(keys, raw, "hanoi")
+    findings = by_method(await stage.inspect(inbound(raw)))
+    assert findings["dkim"].reason == "dkim-pass"
+    assert findings["dkim"].evidence["signatures"] == AuthenticationPolicy().dkim.max_signatures
 
 
 # -- agencies whose pinned senders and keys cover subdomains (--include-subdomains) --------
