@@ -36,6 +36,7 @@ from mailsvc.pipeline.authentication import (
 from mailsvc.policy.authentication import AuthenticationPolicy, DkimPolicy, DmarcPolicy
 from mailsvc.verdict import Finding, Status
 from tests.dns_server import DnsTestServer
+from tests.spf_zone import ZoneResolver
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "origin"
 SENDER_IP = "192.0.2.25"  # the sending agencies' outbound MTA
@@ -876,3 +877,22 @@ def test_dmarc_record_parsing(record: str, expected: tuple[str, ...] | None) -> 
 )
 def test_dmarc_alignment(authenticated: str, from_domain: str, mode: str, aligned: bool) -> None:
     assert is_aligned(authenticated, from_domain, mode) is aligned
+
+
+async def test_lookups_made_ahead_are_bounded() -> None:
+    """A record naming 40 hosts after a matching ip4: fetching ahead stops at its budget."""
+    hosts = " ".join(f"a:h{i}.many.example.net" for i in range(40))
+    zone = ZoneResolver({"many.example.net": [{"TXT": f"v=spf1 ip4:{OTHER_IP} {hosts} -all"}]})
+    outcome = await check_spf(zone, OTHER_IP, "a@many.example.net", "h")
+    assert outcome.result.value == "pass" and outcome.lookups == 0
+    assert len(zone.lookups) <= 1 + 30
+    # the names pyspf really needs are fetched in a few rounds, concurrently
+    zone = ZoneResolver(
+        {
+            "two.example.net": [{"TXT": "v=spf1 include:i.example.net mx -all"}, {"MX": [10, "m"]}],
+            "i.example.net": [{"TXT": "v=spf1 a:x.example.net ~all"}],
+            "m": [{"A": SENDER_IP}],
+        }
+    )
+    outcome = await check_spf(zone, SENDER_IP, "a@two.example.net", "h")
+    assert outcome.result.value == "pass", outcome.detail
