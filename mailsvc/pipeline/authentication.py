@@ -442,6 +442,15 @@ def _a_label(domain: str) -> str:
         return ""
 
 
+def _from_domain(domain: str) -> str:
+    """A From header's domain in A-label form (raw UTF-8 headers arrive surrogate-escaped)."""
+    try:
+        domain = domain.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return domain.lower()
+    return _a_label(domain) or domain.lower()
+
+
 async def check_spf(
     resolver: OriginResolver,
     client_ip: str,
@@ -717,7 +726,8 @@ class AuthenticationStage:
 
     def _pinned_spf(self, msg: InboundMessage) -> SpfOutcome | None:
         """The directory's allowed sending addresses decide, when it pins any for the domain."""
-        domain = (msg.sender_domain if msg.mail_from else msg.client_helo).rstrip(".").lower()
+        raw_domain = msg.sender_domain if msg.mail_from else msg.client_helo
+        domain = _a_label(raw_domain) or raw_domain.rstrip(".").lower()
         identity = "mailfrom" if msg.mail_from else "helo"
         covering = covering_agency(self._directory, domain) if domain else None
         if covering is None or not covering[0].allowed_senders:
@@ -820,7 +830,8 @@ class AuthenticationStage:
             addresses = [a for h in from_header for a in getattr(h, "addresses", ())]
         except (ValueError, IndexError, TypeError):
             addresses = []
-        domains = {str(a.domain).lower().rstrip(".") for a in addresses if a.domain}
+        # A-label form, as DKIM d= and the SPF domain are (an IDN From must align with them)
+        domains = {_from_domain(str(a.domain)) for a in addresses if a.domain}
         if len(domains) > 1:
             return finding(
                 Status.FAIL,

@@ -896,3 +896,11 @@ async def test_lookups_made_ahead_are_bounded() -> None:
     )
     outcome = await check_spf(zone, SENDER_IP, "a@two.example.net", "h")
     assert outcome.result.value == "pass", outcome.detail
+
+
+async def test_idn_from_domain_aligns_with_its_a_label(stage: AuthenticationStage) -> None:
+    """From: ...@bộ.example.vn and an SPF pass for xn--b-8xm.example.vn are one domain."""
+    msg = inbound(message(from_="Văn thư <vanthu@bộ.example.vn>"), mail_from="vanthu@bộ.example.vn")
+    findings = by_method(await stage.inspect(msg))
+    assert findings["spf"].reason == "spf-pass"
+    assert findings["dmarc"].evidence["from_domain"] == "xn--b-8xm.example.vn"
