@@ -495,6 +495,12 @@ async def check_spf(
             result, _code, text = query.check()
         except _Unresolved:
             result, text = "", ""
+        except Exception as exc:  # boundary: pyspf on hostile records must not crash the stage
+            if not missing:  # (with lookups missing, the run on complete data decides)
+                log.error("SPF evaluation for %s failed", domain, exc_info=True)
+                detail = f"{domain}: unevaluable SPF ({type(exc).__name__})"
+                return SpfOutcome(SpfResult.PERMERROR, domain, identity, detail, query.lookups)
+            result, text = "", ""
         if not missing:
             break
         await _fetch_ahead(resolver, missing, answers, address_type, budget)

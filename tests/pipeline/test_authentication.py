@@ -904,3 +904,15 @@ async def test_idn_from_domain_aligns_with_its_a_label(stage: AuthenticationStag
     findings = by_method(await stage.inspect(msg))
     assert findings["spf"].reason == "spf-pass"
     assert findings["dmarc"].evidence["from_domain"] == "xn--b-8xm.example.vn"
+
+
+async def test_a_library_failure_is_a_permerror_not_a_crash() -> None:
+    """With lookup_limit raised past pyspf's recursion bound (20), pyspf asserts; we report."""
+    chain = {
+        f"l{i}.example.net": [{"TXT": f"v=spf1 include:l{i + 1}.example.net"}] for i in range(30)
+    }
+    outcome = await check_spf(
+        ZoneResolver(chain), SENDER_IP, "a@l0.example.net", "h", lookup_limit=50
+    )
+    assert outcome.result.value == "permerror"
+    assert "unevaluable SPF (AssertionError)" in outcome.detail
