@@ -31,6 +31,9 @@ class AgencyInfo:
     allowed_senders: tuple[str, ...] = ()  # IPs / CIDR networks allowed to send for the domains
     local: bool = False
     route: str = ""  # "HOST:PORT" pinned for mail to the agency (closed networks); "": MX
+    # allowed_senders and dkim_keys also cover subdomains of the domains (see
+    # mailsvc.pipeline.authentication.covering_agency)
+    include_subdomains: bool = False
 
 
 class Directory(Protocol):

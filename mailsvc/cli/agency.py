@@ -62,6 +62,12 @@ def agency_group() -> None:
     metavar="HOST:PORT",
     help="Deliver mail for the agency here instead of its MX (closed networks).",
 )
+@click.option(
+    "--include-subdomains",
+    is_flag=True,
+    help="Its allowed senders and pinned DKIM keys also vouch for subdomains of its "
+    "domains (mail.soyte.example.vn sending as soyte.example.vn's subdomains).",
+)
 @json_option
 @pass_ctx
 def add_cmd(
@@ -75,6 +81,7 @@ def add_cmd(
     allowed_senders: tuple[str, ...],
     local: bool,
     route: str,
+    include_subdomains: bool,
     as_json: bool,
 ) -> None:
     """Add an agency: CODE is its identifier (mã định danh, e.g. 000.00.00.H29), NAME its
@@ -92,6 +99,7 @@ def add_cmd(
             allowed_senders=allowed_senders,
             local=local,
             route=route,
+            include_subdomains=include_subdomains,
         )
         view = directory.agency_view(agency)
         session.commit()
@@ -116,6 +124,11 @@ def add_cmd(
 @click.option("--remove-allowed-sender", multiple=True, metavar="IP/CIDR")
 @click.option("--local/--not-local", default=None)
 @click.option("--route", default=None, metavar="HOST:PORT", help='Pinned route; "" removes it.')
+@click.option(
+    "--include-subdomains/--exact-domains",
+    default=None,
+    help="Whether its allowed senders and pinned DKIM keys cover subdomains.",
+)
 @pass_ctx
 def update_cmd(
     ctx: Context,
@@ -123,6 +136,7 @@ def update_cmd(
     name: str | None,
     local: bool | None,
     route: str | None,
+    include_subdomains: bool | None,
     **lists: tuple[str, ...],
 ) -> None:
     """Change an agency."""
@@ -134,6 +148,7 @@ def update_cmd(
             name=name,
             local=local,
             route=route,
+            include_subdomains=include_subdomains,
             add_domains=lists["add_domain"],
             remove_domains=lists["remove_domain"],
             add_known_addresses=lists["add_known_address"],

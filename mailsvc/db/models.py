@@ -34,6 +34,8 @@ class Agency(Base):
     local: Mapped[bool] = mapped_column(Boolean, default=False)
     # Closed networks: where mail for the agency goes ("HOST:PORT"), instead of MX.
     route: Mapped[str] = mapped_column(String(320), default="")
+    # Its pinned networks and DKIM keys also vouch for subdomains of its domains.
+    include_subdomains: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     mailboxes: Mapped[list[Mailbox]] = relationship(back_populates="agency")
