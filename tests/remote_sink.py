@@ -21,12 +21,20 @@ class Transaction:
     rcpt_tos: list[str]
     content: bytes
     tls: bool
+    peer: tuple[str, int] = ("", 0)  # the client's address and port: one per connection
 
 
 @dataclass
 class RemoteSink:
     transactions: list[Transaction] = field(default_factory=list)
     answers: dict[str, str] = field(default_factory=dict)  # RCPT answer by address
+    connections: list[SmtpProtocol] = field(default_factory=list)
+
+    def drop_connections(self) -> None:
+        """Close every connection from the server's side (a restart, an idle timeout)."""
+        for protocol in self.connections:
+            if protocol.transport is not None:
+                protocol.transport.close()
 
     async def handle_RCPT(
         self,
@@ -47,9 +55,14 @@ class RemoteSink:
     ) -> str:
         content = envelope.original_content
         assert isinstance(content, bytes)
+        peer = session.peer if isinstance(session.peer, tuple) else ("", 0)
         self.transactions.append(
             Transaction(
-                str(envelope.mail_from), list(envelope.rcpt_tos), content, session.ssl is not None
+                str(envelope.mail_from),
+                list(envelope.rcpt_tos),
+                content,
+                session.ssl is not None,
+                (str(peer[0]), int(peer[1])),
             )
         )
         return "250 2.0.0 accepted"
@@ -73,9 +86,13 @@ async def start_remote_sink(
     sink: RemoteSink, tls: ssl.SSLContext | None, host: str = "127.0.0.1", port: int = 0
 ) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: SmtpProtocol(sink, hostname="mx.remote.test", tls_context=tls), host, port
-    )
+
+    def protocol() -> SmtpProtocol:
+        made = SmtpProtocol(sink, hostname="mx.remote.test", tls_context=tls)
+        sink.connections.append(made)
+        return made
+
+    return await loop.create_server(protocol, host, port)
 
 
 def port_of(server: asyncio.Server) -> int:

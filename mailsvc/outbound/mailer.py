@@ -292,6 +292,8 @@ class Mailer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.transport is not None:
+            await self.transport.close()
 
     async def _run(self) -> None:
         while not self._stopping:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import ssl
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -153,7 +154,16 @@ class RouteFinder:
 
 
 class SmtpTransport:
-    """One SMTP transaction per (route, message): every recipient of one domain at once."""
+    """One SMTP transaction per (route, message): every recipient of one domain at once.
+
+    Connections are kept for reuse (like Postfix's connection cache): after a transaction
+    the connection, already past EHLO and STARTTLS, waits up to ``IDLE_SECONDS`` for the
+    next message along the same route (at most ``POOL_PER_ROUTE`` idle ones per route).
+    A reused connection the other side has meanwhile closed is replaced once.
+    """
+
+    IDLE_SECONDS = 30.0
+    POOL_PER_ROUTE = 4
 
     def __init__(self, *, helo: str, timeout: float = 60.0, ca_file: str | None = None) -> None:
         self.helo = helo
@@ -163,13 +173,14 @@ class SmtpTransport:
         self._unverified = ssl.create_default_context()
         self._unverified.check_hostname = False
         self._unverified.verify_mode = ssl.CERT_NONE
+        self._idle: dict[tuple[str, int, str, str], list[tuple[float, aiosmtplib.SMTP]]] = {}
+        self.opened = 0  # connections opened (for operators and tests)
 
-    async def send(
-        self, route: Route, sender: str, recipients: Sequence[str], data: bytes
-    ) -> dict[str, RecipientResult]:
-        """Each recipient's answer. Raises :class:`RouteError` when the conversation
-        failed before any recipient was answered (connection, TLS, a 4xx/5xx to HELO,
-        MAIL or DATA: then every recipient shares that answer)."""
+    @staticmethod
+    def _key(route: Route) -> tuple[str, int, str, str]:
+        return (route.address or route.host, route.port, route.tls.value, route.host)
+
+    async def _open(self, route: Route) -> aiosmtplib.SMTP:
         client = aiosmtplib.SMTP(
             hostname=route.address or route.host,
             port=route.port,
@@ -181,24 +192,77 @@ class SmtpTransport:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             raise RouteError(f"{route}: cannot connect: {exc}", permanent=False) from exc
+        self.opened += 1
         try:
             await client.ehlo()
             await self._starttls(client, route)
+        except aiosmtplib.SMTPResponseException as exc:
+            await _close(client)
+            raise RouteError(
+                f"{route}: answered {exc.code} {exc.message}", permanent=500 <= exc.code < 600
+            ) from exc
+        except RouteError:
+            await _close(client)
+            raise
+        except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+            await _close(client)
+            raise RouteError(f"{route}: {type(exc).__name__}: {exc}", permanent=False) from exc
+        return client
+
+    def _take(self, route: Route) -> aiosmtplib.SMTP | None:
+        idle = self._idle.get(self._key(route), [])
+        now = time.monotonic()
+        while idle:
+            since, client = idle.pop()
+            if now - since < self.IDLE_SECONDS and client.is_connected:
+                return client
+            client.close()
+        return None
+
+    def _give_back(self, route: Route, client: aiosmtplib.SMTP) -> None:
+        idle = self._idle.setdefault(self._key(route), [])
+        if len(idle) >= self.POOL_PER_ROUTE:
+            client.close()
+            return
+        idle.append((time.monotonic(), client))
+
+    async def close(self) -> None:
+        """QUIT every idle connection (at shutdown)."""
+        idle, self._idle = self._idle, {}
+        for items in idle.values():
+            for _, client in items:
+                await _close(client)
+
+    async def send(
+        self, route: Route, sender: str, recipients: Sequence[str], data: bytes
+    ) -> dict[str, RecipientResult]:
+        """Each recipient's answer. Raises :class:`RouteError` when the conversation
+        failed before any recipient was answered (connection, TLS, a 4xx/5xx to HELO,
+        MAIL or DATA: then every recipient shares that answer)."""
+        client = self._take(route)
+        reused = client is not None
+        if client is None:
+            client = await self._open(route)
+        try:
             # The client itself, not aiosmtplib.send: that refuses the null sender "".
             errors, _ = await client.sendmail(sender, list(recipients), data)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            client.close()
+            if not reused:
+                raise RouteError(f"{route}: {exc}", permanent=False) from exc
+            return await self.send(route, sender, recipients, data)  # a fresh connection
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            await _close(client)
             return {r.recipient: RecipientResult(r.code, r.message) for r in exc.recipients}
         except aiosmtplib.SMTPResponseException as exc:
+            await _close(client)
             raise RouteError(
                 f"{route}: answered {exc.code} {exc.message}", permanent=500 <= exc.code < 600
             ) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError, ssl.SSLError) as exc:
+            client.close()
             raise RouteError(f"{route}: {type(exc).__name__}: {exc}", permanent=False) from exc
-        finally:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
+        self._give_back(route, client)
         results = {r: RecipientResult(250, "OK") for r in recipients}
         for rcpt, answer in errors.items():
             results[rcpt] = RecipientResult(answer.code, answer.message)
@@ -220,6 +284,13 @@ class SmtpTransport:
             await client.starttls(server_hostname=_tls_name(route.host), tls_context=context)
         except (aiosmtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise RouteError(f"{route}: STARTTLS failed: {exc}", permanent=False) from exc
+
+
+async def _close(client: aiosmtplib.SMTP) -> None:
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+        client.close()
 
 
 def _tls_name(host: str) -> str:

@@ -288,3 +288,34 @@ async def test_a_row_claimed_by_a_crashed_worker_is_delivered_once(
         plain.close()
         await plain.wait_closed()
     assert len(sink.transactions) == 1 and rows(sessions)[0].attempts == 2
+
+
+async def test_connections_are_reused_and_a_closed_one_is_replaced(
+    sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
+) -> None:
+    sink = RemoteSink()
+    tls, cert = sink_tls(tmp_path)
+    server = await start_remote_sink(sink, tls)
+    smarthost = Route("127.0.0.1", port_of(server), TlsMode.VERIFY, "smarthost")
+    mailer = make(sessions, resolver=None, ca=cert, smarthost=smarthost)
+    assert mailer.transport is not None
+    mailer.start()
+    mailers.append(mailer)
+    try:
+        for n in range(3):
+            submit(sessions, [f"n{n}@{PUBLIC_DOMAIN}"], key=f"k{n}")
+            mailer.wake()
+            await wait_for(lambda n=n: len(sink.transactions) == n + 1)  # type: ignore[misc]
+        # Three messages, one after the other: one connection, one TLS handshake.
+        assert len({t.peer for t in sink.transactions}) == 1
+        assert mailer.transport.opened == 1
+        # The other side drops the connection: the next message gets a new one.
+        sink.drop_connections()
+        submit(sessions, [f"n3@{PUBLIC_DOMAIN}"], key="k3")
+        mailer.wake()
+        await wait_for(lambda: len(sink.transactions) == 4)
+        assert mailer.transport.opened == 2
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert {r.state for r in rows(sessions)} == {"sent"}
