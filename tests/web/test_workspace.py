@@ -136,9 +136,7 @@ async def test_idle_sessions_end(server: RunningServer) -> None:
     async with client(server) as http:
         await sign_in(http, CLERK)
         with server.sessions() as session:
-            session.execute(
-                update(WebSession).values(last_seen_at=utcnow() - timedelta(hours=1))
-            )
+            session.execute(update(WebSession).values(last_seen_at=utcnow() - timedelta(hours=1)))
             session.commit()
         answer = await http.get("/w/incoming")
         assert answer.status_code == 303 and answer.headers["location"].startswith("/w/login")
@@ -225,9 +223,7 @@ async def test_assignment_mails_the_assignee_and_progress_reaches_the_sender(
         assert document is not None
         assert document.status == "assigned" and document.assigned_to == OFFICIAL
         assert str(document.deadline) == "2099-12-31"
-        kinds = {
-            (row.kind, row.recipient) for row in session.scalars(select(OutboundMessage))
-        }
+        kinds = {(row.kind, row.recipient) for row in session.scalars(select(OutboundMessage))}
         assert ("assignment", OFFICIAL) in kinds
         assert any(kind.startswith("notice-") and to == SENDER for kind, to in kinds)
         audit = session.scalars(
@@ -321,9 +317,7 @@ async def test_nobody_reaches_a_document_outside_their_scope(server: RunningServ
         other = Agency(code="000.00.99.H56", name="Sở Y tế", domains=[], local=True)
         session.add(other)
         session.flush()
-        session.execute(
-            update(Mailbox).where(Mailbox.address == LEADER).values(agency_id=other.id)
-        )
+        session.execute(update(Mailbox).where(Mailbox.address == LEADER).values(agency_id=other.id))
     async with client(server) as http:
         await sign_in(http, LEADER)
         assert (await http.get(doc)).status_code == 404
@@ -351,9 +345,7 @@ async def test_leader_dashboard_and_clerk_paper_document_and_export(
         assert answer.status_code == 303, answer.text
         shown = await http.get(answer.headers["location"])
         assert "Văn bản đến số 2/" in shown.text
-        bad = await http.post(
-            "/w/incoming/new", data={**data, "abstract": ""}, files=files
-        )
+        bad = await http.post("/w/incoming/new", data={**data, "abstract": ""}, files=files)
         assert bad.status_code == 400 and "trích yếu" in bad.text
         no_csrf = await http.post(
             "/w/incoming/new", data={k: v for k, v in data.items() if k != "csrf"}, files=files

@@ -117,8 +117,12 @@ async def sign_in(http: httpx.AsyncClient, address: str, password: str = PASSWOR
     page = await http.get("/w/login")
     answer = await http.post(
         "/w/login",
-        data={"csrf": form_token(page.text), "address": address, "password": password,
-              "next": "/w/"},
+        data={
+            "csrf": form_token(page.text),
+            "address": address,
+            "password": password,
+            "next": "/w/",
+        },
     )
     assert answer.status_code == 303, answer.text
     landing = await http.get(answer.headers["location"], follow_redirects=True)

@@ -41,7 +41,7 @@ def columns(bars: Sequence[Bar], *, title: str, width: int = 640, height: int = 
     """Vertical bars (e.g. documents per month)."""
     left, bottom, top = 36, 36, 24
     plot_h = height - bottom - top
-    top_value = _nice_max(max((b.value for b in bars), default=0))
+    top_value = _nice_max(max(4, *(b.value for b in bars)))  # integer ticks for counts
     slot = (width - left - 8) / max(len(bars), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -75,7 +75,7 @@ def ranking(bars: Sequence[Bar], *, title: str, width: int = 640, row: int = 22)
     """Horizontal bars with their labels (e.g. documents per agency, status mix)."""
     label_w = 250
     height = max(len(bars), 1) * row + 8
-    top_value = _nice_max(max((b.value for b in bars), default=0))
+    top_value = _nice_max(max(4, *(b.value for b in bars)))
     span = width - label_w - 50
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '

@@ -62,7 +62,14 @@ PAGE_CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
-PERSON = web.RequestKey("person", Person | None)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Resolved:
+    person: Person | None
+
+
+PERSON = web.RequestKey("person", _Resolved)  # resolved once per request
 FORM_ERROR = web.RequestKey("form_error", str)
 PRE_COOKIE = "__Host-mailsvc-ws-pre"  # CSRF of the sign-in form (no session yet)
 MAX_UPLOAD = 25 * 1024 * 1024
@@ -275,8 +282,9 @@ class Workspace:
     async def _person(self, request: web.Request) -> Person | None:
         if PERSON not in request:
             token = request.cookies.get(SESSION_COOKIE, "")
-            request[PERSON] = await asyncio.to_thread(self.auth.resolve, token) if token else None
-        return request[PERSON]
+            found = await asyncio.to_thread(self.auth.resolve, token) if token else None
+            request[PERSON] = _Resolved(found)
+        return request[PERSON].person
 
     async def _require(
         self, request: web.Request, allowed: Callable[[Person], bool] = lambda p: True
