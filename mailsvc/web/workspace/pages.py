@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 
 import jinja2
 from aiohttp import BodyPartReader, web
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from mailsvc.checks.models import MailboxCheck
@@ -1155,10 +1155,11 @@ class Workspace:
             )
             cursor = date(cursor.year + cursor.month // 12, cursor.month % 12 + 1, 1)
         year = today.year
+        author = func.coalesce(func.nullif(doc.agency_name, literal_column("''")), doc.sender)
         agencies = session.execute(
-            select(func.coalesce(func.nullif(doc.agency_name, ""), doc.sender), func.count())
+            select(author.label("author"), func.count())
             .where(doc.year == year)
-            .group_by(func.coalesce(func.nullif(doc.agency_name, ""), doc.sender))
+            .group_by(literal_column("author"))
             .order_by(func.count().desc())
             .limit(10)
         ).all()
