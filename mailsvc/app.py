@@ -143,6 +143,7 @@ class App:
                 templates_dir(s) / "workspace", self.blobs, s.server.hostname
             ),
             wake_mailer=self._wake_mailer,
+            checking=load_checking_policy(policies_dir(s) / "checking.yaml"),
             page_size=s.workspace.page_size,
         )
 

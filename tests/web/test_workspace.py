@@ -366,6 +366,9 @@ async def test_leader_dashboard_and_clerk_paper_document_and_export(
         assert board.status_code == 200
         assert board.text.count("<svg") >= 3
         assert "Văn bản đến theo tháng" in board.text
+        # The live mailbox-check heat map covers the agency's clerk mailbox.
+        assert '<svg class="heat"' in board.text
+        assert f"<td data-label=\"Hộp thư\">{CLERK}</td>" in board.text
 
 
 async def test_hostile_input_gets_a_precise_answer(server: RunningServer) -> None:

@@ -29,6 +29,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from sqlalchemy import select
 
 from mailsvc.outbound.models import OutboundMessage
+from mailsvc.register.demo import seed_demo_register
 from tests.e2e.conftest import PASSWORD, RunningServer, server, service_home
 from tests.e2e.test_smtp_core import fetch_inbox
 from tests.web.workspace_setup import (
@@ -192,6 +193,11 @@ def scenario(server: RunningServer, document_id: int, shots: Path) -> None:
 
 async def test_workspace_in_chromium(server: RunningServer, tmp_path: Path) -> None:
     seeded = await seed_workspace(server)
+    with server.app.sessions.begin() as session:  # a fuller register for the pictures
+        added = seed_demo_register(
+            session, CLERK, OFFICIAL, server.app.blobs, only_if_empty=False
+        )
+        assert added == 6
     shots = Path(os.environ.get("MAILSVC_SCREENSHOTS") or tmp_path)
     await asyncio.to_thread(scenario, server, seeded.document_id, shots)
     with server.sessions() as session:

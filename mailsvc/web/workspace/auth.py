@@ -48,6 +48,7 @@ class Person:
     unit: str
     csrf: str
     register_ids: tuple[int, ...] = ()  # the registers of the person's agency (or domain)
+    agency_id: int | None = None
 
     @property
     def name(self) -> str:
@@ -177,6 +178,7 @@ class Authenticator:
                 unit=mailbox.unit,
                 csrf=row.csrf,
                 register_ids=_registers_of(session, mailbox),
+                agency_id=mailbox.agency_id,
             )
 
     def sign_out(self, token: str, person: Person) -> None:

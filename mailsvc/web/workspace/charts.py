@@ -21,16 +21,17 @@ class Bar:
     title: str = ""  # tooltip; the label and value when empty
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
-        return 1.0
+def _nice_max(value: float, ticks: int = 4) -> float:
+    """The smallest top of the axis ≥ ``value`` whose ``ticks`` steps are round numbers
+    (1, 2 or 5 × 10^k), so counts get whole-number ticks: 4 → 4, 5 → 8, 130 → 200."""
+    need = max(value, 1.0) / ticks
     magnitude = 1.0
-    while magnitude * 10 <= value:
+    while magnitude * 10 <= need:
         magnitude *= 10
     for step in (1, 2, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+        if step * magnitude >= need:
+            return step * magnitude * ticks
+    return 10 * magnitude * ticks
 
 
 def _number(value: float) -> str:
@@ -41,7 +42,7 @@ def columns(bars: Sequence[Bar], *, title: str, width: int = 640, height: int = 
     """Vertical bars (e.g. documents per month)."""
     left, bottom, top = 36, 36, 24
     plot_h = height - bottom - top
-    top_value = _nice_max(max(4, *(b.value for b in bars)))  # integer ticks for counts
+    top_value = _nice_max(max((b.value for b in bars), default=0))
     slot = (width - left - 8) / max(len(bars), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
@@ -75,7 +76,7 @@ def ranking(bars: Sequence[Bar], *, title: str, width: int = 640, row: int = 22)
     """Horizontal bars with their labels (e.g. documents per agency, status mix)."""
     label_w = 250
     height = max(len(bars), 1) * row + 8
-    top_value = _nice_max(max(4, *(b.value for b in bars)))
+    top_value = _nice_max(max((b.value for b in bars), default=0))
     span = width - label_w - 50
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '

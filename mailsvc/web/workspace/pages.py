@@ -17,11 +17,12 @@ import hmac
 import logging
 import secrets
 import statistics
+import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -31,7 +32,10 @@ from aiohttp import BodyPartReader, web
 from sqlalchemy import and_, func, literal_column, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
+from mailsvc.checks.compliance import evaluate, tracked_mailboxes
 from mailsvc.checks.models import MailboxCheck
+from mailsvc.checks.policy import CheckingPolicy
+from mailsvc.checks.report import report_values
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox, MessageRecord
 from mailsvc.errors import MailsvcError
@@ -73,6 +77,7 @@ PERSON = web.RequestKey("person", _Resolved)  # resolved once per request
 FORM_ERROR = web.RequestKey("form_error", str)
 PRE_COOKIE = "__Host-mailsvc-ws-pre"  # CSRF of the sign-in form (no session yet)
 MAX_UPLOAD = 25 * 1024 * 1024
+HEAT_SECONDS = 300.0
 MAX_FIELD = 2000
 
 OUTCOME_LABELS = {
@@ -215,10 +220,12 @@ class Workspace:
     notifier: StatusNotifier | None = None
     assignment_mailer: AssignmentMailer | None = None
     wake_mailer: Callable[[], None] = lambda: None
+    checking: CheckingPolicy | None = None  # mailbox-check policy: the live heat map
     page_size: int = 50
     zone: tzinfo = VIETNAM
     pre_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _env: jinja2.Environment | None = None
+    _heat: dict[object, tuple[float, dict[str, Any]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -246,7 +253,8 @@ class Workspace:
     def env(self) -> jinja2.Environment:
         if self._env is None:
             self._env = jinja2.Environment(
-                loader=jinja2.FileSystemLoader(self.templates),
+                # The workspace's own templates, and the shared report pieces (heat map).
+                loader=jinja2.FileSystemLoader([self.templates, self.templates.parent]),
                 autoescape=True,
                 undefined=jinja2.StrictUndefined,
                 trim_blocks=True,
@@ -1124,6 +1132,7 @@ class Workspace:
                     "overdue": [_row(d, self.zone, today) for d in overdue.documents],
                     "due": [_row(d, self.zone, today) for d in due.documents],
                     **self._charts(session, today),
+                    **self._compliance(session, person, today),
                 }
 
         values = await asyncio.to_thread(load)
@@ -1200,6 +1209,41 @@ class Workspace:
             ),
             "year": year,
         }
+
+    def _compliance(self, session: Session, person: Person, today: date) -> dict[str, Any]:
+        """Mailbox-check compliance of the last 12 weeks, as in the checks report: the
+        tracked mailboxes of the person's agency together, and each one's summary;
+        recomputed every 5 minutes."""
+        if self.checking is None:
+            return {"heat": None}
+        now = time.monotonic()
+        key = person.agency_id if person.agency_id is not None else person.address
+        cached = self._heat.get(key)
+        if cached is not None and now - cached[0] < HEAT_SECONDS:
+            return cached[1]
+        domain = person.address.rpartition("@")[2]
+        same = (
+            Mailbox.agency_id == person.agency_id
+            if person.agency_id is not None
+            else Mailbox.address.like(f"%@{domain}")
+        )
+        ours = {a.lower() for a in session.scalars(select(Mailbox.address).where(same))}
+        boxes = [b for b in tracked_mailboxes(session, self.checking) if b in ours]
+        start = today - timedelta(days=83)
+        days = evaluate(session, self.checking, start, today, mailboxes=boxes)
+        values = report_values(days, self.checking, start, today, generated_at=utcnow())
+        found = {
+            "heat": values["overall"] if days else None,
+            "heat_mailboxes": [
+                {
+                    k: m[k]
+                    for k in ("mailbox", "working_days", "compliant", "windows_missed", "rate")
+                }
+                for m in values["mailboxes"]
+            ],
+        }
+        self._heat[key] = (now, found)
+        return found
 
     async def admin(self, request: web.Request) -> web.Response:
         person = await self._require(request, scope.sees_admin)
