@@ -310,6 +310,7 @@ async def test_nobody_reaches_a_document_outside_their_scope(server: RunningServ
         assert (await http.get(doc)).status_code == 403
         overview = await http.get("/w/admin")
         assert overview.status_code == 200 and CLERK in overview.text
+        assert '<svg class="heat"' in overview.text
     # A clerk of another agency does not see this agency's register.
     with server.app.sessions.begin() as session:
         from mailsvc.db.models import Agency

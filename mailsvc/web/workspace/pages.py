@@ -1268,6 +1268,7 @@ class Workspace:
                     .limit(20)
                 ).all()
                 return {
+                    **self._compliance(session, person, local_today(self.zone)),
                     "queue": sorted(states.items()),
                     "mailboxes": [
                         {
