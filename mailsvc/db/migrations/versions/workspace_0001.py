@@ -1,7 +1,7 @@
 """workspace: browser sessions and the register's search index
 
 Revision ID: workspace_0001
-Revises: external_0001
+Revises: origin_0001
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import mailsvc.db.base
 
 revision = "workspace_0001"
-down_revision = "external_0001"
+down_revision = "origin_0001"
 branch_labels = None
 depends_on = None
 
