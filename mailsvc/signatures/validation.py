@@ -22,12 +22,14 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.validation import (
     KeyUsageConstraints,
     PdfSignatureStatus,
     StandardCMSSignatureStatus,
     async_validate_detached_cms,
     async_validate_pdf_signature,
+    read_certification_data,
 )
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
@@ -345,6 +347,8 @@ async def validate_pdf(
     except Exception as exc:  # pyHanko raises many parser exception types on broken files
         return [_format_failure(fmt, f"the PDF cannot be read: {exc}")]
     results: list[SignatureResult] = []
+    last_revision = max((sig.signed_revision for sig in embedded), default=-1)
+    tail: ModificationLevel | None = None  # what changed after the last signature
     for sig in embedded:
         name = sig.field_name or ""
         try:
@@ -365,6 +369,8 @@ async def validate_pdf(
                 again = _result_from_status(fmt, status, settings.organisation_rule, name)
                 if again.passed:
                     result = _with_detail(again, "valid at the time of its trusted timestamp")
+            if sig.signed_revision == last_revision:
+                tail = status.modification_level
         except SignatureValidationError as exc:
             sub = exc.ades_subindication or AdESFailure.FORMAT_FAILURE
             result = SignatureResult(
@@ -380,7 +386,46 @@ async def validate_pdf(
             log.debug("PDF signature %s failed to parse", name, exc_info=True)
             result = _format_failure(fmt, f"the signature is malformed: {exc}", name)
         results.append(result)
+    if tail is not None and tail > _permitted_after_last_signature(reader):
+        results = [_unsigned_tail(r, tail) if r.passed else r for r in results]
     return results
+
+
+_DOCMDP_LEVELS = {
+    MDPPerm.NO_CHANGES: ModificationLevel.LTA_UPDATES,
+    MDPPerm.FILL_FORMS: ModificationLevel.FORM_FILLING,
+    MDPPerm.ANNOTATE: ModificationLevel.ANNOTATIONS,
+}
+
+
+def _permitted_after_last_signature(reader: PdfFileReader) -> ModificationLevel:
+    """What may change after the last signature without anyone signing it: validation
+    material and document timestamps (LTV), or what a certification signature's DocMDP
+    permission allows. Form filling and annotations are not harmless by themselves: a
+    widget or annotation appearance can paint a white box and a new amount over the page
+    while the text layer (and so the register's metadata) keeps the signed one."""
+    try:
+        certification = read_certification_data(reader)
+    except Exception:  # a broken /Perms dictionary grants nothing
+        log.debug("unreadable certification (DocMDP) data", exc_info=True)
+        certification = None
+    if certification is None:
+        return ModificationLevel.LTA_UPDATES
+    return _DOCMDP_LEVELS.get(certification.permission, ModificationLevel.LTA_UPDATES)
+
+
+def _unsigned_tail(result: SignatureResult, level: ModificationLevel) -> SignatureResult:
+    """At most INDETERMINATE: the document as shown is not the document as signed."""
+    return replace(
+        result,
+        indication=Indication.INDETERMINATE,
+        subindication=AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name,
+        modification=level.name.lower(),
+        detail=(
+            f"the document was changed after the last signature ({level.name.lower()}): "
+            "unsigned fields, annotations or appearances may be drawn over the signed pages"
+        ),
+    )
 
 
 def run(coro_factory: Callable[[], object]) -> object:

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from mailsvc.db.models import Agency, MessageRecord
+from mailsvc.register.models import RegisterDocument
 from tests.e2e.conftest import DOMAIN, RunningServer
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import (
@@ -18,6 +19,7 @@ from tests.signatures.pki import (
     AGENCY_DOMAIN,
     AGENCY_NAME,
     make_pdf,
+    overlay_after_signing,
     session_pki,
     signed_pdf,
 )
@@ -86,3 +88,22 @@ async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: Runnin
     assert b"signature" in info.value.smtp_error
     with server.sessions() as session:
         assert len(session.scalars(select(MessageRecord)).all()) == 1
+
+
+async def test_appearance_painted_over_a_signed_pdf_is_not_registered_valid(
+    server: RunningServer,
+) -> None:
+    """A white box and a new amount drawn by an unsigned field added after signing."""
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("So tien: 100.000 dong"), pki.personal, pki.organisation)
+    forged = _document_message(overlay_after_signing(pdf, "So tien: 900.000.000 dong"))
+    assert await asyncio.to_thread(send, server, forged, SENDER, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    head = delivered.split(b"\r\n\r\n", 1)[0].decode()
+    assert "X-Mailsvc-Signature: reference_only" in head
+    with server.sessions() as session:
+        [document] = session.scalars(select(RegisterDocument)).all()
+        assert document.signature_outcome == "reference_only"
+        assert document.signature_reason == "signature-indeterminate"

