@@ -66,7 +66,9 @@ class SignaturePolicy(_Section):
     unsigned: Literal["reference_only", "refuse"] = "reference_only"
     indeterminate: Literal["reference_only", "refuse"] = "reference_only"
     invalid_signature: Literal["refuse", "reference_only"] = "refuse"
-    signer_mismatch: Literal["refuse", "reference_only", "ignore"] = "refuse"
+    # The signing organisation is not the sender's agency (forwarded, or forged). The seeds
+    # never require them to be the same, so by default the finding is kept and shown.
+    signer_mismatch: Literal["refuse", "reference_only", "ignore"] = "reference_only"
     # A passed S/MIME (or PGP/MIME) signature on the message also signs its attachments.
     message_signature_covers_attachments: bool = False
     # Attachments with these suffixes are signatures, not documents.
