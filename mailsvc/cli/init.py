@@ -30,6 +30,7 @@ from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
 from mailsvc.passwords import generate_one_time_password, verify_password
+from mailsvc.permissions import private_umask, restrict_home, restrict_secrets
 
 # Comments for keys whose Field has no description yet (config.py is the lead's; these
 # should move into Field(description=...) there — the generator prefers those).
@@ -373,10 +374,16 @@ def init_cmd(
 ) -> None:
     """Prepare the home directory (--home): config, database, Maildir root, TLS certificate,
     DKIM key. Safe to re-run: existing files and keys are kept."""
+    with private_umask():  # the config, database and keys are private from the start
+        _init(ctx, domain, hostname, database_url, demo)
+
+
+def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool) -> None:
     domain = directory.normalise_domain(domain)
     hostname = (hostname or f"mail.{domain}").strip().lower()
     home = ctx.home
     home.mkdir(parents=True, exist_ok=True)
+    restrict_home(home)
     config_path = home / CONFIG_NAME
     if config_path.exists():
         click.echo(f"config: kept {config_path}")
@@ -406,6 +413,8 @@ def init_cmd(
         else (settings.database_url)
     )
     click.echo(f"database: up to date ({shown_url})")
+    for path in restrict_secrets(settings):
+        click.echo(f"permissions: {path} was readable by others; now 0600")
 
     maildir_root = settings.path(settings.paths.maildir_root)
     maildir_root.mkdir(parents=True, exist_ok=True)
