@@ -202,6 +202,7 @@ class SignatureEngine:
             key_usage_match_all=policy.key_usage_match_all,
             extended_key_usage=policy.extended_key_usage,
             organisation_rule=policy.organisation_rule,
+            revocation_source_required=tuple(policy.require_revocation_source),
             gnupg_home=str(gnupg_home) if gnupg_home is not None else None,
         )
         self._version: tuple[str, float, tuple[object, ...]] = ("", -VERSION_TTL, ())

@@ -59,6 +59,12 @@ class SignaturePolicy(_Section):
     allow_fetching: bool = False  # fetch CRLs/OCSP over the network (closed networks: off)
     crl_sources: tuple[str, ...] = ()  # files (relative to HOME) or http(s) URLs
     crl_refresh_minutes: int = Field(default=360, gt=0)
+    # Certificates of these kinds must name a revocation source (a CRL distribution point or
+    # an OCSP responder); without one, hard-fail has nothing to check and a revoked key
+    # would pass. Agencies' organisation (seal) certificates always carry one.
+    require_revocation_source: tuple[Literal["organisation", "personal"], ...] = (
+        "organisation",
+    )
     organisation_rule: OrganisationRule = OrganisationRule()
     # What a document is worth.
     require_organisation_signature: bool = True

@@ -183,3 +183,19 @@ async def test_forwarding_between_our_own_mailboxes_is_not_judged(
     )
     [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
     assert b"35-QD-UBND.pdf" in delivered
+
+
+async def test_seal_certificate_without_revocation_source_is_not_registered_valid(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    assert pki.seal_without_crl is not None
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.seal_without_crl)
+    assert await asyncio.to_thread(send, server, _document_message(pdf), SENDER, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.signature_reason) == (
+        "reference_only",
+        "signature-indeterminate",
+    )

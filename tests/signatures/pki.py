@@ -63,6 +63,8 @@ class SamplePki:
     trust_dir: Path  # holds root.pem only
     crl_dir: Path  # CRLs of root and intermediate (the intermediate's lists `revoked`)
     tsa: Identity | None = None  # time-stamping authority (EKU timeStamping)
+    seal_without_crl: Identity | None = None  # organisation certificate, no CRL/OCSP source
+    personal_without_crl: Identity | None = None  # personal certificate, no CRL/OCSP source
     gpg: OpenPgpKeys | None = None
     extra: dict[str, Path] = field(default_factory=dict)
 
@@ -240,6 +242,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         not_after: datetime = far,
         issuer: Identity = intermediate,
         tsa: bool = False,
+        crl: bool = True,
     ) -> Identity:
         key = _key()
         cert = _issue(
@@ -251,7 +254,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
             usage=usage,
             not_before=not_before,
             not_after=not_after,
-            crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate else None,
+            crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate and crl else None,
             time_stamping=tsa,
         )
         chain = [issuer.cert] + ([root_cert] if issuer is intermediate else [])
@@ -273,6 +276,11 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         "wrong-usage", _name("Hoàng Văn Em", AGENCY_NAME), usage=_usage(key_encipherment=True)
     )
     other_agency = leaf("other-agency", _name(OTHER_AGENCY_NAME, OTHER_AGENCY_NAME))
+    # no CRL distribution point and no OCSP responder: nothing for hard-fail to check
+    seal_without_crl = leaf("seal-without-crl", _name(AGENCY_NAME, AGENCY_NAME), crl=False)
+    personal_without_crl = leaf(
+        "personal-without-crl", _name("Vũ Thị Giang", AGENCY_NAME), crl=False
+    )
     tsa = leaf(
         "tsa",
         _name("Test Time Stamping Authority", "Ban Cơ yếu Thử nghiệm"),
@@ -321,6 +329,8 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         trust_dir,
         crl_dir,
         tsa=tsa,
+        seal_without_crl=seal_without_crl,
+        personal_without_crl=personal_without_crl,
     )
     if with_gpg:
         pki.gpg = build_openpgp(directory / "gpg")

@@ -10,6 +10,7 @@ import pytest
 from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.report import CertificateKind, DocumentOutcome, Indication
 
+from .conftest import make_engine
 from .pki import (
     SamplePki,
     flip_byte,
@@ -89,6 +90,31 @@ async def test_document_timestamp_after_the_last_signature_is_permitted(
     (report,) = await engine.verify_files([("qd.pdf", out.getvalue())])
     assert report.outcome is DocumentOutcome.VALID
     assert report.signatures[1].modification == "lta_updates"
+
+
+async def test_certificate_without_revocation_source_under_hard_fail(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes
+) -> None:
+    """Hard-fail has nothing to check for a certificate naming no CRL or OCSP source: the
+    policy requires one for organisation certificates (not, by default, personal ones)."""
+    assert pki.seal_without_crl is not None and pki.personal_without_crl is not None
+    signed = signed_pdf(pdf, pki.personal_without_crl, pki.seal_without_crl)
+    (report,) = await engine.verify_files([("qd.pdf", signed)])
+    personal, seal = report.signatures
+    assert personal.indication is Indication.TOTAL_PASSED
+    assert (seal.kind, seal.indication, seal.subindication) == (
+        CertificateKind.ORGANISATION,
+        Indication.INDETERMINATE,
+        "CHAIN_CONSTRAINTS_FAILURE",
+    )
+    assert "no revocation source" in seal.detail
+    assert report.outcome is DocumentOutcome.REFERENCE_ONLY
+    strict = make_engine(pki, require_revocation_source=["organisation", "personal"])
+    (report,) = await strict.verify_files([("qd.pdf", signed)])
+    assert [s.indication for s in report.signatures] == [Indication.INDETERMINATE] * 2
+    lax = make_engine(pki, require_revocation_source=[])
+    (report,) = await lax.verify_files([("qd.pdf", signed)])
+    assert report.outcome is DocumentOutcome.VALID
 
 
 async def test_personal_signature_only_is_reference(
