@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from mailsvc import accounts, directory
+from mailsvc.backup.manifest import KEY_NAME, ensure_backup_key
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
 from mailsvc.config import CONFIG_NAME, Settings, load_settings
@@ -432,6 +433,14 @@ def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, de
     (dkim_key.parent / f"{settings.dkim.selector}.txt").write_text(record + "\n")
     click.echo(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
     click.echo(f"  {record}")
+
+    key = settings.home / KEY_NAME
+    existed = key.exists()
+    ensure_backup_key(settings.home)
+    click.echo(
+        f"backup key: {'kept' if existed else 'created'} {key} (authenticates backups; keep a "
+        "copy apart from them: a restore on another machine needs it)"
+    )
 
     if demo:
         address, password = ensure_demo(ctx, settings)
