@@ -60,6 +60,9 @@ NOTICE_REASONS = {
 OUTBREAK_WINDOW = timedelta(minutes=10)
 OUTBREAK_THRESHOLD = 3
 _REGISTER_NUMBER = re.compile(r"^X-Mailsvc-Register-Number:\s*(\d+)", re.MULTILINE | re.IGNORECASE)
+_REGISTER_ARRIVED = re.compile(
+    r"^X-Mailsvc-Register:[^\r\n]*\bstatus=arrived\b", re.MULTILINE | re.IGNORECASE
+)
 
 
 def one_line(text: str) -> str:
@@ -296,7 +299,11 @@ class NoticeFollower:
         self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
     ) -> None:
         numbers = {m.group(1) for r in records for m in [_REGISTER_NUMBER.search(r.headers)] if m}
-        if not numbers or not self._may_notify(msg, verdict):
+        arrived = any(_REGISTER_ARRIVED.search(r.headers) for r in records)
+        if not (numbers or arrived) or not self._may_notify(msg, verdict):
+            return
+        if not numbers:  # entered without a number (e.g. reference only): 01, arrived
+            await self._send_notice(msg, "01", incoming_number="", reason="")
             return
         await self._send_notice(msg, "03", incoming_number=", ".join(sorted(numbers)), reason="")
 

@@ -239,9 +239,9 @@ async def test_official_sends_with_msmtp_b_registers_and_the_receipt_comes_back(
             docs = session.scalars(select(RegisterDocument)).all()
             return len(docs) == 1 and docs[0].incoming_number == 1
 
-    await wait_for(registered, timeout=30)
+    await wait_for(registered, timeout=60)
     # B's receipt (03) travels back to A's official; A's register line follows it.
-    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=30)
+    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=60)
     view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
     assert [h["to_status"] for h in view["history"]] == ["queued", "sent", "registered"]
     assert view["deliveries"][0]["agency_code"] == B_CODE
@@ -267,22 +267,22 @@ async def test_b_down_a_retries_and_delivers_when_b_is_back_and_unknown_mailbox_
                 select(OutboundMessage).where(OutboundMessage.kind == "submission")
             ).one()
 
-    await wait_for(lambda: row().attempts >= 2, timeout=30)
+    await wait_for(lambda: row().attempts >= 2, timeout=60)
     assert row().state == "queued" and "cannot connect" in row().last_error
     await agencies.restart_b()
-    await wait_for(lambda: row().state == "sent", timeout=30)
-    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=30)
+    await wait_for(lambda: row().state == "sent", timeout=60)
+    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=60)
 
     # An address B does not have: B refuses at RCPT, A's official gets a bounce.
     nobody = f"khongco@{B_DOMAIN}"
     data = make_message(A_OFFICIAL, nobody, subject="Giấy mời họp").as_bytes()
     await asyncio.to_thread(msmtp_send, a, tmp_path / "m2", data, [nobody])
-    await wait_for(lambda: ("dsn-failure", A_OFFICIAL) in a.app.mailer.sent, timeout=30)
+    await wait_for(lambda: ("dsn-failure", A_OFFICIAL) in a.app.mailer.sent, timeout=60)
 
     def inbox() -> list[bytes]:
         return fetch_inbox(a, A_OFFICIAL)
 
-    await wait_for(lambda: len(inbox()) == 2, timeout=30)
+    await wait_for(lambda: len(inbox()) == 2, timeout=60)
     bounce = next(
         message_from_bytes(m, policy=default_policy)
         for m in inbox()
@@ -313,7 +313,7 @@ async def test_recall_voids_the_copy_in_whatever_folder_and_a_shows_15(
     a, b = agencies.a, agencies.b
     data = _document("V/v điều chỉnh kế hoạch", "37/2026/QĐ-UBND")
     await asyncio.to_thread(msmtp_send, a, tmp_path / "msmtp", data, [B_CLERK])
-    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=30)
+    await wait_for(lambda: _lines(a) == [(B_CLERK, "registered", "1")], timeout=60)
     filed = "Luu-tru-2026"
     await asyncio.to_thread(_move_to_folder, b, B_CLERK, filed)
 
@@ -323,14 +323,14 @@ async def test_recall_voids_the_copy_in_whatever_folder_and_a_shows_15(
     assert f"recall (13) queued to {B_CLERK}" in out
     assert _lines(a)[0][1] == "recall_requested"
     # B carries the recall out (its duty) and confirms; A's line and document follow.
-    await wait_for(lambda: _lines(a)[0][1] == "recalled", timeout=30)
+    await wait_for(lambda: _lines(a)[0][1] == "recalled", timeout=60)
     view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
     assert view["state"] == "recalled"
     assert view["recall_reason"] == "Văn bản ban hành chưa đúng thể thức"
     with b.sessions() as session:
         [doc] = session.scalars(select(RegisterDocument)).all()
         assert doc.status == "recalled"
-    await wait_for(lambda: len(b.app.mailer.voided) == 1, timeout=30)
+    await wait_for(lambda: len(b.app.mailer.voided) == 1, timeout=60)
     assert await asyncio.to_thread(fetch_inbox, b, B_CLERK, f'"{filed}"') == []
     recalled = await asyncio.to_thread(fetch_inbox, b, B_CLERK, f'"{RECALLED_FOLDER}"')
     assert len(recalled) == 1 and b"van-ban.pdf" in recalled[0]
@@ -399,7 +399,7 @@ async def test_clerk_issues_a_draft_with_the_organisation_signature_from_the_tok
         with b.sessions() as session:
             return list(session.scalars(select(RegisterDocument)))
 
-    await wait_for(lambda: len(registered()) == 1, timeout=30)
+    await wait_for(lambda: len(registered()) == 1, timeout=60)
     [doc] = registered()
     assert doc.signature_outcome == "valid", doc.signature_reason
     assert f"Văn bản số 1/{year}" in doc.subject
@@ -414,10 +414,27 @@ async def test_clerk_issues_a_draft_with_the_organisation_signature_from_the_tok
     organisation = signatures[1]
     assert organisation.signer_cert.dump() == pki.organisation.cert.public_bytes(Encoding.DER)
     assert str(organisation.sig_object["/Reason"]) == f"Phát hành văn bản số 1/{year}"
-    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=30)
+    await wait_for(lambda: _lines(a)[0][1] == "registered", timeout=60)
     view = json.loads(await asyncio.to_thread(_cli, a, "outgoing", "show", "1", "--json"))
     assert view["outgoing_number"] == 1 and view["state"] == "sent"
     assert view["approved_by"] == "cli:vanthu"
     # The PIN is not in the configuration, and the backup leaves its file out.
     assert softhsm.pin not in (a.home / "mailsvc.toml").read_text(encoding="utf-8")
     assert pin_file in home_exclusions(load_settings(a.home))
+
+
+async def test_a_document_b_enters_without_a_number_is_answered_01_arrived(
+    agencies: Agencies, tmp_path: Path
+) -> None:
+    a, b = agencies.a, agencies.b
+    pki = session_pki()
+    # Personally signed only: worth "reference only" at B, entered without số đến.
+    pdf = signed_pdf(make_pdf("Công văn số 41/STTTT-VP"), pki.personal)
+    msg = make_message(A_OFFICIAL, B_CLERK, subject="V/v góp ý dự thảo")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="41-CV.pdf")
+    await asyncio.to_thread(msmtp_send, a, tmp_path / "msmtp", msg.as_bytes(), [B_CLERK])
+    await wait_for(lambda: _lines(a) == [(B_CLERK, "received", "")], timeout=60)
+    with b.sessions() as session:
+        [doc] = session.scalars(select(RegisterDocument)).all()
+        assert doc.status == "arrived" and doc.incoming_number is None
+    assert ("notice-01", A_OFFICIAL) in b.app.mailer.sent
