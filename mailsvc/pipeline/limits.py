@@ -20,6 +20,14 @@ a policy limit, so the work is at most linear in the message size times
   cannot be read (``archive-unreadable``) or is encrypted (``archive-encrypted``), each
   as the policy says.
 
+- The top-level header section read as every reader reads it, and its originator
+  fields (mailsvc.originator): white space before a field name's colon
+  (``header-name-whitespace``), a line that is not a field (``header-field-malformed``),
+  control characters (``header-control-character``), anything but exactly one From:
+  (``from-count``) naming exactly one mailbox (``from-mailbox-count``), Sender/Reply-To
+  twice (``originator-repeated``), an originator field over 2 KiB
+  (``address-header-too-large``) or one the parser cannot read (``address-header-unparsable``).
+
 The first limit exceeded ends the walk with one ``fail`` Finding whose evidence names
 the limit (``limit``: the policy key, ``maximum``, ``observed``, ``part``: the MIME
 path such as ``1.2`` and, for archives, the member).
@@ -606,6 +614,20 @@ class LimitsStage:
         breach, counters = await loop.run_in_executor(
             self._executor, check_limits, msg.raw, self._policy
         )
+        if breach is None:
+            # In a thread (not the stage's executor, which may be a process pool): the
+            # parse is cached on the message for every later reader of From:.
+            originator = await asyncio.to_thread(lambda: msg.originator)
+            if originator.problem is not None:
+                return (
+                    Finding(
+                        stage=self.name,
+                        status=Status.FAIL,
+                        reason=originator.problem.reason,
+                        detail=originator.problem.detail,
+                        evidence={"limit": "headers.originator", "part": ""},
+                    ),
+                )
         elapsed_ms = (time.perf_counter() - started) * 1000
         if breach is None:
             return (
