@@ -20,6 +20,7 @@ from __future__ import annotations
 import email.policy
 import re
 from dataclasses import dataclass
+from email import errors
 from email.headerregistry import AddressHeader
 
 # RFC 5322 allows 998 octets per line; one mailbox with a display name fits in far less.
@@ -159,6 +160,7 @@ def _parse_field(
         header = email.policy.default.header_factory(name, text.strip())
         assert isinstance(header, AddressHeader)
         groups = header.groups
+        invalid = [d for d in header.defects if isinstance(d, errors.InvalidHeaderDefect)]
         mailboxes = tuple(
             Mailbox(str(a.display_name), str(a.addr_spec)) for g in groups for a in g.addresses
         )
@@ -166,6 +168,8 @@ def _parse_field(
     # hostile input (nested comments, unterminated groups): all mean "cannot parse".
     except (RecursionError, AttributeError, IndexError, ValueError, TypeError, KeyError) as exc:
         return (), HeaderProblem("address-header-unparsable", f"{name}: {type(exc).__name__}")
+    if invalid:  # "A <a@b", "A <a@b> trailing": each reader repairs it its own way
+        return (), HeaderProblem("address-header-unparsable", f"{name}: {invalid[0]}")
     if name in ("from", "sender") and any(g.display_name is not None for g in groups):
         return (), HeaderProblem("address-header-unparsable", f"{name}: group syntax")
     if any(not _ADDR_SPEC.match(m.addr_spec) for m in mailboxes):

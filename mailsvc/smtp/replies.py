@@ -85,8 +85,12 @@ _REFUSALS: dict[str, str] = {
     "archive-unreadable": "554 5.6.0 Message refused: archive cannot be read",
     "archive-encrypted": "554 5.7.1 Message refused: encrypted archive cannot be scanned",
     "unreadable-content": (
-        "554 5.7.1 Message refused: an attachment cannot be read (encrypted or too large "
-        "to inspect)"
+        "554 5.7.1 Message refused: an attachment cannot be read (damaged, encrypted or "
+        "too large to inspect)"
+    ),
+    "file-name-deceptive": (
+        "554 5.7.1 Message refused: an attachment's file name has hidden, control or "
+        "direction-changing characters"
     ),
     "signature-indeterminate": (
         "554 5.7.1 Message refused: document signature could not be validated"
