@@ -21,7 +21,7 @@ import email.policy
 import re
 from dataclasses import dataclass
 from email import errors
-from email.headerregistry import AddressHeader
+from email.headerregistry import AddressHeader, BaseHeader
 
 # RFC 5322 allows 998 octets per line; one mailbox with a display name fits in far less.
 MAX_ADDRESS_FIELD_BYTES = 2048
@@ -158,7 +158,7 @@ def _parse_field(
         return (), HeaderProblem("address-header-unparsable", f"{name}: not valid UTF-8")
     try:
         header = email.policy.default.header_factory(name, text.strip())
-        assert isinstance(header, AddressHeader)
+        assert isinstance(header, BaseHeader) and isinstance(header, AddressHeader)
         groups = header.groups
         invalid = [d for d in header.defects if isinstance(d, errors.InvalidHeaderDefect)]
         mailboxes = tuple(

@@ -35,6 +35,7 @@ from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.lockout import Lockout
+from mailsvc.time import iso_local
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ class AuthPolicyServer:
                 return web.json_response(
                     {
                         "status": -1,
-                        "msg": f"Too many failed logins, try again after {until.isoformat()}",
+                        "msg": f"Too many failed logins, try again after {iso_local(until)}",
                     }
                 )
             if command == "report":
@@ -145,5 +146,5 @@ class AuthPolicyServer:
             "IMAP login failed for %s from %s%s",
             account,
             client,
-            f"; locked out until {until.isoformat()}" if until else "",
+            f"; locked out until {iso_local(until)}" if until else "",
         )

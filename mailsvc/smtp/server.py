@@ -17,6 +17,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 from mailsvc.smtp import replies
 from mailsvc.smtp.handler import ListenerMode, RateLimiter, SmtpHandler
 from mailsvc.smtp.lookups import LoginOutcome, MailboxLookup
+from mailsvc.time import iso_local
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class MailsvcSMTP(SMTP):
             return AuthResult(success=True, auth_data=LoginPassword(outcome.address.encode(), b""))
         log.warning("AUTH %s for %s from %s", outcome.outcome.value, login, ip)
         if outcome.outcome is LoginOutcome.LOCKED and outcome.locked_until:
-            message = replies.AUTH_LOCKED.format(until=outcome.locked_until.isoformat())
+            message = replies.AUTH_LOCKED.format(until=iso_local(outcome.locked_until))
         elif outcome.outcome is LoginOutcome.MUST_CHANGE:
             message = replies.AUTH_MUST_CHANGE.format(url=self._password_page_url)
         elif outcome.outcome is LoginOutcome.DISABLED:
