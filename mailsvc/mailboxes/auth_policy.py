@@ -17,8 +17,9 @@ Dovecot skips the policy for master-user logins (the service's own sessions).
 
 The server listens on loopback only, on a port chosen at start, and answers only
 requests carrying the random key written into dovecot.conf (0600): no other local
-process can lock an account out or read lock-out state. Database work runs off the
-event loop.
+process can lock an account out or read lock-out state. It runs in its own thread and
+event loop: a login must not wait for the SMTP side's loop (and a stalled loop must not
+refuse every IMAP login). Database work runs off that loop too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -76,9 +78,30 @@ class AuthPolicyServer:
         self._api_key = secrets.token_urlsafe(32)
         self._nonce = secrets.token_urlsafe(16)
         self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self.endpoint: AuthPolicyEndpoint | None = None
 
     async def start(self, host: str = "127.0.0.1") -> AuthPolicyEndpoint:
+        """Start the server's thread and loop; return what dovecot.conf needs."""
+        loop = self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=loop.run_forever, name="auth-policy", daemon=True)
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(self._serve(host), loop)
+        return await asyncio.wrap_future(future)
+
+    async def stop(self) -> None:
+        loop, thread = self._loop, self._thread
+        if loop is None or thread is None:
+            return
+        if self._runner is not None:
+            await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._cleanup(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10)
+        loop.close()
+        self._loop = self._thread = None
+
+    async def _serve(self, host: str) -> AuthPolicyEndpoint:
         app = web.Application(client_max_size=MAX_REQUEST_BYTES)
         app.router.add_post("/", self._handle)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -90,7 +113,7 @@ class AuthPolicyServer:
         log.info("auth policy server for Dovecot on %s:%d", host, port)
         return self.endpoint
 
-    async def stop(self) -> None:
+    async def _cleanup(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
