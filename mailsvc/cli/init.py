@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailsvc import accounts, directory
+from mailsvc.backup.manifest import KEY_NAME, ensure_backup_key
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
 from mailsvc.config import CONFIG_NAME, Settings, load_settings
@@ -31,6 +32,7 @@ from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
 from mailsvc.passwords import generate_one_time_password, verify_password
+from mailsvc.permissions import private_umask, restrict_home, restrict_secrets
 from mailsvc.register.demo import seed_demo_register
 from mailsvc.store.blobs import BlobStore
 
@@ -411,10 +413,16 @@ def init_cmd(
 ) -> None:
     """Prepare the home directory (--home): config, database, Maildir root, TLS certificate,
     DKIM key. Safe to re-run: existing files and keys are kept."""
+    with private_umask():  # the config, database and keys are private from the start
+        _init(ctx, domain, hostname, database_url, demo)
+
+
+def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool) -> None:
     domain = directory.normalise_domain(domain)
     hostname = (hostname or f"mail.{domain}").strip().lower()
     home = ctx.home
     home.mkdir(parents=True, exist_ok=True)
+    restrict_home(home)
     config_path = home / CONFIG_NAME
     if config_path.exists():
         click.echo(f"config: kept {config_path}")
@@ -444,6 +452,8 @@ def init_cmd(
         else (settings.database_url)
     )
     click.echo(f"database: up to date ({shown_url})")
+    for path in restrict_secrets(settings):
+        click.echo(f"permissions: {path} was readable by others; now 0600")
 
     maildir_root = settings.path(settings.paths.maildir_root)
     maildir_root.mkdir(parents=True, exist_ok=True)
@@ -461,6 +471,14 @@ def init_cmd(
     (dkim_key.parent / f"{settings.dkim.selector}.txt").write_text(record + "\n")
     click.echo(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
     click.echo(f"  {record}")
+
+    key = settings.home / KEY_NAME
+    existed = key.exists()
+    ensure_backup_key(settings.home)
+    click.echo(
+        f"backup key: {'kept' if existed else 'created'} {key} (authenticates backups; keep a "
+        "copy apart from them: a restore on another machine needs it)"
+    )
 
     if demo:
         address, password = ensure_demo(ctx, settings)
