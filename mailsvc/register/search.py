@@ -7,7 +7,9 @@ to plain words, so "quyet dinh ky so" finds "Quyết định … ký số" and "
 "35/2018/QĐ-UBND" on both databases without a database extension: SQLite keeps the row
 in an FTS5 table (``unicode61 remove_diacritics 2``), PostgreSQL in a table with a
 generated ``tsvector`` (``simple`` configuration) and a GIN index. Every query word must
-match, as a prefix.
+match as a whole word, the last one as a prefix ("chuyen doi s" finds "chuyển đổi số"):
+whole words are read lazily from the index, newest first, where a prefix of a common
+word ("dinh"*) would merge every term it expands to before the first match.
 
 :func:`index_document` runs inside the caller's transaction (the registering one, or a
 workspace action's), so the index is always in step with the register; it never commits.
@@ -112,7 +114,7 @@ def _estimated_rows(session: Session, query: Select[Any]) -> float:
 
 def narrow(session: Session, ids: Select[Any], query: str, before: int | None) -> Select[Any]:
     """``ids`` (document ids, no order yet) limited to documents matching every word of
-    ``query`` as a prefix, ordered newest first; ``before`` is the keyset bound.
+    ``query`` (the last one as a prefix), ordered newest first; ``before`` is the keyset bound.
 
     SQLite walks the FTS5 index in rowid order (newest first, from ``before``) and looks
     each match up by primary key, so a common word stops after one page of matches and a
@@ -125,7 +127,7 @@ def narrow(session: Session, ids: Select[Any], query: str, before: int | None) -
         return ids.order_by(doc.id.desc())
     if _is_sqlite(session):
         fts = table("register_fts", column("rowid", Integer))
-        expr = " AND ".join(f'"{w}"*' for w in found)
+        expr = " AND ".join([*(f'"{w}"' for w in found[:-1]), f'"{found[-1]}"*'])
         ids = ids.join(fts, fts.c.rowid == doc.id).where(
             literal_column("register_fts").op("MATCH")(expr)
         )
@@ -133,7 +135,8 @@ def narrow(session: Session, ids: Select[Any], query: str, before: int | None) -
             ids = ids.where(fts.c.rowid < before)
         return ids.order_by(fts.c.rowid.desc())
     rs = table("register_search", column("document_id", Integer), column("tsv"))
-    tsquery = func.to_tsquery(literal_column("'simple'"), " & ".join(f"{w}:*" for w in found))
+    expr = " & ".join([*found[:-1], f"{found[-1]}:*"])
+    tsquery = func.to_tsquery(literal_column("'simple'"), expr)
     matching = select(rs.c.document_id).where(rs.c.tsv.op("@@")(tsquery))
     if before is not None:
         matching = matching.where(rs.c.document_id < before)
