@@ -32,7 +32,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -328,20 +328,28 @@ class AlertNotifier:
             return "not configured"
         budget = self.settings.timeout_seconds
         try:
-            async with httpx.AsyncClient(timeout=budget, trust_env=False) as client:
-                response = await asyncio.wait_for(
-                    client.post(
-                        url,
-                        content=encode_payload(alert.payload()),
-                        headers={"Content-Type": "application/json; charset=utf-8"},
-                    ),
-                    budget,
-                )
-                response.raise_for_status()
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=budget), trust_env=False
+                ) as client,
+                client.post(
+                    url,
+                    data=encode_payload(alert.payload()),
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                    raise_for_status=True,
+                ) as response,
+            ):
+                status = response.status
+        except aiohttp.ClientResponseError as exc:
+            log.warning("alert %s: webhook %s answered HTTP %s", alert.key, url, exc.status)
+            return f"error: HTTP {exc.status}"
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            log.warning("alert %s: webhook %s unreachable: %s", alert.key, url, exc)
+            return "error: unreachable"
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("alert %s: webhook %s failed: %s", alert.key, url, exc or type(exc))
             return f"error: {type(exc).__name__}"
-        return f"ok: HTTP {response.status_code}"
+        return f"ok: HTTP {status}"
 
     async def _run_command(self, alert: Alert) -> str:
         if not self.settings.command:

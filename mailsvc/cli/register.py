@@ -252,7 +252,7 @@ def set_status_cmd(
 ) -> None:
     """Change an entry's status: `set-status 15/2026 in_progress --reason "..."`.
 
-    Transitions (domain.md §6): arrived → registered | refused | recalled | deleted;
+    Transitions: arrived → registered | refused | recalled | deleted;
     registered → assigned | in_progress | done | refused | recalled | deleted;
     assigned → in_progress | done | refused | recalled (re-assign with `assign`);
     in_progress → assigned | done | recalled; done → in_progress | recalled;

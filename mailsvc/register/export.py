@@ -1,4 +1,4 @@
-"""Exporting the register in the official columns (domain.md §7): CSV for Excel,
+"""Exporting the register in the official columns: CSV for Excel,
 printable HTML (Jinja2, templates/register/register.html.j2) and PDF (fpdf2, landscape
 A4 with page numbers, DejaVu Sans for Vietnamese glyphs).
 
