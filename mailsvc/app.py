@@ -23,7 +23,7 @@ from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
-from mailsvc.config import Settings
+from mailsvc.config import PACKAGE_DATA, PACKAGED_POLICIES, PACKAGED_TEMPLATES, Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
@@ -78,7 +78,8 @@ from mailsvc.web.app import make_app, start_http
 
 log = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Where the packaged policies/ and templates/ are (the installed package).
+PACKAGE_ROOT = PACKAGE_DATA
 
 
 def policies_dir(settings: Settings) -> Path:
@@ -87,13 +88,13 @@ def policies_dir(settings: Settings) -> Path:
     home_policies = settings.home / "policies"
     if (home_policies / "pipeline.yaml").exists():
         return home_policies
-    return PACKAGE_ROOT / "policies"
+    return PACKAGED_POLICIES
 
 
 def templates_dir(settings: Settings) -> Path:
     if settings.paths.templates:
         return settings.path(settings.paths.templates)
-    return PACKAGE_ROOT / "templates"
+    return PACKAGED_TEMPLATES
 
 
 def split_hostport(value: str) -> tuple[str, int]:

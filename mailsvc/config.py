@@ -6,6 +6,7 @@ Nobody else parses configuration files. Environment overrides use
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import tomllib
 from pathlib import Path
@@ -16,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mailsvc.errors import ConfigError
 
 CONFIG_NAME = "mailsvc.toml"
+
+# The packaged defaults: policies/*.yaml and templates/**/*.j2 are package data of
+# ``mailsvc`` (in a checkout, mailsvc/policies and mailsvc/templates link to the top-level
+# directories), so a wheel install finds them too. HOME/policies or [paths] override them.
+PACKAGE_DATA = Path(str(importlib.resources.files("mailsvc")))
+PACKAGED_POLICIES = PACKAGE_DATA / "policies"
+PACKAGED_TEMPLATES = PACKAGE_DATA / "templates"
 
 
 class _Section(BaseModel):

@@ -26,6 +26,7 @@ from mailsvc.cli.console import (
     open_session,
     parse_optional_day,
 )
+from mailsvc.config import PACKAGED_TEMPLATES
 from mailsvc.errors import MailsvcError
 from mailsvc.notify.notices import NoticeComposer
 from mailsvc.notify.recall import StatusNotifier
@@ -40,12 +41,9 @@ pass_ctx = click.make_pass_decorator(Context)
 
 OUTCOME_LABELS = {"valid": "Hợp lệ", "reference_only": "Tham khảo", "invalid": "Không hợp lệ"}
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
 def _templates(ctx: Context) -> Path:
     s = ctx.settings
-    return s.path(s.paths.templates) if s.paths.templates else PACKAGE_ROOT / "templates"
+    return s.path(s.paths.templates) if s.paths.templates else PACKAGED_TEMPLATES
 
 
 def _notifier(ctx: Context) -> StatusNotifier:

@@ -14,7 +14,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsvc.config import PasswordSection
+from mailsvc.config import PACKAGED_TEMPLATES, PasswordSection
 from mailsvc.lockout import Lockout
 from mailsvc.web.password import PageLimits, PasswordPage
 
@@ -24,7 +24,7 @@ HealthCheck = Callable[[], Awaitable[Mapping[str, Any]]]
 """Returns e.g. {"status": "ok", "dovecot": "ok", "clamd": "degraded"}; HTTP 200 when
 ``status`` is ``ok`` or ``degraded``, 503 otherwise."""
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+DEFAULT_TEMPLATES = PACKAGED_TEMPLATES
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
