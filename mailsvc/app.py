@@ -74,7 +74,7 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
-from mailsvc.web.app import make_app, start_http
+from mailsvc.web.app import make_app, make_monitoring_app, start_http
 
 log = logging.getLogger(__name__)
 
@@ -158,17 +158,29 @@ class App:
         # HTTPS first: the password page's real address goes into Dovecot's refusal text.
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.metrics.watch_database(self.sessions, lambda: s.path(s.backup.directory))
         web_app = make_app(
             sessions=self.sessions,
             password_cfg=s.password,
             lockout=lockout,
-            health=self.health,
             registry=self.registry,
         )
         http_host, http_port = split_hostport(listen["http"])
         self.http = await start_http(web_app, http_host, http_port, tls)
         self._closers.append(self.http.close)
         self.addresses["http"] = self.http.address
+        # Monitoring: plain HTTP, loopback by default, apart from the people's HTTPS.
+        monitor_host, monitor_port = split_hostport(listen["metrics"])
+        self.monitor = await start_http(
+            make_monitoring_app(
+                health=self.health, registry=self.registry, before_scrape=self.health
+            ),
+            monitor_host,
+            monitor_port,
+            None,
+        )
+        self._closers.append(self.monitor.close)
+        self.addresses["metrics"] = self.monitor.address
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
         # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
@@ -257,6 +269,7 @@ class App:
             ],
             followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
+            metrics=self.metrics,
         )
         await self.acceptance.repair()
         self.mailer.start()
@@ -420,6 +433,7 @@ class App:
                 checks["clamd"] = "ok"
             except Exception as exc:  # boundary
                 checks["clamd"] = f"error: {type(exc).__name__}"
+        self.metrics.record_health(checks)
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         if checks.get("database") != "ok":
             status = "error"

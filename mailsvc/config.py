@@ -50,10 +50,15 @@ class ListenSection(_Section):
     imap: str = "127.0.0.1:1430"
     imaps: str = "127.0.0.1:9930"
     http: str = "127.0.0.1:8080"
-
-    _hostport = field_validator("smtp", "submission", "submissions", "imap", "imaps", "http")(
-        _check_hostport
+    metrics: str = Field(
+        default="127.0.0.1:9180",
+        description="Plain HTTP for monitoring: /healthz and /metrics (keep it on loopback or "
+        "a management network; the password page stays on the HTTPS listener)",
     )
+
+    _hostport = field_validator(
+        "smtp", "submission", "submissions", "imap", "imaps", "http", "metrics"
+    )(_check_hostport)
 
 
 class DatabaseSection(_Section):
@@ -99,6 +104,41 @@ class ClamavSection(_Section):
     database_dir: str = ""  # empty: HOME/clamav/db
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_scan_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_signature_age_days: float = Field(
+        default=3.0,
+        gt=0,
+        description="Signatures older than this make /healthz 'degraded' and raise an alert",
+    )
+    update: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: the clamav-update job runs freshclam into database_dir (managed "
+        "mode); off: signatures are updated by other means",
+    )
+    update_mirror: str = Field(
+        default="",
+        description="Closed network: URL of a private mirror (cvdupdate or a web server "
+        "holding main/daily/bytecode .cvd); empty: ClamAV's public mirrors",
+    )
+    freshclam_binary: str = "/usr/bin/freshclam"
+    update_hours: float = Field(
+        default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
+    )
+
+
+class LogSection(_Section):
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(time ISO 8601 +07:00, level, logger, message, queue_id)",
+    )
+
+
+class RetentionSection(_Section):
+    junk_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days spam stays in the Junk folder before the retention job deletes it",
+    )
 
 
 class PipelineSection(_Section):
@@ -297,6 +337,8 @@ class Settings(_Section):
     alerts: AlertsSection = AlertsSection()
     backup: BackupSection = BackupSection()
     jobs: JobsSection = JobsSection()
+    log: LogSection = LogSection()
+    retention: RetentionSection = RetentionSection()
     external: tuple[ExternalMailbox, ...] = ()
 
     def path(self, value: str) -> Path:

@@ -45,7 +45,7 @@ DESCRIPTIONS: dict[str, str] = {
     "listen.submissions": "Submission over implicit TLS (production: 0.0.0.0:465).",
     "listen.imap": "IMAP with STARTTLS, served by Dovecot (production: 0.0.0.0:143).",
     "listen.imaps": "IMAP over implicit TLS, served by Dovecot (production: 0.0.0.0:993).",
-    "listen.http": "HTTPS: password page (/password), /healthz and /metrics.",
+    "listen.http": "HTTPS: the password page (/password).",
     "database": "The database.",
     "database.url": "SQLAlchemy URL, e.g. postgresql://mailsvc@127.0.0.1/mailsvc; "
     "empty: SQLite file mailsvc.sqlite3 in the home directory.",

@@ -11,8 +11,9 @@ import click
 from mailsvc.app import App
 from mailsvc.cli import Context
 from mailsvc.config import _check_hostport
+from mailsvc.logs import configure_logging
 
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http", "metrics")
 
 
 def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -51,12 +52,17 @@ def register(group: click.Group) -> None:
     @click.option("--submissions", callback=_hostport, help="Submission (implicit TLS) HOST:PORT.")
     @click.option("--imap", callback=_hostport, help="IMAP (STARTTLS) HOST:PORT.")
     @click.option("--imaps", callback=_hostport, help="IMAPS HOST:PORT.")
-    @click.option("--http", callback=_hostport, help="HTTPS health/metrics/password HOST:PORT.")
+    @click.option("--http", callback=_hostport, help="HTTPS password page HOST:PORT.")
+    @click.option(
+        "--metrics", callback=_hostport, help="Plain-HTTP /healthz and /metrics HOST:PORT."
+    )
     @click.pass_obj
     def serve(obj: Context, **listen: str | None) -> None:
-        """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler and HTTPS."""
+        """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler, HTTPS and monitoring."""
+        configure_logging(
+            obj.settings.log.format, logging.DEBUG if obj.debug else logging.INFO
+        )
         if not obj.debug:
-            logging.getLogger().setLevel(logging.INFO)
             # pyHanko logs a traceback for every certificate that fails validation; the
             # finding already says why.
             for noisy in ("pyhanko", "pyhanko_certvalidator"):
