@@ -1,4 +1,4 @@
-"""Housekeeping jobs: the CRL cache and the retention purge."""
+"""Housekeeping jobs: the CRL cache and the retention purge (records, and spam in Junk)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import asyncio
 import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, or_
+from sqlalchemy import delete, or_, select
 
 from mailsvc.app import policies_dir
-from mailsvc.db.models import AuthFailure
+from mailsvc.db.models import AuthFailure, Mailbox
+from mailsvc.errors import DependencyError
 from mailsvc.jobs.catalog import JobUnavailable, load_function
 from mailsvc.jobs.context import JobContext
 from mailsvc.jobs.models import OverdueReminder
 from mailsvc.jobs.runs import purge_runs
+from mailsvc.mailboxes.junk import purge_junk
 from mailsvc.signatures.crl import refresh_crls
 from mailsvc.signatures.policy import load_signature_policy
 
@@ -40,8 +42,9 @@ async def crl_refresh_job(ctx: JobContext) -> str:
 
 
 async def retention_purge_job(ctx: JobContext) -> str:
-    """Delete old job runs, overdue-reminder records and stale failed-login rows, then
-    run the mailbox-check purge when that module is installed."""
+    """Delete old job runs, overdue-reminder records and stale failed-login rows, spam in
+    every Junk folder older than retention.junk_days, then run the mailbox-check purge
+    when that module is installed."""
     jobs = ctx.settings.jobs
     runs_before = ctx.now - timedelta(days=jobs.run_retention_days)
     failures_before = ctx.now - timedelta(days=jobs.auth_failure_retention_days)
@@ -66,6 +69,17 @@ async def retention_purge_job(ctx: JobContext) -> str:
         f"{reminders} overdue reminders",
         f"{failures} failed-login rows purged",
     ]
+    days = ctx.settings.retention.junk_days
+    try:
+        junk = await purge_junk(
+            ctx.settings,
+            await asyncio.to_thread(_mailbox_addresses, ctx),
+            ctx.now - timedelta(days=days),
+        )
+    except DependencyError as exc:
+        parts.append(f"Junk not purged ({exc})")
+    else:
+        parts.append(junk.summary(days))
     try:
         checks_purge = load_function(CHECKS_PURGE)
     except JobUnavailable as exc:
@@ -73,3 +87,9 @@ async def retention_purge_job(ctx: JobContext) -> str:
     else:
         parts.append(f"mailbox checks: {await checks_purge(ctx)}")
     return "; ".join(parts)
+
+
+def _mailbox_addresses(ctx: JobContext) -> list[str]:
+    with ctx.sessions() as session:
+        return list(session.scalars(select(Mailbox.address).order_by(Mailbox.address)))
+
