@@ -362,7 +362,10 @@ def test_report_json_schema(tmp_path: Path, db_url: str, sessions: sessionmaker[
     assert [d["mailbox"] for d in only] == [CLERK2]
 
     table = _report(home, "--from", "2026-11-16", "--to", "2026-11-16")
-    assert "MAILBOX" in table and "non-compliant" in table and "15.0m" in table
+    # Read by clerks and leaders: Vietnamese headings and results, dd/mm/yyyy, no English.
+    assert "HỘP THƯ" in table and "KẾT QUẢ" in table and "Không đạt" in table
+    assert "16/11/2026" in table and "15 phút" in table
+    assert "non-compliant" not in table and "MAILBOX" not in table and "2026-11-16" not in table
 
     bad = CliRunner().invoke(
         main,
@@ -391,9 +394,10 @@ def test_report_html_is_self_contained_with_heat_map_and_chart(
     assert len(heatmaps) == 3
     assert all(len(re.findall(r"<rect ", h)) == 30 for h in heatmaps)
     assert '<rect class="ok"' in html and '<rect class="bad1"' in html
-    assert "2026-11-16: Đạt" in html
+    assert "16/11/2026: Đạt" in html and "2026-11-16" not in html
     # Chart of check times: a dot per check slot, windows shaded.
     chart = re.findall(r'<svg class="chart".*?</svg>', html, re.S)[0]
     assert len(re.findall(r"<circle ", chart)) == 3 * 4 + 2
     assert chart.count('class="band"') == 4 and "19:00: 1 lần" in chart
-    assert "+07:00" in html  # generation time, in Vietnam's zone
+    assert "Kỳ báo cáo: từ ngày 21/10/2026 đến ngày 19/11/2026" in html
+    assert re.search(r"Lập lúc \d\d:\d\d \d\d/\d\d/20\d\d", html)  # Vietnam's zone
