@@ -11,6 +11,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
+from mailsvc.time import VIETNAM
 from mailsvc.web.app import make_app, make_monitoring_app, start_http
 
 log = logging.getLogger(__name__)
@@ -254,9 +256,8 @@ class App:
             hostname=s.server.hostname,
             domain=s.server.domain,
         )
-        self.priority = PriorityFollower(
-            self.sessions, self.alerts, load_checking_policy(policies / "checking.yaml")
-        )
+        self.checking_policy = load_checking_policy(policies / "checking.yaml")
+        self.priority = PriorityFollower(self.sessions, self.alerts, self.checking_policy)
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
@@ -433,6 +434,15 @@ class App:
                 checks["clamd"] = "ok"
             except Exception as exc:  # boundary
                 checks["clamd"] = f"error: {type(exc).__name__}"
+        checking = getattr(self, "checking_policy", None)
+        if checking is not None:
+            missing = checking.missing_swaps_year(datetime.now(VIETNAM).date())
+            self.metrics.holiday_swaps_missing.set(1 if missing else 0)
+            checks["holidays"] = (
+                f"missing: {missing}'s announced swaps are not in checking.yaml"
+                if missing
+                else "ok"
+            )
         self.metrics.record_health(checks)
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         if checks.get("database") != "ok":

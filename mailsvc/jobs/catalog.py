@@ -120,6 +120,12 @@ JOBS: tuple[JobSpec, ...] = (
         lambda s: daily("07:30"),
     ),
     JobSpec(
+        "holiday-swaps",
+        "mailsvc.checks.calendar:holiday_swaps_job",
+        "From 1 December, warn while next year's announced working-day swaps are missing",
+        lambda s: daily("08:00"),
+    ),
+    JobSpec(
         "retention-purge",
         "mailsvc.jobs.maintenance:retention_purge_job",
         "Purge old job runs, reminders, failed-login rows and mailbox-check records",

@@ -59,6 +59,7 @@ async def test_metrics_names_counters_and_the_delivery_line(
     assert 'mailsvc_up{component="dovecot"} 1.0' in metrics
     assert "mailsvc_outbound_queue_depth " in metrics
     assert health["checks"]["database"] == "ok" and health["checks"]["dovecot"] == "ok"
+    assert health["checks"]["holidays"] == "ok"  # next year's swaps are listed
 
     (line,) = [r.getMessage() for r in caplog.records if r.name == "mailsvc.delivery"]
     assert re.fullmatch(

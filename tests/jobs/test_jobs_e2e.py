@@ -226,3 +226,27 @@ async def test_cli_jobs_run_delivers_through_the_running_dovecot(server: Running
     [line] = [x for x in listing.output.splitlines() if x.startswith("quarterly-statistics")]
     assert "/cli" in line and " ok " in line and "1 reports sent" in line
     assert date.today().isoformat()[:4] in line
+
+
+async def test_missing_holiday_swaps_warn_in_healthz_log_and_admin_mail(
+    server: RunningServer,
+) -> None:
+    """From 1 December 2027 the file lacks 2028's swaps: the job mails the admins on the
+    1st (and Mondays), and only logs on other days."""
+    admin = f"quantri@{DOMAIN}"
+    server.add_mailbox(admin, role="admin")
+    server.add_mailbox(CLERK, role="clerk")
+    first = datetime(2027, 12, 1, 8, 0, tzinfo=VIETNAM)
+    result = await server.app.jobs.run_now("holiday-swaps", now=first)
+    assert result.outcome == "ok" and result.summary == (
+        "holiday swaps for 2028 missing: mailed 1 admin(s)"
+    )
+    thursday = await server.app.jobs.run_now("holiday-swaps", now=first + timedelta(days=1))
+    assert thursday.summary == "holiday swaps for 2028 missing: warned in the log"
+    november = await server.app.jobs.run_now("holiday-swaps", now=first - timedelta(days=1))
+    assert november.summary == "holiday swaps: nothing missing"
+    [mail] = await asyncio.to_thread(inbox, server, admin)
+    assert mail["Subject"] == "Chưa cập nhật lịch nghỉ hoán đổi năm 2028"
+    text = text_of(mail)
+    assert "Đến ngày 01/12/2027, lịch nghỉ hoán đổi năm 2028" in text and '"2028: []"' in text
+    assert await asyncio.to_thread(inbox, server, CLERK) == []
