@@ -18,6 +18,7 @@ from mailsvc.jobs.runs import purge_runs
 from mailsvc.mailboxes.junk import purge_junk
 from mailsvc.signatures.crl import refresh_crls
 from mailsvc.signatures.policy import load_signature_policy
+from mailsvc.signatures.sources import all_crl_sources
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,14 @@ CHECKS_PURGE = "mailsvc.checks.records:purge_checks_job"
 
 
 async def crl_refresh_job(ctx: JobContext) -> str:
-    """Fetch every configured CRL into HOME/crl (this node's cache)."""
+    """Fetch every CRL (policy's crl_sources and `mailsvc trust crl add`) into HOME/crl."""
     settings = ctx.settings
     policy = load_signature_policy(policies_dir(settings) / "signature.yaml")
     results = await asyncio.to_thread(
-        refresh_crls, policy.crl_sources, settings.home / "crl", home=settings.home
+        refresh_crls,
+        all_crl_sources(policy.crl_sources, settings.home),
+        settings.home / "crl",
+        home=settings.home,
     )
     failed = [r for r in results if not r.ok]
     for result in failed:
