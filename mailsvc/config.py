@@ -119,7 +119,9 @@ class ClamavSection(_Section):
         description="Closed network: URL of a private mirror (cvdupdate or a web server "
         "holding main/daily/bytecode .cvd); empty: ClamAV's public mirrors",
     )
-    freshclam_binary: str = "/usr/bin/freshclam"
+    freshclam_binary: str = Field(
+        default="/usr/bin/freshclam", description="Path of the freshclam program"
+    )
     update_hours: float = Field(
         default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
     )

@@ -3,6 +3,7 @@ its verified restore (see mailsvc/backup/)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -17,8 +18,8 @@ from mailsvc.backup.restore import (
     verify_archive,
 )
 from mailsvc.cli import Context
-from mailsvc.cli.console import actor, open_session
-from mailsvc.errors import ConflictError
+from mailsvc.cli.console import actor, echo_json, json_option, open_session, progress
+from mailsvc.errors import ConflictError, MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -38,20 +39,37 @@ def _mib(size: int) -> str:
     type=click.IntRange(min=1),
     help="Afterwards delete all but the newest N archives in that directory.",
 )
+@json_option
 @pass_ctx
-def backup_cmd(ctx: Context, output: Path | None, keep: int | None) -> None:
+def backup_cmd(ctx: Context, output: Path | None, keep: int | None, as_json: bool) -> None:
     """Write one consistent archive: database snapshot, Maildirs, blobs, configuration.
 
     Safe while `mailsvc serve` receives mail: the database snapshot is taken first and
     decides which Maildir files and blobs belong to the archive."""
     settings = ctx.settings
     directory = (output or settings.path(settings.backup.directory)).resolve()
-    result = create_backup(settings, directory)
+    estimate = _count_files(settings.path(settings.paths.maildir_root)) + _count_files(
+        settings.path(settings.paths.blob_root)
+    )
+    with progress(estimate, "backup", enabled=not as_json) as advance:
+        result = create_backup(settings, directory, progress=advance)
     deleted = prune_archives(directory, keep) if keep else []
     with open_session(ctx) as session:
         record_backup(session, actor(), result, deleted)
         session.commit()
+    if as_json:
+        echo_json({**result.audit_details(deleted), "created_at": result.created_at,
+                   "seconds": round(result.seconds, 3)}, ctx)  # fmt: skip
+        return
     _print_backup(result, deleted)
+
+
+def _count_files(root: Path) -> int:
+    """Files and directories under ``root``: the progress bar's length (an estimate: the
+    snapshot decides what goes in, and the home's own files come on top)."""
+    if not root.is_dir():
+        return 0
+    return sum(1 + len(files) for _, _, files in os.walk(root))
 
 
 def _print_backup(result: BackupResult, deleted: list[str]) -> None:
@@ -86,14 +104,22 @@ def _print_backup(result: BackupResult, deleted: list[str]) -> None:
     is_flag=True,
     help="Only check every file of the archive against its manifest; change nothing.",
 )
+@json_option
 @pass_ctx
-def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> None:
+def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool, as_json: bool) -> None:
     """Verify ARCHIVE completely, then replace the database, Maildirs, blobs and
     configuration with its content. `mailsvc serve` must be stopped."""
     settings = ctx.settings
     archive = archive.resolve()
     if verify_only:
         manifest, sha = verify_archive(archive)
+        if as_json:
+            echo_json(
+                {"archive": str(archive), "created_at": manifest.created_at,
+                 "entries": len(manifest.entries), "verified": True, "sha256": sha},
+                ctx,
+            )  # fmt: skip
+            return
         click.echo(f"archive   {archive} (created {manifest.created_at})")
         click.echo(
             f"verified  {len(manifest.entries)} entries: every size and SHA-256 matches "
@@ -104,11 +130,15 @@ def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> No
     try:
         with restoring(settings, archive) as prepared:
             m = prepared.manifest
-            click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
-            click.echo(
-                f"verified  {len(m.entries)} entries: every size and SHA-256 matches the manifest"
-            )
+            if not as_json:
+                click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
+                click.echo(
+                    f"verified  {len(m.entries)} entries: every size and SHA-256 matches "
+                    "the manifest"
+                )
             if not yes:
+                if as_json:
+                    raise MailsvcError("--json needs --yes (no question can be asked)")
                 click.confirm(
                     f"Replace the database, Maildirs, blobs and configuration of "
                     f"{settings.home} with this archive?",
@@ -119,6 +149,9 @@ def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> No
         record_refusal(settings, actor(), archive, str(exc))
         raise
     warning = record_restore(settings, actor(), summary)
+    if as_json:
+        echo_json({**summary.audit_details(), "warning": warning or None}, ctx)
+        return
     _print_restore(summary)
     if warning:
         click.echo(f"warning   {warning}", err=True)

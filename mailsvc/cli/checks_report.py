@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from mailsvc.checks.compliance import evaluate
+from mailsvc.checks.compliance import evaluate, tracked_mailboxes
 from mailsvc.checks.policy import CheckingPolicy, load_checking_policy
 from mailsvc.checks.report import STATUS_LABELS, render_html
 from mailsvc.cli import Context
-from mailsvc.cli.console import echo_table, open_session, parse_day
+from mailsvc.cli.console import echo_table, open_session, parse_day, progress
 from mailsvc.errors import MailsvcError
 from mailsvc.time import vn_date
 
@@ -78,7 +78,18 @@ def report_cmd(
     policy = _policy(ctx)
     now = datetime.now(UTC)
     with open_session(ctx) as session:
-        days = evaluate(session, policy, start, end, mailboxes=mailboxes or None, now=now)
+        boxes = (
+            sorted({m.strip().lower() for m in mailboxes})
+            if mailboxes
+            else tracked_mailboxes(session, policy)
+        )
+        # One mailbox at a time (each is independent): a progress bar over a year of 200
+        # mailboxes on a terminal; silent otherwise.
+        days = []
+        with progress(len(boxes), "checks report") as advance:
+            for box in boxes:
+                days += evaluate(session, policy, start, end, mailboxes=[box], now=now)
+                advance(1)
     if as_json:
         click.echo(json.dumps([d.to_json() for d in days], ensure_ascii=False, indent=2))
         return

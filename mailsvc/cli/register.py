@@ -25,6 +25,7 @@ from mailsvc.cli.console import (
     json_option,
     open_session,
     parse_optional_day,
+    progress,
 )
 from mailsvc.config import PACKAGED_TEMPLATES
 from mailsvc.errors import MailsvcError
@@ -408,7 +409,11 @@ def export_cmd(
     )
     with open_session(ctx) as session:
         documents = queries.list_documents(session, flt, zone)
-        rows = export.rows_of(documents, zone)
+        rows = []
+        with progress(len(documents), "export") as advance:
+            for document in documents:
+                rows.append(export.row_of(document, zone))
+                advance(1)
         if register_code:
             register = get_register(session, register_code)
             register_name = register.name
