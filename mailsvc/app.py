@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from prometheus_client import CollectorRegistry
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.adapters.freshclam import database_dir as signature_database_dir
+from mailsvc.adapters.freshclam import signature_time
 from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
 from mailsvc.checks.policy import load_checking_policy
@@ -418,8 +420,10 @@ class App:
         return self.scanner
 
     async def health(self) -> dict[str, Any]:
-        """Liveness of each part: database, Dovecot, clamd, listeners."""
+        """Liveness of each part: database, Dovecot, clamd (and its signatures' age), next
+        year's holiday swaps."""
         checks: dict[str, str] = {}
+        extra: dict[str, Any] = {}
         try:
             await asyncio.to_thread(self._ping_database)
             checks["database"] = "ok"
@@ -432,8 +436,18 @@ class App:
             try:
                 await scanner.ping()
                 checks["clamd"] = "ok"
+                version = await scanner.version()
             except Exception as exc:  # boundary
                 checks["clamd"] = f"error: {type(exc).__name__}"
+            else:
+                built = signature_time(version, signature_database_dir(self.settings))
+                if built is not None:
+                    age_days = (datetime.now(UTC) - built).total_seconds() / 86400
+                    limit = self.settings.clamav.max_signature_age_days
+                    self.metrics.signature_age.set(age_days * 86400)
+                    extra["signature_age_days"] = round(age_days, 2)
+                    stale = f"stale: {age_days:.1f} days old (limit {limit:g})"
+                    checks["clamav_signatures"] = "ok" if age_days <= limit else stale
         checking = getattr(self, "checking_policy", None)
         if checking is not None:
             missing = checking.missing_swaps_year(datetime.now(VIETNAM).date())
@@ -447,7 +461,7 @@ class App:
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         if checks.get("database") != "ok":
             status = "error"
-        return {"status": status, "checks": checks, "inflight": self.inflight.count}
+        return {"status": status, "checks": checks, "inflight": self.inflight.count, **extra}
 
     def _ping_database(self) -> None:
         with self.engine.connect() as conn:

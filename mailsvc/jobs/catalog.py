@@ -50,6 +50,7 @@ class JobSpec:
     description: str
     schedule: Callable[[Settings], Schedule]
     scope: Literal["cluster", "node"] = "cluster"
+    at_start: bool = True  # node jobs: also run when serve starts
 
 
 def every(minutes: float) -> Schedule:
@@ -94,6 +95,15 @@ JOBS: tuple[JobSpec, ...] = (
         "Fetch the configured CRLs into this node's cache",
         lambda s: every(crl_refresh_minutes(s)),
         scope="node",
+    ),
+    JobSpec(
+        "clamav-update",
+        "mailsvc.jobs.maintenance:clamav_update_job",
+        "Update this node's virus signatures (freshclam) and alert when they are too old",
+        lambda s: every(s.clamav.update_hours * 60),
+        scope="node",
+        # Not at start: a first download is ~200 MB and clamd then reloads for a minute.
+        at_start=False,
     ),
     JobSpec(
         "backup",
