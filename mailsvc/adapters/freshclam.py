@@ -107,7 +107,7 @@ async def run_freshclam(settings: Settings, timeout: float = 1800) -> UpdateResu
     text = out.decode("utf-8", "replace")
     if process.returncode == 0:
         return UpdateResult(True, "signatures up to date")
-    errors = [line.strip() for line in text.splitlines() if "ERROR" in line or "WARNING" in line]
-    return UpdateResult(
-        False, f"freshclam exited {process.returncode}: " + (errors[0] if errors else text[-200:])
-    )
+    # The last ERROR line says what failed in the end (earlier ones are the attempts).
+    errors = [line.strip() for line in text.splitlines() if line.startswith("ERROR")]
+    reason = errors[-2] if len(errors) >= 2 else (errors[-1] if errors else text[-200:].strip())
+    return UpdateResult(False, f"freshclam exited {process.returncode}: {reason}")
