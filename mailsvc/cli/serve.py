@@ -12,6 +12,7 @@ from mailsvc.app import App
 from mailsvc.cli import Context
 from mailsvc.config import _check_hostport
 from mailsvc.logs import configure_logging
+from mailsvc.sdnotify import notify, take_socket
 
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http", "metrics")
 
@@ -26,6 +27,7 @@ def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 async def _serve(obj: Context, overrides: dict[str, str]) -> None:
+    notify_socket = take_socket()  # before any child starts: Dovecot would answer it too
     app = App(obj.settings, listen=overrides)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -38,7 +40,11 @@ async def _serve(obj: Context, overrides: dict[str, str]) -> None:
                 host, port = addresses[name]
                 click.echo(f"{name} listening on {host}:{port}", nl=True)
         click.echo("ready")
+        # systemd (Type=notify): ready only now, with every listener up.
+        listening = ", ".join(f"{n} {h}:{p}" for n, (h, p) in addresses.items())
+        notify(f"READY=1\nSTATUS=listening: {listening}", notify_socket)
         await stop.wait()
+        notify("STOPPING=1", notify_socket)
         click.echo("stopping: finishing messages in flight")
     finally:
         await app.stop()
