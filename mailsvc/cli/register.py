@@ -10,7 +10,7 @@ Dates given on the command line are calendar days in the server's zone (+07:00).
 from __future__ import annotations
 
 import sys
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import click
@@ -37,6 +37,7 @@ from mailsvc.register import export, queries, workflow
 from mailsvc.register.registers import get_register
 from mailsvc.register.statuses import DocumentStatus, parse_status
 from mailsvc.register.urgency import parse_urgency
+from mailsvc.time import vn_date, vn_datetime
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -164,14 +165,14 @@ def list_cmd(
     table = [
         {
             "number": f"{v['incoming_number']}/{v['year']}" if v["incoming_number"] else "-",
-            "received": v["received_at"],
+            "received": _vn_time(v["received_at"]),
             "agency": v["agency_name"] or v["agency_code"] or v["sender"],
             "notation": v["number_notation"],
             "abstract": _short(v["abstract"], 48),
             "urgency": "" if v["urgency"] == "normal" else v["urgency_label"],
             "signature": OUTCOME_LABELS.get(v["signature_outcome"], v["signature_outcome"]),
             "status": v["status_label"],
-            "deadline": (v["deadline"] or "") + (" !" if v["overdue"] else ""),
+            "deadline": _vn_day(v["deadline"]) + (" !" if v["overdue"] else ""),
             "id": v["id"],
         }
         for v in views
@@ -192,6 +193,15 @@ def list_cmd(
         ),
         ctx,
     )
+
+
+def _vn_time(value: str | None) -> str:
+    """An ISO 8601 time from the view as the clerk reads it: HH:MM dd/mm/yyyy."""
+    return vn_datetime(datetime.fromisoformat(value)) if value else ""
+
+
+def _vn_day(value: str | None) -> str:
+    return vn_date(date.fromisoformat(value)) if value else ""
 
 
 def _short(text: str, width: int) -> str:

@@ -139,6 +139,8 @@ def test_list_table(admin_cli, seeded: None) -> None:
     out = admin_cli("register", "list").stdout
     assert "SỐ ĐẾN" in out and "TRÍCH YẾU" in out
     assert "1/2026" in out and "35/2018/QĐ-UBND" in out and "Khẩn" in out
+    # The clerk reads dates as dd/mm/yyyy (JSON keeps ISO 8601 +07:00).
+    assert "00:30 04/03/2026" in out and "+07:00" not in out
 
 
 def test_show_by_number_and_by_id(admin_cli, seeded: None) -> None:
