@@ -23,6 +23,10 @@ from mailsvc.errors import ConflictError, MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
 
+# Members besides mail and blobs (database snapshot, configuration, keys, policies, their
+# directories): only for the progress bar's length.
+HOME_ENTRIES = 16
+
 
 def _mib(size: int) -> str:
     return f"{size / 1048576:.1f} MiB"
@@ -48,8 +52,10 @@ def backup_cmd(ctx: Context, output: Path | None, keep: int | None, as_json: boo
     decides which Maildir files and blobs belong to the archive."""
     settings = ctx.settings
     directory = (output or settings.path(settings.backup.directory)).resolve()
-    estimate = _count_files(settings.path(settings.paths.maildir_root)) + _count_files(
-        settings.path(settings.paths.blob_root)
+    estimate = (
+        _count_files(settings.path(settings.paths.maildir_root))
+        + _count_files(settings.path(settings.paths.blob_root))
+        + HOME_ENTRIES
     )
     with progress(estimate, "backup", enabled=not as_json) as advance:
         result = create_backup(settings, directory, progress=advance)
