@@ -296,6 +296,19 @@ class JobsSection(_Section):
     )
 
 
+class WorkspaceSection(_Section):
+    enabled: bool = Field(
+        default=True, description="Serve the web workspace (/w/) on the http listener"
+    )
+    idle_minutes: int = Field(
+        default=30, ge=1, description="A signed-in session ends after this long without a request"
+    )
+    max_hours: int = Field(
+        default=12, ge=1, description="A signed-in session ends after this long in any case"
+    )
+    page_size: int = Field(default=50, ge=5, le=500, description="Rows per register page")
+
+
 class ExternalMailbox(_Section):
     name: str = Field(description="Short name used in logs, checks and the CLI")
     host: str = Field(description="IMAP server host name")
@@ -341,6 +354,7 @@ class Settings(_Section):
     jobs: JobsSection = JobsSection()
     log: LogSection = LogSection()
     retention: RetentionSection = RetentionSection()
+    workspace: WorkspaceSection = WorkspaceSection()
     external: tuple[ExternalMailbox, ...] = ()
 
     def path(self, value: str) -> Path:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mailsvc import accounts, directory
 from mailsvc.cli import Context
@@ -30,6 +31,8 @@ from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
 from mailsvc.passwords import generate_one_time_password, verify_password
+from mailsvc.register.demo import seed_demo_register
+from mailsvc.store.blobs import BlobStore
 
 # Comments for keys whose Field has no description yet (config.py is the lead's; these
 # should move into Field(description=...) there — the generator prefers those).
@@ -330,6 +333,13 @@ def ensure_demo(ctx: Context, settings: Settings) -> tuple[str, str | None]:
             accounts.set_password(
                 session, settings.password, address, password, actor=actor(), must_change=False
             )
+            _demo_people(session, settings, agency.code, password)
+            seed_demo_register(
+                session,
+                address,
+                f"{DEMO_PEOPLE[1][0]}@{domain}",
+                BlobStore(settings.path(settings.paths.blob_root)),
+            )
             session.commit()
             login_file.unlink(missing_ok=True)
             _write_private(login_file, f"{address}\n{password}\n".encode())
@@ -339,6 +349,34 @@ def ensure_demo(ctx: Context, settings: Settings) -> tuple[str, str | None]:
         if len(known) == 2 and verify_password(mailbox.password_hash, known[1]):
             return address, known[1]
         return address, None
+
+
+# Workspace demo: a leader and an official beside the clerk (same password as the clerk).
+DEMO_PEOPLE = (
+    ("lanhdao", "Lê Văn Lãnh Đạo", "leader", ""),
+    ("annv.vp", "Nguyễn Văn An", "official", "vp"),
+)
+
+
+def _demo_people(session: Session, settings: Settings, agency_code: str, password: str) -> None:
+    domain = settings.server.domain
+    for local, name, role, unit in DEMO_PEOPLE:
+        address = f"{local}@{domain}"
+        if session.scalars(select(Mailbox).where(Mailbox.address == address)).first():
+            continue
+        accounts.add_mailbox(
+            session,
+            settings.password,
+            actor=actor(),
+            address=address,
+            full_name=name,
+            role=role,
+            unit=unit,
+            agency_code=agency_code,
+        )
+        accounts.set_password(
+            session, settings.password, address, password, actor=actor(), must_change=False
+        )
 
 
 def _demo_password() -> str:
@@ -439,6 +477,9 @@ def init_cmd(
         result["demo"] = {"address": address, "role": "clerk", "password": password}
         if password:
             say(f"  login: {address}  password: {password}")
+            people = ", ".join(f"{p[0]}@{settings.server.domain} ({p[2]})" for p in DEMO_PEOPLE)
+            say(f"  also, same password: {people}")
+            result["demo"]["also"] = [f"{p[0]}@{settings.server.domain}" for p in DEMO_PEOPLE]
         else:
             say(
                 "  its password was changed since; set a new one with "

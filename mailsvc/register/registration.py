@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
+from mailsvc.register import search
 from mailsvc.register.models import (
     Attachment,
     DocumentAttachment,
@@ -381,6 +382,7 @@ def register_document(
     _link_attachments(session, document, doc.attachments, ids, fresh=True)
     _link_deliveries(session, document, doc, "first")
     session.flush()
+    search.index_document(session, document)
     return _result(register, document, fresh=True, numbered_now=valid)
 
 

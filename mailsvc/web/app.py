@@ -1,6 +1,6 @@
-"""The two web applications: HTTPS on the ``http`` listener for people (/password), and
-plain HTTP on the ``metrics`` listener (127.0.0.1 by default) for monitoring (/healthz,
-/metrics)."""
+"""The two web applications: HTTPS on the ``http`` listener for people (/password and
+the workspace, /w/), and plain HTTP on the ``metrics`` listener (127.0.0.1 by default) for
+monitoring (/healthz, /metrics)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc.config import PACKAGED_TEMPLATES, PasswordSection
 from mailsvc.lockout import Lockout
 from mailsvc.web.password import PageLimits, PasswordPage
+from mailsvc.web.workspace.pages import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ def make_app(
     registry: CollectorRegistry,
     templates_dir: Path | None = None,
     csrf_secret: bytes | None = None,
+    workspace: Workspace | None = None,
 ) -> web.Application:
     """The people's application. ``lockout`` is the SMTP AUTH lock-out (shared rows);
     ``registry`` receives the page's own counter."""
@@ -73,12 +75,14 @@ def make_app(
     )
 
     async def root(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/password")
+        raise web.HTTPFound("/w/" if workspace is not None else "/password")
 
     app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
     app.router.add_get("/password", page.get)
     app.router.add_post("/password", page.post)
     app.router.add_get("/", root)
+    if workspace is not None:
+        workspace.routes(app)
     return app
 
 

@@ -22,6 +22,7 @@ from mailsvc.config import Settings, load_settings
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.passwords import verify_password
+from mailsvc.register.models import RegisterDocument
 
 
 def _settings_keys() -> list[tuple[str, str, BaseModel]]:
@@ -124,12 +125,17 @@ def test_demo_creates_agency_and_clerk_with_usable_password(tmp_path: Path, db_u
         agency = s.scalars(select(Agency)).one()
         assert agency.domains == ["demo.example.gov.vn"] and agency.local
         assert box.agency_id == agency.id
+        # The workspace demo: a leader and an official too, and six register entries.
+        roles = sorted(m.role for m in s.scalars(select(Mailbox)))
+        assert roles == ["clerk", "leader", "official"]
+        assert len(s.scalars(select(RegisterDocument)).all()) == 6
     # Re-running prints the same login and creates nothing new.
     again = _init(home, db_url, "--demo")
     assert f"login: {login.group(1)}  password: {login.group(2)}" in again
     with make_sessionmaker(engine)() as s:
-        assert len(s.scalars(select(Mailbox)).all()) == 1
+        assert len(s.scalars(select(Mailbox)).all()) == 3
         assert len(s.scalars(select(Agency)).all()) == 1
+        assert len(s.scalars(select(RegisterDocument)).all()) == 6
     engine.dispose()
 
 
