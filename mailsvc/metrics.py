@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
-# Every metric name mailsvc exports (tests/test_metrics.py checks /metrics against it).
+# Every metric name mailsvc exports (tests/e2e/test_observability.py checks /metrics).
 NAMES = (
     "mailsvc_messages_total",
     "mailsvc_verdicts_total",
