@@ -148,7 +148,9 @@ class StateCollector(Collector):
 
         now = datetime.now(UTC)
         entries = GaugeMetricFamily(
-            "mailsvc_register_entries", "Incoming register entries by status", labels=["status"]
+            "mailsvc_register_entries",
+            "Incoming register entries by status and signature outcome",
+            labels=["status", "outcome"],
         )
         depth = GaugeMetricFamily(
             "mailsvc_outbound_queue_depth", "Outbound messages waiting to be sent"
@@ -166,12 +168,14 @@ class StateCollector(Collector):
         )
         try:
             with self.sessions() as session:
-                for status, count in session.execute(
-                    select(RegisterDocument.status, func.count()).group_by(
-                        RegisterDocument.status
-                    )
+                for status, outcome, count in session.execute(
+                    select(
+                        RegisterDocument.status,
+                        RegisterDocument.signature_outcome,
+                        func.count(),
+                    ).group_by(RegisterDocument.status, RegisterDocument.signature_outcome)
                 ):
-                    entries.add_metric([status], count)
+                    entries.add_metric([status, outcome], count)
                 waiting, first = session.execute(
                     select(func.count(), func.min(OutboundMessage.created_at)).where(
                         OutboundMessage.state == QUEUED
