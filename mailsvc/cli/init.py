@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailsvc import accounts, directory
+from mailsvc.backup.manifest import KEY_NAME, ensure_backup_key
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
 from mailsvc.config import CONFIG_NAME, Settings, load_settings
@@ -31,6 +32,7 @@ from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
 from mailsvc.passwords import generate_one_time_password, verify_password
+from mailsvc.permissions import private_umask, restrict_home, restrict_secrets
 from mailsvc.register.demo import seed_demo_register
 from mailsvc.store.blobs import BlobStore
 
@@ -412,12 +414,20 @@ def init_cmd(
 ) -> None:
     """Prepare the home directory (--home): config, database, Maildir root, TLS certificate,
     DKIM key. Safe to re-run: existing files and keys are kept."""
+    with private_umask():  # the config, database and keys are private from the start
+        _init(ctx, domain, hostname, database_url, demo, as_json)
+
+
+def _init(
+    ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool, as_json: bool
+) -> None:
     say = (lambda _text: None) if as_json else click.echo
     result: dict[str, Any] = {"home": str(ctx.home)}
     domain = directory.normalise_domain(domain)
     hostname = (hostname or f"mail.{domain}").strip().lower()
     home = ctx.home
     home.mkdir(parents=True, exist_ok=True)
+    restrict_home(home)
     config_path = home / CONFIG_NAME
     if config_path.exists():
         say(f"config: kept {config_path}")
@@ -450,6 +460,8 @@ def init_cmd(
     )
     say(f"database: up to date ({shown_url})")
     result["database"] = shown_url
+    for path in restrict_secrets(settings):
+        say(f"permissions: {path} was readable by others; now 0600")
 
     maildir_root = settings.path(settings.paths.maildir_root)
     maildir_root.mkdir(parents=True, exist_ok=True)
@@ -470,6 +482,15 @@ def init_cmd(
     say(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
     say(f"  {record}")
     result["dkim"] = {"key": str(dkim_key), "created": created, "dns_record": record}
+
+    key = settings.home / KEY_NAME
+    existed = key.exists()
+    ensure_backup_key(settings.home)
+    say(
+        f"backup key: {'kept' if existed else 'created'} {key} (authenticates backups; keep a "
+        "copy apart from them: a restore on another machine needs it)"
+    )
+    result["backup_key"] = {"path": str(key), "created": not existed}
 
     if demo:
         address, password = ensure_demo(ctx, settings)

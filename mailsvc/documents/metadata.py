@@ -30,7 +30,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -74,6 +74,9 @@ class DocumentMetadata:
     agency_code: str = ""  # mã định danh, from the directory (set by the stage)
     agency_name: str = ""  # the sender's agency in the directory (set by the stage)
     sources: tuple[tuple[str, str], ...] = ()
+    # The text the fields were read from (capped), for the register's search index; set
+    # by the metadata stage, never printed or stored with the verdict.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def is_official(self) -> bool:

@@ -150,6 +150,9 @@ async def test_clerk_searches_without_diacritics_and_reads_the_signature_report(
         await sign_in(http, CLERK)
         found = await http.get("/w/incoming", params={"q": "chuyen doi so"})
         assert f'href="/w/incoming/{seeded.document_id}"' in found.text
+        # Words only the PDF's own text has: the main document's text is indexed too.
+        in_text = await http.get("/w/incoming", params={"q": "2026 ubnd"})
+        assert f'href="/w/incoming/{seeded.document_id}"' in in_text.text
         by_agency = await http.get("/w/incoming", params={"q": "THONG TIN truyen"})
         assert f'href="/w/incoming/{seeded.document_id}"' in by_agency.text
         missing = await http.get("/w/incoming", params={"q": "ngan sach giao duc"})
