@@ -480,10 +480,16 @@ async def run_pages(
         sessions=sessions,
         password_cfg=PasswordSection(),
         lockout=lockout,
-        health=health,
         registry=CollectorRegistry(),
         workspace=workspace,
     )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        # The baseline: a page that touches no database, on the same HTTPS listener (the
+        # service's own /healthz lives on the plain-HTTP monitoring listener).
+        return web.json_response(await health())
+
+    app.router.add_get("/healthz", healthz)
     app.middlewares.insert(0, timed)
     listener = await start_http(app, "127.0.0.1", 0, server_tls_context(settings))
     host, port = listener.address

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,10 +43,9 @@ from mailsvc.config import OutboundSection
 from mailsvc.db.base import utcnow
 from mailsvc.delivery import LocalDelivery
 from mailsvc.errors import MailsvcError, NotFoundError
-from mailsvc.metrics import Metrics
-from mailsvc.outbound import admin, queue
+from mailsvc.outbound import queue
 from mailsvc.outbound.dsn import DsnComposer, FailedRecipient
-from mailsvc.outbound.models import HELD, QUEUED, SUBMISSION, VOID_COPY
+from mailsvc.outbound.models import SUBMISSION, VOID_COPY
 from mailsvc.outbound.queue import RetryPolicy
 from mailsvc.outbound.routing import RecipientResult, RouteError, RouteFinder, SmtpTransport
 
@@ -56,7 +54,6 @@ log = logging.getLogger(__name__)
 # The folder a recalled document's copy is moved to: "Thu hồi" in IMAP's modified UTF-7.
 RECALLED_FOLDER = "Thu h&HtM-i"
 PARALLEL = 8  # deliveries at once
-OBSERVE_SECONDS = 1.0  # queue gauges refreshed at most this often
 
 
 class DeliveryError(MailsvcError):
@@ -225,7 +222,6 @@ class Mailer:
         transport: SmtpTransport | None = None,
         submission: SubmissionPolicy | None = None,
         dsn: DsnComposer | None = None,
-        metrics: Metrics | None = None,
     ) -> None:
         self.local = local
         self.is_local_domain = is_local_domain
@@ -235,8 +231,6 @@ class Mailer:
         self.transport = transport
         self.submission = submission or SubmissionPolicy()
         self.dsn = dsn
-        self.metrics = metrics  # queue depth and oldest age, after a pass (once a second)
-        self._observed = float("-inf")
         self.on_settled: SettledHook | None = None
         self.signer = signer  # mailsvc.outbound.dkim signer, when a DKIM key is configured
         self.sessions = sessions  # None: no queue, one attempt at once (tools)
@@ -320,20 +314,9 @@ class Mailer:
                 *(self._attempt_remote(group) for group in groups),
             )
         upcoming = await asyncio.to_thread(self._next_due)
-        if self.metrics is not None and time.monotonic() - self._observed >= OBSERVE_SECONDS:
-            self._observed = time.monotonic()
-            await asyncio.to_thread(self._observe)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)
         return self._until(upcoming)
-
-    def _observe(self) -> None:
-        assert self.sessions is not None and self.metrics is not None
-        with self.sessions() as session:
-            found = admin.stats(session)
-        self.metrics.queue_depth.labels(QUEUED).set(found.queued)
-        self.metrics.queue_depth.labels(HELD).set(found.held)
-        self.metrics.queue_oldest_seconds.set(found.oldest_seconds(utcnow()))
 
     def _until(self, when: datetime | None) -> float:
         if when is None:

@@ -437,4 +437,4 @@ async def test_a_document_b_enters_without_a_number_is_answered_01_arrived(
     with b.sessions() as session:
         [doc] = session.scalars(select(RegisterDocument)).all()
         assert doc.status == "arrived" and doc.incoming_number is None
-    assert ("notice-01", A_OFFICIAL) in b.app.mailer.sent
+    await wait_for(lambda: ("notice-01", A_OFFICIAL) in b.app.mailer.sent)
