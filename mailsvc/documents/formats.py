@@ -213,6 +213,7 @@ class _XmlGrammar:
     tabs: frozenset[str]
     breaks: frozenset[str]
     skips: frozenset[str]  # subtrees ignored entirely
+    attributes: tuple[tuple[str, str], ...] = ()  # (tag, attribute) whose value is a line
 
 
 def _q(ns: str, *names: str) -> frozenset[str]:
@@ -231,6 +232,8 @@ _WORD = _XmlGrammar(
     tabs=_q(_W, "tab"),
     breaks=_q(_W, "br", "cr") | _q(_A, "br"),
     skips=_q(_MC, "Fallback") | _q(_W, "delText", "instrText"),
+    # WordArt (VML): the text is the string attribute of v:textpath
+    attributes=(("{urn:schemas-microsoft-com:vml}textpath", "string"),),
 )
 _ODF = _XmlGrammar(
     paragraphs=_q(_TEXT, "p", "h"),
@@ -269,6 +272,9 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
                 piece = "\n"
             else:
                 piece = ""
+                for name, attribute in grammar.attributes:
+                    if tag == name and elem.get(attribute):
+                        piece = "\n" + str(elem.get(attribute)) + "\n"
             if piece:
                 out.append(piece)
                 size += len(piece)
@@ -456,15 +462,7 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         count = len(pdf)
         truncated = count > max_pages
         for index in range(min(count, max_pages)):
-            page = pdf[index]
-            try:
-                textpage = page.get_textpage()
-                try:
-                    text = textpage.get_text_range()
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
+            text = _pdfium_page_text(pdf, index)
             pages.append(text)
             size += len(text)
             if size > max_chars:
@@ -492,6 +490,112 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         embedded=tuple(embedded),
         truncated=truncated,
     )
+
+
+def _pdfium_page_text(pdf: Any, index: int) -> str:
+    """One page's text. Annotations (stamps, comments) are read too: their /Contents, and
+    their appearance streams by flattening them into the page (in memory only). Text runs on
+    one line that are set far apart (the two header columns of an official document, a stamp
+    beside the date) are separated by a TAB, as the columns of a table are."""
+    import pypdfium2.raw as pdfium_c
+
+    page = pdf[index]
+    comments: list[str] = []
+    try:
+        if page.get_rotation():
+            # PDFium orders the lines of a turned page (/Rotate) bottom to top; the text
+            # is the same in the page's own orientation
+            page.set_rotation(0)
+        annots = pdfium_c.FPDFPage_GetAnnotCount(page.raw)
+        if annots > 0:
+            comments = _annotation_contents(page, min(annots, 200))
+            if pdfium_c.FPDFPage_Flatten(page.raw, pdfium_c.FLAT_PRINT) == pdfium_c.FLATTEN_SUCCESS:
+                page.close()
+                page = pdf[index]
+        textpage = page.get_textpage()
+        try:
+            text = _columned_text(textpage)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+    if comments:
+        text = text + "\n" + "\n".join(comments)
+    return text
+
+
+def _annotation_contents(page: Any, count: int) -> list[str]:
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    out: list[str] = []
+    for i in range(count):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, i)
+        if not annot:
+            continue
+        try:
+            size = pdfium_c.FPDFAnnot_GetStringValue(annot, b"Contents", None, 0)
+            if size > 2:
+                buffer = ctypes.create_string_buffer(size)
+                pdfium_c.FPDFAnnot_GetStringValue(
+                    annot, b"Contents", ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)), size
+                )
+                value = buffer.raw[: size - 2].decode("utf-16-le", "replace")
+                if value.strip():
+                    out.append(value)
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return out
+
+
+# A gap wider than this many times the height of the character before it separates columns.
+_COLUMN_GAP = 2.0
+
+
+def _columned_text(textpage: Any) -> str:
+    """The page's text in PDFium's order, a TAB where a space spans a column gap, a line
+    break where PDFium joined two runs that are not on the same line."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    text: str = textpage.get_text_range()
+    if " " not in text:
+        return text
+    raw = textpage.raw
+    count = pdfium_c.FPDFText_CountChars(raw)
+    if count != len(text):  # characters outside the BMP: indexes do not line up
+        return text
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+
+    def box(i: int) -> tuple[float, float, float, float] | None:
+        if not pdfium_c.FPDFText_GetCharBox(
+            raw, i, ctypes.byref(left), ctypes.byref(right), ctypes.byref(bottom), ctypes.byref(top)
+        ):
+            return None
+        return left.value, right.value, bottom.value, top.value
+
+    chars = list(text)
+    start = 0
+    while True:
+        i = text.find(" ", start)
+        if i < 0:
+            break
+        start = i + 1
+        if i == 0 or i + 1 >= len(text) or text[i - 1] in " \r\n" or text[i + 1] in " \r\n":
+            continue
+        before, after = box(i - 1), box(i + 1)
+        if before is None or after is None:
+            continue
+        height = max(before[3] - before[2], after[3] - after[2], 1.0)
+        gap = after[0] - before[1]
+        rise = abs((after[2] + after[3]) - (before[2] + before[3])) / 2
+        if rise > height or gap < -height:  # not on one line (a stamp drawn elsewhere)
+            chars[i] = "\n"
+        elif gap > _COLUMN_GAP * height:
+            chars[i] = "\t"
+    return "".join(chars)
 
 
 def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:

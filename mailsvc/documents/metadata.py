@@ -596,7 +596,7 @@ def _vv_abstract(
                 continue
             if _is_date_line(nxt) or _MOTTOS.fullmatch(nxt.strip()) or nxt == "---":
                 continue
-            if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt):
+            if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt) or _LEVEL_LABEL.match(nxt):
                 break
             in_zone = j < zone_end and not _is_upper(nxt, 0.8) and not nxt.startswith("Số")
             if in_zone or _is_continuation(prev, nxt):
@@ -608,6 +608,10 @@ def _vv_abstract(
         text = _INLINE_STOP.sub("", text).strip()
         return i, ("V/v " + text) if text else ""
     return -1, ""
+
+
+# "Độ mật: ...", "Độ khẩn: ..." lines of the header end the abstract above them
+_LEVEL_LABEL = re.compile(r"^Độ\s+(?:mật|khẩn)\s*:", re.IGNORECASE)
 
 
 def _strip_date(line: str) -> str:
