@@ -106,6 +106,17 @@ class PipelineSection(_Section):
     workers: int = Field(default=2, ge=0)  # process pool for CPU-bound stages; 0 = threads
 
 
+class OcrSection(_Section):
+    """OCR (Tesseract) of scanned PDF pages and image attachments, in the worker pool."""
+
+    enabled: bool = True
+    languages: str = Field(default="vie", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")
+    dpi: int = Field(default=300, ge=100, le=600)
+    max_pages: int = Field(default=20, ge=1)  # per message; more pages: "too-large"
+    page_timeout_seconds: float = Field(default=30.0, gt=0)
+    timeout_seconds: float = Field(default=120.0, gt=0)  # all OCR of one message
+
+
 class PathsSection(_Section):
     maildir_root: str = "mail"
     blob_root: str = "blobs"
@@ -280,6 +291,7 @@ class Settings(_Section):
     dovecot: DovecotSection = DovecotSection()
     clamav: ClamavSection = ClamavSection()
     pipeline: PipelineSection = PipelineSection()
+    ocr: OcrSection = OcrSection()
     paths: PathsSection = PathsSection()
     dkim: DkimSection = DkimSection()
     dns: DnsSection = DnsSection()

@@ -56,6 +56,7 @@ from mailsvc.documents.formats import (
     UnreadableDocument,
     normalize_text,
 )
+from mailsvc.documents.ocr import ILLEGIBLE, Ocr, OcrLimits
 from mailsvc.errors import MailsvcError
 from mailsvc.message import InboundMessage
 
@@ -110,6 +111,12 @@ class ExtractionLimits:
     max_text_chars: int = 2_000_000  # per part
     max_xml_bytes: int = 64 << 20  # one XML member of a DOCX/ODT package
     memory_bytes: int = 1 << 30  # RLIMIT_AS for pool workers (see pool.WorkerPool)
+    ocr: OcrLimits = field(default_factory=OcrLimits)  # scanned PDF pages and images
+
+    @property
+    def wall_timeout_s(self) -> float:
+        """The caller's wall-clock limit: the text limit, plus the OCR budget when on."""
+        return self.timeout_s + (self.ocr.timeout_s if self.ocr.enabled else 0.0)
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,18 @@ class DocumentPart:
     depth: int = 0
     properties: tuple[tuple[str, str], ...] = ()
     truncated: bool = False
+    pages: int = 0  # pages of a PDF or TIFF, 0 for formats without pages
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text was read by OCR
+
+    @property
+    def text_source(self) -> str:
+        """ "text layer", "OCR" or "text layer + OCR (pages 2, 3)"."""
+        if not self.ocr_pages:
+            return "text layer" if self.source == Source.ATTACHMENT else self.source
+        if self.pages and len(self.ocr_pages) >= self.pages:
+            return "OCR"
+        listed = ", ".join(str(p) for p in self.ocr_pages)
+        return f"text layer + OCR (pages {listed})"
 
     def lines(self) -> list[str]:
         return self.text.split("\n")
@@ -235,6 +254,11 @@ class _Budget:
     expanded: int = 0
     failures: list[ExtractionFailure] = field(default_factory=list)
     skipped: list[ExtractionFailure] = field(default_factory=list)
+    ocr: Ocr | None = None
+
+    def __post_init__(self) -> None:
+        if self.ocr is None and self.limits.ocr.enabled:
+            self.ocr = Ocr(self.limits.ocr)
 
     def take(self, location: str) -> bool:
         self.documents += 1
@@ -414,7 +438,8 @@ def _walk_file(
         else:
             yield from _walk_tar(data, loc, depth + 1, budget)
         return
-    if not formats.is_extractable(kind):
+    readable = formats.is_extractable(kind) or (kind in formats.IMAGES and limits.ocr.enabled)
+    if not readable:
         if data:
             budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, kind, _sha(data)))
         return
@@ -512,8 +537,11 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
     kind = raw.content_type
     sha = _sha(raw.data)
     try:
-        result = _file_text(raw.data, kind, raw.charset, limits)
+        result = _file_text(raw.data, kind, raw.charset, limits, budget.ocr)
     except UnreadableDocument as exc:
+        if exc.kind == UNSUPPORTED:  # e.g. a logo: not a document
+            budget.skipped.append(ExtractionFailure(raw.location, UNSUPPORTED, kind, sha))
+            return
         budget.fail(raw.location, exc.kind, kind, raw.data, str(exc))
         return
     except MemoryError:
@@ -532,7 +560,12 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
         raw.location,
         raw.depth,
         truncated=result.truncated,
+        pages=result.pages,
+        ocr_pages=result.ocr_pages,
     )
+    if result.illegible_pages:
+        listed = ", ".join(str(p) for p in result.illegible_pages[:10])
+        budget.fail(raw.location, ILLEGIBLE, kind, raw.data, f"no legible text on page(s) {listed}")
     if result.properties:
         source = Source.PDF_METADATA if kind == formats.PDF else Source.DOC_METADATA
         text = "\n".join(value for _, value in result.properties)
@@ -552,7 +585,7 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
 
 
 def _file_text(
-    data: bytes, kind: str, charset: str | None, limits: ExtractionLimits
+    data: bytes, kind: str, charset: str | None, limits: ExtractionLimits, ocr: Ocr | None
 ) -> formats.FileText:
     if kind == formats.PDF:
         return formats.pdf_text(
@@ -560,7 +593,12 @@ def _file_text(
             max_pages=limits.max_pdf_pages,
             max_chars=limits.max_text_chars,
             max_embedded_bytes=limits.max_file_bytes,
+            ocr=ocr,
         )
+    if kind in formats.IMAGES:
+        if ocr is None:
+            raise UnreadableDocument(UNSUPPORTED, "OCR is off")
+        return formats.image_text(data, ocr)
     if kind in (formats.DOCX, formats.XLSX, formats.PPTX):
         return formats.ooxml_text(
             data, kind, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
@@ -697,14 +735,14 @@ class TextExtractor:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self.executor, extract_message_bytes, raw, self.limits)
         try:
-            return await asyncio.wait_for(work, self.limits.timeout_s)
+            return await asyncio.wait_for(work, self.limits.wall_timeout_s)
         except TimeoutError:
-            log.warning("text extraction timed out after %.1f s", self.limits.timeout_s)
+            log.warning("text extraction timed out after %.1f s", self.limits.wall_timeout_s)
             recycle = getattr(self.executor, "recycle", None)
             if callable(recycle):
                 recycle()
             raise ExtractionError(
-                f"text extraction timed out after {self.limits.timeout_s} s"
+                f"text extraction timed out after {self.limits.wall_timeout_s} s"
             ) from None
         except BrokenExecutor as exc:
             log.warning("text extraction worker died: %s", exc)

@@ -18,7 +18,10 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailsvc.documents.ocr import Ocr
 
 #: Failure kinds, stable strings used by policies (``classification.yaml: unreadable``).
 CORRUPT = "corrupt"
@@ -52,6 +55,9 @@ class FileText:
     properties: tuple[tuple[str, str], ...] = ()
     embedded: tuple[EmbeddedFile, ...] = ()
     truncated: bool = False
+    pages: int = 0  # pages of a PDF (or a multi-page TIFF); 0 when the format has none
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
+    illegible_pages: tuple[int, ...] = ()  # pages OCR could not read (ink, no words)
 
 
 # C0 controls except TAB and LF, DEL, byte-order marks, soft hyphens
@@ -83,6 +89,10 @@ TAR = "application/x-tar"
 RFC822 = "message/rfc822"
 HTML = "text/html"
 PLAIN = "text/plain"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+IMAGES = (PNG, JPEG, TIFF)
 
 _EXTENSIONS = {
     ".pdf": PDF,
@@ -106,6 +116,11 @@ _EXTENSIONS = {
     ".txt": PLAIN,
     ".csv": PLAIN,
     ".xml": PLAIN,
+    ".png": PNG,
+    ".jpg": JPEG,
+    ".jpeg": JPEG,
+    ".tif": TIFF,
+    ".tiff": TIFF,
 }
 
 
@@ -116,6 +131,12 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         return PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return TIFF
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         name = (filename or "").lower()
         return DOC if name.endswith((".doc", ".dot")) or declared.lower() == DOC else OLE
@@ -430,11 +451,19 @@ _PDFIUM_LOCK = threading.Lock()
 _PDF_KEYS = (("Title", "title"), ("Subject", "subject"), ("Keywords", "keywords"))
 
 
-def pdf_text(data: bytes, *, max_pages: int, max_chars: int, max_embedded_bytes: int) -> FileText:
-    """Text of a PDF with pypdfium2; pypdf if PDFium cannot open it."""
+def pdf_text(
+    data: bytes,
+    *,
+    max_pages: int,
+    max_chars: int,
+    max_embedded_bytes: int,
+    ocr: Ocr | None = None,
+) -> FileText:
+    """Text of a PDF with pypdfium2; pypdf if PDFium cannot open it. With ``ocr``, pages
+    without a text layer that hold an image (scans) are rendered and read by OCR."""
     try:
         with _PDFIUM_LOCK:
-            return _pdfium_text(data, max_pages, max_chars, max_embedded_bytes)
+            return _pdfium_text(data, max_pages, max_chars, max_embedded_bytes, ocr)
     except ImportError:  # pragma: no cover - pypdfium2 is a hard dependency
         return _pypdf_text(data, max_pages, max_chars)
     except UnreadableDocument as exc:
@@ -446,7 +475,9 @@ def pdf_text(data: bytes, *, max_pages: int, max_chars: int, max_embedded_bytes:
             raise exc from None
 
 
-def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int) -> FileText:
+def _pdfium_text(
+    data: bytes, max_pages: int, max_chars: int, max_embedded: int, ocr: Ocr | None
+) -> FileText:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -461,8 +492,16 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         size = 0
         count = len(pdf)
         truncated = count > max_pages
+        ocr_pages: list[int] = []
+        illegible: list[int] = []
         for index in range(min(count, max_pages)):
             text = _pdfium_page_text(pdf, index)
+            if ocr is not None and _needs_ocr(pdf, index, text):
+                read = _ocr_page(pdf, index, ocr)
+                ocr_pages.append(index + 1)
+                if not read.legible:
+                    illegible.append(index + 1)
+                text = read.text
             pages.append(text)
             size += len(text)
             if size > max_chars:
@@ -489,7 +528,45 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         properties=tuple(props),
         embedded=tuple(embedded),
         truncated=truncated,
+        pages=count,
+        ocr_pages=tuple(ocr_pages),
+        illegible_pages=tuple(illegible),
     )
+
+
+# A page with fewer letters than this in its text layer is a scan when it holds an image.
+_SCAN_LETTERS = 20
+
+
+def _needs_ocr(pdf: Any, index: int, text: str) -> bool:
+    if sum(1 for ch in text if ch.isalpha()) >= _SCAN_LETTERS:
+        return False
+    import pypdfium2.raw as pdfium_c
+
+    page = pdf[index]
+    try:
+        for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), 5000)):
+            obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
+            if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                return True
+    finally:
+        page.close()
+    return False
+
+
+def _ocr_page(pdf: Any, index: int, ocr: Ocr) -> Any:
+    """Render one page at the OCR resolution (grey) and read it."""
+    ocr.take_page()
+    dpi = ocr.limits.dpi
+    page = pdf[index]
+    try:
+        if page.get_rotation():
+            page.set_rotation(0)
+        bitmap = page.render(scale=dpi / 72, grayscale=True, may_draw_forms=True)
+        image = bitmap.to_pil()
+    finally:
+        page.close()
+    return ocr.read(image, dpi)
 
 
 def _pdfium_page_text(pdf: Any, index: int) -> str:
@@ -630,6 +707,66 @@ def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise UnreadableDocument(CORRUPT, f"pypdf cannot read the PDF: {exc}") from exc
     return FileText(text=normalize_text("\n\f".join(pages), max_chars), properties=tuple(props))
+
+
+# ---------------------------------------------------------------- images (OCR)
+
+# Smaller images are logos, signatures and icons: not documents, not read.
+MIN_IMAGE_SIDE = 400
+MAX_IMAGE_PIXELS = 60_000_000  # 8.5 x 11 in at 600 dpi is 34 Mpx
+
+
+def image_text(data: bytes, ocr: Ocr) -> FileText:
+    """Text of a PNG/JPEG/TIFF attachment by OCR, every frame of a TIFF."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = getattr(image, "n_frames", 1)
+        width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise UnreadableDocument(TOO_LARGE, f"image too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise UnreadableDocument(CORRUPT, f"unreadable image: {exc}") from exc
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UnreadableDocument(TOO_LARGE, f"image of {width}x{height} pixels")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UnreadableDocument(UNSUPPORTED, f"small image ({width}x{height}): not a document")
+    texts: list[str] = []
+    illegible: list[int] = []
+    pages: list[int] = []
+    try:
+        for frame in range(frames):
+            image.seek(frame)
+            ocr.take_page()
+            dpi = _image_dpi(image)
+            read = ocr.read(image, dpi)
+            pages.append(frame + 1)
+            if not read.legible:
+                illegible.append(frame + 1)
+            texts.append(read.text)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UnreadableDocument(CORRUPT, f"unreadable image: {exc}") from exc
+    return FileText(
+        text=normalize_text("\n\f".join(texts)),
+        pages=frames,
+        ocr_pages=tuple(pages),
+        illegible_pages=tuple(illegible),
+    )
+
+
+def _image_dpi(image: Any) -> int:
+    """The resolution the image declares, else the one that makes it an A4 page."""
+    declared = image.info.get("dpi")
+    if declared:
+        try:
+            value = round(float(declared[0]))
+        except (TypeError, ValueError, IndexError):
+            value = 0
+        if 70 <= value <= 1200:
+            return value
+    return max(70, min(1200, round(min(image.size) / 8.27)))
 
 
 # ---------------------------------------------------------------- legacy Word/Excel (OLE)

@@ -173,6 +173,10 @@ class Report:
         return "\n".join(lines)
 
 
+def mail_bytes(doc: Doc) -> bytes:
+    return generator.mail(doc).as_bytes()
+
+
 def inbound(raw: bytes, queue_id: str) -> InboundMessage:
     return InboundMessage(
         queue_id=queue_id,
@@ -193,10 +197,12 @@ async def measure(
     metadata = MetadataStage(extractor, NoDirectory(), executor=None)
     started = time.perf_counter()
     semaphore = asyncio.Semaphore(max(2, pool.max_workers * 2))
+    loop = asyncio.get_running_loop()
 
     async def one(doc: Doc) -> Outcome:
         async with semaphore:
-            raw = await asyncio.to_thread(lambda: generator.mail(doc).as_bytes())
+            # rendering (scans especially) is CPU work: in the pool, beside the extraction
+            raw = await loop.run_in_executor(pool, mail_bytes, doc)
             msg = inbound(raw, doc.id)
             (found,) = await classification.inspect(msg)
             (meta,) = await metadata.inspect(msg)

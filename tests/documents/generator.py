@@ -34,6 +34,7 @@ from email.policy import SMTP
 from pathlib import Path
 
 import docx
+import numpy
 import pypdfium2 as pdfium
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import parse_xml
@@ -363,14 +364,22 @@ def scanned_corpus() -> list[Doc]:
     a few negatives, at 300 and 200 dpi (OCR is slow: keep it small)."""
     picks: list[Doc] = []
     text = [d for d in corpus() if d.fmt == "pdf"]
-    positives = [
-        d
-        for d in text
-        if d.position in ("under-number", "under-abstract", "above-heading", "label")
-        and d.form in ("plain", "boxed", "label", "spaced")
-    ]
-    negatives = [d for d in text if d.trap in ("urgency-stamp", "prose-bi-mat", "mat-khau")]
-    chosen = positives[:6] + negatives[:2]
+    chosen: list[Doc] = []
+    for position, form, style in (
+        ("under-number", "boxed", "state"),
+        ("under-number", "plain", "party"),
+        ("under-abstract", "plain", "state"),
+        ("under-abstract", "spaced", "state"),
+        ("above-heading", "plain", "state"),
+        ("label", "label", "state"),
+        ("label", "label-next-line", "state"),
+        ("under-abstract", "no-diacritics", "state"),
+    ):
+        chosen.append(
+            next(d for d in text if (d.position, d.form) == (position, form) and d.style == style)
+        )
+    chosen.append(next(d for d in text if d.trap == "urgency-stamp"))
+    chosen.append(next(d for d in text if d.trap == "prose-bi-mat"))
     for dpi in (300, 200):
         for doc in chosen:
             picks.append(replace(doc, id=f"{doc.id}-scan{dpi}", scan_dpi=dpi))
@@ -1100,7 +1109,8 @@ def render_scan(doc: Doc) -> bytes:
     for image in images:
         angle = rnd.uniform(-1.2, 1.2)
         image = image.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=255)
-        noise = Image.effect_noise(image.size, 18).convert("L")
+        speckle = numpy.random.default_rng(rnd.randrange(1 << 30)).normal(128, 40, image.size[::-1])
+        noise = Image.fromarray(speckle.clip(0, 255).astype("uint8"), mode="L")
         image = Image.blend(image, noise, 0.08).filter(ImageFilter.SMOOTH)
         out_pages.append(image)
     out = io.BytesIO()
