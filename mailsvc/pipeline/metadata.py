@@ -52,14 +52,18 @@ class Extractor(Protocol):
 
 
 def main_document(text: ExtractedText) -> DocumentPart | None:
-    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file."""
+    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file;
+    failing that, the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
+    scans: list[DocumentPart] = []
     for part in text.attachments(top_level=True):
         name = (part.filename or "").lower()
-        if name.endswith(SIGNATURE_SUFFIXES):
+        if name.endswith(SIGNATURE_SUFFIXES) or not part.text.strip():
             continue
-        if part.content_type in MAIN_TYPES and part.text.strip():
+        if part.content_type in MAIN_TYPES:
             return part
-    return None
+        if part.content_type in formats.IMAGES:
+            scans.append(part)
+    return scans[0] if scans else None
 
 
 def attachment_names(text: ExtractedText) -> tuple[str, ...]:

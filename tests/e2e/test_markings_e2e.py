@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import select
@@ -64,3 +65,14 @@ async def test_urgency_stamp_in_the_same_place_is_delivered(server: RunningServe
         [entry] = session.scalars(select(RegisterDocument)).all()
         assert entry.number_notation == doc.truth.number
         assert entry.issued_date == doc.truth.issued
+
+
+async def test_scanned_stamp_is_refused(server: RunningServer) -> None:
+    """A paper document scanned to a PDF without a text layer: OCR finds the stamp."""
+    server.add_mailbox(CLERK)
+    doc = replace(pick("pdf", "boxed", "under-number"), scan_dpi=300)
+    msg = generator.mail(doc, sender=SENDER, recipient=CLERK)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, msg, SENDER, [CLERK])
+    assert info.value.smtp_code == 554 and b"classified" in info.value.smtp_error
+    assert await asyncio.to_thread(fetch_inbox, server, CLERK) == []
