@@ -107,6 +107,8 @@ def extraction_limits(settings: Settings) -> ExtractionLimits:
             " answered 451 until tesseract-ocr and tesseract-ocr-vie are installed"
         )
     return ExtractionLimits(
+        # text alone is bounded by 10 s; OCR gets its own budget on top
+        timeout_s=10.0 + (ocr.timeout_seconds if ocr.enabled else 0.0),
         ocr=OcrLimits(
             enabled=ocr.enabled,
             languages=ocr.languages,

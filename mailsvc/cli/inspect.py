@@ -105,7 +105,7 @@ def inspect_file(
     except OSError as exc:
         raise MailsvcError(f"{path}: {exc.strerror or exc}") from exc
     raw = as_message(path, data)
-    text = pool.submit(extract_message_bytes, raw, limits).result(timeout=limits.wall_timeout_s)
+    text = pool.submit(extract_message_bytes, raw, limits).result(timeout=limits.timeout_s)
     detector = MarkingDetector(policy)
     matches = tuple(detector.scan(text))
     main = main_document(text)

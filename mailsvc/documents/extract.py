@@ -101,7 +101,7 @@ class ExtractionError(MailsvcError):
 class ExtractionLimits:
     """Bounds on one message's extraction. Picklable; passed to the worker."""
 
-    timeout_s: float = 10.0  # wall time per message, enforced by the caller
+    timeout_s: float = 10.0  # wall time per message (OCR included), enforced by the caller
     cpu_s: float = 8.0  # CPU time per message inside the worker (main thread only)
     max_depth: int = 4  # message → attachment → archive → member → ...
     max_documents: int = 500  # parts of all kinds per message
@@ -111,12 +111,8 @@ class ExtractionLimits:
     max_text_chars: int = 2_000_000  # per part
     max_xml_bytes: int = 64 << 20  # one XML member of a DOCX/ODT package
     memory_bytes: int = 1 << 30  # RLIMIT_AS for pool workers (see pool.WorkerPool)
-    ocr: OcrLimits = field(default_factory=OcrLimits)  # scanned PDF pages and images
-
-    @property
-    def wall_timeout_s(self) -> float:
-        """The caller's wall-clock limit: the text limit, plus the OCR budget when on."""
-        return self.timeout_s + (self.ocr.timeout_s if self.ocr.enabled else 0.0)
+    # scanned PDF pages and images; the service sets timeout_s to cover ocr.timeout_s
+    ocr: OcrLimits = field(default_factory=OcrLimits)
 
 
 @dataclass(frozen=True)
@@ -735,14 +731,14 @@ class TextExtractor:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self.executor, extract_message_bytes, raw, self.limits)
         try:
-            return await asyncio.wait_for(work, self.limits.wall_timeout_s)
+            return await asyncio.wait_for(work, self.limits.timeout_s)
         except TimeoutError:
-            log.warning("text extraction timed out after %.1f s", self.limits.wall_timeout_s)
+            log.warning("text extraction timed out after %.1f s", self.limits.timeout_s)
             recycle = getattr(self.executor, "recycle", None)
             if callable(recycle):
                 recycle()
             raise ExtractionError(
-                f"text extraction timed out after {self.limits.wall_timeout_s} s"
+                f"text extraction timed out after {self.limits.timeout_s} s"
             ) from None
         except BrokenExecutor as exc:
             log.warning("text extraction worker died: %s", exc)

@@ -728,7 +728,8 @@ def image_text(data: bytes, ocr: Ocr) -> FileText:
     except Image.DecompressionBombError as exc:
         raise UnreadableDocument(TOO_LARGE, f"image too large: {exc}") from exc
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise UnreadableDocument(CORRUPT, f"unreadable image: {exc}") from exc
+        # no viewer can show it either: nothing readable, as before OCR
+        raise UnreadableDocument(UNSUPPORTED, f"not a decodable image: {exc}") from exc
     if width * height > MAX_IMAGE_PIXELS:
         raise UnreadableDocument(TOO_LARGE, f"image of {width}x{height} pixels")
     if min(width, height) < MIN_IMAGE_SIDE:

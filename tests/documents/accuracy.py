@@ -24,6 +24,7 @@ from pathlib import Path
 
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
 from mailsvc.documents.metadata import DocumentMetadata
+from mailsvc.documents.ocr import OcrLimits
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.interfaces import AgencyInfo
 from mailsvc.message import InboundMessage
@@ -191,7 +192,9 @@ async def measure(
     docs: list[Doc], pool: WorkerPool, limits: ExtractionLimits | None = None
 ) -> Report:
     """Send every document through extraction, classification and metadata."""
-    extractor = TextExtractor(pool, limits or ExtractionLimits())
+    # the service's bounds (app.extraction_limits): 10 s for text plus the OCR budget
+    limits = limits or ExtractionLimits(timeout_s=10.0 + OcrLimits().timeout_s)
+    extractor = TextExtractor(pool, limits)
     policy = load_classification_policy(POLICY_FILE)
     classification = ClassificationStage(policy, extractor)
     metadata = MetadataStage(extractor, NoDirectory(), executor=None)

@@ -26,6 +26,7 @@ from tests.documents import generator
 from tests.documents.accuracy import FIELDS, Report, measure
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "classification.yaml"
+SERVICE = ExtractionLimits(timeout_s=10.0 + OcrLimits().timeout_s)  # as app.extraction_limits
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,7 @@ async def test_image_attachment_with_a_stamp_is_refused(
     doc = stamp_doc()
     image = generator.render_image(doc, fmt)
     raw = with_image(image, f"scan.{subtype}", subtype)
-    stage = ClassificationStage(load_classification_policy(POLICY_FILE), TextExtractor(pool))
+    stage = ClassificationStage(load_classification_policy(POLICY_FILE), TextExtractor(pool, SERVICE))
     (finding,) = await stage.inspect(inbound(raw))
     assert finding.status is Status.FAIL and finding.reason == "classified-content"
     assert isinstance(finding.payload, ClassificationResult)
@@ -125,14 +126,14 @@ async def test_illegible_scan_follows_the_unreadable_policy(pool: WorkerPool) ->
     raw = with_image(scribble(), "scan.png", "png")
     policy = load_classification_policy(POLICY_FILE)
     assert policy.unreadable.for_kind(ILLEGIBLE) is Unreadable.REFUSE
-    stage = ClassificationStage(policy, TextExtractor(pool))
+    stage = ClassificationStage(policy, TextExtractor(pool, SERVICE))
     (finding,) = await stage.inspect(inbound(raw))
     assert finding.status is Status.FAIL and finding.reason == "unreadable-content"
     assert finding.evidence["kinds"] == [ILLEGIBLE]
     relaxed = policy.model_copy(
         update={"unreadable": policy.unreadable.model_copy(update={"illegible": "ignore"})}
     )
-    (finding,) = await ClassificationStage(relaxed, TextExtractor(pool)).inspect(inbound(raw))
+    (finding,) = await ClassificationStage(relaxed, TextExtractor(pool, SERVICE)).inspect(inbound(raw))
     assert finding.status is Status.PASS
 
 
