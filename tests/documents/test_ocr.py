@@ -91,7 +91,9 @@ async def test_image_attachment_with_a_stamp_is_refused(
     doc = stamp_doc()
     image = generator.render_image(doc, fmt)
     raw = with_image(image, f"scan.{subtype}", subtype)
-    stage = ClassificationStage(load_classification_policy(POLICY_FILE), TextExtractor(pool, SERVICE))
+    stage = ClassificationStage(
+        load_classification_policy(POLICY_FILE), TextExtractor(pool, SERVICE)
+    )
     (finding,) = await stage.inspect(inbound(raw))
     assert finding.status is Status.FAIL and finding.reason == "classified-content"
     assert isinstance(finding.payload, ClassificationResult)
@@ -133,7 +135,9 @@ async def test_illegible_scan_follows_the_unreadable_policy(pool: WorkerPool) ->
     relaxed = policy.model_copy(
         update={"unreadable": policy.unreadable.model_copy(update={"illegible": "ignore"})}
     )
-    (finding,) = await ClassificationStage(relaxed, TextExtractor(pool, SERVICE)).inspect(inbound(raw))
+    (finding,) = await ClassificationStage(relaxed, TextExtractor(pool, SERVICE)).inspect(
+        inbound(raw)
+    )
     assert finding.status is Status.PASS
 
 
