@@ -74,6 +74,8 @@ class DocumentMetadata:
     agency_code: str = ""  # mã định danh, from the directory (set by the stage)
     agency_name: str = ""  # the sender's agency in the directory (set by the stage)
     sources: tuple[tuple[str, str], ...] = ()
+    pages: int = 0  # pages of the document read (set by the stage; 0: no pages)
+    language: str = ""  # language of the text: "vi", "en" or "" (set by the stage)
 
     @property
     def is_official(self) -> bool:
@@ -125,6 +127,8 @@ class DocumentMetadata:
             "agency_code": self.agency_code,
             "agency_name": self.agency_name,
             "sources": dict(self.sources),
+            "pages": self.pages,
+            "language": self.language,
         }
 
 

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from mailsvc.documents import formats
 from mailsvc.documents.extract import DocumentPart, ExtractedText, ExtractionError, Source
+from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
@@ -123,11 +124,19 @@ class MetadataStage:
             candidates.append(("none", ""))
 
         meta, where = await self._read(candidates[0][1], subject, headers, names), candidates[0][0]
+        read = candidates[0][1]
         if not meta.is_official and len(candidates) > 1:
             other = await self._read(candidates[1][1], subject, headers, names)
             if other.is_official:
-                meta, where = other, candidates[1][0]
-        meta = replace(meta, agency_code=agency_code, agency_name=agency_name)
+                meta, where, read = other, candidates[1][0], candidates[1][1]
+        pages = main.pages if main is not None and where == main.location else 0
+        meta = replace(
+            meta,
+            agency_code=agency_code,
+            agency_name=agency_name,
+            pages=pages,
+            language=detect_language(read),
+        )
         if meta.is_official:
             detail = f"{meta.doc_type or 'document'} {meta.number_notation or '(no number)'}"
             return (self._finding(Status.PASS, "document-metadata", meta, detail, where),)

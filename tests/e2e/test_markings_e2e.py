@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -65,6 +66,9 @@ async def test_urgency_stamp_in_the_same_place_is_delivered(server: RunningServe
         [entry] = session.scalars(select(RegisterDocument)).all()
         assert entry.number_notation == doc.truth.number
         assert entry.issued_date == doc.truth.issued
+        # what the clerk checks: pages, files, the mail's Date (sent) and the language
+        assert (entry.page_count, entry.attachment_count, entry.language) == (1, 1, "vi")
+        assert entry.mail_date == datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
 
 
 async def test_scanned_stamp_is_refused(server: RunningServer) -> None:
