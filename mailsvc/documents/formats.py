@@ -662,6 +662,10 @@ def _columned_text(textpage: Any) -> str:
         start = i + 1
         if i == 0 or i + 1 >= len(text) or text[i - 1] in " \r\n" or text[i + 1] in " \r\n":
             continue
+        # only the spaces PDFium adds between text runs; spaces typed in the text are
+        # ordinary (a column typed with many spaces is split by the marking rules)
+        if not pdfium_c.FPDFText_IsGenerated(raw, i):
+            continue
         before, after = box(i - 1), box(i + 1)
         if before is None or after is None:
             continue
