@@ -137,10 +137,14 @@ class DocumentPart:
     truncated: bool = False
     pages: int = 0  # pages of a PDF or TIFF, 0 for formats without pages
     ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text was read by OCR
+    ocr_images: int = 0  # pictures on text pages read by OCR (stamps in the header)
 
     @property
     def text_source(self) -> str:
-        """ "text layer", "OCR" or "text layer + OCR (pages 2, 3)"."""
+        """ "text layer", "OCR", "text layer + OCR (pages 2, 3)" or "text layer + OCR of
+        1 image(s)"."""
+        if self.ocr_images and not self.ocr_pages:
+            return f"text layer + OCR of {self.ocr_images} image(s)"
         if not self.ocr_pages:
             return "text layer" if self.source == Source.ATTACHMENT else self.source
         if self.pages and len(self.ocr_pages) >= self.pages:
@@ -558,6 +562,7 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
         truncated=result.truncated,
         pages=result.pages,
         ocr_pages=result.ocr_pages,
+        ocr_images=result.ocr_images,
     )
     if result.illegible_pages:
         listed = ", ".join(str(p) for p in result.illegible_pages[:10])

@@ -58,6 +58,7 @@ class FileText:
     pages: int = 0  # pages of a PDF (or a multi-page TIFF); 0 when the format has none
     ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
     illegible_pages: tuple[int, ...] = ()  # pages OCR could not read (ink, no words)
+    ocr_images: int = 0  # pictures on text pages read by OCR (a stamp pasted as an image)
 
 
 # C0 controls except TAB and LF, DEL, byte-order marks, soft hyphens
@@ -494,6 +495,7 @@ def _pdfium_text(
         truncated = count > max_pages
         ocr_pages: list[int] = []
         illegible: list[int] = []
+        ocr_images = 0
         for index in range(min(count, max_pages)):
             text = _pdfium_page_text(pdf, index)
             if ocr is not None and _needs_ocr(pdf, index, text):
@@ -502,6 +504,11 @@ def _pdfium_text(
                 if not read.legible:
                     illegible.append(index + 1)
                 text = read.text
+            elif ocr is not None and index == 0:
+                stamps = _ocr_header_images(pdf, ocr)
+                if stamps:
+                    ocr_images += len(stamps)
+                    text = text + "\n" + "\n".join(stamps)
             pages.append(text)
             size += len(text)
             if size > max_chars:
@@ -531,7 +538,71 @@ def _pdfium_text(
         pages=count,
         ocr_pages=tuple(ocr_pages),
         illegible_pages=tuple(illegible),
+        ocr_images=ocr_images,
     )
+
+
+# Images in the header of page 1 (where box 10a puts the stamp) are read by OCR even when
+# the page has a text layer: a stamp pasted as a picture. Only the top of the page, only a
+# few, only stamp-sized: logos elsewhere and the seal by the signature cost nothing.
+_HEADER_SHARE = 0.45  # of the page height, from the top
+_MAX_HEADER_IMAGES = 3
+_MIN_IMAGE_PT = (30.0, 10.0)  # width, height in points
+_MAX_IMAGE_SHARE = 0.6  # of the page width
+
+
+def _ocr_header_images(pdf: Any, ocr: Ocr) -> list[str]:
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    from mailsvc.documents.ocr import without_rules
+
+    page = pdf[0]
+    boxes: list[tuple[float, float, float, float]] = []
+    try:
+        width, height = page.get_size()
+        left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+        for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), 5000)):
+            obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
+            if pdfium_c.FPDFPageObj_GetType(obj) != pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                continue
+            if not pdfium_c.FPDFPageObj_GetBounds(
+                obj,
+                ctypes.byref(left),
+                ctypes.byref(bottom),
+                ctypes.byref(right),
+                ctypes.byref(top),
+            ):
+                continue
+            w, h = right.value - left.value, top.value - bottom.value
+            if w < _MIN_IMAGE_PT[0] or h < _MIN_IMAGE_PT[1] or w > _MAX_IMAGE_SHARE * width:
+                continue
+            if bottom.value < (1 - _HEADER_SHARE) * height:
+                continue
+            boxes.append((left.value, bottom.value, right.value, top.value))
+            if len(boxes) >= _MAX_HEADER_IMAGES:
+                break
+        if not boxes or page.get_rotation():
+            return []
+        out: list[str] = []
+        dpi = ocr.limits.dpi
+        for x0, y0, x1, y1 in boxes:
+            ocr.take_page()
+            pad = 4.0
+            crop = (
+                max(0.0, x0 - pad),
+                max(0.0, y0 - pad),
+                max(0.0, width - x1 - pad),
+                max(0.0, height - y1 - pad),
+            )
+            image = page.render(scale=dpi / 72, grayscale=True, crop=crop).to_pil()
+            read = ocr.read(without_rules(image.convert("L")), dpi)
+            if read.text.strip():
+                out.append(read.text)
+        return out
+    finally:
+        page.close()
 
 
 # A page with fewer letters than this in its text layer is a scan when it holds an image.

@@ -254,6 +254,28 @@ def _render(lines: list[_Line]) -> tuple[str, int, float]:
     return "\n".join(out), words, mean
 
 
+def without_rules(gray: Image) -> Image:
+    """The picture with its long straight lines (a stamp's frame, table borders) whitened:
+    Tesseract reads the letters of a boxed stamp as brackets and bars otherwise. A row or a
+    column counts as a rule when more than half of it is dark."""
+    from PIL import ImageDraw
+
+    width, height = gray.size
+    rows = gray.resize((1, height), reducing_gap=None).getdata()
+    cols = gray.resize((width, 1), reducing_gap=None).getdata()
+    dark_rows = [y for y, v in enumerate(rows) if v < 128]
+    dark_cols = [x for x, v in enumerate(cols) if v < 128]
+    if not dark_rows and not dark_cols:
+        return gray
+    clean = gray.copy()
+    draw = ImageDraw.Draw(clean)
+    for y in dark_rows:
+        draw.line((0, y, width, y), fill=255)
+    for x in dark_cols:
+        draw.line((x, 0, x, height), fill=255)
+    return clean
+
+
 def _has_ink(gray: Image) -> bool:
     histogram = gray.histogram()
     dark = sum(histogram[:128])

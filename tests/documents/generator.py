@@ -103,6 +103,7 @@ POSITIONS: dict[str, tuple[str, ...]] = {
     "form-xobject": ("pdf",),  # the stamp drawn as a form XObject
     "rotated-text": ("pdf",),  # the stamp printed at an angle
     "rotated-page": ("pdf",),  # a page with /Rotate 90
+    "image-stamp": ("pdf",),  # the stamp pasted as a picture under the number
     "mail-body": ("body",),  # a line of the mail text above the document
 }
 # How the marking is printed.
@@ -296,7 +297,7 @@ def _forms_for(position: str, level: str) -> tuple[str, ...]:
     forms = ["plain", "boxed", "spaced", "no-diacritics"]
     if level != "mat":
         forms.append("split")
-    if position in ("annotation", "form-xobject", "rotated-text", "shape"):
+    if position in ("annotation", "form-xobject", "rotated-text", "shape", "image-stamp"):
         forms = ["plain", "boxed", "spaced"]
     return tuple(forms)
 
@@ -664,6 +665,16 @@ def render_pdf(doc: Doc) -> bytes:
             for k, line in enumerate(page.stamp):
                 pdf.set_xy(130, 112 + 10 * k)
                 pdf.cell(50, 10, line, align="C", border=1 if doc.form == "boxed" else 0)
+    if doc.position == "image-stamp":
+        # a picture of the stamp (as scanned from a rubber stamp) under the number
+        picture = pdfium.PdfDocument(_stamp_pdf(page.stamp, doc.font, doc.form != "plain"))
+        try:
+            bitmap = picture[0].render(scale=200 / 72, grayscale=True).to_pil()
+        finally:
+            picture.close()
+        holder = io.BytesIO()
+        bitmap.save(holder, format="PNG")
+        pdf.image(holder, x=30, y=16 + 6.5 * (page.left.index(_number_line(page)) + 1), w=42)
     data = bytes(pdf.output())
     if doc.position in ("annotation", "form-xobject"):
         data = _pdf_overlay(data, page.stamp, doc)
@@ -715,6 +726,10 @@ def _pdf_header(pdf: FPDF, page: Page, doc: Doc, top: float, size: int) -> float
     return bottom
 
 
+def _number_line(page: Page) -> str:
+    return next(x for x in page.left if x.startswith("Số"))
+
+
 def _wrap(pdf: FPDF, page: Page, lines: list[str], width: float, size: int) -> list[str]:
     """Lines wider than the column broken at spaces, as the word processor does."""
     out: list[str] = []
@@ -738,8 +753,14 @@ def _wrap(pdf: FPDF, page: Page, lines: list[str], width: float, size: int) -> l
 
 
 def _stamp_pdf(lines: list[str], font: str, boxed: bool) -> bytes:
-    """A small PDF page holding the stamp, to reuse as a form XObject or appearance."""
-    pdf = FPDF(unit="pt", format=(120, 24 * max(1, len(lines)) + 8))
+    """A small PDF page holding the stamp, to reuse as a form XObject, appearance or picture;
+    as wide as its longest line."""
+    probe = FPDF(unit="pt")
+    _pdf_fonts(probe, font)
+    probe.add_page()
+    probe.set_font("Body", "B", 16)
+    width = max(probe.get_string_width(line) for line in lines) + 24
+    pdf = FPDF(unit="pt", format=(width + 8, 24 * max(1, len(lines)) + 8))
     _pdf_fonts(pdf, font)
     pdf.set_margins(0, 0)
     pdf.set_auto_page_break(False)
@@ -747,7 +768,7 @@ def _stamp_pdf(lines: list[str], font: str, boxed: bool) -> bytes:
     pdf.set_font("Body", "B", 16)
     for k, line in enumerate(lines):
         pdf.set_xy(4, 4 + 24 * k)
-        pdf.cell(112, 24, line, align="C", border=1 if boxed else 0)
+        pdf.cell(width, 24, line, align="C", border=1 if boxed else 0)
     return bytes(pdf.output())
 
 
