@@ -40,8 +40,9 @@ from mailsvc.mailboxes.actions import MailboxActions
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
-from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
-from mailsvc.notify.recall import RecallRecorder
+from mailsvc.notify.assignment import AssignmentMailer
+from mailsvc.notify.notices import NoticeComposer, NoticeFollower, RefusalRecorder
+from mailsvc.notify.recall import RecallRecorder, StatusNotifier
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.outbound.mailer import Mailer, SmtpRelay
 from mailsvc.outbound.queue import RetryPolicy
@@ -77,6 +78,9 @@ from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
 from mailsvc.web.app import make_app, start_http
+from mailsvc.web.password import PageLimits
+from mailsvc.web.workspace.auth import Authenticator
+from mailsvc.web.workspace.pages import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +120,7 @@ def extraction_limits(settings: Settings) -> ExtractionLimits:
             max_pages=ocr.max_pages,
             page_timeout_s=ocr.page_timeout_seconds,
             timeout_s=ocr.timeout_seconds,
-        )
+        ),
     )
 
 
@@ -140,6 +144,37 @@ class App:
     # Test-only knobs for Dovecot (auth_failure_delay, auth_penalty).
     dovecot_options: dict[str, Any] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
+
+    def _workspace(self, lockout: Lockout) -> Workspace:
+        s = self.settings
+        composer = NoticeComposer(
+            templates_dir(s) / "notices",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
+            smime=SmimeSigner.from_settings(s),
+        )
+        return Workspace(
+            sessions=self.sessions,
+            auth=Authenticator(
+                self.sessions, s.password, PageLimits.from_pair(lockout), s.workspace
+            ),
+            templates=templates_dir(s) / "workspace",
+            blobs=self.blobs,
+            executor=self.executor,
+            previews_dir=s.path("cache/previews"),
+            notifier=StatusNotifier(composer),
+            assignment_mailer=AssignmentMailer(
+                templates_dir(s) / "workspace", self.blobs, s.server.hostname
+            ),
+            wake_mailer=self._wake_mailer,
+            checking=load_checking_policy(policies_dir(s) / "checking.yaml"),
+            page_size=s.workspace.page_size,
+        )
+
+    def _wake_mailer(self) -> None:
+        mailer = getattr(self, "mailer", None)  # built after the web app
+        if mailer is not None:
+            mailer.wake()
 
     async def start(self) -> Mapping[str, tuple[str, int]]:
         s = self.settings = self.settings.model_copy(
@@ -187,6 +222,7 @@ class App:
             lockout=lockout,
             health=self.health,
             registry=self.registry,
+            workspace=self._workspace(lockout) if s.workspace.enabled else None,
         )
         http_host, http_port = split_hostport(listen["http"])
         self.http = await start_http(web_app, http_host, http_port, tls)

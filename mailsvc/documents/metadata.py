@@ -30,7 +30,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -76,6 +76,9 @@ class DocumentMetadata:
     sources: tuple[tuple[str, str], ...] = ()
     pages: int = 0  # pages of the document read (set by the stage; 0: no pages)
     language: str = ""  # language of the text: "vi", "en" or "" (set by the stage)
+    # The text the fields were read from (capped), for the register's search index; set
+    # by the metadata stage, never printed or stored with the verdict.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def is_official(self) -> bool:

@@ -41,6 +41,7 @@ from pathlib import Path
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError, DependencyError
 from mailsvc.mailboxes.passdb import ITERATE_QUERY, USER_QUERY, password_query, sql_source
+from mailsvc.permissions import restrict_home
 from mailsvc.supervisor import SupervisedProcess
 
 log = logging.getLogger(__name__)
@@ -275,6 +276,8 @@ class DovecotService:
         os.chmod(self.dir, 0o755)
         self.state_dir.mkdir(exist_ok=True)
         self.base_dir.mkdir(exist_ok=True)
+        # HOME stays 0750; as root, its group is the mail group (see mailsvc.permissions)
+        restrict_home(self.settings.home, accounts.mail_gid if accounts.privileged else None)
         self._prepare_maildir_root(accounts)
         cert = self.settings.path(self.settings.tls.cert)
         key = self.settings.path(self.settings.tls.key)
@@ -322,6 +325,8 @@ class DovecotService:
                 st = parent.stat()
                 if st.st_mode & stat.S_IXOTH or st.st_uid == accounts.mail_uid:
                     continue
+                if st.st_gid == accounts.mail_gid and st.st_mode & stat.S_IXGRP:
+                    continue  # HOME: 0750 with the mail group
                 if parent == self.settings.home or self.settings.home in parent.parents:
                     os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
                     log.info(
@@ -395,6 +400,8 @@ def render_config(
         for name, use in SPECIAL_FOLDERS
     )
     chroot = "" if accounts.privileged else "\n  chroot ="
+    # the auth process reads HOME/dovecot/master-users: HOME is 0750 with the mail group
+    auth_groups = f"\n  extra_groups = {group}" if accounts.privileged else ""
     penalty = (
         "" if svc.auth_penalty else ("\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }")
     )
@@ -492,7 +499,7 @@ service lmtp {{
 }}
 service anvil {{{chroot}{penalty}
 }}
-service auth {{
+service auth {{{auth_groups}
   unix_listener auth-userdb {{
     mode = 0600
     user = {me}

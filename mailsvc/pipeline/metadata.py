@@ -44,6 +44,7 @@ MAIN_TYPES = (formats.PDF, formats.DOCX, formats.ODT)
 SIGNATURE_SUFFIXES = (".p7s", ".p7m", ".p7b", ".sig", ".asc", ".gpg", ".pgp")
 PRIORITY_HEADERS = ("Priority", "X-Priority", "Importance", "X-MSMail-Priority")
 _INLINE_LIMIT = 200_000  # characters; longer texts are read in the executor
+SEARCH_TEXT_LIMIT = 100_000  # characters of the document handed to the register's search index
 
 
 class Extractor(Protocol):
@@ -136,6 +137,7 @@ class MetadataStage:
             agency_name=agency_name,
             pages=pages,
             language=detect_language(read),
+            text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
         )
         if meta.is_official:
             detail = f"{meta.doc_type or 'document'} {meta.number_notation or '(no number)'}"

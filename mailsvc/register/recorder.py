@@ -454,6 +454,7 @@ class RegisterRecorder:
             urgency=urgency,
             signer=_signer(report, metadata),
             deadline=metadata.deadline if metadata else None,
+            text=metadata.text if metadata and not refused else "",
             attachments=tuple(attachments),
             page_count=metadata.pages if metadata else 0,
             language=metadata.language if metadata else "",
