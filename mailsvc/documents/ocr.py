@@ -19,6 +19,7 @@ legible words is reported ``illegible``; a missing binary is ``ocr-unavailable``
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -251,7 +252,22 @@ def _render(lines: list[_Line]) -> tuple[str, int, float]:
             if w.conf >= 0:
                 confidences.append(w.conf)
     mean = sum(confidences) / len(confidences) if confidences else 0.0
-    return "\n".join(out), words, mean
+    return fix_ocr_text("\n".join(out)), words, mean
+
+
+# Confusions Tesseract makes on Vietnamese official documents, undone where the context
+# leaves no doubt: the Icelandic eth for Đ (sometimes beside the Đ it doubles), and the
+# slash of a number/notation read as "!", "|", "I" or "l" between digits ("12!2025",
+# "12I2025ITT-BTC" → "12/2025/TT-BTC").
+_ETH = re.compile("ĐÐ|ÐĐ|Ð")
+_SLASH_YEAR = re.compile(r"(?<=\d)[!|Il](?=(?:19|20)\d\d(?:[!|Il/]|\b))")
+_SLASH_AFTER_YEAR = re.compile(r"(?<=\b(?:19|20)\d\d)[!|Il](?=[A-ZĐ]{2,})")
+
+
+def fix_ocr_text(text: str) -> str:
+    text = _ETH.sub("Đ", text).replace("ð", "đ")
+    text = _SLASH_YEAR.sub("/", text)
+    return _SLASH_AFTER_YEAR.sub("/", text)
 
 
 def without_rules(gray: Image) -> Image:

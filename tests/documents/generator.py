@@ -330,7 +330,7 @@ def corpus() -> list[Doc]:
         for form in _forms_for("under-number", level):
             for fmt in ("pdf", "docx"):
                 rnd = _rng("std", level, form, fmt)
-                type_code = ("CV", "QĐ", "KH", "BC")[index % 4]
+                type_code = ("CV", "QĐ", "KH", "BC")[(index // 2) % 4]  # both formats
                 position = "under-abstract" if type_code == "CV" else "under-number"
                 style = "party" if index % 3 == 0 else "state"
                 doc = _base(index, fmt, style, type_code, rnd)
@@ -376,9 +376,9 @@ def scanned_corpus() -> list[Doc]:
         ("label", "label-next-line", "state"),
         ("under-abstract", "no-diacritics", "state"),
     ):
-        chosen.append(
-            next(d for d in text if (d.position, d.form) == (position, form) and d.style == style)
-        )
+        fits = [d for d in text if (d.position, d.form) == (position, form)]
+        fits = fits or [d for d in text if d.position == position]
+        chosen.append(next((d for d in fits if d.style == style), fits[0]))
     chosen.append(next(d for d in text if d.trap == "urgency-stamp"))
     chosen.append(next(d for d in text if d.trap == "prose-bi-mat"))
     for dpi in (300, 200):

@@ -16,7 +16,13 @@ from PIL import Image, ImageDraw
 
 from mailsvc.documents import formats
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor, extract_message_bytes
-from mailsvc.documents.ocr import ILLEGIBLE, OCR_UNAVAILABLE, OcrLimits, tsv_text
+from mailsvc.documents.ocr import (
+    ILLEGIBLE,
+    OCR_UNAVAILABLE,
+    OcrLimits,
+    fix_ocr_text,
+    tsv_text,
+)
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.message import InboundMessage
 from mailsvc.pipeline.classification import ClassificationResult, ClassificationStage
@@ -198,3 +204,11 @@ def test_tsv_columns_are_separated_by_a_tab() -> None:
     text, words, _conf = tsv_text("\n".join([head, *rows]))
     assert text == "MẬT\tHà Nội,\n\nx"
     assert words == 3
+
+
+def test_ocr_confusions_are_undone_only_where_the_context_is_sure() -> None:
+    assert fix_ocr_text("Thông tư số 12I2025ITT-BTC") == "Thông tư số 12/2025/TT-BTC"
+    assert fix_ocr_text("Số: 12!2025/QĐ-UBND") == "Số: 12/2025/QĐ-UBND"
+    assert fix_ocr_text("Số 287-QĐÐ/VPĐU") == "Số 287-QĐ/VPĐU"
+    for kept in ("quý III năm 2026", "ngày 19 tháng 6 năm 2015", "Il y a 2026 ans", "ĐẮK NÔNG"):
+        assert fix_ocr_text(kept) == kept
