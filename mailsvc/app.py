@@ -37,6 +37,7 @@ from mailsvc.interfaces import Stage
 from mailsvc.jobs.scheduler import JobRunner, JobScheduler, node_name
 from mailsvc.lockout import Lockout
 from mailsvc.mailboxes.actions import MailboxActions
+from mailsvc.mailboxes.auth_policy import AuthPolicyServer
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
@@ -230,8 +231,17 @@ class App:
         self.addresses["http"] = self.http.address
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
-        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
-        self.dovecot = DovecotService(s, password_page_url=password_url, **self.dovecot_options)
+        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. Dovecot asks
+        # our auth policy server about every login (the SMTP lock-out rows).
+        self.auth_policy = AuthPolicyServer(self.sessions, lockout)
+        policy_endpoint = await self.auth_policy.start()
+        self._closers.append(self.auth_policy.stop)
+        self.dovecot = DovecotService(
+            s,
+            password_page_url=password_url,
+            auth_policy=policy_endpoint,
+            **self.dovecot_options,
+        )
         await self.dovecot.start()
         self._closers.append(self.dovecot.stop)
         self.addresses["imap"] = self.dovecot.imap_address
@@ -330,7 +340,7 @@ class App:
             self._closers.append(self.scheduler.stop)
 
         # SMTP listeners.
-        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
+        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout, s.password)
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
