@@ -154,6 +154,7 @@ def prepare_home(home: Path, *agencies: Agency) -> Settings:
         f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
         '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\nsubmissions = "127.0.0.1:0"\n'
         'imap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\nhttp = "127.0.0.1:0"\n'
+        'metrics = "127.0.0.1:0"\n'
         "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
         '[dns]\nmode = "off"\n'
         f"[pipeline]\nworkers = {WORKERS}\n",

@@ -72,7 +72,7 @@ async def main() -> None:
             f'[server]\nhostname = "localhost"\ndomain = "{DOMAIN}"\n'
             '[listen]\nsmtp = "127.0.0.1:0"\nsubmission = "127.0.0.1:0"\n'
             'submissions = "127.0.0.1:0"\nimap = "127.0.0.1:0"\nimaps = "127.0.0.1:0"\n'
-            'http = "127.0.0.1:0"\n[dns]\nmode = "off"\n',
+            'http = "127.0.0.1:0"\nmetrics = "127.0.0.1:0"\n[dns]\nmode = "off"\n',
             encoding="utf-8",
         )
         app = App(load_settings(home, environ={}))

@@ -12,6 +12,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ from prometheus_client import CollectorRegistry
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
 from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.adapters.freshclam import database_dir as signature_database_dir
+from mailsvc.adapters.freshclam import signature_time
 from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.checks.alerts import AlertNotifier, PriorityFollower
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
-from mailsvc.config import Settings
+from mailsvc.config import PACKAGE_DATA, PACKAGED_POLICIES, PACKAGED_TEMPLATES, Settings
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
@@ -78,14 +81,16 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
-from mailsvc.web.app import make_app, start_http
+from mailsvc.time import VIETNAM
+from mailsvc.web.app import make_app, make_monitoring_app, start_http
 from mailsvc.web.password import PageLimits
 from mailsvc.web.workspace.auth import Authenticator
 from mailsvc.web.workspace.pages import Workspace
 
 log = logging.getLogger(__name__)
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+# Where the packaged policies/ and templates/ are (the installed package).
+PACKAGE_ROOT = PACKAGE_DATA
 
 
 def policies_dir(settings: Settings) -> Path:
@@ -94,13 +99,13 @@ def policies_dir(settings: Settings) -> Path:
     home_policies = settings.home / "policies"
     if (home_policies / "pipeline.yaml").exists():
         return home_policies
-    return PACKAGE_ROOT / "policies"
+    return PACKAGED_POLICIES
 
 
 def templates_dir(settings: Settings) -> Path:
     if settings.paths.templates:
         return settings.path(settings.paths.templates)
-    return PACKAGE_ROOT / "templates"
+    return PACKAGED_TEMPLATES
 
 
 def extraction_limits(settings: Settings) -> ExtractionLimits:
@@ -217,11 +222,11 @@ class App:
         # HTTPS first: the password page's real address goes into Dovecot's refusal text.
         self.registry = CollectorRegistry()
         self.metrics = Metrics(self.registry)
+        self.metrics.watch_database(self.sessions, lambda: s.path(s.backup.directory))
         web_app = make_app(
             sessions=self.sessions,
             password_cfg=s.password,
             lockout=lockout,
-            health=self.health,
             registry=self.registry,
             workspace=self._workspace(lockout) if s.workspace.enabled else None,
         )
@@ -229,6 +234,18 @@ class App:
         self.http = await start_http(web_app, http_host, http_port, tls)
         self._closers.append(self.http.close)
         self.addresses["http"] = self.http.address
+        # Monitoring: plain HTTP, loopback by default, apart from the people's HTTPS.
+        monitor_host, monitor_port = split_hostport(listen["metrics"])
+        self.monitor = await start_http(
+            make_monitoring_app(
+                health=self.health, registry=self.registry, before_scrape=self.health
+            ),
+            monitor_host,
+            monitor_port,
+            None,
+        )
+        self._closers.append(self.monitor.close)
+        self.addresses["metrics"] = self.monitor.address
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
         # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. Dovecot asks
@@ -311,9 +328,8 @@ class App:
             hostname=s.server.hostname,
             domain=s.server.domain,
         )
-        self.priority = PriorityFollower(
-            self.sessions, self.alerts, load_checking_policy(policies / "checking.yaml")
-        )
+        self.checking_policy = load_checking_policy(policies / "checking.yaml")
+        self.priority = PriorityFollower(self.sessions, self.alerts, self.checking_policy)
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
@@ -326,6 +342,7 @@ class App:
             ],
             followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
+            metrics=self.metrics,
         )
         await self.acceptance.repair()
         self.mailer.start()
@@ -473,8 +490,10 @@ class App:
         return self.scanner
 
     async def health(self) -> dict[str, Any]:
-        """Liveness of each part: database, Dovecot, clamd, listeners."""
+        """Liveness of each part: database, Dovecot, clamd (and its signatures' age), next
+        year's holiday swaps."""
         checks: dict[str, str] = {}
+        extra: dict[str, Any] = {}
         try:
             await asyncio.to_thread(self._ping_database)
             checks["database"] = "ok"
@@ -487,12 +506,32 @@ class App:
             try:
                 await scanner.ping()
                 checks["clamd"] = "ok"
+                version = await scanner.version()
             except Exception as exc:  # boundary
                 checks["clamd"] = f"error: {type(exc).__name__}"
+            else:
+                built = signature_time(version, signature_database_dir(self.settings))
+                if built is not None:
+                    age_days = (datetime.now(UTC) - built).total_seconds() / 86400
+                    limit = self.settings.clamav.max_signature_age_days
+                    self.metrics.signature_age.set(age_days * 86400)
+                    extra["signature_age_days"] = round(age_days, 2)
+                    stale = f"stale: {age_days:.1f} days old (limit {limit:g})"
+                    checks["clamav_signatures"] = "ok" if age_days <= limit else stale
+        checking = getattr(self, "checking_policy", None)
+        if checking is not None:
+            missing = checking.missing_swaps_year(datetime.now(VIETNAM).date())
+            self.metrics.holiday_swaps_missing.set(1 if missing else 0)
+            checks["holidays"] = (
+                f"missing: {missing}'s announced swaps are not in checking.yaml"
+                if missing
+                else "ok"
+            )
+        self.metrics.record_health(checks)
         status = "ok" if all(v == "ok" for v in checks.values()) else "degraded"
         if checks.get("database") != "ok":
             status = "error"
-        return {"status": status, "checks": checks, "inflight": self.inflight.count}
+        return {"status": status, "checks": checks, "inflight": self.inflight.count, **extra}
 
     def _ping_database(self) -> None:
         with self.engine.connect() as conn:

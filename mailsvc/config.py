@@ -6,6 +6,7 @@ Nobody else parses configuration files. Environment overrides use
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import tomllib
 from pathlib import Path
@@ -16,6 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mailsvc.errors import ConfigError
 
 CONFIG_NAME = "mailsvc.toml"
+
+# The packaged defaults: policies/*.yaml and templates/**/*.j2 are package data of
+# ``mailsvc`` (in a checkout, mailsvc/policies and mailsvc/templates link to the top-level
+# directories), so a wheel install finds them too. HOME/policies or [paths] override them.
+PACKAGE_DATA = Path(str(importlib.resources.files("mailsvc")))
+PACKAGED_POLICIES = PACKAGE_DATA / "policies"
+PACKAGED_TEMPLATES = PACKAGE_DATA / "templates"
 
 
 class _Section(BaseModel):
@@ -42,10 +50,15 @@ class ListenSection(_Section):
     imap: str = "127.0.0.1:1430"
     imaps: str = "127.0.0.1:9930"
     http: str = "127.0.0.1:8080"
-
-    _hostport = field_validator("smtp", "submission", "submissions", "imap", "imaps", "http")(
-        _check_hostport
+    metrics: str = Field(
+        default="127.0.0.1:9180",
+        description="Plain HTTP for monitoring: /healthz and /metrics (keep it on loopback or "
+        "a management network; the password page stays on the HTTPS listener)",
     )
+
+    _hostport = field_validator(
+        "smtp", "submission", "submissions", "imap", "imaps", "http", "metrics"
+    )(_check_hostport)
 
 
 class DatabaseSection(_Section):
@@ -91,6 +104,43 @@ class ClamavSection(_Section):
     database_dir: str = ""  # empty: HOME/clamav/db
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_scan_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
+    max_signature_age_days: float = Field(
+        default=3.0,
+        gt=0,
+        description="Signatures older than this make /healthz 'degraded' and raise an alert",
+    )
+    update: Literal["auto", "off"] = Field(
+        default="auto",
+        description="auto: the clamav-update job runs freshclam into database_dir (managed "
+        "mode); off: signatures are updated by other means",
+    )
+    update_mirror: str = Field(
+        default="",
+        description="Closed network: URL of a private mirror (cvdupdate or a web server "
+        "holding main/daily/bytecode .cvd); empty: ClamAV's public mirrors",
+    )
+    freshclam_binary: str = Field(
+        default="/usr/bin/freshclam", description="Path of the freshclam program"
+    )
+    update_hours: float = Field(
+        default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
+    )
+
+
+class LogSection(_Section):
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one readable line per record; json: one JSON object per line "
+        "(time ISO 8601 +07:00, level, logger, message, queue_id)",
+    )
+
+
+class RetentionSection(_Section):
+    junk_days: int = Field(
+        default=30,
+        ge=1,
+        description="Days spam stays in the Junk folder before the retention job deletes it",
+    )
 
 
 class PipelineSection(_Section):
@@ -334,6 +384,8 @@ class Settings(_Section):
     alerts: AlertsSection = AlertsSection()
     backup: BackupSection = BackupSection()
     jobs: JobsSection = JobsSection()
+    log: LogSection = LogSection()
+    retention: RetentionSection = RetentionSection()
     workspace: WorkspaceSection = WorkspaceSection()
     external: tuple[ExternalMailbox, ...] = ()
 

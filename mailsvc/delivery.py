@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -30,6 +32,7 @@ from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
 from mailsvc.errors import MailsvcError
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.metrics import Metrics
 from mailsvc.smtp import replies
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Verdict
@@ -67,10 +70,12 @@ class Annotations:
 
     headers: list[tuple[str, str]] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
+    register_number: str = ""  # e.g. "15/2026" when the message was numbered in a register
 
     def merge(self, other: Annotations) -> None:
         self.headers.extend(other.headers)
         self.flags |= other.flags
+        self.register_number = other.register_number or self.register_number
 
 
 class Recorder(Protocol):
@@ -129,7 +134,9 @@ class Acceptance:
         recorders: Sequence[Recorder] = (),
         followers: Sequence[Follower] = (),
         flagger: MailboxFlagger | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        self.metrics = metrics
         self.sessions = sessions
         self.blobs = blobs
         self.local = local
@@ -142,12 +149,13 @@ class Acceptance:
     # -- accepted mail -----------------------------------------------------------------
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
         await asyncio.to_thread(self._prepare, msg, verdict)
-        records, fresh = await asyncio.to_thread(self._commit, msg, verdict)
+        records, fresh, register_number = await asyncio.to_thread(self._commit, msg, verdict)
+        reason = verdict.deciding.reason if verdict.deciding is not None else ""
         for record in records:
             if record.state == "delivered":
                 continue
             try:
-                await self._deliver(record)
+                await self._deliver(record, verdict=reason, register=register_number)
             except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
@@ -163,7 +171,10 @@ class Acceptance:
             for recorder in self.recorders:
                 recorder.prepare(msg, verdict)
 
-    def _commit(self, msg: InboundMessage, verdict: Verdict) -> tuple[list[MessageRecord], bool]:
+    def _commit(
+        self, msg: InboundMessage, verdict: Verdict
+    ) -> tuple[list[MessageRecord], bool, str]:
+        """The rows for each recipient, whether they are new, and the register number given."""
         key = message_key(msg)
         with self.sessions.begin() as session:
             existing = session.scalars(
@@ -171,7 +182,7 @@ class Acceptance:
             ).all()
             known = {r.recipient: r for r in existing}
             if known and all(r in known for r in msg.rcpt_tos):
-                return [known[r] for r in msg.rcpt_tos], False
+                return [known[r] for r in msg.rcpt_tos], False, ""
             folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
             new = [
                 MessageRecord(
@@ -206,7 +217,7 @@ class Acceptance:
             records = [
                 known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
             ]
-        return records, True
+        return records, True, notes.register_number
 
     def _header_block(
         self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations
@@ -234,12 +245,26 @@ class Acceptance:
         ]
         return trace.prepend(b"", fields).decode("ascii")
 
-    async def _deliver(self, record: MessageRecord) -> None:
+    async def _deliver(
+        self, record: MessageRecord, *, verdict: str = "", register: str = ""
+    ) -> None:
         raw = await asyncio.to_thread(self.blobs.get, record.sha256)
         data = record.headers.encode("ascii") + trace.remove_forged_auth_results(raw, self.hostname)
-        await self.local.deliver(record.recipient, data, record.folder, sender=record.mail_from)
+        started = time.monotonic()
+        try:
+            await self.local.deliver(record.recipient, data, record.folder, sender=record.mail_from)
+        except (MailsvcError, OSError) as exc:
+            if self.metrics is not None:
+                self.metrics.deliveries.labels(record.folder, "failed").inc()
+            _log_delivery(record, len(data), started, verdict, register, f"deferred ({exc})")
+            raise
+        lmtp = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(record.folder, "delivered").inc()
+            self.metrics.lmtp_seconds.observe(lmtp)
         await asyncio.to_thread(self._mark_delivered, record.id)
         record.state = "delivered"
+        _log_delivery(record, len(data), started, verdict, register, "delivered (lmtp 250)")
         if self.flagger is not None and record.flags:
             try:
                 await self.flagger.add_flags(
@@ -318,3 +343,33 @@ class Acceptance:
         """Wait for follow-up work (notices) before shutdown."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
+
+
+def _log_delivery(
+    record: MessageRecord, size: int, lmtp_started: float, verdict: str, register: str, status: str
+) -> None:
+    """One Postfix-style line per delivery: queue id, to, from, size, delay (since the
+    message arrived) and delays (before LMTP / LMTP), verdict, folder, register number."""
+    now = time.monotonic()
+    received = record.received_at
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    delay = max(0.0, (datetime.now(UTC) - received).total_seconds())
+    lmtp = now - lmtp_started
+    log.info(
+        "%s: to=<%s>, from=<%s>, size=%d, delay=%.2f, delays=%.2f/%.3f, verdict=%s, "
+        "reason=%s, folder=%s, register=%s, status=%s",
+        record.queue_id,
+        record.recipient,
+        record.mail_from,
+        size,
+        delay,
+        max(0.0, delay - lmtp),
+        lmtp,
+        record.action,
+        verdict or "-",
+        record.folder,
+        register or "-",
+        status,
+    )
+

@@ -54,6 +54,7 @@ import stat
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -210,7 +211,10 @@ class _Names:
 class _ArchiveWriter:
     """Appends members to the tar stream and the matching entries to the manifest."""
 
-    def __init__(self, fileobj: IO[bytes]) -> None:
+    def __init__(
+        self, fileobj: IO[bytes], on_entry: Callable[[int], None] | None = None
+    ) -> None:
+        self.on_entry = on_entry  # progress: called with 1 per member written
         self.gzip = gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0)
         self.tar = tarfile.open(fileobj=self.gzip, mode="w|", format=tarfile.PAX_FORMAT)
         self.entries: list[Entry] = []
@@ -240,6 +244,8 @@ class _ArchiveWriter:
         )
         self.entries.append(entry)
         self._seen.add(path)
+        if self.on_entry is not None:
+            self.on_entry(1)
         return entry
 
     def has(self, path: str) -> bool:
@@ -304,10 +310,15 @@ def archive_name(now: datetime, directory: Path) -> str:
 
 
 def create_backup(
-    settings: Settings, directory: Path, *, now: datetime | None = None
+    settings: Settings,
+    directory: Path,
+    *,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> BackupResult:
     """Write one archive into ``directory`` (temporary name, fsync, rename) and return
-    what it holds. Raises ArchiveError; a failed backup leaves nothing behind."""
+    what it holds. Raises ArchiveError; a failed backup leaves nothing behind.
+    ``progress`` is called with 1 for every member written (the CLI's progress bar)."""
     started = time.monotonic()
     now = now or datetime.now(VIETNAM)
     kind = database_kind(settings.database_url)
@@ -321,7 +332,7 @@ def create_backup(
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as raw:
             out = _HashingWriter(raw)
-            writer = _ArchiveWriter(out)  # type: ignore[arg-type]
+            writer = _ArchiveWriter(out, progress)  # type: ignore[arg-type]
             stats = _Stats()
             with take_snapshot(settings.database_url, workdir) as snapshot:
                 _add_database(writer, snapshot, settings)

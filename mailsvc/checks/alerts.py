@@ -32,7 +32,7 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
-import httpx
+import aiohttp
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -54,7 +54,7 @@ from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.jobs.context import JobContext
 from mailsvc.message import InboundMessage
 from mailsvc.outbound.mailer import Mailer
-from mailsvc.time import VIETNAM, iso_local
+from mailsvc.time import VIETNAM, iso_local, vn_date, vn_datetime
 from mailsvc.verdict import Action, Verdict
 
 log = logging.getLogger(__name__)
@@ -136,15 +136,15 @@ class AlertNotifier:
         values = {
             "key": key,
             "mailbox": day.mailbox,
-            "date": day.day.isoformat(),
+            "date": vn_date(day.day),
             "window_name": window.name,
             "window": window.label,
-            "window_start": iso_local(window.start),
-            "window_end": iso_local(window.end),
-            "as_of": iso_local(now),
+            "window_start": vn_datetime(window.start),
+            "window_end": vn_datetime(window.end),
+            "as_of": vn_datetime(now),
             "checks": len(day.checks),
             "min_checks": day.min_checks,
-            "last_check": iso_local(day.checks[-1]) if day.checks else "",
+            "last_check": vn_datetime(day.checks[-1]) if day.checks else "",
             "hostname": self.hostname,
         }
         return Alert(
@@ -154,12 +154,12 @@ class AlertNotifier:
             raised_at=now,
             subject=(
                 f"[Cảnh báo] Hộp thư {day.mailbox} không được kiểm tra trong khung giờ "
-                f"{window.label} ngày {day.day.isoformat()}"
+                f"{window.label} ngày {vn_date(day.day)}"
             ),
             body=self.env.get_template("window_missed.txt.j2").render(values),
             text=(
                 f"Cảnh báo: hộp thư {day.mailbox} không được kiểm tra trong khung giờ "
-                f"{window.name.lower()} ({window.label}) ngày {day.day.isoformat()}."
+                f"{window.name.lower()} ({window.label}) ngày {vn_date(day.day)}."
             ),
             recipients=tuple(recipients),
             details={
@@ -184,9 +184,9 @@ class AlertNotifier:
             "key": key,
             "mailbox": message.mailbox,
             "sender": message.sender,
-            "arrived_at": iso_local(message.arrived_at),
-            "deadline": iso_local(message.deadline),
-            "checked_at": iso_local(message.checked_at) if message.checked_at else "",
+            "arrived_at": vn_datetime(message.arrived_at),
+            "deadline": vn_datetime(message.deadline),
+            "checked_at": vn_datetime(message.checked_at),
             "max_delay": max_delay_minutes,
             "message_id": message.message_id,
             "queue_id": message.queue_id,
@@ -204,7 +204,7 @@ class AlertNotifier:
             body=self.env.get_template("priority_late.txt.j2").render(values),
             text=(
                 f"Cảnh báo: thư ưu tiên của {message.sender} đến hộp thư {message.mailbox} "
-                f"lúc {iso_local(message.arrived_at)} không được kiểm tra trong vòng "
+                f"lúc {vn_datetime(message.arrived_at)} không được kiểm tra trong vòng "
                 f"{max_delay_minutes} phút."
             ),
             recipients=tuple(recipients),
@@ -214,7 +214,7 @@ class AlertNotifier:
                 "queue_id": message.queue_id,
                 "arrived_at": iso_local(message.arrived_at),
                 "deadline": iso_local(message.deadline),
-                "checked_at": values["checked_at"] or None,
+                "checked_at": iso_local(message.checked_at) if message.checked_at else None,
             },
         )
 
@@ -233,8 +233,8 @@ class AlertNotifier:
             "key": key,
             "mailbox": record.recipient,
             "sender": record.mail_from,
-            "arrived_at": iso_local(arrived),
-            "deadline": iso_local(deadline),
+            "arrived_at": vn_datetime(arrived),
+            "deadline": vn_datetime(deadline),
             "max_delay": max_delay_minutes,
             "subject": subject,
             "hostname": self.hostname,
@@ -249,8 +249,8 @@ class AlertNotifier:
             # No subject here: the webhook may leave the network (an SMS gateway).
             text=(
                 f"Tin nhắn: hộp thư {record.recipient} vừa nhận thư ưu tiên của "
-                f"{record.mail_from} lúc {iso_local(arrived)}; đề nghị kiểm tra trước "
-                f"{iso_local(deadline)}."
+                f"{record.mail_from} lúc {vn_datetime(arrived)}; đề nghị kiểm tra trước "
+                f"{vn_datetime(deadline)}."
             ),
             recipients=(record.recipient,),
             details={
@@ -328,20 +328,28 @@ class AlertNotifier:
             return "not configured"
         budget = self.settings.timeout_seconds
         try:
-            async with httpx.AsyncClient(timeout=budget, trust_env=False) as client:
-                response = await asyncio.wait_for(
-                    client.post(
-                        url,
-                        content=encode_payload(alert.payload()),
-                        headers={"Content-Type": "application/json; charset=utf-8"},
-                    ),
-                    budget,
-                )
-                response.raise_for_status()
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            async with (
+                aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=budget), trust_env=False
+                ) as client,
+                client.post(
+                    url,
+                    data=encode_payload(alert.payload()),
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                    raise_for_status=True,
+                ) as response,
+            ):
+                status = response.status
+        except aiohttp.ClientResponseError as exc:
+            log.warning("alert %s: webhook %s answered HTTP %s", alert.key, url, exc.status)
+            return f"error: HTTP {exc.status}"
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            log.warning("alert %s: webhook %s unreachable: %s", alert.key, url, exc)
+            return "error: unreachable"
+        except (aiohttp.ClientError, TimeoutError) as exc:
             log.warning("alert %s: webhook %s failed: %s", alert.key, url, exc or type(exc))
             return f"error: {type(exc).__name__}"
-        return f"ok: HTTP {response.status_code}"
+        return f"ok: HTTP {status}"
 
     async def _run_command(self, alert: Alert) -> str:
         if not self.settings.command:

@@ -317,7 +317,7 @@ def evaluate(
             )
         )
 
-    holidays = policy.holiday_dates()
+    holidays = policy.holiday_dates(range(start.year, end.year + 1))
     labels = [(w, w.label) for w in policy.windows]
     calendar = [
         (

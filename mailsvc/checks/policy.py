@@ -1,12 +1,23 @@
-"""The mailbox-check policy (policies/checking.yaml): working days, holidays, windows."""
+"""The mailbox-check policy (policies/checking.yaml): working days, holidays, windows.
+
+Public holidays come from the ``holidays`` package (Vietnam's Labour Code days, Tết and
+Giỗ Tổ by the lunar calendar, observed days), for any year. The policy file keeps only what
+the government announces each year: swapped or extra days off (``holidays``) and the
+Saturdays worked in exchange (``extra_working_days``). A year listed under ``holidays``
+(even with an empty list) counts as announced; from 1 December, a missing next year is
+reported (log, /healthz, admin mail) by :meth:`CheckingPolicy.missing_swaps_year`.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+import holidays as holiday_calendars
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mailsvc.policy.pipeline import describe_error, load_yaml
@@ -60,6 +71,12 @@ def _parse_day(value: str) -> date:
     return date.fromisoformat(value.strip())
 
 
+@functools.lru_cache(maxsize=64)
+def public_holidays(country: str, year: int) -> frozenset[date]:
+    """The country's public holidays of ``year`` (observed days included) from ``holidays``."""
+    return frozenset(holiday_calendars.country_holidays(country, years=year))
+
+
 class CheckingPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -68,7 +85,9 @@ class CheckingPolicy(BaseModel):
     tracked_roles: tuple[str, ...] = ("clerk",)
     mailboxes: tuple[str, ...] = ()
     working_days: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
-    fixed_holidays: tuple[str, ...] = ()  # "MM-DD"
+    # ISO country code for the `holidays` package; "" uses only the days listed here.
+    public_holidays: str = "VN"
+    fixed_holidays: tuple[str, ...] = ()  # "MM-DD", on top of the package's
     holidays: dict[int, tuple[str, ...]] = Field(default_factory=dict)
     extra_working_days: tuple[date, ...] = ()
     windows: tuple[Window, ...]
@@ -100,12 +119,27 @@ class CheckingPolicy(BaseModel):
         ZoneInfo(value)
         return value
 
+    @field_validator("public_holidays")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        if value:
+            holiday_calendars.country_holidays(value)  # unknown codes raise NotImplementedError
+        return value
+
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
 
-    def holiday_dates(self) -> frozenset[date]:
+    def holiday_dates(self, years: Iterable[int] | None = None) -> frozenset[date]:
+        """Days off: the package's public holidays of ``years`` (default: the years listed
+        in the file and the years around today) plus the announced ones in the file."""
+        if years is None:
+            this_year = date.today().year
+            years = {*self.holidays, this_year - 1, this_year, this_year + 1}
         out: set[date] = set()
+        if self.public_holidays:
+            for year in years:
+                out |= public_holidays(self.public_holidays, year)
         for items in self.holidays.values():
             for item in items:
                 first, _, last = item.partition("..")
@@ -120,9 +154,15 @@ class CheckingPolicy(BaseModel):
             return True
         if f"{day:%m-%d}" in self.fixed_holidays:
             return False
-        if day in (self.holiday_dates() if holidays is None else holidays):
+        if day in (self.holiday_dates({day.year}) if holidays is None else holidays):
             return False
         return WEEKDAYS[day.weekday()] in self.working_days
+
+    def missing_swaps_year(self, today: date) -> int | None:
+        """From 1 December: next year, when its announced swaps are not in the file yet."""
+        if today.month == 12 and today.year + 1 not in self.holidays:
+            return today.year + 1
+        return None
 
     def window_bounds(self, day: date, window: Window) -> tuple[datetime, datetime]:
         """A window of ``day`` as aware datetimes in the policy's zone."""

@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from mailsvc.checks.compliance import DayCompliance, days_between
 from mailsvc.checks.policy import CheckingPolicy
-from mailsvc.time import iso_local
+from mailsvc.time import vn_date, vn_datetime
 
 TEMPLATE = "reports/checks.html.j2"
 # Beyond this many mailboxes, the per-mailbox charts of check times are left out (the
@@ -67,7 +67,7 @@ def _cell_class(day: DayCompliance) -> str:
 
 
 def _cell_title(day: DayCompliance) -> str:
-    parts = [f"{day.day.isoformat()}: {STATUS_LABELS[day.status]}", f"{len(day.checks)} lần"]
+    parts = [f"{vn_date(day.day)}: {STATUS_LABELS[day.status]}", f"{len(day.checks)} lần"]
     missed = day.windows_with("missed")
     if missed:
         parts.append("bỏ lỡ " + ", ".join(missed))
@@ -86,7 +86,7 @@ def _grid(start: date, end: date, cells: dict[date, tuple[str, str]]) -> dict[st
     day = start
     while day <= end:
         col, row = (day - monday).days // 7, day.weekday()
-        css, title = cells.get(day, ("none", day.isoformat()))
+        css, title = cells.get(day, ("none", vn_date(day)))
         out.append(Cell(LEFT + col * (CELL + GAP), TOP + row * (CELL + GAP), css, title))
         if (day.day == 1 or day == start) and (not months or col - months[-1]["col"] >= 3):
             text = (
@@ -131,11 +131,11 @@ def _aggregate_cells(days: Sequence[DayCompliance]) -> dict[date, tuple[str, str
                 if rate >= 0.5
                 else "a0"
             )
-            title = f"{day.isoformat()}: {good}/{len(decided)} hộp thư đạt ({rate:.0%})"
+            title = f"{vn_date(day)}: {good}/{len(decided)} hộp thư đạt ({rate:.0%})"
         elif any(d.working_day for d in items):
-            css, title = "pend", f"{day.isoformat()}: chưa đến hạn"
+            css, title = "pend", f"{vn_date(day)}: chưa đến hạn"
         else:
-            css, title = "off", f"{day.isoformat()}: ngày nghỉ"
+            css, title = "off", f"{vn_date(day)}: ngày nghỉ"
         out[day] = (css, title)
     return out
 
@@ -173,7 +173,7 @@ def _scatter(
                 "r": radius,
                 "opacity": round(0.3 + 0.7 * count / most, 2),
                 "css": "in" if inside else "out",
-                "title": f"{when.isoformat()} {minute // 60:02d}:{minute % 60:02d}: {count} lần",
+                "title": f"{vn_date(when)} {minute // 60:02d}:{minute % 60:02d}: {count} lần",
             }
         )
     bands = [
@@ -236,7 +236,7 @@ def _summary(mailbox: str, days: Sequence[DayCompliance]) -> dict[str, Any]:
 def _problems(days: Sequence[DayCompliance]) -> list[dict[str, Any]]:
     return [
         {
-            "date": d.day.isoformat(),
+            "date": vn_date(d.day),
             "checks": len(d.checks),
             "min_checks": d.min_checks,
             "missed": ", ".join(d.windows_with("missed")) or "—",
@@ -277,9 +277,9 @@ def report_values(
     ]
     return {
         "title": "Báo cáo kiểm tra hộp thư công vụ",
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "generated_at": iso_local(generated_at),
+        "start": vn_date(start),
+        "end": vn_date(end),
+        "generated_at": vn_datetime(generated_at),
         "policy_version": policy.version,
         "windows": [{"name": w.name, "label": w.label} for w in policy.windows],
         "min_checks": policy.min_checks_per_day,

@@ -39,6 +39,11 @@ class Context:
         self.debug = debug
         self._settings: Settings | None = None
 
+    def set_home(self, home: Path) -> None:
+        """``--home`` given after a subcommand: it wins over the one before (or the env)."""
+        self.home = home.resolve()
+        self._settings = None
+
     @property
     def settings(self) -> Settings:
         if self._settings is None:
@@ -81,6 +86,33 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
     ctx.obj = Context(home.resolve(), debug)
 
 
+def _home_after_subcommand(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        obj = ctx.find_object(Context)
+        if obj is not None:
+            obj.set_home(value)
+
+
+def _accept_home_everywhere(command: click.Command) -> None:
+    """``mailsvc init --home DIR`` as well as ``mailsvc --home DIR init``: every subcommand
+    (and sub-subcommand) takes ``--home`` too. No envvar here: MAILSVC_HOME is read once,
+    by the top-level option, so an explicit ``--home`` always wins."""
+    if not any(isinstance(p, click.Option) and "--home" in p.opts for p in command.params):
+        command.params.append(
+            click.Option(
+                ["--home"],
+                type=click.Path(file_okay=False, path_type=Path),
+                expose_value=False,
+                is_eager=True,
+                callback=_home_after_subcommand,
+                help="Service home directory (same as `mailsvc --home DIR`).",
+            )
+        )
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_home_everywhere(sub)
+
+
 for _name in COMMAND_MODULES:
     try:
         _module = importlib.import_module(f"mailsvc.cli.{_name}")
@@ -89,3 +121,6 @@ for _name in COMMAND_MODULES:
             raise
         continue
     _module.register(main)
+
+for _command in main.commands.values():
+    _accept_home_everywhere(_command)

@@ -3,6 +3,7 @@ its verified restore (see mailsvc/backup/)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -18,10 +19,14 @@ from mailsvc.backup.restore import (
     verify_archive,
 )
 from mailsvc.cli import Context
-from mailsvc.cli.console import actor, open_session
-from mailsvc.errors import ConflictError
+from mailsvc.cli.console import actor, echo_json, json_option, open_session, progress
+from mailsvc.errors import ConflictError, MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
+
+# Members besides mail and blobs (database snapshot, configuration, keys, policies, their
+# directories): only for the progress bar's length.
+HOME_ENTRIES = 16
 
 
 def _mib(size: int) -> str:
@@ -39,20 +44,39 @@ def _mib(size: int) -> str:
     type=click.IntRange(min=1),
     help="Afterwards delete all but the newest N archives in that directory.",
 )
+@json_option
 @pass_ctx
-def backup_cmd(ctx: Context, output: Path | None, keep: int | None) -> None:
+def backup_cmd(ctx: Context, output: Path | None, keep: int | None, as_json: bool) -> None:
     """Write one consistent archive: database snapshot, Maildirs, blobs, configuration.
 
     Safe while `mailsvc serve` receives mail: the database snapshot is taken first and
     decides which Maildir files and blobs belong to the archive."""
     settings = ctx.settings
     directory = (output or settings.path(settings.backup.directory)).resolve()
-    result = create_backup(settings, directory)
+    estimate = (
+        _count_files(settings.path(settings.paths.maildir_root))
+        + _count_files(settings.path(settings.paths.blob_root))
+        + HOME_ENTRIES
+    )
+    with progress(estimate, "backup", enabled=not as_json) as advance:
+        result = create_backup(settings, directory, progress=advance)
     deleted = prune_archives(directory, keep) if keep else []
     with open_session(ctx) as session:
         record_backup(session, actor(), result, deleted)
         session.commit()
+    if as_json:
+        echo_json({**result.audit_details(deleted), "created_at": result.created_at,
+                   "seconds": round(result.seconds, 3)}, ctx)  # fmt: skip
+        return
     _print_backup(result, deleted)
+
+
+def _count_files(root: Path) -> int:
+    """Files and directories under ``root``: the progress bar's length (an estimate: the
+    snapshot decides what goes in, and the home's own files come on top)."""
+    if not root.is_dir():
+        return 0
+    return sum(1 + len(files) for _, _, files in os.walk(root))
 
 
 def _print_backup(result: BackupResult, deleted: list[str]) -> None:
@@ -99,6 +123,7 @@ def _print_backup(result: BackupResult, deleted: list[str]) -> None:
     help="Apply a configuration that changes what mailsvc runs (alerts.command, binaries, "
     "alerts.webhook_url); they are shown first.",
 )
+@json_option
 @pass_ctx
 def restore_cmd(
     ctx: Context,
@@ -107,6 +132,7 @@ def restore_cmd(
     verify_only: bool,
     key_file: Path | None,
     accept_commands: bool,
+    as_json: bool,
 ) -> None:
     """Verify ARCHIVE completely (its manifest authenticated by the backup key), then
     replace the database, Maildirs, blobs and configuration with its content.
@@ -115,6 +141,14 @@ def restore_cmd(
     archive = archive.resolve()
     if verify_only:
         manifest, sha = verify_archive(archive, backup_key(settings, key_file))
+        if as_json:
+            echo_json(
+                {"archive": str(archive), "created_at": manifest.created_at,
+                 "entries": len(manifest.entries), "verified": True, "authenticated": True,
+                 "sha256": sha},
+                ctx,
+            )  # fmt: skip
+            return
         click.echo(f"archive   {archive} (created {manifest.created_at})")
         click.echo(
             f"verified  {len(manifest.entries)} entries: every size and SHA-256 matches "
@@ -125,12 +159,13 @@ def restore_cmd(
     try:
         with restoring(settings, archive, key_file) as prepared:
             m = prepared.manifest
-            click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
-            click.echo(
-                f"verified  {len(m.entries)} entries: every size and SHA-256 matches the "
-                "authenticated manifest"
-            )
-            for change in prepared.executed:
+            if not as_json:
+                click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
+                click.echo(
+                    f"verified  {len(m.entries)} entries: every size and SHA-256 matches the "
+                    "authenticated manifest"
+                )
+            for change in [] if as_json else prepared.executed:
                 click.echo(f"runs      {change.key} = {change.restored!r} (now {change.live!r})")
             if prepared.executed and not accept_commands:
                 raise ArchiveError(
@@ -139,6 +174,8 @@ def restore_cmd(
                     "above and run again with --accept-commands; nothing was changed"
                 )
             if not yes:
+                if as_json:
+                    raise MailsvcError("--json needs --yes (no question can be asked)")
                 click.confirm(
                     f"Replace the database, Maildirs, blobs and configuration of "
                     f"{settings.home} with this archive?",
@@ -149,6 +186,9 @@ def restore_cmd(
         record_refusal(settings, actor(), archive, str(exc))
         raise
     warning = record_restore(settings, actor(), summary)
+    if as_json:
+        echo_json({**summary.audit_details(), "warning": warning or None}, ctx)
+        return
     _print_restore(summary)
     if warning:
         click.echo(f"warning   {warning}", err=True)

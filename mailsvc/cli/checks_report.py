@@ -13,12 +13,15 @@ from pathlib import Path
 
 import click
 
-from mailsvc.checks.compliance import evaluate
+from mailsvc.checks.compliance import evaluate, tracked_mailboxes
 from mailsvc.checks.policy import CheckingPolicy, load_checking_policy
-from mailsvc.checks.report import render_html
+from mailsvc.checks.report import STATUS_LABELS, render_html
 from mailsvc.cli import Context
-from mailsvc.cli.console import echo_table, open_session, parse_day
+from mailsvc.cli.console import echo_table, open_session, parse_day, progress
 from mailsvc.errors import MailsvcError
+from mailsvc.time import vn_date
+
+PRIORITY_LABELS = {"on-time": "kịp thời", "late": "trễ", "pending": "đang chờ"}
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -75,7 +78,18 @@ def report_cmd(
     policy = _policy(ctx)
     now = datetime.now(UTC)
     with open_session(ctx) as session:
-        days = evaluate(session, policy, start, end, mailboxes=mailboxes or None, now=now)
+        boxes = (
+            sorted({m.strip().lower() for m in mailboxes})
+            if mailboxes
+            else tracked_mailboxes(session, policy)
+        )
+        # One mailbox at a time (each is independent): a progress bar over a year of 200
+        # mailboxes on a terminal; silent otherwise.
+        days = []
+        with progress(len(boxes), "checks report") as advance:
+            for box in boxes:
+                days += evaluate(session, policy, start, end, mailboxes=[box], now=now)
+                advance(1)
     if as_json:
         click.echo(json.dumps([d.to_json() for d in days], ensure_ascii=False, indent=2))
         return
@@ -84,33 +98,37 @@ def report_cmd(
         html_file.write_text(html, encoding="utf-8")
         click.echo(f"{html_file}: {len(days)} mailbox-days, {len(html) // 1024} KiB")
         return
+    # The table is read by clerks and leaders: Vietnamese headings, labels and dates
+    # (dd/mm/yyyy); --json stays machine output (ISO 8601, English codes).
     rows = [
         {
             "mailbox": d.mailbox,
-            "date": d.day.isoformat(),
-            "working": "yes" if d.working_day else "no",
+            "date": vn_date(d.day),
+            "working": "có" if d.working_day else "không",
             "checks": f"{len(d.checks)}/{d.min_checks}" if d.working_day else str(len(d.checks)),
             "missed": ", ".join(d.windows_with("missed")),
             "pending": ", ".join(d.windows_with("pending")),
             "priority": ", ".join(
-                f"{p.delay_minutes}m" if p.delay_minutes is not None else p.status
+                f"{p.delay_minutes:g} phút"
+                if p.delay_minutes is not None
+                else PRIORITY_LABELS.get(p.status, p.status)
                 for p in d.priority
             ),
-            "status": d.status,
+            "status": STATUS_LABELS.get(d.status, d.status),
         }
         for d in days
     ]
     echo_table(
         rows,
         [
-            ("mailbox", "MAILBOX"),
-            ("date", "DATE"),
-            ("working", "WORKING"),
-            ("checks", "CHECKS"),
-            ("missed", "MISSED"),
-            ("pending", "PENDING"),
-            ("priority", "PRIORITY DELAYS"),
-            ("status", "STATUS"),
+            ("mailbox", "HỘP THƯ"),
+            ("date", "NGÀY"),
+            ("working", "NGÀY LÀM VIỆC"),
+            ("checks", "SỐ LẦN KIỂM TRA"),
+            ("missed", "KHUNG GIỜ BỎ LỠ"),
+            ("pending", "KHUNG GIỜ CHƯA ĐẾN"),
+            ("priority", "ĐỘ TRỄ THƯ KHẨN"),
+            ("status", "KẾT QUẢ"),
         ],
         ctx,
     )

@@ -7,8 +7,9 @@ import contextlib
 import getpass
 import json
 import os
+import sys
 import unicodedata
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -148,3 +149,23 @@ def echo_record(record: Mapping[str, Any], ctx: Context) -> None:
                 click.echo(f"  {k}: {_cell(v, ctx)}")
         else:
             click.echo(f"{key:<{width}}  {_cell(value, ctx)}")
+
+
+@contextlib.contextmanager
+def progress(length: int, label: str, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A progress bar with counts and ETA on the terminal (stderr), for long commands;
+    silent when stderr is not a terminal (cron, pipes, tests) or ``enabled`` is False.
+    Yields ``advance(n)``."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda _n: None
+        return
+    with click.progressbar(
+        length=max(length, 1),
+        label=label,
+        file=sys.stderr,
+        show_pos=True,
+        show_percent=True,
+        show_eta=True,
+        width=30,
+    ) as bar:
+        yield bar.update

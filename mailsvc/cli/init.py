@@ -50,7 +50,7 @@ DESCRIPTIONS: dict[str, str] = {
     "listen.submissions": "Submission over implicit TLS (production: 0.0.0.0:465).",
     "listen.imap": "IMAP with STARTTLS, served by Dovecot (production: 0.0.0.0:143).",
     "listen.imaps": "IMAP over implicit TLS, served by Dovecot (production: 0.0.0.0:993).",
-    "listen.http": "HTTPS: password page (/password), /healthz and /metrics.",
+    "listen.http": "HTTPS: the password page (/password).",
     "database": "The database.",
     "database.url": "SQLAlchemy URL, e.g. postgresql://mailsvc@127.0.0.1/mailsvc; "
     "empty: SQLite file mailsvc.sqlite3 in the home directory.",
@@ -407,17 +407,22 @@ def _demo_password() -> str:
     is_flag=True,
     help="Also create the domain's agency and a demo clerk mailbox vanthu@DOMAIN.",
 )
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 @click.pass_obj
 def init_cmd(
-    ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool
+    ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool, as_json: bool
 ) -> None:
     """Prepare the home directory (--home): config, database, Maildir root, TLS certificate,
     DKIM key. Safe to re-run: existing files and keys are kept."""
     with private_umask():  # the config, database and keys are private from the start
-        _init(ctx, domain, hostname, database_url, demo)
+        _init(ctx, domain, hostname, database_url, demo, as_json)
 
 
-def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool) -> None:
+def _init(
+    ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool, as_json: bool
+) -> None:
+    say = (lambda _text: None) if as_json else click.echo
+    result: dict[str, Any] = {"home": str(ctx.home)}
     domain = directory.normalise_domain(domain)
     hostname = (hostname or f"mail.{domain}").strip().lower()
     home = ctx.home
@@ -425,10 +430,11 @@ def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, de
     restrict_home(home)
     config_path = home / CONFIG_NAME
     if config_path.exists():
-        click.echo(f"config: kept {config_path}")
+        say(f"config: kept {config_path}")
+        result["config"] = {"path": str(config_path), "created": False}
         missing = missing_keys(config_path.read_text(encoding="utf-8"))
         if missing:
-            click.echo(f"  keys not set there (defaults apply): {', '.join(missing)}")
+            say(f"  keys not set there (defaults apply): {', '.join(missing)}")
     else:
         overrides: dict[str, dict[str, Any]] = {"server": {"domain": domain, "hostname": hostname}}
         if database_url:
@@ -440,10 +446,11 @@ def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, de
         tmp = config_path.with_suffix(f".tmp{secrets.token_hex(4)}")
         tmp.write_text(render_config(overrides), encoding="utf-8")
         tmp.replace(config_path)
-        click.echo(f"config: wrote {config_path}")
+        say(f"config: wrote {config_path}")
+        result["config"] = {"path": str(config_path), "created": True}
     settings = load_settings(home)
     if settings.server.domain != domain:
-        click.echo(f"  note: the config's server.domain is {settings.server.domain}, not {domain}")
+        say(f"  note: the config's server.domain is {settings.server.domain}, not {domain}")
 
     migrate(settings.database_url)
     shown_url = (
@@ -451,47 +458,56 @@ def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, de
         if "@" in settings.database_url
         else (settings.database_url)
     )
-    click.echo(f"database: up to date ({shown_url})")
+    say(f"database: up to date ({shown_url})")
+    result["database"] = shown_url
     for path in restrict_secrets(settings):
-        click.echo(f"permissions: {path} was readable by others; now 0600")
+        say(f"permissions: {path} was readable by others; now 0600")
 
     maildir_root = settings.path(settings.paths.maildir_root)
     maildir_root.mkdir(parents=True, exist_ok=True)
     settings.path(settings.paths.blob_root).mkdir(parents=True, exist_ok=True)
-    click.echo(f"maildir root: {maildir_root}")
+    say(f"maildir root: {maildir_root}")
+    result["maildir_root"] = str(maildir_root)
 
     cert, key = settings.path(settings.tls.cert), settings.path(settings.tls.key)
     created = ensure_tls_certificate(cert, key, settings.server.hostname)
-    click.echo(f"tls: {'created self-signed' if created else 'kept'} {cert}")
+    say(f"tls: {'created self-signed' if created else 'kept'} {cert}")
+    result["tls"] = {"cert": str(cert), "created": created}
 
     dkim_key = settings.path(settings.dkim.key)
     created = ensure_dkim_key(dkim_key)
     txt = dkim_txt_value(dkim_key)
     record = dkim_dns_record(settings.dkim.selector, settings.server.domain, txt)
     (dkim_key.parent / f"{settings.dkim.selector}.txt").write_text(record + "\n")
-    click.echo(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
-    click.echo(f"  {record}")
+    say(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
+    say(f"  {record}")
+    result["dkim"] = {"key": str(dkim_key), "created": created, "dns_record": record}
 
     key = settings.home / KEY_NAME
     existed = key.exists()
     ensure_backup_key(settings.home)
-    click.echo(
+    say(
         f"backup key: {'kept' if existed else 'created'} {key} (authenticates backups; keep a "
         "copy apart from them: a restore on another machine needs it)"
     )
+    result["backup_key"] = {"path": str(key), "created": not existed}
 
     if demo:
         address, password = ensure_demo(ctx, settings)
-        click.echo(f"demo mailbox: {address} (role clerk)")
+        say(f"demo mailbox: {address} (role clerk)")
+        result["demo"] = {"address": address, "role": "clerk", "password": password}
         if password:
-            click.echo(f"  login: {address}  password: {password}")
+            say(f"  login: {address}  password: {password}")
             people = ", ".join(f"{p[0]}@{settings.server.domain} ({p[2]})" for p in DEMO_PEOPLE)
-            click.echo(f"  also, same password: {people}")
+            say(f"  also, same password: {people}")
+            result["demo"]["also"] = [f"{p[0]}@{settings.server.domain}" for p in DEMO_PEOPLE]
         else:
-            click.echo(
+            say(
                 "  its password was changed since; set a new one with "
                 f"`mailsvc mailbox reset-password {address}`"
             )
+    if as_json:
+        click.echo(json.dumps(result, ensure_ascii=False, indent=2))
 
 
 def register(group: click.Group) -> None:

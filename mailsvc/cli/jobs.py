@@ -172,8 +172,9 @@ def list_cmd(ctx: Context, as_json: bool) -> None:
 
 @jobs_group.command("run")
 @click.argument("name")
+@json_option
 @pass_ctx
-def run_cmd(ctx: Context, name: str) -> None:
+def run_cmd(ctx: Context, name: str, as_json: bool) -> None:
     """Run job NAME now in this process and print its summary."""
     spec = find_spec(name)
     if spec is None:
@@ -192,7 +193,20 @@ def run_cmd(ctx: Context, name: str) -> None:
             "no mail was delivered",
             err=True,
         )
-    click.echo(f"{result.job}: {result.outcome}: {result.summary}")
+    if as_json:
+        echo_json(
+            {
+                "job": result.job,
+                "node": result.node,
+                "scheduled_for": result.scheduled_for,
+                "outcome": result.outcome,
+                "summary": result.summary,
+                "mail_delivered": can_mail,
+            },
+            ctx,
+        )
+    else:
+        click.echo(f"{result.job}: {result.outcome}: {result.summary}")
     if result.outcome != "ok":
         sys.exit(EXIT_FAILED)
 

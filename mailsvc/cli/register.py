@@ -10,7 +10,7 @@ Dates given on the command line are calendar days in the server's zone (+07:00).
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -25,7 +25,9 @@ from mailsvc.cli.console import (
     json_option,
     open_session,
     parse_optional_day,
+    progress,
 )
+from mailsvc.config import PACKAGED_TEMPLATES
 from mailsvc.errors import MailsvcError
 from mailsvc.notify.notices import NoticeComposer
 from mailsvc.notify.recall import StatusNotifier
@@ -35,17 +37,15 @@ from mailsvc.register import export, queries, workflow
 from mailsvc.register.registers import get_register
 from mailsvc.register.statuses import DocumentStatus, parse_status
 from mailsvc.register.urgency import Urgency, parse_urgency
+from mailsvc.time import vn_date, vn_datetime
 
 pass_ctx = click.make_pass_decorator(Context)
 
 OUTCOME_LABELS = {"valid": "Hợp lệ", "reference_only": "Tham khảo", "invalid": "Không hợp lệ"}
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
-
-
 def _templates(ctx: Context) -> Path:
     s = ctx.settings
-    return s.path(s.paths.templates) if s.paths.templates else PACKAGE_ROOT / "templates"
+    return s.path(s.paths.templates) if s.paths.templates else PACKAGED_TEMPLATES
 
 
 def _notifier(ctx: Context) -> StatusNotifier:
@@ -165,14 +165,14 @@ def list_cmd(
     table = [
         {
             "number": f"{v['incoming_number']}/{v['year']}" if v["incoming_number"] else "-",
-            "received": v["received_at"],
+            "received": _vn_time(v["received_at"]),
             "agency": v["agency_name"] or v["agency_code"] or v["sender"],
             "notation": v["number_notation"],
             "abstract": _short(v["abstract"], 48),
             "urgency": "" if v["urgency"] == "normal" else v["urgency_label"],
             "signature": OUTCOME_LABELS.get(v["signature_outcome"], v["signature_outcome"]),
             "status": v["status_label"],
-            "deadline": (v["deadline"] or "") + (" !" if v["overdue"] else ""),
+            "deadline": _vn_day(v["deadline"]) + (" !" if v["overdue"] else ""),
             "id": v["id"],
         }
         for v in views
@@ -269,6 +269,15 @@ def late_cmd(
     )
 
 
+def _vn_time(value: str | None) -> str:
+    """An ISO 8601 time from the view as the clerk reads it: HH:MM dd/mm/yyyy."""
+    return vn_datetime(datetime.fromisoformat(value)) if value else ""
+
+
+def _vn_day(value: str | None) -> str:
+    return vn_date(date.fromisoformat(value)) if value else ""
+
+
 def _short(text: str, width: int) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -326,7 +335,7 @@ def set_status_cmd(
 ) -> None:
     """Change an entry's status: `set-status 15/2026 in_progress --reason "..."`.
 
-    Transitions (domain.md §6): arrived → registered | refused | recalled | deleted;
+    Transitions: arrived → registered | refused | recalled | deleted;
     registered → assigned | in_progress | done | refused | recalled | deleted;
     assigned → in_progress | done | refused | recalled (re-assign with `assign`);
     in_progress → assigned | done | recalled; done → in_progress | recalled;
@@ -484,7 +493,11 @@ def export_cmd(
     )
     with open_session(ctx) as session:
         documents = queries.list_documents(session, flt, zone)
-        rows = export.rows_of(documents, zone)
+        rows = []
+        with progress(len(documents), "export") as advance:
+            for document in documents:
+                rows.append(export.row_of(document, zone))
+                advance(1)
         if register_code:
             register = get_register(session, register_code)
             register_name = register.name

@@ -12,9 +12,11 @@ from mailsvc.app import App
 from mailsvc.cli import Context
 from mailsvc.config import Settings, _check_hostport
 from mailsvc.errors import ConfigError
+from mailsvc.logs import configure_logging
 from mailsvc.permissions import exposed_secrets, private_umask, restrict_home
+from mailsvc.sdnotify import notify, take_socket
 
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http", "metrics")
 
 
 def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -42,6 +44,7 @@ def check_permissions(settings: Settings) -> None:
 
 
 async def _serve(obj: Context, overrides: dict[str, str]) -> None:
+    notify_socket = take_socket()  # before any child starts: Dovecot would answer it too
     app = App(obj.settings, listen=overrides)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -54,7 +57,11 @@ async def _serve(obj: Context, overrides: dict[str, str]) -> None:
                 host, port = addresses[name]
                 click.echo(f"{name} listening on {host}:{port}", nl=True)
         click.echo("ready")
+        # systemd (Type=notify): ready only now, with every listener up.
+        listening = ", ".join(f"{n} {h}:{p}" for n, (h, p) in addresses.items())
+        notify(f"READY=1\nSTATUS=listening: {listening}", notify_socket)
         await stop.wait()
+        notify("STOPPING=1", notify_socket)
         click.echo("stopping: finishing messages in flight")
     finally:
         await app.stop()
@@ -68,12 +75,17 @@ def register(group: click.Group) -> None:
     @click.option("--submissions", callback=_hostport, help="Submission (implicit TLS) HOST:PORT.")
     @click.option("--imap", callback=_hostport, help="IMAP (STARTTLS) HOST:PORT.")
     @click.option("--imaps", callback=_hostport, help="IMAPS HOST:PORT.")
-    @click.option("--http", callback=_hostport, help="HTTPS health/metrics/password HOST:PORT.")
+    @click.option("--http", callback=_hostport, help="HTTPS password page HOST:PORT.")
+    @click.option(
+        "--metrics", callback=_hostport, help="Plain-HTTP /healthz and /metrics HOST:PORT."
+    )
     @click.pass_obj
     def serve(obj: Context, **listen: str | None) -> None:
-        """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler and HTTPS."""
+        """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler, HTTPS and monitoring."""
+        configure_logging(
+            obj.settings.log.format, logging.DEBUG if obj.debug else logging.INFO
+        )
         if not obj.debug:
-            logging.getLogger().setLevel(logging.INFO)
             # pyHanko logs a traceback for every certificate that fails validation; the
             # finding already says why.
             for noisy in ("pyhanko", "pyhanko_certvalidator"):

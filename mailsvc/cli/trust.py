@@ -1,4 +1,5 @@
-"""``mailsvc trust add | list | remove``: trust anchors for signature verification.
+"""``mailsvc trust add | list | remove``: trust anchors for signature verification, and
+``mailsvc trust crl add | list | remove``: CRL sources (URLs or files) for revocation.
 
 Managed anchors live in HOME/trust/ (one PEM file per certificate, named by fingerprint);
 anchors in policies/trust/ are listed but read-only here. Changes are audited and seen by
@@ -14,6 +15,12 @@ import click
 from mailsvc import audit
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, echo_json, echo_table, json_option, open_session
+from mailsvc.signatures.sources import (
+    add_crl_source,
+    managed_crl_sources,
+    normalise,
+    remove_crl_source,
+)
 from mailsvc.signatures.trust import TrustStore
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -112,6 +119,62 @@ def remove_cmd(ctx: Context, fingerprint: str, as_json: bool) -> None:
         echo_json(anchor.to_dict(), ctx)
         return
     click.echo(f"removed {anchor.fingerprint[:16]}  {anchor.subject}")
+
+
+@trust_group.group("crl")
+def crl_group() -> None:
+    """CRL sources: URLs fetched (or files copied) by the crl-refresh job into HOME/crl."""
+
+
+@crl_group.command("add")
+@click.argument("source")
+@json_option
+@pass_ctx
+def crl_add_cmd(ctx: Context, source: str, as_json: bool) -> None:
+    """Add a CRL SOURCE: an http(s) URL or a CRL file (PEM or DER). The next crl-refresh
+    run (at start-up, then every crl_refresh_minutes, or `mailsvc jobs run crl-refresh`)
+    fetches it."""
+    value = normalise(source, Path.cwd())
+    with open_session(ctx) as session:
+        added = add_crl_source(ctx.home, value)
+        if added:
+            audit.record(session, actor(), "trust.crl.add", value, {})
+            session.commit()
+    if as_json:
+        echo_json({"source": value, "added": added}, ctx)
+        return
+    click.echo(f"{'added' if added else 'already listed'}: {value}")
+
+
+@crl_group.command("list")
+@json_option
+@pass_ctx
+def crl_list_cmd(ctx: Context, as_json: bool) -> None:
+    """List CRL sources: managed here, and those in policies/signature.yaml (read-only)."""
+    from mailsvc.cli.verify import load_policy
+
+    rows = [{"source": s, "origin": "policy"} for s in load_policy(ctx, None).crl_sources]
+    rows += [{"source": s, "origin": "HOME/trust"} for s in managed_crl_sources(ctx.home)]
+    if as_json:
+        echo_json(rows, ctx)
+        return
+    echo_table(rows, (("source", "SOURCE"), ("origin", "FROM")), ctx)
+
+
+@crl_group.command("remove")
+@click.argument("source")
+@json_option
+@pass_ctx
+def crl_remove_cmd(ctx: Context, source: str, as_json: bool) -> None:
+    """Remove a managed CRL SOURCE (as listed). The cached CRL stays until it expires."""
+    with open_session(ctx) as session:
+        removed = remove_crl_source(ctx.home, source)
+        audit.record(session, actor(), "trust.crl.remove", removed, {})
+        session.commit()
+    if as_json:
+        echo_json({"source": removed, "removed": True}, ctx)
+        return
+    click.echo(f"removed: {removed}")
 
 
 def register(group: click.Group) -> None:

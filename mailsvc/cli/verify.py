@@ -18,6 +18,7 @@ import click
 
 from mailsvc.cli import Context
 from mailsvc.cli.console import display_zone, show_time
+from mailsvc.config import PACKAGED_POLICIES
 from mailsvc.errors import MailsvcError
 from mailsvc.signatures.engine import SignatureEngine, home_gnupg, trust_config
 from mailsvc.signatures.policy import SignaturePolicy, load_signature_policy
@@ -34,12 +35,12 @@ KIND_TEXT = {"personal": "cá nhân / personal", "organisation": "cơ quan / org
 
 
 def policies_path(ctx: Context) -> Path:
-    from mailsvc.app import PACKAGE_ROOT, policies_dir
+    from mailsvc.app import policies_dir
 
     directory = policies_dir(ctx.settings)
     if (directory / "signature.yaml").exists():
         return directory
-    return PACKAGE_ROOT / "policies"
+    return PACKAGED_POLICIES
 
 
 def load_policy(ctx: Context, override: Path | None) -> SignaturePolicy:

@@ -1,6 +1,6 @@
 """Finding classification markings (Mật, Tối mật, Tuyệt mật, configured extras) in text.
 
-A marking is a stamp or a marking line, never a substring (domain.md §3). The rules, each
+A marking is a stamp or a marking line, never a substring. The rules, each
 with a stable name that goes into findings and the audit:
 
 ``stamp``        a line that is only the marking, in capitals as printed ("MẬT",

@@ -50,6 +50,7 @@ class JobSpec:
     description: str
     schedule: Callable[[Settings], Schedule]
     scope: Literal["cluster", "node"] = "cluster"
+    at_start: bool = True  # node jobs: also run when serve starts
 
 
 def every(minutes: float) -> Schedule:
@@ -96,6 +97,15 @@ JOBS: tuple[JobSpec, ...] = (
         scope="node",
     ),
     JobSpec(
+        "clamav-update",
+        "mailsvc.jobs.maintenance:clamav_update_job",
+        "Update this node's virus signatures (freshclam) and alert when they are too old",
+        lambda s: every(s.clamav.update_hours * 60),
+        scope="node",
+        # Not at start: a first download is ~200 MB and clamd then reloads for a minute.
+        at_start=False,
+    ),
+    JobSpec(
         "backup",
         "mailsvc.backup.archive:backup_job",
         "Daily backup archive of the database, blobs and mail",
@@ -118,6 +128,12 @@ JOBS: tuple[JobSpec, ...] = (
         "mailsvc.register.reminders:overdue_reminders_job",
         "Remind assignees, clerks and leaders of documents past their deadline",
         lambda s: daily("07:30"),
+    ),
+    JobSpec(
+        "holiday-swaps",
+        "mailsvc.checks.calendar:holiday_swaps_job",
+        "From 1 December, warn while next year's announced working-day swaps are missing",
+        lambda s: daily("08:00"),
     ),
     JobSpec(
         "retention-purge",

@@ -210,13 +210,9 @@ class JobScheduler:
             schedule = spec.schedule(settings)
             options: dict[str, Any] = {"id": spec.name, "name": spec.name, "args": (spec.name,)}
             if spec.scope == "node":
-                scheduler.add_job(
-                    scheduled_job,
-                    schedule.trigger,
-                    jobstore=NODE_STORE,
-                    next_run_time=datetime.now(VIETNAM),
-                    **options,
-                )
+                if spec.at_start:
+                    options["next_run_time"] = datetime.now(VIETNAM)
+                scheduler.add_job(scheduled_job, schedule.trigger, jobstore=NODE_STORE, **options)
                 continue
             names.add(spec.name)
             existing = scheduler.get_job(spec.name, jobstore=CLUSTER_STORE)

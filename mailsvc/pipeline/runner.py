@@ -22,6 +22,7 @@ from mailsvc.verdict import Action, Finding, Status, Verdict
 log = logging.getLogger(__name__)
 
 GATE_STAGES = ("limits",)
+ORIGIN_STAGE = "authentication"
 
 
 class ScorePolicy(Protocol):
@@ -107,6 +108,16 @@ class PipelineRunner:
             )
             if scored.severity > action.severity:
                 action = scored
+                # A refusal whose biggest weight is an origin failure (e.g. DMARC p=reject) is
+                # an origin refusal: the reply says "sender not authenticated", not "spam".
+                if (
+                    scored is Action.REJECT
+                    and top_scorer is not None
+                    and top_scorer.stage == ORIGIN_STAGE
+                    and top_scorer.status is Status.FAIL
+                ):
+                    deciding = top_scorer
+                    return action, deciding
                 deciding = Finding(
                     stage="spam",
                     status=Status.FAIL,

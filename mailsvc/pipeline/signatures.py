@@ -1,4 +1,4 @@
-"""SignaturesStage: the legal value of what arrives (domain.md §1–2).
+"""SignaturesStage: the legal value of what arrives.
 
 One finding per document (each attachment; x.pdf with x.pdf.p7s/.sig counts as one) and
 one for the message's own S/MIME or PGP/MIME signature. Each carries a

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
 from mailsvc.register import workflow
-from mailsvc.register.export import find_font
+from mailsvc.register.export import FONT_FAMILY, FONT_FILES, find_font
 from mailsvc.register.models import RegisterDocument
 from mailsvc.register.registers import register_for_recipient
 from mailsvc.register.registration import AttachmentInput, DocumentInput, register_document
@@ -103,13 +103,14 @@ def _pdf(item: DemoDocument, issued: date) -> bytes:
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
-    pdf.add_font("DejaVu", "", str(find_font("DejaVuSans.ttf")))
-    pdf.add_font("DejaVu", "B", str(find_font("DejaVuSans-Bold.ttf")))
+    # Official documents are set in Times New Roman: Liberation Serif has its metrics.
+    pdf.add_font(FONT_FAMILY, "", str(find_font(FONT_FILES[""])))
+    pdf.add_font(FONT_FAMILY, "B", str(find_font(FONT_FILES["B"])))
     pdf.add_page()
-    pdf.set_font("DejaVu", "B", 11)
+    pdf.set_font(FONT_FAMILY, "B", 11)
     pdf.cell(90, 6, item.agency.upper(), align="C")
     pdf.cell(0, 6, "CỘNG HÒA XÃ HỘI CHỦ NGHĨA VIỆT NAM", align="C", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 11)
+    pdf.set_font(FONT_FAMILY, "", 11)
     pdf.cell(90, 6, f"Số: {item.number}", align="C")
     pdf.cell(0, 6, "Độc lập - Tự do - Hạnh phúc", align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
@@ -122,12 +123,12 @@ def _pdf(item: DemoDocument, issued: date) -> bytes:
         new_y="NEXT",
     )
     pdf.ln(6)
-    pdf.set_font("DejaVu", "B", 14)
+    pdf.set_font(FONT_FAMILY, "B", 14)
     pdf.cell(0, 8, item.doc_type.upper(), align="C", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "B", 12)
+    pdf.set_font(FONT_FAMILY, "B", 12)
     pdf.multi_cell(0, 7, item.abstract, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(6)
-    pdf.set_font("DejaVu", "", 12)
+    pdf.set_font(FONT_FAMILY, "", 12)
     pdf.multi_cell(
         0,
         7,
@@ -137,7 +138,7 @@ def _pdf(item: DemoDocument, issued: date) -> bytes:
         new_y="NEXT",
     )
     pdf.ln(12)
-    pdf.set_font("DejaVu", "B", 12)
+    pdf.set_font(FONT_FAMILY, "B", 12)
     pdf.cell(0, 7, item.signer, align="R")
     return bytes(pdf.output())
 

@@ -1,6 +1,7 @@
-"""Exporting the register in the official columns (domain.md §7): CSV for Excel,
+"""Exporting the register in the official columns: CSV for Excel,
 printable HTML (Jinja2, templates/register/register.html.j2) and PDF (fpdf2, landscape
-A4 with page numbers, DejaVu Sans for Vietnamese glyphs).
+A4 with page numbers, Liberation Serif: metric-compatible with Times New Roman, the
+font of official documents, with every Vietnamese glyph in its 2.x release).
 
 Rows are plain values (:class:`RegisterRow`) made from register entries; templates never
 see ORM objects. Text is NFC; times are ISO 8601 in the register's zone (+07:00).
@@ -20,11 +21,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from mailsvc.errors import MailsvcError
 from mailsvc.register.models import RegisterDocument
-from mailsvc.register.queries import show_time
 from mailsvc.register.registration import VIETNAM
 from mailsvc.register.statuses import DocumentStatus
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
+from mailsvc.time import vn_date, vn_datetime
 
 # (field, Vietnamese heading) in the order of the official register.
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -40,11 +41,14 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 HEADINGS = tuple(heading for _, heading in COLUMNS)
 
+# Debian's fonts-liberation2 (Liberation 2.x covers Vietnamese; fonts-liberation 1.x lacks
+# ổ, ế, ệ, ữ …, so its directory is not searched).
 FONT_DIRS = (
-    Path("/usr/share/fonts/truetype/dejavu"),
-    Path("/usr/share/fonts/dejavu"),
+    Path("/usr/share/fonts/truetype/liberation2"),
     Path("/usr/local/share/fonts"),
 )
+FONT_FAMILY = "Liberation Serif"
+FONT_FILES = {"": "LiberationSerif-Regular.ttf", "B": "LiberationSerif-Bold.ttf"}
 TEMPLATE = "register/register.html.j2"
 
 _OUTCOME_NOTES = {
@@ -77,7 +81,7 @@ def _nfc(text: str) -> str:
 
 
 def _vn_date(value: date | None) -> str:
-    return value.isoformat() if value else ""
+    return vn_date(value)
 
 
 def row_of(document: RegisterDocument, zone: tzinfo = VIETNAM) -> RegisterRow:
@@ -91,13 +95,13 @@ def row_of(document: RegisterDocument, zone: tzinfo = VIETNAM) -> RegisterRow:
     if status in (DocumentStatus.REFUSED, DocumentStatus.RECALLED, DocumentStatus.DELETED):
         notes.append(status.label)
     if document.deadline:
-        notes.append(f"Hạn xử lý: {document.deadline.isoformat()}")
+        notes.append(f"Hạn xử lý: {vn_date(document.deadline)}")
     if document.note:
         notes.append(document.note)
     title = " - ".join(p for p in (_nfc(document.doc_type), _nfc(document.abstract)) if p)
     return RegisterRow(
         incoming_number=str(document.incoming_number) if document.incoming_number else "",
-        received_at=show_time(document.received_at, zone) or "",
+        received_at=vn_datetime(document.received_at, zone),
         author=_nfc(document.agency_name) or _nfc(document.agency_code) or document.sender,
         number_notation=_nfc(document.number_notation),
         issued_date=_vn_date(document.issued_date),
@@ -162,14 +166,14 @@ class RegisterTitle:
         now: datetime | None = None,
     ) -> RegisterTitle:
         if since and until:
-            period = f"Từ ngày {since.isoformat()} đến ngày {until.isoformat()}"
+            period = f"Từ ngày {vn_date(since)} đến ngày {vn_date(until)}"
         elif since:
-            period = f"Từ ngày {since.isoformat()}"
+            period = f"Từ ngày {vn_date(since)}"
         elif until:
-            period = f"Đến ngày {until.isoformat()}"
+            period = f"Đến ngày {vn_date(until)}"
         else:
             period = ""
-        printed = (now or datetime.now(zone)).astimezone(zone).isoformat(timespec="seconds")
+        printed = vn_datetime(now or datetime.now(zone), zone)
         return cls(_nfc(agency), _nfc(register_name), period, printed)
 
 
@@ -204,7 +208,7 @@ def find_font(name: str, dirs: Sequence[Path] = FONT_DIRS) -> Path:
         if candidate.exists():
             return candidate
     raise MailsvcError(
-        f"font {name} not found in {', '.join(map(str, dirs))}; install fonts-dejavu-core"
+        f"font {name} not found in {', '.join(map(str, dirs))}; install fonts-liberation2"
     )
 
 
@@ -214,34 +218,34 @@ def render_pdf(
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 
-    regular = find_font("DejaVuSans.ttf", font_dirs)
-    bold = find_font("DejaVuSans-Bold.ttf", font_dirs)
+    regular = find_font(FONT_FILES[""], font_dirs)
+    bold = find_font(FONT_FILES["B"], font_dirs)
 
     class RegisterPdf(FPDF):
         def footer(self) -> None:
             self.set_y(-12)
-            self.set_font("DejaVu", size=8)
+            self.set_font(FONT_FAMILY, size=8)
             self.cell(0, 6, f"Trang {self.page_no()}/{{nb}}", align="C")
 
     pdf = RegisterPdf(orientation="L", unit="mm", format="A4")
     pdf.set_margins(10, 10, 10)
     pdf.set_auto_page_break(True, margin=16)
-    pdf.add_font("DejaVu", "", str(regular))
-    pdf.add_font("DejaVu", "B", str(bold))
+    pdf.add_font(FONT_FAMILY, "", str(regular))
+    pdf.add_font(FONT_FAMILY, "B", str(bold))
     pdf.set_title(title.register_name)
     pdf.set_creator("mailsvc")
     pdf.add_page()
-    pdf.set_font("DejaVu", "B", 11)
+    pdf.set_font(FONT_FAMILY, "B", 11)
     if title.agency:
         pdf.cell(0, 6, title.agency.upper(), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "B", 14)
+    pdf.set_font(FONT_FAMILY, "B", 14)
     pdf.cell(0, 9, title.register_name.upper(), align="C", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("DejaVu", "", 9)
+    pdf.set_font(FONT_FAMILY, "", 9)
     if title.period:
         pdf.cell(0, 5, title.period, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.cell(0, 5, f"In lúc {title.printed_at}", align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
-    pdf.set_font("DejaVu", "", 8)
+    pdf.set_font(FONT_FAMILY, "", 8)
     with pdf.table(
         col_widths=PDF_WIDTHS,
         width=sum(PDF_WIDTHS),

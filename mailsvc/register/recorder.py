@@ -331,6 +331,7 @@ class RegisterRecorder:
         if result.incoming_number:
             register_field += f"; number={result.number_text}"
             notes.headers.append(("X-Mailsvc-Register-Number", result.number_text))
+            notes.register_number = result.number_text
         notes.headers.insert(0, ("X-Mailsvc-Register", register_field))
         notes.headers.append(("X-Mailsvc-Signature", result.signature_outcome.value))
         notes.headers.append(("X-Mailsvc-Urgency", result.urgency.value))

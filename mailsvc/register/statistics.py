@@ -2,8 +2,11 @@
 
 For each local agency and the quarter before the run: incoming documents in the
 agency's registers by status (and how many of them are still open past their
-deadline), and mail its mailboxes sent through submission (distinct messages and
-recipient copies). The report goes to the agency's leaders (mailbox role ``leader``).
+deadline); outgoing documents (văn bản đi: sent messages that carry an official document,
+i.e. the metadata stage recognised one or the signatures stage found a signed document) and,
+separately, all mail its mailboxes sent through submission (distinct messages and recipient
+copies): an e-mail is not a document. The report goes to the agency's leaders (mailbox role
+``leader``), dates as they read them (dd/mm/yyyy).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, tzinfo
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -23,11 +27,13 @@ from mailsvc.jobs.mail import compose, job_templates, render
 from mailsvc.message import Direction
 from mailsvc.register.models import Register, RegisterDocument
 from mailsvc.register.statuses import OPEN, DocumentStatus
-from mailsvc.time import VIETNAM, iso_local
+from mailsvc.time import VIETNAM, vn_date, vn_datetime
 
 log = logging.getLogger(__name__)
 
 ROMAN = {1: "I", 2: "II", 3: "III", 4: "IV"}
+# Signatures-stage reasons that mean "no document was examined".
+NOT_A_DOCUMENT = frozenset({"no-documents", "signature-check-unavailable", None})
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class AgencyStatistics:
     sent_messages: int
     sent_copies: int
     leaders: tuple[str, ...]
+    sent_documents: int = 0
 
     @property
     def received_total(self) -> int:
@@ -129,22 +136,28 @@ def collect_statistics(
     }
     domain_agency = {d.lower(): a.id for a in agencies for d in a.domains}
     messages: dict[int, set[str]] = {a.id: set() for a in agencies}
+    documents: dict[int, set[str]] = {a.id: set() for a in agencies}
     copies: Counter[int] = Counter()
     sent = session.execute(
         select(
-            MessageRecord.authenticated_as, MessageRecord.mail_from, MessageRecord.message_key
+            MessageRecord.authenticated_as,
+            MessageRecord.mail_from,
+            MessageRecord.message_key,
+            MessageRecord.verdict,
         ).where(
             MessageRecord.direction == Direction.SUBMISSION.value,
             MessageRecord.received_at >= start,
             MessageRecord.received_at < end,
         )
     )
-    for authenticated_as, mail_from, message_key in sent:
+    for authenticated_as, mail_from, message_key, verdict in sent:
         sender = (authenticated_as or mail_from or "").lower()
         agency_id = mailbox_agency.get(sender) or domain_agency.get(sender.rpartition("@")[2])
         if agency_id in messages:
             messages[agency_id].add(message_key)
             copies[agency_id] += 1
+            if carries_document(verdict):
+                documents[agency_id].add(message_key)
 
     leaders: dict[int, list[str]] = {a.id: [] for a in agencies}
     for address, agency_id in session.execute(
@@ -169,9 +182,23 @@ def collect_statistics(
             sent_messages=len(messages[a.id]),
             sent_copies=copies[a.id],
             leaders=tuple(leaders[a.id]),
+            sent_documents=len(documents[a.id]),
         )
         for a in agencies
     ]
+
+
+def carries_document(verdict: dict[str, Any] | None) -> bool:
+    """Whether a stored verdict says the message carried an official document: the metadata
+    stage recognised one, or the signatures stage examined a document. (The stored verdict
+    is the only record of sent mail until outgoing documents have their own register.)"""
+    for finding in (verdict or {}).get("findings", ()):
+        stage, status, reason = finding.get("stage"), finding.get("status"), finding.get("reason")
+        if stage == "metadata" and status == "pass":
+            return True
+        if stage == "signatures" and reason not in NOT_A_DOCUMENT:
+            return True
+    return False
 
 
 def report_values(
@@ -182,17 +209,18 @@ def report_values(
         "agency_code": stats.agency_code,
         "agency_name": stats.agency_name,
         "quarter": quarter.label,
-        "start": quarter.start.isoformat(),
-        "last_day": date.fromordinal(quarter.end.toordinal() - 1).isoformat(),
+        "start": vn_date(quarter.start),
+        "last_day": vn_date(date.fromordinal(quarter.end.toordinal() - 1)),
         "received_total": stats.received_total,
         "received": [
             {"label": status.label, "code": status.vietnamese_code, "count": count}
             for status, count in stats.received.items()
         ],
         "overdue": stats.overdue,
+        "sent_documents": stats.sent_documents,
         "sent_messages": stats.sent_messages,
         "sent_copies": stats.sent_copies,
-        "made_at": iso_local(made_at),
+        "made_at": vn_datetime(made_at),
     }
 
 

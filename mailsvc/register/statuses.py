@@ -1,4 +1,4 @@
-"""Document statuses (trạng thái, domain.md §6), their labels and the transition table.
+"""Document statuses (trạng thái), their labels and the transition table.
 
 Stable ASCII codes are stored and printed in JSON; Vietnamese labels are for display.
 ``exchange_code`` is the matching status code of the national exchange's status

@@ -1,4 +1,4 @@
-"""Urgency (độ khẩn, domain.md §4): stable ASCII codes, Vietnamese labels."""
+"""Urgency (độ khẩn): stable ASCII codes, Vietnamese labels."""
 
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ from mailsvc.signatures.report import (
     SignatureResult,
 )
 from mailsvc.signatures.smime import MESSAGE, DocumentJob, jobs_for_files, jobs_for_message
+from mailsvc.signatures.sources import all_crl_sources
 from mailsvc.signatures.trust import TrustConfig
 from mailsvc.signatures.validation import ValidationSettings
 from mailsvc.signatures.worker import DocumentResult, verify_document
@@ -34,7 +35,11 @@ def trust_config(policy: SignaturePolicy, anchor_dirs: Sequence[Path], home: Pat
     """The TrustConfig for a home directory: CRL files from the policy, cache in HOME/crl."""
     crl_files = tuple(
         (p if p.is_absolute() else home / p)
-        for p in (Path(s) for s in policy.crl_sources if not s.startswith(("http://", "https://")))
+        for p in (
+            Path(s)
+            for s in all_crl_sources(policy.crl_sources, home)
+            if not s.startswith(("http://", "https://"))
+        )
     )
     return TrustConfig(
         anchor_dirs=tuple(anchor_dirs),

@@ -39,7 +39,7 @@ class CertificateKind(StrEnum):
 
 
 class DocumentOutcome(StrEnum):
-    """Legal value of a document under policies/signature.yaml (domain.md §1)."""
+    """Legal value of a document under policies/signature.yaml."""
 
     VALID = "valid"  # giá trị pháp lý: signed as the policy requires, every signature passed
     REFERENCE_ONLY = "reference_only"  # chỉ có giá trị tham khảo

@@ -234,6 +234,8 @@ async def check_and_act(
     verdict = await runner.run(msg)
     if metrics is not None:
         metrics.messages.labels(channel, verdict.action.value).inc()
+        reason = verdict.deciding.reason if verdict.deciding is not None else "none"
+        metrics.verdicts.labels(msg.direction.value, verdict.action.value, reason).inc()
         for finding in verdict.findings:
             metrics.findings.labels(finding.stage, finding.status.value).inc()
     try:

@@ -60,8 +60,6 @@ _REFUSALS: dict[str, str] = {
         "554 5.7.1 Message refused: signing organisation does not match the sender's agency"
     ),
     "unsigned": "554 5.7.1 Message refused: official documents must be digitally signed",
-    "dmarc-fail": "550 5.7.1 Message refused: DMARC policy of the sender's domain",
-    "dmarc-reject": "550 5.7.1 Message refused: DMARC policy of the sender's domain",
     "scan-size-exceeded": "552 5.3.4 Message refused: too large to scan for viruses",
     "scan-limits-exceeded": "554 5.7.1 Message refused: content could not be scanned completely",
     "header-line-too-long": "554 5.6.0 Message refused: header line too long",
@@ -107,6 +105,9 @@ _STAGE_DEFAULT: dict[str, str] = {
     "spam": _REFUSALS["spam-score"],
 }
 _GENERIC_REFUSAL = "554 5.7.1 Message refused by policy ({reason})"
+# Origin (DKIM/SPF/DMARC) failures: RFC 7372's 5.7.26 "multiple authentication checks failed".
+_ORIGIN_REFUSAL = "550 5.7.26 sender not authenticated for {domain}: {detail}"
+_ORIGIN_STAGE = "authentication"
 
 
 def for_reason(reason: str) -> str:
@@ -121,8 +122,17 @@ def for_verdict(verdict: Verdict) -> str:
     finding = verdict.deciding
     if finding is None:
         return _GENERIC_REFUSAL.format(reason="unspecified")
+    if finding.stage == _ORIGIN_STAGE:
+        evidence = finding.evidence
+        domain = str(evidence.get("from_domain") or evidence.get("domain") or "") or "unknown"
+        return _one_line(_ORIGIN_REFUSAL.format(domain=domain, detail=finding.detail))
     template = _REFUSALS.get(finding.reason) or _STAGE_DEFAULT.get(finding.stage)
     if template is None:
         return _GENERIC_REFUSAL.format(reason=finding.reason)
     signature = str(finding.evidence.get("signature", "")) or "unknown"
     return template.format(detail=signature)
+
+
+def _one_line(text: str) -> str:
+    """A reply line holds printable ASCII only (the detail may quote a hostile header)."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)[:400]

@@ -1,8 +1,10 @@
-"""The HTTPS application on the ``http`` listener: /healthz, /metrics, /password and the
-workspace (/w/)."""
+"""The two web applications: HTTPS on the ``http`` listener for people (/password and
+the workspace, /w/), and plain HTTP on the ``metrics`` listener (127.0.0.1 by default) for
+monitoring (/healthz, /metrics)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import ssl
@@ -15,7 +17,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsvc.config import PasswordSection
+from mailsvc.config import PACKAGED_TEMPLATES, PasswordSection
 from mailsvc.lockout import Lockout
 from mailsvc.web.password import PageLimits, PasswordPage
 from mailsvc.web.workspace.pages import Workspace
@@ -26,7 +28,7 @@ HealthCheck = Callable[[], Awaitable[Mapping[str, Any]]]
 """Returns e.g. {"status": "ok", "dovecot": "ok", "clamd": "degraded"}; HTTP 200 when
 ``status`` is ``ok`` or ``degraded``, 503 otherwise."""
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+DEFAULT_TEMPLATES = PACKAGED_TEMPLATES
 
 _SECURITY_HEADERS = {
     "Content-Security-Policy": (
@@ -56,14 +58,13 @@ def make_app(
     sessions: sessionmaker[Session],
     password_cfg: PasswordSection,
     lockout: Lockout,
-    health: HealthCheck,
     registry: CollectorRegistry,
     templates_dir: Path | None = None,
     csrf_secret: bytes | None = None,
     workspace: Workspace | None = None,
 ) -> web.Application:
-    """Build the application. ``lockout`` is the SMTP AUTH lock-out (shared rows);
-    ``registry`` is where /metrics reads from (the page adds its own counter to it)."""
+    """The people's application. ``lockout`` is the SMTP AUTH lock-out (shared rows);
+    ``registry`` receives the page's own counter."""
     page = PasswordPage(
         sessions,
         password_cfg,
@@ -72,6 +73,28 @@ def make_app(
         registry,
         csrf_secret,
     )
+
+    async def root(_request: web.Request) -> web.Response:
+        raise web.HTTPFound("/w/" if workspace is not None else "/password")
+
+    app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
+    app.router.add_get("/password", page.get)
+    app.router.add_post("/password", page.post)
+    app.router.add_get("/", root)
+    if workspace is not None:
+        workspace.routes(app)
+    return app
+
+
+def make_monitoring_app(
+    *,
+    health: HealthCheck,
+    registry: CollectorRegistry,
+    before_scrape: Callable[[], Awaitable[object]] | None = None,
+) -> web.Application:
+    """/healthz (JSON, 200 when ok or degraded, else 503) and /metrics (Prometheus text).
+    ``before_scrape`` refreshes gauges that need I/O (health, signature age) first; the
+    registry is rendered in a thread because its collectors query the database."""
 
     async def healthz(_request: web.Request) -> web.Response:
         try:
@@ -87,21 +110,17 @@ def make_app(
         )
 
     async def metrics(_request: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        if before_scrape is not None:
+            try:
+                await before_scrape()
+            except Exception:  # boundary: serve what we have
+                log.exception("refreshing metrics failed")
+        body = await asyncio.to_thread(generate_latest, registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def root(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/w/" if workspace is not None else "/password")
-
-    app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=4 * 1024)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    app.router.add_get("/password", page.get)
-    app.router.add_post("/password", page.post)
-    app.router.add_get("/", root)
-    if workspace is not None:
-        workspace.routes(app)
     return app
 
 
@@ -117,7 +136,7 @@ class HttpListener:
 async def start_http(
     app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None
 ) -> HttpListener:
-    """Listen (port 0 picks a free port); ``ssl_context`` None only for tests of plain HTTP."""
+    """Listen (port 0 picks a free port); ``ssl_context`` None: plain HTTP (monitoring)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=5)
     await runner.setup()
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)

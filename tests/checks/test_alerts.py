@@ -264,8 +264,8 @@ async def test_failing_webhook_and_command_are_logged_and_block_nothing(
         )
     )
     first, second, third = (row.details["delivery"] for row in alerts(sessions))
-    assert first["webhook"] == "error: HTTPStatusError" and first["command"] == "error: timeout"
-    assert second["webhook"] == "error: ConnectError" and second["command"] == "ok"
+    assert first["webhook"] == "error: HTTP 500" and first["command"] == "error: timeout"
+    assert second["webhook"] == "error: unreachable" and second["command"] == "ok"
     assert third["webhook"] == "not configured"
     assert third["command"] == "error: FileNotFoundError"
     assert [line["details"]["window"] for line in command_lines(out)] == ["11:00-11:30"]

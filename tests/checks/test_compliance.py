@@ -175,9 +175,9 @@ def test_compliant_day_weekend_holiday_future_and_min_checks(
     add_checks(sessions, CLERK, *day)
     add_checks(sessions, CLERK2, *day[:4])
     add_checks(sessions, CLERK, local(2026, 9, 2, 9, 0))  # Quốc khánh
-    now = local(2026, 11, 24, 10)
+    now = local(2026, 11, 25, 10)
     with sessions() as session:
-        days = evaluate(session, policy, date(2026, 11, 21), date(2026, 11, 25), now=now)
+        days = evaluate(session, policy, date(2026, 11, 21), date(2026, 11, 26), now=now)
         strict = evaluate(
             session,
             policy.model_copy(update={"min_checks_per_day": 5}),
@@ -188,7 +188,7 @@ def test_compliant_day_weekend_holiday_future_and_min_checks(
         holiday = evaluate(session, policy, date(2026, 9, 2), date(2026, 9, 2), now=now)
 
     assert {d.mailbox for d in days} == {CLERK, CLERK2}  # tracked roles only
-    assert len(days) == 2 * 5
+    assert len(days) == 2 * 6
     monday = one(days, CLERK, MONDAY)
     assert monday.status == "compliant" and monday.compliant is True
     assert len(monday.windows_with("met")) == 4 and len(monday.checks) == 5
@@ -199,10 +199,14 @@ def test_compliant_day_weekend_holiday_future_and_min_checks(
         True,
     )
     assert saturday.windows == () and saturday.min_checks_status == "not-required"
-    tuesday = one(days, CLERK, date(2026, 11, 24))  # 10:00, no check yet
-    assert tuesday.windows_with("missed") == ["07:30-08:30"] and tuesday.status == "non-compliant"
-    wednesday = one(days, CLERK, date(2026, 11, 25))  # the future
-    assert wednesday.status == "pending" and set(wednesday.windows_with("pending")) == {
+    # 24/11: Ngày Văn hóa Việt Nam, a public holiday from 2026 (the `holidays` package).
+    tuesday = one(days, CLERK, date(2026, 11, 24))
+    assert (tuesday.working_day, tuesday.status) == (False, "non-working")
+    wednesday = one(days, CLERK, date(2026, 11, 25))  # 10:00, no check yet
+    assert wednesday.windows_with("missed") == ["07:30-08:30"]
+    assert wednesday.status == "non-compliant"
+    thursday = one(days, CLERK, date(2026, 11, 26))  # the future
+    assert thursday.status == "pending" and set(thursday.windows_with("pending")) == {
         w.label for w in policy.windows
     }
 
@@ -362,7 +366,10 @@ def test_report_json_schema(tmp_path: Path, db_url: str, sessions: sessionmaker[
     assert [d["mailbox"] for d in only] == [CLERK2]
 
     table = _report(home, "--from", "2026-11-16", "--to", "2026-11-16")
-    assert "MAILBOX" in table and "non-compliant" in table and "15.0m" in table
+    # Read by clerks and leaders: Vietnamese headings and results, dd/mm/yyyy, no English.
+    assert "HỘP THƯ" in table and "KẾT QUẢ" in table and "Không đạt" in table
+    assert "16/11/2026" in table and "15 phút" in table
+    assert "non-compliant" not in table and "MAILBOX" not in table and "2026-11-16" not in table
 
     bad = CliRunner().invoke(
         main,
@@ -391,9 +398,40 @@ def test_report_html_is_self_contained_with_heat_map_and_chart(
     assert len(heatmaps) == 3
     assert all(len(re.findall(r"<rect ", h)) == 30 for h in heatmaps)
     assert '<rect class="ok"' in html and '<rect class="bad1"' in html
-    assert "2026-11-16: Đạt" in html
+    assert "16/11/2026: Đạt" in html and "2026-11-16" not in html
     # Chart of check times: a dot per check slot, windows shaded.
     chart = re.findall(r'<svg class="chart".*?</svg>', html, re.S)[0]
     assert len(re.findall(r"<circle ", chart)) == 3 * 4 + 2
     assert chart.count('class="band"') == 4 and "19:00: 1 lần" in chart
-    assert "+07:00" in html  # generation time, in Vietnam's zone
+    assert "Kỳ báo cáo: từ ngày 21/10/2026 đến ngày 19/11/2026" in html
+    assert re.search(r"Lập lúc \d\d:\d\d \d\d/\d\d/20\d\d", html)  # Vietnam's zone
+
+
+def test_public_holidays_come_from_the_package_for_any_year() -> None:
+    """The file lists only announced swaps; Tết, Giỗ Tổ and the fixed days of 2028 and
+    later are days off without anyone editing it (the calendar used to end in 2027)."""
+    policy = load_checking_policy(POLICY_FILE)
+    assert 2028 not in policy.holidays and not policy.fixed_holidays
+    for day in (
+        date(2028, 1, 26),  # Tết Mậu Thân (mùng 1)
+        date(2028, 1, 28),  # mùng 3 Tết
+        date(2028, 4, 4),  # Giỗ Tổ Hùng Vương
+        date(2028, 5, 1),  # Quốc tế Lao động
+        date(2028, 9, 1),  # Quốc khánh, ngày liền kề
+        date(2030, 2, 4),  # Tết Canh Tuất (mùng 2)
+    ):
+        assert not policy.is_working_day(day), day
+    assert policy.is_working_day(date(2028, 1, 31))  # a Monday after Tết
+    assert policy.is_working_day(date(2025, 4, 26))  # a Saturday worked (làm bù), announced
+    assert not policy.is_working_day(date(2025, 5, 2))  # the swapped day off, announced
+
+
+def test_next_years_swaps_are_asked_for_from_the_first_of_december() -> None:
+    policy = load_checking_policy(POLICY_FILE)
+    assert policy.missing_swaps_year(date(2026, 11, 30)) is None
+    assert policy.missing_swaps_year(date(2026, 12, 1)) is None  # 2027 is listed (no swaps)
+    assert policy.missing_swaps_year(date(2027, 11, 30)) is None
+    assert policy.missing_swaps_year(date(2027, 12, 1)) == 2028
+    assert policy.missing_swaps_year(date(2027, 12, 31)) == 2028
+    announced = policy.model_copy(update={"holidays": {**policy.holidays, 2028: ()}})
+    assert announced.missing_swaps_year(date(2027, 12, 1)) is None

@@ -140,6 +140,8 @@ def test_list_table(admin_cli, seeded: None) -> None:
     out = admin_cli("register", "list").stdout
     assert "SỐ ĐẾN" in out and "TRÍCH YẾU" in out
     assert "1/2026" in out and "35/2018/QĐ-UBND" in out and "Khẩn" in out
+    # The clerk reads dates as dd/mm/yyyy (JSON keeps ISO 8601 +07:00).
+    assert "00:30 04/03/2026" in out and "+07:00" not in out
 
 
 def test_show_by_number_and_by_id(admin_cli, seeded: None) -> None:
@@ -192,7 +194,7 @@ def test_export_csv_for_excel(admin_cli, seeded: None, tmp_path: Path) -> None:
     rows = list(csv.reader(io.StringIO(data.decode("utf-8-sig"))))
     assert tuple(rows[0]) == HEADINGS
     assert len(rows) == 3  # numbered entries only by default
-    assert rows[1][0] == "1" and rows[1][1] == "2026-03-02T08:15:00+07:00"
+    assert rows[1][0] == "1" and rows[1][1] == "08:15 02/03/2026"  # as clerks read dates
     assert rows[1][2] == "UBND tỉnh Đắk Nông" and rows[1][3] == "35/2018/QĐ-UBND"
     assert rows[1][5].startswith("Quyết định - Ban hành Quy chế")
     assert "Khẩn" in rows[1][8]
@@ -253,7 +255,7 @@ def test_export_html_is_printable_and_self_contained(
     assert "counter(page)" in html and "@page" in html and "landscape" in html
     assert "http://" not in html and "https://" not in html and "<script" not in html
     assert "SỔ ĐĂNG KÝ VĂN BẢN ĐẾN" in html.upper()
-    assert "Từ ngày 2026-03-01 đến ngày 2026-03-31" in html
+    assert "Từ ngày 01/03/2026 đến ngày 31/03/2026" in html
     assert "35/2018/QĐ-UBND" in html and "464-QĐ/TU" in html
 
 

@@ -38,3 +38,35 @@ def test_add_rejects_non_certificates(admin_cli: Invoke, tmp_path: Path) -> None
     junk.write_bytes(b"not a certificate")
     result = admin_cli("trust", "add", str(junk), ok=False)
     assert result.exit_code == 1 and "not an X.509 certificate" in result.output
+
+
+def test_crl_sources_from_the_command_line_reach_the_refresh_job(
+    admin_cli: Invoke, admin_home: Path
+) -> None:
+    """`mailsvc trust crl add|list|remove FILE|URL`, audited; `jobs run crl-refresh` fetches
+    what was added (no YAML copied or edited)."""
+    pki = session_pki()
+    (crl_file,) = sorted(pki.crl_dir.glob("*.crl"))[:1]
+    url = "http://127.0.0.1:9/nothing-listens-here.crl"
+    added = admin_cli("trust", "crl", "add", str(crl_file)).output
+    assert added.strip() == f"added: {crl_file.resolve()}"
+    assert admin_cli("trust", "crl", "add", url).output.strip() == f"added: {url}"
+    assert "already listed" in admin_cli("trust", "crl", "add", url).output
+    bad = admin_cli("trust", "crl", "add", "ftp://example.vn/x.crl", ok=False)
+    assert bad.exit_code == 1 and "only http:// and https://" in bad.output
+    listed = json.loads(admin_cli("trust", "crl", "list", "--json").output)
+    assert [(r["source"], r["origin"]) for r in listed if r["origin"] == "HOME/trust"] == [
+        (str(crl_file.resolve()), "HOME/trust"),
+        (url, "HOME/trust"),
+    ]
+
+    refreshed = admin_cli("jobs", "run", "crl-refresh").output
+    assert "1 of 2 CRL sources refreshed; failed: " + url in refreshed
+    assert len(list((admin_home / "crl").glob("*.crl"))) == 1
+
+    admin_cli("trust", "crl", "remove", url)
+    missing = admin_cli("trust", "crl", "remove", url, ok=False)
+    assert missing.exit_code == 1 and "not a CRL source managed here" in missing.output
+    assert "1 of 1 CRL sources refreshed" in admin_cli("jobs", "run", "crl-refresh").output
+    actions = [e["action"] for e in json.loads(admin_cli("audit", "list", "--json").output)]
+    assert actions.count("trust.crl.add") == 2 and actions.count("trust.crl.remove") == 1

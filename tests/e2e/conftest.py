@@ -40,6 +40,7 @@ submissions = "127.0.0.1:0"
 imap = "127.0.0.1:0"
 imaps = "127.0.0.1:0"
 http = "127.0.0.1:0"
+metrics = "127.0.0.1:0"
 
 [database]
 url = "{db_url}"

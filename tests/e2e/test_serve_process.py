@@ -23,7 +23,7 @@ import pytest
 
 from mailsvc.permissions import sqlite_files
 
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http", "metrics")
 
 
 @pytest.fixture
@@ -132,11 +132,16 @@ def test_init_demo_then_serve_accepts_mail_and_stops_on_sigterm(home: Path, db_u
         assert typ == "OK" and int(data[0]) == 1
         client.logout()
 
-        hhost, hport = addresses["http"]
-        health = httpx.get(f"https://{hhost}:{hport}/healthz", verify=False, timeout=30)
+        # Monitoring is plain HTTP on its own loopback listener, not on the HTTPS one.
+        mhost, mport = addresses["metrics"]
+        assert mhost == "127.0.0.1"
+        health = httpx.get(f"http://{mhost}:{mport}/healthz", timeout=30)
         assert health.status_code == 200
         assert health.json()["checks"]["dovecot"] == "ok"
-        metrics = httpx.get(f"https://{hhost}:{hport}/metrics", verify=False, timeout=30)
+        metrics = httpx.get(f"http://{mhost}:{mport}/metrics", timeout=30)
+        hhost, hport = addresses["http"]
+        hidden = httpx.get(f"https://{hhost}:{hport}/metrics", verify=False, timeout=30)
+        assert hidden.status_code == 404
         assert 'mailsvc_messages_total{action="deliver",listener="smtp"} 1.0' in metrics.text
     finally:
         proc.send_signal(signal.SIGTERM)

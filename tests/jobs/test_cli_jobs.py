@@ -63,7 +63,7 @@ def test_list_shows_every_job_with_schedule_next_run_and_availability(home: Path
 def test_run_unknown_job_exits_2(home: Path) -> None:
     result = cli(home, "jobs", "run", "vacuum")
     assert result.exit_code == 2
-    assert "no job 'vacuum' (jobs: crl-refresh, backup" in result.output
+    assert "no job 'vacuum' (jobs: crl-refresh, clamav-update, backup" in result.output
 
 
 def test_run_retention_purge_records_the_run_and_list_shows_it(

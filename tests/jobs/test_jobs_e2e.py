@@ -125,8 +125,12 @@ async def test_quarterly_statistics_reach_the_leader_inbox(server: RunningServer
     for line in ("Đã đến: 1", "Đã tiếp nhận: 1", "Đã chuyển xử lý: 1", "Đã hoàn thành: 1"):
         assert f"  - {line}\n" in text
     assert "quá hạn xử lý tính đến ngày lập báo cáo: 1" in text
-    assert "Số thư điện tử gửi đi: 1" in text and "Số lượt gửi tới người nhận: 1" in text
-    assert "lúc " + report_at.isoformat() in text
+    # A plain e-mail is not a document: văn bản đi counts documents, e-mails separately.
+    assert "Số văn bản đi (thư gửi đi có kèm văn bản điện tử): 0" in text
+    assert "Số thư điện tử gửi đi (kể cả thư không kèm văn bản): 1" in text
+    assert "Số lượt gửi tới người nhận: 1" in text
+    assert f"lúc 07:00 {report_at:%d/%m/%Y}" in text  # dates as leaders read them
+    assert f"từ ngày {this_quarter.start:%d/%m/%Y}" in text
     # The clerk and the official are not leaders: no report for them.
     assert [m["Subject"] for m in await asyncio.to_thread(inbox, server, CLERK)] == [
         "Lịch họp giao ban"
@@ -216,9 +220,33 @@ async def test_cli_jobs_run_delivers_through_the_running_dovecot(server: Running
     await wait_for(lambda: len(inbox(server, LEADER)) == 1, timeout=30)
     [report] = await asyncio.to_thread(inbox, server, LEADER)
     assert last_quarter.label in report["Subject"]
-    assert f"từ ngày {last_quarter.start.isoformat()}" in text_of(report)
+    assert f"từ ngày {last_quarter.start:%d/%m/%Y}" in text_of(report)
     listing = await asyncio.to_thread(cli, server, "jobs", "list")
     assert listing.exit_code == 0
     [line] = [x for x in listing.output.splitlines() if x.startswith("quarterly-statistics")]
     assert "/cli" in line and " ok " in line and "1 reports sent" in line
     assert date.today().isoformat()[:4] in line
+
+
+async def test_missing_holiday_swaps_warn_in_healthz_log_and_admin_mail(
+    server: RunningServer,
+) -> None:
+    """From 1 December 2027 the file lacks 2028's swaps: the job mails the admins on the
+    1st (and Mondays), and only logs on other days."""
+    admin = f"quantri@{DOMAIN}"
+    server.add_mailbox(admin, role="admin")
+    server.add_mailbox(CLERK, role="clerk")
+    first = datetime(2027, 12, 1, 8, 0, tzinfo=VIETNAM)
+    result = await server.app.jobs.run_now("holiday-swaps", now=first)
+    assert result.outcome == "ok" and result.summary == (
+        "holiday swaps for 2028 missing: mailed 1 admin(s)"
+    )
+    thursday = await server.app.jobs.run_now("holiday-swaps", now=first + timedelta(days=1))
+    assert thursday.summary == "holiday swaps for 2028 missing: warned in the log"
+    november = await server.app.jobs.run_now("holiday-swaps", now=first - timedelta(days=1))
+    assert november.summary == "holiday swaps: nothing missing"
+    [mail] = await asyncio.to_thread(inbox, server, admin)
+    assert mail["Subject"] == "Chưa cập nhật lịch nghỉ hoán đổi năm 2028"
+    text = text_of(mail)
+    assert "Đến ngày 01/12/2027, lịch nghỉ hoán đổi năm 2028" in text and '"2028: []"' in text
+    assert await asyncio.to_thread(inbox, server, CLERK) == []

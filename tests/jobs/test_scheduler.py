@@ -169,3 +169,18 @@ async def test_crl_refresh_runs_on_each_node_at_start(
     assert row.summary == f"{len(names)} of {len(names)} CRL sources refreshed"
     assert len(list((home / "crl").iterdir())) == len(names)
     assert stored(sessions) == {}  # node jobs are not in the shared store
+
+
+def test_a_sent_message_counts_as_a_document_only_when_it_carries_one() -> None:
+    from mailsvc.register.statistics import carries_document
+
+    plain = {"findings": [
+        {"stage": "metadata", "status": "none", "reason": "not-an-official-document"},
+        {"stage": "signatures", "status": "none", "reason": "no-documents"},
+    ]}  # fmt: skip
+    recognised = {
+        "findings": [{"stage": "metadata", "status": "pass", "reason": "document-metadata"}]
+    }
+    signed = {"findings": [{"stage": "signatures", "status": "pass", "reason": "valid"}]}
+    assert not carries_document(plain) and not carries_document({}) and not carries_document(None)
+    assert carries_document(recognised) and carries_document(signed)

@@ -43,8 +43,8 @@ def _row(n: int, abstract: str = "V/v triển khai hệ thống thư điện t�
 
 
 def test_title_period_and_time_in_vietnam() -> None:
-    assert TITLE.period == "Từ ngày 2026-01-01 đến ngày 2026-03-31"
-    assert TITLE.printed_at == "2026-04-01T08:00:00+07:00"
+    assert TITLE.period == "Từ ngày 01/01/2026 đến ngày 31/03/2026"  # dd/mm/yyyy: people read it
+    assert TITLE.printed_at == "08:00 01/04/2026"
 
 
 def test_csv_has_bom_headings_and_crlf() -> None:
@@ -82,3 +82,20 @@ def test_pdf_spans_pages_with_numbers_and_repeated_headings() -> None:
     last = unicodedata.normalize("NFC", reader.pages[-1].extract_text())
     assert "60/UBND-KGVX" in last
     assert reader.metadata is not None and reader.metadata.title == "Sổ đăng ký văn bản đến"
+
+
+def test_pdf_is_set_in_liberation_serif_with_every_vietnamese_glyph() -> None:
+    """The register's PDF uses a Times New Roman metric-compatible serif (Liberation Serif
+    2.x, which has the Vietnamese letters), embedded, never DejaVu Sans."""
+    row = _row(1, "V/v tổ chức hội nghị tổng kết, ưu tiên hỗ trợ đồng bào vùng sâu, vùng xa")
+    reader = PdfReader(io.BytesIO(render_pdf([row], TITLE)))
+    fonts = set()
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            fonts.add(str(font["/BaseFont"]))
+            (descendant,) = font["/DescendantFonts"]
+            assert "/FontFile2" in descendant.get_object()["/FontDescriptor"]  # embedded
+    assert fonts and all("LiberationSerif" in name for name in fonts), fonts
+    text = unicodedata.normalize("NFC", reader.pages[0].extract_text()).replace("\n", " ")
+    assert "ưu tiên hỗ trợ đồng bào vùng sâu" in text

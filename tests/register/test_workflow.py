@@ -1,4 +1,4 @@
-"""Status transitions (domain.md §6): the table, history with who/when/why, audit."""
+"""Status transitions: the table, history with who/when/why, audit."""
 
 from __future__ import annotations
 

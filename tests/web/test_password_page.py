@@ -1,4 +1,5 @@
-"""The HTTPS app on a real loopback port with httpx as the client: /password, /healthz, /metrics."""
+"""The HTTPS app on a real loopback port with httpx as the client: /password; and the
+plain-HTTP monitoring app beside it: /healthz, /metrics."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from mailsvc.db.models import AuditEntry, AuthFailure, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.lockout import Lockout
 from mailsvc.passwords import verify_password
-from mailsvc.web.app import HttpListener, make_app, start_http
+from mailsvc.web.app import HttpListener, make_app, make_monitoring_app, start_http
 
 ADDRESS = "annv.stttt@stttt.example.gov.vn"
 NEW = "Sông-Hồng-2024!"
@@ -67,6 +68,7 @@ class Server:
     url: str
     health: dict[str, Any]
     client: Callable[[], httpx.AsyncClient]
+    monitor: Callable[[], httpx.AsyncClient]
 
 
 @pytest.fixture
@@ -79,22 +81,32 @@ async def server(
     async def check() -> dict[str, Any]:
         return dict(health)
 
+    registry = CollectorRegistry()
     app = make_app(
         sessions=sessions,
         password_cfg=CFG,
         lockout=Lockout(THRESHOLD, 60, 600),
-        health=check,
-        registry=CollectorRegistry(),
+        registry=registry,
     )
+    monitor = await start_http(
+        make_monitoring_app(health=check, registry=registry), "127.0.0.1", 0, None
+    )
+    monitor_url = f"http://127.0.0.1:{monitor.address[1]}"
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_tls.load_cert_chain(cert, key)
     listener: HttpListener = await start_http(app, "127.0.0.1", 0, server_tls)
     client_tls = ssl.create_default_context(cafile=str(cert))
     url = f"https://127.0.0.1:{listener.address[1]}"
     try:
-        yield Server(url, health, lambda: httpx.AsyncClient(base_url=url, verify=client_tls))
+        yield Server(
+            url,
+            health,
+            lambda: httpx.AsyncClient(base_url=url, verify=client_tls),
+            lambda: httpx.AsyncClient(base_url=monitor_url),
+        )
     finally:
         await listener.close()
+        await monitor.close()
 
 
 async def _form(client: httpx.AsyncClient) -> str:
@@ -264,15 +276,18 @@ async def test_rate_limit_per_client_across_accounts(
 
 
 async def test_healthz_and_metrics(server: Server, one_time: str) -> None:
-    async with server.client() as client:
-        ok = await client.get("/healthz")
+    async with server.monitor() as monitor, server.client() as client:
+        ok = await monitor.get("/healthz")
         assert ok.status_code == 200 and ok.json() == {"status": "ok", "dovecot": "ok"}
         server.health["status"] = "down"
-        down = await client.get("/healthz")
+        down = await monitor.get("/healthz")
         assert down.status_code == 503 and down.json()["status"] == "down"
+        # The people's HTTPS listener does not serve monitoring.
+        assert (await client.get("/healthz")).status_code == 404
+        assert (await client.get("/metrics")).status_code == 404
         csrf = await _form(client)
         await client.post("/password", data=_fields(csrf, "Wrong-Password-1"))
-        metrics = await client.get("/metrics")
+        metrics = await monitor.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     assert 'mailsvc_password_page_attempts_total{result="rejected"} 1.0' in metrics.text
@@ -282,4 +297,4 @@ async def test_plain_http_is_not_served(server: Server) -> None:
     plain = server.url.replace("https://", "http://")
     async with httpx.AsyncClient() as client:
         with pytest.raises(httpx.HTTPError):
-            await client.get(plain + "/healthz")
+            await client.get(plain + "/password")

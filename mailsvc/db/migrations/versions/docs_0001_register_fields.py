@@ -1,7 +1,7 @@
 """register_document: page count, attachment count, the mail's Date, language (issue 13)
 
 Revision ID: docs_0001
-Revises: workspace_0001
+Revises: workspace_0002
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import mailsvc.db.base
 
 revision = "docs_0001"
-down_revision = "workspace_0001"
+down_revision = "workspace_0002"
 branch_labels = None
 depends_on = None
 
