@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import socket
 import ssl
 from collections.abc import Callable, Mapping
@@ -31,7 +32,8 @@ from mailsvc.db.base import utcnow
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
-from mailsvc.documents.extract import TextExtractor
+from mailsvc.documents.extract import ExtractionLimits, TextExtractor
+from mailsvc.documents.ocr import OcrLimits
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.external.poller import ExternalMailboxes
@@ -114,6 +116,28 @@ def templates_dir(settings: Settings) -> Path:
     if settings.paths.templates:
         return settings.path(settings.paths.templates)
     return PACKAGED_TEMPLATES
+
+
+def extraction_limits(settings: Settings) -> ExtractionLimits:
+    """Text extraction bounds, with the [ocr] section; warns when OCR cannot run."""
+    ocr = settings.ocr
+    if ocr.enabled and shutil.which("tesseract") is None:
+        log.warning(
+            "OCR is enabled but the tesseract binary is missing: scanned documents will be"
+            " answered 451 until tesseract-ocr and tesseract-ocr-vie are installed"
+        )
+    return ExtractionLimits(
+        # text alone is bounded by 10 s; OCR gets its own budget on top
+        timeout_s=10.0 + (ocr.timeout_seconds if ocr.enabled else 0.0),
+        ocr=OcrLimits(
+            enabled=ocr.enabled,
+            languages=ocr.languages,
+            dpi=ocr.dpi,
+            max_pages=ocr.max_pages,
+            page_timeout_s=ocr.page_timeout_seconds,
+            timeout_s=ocr.timeout_seconds,
+        ),
+    )
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -447,7 +471,7 @@ class App:
         """Every stage by name; the configured list decides which run and in what order."""
         s = self.settings
         self.spam_policy = load_spam_policy(policies / "spam.yaml")
-        self.extractor = TextExtractor(self.executor)
+        self.extractor = TextExtractor(self.executor, extraction_limits(s))
         signature_policy = self._signature_policy = load_signature_policy(
             policies / "signature.yaml"
         )

@@ -156,6 +156,37 @@ class PipelineSection(_Section):
     workers: int = Field(default=2, ge=0)  # process pool for CPU-bound stages; 0 = threads
 
 
+class OcrSection(_Section):
+    """OCR (Tesseract) of scanned PDF pages and image attachments, in the worker pool."""
+
+    enabled: bool = Field(
+        default=True,
+        description="Read scanned PDF pages and PNG/JPEG/TIFF attachments with tesseract "
+        "(packages tesseract-ocr, tesseract-ocr-vie)",
+    )
+    languages: str = Field(
+        default="vie",
+        pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$",
+        description='Tesseract languages, e.g. "vie" or "vie+eng"',
+    )
+    dpi: int = Field(
+        default=300, ge=100, le=600, description="Resolution scanned PDF pages are rendered at"
+    )
+    max_pages: int = Field(
+        default=20,
+        ge=1,
+        description='Pages and images read by OCR per message; more is "too-large"',
+    )
+    page_timeout_seconds: float = Field(
+        default=30.0, gt=0, description='Time for one page; over it is "too-large"'
+    )
+    timeout_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description="Time for all OCR of one message (added to the 10 s text bound)",
+    )
+
+
 class PathsSection(_Section):
     maildir_root: str = "mail"
     blob_root: str = "blobs"
@@ -441,6 +472,7 @@ class Settings(_Section):
     dovecot: DovecotSection = DovecotSection()
     clamav: ClamavSection = ClamavSection()
     pipeline: PipelineSection = PipelineSection()
+    ocr: OcrSection = OcrSection()
     paths: PathsSection = PathsSection()
     dkim: DkimSection = DkimSection()
     dns: DnsSection = DnsSection()

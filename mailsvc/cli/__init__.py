@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "audit",
     "trust",
     "verify",
+    "inspect",
     "register",
     "checks",
     "checks_report",

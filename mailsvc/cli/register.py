@@ -10,7 +10,7 @@ Dates given on the command line are calendar days in the server's zone (+07:00).
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -37,7 +37,7 @@ from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.register import export, queries, workflow
 from mailsvc.register.registers import get_register
 from mailsvc.register.statuses import DocumentStatus, parse_status
-from mailsvc.register.urgency import parse_urgency
+from mailsvc.register.urgency import Urgency, parse_urgency
 from mailsvc.time import vn_date, vn_datetime
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -191,6 +191,80 @@ def list_cmd(
             ("signature", "CHỮ KÝ SỐ"),
             ("status", "TRẠNG THÁI"),
             ("deadline", "HẠN XỬ LÝ"),
+        ),
+        ctx,
+    )
+
+
+@register_group.command("late")
+@click.option("--register", "register_code", help="Only this register (code).")
+@click.option("--from", "since", required=True, help="Received on or after this day (YYYY-MM-DD).")
+@click.option("--to", "until", help="Received on or before this day (default: today).")
+@json_option
+@pass_ctx
+def late_cmd(
+    ctx: Context, register_code: str | None, since: str, until: str | None, as_json: bool
+) -> None:
+    """Entries registered later than the next working day after arrival (urgent ones: later
+    than one hour), or still unregistered past that time (Decree 30 art. 22)."""
+    from mailsvc.app import policies_dir
+    from mailsvc.checks.policy import load_checking_policy
+    from mailsvc.register.timeliness import late_registrations
+
+    zone = display_zone(ctx)
+    start = parse_optional_day(since, "--from")
+    end = parse_optional_day(until, "--to") or queries.local_today(zone)
+    assert start is not None
+    if start > end:
+        raise MailsvcError("--from is after --to")
+    policy = load_checking_policy(policies_dir(ctx.settings) / "checking.yaml")
+    with open_session(ctx) as session:
+        ids = [get_register(session, register_code).id] if register_code else []
+        late = late_registrations(
+            session,
+            policy,
+            since=queries.start_of(start, zone),
+            until=queries.start_of(end + timedelta(days=1), zone),
+            now=datetime.now(UTC),
+            register_ids=ids,
+        )
+    rows = [
+        {
+            "id": item.document_id,
+            "register": item.register_code,
+            "number": f"{item.incoming_number}/{item.year}" if item.incoming_number else "",
+            "notation": item.number_notation,
+            "sender": item.sender,
+            "urgency": "" if item.urgency is Urgency.NORMAL else item.urgency.label,
+            "received_at": item.received_at,
+            "due": item.due,
+            "registered_at": item.registered_at,
+            "late_hours": round(item.late_by.total_seconds() / 3600, 1) if item.late_by else None,
+        }
+        for item in late
+    ]
+    if as_json:
+        echo_json(rows, ctx)
+        return
+    click.echo(
+        f"Văn bản đến vào sổ muộn (nhận từ {start.isoformat()} đến {end.isoformat()}): {len(rows)}"
+    )
+    for row in rows:
+        if row["registered_at"] is None:
+            row["registered_at"] = "chưa vào sổ"
+    echo_table(
+        rows,
+        (
+            ("id", "ID"),
+            ("register", "SỔ"),
+            ("number", "SỐ ĐẾN"),
+            ("notation", "SỐ, KÝ HIỆU"),
+            ("sender", "NƠI GỬI"),
+            ("urgency", "ĐỘ KHẨN"),
+            ("received_at", "NGÀY ĐẾN"),
+            ("due", "HẠN VÀO SỔ"),
+            ("registered_at", "NGÀY VÀO SỔ"),
+            ("late_hours", "MUỘN (GIỜ)"),
         ),
         ctx,
     )

@@ -56,6 +56,7 @@ from mailsvc.documents.formats import (
     UnreadableDocument,
     normalize_text,
 )
+from mailsvc.documents.ocr import ILLEGIBLE, Ocr, OcrLimits
 from mailsvc.errors import MailsvcError
 from mailsvc.message import InboundMessage
 
@@ -100,7 +101,7 @@ class ExtractionError(MailsvcError):
 class ExtractionLimits:
     """Bounds on one message's extraction. Picklable; passed to the worker."""
 
-    timeout_s: float = 10.0  # wall time per message, enforced by the caller
+    timeout_s: float = 10.0  # wall time per message (OCR included), enforced by the caller
     cpu_s: float = 8.0  # CPU time per message inside the worker (main thread only)
     max_depth: int = 4  # message → attachment → archive → member → ...
     max_documents: int = 500  # parts of all kinds per message
@@ -110,6 +111,8 @@ class ExtractionLimits:
     max_text_chars: int = 2_000_000  # per part
     max_xml_bytes: int = 64 << 20  # one XML member of a DOCX/ODT package
     memory_bytes: int = 1 << 30  # RLIMIT_AS for pool workers (see pool.WorkerPool)
+    # scanned PDF pages and images; the service sets timeout_s to cover ocr.timeout_s
+    ocr: OcrLimits = field(default_factory=OcrLimits)
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,22 @@ class DocumentPart:
     depth: int = 0
     properties: tuple[tuple[str, str], ...] = ()
     truncated: bool = False
+    pages: int = 0  # pages of a PDF or TIFF, 0 for formats without pages
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text was read by OCR
+    ocr_images: int = 0  # pictures on text pages read by OCR (stamps in the header)
+
+    @property
+    def text_source(self) -> str:
+        """ "text layer", "OCR", "text layer + OCR (pages 2, 3)" or "text layer + OCR of
+        1 image(s)"."""
+        if self.ocr_images and not self.ocr_pages:
+            return f"text layer + OCR of {self.ocr_images} image(s)"
+        if not self.ocr_pages:
+            return "text layer" if self.source == Source.ATTACHMENT else self.source
+        if self.pages and len(self.ocr_pages) >= self.pages:
+            return "OCR"
+        listed = ", ".join(str(p) for p in self.ocr_pages)
+        return f"text layer + OCR (pages {listed})"
 
     def lines(self) -> list[str]:
         return self.text.split("\n")
@@ -235,6 +254,11 @@ class _Budget:
     expanded: int = 0
     failures: list[ExtractionFailure] = field(default_factory=list)
     skipped: list[ExtractionFailure] = field(default_factory=list)
+    ocr: Ocr | None = None
+
+    def __post_init__(self) -> None:
+        if self.ocr is None and self.limits.ocr.enabled:
+            self.ocr = Ocr(self.limits.ocr)
 
     def take(self, location: str) -> bool:
         self.documents += 1
@@ -414,7 +438,8 @@ def _walk_file(
         else:
             yield from _walk_tar(data, loc, depth + 1, budget)
         return
-    if not formats.is_extractable(kind):
+    readable = formats.is_extractable(kind) or (kind in formats.IMAGES and limits.ocr.enabled)
+    if not readable:
         if data:
             budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, kind, _sha(data)))
         return
@@ -512,8 +537,11 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
     kind = raw.content_type
     sha = _sha(raw.data)
     try:
-        result = _file_text(raw.data, kind, raw.charset, limits)
+        result = _file_text(raw.data, kind, raw.charset, limits, budget.ocr)
     except UnreadableDocument as exc:
+        if exc.kind == UNSUPPORTED:  # e.g. a logo: not a document
+            budget.skipped.append(ExtractionFailure(raw.location, UNSUPPORTED, kind, sha))
+            return
         budget.fail(raw.location, exc.kind, kind, raw.data, str(exc))
         return
     except MemoryError:
@@ -532,7 +560,13 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
         raw.location,
         raw.depth,
         truncated=result.truncated,
+        pages=result.pages,
+        ocr_pages=result.ocr_pages,
+        ocr_images=result.ocr_images,
     )
+    if result.illegible_pages:
+        listed = ", ".join(str(p) for p in result.illegible_pages[:10])
+        budget.fail(raw.location, ILLEGIBLE, kind, raw.data, f"no legible text on page(s) {listed}")
     if result.properties:
         source = Source.PDF_METADATA if kind == formats.PDF else Source.DOC_METADATA
         text = "\n".join(value for _, value in result.properties)
@@ -552,7 +586,7 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
 
 
 def _file_text(
-    data: bytes, kind: str, charset: str | None, limits: ExtractionLimits
+    data: bytes, kind: str, charset: str | None, limits: ExtractionLimits, ocr: Ocr | None
 ) -> formats.FileText:
     if kind == formats.PDF:
         return formats.pdf_text(
@@ -560,7 +594,12 @@ def _file_text(
             max_pages=limits.max_pdf_pages,
             max_chars=limits.max_text_chars,
             max_embedded_bytes=limits.max_file_bytes,
+            ocr=ocr,
         )
+    if kind in formats.IMAGES:
+        if ocr is None:
+            raise UnreadableDocument(UNSUPPORTED, "OCR is off")
+        return formats.image_text(data, ocr)
     if kind in (formats.DOCX, formats.XLSX, formats.PPTX):
         return formats.ooxml_text(
             data, kind, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars

@@ -18,7 +18,10 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mailsvc.documents.ocr import Ocr
 
 import defusedxml.ElementTree as defused_et
 from defusedxml import DefusedXmlException
@@ -55,6 +58,10 @@ class FileText:
     properties: tuple[tuple[str, str], ...] = ()
     embedded: tuple[EmbeddedFile, ...] = ()
     truncated: bool = False
+    pages: int = 0  # pages of a PDF (or a multi-page TIFF); 0 when the format has none
+    ocr_pages: tuple[int, ...] = ()  # 1-based pages whose text came from OCR
+    illegible_pages: tuple[int, ...] = ()  # pages OCR could not read (ink, no words)
+    ocr_images: int = 0  # pictures on text pages read by OCR (a stamp pasted as an image)
 
 
 # C0 controls except TAB and LF, DEL, byte-order marks, soft hyphens
@@ -86,6 +93,10 @@ TAR = "application/x-tar"
 RFC822 = "message/rfc822"
 HTML = "text/html"
 PLAIN = "text/plain"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+IMAGES = (PNG, JPEG, TIFF)
 
 _EXTENSIONS = {
     ".pdf": PDF,
@@ -109,6 +120,11 @@ _EXTENSIONS = {
     ".txt": PLAIN,
     ".csv": PLAIN,
     ".xml": PLAIN,
+    ".png": PNG,
+    ".jpg": JPEG,
+    ".jpeg": JPEG,
+    ".tif": TIFF,
+    ".tiff": TIFF,
 }
 
 
@@ -119,6 +135,12 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         return PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return PNG
+    if head.startswith(b"\xff\xd8\xff"):
+        return JPEG
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return TIFF
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         name = (filename or "").lower()
         return DOC if name.endswith((".doc", ".dot")) or declared.lower() == DOC else OLE
@@ -216,6 +238,7 @@ class _XmlGrammar:
     tabs: frozenset[str]
     breaks: frozenset[str]
     skips: frozenset[str]  # subtrees ignored entirely
+    attributes: tuple[tuple[str, str], ...] = ()  # (tag, attribute) whose value is a line
 
 
 def _q(ns: str, *names: str) -> frozenset[str]:
@@ -234,6 +257,8 @@ _WORD = _XmlGrammar(
     tabs=_q(_W, "tab"),
     breaks=_q(_W, "br", "cr") | _q(_A, "br"),
     skips=_q(_MC, "Fallback") | _q(_W, "delText", "instrText"),
+    # WordArt (VML): the text is the string attribute of v:textpath
+    attributes=(("{urn:schemas-microsoft-com:vml}textpath", "string"),),
 )
 _ODF = _XmlGrammar(
     paragraphs=_q(_TEXT, "p", "h"),
@@ -287,6 +312,9 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
                 piece = "\n"
             else:
                 piece = ""
+                for name, attribute in grammar.attributes:
+                    if tag == name and elem.get(attribute):
+                        piece = "\n" + str(elem.get(attribute)) + "\n"
             if piece:
                 out.append(piece)
                 size += len(piece)
@@ -440,11 +468,19 @@ _PDFIUM_LOCK = threading.Lock()
 _PDF_KEYS = (("Title", "title"), ("Subject", "subject"), ("Keywords", "keywords"))
 
 
-def pdf_text(data: bytes, *, max_pages: int, max_chars: int, max_embedded_bytes: int) -> FileText:
-    """Text of a PDF with pypdfium2; pypdf if PDFium cannot open it."""
+def pdf_text(
+    data: bytes,
+    *,
+    max_pages: int,
+    max_chars: int,
+    max_embedded_bytes: int,
+    ocr: Ocr | None = None,
+) -> FileText:
+    """Text of a PDF with pypdfium2; pypdf if PDFium cannot open it. With ``ocr``, pages
+    without a text layer that hold an image (scans) are rendered and read by OCR."""
     try:
         with _PDFIUM_LOCK:
-            return _pdfium_text(data, max_pages, max_chars, max_embedded_bytes)
+            return _pdfium_text(data, max_pages, max_chars, max_embedded_bytes, ocr)
     except ImportError:  # pragma: no cover - pypdfium2 is a hard dependency
         return _pypdf_text(data, max_pages, max_chars)
     except UnreadableDocument as exc:
@@ -456,7 +492,9 @@ def pdf_text(data: bytes, *, max_pages: int, max_chars: int, max_embedded_bytes:
             raise exc from None
 
 
-def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int) -> FileText:
+def _pdfium_text(
+    data: bytes, max_pages: int, max_chars: int, max_embedded: int, ocr: Ocr | None
+) -> FileText:
     import pypdfium2 as pdfium
     import pypdfium2.raw as pdfium_c
 
@@ -471,16 +509,22 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         size = 0
         count = len(pdf)
         truncated = count > max_pages
+        ocr_pages: list[int] = []
+        illegible: list[int] = []
+        ocr_images = 0
         for index in range(min(count, max_pages)):
-            page = pdf[index]
-            try:
-                textpage = page.get_textpage()
-                try:
-                    text = textpage.get_text_range()
-                finally:
-                    textpage.close()
-            finally:
-                page.close()
+            text = _pdfium_page_text(pdf, index)
+            if ocr is not None and _needs_ocr(pdf, index, text):
+                read = _ocr_page(pdf, index, ocr)
+                ocr_pages.append(index + 1)
+                if not read.legible:
+                    illegible.append(index + 1)
+                text = read.text
+            elif ocr is not None and index == 0:
+                stamps = _ocr_header_images(pdf, ocr)
+                if stamps:
+                    ocr_images += len(stamps)
+                    text = text + "\n" + "\n".join(stamps)
             pages.append(text)
             size += len(text)
             if size > max_chars:
@@ -507,7 +551,219 @@ def _pdfium_text(data: bytes, max_pages: int, max_chars: int, max_embedded: int)
         properties=tuple(props),
         embedded=tuple(embedded),
         truncated=truncated,
+        pages=count,
+        ocr_pages=tuple(ocr_pages),
+        illegible_pages=tuple(illegible),
+        ocr_images=ocr_images,
     )
+
+
+# Images in the header of page 1 (where box 10a puts the stamp) are read by OCR even when
+# the page has a text layer: a stamp pasted as a picture. Only the top of the page, only a
+# few, only stamp-sized: logos elsewhere and the seal by the signature cost nothing.
+_HEADER_SHARE = 0.45  # of the page height, from the top
+_MAX_HEADER_IMAGES = 3
+_MIN_IMAGE_PT = (30.0, 10.0)  # width, height in points
+_MAX_IMAGE_SHARE = 0.6  # of the page width
+
+
+def _ocr_header_images(pdf: Any, ocr: Ocr) -> list[str]:
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    from mailsvc.documents.ocr import without_rules
+
+    page = pdf[0]
+    boxes: list[tuple[float, float, float, float]] = []
+    try:
+        width, height = page.get_size()
+        left, bottom, right, top = (ctypes.c_float() for _ in range(4))
+        for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), 5000)):
+            obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
+            if pdfium_c.FPDFPageObj_GetType(obj) != pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                continue
+            if not pdfium_c.FPDFPageObj_GetBounds(
+                obj,
+                ctypes.byref(left),
+                ctypes.byref(bottom),
+                ctypes.byref(right),
+                ctypes.byref(top),
+            ):
+                continue
+            w, h = right.value - left.value, top.value - bottom.value
+            if w < _MIN_IMAGE_PT[0] or h < _MIN_IMAGE_PT[1] or w > _MAX_IMAGE_SHARE * width:
+                continue
+            if bottom.value < (1 - _HEADER_SHARE) * height:
+                continue
+            boxes.append((left.value, bottom.value, right.value, top.value))
+            if len(boxes) >= _MAX_HEADER_IMAGES:
+                break
+        if not boxes or page.get_rotation():
+            return []
+        out: list[str] = []
+        dpi = ocr.limits.dpi
+        for x0, y0, x1, y1 in boxes:
+            ocr.take_page()
+            pad = 4.0
+            crop = (
+                max(0.0, x0 - pad),
+                max(0.0, y0 - pad),
+                max(0.0, width - x1 - pad),
+                max(0.0, height - y1 - pad),
+            )
+            image = page.render(scale=dpi / 72, grayscale=True, crop=crop).to_pil()
+            read = ocr.read(without_rules(image.convert("L")), dpi)
+            if read.text.strip():
+                out.append(read.text)
+        return out
+    finally:
+        page.close()
+
+
+# A page with fewer letters than this in its text layer is a scan when it holds an image.
+_SCAN_LETTERS = 20
+
+
+def _needs_ocr(pdf: Any, index: int, text: str) -> bool:
+    if sum(1 for ch in text if ch.isalpha()) >= _SCAN_LETTERS:
+        return False
+    import pypdfium2.raw as pdfium_c
+
+    page = pdf[index]
+    try:
+        for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), 5000)):
+            obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
+            if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                return True
+    finally:
+        page.close()
+    return False
+
+
+def _ocr_page(pdf: Any, index: int, ocr: Ocr) -> Any:
+    """Render one page at the OCR resolution (grey) and read it."""
+    ocr.take_page()
+    dpi = ocr.limits.dpi
+    page = pdf[index]
+    try:
+        if page.get_rotation():
+            page.set_rotation(0)
+        bitmap = page.render(scale=dpi / 72, grayscale=True, may_draw_forms=True)
+        image = bitmap.to_pil()
+    finally:
+        page.close()
+    return ocr.read(image, dpi)
+
+
+def _pdfium_page_text(pdf: Any, index: int) -> str:
+    """One page's text. Annotations (stamps, comments) are read too: their /Contents, and
+    their appearance streams by flattening them into the page (in memory only). Text runs on
+    one line that are set far apart (the two header columns of an official document, a stamp
+    beside the date) are separated by a TAB, as the columns of a table are."""
+    import pypdfium2.raw as pdfium_c
+
+    page = pdf[index]
+    comments: list[str] = []
+    try:
+        if page.get_rotation():
+            # PDFium orders the lines of a turned page (/Rotate) bottom to top; the text
+            # is the same in the page's own orientation
+            page.set_rotation(0)
+        annots = pdfium_c.FPDFPage_GetAnnotCount(page.raw)
+        if annots > 0:
+            comments = _annotation_contents(page, min(annots, 200))
+            if pdfium_c.FPDFPage_Flatten(page.raw, pdfium_c.FLAT_PRINT) == pdfium_c.FLATTEN_SUCCESS:
+                page.close()
+                page = pdf[index]
+        textpage = page.get_textpage()
+        try:
+            text = _columned_text(textpage)
+        finally:
+            textpage.close()
+    finally:
+        page.close()
+    if comments:
+        text = text + "\n" + "\n".join(comments)
+    return text
+
+
+def _annotation_contents(page: Any, count: int) -> list[str]:
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    out: list[str] = []
+    for i in range(count):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, i)
+        if not annot:
+            continue
+        try:
+            size = pdfium_c.FPDFAnnot_GetStringValue(annot, b"Contents", None, 0)
+            if size > 2:
+                buffer = ctypes.create_string_buffer(size)
+                pdfium_c.FPDFAnnot_GetStringValue(
+                    annot, b"Contents", ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)), size
+                )
+                value = buffer.raw[: size - 2].decode("utf-16-le", "replace")
+                if value.strip():
+                    out.append(value)
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return out
+
+
+# A gap wider than this many times the height of the character before it separates columns.
+_COLUMN_GAP = 2.0
+
+
+def _columned_text(textpage: Any) -> str:
+    """The page's text in PDFium's order, a TAB where a space spans a column gap, a line
+    break where PDFium joined two runs that are not on the same line."""
+    import ctypes
+
+    import pypdfium2.raw as pdfium_c
+
+    text: str = textpage.get_text_range()
+    if " " not in text:
+        return text
+    raw = textpage.raw
+    count = pdfium_c.FPDFText_CountChars(raw)
+    if count != len(text):  # characters outside the BMP: indexes do not line up
+        return text
+    left, right, bottom, top = (ctypes.c_double() for _ in range(4))
+
+    def box(i: int) -> tuple[float, float, float, float] | None:
+        if not pdfium_c.FPDFText_GetCharBox(
+            raw, i, ctypes.byref(left), ctypes.byref(right), ctypes.byref(bottom), ctypes.byref(top)
+        ):
+            return None
+        return left.value, right.value, bottom.value, top.value
+
+    chars = list(text)
+    start = 0
+    while True:
+        i = text.find(" ", start)
+        if i < 0:
+            break
+        start = i + 1
+        if i == 0 or i + 1 >= len(text) or text[i - 1] in " \r\n" or text[i + 1] in " \r\n":
+            continue
+        # only the spaces PDFium adds between text runs; spaces typed in the text are
+        # ordinary (a column typed with many spaces is split by the marking rules)
+        if not pdfium_c.FPDFText_IsGenerated(raw, i):
+            continue
+        before, after = box(i - 1), box(i + 1)
+        if before is None or after is None:
+            continue
+        height = max(before[3] - before[2], after[3] - after[2], 1.0)
+        gap = after[0] - before[1]
+        rise = abs((after[2] + after[3]) - (before[2] + before[3])) / 2
+        if rise > height or gap < -height:  # not on one line (a stamp drawn elsewhere)
+            chars[i] = "\n"
+        elif gap > _COLUMN_GAP * height:
+            chars[i] = "\t"
+    return "".join(chars)
 
 
 def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
@@ -542,6 +798,67 @@ def _pypdf_text(data: bytes, max_pages: int, max_chars: int) -> FileText:
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise UnreadableDocument(CORRUPT, f"pypdf cannot read the PDF: {exc}") from exc
     return FileText(text=normalize_text("\n\f".join(pages), max_chars), properties=tuple(props))
+
+
+# ---------------------------------------------------------------- images (OCR)
+
+# Smaller images are logos, signatures and icons: not documents, not read.
+MIN_IMAGE_SIDE = 400
+MAX_IMAGE_PIXELS = 60_000_000  # 8.5 x 11 in at 600 dpi is 34 Mpx
+
+
+def image_text(data: bytes, ocr: Ocr) -> FileText:
+    """Text of a PNG/JPEG/TIFF attachment by OCR, every frame of a TIFF."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
+    try:
+        image = Image.open(io.BytesIO(data))
+        frames = getattr(image, "n_frames", 1)
+        width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise UnreadableDocument(TOO_LARGE, f"image too large: {exc}") from exc
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        # no viewer can show it either: nothing readable, as before OCR
+        raise UnreadableDocument(UNSUPPORTED, f"not a decodable image: {exc}") from exc
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UnreadableDocument(TOO_LARGE, f"image of {width}x{height} pixels")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise UnreadableDocument(UNSUPPORTED, f"small image ({width}x{height}): not a document")
+    texts: list[str] = []
+    illegible: list[int] = []
+    pages: list[int] = []
+    try:
+        for frame in range(frames):
+            image.seek(frame)
+            ocr.take_page()
+            dpi = _image_dpi(image)
+            read = ocr.read(image, dpi)
+            pages.append(frame + 1)
+            if not read.legible:
+                illegible.append(frame + 1)
+            texts.append(read.text)
+    except (OSError, ValueError, EOFError) as exc:
+        raise UnreadableDocument(CORRUPT, f"unreadable image: {exc}") from exc
+    return FileText(
+        text=normalize_text("\n\f".join(texts)),
+        pages=frames,
+        ocr_pages=tuple(pages),
+        illegible_pages=tuple(illegible),
+    )
+
+
+def _image_dpi(image: Any) -> int:
+    """The resolution the image declares, else the one that makes it an A4 page."""
+    declared = image.info.get("dpi")
+    if declared:
+        try:
+            value = round(float(declared[0]))
+        except (TypeError, ValueError, IndexError):
+            value = 0
+        if 70 <= value <= 1200:
+            return value
+    return max(70, min(1200, round(min(image.size) / 8.27)))
 
 
 # ---------------------------------------------------------------- legacy Word/Excel (OLE)

@@ -229,6 +229,7 @@ class MarkingDetector:
                 if core and len(core) <= 60:
                     m = self._stamp(core, bracketed)
                     if m and not (not bracketed and self._continues_prose(m, lines, i, core_at)):
+                        m = self._joined(m, core, lines, i, core_at)
                         found.append(self._match(m, "stamp", part, i + 1))
                         continue
                 if "\t" in line or "  " in line.strip():
@@ -244,12 +245,32 @@ class MarkingDetector:
 
     def _stamp(self, core: str, bracketed: bool) -> _Marking | None:
         compact = core.replace(" ", "")
+        # a stamp typed without diacritics ("TOI MAT", "T U Y E T  M A T"): capitals only
+        plain = fold(compact) if compact.isupper() else None
         for m in self.markings:
             if core == m.printed or compact == m.compact:
+                return m
+            if plain is not None and plain == fold(m.compact):
                 return m
             if bracketed and (core.casefold() == m.lower or fold(core) == m.folded):
                 return m
         return None
+
+    def _joined(
+        self, m: _Marking, core: str, lines: list[str], i: int, core_at: _CoreAt
+    ) -> _Marking:
+        """A two-word stamp set on two lines ("TỐI" / "MẬT", "TUYỆT" / "MẬT"): the whole one."""
+        for j in range(i - 1, max(-1, i - 3), -1):
+            if not lines[j].strip():
+                continue
+            # the line above may hold other columns too ("TUYỆT <TAB> Hà Nội, ngày ...")
+            for cell in _COLUMNS.split(lines[j].strip()):
+                prev, bracketed = _strip(cell)
+                longer = self._stamp(prev + " " + core, bracketed) if prev else None
+                if longer is not None and longer.category.rank > m.category.rank:
+                    return longer
+            break
+        return m
 
     def _continues_prose(self, m: _Marking, lines: list[str], i: int, core_at: _CoreAt) -> bool:
         """A lone marking word that completes the line before ("BÍ" / "MẬT") or starts the next."""
@@ -263,7 +284,9 @@ class MarkingDetector:
                 continue
             if prev[-1:] not in _SENTENCE_END:
                 words = _WORD.findall(core)
-                if words and fold(words[-1]) in cat.ordinary_before:
+                # prose broken before the word keeps its case: "BẢO VỆ BÍ" / "MẬT", while a
+                # stamp under "V/v ... nhà nước" or "Số: 12/SNV-VP" is in capitals alone
+                if words and fold(words[-1]) in cat.ordinary_before and words[-1].isupper():
                     return True
             break
         for j in range(i + 1, min(len(lines), i + 4)):
@@ -283,10 +306,9 @@ class MarkingDetector:
         for cell in cells:
             core, _ = _strip(cell)
             if core and len(core) <= 40:
-                compact = core.replace(" ", "")
-                for m in self.markings:
-                    if core == m.printed or compact == m.compact:
-                        return m
+                m = self._stamp(core, False)
+                if m is not None:
+                    return m
         return None
 
     def _label_on_line(

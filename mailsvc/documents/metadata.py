@@ -74,6 +74,8 @@ class DocumentMetadata:
     agency_code: str = ""  # mã định danh, from the directory (set by the stage)
     agency_name: str = ""  # the sender's agency in the directory (set by the stage)
     sources: tuple[tuple[str, str], ...] = ()
+    pages: int = 0  # pages of the document read (set by the stage; 0: no pages)
+    language: str = ""  # language of the text: "vi", "en" or "" (set by the stage)
     # The text the fields were read from (capped), for the register's search index; set
     # by the metadata stage, never printed or stored with the verdict.
     text: str = field(default="", repr=False, compare=False)
@@ -128,6 +130,8 @@ class DocumentMetadata:
             "agency_code": self.agency_code,
             "agency_name": self.agency_name,
             "sources": dict(self.sources),
+            "pages": self.pages,
+            "language": self.language,
         }
 
 
@@ -851,7 +855,7 @@ def _vv_abstract(
                     continue
             if _is_date_line(nxt) or _MOTTOS.fullmatch(nxt.strip()) or nxt == "---":
                 continue
-            if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt):
+            if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt) or _LEVEL_LABEL.match(nxt):
                 break
             in_zone = j < zone_end and not _is_upper(nxt, 0.8) and not nxt.startswith("Số")
             if in_zone or _is_continuation(prev, nxt):
@@ -864,6 +868,9 @@ def _vv_abstract(
         return i, (lead + text) if text else ""
     return -1, ""
 
+
+# "Độ mật: ...", "Độ khẩn: ..." lines of the header end the abstract above them
+_LEVEL_LABEL = re.compile(r"^Độ\s+(?:mật|khẩn)\s*:", re.IGNORECASE)
 
 # "Về việc ..." / "VỀ VIỆC ..." opening a line under the header, with no type heading above
 _ABOUT = re.compile(r"(?:Về\s+việc|VỀ\s+VIỆC)(?![^\W\d_])\s*:?\s*")

@@ -31,6 +31,7 @@ from typing import Protocol
 
 from mailsvc.documents import formats
 from mailsvc.documents.extract import DocumentPart, ExtractedText, ExtractionError, Source
+from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
@@ -53,14 +54,18 @@ class Extractor(Protocol):
 
 
 def main_document(text: ExtractedText) -> DocumentPart | None:
-    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file."""
+    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file;
+    failing that, the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
+    scans: list[DocumentPart] = []
     for part in text.attachments(top_level=True):
         name = (part.filename or "").lower()
-        if name.endswith(SIGNATURE_SUFFIXES):
+        if name.endswith(SIGNATURE_SUFFIXES) or not part.text.strip():
             continue
-        if part.content_type in MAIN_TYPES and part.text.strip():
+        if part.content_type in MAIN_TYPES:
             return part
-    return None
+        if part.content_type in formats.IMAGES:
+            scans.append(part)
+    return scans[0] if scans else None
 
 
 def attachment_names(text: ExtractedText) -> tuple[str, ...]:
@@ -120,14 +125,18 @@ class MetadataStage:
             candidates.append(("none", ""))
 
         meta, where = await self._read(candidates[0][1], subject, headers, names), candidates[0][0]
+        read = candidates[0][1]
         if not meta.is_official and len(candidates) > 1:
             other = await self._read(candidates[1][1], subject, headers, names)
             if other.is_official:
-                meta, where = other, candidates[1][0]
+                meta, where, read = other, candidates[1][0], candidates[1][1]
+        pages = main.pages if main is not None and where == main.location else 0
         meta = replace(
             meta,
             agency_code=agency_code,
             agency_name=agency_name,
+            pages=pages,
+            language=detect_language(read),
             text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
         )
         if meta.is_official:

@@ -34,6 +34,8 @@ class UnreadablePolicy(BaseModel):
     encrypted: Unreadable = Unreadable.REFUSE
     too_large: Unreadable = Field(default=Unreadable.REFUSE, alias="too-large")
     unsupported: Unreadable = Unreadable.IGNORE
+    # a scan (PDF page without text, image attachment) with ink but no words OCR can read
+    illegible: Unreadable = Unreadable.REFUSE
 
     def for_kind(self, kind: str) -> Unreadable:
         if kind == "timeout":
@@ -43,7 +45,8 @@ class UnreadablePolicy(BaseModel):
             "encrypted": self.encrypted,
             "too-large": self.too_large,
             "unsupported": self.unsupported,
-        }.get(kind, Unreadable.ERROR)
+            "illegible": self.illegible,
+        }.get(kind, Unreadable.ERROR)  # "ocr-unavailable" and the unknown: fail closed
 
 
 def _nfc_list(values: tuple[str, ...]) -> tuple[str, ...]:

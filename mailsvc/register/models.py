@@ -92,6 +92,12 @@ class RegisterDocument(Base):
     abstract: Mapped[str] = mapped_column(Text, default="")
     urgency: Mapped[str] = mapped_column(String(16), default="normal")
     signer: Mapped[str] = mapped_column(String(256), default="")
+    # What the clerk checks (Decree 30 Appendix VI): pages of the main document, files
+    # attached, the mail's own Date (time sent) beside received_at, the text's language.
+    page_count: Mapped[int] = mapped_column(Integer, default=0)
+    attachment_count: Mapped[int] = mapped_column(Integer, default=0)
+    mail_date: Mapped[datetime | None] = mapped_column(default=None)
+    language: Mapped[str] = mapped_column(String(16), default="")
     signature_outcome: Mapped[str] = mapped_column(String(16))
     signature_reason: Mapped[str] = mapped_column(String(64), default="")
     status: Mapped[str] = mapped_column(String(16))

@@ -27,6 +27,7 @@ viruses, spam or authentication are never entered here: their content must not b
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import mimetypes
@@ -34,7 +35,7 @@ import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from datetime import tzinfo
+from datetime import UTC, datetime, tzinfo
 from email.message import EmailMessage, Message
 from pathlib import PurePosixPath
 
@@ -195,6 +196,20 @@ def _plain_header(msg: EmailMessage, name: str) -> str:
         return _nfc(str(msg.get(name, "") or "")).strip()
     except (ValueError, TypeError, IndexError):
         return ""
+
+
+def _mail_date(msg: InboundMessage) -> datetime | None:
+    """The message's Date header (when it was sent), in UTC; None when absent or invalid."""
+    try:
+        value = msg.headers.get("Date")
+        if not value:
+            return None
+        sent = email.utils.parsedate_to_datetime(str(value))
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if sent.tzinfo is None:  # "-0000": the zone is unknown; RFC 5322 means UTC
+        sent = sent.replace(tzinfo=UTC)
+    return sent.astimezone(UTC)
 
 
 class RegisterRecorder:
@@ -442,6 +457,9 @@ class RegisterRecorder:
             deadline=metadata.deadline if metadata else None,
             text=metadata.text if metadata and not refused else "",
             attachments=tuple(attachments),
+            page_count=metadata.pages if metadata else 0,
+            language=metadata.language if metadata else "",
+            mail_date=_mail_date(msg),
             deliveries=tuple(
                 DeliveryInput(
                     recipient=recipient,

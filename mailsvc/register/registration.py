@@ -95,6 +95,14 @@ class DocumentInput:
     deliveries: tuple[DeliveryInput, ...] = ()
     note: str = ""
     text: str = ""  # the main document's text, for the search index only
+    page_count: int = 0  # pages of the main document (0: unknown or no pages)
+    mail_date: datetime | None = None  # the message's Date header (time sent), aware
+    language: str = ""  # "vi", "en", ... of the document's text
+
+    @property
+    def attachment_count(self) -> int:
+        """Files the document carries, detached signature files not counted."""
+        return sum(1 for a in self.attachments if a.role != "signature")
 
     @property
     def main_sha256(self) -> str:
@@ -341,6 +349,10 @@ def register_document(
         abstract=_nfc(doc.abstract),
         urgency=doc.urgency.value,
         signer=_nfc(doc.signer)[:256],
+        page_count=max(0, doc.page_count),
+        attachment_count=doc.attachment_count,
+        mail_date=doc.mail_date,
+        language=doc.language[:16],
         signature_outcome=doc.signature_outcome.value,
         signature_reason=doc.signature_reason[:64],
         status=status.value,

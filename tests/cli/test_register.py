@@ -39,7 +39,8 @@ SCHEMA_KEYS = {
     "id", "register", "incoming_number", "year", "received_at", "registered_at",
     "agency_code", "agency_name", "sender", "recipient", "number_notation", "issued_date",
     "doc_type", "abstract", "urgency", "urgency_label", "signer", "signature_outcome",
-    "signature_reason", "status", "status_label", "status_exchange_code", "deadline", "overdue",
+    "signature_reason", "page_count", "attachment_count", "mail_date", "language", "status",
+    "status_label", "status_exchange_code", "deadline", "overdue",
     "assigned_to", "subject", "message_id", "queue_id", "duplicates", "note", "attachments",
     "history", "deliveries",
 }  # fmt: skip
@@ -270,3 +271,14 @@ def test_export_pdf_landscape_with_vietnamese_headings(
     for heading in HEADINGS:
         assert all(word in text for word in heading.split()), heading
     assert "35/2018/QĐ-UBND" in text and "Trang 1/1" in text
+
+
+def test_late_lists_entries_registered_after_the_next_working_day(admin_cli, seeded: None) -> None:
+    # the reference-only Tờ trình (Wednesday 4/3) was never numbered: due end of Thursday
+    rows = _json(admin_cli, "late", "--from", "2026-03-01", "--to", "2026-03-31")
+    assert isinstance(rows, list)
+    assert [(r["notation"], r["registered_at"]) for r in rows] == [("917-TTr/VPTU", None)]
+    assert rows[0]["due"] == "2026-03-06T00:00:00+07:00"
+    table = admin_cli("register", "late", "--from", "2026-03-01", "--to", "2026-03-31").stdout
+    assert "Văn bản đến vào sổ muộn" in table and "chưa vào sổ" in table
+    assert "HẠN VÀO SỔ" in table

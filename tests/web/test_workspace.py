@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 from mailsvc.audit import verify as verify_audit
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import AuditEntry, AuthFailure, Mailbox
-from mailsvc.outbound.models import OutboundMessage
+from mailsvc.outbound.models import VOID_COPY, OutboundMessage
+from mailsvc.register import workflow
 from mailsvc.register.models import RegisterDocument
 from mailsvc.web.workspace.models import WebSession
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, server, service_home
@@ -372,7 +373,7 @@ async def test_leader_dashboard_and_clerk_paper_document_and_export(
         assert "Văn bản đến theo tháng" in board.text
         # The live mailbox-check heat map covers the agency's clerk mailbox.
         assert '<svg class="heat"' in board.text
-        assert f"<td data-label=\"Hộp thư\">{CLERK}</td>" in board.text
+        assert f'<td data-label="Hộp thư">{CLERK}</td>' in board.text
 
 
 async def test_hostile_input_gets_a_precise_answer(server: RunningServer) -> None:
@@ -388,6 +389,15 @@ async def test_hostile_input_gets_a_precise_answer(server: RunningServer) -> Non
             f"{doc}/assign", data={"csrf": csrf, "assignee": f"{OFFICIAL}\r\nBcc: x@y"}
         )
         assert control.status_code == 400
+        # A reference-only entry has no number yet: it is registered before assignment.
+        with server.app.sessions.begin() as session:
+            session.execute(
+                update(RegisterDocument)
+                .where(RegisterDocument.id == seeded.document_id)
+                .values(incoming_number=None, status="arrived")
+            )
+        unnumbered = await http.post(f"{doc}/assign", data={"csrf": csrf, "assignee": OFFICIAL})
+        assert unnumbered.status_code == 400 and "chưa vào sổ" in unnumbered.text
         date = await http.post(
             f"{doc}/assign", data={"csrf": csrf, "assignee": OFFICIAL, "deadline": "hôm qua"}
         )
@@ -408,3 +418,30 @@ async def test_hostile_input_gets_a_precise_answer(server: RunningServer) -> Non
             },
         )
         assert answer.status_code == 303 and answer.headers["location"] == "/w/"
+
+
+async def test_clerk_confirms_a_recall_from_the_document_page(server: RunningServer) -> None:
+    seeded = await seed_workspace(server)
+    with server.app.sessions.begin() as session:
+        document = session.get(RegisterDocument, seeded.document_id)
+        assert document is not None
+        workflow.request_recall(session, document, actor=SENDER, reason="Ban hành nhầm")
+    doc = f"/w/incoming/{seeded.document_id}"
+    async with client(server) as http:
+        await sign_in(http, CLERK)
+        page = await http.get(doc)
+        assert "Yêu cầu thu hồi" in page.text and 'value="recalled"' in page.text
+        no_reason = await http.post(
+            f"{doc}/status", data={"csrf": form_token(page.text), "status": "recalled"}
+        )
+        assert no_reason.status_code == 400 and "Hãy ghi lý do" in no_reason.text
+        answer = await http.post(
+            f"{doc}/status",
+            data={"csrf": form_token(page.text), "status": "recalled", "reason": "Đã hủy bản nhận"},
+        )
+        assert answer.status_code == 303
+    with server.sessions() as session:
+        document = session.get(RegisterDocument, seeded.document_id)
+        assert document is not None and document.status == "recalled"
+        kinds = {row.kind for row in session.scalars(select(OutboundMessage))}
+        assert "notice-15" in kinds and VOID_COPY in kinds

@@ -194,9 +194,7 @@ def scenario(server: RunningServer, document_id: int, shots: Path) -> None:
 async def test_workspace_in_chromium(server: RunningServer, tmp_path: Path) -> None:
     seeded = await seed_workspace(server)
     with server.app.sessions.begin() as session:  # a fuller register for the pictures
-        added = seed_demo_register(
-            session, CLERK, OFFICIAL, server.app.blobs, only_if_empty=False
-        )
+        added = seed_demo_register(session, CLERK, OFFICIAL, server.app.blobs, only_if_empty=False)
         assert added == 6
     shots = Path(os.environ.get("MAILSVC_SCREENSHOTS") or tmp_path)
     await asyncio.to_thread(scenario, server, seeded.document_id, shots)

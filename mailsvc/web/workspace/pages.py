@@ -49,7 +49,7 @@ from mailsvc.register.models import DocumentAttachment, DocumentHistory, Registe
 from mailsvc.register.queries import is_overdue, local_today
 from mailsvc.register.registers import INCOMING_NAME, register_for_recipient
 from mailsvc.register.registration import AttachmentInput, DocumentInput, register_document
-from mailsvc.register.statuses import DocumentStatus, TransitionError
+from mailsvc.register.statuses import DocumentStatus, TransitionError, check_transition
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
 from mailsvc.store.blobs import BlobStore
@@ -865,6 +865,14 @@ class Workspace:
             if deadline is not None and deadline < local_today(self.zone):
                 raise FormError("Hạn xử lý đã qua.")
             before = DocumentStatus(doc.status)
+            if doc.incoming_number is None:
+                raise FormError("Văn bản chưa vào sổ: hãy vào sổ trước khi chuyển xử lý.")
+            try:
+                check_transition(before, DocumentStatus.ASSIGNED)
+            except TransitionError:
+                raise FormError(
+                    f"Không thể chuyển xử lý văn bản đang ở trạng thái «{before.label}»."
+                ) from None
             workflow.assign(
                 session,
                 doc,
@@ -902,6 +910,14 @@ class Workspace:
                 raise FormError("Đồng chí không được chuyển văn bản sang trạng thái này.")
             reason = _field(form, "reason")
             before = DocumentStatus(doc.status)
+            if target in workflow.NEEDS_REASON and not reason:
+                raise FormError(f"Hãy ghi lý do khi chuyển sang «{target.label}».")
+            try:
+                check_transition(before, target)
+            except TransitionError:
+                raise FormError(
+                    f"Không thể chuyển văn bản từ «{before.label}» sang «{target.label}»."
+                ) from None
             workflow.set_status(
                 session, doc, target, actor=person.address, reason=reason, zone=self.zone
             )
