@@ -2,7 +2,7 @@
 outgoing register (sổ văn bản đi)
 
 Revision ID: exchange_0001
-Revises: workspace_0002
+Revises: docs_0001
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from alembic import op
 import mailsvc.db.base
 
 revision = "exchange_0001"
-down_revision = "workspace_0002"
+down_revision = "docs_0001"
 branch_labels = None
 depends_on = None
 
