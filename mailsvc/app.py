@@ -72,7 +72,7 @@ from mailsvc.smtp.handler import (
     SmtpHandler,
 )
 from mailsvc.smtp.lookups import MailboxLookup
-from mailsvc.smtp.server import SmtpListener, start_listener
+from mailsvc.smtp.server import Sessions, SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
 from mailsvc.web.app import make_app, start_http
 
@@ -170,8 +170,15 @@ class App:
         self.addresses["http"] = self.http.address
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
-        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children.
-        self.dovecot = DovecotService(s, password_page_url=password_url, **self.dovecot_options)
+        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. A daemon that
+        # keeps failing alerts the administrators; Dovecot back means stored rows go out.
+        self.dovecot = DovecotService(
+            s,
+            password_page_url=password_url,
+            on_failures=self._daemon_failing,
+            on_ready=self._dovecot_ready,
+            **self.dovecot_options,
+        )
         await self.dovecot.start()
         self._closers.append(self.dovecot.stop)
         self.addresses["imap"] = self.dovecot.imap_address
@@ -190,6 +197,7 @@ class App:
         # clamd: supervised child (managed), a system daemon, or off.
         self.clamd = daemon_from_settings(s)
         if self.clamd is not None:
+            self.clamd.on_failures = self._daemon_failing
             await self.clamd.start()
             self._closers.append(self.clamd.stop)
         self.scanner = client_from_settings(s)
@@ -256,8 +264,12 @@ class App:
             ],
             followers=[self.notices, recall, self.priority],
             flagger=mailbox_actions,
+            storage=[self.blobs.root, s.path(s.paths.maildir_root)],
+            min_free_bytes=s.server.min_free_megabytes * 1024 * 1024,
         )
         await self.acceptance.repair()
+        self._repairer = asyncio.create_task(self.acceptance.run_repairer())
+        self._closers.append(self._stop_repairer)
         self.mailer.start()
         self._closers.append(self.mailer.stop)
 
@@ -275,6 +287,7 @@ class App:
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
         self.inflight = InflightTracker()
+        self.smtp_sessions = Sessions()
         self.listeners: list[SmtpListener] = []
         modes: list[ListenerMode] = [INBOUND, SUBMISSION, SUBMISSIONS]
         for mode in modes:
@@ -302,6 +315,7 @@ class App:
                 password_page_url=password_url,
                 allow_plain_auth_on_loopback=s.smtp.allow_plain_auth_on_loopback,
                 timeout=s.smtp.data_timeout_seconds,
+                sessions=self.smtp_sessions,
             )
             self.listeners.append(listener)
             self.addresses[mode.name] = listener.address
@@ -378,6 +392,24 @@ class App:
         with contextlib.suppress(asyncio.CancelledError):
             await self._refresher
 
+    async def _stop_repairer(self) -> None:
+        self._repairer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._repairer
+
+    async def _daemon_failing(self, name: str, failures: int, reason: str) -> None:
+        """A supervised daemon failed ``failures`` times in a row: alert the administrators
+        (queued mail: it reaches local mailboxes once Dovecot is back)."""
+        notices = getattr(self, "notices", None)
+        if notices is not None:
+            await notices.alert_daemon_down(name, failures, reason)
+
+    async def _dovecot_ready(self) -> None:
+        """Dovecot (re)started: deliver the rows its absence left ``stored``."""
+        acceptance = getattr(self, "acceptance", None)
+        if acceptance is not None:
+            await acceptance.repair()
+
     def _dkim_signer(self) -> DkimSigner | None:
         key = self.settings.path(self.settings.dkim.key)
         if not key.exists():
@@ -410,10 +442,16 @@ class App:
             checks["database"] = "ok"
         except Exception as exc:  # boundary: report, don't raise
             checks["database"] = f"error: {type(exc).__name__}"
-        dovecot_ok = await asyncio.to_thread(Path(self.dovecot.lmtp_path).exists)
-        checks["dovecot"] = "ok" if dovecot_ok else "error: LMTP socket missing"
+        checks["dovecot"] = _daemon_check(self.dovecot.state, self.dovecot.supervisor)
+        if checks["dovecot"] == "ok" and not await asyncio.to_thread(
+            Path(self.dovecot.lmtp_path).exists
+        ):
+            checks["dovecot"] = "error: LMTP socket missing"
         scanner = getattr(self, "scanner", None)
-        if scanner is not None:
+        clamd = getattr(self, "clamd", None)
+        if clamd is not None and clamd.state != "up":
+            checks["clamd"] = _daemon_check(clamd.state, clamd.process)
+        elif scanner is not None:
             try:
                 await scanner.ping()
                 checks["clamd"] = "ok"
@@ -429,9 +467,15 @@ class App:
             conn.exec_driver_sql("SELECT 1")
 
     async def stop(self) -> None:
-        """Stop accepting, finish messages in flight, then stop the children."""
+        """Stop accepting, finish messages in flight, then stop the children.
+
+        Idle SMTP sessions are told 421 at once; a session in DATA gets up to
+        ``server.shutdown_grace_seconds`` to finish and is answered before it is closed.
+        """
         for listener in getattr(self, "listeners", []):
             listener.server.close()
+        if hasattr(self, "smtp_sessions"):
+            await self.smtp_sessions.close(self.settings.server.shutdown_grace_seconds)
         if hasattr(self, "external"):
             await self.external.stop()  # after the message in hand is accepted and recorded
         if hasattr(self, "inflight"):
@@ -449,3 +493,13 @@ class App:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if hasattr(self, "engine"):
             self.engine.dispose()
+
+
+def _daemon_check(state: str, process: Any) -> str:
+    """``ok``, or what /healthz shows for a daemon that is down (being restarted)."""
+    if state == "up":
+        return "ok"
+    failures = getattr(process, "failures", 0)
+    reason = getattr(process, "reason", "")
+    text = f"{state}: {failures} failed start(s)" if failures else state
+    return f"{text}: {reason}" if reason else text
