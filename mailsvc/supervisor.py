@@ -306,7 +306,10 @@ class SupervisedProcess:
         self.failures += 1
         reason = self._read_reason() or what
         if _normalise(reason) != _normalise(self.reason):
-            log.error("%s failed (%s): %s", self.name, what, reason)
+            if reason == what:
+                log.error("%s failed: %s", self.name, what)
+            else:
+                log.error("%s failed (%s): %s", self.name, what, reason)
         self.reason = reason
         if self.failures == self.alert_after and self.on_failures is not None:
             log.error(
