@@ -129,7 +129,7 @@ class App:
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)
-        self.engine = make_engine(s.database_url)
+        self.engine = make_engine(s.database_url, busy_timeout=s.database.busy_timeout_seconds)
         self.sessions = make_sessionmaker(self.engine)
         self.blobs = BlobStore(s.path(s.paths.blob_root))
         s.path(s.paths.maildir_root).mkdir(parents=True, exist_ok=True)

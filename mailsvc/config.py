@@ -74,6 +74,12 @@ class ListenSection(_Section):
 
 class DatabaseSection(_Section):
     url: str = ""  # empty: sqlite:///HOME/mailsvc.sqlite3
+    busy_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a write waits for a lock held by another process "
+        "before the message is answered 451 (try later)",
+    )
 
 
 class TlsSection(_Section):
