@@ -369,7 +369,7 @@ def _dribble(addr: tuple[str, int], stop: threading.Event, result: list[str]) ->
 
 
 async def test_slowloris_data_times_out_and_frees_its_slot(service_home: Path, db_url: str) -> None:
-    prepare_home(service_home, db_url, extra="\n[smtp]\ndata_timeout_seconds = 3\n"
+    prepare_home(service_home, db_url, extra="\n[smtp]\ndata_timeout_seconds = 8\n"
                  "max_connections_per_ip = 2\n")  # fmt: skip
     seed(db_url, clerk())
     async with running_server(service_home) as server:
@@ -393,8 +393,9 @@ async def test_slowloris_data_times_out_and_frees_its_slot(service_home: Path, d
                         return code, exc.smtp_code
 
             assert await asyncio.to_thread(second_slot_then_full) == (250, 421)
+            assert result == ["in DATA"]  # the slow client was still holding its slot
             # The slow client is cut off by its DATA timeout, with a 421 ...
-            await wait_for(lambda: len(result) == 2, timeout=15)
+            await wait_for(lambda: len(result) == 2, timeout=20)
             assert result[1].startswith("421 4.4.2"), result
             assert states(server) == ["delivered"]  # nothing of the slow message stored
             # ... and its slot is free again.
