@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select as io_select
 import shutil
 import signal
 import smtplib
@@ -349,20 +350,16 @@ def _dribble(addr: tuple[str, int], stop: threading.Event, result: list[str]) ->
                     break
         result.append("in DATA")
         sock.sendall(b"Subject: slow\r\n\r\n")
-        sock.settimeout(0.2)
         while not stop.is_set():
             try:
                 sock.sendall(b"x\r\n")
-                line = reader.readline()
-                if line:
-                    result.append(line.decode().strip())
-                    return
-                result.append("closed")
-                return
-            except TimeoutError:
-                continue
             except OSError:
                 result.append("closed")
+                return
+            readable, _, _ = io_select.select([sock], [], [], 0.2)
+            if readable:  # the server spoke (or closed): that ends the dribble
+                line = reader.readline()
+                result.append(line.decode().strip() if line else "closed")
                 return
     finally:
         sock.close()
