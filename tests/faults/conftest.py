@@ -241,6 +241,7 @@ class Serve:
 
 def message(
     *,
+    sender: str = SENDER,
     to: str = CLERK,
     subject: str = "Thông báo lịch họp",
     body: str = "Kính gửi Văn thư.",
@@ -248,7 +249,7 @@ def message(
     pdf: bytes | None = None,
 ) -> bytes:
     msg = EmailMessage()
-    msg["From"] = SENDER
+    msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
     msg["Message-ID"] = message_id or make_msgid(domain="sender.example.vn")
@@ -259,13 +260,19 @@ def message(
     return msg.as_bytes(policy=SMTP_POLICY)
 
 
-def send(addr: tuple[str, int], data: bytes, to: str = CLERK, timeout: float = 60) -> str:
+def send(
+    addr: tuple[str, int],
+    data: bytes,
+    to: str = CLERK,
+    timeout: float = 60,
+    sender: str = SENDER,
+) -> str:
     """One message over SMTP; returns the DATA reply as ``"CODE text"`` (raises on a
     connection failure)."""
     with smtplib.SMTP(*addr, timeout=timeout) as client:
         client.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.ehlo("client.example.vn")
-        code, text = client.mail(SENDER)
+        code, text = client.mail(sender)
         if code != 250:
             return f"{code} {text.decode()}"
         code, text = client.rcpt(to)
