@@ -26,7 +26,7 @@ from mailsvc import audit
 from mailsvc.accounts import normalise_address
 from mailsvc.db.models import Agency
 from mailsvc.errors import ConflictError, MailsvcError, NotFoundError
-from mailsvc.interfaces import AgencyInfo
+from mailsvc.interfaces import AgencyInfo, Directory
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,7 @@ def add_agency(
     dkim_keys: Iterable[str] = (),
     allowed_senders: Iterable[str] = (),
     local: bool = False,
+    include_subdomains: bool = False,
 ) -> Agency:
     """Add an agency. ``dkim_keys`` are ``--dkim-key`` specs (see :func:`parse_dkim_key`)."""
     code = code.strip()
@@ -153,6 +154,7 @@ def add_agency(
         dkim_keys=keys,
         allowed_senders=list(dict.fromkeys(normalise_network(n) for n in allowed_senders)),
         local=local,
+        include_subdomains=include_subdomains,
     )
     session.add(agency)
     session.flush()
@@ -177,6 +179,7 @@ def update_agency(
     add_allowed_senders: Iterable[str] = (),
     remove_allowed_senders: Iterable[str] = (),
     local: bool | None = None,
+    include_subdomains: bool | None = None,
 ) -> Agency:
     """Change an agency; list fields are edited by adding and removing items."""
     agency = get_agency(session, code)
@@ -226,6 +229,8 @@ def update_agency(
     agency.dkim_keys = keys
     if local is not None:
         agency.local = local
+    if include_subdomains is not None:
+        agency.include_subdomains = include_subdomains
     after = agency_view(agency)
     changed = {k: after[k] for k in after if after[k] != before[k]}
     if changed:
@@ -245,6 +250,7 @@ def agency_view(agency: Agency) -> dict[str, object]:
         "dkim_keys": dict(agency.dkim_keys),
         "allowed_senders": list(agency.allowed_senders),
         "local": agency.local,
+        "include_subdomains": bool(agency.include_subdomains),
     }
 
 
@@ -257,10 +263,29 @@ def agency_info(agency: Agency) -> AgencyInfo:
         dkim_keys=dict(agency.dkim_keys),
         allowed_senders=tuple(agency.allowed_senders),
         local=agency.local,
+        include_subdomains=bool(agency.include_subdomains),
     )
 
 
 # --------------------------------------------------------------------------- directory
+
+
+def covering_agency(directory: Directory, domain: str) -> tuple[AgencyInfo, str] | None:
+    """The agency whose pinned senders and keys vouch for ``domain``, and its domain.
+
+    The agency that lists ``domain`` itself; otherwise the one listing the nearest parent
+    domain, if it was added with ``--include-subdomains``.
+    """
+    name = domain.strip().lower().rstrip(".")
+    labels = name.split(".")
+    for start in range(len(labels) - 1):
+        parent = ".".join(labels[start:])
+        agency = directory.agency_for_domain(parent)
+        if agency is not None:
+            if start == 0 or agency.include_subdomains:
+                return agency, parent
+            return None
+    return None
 
 
 class DbDirectory:

@@ -30,6 +30,9 @@ class AgencyInfo:
     dkim_keys: dict[str, str] = field(default_factory=dict)  # "sel._domainkey.dom" -> TXT record
     allowed_senders: tuple[str, ...] = ()  # IPs / CIDR networks allowed to send for the domains
     local: bool = False
+    # allowed_senders and dkim_keys also cover subdomains of the domains (see
+    # mailsvc.pipeline.authentication.covering_agency)
+    include_subdomains: bool = False
 
 
 class Directory(Protocol):

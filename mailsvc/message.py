@@ -34,6 +34,9 @@ class InboundMessage:
     authenticated_as: str | None = None
     direction: Direction = Direction.INBOUND
     tls: bool = False
+    # MAIL FROM exactly as the client sent it (mail_from is lower-cased); SPF macros
+    # such as %{l} keep its case. "" means the same as mail_from.
+    mail_from_as_sent: str = ""
 
     @cached_property
     def parsed(self) -> EmailMessage:

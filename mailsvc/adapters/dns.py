@@ -23,6 +23,7 @@ import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
+from mailsvc.directory import covering_agency
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import Directory
 
@@ -130,7 +131,8 @@ class PinnedResolver:
 
     ``records`` maps a record type (``txt``, ``a``, ``aaaa``, ``mx``, ``ptr``) to
     ``{name: [values]}``. With a ``directory``, TXT lookups of
-    ``<selector>._domainkey.<domain>`` are answered from the agency's ``dkim_keys``.
+    ``<selector>._domainkey.<domain>`` are answered from the agency's ``dkim_keys`` (for a
+    subdomain of an agency with ``include_subdomains``, its key of the same selector).
     ``lookup`` returns ``None`` for names it does not know (so a chain can go on),
     the public methods return an empty tuple.
     """
@@ -158,12 +160,16 @@ class PinnedResolver:
         if found is not None:
             return found
         if rtype == "txt" and self._directory is not None and "._domainkey." in key:
-            domain = key.partition("._domainkey.")[2]
-            agency = self._directory.agency_for_domain(domain)
-            if agency is not None:
+            selector, _, domain = key.partition("._domainkey.")
+            covering = covering_agency(self._directory, domain)
+            if covering is not None:
+                agency, agency_domain = covering
                 pinned = {normalise_name(k): v for k, v in agency.dkim_keys.items()}
-                if key in pinned:
-                    return (pinned[key],)
+                # the key pinned for this name, else (a subdomain of an agency with
+                # include_subdomains) the agency's key of the same selector
+                for candidate in (key, f"{selector}._domainkey.{agency_domain}"):
+                    if candidate in pinned:
+                        return (pinned[candidate],)
         return None
 
     async def txt(self, name: str) -> Sequence[str]:

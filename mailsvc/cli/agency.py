@@ -56,6 +56,12 @@ def agency_group() -> None:
     help="Network allowed to send for the domains (repeatable).",
 )
 @click.option("--local", is_flag=True, help="Its domains are served by this server.")
+@click.option(
+    "--include-subdomains",
+    is_flag=True,
+    help="Its allowed senders and pinned DKIM keys also vouch for subdomains of its "
+    "domains (mail.soyte.example.vn sending as soyte.example.vn's subdomains).",
+)
 @json_option
 @pass_ctx
 def add_cmd(
@@ -68,6 +74,7 @@ def add_cmd(
     dkim_keys: tuple[str, ...],
     allowed_senders: tuple[str, ...],
     local: bool,
+    include_subdomains: bool,
     as_json: bool,
 ) -> None:
     """Add an agency: CODE is its identifier (mã định danh, e.g. 000.00.00.H29), NAME its
@@ -84,6 +91,7 @@ def add_cmd(
             dkim_keys=dkim_keys,
             allowed_senders=allowed_senders,
             local=local,
+            include_subdomains=include_subdomains,
         )
         view = directory.agency_view(agency)
         session.commit()
@@ -107,9 +115,19 @@ def add_cmd(
 @click.option("--add-allowed-sender", multiple=True, metavar="IP/CIDR")
 @click.option("--remove-allowed-sender", multiple=True, metavar="IP/CIDR")
 @click.option("--local/--not-local", default=None)
+@click.option(
+    "--include-subdomains/--exact-domains",
+    default=None,
+    help="Whether its allowed senders and pinned DKIM keys cover subdomains.",
+)
 @pass_ctx
 def update_cmd(
-    ctx: Context, code: str, name: str | None, local: bool | None, **lists: tuple[str, ...]
+    ctx: Context,
+    code: str,
+    name: str | None,
+    local: bool | None,
+    include_subdomains: bool | None,
+    **lists: tuple[str, ...],
 ) -> None:
     """Change an agency."""
     with open_session(ctx) as session:
@@ -119,6 +137,7 @@ def update_cmd(
             actor=actor(),
             name=name,
             local=local,
+            include_subdomains=include_subdomains,
             add_domains=lists["add_domain"],
             remove_domains=lists["remove_domain"],
             add_known_addresses=lists["add_known_address"],

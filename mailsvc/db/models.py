@@ -32,6 +32,8 @@ class Agency(Base):
     # Addresses any of the agency's mailboxes may use as envelope sender / From: on submission.
     aliases: Mapped[list[str]] = mapped_column(JSON, default=list)
     local: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Its pinned networks and DKIM keys also vouch for subdomains of its domains.
+    include_subdomains: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     mailboxes: Mapped[list[Mailbox]] = relationship(back_populates="agency")

@@ -18,25 +18,34 @@ Reason codes (stable; spam scoring and SMTP replies refer to them)::
 
 DNS goes through the injected resolver, asynchronously, before dkimpy runs: dkimpy is
 handed a ``dnsfunc`` that answers from the keys already fetched, and its CPU work
-(canonicalisation, hashing, RSA) runs in the executor. SPF is a small RFC 7208
-implementation on the same resolver (see ``check_spf`` for why not pyspf).
+(canonicalisation, hashing, RSA) runs in the executor. SPF is pyspf's evaluation fed by
+the same resolver (see ``check_spf``); it passes the openspf RFC 7208 and RFC 4408
+suites, which run in CI (tests/pipeline/test_spf_suite.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import re
-import urllib.parse
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import dkim
+import dns.exception
+import dns.name
+import dns.reversename
+import idna
+import spf
+from publicsuffixlist import PublicSuffixList
 
 from mailsvc.adapters.dns import OriginResolver
+from mailsvc.directory import covering_agency
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
@@ -48,35 +57,35 @@ _dkimpy_log = logging.getLogger(__name__ + ".dkimpy")
 
 STAGE_NAME = "authentication"
 
-# Multi-label public suffixes for the organisational domain (RFC 7489 3.2). A small
-# built-in list (Viet Nam and the suffixes most often seen in mail); more can be added
-# in policies/authentication.yaml (public_suffixes). Single-label TLDs need no entry.
-BUILTIN_PUBLIC_SUFFIXES = frozenset(
-    {
-        # Viet Nam (VNNIC second-level domains)
-        "com.vn", "net.vn", "org.vn", "edu.vn", "gov.vn", "ac.vn", "biz.vn", "info.vn",
-        "int.vn", "name.vn", "pro.vn", "health.vn",
-        # frequent elsewhere
-        "co.uk", "org.uk", "ac.uk", "gov.uk", "me.uk", "com.au", "net.au", "org.au",
-        "edu.au", "gov.au", "co.jp", "ne.jp", "or.jp", "ac.jp", "go.jp", "com.cn",
-        "net.cn", "org.cn", "gov.cn", "edu.cn", "com.tw", "com.hk", "com.sg", "gov.sg",
-        "com.my", "co.th", "go.th", "co.kr", "or.kr", "co.in", "gov.in", "co.nz",
-        "com.br", "com.mx", "co.id", "go.id", "com.ph", "gov.ph", "com.kh", "com.la",
-    }
-)  # fmt: skip
+
+@functools.cache
+def _public_suffix_list() -> PublicSuffixList:
+    """The Public Suffix List as shipped in the publicsuffixlist package (no network)."""
+    return PublicSuffixList()
 
 
 def organisational_domain(domain: str, extra_suffixes: Iterable[str] = ()) -> str:
-    """The registrable domain: the longest known public suffix plus one label."""
-    labels = domain.strip().rstrip(".").lower().split(".")
-    suffixes = BUILTIN_PUBLIC_SUFFIXES | {s.strip(".").lower() for s in extra_suffixes}
-    for size in range(len(labels) - 1, 0, -1):
-        if ".".join(labels[-size:]) in suffixes:
-            return ".".join(labels[-(size + 1) :])
-    return ".".join(labels[-2:])
+    """The organisational domain (RFC 7489 3.2): the public suffix plus one label.
+
+    The public suffix is the longest of the Public Suffix List's match (ICANN and private
+    sections; an unknown TLD counts as one) and ``extra_suffixes`` (policy
+    ``public_suffixes``: private suffixes of a closed network). A domain that is itself
+    a public suffix is its own organisational domain.
+    """
+    name = domain.strip().rstrip(".").lower()
+    suffix = _public_suffix_list().publicsuffix(name) or name
+    for extra in extra_suffixes:
+        extra = extra.strip().strip(".").lower()
+        if extra and name.endswith("." + extra) and len(extra) > len(suffix):
+            suffix = extra
+    if name == suffix:
+        return name
+    label = name[: -len(suffix) - 1].rpartition(".")[2]
+    return f"{label}.{suffix}"
 
 
-def _aligned(a: str, b: str, mode: str, suffixes: Iterable[str]) -> bool:
+def is_aligned(a: str, b: str, mode: str, suffixes: Iterable[str] = ()) -> bool:
+    """DMARC identifier alignment (RFC 7489 3.1): ``s`` strict, ``r`` relaxed."""
     a, b = a.lower().rstrip("."), b.lower().rstrip(".")
     if mode == "s":
         return a == b
@@ -222,13 +231,20 @@ def _key_record(records: Sequence[str]) -> str | None:
 # ---------------------------------------------------------------------------------------
 # SPF (RFC 7208)
 #
-# Why our own: pyspf, the maintained library, resolves through a module-global, blocking
-# DNS function (spf.DNSLookup), so it can neither use the injected resolver (pinned data,
-# the loopback test server, closed networks) nor run on the event loop without a thread
-# per lookup. The algorithm is small: mechanisms all ip4 ip6 a mx ptr include exists,
-# the redirect modifier (exp= is parsed and ignored: explanations are shown to nobody),
-# macros (section 7) and the limits of section 4.6.4 (10 DNS-querying terms, 2 void
-# lookups, 10 names per mx/ptr).
+# pyspf evaluates; our resolver answers. pyspf (the library the openspf test suites come
+# from) passes the RFC 7208 suite 203/203 and the RFC 4408 suite; it is synchronous and
+# asks its DNS function one name at a time. We do not give it a thread: _PrefetchedQuery
+# overrides query.dns() to answer only from lookups already made through the injected
+# (pinned/chained, asynchronous) resolver, and stops with _Unresolved at the first name it
+# lacks. check_spf() then fetches that name on the event loop and runs the evaluation
+# again; the evaluation is deterministic, so the last run, which needed nothing new, is
+# the answer. With each fetch it also fetches, concurrently, the names the new answers
+# point at (_follow_ups), so a typical check takes 2-3 runs and its DNS round trips
+# overlap. bench/spf_cost.py measures this against pyspf alone and pyspf in threads.
+#
+# Deviations from pyspf's own DNS handling, all RFC 7208: the limits come from the
+# policy; a DNS error on the PTR lookup means "no match" and one on the A lookup of a PTR
+# name skips that name (section 5.5); CNAMEs are followed by the resolver.
 # ---------------------------------------------------------------------------------------
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -244,289 +260,195 @@ class SpfResult(StrEnum):
     PERMERROR = "permerror"
 
 
-_QUALIFIERS = {
-    "+": SpfResult.PASS,
-    "-": SpfResult.FAIL,
-    "~": SpfResult.SOFTFAIL,
-    "?": SpfResult.NEUTRAL,
-}
-_MECHANISMS = {"all", "include", "a", "mx", "ptr", "ip4", "ip6", "exists"}
-_MACRO = re.compile(r"%(?:\{([a-zA-Z])(\d*)(r?)([.\-+,/_=]*)\}|(.)|$)", re.IGNORECASE)
-_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$", re.IGNORECASE)
-
-
-class _PermError(Exception):
-    """Internal: ends evaluation with permerror (never leaves this module)."""
-
-
-class _TempError(Exception):
-    """Internal: ends evaluation with temperror (never leaves this module)."""
-
-
 @dataclass(frozen=True)
 class SpfOutcome:
     result: SpfResult
-    domain: str  # the domain whose record was checked first
+    domain: str  # the domain whose record was checked first (A-label form)
     identity: str  # "mailfrom" or "helo"
     detail: str
     lookups: int = 0
+    explanation: str = ""  # the domain's exp= text, on fail, when it published one
 
 
-def is_valid_domain(domain: str) -> bool:
-    labels = domain.rstrip(".").split(".")
-    return len(labels) >= 2 and all(_DOMAIN_LABEL.match(label) for label in labels)
+@dataclass(frozen=True)
+class _SpfLimits:
+    lookups: int
+    voids: int
+    names: int  # MX names per mx, PTR names per ptr / %{p}
 
 
-class _Evaluation:
+_Answer = tuple[Any, ...] | DependencyError
+_MAX_ROUNDS = 400  # > every lookup the limits allow: 10 terms x (1 + 10 names) + exp + ptr
+
+
+class _Unresolved(Exception):
+    """Internal: pyspf asked for a lookup not made yet (never leaves this module)."""
+
+
+class _PrefetchedQuery(spf.query):
+    """A pyspf query whose DNS answers come from ``answers``; a missing one is noted."""
+
     def __init__(
         self,
-        resolver: OriginResolver,
-        ip: IPAddress,
-        sender: str,
-        helo: str,
-        lookup_limit: int,
-        void_limit: int,
-        mx_limit: int,
+        answers: dict[tuple[str, str], _Answer],
+        missing: list[tuple[str, str]],
+        limits: _SpfLimits,
+        **query: object,
     ) -> None:
-        self.resolver = resolver
-        self.ip = ip
-        self.sender = sender
-        self.helo = helo
-        self.lookup_limit = lookup_limit
-        self.void_limit = void_limit
-        self.mx_limit = mx_limit
-        self.lookups = 0
-        self.voids = 0
-        self.trail: list[str] = []
+        super().__init__(**query)
+        self._answers = answers
+        self._missing = missing
+        self._limits = limits
+        self.set_default_explanation("")
 
-    # -- limits ------------------------------------------------------------------------
-    def count_lookup(self) -> None:
+    def dns(
+        self, name: str, qtype: str, cnames: object = None, ignore_void: bool = False
+    ) -> list[Any]:
+        name = str(name).removesuffix(".").lower()
+        if not name or not all(0 < len(label) < 64 for label in name.split(".")):
+            return []  # a name that cannot exist (pyspf: "invalid DNS name")
+        if qtype not in _SPF_FETCH:
+            return []  # type SPF (99): only pyspf's harsh mode asks, we do not use it
+        key = (name, qtype)
+        if key not in self._answers:
+            if key not in self._missing:
+                self._missing.append(key)
+            raise _Unresolved(f"{qtype} {name}")
+        answer = self._answers[key]
+        if isinstance(answer, DependencyError):
+            raise spf.TempError(str(answer))
+        if not answer and not ignore_void:
+            self.void_lookups += 1
+            if self.void_lookups > self._limits.voids:
+                raise spf.PermError(f"more than {self._limits.voids} void lookups")
+        return list(answer)
+
+    def check_lookups(self) -> None:
         self.lookups += 1
-        if self.lookups > self.lookup_limit:
-            raise _PermError(f"more than {self.lookup_limit} DNS-querying terms")
+        if self.lookups > self._limits.lookups:
+            raise spf.PermError(f"more than {self._limits.lookups} DNS-querying terms")
 
-    def count_void(self, answer: Sequence[str]) -> None:
-        if not answer:
-            self.voids += 1
-            if self.voids > self.void_limit:
-                raise _PermError(f"more than {self.void_limit} void lookups")
+    def dns_mx(self, domainname: str) -> list[object]:
+        names = self.dns(domainname, "MX")
+        if len(names) > self._limits.names:
+            raise spf.PermError(f"more than {self._limits.names} MX names for {domainname}")
+        return [a for _, host in names for a in self.dns_a(host, self.A)]
 
-    async def lookup(self, kind: str, name: str) -> Sequence[str]:
+    def validated_ptrs(self) -> list[str]:
         try:
-            result: Sequence[str] = await getattr(self.resolver, kind)(name)
-        except DependencyError as exc:
-            raise _TempError(str(exc)) from exc
-        return result
+            names = self.dns_ptr(self.i)
+        except spf.TempError:
+            return []  # RFC 7208 5.5: a DNS error on the PTR lookup: no match
+        validated = []
+        for name in names[: self._limits.names]:
+            try:
+                addresses = self.dns_a(name, self.A)
+            except spf.TempError:
+                continue  # RFC 7208 5.5: a DNS error on one name's A lookup skips it
+            if self.cidrmatch(addresses, self.cidrmax):
+                validated.append(name)
+        return validated
 
-    async def addresses(self, name: str) -> Sequence[str]:
-        return await self.lookup("a" if self.ip.version == 4 else "aaaa", name)
 
-    # -- macros (RFC 7208 section 7) ---------------------------------------------------
-    def expand(self, spec: str, domain: str) -> str:
-        local, _, sender_domain = self.sender.rpartition("@")
-        if self.ip.version == 4:
-            ip_text = str(self.ip)
-        else:
-            ip_text = ".".join(self.ip.exploded.replace(":", ""))
-        values = {
-            "s": self.sender,
-            "l": local or "postmaster",
-            "o": sender_domain,
-            "d": domain,
-            "i": ip_text,
-            "p": "unknown",
-            "v": "in-addr" if self.ip.version == 4 else "ip6",
-            "h": self.helo,
-        }
-        out: list[str] = []
-        pos = 0
-        for match in _MACRO.finditer(spec):
-            out.append(spec[pos : match.start()])
-            pos = match.end()
-            letter, digits, reverse, delimiters, escape = match.groups()
-            if letter is None:
-                if escape == "%":
-                    out.append("%")
-                elif escape == "_":
-                    out.append(" ")
-                elif escape == "-":
-                    out.append("%20")
-                else:
-                    raise _PermError(f"bad macro in {spec!r}")
-                continue
-            key = letter.lower()
-            if key not in values:
-                raise _PermError(f"macro %{{{letter}}} not allowed here")
-            parts = re.split("[" + re.escape(delimiters or ".") + "]", values[key])
-            if reverse:
-                parts.reverse()
-            if digits:
-                count = int(digits)
-                if count == 0:
-                    raise _PermError("macro with zero labels")
-                parts = parts[-count:]
-            value = ".".join(parts)
-            if letter.isupper():
-                value = urllib.parse.quote(value, safe="")
-            out.append(value)
-        out.append(spec[pos:])
-        expanded = "".join(out)
-        while len(expanded) > 253 and "." in expanded:
-            expanded = expanded.partition(".")[2]
-        return expanded
+async def _fetch_spf(resolver: OriginResolver, name: str, qtype: str) -> _Answer:
+    """One lookup for pyspf, in the shape its DNS function returns."""
+    try:
+        if qtype == "TXT":
+            return tuple((r.encode("utf-8"),) for r in await resolver.txt(name))
+        if qtype == "A":
+            return tuple(await resolver.a(name))
+        if qtype == "AAAA":
+            return tuple(await resolver.aaaa(name))
+        if qtype == "MX":
+            return tuple(enumerate(await resolver.mx(name)))  # (preference order, host)
+        address = dns.reversename.to_address(dns.name.from_text(name))
+        return tuple(await resolver.ptr(address))
+    except DependencyError as exc:
+        return exc
+    except (dns.exception.SyntaxError, ValueError):
+        return ()  # a reverse name that is no address (pyspf never builds one)
 
-    def target(self, argument: str | None, domain: str) -> str:
-        if not argument:
-            return domain
-        target = self.expand(argument, domain).rstrip(".").lower()
-        if not is_valid_domain(target):
-            raise _PermError(f"invalid domain-spec {argument!r}")
-        return target
 
-    # -- check_host() ------------------------------------------------------------------
-    async def check_host(self, domain: str, depth: int = 0) -> SpfResult:
-        if depth > 20:
-            raise _PermError("include/redirect loop")
-        if not is_valid_domain(domain):
-            return SpfResult.NONE
-        records = [
-            r for r in await self.lookup("txt", domain) if re.match(r"v=spf1(\s|$)", r, re.I)
+_SPF_FETCH = ("TXT", "A", "AAAA", "MX", "PTR")
+_PREFETCH_LIMIT = 30  # lookups made ahead of pyspf per check (bounds the extra traffic)
+_SPF_TERM = re.compile(r"^[+?~-]?(include|a|mx|exists|redirect)(?:[:=]([^/]*))?(/.*)?$", re.I)
+
+
+def _follow_ups(key: tuple[str, str], answer: _Answer, address_type: str) -> list[tuple[str, str]]:
+    """Lookups pyspf will probably ask for next, from one answer (macro-free names only).
+
+    From an SPF record: its include/redirect records, a/exists addresses and mx names;
+    from MX names: their addresses. pyspf still asks for each one it needs, in order, and
+    counts the limits; fetching ahead only saves event-loop rounds and DNS round trips
+    (they run concurrently), at the price of lookups an early match makes unnecessary.
+    """
+    name, qtype = key
+    if isinstance(answer, DependencyError):
+        return []
+    if qtype == "MX":
+        return [(str(host), address_type) for _, host in answer]
+    if qtype != "TXT":
+        return []
+    records = [r[0].decode("utf-8", "replace") for r in answer]
+    spf_records = [r for r in records if re.match(r"v=spf1( |$)", r, re.I)]
+    if len(spf_records) != 1:
+        return []
+    wanted = []
+    for term in spf_records[0].split()[1:]:
+        match = _SPF_TERM.match(term)
+        if match is None or "%" in term:
+            continue
+        kind, target = match.group(1).lower(), (match.group(2) or name).rstrip(".").lower()
+        if not target:
+            continue
+        qtypes = {"include": "TXT", "redirect": "TXT", "a": address_type, "exists": "A"}
+        wanted.append((target, qtypes.get(kind, "MX")))
+    return wanted
+
+
+async def _fetch_ahead(
+    resolver: OriginResolver,
+    missing: list[tuple[str, str]],
+    answers: dict[tuple[str, str], _Answer],
+    address_type: str,
+    budget: list[int],
+) -> None:
+    """Fetch what pyspf asked for, then (two hops deep) what it will probably ask next."""
+    batch = missing
+    for hop in range(3):
+        fetched = await asyncio.gather(*(_fetch_spf(resolver, n, t) for n, t in batch))
+        answers.update(zip(batch, fetched, strict=True))
+        if hop == 2:
+            break
+        ahead = [
+            follow
+            for key, answer in zip(batch, fetched, strict=True)
+            for follow in _follow_ups(key, answer, address_type)
         ]
-        if not records:
-            return SpfResult.NONE
-        if len(records) > 1:
-            raise _PermError(f"{domain}: more than one SPF record")
-        self.trail.append(domain)
-        terms = records[0].split()[1:]
-        redirect: str | None = None
-        seen_modifiers: set[str] = set()
-        directives: list[tuple[SpfResult, str, str | None, str]] = []
-        for term in terms:
-            modifier = re.match(r"^([a-z][a-z0-9_.-]*)=(.*)$", term, re.I)
-            if modifier:
-                name = modifier.group(1).lower()
-                if name in ("redirect", "exp"):
-                    if name in seen_modifiers:
-                        raise _PermError(f"{domain}: duplicate {name}=")
-                    seen_modifiers.add(name)
-                    if name == "redirect":
-                        redirect = modifier.group(2)
-                continue
-            qualifier = SpfResult.PASS
-            if term[0] in _QUALIFIERS:
-                qualifier = _QUALIFIERS[term[0]]
-                term = term[1:]
-            match = re.match(r"^([a-z0-9]+)(?::([^/]*))?((?:/\d*)?(?://\d*)?)$", term, re.I)
-            mechanism = match.group(1).lower() if match else ""
-            if not match or mechanism not in _MECHANISMS:
-                raise _PermError(f"{domain}: unknown term {term!r}")
-            directives.append((qualifier, mechanism, match.group(2), match.group(3) or ""))
-        for qualifier, mechanism, argument, cidr in directives:
-            if await self.matches(mechanism, argument, cidr, domain, depth):
-                return qualifier
-        if redirect is not None:
-            self.count_lookup()
-            target = self.target(redirect, domain)
-            result = await self.check_host(target, depth + 1)
-            if result is SpfResult.NONE:
-                raise _PermError(f"redirect to {target} without SPF record")
-            return result
-        return SpfResult.NEUTRAL
+        batch = [k for k in dict.fromkeys(ahead) if k not in answers][: budget[0]]
+        budget[0] -= len(batch)
+        if not batch:
+            break
 
-    @staticmethod
-    def _cidr(cidr: str) -> tuple[int, int]:
-        v4, v6 = 32, 128
-        match = re.match(r"^(?:/(\d+))?(?://(\d+))?$", cidr)
-        if not match:
-            raise _PermError(f"bad CIDR length {cidr!r}")
-        if match.group(1) is not None:
-            v4 = int(match.group(1))
-        if match.group(2) is not None:
-            v6 = int(match.group(2))
-        if v4 > 32 or v6 > 128:
-            raise _PermError(f"bad CIDR length {cidr!r}")
-        return v4, v6
 
-    def _in(self, address: str, v4: int, v6: int) -> bool:
-        try:
-            candidate = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        if candidate.version != self.ip.version:
-            return False
-        prefix = v4 if candidate.version == 4 else v6
-        return self.ip in ipaddress.ip_network(f"{candidate}/{prefix}", strict=False)
+def _a_label(domain: str) -> str:
+    """A domain in A-label (ASCII) form for DNS; "" when it is no valid IDN."""
+    domain = domain.strip().rstrip(".")
+    if domain.isascii():
+        return domain.lower()
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return ""
 
-    async def matches(
-        self, mechanism: str, argument: str | None, cidr: str, domain: str, depth: int
-    ) -> bool:
-        if mechanism == "all":
-            return True
-        if mechanism in ("ip4", "ip6"):
-            if not argument:
-                raise _PermError(f"{mechanism} without address")
-            try:
-                network = ipaddress.ip_network(argument + (cidr or ""), strict=False)
-            except ValueError as exc:
-                raise _PermError(f"bad {mechanism}:{argument}{cidr}") from exc
-            if (mechanism == "ip4") != (network.version == 4):
-                raise _PermError(f"{mechanism} with wrong address family")
-            return network.version == self.ip.version and self.ip in network
-        if mechanism == "include":
-            if not argument:
-                raise _PermError("include without domain")
-            self.count_lookup()
-            result = await self.check_host(self.target(argument, domain), depth + 1)
-            if result is SpfResult.PASS:
-                return True
-            if result is SpfResult.TEMPERROR:
-                raise _TempError("include: temperror")
-            if result in (SpfResult.PERMERROR, SpfResult.NONE):
-                raise _PermError(f"include:{argument} gave {result.value}")
-            return False
-        if mechanism == "a":
-            self.count_lookup()
-            v4, v6 = self._cidr(cidr)
-            answer = await self.addresses(self.target(argument, domain))
-            self.count_void(answer)
-            return any(self._in(a, v4, v6) for a in answer)
-        if mechanism == "mx":
-            self.count_lookup()
-            v4, v6 = self._cidr(cidr)
-            hosts = await self.lookup("mx", self.target(argument, domain))
-            self.count_void(hosts)
-            if len(hosts) > self.mx_limit:
-                raise _PermError(f"more than {self.mx_limit} MX names")
-            for host in hosts:
-                if any(self._in(a, v4, v6) for a in await self.addresses(host)):
-                    return True
-            return False
-        if mechanism == "exists":
-            if not argument:
-                raise _PermError("exists without domain")
-            self.count_lookup()
-            answer = await self.lookup("a", self.target(argument, domain))
-            self.count_void(answer)
-            return bool(answer)
-        if mechanism == "ptr":
-            self.count_lookup()
-            target = self.target(argument, domain)
-            try:
-                names = list(await self.resolver.ptr(str(self.ip)))[: self.mx_limit]
-            except DependencyError:
-                return False  # RFC 7208 5.5: lookup errors in ptr mean no match
-            for name in names:
-                try:
-                    if str(self.ip) not in {
-                        str(ipaddress.ip_address(a)) for a in await self.addresses(name)
-                    }:
-                        continue
-                except DependencyError:
-                    continue
-                if name == target or name.endswith("." + target):
-                    return True
-            return False
-        raise _PermError(f"unknown mechanism {mechanism}")  # unreachable: checked on parse
+
+def _from_domain(domain: str) -> str:
+    """A From header's domain in A-label form (raw UTF-8 headers arrive surrogate-escaped)."""
+    try:
+        domain = domain.encode("utf-8", "surrogateescape").decode("utf-8")
+    except UnicodeError:
+        return domain.lower()
+    return _a_label(domain) or domain.lower()
 
 
 async def check_spf(
@@ -539,32 +461,58 @@ async def check_spf(
     void_limit: int = 2,
     mx_limit: int = 10,
 ) -> SpfOutcome:
-    """check_host() for the MAIL FROM identity (or the HELO identity for a null sender)."""
+    """check_host() for the MAIL FROM identity (or the HELO identity for a null sender).
+
+    ``mail_from`` is used as sent (the local part keeps its case for macros); IDN
+    domains are checked in their A-label form.
+    """
     try:
         ip: IPAddress = ipaddress.ip_address(client_ip)
     except ValueError:
         return SpfOutcome(SpfResult.NONE, "", "mailfrom", f"no usable client IP {client_ip!r}")
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    helo = helo.strip().rstrip(".").lower()
+    helo_name = _a_label(helo) or helo.strip().rstrip(".").lower()
+    identity = "mailfrom" if mail_from else "helo"
+    sender = ""
     if mail_from:
-        identity = "mailfrom"
-        local, _, domain = mail_from.rpartition("@")
-        sender = f"{local or 'postmaster'}@{domain.lower()}"
+        local, _, raw_domain = mail_from.rpartition("@")
+        domain = _a_label(raw_domain)
+        if not domain:
+            detail = f"sender domain {raw_domain!r} is not a valid domain name"
+            return SpfOutcome(SpfResult.NONE, raw_domain.lower(), identity, detail)
+        sender = f"{local}@{domain}" if local else domain
     else:
-        identity = "helo"
-        domain = helo
-        sender = f"postmaster@{helo}"
-    domain = domain.rstrip(".").lower()
-    evaluation = _Evaluation(resolver, ip, sender, helo, lookup_limit, void_limit, mx_limit)
-    try:
-        result = await evaluation.check_host(domain)
-        detail = f"{domain}: {result.value} for {ip}"
-    except _PermError as exc:
-        result, detail = SpfResult.PERMERROR, str(exc)
-    except _TempError as exc:
-        result, detail = SpfResult.TEMPERROR, str(exc)
-    return SpfOutcome(result, domain, identity, detail, evaluation.lookups)
+        domain = helo_name
+    limits = _SpfLimits(lookup_limit, void_limit, mx_limit)
+    answers: dict[tuple[str, str], _Answer] = {}
+    address_type = "A" if ip.version == 4 else "AAAA"
+    budget = [_PREFETCH_LIMIT]
+    for _round in range(_MAX_ROUNDS):
+        missing: list[tuple[str, str]] = []
+        query = _PrefetchedQuery(answers, missing, limits, i=str(ip), s=sender, h=helo_name)
+        try:
+            result, _code, text = query.check()
+        except _Unresolved:
+            result, text = "", ""
+        except Exception as exc:  # boundary: pyspf on hostile records must not crash the stage
+            if not missing:  # (with lookups missing, the run on complete data decides)
+                log.error("SPF evaluation for %s failed", domain, exc_info=True)
+                detail = f"{domain}: unevaluable SPF ({type(exc).__name__})"
+                return SpfOutcome(SpfResult.PERMERROR, domain, identity, detail, query.lookups)
+            result, text = "", ""
+        if not missing:
+            break
+        await _fetch_ahead(resolver, missing, answers, address_type, budget)
+    else:  # unreachable within the limits; a safety net, not a result
+        return SpfOutcome(SpfResult.TEMPERROR, domain, identity, "SPF evaluation did not end")
+    outcome = SpfResult(result)
+    explanation = text if outcome is SpfResult.FAIL else ""
+    if outcome in (SpfResult.PERMERROR, SpfResult.TEMPERROR):
+        detail = f"{domain}: {getattr(query, 'prob', '') or text}"
+    else:
+        detail = f"{domain}: {result} for {ip}" + (f": {explanation}" if explanation else "")
+    return SpfOutcome(outcome, domain, identity, detail, query.lookups, explanation)
 
 
 # ---------------------------------------------------------------------------------------
@@ -774,7 +722,7 @@ class AuthenticationStage:
             outcome = await check_spf(
                 self._resolver,
                 msg.client_ip,
-                msg.mail_from,
+                msg.mail_from_as_sent or msg.mail_from,
                 msg.client_helo,
                 lookup_limit=policy.lookup_limit,
                 void_limit=policy.void_lookup_limit,
@@ -784,11 +732,14 @@ class AuthenticationStage:
 
     def _pinned_spf(self, msg: InboundMessage) -> SpfOutcome | None:
         """The directory's allowed sending addresses decide, when it pins any for the domain."""
-        domain = (msg.sender_domain if msg.mail_from else msg.client_helo).rstrip(".").lower()
+        raw_domain = msg.sender_domain if msg.mail_from else msg.client_helo
+        domain = _a_label(raw_domain) or raw_domain.rstrip(".").lower()
         identity = "mailfrom" if msg.mail_from else "helo"
-        agency = self._directory.agency_for_domain(domain) if domain else None
-        if agency is None or not agency.allowed_senders:
+        covering = covering_agency(self._directory, domain) if domain else None
+        if covering is None or not covering[0].allowed_senders:
             return None
+        agency, agency_domain = covering
+        scope = "" if agency_domain == domain else f" (subdomain of {agency_domain})"
         try:
             ip = ipaddress.ip_address(msg.client_ip)
         except ValueError:
@@ -803,10 +754,16 @@ class AuthenticationStage:
                 continue
             if ip.version == network.version and ip in network:
                 return SpfOutcome(
-                    SpfResult.PASS, domain, identity, f"{ip} pinned for {agency.code} ({network})"
+                    SpfResult.PASS,
+                    domain,
+                    identity,
+                    f"{ip} pinned for {agency.code} ({network}){scope}",
                 )
         return SpfOutcome(
-            SpfResult.FAIL, domain, identity, f"{ip} not among {agency.code}'s pinned senders"
+            SpfResult.FAIL,
+            domain,
+            identity,
+            f"{ip} not among {agency.code}'s pinned senders{scope}",
         )
 
     def _spf_finding(self, outcome: SpfOutcome, msg: InboundMessage) -> Finding:
@@ -845,7 +802,7 @@ class AuthenticationStage:
                     return record
         implicit = self._policy.dmarc.directory_policy
         if implicit != "none" and (
-            self._directory.agency_for_domain(from_domain) is not None
+            covering_agency(self._directory, from_domain) is not None
             or self._directory.agency_for_domain(org) is not None
         ):
             return DmarcRecord(from_domain, implicit, None, "r", "r", "directory")
@@ -879,7 +836,8 @@ class AuthenticationStage:
             addresses = [a for h in from_header for a in getattr(h, "addresses", ())]
         except (ValueError, IndexError, TypeError):
             addresses = []
-        domains = {str(a.domain).lower().rstrip(".") for a in addresses if a.domain}
+        # A-label form, as DKIM d= and the SPF domain are (an IDN From must align with them)
+        domains = {_from_domain(str(a.domain)) for a in addresses if a.domain}
         if len(domains) > 1:
             return finding(
                 Status.FAIL,
@@ -903,13 +861,13 @@ class AuthenticationStage:
         dkim_aligned = [
             r.domain
             for r in dkim_results
-            if r.result == "pass" and _aligned(r.domain, from_domain, record.adkim, suffixes)
+            if r.result == "pass" and is_aligned(r.domain, from_domain, record.adkim, suffixes)
         ]
         spf_aligned = (
             spf is not None
             and spf.result is SpfResult.PASS
             and bool(spf.domain)
-            and _aligned(spf.domain, from_domain, record.aspf, suffixes)
+            and is_aligned(spf.domain, from_domain, record.aspf, suffixes)
         )
         if dkim_aligned or spf_aligned:
             how = ", ".join(

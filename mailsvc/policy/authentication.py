@@ -41,8 +41,8 @@ class AuthenticationPolicy(_Section):
     dkim: DkimPolicy = DkimPolicy()
     spf: SpfPolicy = SpfPolicy()
     dmarc: DmarcPolicy = DmarcPolicy()
-    # Extra public suffixes (multi-label, e.g. "gov.vn") for the organisational domain,
-    # added to the built-in list in mailsvc.pipeline.authentication.
+    # Extra public suffixes for the organisational domain (e.g. private suffixes of a
+    # closed network), added to the Public Suffix List (publicsuffixlist package).
     public_suffixes: tuple[str, ...] = ()
 
 

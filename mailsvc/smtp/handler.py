@@ -198,6 +198,7 @@ class SmtpHandler:
             authenticated_as=user,
             direction=self.mode.direction,
             tls=session.ssl is not None,
+            mail_from_as_sent=(envelope.mail_from or "") if envelope.mail_from != "<>" else "",
         )
         if user is not None:
             problem = _header_problem(msg)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsvc.directory import DbDirectory, InvalidAgencyError, parse_dkim_key
+from mailsvc.directory import DbDirectory, InvalidAgencyError, covering_agency, parse_dkim_key
 
 TXT = "v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA0fake"
 
@@ -158,3 +158,29 @@ async def test_directory_refresher_runs_on_a_timer(
     finally:
         task.cancel()
     assert directory.agency_for_domain("syt.hanam.gov.vn") is not None
+
+
+def test_include_subdomains_covers_subdomains_only_when_set(
+    admin_cli, db_sessions: sessionmaker[Session]
+) -> None:
+    _add_health_agency(admin_cli, "--include-subdomains")
+    admin_cli("agency", "add", "000.00.00.H61", "Sở TTTT", "--domain", "stttt.hanam.gov.vn")
+    shown = json.loads(admin_cli("agency", "show", "000.00.00.H29", "--json").stdout)
+    assert shown["include_subdomains"] is True
+    directory = DbDirectory(db_sessions)
+    covering = covering_agency(directory, "Mail.HCM.soyte.hanam.gov.vn.")
+    assert covering is not None
+    assert (covering[0].code, covering[1]) == ("000.00.00.H29", "soyte.hanam.gov.vn")
+    assert covering[0].include_subdomains
+    # exact-domain agencies vouch for their own domains only
+    assert covering_agency(directory, "mail.stttt.hanam.gov.vn") is None
+    stttt = covering_agency(directory, "stttt.hanam.gov.vn")
+    assert stttt is not None and stttt[0].code == "000.00.00.H61"
+    # a sibling under the same parent is not covered
+    assert covering_agency(directory, "evil-soyte.hanam.gov.vn") is None
+    admin_cli("agency", "update", "000.00.00.H29", "--exact-domains")
+    directory.refresh()
+    assert covering_agency(directory, "mail.soyte.hanam.gov.vn") is None
+    shown = json.loads(admin_cli("agency", "show", "000.00.00.H29", "--json").stdout)
+    assert shown["include_subdomains"] is False
+    assert "--include-subdomains" in admin_cli("agency", "add", "--help").stdout

@@ -158,3 +158,17 @@ async def test_free_mail_sender_goes_to_junk(
     # SPF and DMARC asked the (loopback) DNS; nothing pinned for gmail.com
     assert dns.queries[("gmail.com", "TXT")] >= 1
     assert dns.queries[("_dmarc.gmail.com", "TXT")] >= 1
+
+
+async def test_spf_macros_see_mail_from_in_the_case_it_was_sent(
+    origin_server: RunningServer, dns: DnsTestServer
+) -> None:
+    """%{l} in the domain's exp= text expands to the local part as sent, not lower-cased."""
+    dns.add("case.example.net", "TXT", "v=spf1 -all exp=why.case.example.net")
+    dns.add("why.case.example.net", "TXT", "%{l} may not send for %{d}")
+    sender = "Jack.Sprat@case.example.net"
+    data = official(sender)
+    assert await asyncio.to_thread(send, origin_server, sender, data) == {}
+    (delivered,) = await asyncio.to_thread(folder, origin_server, "INBOX")
+    assert "spf=fail" in headers(delivered)
+    assert "Jack.Sprat may not send for case.example.net" in headers(delivered)

@@ -6,12 +6,15 @@ come from a real DNS server on loopback, or from pinned directory data with no D
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -23,13 +26,17 @@ from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.pipeline.authentication import (
     AuthenticationStage,
     DkimSignatureResult,
+    SpfOutcome,
     check_spf,
     format_authentication_results,
+    is_aligned,
     organisational_domain,
+    parse_dmarc_record,
 )
 from mailsvc.policy.authentication import AuthenticationPolicy, DkimPolicy, DmarcPolicy
 from mailsvc.verdict import Finding, Status
 from tests.dns_server import DnsTestServer
+from tests.spf_zone import ZoneResolver
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "origin"
 SENDER_IP = "192.0.2.25"  # the sending agencies' outbound MTA
@@ -56,7 +63,7 @@ class Keys:
 @pytest.fixture(scope="module")
 def keys() -> Keys:
     """Private keys: hanoi (DNS), list (DNS), stp (pinned in the directory), weak (1024)."""
-    hanoi, lists, stp, weak = _pem(2048), _pem(2048), _pem(2048), _pem(1024)
+    hanoi, lists, stp, weak, soyte = _pem(2048), _pem(2048), _pem(2048), _pem(1024), _pem(2048)
     return Keys(
         {
             "hanoi": DkimSigner(hanoi, "k2026", "hanoi.gov.vn"),
@@ -66,6 +73,12 @@ def keys() -> Keys:
             "weak": DkimSigner(weak, "weak", "hanoi.gov.vn"),
             "unpublished": DkimSigner(lists, "gone", "hanoi.gov.vn"),
             "broken-dns": DkimSigner(lists, "k1", "servfail.example.com"),
+            # Sở Y tế pins one key (selector "mail") for soyte.example.vn and its subdomains
+            "soyte-sub": DkimSigner(soyte, "mail", "hcm.soyte.example.vn"),
+            # the same selector under an exact-domain agency's subdomain: not pinned
+            "stp-sub": DkimSigner(stp, "mail", "sub.stp.example.vn"),
+            # a stranger's key under the pinned agency's selector (published in DNS below)
+            "stp-forged": DkimSigner(lists, "mail", "stp.example.vn"),
         }
     )
 
@@ -78,6 +91,8 @@ def dns(keys: Keys) -> Iterator[DnsTestServer]:
     add("weak._domainkey.hanoi.gov.vn", "TXT", keys.signer("weak").txt_value())
     add("list._domainkey.lists.example.org", "TXT", keys.signer("list").txt_value())
     add("gone._domainkey.hanoi.gov.vn", "TXT", "v=DKIM1; k=rsa; p=")  # revoked key
+    # DNS disagrees with the directory's pinned key: the pinned key must win
+    add("mail._domainkey.stp.example.vn", "TXT", keys.signer("stp-forged").txt_value())
     # hanoi.gov.vn: SPF by ip4 via include, DMARC reject with strict DKIM for subdomains
     add("hanoi.gov.vn", "TXT", "v=spf1 include:_spf.hanoi.gov.vn -all")
     add("_spf.hanoi.gov.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} ip6:2001:db8:25::/48 -all")
@@ -109,6 +124,22 @@ def dns(keys: Keys) -> Iterator[DnsTestServer]:
     server.fail("k1._domainkey.servfail.example.com", "servfail")
     server.fail("_dmarc.dnsdown.example", "servfail")
     add("dnsdown.example", "TXT", "v=spf1 -all")
+    # ptr: 198.51.100.77 names two hosts; the first one's A lookup fails (RFC 7208 5.5)
+    add("77.100.51.198.in-addr.arpa", "PTR", "broken.ptr.example.net.")
+    add("77.100.51.198.in-addr.arpa", "PTR", "mail.elsewhere.example.org.")
+    server.fail("broken.ptr.example.net", "servfail")
+    add("mail.elsewhere.example.org", "A", "198.51.100.77")
+    add("ptr.example.net", "TXT", "v=spf1 ptr -all")
+    add("elsewhere.example.org", "TXT", "v=spf1 ptr -all")
+    server.fail("78.100.51.198.in-addr.arpa", "servfail")  # the PTR lookup itself fails
+    # exp= with the sender's local part: the case MAIL FROM was sent in is kept
+    add("case.example.net", "TXT", "v=spf1 -all exp=why.case.example.net")
+    add("why.case.example.net", "TXT", "%{l} may not send from %{i}")
+    # an IDN sender domain (bộ.example.vn), published in A-label form
+    add("xn--b-8xm.example.vn", "TXT", f"v=spf1 ip4:{SENDER_IP} -all")
+    # co.za is a public suffix: evil.co.za must not align with victim.co.za
+    add("_dmarc.victim.co.za", "TXT", "v=DMARC1; p=reject")
+    add("evil.co.za", "TXT", f"v=spf1 ip4:{OTHER_IP} -all")
     yield server
     server.stop()
 
@@ -124,9 +155,20 @@ class Directory:
             dkim_keys={"mail._domainkey.stp.example.vn": keys.signer("stp").txt_value()},
             allowed_senders=("10.20.0.0/16", "2001:db8:20::/48"),
         )
+        self.soyte = AgencyInfo(
+            code="000.00.32.H26",
+            name="Sở Y tế",
+            domains=("soyte.example.vn",),
+            dkim_keys={"mail._domainkey.soyte.example.vn": keys.signers["soyte-sub"].txt_value()},
+            allowed_senders=("10.30.0.0/16",),
+            include_subdomains=True,
+        )
 
     def agency_for_domain(self, domain: str) -> AgencyInfo | None:
-        return self.stp if domain in self.stp.domains else None
+        for agency in (self.stp, self.soyte):
+            if domain in agency.domains:
+                return agency
+        return None
 
     def is_local_domain(self, domain: str) -> bool:
         return domain == "sotttt.example.vn"
@@ -608,9 +650,269 @@ async def test_spf_lookup_limit_counts(resolver: DnsResolver) -> None:
     assert outcome.lookups == 11
 
 
+async def test_ptr_skips_a_name_whose_address_lookup_fails(resolver: DnsResolver) -> None:
+    """RFC 7208 5.5: a DNS error on one PTR name's A lookup skips that name, no temperror.
+
+    Both names are looked at whatever order DNS gives them in: for ptr.example.net
+    neither matches (broken.ptr... is skipped), for elsewhere.example.org the other does.
+    """
+    outcome = await check_spf(resolver, "198.51.100.77", "a@ptr.example.net", "h")
+    assert outcome.result.value == "fail", outcome.detail
+    outcome = await check_spf(resolver, "198.51.100.77", "a@elsewhere.example.org", "h")
+    assert outcome.result.value == "pass", outcome.detail
+
+
+async def test_ptr_lookup_error_is_no_match(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, "198.51.100.78", "a@ptr.example.net", "h")
+    assert outcome.result.value == "fail", outcome.detail
+
+
+async def test_macros_see_mail_from_as_sent(stage: AuthenticationStage) -> None:
+    msg = replace(
+        inbound(message(), mail_from="jack.sprat@case.example.net", ip=OTHER_IP),
+        mail_from_as_sent="Jack.Sprat@case.example.net",
+    )
+    spf = by_method(await stage.inspect(msg))["spf"]
+    assert spf.reason == "spf-fail"
+    assert isinstance(spf.payload, SpfOutcome)
+    assert spf.payload.explanation == f"Jack.Sprat may not send from {OTHER_IP}"
+    assert f"Jack.Sprat may not send from {OTHER_IP}" in spf.auth_result
+
+
+async def test_idn_sender_domain_is_checked_in_a_label_form(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, SENDER_IP, "văn.thư@bộ.example.vn", "h")
+    assert (outcome.result.value, outcome.domain) == ("pass", "xn--b-8xm.example.vn")
+    outcome = await check_spf(resolver, OTHER_IP, "vanthu@BỘ.example.vn", "h")
+    assert outcome.result.value == "fail"
+
+
+async def test_invalid_idn_sender_domain_is_none(resolver: DnsResolver) -> None:
+    outcome = await check_spf(resolver, SENDER_IP, "a@xn--zz\u1ed9.example.vn", "h")
+    assert outcome.result.value == "none"
+    assert "not a valid domain" in outcome.detail
+
+
 def test_organisational_domain() -> None:
     assert organisational_domain("vp.hanoi.gov.vn") == "hanoi.gov.vn"
     assert organisational_domain("hanoi.gov.vn") == "hanoi.gov.vn"
     assert organisational_domain("mail.lists.example.org") == "example.org"
     assert organisational_domain("a.b.example.co.uk") == "example.co.uk"
     assert organisational_domain("x.y.gov.example", ["gov.example"]) == "y.gov.example"
+    # from the Public Suffix List, not a hand-made list: ICANN and private sections
+    assert organisational_domain("mail.evil.co.za") == "evil.co.za"
+    assert organisational_domain("victim.co.za") == "victim.co.za"
+    assert organisational_domain("a.b.hcm.edu.vn") == "hcm.edu.vn"
+    assert organisational_domain("pages.attacker.github.io") == "attacker.github.io"
+    assert organisational_domain("gov.vn") == "gov.vn"  # a public suffix is its own
+    assert organisational_domain("WWW.Example.COM.") == "example.com"
+    # policy public_suffixes: private suffixes of a closed network, longest match wins
+    assert organisational_domain("a.b.stp.mof.closed", ["mof.closed"]) == "stp.mof.closed"
+    assert organisational_domain("a.b.stp.mof.closed") == "mof.closed"
+
+
+async def test_public_suffix_sibling_does_not_align(stage: AuthenticationStage) -> None:
+    """evil.co.za passes SPF for itself; that must not count for From: victim.co.za."""
+    msg = inbound(
+        message(from_="Ban giam doc <giamdoc@victim.co.za>"),
+        mail_from="bounce@evil.co.za",
+        ip=OTHER_IP,
+    )
+    findings = by_method(await stage.inspect(msg))
+    assert findings["spf"].reason == "spf-pass"
+    assert findings["dmarc"].reason == "dmarc-reject"
+
+
+# -- DKIM: pinned keys, key sizes, many signatures ---------------------------------------
+
+
+async def test_pinned_key_wins_over_dns(
+    stage: AuthenticationStage, keys: Keys, dns: DnsTestServer
+) -> None:
+    """A key pinned in the directory is used even where DNS publishes another one."""
+    asked = dns.queries[("mail._domainkey.stp.example.vn", "TXT")]
+    from_ = "Văn thư <vanthu@stp.example.vn>"
+    forged = sign(keys, message(from_=from_), "stp-forged")
+    msg = inbound(forged, mail_from="vanthu@stp.example.vn", ip="10.20.3.4")
+    findings = by_method(await stage.inspect(msg))
+    assert findings["dkim"].reason == "dkim-fail"
+    genuine = sign(keys, message(from_=from_), "stp", "hanoi")
+    msg = inbound(genuine, mail_from="vanthu@stp.example.vn", ip="10.20.3.4")
+    findings = by_method(await stage.inspect(msg))
+    # two signatures, one key pinned and one from DNS: both verified and reported
+    assert findings["dkim"].reason == "dkim-pass"
+    assert findings["dkim"].auth_result.count("dkim=pass") == 2
+    assert "header.d=stp.example.vn" in findings["dkim"].auth_result
+    assert "header.d=hanoi.gov.vn" in findings["dkim"].auth_result
+    assert dns.queries[("mail._domainkey.stp.example.vn", "TXT")] == asked  # never asked
+
+
+def _openssl_rsa_pem(bits: int) -> bytes:
+    """RSA keys below 1024 bits (cryptography refuses to make them; attackers do not)."""
+    done = subprocess.run(
+        ["openssl", "genrsa", "-traditional", str(bits)], capture_output=True, check=True
+    )
+    return done.stdout
+
+
+def _key_record(pem: bytes) -> str:
+    key = serialization.load_pem_private_key(pem, password=None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode("ascii")
+
+
+@pytest.mark.parametrize(
+    ("bits", "expected"),
+    [(512, "permerror"), (768, "permerror"), (1024, "pass"), (2048, "pass"), (4096, "pass")],
+)
+async def test_key_sizes_against_the_default_minimum(keys: Keys, bits: int, expected: str) -> None:
+    pem = _openssl_rsa_pem(bits) if bits < 1024 else _pem(bits)
+    raw = message(from_="Văn thư <vanthu@keys.example.vn>")
+    signature = dkim.sign(raw, b"k", b"keys.example.vn", pem, include_headers=[b"from", b"subject"])
+    resolver = PinnedResolver({"txt": {"k._domainkey.keys.example.vn": _key_record(pem)}})
+    stage = AuthenticationStage(Directory(keys), resolver, AuthenticationPolicy(), "mx")
+    findings = by_method(await stage.inspect(inbound(signature + raw)))
+    assert findings["dkim"].auth_result.startswith(f"dkim={expected}")
+    if expected == "permerror":
+        assert "key" in findings["dkim"].detail
+
+
+async def test_signatures_beyond_the_limit_are_not_checked(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    raw = message()
+    for _ in range(7):
+        raw = sign(keys, raw, "hanoi")
+    findings = by_method(await stage.inspect(inbound(raw)))
+    assert findings["dkim"].reason == "dkim-pass"
+    assert findings["dkim"].evidence["signatures"] == AuthenticationPolicy().dkim.max_signatures
+
+
+# -- agencies whose pinned senders and keys cover subdomains (--include-subdomains) --------
+
+
+@pytest.mark.parametrize(
+    ("signer", "mail_from", "ip", "expect"),
+    [
+        # mail.soyte... relays for hcm.soyte.example.vn: pinned network and key both count
+        ("soyte-sub", "vanthu@hcm.soyte.example.vn", "10.30.1.1", ("pass", "pass", "pass")),
+        ("soyte-sub", "vanthu@a.b.soyte.example.vn", "10.30.1.1", ("pass", "pass", "pass")),
+        # a subdomain of the agency, but from outside its pinned networks
+        ("soyte-sub", "vanthu@hcm.soyte.example.vn", OTHER_IP, ("pass", "fail", "pass")),
+        # Sở Tư pháp pins exact domains only: its subdomain gets no pinned key or network
+        ("stp-sub", "vanthu@sub.stp.example.vn", "10.20.3.4", ("permerror", "none", "none")),
+    ],
+)
+async def test_pinned_agency_covers_subdomains_when_the_directory_says_so(
+    stage: AuthenticationStage,
+    keys: Keys,
+    signer: str,
+    mail_from: str,
+    ip: str,
+    expect: tuple[str, str, str],
+) -> None:
+    raw = sign(keys, message(from_=f"Văn thư <vanthu@{keys.signer(signer).domain}>"), signer)
+    findings = by_method(await stage.inspect(inbound(raw, mail_from=mail_from, ip=ip)))
+    got = tuple(findings[m].reason.partition("-")[2] for m in ("dkim", "spf", "dmarc"))
+    assert got == expect, {m: f.detail for m, f in findings.items()}
+    if expect[1] != "none":
+        assert "subdomain of soyte.example.vn" in findings["spf"].detail
+
+
+# -- DMARC records and alignment (RFC 7489) -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        # RFC 7489 appendix B.2.1, B.2.2, B.2.3, B.2.4 (reporting tags are read, not used)
+        ("v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com", ("none", None, "r", "r")),
+        (
+            "v=DMARC1; p=none; rua=mailto:dmarc-feedback@example.com; "
+            "ruf=mailto:auth-reports@thirdparty.example.net",
+            ("none", None, "r", "r"),
+        ),
+        (
+            "v=DMARC1; p=quarantine; rua=mailto:dmarc-feedback@example.com,"
+            "mailto:tld-test@thirdparty.example.net!10m; pct=100",
+            ("quarantine", None, "r", "r"),
+        ),
+        ("v=DMARC1; p=reject; sp=none; adkim=s; aspf=s", ("reject", "none", "s", "s")),
+        ("v=DMARC1;p=QUARANTINE;sp=reject", ("quarantine", "reject", "r", "r")),
+        # 6.6.3: an invalid p= with a valid rua= is p=none; without rua the record is void
+        ("v=DMARC1; p=bogus; rua=mailto:d@example.com", ("none", None, "r", "r")),
+        ("v=DMARC1; p=bogus", None),
+        ("v=DMARC1", None),
+        ("v=spf1 -all", None),
+        # unknown or bad values of optional tags fall back to the defaults
+        ("v=DMARC1; p=reject; adkim=x; aspf=; sp=maybe; fo=1", ("reject", None, "r", "r")),
+    ],
+)
+def test_dmarc_record_parsing(record: str, expected: tuple[str, ...] | None) -> None:
+    parsed = parse_dmarc_record(record, "example.com")
+    if expected is None:
+        assert parsed is None
+    else:
+        assert parsed is not None
+        assert (parsed.policy, parsed.subdomain_policy, parsed.adkim, parsed.aspf) == expected
+
+
+@pytest.mark.parametrize(
+    ("authenticated", "from_domain", "mode", "aligned"),
+    [
+        # RFC 7489 3.1.1 / 3.1.2: relaxed aligns organisational domains, strict needs equality
+        ("example.com", "news.example.com", "r", True),
+        ("example.com", "news.example.com", "s", False),
+        ("news.example.com", "example.com", "r", True),
+        ("example.com", "example.com", "s", True),
+        ("example.com", "example.org", "r", False),
+        # the Public Suffix List decides where organisations end
+        ("evil.co.za", "victim.co.za", "r", False),
+        ("mail.hanoi.gov.vn", "hanoi.gov.vn", "r", True),
+        ("danang.gov.vn", "hanoi.gov.vn", "r", False),
+        ("attacker.github.io", "victim.github.io", "r", False),
+        ("Mail.Example.COM.", "example.com", "r", True),
+    ],
+)
+def test_dmarc_alignment(authenticated: str, from_domain: str, mode: str, aligned: bool) -> None:
+    assert is_aligned(authenticated, from_domain, mode) is aligned
+
+
+async def test_lookups_made_ahead_are_bounded() -> None:
+    """A record naming 40 hosts after a matching ip4: fetching ahead stops at its budget."""
+    hosts = " ".join(f"a:h{i}.many.example.net" for i in range(40))
+    zone = ZoneResolver({"many.example.net": [{"TXT": f"v=spf1 ip4:{OTHER_IP} {hosts} -all"}]})
+    outcome = await check_spf(zone, OTHER_IP, "a@many.example.net", "h")
+    assert outcome.result.value == "pass" and outcome.lookups == 0
+    assert len(zone.lookups) <= 1 + 30
+    # the names pyspf really needs are fetched in a few rounds, concurrently
+    zone = ZoneResolver(
+        {
+            "two.example.net": [{"TXT": "v=spf1 include:i.example.net mx -all"}, {"MX": [10, "m"]}],
+            "i.example.net": [{"TXT": "v=spf1 a:x.example.net ~all"}],
+            "m": [{"A": SENDER_IP}],
+        }
+    )
+    outcome = await check_spf(zone, SENDER_IP, "a@two.example.net", "h")
+    assert outcome.result.value == "pass", outcome.detail
+
+
+async def test_idn_from_domain_aligns_with_its_a_label(stage: AuthenticationStage) -> None:
+    """From: ...@bộ.example.vn and an SPF pass for xn--b-8xm.example.vn are one domain."""
+    msg = inbound(message(from_="Văn thư <vanthu@bộ.example.vn>"), mail_from="vanthu@bộ.example.vn")
+    findings = by_method(await stage.inspect(msg))
+    assert findings["spf"].reason == "spf-pass"
+    assert findings["dmarc"].evidence["from_domain"] == "xn--b-8xm.example.vn"
+
+
+async def test_a_library_failure_is_a_permerror_not_a_crash() -> None:
+    """With lookup_limit raised past pyspf's recursion bound (20), pyspf asserts; we report."""
+    chain = {
+        f"l{i}.example.net": [{"TXT": f"v=spf1 include:l{i + 1}.example.net"}] for i in range(30)
+    }
+    outcome = await check_spf(
+        ZoneResolver(chain), SENDER_IP, "a@l0.example.net", "h", lookup_limit=50
+    )
+    assert outcome.result.value == "permerror"
+    assert "unevaluable SPF (AssertionError)" in outcome.detail
