@@ -15,8 +15,8 @@ register number.
 
 Exactly once. Dovecot may have stored a copy and died (or we died) before its 250 was
 read and the row marked: before a ``stored`` row from an earlier attempt is delivered,
-the recipient's folder is searched for its ``X-Mailsvc-Queue-Id`` (master-user IMAP);
-a copy found there only marks the row. Within this process one delivery of a row runs
+the recipient's folder is searched for its ``X-Mailsvc-Queue-Id`` and the copy read
+(master-user IMAP); a copy found there only marks the row. Within this process one delivery of a row runs
 at a time.
 
 Nothing half-written. Before the blob is written, the blob and Maildir file systems must
@@ -68,14 +68,7 @@ class LocalDelivery(Protocol):
 class MailboxFlagger(Protocol):
     """Sets IMAP flags on a delivered copy and finds copies (Dovecot master-user session)."""
 
-    async def find(
-        self,
-        address: str,
-        *,
-        message_id: str | None = None,
-        queue_id: str | None = None,
-        folder: str = "INBOX",
-    ) -> list[int]: ...
+    async def holds(self, address: str, *, queue_id: str, folder: str = "INBOX") -> bool: ...
 
     async def add_flags(
         self,
@@ -333,10 +326,9 @@ class Acceptance:
     async def _already_in_mailbox(self, record: MessageRecord) -> bool:
         if self.flagger is None:
             return False
-        found = await self.flagger.find(
+        return await self.flagger.holds(
             record.recipient, queue_id=record.queue_id, folder=record.folder
         )
-        return bool(found)
 
     async def _deliver_now(self, record: MessageRecord) -> None:
         raw = await asyncio.to_thread(self.blobs.get, record.sha256)
