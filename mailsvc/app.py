@@ -35,11 +35,13 @@ from mailsvc.interfaces import Stage
 from mailsvc.jobs.scheduler import JobRunner, JobScheduler, node_name
 from mailsvc.lockout import Lockout
 from mailsvc.mailboxes.actions import MailboxActions
+from mailsvc.mailboxes.auth_policy import AuthPolicyServer
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
-from mailsvc.notify.notices import NoticeFollower, RefusalRecorder
-from mailsvc.notify.recall import RecallRecorder
+from mailsvc.notify.assignment import AssignmentMailer
+from mailsvc.notify.notices import NoticeComposer, NoticeFollower, RefusalRecorder
+from mailsvc.notify.recall import RecallRecorder, StatusNotifier
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.outbound.mailer import Mailer, SmtpRelay
 from mailsvc.outbound.queue import RetryPolicy
@@ -75,6 +77,9 @@ from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import Sessions, SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
 from mailsvc.web.app import make_app, start_http
+from mailsvc.web.password import PageLimits
+from mailsvc.web.workspace.auth import Authenticator
+from mailsvc.web.workspace.pages import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,37 @@ class App:
     # Test-only knobs for Dovecot (auth_failure_delay, auth_penalty).
     dovecot_options: dict[str, Any] = field(default_factory=dict)
     _closers: list[Any] = field(default_factory=list)
+
+    def _workspace(self, lockout: Lockout) -> Workspace:
+        s = self.settings
+        composer = NoticeComposer(
+            templates_dir(s) / "notices",
+            hostname=s.server.hostname,
+            domain=s.server.domain,
+            smime=SmimeSigner.from_settings(s),
+        )
+        return Workspace(
+            sessions=self.sessions,
+            auth=Authenticator(
+                self.sessions, s.password, PageLimits.from_pair(lockout), s.workspace
+            ),
+            templates=templates_dir(s) / "workspace",
+            blobs=self.blobs,
+            executor=self.executor,
+            previews_dir=s.path("cache/previews"),
+            notifier=StatusNotifier(composer),
+            assignment_mailer=AssignmentMailer(
+                templates_dir(s) / "workspace", self.blobs, s.server.hostname
+            ),
+            wake_mailer=self._wake_mailer,
+            checking=load_checking_policy(policies_dir(s) / "checking.yaml"),
+            page_size=s.workspace.page_size,
+        )
+
+    def _wake_mailer(self) -> None:
+        mailer = getattr(self, "mailer", None)  # built after the web app
+        if mailer is not None:
+            mailer.wake()
 
     async def start(self) -> Mapping[str, tuple[str, int]]:
         s = self.settings = self.settings.model_copy(
@@ -163,6 +199,7 @@ class App:
             lockout=lockout,
             health=self.health,
             registry=self.registry,
+            workspace=self._workspace(lockout) if s.workspace.enabled else None,
         )
         http_host, http_port = split_hostport(listen["http"])
         self.http = await start_http(web_app, http_host, http_port, tls)
@@ -170,11 +207,16 @@ class App:
         self.addresses["http"] = self.http.address
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
-        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. A daemon that
+        # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. Dovecot asks
+        # our auth policy server about every login (the SMTP lock-out rows). A daemon that
         # keeps failing alerts the administrators; Dovecot back means stored rows go out.
+        self.auth_policy = AuthPolicyServer(self.sessions, lockout)
+        policy_endpoint = await self.auth_policy.start()
+        self._closers.append(self.auth_policy.stop)
         self.dovecot = DovecotService(
             s,
             password_page_url=password_url,
+            auth_policy=policy_endpoint,
             on_failures=self._daemon_failing,
             on_ready=self._dovecot_ready,
             **self.dovecot_options,
@@ -282,7 +324,7 @@ class App:
             self._closers.append(self.scheduler.stop)
 
         # SMTP listeners.
-        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout)
+        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout, s.password)
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )

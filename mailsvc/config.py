@@ -276,6 +276,19 @@ class JobsSection(_Section):
     )
 
 
+class WorkspaceSection(_Section):
+    enabled: bool = Field(
+        default=True, description="Serve the web workspace (/w/) on the http listener"
+    )
+    idle_minutes: int = Field(
+        default=30, ge=1, description="A signed-in session ends after this long without a request"
+    )
+    max_hours: int = Field(
+        default=12, ge=1, description="A signed-in session ends after this long in any case"
+    )
+    page_size: int = Field(default=50, ge=5, le=500, description="Rows per register page")
+
+
 class ExternalMailbox(_Section):
     name: str = Field(description="Short name used in logs, checks and the CLI")
     host: str = Field(description="IMAP server host name")
@@ -319,6 +332,7 @@ class Settings(_Section):
     alerts: AlertsSection = AlertsSection()
     backup: BackupSection = BackupSection()
     jobs: JobsSection = JobsSection()
+    workspace: WorkspaceSection = WorkspaceSection()
     external: tuple[ExternalMailbox, ...] = ()
 
     def path(self, value: str) -> Path:

@@ -9,6 +9,8 @@ from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime
 
+from mailsvc.errors import MailsvcError
+
 _FIELD_NAME = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 
 
@@ -52,8 +54,28 @@ def remove_forged_auth_results(raw: bytes, authserv_id: str) -> bytes:
     return b"".join(kept) + rest
 
 
+class HeaderValueError(MailsvcError):
+    """A header field we were about to write holds a control character."""
+
+
+# Any C0 control (CR and LF included) or DEL: a field we write is one logical line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_NAME_CHARS = re.compile(r"[!-9;-~]+")
+
+
 def _fold(name: str, value: str) -> bytes:
-    """Encode one header field, folding long lines; non-ASCII values are RFC 2047 encoded."""
+    """Encode one header field, folding long lines; non-ASCII values are RFC 2047 encoded.
+
+    Refuses (HeaderValueError) a control character in the value or an invalid name:
+    whatever a peer sent (HELO name, addresses, subjects) can never add a field of its own.
+    """
+    if not _NAME_CHARS.fullmatch(name):
+        raise HeaderValueError(f"invalid header field name {name!r}")
+    bad = _CONTROL.search(value)
+    if bad is not None:
+        raise HeaderValueError(
+            f"{name}: control character U+{ord(bad.group()):04X} in the value refused"
+        )
     try:
         value.encode("ascii")
         text = f"{name}: {value}"

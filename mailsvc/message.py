@@ -15,6 +15,8 @@ from email.parser import BytesParser
 from enum import Enum
 from functools import cached_property
 
+from mailsvc.originator import Originator, read_originator
+
 
 class Direction(str, Enum):
     INBOUND = "inbound"  # from another MTA on port 25
@@ -62,17 +64,16 @@ class InboundMessage:
     def sender_domain(self) -> str:
         return self.mail_from.rpartition("@")[2].lower()
 
+    @cached_property
+    def originator(self) -> Originator:
+        """From/Sender/Reply-To parsed once, bounded (mailsvc.originator). The first
+        access parses: make it off the event loop (the handler and the limits stage do)."""
+        return read_originator(self.raw)
+
     @property
     def from_address(self) -> str:
-        """The first address in From:, lower-cased, or "" when missing or unparsable."""
-        try:
-            header = self.headers["From"]
-            addresses = getattr(header, "addresses", ())
-        except (ValueError, IndexError, TypeError):
-            return ""
-        if not addresses:
-            return ""
-        return str(addresses[0].addr_spec).lower()
+        """The address in From:, lower-cased, or "" when missing or unparsable."""
+        return self.originator.from_address
 
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")

@@ -3,6 +3,7 @@ strength rules and one-time password generation."""
 
 from __future__ import annotations
 
+import functools
 import secrets
 import string
 
@@ -30,6 +31,13 @@ def hasher(cfg: PasswordSection) -> PasswordHasher:
 
 def hash_password(password: str, cfg: PasswordSection) -> str:
     return SCHEME + hasher(cfg).hash(password)
+
+
+@functools.lru_cache(maxsize=4)
+def dummy_hash(cfg: PasswordSection) -> str:
+    """A real hash with ``cfg``'s cost to verify against for unknown addresses, so a
+    login for an address that does not exist costs the same time as a wrong password."""
+    return hash_password(generate_one_time_password(), cfg)
 
 
 def verify_password(stored: str, password: str) -> bool:

@@ -56,9 +56,10 @@ def make_runtime_dir(home: Path) -> Path:
     reach their sockets) and return it."""
     path = runtime_dir(home)
     root = path.parent
-    root.mkdir(mode=0o755, parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     if root.stat().st_uid != os.geteuid():
         raise ConfigError(f"runtime directory {root} belongs to another user")
-    path.mkdir(mode=0o755, exist_ok=True)
+    os.chmod(root, 0o755)  # explicit: serve runs with umask 077
+    path.mkdir(exist_ok=True)
     os.chmod(path, 0o755)
     return path

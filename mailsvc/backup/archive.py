@@ -62,7 +62,19 @@ from typing import IO, Any
 from sqlalchemy.orm import Session
 
 from mailsvc import audit
-from mailsvc.backup.manifest import MANIFEST_NAME, ArchiveError, Entry, EntryType, Manifest
+from mailsvc.backup.manifest import (
+    KEY_NAME,
+    MAC_NAME,
+    MANIFEST_NAME,
+    ArchiveError,
+    Entry,
+    EntryType,
+    Manifest,
+    ensure_backup_key,
+    manifest_mac,
+    read_backup_key,
+    symlink_stays_inside,
+)
 from mailsvc.backup.snapshot import DatabaseSnapshot, database_kind, sqlite_path, take_snapshot
 from mailsvc.config import Settings
 from mailsvc.jobs.context import JobContext
@@ -265,13 +277,15 @@ class _ArchiveWriter:
         digest = hashlib.sha256(target.encode()).hexdigest()
         self._entry(path, meta, "symlink", size=len(target.encode()), sha256=digest, target=target)
 
-    def add_manifest(self, manifest: Manifest) -> bytes:
+    def add_manifest(self, manifest: Manifest, key: bytes) -> bytes:
+        """The manifest, then its HMAC under the home's backup key (the last members)."""
         data = manifest.to_bytes()
-        info = tarfile.TarInfo(MANIFEST_NAME)
-        info.size = len(data)
-        info.mode = 0o600
-        info.mtime = int(time.time())
-        self.tar.addfile(info, io.BytesIO(data))
+        for name, content in ((MANIFEST_NAME, data), (MAC_NAME, manifest_mac(key, data))):
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = 0o600
+            info.mtime = int(time.time())
+            self.tar.addfile(info, io.BytesIO(content))
         return data
 
     def close(self) -> None:
@@ -297,6 +311,7 @@ def create_backup(
     started = time.monotonic()
     now = now or datetime.now(VIETNAM)
     kind = database_kind(settings.database_url)
+    key = read_backup_key(ensure_backup_key(settings.home))
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     name = archive_name(now, directory)
     final = directory / name
@@ -346,7 +361,7 @@ def create_backup(
                 },
                 entries=writer.entries,
             )
-            manifest_bytes = writer.add_manifest(manifest)
+            manifest_bytes = writer.add_manifest(manifest, key)
             writer.close()
             raw.flush()
             os.fsync(raw.fileno())
@@ -583,6 +598,7 @@ def _home_exclusions(settings: Settings, output: Path) -> set[Path]:
         settings.path(settings.backup.directory).resolve(),
         output.resolve(),
         home / PID_FILE,
+        home / KEY_NAME,  # authenticates the archives: kept apart from them
         *(home / name for name in REGENERATED),
     }
     if database_kind(settings.database_url) == "sqlite":
@@ -609,7 +625,18 @@ def _add_home(writer: _ArchiveWriter, settings: Settings, output: Path, stats: _
             member = f"{arc}/{entry.name}"
             st = entry.stat(follow_symlinks=False)
             if stat.S_ISLNK(st.st_mode):
-                writer.add_symlink(member, os.readlink(path), st)
+                target = os.readlink(path)
+                if symlink_stays_inside(member, target):
+                    writer.add_symlink(member, target, st)
+                    continue
+                # A restore refuses links leaving their part: archive what it points at
+                # (a certificate from /etc/letsencrypt ...) as a plain file.
+                data, fst = _read_whole(path) if path.is_file() else (None, None)
+                if data is None or fst is None:
+                    log.warning("backup: %s links outside HOME to %s: left out", path, target)
+                    continue
+                writer.add_bytes(member, data, fst)
+                stats.home_files += 1
             elif stat.S_ISDIR(st.st_mode):
                 writer.add_dir(member, st)
                 walk(path, member)

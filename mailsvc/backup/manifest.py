@@ -11,14 +11,24 @@ Archive layout (a gzip-compressed POSIX tar)::
     blobs/<aa>/<bb>/<sha256>                              paths.blob_root
     home/...                                              configuration and keys
     manifest.json
+    manifest.hmac                                         HMAC-SHA256 of manifest.json
+
+The manifest sits inside the archive it describes, so on its own it proves nothing: an
+attacker who rewrites a member can rewrite its line too. ``manifest.hmac`` authenticates
+it with a key that never goes into a backup, ``HOME/backup.key`` (0600, made by ``init``
+or the first backup). Keep a copy of that file apart from the archives: restoring on a
+new machine needs it (``mailsvc restore --key FILE``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import os
+import secrets
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from mailsvc.errors import MailsvcError
@@ -26,6 +36,8 @@ from mailsvc.errors import MailsvcError
 FORMAT = "mailsvc-backup"
 VERSION = 1
 MANIFEST_NAME = "manifest.json"
+MAC_NAME = "manifest.hmac"
+KEY_NAME = "backup.key"  # in HOME, never archived
 PARTS = ("database", "maildirs", "blobs", "home")
 SQLITE_MEMBER = "database/mailsvc.sqlite3"
 PGDUMP_MEMBER = "database/mailsvc.pgdump"
@@ -156,6 +168,77 @@ def check_member_path(path: str) -> None:
         or pure.is_absolute()
         or path != str(pure)
         or any(p in ("", ".", "..") for p in pure.parts)
-        or (pure.parts[0] not in PARTS and path != MANIFEST_NAME)
+        or (pure.parts[0] not in PARTS and path not in (MANIFEST_NAME, MAC_NAME))
     ):
         raise ArchiveError(f"archive member {path!r}: not a path this archive format uses")
+
+
+def symlink_stays_inside(member: str, target: str) -> bool:
+    """Whether a symlink at ``member`` pointing at ``target`` resolves inside the member's
+    own part (``home/``, ``maildirs/`` ...): relative, and never climbing out of it."""
+    if not target or PurePosixPath(target).is_absolute():
+        return False
+    parts = list(PurePosixPath(member).parts[:-1])
+    part_depth = 1
+    for piece in PurePosixPath(target).parts:
+        if piece == "..":
+            if len(parts) <= part_depth:
+                return False
+            parts.pop()
+        elif piece != ".":
+            parts.append(piece)
+    return len(parts) > part_depth
+
+
+# ------------------------------------------------------------------ authentication
+
+
+def ensure_backup_key(home: Path) -> Path:
+    """HOME/backup.key, created (32 random bytes, hex, mode 0600) when missing."""
+    path = home / KEY_NAME
+    if not path.exists():
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path
+        with os.fdopen(fd, "w", encoding="ascii") as fh:
+            fh.write(secrets.token_hex(32) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+    return path
+
+
+def read_backup_key(path: Path) -> bytes:
+    """The key in a backup.key file; ArchiveError when it is missing or not one."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+        key = bytes.fromhex(text)
+    except FileNotFoundError as exc:
+        raise ArchiveError(
+            f"no backup key at {path}: give --key FILE, the {KEY_NAME} of the home that "
+            "made the archive"
+        ) from exc
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ArchiveError(f"{path} is not a mailsvc backup key: {exc}") from exc
+    if len(key) < 16:
+        raise ArchiveError(f"{path} is not a mailsvc backup key (too short)")
+    return key
+
+
+def manifest_mac(key: bytes, manifest: bytes) -> bytes:
+    """The content of ``manifest.hmac``: HMAC-SHA256 of the manifest's bytes, hex."""
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest().encode() + b"\n"
+
+
+def check_manifest_mac(key: bytes, manifest: bytes, mac: bytes | None) -> None:
+    """Raise ArchiveError unless ``mac`` authenticates ``manifest`` under ``key``."""
+    if mac is None:
+        raise ArchiveError(
+            f"the archive has no {MAC_NAME}: its manifest is not authenticated (made by an "
+            "older mailsvc, or altered); it cannot be trusted"
+        )
+    if not hmac.compare_digest(mac.strip(), manifest_mac(key, manifest).strip()):
+        raise ArchiveError(
+            f"{MANIFEST_NAME} is not authenticated by the backup key (altered, or made by "
+            "another home: give its key with --key FILE)"
+        )

@@ -5,12 +5,15 @@
    listener port, also refuses. The restore then holds the pid file itself.
 2. Read the archive once, writing every member into staging directories next to their
    targets (same file system, so the swap is a rename) and hashing it on the way. The
-   manifest comes last; every member must match its entry (type, size, SHA-256), every
-   entry must have its member, and the database kind must be the configured one. Any
+   manifest comes last, then its HMAC, checked with the backup key (manifest.py); every
+   member must match its entry (type, size, SHA-256), every entry must have its member, no
+   symlink may leave its part, and the database kind must be the configured one. Any
    difference refuses the archive with the member named, and the staging is removed:
    nothing live was touched.
-3. Owners (by name, so the mail user ``vmail`` maps to this host's uid), modes and
-   modification times are set on the staged files; one ``sync``.
+3. Owners (by name, so the mail user ``vmail`` maps to this host's uid), modes (permission
+   bits only: never setuid/setgid) and modification times are set on the staged files; one
+   ``sync``. What the archived config would make mailsvc run (``executed_changes``) is
+   returned for the CLI to show; it applies such a change only with ``--accept-commands``.
 4. Swap: the database (SQLite: file replaced, stale ``-wal``/``-shm`` removed;
    PostgreSQL: ``pg_restore --clean --if-exists`` fed to ``psql --single-transaction``,
    tables the archive does not have dropped first), then the blob store, the Maildir
@@ -33,6 +36,7 @@ import socket
 import stat
 import subprocess
 import tarfile
+import tomllib
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,16 +49,21 @@ from sqlalchemy.exc import SQLAlchemyError
 from mailsvc import audit
 from mailsvc.backup.archive import home_exclusions
 from mailsvc.backup.manifest import (
+    KEY_NAME,
+    MAC_NAME,
     MANIFEST_NAME,
     PGDUMP_MEMBER,
     SQLITE_MEMBER,
     ArchiveError,
     Entry,
     Manifest,
+    check_manifest_mac,
     check_member_path,
+    read_backup_key,
+    symlink_stays_inside,
 )
 from mailsvc.backup.snapshot import database_kind, libpq_target, run_tool, sqlite_path
-from mailsvc.config import Settings
+from mailsvc.config import CONFIG_NAME, Settings
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.errors import ConflictError
 from mailsvc.mailboxes.dovecot import parse_hostport
@@ -67,6 +76,15 @@ CHUNK = 1024 * 1024
 UIDLIST = "dovecot-uidlist"
 MAX_MANIFEST = 1 << 30
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+SAFE_MODE = 0o777  # permission bits only: never setuid, setgid or sticky from an archive
+# Settings whose value mailsvc runs (or sends alerts to): shown before a restore applies
+# a configuration that changes them.
+EXECUTED = (
+    ("alerts", "command"),
+    ("alerts", "webhook_url"),
+    ("dovecot", "binary"),
+    ("clamav", "binary"),
+)
 
 
 # ------------------------------------------------------------------ is anyone serving?
@@ -221,12 +239,14 @@ def _copy_member(source: IO[bytes], dest: Path | None) -> tuple[int, str]:
 
 
 def _read_archive(
-    archive: Path, staging: _Staging | None
+    archive: Path, staging: _Staging | None, key: bytes
 ) -> tuple[Manifest, dict[str, _Seen], str]:
-    """One pass over the archive: members hashed (and written into ``staging``),
-    the manifest parsed. Returns (manifest, what was seen, SHA-256 of the archive)."""
+    """One pass over the archive: members hashed (and written into ``staging``), the
+    manifest authenticated with ``key`` and parsed. Returns (manifest, what was seen,
+    SHA-256 of the archive)."""
     seen: dict[str, _Seen] = {}
     manifest_bytes: bytes | None = None
+    mac: bytes | None = None
     try:
         raw = open(archive, "rb")
     except OSError as exc:
@@ -247,6 +267,13 @@ def _read_archive(
                     assert handle is not None
                     manifest_bytes = handle.read()
                     continue
+                if name == MAC_NAME:
+                    if mac is not None or not info.isreg() or info.size > 256:
+                        raise ArchiveError(f"{MAC_NAME}: not one small plain file")
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    mac = handle.read()
+                    continue
                 dest = staging.target(name) if staging else None
                 if dest is not None and staging is not None:
                     _safe_parent(staging.root_for(name), dest)
@@ -260,6 +287,11 @@ def _read_archive(
                     size, sha = _copy_member(handle, dest)
                     seen[name] = _Seen("file", size, sha)
                 elif info.issym():
+                    if not symlink_stays_inside(name, info.linkname):
+                        raise ArchiveError(
+                            f"archive member {name}: a symlink to {info.linkname!r} leaves "
+                            "its part of the archive"
+                        )
                     if dest is not None:
                         os.symlink(info.linkname, dest)
                     data = info.linkname.encode()
@@ -278,6 +310,7 @@ def _read_archive(
         raw.close()
     if manifest_bytes is None:
         raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
+    check_manifest_mac(key, manifest_bytes, mac)
     return Manifest.from_bytes(manifest_bytes), seen, hashing.digest.hexdigest()
 
 
@@ -299,9 +332,14 @@ def _compare(manifest: Manifest, seen: dict[str, _Seen]) -> list[str]:
     return problems
 
 
-def verify_archive(archive: Path) -> tuple[Manifest, str]:
-    """Check every member against the manifest without writing anything."""
-    manifest, seen, sha = _read_archive(archive, None)
+def backup_key(settings: Settings, key_file: Path | None = None) -> bytes:
+    """The key that authenticates archives: ``key_file``, or this home's backup.key."""
+    return read_backup_key(key_file or settings.home / KEY_NAME)
+
+
+def verify_archive(archive: Path, key: bytes) -> tuple[Manifest, str]:
+    """Authenticate the manifest and check every member against it; writes nothing."""
+    manifest, seen, sha = _read_archive(archive, None, key)
     problems = _compare(manifest, seen)
     if problems:
         raise ArchiveError(_refusal(archive, problems))
@@ -331,7 +369,7 @@ def _set_meta(path: Path, entry: Entry, as_root: bool) -> None:
     if as_root:
         os.chown(path, *_owner(entry), follow_symlinks=False)
     if entry.type != "symlink":
-        os.chmod(path, entry.mode)
+        os.chmod(path, entry.mode & SAFE_MODE)
     os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
 
 
@@ -402,6 +440,7 @@ class PreparedRestore:
     manifest: Manifest
     staging: _Staging
     lock: PidFile
+    executed: list[ExecutedChange] = field(default_factory=list)
 
     def discard(self) -> None:
         self.staging.clear()
@@ -601,15 +640,48 @@ def _current_tables(url: str) -> set[tuple[str, str, str]]:
     return {(s, n, "VIEW" if t == "VIEW" else "TABLE") for s, n, t in rows}
 
 
-def prepare_restore(settings: Settings, archive: Path) -> PreparedRestore:
-    """Refuse while serving, take the home, verify and stage the whole archive.
-    Raises ConflictError or ArchiveError; then nothing live has changed."""
+@dataclass(frozen=True)
+class ExecutedChange:
+    """A setting whose value mailsvc executes, as the restored config would change it."""
+
+    key: str
+    live: str
+    restored: str
+
+
+def executed_changes(settings: Settings, staged_home: Path) -> list[ExecutedChange]:
+    """What the archived ``mailsvc.toml`` would make mailsvc run, where it differs from
+    the live configuration (a restored config could carry ``alerts.command``)."""
+    path = staged_home / CONFIG_NAME
+    if not path.is_file():
+        return []  # the live configuration stays
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ArchiveError(f"the archived {CONFIG_NAME} cannot be read: {exc}") from exc
+    changes = []
+    for section, key in EXECUTED:
+        live = str(getattr(getattr(settings, section), key))
+        block = data.get(section, {})
+        default = type(getattr(settings, section)).model_fields[key].default
+        restored = str(block.get(key, default) if isinstance(block, dict) else default)
+        if restored != live:
+            changes.append(ExecutedChange(f"{section}.{key}", live, restored))
+    return changes
+
+
+def prepare_restore(
+    settings: Settings, archive: Path, key_file: Path | None = None
+) -> PreparedRestore:
+    """Refuse while serving, take the home, authenticate, verify and stage the whole
+    archive. Raises ConflictError or ArchiveError; then nothing live has changed."""
+    key = backup_key(settings, key_file)
     ensure_stopped(settings)
     lock = PidFile.acquire(settings.home, "restore")
     staging = _Staging.plan(settings)
     try:
         staging.clear()  # leftovers of an interrupted restore
-        manifest, seen, sha = _read_archive(archive, staging)
+        manifest, seen, sha = _read_archive(archive, staging, key)
         problems = _compare(manifest, seen)
         if manifest.database_kind != staging.kind:
             problems.insert(
@@ -620,6 +692,7 @@ def prepare_restore(settings: Settings, archive: Path) -> PreparedRestore:
         if problems:
             raise ArchiveError(_refusal(archive, problems))
         _apply_metadata(manifest, staging)
+        changes = executed_changes(settings, staging.roots["home"])
         os.sync()
     except OSError as exc:
         staging.clear()
@@ -629,7 +702,7 @@ def prepare_restore(settings: Settings, archive: Path) -> PreparedRestore:
         staging.clear()
         lock.release()
         raise
-    return PreparedRestore(settings, archive, sha, manifest, staging, lock)
+    return PreparedRestore(settings, archive, sha, manifest, staging, lock, changes)
 
 
 def _apply_metadata(manifest: Manifest, staging: _Staging) -> None:
@@ -683,9 +756,11 @@ def _record(
 
 
 @contextlib.contextmanager
-def restoring(settings: Settings, archive: Path) -> Iterator[PreparedRestore]:
+def restoring(
+    settings: Settings, archive: Path, key_file: Path | None = None
+) -> Iterator[PreparedRestore]:
     """``prepare_restore`` whose staging is discarded unless ``apply`` ran."""
-    prepared = prepare_restore(settings, archive)
+    prepared = prepare_restore(settings, archive, key_file)
     try:
         yield prepared
     finally:

@@ -11,6 +11,7 @@ from mailsvc.backup.archive import BackupResult, create_backup, prune_archives, 
 from mailsvc.backup.manifest import ArchiveError
 from mailsvc.backup.restore import (
     RestoreSummary,
+    backup_key,
     record_refusal,
     record_restore,
     restoring,
@@ -86,28 +87,57 @@ def _print_backup(result: BackupResult, deleted: list[str]) -> None:
     is_flag=True,
     help="Only check every file of the archive against its manifest; change nothing.",
 )
+@click.option(
+    "--key",
+    "key_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The backup.key of the home that made the archive (default: HOME/backup.key).",
+)
+@click.option(
+    "--accept-commands",
+    is_flag=True,
+    help="Apply a configuration that changes what mailsvc runs (alerts.command, binaries, "
+    "alerts.webhook_url); they are shown first.",
+)
 @pass_ctx
-def restore_cmd(ctx: Context, archive: Path, yes: bool, verify_only: bool) -> None:
-    """Verify ARCHIVE completely, then replace the database, Maildirs, blobs and
-    configuration with its content. `mailsvc serve` must be stopped."""
+def restore_cmd(
+    ctx: Context,
+    archive: Path,
+    yes: bool,
+    verify_only: bool,
+    key_file: Path | None,
+    accept_commands: bool,
+) -> None:
+    """Verify ARCHIVE completely (its manifest authenticated by the backup key), then
+    replace the database, Maildirs, blobs and configuration with its content.
+    `mailsvc serve` must be stopped."""
     settings = ctx.settings
     archive = archive.resolve()
     if verify_only:
-        manifest, sha = verify_archive(archive)
+        manifest, sha = verify_archive(archive, backup_key(settings, key_file))
         click.echo(f"archive   {archive} (created {manifest.created_at})")
         click.echo(
             f"verified  {len(manifest.entries)} entries: every size and SHA-256 matches "
-            "the manifest"
+            "the manifest, authenticated by the backup key"
         )
         click.echo(f"sha256    {sha}")
         return
     try:
-        with restoring(settings, archive) as prepared:
+        with restoring(settings, archive, key_file) as prepared:
             m = prepared.manifest
             click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
             click.echo(
-                f"verified  {len(m.entries)} entries: every size and SHA-256 matches the manifest"
+                f"verified  {len(m.entries)} entries: every size and SHA-256 matches the "
+                "authenticated manifest"
             )
+            for change in prepared.executed:
+                click.echo(f"runs      {change.key} = {change.restored!r} (now {change.live!r})")
+            if prepared.executed and not accept_commands:
+                raise ArchiveError(
+                    f"archive {archive.name}: the restored configuration changes what mailsvc "
+                    f"runs ({', '.join(c.key for c in prepared.executed)}); check the values "
+                    "above and run again with --accept-commands; nothing was changed"
+                )
             if not yes:
                 click.confirm(
                     f"Replace the database, Maildirs, blobs and configuration of "

@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mailsvc import accounts, directory
+from mailsvc.backup.manifest import KEY_NAME, ensure_backup_key
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
 from mailsvc.config import CONFIG_NAME, Settings, load_settings
@@ -30,6 +32,9 @@ from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
 from mailsvc.passwords import generate_one_time_password, verify_password
+from mailsvc.permissions import private_umask, restrict_home, restrict_secrets
+from mailsvc.register.demo import seed_demo_register
+from mailsvc.store.blobs import BlobStore
 
 # Comments for keys whose Field has no description yet (config.py is the lead's; these
 # should move into Field(description=...) there — the generator prefers those).
@@ -330,6 +335,13 @@ def ensure_demo(ctx: Context, settings: Settings) -> tuple[str, str | None]:
             accounts.set_password(
                 session, settings.password, address, password, actor=actor(), must_change=False
             )
+            _demo_people(session, settings, agency.code, password)
+            seed_demo_register(
+                session,
+                address,
+                f"{DEMO_PEOPLE[1][0]}@{domain}",
+                BlobStore(settings.path(settings.paths.blob_root)),
+            )
             session.commit()
             login_file.unlink(missing_ok=True)
             _write_private(login_file, f"{address}\n{password}\n".encode())
@@ -339,6 +351,34 @@ def ensure_demo(ctx: Context, settings: Settings) -> tuple[str, str | None]:
         if len(known) == 2 and verify_password(mailbox.password_hash, known[1]):
             return address, known[1]
         return address, None
+
+
+# Workspace demo: a leader and an official beside the clerk (same password as the clerk).
+DEMO_PEOPLE = (
+    ("lanhdao", "Lê Văn Lãnh Đạo", "leader", ""),
+    ("annv.vp", "Nguyễn Văn An", "official", "vp"),
+)
+
+
+def _demo_people(session: Session, settings: Settings, agency_code: str, password: str) -> None:
+    domain = settings.server.domain
+    for local, name, role, unit in DEMO_PEOPLE:
+        address = f"{local}@{domain}"
+        if session.scalars(select(Mailbox).where(Mailbox.address == address)).first():
+            continue
+        accounts.add_mailbox(
+            session,
+            settings.password,
+            actor=actor(),
+            address=address,
+            full_name=name,
+            role=role,
+            unit=unit,
+            agency_code=agency_code,
+        )
+        accounts.set_password(
+            session, settings.password, address, password, actor=actor(), must_change=False
+        )
 
 
 def _demo_password() -> str:
@@ -373,10 +413,16 @@ def init_cmd(
 ) -> None:
     """Prepare the home directory (--home): config, database, Maildir root, TLS certificate,
     DKIM key. Safe to re-run: existing files and keys are kept."""
+    with private_umask():  # the config, database and keys are private from the start
+        _init(ctx, domain, hostname, database_url, demo)
+
+
+def _init(ctx: Context, domain: str, hostname: str | None, database_url: str, demo: bool) -> None:
     domain = directory.normalise_domain(domain)
     hostname = (hostname or f"mail.{domain}").strip().lower()
     home = ctx.home
     home.mkdir(parents=True, exist_ok=True)
+    restrict_home(home)
     config_path = home / CONFIG_NAME
     if config_path.exists():
         click.echo(f"config: kept {config_path}")
@@ -406,6 +452,8 @@ def init_cmd(
         else (settings.database_url)
     )
     click.echo(f"database: up to date ({shown_url})")
+    for path in restrict_secrets(settings):
+        click.echo(f"permissions: {path} was readable by others; now 0600")
 
     maildir_root = settings.path(settings.paths.maildir_root)
     maildir_root.mkdir(parents=True, exist_ok=True)
@@ -424,11 +472,21 @@ def init_cmd(
     click.echo(f"dkim: {'created' if created else 'kept'} {dkim_key}; publish this DNS record:")
     click.echo(f"  {record}")
 
+    key = settings.home / KEY_NAME
+    existed = key.exists()
+    ensure_backup_key(settings.home)
+    click.echo(
+        f"backup key: {'kept' if existed else 'created'} {key} (authenticates backups; keep a "
+        "copy apart from them: a restore on another machine needs it)"
+    )
+
     if demo:
         address, password = ensure_demo(ctx, settings)
         click.echo(f"demo mailbox: {address} (role clerk)")
         if password:
             click.echo(f"  login: {address}  password: {password}")
+            people = ", ".join(f"{p[0]}@{settings.server.domain} ({p[2]})" for p in DEMO_PEOPLE)
+            click.echo(f"  also, same password: {people}")
         else:
             click.echo(
                 "  its password was changed since; set a new one with "

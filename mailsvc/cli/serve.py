@@ -10,7 +10,9 @@ import click
 
 from mailsvc.app import App
 from mailsvc.cli import Context
-from mailsvc.config import _check_hostport
+from mailsvc.config import Settings, _check_hostport
+from mailsvc.errors import ConfigError
+from mailsvc.permissions import exposed_secrets, private_umask, restrict_home
 
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
 
@@ -22,6 +24,21 @@ def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         return _check_hostport(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
+
+
+def check_permissions(settings: Settings) -> None:
+    """Refuse to serve a home whose config or database other users can read."""
+    problems = exposed_secrets(settings)
+    if problems:
+        raise ConfigError(
+            "refusing to start: "
+            + "; ".join(problems)
+            + ". The database holds password hashes, the register and the audit log, the"
+            " config can hold the database password. Run: chmod 600 "
+            + " ".join(p.split(" is readable")[0] for p in problems)
+            + " (and consider changing the passwords others could have read)"
+        )
+    restrict_home(settings.home)
 
 
 async def _serve(obj: Context, overrides: dict[str, str]) -> None:
@@ -62,4 +79,6 @@ def register(group: click.Group) -> None:
             for noisy in ("pyhanko", "pyhanko_certvalidator"):
                 logging.getLogger(noisy).setLevel(logging.ERROR)
         overrides = {k: v for k, v in listen.items() if v is not None}
-        asyncio.run(_serve(obj, overrides))
+        with private_umask():  # everything serve creates (database, logs, spool) is private
+            check_permissions(obj.settings)
+            asyncio.run(_serve(obj, overrides))

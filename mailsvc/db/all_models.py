@@ -9,5 +9,6 @@ from mailsvc.jobs import models as jobs_models  # noqa: F401
 from mailsvc.outbound import models as outbound_models  # noqa: F401
 from mailsvc.quarantine import models as quarantine_models  # noqa: F401
 from mailsvc.register import models as register_models  # noqa: F401
+from mailsvc.web.workspace import models as workspace_models  # noqa: F401
 
 metadata = Base.metadata

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
+import defusedxml.ElementTree as defused_et
+from defusedxml import DefusedXmlException
+
 #: Failure kinds, stable strings used by policies (``classification.yaml: unreadable``).
 CORRUPT = "corrupt"
 ENCRYPTED = "encrypted"
@@ -242,19 +245,34 @@ _ODF = _XmlGrammar(
 _ODF_SPACE = f"{{{_TEXT}}}s"
 
 
-def _check_xml(data: bytes) -> None:
-    if b"<!DOCTYPE" in data[:4096] or b"<!ENTITY" in data:
-        raise UnreadableDocument(CORRUPT, "XML with a DTD or entities is refused")
+_DTD_REFUSED = "XML with a DTD or entities is refused"
+
+
+def _iterparse(data: bytes) -> Iterator[tuple[str, Any]]:
+    """``ET.iterparse`` through defusedxml: a DTD (and so any entity declaration) is refused
+    in whatever encoding the part declares. A byte search for ``<!DOCTYPE`` missed UTF-16
+    parts, whose entities expanded 1 KB into a million characters."""
+    try:
+        yield from defused_et.iterparse(io.BytesIO(data), events=("start", "end"), forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise UnreadableDocument(CORRUPT, _DTD_REFUSED) from exc
+
+
+def _fromstring(data: bytes) -> ET.Element:
+    """``ET.fromstring`` through defusedxml (see ``_iterparse``)."""
+    try:
+        return defused_et.fromstring(data, forbid_dtd=True)
+    except DefusedXmlException as exc:
+        raise UnreadableDocument(CORRUPT, _DTD_REFUSED) from exc
 
 
 def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
     """Text of an OOXML part, one line per paragraph, streaming, capped."""
-    _check_xml(data)
     out: list[str] = []
     size = 0
     skipping = 0
     try:
-        for event, elem in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+        for event, elem in _iterparse(data):
             tag = elem.tag
             if tag in grammar.skips:
                 skipping += 1 if event == "start" else -1
@@ -282,9 +300,8 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
 
 def _odf_xml_text(data: bytes, max_chars: int) -> str:
     """ODF paragraphs hold mixed content (text, spans, tails): one line per paragraph."""
-    _check_xml(data)
     try:
-        root = ET.fromstring(data)
+        root = _fromstring(data)
     except ET.ParseError as exc:
         raise UnreadableDocument(CORRUPT, f"bad XML: {exc}") from exc
     lines: list[str] = []
@@ -333,9 +350,8 @@ _PROPERTY_TAGS = {
 
 
 def _properties_xml(data: bytes) -> tuple[tuple[str, str], ...]:
-    _check_xml(data)
     try:
-        root = ET.fromstring(data)
+        root = _fromstring(data)
     except ET.ParseError:
         return ()
     out: list[tuple[str, str]] = []

@@ -13,6 +13,15 @@ one line or interleaved, table cells become "|" lines, words are spread with ext
 spaces. Every rule below therefore works on whitespace-tolerant patterns over small
 zones (the header before the type heading, the signature block near "Nơi nhận")
 rather than on exact lines.
+
+Documents as really published add their own damage, each handled by a named rule (the
+pattern names are those of tests/documents/metadata_patterns.py): the place and date line
+right under an abstract (``_place_before``), dates cited in an abstract (``_strip_date``),
+"TỔNG CỤC" inside agency names (``_split_levels``), long place names (``_place_word``),
+signature blocks glued, wrapped or marked "(Đã ký)" (``_signature_block``), "V/v" and
+"Về việc" forms and long abstracts (``_vv_abstract``, ``_abstract_run_end``), drafts
+(``_DRAFT_STAMP``, ``_BLANK_DATE``), text-layer damage (``_repair_notation``, ``_spaced``,
+``_DETACHED_MARK``) and documents published on one line (``_unglue``).
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import re
 import unicodedata
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -65,6 +74,9 @@ class DocumentMetadata:
     agency_code: str = ""  # mã định danh, from the directory (set by the stage)
     agency_name: str = ""  # the sender's agency in the directory (set by the stage)
     sources: tuple[tuple[str, str], ...] = ()
+    # The text the fields were read from (capped), for the register's search index; set
+    # by the metadata stage, never printed or stored with the verdict.
+    text: str = field(default="", repr=False, compare=False)
 
     @property
     def is_official(self) -> bool:
@@ -149,8 +161,18 @@ _CELL_SPLIT = re.compile(r"\t+| {3,}")
 _SEPARATOR = re.compile(r"^[-_*=~.•·|+#\s]+$")
 
 
+# A combining mark that a PDF text layer detached from its letter ("Nô ̣i vu ̣"): the space
+# before it goes, so that NFC composes the letter again (pattern "text-damage").
+_DETACHED_MARK = re.compile("[ \u00a0]+(?=[\u0300-\u036f])")
+
+
+_COMBINING = re.compile("[\u0300-\u036f]")
+
+
 def _clean(text: str) -> str:
     text = unicodedata.normalize("NFC", text[:_MAX_TEXT])
+    if _COMBINING.search(text):  # marks NFC could not compose: detached by a space
+        text = unicodedata.normalize("NFC", _DETACHED_MARK.sub("", text))
     text = _DASHES.sub("-", _SPACES.sub(" ", _INVISIBLE.sub("", text)))
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\f", "\n")
     return text.replace("**", "").replace("__", "")
@@ -193,11 +215,102 @@ def _is_upper(text: str, ratio: float = 0.9) -> bool:
     return sum(ch.isupper() for ch in letters) >= ratio * len(letters)
 
 
+_GLUED_LINE = 200  # a longer line holding a header or a signature block is a glued document
+_GLUED_SIGNATURE = 60  # "Nơi nhận: - Lưu: VT. GIÁM ĐỐC (Đã ký) name" on one line is longer
+_GLUE_ANCHOR = re.compile(
+    r"(?<=\s)(?=V\s*/\s*[Vv](?![^\W\d_])|Kính\s+gửi|Căn\s+cứ|Xét\s+đề\s+nghị|Theo\s+đề\s+nghị|"
+    r"Nơi\s+nhận|Điều\s+\d+\s*\.|Ngày\s+\d|Số\s*[:.]?\s*[\d.…_/]|"
+    r"(?:T\s*/\s*M|K\s*/\s*T|T\s*/\s*L)\s*\.?\s+[A-ZĐ]|(?:TM|KT|TL|TUQ)\s*[./]\s*[A-ZĐ])"
+)
+_LIST_ITEM = re.compile(r"(?<=\s)(?=[-+]\s+\w)")
+
+
+def _unglue(text: str) -> str:
+    """Break a document published on one line back into lines (pattern "glued").
+
+    Some databases publish a whole document with no line break, or glue its header or its
+    signature block into one line above or below ordinary paragraphs. The header fields and
+    the signature block are found again by their own patterns: the mottos, "Số", "V/v", "Kính
+    gửi", "Căn cứ", "Nơi nhận" and its list, the "KT."/"TM." titles, "(Đã ký)", and the runs
+    of uppercase words (agency names, type headings, titles) start lines of their own.
+    """
+    if len(text) <= _GLUED_LINE:
+        return text
+    lines = text.split("\n")
+    candidates: Iterable[int]
+    if text.count("\n") * _GLUED_LINE <= len(text):  # lines average over 200 characters
+        candidates = range(len(lines))
+    else:  # a header or a signature block glued at either end of ordinary lines
+        nonblank = [i for i, line in enumerate(lines) if line.strip()]
+        candidates = sorted({*nonblank[:3], *nonblank[-3:]})
+        if all(len(lines[i]) <= _GLUED_SIGNATURE for i in candidates):
+            return text
+    for i in candidates:
+        line = lines[i]
+        head = line[:600]
+        if (
+            len(line) > _GLUED_LINE
+            and (("Số" in head and _NUMBER.search(head)) or _MOTTOS.search(head))
+        ) or (len(line) > _GLUED_SIGNATURE and "N" in line and _NOI_NHAN.search(line)):
+            lines[i] = _break_glued(line)
+    return "\n".join(lines)
+
+
+def _break_glued(line: str) -> str:
+    protected = [m.span() for m in _MOTTOS.finditer(line)]
+    cuts: set[int] = set()
+    for start, end in protected:
+        cuts.update((start, end))
+    cuts.update(m.start() for m in _GLUE_ANCHOR.finditer(line))
+    for mark in _SIGNED_MARK.finditer(line):
+        cuts.update(mark.span())
+    recipients = _NOI_NHAN.search(line)
+    if recipients:
+        cuts.update(m.start() for m in _LIST_ITEM.finditer(line, recipients.end()))
+    cuts.update(_uppercase_run_edges(line))
+    pieces: list[str] = []
+    last = 0
+    for cut in sorted(cuts):
+        if cut <= last or any(start < cut < end for start, end in protected):
+            continue
+        pieces.append(line[last:cut].strip())
+        last = cut
+    pieces.append(line[last:].strip())
+    return "\n".join(piece for piece in pieces if piece)
+
+
+def _uppercase_run_edges(line: str) -> list[int]:
+    """Where runs of two or more uppercase words ("SỞ NỘI VỤ", "KT. GIÁM ĐỐC") begin and end."""
+    tokens = [(m.start(), m.end(), m.group(0)) for m in re.finditer(r"\S+", line)]
+    upper = []
+    for k, (_, _, word) in enumerate(tokens):
+        letters = _letters(word)
+        is_upper = bool(letters) and letters.isupper()
+        if is_upper and len(letters) == 1:  # "Ý kiến", "Mùa A Sơn": a letter of a word run
+            nxt = _letters(tokens[k + 1][2]) if k + 1 < len(tokens) else ""
+            is_upper = len(nxt) > 1 and nxt.isupper()
+        upper.append(is_upper)
+    edges: list[int] = []
+    k = 0
+    while k < len(tokens):
+        if not upper[k]:
+            k += 1
+            continue
+        end = k
+        while end + 1 < len(tokens) and upper[end + 1]:
+            end += 1
+        if end > k:
+            edges.append(tokens[k][0])
+            edges.append(tokens[end][1])
+        k = end + 1
+    return edges
+
+
 class _Doc:
     """The document's cells, the folded text and a map from offsets to cells."""
 
     def __init__(self, text: str) -> None:
-        self.lines = _cells(_clean(text))
+        self.lines = _cells(_unglue(_clean(text)))
         self.text = "\n".join(self.lines)
         self.folded = fold_tones(self.text)  # same length, same line breaks
         self.folded_lines = self.folded.split("\n")
@@ -267,18 +380,44 @@ _TYPE_CODES: dict[str, str] = {
     "HĐ": "Hợp đồng", "NĐ": "Nghị định", "TC": "Thông cáo",
 }  # fmt: skip
 
+
+def _spaced(phrase: str) -> str:
+    """A regex for phrase whatever spaces a text layer puts or loses between its letters.
+
+    "CỘNG HOÀ XàHỘI CHỦNGHĨA" and "Độc lập- Tự do -Hạnh phúc" are still the motto
+    (pattern "text-damage"). "|" separates alternative spellings of one word.
+    """
+    words = []
+    for word in phrase.split():
+        if word == "-":
+            words.append("-?")
+            continue
+        options = [r"\s*".join(re.escape(ch) for ch in option) for option in word.split("|")]
+        words.append(options[0] if len(options) == 1 else "(?:" + "|".join(options) + ")")
+    return r"\s*".join(words)
+
+
 _MOTTOS = re.compile(
-    r"C\s*Ộ\s*N\s*G\s+H\s*(?:Ò\s*A|O\s*À)\s+X\s*Ã\s+H\s*Ộ\s*I\s+C\s*H\s*Ủ\s+N\s*G\s*H\s*Ĩ\s*A"
-    r"\s+V\s*I\s*Ệ\s*T\s+N\s*A\s*M"
-    r"|Đ\s*Ộ\s*C\s+L\s*Ậ\s*P\s*-\s*T\s*Ự\s+D\s*O\s*-\s*H\s*Ạ\s*N\s*H\s+P\s*H\s*Ú\s*C"
-    r"|Đ\s*Ả\s*N\s*G\s+C\s*Ộ\s*N\s*G\s+S\s*Ả\s*N\s+V\s*I\s*Ệ\s*T\s+N\s*A\s*M",
+    "|".join(
+        _spaced(motto)
+        for motto in (
+            "CỘNG HÒA|HOÀ XÃ|XÀ HỘI CHỦ NGHĨA VIỆT NAM",
+            "ĐỘC LẬP - TỰ DO - HẠNH PHÚC",
+            "ĐẢNG CỘNG SẢN VIỆT NAM",
+        )
+    ),
     re.IGNORECASE,
+)
+# A draft's stamp in the header: "DỰ THẢO", "(DỰ THẢO)", "DỰ THẢO 2", "Dự thảo lần 3".
+_DRAFT_STAMP = re.compile(
+    r"\(?\s*DỰ\s+THẢO(?:\s+(?:LẦN\s+)?\d+)?\s*\)?"
+    r"|(?m:\(?\s*Dự\s+thảo(?:\s+(?:lần\s+)?\d+)?\s*\)?\s*$)"
 )
 
 _COMPONENT = r"[0-9A-Za-zĐđƯưƠơÂâĂăÊêÔôỲỳ&.]+"
 _NL = r"[ ]*\n?[ ]*"
 _NUMBER = re.compile(
-    r"(?<![^\W\d_])Số\s*[:.]?\s*(?P<n>\d{1,6}[a-zA-Z]?)?"
+    r"(?<![^\W\d_])Số\s*[:.]?\s*(?:(?P<n>\d{1,6}[a-zA-Z]?)|[.…_]+)?"
     rf"(?P<rest>{_NL}[/-]{_NL}{_COMPONENT}(?:{_NL}[/-]{_NL}{_COMPONENT})*)"
 )
 # A bare notation, for the subject: "35/2018/QĐ-UBND", "464-QĐ/TU", "123/UBND-VX".
@@ -338,21 +477,22 @@ _PARENT = re.compile(
     r"(?:\s+ĐẢNG\s+BỘ)?)\s+(?:TỈNH|THÀNH\s+PHỐ|TP\.?|HUYỆN|QUẬN|THỊ\s+XÃ|XÃ|PHƯỜNG|THỊ\s+TRẤN|KHỐI)"
     r"|(?:TỈNH|THÀNH|HUYỆN|QUẬN|THỊ)\s+ỦY|ĐẢNG\s+ỦY\s+KHỐI|BỘ(?!\s+CHỈ\s+HUY)|TỔNG\s+CỤC"
     r"|ỦY\s+BAN\s+MẶT\s+TRẬN\s+TỔ\s+QUỐC(?:\s+VIỆT\s+NAM)?\s+(?:TỈNH|THÀNH\s+PHỐ|HUYỆN))"
-    r"(?:\s+[^\W\d_]+){1,4}?"
+    r"(?:\s+(?:-\s+)?[^\W\d_]+){1,5}?"
 )
 _UNIT = re.compile(
     r"\s(?=(?:SỞ|BAN(?!\s+(?:NHÂN\s+DÂN|CHẤP\s+HÀNH|THƯỜNG\s+VỤ))|VĂN\s+PHÒNG|PHÒNG|CHI\s+CỤC|"
-    r"CỤC|VỤ|VIỆN|TRUNG\s+TÂM|ĐẢNG\s+ỦY|ỦY\s+BAN\s+KIỂM\s+TRA|UBKT|TRƯỜNG|BỆNH\s+VIỆN|CÔNG\s+AN|"
+    r"TỔNG\s+CỤC|CỤC|VỤ|VIỆN|TRUNG\s+TÂM|ĐẢNG\s+ỦY|ỦY\s+BAN\s+KIỂM\s+TRA|UBKT|TRƯỜNG|BỆNH\s+VIỆN|CÔNG\s+AN|"
     r"BỘ\s+CHỈ\s+HUY|THANH\s+TRA|KHO\s+BẠC|ĐÀI|BÁO|HỘI|LIÊN\s+ĐOÀN|ĐOÀN|ĐẢNG\s+ĐOÀN|"
-    r"BAN\s+CÁN\s+SỰ|CHI\s+BỘ|UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|TỔNG\s+CÔNG\s+TY|CÔNG\s+TY)\s)"
+    r"BAN\s+CÁN\s+SỰ|CHI\s+BỘ|THƯỜNG\s+TRỰC|UBND|ỦY\s+BAN\s+NHÂN\s+DÂN|HĐND|TỔNG\s+CÔNG\s+TY|CÔNG\s+TY)\s"
+    r"|(?:TỈNH|THÀNH|HUYỆN|QUẬN|THỊ)\s+ỦY(?:\s|$))"
 )
 
 _TITLE_PREFIX = re.compile(
-    r"(?:^|(?<=\s))(?:T\s*/\s*M|T\.\s*M|TM|K\s*/\s*T|KT|T\s*/\s*L|TL|TUQ|Q)(?:\s*\.\s*|\s+|$)"
+    r"(?:^|(?<=\s))(?:T\s*/\s*M|T\.\s*M|TM|K\s*/\s*T|KT|T\s*/\s*L|TL|TUQ|Q)(?:\s*[./]\s*|\s+|$)"
 )
 _POSITION = re.compile(
     r"(?:PHÓ\s+)?(?:CHỦ\s+TỊCH|(?:TỔNG\s+)?GIÁM\s+ĐỐC|BÍ\s+THƯ|CHÁNH\s+VĂN\s+PHÒNG|"
-    r"TRƯỞNG\s+(?:BAN|PHÒNG|ĐOÀN|KHOA)|(?:CỤC|VỤ|BỘ|THỨ|HIỆU|VIỆN|THỦ|CHI\s+CỤC|CHỈ\s+HUY|TỔ)\s+TRƯỞNG|"
+    r"TRƯỞNG\s+(?:BAN|PHÒNG|ĐOÀN|KHOA)|(?:TỔNG\s+CỤC|CỤC|VỤ|BỘ|THỨ|HIỆU|VIỆN|THỦ|CHI\s+CỤC|CHỈ\s+HUY|TỔ)\s+TRƯỞNG|"
     r"CHÁNH\s+(?:THANH\s+TRA|ÁN)|CHỦ\s+NHIỆM|ỦY\s+VIÊN|TỔNG\s+BIÊN\s+TẬP|THƯ\s+KÝ|TRƯỞNG)"
     r"(?:\s+[A-ZĐÂĂÊÔƠƯÀ-Ỹ]+)*$"
 )
@@ -441,14 +581,59 @@ def _nonblank_limit(doc: _Doc, count: int) -> int:
 
 
 def _parse_number(zone: str) -> tuple[str, str, tuple[int, int] | None]:
-    """(number and notation, notation code, span) from the first "Số ..." in zone."""
+    """(number and notation, notation code, span) from the first "Số ..." in zone.
+
+    A blank number ("Số: /TTr-VPCP", "Số ......./2023/QĐ-UBND" in a draft) gives "", and a
+    hyphen the text layer lost is put back where the type codes leave one reading only
+    ("1961/QĐUBND" -> "1961/QĐ-UBND", "305TB/HU" -> "305-TB/HU").
+    """
     match = _NUMBER.search(zone)
+    glued = _GLUED_PARTY_NUMBER.search(zone, 0, match.end() if match else len(zone))
+    if glued and (not match or glued.start() <= match.start()):
+        rest = "-" + glued.group("code") + re.sub(r"\s+", "", glued.group("rest")).rstrip(".")
+        return glued.group("n") + rest, rest, glued.span()
     if not match:
         return "", "", None
-    rest = re.sub(r"\s+", "", match.group("rest")).rstrip(".")
+    rest = _repair_notation(re.sub(r"\s+", "", match.group("rest")).rstrip("."))
     number = match.group("n") or ""
     notation = (number + rest) if number else ""
     return notation, rest, match.span()
+
+
+# Agency abbreviations that begin with a type code: never split ("HĐND" is not "HĐ-ND").
+_CODE_LIKE_AGENCIES = ("HĐND", "HĐBT", "HĐQT", "HĐTV", "BCĐ", "KHĐT", "TTCP", "CTN", "TCT",
+                       "TCHQ", "TTTT", "BCA", "BCT", "BCY")  # fmt: skip
+_CODES_BY_LENGTH = sorted(_TYPE_CODES, key=len, reverse=True)
+_GLUED_PARTY_NUMBER = re.compile(
+    r"(?<![^\W\d_])Số\s*[:.]?\s*(?P<n>\d{1,6})(?P<code>"
+    + "|".join(re.escape(code) for code in _CODES_BY_LENGTH)
+    + rf")(?P<rest>/{_COMPONENT}(?:/{_COMPONENT})*)"
+)
+
+
+def _repair_notation(rest: str) -> str:
+    """Put back the hyphen between type code and issuer in "/QĐUBND" when only one fits."""
+    if "-" in rest:
+        return rest
+    parts = rest.split("/")
+    for k, part in enumerate(parts):
+        if not part or part.isdigit():
+            continue
+        if part.startswith(_CODE_LIKE_AGENCIES):
+            return rest
+        splits = [
+            (code, part[len(code) :])
+            for code in _TYPE_CODES
+            if part.startswith(code)
+            and len(part) - len(code) >= 3
+            and part[len(code)].isupper()
+            and part[len(code) :].isalnum()
+        ]
+        if len(splits) == 1:
+            parts[k] = "-".join(splits[0])
+            return "/".join(parts)
+        return rest
+    return rest
 
 
 def _type_from_notation(notation: str) -> str:
@@ -492,29 +677,83 @@ def _parse_issued(zone: str) -> tuple[date | None, str, tuple[int, int] | None]:
             return found, place, (start, match.end())
         if first[0] is None:
             first = (found, "", match.span())
+    if first[0] is None:  # a draft: "Hà Nội, ngày    tháng    năm 2024" still names the place
+        for count, match in enumerate(_BLANK_DATE.finditer(zone)):
+            if count >= 5:
+                break
+            place, start = _place_before(zone, match.start())
+            if place:
+                return None, place, (start, match.end())
     return first
 
 
+# The date line of a draft, day and month left blank (pattern "draft").
+_BLANK_DATE = re.compile(
+    r"ngày[\s.…_]*tháng[\s.…_]*(?:\d{1,2}\s*)?năm\s*(?:\d{4}|[.…_]+)", re.IGNORECASE
+)
+
+
+# Lowercase words inside a place name: "Thành phố Hồ Chí Minh", "Thị xã Sơn Tây".
+_PLACE_INNER = {"phố": "Thành", "xã": "Thị", "trấn": "Thị"}
+_PLACE_ABBREVIATIONS = ("TP", "Tp", "TX", "Tx", "TT")
+
+
+def _place_word(word: str) -> bool:
+    """A capitalised word of a place name: "Nông", "Rang-Tháp", "R'Lấp", "TP."."""
+    bare = word[:-1] if word.endswith(".") else word
+    if bare in _PLACE_ABBREVIATIONS:
+        return True
+    if word.endswith("."):
+        return False  # a full stop ends a sentence, never a place name
+    parts = re.split("[-'\u2019]", bare)
+    if not all(p.isalpha() and (len(p) == 1 or p[1:].islower()) for p in parts):
+        return False
+    return parts[0][:1].isupper() and all(p[0].isupper() for p in parts[1:] if "-" in bare)
+
+
 def _place_before(zone: str, pos: int) -> tuple[str, int]:
-    """The place name ("Đắk Nông", "TP. Hồ Chí Minh") ending with a comma before pos."""
+    """The place name ("Đắk Nông", "Phan Rang-Tháp Chàm") ending with a comma before pos.
+
+    A place never spans a full stop, nor a line break unless a two-word name was broken in
+    two ("Đắk" / "Nông, ngày ..."): the last words of an abstract right above the place and
+    date line ("... với LB Nga", "... Liên bang / Đức") stay in it (pattern "place-line").
+    """
     offset = max(0, pos - 80)  # a place name is a few words; never rescan the whole zone
     head = zone[offset:pos].rstrip()
     if not head.endswith(","):
         return "", pos
-    words = head[:-1].split()
+    body = head[:-1]
+    line_start = body.rfind("\n") + 1
+    above_start = body.rfind("\n", 0, max(0, line_start - 1)) + 1
+    above = body[above_start : line_start - 1] if line_start else ""
+    words = body[line_start:].split()
+    if above and " " not in above.strip() and _place_word(above.strip()) and len(words) == 1:
+        words = [above.strip(), *words]  # the extractor broke the place name itself
     taken: list[str] = []
     for word in reversed(words):
-        bare = word.strip(".")
-        abbreviation = word.endswith(".") and bare in ("TP", "Tp", "TX", "Tx", "TT")
-        if not bare or not (bare[0].isupper() and (bare[1:].islower() or abbreviation)):
+        if len(taken) >= 6:
             break
-        if len(taken) == 4:
+        if word == "-" and taken:  # "Bà Rịa - Vũng Tàu"
+            taken.append(word)
+            continue
+        if _PLACE_INNER.get(word) and taken:
+            taken.append(word)
+            continue
+        if not _place_word(word):
             break
         taken.append(word)
+    while taken and (taken[-1] == "-" or taken[-1] in _PLACE_INNER):
+        taken.pop()
     if not taken:
         return "", pos
-    place = " ".join(reversed(taken))
-    start = offset + head.rfind(taken[-1], 0, len(head) - 1)
+    taken.reverse()
+    for k, word in enumerate(taken):  # a lowercase inner word needs its head word
+        if word in _PLACE_INNER and (k == 0 or taken[k - 1] != _PLACE_INNER[word]):
+            taken = taken[k + 1 :]
+    if not taken:
+        return "", pos
+    place = " ".join(taken)
+    start = offset + head.rfind(taken[0], 0, len(head) - 1 - len(" ".join(taken[1:])))
     return place, start
 
 
@@ -574,9 +813,17 @@ def urgency_from_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]])
 
 
 def _vv_abstract(
-    doc: _Doc, start: int, stop: int, zone_end: int, blank: Sequence[tuple[int, int]] = ()
+    doc: _Doc,
+    start: int,
+    stop: int,
+    zone_end: int,
+    blank: Sequence[tuple[int, int]] = (),
+    about: bool = False,
 ) -> tuple[int, str]:
     """The "V/v ..." abstract of a công văn: its line and the joined text.
+
+    With ``about``, a line opening with "Về việc" / "VỀ VIỆC" is an abstract too (a
+    document with no type heading, pattern "abstract-forms"); its text keeps that lead.
 
     Lines before zone_end ("Kính gửi") that are neither uppercase (mottos, stamps) nor
     the place and date continue the abstract; after it only wrapped lines do.
@@ -586,6 +833,10 @@ def _vv_abstract(
     for i in range(start, stop):
         line = lines[i]
         match = _VV.search(line)
+        lead = "V/v "
+        if not match and about and i < zone_end:  # never a sentence of the body
+            match = _ABOUT.match(line)
+            lead = match.group(0).strip() + " " if match else ""
         if not match or "Căn cứ" in line[: match.start()]:
             continue
         parts = [_strip_date(line[match.end() :])]
@@ -594,6 +845,10 @@ def _vv_abstract(
             nxt = lines[j]
             if not nxt:
                 continue
+            if not any(parts):  # "V/v" alone on its line, ": text" on the next
+                nxt = nxt.lstrip(" :.-")
+                if not nxt:
+                    continue
             if _is_date_line(nxt) or _MOTTOS.fullmatch(nxt.strip()) or nxt == "---":
                 continue
             if _BODY_START.match(nxt) or _HEADER_STOP.match(nxt):
@@ -606,14 +861,24 @@ def _vv_abstract(
             break
         text = _collapse(" ".join(parts))
         text = _INLINE_STOP.sub("", text).strip()
-        return i, ("V/v " + text) if text else ""
+        return i, (lead + text) if text else ""
     return -1, ""
 
 
+# "Về việc ..." / "VỀ VIỆC ..." opening a line under the header, with no type heading above
+_ABOUT = re.compile(r"(?:Về\s+việc|VỀ\s+VIỆC)(?![^\W\d_])\s*:?\s*")
+
+
 def _strip_date(line: str) -> str:
+    """The line without a "<Place>, ngày ..." issuing date merged into it.
+
+    A date with no place before it ("Chỉ thị số 1971/CT-TTg ngày 7/11/2011 của ...") is
+    part of the abstract and stays (pattern "abstract-dates").
+    """
     for match in _DATE_WORDS.finditer(line):
-        _, start = _place_before(line, match.start())
-        return (line[:start] + line[match.end() :]).strip()
+        place, start = _place_before(line, match.start())
+        if place:
+            return (line[:start] + line[match.end() :]).strip()
     return line
 
 
@@ -651,6 +916,7 @@ def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
         parts.append(found.heading_rest)
     prev = found.heading_rest
     lines_taken = 0
+    run_end = _abstract_run_end(doc, found.heading_line + 1)
     for i in range(found.heading_line + 1, min(len(doc.lines), found.heading_line + 14)):
         line = doc.lines[i]
         folded = doc.folded_lines[i]
@@ -658,7 +924,9 @@ def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
             continue
         if line == "---" or _HARD_STOP.match(folded):
             break
-        if parts and (_BODY_START.match(folded) or _HEADER_STOP.match(folded)):
+        if parts and (
+            _BODY_START.match(folded) or _HEADER_STOP.match(folded) or line.endswith(":")
+        ):
             break
         if _is_upper(line) and (
             _AUTHORITY.match(folded) or (agency and _collapse(folded).startswith(agency))
@@ -666,7 +934,7 @@ def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
             if not parts or not _is_upper(prev) or _AUTHORITY.match(folded):
                 found.authority = _authority_lines(doc, i)
                 break
-        if parts and not _is_continuation(prev, line):
+        if parts and i >= run_end and not _is_continuation(prev, line):
             break
         parts.append(line)
         prev = line
@@ -676,6 +944,36 @@ def _heading_abstract(doc: _Doc, found: _Found, agency: str) -> str:
     text = _collapse(" ".join(parts))
     text = _INLINE_STOP.sub("", text).strip()
     return text.rstrip(" -")
+
+
+_ABSTRACT_LINE = 120  # a line of a centred abstract; body paragraphs run the page's width
+
+
+def _abstract_run_end(doc: _Doc, first: int) -> int:
+    """The line that ends a multi-line abstract under a heading, or -1 (pattern "abstract-forms").
+
+    An abstract may run over several lines, each starting with a capital ("Kết quả ... /
+    Sáu tháng đầu năm 2022 / Phương hướng ..."), until the "Căn cứ" or "Kính gửi" line, a
+    rule or the enacting authority. That holds only when every line before that end is short
+    and none ends a sentence; otherwise the wrapped-line test alone decides.
+    """
+    taken = 0
+    for i in range(first, min(len(doc.lines), first + 9)):
+        line, folded = doc.lines[i], doc.folded_lines[i]
+        if not line:
+            continue
+        if (
+            line == "---"
+            or _HARD_STOP.match(folded)
+            or _HEADER_STOP.match(folded)
+            or _BODY_START.match(folded)
+            or (_AUTHORITY.match(folded) and _is_upper(line))
+        ):
+            return i if taken else -1
+        if len(line) > _ABSTRACT_LINE or line[-1] in ".;:!?" or taken >= 6 or _is_upper(line):
+            return -1
+        taken += 1
+    return -1
 
 
 def _authority_lines(doc: _Doc, i: int) -> str:
@@ -706,6 +1004,7 @@ def _parse_agency(
     zone = "\n".join(doc.folded_lines[:zone_end])
     spans = list(remove)
     spans += [m.span() for m in _MOTTOS.finditer(zone)]
+    spans += [m.span() for m in _DRAFT_STAMP.finditer(zone)]
     spans += [m.span() for m in _URGENCY_STAMP.finditer(zone)]
     for match in _VV.finditer(zone):
         end = zone.find("\n", match.start())
@@ -745,6 +1044,12 @@ def _split_levels(
     for k in range(1, len(lines)):
         head = _collapse(" ".join(lines[:k]))
         if _PARENT.fullmatch(head) and _UNIT.match(" " + lines[k] + " "):
+            return _collapse(" ".join(printed[k:])), _collapse(" ".join(printed[:k]))
+    # header lines are whole names: "BỘ NÔNG NGHIỆP / VÀ PHÁT TRIỂN NÔNG THÔN / TỔNG CỤC
+    # THỦY LỢI" splits between lines, never inside "TỔNG CỤC" (pattern "agency-keyword")
+    for k in range(1, len(lines)):
+        head = _collapse(" ".join(lines[:k]))
+        if _PARENT.match(head) and _UNIT.match(" " + lines[k] + " "):
             return _collapse(" ".join(printed[k:])), _collapse(" ".join(printed[:k]))
     parent = _PARENT.match(folded)
     if parent:
@@ -829,13 +1134,106 @@ def _parse_signer(doc: _Doc, start: int, nn: int) -> tuple[str, str, str]:
 
     ``nn`` is the "Nơi nhận" line (-1 when none): the block sits around it.
     """
-    lines, folded = doc.lines, doc.folded_lines
     if nn >= 0:
-        lo, hi = max(start, nn - 15), min(len(lines), nn + 60)
+        lo, hi = max(start, nn - 15), min(len(doc.lines), nn + 60)
     else:  # no recipients' list: the block ends the document
-        lo, hi = max(start, len(lines) - 80), len(lines)
-    i = lo
-    while i < hi:
+        lo, hi = max(start, len(doc.lines) - 80), len(doc.lines)
+    end = min(len(doc.lines), hi + 5)
+    block = _signature_block(doc.lines[lo:end], doc.folded_lines[lo:end])
+    found = _titled_signer(block, hi - lo)
+    if found:
+        return found[0], found[1], "signature"
+    match = _SIGNED_BY.search(doc.text)
+    if match:
+        name = _name_of(match.group("name"), strict=False)
+        if name:
+            return name, "", "signature"
+    name = _marked_signer(block)
+    if name:
+        return name, "", "signature"
+    if nn >= 0:  # no titles at all (seed 000): the last name under the recipients
+        lines = doc.lines
+        for j in range(min(len(lines), nn + 40) - 1, nn, -1):
+            name = _name_of(lines[j], strict=True) if not lines[j].startswith("-") else ""
+            if name:
+                return name, "", "signature"
+    return "", "", ""
+
+
+@dataclass(frozen=True)
+class _Block:
+    """The lines of a signature block, tidied: glued names split off, "(Đã ký)" removed."""
+
+    lines: tuple[str, ...]
+    folded: tuple[str, ...]
+    signed: tuple[bool, ...]  # the line carried, or sits right under, a "(Đã ký)" marker
+
+
+# "(Đã ký)", "(đã ký)", "Đã ký", "[Đã ký]", "(Đã ký và đóng dấu)" beside a name or alone
+_SIGNED_MARK = re.compile(
+    r"[\[(]?\s*đã\s+ký(?:\s+(?:số|tên|và\s+đóng\s+dấu))?\s*[\])]?", re.IGNORECASE
+)
+
+
+def _signature_block(raw: Sequence[str], raw_folded: Sequence[str]) -> _Block:
+    """Lines as printed become lines to read (pattern "signature").
+
+    "CHÁNH VĂN PHÒNGThái Hữu Phép" (title and name glued by the text layer) becomes two
+    lines; a signed marker beside a name ("Tố Hữu (Đã ký)") is taken off and remembered.
+    """
+    lines: list[str] = []
+    folded: list[str] = []
+    signed: list[bool] = []
+    marker_above = False
+    for line, line_folded in zip(raw, raw_folded, strict=True):
+        mark = _SIGNED_MARK.search(line) if ("ký" in line or "KÝ" in line) else None
+        if mark and not _SIGNED_MARK.sub("", line).strip(" .,;:"):
+            marker_above = True  # a line of its own: it marks the name below
+            lines.append(line)
+            folded.append(line_folded)
+            signed.append(False)
+            continue
+        if mark and (mark.start() == 0 or mark.end() == len(line)):
+            line = _collapse(_SIGNED_MARK.sub(" ", line))
+            line_folded = fold_tones(line)
+            is_signed = True
+        else:
+            is_signed = marker_above and bool(line)
+        if line:
+            marker_above = False
+        pieces = _unglue_name(line)
+        lines.extend(pieces)
+        folded.extend([line_folded] if len(pieces) == 1 else [fold_tones(p) for p in pieces])
+        signed.extend([is_signed] * len(pieces))
+    return _Block(tuple(lines), tuple(folded), tuple(signed))
+
+
+_UPPER = "".join(
+    ch
+    for ch in map(chr, [*range(0x41, 0x5B), *range(0xC0, 0x250), *range(0x1E00, 0x1F00)])
+    if ch.isupper()
+)
+_LOWER = "".join(ch.lower() for ch in _UPPER if ch.lower() != ch)
+# an uppercase word running straight into a capitalised one: "PHÒNGThái"
+_GLUED_NAME = re.compile(f"[{_UPPER}]{{2}}(?=[{_UPPER}][{_LOWER}])")
+
+
+def _unglue_name(line: str) -> tuple[str, ...]:
+    """("CHÁNH VĂN PHÒNG", "Thái Hữu Phép") from "CHÁNH VĂN PHÒNGThái Hữu Phép"."""
+    if len(line) > 90:  # a title and a name: a short line
+        return (line,)
+    for match in _GLUED_NAME.finditer(line):
+        cut = match.end()
+        if _name_of(line[cut:], strict=True):
+            return line[:cut].rstrip(), line[cut:]
+    return (line,)
+
+
+def _titled_signer(block: _Block, hi: int) -> tuple[str, str] | None:
+    """(name, title) of a block "KT. CHỦ TỊCH / PHÓ CHỦ TỊCH / name", or None."""
+    lines, folded = block.lines, block.folded
+    i = 0
+    while i < min(hi, len(lines)):
         title = (
             _title_in(folded[i]) if not _BODY_START.match(folded[i]) or "Nơi" in folded[i] else ""
         )
@@ -859,23 +1257,43 @@ def _parse_signer(doc: _Doc, start: int, nn: int) -> tuple[str, str, str]:
                 if not line.startswith(("-", "+")):
                     titles.append(line)
                     continue
-            name = _name_of(line, strict=line.startswith(("-", "+", "•")) or "Nơi" in line)
+            strict = line.startswith(("-", "+", "•")) or "Nơi" in line
+            name = _name_of(line, strict=strict and not block.signed[j])
             if name:
-                return name, _collapse(" ".join(titles)), "signature"
+                return _wrapped_name(name, lines, j), _collapse(" ".join(titles))
             if more:
                 titles.append(more)
         i += 1
-    match = _SIGNED_BY.search(doc.text)
-    if match:
-        name = _name_of(match.group("name"), strict=False)
-        if name:
-            return name, "", "signature"
-    if nn >= 0:  # no titles at all (seed 000): the last name under the recipients
-        for j in range(min(len(lines), nn + 40) - 1, nn, -1):
-            name = _name_of(lines[j], strict=True) if not lines[j].startswith("-") else ""
+    return None
+
+
+def _wrapped_name(name: str, lines: Sequence[str], j: int) -> str:
+    """The name with its last word when the text layer wrapped it ("Nguyễn Khắc" / "Định")."""
+    for k in range(j + 1, min(len(lines), j + 3)):
+        nxt = lines[k].strip(" .")
+        if not nxt:
+            continue
+        words = name.split()
+        if (
+            " " not in nxt
+            and _name_word(nxt)
+            and nxt not in _NOT_NAME_START
+            and len(words) < 4
+            and name == lines[j].strip(" .")[-len(name) :]
+        ):
+            return f"{name} {nxt}"
+        break
+    return name
+
+
+def _marked_signer(block: _Block) -> str:
+    """The name beside a signed marker when the block has no title ("Tố Hữu (Đã ký)")."""
+    for k in range(len(block.lines) - 1, -1, -1):
+        if block.signed[k]:
+            name = _name_of(block.lines[k], strict=False)
             if name:
-                return name, "", "signature"
-    return "", "", ""
+                return name
+    return ""
 
 
 # --------------------------------------------------------------------------- deadline
@@ -989,7 +1407,8 @@ def extract_metadata(
     issued, place, date_span = _parse_issued(zone)
     if issued:
         sources["issued_date"] = "header"
-    if place:
+    if place and date_span:  # as printed ("Thanh Hoá"), like the agency
+        place = _collapse(doc.text[date_span[0] : date_span[0] + len(place)])
         sources["issued_place"] = "header"
 
     remove = [s for s in (number_span, date_span) if s]
@@ -998,7 +1417,12 @@ def extract_metadata(
     vv_text = ""
     if found.heading_line < 0:
         _, vv_text = _vv_abstract(
-            doc, 0, min(len(doc.lines), max(body_start, 1) + 2, limit), body_start, remove
+            doc,
+            0,
+            min(len(doc.lines), max(body_start, 1) + 2, limit),
+            body_start,
+            remove,
+            about=bool(number_span or date_span),
         )
 
     doc_type, abstract = "", ""
@@ -1008,9 +1432,15 @@ def extract_metadata(
         abstract = _heading_abstract(doc, found, fold_tones(agency))
         if abstract:
             sources["abstract"] = "heading"
-    elif vv_text:
+    elif vv_text.startswith("V/v"):
         doc_type, abstract = "Công văn", vv_text
         sources["doc_type"] = sources["abstract"] = "header"
+    elif vv_text:  # "Về việc ..." with no heading: the type is the notation's
+        abstract = vv_text
+        sources["abstract"] = "header"
+        doc_type = _type_from_notation(notation)
+        if doc_type:
+            sources["doc_type"] = "header"
     elif notation:
         doc_type = _type_from_notation(notation)
         if doc_type:

@@ -47,7 +47,9 @@ from pathlib import Path
 
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError, DependencyError
+from mailsvc.mailboxes.auth_policy import AuthPolicyEndpoint
 from mailsvc.mailboxes.passdb import ITERATE_QUERY, USER_QUERY, password_query, sql_source
+from mailsvc.permissions import restrict_home
 from mailsvc.runtime import make_runtime_dir, runtime_dir
 from mailsvc.supervisor import FailureHook, ReadyHook, SupervisedProcess, stop_leftovers
 
@@ -172,10 +174,12 @@ class DovecotService:
         auth_failure_delay: float | None = None,
         auth_penalty: bool = True,
         restart_min_backoff: float = 0.2,
+        auth_policy: AuthPolicyEndpoint | None = None,
         on_failures: FailureHook | None = None,
         on_ready: ReadyHook | None = None,
     ) -> None:
         self.settings = settings
+        self.auth_policy = auth_policy
         self.mode = settings.dovecot.mode
         self.dir = settings.home / "dovecot"
         self.config_path = self.dir / "dovecot.conf"
@@ -316,6 +320,8 @@ class DovecotService:
         self.state_dir.mkdir(exist_ok=True)
         make_runtime_dir(self.settings.home)
         self.base_dir.mkdir(exist_ok=True)
+        # HOME stays 0750; as root, its group is the mail group (see mailsvc.permissions)
+        restrict_home(self.settings.home, accounts.mail_gid if accounts.privileged else None)
         self._prepare_maildir_root(accounts)
         cert = self.settings.path(self.settings.tls.cert)
         key = self.settings.path(self.settings.tls.key)
@@ -364,6 +370,8 @@ class DovecotService:
                 st = parent.stat()
                 if st.st_mode & stat.S_IXOTH or st.st_uid == accounts.mail_uid:
                     continue
+                if st.st_gid == accounts.mail_gid and st.st_mode & stat.S_IXGRP:
+                    continue  # HOME: 0750 with the mail group
                 if parent == self.settings.home or self.settings.home in parent.parents:
                     os.chmod(parent, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
                     log.info(
@@ -382,11 +390,40 @@ class DovecotService:
             _write_private(self.master_secret_path, secrets.token_urlsafe(32) + "\n")
         secret = self.master_secret()
         digest = hashlib.sha512(secret.encode()).digest()
-        line = f"{MASTER_USER}:{{SHA512}}{base64.b64encode(digest).decode()}\n"
+        # user:password:uid:gid:gecos:home:shell:extra — allow_nets keeps the master
+        # user to this host: loopback, or the address IMAP listens on when it is specific.
+        nets = ",".join(master_networks((self._listen_imap[0], self._listen_imaps[0])))
+        line = (
+            f"{MASTER_USER}:{{SHA512}}{base64.b64encode(digest).decode()}::::::allow_nets={nets}\n"
+        )
         _write_private(self.master_users_path, line)
         # Read by the auth process after it dropped to the internal user.
         internal = pwd.getpwnam(accounts.internal_user)
         os.chown(self.master_users_path, internal.pw_uid, internal.pw_gid)
+
+
+def master_networks(listen_hosts: tuple[str, ...]) -> list[str]:
+    """Where the master user may log in from: 127.0.0.1, ::1 and any specific address
+    an IMAP listener is bound to (the service connects to it from the same host)."""
+    nets = ["127.0.0.1/32", "::1/128"]
+    for host in listen_hosts:
+        with contextlib.suppress(ValueError):
+            ip = ipaddress.ip_address(host.strip("[]"))
+            if not ip.is_unspecified:
+                net = f"{ip}/{ip.max_prefixlen}"
+                if net not in nets:
+                    nets.append(net)
+    return nets
+
+
+def _auth_policy_settings(endpoint: AuthPolicyEndpoint | None) -> str:
+    if endpoint is None:
+        return ""
+    lines = [f"{key} = {value}" for key, value in endpoint.dovecot_settings().items()]
+    return (
+        "# Logins ask mailsvc's auth policy server first: one lock-out for SMTP, IMAP and\n"
+        "# the password page (mailsvc/mailboxes/auth_policy.py).\n" + "\n".join(lines) + "\n"
+    )
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -437,6 +474,8 @@ def render_config(
         for name, use in SPECIAL_FOLDERS
     )
     chroot = "" if accounts.privileged else "\n  chroot ="
+    # the auth process reads HOME/dovecot/master-users: HOME is 0750 with the mail group
+    auth_groups = f"\n  extra_groups = {group}" if accounts.privileged else ""
     penalty = (
         "" if svc.auth_penalty else ("\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }")
     )
@@ -500,7 +539,7 @@ auth_cache_size = 0
 auth_username_format = %Lu
 auth_master_user_separator = {MASTER_SEPARATOR}
 auth_worker_max_count = {svc.settings.dovecot.auth_workers}
-{failure_delay}passdb {{
+{failure_delay}{_auth_policy_settings(svc.auth_policy)}passdb {{
   driver = passwd-file
   args = scheme=SHA512 {svc.master_users_path}
   master = yes
@@ -534,7 +573,7 @@ service lmtp {{
 }}
 service anvil {{{chroot}{penalty}
 }}
-service auth {{
+service auth {{{auth_groups}
   unix_listener auth-userdb {{
     mode = 0600
     user = {me}

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -59,6 +60,15 @@ NOTICE_REASONS = {
 OUTBREAK_WINDOW = timedelta(minutes=10)
 OUTBREAK_THRESHOLD = 3
 _REGISTER_NUMBER = re.compile(r"^X-Mailsvc-Register-Number:\s*(\d+)", re.MULTILINE | re.IGNORECASE)
+
+
+def one_line(text: str) -> str:
+    """A sender's text fit for a header field and a notice line: control characters
+    (CR, LF, NUL ...) and line/paragraph separators become spaces, runs of spaces one, NFC.
+    A Subject such as ``=?utf-8?q?a=0D=0ABcc:_x?=`` decodes to CR/LF; writing it back into
+    the notice's Subject raised, and the sender never got the receipt."""
+    cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
+    return unicodedata.normalize("NFC", " ".join(cleaned.split()))
 
 
 def _environment(templates: Path) -> Environment:
@@ -115,10 +125,11 @@ class NoticeComposer:
     def status_message(self, notice: StatusNotice) -> bytes:
         code = notice.status_code
         heading = HEADINGS[code]
+        subject = one_line(notice.subject)
         values = {
             "sender": notice.recipient,
             "heading": heading,
-            "subject": notice.subject,
+            "subject": subject,
             "message_id": notice.message_id,
             "number_notation": notice.number_notation,
             "time_label": "Thời điểm nhận" if code in ("01", "02", "03") else "Thời điểm",
@@ -153,7 +164,7 @@ class NoticeComposer:
         headers = [
             ("From", self.from_field),
             ("To", notice.recipient),
-            ("Subject", f"{heading.capitalize()}: {notice.subject}"[:200]),
+            ("Subject", f"{heading.capitalize()}: {subject}"[:200]),
             ("Date", format_datetime(datetime.now(VIETNAM))),
             ("Message-ID", make_msgid(domain=self.hostname)),
             ("Auto-Submitted", "auto-replied"),
@@ -171,7 +182,7 @@ class NoticeComposer:
         alert = EmailMessage()
         alert["From"] = self.from_field
         alert["To"] = recipient
-        alert["Subject"] = subject
+        alert["Subject"] = one_line(subject)
         alert["Date"] = format_datetime(datetime.now(VIETNAM))
         alert["Message-ID"] = make_msgid(domain=self.hostname)
         alert["Auto-Submitted"] = "auto-generated"

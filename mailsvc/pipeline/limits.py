@@ -20,6 +20,16 @@ a policy limit, so the work is at most linear in the message size times
   cannot be read (``archive-unreadable``) or is encrypted (``archive-encrypted``), each
   as the policy says.
 
+- The top-level header section read as every reader reads it, and its originator
+  fields (mailsvc.originator): white space before a field name's colon
+  (``header-name-whitespace``), a line that is not a field (``header-field-malformed``),
+  control characters (``header-control-character``), anything but exactly one From:
+  (``from-count``) naming exactly one mailbox (``from-mailbox-count``), Sender/Reply-To
+  twice (``originator-repeated``), an originator field over 2 KiB
+  (``address-header-too-large``) or one the parser cannot read (``address-header-unparsable``).
+- Attachment file names with direction overrides, invisible characters, controls or
+  bytes that are not UTF-8 (``file-name-deceptive``).
+
 The first limit exceeded ends the walk with one ``fail`` Finding whose evidence names
 the limit (``limit``: the policy key, ``maximum``, ``observed``, ``part``: the MIME
 path such as ``1.2`` and, for archives, the member).
@@ -29,10 +39,13 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import email
+import email.policy
 import io
 import re
 import struct
 import time
+import unicodedata
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -64,9 +77,12 @@ class LimitBreach:
     observed: float
     part: str = ""  # MIME path: "" for the message, "1.2" for the second part of the first
     member: str = ""  # archive member path, "outer.zip/inner.zip/file"
+    note: str = ""  # a rule rather than a size: what was found
 
     def describe(self) -> str:
         where = f" in part {self.part or 'top'}" + (f" member {self.member}" if self.member else "")
+        if self.note:
+            return f"{self.limit}{where}: {self.note}"
         return f"{self.limit} exceeded{where}: {self.observed:g} > {self.maximum:g}"
 
 
@@ -152,6 +168,7 @@ class _Walker:
         while stack:
             entity = stack.pop()
             headers = self._headers(entity)
+            self._check_file_name(headers, entity.path)
             ctype, params = _content_type(headers.content_type, entity.default_type)
             maintype, _, subtype = ctype.partition(b"/")
             if maintype == b"multipart" and params.get(b"boundary"):
@@ -171,6 +188,17 @@ class _Walker:
             else:
                 data = self._decode(entity, headers)
                 self._inspect_leaf(data, entity.path)
+
+    def _check_file_name(self, headers: _Headers, path: str) -> None:
+        if b"name" not in headers.disposition.lower() and b"name" not in (
+            headers.content_type.lower()
+        ):
+            return
+        problem = file_name_problem(headers.disposition, headers.content_type)
+        if problem:
+            raise _Exceeded(
+                LimitBreach("file-name-deceptive", "file_names", 0, 0, path, note=problem[:200])
+            )
 
     def _count_child(self, parent: _Entity) -> None:
         self.b.parts += 1
@@ -506,6 +534,35 @@ def _archive_kind(data: bytes) -> str | None:
     return None
 
 
+def file_name_problem(disposition: bytes, content_type: bytes) -> str:
+    """Why an attachment's file name (Content-Disposition filename, Content-Type name,
+    RFC 2231/2047 decoded) must not be shown to a clerk, or "".
+
+    Direction overrides and isolates (``hoa-don-\u202efdp.exe`` reads "hoa-don-exe.pdf"),
+    zero-width and other invisible format characters, controls (CR/LF, NUL) and names
+    that are not valid UTF-8 are refused: none belongs in an official document's name.
+    """
+    head = b"Content-Disposition: " + disposition + b"\r\nContent-Type: " + content_type
+    try:
+        part = email.message_from_bytes(head + b"\r\n\r\n", policy=email.policy.default)
+        names = [part.get_filename(), part.get_param("name")]
+    except (RecursionError, ValueError, TypeError, IndexError, AttributeError, LookupError):
+        return "file name cannot be parsed"
+    for name in names:
+        if not isinstance(name, str):
+            continue
+        try:  # raw 8-bit names arrive as surrogate escapes: they must be UTF-8
+            text = name.encode("utf-8", "surrogateescape").decode("utf-8")
+        except UnicodeError:
+            return "file name is not valid UTF-8"
+        if "\ufffd" in text:
+            return "file name is not valid UTF-8"
+        for char in text:
+            if unicodedata.category(char) in ("Cc", "Cf", "Co", "Cs"):
+                return f"U+{ord(char):04X} ({unicodedata.name(char, 'control')}) in file name"
+    return ""
+
+
 def _content_type(value: bytes, default: bytes) -> tuple[bytes, dict[bytes, bytes]]:
     """The lower-cased type and parameters, parsed in one linear pass (no backtracking)."""
     main, _, _ = value.partition(b";")
@@ -606,6 +663,20 @@ class LimitsStage:
         breach, counters = await loop.run_in_executor(
             self._executor, check_limits, msg.raw, self._policy
         )
+        if breach is None:
+            # In a thread (not the stage's executor, which may be a process pool): the
+            # parse is cached on the message for every later reader of From:.
+            originator = await asyncio.to_thread(lambda: msg.originator)
+            if originator.problem is not None:
+                return (
+                    Finding(
+                        stage=self.name,
+                        status=Status.FAIL,
+                        reason=originator.problem.reason,
+                        detail=originator.problem.detail,
+                        evidence={"limit": "headers.originator", "part": ""},
+                    ),
+                )
         elapsed_ms = (time.perf_counter() - started) * 1000
         if breach is None:
             return (

@@ -43,6 +43,7 @@ MAIN_TYPES = (formats.PDF, formats.DOCX, formats.ODT)
 SIGNATURE_SUFFIXES = (".p7s", ".p7m", ".p7b", ".sig", ".asc", ".gpg", ".pgp")
 PRIORITY_HEADERS = ("Priority", "X-Priority", "Importance", "X-MSMail-Priority")
 _INLINE_LIMIT = 200_000  # characters; longer texts are read in the executor
+SEARCH_TEXT_LIMIT = 100_000  # characters of the document handed to the register's search index
 
 
 class Extractor(Protocol):
@@ -123,7 +124,12 @@ class MetadataStage:
             other = await self._read(candidates[1][1], subject, headers, names)
             if other.is_official:
                 meta, where = other, candidates[1][0]
-        meta = replace(meta, agency_code=agency_code, agency_name=agency_name)
+        meta = replace(
+            meta,
+            agency_code=agency_code,
+            agency_name=agency_name,
+            text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
+        )
         if meta.is_official:
             detail = f"{meta.doc_type or 'document'} {meta.number_notation or '(no number)'}"
             return (self._finding(Status.PASS, "document-metadata", meta, detail, where),)

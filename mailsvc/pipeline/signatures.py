@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from mailsvc.interfaces import AgencyInfo, Directory
-from mailsvc.message import InboundMessage
-from mailsvc.signatures.engine import SignatureEngine
+from mailsvc.message import Direction, InboundMessage
+from mailsvc.signatures.engine import Sender, SignatureEngine
 from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
 from mailsvc.signatures.trust import TrustConfig
@@ -62,6 +62,12 @@ def _evidence(report: DocumentSignatureReport) -> dict[str, Any]:
     }
 
 
+class AgencyDirectory(Directory, Protocol):
+    """The directory, plus every agency: to name the agency a signing organisation is."""
+
+    def agencies(self) -> list[AgencyInfo]: ...
+
+
 class SignaturesStage:
     name = "signatures"
     description = "Verifies S/MIME, CMS (.p7s/.p7m), PDF and OpenPGP signatures of documents"
@@ -70,7 +76,7 @@ class SignaturesStage:
         self,
         policy: SignaturePolicy,
         trust: TrustConfig,
-        directory: Directory,
+        directory: AgencyDirectory,
         executor: Executor,
         *,
         gnupg_home: Path | None = None,
@@ -78,15 +84,25 @@ class SignaturesStage:
         self._engine = SignatureEngine(policy, trust, executor=executor, gnupg_home=gnupg_home)
         self._directory = directory
 
-    def _agency(self, msg: InboundMessage) -> AgencyInfo | None:
+    def _sender(self, msg: InboundMessage) -> Sender:
+        """Who sent it. Submitted by a logged-in official of ours (From is checked against
+        the login) is mail between our own mailboxes: a forwarded document keeps its
+        signer's agency, so no mismatch is judged. Everything else came from another server.
+        """
         address = msg.from_address or msg.mail_from
         domain = address.rpartition("@")[2].lower()
-        return self._directory.agency_for_domain(domain) if domain else None
+        agency = self._directory.agency_for_domain(domain) if domain else None
+        internal = (
+            msg.direction is Direction.SUBMISSION
+            and msg.authenticated_as is not None
+            and bool(domain)
+            and self._directory.is_local_domain(domain)
+        )
+        return Sender(address, agency, internal, tuple(self._directory.agencies()))
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         try:
-            agency = self._agency(msg)
-            reports = await self._engine.verify_message(msg.raw, agency)
+            reports = await self._engine.verify_message(msg.raw, self._sender(msg))
         except Exception as exc:  # boundary: validation could not run → fail closed
             log.error("signature check unavailable for %s: %s", msg.queue_id, exc, exc_info=True)
             return (

@@ -483,15 +483,13 @@ class SpamStage:
     def _sender_addresses(self, msg: InboundMessage) -> list[tuple[str, str]]:
         """(where, address) for the envelope sender, From, Sender and Reply-To."""
         found = [("MAIL FROM", msg.mail_from.lower())] if msg.mail_from else []
-        for header in ("From", "Sender", "Reply-To"):
-            try:
-                values = msg.headers.get_all(header) or []
-                for value in values:
-                    for address in getattr(value, "addresses", ()):
-                        if address.addr_spec:
-                            found.append((header, str(address.addr_spec).lower()))
-            except (ValueError, IndexError, TypeError):
-                continue
+        originator = msg.originator  # parsed once per message, bounded (mailsvc.originator)
+        for header, mailboxes in (
+            ("From", originator.from_),
+            ("Sender", originator.sender),
+            ("Reply-To", originator.reply_to),
+        ):
+            found.extend((header, m.addr_spec.lower()) for m in mailboxes if m.addr_spec)
         return found
 
     def _sender_rules(self, msg: InboundMessage) -> list[Hit]:

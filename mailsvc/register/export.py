@@ -115,13 +115,27 @@ def rows_of(documents: Sequence[RegisterDocument], zone: tzinfo = VIETNAM) -> li
 # --------------------------------------------------------------------------- CSV
 
 
+# OWASP "CSV injection": a cell starting with one of these is read by spreadsheets as a
+# formula (=HYPERLINK(...), +cmd|..., -2+3, @SUM(...)) or shifts to the next cell.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: formula-like values get a leading apostrophe."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value
+
+
 def to_csv(rows: Sequence[RegisterRow]) -> bytes:
-    """UTF-8 with a byte order mark (Excel opens it with the right characters), CRLF rows."""
+    """UTF-8 with a byte order mark (Excel opens it with the right characters), CRLF rows.
+
+    Every cell that a spreadsheet would evaluate (see ``neutralise_cell``) is written as
+    text: subjects and abstracts come from senders outside the agency.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(HEADINGS)
     for row in rows:
-        writer.writerow(row.cells())
+        writer.writerow([neutralise_cell(str(cell)) for cell in row.cells()])
     return buffer.getvalue().encode("utf-8-sig")
 
 

@@ -439,6 +439,7 @@ class RegisterRecorder:
             urgency=urgency,
             signer=_signer(report, metadata),
             deadline=metadata.deadline if metadata else None,
+            text=metadata.text if metadata and not refused else "",
             attachments=tuple(attachments),
             deliveries=tuple(
                 DeliveryInput(

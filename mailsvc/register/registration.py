@@ -29,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
+from mailsvc.register import search
 from mailsvc.register.models import (
     Attachment,
     DocumentAttachment,
@@ -93,6 +94,7 @@ class DocumentInput:
     attachments: tuple[AttachmentInput, ...] = ()
     deliveries: tuple[DeliveryInput, ...] = ()
     note: str = ""
+    text: str = ""  # the main document's text, for the search index only
 
     @property
     def main_sha256(self) -> str:
@@ -381,6 +383,7 @@ def register_document(
     _link_attachments(session, document, doc.attachments, ids, fresh=True)
     _link_deliveries(session, document, doc, "first")
     session.flush()
+    search.index_document(session, document, body=doc.text)
     return _result(register, document, fresh=True, numbered_now=valid)
 
 

@@ -12,6 +12,7 @@ import time
 import unicodedata
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from pathlib import Path
 
 from mailsvc.interfaces import AgencyInfo
@@ -65,15 +66,44 @@ def organisation_matches(organisation: str, agency: AgencyInfo) -> bool:
     return bool(org) and org in (_norm(agency.name), _norm(agency.code))
 
 
+@dataclass(frozen=True)
+class Sender:
+    """Where a document came from, for the signer↔agency check.
+
+    ``agency`` is the sender's agency in the directory (None: the sender's domain is in
+    no entry). ``internal`` marks mail between our own mailboxes (an official of ours
+    submitted it): forwarding a document signed by another agency to a colleague is
+    ordinary work, so no mismatch is judged. ``agencies`` names the agency a signing
+    organisation belongs to in the finding's detail.
+    """
+
+    address: str
+    agency: AgencyInfo | None
+    internal: bool = False
+    agencies: tuple[AgencyInfo, ...] = ()
+
+
+def _mismatch_detail(organisation: str, sender: Sender) -> str:
+    owner = next((a for a in sender.agencies if organisation_matches(organisation, a)), None)
+    signed = f"signed for {organisation!r}"
+    signed += f" (agency {owner.code})" if owner is not None else ", which is no agency we know"
+    if sender.agency is None:
+        return f"{signed}, but the sender {sender.address} belongs to no agency in the directory"
+    return f"{signed}, but the sender's agency is {sender.agency.name!r}"
+
+
 def assess(
     document: str,
     sha256: str,
     signatures: Sequence[SignatureResult],
     policy: SignaturePolicy,
-    agency: AgencyInfo | None,
+    sender: Sender | None,
     inherited: Iterable[SignatureResult] = (),
 ) -> DocumentSignatureReport:
-    """Decide valid / reference_only / invalid for one document (see docs/signatures.md)."""
+    """Decide valid / reference_only / invalid for one document (see docs/signatures.md).
+
+    ``sender`` None (``mailsvc verify``): no signer↔agency judgement.
+    """
     extra = (
         [s for s in inherited if s.passed] if policy.message_signature_covers_attachments else []
     )
@@ -119,27 +149,31 @@ def assess(
 
     matches: bool | None = None
     passed = [s for s in considered if s.passed and s.organisation]
-    orgs = [s.organisation for s in passed if s.kind is CertificateKind.ORGANISATION] or [
-        s.organisation for s in passed
-    ]
-    if agency is not None and orgs:
-        matches = any(organisation_matches(o, agency) for o in orgs)
+    seals = [s.organisation for s in passed if s.kind is CertificateKind.ORGANISATION]
+    orgs = seals or [s.organisation for s in passed]
+    if sender is not None and not sender.internal:
+        if sender.agency is not None and orgs:
+            matches = any(organisation_matches(o, sender.agency) for o in orgs)
+        elif sender.agency is None and seals:
+            # an organisation's seal from a sender outside every agency: nothing vouches
+            # that the organisation sent it (a personal signature alone is judged above)
+            matches = False
     if matches is False and outcome is not DocumentOutcome.INVALID:
         if policy.signer_mismatch == "refuse":
             outcome = DocumentOutcome.INVALID
         elif policy.signer_mismatch == "reference_only":
             outcome = DocumentOutcome.REFERENCE_ONLY
         if policy.signer_mismatch != "ignore":
+            assert sender is not None
             reason = "signer-mismatch"
-            assert agency is not None
-            detail = f"signed for {orgs[0]!r}, but the sender's agency is {agency.name!r}"
+            detail = _mismatch_detail(orgs[0], sender)
     return DocumentSignatureReport(
         document=document,
         sha256=sha256,
         outcome=outcome,
         reason=reason,
         signatures=tuple(signatures),
-        sender_agency=agency.code if agency is not None else None,
+        sender_agency=sender.agency.code if sender is not None and sender.agency else None,
         signer_matches_sender=matches,
         detail=detail,
     )
@@ -168,6 +202,7 @@ class SignatureEngine:
             key_usage_match_all=policy.key_usage_match_all,
             extended_key_usage=policy.extended_key_usage,
             organisation_rule=policy.organisation_rule,
+            revocation_source_required=tuple(policy.require_revocation_source),
             gnupg_home=str(gnupg_home) if gnupg_home is not None else None,
         )
         self._version: tuple[str, float, tuple[object, ...]] = ("", -VERSION_TTL, ())
@@ -209,7 +244,7 @@ class SignatureEngine:
         return list(await asyncio.gather(*futures))
 
     async def verify_message(
-        self, raw: bytes, agency: AgencyInfo | None
+        self, raw: bytes, sender: Sender | None
     ) -> list[DocumentSignatureReport]:
         """Reports for the message's own signature(s) and for each attached document."""
         jobs = jobs_for_message(raw, self.policy)
@@ -225,16 +260,16 @@ class SignatureEngine:
                 r.sha256,
                 r.signatures,
                 self.policy,
-                agency,
+                sender,
                 inherited=() if r.name == MESSAGE else message_sigs,
             )
             for r in results
         ]
 
     async def verify_files(
-        self, files: Sequence[tuple[str, bytes]], agency: AgencyInfo | None = None
+        self, files: Sequence[tuple[str, bytes]], sender: Sender | None = None
     ) -> list[DocumentSignatureReport]:
         """Reports for files given by name and content (x.pdf beside x.pdf.p7s pairs up)."""
         jobs = jobs_for_files(files, self.policy)
         results = await self._run(jobs)
-        return [assess(r.name, r.sha256, r.signatures, self.policy, agency) for r in results]
+        return [assess(r.name, r.sha256, r.signatures, self.policy, sender) for r in results]

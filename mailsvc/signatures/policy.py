@@ -59,6 +59,12 @@ class SignaturePolicy(_Section):
     allow_fetching: bool = False  # fetch CRLs/OCSP over the network (closed networks: off)
     crl_sources: tuple[str, ...] = ()  # files (relative to HOME) or http(s) URLs
     crl_refresh_minutes: int = Field(default=360, gt=0)
+    # Certificates of these kinds must name a revocation source (a CRL distribution point or
+    # an OCSP responder); without one, hard-fail has nothing to check and a revoked key
+    # would pass. Agencies' organisation (seal) certificates always carry one.
+    require_revocation_source: tuple[Literal["organisation", "personal"], ...] = (
+        "organisation",
+    )
     organisation_rule: OrganisationRule = OrganisationRule()
     # What a document is worth.
     require_organisation_signature: bool = True
@@ -66,7 +72,9 @@ class SignaturePolicy(_Section):
     unsigned: Literal["reference_only", "refuse"] = "reference_only"
     indeterminate: Literal["reference_only", "refuse"] = "reference_only"
     invalid_signature: Literal["refuse", "reference_only"] = "refuse"
-    signer_mismatch: Literal["refuse", "reference_only", "ignore"] = "refuse"
+    # The signing organisation is not the sender's agency (forwarded, or forged). The seeds
+    # never require them to be the same, so by default the finding is kept and shown.
+    signer_mismatch: Literal["refuse", "reference_only", "ignore"] = "reference_only"
     # A passed S/MIME (or PGP/MIME) signature on the message also signs its attachments.
     message_signature_covers_attachments: bool = False
     # Attachments with these suffixes are signatures, not documents.

@@ -22,12 +22,14 @@ from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
+from pyhanko.sign.fields import MDPPerm
 from pyhanko.sign.validation import (
     KeyUsageConstraints,
     PdfSignatureStatus,
     StandardCMSSignatureStatus,
     async_validate_detached_cms,
     async_validate_pdf_signature,
+    read_certification_data,
 )
 from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
@@ -51,6 +53,8 @@ class ValidationSettings:
     extended_key_usage: tuple[str, ...] | None = None
     organisation_rule: OrganisationRule = field(default_factory=OrganisationRule)
     gnupg_home: str | None = None
+    # certificate kinds ("organisation", "personal") that must name a CRL or OCSP source
+    revocation_source_required: tuple[str, ...] = ("organisation",)
 
     def key_usage_constraints(self) -> KeyUsageConstraints:
         return KeyUsageConstraints(
@@ -140,19 +144,25 @@ _DETAILS = {
     "(often: no CRL held for a certificate that names one)",
     "FORMAT_FAILURE": "the signature is malformed",
 }
+_NO_REVOCATION_SOURCE = (
+    "the {kind} certificate names no revocation source (no CRL distribution point, no OCSP "
+    "responder), so its revocation cannot be checked; the policy requires one "
+    "(require_revocation_source)"
+)
 
 
 def _result_from_status(
     fmt: SignatureFormat,
     status: StandardCMSSignatureStatus,
-    rule: OrganisationRule,
+    settings: ValidationSettings,
     field_name: str = "",
 ) -> SignatureResult:
-    who = identify(status.signing_cert, rule)
+    who = identify(status.signing_cert, settings.organisation_rule)
     ts = status.timestamp_validity
     ts_time = ts.timestamp if ts is not None and ts.trusted else None
     revoked_at = status.revocation_details.revocation_date if status.revocation_details else None
     modification = ""
+    no_source = False
     sub: str | None
     if not status.intact:
         indication, sub = Indication.TOTAL_FAILED, AdESFailure.HASH_FAILURE.name
@@ -170,9 +180,17 @@ def _result_from_status(
         indication, sub = Indication.INDETERMINATE, "NO_CERTIFICATE_CHAIN_FOUND"
     elif ts is not None and not (ts.intact and ts.valid and ts.trusted):
         indication, sub = Indication.INDETERMINATE, AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name
+    elif who.kind.value in settings.revocation_source_required and not _names_revocation_source(
+        status.signing_cert
+    ):
+        # hard-fail has nothing to check for such a certificate: a revoked key would pass
+        indication, sub = Indication.INDETERMINATE, AdESIndeterminate.CHAIN_CONSTRAINTS_FAILURE.name
+        no_source = True
     else:
         indication, sub = Indication.TOTAL_PASSED, None
     detail = "the signature is valid" if sub is None else _DETAILS.get(sub, sub.lower())
+    if no_source:
+        detail = _NO_REVOCATION_SOURCE.format(kind=who.kind.value)
     if ts is not None and not (ts.intact and ts.valid and ts.trusted) and sub is not None:
         detail += "; the timestamp token is not trusted"
     if isinstance(status, PdfSignatureStatus):
@@ -208,6 +226,13 @@ def _result_from_status(
         field_name=field_name,
         modification=modification,
         detail=detail,
+    )
+
+
+def _names_revocation_source(cert: asn1_x509.Certificate) -> bool:
+    """A CRL distribution point (full or delta) or an OCSP responder in the certificate."""
+    return bool(
+        cert.crl_distribution_points or cert.delta_crl_distribution_points or cert.ocsp_urls
     )
 
 
@@ -270,7 +295,7 @@ async def _validate_detached_one(
             subindication=sub.standard_name,
             detail=f"the signature could not be validated: {exc}",
         )
-    result = _result_from_status(fmt, status, settings.organisation_rule)
+    result = _result_from_status(fmt, status, settings)
     if _needs_time_revalidation(result):
         assert result.timestamp_time is not None
         status = await async_validate_detached_cms(
@@ -279,7 +304,7 @@ async def _validate_detached_one(
             signer_validation_context=new_context(settings.trust, version, result.timestamp_time),
             key_usage_settings=settings.key_usage_constraints(),
         )
-        again = _result_from_status(fmt, status, settings.organisation_rule)
+        again = _result_from_status(fmt, status, settings)
         if again.passed:
             return _with_detail(again, "valid at the time of its trusted timestamp")
     return result
@@ -345,6 +370,8 @@ async def validate_pdf(
     except Exception as exc:  # pyHanko raises many parser exception types on broken files
         return [_format_failure(fmt, f"the PDF cannot be read: {exc}")]
     results: list[SignatureResult] = []
+    last_revision = max((sig.signed_revision for sig in embedded), default=-1)
+    tail: ModificationLevel | None = None  # what changed after the last signature
     for sig in embedded:
         name = sig.field_name or ""
         try:
@@ -353,7 +380,7 @@ async def validate_pdf(
                 signer_validation_context=new_context(settings.trust, version),
                 key_usage_settings=settings.key_usage_constraints(),
             )
-            result = _result_from_status(fmt, status, settings.organisation_rule, name)
+            result = _result_from_status(fmt, status, settings, name)
             if _needs_time_revalidation(result) and result.timestamp_time is not None:
                 status = await async_validate_pdf_signature(
                     sig,
@@ -362,9 +389,11 @@ async def validate_pdf(
                     ),
                     key_usage_settings=settings.key_usage_constraints(),
                 )
-                again = _result_from_status(fmt, status, settings.organisation_rule, name)
+                again = _result_from_status(fmt, status, settings, name)
                 if again.passed:
                     result = _with_detail(again, "valid at the time of its trusted timestamp")
+            if sig.signed_revision == last_revision:
+                tail = status.modification_level
         except SignatureValidationError as exc:
             sub = exc.ades_subindication or AdESFailure.FORMAT_FAILURE
             result = SignatureResult(
@@ -380,7 +409,46 @@ async def validate_pdf(
             log.debug("PDF signature %s failed to parse", name, exc_info=True)
             result = _format_failure(fmt, f"the signature is malformed: {exc}", name)
         results.append(result)
+    if tail is not None and tail > _permitted_after_last_signature(reader):
+        results = [_unsigned_tail(r, tail) if r.passed else r for r in results]
     return results
+
+
+_DOCMDP_LEVELS = {
+    MDPPerm.NO_CHANGES: ModificationLevel.LTA_UPDATES,
+    MDPPerm.FILL_FORMS: ModificationLevel.FORM_FILLING,
+    MDPPerm.ANNOTATE: ModificationLevel.ANNOTATIONS,
+}
+
+
+def _permitted_after_last_signature(reader: PdfFileReader) -> ModificationLevel:
+    """What may change after the last signature without anyone signing it: validation
+    material and document timestamps (LTV), or what a certification signature's DocMDP
+    permission allows. Form filling and annotations are not harmless by themselves: a
+    widget or annotation appearance can paint a white box and a new amount over the page
+    while the text layer (and so the register's metadata) keeps the signed one."""
+    try:
+        certification = read_certification_data(reader)
+    except Exception:  # a broken /Perms dictionary grants nothing
+        log.debug("unreadable certification (DocMDP) data", exc_info=True)
+        certification = None
+    if certification is None:
+        return ModificationLevel.LTA_UPDATES
+    return _DOCMDP_LEVELS.get(certification.permission, ModificationLevel.LTA_UPDATES)
+
+
+def _unsigned_tail(result: SignatureResult, level: ModificationLevel) -> SignatureResult:
+    """At most INDETERMINATE: the document as shown is not the document as signed."""
+    return replace(
+        result,
+        indication=Indication.INDETERMINATE,
+        subindication=AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name,
+        modification=level.name.lower(),
+        detail=(
+            f"the document was changed after the last signature ({level.name.lower()}): "
+            "unsigned fields, annotations or appearances may be drawn over the signed pages"
+        ),
+    )
 
 
 def run(coro_factory: Callable[[], object]) -> object:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import re
 import secrets
 import time
+import unicodedata
 from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -135,11 +137,13 @@ class SmtpHandler:
         if not self.rate.allow_message(ip):
             log.warning("rate limit: %s exceeded %d messages/minute", ip, self.rate.max_messages)
             return replies.RATE_LIMITED
+        if address == "<>":
+            address = ""  # the null sender: reports (MDN, DSN), checked at DATA
         if session.authenticated:
             user = _login(session)
             if address and not await self.lookup.may_send_as(user, address):
                 return replies.SENDER_NOT_OWNED.format(address=address)
-        envelope.mail_from = address
+        envelope.mail_from = address or "<>"
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
 
@@ -201,15 +205,31 @@ class SmtpHandler:
             mail_from_as_sent=(envelope.mail_from or "") if envelope.mail_from != "<>" else "",
         )
         if user is not None:
-            problem = _header_problem(msg)
-            if problem:
-                return replies.MALFORMED.format(what=problem)
-            if not await self.lookup.may_send_as(user, msg.from_address):
-                return replies.FROM_NOT_OWNED
+            refusal = await self._submission_refusal(user, msg)
+            if refusal:
+                log.info("%s refused at submission: %s", queue_id, refusal)
+                return refusal
         _verdict, reply = await check_and_act(
             msg, self.runner, self.acceptance, channel=self.mode.name, metrics=self.metrics
         )
         return reply
+
+    async def _submission_refusal(self, user: str, msg: InboundMessage) -> str:
+        """An official's own mail must show who sent it: one From: naming one mailbox the
+        login owns, no other address dressed up as the display name, and the null
+        sender only for reports. Parsed off the event loop (cached on the message)."""
+        originator, report = await asyncio.to_thread(lambda: (msg.originator, _is_report(msg)))
+        if originator.problem is not None:
+            return replies.for_reason(originator.problem.reason)
+        if not await self.lookup.may_send_as(user, msg.from_address):
+            return replies.FROM_NOT_OWNED
+        # NFKC: a full-width ＠ in a display name reads as @ to the recipient too.
+        name = unicodedata.normalize("NFKC", originator.from_[0].display_name)
+        if {a.lower() for a in _ADDRESS_IN_NAME.findall(name)} - {user, msg.from_address}:
+            return replies.FROM_NAME_NOT_OWNED
+        if not msg.mail_from and not report:
+            return replies.NULL_SENDER_NOT_REPORT
+        return ""
 
 
 async def check_and_act(
@@ -280,11 +300,10 @@ def _login(session: SmtpSession) -> str:
     return str(data or "").lower()
 
 
-def _header_problem(msg: InboundMessage) -> str:
-    """Submitted mail must carry one parsable From: (we compare it with the login)."""
-    froms = msg.headers.get_all("From") or []
-    if len(froms) != 1:
-        return "exactly one From: header is required"
-    if not msg.from_address:
-        return "From: header has no valid address"
-    return ""
+# Something that reads as an address inside a display name ("boss@agency" <me@...>).
+_ADDRESS_IN_NAME = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+")
+
+
+def _is_report(msg: InboundMessage) -> bool:
+    """A delivery or read report (RFC 6522 multipart/report): what the null sender is for."""
+    return msg.headers.get_content_type() == "multipart/report"

@@ -12,10 +12,11 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.config import PasswordSection
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.lockout import Lockout
-from mailsvc.passwords import verify_password
+from mailsvc.passwords import dummy_hash, verify_password
 
 CACHE_SECONDS = 2.0
 
@@ -44,9 +45,16 @@ class LoginResult:
 
 class MailboxLookup:
     def __init__(
-        self, sessions: sessionmaker[Session], local_domains: tuple[str, ...], lockout: Lockout
+        self,
+        sessions: sessionmaker[Session],
+        local_domains: tuple[str, ...],
+        lockout: Lockout,
+        password_cfg: PasswordSection | None = None,
     ) -> None:
         self.sessions = sessions
+        # Unknown addresses are verified against a hash of the same cost as real ones:
+        # skipping the hash would tell an attacker which addresses exist (timing).
+        self._dummy_hash = dummy_hash(password_cfg or PasswordSection())
         self.primary_domains = tuple(d.lower() for d in local_domains)
         self.lockout = lockout
         self._cache: dict[str, tuple[float, object]] = {}
@@ -128,7 +136,9 @@ class MailboxLookup:
             if until is not None:
                 return LoginResult(LoginOutcome.LOCKED, login, until)
             box = session.scalars(select(Mailbox).where(Mailbox.address == login)).one_or_none()
-            if box is None or box.removed or not verify_password(box.password_hash, password):
+            known = box is not None and not box.removed and bool(box.password_hash)
+            stored = box.password_hash if known and box is not None else self._dummy_hash
+            if not verify_password(stored, password) or not known or box is None:
                 until = self.lockout.record_failure(session, login, client_ip)
                 if until is not None:
                     return LoginResult(LoginOutcome.LOCKED, login, until)

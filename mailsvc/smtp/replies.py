@@ -15,6 +15,13 @@ RELAY_DENIED = "554 5.7.1 <{address}>: relay access denied"
 RELAY_NOT_CONFIGURED = "550 5.7.1 <{address}>: no outbound relay is configured on this server"
 SENDER_NOT_OWNED = "553 5.7.1 <{address}>: sender address not owned by authenticated user"
 FROM_NOT_OWNED = "553 5.7.1 From: header address not owned by authenticated user"
+FROM_NAME_NOT_OWNED = (
+    "553 5.7.1 From: display name shows an address not owned by authenticated user"
+)
+NULL_SENDER_NOT_REPORT = (
+    "553 5.7.1 The null sender <> is only for delivery and read reports (multipart/report)"
+)
+BAD_HELO = "501 5.5.2 Invalid host name: a domain name or address literal is required"
 TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 AUTH_REQUIRED = "530 5.7.0 Authentication required"
 BAD_ADDRESS = "501 5.1.3 Bad address syntax"
@@ -62,13 +69,31 @@ _REFUSALS: dict[str, str] = {
     "scan-limits-exceeded": "554 5.7.1 Message refused: content could not be scanned completely",
     "header-line-too-long": "554 5.6.0 Message refused: header line too long",
     "header-fields-exceeded": "554 5.6.0 Message refused: too many header fields",
+    "header-name-whitespace": (
+        "554 5.6.0 Message refused: white space between a header field name and its colon"
+    ),
+    "header-field-malformed": "554 5.6.0 Message refused: a header line is not a header field",
+    "header-control-character": (
+        "554 5.6.0 Message refused: control character in the header section"
+    ),
+    "from-count": "554 5.6.0 Message refused: exactly one From: field is required",
+    "from-mailbox-count": "554 5.6.0 Message refused: From: must name exactly one mailbox",
+    "originator-repeated": "554 5.6.0 Message refused: Sender: or Reply-To: appears twice",
+    "address-header-too-large": "554 5.6.0 Message refused: address header field too large",
+    "address-header-unparsable": (
+        "554 5.6.0 Message refused: address header field cannot be parsed"
+    ),
     "archive-entries-exceeded": "554 5.7.1 Message refused: archive has too many entries",
     "archive-nested-too-large": "554 5.7.1 Message refused: nested archive too large",
     "archive-unreadable": "554 5.6.0 Message refused: archive cannot be read",
     "archive-encrypted": "554 5.7.1 Message refused: encrypted archive cannot be scanned",
     "unreadable-content": (
-        "554 5.7.1 Message refused: an attachment cannot be read (encrypted or too large "
-        "to inspect)"
+        "554 5.7.1 Message refused: an attachment cannot be read (damaged, encrypted or "
+        "too large to inspect)"
+    ),
+    "file-name-deceptive": (
+        "554 5.7.1 Message refused: an attachment's file name has hidden, control or "
+        "direction-changing characters"
     ),
     "signature-indeterminate": (
         "554 5.7.1 Message refused: document signature could not be validated"
@@ -85,6 +110,11 @@ _STAGE_DEFAULT: dict[str, str] = {
     "spam": _REFUSALS["spam-score"],
 }
 _GENERIC_REFUSAL = "554 5.7.1 Message refused by policy ({reason})"
+
+
+def for_reason(reason: str) -> str:
+    """The refusal for a reason code given before the pipeline runs (submission)."""
+    return _REFUSALS.get(reason) or _GENERIC_REFUSAL.format(reason=reason)
 
 
 def for_verdict(verdict: Verdict) -> str:

@@ -4,17 +4,20 @@ submissions (implicit TLS + AUTH). Credentials are checked off the event loop.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, syntax
 
 from mailsvc.smtp import replies
 from mailsvc.smtp.handler import ListenerMode, RateLimiter, SmtpHandler
 from mailsvc.smtp.lookups import LoginOutcome, MailboxLookup
+from mailsvc.time import iso_local
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +137,20 @@ class MailsvcSMTP(SMTP):
         self._counted_ip = ip
         self._sessions.add(self)
 
+    @syntax("HELO hostname")
+    async def smtp_HELO(self, hostname: str) -> None:
+        if hostname and not valid_helo(hostname):
+            await self.push(replies.BAD_HELO)
+            return
+        await super().smtp_HELO(hostname)
+
+    @syntax("EHLO hostname")
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if hostname and not valid_helo(hostname):
+            await self.push(replies.BAD_HELO)
+            return
+        await super().smtp_EHLO(hostname)
+
     def connection_lost(self, error: Exception | None) -> None:
         self._sessions.discard(self)
         if self._counted_ip is not None:
@@ -194,7 +211,7 @@ class MailsvcSMTP(SMTP):
             return AuthResult(success=True, auth_data=LoginPassword(outcome.address.encode(), b""))
         log.warning("AUTH %s for %s from %s", outcome.outcome.value, login, ip)
         if outcome.outcome is LoginOutcome.LOCKED and outcome.locked_until:
-            message = replies.AUTH_LOCKED.format(until=outcome.locked_until.isoformat())
+            message = replies.AUTH_LOCKED.format(until=iso_local(outcome.locked_until))
         elif outcome.outcome is LoginOutcome.MUST_CHANGE:
             message = replies.AUTH_MUST_CHANGE.format(url=self._password_page_url)
         elif outcome.outcome is LoginOutcome.DISABLED:
@@ -202,6 +219,26 @@ class MailsvcSMTP(SMTP):
         else:
             message = replies.AUTH_INVALID
         return AuthResult(success=False, handled=False, message=message)
+
+
+# RFC 5321 4.1.2: Domain / address-literal. Underscores are tolerated (common in
+# Windows host names); control characters, spaces and anything else are not: the name
+# goes into our Received: trace header.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_DOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?")
+_LITERAL = re.compile(r"\[(?:IPv6:[0-9A-Fa-f:.]+|[0-9.]+)\]")
+
+
+def valid_helo(hostname: str) -> bool:
+    """Whether a HELO/EHLO argument is a domain name or an address literal."""
+    if len(hostname) > 255:
+        return False
+    if _LITERAL.fullmatch(hostname):
+        with contextlib.suppress(ValueError):
+            ipaddress.ip_address(hostname[1:-1].removeprefix("IPv6:"))
+            return True
+        return False
+    return _DOMAIN.fullmatch(hostname) is not None
 
 
 def _is_loopback(ip: str) -> bool:

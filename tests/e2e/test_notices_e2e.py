@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from mailsvc.db.models import AuditEntry, MessageRecord
 from mailsvc.quarantine.models import VirusDetection
-from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, wait_for
+from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer, client_tls, wait_for
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 
 CLERK = f"vanthu@{DOMAIN}"
@@ -113,3 +113,36 @@ async def test_repeated_viruses_from_one_address_raise_an_outbreak_alert(
     assert kinds == ["alert-virus", "alert-virus", "alert-outbreak"]
     alerts = await asyncio.to_thread(fetch_inbox, server, ADMIN)
     assert any("CẢNH BÁO DỊCH".encode() in a or b"=?utf-8?" in a for a in alerts)
+
+
+async def test_subject_decoding_to_cr_lf_still_gets_its_notice(server: RunningServer) -> None:
+    """An encoded Subject that decodes to CR/LF made composing the notice fail silently."""
+    server.add_mailbox(CLERK)
+    server.add_mailbox(OFFICIAL, role="official")
+    raw = (
+        f"From: {OFFICIAL}\r\nTo: {CLERK}\r\n"
+        "Subject: =?utf-8?q?G=E1=BB=ADi_t=C3=A0i_li=E1=BB=87u=0D=0ABcc:_boss@evil.example?=\r\n"
+        "Message-ID: <crlf-subject@sotttt.example.vn>\r\n"
+        "Date: Sat, 21 Nov 2026 08:00:00 +0700\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "ỦY BAN NHÂN DÂN TỈNH\r\n\r\nTỐI MẬT\r\n\r\nBáo cáo tình hình an ninh quý IV.\r\n"
+    ).encode()
+
+    def submit() -> None:
+        with server.smtp("submission") as client:
+            client.ehlo("client.example.vn")
+            client.starttls(context=client_tls())
+            client.ehlo("client.example.vn")
+            client.login(OFFICIAL, PASSWORD)
+            client.sendmail(OFFICIAL, [CLERK], raw)
+
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(submit)
+    assert info.value.smtp_code == 554
+    await wait_for(lambda: ("notice-02", OFFICIAL) in server.app.notices.sent)
+    [notice_bytes] = await asyncio.to_thread(fetch_inbox, server, OFFICIAL)
+    notice = message_from_bytes(notice_bytes, policy=default_policy)
+    subject = str(notice["Subject"])
+    assert "Gửi tài liệu" in subject and "Bcc: boss@evil.example" in subject
+    assert "\r" not in subject and "\n" not in subject
+    assert notice["Bcc"] is None

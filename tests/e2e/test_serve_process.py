@@ -3,12 +3,14 @@ swaks sends, imaplib reads, curl-like httpx checks health, SIGTERM stops cleanly
 
 from __future__ import annotations
 
+import grp
 import imaplib
 import os
 import re
 import shutil
 import signal
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -18,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from mailsvc.permissions import sqlite_files
 
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
 
@@ -81,6 +85,7 @@ def test_init_demo_then_serve_accepts_mail_and_stops_on_sigterm(home: Path, db_u
     assert login, init.stdout
     password = (home / "demo-login.txt").read_text().split()[-1]
     assert (home / "mailsvc.toml").exists() and (home / "tls").is_dir()
+    assert stat.S_IMODE((home / "mailsvc.toml").stat().st_mode) == 0o600
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "mailsvc", "serve", *(f"--{n}=127.0.0.1:0" for n in LISTENERS)],
@@ -138,6 +143,56 @@ def test_init_demo_then_serve_accepts_mail_and_stops_on_sigterm(home: Path, db_u
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "stopped" in out
+    # HOME 0750 (as root: the mail group Dovecot's processes use); nothing for others
+    assert stat.S_IMODE(home.stat().st_mode) == 0o750
+    if os.geteuid() == 0:
+        assert home.stat().st_gid == grp.getgrnam("vmail").gr_gid
+    exposed = [
+        p
+        for p in [home / "mailsvc.toml", *home.glob("*.sqlite3*"), *sqlite_files(db_url)]
+        if p.exists() and p.stat().st_mode & stat.S_IROTH
+    ]
+    assert exposed == []
     # Dovecot and clamd were stopped with us: nothing listens on the IMAP port any more.
     with pytest.raises(OSError):
         imaplib.IMAP4(*addresses["imap"], timeout=5)
+
+
+def _init_demo(home: Path, env: dict[str, str]) -> None:
+    init = subprocess.run(
+        [sys.executable, "-m", "mailsvc", "init", "--domain", "demo.example.vn", "--demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+
+
+def _serve_once(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mailsvc", "serve", *(f"--{n}=127.0.0.1:0" for n in LISTENERS)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_serve_refuses_a_config_or_database_readable_by_others(home: Path, db_url: str) -> None:
+    env = _env(home, db_url)
+    del env["MAILSVC_DATABASE__URL"]  # the database in HOME, as init makes it
+    _init_demo(home, env)
+    config, database = home / "mailsvc.toml", home / "mailsvc.sqlite3"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    for exposed in (config, database):
+        exposed.chmod(0o644)
+        refused = _serve_once(env)
+        assert refused.returncode == 1
+        assert "error: refusing to start" in refused.stderr
+        assert f"{exposed} is readable by other users (mode 0644)" in refused.stderr
+        assert f"chmod 600 {exposed}" in refused.stderr
+        assert "ready" not in refused.stdout
+        exposed.chmod(0o600)

@@ -11,19 +11,23 @@ import pytest
 from sqlalchemy import select
 
 from mailsvc.db.models import Agency, MessageRecord
-from tests.e2e.conftest import DOMAIN, RunningServer
+from mailsvc.register.models import RegisterDocument
+from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import (
     AGENCY_CODE,
     AGENCY_DOMAIN,
     AGENCY_NAME,
+    OTHER_AGENCY_NAME,
     make_pdf,
+    overlay_after_signing,
     session_pki,
     signed_pdf,
 )
 
 CLERK = f"vanthu@{DOMAIN}"
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
+OTHER_DOMAIN = "stc.thunghiem.gov.vn"
 
 
 def _trust(server: RunningServer) -> None:
@@ -86,3 +90,112 @@ async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: Runnin
     assert b"signature" in info.value.smtp_error
     with server.sessions() as session:
         assert len(session.scalars(select(MessageRecord)).all()) == 1
+
+
+async def test_appearance_painted_over_a_signed_pdf_is_not_registered_valid(
+    server: RunningServer,
+) -> None:
+    """A white box and a new amount drawn by an unsigned field added after signing."""
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("So tien: 100.000 dong"), pki.personal, pki.organisation)
+    forged = _document_message(overlay_after_signing(pdf, "So tien: 900.000.000 dong"))
+    assert await asyncio.to_thread(send, server, forged, SENDER, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    head = delivered.split(b"\r\n\r\n", 1)[0].decode()
+    assert "X-Mailsvc-Signature: reference_only" in head
+    with server.sessions() as session:
+        [document] = session.scalars(select(RegisterDocument)).all()
+        assert document.signature_outcome == "reference_only"
+        assert document.signature_reason == "signature-indeterminate"
+
+
+def _register_entries(server: RunningServer) -> list[RegisterDocument]:
+    with server.sessions() as session:
+        return list(session.scalars(select(RegisterDocument)).all())
+
+
+async def test_organisation_seal_from_a_sender_in_no_agency_is_not_valid(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
+    stranger = "cv@unknown.example"
+    msg = make_message(stranger, CLERK, subject="V/v triển khai kế hoạch")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
+    assert await asyncio.to_thread(send, server, msg, stranger, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.signature_reason) == (
+        "reference_only",
+        "signer-mismatch",
+    )
+
+
+async def test_document_forwarded_by_another_agency_is_kept_as_reference(
+    server: RunningServer,
+) -> None:
+    """Sở Tài chính forwards a decision sealed by Sở TT&TT: not a forgery, not valid for it."""
+    server.add_mailbox(CLERK)
+    _trust(server)
+    with server.app.sessions.begin() as session:
+        session.add(
+            Agency(
+                code="000.00.02.H99",
+                name=OTHER_AGENCY_NAME,
+                domains=[OTHER_DOMAIN],
+                allowed_senders=["127.0.0.1"],
+            )
+        )
+    server.app.directory.refresh()
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
+    forwarder = f"vanthu@{OTHER_DOMAIN}"
+    msg = make_message(forwarder, CLERK, subject="Chuyển tiếp: Quyết định số 35/2026/QĐ-UBND")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
+    assert await asyncio.to_thread(send, server, msg, forwarder, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    assert b"X-Mailsvc-Signature: reference_only" in delivered.split(b"\r\n\r\n", 1)[0]
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.signature_reason) == (
+        "reference_only",
+        "signer-mismatch",
+    )
+
+
+async def test_forwarding_between_our_own_mailboxes_is_not_judged(
+    server: RunningServer,
+) -> None:
+    """Our official forwards another agency's sealed decision to a colleague."""
+    official = f"chuyenvien@{DOMAIN}"
+    server.add_mailbox(CLERK)
+    server.add_mailbox(official, role="official")
+    _trust(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.other_agency)
+    msg = make_message(official, CLERK, subject="Chuyển tiếp: Quyết định số 35/2026/QĐ-UBND")
+    msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
+    login = (official, PASSWORD)
+    assert (
+        await asyncio.to_thread(send, server, msg, official, [CLERK], "submission", login) == {}
+    )
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    assert b"35-QD-UBND.pdf" in delivered
+
+
+async def test_seal_certificate_without_revocation_source_is_not_registered_valid(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    _trust(server)
+    pki = session_pki()
+    assert pki.seal_without_crl is not None
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.seal_without_crl)
+    assert await asyncio.to_thread(send, server, _document_message(pdf), SENDER, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.signature_reason) == (
+        "reference_only",
+        "signature-indeterminate",
+    )

@@ -296,9 +296,10 @@ async def test_bad_input_gets_clear_errors_and_server_survives(server: RunningSe
             replies.append(client.docmd("MAIL", "FROM:<cv@sender.example.vn>"))
             replies.append(client.docmd("RCPT", f"TO:<{CLERK}>"))
             replies.append(client.docmd("DATA"))
-            # Broken MIME and raw 8-bit headers.
+            # Broken MIME and raw 8-bit headers (a From: without a mailbox is refused:
+            # tests/e2e/test_security.py).
             client.send(
-                b"From: \xff\xfe broken\r\nSubject: =?utf-8?B?invalid\r\n"
+                b"From: cv@sender.example.vn\r\nSubject: \xff\xfe =?utf-8?B?invalid\r\n"
                 b'Content-Type: multipart/mixed; boundary="nope"\r\n\r\n--nope\r\n'
                 b"Content-Type: text/plain\r\n\r\nkhong dong boundary\r\n.\r\n"
             )

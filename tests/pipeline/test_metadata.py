@@ -21,6 +21,8 @@ from mailsvc.documents.metadata import DocumentMetadata
 from mailsvc.message import InboundMessage
 from mailsvc.pipeline.metadata import MetadataStage
 from mailsvc.verdict import Status
+from tests.documents.metadata_patterns import CASES
+from tests.documents.metadata_patterns import FIELDS as PATTERN_FIELDS
 from tests.documents.metadata_samples import LAYOUTS, Layout, layout_docx, layout_pdf
 
 CORPUS = Path(__file__).resolve().parent.parent / "data" / "metadata"
@@ -197,6 +199,17 @@ async def test_odt_document(stage: MetadataStage) -> None:
         "Hồ Thị Thu Hằng",
     )
     assert meta.parent_agency == "ĐẢNG BỘ TỈNH QUẢNG TRỊ"
+
+
+@pytest.mark.parametrize("name", ["qd-one-line", "tb-party-one-line"])
+async def test_document_published_on_one_line_in_the_body(stage: MetadataStage, name: str) -> None:
+    """Issue 18, "glued": a document pasted from a database, no line breaks, in the mail body."""
+    case = next(c for c in CASES if c.name == name)
+    (finding,) = await stage.inspect(_inbound(_message("Gửi văn bản", body=case.text)))
+    assert finding.status is Status.PASS
+    assert finding.evidence["document"] == "body"
+    data = finding.payload.to_dict()
+    assert {field: data[field] for field in PATTERN_FIELDS} == case.expected
 
 
 def test_stage_shape(stage: MetadataStage) -> None:

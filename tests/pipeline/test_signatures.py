@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 from mailsvc import directory
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory
-from mailsvc.message import InboundMessage
+from mailsvc.message import Direction, InboundMessage
 from mailsvc.pipeline.signatures import SignaturesStage
 from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
@@ -149,9 +150,15 @@ async def test_signer_from_another_agency(
     pdf = make_pdf()
     files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.other_agency, tmp_path))]
     raw = plain_message(files)
+    # forwarded from another server: kept as reference only, the finding says why
     (finding,) = await stage(pki, agencies, executor).inspect(inbound(raw))
-    assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
+    assert (finding.status, finding.reason) == (Status.NONE, "signer-mismatch")
     assert finding.payload.signer_matches_sender is False
+    assert "Sở Tài chính Thử nghiệm" in finding.detail
+    (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(
+        inbound(raw)
+    )
+    assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
     (finding,) = await stage(pki, agencies, executor, signer_mismatch="ignore").inspect(
         inbound(raw)
     )
@@ -195,3 +202,52 @@ async def test_unreadable_trust_material_is_an_error(
     assert (finding.status, finding.reason) == (Status.ERROR, "signature-check-unavailable"), (
         finding.detail
     )
+
+
+async def test_organisation_seal_from_a_sender_in_no_agency_is_a_mismatch(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    pdf = make_pdf()
+    files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.organisation, tmp_path))]
+    raw = plain_message(files, sender="cv@unknown.example")
+    (finding,) = await stage(pki, agencies, executor).inspect(inbound(raw, "cv@unknown.example"))
+    assert (finding.status, finding.reason) == (Status.NONE, "signer-mismatch")
+    assert finding.payload.signer_matches_sender is False
+    assert finding.payload.sender_agency is None
+    assert "belongs to no agency" in finding.detail
+
+
+async def test_no_mismatch_judgement_between_our_own_mailboxes(
+    pki: SamplePki,
+    agencies: DbDirectory,
+    executor: ProcessPoolExecutor,
+    tmp_path: Path,
+    db_url: str,
+) -> None:
+    """Our official forwards a document signed by another agency to a colleague."""
+    ours = "chuyenvien@vpub.thunghiem.gov.vn"
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        directory.add_agency(
+            session,
+            actor="test",
+            code="000.00.33.H99",
+            name="Văn phòng UBND Thử nghiệm",
+            domains=["vpub.thunghiem.gov.vn"],
+            local=True,
+        )
+        session.commit()
+    engine.dispose()
+    agencies.refresh()
+    pdf = make_pdf()
+    files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.other_agency, tmp_path))]
+    raw = plain_message(files, sender=ours)
+    submitted = replace(inbound(raw, ours), direction=Direction.SUBMISSION, authenticated_as=ours)
+    (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(submitted)
+    assert (finding.status, finding.reason) == (Status.PASS, "signed")
+    assert finding.payload.signer_matches_sender is None
+    # the same bytes arriving from another server claiming our domain are judged
+    (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(
+        inbound(raw, ours)
+    )
+    assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.delivery import Acceptance
-from mailsvc.documents.metadata import DocumentMetadata
+from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.register.models import Register, RegisterDocument
 from mailsvc.register.recorder import RegisterRecorder, attachments_of
@@ -34,6 +34,7 @@ from mailsvc.signatures.report import (
 )
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Finding, Status, Verdict
+from tests.documents.metadata_patterns import CASES
 
 LOCAL = "stttt.daknong.gov.vn"
 SENDER = "vanthu@stc.daknong.gov.vn"
@@ -391,3 +392,22 @@ async def test_prepare_stores_attachments_before_the_transaction(
     assert recorder._prepared == {}  # used up by on_accept
     [entry] = _entries(sessions)
     assert entry.incoming_number == 1 and entry.attachments[0].attachment.stored
+
+
+async def test_published_document_metadata_reaches_the_register(
+    acceptance: Acceptance, sessions: sessionmaker[Session]
+) -> None:
+    """A document published on one line (issue 18, "glued"): its fields reach the register."""
+    case = next(c for c in CASES if c.name == "cv-tong-cuc-one-line-da-ky")
+    payload = replace(extract_metadata(case.text), agency_code="000.00.32.H56")
+    found = Finding(stage="metadata", status=Status.PASS, reason="found", payload=payload)
+    msg = make_message(subject="Gửi văn bản")
+    report_finding = report(DocumentOutcome.REFERENCE_ONLY)
+    await acceptance.accept(msg, deliver_verdict(msg.queue_id, report_finding, found))
+    [entry] = _entries(sessions)
+    expected = case.expected
+    assert entry.number_notation == expected["number_notation"] == "3012/TCT-KK"
+    assert entry.issued_date == date(2022, 8, 4)
+    assert entry.doc_type == expected["doc_type"]
+    assert entry.abstract == expected["abstract"]
+    assert entry.signer == expected["signer"] == "Đặng Ngọc Minh"

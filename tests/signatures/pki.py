@@ -63,6 +63,8 @@ class SamplePki:
     trust_dir: Path  # holds root.pem only
     crl_dir: Path  # CRLs of root and intermediate (the intermediate's lists `revoked`)
     tsa: Identity | None = None  # time-stamping authority (EKU timeStamping)
+    seal_without_crl: Identity | None = None  # organisation certificate, no CRL/OCSP source
+    personal_without_crl: Identity | None = None  # personal certificate, no CRL/OCSP source
     gpg: OpenPgpKeys | None = None
     extra: dict[str, Path] = field(default_factory=dict)
 
@@ -240,6 +242,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         not_after: datetime = far,
         issuer: Identity = intermediate,
         tsa: bool = False,
+        crl: bool = True,
     ) -> Identity:
         key = _key()
         cert = _issue(
@@ -251,7 +254,7 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
             usage=usage,
             not_before=not_before,
             not_after=not_after,
-            crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate else None,
+            crl_url=f"{CRL_BASE}/intermediate.crl" if issuer is intermediate and crl else None,
             time_stamping=tsa,
         )
         chain = [issuer.cert] + ([root_cert] if issuer is intermediate else [])
@@ -273,6 +276,11 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         "wrong-usage", _name("Hoàng Văn Em", AGENCY_NAME), usage=_usage(key_encipherment=True)
     )
     other_agency = leaf("other-agency", _name(OTHER_AGENCY_NAME, OTHER_AGENCY_NAME))
+    # no CRL distribution point and no OCSP responder: nothing for hard-fail to check
+    seal_without_crl = leaf("seal-without-crl", _name(AGENCY_NAME, AGENCY_NAME), crl=False)
+    personal_without_crl = leaf(
+        "personal-without-crl", _name("Vũ Thị Giang", AGENCY_NAME), crl=False
+    )
     tsa = leaf(
         "tsa",
         _name("Test Time Stamping Authority", "Ban Cơ yếu Thử nghiệm"),
@@ -321,6 +329,8 @@ def build_pki(directory: Path, *, with_gpg: bool = True) -> SamplePki:
         trust_dir,
         crl_dir,
         tsa=tsa,
+        seal_without_crl=seal_without_crl,
+        personal_without_crl=personal_without_crl,
     )
     if with_gpg:
         pki.gpg = build_openpgp(directory / "gpg")
@@ -421,6 +431,44 @@ def modify_pdf_after_signing(signed: bytes) -> bytes:
     forged = generic.StreamObject(stream_data=b"BT /F1 18 Tf 72 720 Td (Forged) Tj ET")
     page["/Contents"] = writer.add_object(forged)
     writer.update_container(page)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def overlay_after_signing(signed: bytes, text: str = "So tien: 900.000.000 dong") -> bytes:
+    """The attack of a visible change after signing: an incremental update (pyHanko's
+    IncrementalPdfFileWriter) adds an unsigned signature field whose appearance paints a
+    white box and a new amount over the page; the page content and text layer are unchanged.
+    """
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.fields import SigFieldSpec, append_signature_field
+
+    def name(value: str) -> generic.NameObject:
+        return generic.NameObject(value)
+
+    writer = IncrementalPdfFileWriter(BytesIO(signed), strict=False)
+    append_signature_field(writer, SigFieldSpec("Overlay", on_page=0, box=(60, 700, 500, 760)))
+    field = writer.root["/AcroForm"]["/Fields"][-1].get_object()
+    font = generic.DictionaryObject(
+        {name("/Type"): name("/Font"), name("/Subtype"): name("/Type1"),
+         name("/BaseFont"): name("/Helvetica")}
+    )  # fmt: skip
+    paint = b"1 1 1 rg 0 0 440 60 re f 0 0 0 rg BT /F1 18 Tf 12 20 Td (%s) Tj ET" % text.encode()
+    appearance = generic.StreamObject(
+        {
+            name("/Type"): name("/XObject"),
+            name("/Subtype"): name("/Form"),
+            name("/BBox"): generic.ArrayObject([generic.NumberObject(v) for v in (0, 0, 440, 60)]),
+            name("/Resources"): generic.DictionaryObject(
+                {name("/Font"): generic.DictionaryObject({name("/F1"): writer.add_object(font)})}
+            ),
+        },
+        stream_data=paint,
+    )
+    field[name("/AP")] = generic.DictionaryObject({name("/N"): writer.add_object(appearance)})
+    writer.update_container(field)
     out = BytesIO()
     writer.write(out)
     return out.getvalue()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +10,15 @@ import pytest
 from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.report import CertificateKind, DocumentOutcome, Indication
 
-from .pki import SamplePki, flip_byte, modify_pdf_after_signing, signed_pdf, timestamper
+from .conftest import make_engine
+from .pki import (
+    SamplePki,
+    flip_byte,
+    modify_pdf_after_signing,
+    overlay_after_signing,
+    signed_pdf,
+    timestamper,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +62,59 @@ async def test_page_replaced_after_signing_is_detected(
     assert report.reason == "signature-invalid"
     assert {s.modification for s in report.signatures} == {"other"}
     assert all(s.indication is Indication.TOTAL_FAILED for s in report.signatures)
+
+
+async def test_appearance_painted_over_the_page_after_signing_is_not_valid(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
+    # pyHanko calls the added field "form filling"; nobody signed what it draws
+    (report,) = await engine.verify_files([("qd.pdf", overlay_after_signing(two_signatures))])
+    assert report.outcome is DocumentOutcome.REFERENCE_ONLY
+    assert report.reason == "signature-indeterminate"
+    assert [(s.indication, s.subindication, s.modification) for s in report.signatures] == [
+        (Indication.INDETERMINATE, "SIG_CONSTRAINTS_FAILURE", "form_filling")
+    ] * 2
+    assert "after the last signature" in report.signatures[1].detail
+
+
+async def test_document_timestamp_after_the_last_signature_is_permitted(
+    engine: SignatureEngine, pki: SamplePki, two_signatures: bytes
+) -> None:
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign.signers import PdfTimeStamper
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(two_signatures), strict=False)
+    out = io.BytesIO()
+    stamper = PdfTimeStamper(timestamper(pki))  # type: ignore[arg-type]
+    await stamper.async_timestamp_pdf(writer, "sha256", output=out)
+    (report,) = await engine.verify_files([("qd.pdf", out.getvalue())])
+    assert report.outcome is DocumentOutcome.VALID
+    assert report.signatures[1].modification == "lta_updates"
+
+
+async def test_certificate_without_revocation_source_under_hard_fail(
+    engine: SignatureEngine, pki: SamplePki, pdf: bytes
+) -> None:
+    """Hard-fail has nothing to check for a certificate naming no CRL or OCSP source: the
+    policy requires one for organisation certificates (not, by default, personal ones)."""
+    assert pki.seal_without_crl is not None and pki.personal_without_crl is not None
+    signed = signed_pdf(pdf, pki.personal_without_crl, pki.seal_without_crl)
+    (report,) = await engine.verify_files([("qd.pdf", signed)])
+    personal, seal = report.signatures
+    assert personal.indication is Indication.TOTAL_PASSED
+    assert (seal.kind, seal.indication, seal.subindication) == (
+        CertificateKind.ORGANISATION,
+        Indication.INDETERMINATE,
+        "CHAIN_CONSTRAINTS_FAILURE",
+    )
+    assert "no revocation source" in seal.detail
+    assert report.outcome is DocumentOutcome.REFERENCE_ONLY
+    strict = make_engine(pki, require_revocation_source=["organisation", "personal"])
+    (report,) = await strict.verify_files([("qd.pdf", signed)])
+    assert [s.indication for s in report.signatures] == [Indication.INDETERMINATE] * 2
+    lax = make_engine(pki, require_revocation_source=[])
+    (report,) = await lax.verify_files([("qd.pdf", signed)])
+    assert report.outcome is DocumentOutcome.VALID
 
 
 async def test_personal_signature_only_is_reference(

@@ -1,0 +1,124 @@
+"""The copy of a document that goes to whoever it is assigned to (chuyển xử lý).
+
+A clean message from the clerk's (or leader's) mailbox: the instructions (ý kiến chỉ
+đạo), the deadline, the register entry's fields, and the document's own files taken from
+the blob store, byte for byte. It joins the durable outbound queue in the same
+transaction as the assignment, so the two commit together. A unit (đơn vị) as assignee
+means every enabled mailbox of that unit.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailsvc.db.models import Mailbox
+from mailsvc.outbound import queue
+from mailsvc.outbound.models import OutboundMessage
+from mailsvc.register.models import RegisterDocument
+from mailsvc.store.blobs import BlobStore
+from mailsvc.time import VIETNAM
+
+KIND = "assignment"
+
+
+@dataclass(frozen=True)
+class Assignment:
+    document_id: int
+    assignee: str
+    instructions: str
+    deadline: date | None
+    by_address: str
+    by_name: str
+
+
+def assignee_mailboxes(session: Session, assignee: str) -> list[Mailbox]:
+    """The mailboxes behind an assignee: one address, or every enabled mailbox of a unit."""
+    target = assignee.strip().lower()
+    if "@" in target:
+        rows = session.scalars(select(Mailbox).where(Mailbox.address == target)).all()
+    else:
+        rows = session.scalars(
+            select(Mailbox).where(func.lower(Mailbox.unit) == target).order_by(Mailbox.address)
+        ).all()
+    return [m for m in rows if m.enabled and not m.removed]
+
+
+class AssignmentMailer:
+    def __init__(self, templates: Path, blobs: BlobStore, hostname: str) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(templates),
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+        )
+        self._blobs = blobs
+        self._hostname = hostname
+
+    def compose(
+        self, document: RegisterDocument, assignment: Assignment, to: Sequence[Mailbox]
+    ) -> EmailMessage:
+        number = f"{document.incoming_number}/{document.year}" if document.incoming_number else ""
+        body = self._env.get_template("assignment.txt.j2").render(
+            by_name=assignment.by_name,
+            instructions=assignment.instructions,
+            deadline=assignment.deadline.strftime("%d/%m/%Y") if assignment.deadline else "",
+            incoming_number=number,
+            number_notation=document.number_notation,
+            agency=document.agency_name or document.agency_code,
+            abstract=document.abstract or document.subject,
+            issued_date=document.issued_date.strftime("%d/%m/%Y") if document.issued_date else "",
+            document_id=document.id,
+        )
+        msg = EmailMessage()
+        msg["From"] = Address(assignment.by_name, addr_spec=assignment.by_address)
+        msg["To"] = ", ".join(m.address for m in to)
+        title = document.number_notation or number
+        abstract = " ".join((document.abstract or document.subject).split())[:150]
+        msg["Subject"] = (
+            f"Chuyển xử lý: {title} – {abstract}" if title else (f"Chuyển xử lý: {abstract}")
+        )
+        msg["Date"] = format_datetime(datetime.now(VIETNAM))
+        msg["Message-ID"] = make_msgid(domain=self._hostname)
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Mailsvc-Assignment"] = str(document.id)
+        msg.set_content(body)
+        for link in document.attachments:
+            if link.role == "signature" or not link.attachment.stored:
+                continue
+            data = self._blobs.get(link.attachment.sha256)
+            ctype = link.content_type or mimetypes.guess_type(link.filename)[0] or ""
+            maintype, _, subtype = ctype.partition("/")
+            if not subtype:
+                maintype, subtype = "application", "octet-stream"
+            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=link.filename)
+        return msg
+
+    def queue(
+        self, session: Session, document: RegisterDocument, assignment: Assignment
+    ) -> list[OutboundMessage]:
+        to = assignee_mailboxes(session, assignment.assignee)
+        if not to:
+            return []
+        message = self.compose(document, assignment, to)
+        return [
+            queue.enqueue(
+                session,
+                message,
+                mailbox.address,
+                kind=KIND,
+                about=f"register-document:{document.id}",
+                sender=assignment.by_address,
+            )
+            for mailbox in to
+        ]

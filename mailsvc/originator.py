@@ -1,0 +1,177 @@
+"""The originator fields of a message (From, Sender, Reply-To), read once and bounded.
+
+Mail clients and Dovecot read a header section differently from Python's ``email``
+package where the syntax is loose: ``From : x`` (space before the colon) is dropped by
+Python but shown by others; a bare CR ends a line for Python only; a line that is not a
+field ends the header section for Python only. A second From: then passes our checks on
+one address and shows the reader another. So the top-level header section is scanned
+here byte by byte and any such ambiguity is a :class:`HeaderProblem` (the message is
+refused), as is anything but exactly one From: naming exactly one mailbox.
+
+Address parsing with ``email.headerregistry`` costs tens of microseconds per byte and
+recurses on nested comments: each originator field is capped at
+:data:`MAX_ADDRESS_FIELD_BYTES` before it is parsed, the parse runs once per message
+(:attr:`mailsvc.message.InboundMessage.originator`, computed off the event loop) and any
+parser failure is a definite refusal, never an internal error.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from dataclasses import dataclass
+from email import errors
+from email.headerregistry import AddressHeader, BaseHeader
+
+# RFC 5322 allows 998 octets per line; one mailbox with a display name fits in far less.
+MAX_ADDRESS_FIELD_BYTES = 2048
+
+ORIGINATOR_FIELDS = ("from", "sender", "reply-to")
+
+_NAME = re.compile(rb"[!-9;-~]+")
+# C0 controls except HT, and DEL; CR and LF are handled as line ends (bare CR refused).
+_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_ADDR_SPEC = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True)
+class Mailbox:
+    display_name: str
+    addr_spec: str  # as written (compare lower-cased)
+
+
+@dataclass(frozen=True)
+class HeaderProblem:
+    """Why the header section is refused: ``reason`` is a stable code (findings, replies)."""
+
+    reason: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Originator:
+    from_: tuple[Mailbox, ...] = ()
+    sender: tuple[Mailbox, ...] = ()
+    reply_to: tuple[Mailbox, ...] = ()
+    problem: HeaderProblem | None = None
+
+    @property
+    def from_address(self) -> str:
+        """The From: mailbox's address, lower-cased ("" when there is none)."""
+        return self.from_[0].addr_spec.lower() if self.from_ else ""
+
+
+def read_originator(raw: bytes, max_field_bytes: int = MAX_ADDRESS_FIELD_BYTES) -> Originator:
+    """Scan the top-level header section of ``raw`` and parse its originator fields.
+
+    Linear in the size of the header section; the ``email`` parser only ever sees
+    fields of at most ``max_field_bytes``.
+    """
+    match = _END_OF_HEAD.search(raw)
+    head = raw[: match.start()] if match else raw
+    fields, problem = _scan(head)
+    if problem is not None:
+        return Originator(problem=problem)
+    found: dict[str, list[bytes]] = {}
+    for name, value in fields:
+        if name in ORIGINATOR_FIELDS:
+            found.setdefault(name, []).append(value)
+    froms = found.get("from", [])
+    if len(froms) != 1:
+        return Originator(
+            problem=HeaderProblem("from-count", f"{len(froms)} From: fields, exactly one allowed")
+        )
+    for name in ("sender", "reply-to"):
+        if len(found.get(name, [])) > 1:
+            return Originator(
+                problem=HeaderProblem("originator-repeated", f"{name} appears more than once")
+            )
+    parsed: dict[str, tuple[Mailbox, ...]] = {}
+    for name, values in found.items():
+        mailboxes, problem = _parse_field(name, values[0], max_field_bytes)
+        if problem is not None:
+            return Originator(problem=problem)
+        parsed[name] = mailboxes
+    result = Originator(
+        from_=parsed.get("from", ()),
+        sender=parsed.get("sender", ()),
+        reply_to=parsed.get("reply-to", ()),
+    )
+    if len(result.from_) != 1:
+        problem = HeaderProblem(
+            "from-mailbox-count", f"From: names {len(result.from_)} mailboxes, exactly one allowed"
+        )
+    elif "sender" in parsed and len(result.sender) != 1:
+        problem = HeaderProblem("from-mailbox-count", "Sender: must name exactly one mailbox")
+    if problem is not None:
+        return Originator(result.from_, result.sender, result.reply_to, problem)
+    return result
+
+
+def _scan(head: bytes) -> tuple[list[tuple[str, bytes]], HeaderProblem | None]:
+    """The fields of a header section (lower-cased name, unfolded raw value), or the
+    first construct that readers interpret differently."""
+    bad = _CONTROL.search(head) or _BARE_CR.search(head)
+    if bad is not None:
+        return [], HeaderProblem(
+            "header-control-character",
+            f"control character 0x{head[bad.start()]:02x} at offset {bad.start()}",
+        )
+    fields: list[tuple[str, bytes]] = []
+    for number, line in enumerate(head.split(b"\n"), start=1):
+        line = line.removesuffix(b"\r")
+        if not line:  # the end of a section that has no body
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if not fields:
+                return [], HeaderProblem(
+                    "header-field-malformed", "the header section starts with a continuation"
+                )
+            field, value = fields[-1]
+            fields[-1] = (field, value + line)
+            continue
+        name = _NAME.match(line)
+        rest = line[name.end() :] if name else line
+        if name is None or not rest.startswith(b":"):
+            if name is not None and rest.lstrip(b" \t").startswith(b":"):
+                return [], HeaderProblem(
+                    "header-name-whitespace",
+                    f"line {number}: white space between a field name and its colon",
+                )
+            return [], HeaderProblem("header-field-malformed", f"line {number}: not a header field")
+        fields.append((name.group().decode("ascii").lower(), rest[1:]))
+    return fields, None
+
+
+def _parse_field(
+    name: str, value: bytes, max_bytes: int
+) -> tuple[tuple[Mailbox, ...], HeaderProblem | None]:
+    if len(value) > max_bytes:
+        return (), HeaderProblem(
+            "address-header-too-large", f"{name}: {len(value)} bytes, at most {max_bytes}"
+        )
+    try:
+        text = value.decode("utf-8")
+    except UnicodeDecodeError:
+        return (), HeaderProblem("address-header-unparsable", f"{name}: not valid UTF-8")
+    try:
+        header = email.policy.default.header_factory(name, text.strip())
+        assert isinstance(header, BaseHeader) and isinstance(header, AddressHeader)
+        groups = header.groups
+        invalid = [d for d in header.defects if isinstance(d, errors.InvalidHeaderDefect)]
+        mailboxes = tuple(
+            Mailbox(str(a.display_name), str(a.addr_spec)) for g in groups for a in g.addresses
+        )
+    # The email package's address parser raises whatever its recursion meets on
+    # hostile input (nested comments, unterminated groups): all mean "cannot parse".
+    except (RecursionError, AttributeError, IndexError, ValueError, TypeError, KeyError) as exc:
+        return (), HeaderProblem("address-header-unparsable", f"{name}: {type(exc).__name__}")
+    if invalid:  # "A <a@b", "A <a@b> trailing": each reader repairs it its own way
+        return (), HeaderProblem("address-header-unparsable", f"{name}: {invalid[0]}")
+    if name in ("from", "sender") and any(g.display_name is not None for g in groups):
+        return (), HeaderProblem("address-header-unparsable", f"{name}: group syntax")
+    if any(not _ADDR_SPEC.match(m.addr_spec) for m in mailboxes):
+        return (), HeaderProblem("address-header-unparsable", f"{name}: not an address")
+    return mailboxes, None

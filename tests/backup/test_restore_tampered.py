@@ -1,0 +1,127 @@
+"""Tampered archives through `mailsvc backup` / `mailsvc restore`: an attacker who can
+write the archive rewrites a member and its manifest line, plants symlinks leaving their
+part, setuid files, or a configuration that runs a command."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.backup.conftest import (
+    Archive,
+    Forged,
+    Service,
+    archive_path,
+    forge_archive,
+    invoke,
+)
+
+COMMAND = "/usr/local/bin/pwn --now"
+
+
+def _backup(home: Path, out: Path) -> Path:
+    made = invoke(home, "backup", "--output", str(out))
+    assert made.exit_code == 0, made.output
+    return archive_path(made.output)
+
+
+def _key(home: Path) -> bytes:
+    return bytes.fromhex((home / "backup.key").read_text().strip())
+
+
+def _config_with_command(home: Path) -> Forged:
+    text = (home / "mailsvc.toml").read_text(encoding="utf-8")
+    return Forged("home/mailsvc.toml", f'{text}\n[alerts]\ncommand = "{COMMAND}"\n'.encode())
+
+
+async def test_rewritten_manifest_without_the_key_is_refused(
+    service: Service, tmp_path: Path
+) -> None:
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    config = (home / "mailsvc.toml").read_bytes()
+    forged = [_config_with_command(home)]
+    cases = {
+        "kept-mac": (dict(key=None), "is not authenticated by the backup key"),
+        "wrong-key": (dict(key=b"k" * 32), "is not authenticated by the backup key"),
+        "no-mac": (dict(key=None, with_mac=False), "has no manifest.hmac"),
+    }
+    for name, (options, message) in cases.items():
+        target = tmp_path / f"{name}.tar.gz"
+        forge_archive(good, target, forged, **options)  # type: ignore[arg-type]
+        for args in (("--yes", "--accept-commands"), ("--verify-only",)):
+            result = invoke(home, "restore", str(target), *args)
+            assert result.exit_code == 1, (name, result.output)
+            assert message in result.output, (name, result.output)
+    assert (home / "mailsvc.toml").read_bytes() == config
+    assert not [p for p in home.iterdir() if p.name.endswith((".restoring", ".replaced"))]
+
+
+async def test_symlinks_leaving_their_part_are_refused_even_when_authenticated(
+    service: Service, tmp_path: Path
+) -> None:
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    for member, target in (
+        ("home/tls/chain.pem", "/etc/shadow"),
+        ("home/policies", "../../../../etc"),
+        ("maildirs/x", "../home/mailsvc.toml"),
+    ):
+        forged = tmp_path / "forged.tar.gz"
+        forge_archive(good, forged, [Forged(member, symlink_to=target)], key=_key(home))
+        result = invoke(home, "restore", str(forged), "--yes")
+        assert result.exit_code == 1
+        assert f"{member}: a symlink to {target!r} leaves its part" in result.output
+        assert not (home / "policies").is_symlink()
+
+
+async def test_modes_are_masked_and_a_new_command_needs_confirmation(
+    service: Service, tmp_path: Path
+) -> None:
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    forged = tmp_path / "forged.tar.gz"
+    planted = [
+        _config_with_command(home),
+        Forged("home/bin-helper", b"#!/bin/sh\nid\n", mode=0o6755),
+        Forged("home/links-inside", symlink_to="bin-helper"),
+    ]
+    forge_archive(good, forged, planted, key=_key(home))
+    refused = invoke(home, "restore", str(forged), "--yes")
+    assert refused.exit_code == 1
+    assert f"runs      alerts.command = '{COMMAND}' (now '')" in refused.output
+    assert "run again with --accept-commands; nothing was changed" in refused.output
+    assert COMMAND not in (home / "mailsvc.toml").read_text(encoding="utf-8")
+    assert not (home / "bin-helper").exists()
+
+    applied = invoke(home, "restore", str(forged), "--yes", "--accept-commands")
+    assert applied.exit_code == 0, applied.output
+    assert f"runs      alerts.command = '{COMMAND}'" in applied.output
+    assert COMMAND in (home / "mailsvc.toml").read_text(encoding="utf-8")
+    assert stat.S_IMODE((home / "bin-helper").stat().st_mode) == 0o755  # no setuid/setgid
+    assert (home / "links-inside").resolve() == (home / "bin-helper").resolve()
+
+
+async def test_the_key_stays_out_of_archives_and_restores_elsewhere_with_key(
+    service: Service, tmp_path: Path
+) -> None:
+    home = service.home
+    outside = home.parent / "fullchain.pem"
+    outside.write_text("-----BEGIN CERTIFICATE-----\n", encoding="ascii")
+    (home / "tls" / "fullchain.pem").symlink_to(outside)
+    archive = _backup(home, tmp_path / "out")
+    assert stat.S_IMODE((home / "backup.key").stat().st_mode) == 0o600
+    content = Archive.read(archive)
+    paths = {e["path"]: e["type"] for e in content.manifest["entries"]}
+    assert "home/backup.key" not in paths
+    # a link leaving HOME is archived as the file it points at: the archive restores
+    assert paths["home/tls/fullchain.pem"] == "file"
+    assert content.members["home/tls/fullchain.pem"] == outside.read_bytes()
+
+    kept = tmp_path / "backup.key"
+    (home / "backup.key").rename(kept)  # a new machine: the key was kept apart
+    missing = invoke(home, "restore", str(archive), "--yes")
+    assert missing.exit_code == 1 and "no backup key at" in missing.output
+    restored = invoke(home, "restore", str(archive), "--yes", "--key", str(kept))
+    assert restored.exit_code == 0, restored.output
+    assert (home / "tls" / "fullchain.pem").read_bytes() == outside.read_bytes()

@@ -1,0 +1,688 @@
+"""The hostile corpus: every message with the SMTP answer it must get and a time bound.
+
+Small messages are files in ``messages/`` (LF line ends, sent as CRLF); big ones, and
+those whose trick is a byte that does not survive an editor (NUL, bare CR, invalid
+UTF-8), are built here by code at test time. ``CASES`` is the table the corpus test
+walks; ``scripts/fuzz`` and the fuzz test reuse the builders as seeds.
+
+Expected answers: ``250`` accepted (delivered, perhaps as reference only or to Junk),
+``5xx`` a definite refusal (with a fragment of its text), never ``4xx``: every cause
+here is permanent, so a retry cannot help.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+
+import tests.hostile_mail as hostile_mail  # EICAR, bombs, deep nesting
+
+HERE = Path(__file__).parent
+MESSAGES = HERE / "messages"
+SENDER = "cv@sender.example.vn"
+RECIPIENT = "vanthu@sotttt.example.vn"
+OFFICIAL = "annv.stttt@sotttt.example.vn"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[], bytes]
+    code: int  # the DATA reply's code: 250, 550-554
+    text: str = ""  # a fragment of the reply text ("" = any)
+    seconds: float = 20.0  # from end of DATA to the reply
+    listener: str = "smtp"  # or "submission" (logged in as OFFICIAL)
+    sender: str = SENDER
+
+
+FILES_USED: set[str] = set()
+
+
+def _file(name: str) -> Callable[[], bytes]:
+    FILES_USED.add(name)
+
+    def build() -> bytes:
+        return (MESSAGES / f"{name}.eml").read_bytes().replace(b"\n", b"\r\n")
+
+    return build
+
+
+def head(from_line: bytes = b"From: cv@sender.example.vn", **extra: str) -> bytes:
+    lines = [from_line, f"To: {RECIPIENT}".encode(), b"Subject: Hostile", b"MIME-Version: 1.0"]
+    lines += [f"{k.replace('_', '-')}: {v}".encode() for k, v in extra.items()]
+    return b"\r\n".join(lines) + b"\r\n"
+
+
+def plain(body: bytes = b"Kinh gui.\r\n", header: bytes | None = None) -> bytes:
+    return (header or head()) + b"Content-Type: text/plain; charset=utf-8\r\n\r\n" + body
+
+
+def with_part(data: bytes, filename: str, ctype: str = "application/octet-stream") -> bytes:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = SENDER
+    msg["To"] = RECIPIENT
+    msg["Subject"] = "Gui tai lieu"
+    msg["Message-ID"] = "<hostile-part@sender.example.vn>"
+    msg.set_content("Kinh gui tai lieu dinh kem.\n")
+    maintype, _, subtype = ctype.partition("/")
+    msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes()
+
+
+def raw_part(disposition: str, payload: bytes = b"SGVsbG8=\r\n") -> bytes:
+    """One base64 attachment whose Content-Disposition is given literally."""
+    return (
+        head(Content_Type='multipart/mixed; boundary="p"')
+        + b"\r\n--p\r\nContent-Type: text/plain\r\n\r\nKinh gui.\r\n--p\r\n"
+        + b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+        + b"Content-Disposition: "
+        + disposition.encode()
+        + b"\r\n\r\n"
+        + payload
+        + b"--p--\r\n"
+    )
+
+
+# --- header section ------------------------------------------------------------------
+
+
+def bare_cr_in_subject() -> bytes:
+    return plain(header=head() + b"X-Trick: a\rFrom: giamdoc@sotttt.example.vn\r\n")
+
+
+def nul_in_header() -> bytes:
+    return plain(header=head() + b"X-Note: a\x00b\r\n")
+
+
+def eight_bit_field_name() -> bytes:
+    return plain(header=head() + "Tiêu-đề: x\r\n".encode())
+
+
+def invalid_utf8_in_from() -> bytes:
+    return plain(header=head(b"From: \xc3\x28\xff <cv@sender.example.vn>"))
+
+
+def invalid_utf8_in_subject() -> bytes:
+    return plain(header=head() + b"X-Subject-2: \xc3\x28\xa0\xa1\xff\r\n")
+
+
+def from_nested_comments() -> bytes:
+    return plain(header=head(b"From: " + b"\r\n ".join([b"(" * 750] * 2) + b"cv@sender.example.vn"))
+
+
+def from_over_cap() -> bytes:
+    names = b"\r\n ".join(b'"Nguoi gui %d" <a%d@sender.example.vn>,' % (i, i) for i in range(80))
+    return plain(header=head(b"From: " + names + b"\r\n cv@sender.example.vn"))
+
+
+def from_folded_200k() -> bytes:
+    names = b"\r\n ".join(b'"Nguoi gui %d" <a%d@sender.example.vn>,' % (i, i) for i in range(5000))
+    return plain(header=head(b"From: " + names + b"\r\n cv@sender.example.vn"))
+
+
+def many_header_fields() -> bytes:
+    return plain(header=head() + b"".join(b"X-F-%d: v\r\n" % i for i in range(1200)))
+
+
+def huge_header_section() -> bytes:
+    return hostile_mail.huge_header().replace(
+        b"From: sender@partner.example.vn", b"From: cv@sender.example.vn"
+    )
+
+
+def long_header_line_folded() -> bytes:
+    # 20 KB in one physical line cannot pass SMTP (1,000 octets): folded in 900-byte
+    # lines, it is one 20 KB field (within limits) — accepted.
+    value = b"\r\n ".join([b"A" * 900] * 22)
+    return plain(header=head() + b"X-Long: " + value + b"\r\n")
+
+
+# --- bodies ----------------------------------------------------------------------------
+
+
+def nul_in_body() -> bytes:
+    return plain(b"Kinh gui\x00 van ban\x00\x00.\r\n")
+
+
+def invalid_utf8_body() -> bytes:
+    return plain(b"Kinh g\xc3\x28i \xed\xa0\x80 \xf8\x88\x80\x80\x80 \xff\xfe\r\n")
+
+
+def ten_thousand_tiny_parts() -> bytes:
+    return hostile_mail.many_parts(10_000).replace(
+        b"sender@partner.example.vn", b"cv@sender.example.vn"
+    )
+
+
+def nested_rfc822_200() -> bytes:
+    inner = plain()
+    for level in range(200):
+        inner = (
+            head(Content_Type="message/rfc822").replace(b"Hostile", b"Level %d" % level)
+            + b"\r\n"
+            + inner
+        )
+    return inner
+
+
+def nested_multipart_200() -> bytes:
+    return hostile_mail.deep_nesting(200).replace(
+        b"sender@partner.example.vn", b"cv@sender.example.vn"
+    )
+
+
+def base64_with_garbage() -> bytes:
+    data = base64.encodebytes(b"Bao cao quy III\n" * 50).replace(b"\n", b"\r\n")
+    garbage = data.replace(b"\r\n", b"!!*~\x01\r\n", 5) + b"====@@@@\r\n"
+    return raw_part('attachment; filename="bao-cao.txt"', garbage).replace(
+        b"application/pdf", b"text/plain"
+    )
+
+
+def base64_bad_padding_pdf() -> bytes:
+    return raw_part('attachment; filename="cong-van.pdf"', b"JVBERi0xLjcKJeLjz9MKMSAwIG9i=\r\n")
+
+
+def truncated_base64_pdf() -> bytes:
+    encoded = base64.encodebytes(pdf_objects([b"<< /Type /Catalog /Pages 2 0 R >>"] * 3))
+    encoded = encoded.replace(b"\n", b"\r\n")
+    return raw_part('attachment; filename="cong-van.pdf"', encoded[: len(encoded) // 2])
+
+
+# --- file names --------------------------------------------------------------------------
+
+
+def rtl_override_filename() -> bytes:
+    return with_part(b"MZ\x90\x00 not really", "hoa-don-\u202efdp.exe")
+
+
+def rtl_isolate_filename() -> bytes:
+    return with_part(b"%PDF-1.4 fake", "quyet-dinh\u2067fdp.scr\u2069.pdf", "application/pdf")
+
+
+def zero_width_filename() -> bytes:
+    return with_part(b"data", "cong\u200b-van\u200d.pdf\u200b.exe")
+
+
+def bom_in_filename() -> bytes:
+    return with_part(b"data", "\ufeffbao-cao.pdf")
+
+
+def control_char_filename() -> bytes:
+    return raw_part("attachment; filename*=utf-8''bao%0D%0Acao.pdf")
+
+
+def invalid_percent_filename() -> bytes:
+    return raw_part("attachment; filename*=utf-8''%FF%FE%ZZbao.pdf")
+
+
+def long_filename() -> bytes:
+    return with_part(b"data", "tai-lieu-" + "rat-dai-" * 120 + ".txt", "text/plain")
+
+
+def path_traversal_filename() -> bytes:
+    return with_part(b"data", "../../../../etc/cron.d/evil", "text/plain")
+
+
+# --- archives ----------------------------------------------------------------------------
+
+
+def zip_bomb() -> bytes:
+    return _retarget(hostile_mail.with_attachment(hostile_mail.zip_bomb(), "tai-lieu.zip"))
+
+
+def ratio_bomb() -> bytes:
+    return _retarget(hostile_mail.with_attachment(hostile_mail.ratio_bomb(), "so-lieu.zip"))
+
+
+def zip_nested_deep() -> bytes:
+    blob = hostile_mail.zip_bytes({"cuoi.txt": b"x"})
+    for level in range(6):
+        blob = hostile_mail.zip_bytes({f"lop{level}.zip": blob})
+    return _retarget(hostile_mail.with_attachment(blob, "long-nhau.zip"))
+
+
+def zip_many_entries() -> bytes:
+    blob = hostile_mail.zip_bytes({f"f{i}.txt": b"" for i in range(6000)}, zipfile.ZIP_STORED)
+    return _retarget(hostile_mail.with_attachment(blob, "nhieu-tep.zip"))
+
+
+def zip_truncated() -> bytes:
+    blob = hostile_mail.zip_bytes({"a.txt": b"noi dung " * 1000})
+    return _retarget(hostile_mail.with_attachment(blob[: len(blob) // 2], "hong.zip"))
+
+
+def gzip_bomb() -> bytes:
+    data = zlib.compressobj(9, zlib.DEFLATED, 31)
+    blob = data.compress(bytes(64 * 1024 * 1024)) + data.flush()
+    return _retarget(hostile_mail.with_attachment(blob, "so-lieu.gz", "gzip"))
+
+
+def eicar_attachment() -> bytes:
+    return _retarget(hostile_mail.eicar_plain())
+
+
+def eicar_zipped() -> bytes:
+    return _retarget(hostile_mail.eicar_zipped())
+
+
+def eicar_in_nested_message() -> bytes:
+    return _retarget(hostile_mail.eicar_nested())
+
+
+def _retarget(raw: bytes) -> bytes:
+    return raw.replace(b"sender@partner.example.vn", SENDER.encode()).replace(
+        b"clerk@example.vn", RECIPIENT.encode()
+    )
+
+
+# --- PDF ---------------------------------------------------------------------------------
+
+
+def pdf_objects(
+    objects: list[bytes], *, xref: bool = True, offset_shift: int = 0, trailer: bytes = b""
+) -> bytes:
+    """A PDF from object bodies (object 1 is the catalog), with a classic xref table."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    start = out.tell()
+    if xref:
+        out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+        out.writelines(b"%010d 00000 n \n" % (o + offset_shift) for o in offsets)
+    out.write(
+        b"trailer\n<< /Size %d /Root 1 0 R %s>>\nstartxref\n%d\n%%%%EOF\n"
+        % (len(objects) + 1, trailer, start)
+    )
+    return out.getvalue()
+
+
+def _stream(data: bytes, extra: bytes = b"", flate: bool = False) -> bytes:
+    if flate:
+        data = zlib.compress(data, 9)
+        extra += b" /Filter /FlateDecode"
+    return b"<< /Length %d%s >>\nstream\n" % (len(data), extra) + data + b"\nendstream"
+
+
+CONTENT = b"BT /F1 12 Tf 72 720 Td (Cong van so 12) Tj ET"
+FONT = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"
+
+
+def _pdf_mail(pdf: bytes, name: str = "cong-van.pdf") -> bytes:
+    return with_part(pdf, name, "application/pdf")
+
+
+def pdf_page_tree_loop() -> bytes:
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+                _stream(CONTENT),
+            ]
+        )
+    )
+
+
+def pdf_page_tree_cycle() -> bytes:
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1000000 >>",
+                b"<< /Type /Pages /Parent 2 0 R /Kids [2 0 R 3 0 R] /Count 1000000 >>",
+            ]
+        )
+    )
+
+
+def pdf_huge_object_stream() -> bytes:
+    """An object stream declaring ten million objects, inflating to 64 MiB."""
+    body = b"5 0 " * (16 * 1024 * 1024)
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+                _stream(CONTENT),
+                _stream(body, b" /Type /ObjStm /N 10000000 /First 16", flate=True),
+            ]
+        )
+    )
+
+
+def pdf_content_flate_bomb() -> bytes:
+    """A page whose content stream inflates to 256 MiB of spaces."""
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+                _stream(CONTENT + b" " * (256 * 1024 * 1024), flate=True),
+            ]
+        )
+    )
+
+
+def pdf_broken_xref() -> bytes:
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 5 0 R >> >> >>",
+        _stream(CONTENT),
+        FONT,
+    ]
+    return _pdf_mail(pdf_objects(objects, offset_shift=37))
+
+
+def pdf_no_xref_garbage_startxref() -> bytes:
+    raw = pdf_objects([b"<< /Type /Catalog /Pages 2 0 R >>"], xref=False)
+    return _pdf_mail(raw.replace(b"startxref\n", b"startxref\n99999999999999999999"))
+
+
+def pdf_50000_pages() -> bytes:
+    count = 50_000
+    kids = b" ".join(b"%d 0 R" % (i + 4) for i in range(count))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [" + kids + b"] /Count %d >>" % count,
+        _stream(CONTENT),
+    ]
+    objects += [b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 3 0 R >>"] * count
+    return _pdf_mail(pdf_objects(objects))
+
+
+def pdf_deeply_nested_arrays() -> bytes:
+    depth = 100_000
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R /X " + b"[" * depth + b"]" * depth + b" >>",
+                b"<< /Type /Pages /Kids [] /Count 0 >>",
+            ]
+        )
+    )
+
+
+def pdf_truncated() -> bytes:
+    raw = pdf_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+            _stream(CONTENT),
+        ]
+    )
+    return _pdf_mail(raw[: len(raw) // 2])
+
+
+def pdf_fake_signature() -> bytes:
+    """A signature field whose /Contents and /ByteRange are nonsense."""
+    sig = (
+        b"<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /adbe.pkcs7.detached"
+        b" /ByteRange [0 99999999 99999999 5] /Contents <3082FFFF0000> >>"
+    )
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [5 0 R] /SigFlags 3 >> >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+                b" /Annots [5 0 R] >>",
+                _stream(CONTENT),
+                b"<< /FT /Sig /T (Chu ky) /Type /Annot /Subtype /Widget /Rect [0 0 0 0]"
+                b" /P 3 0 R /V 6 0 R >>",
+                sig,
+            ]
+        )
+    )
+
+
+def pdf_javascript() -> bytes:
+    return _pdf_mail(
+        pdf_objects(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R /OpenAction << /S /JavaScript"
+                b" /JS (app.alert\\('x'\\); this.exportDataObject\\({cName: 'a'}\\)) >> >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R"
+                b" /Resources << /Font << /F1 5 0 R >> >> >>",
+                _stream(CONTENT),
+                FONT,
+            ]
+        )
+    )
+
+
+def pdf_not_a_pdf() -> bytes:
+    return _pdf_mail(b"MZ\x90\x00\x03" + bytes(2000), "quyet-dinh.pdf")
+
+
+# --- DOCX ----------------------------------------------------------------------------------
+
+DOCX_TYPES = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/'
+    b'package/2006/content-types"><Default Extension="xml" ContentType="application/xml"/>'
+    b'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.'
+    b'relationships+xml"/><Override PartName="/word/document.xml" ContentType="application/'
+    b'vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+DOCX_RELS = (
+    b'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.'
+    b'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://'
+    b'schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target='
+    b'"word/document.xml"/></Relationships>'
+)
+W = b"http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+
+
+def docx_package(document: bytes) -> bytes:
+    return hostile_mail.zip_bytes(
+        {"[Content_Types].xml": DOCX_TYPES, "_rels/.rels": DOCX_RELS, "word/document.xml": document}
+    )
+
+
+def _docx_mail(docx: bytes) -> bytes:
+    return with_part(
+        docx,
+        "cong-van.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    )
+
+
+def docx_100000_runs() -> bytes:
+    # Varied text (a hash chain) so the part compresses like a real document, not a bomb.
+    words = [hashlib.sha256(b"%d" % i).hexdigest()[:12].encode() for i in range(100_000)]
+    runs = b"".join(b"<w:r><w:t>" + w + b" </w:t></w:r>" for w in words)
+    doc = b'<w:document xmlns:w="' + W + b'"><w:body><w:p>' + runs + b"</w:p></w:body></w:document>"
+    return _docx_mail(docx_package(doc))
+
+
+def docx_deep_elements() -> bytes:
+    depth = 50_000
+    doc = (
+        b'<w:document xmlns:w="' + W + b'"><w:body>'
+        + b"<w:p>" * depth + b"<w:r><w:t>x</w:t></w:r>" + b"</w:p>" * depth
+        + b"</w:body></w:document>"
+    )  # fmt: skip
+    return _docx_mail(docx_package(doc))
+
+
+def docx_entity_expansion() -> bytes:
+    lol = b"".join(
+        b'<!ENTITY l%d "%s">' % (i, b"&l%d;" % (i - 1) * 10) if i else b'<!ENTITY l0 "lol">'
+        for i in range(10)
+    )
+    doc = (
+        b'<?xml version="1.0"?><!DOCTYPE w:document [' + lol + b']><w:document xmlns:w="'
+        + W + b'"><w:body><w:p><w:r><w:t>&l9;</w:t></w:r></w:p></w:body></w:document>'
+    )  # fmt: skip
+    return _docx_mail(docx_package(doc))
+
+
+def docx_missing_document() -> bytes:
+    blob = hostile_mail.zip_bytes({"[Content_Types].xml": DOCX_TYPES, "_rels/.rels": DOCX_RELS})
+    return _docx_mail(blob)
+
+
+def docx_not_xml() -> bytes:
+    return _docx_mail(docx_package(b"\x00\xff<w:document <<<< not xml"))
+
+
+# --- submission -----------------------------------------------------------------------------
+
+
+def submission(from_line: str) -> Callable[[], bytes]:
+    def build() -> bytes:
+        return plain(header=head(from_line.encode()))
+
+    return build
+
+
+CASES: tuple[Case, ...] = (
+    # header section: what readers disagree about is refused
+    Case("from-space-before-colon", _file("from-space-before-colon"), 554, "white space"),
+    Case("from-space-before-colon-only", _file("from-space-before-colon-only"), 554, "white space"),
+    Case("from-tab-before-colon", _file("from-tab-before-colon"), 554, "white space"),
+    Case("subject-space-before-colon", _file("subject-space-before-colon"), 554, "white space"),
+    Case("two-from-fields", _file("two-from-fields"), 554, "exactly one From"),
+    Case("no-from-field", _file("no-from-field"), 554, "exactly one From"),
+    Case("from-two-mailboxes", _file("from-two-mailboxes"), 554, "exactly one mailbox"),
+    Case("from-group", _file("from-group"), 554, "cannot be parsed"),
+    Case("from-empty-group", _file("from-empty-group"), 554, "cannot be parsed"),
+    Case("from-no-address", _file("from-no-address"), 554, "cannot be parsed"),
+    Case("from-null-address", _file("from-null-address"), 554, "cannot be parsed"),
+    Case("from-unbalanced-angle", _file("from-unbalanced-angle"), 554, "cannot be parsed"),
+    Case("sender-twice", _file("sender-twice"), 554, "appears twice"),
+    Case("reply-to-twice", _file("reply-to-twice"), 554, "appears twice"),
+    Case("not-a-header-line", _file("not-a-header-line"), 554, "not a header field"),
+    Case("leading-continuation", _file("leading-continuation"), 554, "not a header field"),
+    Case("mbox-from-line", _file("mbox-from-line"), 554, "not a header field"),
+    Case("bare-cr-in-header", bare_cr_in_subject, 554, "control character"),
+    Case("nul-in-header", nul_in_header, 554, "control character"),
+    Case("eight-bit-field-name", eight_bit_field_name, 554, "not a header field"),
+    Case("invalid-utf8-in-from", invalid_utf8_in_from, 554, "cannot be parsed"),
+    Case("from-nested-comments", from_nested_comments, 554, "cannot be parsed"),
+    Case("from-over-2k", from_over_cap, 554, "too large"),
+    Case("from-folded-200k", from_folded_200k, 554, "too large"),
+    Case("many-header-fields", many_header_fields, 554, "too many header fields"),
+    Case("huge-header-section", huge_header_section, 554, "header section too large"),
+    Case("content-type-twice", _file("content-type-twice"), 250),
+    # accepted as received: odd but harmless
+    Case("invalid-utf8-in-header", invalid_utf8_in_subject, 250),
+    Case("long-header-folded", long_header_line_folded, 250),
+    Case("from-display-name-is-address", _file("from-display-name-is-address"), 250),
+    Case("from-encoded-name-crlf", _file("from-encoded-display-name-with-crlf"), 554, "be parsed"),
+    Case("subject-encoded-crlf", _file("subject-encoded-crlf"), 250),
+    Case("from-vietnamese", _file("from-vietnamese-ok"), 250),
+    Case("from-idn-homoglyph", _file("from-idn-homoglyph-ok"), 250),
+    Case("nul-in-body", nul_in_body, 250),
+    Case("invalid-utf8-body", invalid_utf8_body, 250),
+    Case("boundary-never-closed", _file("boundary-never-closed"), 250),
+    Case("multipart-without-boundary", _file("multipart-without-boundary"), 250),
+    Case("content-type-garbage", _file("content-type-garbage"), 250),
+    Case("quoted-printable-garbage", _file("quoted-printable-garbage"), 250),
+    Case("html-script-body", _file("html-script-body"), 250),
+    Case("base64-with-garbage", base64_with_garbage, 250),
+    # MIME structure
+    Case("ten-thousand-tiny-parts", ten_thousand_tiny_parts, 554, "too many MIME parts"),
+    Case("nested-rfc822-200", nested_rfc822_200, 554, "MIME nesting too deep"),
+    Case("nested-multipart-200", nested_multipart_200, 554, "MIME nesting too deep"),
+    # file names that lie about what they are
+    Case("rtl-override-filename", rtl_override_filename, 554, "file name"),
+    Case("rtl-isolate-filename", rtl_isolate_filename, 554, "file name"),
+    Case("zero-width-filename", zero_width_filename, 554, "file name"),
+    Case("bom-in-filename", bom_in_filename, 554, "file name"),
+    Case("control-char-filename", control_char_filename, 554, "file name"),
+    Case("invalid-percent-filename", invalid_percent_filename, 554, "file name"),
+    Case("long-filename", long_filename, 250),
+    Case("path-traversal-filename", path_traversal_filename, 250),
+    # archives and viruses
+    Case("zip-bomb", zip_bomb, 554, "archive"),
+    Case("ratio-bomb", ratio_bomb, 554, "zip bomb"),
+    Case("zip-nested-deep", zip_nested_deep, 554, "nested too deeply"),
+    Case("zip-many-entries", zip_many_entries, 554, "too many entries"),
+    Case("zip-truncated", zip_truncated, 554, "cannot be read"),
+    Case("gzip-bomb", gzip_bomb, 554, "zip bomb"),
+    Case("eicar-attachment", eicar_attachment, 554, "virus"),
+    Case("eicar-zipped", eicar_zipped, 554, "virus"),
+    Case("eicar-in-nested-message", eicar_in_nested_message, 554, "virus"),
+    # PDFs: never a crash, never a retry
+    Case("base64-bad-padding-pdf", base64_bad_padding_pdf, 554),
+    Case("truncated-base64-pdf", truncated_base64_pdf, 554),
+    Case("pdf-page-tree-loop", pdf_page_tree_loop, 554, "cannot be read", seconds=30),
+    Case("pdf-page-tree-cycle", pdf_page_tree_cycle, 554, "cannot be read", seconds=30),
+    Case("pdf-huge-object-stream", pdf_huge_object_stream, 250, seconds=30),
+    Case("pdf-content-flate-bomb", pdf_content_flate_bomb, 250, seconds=30),
+    Case("pdf-broken-xref", pdf_broken_xref, 554, seconds=30),
+    Case("pdf-no-xref", pdf_no_xref_garbage_startxref, 554, seconds=30),
+    Case("pdf-50000-pages", pdf_50000_pages, 250, seconds=60),
+    Case("pdf-deeply-nested-arrays", pdf_deeply_nested_arrays, 554, seconds=30),
+    Case("pdf-truncated", pdf_truncated, 554, seconds=30),
+    Case("pdf-fake-signature", pdf_fake_signature, 554, "signature", seconds=30),
+    Case("pdf-javascript", pdf_javascript, 250, seconds=30),
+    Case("pdf-not-a-pdf", pdf_not_a_pdf, 554, "cannot be read", seconds=30),
+    # DOCX
+    Case("docx-100000-runs", docx_100000_runs, 250, seconds=60),
+    Case("docx-deep-elements", docx_deep_elements, 250, seconds=30),
+    Case("docx-entity-expansion", docx_entity_expansion, 554, seconds=30),
+    Case("docx-missing-document", docx_missing_document, 250, seconds=30),
+    Case("docx-not-xml", docx_not_xml, 554, "cannot be read", seconds=30),
+    # submission: an official's own mail shows who sent it
+    Case(
+        "submission-display-name-address",
+        submission(f'From: "giamdoc@sotttt.example.vn" <{OFFICIAL}>'),
+        553,
+        "display name",
+        listener="submission",
+        sender=OFFICIAL,
+    ),
+    Case(
+        "submission-from-not-owned",
+        submission("From: giamdoc@sotttt.example.vn"),
+        553,
+        "not owned",
+        listener="submission",
+        sender=OFFICIAL,
+    ),
+    Case(
+        "submission-two-mailboxes",
+        submission(f"From: {OFFICIAL}, giamdoc@sotttt.example.vn"),
+        554,
+        "exactly one mailbox",
+        listener="submission",
+        sender=OFFICIAL,
+    ),
+    Case(
+        "submission-encoded-name-address",
+        submission(f"From: =?utf-8?b?Z2lhbWRvY0Bzb3R0dHQuZXhhbXBsZS52bg==?= <{OFFICIAL}>"),
+        553,
+        "display name",
+        listener="submission",
+        sender=OFFICIAL,
+    ),
+)
+
+# Quick to build and under 100 KB: the fuzz test's seeds.
+SMALL_CASES = frozenset(
+    c.name
+    for c in CASES
+    if "bomb" not in c.name
+    and not c.name.startswith(("pdf-50000", "pdf-huge", "docx-100000", "ten-thousand", "huge"))
+    and "200" not in c.name
+)
