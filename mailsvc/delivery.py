@@ -16,8 +16,8 @@ register number.
 Exactly once. Dovecot may have stored a copy and died (or we died) before its 250 was
 read and the row marked: before a ``stored`` row from an earlier attempt is delivered,
 the recipient's folder is searched for its ``X-Mailsvc-Queue-Id`` and the copy read
-(master-user IMAP); a copy found there only marks the row. Within this process one delivery of a row runs
-at a time.
+(master-user IMAP); a copy found there only marks the row. Within this process one
+delivery of a row runs at a time.
 
 Nothing half-written. Before the blob is written, the blob and Maildir file systems must
 have room for the message plus ``min_free_bytes`` (else ``452 4.3.1``). When the
