@@ -171,8 +171,19 @@ class Serve:
         env.update(self.env_extra)
         return env
 
+    def private_files(self) -> None:
+        """serve refuses a config or an SQLite database that others can read."""
+        files = [self.home / "mailsvc.toml"]
+        if self.db_url.startswith("sqlite:///"):
+            db = Path(self.db_url.removeprefix("sqlite:///"))
+            files += [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
+        for path in files:
+            if path.exists():
+                path.chmod(0o600)
+
     def start(self) -> dict[str, tuple[str, int]]:
         assert self.proc is None or self.proc.poll() is not None
+        self.private_files()
         log = open(self.log_path, "a", encoding="utf-8")
         log.write(f"---- start {self.starts + 1}\n")
         log.flush()
