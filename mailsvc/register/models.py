@@ -62,6 +62,14 @@ class RegisterDocument(Base):
         Index("ix_register_document_message_key", "register_id", "message_key"),
         Index("ix_register_document_main_sha256", "register_id", "sender", "main_sha256"),
         Index("ix_register_document_ref_key", "register_id", "sender", "ref_key"),
+        # The workspace's list pages: scope, filter, then id for the keyset order.
+        Index("ix_register_document_page", "register_id", "id", postgresql_include=["received_at"]),
+        Index("ix_register_document_status_page", "register_id", "status", "id"),
+        Index("ix_register_document_agency_page", "register_id", "agency_code", "id"),
+        Index("ix_register_document_outcome_page", "register_id", "signature_outcome", "id"),
+        Index("ix_register_document_year_page", "register_id", "year", "id"),
+        Index("ix_register_document_urgency_page", "register_id", "urgency", "id"),
+        Index("ix_register_document_year_urgency_page", "register_id", "year", "urgency", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -7,7 +7,9 @@ to plain words, so "quyet dinh ky so" finds "Quyết định … ký số" and "
 "35/2018/QĐ-UBND" on both databases without a database extension: SQLite keeps the row
 in an FTS5 table (``unicode61 remove_diacritics 2``), PostgreSQL in a table with a
 generated ``tsvector`` (``simple`` configuration) and a GIN index. Every query word must
-match, as a prefix.
+match as a whole word, the last one as a prefix ("chuyen doi s" finds "chuyển đổi số"):
+whole words are read lazily from the index, newest first, where a prefix of a common
+word ("dinh"*) would merge every term it expands to before the first match.
 
 :func:`index_document` runs inside the caller's transaction (the registering one, or a
 workspace action's), so the index is always in step with the register; it never commits.
@@ -17,8 +19,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Integer, Select, column, func, literal_column, select, table, text
 from sqlalchemy.orm import Session
 
 from mailsvc.register.models import RegisterDocument
@@ -91,17 +94,54 @@ def index_document(session: Session, document: RegisterDocument, body: str | Non
         )
 
 
-def match_sql(session: Session, query: str) -> tuple[str, dict[str, str]] | None:
-    """SQL selecting the ids of documents that match every word of ``query`` (as a
-    prefix), with its parameters; None when the query has no word."""
+# Below this many matches (PostgreSQL), a search takes its matches from the GIN index and
+# sorts them; above it, matches are dense enough that walking the register newest first
+# and probing each document's row finds a page sooner.
+FEW_MATCHES = 5_000
+
+
+def _estimated_rows(session: Session, query: Select[Any]) -> float:
+    """PostgreSQL's own estimate of the rows ``query`` returns (planning only; the GIN
+    statistics know common words, and a word they do not know is rare)."""
+    compiled = query.compile(dialect=session.get_bind().dialect)
+    plan = (
+        session.connection()
+        .exec_driver_sql(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params)
+        .scalar_one()
+    )
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def narrow(session: Session, ids: Select[Any], query: str, before: int | None) -> Select[Any]:
+    """``ids`` (document ids, no order yet) limited to documents matching every word of
+    ``query`` (the last one as a prefix), ordered newest first; ``before`` is the keyset bound.
+
+    SQLite walks the FTS5 index in rowid order (newest first, from ``before``) and looks
+    each match up by primary key, so a common word stops after one page of matches and a
+    rare one after its few. PostgreSQL has no ordered walk of a GIN index: a query with
+    few matches (counted up to ``FEW_MATCHES``) is answered from their ids; otherwise the
+    planner walks the register's id index and probes ``register_search`` per document."""
+    doc = RegisterDocument
     found = plain_words(query)[:MAX_QUERY_WORDS]
     if not found:
-        return None
+        return ids.order_by(doc.id.desc())
     if _is_sqlite(session):
-        expr = " AND ".join(f'"{w}"*' for w in found)
-        return "SELECT rowid FROM register_fts WHERE register_fts MATCH :q", {"q": expr}
-    expr = " & ".join(f"{w}:*" for w in found)
-    return (
-        "SELECT document_id FROM register_search WHERE tsv @@ to_tsquery('simple', :q)",
-        {"q": expr},
-    )
+        fts = table("register_fts", column("rowid", Integer))
+        expr = " AND ".join([*(f'"{w}"' for w in found[:-1]), f'"{found[-1]}"*'])
+        ids = ids.join(fts, fts.c.rowid == doc.id).where(
+            literal_column("register_fts").op("MATCH")(expr)
+        )
+        if before is not None:
+            ids = ids.where(fts.c.rowid < before)
+        return ids.order_by(fts.c.rowid.desc())
+    rs = table("register_search", column("document_id", Integer), column("tsv"))
+    expr = " & ".join([*found[:-1], f"{found[-1]}:*"])
+    tsquery = func.to_tsquery(literal_column("'simple'"), expr)
+    matching = select(rs.c.document_id).where(rs.c.tsv.op("@@")(tsquery))
+    if before is not None:
+        matching = matching.where(rs.c.document_id < before)
+    if _estimated_rows(session, matching) <= FEW_MATCHES:
+        few = list(session.scalars(matching.limit(FEW_MATCHES + 1)))
+        if len(few) <= FEW_MATCHES:
+            return ids.where(doc.id.in_(few)).order_by(doc.id.desc())
+    return ids.where(doc.id.in_(matching)).order_by(doc.id.desc())
