@@ -68,6 +68,7 @@ from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.errors import ConflictError
 from mailsvc.mailboxes.dovecot import parse_hostport
 from mailsvc.pidfile import PID_FILE, PidFile, holder
+from mailsvc.runtime import runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def ensure_stopped(settings: Settings) -> None:
 
 def _dovecot_pid(home: Path) -> int | None:
     try:
-        pid = int((home / "dovecot" / "run" / "master.pid").read_text().split()[0])
+        pid = int((runtime_dir(home) / "dovecot" / "master.pid").read_text().split()[0])
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError, IndexError):
         return None

@@ -330,6 +330,22 @@ class NoticeFollower:
             kind="undelivered",
         )
 
+    async def alert_daemon_down(self, service: str, failures: int, reason: str) -> None:
+        """SupervisedProcess.on_failures: Dovecot or clamd keeps failing to start."""
+        from mailsvc.db.base import utcnow
+
+        values = {
+            "service": service,
+            "failures": failures,
+            "time": iso_local(utcnow()),
+            "reason": reason or "không rõ",
+        }
+        await self._alert(
+            f"[Cảnh báo] Dịch vụ {service} không khởi động lại được",
+            self.composer.render("alert_daemon.txt.j2", values),
+            kind="daemon",
+        )
+
     # -- rules -----------------------------------------------------------------------------
     def _may_notify(self, msg: InboundMessage, verdict: Verdict) -> bool:
         """No backscatter: a real, authenticated, human sender only."""
