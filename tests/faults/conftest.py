@@ -32,7 +32,7 @@ from tests.e2e.conftest import DOMAIN, PASSWORD, client_tls
 
 CLERK = f"vanthu@{DOMAIN}"
 SENDER = "cv@sender.example.vn"
-LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
+LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http", "metrics")
 SERVE_TIMEOUT = 120.0
 
 
