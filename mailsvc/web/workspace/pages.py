@@ -254,15 +254,9 @@ class Workspace:
             )
         return self._env
 
-    def _render(
-        self,
-        name: str,
-        person: Person | None,
-        *,
-        status: int = 200,
-        **values: Any,
-    ) -> web.Response:
-        body = self.env.get_template(name).render(
+    def _page_text(self, name: str, person: Person | None, **values: Any) -> str:
+        """A page with the header every page has (who is signed in, what they may open)."""
+        return self.env.get_template(name).render(
             person=person,
             role_label=scope.ROLE_LABELS.get(person.role, person.role) if person else "",
             csrf=person.csrf if person else "",
@@ -271,8 +265,17 @@ class Workspace:
             can_manage=bool(person and scope.may_manage(person)),
             **values,
         )
+
+    def _render(
+        self,
+        name: str,
+        person: Person | None,
+        *,
+        status: int = 200,
+        **values: Any,
+    ) -> web.Response:
         return web.Response(
-            text=body,
+            text=self._page_text(name, person, **values),
             status=status,
             content_type="text/html",
             charset="utf-8",
@@ -295,13 +298,9 @@ class Workspace:
             raise web.HTTPSeeOther("/w/login?" + urlencode({"next": target}))
         if not allowed(person):
             raise web.HTTPForbidden(
-                text=self.env.get_template("error.html.j2").render(
-                    person=person,
-                    role_label=scope.ROLE_LABELS.get(person.role, person.role),
-                    csrf=person.csrf,
-                    can_admin=scope.sees_admin(person),
-                    can_register=scope.sees_register(person),
-                    can_manage=scope.may_manage(person),
+                text=self._page_text(
+                    "error.html.j2",
+                    person,
                     title="Không có quyền truy cập",
                     message="Vai trò của đồng chí không được dùng trang này.",
                 ),
@@ -311,13 +310,9 @@ class Workspace:
 
     def _not_found(self, person: Person) -> web.HTTPNotFound:
         return web.HTTPNotFound(
-            text=self.env.get_template("error.html.j2").render(
-                person=person,
-                role_label=scope.ROLE_LABELS.get(person.role, person.role),
-                csrf=person.csrf,
-                can_admin=scope.sees_admin(person),
-                can_register=scope.sees_register(person),
-                can_manage=scope.may_manage(person),
+            text=self._page_text(
+                "error.html.j2",
+                person,
                 title="Không tìm thấy văn bản",
                 message="Văn bản không tồn tại hoặc đồng chí không được xem văn bản này.",
             ),
