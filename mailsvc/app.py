@@ -89,7 +89,7 @@ from mailsvc.smtp.handler import (
     SmtpHandler,
 )
 from mailsvc.smtp.lookups import MailboxLookup
-from mailsvc.smtp.server import SmtpListener, start_listener
+from mailsvc.smtp.server import Sessions, SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
 from mailsvc.time import VIETNAM
 from mailsvc.web.app import make_app, make_monitoring_app, start_http
@@ -206,7 +206,7 @@ class App:
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)
-        self.engine = make_engine(s.database_url)
+        self.engine = make_engine(s.database_url, busy_timeout=s.database.busy_timeout_seconds)
         self.sessions = make_sessionmaker(self.engine)
         self.blobs = BlobStore(s.path(s.paths.blob_root))
         s.path(s.paths.maildir_root).mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,8 @@ class App:
         password_url = f"https://{s.server.hostname}:{self.http.address[1]}/password"
 
         # Daemons: Dovecot (IMAP + LMTP) and clamd, supervised children. Dovecot asks
-        # our auth policy server about every login (the SMTP lock-out rows).
+        # our auth policy server about every login (the SMTP lock-out rows). A daemon that
+        # keeps failing alerts the administrators; Dovecot back means stored rows go out.
         self.auth_policy = AuthPolicyServer(self.sessions, lockout)
         policy_endpoint = await self.auth_policy.start()
         self._closers.append(self.auth_policy.stop)
@@ -269,6 +270,8 @@ class App:
             s,
             password_page_url=password_url,
             auth_policy=policy_endpoint,
+            on_failures=self._daemon_failing,
+            on_ready=self._dovecot_ready,
             **self.dovecot_options,
         )
         await self.dovecot.start()
@@ -289,6 +292,7 @@ class App:
         # clamd: supervised child (managed), a system daemon, or off.
         self.clamd = daemon_from_settings(s)
         if self.clamd is not None:
+            self.clamd.on_failures = self._daemon_failing
             await self.clamd.start()
             self._closers.append(self.clamd.stop)
         self.scanner = client_from_settings(s)
@@ -389,8 +393,12 @@ class App:
                 dispatch=s.dispatch_address,
             ),
             metrics=self.metrics,
+            storage=[self.blobs.root, s.path(s.paths.maildir_root)],
+            min_free_bytes=s.server.min_free_megabytes * 1024 * 1024,
         )
         await self.acceptance.repair()
+        self._repairer = asyncio.create_task(self.acceptance.run_repairer())
+        self._closers.append(self._stop_repairer)
         self.mailer.start()
         self._closers.append(self.mailer.stop)
 
@@ -409,6 +417,7 @@ class App:
         )
         self.inflight = InflightTracker()
         self.remote_limit = RemoteRecipientLimiter(s.outbound.max_remote_recipients_per_hour)
+        self.smtp_sessions = Sessions()
         self.listeners: list[SmtpListener] = []
         modes: list[ListenerMode] = [INBOUND, SUBMISSION, SUBMISSIONS]
         for mode in modes:
@@ -438,6 +447,7 @@ class App:
                 password_page_url=password_url,
                 allow_plain_auth_on_loopback=s.smtp.allow_plain_auth_on_loopback,
                 timeout=s.smtp.data_timeout_seconds,
+                sessions=self.smtp_sessions,
             )
             self.listeners.append(listener)
             self.addresses[mode.name] = listener.address
@@ -514,6 +524,24 @@ class App:
         with contextlib.suppress(asyncio.CancelledError):
             await self._refresher
 
+    async def _stop_repairer(self) -> None:
+        self._repairer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._repairer
+
+    async def _daemon_failing(self, name: str, failures: int, reason: str) -> None:
+        """A supervised daemon failed ``failures`` times in a row: alert the administrators
+        (queued mail: it reaches local mailboxes once Dovecot is back)."""
+        notices = getattr(self, "notices", None)
+        if notices is not None:
+            await notices.alert_daemon_down(name, failures, reason)
+
+    async def _dovecot_ready(self) -> None:
+        """Dovecot (re)started: deliver the rows its absence left ``stored``."""
+        acceptance = getattr(self, "acceptance", None)
+        if acceptance is not None:
+            await acceptance.repair()
+
     def _dkim_signer(self) -> DomainSigners | None:
         """A signer per local domain (the From: domain picks it); None without a key."""
         s = self.settings
@@ -548,10 +576,16 @@ class App:
             checks["database"] = "ok"
         except Exception as exc:  # boundary: report, don't raise
             checks["database"] = f"error: {type(exc).__name__}"
-        dovecot_ok = await asyncio.to_thread(Path(self.dovecot.lmtp_path).exists)
-        checks["dovecot"] = "ok" if dovecot_ok else "error: LMTP socket missing"
+        checks["dovecot"] = _daemon_check(self.dovecot.state, self.dovecot.supervisor)
+        if checks["dovecot"] == "ok" and not await asyncio.to_thread(
+            Path(self.dovecot.lmtp_path).exists
+        ):
+            checks["dovecot"] = "error: LMTP socket missing"
         scanner = getattr(self, "scanner", None)
-        if scanner is not None:
+        clamd = getattr(self, "clamd", None)
+        if clamd is not None and clamd.state != "up":
+            checks["clamd"] = _daemon_check(clamd.state, clamd.process)
+        elif scanner is not None:
             try:
                 await scanner.ping()
                 checks["clamd"] = "ok"
@@ -603,9 +637,15 @@ class App:
             conn.exec_driver_sql("SELECT 1")
 
     async def stop(self) -> None:
-        """Stop accepting, finish messages in flight, then stop the children."""
+        """Stop accepting, finish messages in flight, then stop the children.
+
+        Idle SMTP sessions are told 421 at once; a session in DATA gets up to
+        ``server.shutdown_grace_seconds`` to finish and is answered before it is closed.
+        """
         for listener in getattr(self, "listeners", []):
             listener.server.close()
+        if hasattr(self, "smtp_sessions"):
+            await self.smtp_sessions.close(self.settings.server.shutdown_grace_seconds)
         if hasattr(self, "external"):
             await self.external.stop()  # after the message in hand is accepted and recorded
         if hasattr(self, "inflight"):
@@ -623,3 +663,13 @@ class App:
             self.executor.shutdown(wait=True, cancel_futures=True)
         if hasattr(self, "engine"):
             self.engine.dispose()
+
+
+def _daemon_check(state: str, process: Any) -> str:
+    """``ok``, or what /healthz shows for a daemon that is down (being restarted)."""
+    if state == "up":
+        return "ok"
+    failures = getattr(process, "failures", 0)
+    reason = getattr(process, "reason", "")
+    text = f"{state}: {failures} failed start(s)" if failures else state
+    return f"{text}: {reason}" if reason else text

@@ -41,6 +41,30 @@ class ServerSection(_Section):
     hostname: str = "mail.example.vn"
     domain: str = "example.vn"
     timezone: str = "Asia/Ho_Chi_Minh"
+    shutdown_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long a session in the middle of DATA may take to finish "
+        "and get its answer; after that it is told 421 and closed",
+    )
+    restart_alert_after: int = Field(
+        default=5,
+        ge=1,
+        description="Failed starts in a row of Dovecot or clamd before the administrators "
+        "are alerted",
+    )
+    min_free_megabytes: int = Field(
+        default=256,
+        ge=0,
+        description="Free space kept on the blob and Maildir file systems: a message that "
+        "would leave less is answered 452 4.3.1 (try later) before anything is written",
+    )
+    restart_stable_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="A restarted Dovecot or clamd must stay up this long before its failure "
+        "count and back-off are reset",
+    )
 
 
 class ListenSection(_Section):
@@ -63,6 +87,12 @@ class ListenSection(_Section):
 
 class DatabaseSection(_Section):
     url: str = ""  # empty: sqlite:///HOME/mailsvc.sqlite3
+    busy_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="SQLite: how long a write waits for a lock held by another process "
+        "before the message is answered 451 (try later)",
+    )
 
 
 class TlsSection(_Section):

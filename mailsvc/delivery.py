@@ -8,22 +8,38 @@ Order (architecture.md, "Nothing lost"):
      ``delivered`` after Dovecot's 250;
   4. only then does the SMTP client get its 250.
 A crash between 2 and 3 leaves rows in state ``stored``; ``repair`` delivers them
-at start-up. Recipients at other servers (a submission from an official) get a row in
-state ``relayed`` and, in the same transaction, a row in the durable outbound queue
+at start-up, whenever Dovecot (re)starts and, for rows older than a minute, every
+minute. Recipients at other servers (a submission from an official) get a row in state
+``relayed`` and, in the same transaction, a row in the durable outbound queue
 (``Submissions``): the queue is the promise for them, the worker delivers after the
 250. A message seen again (same Message-ID and content, same recipient) links to its
 first record: it is delivered at most once and takes no new register number.
+
+Exactly once. Dovecot may have stored a copy and died (or we died) before its 250 was
+read and the row marked: before a ``stored`` row from an earlier attempt is delivered,
+the recipient's folder is searched for its ``X-Mailsvc-Queue-Id`` and the copy read
+(master-user IMAP); a copy found there only marks the row. Within this process one
+delivery of a row runs at a time.
+
+Nothing half-written. Before the blob is written, the blob and Maildir file systems must
+have room for the message plus ``min_free_bytes`` (else ``452 4.3.1``). When the
+transaction fails (database down or locked, disk full), a blob this attempt created is
+removed again, unless another message in flight uses the same content.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import os
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import select
@@ -32,7 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc import headers as trace
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
-from mailsvc.errors import MailsvcError
+from mailsvc.errors import MailsvcError, StorageFullError
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
 from mailsvc.smtp import replies
@@ -55,7 +71,9 @@ class LocalDelivery(Protocol):
 
 
 class MailboxFlagger(Protocol):
-    """Sets IMAP flags on a delivered copy (Dovecot master-user session)."""
+    """Sets IMAP flags on a delivered copy and finds copies (Dovecot master-user session)."""
+
+    async def holds(self, address: str, *, queue_id: str, folder: str = "INBOX") -> bool: ...
 
     async def add_flags(
         self,
@@ -156,6 +174,8 @@ class Acceptance:
         flagger: MailboxFlagger | None = None,
         submissions: Submissions | None = None,
         metrics: Metrics | None = None,
+        storage: Sequence[Path] = (),
+        min_free_bytes: int = 0,
     ) -> None:
         self.submissions = submissions
         self.metrics = metrics
@@ -166,12 +186,30 @@ class Acceptance:
         self.recorders = list(recorders)
         self.followers = list(followers)
         self.flagger = flagger
+        self.storage = list(storage)
+        self.min_free_bytes = min_free_bytes
         self._background: set[asyncio.Task[None]] = set()
+        self._delivering: dict[int, asyncio.Lock] = {}
+        self._blobs_in_use: Counter[str] = Counter()
 
     # -- accepted mail -----------------------------------------------------------------
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
-        await asyncio.to_thread(self._prepare, msg, verdict)
-        records, fresh, register_number = await asyncio.to_thread(self._commit, msg, verdict)
+        await asyncio.to_thread(self._check_room, len(msg.raw))
+        self._blobs_in_use[msg.sha256] += 1
+        try:
+            created = await asyncio.to_thread(self._prepare, msg, verdict)
+            try:
+                records, fresh, register_number = await asyncio.to_thread(
+                    self._commit, msg, verdict
+                )
+            except BaseException:
+                if created and self._blobs_in_use[msg.sha256] == 1:
+                    await asyncio.to_thread(self._remove_blob, msg.sha256)
+                raise
+        finally:
+            self._blobs_in_use[msg.sha256] -= 1
+            if not self._blobs_in_use[msg.sha256]:
+                del self._blobs_in_use[msg.sha256]
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
         reason = verdict.deciding.reason if verdict.deciding is not None else ""
@@ -179,7 +217,10 @@ class Acceptance:
             if record.state in ("delivered", RELAYED):
                 continue
             try:
-                await self._deliver(record, verdict=reason, register=register_number)
+                # Rows of an earlier attempt may already have a copy in the mailbox.
+                await self._deliver(
+                    record, verify=not fresh, verdict=reason, register=register_number
+                )
             except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
@@ -190,11 +231,33 @@ class Acceptance:
             return replies.OK_QUEUED.format(queue_id=msg.queue_id)
         return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
 
-    def _prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
+    def _check_room(self, size: int) -> None:
+        """Raise StorageFullError unless every storage file system has room for ``size``
+        bytes (twice: the blob and the Maildir copy) plus ``min_free_bytes``."""
+        for path in self.storage:
+            try:
+                st = os.statvfs(path)
+            except OSError:
+                continue
+            free = st.f_bavail * st.f_frsize
+            if free < 2 * size + self.min_free_bytes:
+                raise StorageFullError(
+                    f"{path}: {free} bytes free, need {2 * size + self.min_free_bytes}"
+                )
+
+    def _prepare(self, msg: InboundMessage, verdict: Verdict) -> bool:
+        """Store the blob (and the recorders' blobs); True when this call created it."""
+        existed = self.blobs.exists(msg.sha256)
         self.blobs.put(msg.raw, msg.sha256)
         if verdict.action is Action.DELIVER:
             for recorder in self.recorders:
                 recorder.prepare(msg, verdict)
+        return not existed
+
+    def _remove_blob(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            self.blobs.path_for(digest).unlink()
+            log.info("removed blob %s of a message that was not accepted", digest[:12])
 
     def _commit(
         self, msg: InboundMessage, verdict: Verdict
@@ -280,6 +343,49 @@ class Acceptance:
         return trace.prepend(b"", fields).decode("ascii")
 
     async def _deliver(
+        self,
+        record: MessageRecord,
+        *,
+        verify: bool = False,
+        verdict: str = "",
+        register: str = "",
+    ) -> None:
+        """Deliver one stored row, once. ``verify``: the row comes from an earlier attempt
+        (a retry, or repair), so first look for its copy in the mailbox."""
+        lock = self._delivering.setdefault(record.id, asyncio.Lock())
+        try:
+            async with lock:
+                if verify:
+                    if await asyncio.to_thread(self._is_delivered, record.id):
+                        record.state = "delivered"
+                        return
+                    if await self._already_in_mailbox(record):
+                        await asyncio.to_thread(self._mark_delivered, record.id)
+                        record.state = "delivered"
+                        log.warning(
+                            "%s: copy for %s was already in the mailbox; not delivered again",
+                            record.queue_id,
+                            record.recipient,
+                        )
+                        return
+                await self._deliver_now(record, verdict=verdict, register=register)
+        finally:
+            if not lock.locked() and self._delivering.get(record.id) is lock:
+                del self._delivering[record.id]
+
+    def _is_delivered(self, record_id: int) -> bool:
+        with self.sessions() as session:
+            row = session.get(MessageRecord, record_id)
+            return row is not None and row.state == "delivered"
+
+    async def _already_in_mailbox(self, record: MessageRecord) -> bool:
+        if self.flagger is None:
+            return False
+        return await self.flagger.holds(
+            record.recipient, queue_id=record.queue_id, folder=record.folder
+        )
+
+    async def _deliver_now(
         self, record: MessageRecord, *, verdict: str = "", register: str = ""
     ) -> None:
         raw = await asyncio.to_thread(self.blobs.get, record.sha256)
@@ -317,13 +423,16 @@ class Acceptance:
                 row.state = "delivered"
                 row.delivered_at = utcnow()
 
-    async def repair(self) -> int:
-        """Deliver every stored-but-undelivered copy (after a crash). Returns how many."""
-        pending = await asyncio.to_thread(self._pending)
+    async def repair(self, older_than: timedelta | None = None) -> int:
+        """Deliver every stored-but-undelivered copy (after a crash, or when Dovecot is back;
+        ``older_than``: only rows received at least that long ago). Returns how many."""
+        pending = await asyncio.to_thread(self._pending, older_than)
         done = 0
         for record in pending:
+            if record.id in self._delivering:
+                continue  # being delivered right now by its own message
             try:
-                await self._deliver(record)
+                await self._deliver(record, verify=True)
                 done += 1
             except (MailsvcError, OSError) as exc:
                 log.error(
@@ -333,11 +442,22 @@ class Acceptance:
             log.warning("repair: delivered %d of %d pending messages", done, len(pending))
         return done
 
-    def _pending(self) -> list[MessageRecord]:
+    def _pending(self, older_than: timedelta | None = None) -> list[MessageRecord]:
+        query = select(MessageRecord).where(MessageRecord.state == "stored")
+        if older_than is not None:
+            query = query.where(MessageRecord.received_at <= utcnow() - older_than)
         with self.sessions() as session:
-            return list(
-                session.scalars(select(MessageRecord).where(MessageRecord.state == "stored")).all()
-            )
+            return list(session.scalars(query.order_by(MessageRecord.id)).all())
+
+    async def run_repairer(self, interval: float = 60.0) -> None:
+        """Every ``interval`` seconds, deliver rows left ``stored`` for longer than that
+        (a transient LMTP failure whose sender never retried). Runs until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.repair(older_than=timedelta(seconds=interval))
+            except Exception:  # boundary: try again next round
+                log.exception("repair round failed")
 
     # -- refused mail --------------------------------------------------------------------
     async def refuse(self, msg: InboundMessage, verdict: Verdict) -> None:

@@ -1,29 +1,174 @@
 """Run a daemon (Dovecot, clamd) as a supervised child: start, wait until ready,
-restart with back-off when it dies, stop on exit."""
+restart with back-off when it dies, stop on exit.
+
+Children die with us. Each child asks the kernel for a parent-death signal
+(``PR_SET_PDEATHSIG``, SIGTERM) between fork and exec, so a ``kill -9`` of
+``mailsvc serve`` (or the OOM killer) stops Dovecot and clamd too. For what still
+survives (a child started by an older version, a SIGTERM ignored),
+:func:`stop_leftovers` finds processes that run *our* configuration file for this home
+and stops them before a new start: SIGTERM, then SIGKILL after a grace period.
+
+Back-off. A child that exits, or does not become ready, is a failure. The next start
+waits 0.2 s, doubling to 30 s. The reason (the last error line of the child's logs)
+is logged once per change, not once per attempt. After ``alert_after`` consecutive
+failures ``on_failures`` is called once (the service alerts the administrators). The
+count and the back-off reset only after the child has stayed up for
+``stable_seconds``. While it is down ``state`` is ``down`` (``/healthz`` says degraded).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from mailsvc.errors import DependencyError
 
 log = logging.getLogger(__name__)
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+FailureHook = Callable[[str, int, str], Awaitable[None]]
+ReadyHook = Callable[[], Awaitable[None]]
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+STARTING, UP, DOWN, STOPPED = "starting", "up", "down", "stopped"
+
+
+def set_parent_death_signal(sig: int = signal.SIGTERM) -> None:
+    """Ask the kernel to send ``sig`` to this process when its parent thread ends."""
+    _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets ``sig`` when the thread that forked it ends.
+
+    If the parent is already gone when the child runs this (it died between fork and
+    prctl), the child signals itself at once.
+    """
+    parent = os.getpid()
+
+    def preexec() -> None:
+        _libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def find_running(binary: str, config: Path) -> list[int]:
+    """Processes running ``binary`` with ``config`` as an argument (our instance for a home).
+
+    Only the exact path of our generated configuration counts: a system daemon, or the
+    instance of another home, is never touched.
+    """
+    name = os.path.basename(binary)
+    wanted = str(config)
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        argv = _cmdline(int(entry.name))
+        if argv and os.path.basename(argv[0]) == name and wanted in argv[1:]:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
+def stop_leftovers(
+    name: str,
+    binary: str,
+    config: Path,
+    *,
+    pid_file: Path | None = None,
+    grace: float = 10.0,
+) -> list[int]:
+    """Stop what a killed ``serve`` left running for this home; return the pids stopped.
+
+    Candidates are the pid in ``pid_file`` and every process whose command line runs
+    ``binary`` with ``config``; a pid-file entry whose command line does not match is
+    ignored (a reused pid). Each gets SIGTERM, and SIGKILL (to its whole process group:
+    we start children in their own session) if it is still there after ``grace``.
+    Blocking: call from a thread.
+    """
+    pids = set(find_running(binary, config))
+    if pid_file is not None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pid = int(pid_file.read_text().split()[0])
+            argv = _cmdline(pid)
+            if argv and str(config) in argv[1:]:
+                pids.add(pid)
+    pids = {p for p in pids if _alive(p)}
+    if not pids:
+        return []
+    for pid in sorted(pids):
+        log.warning(
+            "%s: stopping pid %d left running with %s by an earlier serve", name, pid, config
+        )
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    delay = 0.01
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    for pid in sorted(p for p in pids if _alive(p)):
+        log.warning("%s: pid %d ignored SIGTERM for %.0fs; sending SIGKILL", name, pid, grace)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline + 5:
+        time.sleep(0.05)
+    log.warning("%s: stopped %d leftover process(es): %s", name, len(pids), sorted(pids))
+    return sorted(pids)
+
+
+_TIMESTAMP = re.compile(
+    r"^(\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} -> |\S*\d\d:\d\d:\d\d\S*\s+)"
+)  # clamd's "Sat Dec  5 09:00:00 2026 -> ", Dovecot's "2026-12-05T09:00:00 "
+_SIGNIFICANT = re.compile(r"fatal|error|panic|cannot|can't|failed|ERROR", re.IGNORECASE)
+
+
+def last_error(text: str) -> str:
+    """The line of a child's log that best says why it stopped (timestamp removed)."""
+    lines = [_TIMESTAMP.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    for line in reversed(lines):
+        if _SIGNIFICANT.search(line):
+            return line[:500]
+    return lines[-1][:500] if lines else ""
 
 
 class SupervisedProcess:
     """One child process kept running until ``stop`` is called.
 
     ``ready`` is polled after each (re)start until it returns True or
-    ``start_timeout`` passes. A child that exits is restarted after a back-off
-    that doubles from ``min_backoff`` up to ``max_backoff``.
+    ``start_timeout`` passes. ``log_path`` receives the child's stdout and stderr;
+    ``logs`` are further files the child writes (its own log) that explain a failure.
     """
 
     def __init__(
@@ -35,9 +180,14 @@ class SupervisedProcess:
         env: dict[str, str] | None = None,
         start_timeout: float = 20.0,
         min_backoff: float = 0.2,
-        max_backoff: float = 10.0,
+        max_backoff: float = 30.0,
         stop_timeout: float = 10.0,
         log_path: str | None = None,
+        logs: Sequence[str] = (),
+        stable_seconds: float = 60.0,
+        alert_after: int = 5,
+        on_failures: FailureHook | None = None,
+        on_ready: ReadyHook | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -48,11 +198,22 @@ class SupervisedProcess:
         self._max_backoff = max_backoff
         self._stop_timeout = stop_timeout
         self._log_path = log_path
+        self._logs = [p for p in (log_path, *logs) if p]
+        self._log_offsets: dict[str, int] = {}
+        self._stable_seconds = stable_seconds
+        self.alert_after = alert_after
+        self.on_failures = on_failures
+        self.on_ready = on_ready
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
+        self._hooks: set[asyncio.Task[None]] = set()
         self._stopping = False
-        self._started = asyncio.Event()
+        self._up_since: float | None = None
+        self.state = STOPPED
         self.restarts = 0
+        self.failures = 0  # consecutive failures since it last stayed up
+        self.reason = ""  # why it last failed (from its logs)
+        self.next_backoff = min_backoff
 
     @property
     def pid(self) -> int | None:
@@ -60,11 +221,19 @@ class SupervisedProcess:
 
     async def start(self) -> None:
         """Start the child and return once it is ready; raise DependencyError if it is not."""
+        self.state = STARTING
         await self._spawn()
-        await self._wait_ready()
+        try:
+            await self._wait_ready()
+        except DependencyError:
+            await self._kill()
+            self.state = DOWN
+            raise
+        self._became_ready()
         self._task = asyncio.create_task(self._watch(), name=f"supervise-{self.name}")
 
     async def _spawn(self) -> None:
+        self._log_offsets = {path: _size(path) for path in self._logs}
         stdout: int | object = asyncio.subprocess.DEVNULL
         handle = None
         if self._log_path:
@@ -77,7 +246,8 @@ class SupervisedProcess:
                 stdout=stdout,  # type: ignore[arg-type]
                 stderr=asyncio.subprocess.STDOUT,
                 env=self._env,
-                start_new_session=True,
+                start_new_session=True,  # a Ctrl-C on our terminal is ours to handle
+                preexec_fn=die_with_parent(),
             )
         except OSError as exc:
             raise DependencyError(f"{self.name}: cannot start {self.argv[0]}: {exc}") from exc
@@ -93,47 +263,125 @@ class SupervisedProcess:
             if self._proc is not None and self._proc.returncode is not None:
                 raise DependencyError(
                     f"{self.name} exited with status {self._proc.returncode} during start-up"
-                    + (f"; see {self._log_path}" if self._log_path else "")
+                    + (f": {self._read_reason()}" if self._logs else "")
                 )
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, TimeoutError):
                 if await self._ready():
                     return
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.2)
         raise DependencyError(f"{self.name} not ready after {self._start_timeout:.0f}s")
 
+    def _read_reason(self) -> str:
+        text = ""
+        for path in self._logs:
+            try:
+                with open(path, "rb") as handle:
+                    handle.seek(self._log_offsets.get(path, 0))
+                    text += handle.read(64 * 1024).decode("utf-8", "replace")
+            except OSError:
+                continue
+        return last_error(text)
+
+    def _became_ready(self) -> None:
+        self.state = UP
+        self._up_since = time.monotonic()
+        if self.on_ready is not None:
+            self._run_hook(self.on_ready())
+
+    def _run_hook(self, coro: Awaitable[None]) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except Exception:  # boundary: a hook never stops supervision
+                log.exception("%s: supervision hook failed", self.name)
+
+        task = asyncio.create_task(guarded())
+        self._hooks.add(task)
+        task.add_done_callback(self._hooks.discard)
+
+    def _failed(self, what: str) -> None:
+        """Count a failure; log the reason when it changed; alert once at the threshold."""
+        self.state = DOWN
+        self.failures += 1
+        reason = self._read_reason() or what
+        if _normalise(reason) != _normalise(self.reason):
+            if reason == what:
+                log.error("%s failed: %s", self.name, what)
+            else:
+                log.error("%s failed (%s): %s", self.name, what, reason)
+        self.reason = reason
+        if self.failures == self.alert_after and self.on_failures is not None:
+            log.error(
+                "%s: %d failures in a row; alerting the administrators",
+                self.name,
+                self.failures,
+            )
+            self._run_hook(self.on_failures(self.name, self.failures, reason))
+
     async def _watch(self) -> None:
         backoff = self._min_backoff
         while not self._stopping:
             assert self._proc is not None
-            code = await self._proc.wait()
+            waiter = asyncio.ensure_future(self._proc.wait())
+            if self.failures:
+                # Stayed up long enough: forget the earlier failures.
+                done, _ = await asyncio.wait({waiter}, timeout=self._stable_seconds)
+                if not done and not self._stopping:
+                    log.info(
+                        "%s has stayed up %.0fs: back-off reset", self.name, self._stable_seconds
+                    )
+                    self.failures = 0
+                    self.reason = ""
+                    backoff = self._min_backoff
+            code = await waiter
             if self._stopping:
                 return
-            log.warning("%s exited with status %s; restarting in %.1fs", self.name, code, backoff)
-            await asyncio.sleep(backoff)
-            if self._stopping:
-                return
-            try:
-                await self._spawn()
-                await self._wait_ready()
-                self.restarts += 1
-                backoff = self._min_backoff
-                log.warning("%s restarted (restart #%d)", self.name, self.restarts)
-            except DependencyError as exc:
-                log.error("%s restart failed: %s", self.name, exc)
+            self._up_since = None
+            self._failed(f"exited with status {code}")
+            while not self._stopping:
+                self.next_backoff = backoff
+                log.warning(
+                    "%s down (failure #%d); next start in %.1fs", self.name, self.failures, backoff
+                )
+                await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
+                if self._stopping:
+                    return
+                try:
+                    await self._spawn()
+                    await self._wait_ready()
+                except DependencyError as exc:
+                    await self._kill()
+                    self._failed(str(exc).split(":", 1)[0])
+                    continue
+                self.restarts += 1
+                log.warning("%s restarted (restart #%d)", self.name, self.restarts)
+                self._became_ready()
+                break
 
     def kill_for_test(self, sig: int = signal.SIGKILL) -> None:
         """Send a signal to the current child (used to exercise crash recovery)."""
         if self._proc and self._proc.returncode is None:
             os.killpg(self._proc.pid, sig)
 
+    async def _kill(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
     async def stop(self) -> None:
         self._stopping = True
+        self.state = STOPPED
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._hooks):
+            task.cancel()
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
@@ -146,3 +394,14 @@ class SupervisedProcess:
                 os.killpg(proc.pid, signal.SIGKILL)
             await proc.wait()
         log.info("%s stopped", self.name)
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def _normalise(reason: str) -> str:
+    return re.sub(r"\d+", "#", reason)

@@ -28,3 +28,9 @@ def vn_datetime(moment: datetime | None, zone: tzinfo = VIETNAM) -> str:
         moment = moment.replace(tzinfo=UTC)
     local = moment.astimezone(zone)
     return f"{local.hour:02d}:{local.minute:02d} {vn_date(local.date())}"
+
+
+def vn_datetime_exact(moment: datetime) -> str:
+    """For notices that stand as a record (receipts, alerts): what people read, then the
+    exact ISO 8601 moment: ``08:00 21/11/2026 (2026-11-21T08:00:00+07:00)``."""
+    return f"{vn_datetime(moment)} ({iso_local(moment)})"

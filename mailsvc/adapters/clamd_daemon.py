@@ -1,9 +1,11 @@
 """clamd as a supervised child ("managed" mode) with a generated configuration.
 
-Files under ``HOME/clamav/``: ``clamd.conf`` (generated at every start), ``clamd.sock``,
-``clamd.log``, ``tmp/`` and, unless configured elsewhere, ``db/``. When the database
-directory holds no signature file, a tiny test database is written (freshclam cannot
-download here): the EICAR MD5 signature and our own body signatures (see
+Files under ``HOME/clamav/``: ``clamd.conf`` (generated at every start), ``clamd.sock``
+(in the home's short runtime directory instead when the path would not fit a unix socket,
+see mailsvc/runtime.py), ``clamd.pid``, ``clamd.log``, ``tmp/`` and, unless configured
+elsewhere, ``db/``. When the database directory holds no signature file, a tiny test
+database is written (freshclam cannot download here): the EICAR MD5 signature and our own body
+signatures (see
 :data:`TEST_BODY_SIGNATURES`). In production point ``[clamav] database_dir`` at the
 directory freshclam updates (``/var/lib/clamav``) and nothing is written there.
 
@@ -12,6 +14,7 @@ directory freshclam updates (``/var/lib/clamav``) and nothing is written there.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +23,8 @@ from pathlib import Path
 from mailsvc.adapters.clamd import ClamdAddress, ClamdClient
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError
-from mailsvc.supervisor import SupervisedProcess
+from mailsvc.runtime import UNIX_SOCKET_MAX, make_runtime_dir, runtime_dir
+from mailsvc.supervisor import FailureHook, ReadyHook, SupervisedProcess, stop_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,13 @@ SIGNATURE_SUFFIXES = (
     ".ndu", ".ldu", ".hdu", ".hsu", ".mdu", ".msu", ".yar", ".yara", ".cbc", ".idb",
 )  # fmt: skip
 
-UNIX_SOCKET_MAX = 107  # sun_path is 108 bytes including the terminating NUL
+
+def socket_path(home: Path) -> Path:
+    """``HOME/clamav/clamd.sock``, or ``RUNTIME/clamd.sock`` when that is too long."""
+    path = Path(home) / "clamav" / "clamd.sock"
+    if len(str(path)) <= UNIX_SOCKET_MAX:
+        return path
+    return runtime_dir(home) / "clamd.sock"
 
 
 @dataclass(frozen=True)
@@ -181,13 +191,15 @@ class ClamdDaemon:
         if self.tcp is not None and not self.tcp.is_tcp:
             raise ConfigError(f"clamd: tcp listener must be HOST:PORT, got {tcp!r}")
         self.start_timeout = start_timeout
-        self.socket_path = self.root / "clamd.sock"
+        self.home = Path(home)
+        self.socket_path = socket_path(self.home)
         self.config_path = self.root / "clamd.conf"
         self.log_path = self.root / "clamd.log"
-        if len(str(self.socket_path)) > UNIX_SOCKET_MAX:
-            raise ConfigError(
-                f"clamd: socket path {self.socket_path} is longer than {UNIX_SOCKET_MAX} bytes"
-            )
+        self.pid_path = self.root / "clamd.pid"
+        self.on_failures: FailureHook | None = None
+        self.on_ready: ReadyHook | None = None
+        self.stable_seconds = 60.0
+        self.alert_after = 5
         self._process: SupervisedProcess | None = None
 
     @property
@@ -199,6 +211,11 @@ class ClamdDaemon:
     def process(self) -> SupervisedProcess | None:
         return self._process
 
+    @property
+    def state(self) -> str:
+        """The supervisor's state: ``up``, ``down`` (being restarted), ``stopped``..."""
+        return self._process.state if self._process is not None else "stopped"
+
     def client(self, *, timeout: float = 30.0) -> ClamdClient:
         return ClamdClient(
             self.address, timeout=timeout, max_stream_bytes=self.limits.stream_max_bytes
@@ -207,13 +224,15 @@ class ClamdDaemon:
     def prepare(self) -> Path:
         """Create directories, the test database if needed, and clamd.conf."""
         (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        if self.root not in self.socket_path.parents:
+            make_runtime_dir(self.home)
         write_test_database(self.database_dir)
         self.config_path.write_text(
             render_config(
                 socket_path=self.socket_path,
                 database_dir=self.database_dir,
                 temp_dir=self.root / "tmp",
-                pid_file=self.root / "clamd.pid",
+                pid_file=self.pid_path,
                 limits=self.limits,
                 tcp=self.tcp,
             ),
@@ -229,6 +248,10 @@ class ClamdDaemon:
         if self._process is not None:
             return
         self.prepare()
+        # A clamd left by a killed serve: stop it rather than run a second one beside it.
+        await asyncio.to_thread(
+            stop_leftovers, "clamd", self.binary, self.config_path, pid_file=self.pid_path
+        )
         probe = ClamdClient(self.address, timeout=2.0, connect_timeout=1.0)
         process = SupervisedProcess(
             "clamd",
@@ -236,6 +259,10 @@ class ClamdDaemon:
             probe.is_alive,
             start_timeout=self.start_timeout,
             log_path=str(self.log_path),
+            stable_seconds=self.stable_seconds,
+            alert_after=self.alert_after,
+            on_failures=self.on_failures,
+            on_ready=self.on_ready,
         )
         # A socket left by a killed clamd would answer nothing; FixStaleSocket handles
         # it, but our readiness probe must not see a previous instance either.
@@ -255,7 +282,7 @@ def clamd_address(settings: Settings) -> str:
         if not settings.clamav.socket:
             raise ConfigError("mailsvc.toml: key 'clamav.socket': required when mode = 'system'")
         return settings.clamav.socket
-    return str(settings.home / "clamav" / "clamd.sock")
+    return str(socket_path(settings.home))
 
 
 def daemon_from_settings(settings: Settings) -> ClamdDaemon | None:
@@ -263,12 +290,15 @@ def daemon_from_settings(settings: Settings) -> ClamdDaemon | None:
     if settings.clamav.mode != "managed":
         return None
     db = settings.clamav.database_dir
-    return ClamdDaemon(
+    daemon = ClamdDaemon(
         settings.home,
         binary=settings.clamav.binary,
         database_dir=settings.path(db) if db else None,
         limits=ClamdLimits.for_stream(settings.clamav.max_scan_bytes),
     )
+    daemon.stable_seconds = settings.server.restart_stable_seconds
+    daemon.alert_after = settings.server.restart_alert_after
+    return daemon
 
 
 def client_from_settings(settings: Settings) -> ClamdClient | None:

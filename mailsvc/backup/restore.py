@@ -38,7 +38,7 @@ import subprocess
 import tarfile
 import tomllib
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, cast
@@ -68,6 +68,7 @@ from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.errors import ConflictError
 from mailsvc.mailboxes.dovecot import parse_hostport
 from mailsvc.pidfile import PID_FILE, PidFile, holder
+from mailsvc.runtime import runtime_dir
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ def ensure_stopped(settings: Settings) -> None:
 
 def _dovecot_pid(home: Path) -> int | None:
     try:
-        pid = int((home / "dovecot" / "run" / "master.pid").read_text().split()[0])
+        pid = int((runtime_dir(home) / "dovecot" / "master.pid").read_text().split()[0])
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
     except (OSError, ValueError, IndexError):
         return None
@@ -132,15 +133,19 @@ def _answers(host: str, port: int) -> bool:
 
 
 class _Hashing:
-    """Wraps the raw archive file: the SHA-256 of the whole archive, read once."""
+    """Wraps the raw archive file: the SHA-256 of the whole archive, read once; each
+    chunk's size goes to ``advance`` (a progress bar)."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], advance: Callable[[int], None] | None = None) -> None:
         self.handle = handle
         self.digest = hashlib.sha256()
+        self.advance = advance
 
     def read(self, size: int = -1) -> bytes:
         data = self.handle.read(size)
         self.digest.update(data)
+        if self.advance is not None and data:
+            self.advance(len(data))
         return data
 
     def readable(self) -> bool:
@@ -238,7 +243,10 @@ def _copy_member(source: IO[bytes], dest: Path | None) -> tuple[int, str]:
 
 
 def _read_archive(
-    archive: Path, staging: _Staging | None, key: bytes
+    archive: Path,
+    staging: _Staging | None,
+    key: bytes,
+    progress: Callable[[int], None] | None = None,
 ) -> tuple[Manifest, dict[str, _Seen], str]:
     """One pass over the archive: members hashed (and written into ``staging``), the
     manifest authenticated with ``key`` and parsed. Returns (manifest, what was seen,
@@ -251,7 +259,7 @@ def _read_archive(
     except OSError as exc:
         raise ArchiveError(f"cannot read {archive}: {exc.strerror}") from exc
     try:
-        hashing = _Hashing(raw)
+        hashing = _Hashing(raw, progress)
         gz = gzip.GzipFile(fileobj=cast(IO[bytes], hashing), mode="rb")
         with tarfile.open(fileobj=gz, mode="r|") as tar:
             for info in tar:
@@ -336,9 +344,11 @@ def backup_key(settings: Settings, key_file: Path | None = None) -> bytes:
     return read_backup_key(key_file or settings.home / KEY_NAME)
 
 
-def verify_archive(archive: Path, key: bytes) -> tuple[Manifest, str]:
+def verify_archive(
+    archive: Path, key: bytes, progress: Callable[[int], None] | None = None
+) -> tuple[Manifest, str]:
     """Authenticate the manifest and check every member against it; writes nothing."""
-    manifest, seen, sha = _read_archive(archive, None, key)
+    manifest, seen, sha = _read_archive(archive, None, key, progress)
     problems = _compare(manifest, seen)
     if problems:
         raise ArchiveError(_refusal(archive, problems))
@@ -670,7 +680,10 @@ def executed_changes(settings: Settings, staged_home: Path) -> list[ExecutedChan
 
 
 def prepare_restore(
-    settings: Settings, archive: Path, key_file: Path | None = None
+    settings: Settings,
+    archive: Path,
+    key_file: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> PreparedRestore:
     """Refuse while serving, take the home, authenticate, verify and stage the whole
     archive. Raises ConflictError or ArchiveError; then nothing live has changed."""
@@ -680,7 +693,7 @@ def prepare_restore(
     staging = _Staging.plan(settings)
     try:
         staging.clear()  # leftovers of an interrupted restore
-        manifest, seen, sha = _read_archive(archive, staging, key)
+        manifest, seen, sha = _read_archive(archive, staging, key, progress)
         problems = _compare(manifest, seen)
         if manifest.database_kind != staging.kind:
             problems.insert(
@@ -756,10 +769,13 @@ def _record(
 
 @contextlib.contextmanager
 def restoring(
-    settings: Settings, archive: Path, key_file: Path | None = None
+    settings: Settings,
+    archive: Path,
+    key_file: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[PreparedRestore]:
     """``prepare_restore`` whose staging is discarded unless ``apply`` ran."""
-    prepared = prepare_restore(settings, archive, key_file)
+    prepared = prepare_restore(settings, archive, key_file, progress)
     try:
         yield prepared
     finally:

@@ -3,6 +3,7 @@ its verified restore (see mailsvc/backup/)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -140,7 +141,8 @@ def restore_cmd(
     settings = ctx.settings
     archive = archive.resolve()
     if verify_only:
-        manifest, sha = verify_archive(archive, backup_key(settings, key_file))
+        with progress(_size(archive), "verify", enabled=not as_json) as advance:
+            manifest, sha = verify_archive(archive, backup_key(settings, key_file), advance)
         if as_json:
             echo_json(
                 {"archive": str(archive), "created_at": manifest.created_at,
@@ -157,7 +159,10 @@ def restore_cmd(
         click.echo(f"sha256    {sha}")
         return
     try:
-        with restoring(settings, archive, key_file) as prepared:
+        with contextlib.ExitStack() as stack:
+            # The bar covers reading and staging the archive (the long part), then closes.
+            with progress(_size(archive), "restore", enabled=not as_json) as advance:
+                prepared = stack.enter_context(restoring(settings, archive, key_file, advance))
             m = prepared.manifest
             if not as_json:
                 click.echo(f"archive   {archive} (created {m.created_at}, {m.database_kind})")
@@ -192,6 +197,15 @@ def restore_cmd(
     _print_restore(summary)
     if warning:
         click.echo(f"warning   {warning}", err=True)
+
+
+def _size(archive: Path) -> int:
+    """Bytes of the archive: the restore progress bar's length (0 when unreadable: the
+    restore itself then says why)."""
+    try:
+        return archive.stat().st_size
+    except OSError:
+        return 0
 
 
 def _print_restore(summary: RestoreSummary) -> None:

@@ -23,6 +23,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, ParamSpec, TypeVar
 
+from mailsvc.supervisor import set_parent_death_signal
+
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
@@ -30,8 +32,10 @@ T = TypeVar("T")
 
 
 def limit_worker(memory_bytes: int | None) -> None:
-    """Pool initializer: cap the worker's address space; ignore SIGINT (the parent handles it)."""
+    """Pool initializer: cap the worker's address space; ignore SIGINT (the parent handles it);
+    die with the fork server (which dies with ``serve``), never linger as an orphan."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    set_parent_death_signal()
     if memory_bytes:
         _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
         if hard != resource.RLIM_INFINITY:

@@ -134,6 +134,21 @@ class MailboxActions:
         async with self.session(address) as imap:
             return await self._find(imap, folder, message_id, queue_id)
 
+    async def holds(self, address: str, *, queue_id: str, folder: str = "INBOX") -> bool:
+        """True when ``folder`` holds a readable copy with this queue-id header.
+
+        The body is fetched, not only the header: Dovecot answers header searches from
+        its index cache, which can remember a message whose file is gone (a restored
+        Maildir); reading the file settles it."""
+        async with self.session(address) as imap:
+            for uid in await self._find(imap, folder, None, queue_id):
+                reply = await imap.uid("fetch", str(uid), "(BODY.PEEK[TEXT]<0.1>)")
+                if reply.result == "OK" and any(
+                    b"BODY[TEXT]<0>" in line for line in reply.lines if isinstance(line, bytes)
+                ):
+                    return True
+            return False
+
     async def add_flags(
         self,
         address: str,

@@ -7,10 +7,17 @@ Everything Dovecot needs lives under ``HOME/dovecot/``; nothing is read from
     HOME/dovecot/dovecot-sql.conf.ext  passdb/userdb on our database (0600)
     HOME/dovecot/master-users        master passdb (passwd-file, 0600)
     HOME/dovecot/master-secret       the master user's password (0600)
-    HOME/dovecot/run/                base_dir; run/lmtp is the LMTP socket (0600)
+    RUNTIME/dovecot/                 base_dir: sockets (lmtp, 0600) and master.pid, where
+                                     RUNTIME is the home's short runtime directory
+                                     (``/run/mailsvc/<id>``, see mailsvc/runtime.py): unix
+                                     socket paths must fit in 107 bytes, home paths need not
     HOME/dovecot/state/              state_dir
     HOME/dovecot/dovecot.log         Dovecot's log (warnings, errors, logins)
     HOME/dovecot/events.log          login, SELECT/EXAMINE and ID events (see events.py)
+
+Dovecot dies with ``serve`` (parent-death signal, see mailsvc/supervisor.py); before a
+start, a Dovecot still running this home's ``dovecot.conf`` (left by a killed ``serve``) is
+stopped.
 
 When mailsvc runs as root, mail processes run as the dedicated system user
 ``vmail`` (created with ``useradd --system`` when missing) which owns the
@@ -43,7 +50,8 @@ from mailsvc.errors import ConfigError, DependencyError
 from mailsvc.mailboxes.auth_policy import AuthPolicyEndpoint
 from mailsvc.mailboxes.passdb import ITERATE_QUERY, USER_QUERY, password_query, sql_source
 from mailsvc.permissions import restrict_home
-from mailsvc.supervisor import SupervisedProcess
+from mailsvc.runtime import make_runtime_dir, runtime_dir
+from mailsvc.supervisor import FailureHook, ReadyHook, SupervisedProcess, stop_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +175,8 @@ class DovecotService:
         auth_penalty: bool = True,
         restart_min_backoff: float = 0.2,
         auth_policy: AuthPolicyEndpoint | None = None,
+        on_failures: FailureHook | None = None,
+        on_ready: ReadyHook | None = None,
     ) -> None:
         self.settings = settings
         self.auth_policy = auth_policy
@@ -176,7 +186,8 @@ class DovecotService:
         self.sql_path = self.dir / "dovecot-sql.conf.ext"
         self.master_users_path = self.dir / "master-users"
         self.master_secret_path = self.dir / "master-secret"
-        self.base_dir = self.dir / "run"
+        self.runtime_dir = runtime_dir(settings.home)
+        self.base_dir = self.runtime_dir / "dovecot"
         self.state_dir = self.dir / "state"
         self.log_path = self.dir / "dovecot.log"
         self.events_path = self.dir / "events.log"
@@ -186,6 +197,8 @@ class DovecotService:
         self.auth_failure_delay = auth_failure_delay
         self.auth_penalty = auth_penalty
         self._restart_min_backoff = restart_min_backoff
+        self.on_failures = on_failures
+        self.on_ready = on_ready
         self.instance_name = (
             "mailsvc-" + hashlib.sha256(str(settings.home).encode()).hexdigest()[:10]
         )
@@ -223,12 +236,26 @@ class DovecotService:
             return
         binary = self.settings.dovecot.binary
         await asyncio.to_thread(self.write_config)
+        # A Dovecot left by a killed serve would hold base_dir (the new one exits at once:
+        # "already running") and keep serving the old configuration.
+        await asyncio.to_thread(
+            stop_leftovers,
+            "dovecot",
+            binary,
+            self.config_path,
+            pid_file=self.base_dir / "master.pid",
+        )
         self.supervisor = SupervisedProcess(
             "dovecot",
             [binary, "-F", "-c", str(self.config_path)],
             self._ready,
             min_backoff=self._restart_min_backoff,
             log_path=str(self.dir / "dovecot.stdout"),
+            logs=[str(self.log_path)],
+            stable_seconds=self.settings.server.restart_stable_seconds,
+            alert_after=self.settings.server.restart_alert_after,
+            on_failures=self.on_failures,
+            on_ready=self.on_ready,
         )
         try:
             await self.supervisor.start()
@@ -244,6 +271,19 @@ class DovecotService:
     async def stop(self) -> None:
         if self.supervisor is not None:
             await self.supervisor.stop()
+            await asyncio.to_thread(self._remove_runtime)
+
+    def _remove_runtime(self) -> None:
+        shutil.rmtree(self.base_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.runtime_dir.rmdir()  # only when clamd has no socket there
+
+    @property
+    def state(self) -> str:
+        """``up``, ``down`` (being restarted), ``starting``, ``stopped``; system mode: ``up``."""
+        if self.mode == "system":
+            return "up"
+        return self.supervisor.state if self.supervisor is not None else "stopped"
 
     async def _ready(self) -> bool:
         """Ready when the LMTP socket greets and the IMAP port greets."""
@@ -278,6 +318,7 @@ class DovecotService:
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.state_dir.mkdir(exist_ok=True)
+        make_runtime_dir(self.settings.home)
         self.base_dir.mkdir(exist_ok=True)
         # HOME stays 0750; as root, its group is the mail group (see mailsvc.permissions)
         restrict_home(self.settings.home, accounts.mail_gid if accounts.privileged else None)
@@ -287,8 +328,9 @@ class DovecotService:
         for p, name in ((cert, "tls.cert"), (key, "tls.key")):
             if not p.is_file():
                 raise ConfigError(f"{name}: {p} does not exist")
-        imap_port = resolve_port(*self._listen_imap)
-        imaps_port = resolve_port(*self._listen_imaps)
+        # Port 0 is resolved once: a restart of this service keeps its ports.
+        imap_port = self.imap_address[1] or resolve_port(*self._listen_imap)
+        imaps_port = self.imaps_address[1] or resolve_port(*self._listen_imaps)
         self.imap_address = (self.imap_address[0], imap_port)
         self.imaps_address = (self.imaps_address[0], imaps_port)
         self._write_master_passdb(accounts)

@@ -43,7 +43,7 @@ from mailsvc.outbound.mailer import FailedMessage, Mailer
 from mailsvc.outbound.queue import as_bytes
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.quarantine.service import count_detections, record_detection
-from mailsvc.time import VIETNAM, iso_local
+from mailsvc.time import VIETNAM, iso_local, vn_datetime_exact
 from mailsvc.verdict import Action, Status, Verdict
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class NoticeComposer:
             "message_id": notice.message_id,
             "number_notation": notice.number_notation,
             "time_label": "Thời điểm nhận" if code in ("01", "02", "03") else "Thời điểm",
-            "time": iso_local(notice.time),
+            "time": vn_datetime_exact(notice.time),
             "status_code": code,
             "status_label": STATUS_LABELS[code],
             "incoming_number": notice.incoming_number,
@@ -149,7 +149,7 @@ class NoticeComposer:
             "status_code": code,
             "status": STATUS_LABELS[code],
             "incoming_number": notice.incoming_number or None,
-            "time": values["time"],
+            "time": iso_local(notice.time),  # machine-readable: ISO 8601 +07:00
             "reason": notice.reason or None,
         }
         body = EmailMessage()
@@ -327,7 +327,7 @@ class NoticeFollower:
             "kind": failed.kind,
             "recipient": failed.recipient,
             "attempts": failed.attempts,
-            "queued_at": iso_local(failed.created_at),
+            "queued_at": vn_datetime_exact(failed.created_at),
             "error": failed.error,
             "queue_row": failed.id,
         }
@@ -335,6 +335,22 @@ class NoticeFollower:
             f"[Cảnh báo] Không gửi được thư tới {failed.recipient}",
             self.composer.render("alert_undelivered.txt.j2", values),
             kind="undelivered",
+        )
+
+    async def alert_daemon_down(self, service: str, failures: int, reason: str) -> None:
+        """SupervisedProcess.on_failures: Dovecot or clamd keeps failing to start."""
+        from mailsvc.db.base import utcnow
+
+        values = {
+            "service": service,
+            "failures": failures,
+            "time": vn_datetime_exact(utcnow()),
+            "reason": reason or "không rõ",
+        }
+        await self._alert(
+            f"[Cảnh báo] Dịch vụ {service} không khởi động lại được",
+            self.composer.render("alert_daemon.txt.j2", values),
+            kind="daemon",
         )
 
     # -- rules -----------------------------------------------------------------------------
@@ -372,7 +388,7 @@ class NoticeFollower:
     async def _alert_virus(self, msg: InboundMessage, signature: str) -> None:
         count = await asyncio.to_thread(self._recent_detections, msg.client_ip)
         values = {
-            "time": iso_local(msg.received_at),
+            "time": vn_datetime_exact(msg.received_at),
             "queue_id": msg.queue_id,
             "sender": msg.mail_from,
             "client_ip": msg.client_ip,
@@ -394,7 +410,7 @@ class NoticeFollower:
 
     async def _alert_classified(self, msg: InboundMessage, evidence: Any) -> None:
         values = {
-            "time": iso_local(msg.received_at),
+            "time": vn_datetime_exact(msg.received_at),
             "queue_id": msg.queue_id,
             "sender": msg.mail_from,
             "client_ip": msg.client_ip,

@@ -22,6 +22,7 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 
 from mailsvc.db.base import utcnow
+from mailsvc.errors import is_storage_full
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
 from mailsvc.pipeline.runner import PipelineRunner
@@ -138,6 +139,15 @@ class SmtpHandler:
         self.inflight = inflight
         self.metrics = metrics
 
+    async def handle_exception(self, error: Exception) -> str:
+        """aiosmtpd's answer to an exception in any other command (the database down at
+        MAIL or RCPT): try later, never aiosmtpd's default ``500``."""
+        if is_storage_full(error):
+            log.error("SMTP command failed: storage full: %s", error)
+            return replies.STORAGE_FULL
+        log.error("SMTP command failed", exc_info=error)
+        return replies.INTERNAL_ERROR
+
     async def handle_MAIL(
         self,
         server: SMTP,
@@ -208,7 +218,10 @@ class SmtpHandler:
         self.inflight.enter()
         try:
             return await self._data(queue_id, session, envelope)
-        except Exception:  # boundary: never crash the server, never accept unchecked
+        except Exception as exc:  # boundary: never crash the server, never accept unchecked
+            if is_storage_full(exc):
+                log.error("DATA refused for %s: storage full: %s", queue_id, exc)
+                return replies.STORAGE_FULL
             log.exception("DATA failed for %s", queue_id)
             return replies.INTERNAL_ERROR
         finally:

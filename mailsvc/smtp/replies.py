@@ -27,6 +27,8 @@ AUTH_REQUIRED = "530 5.7.0 Authentication required"
 BAD_ADDRESS = "501 5.1.3 Bad address syntax"
 
 # Connection / rate
+SHUTTING_DOWN = "421 4.3.2 {hostname} Service shutting down, try again later"
+TIMEOUT = "421 4.4.2 {hostname} Error: timeout exceeded"
 TOO_MANY_CONNECTIONS = "421 4.7.0 Too many connections from your address, try later"
 RATE_LIMITED = "451 4.7.1 Message rate limit exceeded, try later"
 REMOTE_RATE_LIMITED = (
@@ -41,6 +43,7 @@ AUTH_DISABLED = "535 5.7.8 Account disabled, contact the administrator"
 TEMPFAIL = "451 4.7.0 Temporary failure in message checks, try again later"
 DELIVERY_TEMPFAIL = "451 4.3.0 Temporary failure storing the message, try again later"
 INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"
+STORAGE_FULL = "452 4.3.1 Insufficient system storage, try again later"
 MALFORMED = "554 5.6.0 Message is malformed: {what}"
 
 # Refusals by reason code (Finding.reason). Unlisted reasons use the stage's default.

@@ -27,6 +27,63 @@ class _Captured:
     credentials: LoginPassword
 
 
+class Sessions:
+    """Every open SMTP session of this process, so that shutdown can be orderly.
+
+    On SIGTERM (:meth:`close`): idle sessions are told ``421`` and closed at once; a
+    session in DATA (receiving the message or waiting for the pipeline and the
+    commit) finishes, gets its answer (250/4xx/5xx), then ``421`` and the close.
+    Whatever is still in DATA after ``grace`` seconds is told ``421`` and closed:
+    nothing was acknowledged, so the sender retries.
+    """
+
+    def __init__(self) -> None:
+        self._open: set[MailsvcSMTP] = set()
+        self._in_data: set[MailsvcSMTP] = set()
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self.closing = False
+
+    def add(self, session: MailsvcSMTP) -> None:
+        self._open.add(session)
+
+    def discard(self, session: MailsvcSMTP) -> None:
+        self._open.discard(session)
+        self.leave_data(session)
+
+    def enter_data(self, session: MailsvcSMTP) -> None:
+        self._in_data.add(session)
+        self._quiet.clear()
+
+    def leave_data(self, session: MailsvcSMTP) -> None:
+        self._in_data.discard(session)
+        if not self._in_data:
+            self._quiet.set()
+
+    @property
+    def count(self) -> int:
+        return len(self._open)
+
+    async def close(self, grace: float) -> None:
+        self.closing = True
+        for session in list(self._open - self._in_data):
+            session.say_goodbye()
+        if self._in_data:
+            log.info(
+                "shutdown: waiting up to %.0fs for %d session(s) in DATA", grace, len(self._in_data)
+            )
+            try:
+                await asyncio.wait_for(self._quiet.wait(), grace)
+            except TimeoutError:
+                log.warning(
+                    "shutdown: %d session(s) still in DATA after %.0fs; closing them with 421",
+                    len(self._in_data),
+                    grace,
+                )
+        for session in list(self._open):
+            session.say_goodbye()
+
+
 class MailsvcSMTP(SMTP):
     """aiosmtpd's SMTP with asynchronous credential checks, per-IP connection limits
     and plain-text AUTH on loopback only when the configuration allows it."""
@@ -39,8 +96,10 @@ class MailsvcSMTP(SMTP):
         rate: RateLimiter,
         password_page_url: str,
         allow_plain_auth_on_loopback: bool,
+        sessions: Sessions | None = None,
         **kwargs: Any,
     ) -> None:
+        self._sessions = sessions or Sessions()
         self._lookup = lookup
         self._rate = rate
         self._password_page_url = password_page_url
@@ -76,6 +135,7 @@ class MailsvcSMTP(SMTP):
             transport.close()
             return
         self._counted_ip = ip
+        self._sessions.add(self)
 
     @syntax("HELO hostname")
     async def smtp_HELO(self, hostname: str) -> None:
@@ -92,10 +152,40 @@ class MailsvcSMTP(SMTP):
         await super().smtp_EHLO(hostname)
 
     def connection_lost(self, error: Exception | None) -> None:
+        self._sessions.discard(self)
         if self._counted_ip is not None:
             self._rate.close(self._counted_ip)
             self._counted_ip = None
         super().connection_lost(error)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """DATA counts as "in progress" for shutdown until its answer is written."""
+        self._sessions.enter_data(self)
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._sessions.leave_data(self)
+        if self._sessions.closing:
+            self.say_goodbye()
+
+    def say_goodbye(self) -> None:
+        """Shutdown: ``421`` and close (the client may retry elsewhere or later)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write((replies.SHUTTING_DOWN.format(hostname=self.hostname) + "\r\n").encode())
+        transport.close()
+
+    def _timeout_cb(self) -> None:
+        """aiosmtpd's idle/DATA timeout (``smtp.data_timeout_seconds``, counted from the
+        start of each command, so a client dribbling DATA cannot hold a slot longer):
+        say ``421`` before closing, as RFC 5321 4.5.3.2 asks."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write((replies.TIMEOUT.format(hostname=self.hostname) + "\r\n").encode())
+        super()._timeout_cb()
 
     async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
         return await self._finish_auth(await super().auth_PLAIN(_, args))
@@ -183,6 +273,7 @@ async def start_listener(
     password_page_url: str,
     allow_plain_auth_on_loopback: bool,
     timeout: float,
+    sessions: Sessions | None = None,
 ) -> SmtpListener:
     implicit_tls = mode.name == "submissions"
 
@@ -193,6 +284,7 @@ async def start_listener(
             rate=rate,
             password_page_url=password_page_url,
             allow_plain_auth_on_loopback=allow_plain_auth_on_loopback,
+            sessions=sessions,
             hostname=hostname,
             ident="mailsvc ESMTP",
             data_size_limit=data_size_limit,

@@ -59,8 +59,12 @@ def test_backup_restore_and_jobs_run_json(admin_cli: Invoke, admin_home: Path) -
 
 
 def _backup(home: Path, db_url: str, *, terminal: bool) -> tuple[int, str, bytes]:
+    return _run(home, db_url, "backup", terminal=terminal)
+
+
+def _run(home: Path, db_url: str, *args: str, terminal: bool) -> tuple[int, str, bytes]:
     env = dict(os.environ, MAILSVC_DATABASE__URL=db_url)
-    argv = [sys.executable, "-m", "mailsvc", "backup", "--home", str(home)]
+    argv = [sys.executable, "-m", "mailsvc", *args, "--home", str(home)]
     if not terminal:
         done = subprocess.run(argv, capture_output=True, env=env, timeout=120, check=False)
         return done.returncode, done.stdout.decode(), done.stderr
@@ -95,3 +99,16 @@ def test_progress_bar_on_a_terminal_only(admin_cli: Invoke, admin_home: Path, db
     assert re.search(rb"backup  \[#+-*\]  \d+/\d+ +\d+%", err), err  # label, bar, count
     code, out, err = _backup(admin_home, db_url, terminal=False)
     assert code == 0 and "archive" in out and err == b""  # silent when not a terminal
+    # Restore (and --verify-only) show the archive being read the same way.
+    archive = re.search(r"archive\s+(\S+\.tar\.gz)", out)
+    assert archive is not None, out
+    code, out, err = _run(
+        admin_home, db_url, "restore", "--verify-only", archive.group(1), terminal=True
+    )
+    assert code == 0 and "verified" in out
+    assert re.search(rb"verify  \[#+-*\]  \d+/\d+ +\d+%", err), err
+    code, out, err = _run(admin_home, db_url, "restore", "--yes", archive.group(1), terminal=True)
+    assert code == 0 and "verified" in out, out
+    assert re.search(rb"restore  \[#+-*\]  \d+/\d+ +\d+%", err), err
+    code, out, err = _run(admin_home, db_url, "restore", "--yes", archive.group(1), terminal=False)
+    assert code == 0 and err == b""

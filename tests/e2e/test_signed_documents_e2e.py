@@ -30,7 +30,7 @@ SENDER = f"vanthu@{AGENCY_DOMAIN}"
 OTHER_DOMAIN = "stc.thunghiem.gov.vn"
 
 
-def _trust(server: RunningServer) -> None:
+def trust_sample_agency(server: RunningServer) -> None:
     pki = session_pki()
     (server.home / "trust").mkdir(exist_ok=True)
     for pem in pki.trust_dir.glob("*.pem"):
@@ -59,7 +59,7 @@ def _document_message(pdf: bytes) -> bytes:
 
 async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: RunningServer) -> None:
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
 
@@ -97,7 +97,7 @@ async def test_appearance_painted_over_a_signed_pdf_is_not_registered_valid(
 ) -> None:
     """A white box and a new amount drawn by an unsigned field added after signing."""
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("So tien: 100.000 dong"), pki.personal, pki.organisation)
     forged = _document_message(overlay_after_signing(pdf, "So tien: 900.000.000 dong"))
@@ -120,7 +120,7 @@ async def test_organisation_seal_from_a_sender_in_no_agency_is_not_valid(
     server: RunningServer,
 ) -> None:
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
     stranger = "cv@unknown.example"
@@ -139,7 +139,7 @@ async def test_document_forwarded_by_another_agency_is_kept_as_reference(
 ) -> None:
     """Sở Tài chính forwards a decision sealed by Sở TT&TT: not a forgery, not valid for it."""
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     with server.app.sessions.begin() as session:
         session.add(
             Agency(
@@ -172,15 +172,13 @@ async def test_forwarding_between_our_own_mailboxes_is_not_judged(
     official = f"chuyenvien@{DOMAIN}"
     server.add_mailbox(CLERK)
     server.add_mailbox(official, role="official")
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.other_agency)
     msg = make_message(official, CLERK, subject="Chuyển tiếp: Quyết định số 35/2026/QĐ-UBND")
     msg.add_attachment(pdf, maintype="application", subtype="pdf", filename="35-QD-UBND.pdf")
     login = (official, PASSWORD)
-    assert (
-        await asyncio.to_thread(send, server, msg, official, [CLERK], "submission", login) == {}
-    )
+    assert await asyncio.to_thread(send, server, msg, official, [CLERK], "submission", login) == {}
     [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
     assert b"35-QD-UBND.pdf" in delivered
 
@@ -189,7 +187,7 @@ async def test_seal_certificate_without_revocation_source_is_not_registered_vali
     server: RunningServer,
 ) -> None:
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     assert pki.seal_without_crl is not None
     pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.seal_without_crl)

@@ -50,7 +50,7 @@ async def test_generated_config_is_private_and_self_contained(dovecot: DovecotSe
     assert dovecot.imap_address[1] > 0 and dovecot.imaps_address[1] > 0
     assert f"port = {dovecot.imap_address[1]}" in conf
     assert dovecot.lmtp_path.is_socket()
-    assert dovecot.dir in dovecot.lmtp_path.parents
+    assert dovecot.runtime_dir in dovecot.lmtp_path.parents
     for path in (
         dovecot.config_path,
         dovecot.sql_path,

@@ -101,6 +101,7 @@ def test_every_notice_and_template_renders(tmp_path: Path) -> None:
         "queued_at": "2026-11-21T08:00:00+07:00", "error": "550", "queue_row": 1,
         "clerk": CLERK, "subject": "s", "incoming_number": "1/2026", "number_notation": "",
         "message_id": ORIGINAL, "reason": "", "document_ref": "1/2026", "hostname": "h",
+        "service": "dovecot", "failures": 5,
     }  # fmt: skip
     for template in sorted(composer.env.list_templates()):
         if template.endswith(".txt.j2") and not template.startswith("notice"):

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 from dataclasses import dataclass
 
 import httpx
 from sqlalchemy import select
 
-from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.models import Mailbox
 from mailsvc.passwords import hash_password
 from mailsvc.register.models import RegisterDocument
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer
+from tests.e2e.test_signed_documents_e2e import trust_sample_agency
 from tests.e2e.test_smtp_core import make_message, send
 from tests.signatures.pki import (
-    AGENCY_CODE,
     AGENCY_DOMAIN,
-    AGENCY_NAME,
     make_pdf,
     session_pki,
     signed_pdf,
@@ -62,30 +60,10 @@ def add_people(server: RunningServer) -> None:
             )
 
 
-def trust_agency(server: RunningServer) -> None:
-    pki = session_pki()
-    (server.home / "trust").mkdir(exist_ok=True)
-    for pem in pki.trust_dir.glob("*.pem"):
-        shutil.copy(pem, server.home / "trust" / pem.name)
-    (server.home / "crl").mkdir(exist_ok=True)
-    for crl in pki.crl_dir.glob("*.crl"):
-        shutil.copy(crl, server.home / "crl" / crl.name)
-    with server.app.sessions.begin() as session:
-        session.add(
-            Agency(
-                code=AGENCY_CODE,
-                name=AGENCY_NAME,
-                domains=[AGENCY_DOMAIN],
-                allowed_senders=["127.0.0.1"],
-            )
-        )
-    server.app.directory.refresh()
-
-
 async def seed_workspace(server: RunningServer) -> Seeded:
     """People, the other agency, and a signed decision sent by SMTP (registered no 1)."""
     add_people(server)
-    trust_agency(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
     msg = make_message(SENDER, CLERK, subject=SUBJECT)

@@ -22,7 +22,7 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -53,7 +53,7 @@ from mailsvc.register.statuses import DocumentStatus, TransitionError, check_tra
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
 from mailsvc.store.blobs import BlobStore
-from mailsvc.time import VIETNAM
+from mailsvc.time import VIETNAM, vn_date, vn_datetime
 from mailsvc.web.workspace import scope
 from mailsvc.web.workspace.auth import SESSION_COOKIE, Authenticator, Person, csrf_ok
 from mailsvc.web.workspace.charts import Bar, columns, ranking
@@ -124,14 +124,6 @@ class FormError(MailsvcError):
     """Bad input in a form: shown to the person in Vietnamese."""
 
 
-def _vn_date(value: date | None) -> str:
-    return value.strftime("%d/%m/%Y") if value else ""
-
-
-def _vn_time(value: datetime | None, zone: tzinfo) -> str:
-    return value.astimezone(zone).strftime("%H:%M %d/%m/%Y") if value else ""
-
-
 def _iso(value: datetime | None, zone: tzinfo) -> str:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
 
@@ -192,16 +184,16 @@ def _row(doc: RegisterDocument, zone: tzinfo, today: date) -> DocumentRow:
     return DocumentRow(
         id=doc.id,
         number=f"{doc.incoming_number}/{doc.year}" if doc.incoming_number else "",
-        received=_vn_time(doc.received_at, zone),
+        received=vn_datetime(doc.received_at, zone),
         agency=doc.agency_name or doc.agency_code or doc.sender,
         number_notation=doc.number_notation,
-        issued=_vn_date(doc.issued_date),
+        issued=vn_date(doc.issued_date),
         title=title,
         urgency=urgency.label if urgency is not Urgency.NORMAL else "",
         urgent=urgency is not Urgency.NORMAL,
         status=DocumentStatus(doc.status).label,
         outcome=OUTCOME_LABELS.get(doc.signature_outcome, doc.signature_outcome),
-        deadline=_vn_date(doc.deadline),
+        deadline=vn_date(doc.deadline),
         overdue=is_overdue(doc, today),
         assigned_to=doc.assigned_to,
     )
@@ -262,15 +254,9 @@ class Workspace:
             )
         return self._env
 
-    def _render(
-        self,
-        name: str,
-        person: Person | None,
-        *,
-        status: int = 200,
-        **values: Any,
-    ) -> web.Response:
-        body = self.env.get_template(name).render(
+    def _page_text(self, name: str, person: Person | None, **values: Any) -> str:
+        """A page with the header every page has (who is signed in, what they may open)."""
+        return self.env.get_template(name).render(
             person=person,
             role_label=scope.ROLE_LABELS.get(person.role, person.role) if person else "",
             csrf=person.csrf if person else "",
@@ -279,8 +265,17 @@ class Workspace:
             can_manage=bool(person and scope.may_manage(person)),
             **values,
         )
+
+    def _render(
+        self,
+        name: str,
+        person: Person | None,
+        *,
+        status: int = 200,
+        **values: Any,
+    ) -> web.Response:
         return web.Response(
-            text=body,
+            text=self._page_text(name, person, **values),
             status=status,
             content_type="text/html",
             charset="utf-8",
@@ -303,13 +298,9 @@ class Workspace:
             raise web.HTTPSeeOther("/w/login?" + urlencode({"next": target}))
         if not allowed(person):
             raise web.HTTPForbidden(
-                text=self.env.get_template("error.html.j2").render(
-                    person=person,
-                    role_label=scope.ROLE_LABELS.get(person.role, person.role),
-                    csrf=person.csrf,
-                    can_admin=scope.sees_admin(person),
-                    can_register=scope.sees_register(person),
-                    can_manage=scope.may_manage(person),
+                text=self._page_text(
+                    "error.html.j2",
+                    person,
                     title="Không có quyền truy cập",
                     message="Vai trò của đồng chí không được dùng trang này.",
                 ),
@@ -319,13 +310,9 @@ class Workspace:
 
     def _not_found(self, person: Person) -> web.HTTPNotFound:
         return web.HTTPNotFound(
-            text=self.env.get_template("error.html.j2").render(
-                person=person,
-                role_label=scope.ROLE_LABELS.get(person.role, person.role),
-                csrf=person.csrf,
-                can_admin=scope.sees_admin(person),
-                can_register=scope.sees_register(person),
-                can_manage=scope.may_manage(person),
+            text=self._page_text(
+                "error.html.j2",
+                person,
                 title="Không tìm thấy văn bản",
                 message="Văn bản không tồn tại hoặc đồng chí không được xem văn bản này.",
             ),
@@ -705,7 +692,7 @@ class Workspace:
         fields = [
             ("Mã định danh cơ quan gửi", doc.agency_code),
             ("Số và ký hiệu văn bản", doc.number_notation),
-            ("Ngày ban hành", _vn_date(doc.issued_date)),
+            ("Ngày ban hành", vn_date(doc.issued_date)),
             ("Thể loại văn bản", doc.doc_type),
             ("Mức độ khẩn", Urgency(doc.urgency).label),
             ("Trích yếu nội dung", doc.abstract or doc.subject),
@@ -714,12 +701,12 @@ class Workspace:
             ("Họ tên người ký", doc.signer),
             ("Bên gửi", " – ".join(p for p in (doc.agency_name, doc.sender) if p)),
             ("Bên nhận", doc.recipient),
-            ("Thời gian nhận", _vn_time(doc.received_at, self.zone)),
-            ("Thời hạn xử lý", _vn_date(doc.deadline)),
+            ("Thời gian nhận", vn_datetime(doc.received_at, self.zone)),
+            ("Thời hạn xử lý", vn_date(doc.deadline)),
         ]
         history = [
             {
-                "at": _vn_time(h.at, self.zone),
+                "at": vn_datetime(h.at, self.zone),
                 "iso": _iso(h.at, self.zone),
                 "actor": h.actor,
                 "to": DocumentStatus(h.to_status).label,
@@ -1293,7 +1280,7 @@ class Workspace:
                             "role": scope.ROLE_LABELS.get(m.role, m.role),
                             "unit": m.unit,
                             "enabled": m.enabled,
-                            "last_check": _vn_time(_aware(last_checks.get(m.address)), self.zone),
+                            "last_check": vn_datetime(last_checks.get(m.address), self.zone),
                         }
                         for m in boxes
                     ],
@@ -1301,7 +1288,7 @@ class Workspace:
                         {
                             "job": r[0],
                             "outcome": r[1],
-                            "at": _vn_time(_aware(r[2]), self.zone),
+                            "at": vn_datetime(r[2], self.zone),
                             "summary": r[3],
                         }
                         for r in runs
@@ -1310,9 +1297,3 @@ class Workspace:
 
         values = await asyncio.to_thread(load)
         return self._render("admin.html.j2", person, title="Quản trị", **values)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
