@@ -37,7 +37,7 @@ from tests.e2e.conftest import (
     seed,
     wait_for,
 )
-from tests.e2e.test_signed_documents_e2e import _trust
+from tests.e2e.test_signed_documents_e2e import trust_sample_agency
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import AGENCY_DOMAIN, make_pdf, session_pki, signed_pdf
 from tests.webhook_server import WebhookSink
@@ -196,7 +196,7 @@ async def test_document_signed_with_a_priority_certificate_is_priority(
     server: RunningServer, sink: WebhookSink
 ) -> None:
     server.add_mailbox(CLERK)
-    _trust(server)
+    trust_sample_agency(server)
     pki = session_pki()
     pdf = signed_pdf(make_pdf("Kết luận số 12-KL/TU"), pki.personal, pki.organisation)
     msg = make_message(OUTSIDE_SENDER, CLERK, subject="Kết luận của Ban Thường vụ")

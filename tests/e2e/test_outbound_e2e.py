@@ -12,7 +12,12 @@ from sqlalchemy import select
 from mailsvc.outbound.models import OutboundMessage
 from mailsvc.outbound.routing import Route, TlsMode
 from tests.e2e.conftest import DOMAIN, RunningServer, wait_for
-from tests.e2e.test_signed_documents_e2e import CLERK, SENDER, _document_message, _trust
+from tests.e2e.test_signed_documents_e2e import (
+    CLERK,
+    SENDER,
+    _document_message,
+    trust_sample_agency,
+)
 from tests.e2e.test_smtp_core import fetch_inbox, send
 from tests.outbound.test_queue import Sink, free_port, start_sink
 from tests.signatures.pki import make_pdf, session_pki, signed_pdf
@@ -23,7 +28,7 @@ ADMIN = f"quantri@{DOMAIN}"
 async def test_refused_receipt_is_failed_and_alerted_to_admins(server: RunningServer) -> None:
     server.add_mailbox(CLERK)
     server.add_mailbox(ADMIN, role="admin")
-    _trust(server)
+    trust_sample_agency(server)
     port = free_port()
     sink = Sink(answers={SENDER: ["550 5.1.1 Mailbox unavailable"]})
     relay = await start_sink(port, sink)
