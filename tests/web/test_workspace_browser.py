@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,12 +74,9 @@ def chromium(width: int = 1280, height: int = 1000, *, phone: bool = False) -> I
         driver.quit()
 
 
-def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait for a condition (polled), failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
+def until(driver: WebDriver, condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    """Wait for a condition, polled by Selenium's own wait, failing after ``timeout``."""
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda _driver: condition())
 
 
 def body_text(driver: WebDriver) -> str:
@@ -126,12 +122,13 @@ def scenario(server: RunningServer, document_id: int, shots: Path) -> None:
         links[0].click()
         WebDriverWait(driver, 20).until(expected_conditions.url_contains(f"/{document_id}"))
         until(
+            driver,
             lambda: bool(
                 driver.execute_script(
                     "const i = document.querySelector('.previews img');"
                     "return i !== null && i.complete && i.naturalWidth > 100;"
                 )
-            )
+            ),
         )
         text = body_text(driver)
         assert "Chữ ký số cơ quan, tổ chức (thay con dấu)" in text
@@ -143,18 +140,18 @@ def scenario(server: RunningServer, document_id: int, shots: Path) -> None:
             "const f = document.querySelector(\"form[action$='/status']\");"
             "f.querySelector('input[name=csrf]').remove(); f.submit();"
         )
-        until(lambda: "CSRF" in body_text(driver))
+        until(driver, lambda: "CSRF" in body_text(driver))
         driver.get(doc)
 
         driver.find_element(By.ID, "assignee").send_keys(OFFICIAL)
         driver.execute_script("document.getElementById('deadline').value = '2099-12-31';")
         driver.find_element(By.ID, "instructions").send_keys("Đồng chí An chủ trì, báo cáo lại.")
         driver.find_element(By.XPATH, "//button[text()='Chuyển xử lý']").click()
-        until(lambda: "Đã chuyển xử lý" in body_text(driver))
+        until(driver, lambda: "Đã chuyển xử lý" in body_text(driver))
         sign_out(driver)
 
         # The assignee's copy arrives by mail.
-        until(lambda: len(fetch_inbox(server, OFFICIAL)) == 1)
+        until(driver, lambda: len(fetch_inbox(server, OFFICIAL)) == 1)
 
         # The official marks it done from "Việc của tôi".
         sign_in(driver, url, OFFICIAL)
@@ -164,7 +161,7 @@ def scenario(server: RunningServer, document_id: int, shots: Path) -> None:
         Select(driver.find_element(By.ID, "status")).select_by_value("done")
         driver.find_element(By.ID, "reason").send_keys("Đã triển khai xong.")
         driver.find_element(By.XPATH, "//button[text()='Cập nhật']").click()
-        until(lambda: "Đã cập nhật trạng thái" in body_text(driver))
+        until(driver, lambda: "Đã cập nhật trạng thái" in body_text(driver))
         assert "Đã hoàn thành" in body_text(driver)
         sign_out(driver)
 
