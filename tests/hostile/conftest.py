@@ -87,11 +87,11 @@ class ThreadedServer:
 
     def idle(self, timeout: float = 60.0) -> None:
         """Wait until no message is between end of DATA and its reply."""
-        deadline = time.monotonic() + timeout
-        while self.app.inflight.count:
-            if time.monotonic() > deadline:
-                raise AssertionError("server still busy")
-            time.sleep(0.05)
+        waiting = asyncio.wait_for(self.app.inflight.wait_idle(), timeout)
+        try:
+            asyncio.run_coroutine_threadsafe(waiting, self.loop).result(timeout + 5)
+        except TimeoutError:
+            raise AssertionError("server still busy") from None
 
     def send(
         self,

@@ -536,64 +536,51 @@ class Workspace:
 
     async def incoming(self, request: web.Request) -> web.Response:
         person = await self._require(request, scope.sees_register)
+        return await self._list_page(request, person, "/w/incoming", "Sổ văn bản đến")
+
+    async def mine(self, request: web.Request) -> web.Response:
+        """Việc của tôi: what is assigned to the person or their unit."""
+        person = await self._require(request, scope.sees_register)
+        targets = [person.address.lower()] + ([person.unit.lower()] if person.unit else [])
+        mine = func.lower(RegisterDocument.assigned_to).in_(targets)
+        return await self._list_page(request, person, "/w/mine", "Việc của tôi", mine)
+
+    async def _list_page(
+        self,
+        request: web.Request,
+        person: Person,
+        path: str,
+        title: str,
+        extra_scope: Any = None,
+    ) -> web.Response:
+        """A register list: the whole scope with filters and search (``extra_scope`` None),
+        or a narrower list (no filter form)."""
         flt, notes, raw = self._filter(request.query)
         before = self._before(request)
 
         def load() -> dict[str, Any]:
             with self.sessions() as session:
-                return self._page_values(session, person, flt, before)
+                return self._page_values(session, person, flt, before, extra_scope=extra_scope)
 
         values = await asyncio.to_thread(load)
         keep = {k: v for k, v in raw.items() if v}
         return self._render(
             "incoming.html.j2",
             person,
-            title="Sổ văn bản đến",
+            title=title,
             notes=notes,
             filters=raw,
             statuses=[(s.value, s.label) for s in DocumentStatus],
             urgencies=[(u.value, u.label) for u in Urgency],
             outcomes=list(OUTCOME_LABELS.items()),
             next_url=(
-                "/w/incoming?" + urlencode({**keep, "before": values["next_before"]})
+                f"{path}?" + urlencode({**keep, "before": values["next_before"]})
                 if values["next_before"]
                 else ""
             ),
-            first_url="/w/incoming?" + urlencode(keep) if before else "",
+            first_url=f"{path}?" + urlencode(keep) if before else "",
             export_query=urlencode({k: v for k, v in keep.items() if k in ("since", "until")}),
-            show_filters=True,
-            **values,
-        )
-
-    async def mine(self, request: web.Request) -> web.Response:
-        person = await self._require(request, scope.sees_register)
-        flt, notes, raw = self._filter(request.query)
-        before = self._before(request)
-        targets = [person.address.lower()] + ([person.unit.lower()] if person.unit else [])
-
-        def load() -> dict[str, Any]:
-            with self.sessions() as session:
-                mine = func.lower(RegisterDocument.assigned_to).in_(targets)
-                return self._page_values(session, person, flt, before, extra_scope=mine)
-
-        values = await asyncio.to_thread(load)
-        return self._render(
-            "incoming.html.j2",
-            person,
-            title="Việc của tôi",
-            notes=notes,
-            filters=raw,
-            statuses=[(s.value, s.label) for s in DocumentStatus],
-            urgencies=[(u.value, u.label) for u in Urgency],
-            outcomes=list(OUTCOME_LABELS.items()),
-            next_url=(
-                "/w/mine?" + urlencode({"before": values["next_before"]})
-                if values["next_before"]
-                else ""
-            ),
-            first_url="/w/mine" if before else "",
-            export_query="",
-            show_filters=False,
+            show_filters=extra_scope is None,
             **values,
         )
 
