@@ -51,7 +51,7 @@ from mailsvc.db.models import MessageRecord
 from mailsvc.errors import MailsvcError, StorageFullError
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
-from mailsvc.smtp import replies
+from mailsvc.outcome import Accepted, DeferReason, Deferred, Entry
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Verdict
 
@@ -91,12 +91,12 @@ class Annotations:
 
     headers: list[tuple[str, str]] = field(default_factory=list)
     flags: set[str] = field(default_factory=set)
-    register_number: str = ""  # e.g. "15/2026" when the message was numbered in a register
+    entries: list[Entry] = field(default_factory=list)  # register entries made
 
     def merge(self, other: Annotations) -> None:
         self.headers.extend(other.headers)
         self.flags |= other.flags
-        self.register_number = other.register_number or self.register_number
+        self.entries.extend(other.entries)
 
 
 class Recorder(Protocol):
@@ -136,10 +136,11 @@ class Submissions(Protocol):
 
 
 class Follower(Protocol):
-    """Work done after the SMTP reply: notices, alerts (must not raise)."""
+    """Work done after the SMTP reply: notices, alerts (must not raise). ``accepted``
+    carries the local recipients' rows and the register entries made."""
 
     async def after_accept(
-        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
+        self, msg: InboundMessage, verdict: Verdict, accepted: Accepted
     ) -> None: ...
 
     async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None: ...
@@ -193,15 +194,13 @@ class Acceptance:
         self._blobs_in_use: Counter[str] = Counter()
 
     # -- accepted mail -----------------------------------------------------------------
-    async def accept(self, msg: InboundMessage, verdict: Verdict) -> str:
+    async def accept(self, msg: InboundMessage, verdict: Verdict) -> Accepted | Deferred:
         await asyncio.to_thread(self._check_room, len(msg.raw))
         self._blobs_in_use[msg.sha256] += 1
         try:
             created = await asyncio.to_thread(self._prepare, msg, verdict)
             try:
-                records, fresh, register_number = await asyncio.to_thread(
-                    self._commit, msg, verdict
-                )
+                records, fresh, entries = await asyncio.to_thread(self._commit, msg, verdict)
             except BaseException:
                 if created and self._blobs_in_use[msg.sha256] == 1:
                     await asyncio.to_thread(self._remove_blob, msg.sha256)
@@ -213,6 +212,7 @@ class Acceptance:
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
         reason = verdict.deciding.reason if verdict.deciding is not None else ""
+        register_number = ", ".join(e.number_text for e in entries if e.number is not None)
         for record in records:
             if record.state in ("delivered", RELAYED):
                 continue
@@ -224,12 +224,13 @@ class Acceptance:
             except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
-                return replies.DELIVERY_TEMPFAIL
+                return Deferred(DeferReason.DELIVERY, f"LMTP to {record.recipient}: {exc}")
         if fresh:
             local = [r for r in records if r.state != RELAYED]
-            self._spawn(self._after_accept(msg, verdict, local))
-            return replies.OK_QUEUED.format(queue_id=msg.queue_id)
-        return replies.OK_DUPLICATE.format(queue_id=records[0].queue_id)
+            accepted = Accepted(msg.queue_id, entries=tuple(entries), records=tuple(local))
+            self._spawn(self._after_accept(msg, verdict, accepted))
+            return accepted
+        return Accepted(records[0].queue_id, duplicate=True)
 
     def _check_room(self, size: int) -> None:
         """Raise StorageFullError unless every storage file system has room for ``size``
@@ -261,8 +262,8 @@ class Acceptance:
 
     def _commit(
         self, msg: InboundMessage, verdict: Verdict
-    ) -> tuple[list[MessageRecord], bool, str]:
-        """The rows for each recipient, whether they are new, and the register number given."""
+    ) -> tuple[list[MessageRecord], bool, list[Entry]]:
+        """The rows for each recipient, whether they are new, and the register entries made."""
         key = message_key(msg)
         with self.sessions.begin() as session:
             existing = session.scalars(
@@ -270,7 +271,7 @@ class Acceptance:
             ).all()
             known = {r.recipient: r for r in existing}
             if known and all(r in known for r in msg.rcpt_tos):
-                return [known[r] for r in msg.rcpt_tos], False, ""
+                return [known[r] for r in msg.rcpt_tos], False, []
             folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
             remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
             new = [
@@ -314,7 +315,7 @@ class Acceptance:
             records = [
                 known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
             ]
-        return records, True, notes.register_number
+        return records, True, notes.entries
 
     def _header_block(
         self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations
@@ -473,11 +474,11 @@ class Acceptance:
 
     # -- after the reply ------------------------------------------------------------------
     async def _after_accept(
-        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
+        self, msg: InboundMessage, verdict: Verdict, accepted: Accepted
     ) -> None:
         for follower in self.followers:
             try:
-                await follower.after_accept(msg, verdict, records)
+                await follower.after_accept(msg, verdict, accepted)
             except Exception:  # boundary
                 log.exception("%s: follow-up %s failed", msg.queue_id, type(follower).__name__)
 
@@ -526,4 +527,3 @@ def _log_delivery(
         register or "-",
         status,
     )
-

@@ -54,6 +54,7 @@ from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.jobs.context import JobContext
 from mailsvc.message import InboundMessage
 from mailsvc.outbound.mailer import Mailer
+from mailsvc.outcome import Accepted
 from mailsvc.time import VIETNAM, iso_local, vn_date, vn_datetime
 from mailsvc.verdict import Action, Verdict
 
@@ -512,12 +513,12 @@ class PriorityFollower:
         with self.sessions() as session:
             return set(tracked_mailboxes(session, self.policy))
 
-    async def after_accept(
-        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
-    ) -> None:
+    async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:
         if verdict.action is not Action.DELIVER:
             return
-        hits = [r for r in records if is_priority_message(self.policy, r.mail_from, r.verdict)]
+        hits = [
+            r for r in accepted.records if is_priority_message(self.policy, r.mail_from, r.verdict)
+        ]
         if not hits:
             return
         tracked = await asyncio.to_thread(self._tracked)

@@ -46,6 +46,7 @@ from mailsvc.external.imap import RemoteSession, read_password
 from mailsvc.external.models import ExternalFetch, ExternalState
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
+from mailsvc.outcome import Accepted
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.smtp import replies
 from mailsvc.smtp.handler import AcceptanceService, check_and_act, new_queue_id, queue_id_var
@@ -297,7 +298,7 @@ class ExternalPoller:
         )
         token = queue_id_var.set(msg.queue_id)
         try:
-            verdict, reply = await check_and_act(
+            verdict, outcome = await check_and_act(
                 msg, self.runner, self.acceptance, channel="external", metrics=self.metrics
             )
             if verdict.action is Action.REJECT:
@@ -309,13 +310,13 @@ class ExternalPoller:
                     self._record_fetch, uidvalidity, uid, "refused", msg=msg, reason=reason
                 )
                 return "refused"
-            if not reply.startswith("250"):
+            if not isinstance(outcome, Accepted):
+                reply = replies.for_outcome(outcome)
                 log.warning("external %s: UID %d deferred: %s", self.name, uid, reply)
                 return f"deferred: UID {uid}: {reply}"
-            duplicate = reply.startswith(replies.OK_DUPLICATE.partition("{")[0])
-            outcome = "duplicate" if duplicate else "accepted"
-            await asyncio.to_thread(self._record_fetch, uidvalidity, uid, outcome, msg=msg)
-            return outcome
+            result = "duplicate" if outcome.duplicate else "accepted"
+            await asyncio.to_thread(self._record_fetch, uidvalidity, uid, result, msg=msg)
+            return result
         finally:
             queue_id_var.reset(token)
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, read_status
 from mailsvc.outbound.mailer import FailedMessage, Mailer
 from mailsvc.outbound.queue import as_bytes
 from mailsvc.outbound.smime import SmimeSigner
+from mailsvc.outcome import Accepted
 from mailsvc.quarantine.service import count_detections, record_detection
 from mailsvc.time import VIETNAM, iso_local, vn_datetime_exact
 from mailsvc.verdict import Action, Status, Verdict
@@ -59,10 +59,6 @@ NOTICE_REASONS = {
 }
 OUTBREAK_WINDOW = timedelta(minutes=10)
 OUTBREAK_THRESHOLD = 3
-_REGISTER_NUMBER = re.compile(r"^X-Mailsvc-Register-Number:\s*(\d+)", re.MULTILINE | re.IGNORECASE)
-_REGISTER_ARRIVED = re.compile(
-    r"^X-Mailsvc-Register:[^\r\n]*\bstatus=arrived\b", re.MULTILINE | re.IGNORECASE
-)
 
 
 def one_line(text: str) -> str:
@@ -295,11 +291,9 @@ class NoticeFollower:
         return self.mailer.sent
 
     # -- Follower protocol ----------------------------------------------------------------
-    async def after_accept(
-        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
-    ) -> None:
-        numbers = {m.group(1) for r in records for m in [_REGISTER_NUMBER.search(r.headers)] if m}
-        arrived = any(_REGISTER_ARRIVED.search(r.headers) for r in records)
+    async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:
+        numbers = {str(e.number) for e in accepted.entries if e.number is not None}
+        arrived = any(e.status == "arrived" for e in accepted.entries)
         if not (numbers or arrived) or not self._may_notify(msg, verdict):
             return
         if not numbers:  # entered without a number (e.g. reference only): 01, arrived

@@ -38,6 +38,7 @@ from mailsvc.notify.notices import NoticeComposer, StatusNotice, record_may_be_n
 from mailsvc.outbound.mailer import Mailer
 from mailsvc.outbound.models import VOID_COPY, OutboundMessage
 from mailsvc.outbound.queue import enqueue
+from mailsvc.outcome import Accepted
 from mailsvc.register import workflow
 from mailsvc.register.models import RegisterDocument
 from mailsvc.register.statuses import TRANSITIONS, DocumentStatus
@@ -178,9 +179,7 @@ class RecallRecorder:
         return None
 
     # -- Follower protocol: the queued notices are due now -------------------------------
-    async def after_accept(
-        self, msg: InboundMessage, verdict: Verdict, records: Sequence[MessageRecord]
-    ) -> None:
+    async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:
         if self.mailer is not None:
             self.mailer.wake()
 

@@ -48,6 +48,7 @@ from mailsvc.documents.metadata import DocumentMetadata, urgency_from_headers, u
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import read_status
+from mailsvc.outcome import Entry
 from mailsvc.register.models import Register
 from mailsvc.register.registers import register_for_recipient
 from mailsvc.register.registration import (
@@ -331,8 +332,15 @@ class RegisterRecorder:
         if result.incoming_number:
             register_field += f"; number={result.number_text}"
             notes.headers.append(("X-Mailsvc-Register-Number", result.number_text))
-            notes.register_number = result.number_text
         notes.headers.insert(0, ("X-Mailsvc-Register", register_field))
+        notes.entries.append(
+            Entry(
+                register=result.register_code,
+                status=result.status.value,
+                number=result.incoming_number or None,
+                number_text=result.number_text if result.incoming_number else "",
+            )
+        )
         notes.headers.append(("X-Mailsvc-Signature", result.signature_outcome.value))
         notes.headers.append(("X-Mailsvc-Urgency", result.urgency.value))
         if result.urgency.is_urgent:

@@ -25,6 +25,7 @@ from mailsvc.db.base import utcnow
 from mailsvc.errors import is_storage_full
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
+from mailsvc.outcome import Accepted, DeferReason, Deferred, Outcome, Refused
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.smtp import replies
 from mailsvc.smtp.lookups import MailboxLookup, RecipientStatus
@@ -42,7 +43,7 @@ def new_queue_id() -> str:
 class AcceptanceService(Protocol):
     """Commits accepted mail and delivers it (mailsvc.delivery.Acceptance)."""
 
-    async def accept(self, msg: InboundMessage, verdict: Verdict) -> str: ...
+    async def accept(self, msg: InboundMessage, verdict: Verdict) -> Accepted | Deferred: ...
 
     async def refuse(self, msg: InboundMessage, verdict: Verdict) -> None: ...
 
@@ -249,10 +250,10 @@ class SmtpHandler:
             if refusal:
                 log.info("%s refused at submission: %s", queue_id, refusal)
                 return refusal
-        _verdict, reply = await check_and_act(
+        _verdict, outcome = await check_and_act(
             msg, self.runner, self.acceptance, channel=self.mode.name, metrics=self.metrics
         )
-        return reply
+        return replies.for_outcome(outcome)
 
     async def _submission_refusal(self, user: str, msg: InboundMessage) -> str:
         """An official's own mail must show who sent it: one From: naming one mailbox the
@@ -279,10 +280,11 @@ async def check_and_act(
     *,
     channel: str,
     metrics: Metrics | None = None,
-) -> tuple[Verdict, str]:
+) -> tuple[Verdict, Outcome]:
     """Run the pipeline, then accept (commit + deliver) or refuse: the one path every
     message takes, whether it came over SMTP or was fetched from an external mailbox.
-    Returns the verdict and the SMTP-style reply (``250`` only once the mail is safe)."""
+    Returns the verdict and the typed outcome (``Accepted`` only once the mail is safe);
+    ``replies.for_outcome`` words it for SMTP."""
     started = time.monotonic()
     verdict = await runner.run(msg)
     if metrics is not None:
@@ -294,9 +296,15 @@ async def check_and_act(
     try:
         if verdict.action in (Action.REJECT, Action.TEMPFAIL):
             await acceptance.refuse(msg, verdict)
-            reply = replies.for_verdict(verdict)
-            log.info("%s refused: %s", msg.queue_id, reply)
-            return verdict, reply
+            refused: Outcome = (
+                Refused(verdict)
+                if verdict.action is Action.REJECT
+                else Deferred(
+                    DeferReason.CHECKS, verdict.deciding.reason if verdict.deciding else ""
+                )
+            )
+            log.info("%s refused: %s", msg.queue_id, replies.for_outcome(refused))
+            return verdict, refused
         return verdict, await acceptance.accept(msg, verdict)
     finally:
         if metrics is not None:

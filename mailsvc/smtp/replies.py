@@ -3,6 +3,7 @@ generic but precise text; details go to the log under the queue id."""
 
 from __future__ import annotations
 
+from mailsvc.outcome import Accepted, DeferReason, Deferred, Outcome, Refused
 from mailsvc.verdict import Action, Verdict
 
 OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
@@ -114,6 +115,25 @@ _GENERIC_REFUSAL = "554 5.7.1 Message refused by policy ({reason})"
 # Origin (DKIM/SPF/DMARC) failures: RFC 7372's 5.7.26 "multiple authentication checks failed".
 _ORIGIN_REFUSAL = "550 5.7.26 sender not authenticated for {domain}: {detail}"
 _ORIGIN_STAGE = "authentication"
+
+
+_DEFERRED = {
+    DeferReason.CHECKS: TEMPFAIL,
+    DeferReason.DELIVERY: DELIVERY_TEMPFAIL,
+    DeferReason.STORAGE_FULL: STORAGE_FULL,
+    DeferReason.INTERNAL: INTERNAL_ERROR,
+}
+
+
+def for_outcome(outcome: Outcome) -> str:
+    """The DATA reply for what became of a message (mailsvc.outcome)."""
+    if isinstance(outcome, Accepted):
+        template = OK_DUPLICATE if outcome.duplicate else OK_QUEUED
+        return template.format(queue_id=outcome.queue_id)
+    if isinstance(outcome, Deferred):
+        return _DEFERRED[outcome.reason]
+    assert isinstance(outcome, Refused)
+    return for_verdict(outcome.verdict)
 
 
 def for_reason(reason: str) -> str:

@@ -33,6 +33,7 @@ from mailsvc.db.models import MessageRecord
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.jobs.context import JobContext
 from mailsvc.message import InboundMessage
+from mailsvc.outcome import Accepted
 from mailsvc.verdict import Action, Verdict
 from tests.checks.builders import (
     ADMIN,
@@ -302,9 +303,10 @@ async def test_priority_arrival_notifies_the_tracked_recipient_once(
         sessions, notifier, load_checking_policy(home / "policies" / "checking.yaml")
     )
     verdict = Verdict("Q1", (), Action.DELIVER)
-    await follower.after_accept(msg, verdict, records)
-    await follower.after_accept(msg, verdict, records)  # the same message again: no second notice
-    await follower.after_accept(msg, Verdict("Q1", (), Action.QUARANTINE), records)
+    accepted = Accepted("Q1", records=records)
+    await follower.after_accept(msg, verdict, accepted)
+    await follower.after_accept(msg, verdict, accepted)  # the same message again: no second notice
+    await follower.after_accept(msg, Verdict("Q1", (), Action.QUARANTINE), accepted)
     [hook] = sink.received
     assert hook["kind"] == "priority-arrived" and hook["mailbox"] == CLERK
     assert hook["recipients"] == [CLERK]  # the clerk, by mail into the mailbox itself

@@ -22,6 +22,7 @@ from mailsvc.db.models import Agency, Mailbox
 from mailsvc.delivery import Acceptance
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.outcome import Accepted, Entry
 from mailsvc.register.models import Register, RegisterDocument
 from mailsvc.register.recorder import RegisterRecorder, attachments_of
 from mailsvc.signatures.report import (
@@ -32,6 +33,7 @@ from mailsvc.signatures.report import (
     SignatureFormat,
     SignatureResult,
 )
+from mailsvc.smtp import replies
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Finding, Status, Verdict
 from tests.documents.metadata_patterns import CASES
@@ -203,8 +205,9 @@ async def test_valid_urgent_document_is_numbered_and_the_copy_says_so(
     blobs: BlobStore,
 ) -> None:
     msg = make_message()
-    reply = await acceptance.accept(msg, deliver_verdict(msg.queue_id, report(), metadata()))
-    assert reply.startswith("250")
+    outcome = await acceptance.accept(msg, deliver_verdict(msg.queue_id, report(), metadata()))
+    assert isinstance(outcome, Accepted) and not outcome.duplicate
+    assert outcome.entries == (Entry("000.00.31.H56", "registered", 1, "1/2026"),)
     headers = mailboxes.headers()
     assert headers["X-Mailsvc-Register"] == "000.00.31.H56; status=registered; number=1/2026"
     assert headers["X-Mailsvc-Register-Number"] == "1/2026"
@@ -232,8 +235,9 @@ async def test_same_message_twice_is_delivered_and_registered_once(
     verdict = deliver_verdict(msg.queue_id, report(), metadata())
     await acceptance.accept(msg, verdict)
     again = replace(msg, queue_id="Q0000002")
-    reply = await acceptance.accept(again, deliver_verdict(again.queue_id, report(), metadata()))
-    assert "already received as Q0000001" in reply
+    outcome = await acceptance.accept(again, deliver_verdict(again.queue_id, report(), metadata()))
+    assert outcome == Accepted("Q0000001", duplicate=True)
+    assert replies.for_outcome(outcome) == "250 2.0.0 OK already received as Q0000001"
     assert len(mailboxes.copies) == 1
     assert len(_entries(sessions)) == 1
 
