@@ -495,7 +495,7 @@ class App:
                 self.executor,
             ),
             "antivirus": lambda: AntivirusStage(self._require_scanner()),
-            "spam": lambda: SpamStage(self.directory, self.spam_policy, self.executor),
+            "spam": lambda: SpamStage(self.directory, self.spam_policy, self.extractor),
             "classification": lambda: ClassificationStage(
                 load_classification_policy(policies / "classification.yaml"),
                 self.extractor,

@@ -39,12 +39,12 @@ import tarfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from mailsvc.documents import formats
 from mailsvc.documents.formats import (
@@ -392,6 +392,11 @@ def _filename(part: Message) -> str | None:
     return normalize_text(decode_words(str(name)), 1000).strip() or None
 
 
+def part_filename(part: Message) -> str:
+    """A part's file name from a compat32 parse, decoded (RFC 2047/2231, raw UTF-8), NFC."""
+    return _filename(part) or ""
+
+
 def _filename_8bit(part: Message) -> str | None:
     """The file name from a raw 8-bit (UTF-8) Content-Disposition or Content-Type."""
     for key, raw in part.raw_items():
@@ -633,9 +638,14 @@ def extract_message_bytes(raw: bytes, limits: ExtractionLimits) -> ExtractedText
     In the main thread of a worker process a CPU-time alarm (``limits.cpu_s``) interrupts
     runaway Python-level work; the caller's wall-clock timeout covers the rest.
     """
+    return _extract(raw, limits)[0]
+
+
+def _extract(raw: bytes, limits: ExtractionLimits) -> tuple[ExtractedText, Message | None]:
     started = time.perf_counter()
     budget = _Budget(limits)
     parts: list[DocumentPart] = []
+    msg: Message | None = None
     use_alarm = threading.current_thread() is threading.main_thread() and hasattr(
         signal, "ITIMER_PROF"
     )
@@ -651,17 +661,71 @@ def extract_message_bytes(raw: bytes, limits: ExtractionLimits) -> ExtractedText
             parts.extend(_text_parts(doc, budget))
     except _CpuDeadline:
         budget.fail("message", TIMEOUT, "message/rfc822", raw, f"over {limits.cpu_s} s of CPU")
+        msg = None
     finally:
         if use_alarm:
             signal.setitimer(signal.ITIMER_PROF, 0)
             signal.signal(signal.SIGPROF, previous)
-    return ExtractedText(
+    text = ExtractedText(
         message_sha256=_sha(raw),
         parts=tuple(parts),
         failures=tuple(budget.failures),
         skipped=tuple(budget.skipped),
         elapsed_ms=(time.perf_counter() - started) * 1000,
     )
+    return text, msg
+
+
+# ------------------------------------------------ one parse for every stage's CPU work
+
+
+@dataclass(frozen=True)
+class MessageView:
+    """The message as the worker parsed it, once: the raw bytes, the part tree (compat32:
+    types, names and decoded payloads) and every document's text. Handed to each stage's
+    analysis function (``AnalysisTask``) in the same worker call."""
+
+    raw: bytes
+    message: Message | None  # None when parsing overran its CPU budget
+    text: ExtractedText
+    direction: str  # mailsvc.message.Direction value
+
+
+# (stage name, a picklable function of (view, argument), its argument)
+AnalysisTask = tuple[str, Callable[[MessageView, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What one worker call learnt about a message: the text and each stage's result
+    (``results[stage]``), or why a stage's function failed (``failures[stage]``)."""
+
+    text: ExtractedText
+    results: Mapping[str, Any] = field(default_factory=dict)
+    failures: Mapping[str, str] = field(default_factory=dict)
+
+    def result(self, stage: str) -> Any:
+        """The stage's result; raises ExtractionError when its function failed."""
+        if stage in self.failures:
+            raise ExtractionError(f"{stage} analysis failed: {self.failures[stage]}")
+        return self.results.get(stage)
+
+
+def analyse_message_bytes(
+    raw: bytes, limits: ExtractionLimits, tasks: Sequence[AnalysisTask], direction: str
+) -> Analysis:
+    """The worker entry point: parse once, extract, then run each stage's function on
+    the same view (picklable I/O)."""
+    text, msg = _extract(raw, limits)
+    view = MessageView(raw, msg, text, direction)
+    results: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    for name, fn, arg in tasks:
+        try:
+            results[name] = fn(view, arg)
+        except Exception as exc:  # boundary: one stage's failure is that stage's error
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    return Analysis(text, results, failures)
 
 
 def iter_document_parts(msg: Message, limits: ExtractionLimits) -> Iterator[DocumentPart]:
@@ -701,26 +765,38 @@ class TextExtractor:
         self.executor = executor
         self.limits = limits or ExtractionLimits()
         self._cache_size = cache_size
-        self._cache: OrderedDict[str, asyncio.Future[ExtractedText]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], asyncio.Future[Analysis]] = OrderedDict()
+        self._tasks: list[AnalysisTask] = []
+
+    def add_task(self, stage: str, fn: Callable[[MessageView, Any], Any], arg: Any) -> None:
+        """Run ``fn(view, arg)`` in the same worker call as the extraction, on the same
+        parse; its result is ``Analysis.result(stage)``. Stages call this when built."""
+        self._tasks = [t for t in self._tasks if t[0] != stage] + [(stage, fn, arg)]
+        self._cache.clear()
 
     async def extract(self, msg: InboundMessage | EmailMessage | bytes) -> ExtractedText:
         """Text of every document in ``msg``; raises :class:`ExtractionError`."""
+        return (await self.analyse(msg)).text
+
+    async def analyse(self, msg: InboundMessage | EmailMessage | bytes) -> Analysis:
+        """The text and every registered stage function's result for ``msg``, from one
+        worker call shared by all concurrent callers; raises :class:`ExtractionError`."""
         if isinstance(msg, InboundMessage):
-            raw, key = msg.raw, msg.sha256
+            raw, key = msg.raw, (msg.sha256, msg.direction.value)
         else:
             raw = msg if isinstance(msg, bytes) else msg.as_bytes()
-            key = _sha(raw)
+            key = (_sha(raw), "")
         cached = self._cache.get(key)
         if cached is not None and not (cached.done() and cached.exception() is not None):
             self._cache.move_to_end(key)
             return await asyncio.shield(cached)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[ExtractedText] = loop.create_future()
+        future: asyncio.Future[Analysis] = loop.create_future()
         self._cache[key] = future
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         try:
-            result = await self._run(raw)
+            result = await self._run(raw, key[1])
         except BaseException as exc:
             self._cache.pop(key, None)
             if not future.done():
@@ -732,9 +808,11 @@ class TextExtractor:
         future.set_result(result)
         return result
 
-    async def _run(self, raw: bytes) -> ExtractedText:
+    async def _run(self, raw: bytes, direction: str) -> Analysis:
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(self.executor, extract_message_bytes, raw, self.limits)
+        work = loop.run_in_executor(
+            self.executor, analyse_message_bytes, raw, self.limits, tuple(self._tasks), direction
+        )
         try:
             return await asyncio.wait_for(work, self.limits.timeout_s)
         except TimeoutError:

@@ -20,7 +20,7 @@ import logging
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
-from mailsvc.documents.extract import ExtractedText, ExtractionError, TextExtractor
+from mailsvc.documents.extract import ExtractedText, ExtractionError, MessageView, TextExtractor
 from mailsvc.documents.markings import MarkingDetector, MarkingMatch
 from mailsvc.message import InboundMessage
 from mailsvc.policy.classification import ClassificationPolicy, Unreadable
@@ -50,6 +50,11 @@ class ClassificationResult:
         return self.deciding.title if self.deciding else None
 
 
+def scan_markings(view: MessageView, detector: MarkingDetector) -> list[MarkingMatch]:
+    """The marking scan as an analysis task (in the worker, on the extracted text)."""
+    return detector.scan(view.text)
+
+
 class ClassificationStage:
     name = NAME
     description = "Refuses documents marked Mật, Tối mật, Tuyệt mật (and configured extras)"
@@ -67,10 +72,14 @@ class ClassificationStage:
         self.extractor = extractor
         self.executor = executor
         self.detector = MarkingDetector(policy)
+        # the scan runs in the extractor's worker call, right after the extraction
+        extractor.add_task(self.name, scan_markings, self.detector)
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         try:
-            text = await self.extractor.extract(msg)
+            analysis = await self.extractor.analyse(msg)
+            text = analysis.text
+            scanned: list[MarkingMatch] | None = analysis.result(self.name)
         except ExtractionError as exc:
             return (
                 Finding(
@@ -81,7 +90,7 @@ class ClassificationStage:
                     evidence={"kinds": ["timeout"], "message_sha256": msg.sha256},
                 ),
             )
-        matches = await self._scan(text)
+        matches = scanned if scanned is not None else await self._scan(text)
         return (self._decide(text, matches),)
 
     async def _scan(self, text: ExtractedText) -> list[MarkingMatch]:

@@ -21,16 +21,25 @@ name in the signing certificate when the signatures stage validated one.
 
 from __future__ import annotations
 
-import asyncio
+import email.header
 import logging
-from collections.abc import Sequence
+import re
+import unicodedata
+from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import replace
-from email.message import EmailMessage
-from typing import Protocol
+from dataclasses import dataclass, replace
+from email.message import Message
+from typing import Any, Protocol
 
 from mailsvc.documents import formats
-from mailsvc.documents.extract import DocumentPart, ExtractedText, ExtractionError, Source
+from mailsvc.documents.extract import (
+    Analysis,
+    DocumentPart,
+    ExtractedText,
+    ExtractionError,
+    MessageView,
+    Source,
+)
 from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.interfaces import Directory
@@ -50,7 +59,9 @@ SEARCH_TEXT_LIMIT = 100_000  # characters of the document handed to the register
 class Extractor(Protocol):
     """What the stage needs of :class:`mailsvc.documents.extract.TextExtractor`."""
 
-    async def extract(self, msg: InboundMessage) -> ExtractedText: ...
+    def add_task(self, stage: str, fn: Callable[[MessageView, Any], Any], arg: Any) -> None: ...
+
+    async def analyse(self, msg: InboundMessage) -> Analysis: ...
 
 
 def main_document(text: ExtractedText) -> DocumentPart | None:
@@ -78,7 +89,7 @@ def attachment_names(text: ExtractedText) -> tuple[str, ...]:
     return tuple(names)
 
 
-def priority_headers(msg: EmailMessage) -> list[tuple[str, str]]:
+def priority_headers(msg: Message) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for name in PRIORITY_HEADERS:
         try:
@@ -87,6 +98,79 @@ def priority_headers(msg: EmailMessage) -> list[tuple[str, str]]:
             continue
         out.extend((name, str(value)) for value in values)
     return out
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What the worker read (an analysis task): the metadata without the directory's
+    agency, and where they were read ("attachment 1", "body", "none")."""
+
+    meta: DocumentMetadata
+    where: str
+
+
+# A plain mail's body is read as a document only when its first lines show one of these:
+# a number and notation ("Số: 15/QĐ-UBND", "35/2018/NĐ-CP"), a date line ("ngày 5 tháng
+# 12 năm 2026"), the national motto, or a dated "dd/mm/yyyy".
+_DOCUMENT_CLUES = re.compile(
+    r"\d+\s*/\s*[0-9A-ZĐ]|ngày\s+\d{1,2}\s+tháng\s+\d{1,2}\s+năm\s+\d{4}"
+    r"|cộng\s+h[oò]à\s+xã\s+hội|\d{1,2}/\d{1,2}/\d{4}",
+    re.IGNORECASE,
+)
+_CLUE_LINES = 60
+
+
+def looks_like_document(text: str) -> bool:
+    """Whether a mail body may be an official document (its first lines show a clue);
+    a plain mail skips the metadata reader altogether."""
+    head = "\n".join(text.splitlines()[:_CLUE_LINES])
+    return bool(_DOCUMENT_CLUES.search(unicodedata.normalize("NFC", head)))
+
+
+def read_metadata(view: MessageView, _arg: object = None) -> Reading:
+    """The metadata of the message's main document, else of its body when the body looks
+    like a document (``looks_like_document``); subject and priority headers always."""
+    text = view.text
+    subject = _decoded(view.message, "Subject") if view.message is not None else ""
+    headers = priority_headers(view.message) if view.message is not None else []
+    names = attachment_names(text)
+    main = main_document(text)
+    body = text.body_text
+    candidates: list[tuple[str, str]] = []
+    if main is not None:
+        candidates.append((main.location or "attachment", main.text))
+    if body.strip() and (main is not None or looks_like_document(body)):
+        candidates.append(("body", body))
+    if not candidates:
+        meta = extract_metadata("", subject, headers, names)
+        where = "body" if body.strip() else "none"
+        return Reading(replace(meta, text=body[:SEARCH_TEXT_LIMIT]), where)
+    meta = extract_metadata(candidates[0][1], subject, headers, names)
+    where, read = candidates[0]
+    if not meta.is_official and len(candidates) > 1:
+        other = extract_metadata(candidates[1][1], subject, headers, names)
+        if other.is_official:
+            meta, (where, read) = other, candidates[1]
+    pages = main.pages if main is not None and where == main.location else 0
+    meta = replace(
+        meta,
+        pages=pages,
+        language=detect_language(read),
+        text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
+    )
+    return Reading(meta, where)
+
+
+def _decoded(message: Message, name: str) -> str:
+    """A header field of a compat32 parse, RFC 2047 decoded, on one line."""
+    value = message.get(name)
+    if value is None:
+        return ""
+    try:
+        text = str(email.header.make_header(email.header.decode_header(str(value))))
+    except (ValueError, LookupError, UnicodeError):
+        text = str(value)
+    return text.replace("\r", "").replace("\n", " ").strip()
 
 
 class MetadataStage:
@@ -101,63 +185,26 @@ class MetadataStage:
         self.extractor = extractor
         self.directory = directory
         self.executor = executor
+        extractor.add_task(self.name, read_metadata, None)
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
-        subject = _subject(msg)
-        headers = priority_headers(msg.headers)
         agency_code, agency_name = self._agency(msg)
         try:
-            text = await self.extractor.extract(msg)
+            reading: Reading | None = (await self.extractor.analyse(msg)).result(self.name)
         except ExtractionError as exc:
-            meta = extract_metadata("", subject, headers)
+            meta = extract_metadata("", _subject(msg), priority_headers(msg.headers))
             meta = replace(meta, agency_code=agency_code, agency_name=agency_name)
             return (self._finding(Status.NONE, "extraction-failed", meta, str(exc), "none"),)
-
-        names = attachment_names(text)
-        main = main_document(text)
-        candidates: list[tuple[str, str]] = []
-        if main is not None:
-            candidates.append((main.location or "attachment", main.text))
-        body = text.body_text
-        if body.strip():
-            candidates.append(("body", body))
-        if not candidates:
-            candidates.append(("none", ""))
-
-        meta, where = await self._read(candidates[0][1], subject, headers, names), candidates[0][0]
-        read = candidates[0][1]
-        if not meta.is_official and len(candidates) > 1:
-            other = await self._read(candidates[1][1], subject, headers, names)
-            if other.is_official:
-                meta, where, read = other, candidates[1][0], candidates[1][1]
-        pages = main.pages if main is not None and where == main.location else 0
-        meta = replace(
-            meta,
-            agency_code=agency_code,
-            agency_name=agency_name,
-            pages=pages,
-            language=detect_language(read),
-            text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
-        )
+        if reading is None:  # the extractor's caller registered no metadata task
+            raise ExtractionError("metadata analysis did not run")
+        meta = replace(reading.meta, agency_code=agency_code, agency_name=agency_name)
         if meta.is_official:
             detail = f"{meta.doc_type or 'document'} {meta.number_notation or '(no number)'}"
-            return (self._finding(Status.PASS, "document-metadata", meta, detail, where),)
+            return (self._finding(Status.PASS, "document-metadata", meta, detail, reading.where),)
         return (
             self._finding(
-                Status.NONE, "not-an-official-document", meta, "no official layout", where
+                Status.NONE, "not-an-official-document", meta, "no official layout", reading.where
             ),
-        )
-
-    async def _read(
-        self, text: str, subject: str, headers: Sequence[tuple[str, str]], names: Sequence[str]
-    ) -> DocumentMetadata:
-        # Several milliseconds of pure Python per document: with a worker pool it runs
-        # there, off the event loop; without one, only long texts leave the loop.
-        if self.executor is None and len(text) <= _INLINE_LIMIT:
-            return extract_metadata(text, subject, headers, names)
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.executor, extract_metadata, text, subject, tuple(headers), tuple(names)
         )
 
     def _agency(self, msg: InboundMessage) -> tuple[str, str]:

@@ -13,7 +13,6 @@ When nothing matches, one PASS finding ``spam-clean`` says the stage ran.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import io
@@ -23,14 +22,14 @@ import re
 import urllib.parse
 import zipfile
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from email.headerregistry import Address
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
 
+from mailsvc.documents.extract import ExtractionError, MessageView, TextExtractor, part_filename
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.originator import read_originator
 from mailsvc.pipeline.authentication import organisational_domain
 from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
 from mailsvc.verdict import Finding, Status
@@ -164,7 +163,7 @@ def _in_domains(host: str, domains: Iterable[str]) -> bool:
     return any(host == d or host.endswith("." + d) for d in domains)
 
 
-def _link_rules(msg: EmailMessage, policy: SpamPolicy) -> list[Hit]:
+def _link_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
     rules = policy.rules
     links: list[tuple[str, str]] = []  # (href, text); text "" for bare URLs
     for part in msg.walk():
@@ -227,13 +226,13 @@ def _extension(name: str) -> str:
     return name.rpartition(".")[2].strip().lower() if "." in name else ""
 
 
-def _attachment_names(msg: EmailMessage) -> Iterator[tuple[str, Message]]:
+def _attachment_names(msg: Message) -> Iterator[tuple[str, Message]]:
     for part in msg.walk():
         if part.is_multipart():
             continue
-        name = part.get_filename()
+        name = part_filename(part)
         if name:
-            yield str(name), part
+            yield name, part
 
 
 def _archive_names(data: bytes, policy: SpamPolicy) -> list[str]:
@@ -267,7 +266,7 @@ def _ooxml_members(data: bytes, limit: int) -> list[str] | None:
         return None
 
 
-def _attachment_rules(msg: EmailMessage, policy: SpamPolicy) -> list[Hit]:
+def _attachment_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
     rules = policy.rules
     executables = set(rules.executable_attachment.extensions)
     decoys = "|".join(re.escape(d) for d in rules.double_extension.decoys)
@@ -339,7 +338,7 @@ def _attachment_rules(msg: EmailMessage, policy: SpamPolicy) -> list[Hit]:
     return hits
 
 
-def _gtube(raw: bytes, msg: EmailMessage) -> bool:
+def _gtube(raw: bytes, msg: Message) -> bool:
     if GTUBE in raw:
         return True
     for part in msg.walk():
@@ -350,7 +349,7 @@ def _gtube(raw: bytes, msg: EmailMessage) -> bool:
     return False
 
 
-def _header_rules(raw: bytes, msg: EmailMessage, direction: str, policy: SpamPolicy) -> list[Hit]:
+def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) -> list[Hit]:
     rules = policy.rules
     hits: list[Hit] = []
     head = _header_block(raw)
@@ -362,12 +361,8 @@ def _header_rules(raw: bytes, msg: EmailMessage, direction: str, policy: SpamPol
         if rules.missing_message_id.enabled and "message-id" not in names:
             hits.append(Hit("missing-message-id", "no Message-ID header"))
     from_count = names.count("from")
-    addresses: list[Address] = []
-    try:
-        for header in msg.get_all("From") or []:
-            addresses.extend(getattr(header, "addresses", ()))
-    except (ValueError, IndexError, TypeError):
-        addresses = []
+    # parsed once, bounded (mailsvc.originator); display names decoded
+    addresses = list(read_originator(raw).from_)
     if rules.multiple_from.enabled and (from_count > 1 or len(addresses) > 1):
         hits.append(
             Hit(
@@ -423,7 +418,17 @@ def _header_rules(raw: bytes, msg: EmailMessage, direction: str, policy: SpamPol
 
 def content_hits(raw: bytes, direction: str, policy: SpamPolicy) -> list[Hit]:
     """Every rule that needs only the message (CPU; picklable for a process pool)."""
-    msg = _parse(raw)
+    return _content_hits(raw, _parse(raw), direction, policy)
+
+
+def view_hits(view: MessageView, policy: SpamPolicy) -> list[Hit]:
+    """``content_hits`` on the worker's one parse of the message (an analysis task)."""
+    if view.message is None:  # the parse overran its CPU budget: classification errs
+        return []
+    return _content_hits(view.raw, view.message, view.direction, policy)
+
+
+def _content_hits(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) -> list[Hit]:
     hits: list[Hit] = []
     if policy.rules.gtube.enabled and _gtube(raw, msg):
         hits.append(Hit("gtube", "GTUBE test string"))
@@ -449,20 +454,29 @@ class SpamStage:
     description = "Spam rules from policies/spam.yaml (scores only; the runner decides)"
 
     def __init__(
-        self, directory: Directory, policy: SpamPolicy, executor: Executor | None = None
+        self, directory: Directory, policy: SpamPolicy, extractor: TextExtractor | None = None
     ) -> None:
+        """``extractor``: the content rules run in its worker call, on its one parse of
+        the message (None: a private extractor in threads, for tools and tests)."""
         self._directory = directory
         self._policy = policy
-        self._executor = executor
+        self._extractor = extractor or TextExtractor(None)
+        self._extractor.add_task(self.name, view_hits, policy)
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
-        loop = asyncio.get_running_loop()
         hits = self._sender_rules(msg)
-        hits.extend(
-            await loop.run_in_executor(
-                self._executor, content_hits, msg.raw, msg.direction.value, self._policy
+        try:
+            found: list[Hit] = (await self._extractor.analyse(msg)).result(self.name)
+        except ExtractionError as exc:
+            return (
+                Finding(
+                    stage=self.name,
+                    status=Status.ERROR,
+                    reason="spam-check-unavailable",
+                    detail=str(exc),
+                ),
             )
-        )
+        hits.extend(found or ())
         if not hits:
             return (Finding(stage=self.name, status=Status.PASS, reason="spam-clean"),)
         order = {name: i for i, name in enumerate(self._policy.rules.by_name())}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from mailsvc.documents.extract import TextExtractor
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import AgencyInfo
 from mailsvc.message import Direction, InboundMessage
@@ -490,6 +491,6 @@ async def test_process_pool_executor() -> None:
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=1) as pool:
-        stage = SpamStage(Directory(), POLICY, executor=pool)
+        stage = SpamStage(Directory(), POLICY, TextExtractor(pool))
         findings = await stage.inspect(inbound(raw(with_attachment("cong-van.pdf.exe"))))
     assert {f.reason for f in findings} == {"executable-attachment", "double-extension"}
