@@ -384,12 +384,29 @@ class IssuingSection(_Section):
         description="Organisation private key (PEM, mode 0600) when allow_file_key = true; "
         "never backed up",
     )
+    number_field: str = Field(
+        default="SoKyHieu",
+        description="Text form field of the draft that receives the outgoing number (số); "
+        "when the draft has it (or date_field), the fields are filled instead of a stamp",
+    )
+    date_field: str = Field(
+        default="NgayBanHanh",
+        description='Text form field of the draft that receives the date ("ngày 05 tháng 3 '
+        'năm 2026")',
+    )
     stamp_page: int = Field(
-        default=0, description="Page of the number/date stamp (0 = first, -1 = last)"
+        default=0,
+        description="Page of the number/date stamp when the draft has no such form field "
+        "(0 = first, -1 = last)",
     )
     stamp_box: tuple[int, int, int, int] = Field(
         default=(330, 700, 570, 790),
         description="Stamp rectangle in PDF points (x1, y1, x2, y2; origin bottom left)",
+    )
+    signature_box: tuple[int, int, int, int] = Field(
+        default=(330, 620, 570, 690),
+        description="Rectangle of the organisation signature's appearance on stamp_page "
+        "(PDF points, as stamp_box)",
     )
 
 

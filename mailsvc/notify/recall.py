@@ -113,8 +113,8 @@ class RecallRecorder:
     ) -> Annotations:
         notes = Annotations()
         report = read_status(msg.parsed)
-        if report is None or report.status_code != RECALL_REQUESTED:
-            return notes
+        if report is None or report.status_code != RECALL_REQUESTED or not report.message_id:
+            return notes  # (an edXML recall not in reply to the mail names no Message-ID)
         origins = recall_origins(msg, verdict)
         documents = session.scalars(
             select(RegisterDocument)

@@ -26,6 +26,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator, Sequence
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, getaddresses, make_msgid
@@ -49,12 +50,13 @@ from mailsvc.outgoing.register import OutgoingError
 from mailsvc.register.numbering import insert_ignore
 from mailsvc.register.recorder import attachments_of
 from mailsvc.store.blobs import BlobStore
-from mailsvc.time import VIETNAM
+from mailsvc.time import VIETNAM, vn_datetime
 
 log = logging.getLogger(__name__)
 
 PIN_ENV = "MAILSVC_ISSUING_PIN"
 FIELD_NAME = "ChuKyToChuc"  # the organisation signature's field
+STAMP_FIELD = "SoNgayBanHanh"  # the number/date stamp when the draft has no form field
 FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))
 _CODE = re.compile(r"\b\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}\b")
 
@@ -194,37 +196,177 @@ def _font() -> Path:
     raise ConfigError("DejaVuSans.ttf not found; install fonts-dejavu-core")
 
 
-def stamp_and_sign(pdf: bytes, signer: Any, settings: Settings, stamp: dict[str, str]) -> bytes:
-    """Number and date in a visible stamp, then the organisation's PAdES signature, in one
-    incremental update after whatever signatures the draft carries."""
+def issue_date_text(day: date) -> str:
+    """The date line of an issued document (Nghị định 30/2020/NĐ-CP, Phụ lục I): a day
+    below 10 and the months 1 and 2 get a leading zero: ``ngày 05 tháng 02 năm 2026``,
+    ``ngày 21 tháng 11 năm 2026``."""
+    month = f"{day.month:02d}" if day.month < 3 else str(day.month)
+    return f"ngày {day.day:02d} tháng {month} năm {day.year}"
+
+
+def _text_style(font_size: int) -> Any:
     from pyhanko.pdf_utils.font.opentype import GlyphAccumulatorFactory
-    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.pdf_utils.text import TextBoxStyle
+
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # font subsetting chatter
+    return TextBoxStyle(font=GlyphAccumulatorFactory(str(_font())), font_size=font_size)
+
+
+def _appearance(writer: Any, text: str, width: float, height: float, font_size: int) -> Any:
+    """A form XObject showing ``text`` (DejaVu Sans subset with a ToUnicode map, so the
+    words can be read back out of the PDF), no background, no border."""
+    from pyhanko.pdf_utils.layout import BoxConstraints
+    from pyhanko.stamp import TextStamp, TextStampStyle
+
+    style = TextStampStyle(
+        stamp_text="%(text)s",
+        text_box_style=_text_style(font_size),
+        border_width=0,
+        background=None,
+    )
+    box = BoxConstraints(width=max(1, round(width)), height=max(1, round(height)))
+    return TextStamp(writer, style, {"text": text}, box=box)
+
+
+def _get(dictionary: Any, key: str) -> Any:
+    """``dictionary[key]`` resolved (pyHanko's ``get`` leaves indirect references), or None."""
+    return dictionary[key] if key in dictionary else None
+
+
+def _terminal_fields(fields: Any, parent: str = "") -> Iterator[tuple[str, Any]]:
+    """(fully qualified name, field dictionary) of every terminal form field."""
+    for ref in fields:
+        field = ref.get_object()
+        partial = str(field.get("/T", ""))
+        name = f"{parent}.{partial}" if parent and partial else partial or parent
+        kids = _get(field, "/Kids")
+        if kids is not None and any("/T" in kid.get_object() for kid in kids):
+            yield from _terminal_fields(kids, name)
+        else:
+            yield name, field
+
+
+def _field_type(field: Any) -> str:
+    while field is not None:
+        if "/FT" in field:
+            return str(field["/FT"])
+        field = _get(field, "/Parent")
+    return ""
+
+
+def _fill_text_field(writer: Any, field: Any, value: str) -> None:
+    """Set a text field's value and draw it into every widget (its /AP), so it shows
+    without the viewer regenerating appearances (no /NeedAppearances: that would be a
+    change to the form dictionary after the personal signature)."""
+    from pyhanko.pdf_utils import generic
+
+    field[generic.NameObject("/V")] = generic.TextStringObject(value)
+    widgets = [field] if "/Rect" in field else [k.get_object() for k in _get(field, "/Kids") or ()]
+    for widget in widgets:
+        x1, y1, x2, y2 = (float(v) for v in widget["/Rect"])
+        width, height = abs(x2 - x1), abs(y2 - y1)
+        size = max(6, min(13, round(height * 0.6)))
+        _appearance(writer, value, width, height, size).apply_appearance(widget)
+        if widget is not field:
+            writer.update_container(widget)
+    writer.update_container(field)
+
+
+def write_number_and_date(pdf: bytes, settings: Settings, number: str, day: date) -> bytes:
+    """Number and date written into the document as ONE incremental update after what
+    the draft carries (the personal signature stays valid: pyHanko's difference analysis
+    sees form filling). The draft's text fields ``number_field``/``date_field`` are
+    filled when it has them; otherwise a stamp is drawn at ``stamp_page``/``stamp_box``.
+
+    The stamp is the widget of a read-only, unsigned signature field with the text as its
+    appearance: of everything visible an incremental update can add, a new signature field
+    is what pyHanko (0.38) accepts after a signature; a free annotation (FreeText, Stamp)
+    is an unexplained change and would break the personal signature on every receiver
+    that runs pyHanko's analysis, ours included."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+    from pyhanko.sign import fields
+
+    issuing = settings.issuing
+    writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
+    date_text = issue_date_text(day)
+    wanted = {issuing.number_field: number, issuing.date_field: date_text}
+    form = _get(writer.root, "/AcroForm")
+    found = {
+        name: field
+        for name, field in (_terminal_fields(form["/Fields"]) if form is not None else ())
+        if name in wanted and _field_type(field) == "/Tx"
+    }
+    if found:
+        for name, field in found.items():
+            _fill_text_field(writer, field, wanted[name])
+    else:
+        x1, y1, x2, y2 = issuing.stamp_box
+        fields.append_signature_field(
+            writer,
+            fields.SigFieldSpec(STAMP_FIELD, on_page=issuing.stamp_page, box=issuing.stamp_box),
+        )
+        stamp = next(
+            f
+            for name, f in _terminal_fields(writer.root["/AcroForm"]["/Fields"])
+            if name == STAMP_FIELD
+        )
+        stamp[generic.NameObject("/Ff")] = generic.NumberObject(1)  # read-only: not to sign
+        stamp[generic.NameObject("/TU")] = generic.TextStringObject(
+            f"Số và ngày ban hành: {number}, {date_text}"
+        )
+        text = f"Số: {number}\n{date_text[0].upper()}{date_text[1:]}"
+        _appearance(writer, text, abs(x2 - x1), abs(y2 - y1), 11).apply_appearance(stamp)
+        writer.update_container(stamp)
+    out = BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def sign_organisation(pdf: bytes, signer: Any, settings: Settings, values: dict[str, str]) -> bytes:
+    """The organisation's PAdES signature, an incremental update of its own, visible at
+    ``signature_box`` on ``stamp_page`` (who signed, when; the number is in the stamp)."""
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
     from pyhanko.sign import fields, signers
     from pyhanko.stamp import TextStampStyle
 
     issuing = settings.issuing
-    logging.getLogger("fontTools").setLevel(logging.ERROR)  # font subsetting chatter
     writer = IncrementalPdfFileWriter(BytesIO(pdf), strict=False)
     style = TextStampStyle(
-        stamp_text="Số: %(number)s\nNgày ban hành: %(date)s\nKý bởi: %(signer)s",
-        text_box_style=TextBoxStyle(font=GlyphAccumulatorFactory(str(_font())), font_size=9),
+        stamp_text="Ký bởi: %(signer)s\nThời gian ký: %(time)s",
+        text_box_style=_text_style(9),
+        background=None,
     )
     pdf_signer = signers.PdfSigner(
         signers.PdfSignatureMetadata(
             field_name=FIELD_NAME,
             subfilter=fields.SigSeedSubFilter.PADES,
-            reason=f"Phát hành văn bản số {stamp['number']}",
+            reason=f"Phát hành văn bản số {values['number']}",
         ),
         signer=signer,
         stamp_style=style,
         new_field_spec=fields.SigFieldSpec(
-            sig_field_name=FIELD_NAME, on_page=issuing.stamp_page, box=issuing.stamp_box
+            sig_field_name=FIELD_NAME, on_page=issuing.stamp_page, box=issuing.signature_box
         ),
     )
     out = BytesIO()
-    pdf_signer.sign_pdf(writer, output=out, appearance_text_params=stamp)
+    pdf_signer.sign_pdf(writer, output=out, appearance_text_params=values)
     return out.getvalue()
+
+
+def stamp_and_sign(
+    pdf: bytes, signer: Any, settings: Settings, *, number: str, moment: datetime, signer_name: str
+) -> bytes:
+    """The issued PDF: the draft's revisions, then number and date (one incremental
+    update), then the organisation's signature (another), in that order."""
+    local = moment.astimezone(VIETNAM)
+    stamped = write_number_and_date(pdf, settings, number, local.date())
+    return sign_organisation(
+        stamped,
+        signer,
+        settings,
+        {"number": number, "signer": signer_name, "time": vn_datetime(moment)},
+    )
 
 
 # --------------------------------------------------------------------------- approval
@@ -278,10 +420,7 @@ def approve(
     number = next_outgoing_number(session, year)
     number_text = f"{number}/{year}"
     signed = stamp_and_sign(
-        main.data,
-        signer,
-        settings,
-        {"number": number_text, "date": local.strftime("%d/%m/%Y"), "signer": agency_name},
+        main.data, signer, settings, number=number_text, moment=now, signer_name=agency_name
     )
     dispatch = settings.dispatch_address
     recipients = [line.recipient for line in document.deliveries]

@@ -1,7 +1,9 @@
 """Status messages other agencies send back about our documents (receipt 01/03, refusal
-02, assignment 04, progress 05, done 06, recall done 15 / refused 16): matched to the
-outgoing register's delivery lines by the original Message-ID, never registered as
-incoming documents (the register skips status messages).
+02, assignment 04, progress 05, done 06, recall done 15 / refused 16), as our
+``status.json`` or as an edXML status part (``notify/exchange.py``): matched to the
+outgoing register's delivery lines by the original Message-ID, or, for edXML, by the
+number it names (and only the line of the agency its From/OrganId names, when both are
+known), never registered as incoming documents (the register skips status messages).
 
 A status message only moves the lines of recipients at a domain it is proven to come
 from (a DKIM/DMARC or SPF pass for that domain, as for recalls): nobody can mark our
@@ -11,16 +13,17 @@ document "received" by forging another agency's receipt.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from mailsvc.db.models import MessageRecord
 from mailsvc.delivery import Annotations
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
-from mailsvc.notify.exchange import read_status
+from mailsvc.notify.exchange import StatusReport, read_status
 from mailsvc.notify.recall import recall_origins
 from mailsvc.outgoing.models import OutgoingDocument
 from mailsvc.outgoing.register import (
@@ -34,6 +37,9 @@ from mailsvc.outgoing.register import (
 from mailsvc.verdict import Verdict
 
 log = logging.getLogger(__name__)
+
+# "7/2026" or "7" (the year from PromulgationDate): an issued document's outgoing number
+_ISSUED_NUMBER = re.compile(r"^(\d{1,9})(?:/(\d{4}))?$")
 
 # Once recalled, a line only hears about the recall; a refusal to recall restores nothing.
 FINAL = frozenset({RECALLED})
@@ -56,6 +62,39 @@ class OutgoingStatusRecorder:
         one, other = self.directory.agency_for_domain(a), self.directory.agency_for_domain(b)
         return one is not None and other is not None and one.code == other.code
 
+    def _documents(self, session: Session, report: StatusReport) -> list[OutgoingDocument]:
+        """Our sent documents a status is about: by the original Message-ID (status.json,
+        or an edXML status in reply to our mail), else by the number an edXML status
+        names (the outgoing number "7/2026" of an issued document, or the document's own
+        số, ký hiệu)."""
+        query = select(OutgoingDocument).options(selectinload(OutgoingDocument.deliveries))
+        if report.message_id:
+            found = session.scalars(
+                query.where(OutgoingDocument.message_id == report.message_id)
+            ).all()
+            if found or report.source != "edxml":
+                return list(found)
+        number = report.number_notation
+        if report.source != "edxml" or not number:
+            return []
+        conditions = [OutgoingDocument.number_notation == number]
+        issued = _ISSUED_NUMBER.match(number)
+        if issued:
+            year = int(issued.group(2) or report.promulgation_date[:4] or 0)
+            conditions.append(
+                and_(
+                    OutgoingDocument.outgoing_number == int(issued.group(1)),
+                    OutgoingDocument.year == year,
+                )
+            )
+        return list(
+            session.scalars(
+                query.where(or_(*conditions), OutgoingDocument.state != "draft").order_by(
+                    OutgoingDocument.id
+                )
+            ).all()
+        )
+
     def on_accept(
         self,
         session: Session,
@@ -67,11 +106,7 @@ class OutgoingStatusRecorder:
         report = read_status(msg.parsed)
         if report is None or report.status_code not in BY_CODE:
             return notes
-        documents = session.scalars(
-            select(OutgoingDocument)
-            .options(selectinload(OutgoingDocument.deliveries))
-            .where(OutgoingDocument.message_id == report.message_id)
-        ).all()
+        documents = self._documents(session, report)
         if not documents:
             return notes
         origins = recall_origins(msg, verdict)
@@ -83,6 +118,12 @@ class OutgoingStatusRecorder:
                 domain = line.recipient.rpartition("@")[2]
                 if not any(self._same_agency(domain, origin) for origin in origins):
                     continue
+                if (
+                    report.sender_code
+                    and line.agency_code
+                    and (line.agency_code != report.sender_code)
+                ):
+                    continue  # edXML names the answering agency: only its line moves
                 if line.status in FINAL:
                     continue
                 if status == RECALL_REFUSED and line.status != RECALL_REQUESTED:

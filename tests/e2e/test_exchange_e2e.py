@@ -69,6 +69,9 @@ smime_chain = "{chain}"
 
 [outgoing]
 recall_requests = "clerk"
+
+[issuing]
+allow_file_key = true
 """
 
 

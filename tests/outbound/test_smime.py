@@ -1,22 +1,28 @@
 """S/MIME signatures on notices: openssl verifies them with the CA (cms and smime), the
-JSON part is inside the signed content, and the configuration is checked."""
+JSON part is inside the signed content, the organisation key in the PKCS#11 token
+(softhsm2) signs them as it signs issued documents, and a key file needs
+allow_file_key."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.policy import default
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from mailsvc.app import templates_dir
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError
 from mailsvc.notify.exchange import read_status
 from mailsvc.notify.notices import NoticeComposer, StatusNotice
-from mailsvc.outbound.smime import SmimeSigner
+from mailsvc.outbound.smime import KeySmimeSigner, SmimeSigner, TokenSmimeSigner
 from tests.signatures.pki import SamplePki, session_pki
+from tests.softhsm import Token
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +52,14 @@ def _receipt(signer: SmimeSigner | None, tmp_path: Path) -> bytes:
 def _verify(
     tool: str, raw: bytes, pki: SamplePki, work: Path
 ) -> subprocess.CompletedProcess[bytes]:
+    """openssl TOOL -verify against the test root; the content goes to work/content and
+    the signer's certificate to work/signer.pem."""
     work.mkdir(parents=True, exist_ok=True)
     (work / "in.eml").write_bytes(raw)
     return subprocess.run(
         ["openssl", tool, "-verify", "-in", str(work / "in.eml"), "-CAfile",
-         str(pki.root.cert_path), "-out", str(work / "content")],
+         str(pki.root.cert_path), "-out", str(work / "content"),
+         "-signer", str(work / "signer.pem")],
         capture_output=True,
         check=False,
     )  # fmt: skip
@@ -99,3 +108,74 @@ def test_configuration_errors_name_the_key(pki: SamplePki, tmp_path: Path) -> No
     )
     with pytest.raises(ConfigError, match="together"):
         SmimeSigner.from_settings(settings)
+
+
+def _token_settings(home: Path, token: Token, pki: SamplePki, **extra: object) -> Settings:
+    pin = home / "token.pin"
+    pin.write_text(token.pin + "\n", encoding="utf-8")
+    pin.chmod(0o600)
+    issuing = {
+        "pkcs11_module": token.module,
+        "token_label": token.label,
+        "key_label": token.key_label,
+        "cert": str(pki.organisation.cert_path),
+        "chain": str(pki.organisation.chain_path),
+        "pin_file": str(pin),
+    }
+    return Settings.model_validate({"home": home, "issuing": issuing, **extra})
+
+
+async def test_notices_are_signed_by_the_organisation_key_in_the_token(
+    pki: SamplePki, softhsm: Token, tmp_path: Path
+) -> None:
+    """The issuing signer signs notices too; called here from inside a running event
+    loop, as the server's notice follower does."""
+    signer = SmimeSigner.from_settings(_token_settings(tmp_path, softhsm, pki))
+    assert isinstance(signer, TokenSmimeSigner)
+    raw = _receipt(signer, tmp_path)
+    assert b"multipart/signed" in raw.split(b"\r\n\r\n", 1)[0]
+    result = _verify("smime", raw, pki, tmp_path / "ok")
+    assert result.returncode == 0, result.stderr
+    assert b"Verification successful" in result.stderr
+    # the signer is the organisation certificate, whose key only the token holds
+    signer_pem = tmp_path / "ok" / "signer.pem"
+    assert x509.load_pem_x509_certificate(signer_pem.read_bytes()) == pki.organisation.cert
+    report = read_status(
+        message_from_bytes((tmp_path / "ok" / "content").read_bytes(), policy=default)
+    )
+    assert report is not None and report.status_code == "03"
+
+
+def test_a_key_file_for_notices_needs_allow_file_key(
+    pki: SamplePki, tmp_path: Path, softhsm: Token, caplog: pytest.LogCaptureFixture
+) -> None:
+    files = {
+        "smime_cert": str(pki.organisation.cert_path),
+        "smime_key": str(pki.organisation.key_path),
+    }
+    refused = Settings.model_validate({"home": tmp_path, "outbound": files})
+    with pytest.raises(ConfigError, match="allow_file_key is false"):
+        SmimeSigner.from_settings(refused)
+    allowed = Settings.model_validate(
+        {"home": tmp_path, "outbound": files, "issuing": {"allow_file_key": True}}
+    )
+    with caplog.at_level(logging.WARNING, logger="mailsvc.outbound.smime"):
+        assert isinstance(SmimeSigner.from_settings(allowed), KeySmimeSigner)
+    assert "not a PKCS#11 token" in caplog.text
+    # The issuing key file (allowed) signs notices as it signs documents.
+    issuing_file = Settings.model_validate(
+        {
+            "home": tmp_path,
+            "issuing": {
+                "allow_file_key": True,
+                "key_file": str(pki.organisation.key_path),
+                "cert": str(pki.organisation.cert_path),
+            },
+        }
+    )
+    signer = SmimeSigner.from_settings(issuing_file)
+    assert isinstance(signer, KeySmimeSigner) and signer.cert == pki.organisation.cert
+    # A token and a key file for notices: two seals, refused.
+    both = _token_settings(tmp_path, softhsm, pki, outbound=files)
+    with pytest.raises(ConfigError, match="remove smime_cert and smime_key"):
+        SmimeSigner.from_settings(both)
