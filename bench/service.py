@@ -80,7 +80,7 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _group_of(cmdline: str, comm: str) -> str:
+def group_of_command(cmdline: str, comm: str) -> str:
     """The group of a direct child of the service's process (its descendants inherit it)."""
     if comm == "clamd" or "clamd" in cmdline.split(" ", 1)[0]:
         return "clamd"
@@ -118,7 +118,7 @@ def walk(root: int, exclude: set[int]) -> Iterator[tuple[int, int, str]]:
                     comm = _read(f"/proc/{child}/comm").decode().strip()
                 except OSError:
                     continue
-                stack.append((child, 1, _group_of(cmd, comm)))
+                stack.append((child, 1, group_of_command(cmd, comm)))
             else:
                 stack.append((child, depth + 1, group))
 
@@ -251,15 +251,16 @@ class ServiceMonitor:
         if binary is None:
             raise SystemExit("BENCH_PROFILE is set but py-spy is not installed (pip: py-spy)")
         path.parent.mkdir(parents=True, exist_ok=True)
-        argv = [binary, "record", "--pid", str(self.root), "--subprocesses", "--nolineno"]
+        argv = [binary, "record", "--pid", str(self.root), "--subprocesses", "--nonblocking"]
+        argv += ["--nolineno", "--full-filenames"]
         self._pyspy = subprocess.Popen(
             [*argv, "--format", "raw", "--output", str(path)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         self.exclude(self._pyspy.pid)
-        assert self._pyspy.stderr is not None
-        for line in self._pyspy.stderr:  # "py-spy> Sampling process 100 times a second"
+        assert self._pyspy.stdout is not None
+        for line in self._pyspy.stdout:  # "py-spy> Sampling process 100 times a second"
             if b"Sampling process" in line:
                 break
         else:
@@ -268,15 +269,15 @@ class ServiceMonitor:
     def _stop_pyspy(self) -> None:
         assert self._pyspy is not None and self._profile is not None
         self._pyspy.send_signal(signal.SIGINT)
-        assert self._pyspy.stderr is not None
-        tail = self._pyspy.stderr.read().decode(errors="replace")
+        assert self._pyspy.stdout is not None
+        tail = self._pyspy.stdout.read().decode(errors="replace")
         if self._pyspy.wait() != 0 or not self._profile.exists():
             raise SystemExit(f"py-spy failed: {tail}")
         meta = {
             "root": self.root,
             "excluded": sorted(self.excluded),
-            "elapsed_seconds": self.elapsed,
-            "groups": {str(p.pid): p.group for p in (*self.before.values(), *self.after.values())},
+            "elapsed_seconds": round(self.elapsed, 3),
+            "command": " ".join(["bench/" + Path(sys.argv[0]).name, *sys.argv[1:]]),
         }
         self._profile.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
 
