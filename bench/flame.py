@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.service import group_of_command
+from bench.service import GROUPS, group_of_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PERF = ROOT / "docs" / "perf"
@@ -193,8 +193,7 @@ def table(raw: Path, *, top: int = 18) -> str:
     waited = sum(s.count for s in read_stacks(raw, waits=True)) - total
     if not total:
         return f"{raw}: no samples"
-    groups = sorted({s.group for s in stacks}, key=lambda g: -sum(
-        s.count for s in stacks if s.group == g))  # fmt: skip
+    groups = [g for g in GROUPS if any(s.group == g for s in stacks)]
     by_bucket: Counter[str] = Counter()
     by_group: dict[str, Counter[str]] = defaultdict(Counter)
     callers: dict[str, Counter[str]] = defaultdict(Counter)

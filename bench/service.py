@@ -210,6 +210,7 @@ class ServiceMonitor:
     def _sample(self) -> None:
         started = time.thread_time()
         while True:
+            stopping = self._stop.is_set()  # one last sample once the block has ended
             total, rows = rss_sum(self.root, self.excluded)
             self.samples += 1
             if total > self.peak:
@@ -218,8 +219,9 @@ class ServiceMonitor:
                     (pid, group, describe_process(pid, depth, group)[0], resident)
                     for pid, depth, group, resident in rows
                 ]
-            if self._stop.wait(self.interval):
+            if stopping:
                 break
+            self._stop.wait(self.interval)
         self.sampler_cpu = time.thread_time() - started
 
     def __enter__(self) -> ServiceMonitor:
