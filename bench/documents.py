@@ -10,13 +10,26 @@ worker pool, blob fsync, register entry with the next incoming number, LMTP into
 Dovecot, then 250. Baseline, same messages and client in the same run: aiosmtpd writing
 each message to a Maildir with fsync. Prints documents/s, p50/p99 latency, the ratio,
 checks that every document got a number (1..N, no gap), and shows the CPU time each
-process (SMTP process, worker pool, clamd, Dovecot) spent per document.
+process (SMTP process, worker pool, clamd, Dovecot) spent per document, by process and by
+process group, and the service's peak RSS under the load (bench/service.py).
+
+Ceiling, same run: the work a document truly needs, on the same messages, with the same
+parallelism: one MIME parse, pyHanko validation of its two signatures with difference
+analysis (the signatures engine's ``verify_document``, the same policy, trust anchors and
+CRLs as the service), text extraction (mailsvc.documents.extract) in a ``WorkerPool`` of
+BENCH_WORKERS processes (the service's pool), and a clamd scan of the whole message running
+concurrently from this process (a clamd configured like the service's, started for the
+ceiling: clamd caches clean results by hash, so the service's own clamd would answer from
+its cache). As many documents in flight as SMTP sessions. Prints its documents/s beside
+ours and the ratio ours/ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import email
+import email.policy
 import os
 import shutil
 import sys
@@ -31,13 +44,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import func, select
 
+from bench.service import ServiceMonitor, release_memory
 from bench.smtp import RCPT as CLERK
-from bench.smtp import WORKERS, blast_in_process, describe, run_baseline
+from bench.smtp import (
+    WORKERS,
+    blast_monitored,
+    describe,
+    load_messages,
+    run_baseline,
+    save_messages,
+)
 from bench.smtp import prepare_home as prepare_bench_home
-from mailsvc.app import App
+from mailsvc.adapters.clamd_daemon import daemon_from_settings
+from mailsvc.app import App, extraction_limits, policies_dir
 from mailsvc.config import Settings
 from mailsvc.db.models import Agency
+from mailsvc.documents.extract import ExtractionLimits, iter_document_parts
+from mailsvc.documents.pool import WorkerPool
 from mailsvc.register.models import RegisterDocument
+from mailsvc.signatures.engine import SignatureEngine, home_gnupg, home_trust_config
+from mailsvc.signatures.policy import SignaturePolicy, load_signature_policy
+from mailsvc.signatures.smime import jobs_for_files
+from mailsvc.signatures.validation import ValidationSettings
+from mailsvc.signatures.worker import verify_document
 from tests.signatures.pki import (
     AGENCY_CODE,
     AGENCY_DOMAIN,
@@ -48,33 +77,6 @@ from tests.signatures.pki import (
 )
 
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
-
-
-def cpu_seconds() -> dict[str, tuple[str, float]]:
-    """CPU time (user + system) of every process now alive, by pid, from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out: dict[str, tuple[str, float]] = {}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        out[pid] = (cmd[:70], (int(fields[11]) + int(fields[12])) / tick)
-    return out
-
-
-def report_cpu(before: dict[str, tuple[str, float]], count: int) -> None:
-    after = cpu_seconds()
-    rows = sorted(
-        ((cpu - before.get(pid, (cmd, 0.0))[1], cmd) for pid, (cmd, cpu) in after.items()),
-        reverse=True,
-    )
-    print("CPU per document, by process (alive during the whole run):")
-    for used, cmd in rows[:6]:
-        if used > 0.05:
-            print(f"  {used / count * 1000:6.1f} ms  {cmd}")
 
 
 def document_messages(count: int) -> list[bytes]:
@@ -119,28 +121,107 @@ def prepare_home(home: Path) -> Settings:
 
 
 async def run_ours(
-    messages: list[bytes], sessions: int, workdir: Path
-) -> tuple[float, list[float], int]:
-    app = App(prepare_home(workdir / "home"))
+    settings: Settings, messages: Path, count: int, sessions: int
+) -> tuple[float, list[float], int, ServiceMonitor]:
+    release_memory()  # what the bench held (the messages, the baseline's buffers)
+    app = App(settings)
     await app.start()
     try:
-        host, port = app.addresses["smtp"]
-        before = cpu_seconds()
-        elapsed, latencies = await asyncio.to_thread(
-            blast_in_process, host, port, messages, sessions, SENDER, CLERK
-        )
-        report_cpu(before, len(messages))
+        elapsed, latencies, monitor = await blast_monitored(app, messages, sessions, SENDER, CLERK)
         with app.sessions() as session:
             numbers = session.scalars(select(RegisterDocument.incoming_number)).all()
             distinct = session.scalar(
                 select(func.count(func.distinct(RegisterDocument.incoming_number)))
             )
         numbered = sorted(n for n in numbers if n is not None)
-        if numbered != list(range(1, len(messages) + 1)) or distinct != len(messages):
+        if numbered != list(range(1, count + 1)) or distinct != count:
             raise SystemExit(f"register check failed: {len(numbered)} numbers")
-        return elapsed, latencies, len(numbered)
+        return elapsed, latencies, len(numbered), monitor
     finally:
         await app.stop()
+
+
+def necessary_work(
+    raw: bytes, policy: SignaturePolicy, settings: ValidationSettings, version: str,
+    limits: ExtractionLimits,
+) -> tuple[int, int, float, float, float]:  # fmt: skip
+    """In a pool worker: what a signed document needs but the virus scan. Returns the
+    signatures that passed, the characters of text, and the CPU seconds of the MIME parse,
+    the extraction and the validation."""
+    t0 = time.process_time()
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    files = [
+        (name, bytes(part.get_payload(decode=True)))
+        for part in msg.walk()
+        if (name := part.get_filename()) is not None
+    ]
+    t1 = time.process_time()
+    chars = sum(len(part.text) for part in iter_document_parts(msg, limits))
+    t2 = time.process_time()
+    passed = sum(
+        signature.passed
+        for job in jobs_for_files(files, policy)
+        for signature in verify_document(job, settings, version).signatures
+    )
+    return passed, chars, t1 - t0, t2 - t1, time.process_time() - t2
+
+
+async def run_ceiling(
+    settings: Settings, messages: Path, sessions: int, workdir: Path
+) -> tuple[float, list[float], tuple[float, float, float], ServiceMonitor]:
+    """The necessary work on every message, ``sessions`` documents in flight."""
+    policies = policies_dir(settings)
+    policy = load_signature_policy(policies / "signature.yaml")
+    engine = SignatureEngine(
+        policy,
+        home_trust_config(policy, settings.home, policies),
+        gnupg_home=home_gnupg(settings.home),
+    )
+    validation, version = engine.settings, engine.trust_version()
+    limits = extraction_limits(settings)
+    clamd = daemon_from_settings(settings.model_copy(update={"home": workdir / "ceiling"}))
+    assert clamd is not None, "the bench's home runs a managed clamd"
+    raws = load_messages(messages)
+    pool = WorkerPool(WORKERS)
+    await clamd.start()
+    try:
+        scanner = clamd.client()
+        loop = asyncio.get_running_loop()
+
+        def work(raw: bytes) -> asyncio.Future[tuple[int, int, float, float, float]]:
+            return loop.run_in_executor(
+                pool, necessary_work, raw, policy, validation, version, limits
+            )
+
+        # warm the workers (imports, parsed trust material), as the service's are after
+        # its first messages; clamd is not warmed with these bytes (its cache)
+        await asyncio.gather(*(work(raws[0]) for _ in range(WORKERS)))
+        await scanner.version()
+        gate = asyncio.Semaphore(sessions)
+        latencies: list[float] = []
+        cpu = [0.0, 0.0, 0.0]
+
+        async def one(raw: bytes) -> None:
+            async with gate:
+                t0 = time.perf_counter()
+                virus, (passed, chars, *spent) = await asyncio.gather(
+                    scanner.scan(raw), work(raw)
+                )
+                latencies.append(time.perf_counter() - t0)
+            if virus is not None or passed != 2 or chars == 0:
+                raise SystemExit(f"ceiling: {virus=}, {passed} signatures passed, {chars} chars")
+            for i, seconds in enumerate(spent):
+                cpu[i] += seconds
+
+        with ServiceMonitor(profile=False) as monitor:
+            started = time.perf_counter()
+            await asyncio.gather(*(one(raw) for raw in raws))
+            elapsed = time.perf_counter() - started
+        n = len(raws)
+        return elapsed, latencies, (cpu[0] / n, cpu[1] / n, cpu[2] / n), monitor
+    finally:
+        pool.shutdown()
+        await clamd.stop()
 
 
 async def main() -> None:
@@ -149,22 +230,41 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     args = parser.parse_args()
     started = time.perf_counter()
-    messages = document_messages(args.documents)
-    size = sum(map(len, messages)) // len(messages)
-    print(
-        f"{args.documents} signed documents prepared ({size // 1000} KB per message) "
-        f"in {time.perf_counter() - started:.1f} s; worker processes: {WORKERS}"
-    )
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)
+        generated = document_messages(args.documents)
+        size = sum(map(len, generated)) // len(generated)
+        messages = save_messages(workdir / "messages", generated)
+        del generated
+        print(
+            f"{args.documents} signed documents prepared ({size // 1000} KB per message) "
+            f"in {time.perf_counter() - started:.1f} s; worker processes: {WORKERS}"
+        )
         base_elapsed, base_lat = await run_baseline(messages, args.sessions, workdir)
-        ours_elapsed, ours_lat, numbered = await run_ours(messages, args.sessions, workdir)
+        settings = prepare_home(workdir / "home")
+        ours_elapsed, ours_lat, numbered, monitor = await run_ours(
+            settings, messages, args.documents, args.sessions
+        )
+        ceiling_elapsed, ceiling_lat, parts, ceiling = await run_ceiling(
+            settings, messages, args.sessions, workdir
+        )
+    monitor.report_processes(args.documents, "document")
     print(f"{args.sessions} SMTP sessions")
     base = describe("baseline aiosmtpd+Maildir+fsync", args.documents, base_elapsed, base_lat)
     ours = describe("mailsvc whole path, registered", args.documents, ours_elapsed, ours_lat)
     print(f"register: {numbered} documents numbered 1..{numbered}, no gap, no duplicate")
     print(f"ratio mailsvc/baseline: {ours / base:.2f}")
+    monitor.report(args.documents, "document")
+    top = describe("necessary work (same pool size)", args.documents, ceiling_elapsed, ceiling_lat)
+    by_group = ceiling.cpu_by_group()
+    print(
+        f"  necessary CPU per document: pyHanko validation {parts[2] * 1000:.1f} ms, text "
+        f"extraction {parts[1] * 1000:.1f} ms, MIME parse {parts[0] * 1000:.1f} ms (in the "
+        f"workers); worker pool {by_group['worker pool'] / args.documents * 1000:.1f} ms, "
+        f"clamd {by_group['clamd'] / args.documents * 1000:.1f} ms (/proc)"
+    )
+    print(f"ratio mailsvc/necessary-work ceiling: {ours / top:.2f} (target ≥ 0.7)")
 
 
 if __name__ == "__main__":

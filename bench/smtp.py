@@ -5,7 +5,10 @@
 Our path: every configured stage, blob fsync, database commit, LMTP into Dovecot,
 then 250. Baseline: aiosmtpd whose handler writes the message into a Maildir with
 one open/write/fsync/rename. Both receive the same messages from the same client
-(aiosmtplib, N concurrent sessions) on loopback. Prints msgs/s and the ratio.
+(aiosmtplib, N concurrent sessions) on loopback. Prints msgs/s and the ratio, then the
+CPU time per message of each process group of the service (SMTP process, worker pool,
+clamd, Dovecot) and its peak RSS under the load (bench/service.py). The messages wait in
+files and the client reads them, so they are not counted in the service's memory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -27,6 +31,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.service import ServiceMonitor, release_memory
 from mailsvc.app import App
 from mailsvc.config import Settings, load_settings
 from mailsvc.db.models import Agency, Mailbox
@@ -54,28 +59,47 @@ def make_messages(count: int, size: int) -> list[bytes]:
     return out
 
 
+def save_messages(directory: Path, messages: Sequence[bytes]) -> Path:
+    """Write ``messages`` into ``directory``, one file each, in order (see load_messages)."""
+    directory.mkdir(parents=True)
+    for i, data in enumerate(messages):
+        (directory / f"{i:07d}.eml").write_bytes(data)
+    return directory
+
+
+def load_messages(directory: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(directory.glob("*.eml"))]
+
+
 def blast_in_process(
     host: str,
     port: int,
-    messages: list[bytes],
+    messages: Sequence[bytes] | Path,
     sessions: int,
     sender: str = "cv@sender.example.vn",
     rcpt: str = RCPT,
+    on_client: Callable[[int], None] | None = None,
 ) -> tuple[float, list[float]]:
     """Run the SMTP client in its own process, like Postfix's smtp-source, so the
-    client's CPU is not charged to the server's event loop."""
+    client's CPU is not charged to the server's event loop. ``messages``: the bytes, or a
+    directory written by save_messages (read by the client: the server's process never
+    holds them). ``on_client`` is told the client's pid before it starts."""
     import concurrent.futures
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        pid = pool.submit(os.getpid).result()
+        if on_client is not None:
+            on_client(pid)
         return pool.submit(_blast_sync, host, port, messages, sessions, sender, rcpt).result()
 
 
 def _blast_sync(
-    host: str, port: int, messages: list[bytes], sessions: int, sender: str, rcpt: str
+    host: str, port: int, messages: Sequence[bytes] | Path, sessions: int, sender: str, rcpt: str
 ) -> tuple[float, list[float]]:
-    return asyncio.run(blast(host, port, messages, sessions, sender, rcpt))
+    data = load_messages(messages) if isinstance(messages, Path) else list(messages)
+    return asyncio.run(blast(host, port, data, sessions, sender, rcpt))
 
 
 async def blast(
@@ -133,7 +157,7 @@ class MaildirHandler:
 
 
 async def run_baseline(
-    messages: list[bytes], sessions: int, workdir: Path
+    messages: Sequence[bytes] | Path, sessions: int, workdir: Path
 ) -> tuple[float, list[float]]:
     handler = MaildirHandler(workdir / "baseline-maildir")
     loop = asyncio.get_running_loop()
@@ -179,16 +203,33 @@ def prepare_home(home: Path, *agencies: Agency) -> Settings:
 
 
 async def run_ours(
-    messages: list[bytes], sessions: int, workdir: Path
-) -> tuple[float, list[float]]:
+    messages: Path, sessions: int, workdir: Path
+) -> tuple[float, list[float], ServiceMonitor]:
     os.chmod(workdir, 0o755)
+    release_memory()  # the baseline's buffers are not the service's
     app = App(prepare_home(workdir / "home"))
     await app.start()
     try:
-        host, port = app.addresses["smtp"]
-        return await asyncio.to_thread(blast_in_process, host, port, messages, sessions)
+        return await blast_monitored(app, messages, sessions)
     finally:
         await app.stop()
+
+
+async def blast_monitored(
+    app: App,
+    messages: Path,
+    sessions: int,
+    sender: str = "cv@sender.example.vn",
+    rcpt: str = RCPT,
+) -> tuple[float, list[float], ServiceMonitor]:
+    """Send ``messages`` to ``app``'s SMTP listener while a ServiceMonitor watches the
+    service (CPU by process group, peak RSS; the client process left out)."""
+    host, port = app.addresses["smtp"]
+    with ServiceMonitor() as monitor:
+        elapsed, latencies = await asyncio.to_thread(
+            blast_in_process, host, port, messages, sessions, sender, rcpt, monitor.exclude
+        )
+    return elapsed, latencies, monitor
 
 
 def describe(name: str, count: int, elapsed: float, lat: list[float]) -> float:
@@ -208,14 +249,17 @@ async def main() -> None:
     parser.add_argument("--sessions", type=int, default=10)
     parser.add_argument("--size", type=int, default=20_000)
     args = parser.parse_args()
-    messages = make_messages(args.messages, args.size)
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
+        messages = save_messages(
+            Path(tmp) / "messages", make_messages(args.messages, args.size)
+        )
         base_elapsed, base_lat = await run_baseline(messages, args.sessions, Path(tmp))
-        ours_elapsed, ours_lat = await run_ours(messages, args.sessions, Path(tmp))
+        ours_elapsed, ours_lat, monitor = await run_ours(messages, args.sessions, Path(tmp))
     print(f"{args.messages} messages of {args.size} bytes, {args.sessions} SMTP sessions")
     base = describe("baseline aiosmtpd+Maildir+fsync", args.messages, base_elapsed, base_lat)
     ours = describe("mailsvc full path (LMTP→Dovecot)", args.messages, ours_elapsed, ours_lat)
     print(f"ratio mailsvc/baseline: {ours / base:.2f}")
+    monitor.report(args.messages, "message")
 
 
 if __name__ == "__main__":

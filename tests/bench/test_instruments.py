@@ -1,0 +1,120 @@
+"""The benches' measuring instruments: bench/service.py (CPU by process group, peak RSS from
+/proc) on real child processes, and bench/flame.py's reading of py-spy's raw output."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from bench.flame import bucket, read_stacks, split_frames, svg, table
+from bench.service import ServiceMonitor, group_of_command
+
+# Allocates and touches ~60 MB, burns 0.4 s of CPU, says "done" and waits for stdin to close.
+BURNER = """
+import sys, time
+held = b"x" * 60_000_000
+while time.process_time() < 0.4:
+    pass
+print("done", flush=True)
+sys.stdin.read()
+"""
+
+
+def burner() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", BURNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def finish(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    proc.wait(timeout=30)
+
+
+def test_monitor_counts_the_services_children_and_leaves_the_excluded_out() -> None:
+    with ServiceMonitor(profile=False, interval=0.05) as monitor:
+        ours, client = burner(), burner()
+        monitor.exclude(client.pid)
+        for proc in (ours, client):
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "done"
+    try:
+        cpu = monitor.cpu_by_group()
+        # ours burnt at least 0.4 s; the excluded one as much again, which must not count
+        assert 0.35 <= cpu["other"] < 0.75, cpu  # /proc counts in 10 ms ticks
+        peak = {pid: resident for pid, _group, _label, resident in monitor.peak_rows}
+        assert peak[ours.pid] >= 60_000_000
+        assert client.pid not in peak
+        assert monitor.peak >= sum(peak.values()) > 60_000_000
+        assert ours.pid in monitor.after and client.pid not in monitor.after
+        assert monitor.pss_end > 0
+    finally:
+        finish(ours)
+        finish(client)
+
+
+def test_the_services_daemons_and_pool_are_grouped_by_their_command() -> None:
+    assert group_of_command("/usr/sbin/clamd -c /srv/home/clamav/clamd.conf", "clamd") == "clamd"
+    assert group_of_command("/usr/sbin/dovecot -F -c /srv/dovecot.conf", "dovecot") == "Dovecot"
+    forkserver = "python -B -c from multiprocessing.forkserver import main; main(5, 6)"
+    assert group_of_command(forkserver, "python") == "worker pool"
+    tracker = "python -B -c from multiprocessing.resource_tracker import main;main(11)"
+    assert group_of_command(tracker, "python") == "worker pool"
+    assert group_of_command("/usr/bin/gpg-agent --daemon", "gpg-agent") == "other"
+
+
+ROOT = 'process 100:"python bench/smtp.py"'
+FORKSERVER = 'process 101:"python -c from multiprocessing.forkserver import main; main(5, 6)"'
+WORKER = 'process 102:"python -c from multiprocessing.forkserver import main; main(5, 6)"'
+CLIENT = 'process 103:"python -c from multiprocessing.spawn import spawn_main"'
+SITE = "/venv/lib/python3.11/site-packages"
+RAW = "\n".join(
+    [
+        # the SMTP process: a commit by our delivery code, inside SQLAlchemy
+        f"{ROOT};Acceptance.commit (/srv/mailsvc/delivery.py);"
+        f"Session.commit ({SITE}/sqlalchemy/orm/session.py) 30",
+        # ... a regex inside our spam stage counts for the stage
+        f"{ROOT};SpamStage.inspect (/srv/mailsvc/pipeline/spam.py);"
+        "search (/usr/lib/python3.11/re/__init__.py) 10",
+        # a wait and the bench's sampler: left out
+        f"{ROOT};Thread.run (/usr/lib/python3.11/threading.py);"
+        "Condition.wait (/usr/lib/python3.11/threading.py) 50",
+        f"{ROOT};ServiceMonitor._sample (/srv/bench/service.py);"
+        "rss_sum (/srv/bench/service.py) 5",
+        # a pool worker validating a signature
+        f"{ROOT};{FORKSERVER};{WORKER};verify_document (/srv/mailsvc/signatures/worker.py);"
+        f"validate_pdf_signature ({SITE}/pyhanko/sign/validation/pdf_embedded.py) 60",
+        # the load generator: left out
+        f"{ROOT};{CLIENT};blast (/srv/bench/smtp.py) 99",
+    ]
+)
+
+
+def test_flame_reads_the_services_stacks_from_pyspy_raw_output(tmp_path: Path) -> None:
+    raw = tmp_path / "smtp.txt"
+    raw.write_text(RAW + "\n")
+    raw.with_suffix(".json").write_text('{"root": 100, "excluded": [103]}')
+    assert split_frames(f"{ROOT};{FORKSERVER};f (x.py)") == [ROOT, FORKSERVER, "f (x.py)"]
+
+    stacks = list(read_stacks(raw))
+    assert [(s.group, s.count) for s in stacks] == [
+        ("SMTP process", 30),
+        ("SMTP process", 10),
+        ("worker pool", 60),
+    ]
+    assert [bucket(s.frames) for s in stacks] == ["sqlalchemy", "mailsvc.pipeline.spam", "pyhanko"]
+    assert sum(s.count for s in read_stacks(raw, waits=True)) == 155
+
+    text = table(raw)
+    assert "100 samples of running threads" in text
+    assert "55 samples of threads waiting" in text
+    assert "| pyhanko | 60.0 % | 0.0 % | 60.0 % | mailsvc.signatures.worker 60.0 % |" in text
+    assert "| sqlalchemy | 30.0 % | 30.0 % | 0.0 % | mailsvc.delivery 30.0 % |" in text
+
+    drawing = ET.fromstring(svg(raw, "bench/smtp.py"))
+    titles = [t.text or "" for t in drawing.iter("{http://www.w3.org/2000/svg}title")]
+    assert "Session.commit (sqlalchemy/orm/session.py) — 30 samples, 30.00 %" in titles
+    assert not any("blast" in t or "Condition.wait" in t for t in titles)
