@@ -19,16 +19,17 @@ import pytest
 from aiosmtpd.smtp import SMTP as SmtpProtocol
 from aiosmtpd.smtp import Envelope
 from aiosmtpd.smtp import Session as SmtpSession
-from sqlalchemy import Engine, event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.db.base import utcnow
-from mailsvc.db.session import READ_ONLY, make_engine, make_sessionmaker
+from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.outbound.mailer import FailedMessage, Mailer, SmtpRelay
 from mailsvc.outbound.models import FAILED, QUEUED, SENT, OutboundMessage
 from mailsvc.outbound.queue import RetryPolicy, enqueue
 from tests.e2e.conftest import wait_for
+from tests.transactions import count_transactions
 
 FAST = RetryPolicy(
     waits=(timedelta(milliseconds=50), timedelta(milliseconds=100)),
@@ -88,27 +89,6 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(db_url)
     yield make_sessionmaker(engine)
     engine.dispose()
-
-
-@dataclass
-class Transactions:
-    """Transactions begun on an engine: look-ups (``reading``) and the others."""
-
-    reads: int = 0
-    writes: int = 0
-
-
-def count_transactions(engine: Engine) -> Transactions:
-    seen = Transactions()
-
-    def begin(conn: Any) -> None:
-        if conn.get_execution_options().get(READ_ONLY):
-            seen.reads += 1
-        else:
-            seen.writes += 1
-
-    event.listen(engine, "begin", begin)
-    return seen
 
 
 def make_mailer(
