@@ -29,7 +29,7 @@ from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
 from mailsvc.config import PACKAGE_DATA, PACKAGED_POLICIES, PACKAGED_TEMPLATES, Settings
 from mailsvc.db.base import utcnow
-from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.db.session import READ_ONLY, make_engine, make_sessionmaker, migrate, reading
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
@@ -411,7 +411,9 @@ class App:
             self._closers.append(self.scheduler.stop)
 
         # SMTP listeners.
-        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout, s.password)
+        self.lookup = MailboxLookup(
+            self.sessions, (s.server.domain,), lockout, s.password, directory=self.directory
+        )
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
@@ -629,11 +631,11 @@ class App:
         return {"status": status, "checks": checks, "inflight": self.inflight.count, **extra}
 
     def _queue_stats(self) -> QueueStats:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return queue_stats(session)
 
     def _ping_database(self) -> None:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             conn.exec_driver_sql("SELECT 1")
 
     async def stop(self) -> None:
