@@ -200,12 +200,12 @@ async def test_smtp_lookups_take_our_domains_from_the_directory(
     admin_cli("agency", "add", "000.00.00.H61", "Sở TTTT", "--domain", "local.gov.vn", "--local")
     directory = DbDirectory(db_sessions, local_domains=["stttt.example.gov.vn"])
     directory.refresh()
-    lookup = MailboxLookup(db_sessions, ("stttt.example.gov.vn",), Lockout(5, 60, 3600), directory=directory)
+    lookup = MailboxLookup(
+        db_sessions, ("stttt.example.gov.vn",), Lockout(5, 60, 3600), directory=directory
+    )
     engine = db_sessions.kw["bind"]
     statements: list[str] = []
-    event.listen(
-        engine, "before_cursor_execute", lambda *args: statements.append(args[2].lower())
-    )
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].lower()))
     seen = count_transactions(engine)
     assert await lookup.recipient_status("nobody@local.gov.vn") is RecipientStatus.UNKNOWN
     assert await lookup.recipient_status("nobody@elsewhere.example") is RecipientStatus.REMOTE
