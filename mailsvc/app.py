@@ -20,7 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
-from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.adapters.dns import (
+    ChainedResolver,
+    DnsCache,
+    DnsResolver,
+    OriginResolver,
+    PinnedResolver,
+)
 from mailsvc.adapters.freshclam import database_dir as signature_database_dir
 from mailsvc.adapters.freshclam import signature_time
 from mailsvc.adapters.spamd import SpamdClient
@@ -467,17 +473,30 @@ class App:
         return dict(self.addresses)
 
     def _resolver(self) -> OriginResolver:
+        """One resolver, and so one DNS cache, for SPF, DKIM, DMARC and outbound MX."""
+        built: OriginResolver | None = getattr(self, "_origin_resolver", None)
+        if built is not None:
+            return built
         dns = self.settings.dns
         pinned = PinnedResolver(directory=self.directory)
         if dns.mode == "off":
-            return ChainedResolver(pinned, None)
-        servers = [split_hostport(x) if ":" in x else (x, 53) for x in dns.servers]
-        fallback = DnsResolver(
-            nameservers=[h for h, _ in servers],
-            port=servers[0][1] if servers else 53,
-            timeout=dns.timeout_seconds,
-        )
-        return ChainedResolver(pinned, fallback)
+            built = ChainedResolver(pinned, None)
+        else:
+            servers = [split_hostport(x) if ":" in x else (x, 53) for x in dns.servers]
+            cache = (
+                DnsCache(dns.cache_entries, dns.cache_min_ttl_seconds, dns.cache_max_ttl_seconds)
+                if dns.cache_entries
+                else None
+            )
+            fallback = DnsResolver(
+                nameservers=[h for h, _ in servers],
+                port=servers[0][1] if servers else 53,
+                timeout=dns.timeout_seconds,
+                cache=cache,
+            )
+            built = ChainedResolver(pinned, fallback)
+        self._origin_resolver = built
+        return built
 
     def _build_stages(self, policies: Path) -> list[Stage]:
         """Every stage by name; the configured list decides which run and in what order."""
