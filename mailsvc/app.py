@@ -20,7 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import client_from_settings, daemon_from_settings
-from mailsvc.adapters.dns import ChainedResolver, DnsResolver, OriginResolver, PinnedResolver
+from mailsvc.adapters.dns import (
+    ChainedResolver,
+    DnsCache,
+    DnsResolver,
+    OriginResolver,
+    PinnedResolver,
+)
 from mailsvc.adapters.freshclam import database_dir as signature_database_dir
 from mailsvc.adapters.freshclam import signature_time
 from mailsvc.adapters.spamd import SpamdClient
@@ -29,7 +35,7 @@ from mailsvc.checks.policy import load_checking_policy
 from mailsvc.checks.records import CURSOR_NAME, CheckRecorder, EventLogReader
 from mailsvc.config import PACKAGE_DATA, PACKAGED_POLICIES, PACKAGED_TEMPLATES, Settings
 from mailsvc.db.base import utcnow
-from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+from mailsvc.db.session import READ_ONLY, make_engine, make_sessionmaker, migrate, reading
 from mailsvc.delivery import Acceptance
 from mailsvc.directory import DbDirectory
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
@@ -411,7 +417,9 @@ class App:
             self._closers.append(self.scheduler.stop)
 
         # SMTP listeners.
-        self.lookup = MailboxLookup(self.sessions, (s.server.domain,), lockout, s.password)
+        self.lookup = MailboxLookup(
+            self.sessions, (s.server.domain,), lockout, s.password, directory=self.directory
+        )
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
@@ -465,17 +473,30 @@ class App:
         return dict(self.addresses)
 
     def _resolver(self) -> OriginResolver:
+        """One resolver, and so one DNS cache, for SPF, DKIM, DMARC and outbound MX."""
+        built: OriginResolver | None = getattr(self, "_origin_resolver", None)
+        if built is not None:
+            return built
         dns = self.settings.dns
         pinned = PinnedResolver(directory=self.directory)
         if dns.mode == "off":
-            return ChainedResolver(pinned, None)
-        servers = [split_hostport(x) if ":" in x else (x, 53) for x in dns.servers]
-        fallback = DnsResolver(
-            nameservers=[h for h, _ in servers],
-            port=servers[0][1] if servers else 53,
-            timeout=dns.timeout_seconds,
-        )
-        return ChainedResolver(pinned, fallback)
+            built = ChainedResolver(pinned, None)
+        else:
+            servers = [split_hostport(x) if ":" in x else (x, 53) for x in dns.servers]
+            cache = (
+                DnsCache(dns.cache_entries, dns.cache_min_ttl_seconds, dns.cache_max_ttl_seconds)
+                if dns.cache_entries
+                else None
+            )
+            fallback = DnsResolver(
+                nameservers=[h for h, _ in servers],
+                port=servers[0][1] if servers else 53,
+                timeout=dns.timeout_seconds,
+                cache=cache,
+            )
+            built = ChainedResolver(pinned, fallback)
+        self._origin_resolver = built
+        return built
 
     def _build_stages(self, policies: Path) -> list[Stage]:
         """Every stage by name; the configured list decides which run and in what order."""
@@ -629,11 +650,11 @@ class App:
         return {"status": status, "checks": checks, "inflight": self.inflight.count, **extra}
 
     def _queue_stats(self) -> QueueStats:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return queue_stats(session)
 
     def _ping_database(self) -> None:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             conn.exec_driver_sql("SELECT 1")
 
     async def stop(self) -> None:

@@ -236,6 +236,18 @@ class DnsSection(_Section):
     timeout_seconds: float = Field(
         default=3.0, gt=0, description="Budget of one DNS lookup, retries included (seconds)"
     )
+    cache_entries: int = Field(
+        default=10_000,
+        ge=0,
+        description="Answers kept in memory (least recently used dropped first), positive "
+        "and negative (NXDOMAIN for the SOA's negative TTL); 0: no cache",
+    )
+    cache_min_ttl_seconds: float = Field(
+        default=5.0, ge=0, description="An answer is kept at least this long, whatever its TTL"
+    )
+    cache_max_ttl_seconds: float = Field(
+        default=3600.0, gt=0, description="An answer is kept at most this long, whatever its TTL"
+    )
 
 
 class SpamdSection(_Section):

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc import audit
 from mailsvc.accounts import normalise_address
 from mailsvc.db.models import Agency
+from mailsvc.db.session import reading
 from mailsvc.errors import ConflictError, MailsvcError, NotFoundError
 from mailsvc.interfaces import AgencyInfo, Directory
 
@@ -339,7 +340,7 @@ class DbDirectory:
 
     def refresh(self) -> int:
         """Reload the snapshot from the database (blocking); returns the agency count."""
-        with self._sessions() as session:
+        with reading(self._sessions) as session:
             infos = [agency_info(a) for a in list_agencies(session)]
         by_domain: dict[str, AgencyInfo] = {}
         by_address: dict[str, AgencyInfo] = {}

@@ -22,6 +22,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.db.session import reading
+
 log = logging.getLogger(__name__)
 
 # Every metric name mailsvc exports (tests/e2e/test_observability.py checks /metrics).
@@ -167,7 +169,7 @@ class StateCollector(Collector):
             labels=["job"],
         )
         try:
-            with self.sessions() as session:
+            with reading(self.sessions) as session:
                 for status, outcome, count in session.execute(
                     select(
                         RegisterDocument.status,

@@ -12,7 +12,9 @@ test session whatever event loop each test uses.
     resolver = DnsResolver(["127.0.0.1"], port=server.port, timeout=0.5)
 
 Names that have no records get NXDOMAIN; names that have records of another type get
-an empty NOERROR answer. ``queries`` counts questions per (name, type).
+an empty NOERROR answer. ``queries`` counts questions per (name, type). Records are
+served with a TTL of 300 s unless ``add(..., ttl=)`` says otherwise; ``soa(zone, ...)``
+puts the zone's SOA in the authority section of negative answers under it (RFC 2308).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class DnsTestServer:
         self.records: dict[tuple[str, int], list[str]] = {}
         self.failures: dict[str, str] = {}
         self.queries: Counter[tuple[str, str]] = Counter()
+        self.ttls: dict[tuple[str, int], int] = {}
+        self.soas: dict[str, tuple[int, int]] = {}  # zone -> (SOA TTL, SOA minimum)
         self.port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -59,13 +63,32 @@ class DnsTestServer:
     def _key(name: str) -> str:
         return name.strip().rstrip(".").lower()
 
-    def add(self, name: str, rtype: str, value: str) -> None:
+    def add(self, name: str, rtype: str, value: str, *, ttl: int = 300) -> None:
         """Add one record: TXT values are plain text, others zone-file rdata ("10 mx.x.")."""
         text = _txt_rdata(value) if rtype.upper() == "TXT" else value
+        key = (self._key(name), dns.rdatatype.from_text(rtype))
         with self._lock:
-            self.records.setdefault((self._key(name), dns.rdatatype.from_text(rtype)), []).append(
-                text
-            )
+            self.records.setdefault(key, []).append(text)
+            self.ttls[key] = ttl
+
+    def soa(self, zone: str, *, ttl: int = 3600, minimum: int = 60) -> None:
+        """Answer NXDOMAIN and NODATA under ``zone`` with its SOA (negative caching)."""
+        with self._lock:
+            self.soas[self._key(zone)] = (ttl, minimum)
+
+    def _negative(self, response: dns.message.Message, name: str) -> None:
+        labels = name.split(".")
+        for i in range(len(labels)):
+            zone = ".".join(labels[i:])
+            if zone in self.soas:
+                ttl, minimum = self.soas[zone]
+                response.authority.append(
+                    dns.rrset.from_text(
+                        zone + ".", ttl, "IN", "SOA",
+                        f"ns.{zone}. admin.{zone}. 1 3600 600 86400 {minimum}",
+                    )
+                )  # fmt: skip
+                return
 
     def set(self, name: str, rtype: str, *values: str) -> None:
         """Replace every record of one type at one name."""
@@ -92,6 +115,7 @@ class DnsTestServer:
         with self._lock:
             how = self.failures.get(name)
             values = list(self.records.get((name, question.rdtype), []))
+            ttl = self.ttls.get((name, question.rdtype), 300)
             exists = any(key[0] == name for key in self.records)
         if how == "timeout":
             return None
@@ -103,12 +127,15 @@ class DnsTestServer:
             return response.to_wire()
         if not exists:
             response.set_rcode(dns.rcode.NXDOMAIN)
+            self._negative(response, name)
             return response.to_wire()
         if values:
             rrset = dns.rrset.from_text_list(
-                question.name, 300, dns.rdataclass.IN, question.rdtype, values
+                question.name, ttl, dns.rdataclass.IN, question.rdtype, values
             )
             response.answer.append(rrset)
+        else:
+            self._negative(response, name)
         return response.to_wire(max_size=65535)
 
     # -- server loop ---------------------------------------------------------------------

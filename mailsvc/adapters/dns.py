@@ -7,12 +7,19 @@ Every resolver here follows one contract (``OriginResolver``):
 * a name or type that does not exist (NXDOMAIN, no data) is an empty sequence;
 * a lookup that could not be made (timeout, SERVFAIL, refused, no reachable server)
   raises :class:`DnsTemporaryError`, so callers can tell ``temperror`` from ``none``.
+
+The server's one :class:`DnsResolver` (SPF, DKIM, DMARC and the outbound MX look-ups)
+keeps answers in a :class:`DnsCache`: dnspython's own LRU cache, which stores positive
+answers for their TTL, "no data" answers and NXDOMAIN (for every type of the name) for the
+negative TTL of RFC 2308 (the SOA's minimum or its TTL, whichever is lower; 300 s without
+an SOA), and never a failure; ours clamps every TTL to ``[min_ttl, max_ttl]``.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -55,11 +62,29 @@ def normalise_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
+class DnsCache(dns.resolver.LRUCache):
+    """dnspython's bounded LRU answer cache, each answer kept between ``min_ttl`` and
+    ``max_ttl`` seconds whatever its TTL (a zero TTL would make every message ask again; a
+    week-long one would outlive a key rotation)."""
+
+    def __init__(self, max_size: int = 10_000, min_ttl: float = 5.0, max_ttl: float = 3600.0):
+        super().__init__(max_size)
+        self.min_ttl = min_ttl
+        self.max_ttl = max(min_ttl, max_ttl)
+
+    def put(self, key: dns.resolver.CacheKey, value: dns.resolver.Answer) -> None:
+        now = time.time()
+        ttl = min(max(value.expiration - now, self.min_ttl), self.max_ttl)
+        value.expiration = now + ttl
+        super().put(key, value)
+
+
 class DnsResolver:
     """Asynchronous lookups with dnspython against configured name servers.
 
     ``nameservers`` empty means the system's ``/etc/resolv.conf``. ``timeout`` is the
-    whole budget of one lookup (dnspython's *lifetime*), retries included.
+    whole budget of one lookup (dnspython's *lifetime*), retries included. ``cache``:
+    answers kept for their TTL (None: every lookup goes to the server).
     """
 
     def __init__(
@@ -67,6 +92,7 @@ class DnsResolver:
         nameservers: Sequence[str] = (),
         port: int = 53,
         timeout: float = 3.0,
+        cache: DnsCache | None = None,
     ) -> None:
         if nameservers:
             resolver = dns.asyncresolver.Resolver(configure=False)
@@ -77,7 +103,7 @@ class DnsResolver:
         resolver.timeout = timeout
         resolver.lifetime = timeout
         resolver.use_edns(0, 0, 1232)
-        resolver.cache = None
+        resolver.cache = cache
         self._resolver = resolver
         self.timeout = timeout
 

@@ -51,6 +51,7 @@ from mailsvc.checks.policy import CheckingPolicy, load_checking_policy
 from mailsvc.config import AlertsSection
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Mailbox, MessageRecord
+from mailsvc.db.session import reading
 from mailsvc.jobs.context import JobContext
 from mailsvc.message import InboundMessage
 from mailsvc.outbound.mailer import Mailer
@@ -510,7 +511,7 @@ class PriorityFollower:
         self.policy = policy
 
     def _tracked(self) -> set[str]:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return set(tracked_mailboxes(session, self.policy))
 
     async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:

@@ -21,6 +21,12 @@ before them) until the login is read, or ``grace`` seconds, after which the SELE
 recorded from its own fields. Rotation (the path now names another file): the old file
 is read to its end, then the new one from 0; a file shorter than the cursor was
 truncated and is read from 0.
+
+Most lines are no events (deliveries, disconnects): a batch without events opens no
+transaction (the write lock stays with message acceptance); the position moves on in
+memory and is saved with the next batch that has events, after ``SAVE_AFTER_BYTES`` of
+such lines, or by ``flush`` when the recorder stops. Lines read again after a crash are
+skipped again. An idle poll costs a stat of the log and no database work.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc.checks.models import ImapSession, LogCursor, MailboxCheck
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
+from mailsvc.db.session import reading
 from mailsvc.jobs.context import JobContext
 from mailsvc.mailboxes.events import MailboxEvent, parse_line
 
@@ -50,6 +57,7 @@ log = logging.getLogger(__name__)
 CURSOR_NAME = "dovecot-events"
 BATCH_BYTES = 256 * 1024
 IN_CHUNK = 500  # session ids per IN (...) query
+SAVE_AFTER_BYTES = 1024 * 1024  # lines without events read past before the cursor is saved
 
 _Row = TypeVar("_Row", ImapSession, MailboxCheck)
 
@@ -102,6 +110,7 @@ class EventLogReader:
         self._pos = 0
         self._loaded = False
         self._waiting: dict[str, _Waiting] = {}
+        self._unsaved = 0  # bytes read past (no events) since the cursor was saved
 
     # ------------------------------------------------------------------ public
     def poll(self) -> int:
@@ -130,6 +139,16 @@ class EventLogReader:
             recorded += self._apply(b"")
         return recorded
 
+    def flush(self) -> None:
+        """Save the cursor if lines without events were read past since it was saved."""
+        if self._unsaved and self._fh is not None:
+            self._save_cursor_only()
+
+    @property
+    def offset(self) -> int:
+        """How far the current file has been read (for tests and logs)."""
+        return self._pos
+
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
@@ -142,7 +161,7 @@ class EventLogReader:
 
     # ------------------------------------------------------------- the file
     def _load_cursor(self) -> None:
-        with self.sessions() as db:
+        with reading(self.sessions) as db:
             cursor = db.get(LogCursor, self.name)
             saved_id, offset = (cursor.file_id, cursor.offset) if cursor else ("", 0)
         self._loaded = True
@@ -242,6 +261,7 @@ class EventLogReader:
     def _save_cursor_only(self) -> None:
         with self.sessions.begin() as db:
             self._write_cursor(db, self._cursor_offset(self._waiting, self._pos))
+        self._unsaved = 0
 
     def _write_cursor(self, db: Session, offset: int) -> None:
         cursor = db.get(LogCursor, self.name)
@@ -263,6 +283,13 @@ class EventLogReader:
                 events.append((offset, event))
             offset += len(raw)
         new_pos = self._pos + len(data)
+        if not events and not self._expired():
+            # Nothing to record: move on without a transaction (see the module's doc).
+            self._pos = new_pos
+            self._unsaved += len(data)
+            if self._unsaved >= SAVE_AFTER_BYTES:
+                self._save_cursor_only()
+            return 0
         wanted = {e.session for _, e in events} | set(self._waiting)
         with self.sessions.begin() as db:
             batch = _Batch(
@@ -277,6 +304,7 @@ class EventLogReader:
             self._write_cursor(db, self._cursor_offset(batch.waiting, new_pos))
         # Committed: only now does the in-memory state move on.
         self._pos = new_pos
+        self._unsaved = 0
         self._waiting = batch.waiting
         if batch.recorded:
             log.info("checks: %d recorded from %s", batch.recorded, self.path)
@@ -439,6 +467,10 @@ class CheckRecorder:
         if self._task is not None:
             await self._task
             self._task = None
+        try:
+            await asyncio.to_thread(self.reader.flush)
+        except Exception:  # boundary: the lines after the saved cursor are read again
+            log.exception("checks: saving the cursor of %s failed", self.reader.path)
         self.reader.close()
 
     async def _run(self) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# Execution option of a connection that only reads (see ``reading``).
+READ_ONLY = "mailsvc_read_only"
 
 
 def _sqlite_pragmas(busy_timeout: float) -> Any:
@@ -125,6 +130,10 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin_immediate(conn: Any) -> None:
+            if conn.get_execution_options().get(READ_ONLY):
+                # A reader (WAL): its own snapshot, neither our queue nor SQLite's lock.
+                conn.exec_driver_sql("BEGIN DEFERRED")
+                return
             dbapi = conn.connection.dbapi_connection
             if isinstance(dbapi, _QueuedConnection) and dbapi.write_queue is None:
                 if queue.acquire():
@@ -144,6 +153,21 @@ def make_engine(url: str, *, busy_timeout: float = 30.0) -> Engine:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for look-ups only (closed, never committed, at the end).
+
+    On SQLite every other transaction is ``BEGIN IMMEDIATE`` and waits its turn in the
+    process's write queue; a reader needs neither (WAL: it reads its own snapshot while a
+    writer commits), so periodic checks and per-recipient look-ups made here never queue
+    behind message acceptance nor make it wait. Writing in such a session is a bug (on
+    SQLite it may fail with "database is locked"). On PostgreSQL this is a plain session.
+    """
+    with sessions() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 def alembic_config(url: str) -> Config:

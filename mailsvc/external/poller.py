@@ -41,6 +41,7 @@ from mailsvc import audit
 from mailsvc.checks.models import MailboxCheck
 from mailsvc.config import ExternalMailbox, Settings
 from mailsvc.db.base import utcnow
+from mailsvc.db.session import reading
 from mailsvc.errors import ConfigError, MailsvcError
 from mailsvc.external.imap import RemoteSession, read_password
 from mailsvc.external.models import ExternalFetch, ExternalState
@@ -541,7 +542,7 @@ class ExternalMailboxes:
             await asyncio.sleep(REQUEST_CHECK_SECONDS)
 
     def _requested(self) -> list[tuple[str, datetime]]:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             rows = session.execute(
                 select(ExternalState.name, ExternalState.poll_requested_at).where(
                     ExternalState.poll_requested_at.is_not(None)

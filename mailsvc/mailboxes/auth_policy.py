@@ -36,6 +36,7 @@ from datetime import datetime
 from aiohttp import web
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.db.session import reading
 from mailsvc.lockout import Lockout
 from mailsvc.time import iso_local
 
@@ -154,7 +155,7 @@ class AuthPolicyServer:
         return web.json_response({"status": -1, "msg": "unknown command"}, status=400)
 
     def _locked_until(self, account: str, client: str) -> datetime | None:
-        with self._sessions() as session:
+        with reading(self._sessions) as session:
             return self._lockout.locked_until(session, account, client)
 
     def _report(self, account: str, client: str, success: bool) -> None:

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import audit
 from mailsvc.db.models import Mailbox, MessageRecord
+from mailsvc.db.session import reading
 from mailsvc.delivery import Annotations
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, read_status
@@ -422,11 +423,11 @@ class NoticeFollower:
     def _recent_detections(self, client_ip: str) -> int:
         from mailsvc.db.base import utcnow
 
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return count_detections(session, since=utcnow() - OUTBREAK_WINDOW, client_ip=client_ip)
 
     def _admins(self) -> list[str]:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return list(
                 session.scalars(
                     select(Mailbox.address).where(

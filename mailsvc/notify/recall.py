@@ -99,6 +99,9 @@ class RecallRecorder:
         # running server carries the recall out at once (copies voided in every folder,
         # status 15 to the sender); refusing it is an administrator's override.
         self.auto_confirm = auto_confirm
+        # Queue ids of accepted messages whose transaction queued mail: only those wake the
+        # outbound worker (a plain message must not send it to the database).
+        self._queued: set[str] = set()
 
     # -- Recorder protocol -------------------------------------------------------------
     def prepare(self, msg: InboundMessage, verdict: Verdict) -> None:
@@ -148,6 +151,7 @@ class RecallRecorder:
                 reason=report.reason,
             )
             self._tell_clerks(session, document, msg, report)
+            self._queued.add(msg.queue_id)
             if self.auto_confirm:
                 reason = report.reason or "Thu hồi theo đề nghị của cơ quan gửi"
                 workflow.set_status(
@@ -180,8 +184,10 @@ class RecallRecorder:
 
     # -- Follower protocol: the queued notices are due now -------------------------------
     async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:
-        if self.mailer is not None:
-            self.mailer.wake()
+        if msg.queue_id in self._queued:
+            self._queued.discard(msg.queue_id)
+            if self.mailer is not None:
+                self.mailer.wake()
 
     async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None:
         return None

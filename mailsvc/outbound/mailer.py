@@ -8,8 +8,15 @@ smarthost for the rest. Temporary failures (no connection, 4xx) are retried afte
 configured waits (1, 5, 15, 60 minutes ...) until ``give_up_hours``; a 5xx answer fails
 the message at once. A failed message is logged and, unless it was itself an alert,
 reported to the administrators (``on_failure``). The queue survives restarts: rows
-left ``queued`` are delivered by the next worker. Other processes (the register CLI)
-queue rows in their own transaction; the worker reads the queue every ``poll_seconds``.
+left ``queued`` are delivered by the next worker.
+
+The worker sleeps until it is woken (``wake``: every in-process caller that queued a row
+calls it after its commit), until the earliest ``next_attempt_at`` it knows of, or for
+``poll_seconds`` at most: other processes (the register and queue CLI) queue rows in their
+own transaction and cannot wake it. Each pass first looks up the earliest due time in a
+read-only transaction (``db.session.reading``: no write lock on SQLite), and claims rows
+in a write transaction only when one is due; an idle queue never competes with message
+acceptance for the database's write lock.
 
 Mail our officials send to other servers (kind ``submission``, queued by the
 acceptance transaction before the SMTP 250) goes through the same queue: routed by
@@ -41,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.config import OutboundSection
 from mailsvc.db.base import utcnow
+from mailsvc.db.session import reading
 from mailsvc.delivery import LocalDelivery
 from mailsvc.errors import MailsvcError, NotFoundError
 from mailsvc.outbound import queue
@@ -304,9 +312,11 @@ class Mailer:
 
     async def deliver_due(self) -> float:
         """One pass: attempt every due row. Returns the seconds until the next is due
-        (at most ``poll_seconds``)."""
-        now = utcnow()
-        rows = await asyncio.to_thread(self._claim_due, now)
+        (at most ``poll_seconds``). With nothing due, the pass is one read-only look-up."""
+        upcoming = await asyncio.to_thread(self._next_due)
+        if upcoming is None or upcoming > utcnow():
+            return self._until(upcoming)
+        rows = await asyncio.to_thread(self._claim_due, utcnow())
         if rows:
             singles, groups = self._group(rows)
             await asyncio.gather(
@@ -340,7 +350,7 @@ class Mailer:
 
     def _next_due(self) -> datetime | None:
         assert self.sessions is not None
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return queue.next_due(session)
 
     async def _attempt(self, row: Pending) -> None:

@@ -399,7 +399,9 @@ class RegisterRecorder:
         if not domain:
             return "", ""
         if self.directory is not None:
-            info = self.directory.agency_for_domain(domain)
+            # From the directory's snapshot, known addresses first (as the table fallback).
+            by_address = getattr(self.directory, "agency_for_address", None)
+            info = by_address(address) if by_address else self.directory.agency_for_domain(domain)
             return (info.code, info.name) if info is not None else ("", "")
         for agency in session.scalars(select(Agency).order_by(Agency.id)):
             if address in (agency.known_addresses or []) or domain in (agency.domains or []):

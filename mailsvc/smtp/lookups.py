@@ -1,5 +1,9 @@
 """Database look-ups the SMTP dialogue needs (recipients, senders, logins), run off the
-event loop and cached briefly so the hot path stays cheap."""
+event loop and cached briefly so the hot path stays cheap.
+
+Which domains are ours comes from the agency directory's snapshot when one is given (no
+database at all); mailbox look-ups are read-only transactions (``db.session.reading``) that
+never queue behind message acceptance for SQLite's write lock."""
 
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc.config import PasswordSection
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.session import reading
+from mailsvc.interfaces import Directory
 from mailsvc.lockout import Lockout
 from mailsvc.passwords import dummy_hash, verify_password
 
@@ -50,8 +56,10 @@ class MailboxLookup:
         local_domains: tuple[str, ...],
         lockout: Lockout,
         password_cfg: PasswordSection | None = None,
+        directory: Directory | None = None,
     ) -> None:
         self.sessions = sessions
+        self.directory = directory
         # Unknown addresses are verified against a hash of the same cost as real ones:
         # skipping the hash would tell an attacker which addresses exist (timing).
         self._dummy_hash = dummy_hash(password_cfg or PasswordSection())
@@ -70,6 +78,14 @@ class MailboxLookup:
             self._cache.clear()
         self._cache[key] = (time.monotonic() + CACHE_SECONDS, value)
 
+    async def is_local_domain(self, domain: str) -> bool:
+        domain = domain.lower()
+        if domain in self.primary_domains:
+            return True
+        if self.directory is not None:
+            return self.directory.is_local_domain(domain)
+        return domain in await self.local_domains()
+
     async def local_domains(self) -> frozenset[str]:
         cached = self._cached("domains")
         if isinstance(cached, frozenset):
@@ -79,7 +95,7 @@ class MailboxLookup:
         return domains
 
     def _local_domains_sync(self) -> frozenset[str]:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             rows = session.scalars(select(Agency).where(Agency.local.is_(True))).all()
             domains = {d.lower() for a in rows for d in a.domains}
         return frozenset(domains | set(self.primary_domains))
@@ -87,7 +103,7 @@ class MailboxLookup:
     async def recipient_status(self, address: str) -> RecipientStatus:
         address = address.lower()
         domain = address.rpartition("@")[2]
-        if domain not in await self.local_domains():
+        if not await self.is_local_domain(domain):
             return RecipientStatus.REMOTE
         cached = self._cached("rcpt:" + address)
         if isinstance(cached, RecipientStatus):
@@ -97,7 +113,7 @@ class MailboxLookup:
         return status
 
     def _recipient_status_sync(self, address: str) -> RecipientStatus:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             box = session.scalars(select(Mailbox).where(Mailbox.address == address)).one_or_none()
         if box is None or box.removed:
             return RecipientStatus.UNKNOWN
@@ -121,7 +137,7 @@ class MailboxLookup:
         return allowed
 
     def _may_send_as_sync(self, login: str, address: str) -> bool:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             box = session.scalars(select(Mailbox).where(Mailbox.address == login)).one_or_none()
             if box is None or box.agency is None:
                 return False

@@ -25,9 +25,10 @@ from mailsvc.checks.records import (
 from mailsvc.cli import main
 from mailsvc.config import ChecksSection, DatabaseSection, Settings
 from mailsvc.db.models import MessageRecord
-from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.db.session import make_engine, make_sessionmaker, reading
 from mailsvc.jobs.context import JobContext
 from tests.e2e.conftest import wait_for
+from tests.transactions import count_transactions
 
 USER = "annv.stttt@so-tp.gov.vn"
 T0 = datetime(2026, 11, 23, 1, 0, tzinfo=UTC)  # 08:00 in Hà Nội
@@ -480,3 +481,52 @@ async def test_the_recorder_logs_a_failed_poll_and_keeps_going(
     finally:
         await recorder.stop()
     assert "IsADirectoryError" in caplog.text
+
+
+def test_lines_without_events_open_no_write_transaction(
+    sessions: sessionmaker[Session], log_path: Path
+) -> None:
+    """Deliveries and disconnects fill the log between checks: reading past them changes
+    nothing in the database, so no transaction takes the write lock for them."""
+    seen = count_transactions(sessions.kw["bind"])
+    append(log_path, noise(T0) * 50)
+    r = reader(sessions, log_path)
+    assert r.poll() == 0
+    assert r.poll() == 0  # nothing new
+    assert seen.writes == 0 and r.offset == log_path.stat().st_size
+    # Stopped here, a new reader would read the noise again: nothing to count twice.
+    append(log_path, login("N1", T0), command("N1", T0))
+    assert r.poll() == 1 and seen.writes == 1
+    with reading(sessions) as db:
+        cursor = db.get(LogCursor, CURSOR_NAME)
+        assert cursor is not None and cursor.offset == log_path.stat().st_size
+    # Noise after the last event: its cursor is saved on flush (when the recorder stops).
+    append(log_path, noise(T0) * 5)
+    assert r.poll() == 0 and seen.writes == 1
+    r.flush()
+    r.flush()  # nothing more to save
+    assert seen.writes == 2
+    with sessions() as db:
+        cursor = db.get(LogCursor, CURSOR_NAME)
+        assert cursor is not None and cursor.offset == log_path.stat().st_size
+    assert [c.session for c in checks(sessions)] == ["N1"]
+
+
+async def test_an_idle_recorder_opens_no_write_transaction(
+    sessions: sessionmaker[Session], log_path: Path
+) -> None:
+    append(log_path, login("I1", T0), command("I1", T0))
+    r = reader(sessions, log_path)
+    recorder = CheckRecorder(r, interval=0.01)
+    recorder.start()
+    try:
+        await wait_for(lambda: len(checks(sessions)) == 1)
+        seen = count_transactions(sessions.kw["bind"])
+        first_size = len((login("I1", T0) + command("I1", T0)).encode())
+        for n in range(1, 6):  # polls that find nothing, or only lines that are no events
+            append(log_path, noise(T0))
+            size = first_size + n * len(noise(T0).encode())
+            await wait_for(lambda size=size: r.offset == size)
+        assert seen.writes == 0
+    finally:
+        await recorder.stop()

@@ -184,3 +184,33 @@ def test_include_subdomains_covers_subdomains_only_when_set(
     shown = json.loads(admin_cli("agency", "show", "000.00.00.H29", "--json").stdout)
     assert shown["include_subdomains"] is False
     assert "--include-subdomains" in admin_cli("agency", "add", "--help").stdout
+
+
+async def test_smtp_lookups_take_our_domains_from_the_directory(
+    admin_cli, db_sessions: sessionmaker[Session]
+) -> None:
+    """RCPT TO: whether a domain is ours comes from the directory's snapshot (kept current
+    by its refresh); only the mailbox itself is looked up, in a read-only transaction."""
+    from sqlalchemy import event
+
+    from mailsvc.lockout import Lockout
+    from mailsvc.smtp.lookups import MailboxLookup, RecipientStatus
+    from tests.transactions import count_transactions
+
+    admin_cli("agency", "add", "000.00.00.H61", "Sở TTTT", "--domain", "local.gov.vn", "--local")
+    directory = DbDirectory(db_sessions, local_domains=["stttt.example.gov.vn"])
+    directory.refresh()
+    lookup = MailboxLookup(
+        db_sessions, ("stttt.example.gov.vn",), Lockout(5, 60, 3600), directory=directory
+    )
+    engine = db_sessions.kw["bind"]
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].lower()))
+    seen = count_transactions(engine)
+    assert await lookup.recipient_status("nobody@local.gov.vn") is RecipientStatus.UNKNOWN
+    assert await lookup.recipient_status("nobody@elsewhere.example") is RecipientStatus.REMOTE
+    assert not any("from agency" in s for s in statements)
+    assert (seen.reads, seen.writes) == (1, 0)
+    admin_cli("agency", "update", "000.00.00.H61", "--not-local")
+    directory.refresh()
+    assert await lookup.recipient_status("other@local.gov.vn") is RecipientStatus.REMOTE

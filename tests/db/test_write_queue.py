@@ -72,3 +72,45 @@ def test_concurrent_sqlite_writers_all_commit(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(DISTINCT n) FROM t")).scalar_one() == 200
     engine.dispose()
+
+
+def test_a_reader_neither_queues_nor_waits_for_a_writer(tmp_path: Path) -> None:
+    """``reading``: a look-up while another transaction holds the write lock returns the
+    last committed state at once (it would otherwise wait for the writer's turn)."""
+    from sqlalchemy import event
+
+    from mailsvc.db.session import READ_ONLY, make_sessionmaker, reading
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'r.sqlite3'}", busy_timeout=30)
+    sessions = make_sessionmaker(engine)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+        conn.execute(text("INSERT INTO t VALUES (1)"))
+    begins: list[bool] = []
+    event.listen(
+        engine,
+        "begin",
+        lambda conn: begins.append(bool(conn.get_execution_options().get(READ_ONLY))),
+    )
+    writer = engine.connect()
+    writer.begin()
+    writer.execute(text("INSERT INTO t VALUES (2)"))  # holds the write lock, uncommitted
+    try:
+        result: list[int] = []
+        done = threading.Event()
+
+        def look() -> None:
+            with reading(sessions) as session:
+                result.extend(session.scalars(text("SELECT n FROM t ORDER BY n")))
+            done.set()
+
+        thread = threading.Thread(target=look)
+        thread.start()
+        assert done.wait(10), "the reader waited for the writer"
+        thread.join(10)
+        assert result == [1]
+        assert begins == [False, True]  # the writer's BEGIN IMMEDIATE, then the reader's
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,12 +22,14 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.db.base import utcnow
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.outbound.mailer import FailedMessage, Mailer, SmtpRelay
 from mailsvc.outbound.models import FAILED, QUEUED, SENT, OutboundMessage
 from mailsvc.outbound.queue import RetryPolicy, enqueue
 from tests.e2e.conftest import wait_for
+from tests.transactions import count_transactions
 
 FAST = RetryPolicy(
     waits=(timedelta(milliseconds=50), timedelta(milliseconds=100)),
@@ -276,3 +280,78 @@ async def test_without_a_relay_remote_mail_fails_at_once_without_alert(
     [row] = rows(sessions)
     assert row.state == FAILED and "no outbound relay" in row.last_error
     assert failures == [] and mailer.sent == []
+
+
+async def test_a_sent_notice_goes_at_once_not_at_the_next_poll(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink()
+    server = await start_sink(port, sink)
+    seen = count_transactions(sessions.kw["bind"])
+    try:
+        # An hour between polls: only the wake-up of ``send`` can get it out in time.
+        mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600))
+        mailer.start()
+        running.append(mailer)
+        await wait_for(lambda: seen.reads >= 1)  # the first pass found nothing
+        await mailer.send(notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="n")
+        await wait_for(lambda: mailer.sent == [("n", "vanthu@stc.example.vn")], timeout=5)
+        assert [rcpt for _, rcpt, _ in sink.received] == ["vanthu@stc.example.vn"]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+ENQUEUE_ELSEWHERE = """
+import sys
+from mailsvc.db.session import make_engine, make_sessionmaker
+from mailsvc.outbound.queue import enqueue
+engine = make_engine(sys.argv[1])
+with make_sessionmaker(engine).begin() as session:
+    enqueue(session, b"Subject: n\\r\\n\\r\\nx\\r\\n", "vanthu@stc.example.vn", kind="cli")
+engine.dispose()
+"""
+
+
+async def test_a_row_queued_by_another_process_is_sent(
+    sessions: sessionmaker[Session], db_url: str, tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink()
+    server = await start_sink(port, sink)
+    try:
+        mailer = make_mailer(sessions, port, tmp_path)
+        mailer.start()
+        running.append(mailer)
+        # The CLI's way: its own process and transaction, and no wake-up call to us.
+        await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-c", ENQUEUE_ELSEWHERE, db_url], check=True
+        )
+        await wait_for(lambda: mailer.sent == [("cli", "vanthu@stc.example.vn")])
+        assert rows(sessions)[0].state == SENT
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_an_idle_mailer_only_reads(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    """Nothing due (an empty queue, then a row due in an hour): each pass is one look-up;
+    no write transaction competes with message acceptance for SQLite's lock."""
+    seen = count_transactions(sessions.kw["bind"])
+    mailer = make_mailer(sessions, free_port(), tmp_path)  # polls every 50 ms
+    mailer.start()
+    running.append(mailer)
+    await wait_for(lambda: seen.reads >= 5)
+    assert seen.writes == 0
+    with sessions.begin() as session:
+        row = enqueue(session, notice("later@stc.example.vn"), "later@stc.example.vn", kind="n")
+        row.next_attempt_at = utcnow() + timedelta(hours=1)
+    seen.writes = 0
+    mailer.wake()
+    reads = seen.reads
+    await wait_for(lambda: seen.reads >= reads + 5)
+    assert seen.writes == 0
+    assert rows(sessions)[0].attempts == 0
