@@ -517,7 +517,7 @@ class PriorityFollower:
     ) -> None:
         if verdict.action is not Action.DELIVER:
             return
-        hits = [r for r in records if is_priority_message(self.policy, r.mail_from, r.verdict)]
+        hits = [r for r in records if is_priority_message(self.policy, r.mail_from, verdict)]
         if not hits:
             return
         tracked = await asyncio.to_thread(self._tracked)
