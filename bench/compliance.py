@@ -14,7 +14,7 @@ one plus those senders and that certificate. Figures, from the same run and data
 
 - baseline:  the plain SELECTs evaluate() makes, rows fetched and nothing computed: the
              checks of the period (mailbox, at), the messages from priority senders and
-             those whose stored verdict names a priority certificate
+             those signed with a priority certificate (``message_signature.fingerprint``)
 - evaluate:  ``evaluate()`` for every mailbox and day (what `mailsvc checks report` does
              before printing)
 - json:      evaluate + ``to_json`` + ``json.dumps`` (`report --json`)
@@ -44,7 +44,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import Text, cast, create_engine, func, insert, or_, select, text  # noqa: E402
+from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from mailsvc.checks.alerts import AlertNotifier, due_alerts  # noqa: E402
@@ -55,6 +55,7 @@ from mailsvc.checks.report import render_html  # noqa: E402
 from mailsvc.config import AlertsSection  # noqa: E402
 from mailsvc.db.models import Mailbox, MessageRecord  # noqa: E402
 from mailsvc.db.session import make_engine, make_sessionmaker, migrate  # noqa: E402
+from mailsvc.signatures.models import MessageSignature  # noqa: E402
 
 DOMAIN = "daknong.gov.vn"
 CHIEF = "bithu@tinhuy.daknong.gov.vn"
@@ -122,10 +123,11 @@ def populate(
     holidays = policy.holiday_dates()
     checks: list[dict[str, Any]] = []
     records: list[dict[str, Any]] = []
+    signatures: list[dict[str, Any]] = []
     n_checks = n_messages = 0
 
     def flush(force: bool = False) -> None:
-        nonlocal checks, records
+        nonlocal checks, records, signatures
         if len(checks) < 20_000 and len(records) < 5_000 and not force:
             return
         with sessions.begin() as session:
@@ -133,7 +135,9 @@ def populate(
                 session.execute(insert(MailboxCheck), checks)
             if records:
                 session.execute(insert(MessageRecord), records)
-        checks, records = [], []
+            if signatures:
+                session.execute(insert(MessageSignature), signatures)
+        checks, records, signatures = [], [], []
 
     with sessions.begin() as session:
         session.add_all(Mailbox(address=a, role="clerk") for a in mailboxes)
@@ -160,8 +164,10 @@ def populate(
                     roll = rnd.random()
                     sender = CHIEF if roll < 0.05 else "vanthu@stc.daknong.gov.vn"
                     key = uuid.UUID(int=rnd.getrandbits(128)).hex
+                    fingerprint = FINGERPRINT if roll > 0.98 else OTHER
                     records.append(
                         {
+                            "id": n_messages,
                             "queue_id": key[:12].upper(),
                             "message_key": key,
                             "message_id": f"<{key}@stc.daknong.gov.vn>",
@@ -172,9 +178,24 @@ def populate(
                             "direction": "inbound",
                             "received_at": at.astimezone(UTC),
                             "action": "deliver",
-                            "verdict": verdict(FINGERPRINT if roll > 0.98 else OTHER, n_messages),
+                            "verdict": verdict(fingerprint, n_messages),
                             "state": "delivered",
                             "delivered_at": at.astimezone(UTC),
+                        }
+                    )
+                    signatures.append(  # what SignatureRecorder writes beside the row
+                        {
+                            "message_record_id": n_messages,
+                            "position": 0,
+                            "document": "CV-123-STC.pdf",
+                            "format": "pdf",
+                            "indication": "TOTAL_PASSED",
+                            "subindication": "",
+                            "signer": "Nguyễn Văn An",
+                            "organisation": "Sở Tài chính",
+                            "kind": "personal",
+                            "serial": "4F2A19",
+                            "fingerprint": fingerprint,
                         }
                     )
             elif rnd.random() < 0.1:
@@ -221,17 +242,11 @@ def baseline(
             .order_by(MailboxCheck.mailbox, MailboxCheck.at)
         ).all()
         senders = session.execute(select(*columns).where(*delivered, by_sender)).all()
+        by_certificate = select(MessageSignature.message_record_id).where(
+            MessageSignature.fingerprint.in_(policy.priority.certificates)
+        )
         signed = session.execute(
-            select(*columns, MessageRecord.verdict).where(
-                *delivered,
-                ~by_sender,
-                or_(
-                    *(
-                        cast(MessageRecord.verdict, Text).contains(f)
-                        for f in policy.priority.certificates
-                    )
-                ),
-            )
+            select(*columns).where(*delivered, ~by_sender, MessageRecord.id.in_(by_certificate))
         ).all()
     return len(rows) + len(senders) + len(signed)
 

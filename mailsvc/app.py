@@ -84,6 +84,7 @@ from mailsvc.policy.spam import load_spam_policy
 from mailsvc.register.recorder import RegisterRecorder
 from mailsvc.signatures.engine import home_gnupg, home_trust_config
 from mailsvc.signatures.policy import load_signature_policy
+from mailsvc.signatures.records import SignatureRecorder
 from mailsvc.smtp.handler import (
     INBOUND,
     SUBMISSION,
@@ -385,6 +386,7 @@ class App:
             hostname=s.server.hostname,
             recorders=[
                 RegisterRecorder(self.blobs, directory=self.directory),
+                SignatureRecorder(),
                 RefusalRecorder(),
                 recall,
                 OutgoingStatusRecorder(self.directory),

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
-from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 
 class Status(str, Enum):
@@ -35,8 +33,14 @@ class Action(str, Enum):
 _SEVERITY = {Action.DELIVER: 0, Action.QUARANTINE: 1, Action.TEMPFAIL: 2, Action.REJECT: 3}
 
 
-def _frozen(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(data or {}))
+P = TypeVar("P")
+
+
+class Payload(Protocol):
+    """What a stage observed, as a typed (frozen, picklable) object. Later steps read its
+    fields; ``to_json`` is only for the record stored with the message."""
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,10 @@ class Finding:
     ``reason`` is a stable kebab-case code (``virus-found``, ``dkim-fail``) that
     policies, replies and stored records refer to. ``detail`` is for the log,
     never for the SMTP peer. ``auth_result`` is an Authentication-Results
-    method entry such as ``dkim=pass header.d=example.vn``. ``payload`` carries a
-    typed result object for later steps (e.g. a signature report or extracted
-    document metadata); it is never a bag of keys.
+    method entry such as ``dkim=pass header.d=example.vn``. ``payload`` carries the
+    stage's typed result (a virus scan, a limit breach, a signature report, document
+    metadata...): readers take it with ``isinstance`` or ``Verdict.payloads``, never by
+    string keys.
     """
 
     stage: str
@@ -57,21 +62,19 @@ class Finding:
     detail: str = ""
     auth_result: str | None = None
     score: float = 0.0
-    payload: Any = None
-    evidence: Mapping[str, Any] = field(default_factory=lambda: _frozen(None))
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "evidence", _frozen(self.evidence))
+    payload: Payload | None = None
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-able record of the finding, stored with the message."""
+        """A JSON-able record of the finding, stored with the message. The payload's JSON
+        form goes under ``evidence`` (the key records have always had); it is written
+        for the record, and no step reads it back."""
         return {
             "stage": self.stage,
             "status": self.status.value,
             "reason": self.reason,
             "detail": self.detail,
             "score": self.score,
-            "evidence": dict(self.evidence),
+            "evidence": self.payload.to_json() if self.payload is not None else {},
         }
 
 
@@ -88,7 +91,7 @@ class Verdict:
     def by_stage(self, stage: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.stage == stage)
 
-    def payloads(self, kind: type[Any]) -> list[Any]:
+    def payloads(self, kind: type[P]) -> list[P]:
         """Typed payloads of a given class, in stage order."""
         return [f.payload for f in self.findings if isinstance(f.payload, kind)]
 

@@ -518,7 +518,7 @@ class PriorityFollower:
         if verdict.action is not Action.DELIVER:
             return
         hits = [
-            r for r in accepted.records if is_priority_message(self.policy, r.mail_from, r.verdict)
+            r for r in accepted.records if is_priority_message(self.policy, r.mail_from, verdict)
         ]
         if not hits:
             return

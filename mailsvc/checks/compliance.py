@@ -22,18 +22,21 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import Text, cast, func, or_, select, true
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from mailsvc.checks.models import MailboxCheck
 from mailsvc.checks.policy import CheckingPolicy
 from mailsvc.db.models import Mailbox, MessageRecord
+from mailsvc.signatures.models import MessageSignature
+from mailsvc.signatures.report import DocumentSignatureReport
 from mailsvc.time import VIETNAM, iso_local
+from mailsvc.verdict import Verdict
 
 WindowStatus = Literal["met", "missed", "pending"]
 PriorityStatus = Literal["on-time", "late", "pending"]
@@ -145,21 +148,18 @@ def _iso(moment: datetime) -> str:
 # -- priority messages ---------------------------------------------------------------------
 
 
-def signer_fingerprints(verdict: Mapping[str, Any]) -> tuple[str, ...]:
-    """SHA-256 fingerprints of the certificates that signed a message's documents, read
-    from a stored verdict summary (the signatures stage's evidence)."""
-    out: list[str] = []
-    for finding in verdict.get("findings", ()):
-        if finding.get("stage") != "signatures":
-            continue
-        for signature in finding.get("evidence", {}).get("signatures", ()):
-            fingerprint = signature.get("fingerprint")
-            if fingerprint:
-                out.append(str(fingerprint))
-    return tuple(out)
+def signer_fingerprints(verdict: Verdict) -> tuple[str, ...]:
+    """Fingerprints of the certificates that signed a message's documents (the signatures
+    stage's typed reports)."""
+    return tuple(
+        s.fingerprint
+        for report in verdict.payloads(DocumentSignatureReport)
+        for s in report.signatures
+        if s.fingerprint
+    )
 
 
-def is_priority_message(policy: CheckingPolicy, sender: str, verdict: Mapping[str, Any]) -> bool:
+def is_priority_message(policy: CheckingPolicy, sender: str, verdict: Verdict) -> bool:
     """From a priority sender's address, or carrying a document signed with a listed
     certificate."""
     return policy.priority.is_priority(sender, signer_fingerprints(verdict))
@@ -199,19 +199,17 @@ def _priority_records(
             for r in session.execute(select(*columns).where(*delivered, by_sender))
         ]
     if certificates:
-        # The fingerprint's text in the stored verdict narrows; the parsed verdict decides.
+        signed = select(MessageSignature.message_record_id).where(
+            MessageSignature.fingerprint.in_(certificates)
+        )
         rows = session.execute(
-            select(*columns, MessageRecord.verdict).where(
+            select(*columns).where(
                 *delivered,
                 ~by_sender if senders else true(),
-                or_(*(cast(MessageRecord.verdict, Text).contains(fp) for fp in certificates)),
+                MessageRecord.id.in_(signed),
             )
         )
-        out += [
-            (r[0], r[1], r[2], r[3], r[4], r[5])
-            for r in rows
-            if is_priority_message(policy, r.mail_from, r.verdict or {})
-        ]
+        out += [(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
     return sorted(out, key=lambda r: (r[5], r[0]))
 
 

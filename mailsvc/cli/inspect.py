@@ -235,7 +235,7 @@ def as_json(result: Inspection) -> dict[str, Any]:
     return {
         "file": str(result.path),
         "parts": parts,
-        "markings": [m.evidence() | {"place": place_of(m, result.text)} for m in result.matches],
+        "markings": [m.to_dict() | {"place": place_of(m, result.text)} for m in result.matches],
         "unreadable": [
             {"location": f.location, "kind": f.kind, "detail": f.detail} for f in result.blocking
         ],

@@ -10,6 +10,7 @@ from mailsvc.outbound import models as outbound_models  # noqa: F401
 from mailsvc.outgoing import models as outgoing_models  # noqa: F401
 from mailsvc.quarantine import models as quarantine_models  # noqa: F401
 from mailsvc.register import models as register_models  # noqa: F401
+from mailsvc.signatures import models as signatures_models  # noqa: F401
 from mailsvc.web.workspace import models as workspace_models  # noqa: F401
 
 metadata = Base.metadata

@@ -55,7 +55,7 @@ class MarkingMatch:
     part_sha256: str
     line: int | None = None  # 1-based line of the part's text, when line-based
 
-    def evidence(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, object]:
         out: dict[str, object] = {
             "rule": self.rule,
             "level": self.category,

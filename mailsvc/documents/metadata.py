@@ -76,6 +76,8 @@ class DocumentMetadata:
     sources: tuple[tuple[str, str], ...] = ()
     pages: int = 0  # pages of the document read (set by the stage; 0: no pages)
     language: str = ""  # language of the text: "vi", "en" or "" (set by the stage)
+    # Where the fields were read ("attachment 1", "body", "none"; set by the stage).
+    document: str = field(default="", compare=False)
     # The text the fields were read from (capped), for the register's search index; set
     # by the metadata stage, never printed or stored with the verdict.
     text: str = field(default="", repr=False, compare=False)
@@ -132,6 +134,18 @@ class DocumentMetadata:
             "sources": dict(self.sources),
             "pages": self.pages,
             "language": self.language,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """The short form stored with the message's verdict (the metadata stage's record)."""
+        return {
+            "document": self.document,
+            "number_notation": self.number_notation,
+            "doc_type": self.doc_type,
+            "issued_date": self.issued_date.isoformat() if self.issued_date else None,
+            "urgency": self.urgency,
+            "agency_code": self.agency_code,
+            "fields": sorted(name for name, _ in self.sources),
         }
 
 

@@ -37,15 +37,18 @@ from mailsvc import audit
 from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.db.session import reading
 from mailsvc.delivery import Annotations
+from mailsvc.documents.markings import MarkingMatch
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, read_status
 from mailsvc.outbound.mailer import FailedMessage, Mailer
 from mailsvc.outbound.queue import as_bytes
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outcome import Accepted
+from mailsvc.pipeline.antivirus import ScanResult
+from mailsvc.pipeline.classification import ClassificationResult
 from mailsvc.quarantine.service import count_detections, record_detection
 from mailsvc.time import VIETNAM, iso_local, vn_datetime_exact
-from mailsvc.verdict import Action, Status, Verdict
+from mailsvc.verdict import Action, Finding, Status, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +221,11 @@ class RefusalRecorder:
                     mail_from=msg.mail_from,
                     client_ip=msg.client_ip,
                     recipients=msg.rcpt_tos,
-                    signature=str(finding.evidence.get("signature", "")),
+                    signature=_virus_name(finding),
                     size=len(msg.raw),
                 )
             elif finding.reason == "classified-content":
+                marking = _deciding_marking(finding)
                 audit.record(
                     session,
                     actor="mailsvc",
@@ -232,15 +236,26 @@ class RefusalRecorder:
                         "sender": msg.mail_from,
                         "client_ip": msg.client_ip,
                         "recipients": list(msg.rcpt_tos),
-                        "rule": finding.evidence.get("rule", ""),
-                        "level": finding.evidence.get("level", ""),
-                        "where": finding.evidence.get("where", ""),
+                        "rule": marking.rule if marking else "",
+                        "level": marking.category if marking else "",
+                        "where": marking.location if marking else "",
                         "received_at": msg.received_at.isoformat(),
                     },
                 )
 
 
 AUTH_PASS = frozenset({"dkim-pass", "dmarc-pass", "spf-pass"})
+
+
+def _virus_name(finding: Finding) -> str:
+    """The virus clamd named, from the antivirus finding's payload ("" when none)."""
+    return finding.payload.signature if isinstance(finding.payload, ScanResult) else ""
+
+
+def _deciding_marking(finding: Finding) -> MarkingMatch | None:
+    """The marking that decided a classification refusal, from the finding's payload."""
+    payload = finding.payload
+    return payload.deciding if isinstance(payload, ClassificationResult) else None
 
 
 def authenticated_origin(
@@ -307,10 +322,10 @@ class NoticeFollower:
         if deciding is None:
             return
         if deciding.reason == "virus-found":
-            await self._alert_virus(msg, str(deciding.evidence.get("signature", "")))
+            await self._alert_virus(msg, _virus_name(deciding))
             return  # never a notice for a virus: the sender address is probably forged
         if deciding.reason == "classified-content":
-            await self._alert_classified(msg, deciding.evidence)
+            await self._alert_classified(msg, _deciding_marking(deciding))
         if deciding.reason in NOTICE_REASONS and self._may_notify(msg, verdict):
             await self._send_notice(
                 msg, "02", incoming_number="", reason=NOTICE_REASONS[deciding.reason]
@@ -403,15 +418,15 @@ class NoticeFollower:
             kind="outbreak" if values["outbreak"] else "virus",
         )
 
-    async def _alert_classified(self, msg: InboundMessage, evidence: Any) -> None:
+    async def _alert_classified(self, msg: InboundMessage, marking: MarkingMatch | None) -> None:
         values = {
             "time": vn_datetime_exact(msg.received_at),
             "queue_id": msg.queue_id,
             "sender": msg.mail_from,
             "client_ip": msg.client_ip,
-            "level": evidence.get("title", evidence.get("level", "")),
-            "rule": evidence.get("rule", ""),
-            "where": evidence.get("where", ""),
+            "level": marking.title if marking else "",
+            "rule": marking.rule if marking else "",
+            "where": marking.location if marking else "",
             "sha256": msg.sha256,
         }
         await self._alert(

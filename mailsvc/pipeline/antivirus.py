@@ -4,7 +4,7 @@ clamd unpacks MIME parts, nested message/rfc822 parts and archives itself, so th
 stage sends the message exactly as received. It observes and never acts:
 
 - clean: ``pass`` / ``clean``
-- a signature matched: ``fail`` / ``virus-found``, evidence ``{"signature": name}``
+- a signature matched: ``fail`` / ``virus-found``; the payload (``ScanResult``) names it
 - clamd stopped scanning at one of its limits (``Heuristics.Limits.Exceeded.*``, with
   ``AlertExceedsMax yes``): ``fail`` / ``scan-limits-exceeded`` — content that could not
   be scanned completely is not passed
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from mailsvc.adapters.clamd import ClamdSizeLimitError
 from mailsvc.errors import DependencyError
@@ -28,6 +30,17 @@ from mailsvc.verdict import Finding, Status
 log = logging.getLogger(__name__)
 
 LIMITS_PREFIX = "Heuristics.Limits.Exceeded"
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """Typed payload of the stage's findings: what clamd saw of the message."""
+
+    size: int  # bytes sent to clamd (the whole message)
+    signature: str = ""  # the matching signature's name ("" when none matched)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"size": self.size, "signature": self.signature}
 
 
 class AntivirusStage:
@@ -48,7 +61,7 @@ class AntivirusStage:
                     status=Status.FAIL,
                     reason="scan-size-exceeded",
                     detail=str(exc),
-                    evidence={"size": len(msg.raw)},
+                    payload=ScanResult(len(msg.raw)),
                 ),
             )
         except DependencyError as exc:
@@ -69,6 +82,7 @@ class AntivirusStage:
                     status=Status.PASS,
                     reason="clean",
                     detail=f"no signature matched ({len(msg.raw)} bytes, {elapsed_ms:.1f} ms)",
+                    payload=ScanResult(len(msg.raw)),
                 ),
             )
         reason = "scan-limits-exceeded" if signature.startswith(LIMITS_PREFIX) else "virus-found"
@@ -86,6 +100,6 @@ class AntivirusStage:
                 status=Status.FAIL,
                 reason=reason,
                 detail=f"clamd: {signature} ({elapsed_ms:.1f} ms)",
-                evidence={"signature": signature},
+                payload=ScanResult(len(msg.raw), signature),
             ),
         )

@@ -262,12 +262,22 @@ class SpfResult(StrEnum):
 
 @dataclass(frozen=True)
 class SpfOutcome:
+    """Typed payload of the SPF finding."""
+
     result: SpfResult
     domain: str  # the domain whose record was checked first (A-label form)
     identity: str  # "mailfrom" or "helo"
     detail: str
     lookups: int = 0
     explanation: str = ""  # the domain's exp= text, on fail, when it published one
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "result": self.result.value,
+            "domain": self.domain,
+            "identity": self.identity,
+            "lookups": self.lookups,
+        }
 
 
 @dataclass(frozen=True)
@@ -578,6 +588,49 @@ class _DkimOutcome:
     results: tuple[DkimSignatureResult, ...]
 
 
+@dataclass(frozen=True)
+class DkimResults:
+    """Typed payload of the DKIM finding: each DKIM-Signature's outcome, in header order."""
+
+    signatures: tuple[DkimSignatureResult, ...]
+
+    @property
+    def domains(self) -> list[str]:
+        """The signing domains (d=), sorted, without repeats."""
+        return sorted({r.domain for r in self.signatures if r.domain})
+
+    @property
+    def pass_domains(self) -> list[str]:
+        return sorted({r.domain for r in self.signatures if r.result == "pass"})
+
+    @property
+    def unsigned_body_bytes(self) -> int:
+        """Body bytes after l= that passing signatures do not cover."""
+        return sum(r.unsigned_body_bytes for r in self.signatures if r.result == "pass")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "signatures": len(self.signatures),
+            "domains": ",".join(self.domains),
+        }
+        if self.pass_domains:
+            out["pass_domains"] = ",".join(self.pass_domains)
+        if self.unsigned_body_bytes:
+            out["unsigned_body_bytes"] = self.unsigned_body_bytes
+        return out
+
+
+@dataclass(frozen=True)
+class DmarcOutcome:
+    """Typed payload of the DMARC finding: the From domain it judged ("" when none)."""
+
+    result: str  # pass | fail | none | temperror | permerror
+    from_domain: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": self.result, "from_domain": self.from_domain}
+
+
 class AuthenticationStage:
     """DKIM, SPF and DMARC for mail from other servers; submissions are not checked."""
 
@@ -684,24 +737,13 @@ class AuthenticationStage:
             + (f" ({r.detail})" if r.detail else "")
             for r in results
         )
-        passing = [r for r in results if r.result == "pass"]
-        evidence = {
-            "signatures": len(results),
-            "domains": ",".join(sorted({r.domain for r in results if r.domain})),
-        }
-        if passing:
-            evidence["pass_domains"] = ",".join(sorted({r.domain for r in passing}))
-        partial = sum(r.unsigned_body_bytes for r in passing)
-        if partial:
-            evidence["unsigned_body_bytes"] = partial
         finding = Finding(
             stage=self.name,
             status=status,
             reason=reason,
             detail=summary,
             auth_result="; ".join(r.entry() for r in results),
-            payload=results,
-            evidence=evidence,
+            payload=DkimResults(results),
         )
         return _DkimOutcome(finding, results)
 
@@ -779,11 +821,6 @@ class AuthenticationStage:
             detail=outcome.detail,
             auth_result=f"spf={outcome.result.value} {comment}{prop}",
             payload=outcome,
-            evidence={
-                "domain": outcome.domain,
-                "client_ip": msg.client_ip,
-                "lookups": outcome.lookups,
-            },
         )
 
     # -- DMARC -------------------------------------------------------------------------
@@ -826,7 +863,7 @@ class AuthenticationStage:
                 reason=reason,
                 detail=detail,
                 auth_result=entry,
-                evidence={"from_domain": domain},
+                payload=DmarcOutcome(result, domain),
             )
 
         if not self._policy.dmarc.enabled:

@@ -4,9 +4,11 @@ Looks for markings (``mailsvc.documents.markings``) in the subject, the bodies, 
 attachment's text and file name, archives, forwarded mail and document properties. One
 finding per message:
 
-- ``fail`` / ``classified-content``: a marking was found. The evidence names the rule, the
-  level, the source and where (``attachment 2 > member 1``), the part's SHA-256 and line; it
-  never holds the text itself. ``payload`` is a :class:`ClassificationResult`.
+Every finding's payload is a :class:`ClassificationResult`.
+
+- ``fail`` / ``classified-content``: a marking was found. The payload's ``deciding`` match
+  names the rule, the level, the source and where (``attachment 2 > member 1``), the part's
+  SHA-256 and line; it never holds the text itself.
 - ``fail`` / ``unreadable-content``: a part could not be read and the policy says refuse.
 - ``error`` / ``extraction-failed``: extraction timed out, crashed, or a part could not be
   read and the policy says error. The runner tempfails (fail closed).
@@ -18,9 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
-from mailsvc.documents.extract import ExtractedText, ExtractionError, MessageView, TextExtractor
+from mailsvc.documents.extract import (
+    ExtractedText,
+    ExtractionError,
+    ExtractionFailure,
+    MessageView,
+    TextExtractor,
+)
 from mailsvc.documents.markings import MarkingDetector, MarkingMatch
 from mailsvc.message import InboundMessage
 from mailsvc.policy.classification import ClassificationPolicy, Unreadable
@@ -33,12 +42,32 @@ NAME = "classification"
 
 @dataclass(frozen=True)
 class ClassificationResult:
-    """Typed payload of the finding: every match (no content) and the deciding one."""
+    """Typed payload of the finding: every match (no content) and the deciding one; the
+    parts that could not be read when they decide; how many parts were read."""
 
     matches: tuple[MarkingMatch, ...]
     deciding: MarkingMatch | None
     policy_version: str
     message_sha256: str
+    unreadable: tuple[ExtractionFailure, ...] = ()
+    parts: int = 0
+
+    @property
+    def kinds(self) -> list[str]:
+        """The kinds of the unreadable parts (corrupt, encrypted, timeout...), sorted."""
+        return sorted({f.kind for f in self.unreadable})
+
+    def to_json(self) -> dict[str, Any]:
+        if self.deciding is not None:
+            return self.deciding.to_dict() | {"matches": len(self.matches)}
+        if self.unreadable:
+            return {
+                "kinds": self.kinds,
+                "where": [f.location for f in self.unreadable[:10]],
+                "part_sha256": [f.sha256 for f in self.unreadable[:10]],
+                "message_sha256": self.message_sha256,
+            }
+        return {"parts": self.parts}
 
     @property
     def level(self) -> str | None:
@@ -87,7 +116,15 @@ class ClassificationStage:
                     status=Status.ERROR,
                     reason="extraction-failed",
                     detail=str(exc),
-                    evidence={"kinds": ["timeout"], "message_sha256": msg.sha256},
+                    payload=ClassificationResult(
+                        matches=(),
+                        deciding=None,
+                        policy_version=self.policy.version,
+                        message_sha256=msg.sha256,
+                        unreadable=(
+                            ExtractionFailure("(message)", "timeout", "", msg.sha256, str(exc)),
+                        ),
+                    ),
                 ),
             )
         matches = scanned if scanned is not None else await self._scan(text)
@@ -108,9 +145,9 @@ class ClassificationStage:
             deciding=deciding,
             policy_version=self.policy.version,
             message_sha256=text.message_sha256,
+            parts=len(text.parts),
         )
         if deciding is not None:
-            evidence = deciding.evidence() | {"matches": len(matches)}
             return Finding(
                 stage=self.name,
                 status=Status.FAIL,
@@ -120,7 +157,6 @@ class ClassificationStage:
                     f" at {deciding.location}; {len(matches)} match(es)"
                 ),
                 payload=result,
-                evidence=evidence,
             )
         refuse = [
             f for f in text.failures if self.policy.unreadable.for_kind(f.kind) is Unreadable.REFUSE
@@ -144,12 +180,7 @@ class ClassificationStage:
                 status=Status.ERROR,
                 reason="extraction-failed",
                 detail="; ".join(f"{f.location}: {f.kind} ({f.detail})" for f in error[:5]),
-                payload=result,
-                evidence={
-                    "kinds": sorted({f.kind for f in error}),
-                    "where": [f.location for f in error[:10]],
-                    "message_sha256": text.message_sha256,
-                },
+                payload=replace(result, unreadable=tuple(error)),
             )
         if refuse:
             return Finding(
@@ -157,12 +188,7 @@ class ClassificationStage:
                 status=Status.FAIL,
                 reason="unreadable-content",
                 detail="; ".join(f"{f.location}: {f.kind} ({f.detail})" for f in refuse[:5]),
-                payload=result,
-                evidence={
-                    "kinds": sorted({f.kind for f in refuse}),
-                    "where": [f.location for f in refuse[:10]],
-                    "part_sha256": [f.sha256 for f in refuse[:10]],
-                },
+                payload=replace(result, unreadable=tuple(refuse)),
             )
         return Finding(
             stage=self.name,
@@ -170,5 +196,4 @@ class ClassificationStage:
             reason="no-marking",
             detail=f"{len(text.parts)} part(s) read in {text.elapsed_ms:.1f} ms",
             payload=result,
-            evidence={"parts": len(text.parts)},
         )

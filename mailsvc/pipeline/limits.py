@@ -30,9 +30,10 @@ a policy limit, so the work is at most linear in the message size times
 - Attachment file names with direction overrides, invisible characters, controls or
   bytes that are not UTF-8 (``file-name-deceptive``).
 
-The first limit exceeded ends the walk with one ``fail`` Finding whose evidence names
-the limit (``limit``: the policy key, ``maximum``, ``observed``, ``part``: the MIME
-path such as ``1.2`` and, for archives, the member).
+The first limit exceeded ends the walk with one ``fail`` Finding whose payload, a
+``LimitBreach``, names the limit (``limit``: the policy key, ``maximum``, ``observed``,
+``part``: the MIME path such as ``1.2`` and, for archives, the ``member``). A message
+within the limits gets a ``pass`` Finding whose payload is its ``LimitCounters``.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import zlib
 from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from mailsvc.message import InboundMessage
 from mailsvc.policy.limits import LimitsPolicy
@@ -84,6 +85,37 @@ class LimitBreach:
         if self.note:
             return f"{self.limit}{where}: {self.note}"
         return f"{self.limit} exceeded{where}: {self.observed:g} > {self.maximum:g}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "limit": self.limit,
+            "maximum": self.maximum,
+            "observed": self.observed,
+            "part": self.part,
+        }
+        if self.member:
+            out["member"] = self.member
+        return out
+
+
+@dataclass(frozen=True)
+class LimitCounters:
+    """What the walk counted in a message within the limits."""
+
+    parts: int = 0
+    decoded_bytes: int = 0
+    archives: int = 0
+    archive_entries: int = 0
+    archive_bytes: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "parts": self.parts,
+            "decoded_bytes": self.decoded_bytes,
+            "archives": self.archives,
+            "archive_entries": self.archive_entries,
+            "archive_bytes": self.archive_bytes,
+        }
 
 
 class _Exceeded(Exception):
@@ -674,7 +706,13 @@ class LimitsStage:
                         status=Status.FAIL,
                         reason=originator.problem.reason,
                         detail=originator.problem.detail,
-                        evidence={"limit": "headers.originator", "part": ""},
+                        payload=LimitBreach(
+                            reason=originator.problem.reason,
+                            limit="headers.originator",
+                            maximum=0,
+                            observed=0,
+                            note=originator.problem.detail,
+                        ),
                     ),
                 )
         elapsed_ms = (time.perf_counter() - started) * 1000
@@ -685,23 +723,15 @@ class LimitsStage:
                     status=Status.PASS,
                     reason="within-limits",
                     detail=f"{elapsed_ms:.1f} ms",
-                    evidence=counters,
+                    payload=LimitCounters(**counters),
                 ),
             )
-        evidence: dict[str, object] = {
-            "limit": breach.limit,
-            "maximum": breach.maximum,
-            "observed": breach.observed,
-            "part": breach.part,
-        }
-        if breach.member:
-            evidence["member"] = breach.member
         return (
             Finding(
                 stage=self.name,
                 status=Status.FAIL,
                 reason=breach.reason,
                 detail=f"{breach.describe()} ({elapsed_ms:.1f} ms)",
-                evidence=evidence,
+                payload=breach,
             ),
         )

@@ -228,16 +228,7 @@ class MetadataStage:
             status=status,
             reason=reason,
             detail=detail,
-            payload=meta,
-            evidence={
-                "document": where,
-                "number_notation": meta.number_notation,
-                "doc_type": meta.doc_type,
-                "issued_date": meta.issued_date.isoformat() if meta.issued_date else None,
-                "urgency": meta.urgency,
-                "agency_code": meta.agency_code,
-                "fields": sorted(name for name, _ in meta.sources),
-            },
+            payload=replace(meta, document=where),
         )
 
 

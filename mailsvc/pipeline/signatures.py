@@ -21,13 +21,13 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from mailsvc.interfaces import AgencyInfo, Directory
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.signatures.engine import Sender, SignatureEngine
 from mailsvc.signatures.policy import SignaturePolicy
-from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
+from mailsvc.signatures.report import DocumentOutcome
 from mailsvc.signatures.trust import TrustConfig
 from mailsvc.verdict import Finding, Status
 
@@ -38,28 +38,6 @@ _STATUS = {
     DocumentOutcome.REFERENCE_ONLY: Status.NONE,
     DocumentOutcome.INVALID: Status.FAIL,
 }
-
-
-def _evidence(report: DocumentSignatureReport) -> dict[str, Any]:
-    return {
-        "document": report.document,
-        "outcome": report.outcome.value,
-        "sender_agency": report.sender_agency,
-        "signer_matches_sender": report.signer_matches_sender,
-        "signatures": [
-            {
-                "format": s.format.value,
-                "indication": s.indication.value,
-                "subindication": s.subindication,
-                "signer": s.signer_name,
-                "organisation": s.organisation,
-                "kind": s.kind.value,
-                "serial": s.serial,
-                "fingerprint": s.fingerprint,
-            }
-            for s in report.signatures
-        ],
-    }
 
 
 class AgencyDirectory(Directory, Protocol):
@@ -124,7 +102,6 @@ class SignaturesStage:
                     reason=report.reason,
                     detail=f"{report.document}: {report.detail}",
                     payload=report,
-                    evidence=_evidence(report),
                 )
             )
             log.debug(

@@ -22,9 +22,10 @@ import re
 import urllib.parse
 import zipfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from html.parser import HTMLParser
+from typing import Any
 
 from mailsvc.documents.extract import ExtractionError, MessageView, TextExtractor, part_filename
 from mailsvc.interfaces import Directory
@@ -51,11 +52,31 @@ _BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 
 @dataclass(frozen=True)
 class Hit:
-    """One rule that matched, with what it saw (for the log and the stored record)."""
+    """One rule that matched, with what it saw: the finding's payload.
+
+    ``seen`` holds what matched (link hosts, file names, header names, addresses, the
+    mailer, the domain), at most 20; ``count`` how many matched in all; ``shown`` what the
+    reader is shown instead (link text, display name) and ``where`` the field it was in.
+    """
 
     rule: str
     detail: str
-    evidence: dict[str, str | int] = field(default_factory=dict)
+    seen: tuple[str, ...] = ()
+    count: int = 0
+    shown: str = ""
+    where: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rule": self.rule}
+        if self.seen:
+            out["seen"] = list(self.seen)
+        if self.count:
+            out["count"] = self.count
+        if self.shown:
+            out["shown"] = self.shown
+        if self.where:
+            out["where"] = self.where
+        return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,14 +209,20 @@ def _link_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             Hit(
                 "ip-literal-url",
                 f"{len(ip_urls)} link(s) to an IP address",
-                {"example": _host(ip_urls[0])},
+                seen=tuple(_host(h) for h in ip_urls[:20]),
+                count=len(ip_urls),
             )
         )
     shorteners = rules.url_shortener.domains
     short = [_host(h) for h, _ in links if _in_domains(_host(h), shorteners)]
     if rules.url_shortener.enabled and short:
         hits.append(
-            Hit("url-shortener", f"{len(short)} link(s) through a shortener", {"example": short[0]})
+            Hit(
+                "url-shortener",
+                f"{len(short)} link(s) through a shortener",
+                seen=tuple(short[:20]),
+                count=len(short),
+            )
         )
     mismatches = []
     for href, text in links:
@@ -216,7 +243,9 @@ def _link_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             Hit(
                 "link-text-mismatch",
                 f"text shows {shown_host}, link goes to {target}",
-                {"shown": shown_host, "target": target, "count": len(mismatches)},
+                seen=(target,),
+                count=len(mismatches),
+                shown=shown_host,
             )
         )
     return hits
@@ -316,7 +345,8 @@ def _attachment_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             Hit(
                 "executable-attachment",
                 ", ".join(executable_hits[:5]),
-                {"names": ", ".join(executable_hits[:20]), "count": len(executable_hits)},
+                seen=tuple(executable_hits[:20]),
+                count=len(executable_hits),
             )
         )
     if rules.double_extension.enabled and double_hits:
@@ -324,7 +354,8 @@ def _attachment_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             Hit(
                 "double-extension",
                 ", ".join(double_hits[:5]),
-                {"names": ", ".join(double_hits[:20]), "count": len(double_hits)},
+                seen=tuple(double_hits[:20]),
+                count=len(double_hits),
             )
         )
     if rules.macro_office.enabled and macro_hits:
@@ -332,7 +363,8 @@ def _attachment_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             Hit(
                 "macro-office",
                 f"{macro_hits[0][0]}: {macro_hits[0][1]}",
-                {"names": ", ".join(n for n, _ in macro_hits[:20]), "count": len(macro_hits)},
+                seen=tuple(n for n, _ in macro_hits[:20]),
+                count=len(macro_hits),
             )
         )
     return hits
@@ -368,7 +400,8 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
             Hit(
                 "multiple-from",
                 f"{from_count} From header(s), {len(addresses)} address(es)",
-                {"headers": from_count, "addresses": len(addresses)},
+                seen=tuple(str(a.addr_spec).lower() for a in addresses[:20]),
+                count=from_count,
             )
         )
     if rules.display_name_spoof.enabled:
@@ -381,7 +414,8 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
                     Hit(
                         "display-name-spoof",
                         f"display name shows {other[0]}, address is {actual}",
-                        {"shown": other[0].lower(), "address": actual},
+                        seen=(actual,),
+                        shown=other[0].lower(),
                     )
                 )
                 break
@@ -395,7 +429,8 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
                 Hit(
                     "raw-8bit-header",
                     f"8-bit bytes in {len(lines)} header line(s)",
-                    {"first": name[:40]},
+                    seen=(name[:40],),
+                    count=len(lines),
                 )
             )
     headers = set(names)
@@ -406,13 +441,15 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
         if precedence in bulk.precedence:
             present.append(f"Precedence: {precedence}")
         if present:
-            hits.append(Hit("bulk-headers", ", ".join(present), {"headers": ", ".join(present)}))
+            hits.append(
+                Hit("bulk-headers", ", ".join(present), seen=tuple(present), count=len(present))
+            )
     mailer_rule = policy.rules.mass_mailer
     if mailer_rule.enabled:
         mailer = " ".join(str(msg.get(h, "") or "") for h in ("X-Mailer", "User-Agent")).lower()
         found = next((m for m in mailer_rule.mailers if m.lower() in mailer), None)
         if found:
-            hits.append(Hit("mass-mailer", f"mailer {found!r}", {"mailer": found}))
+            hits.append(Hit("mass-mailer", f"mailer {found!r}", seen=(found,)))
     return hits
 
 
@@ -489,7 +526,7 @@ class SpamStage:
                 reason=hit.rule,
                 detail=hit.detail,
                 score=rules[hit.rule].score,
-                evidence=hit.evidence,
+                payload=hit,
             )
             for hit in hits
         )
@@ -522,7 +559,8 @@ class SpamStage:
                     Hit(
                         "free-mail-sender",
                         f"{where} {address} is a foreign free-mail service",
-                        {"address": address, "where": where},
+                        seen=(address,),
+                        where=where,
                     )
                 )
         if rules.unknown_sender_domain.enabled:
@@ -532,7 +570,7 @@ class SpamStage:
                     Hit(
                         "unknown-sender-domain",
                         f"{domain} is not in the agency directory",
-                        {"domain": domain},
+                        seen=(domain,),
                     )
                 )
         return hits

@@ -7,11 +7,26 @@ finding: the runner answers 451 per ``pipeline.yaml`` (never accept unchecked).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from mailsvc.adapters.spamd import SpamdClient, SpamdError
 from mailsvc.message import InboundMessage
 from mailsvc.verdict import Finding, Status
 
 STAGE_NAME = "spamd"
+
+
+@dataclass(frozen=True)
+class SpamdScore:
+    """Typed payload of the finding: spamd's score, its threshold and the rules it hit."""
+
+    score: float
+    threshold: float
+    rules: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"score": self.score, "threshold": self.threshold, "rules": list(self.rules)}
 
 
 class SpamdStage:
@@ -33,11 +48,6 @@ class SpamdStage:
                     detail=str(exc),
                 ),
             )
-        evidence = {
-            "score": result.score,
-            "threshold": result.threshold,
-            "rules": list(result.rules[:50]),
-        }
         return (
             Finding(
                 stage=self.name,
@@ -45,6 +55,6 @@ class SpamdStage:
                 reason="spamd-spam" if result.is_spam else "spamd-ham",
                 detail=f"spamd score {result.score} / {result.threshold}",
                 score=result.score,
-                evidence=evidence,
+                payload=SpamdScore(result.score, result.threshold, tuple(result.rules[:50])),
             ),
         )

@@ -164,6 +164,28 @@ class DocumentSignatureReport:
             "signatures": [s.to_dict(tz) for s in self.signatures],
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """The short form stored with the message's verdict (no times, no chain)."""
+        return {
+            "document": self.document,
+            "outcome": self.outcome.value,
+            "sender_agency": self.sender_agency,
+            "signer_matches_sender": self.signer_matches_sender,
+            "signatures": [
+                {
+                    "format": s.format.value,
+                    "indication": s.indication.value,
+                    "subindication": s.subindication,
+                    "signer": s.signer_name,
+                    "organisation": s.organisation,
+                    "kind": s.kind.value,
+                    "serial": s.serial,
+                    "fingerprint": s.fingerprint,
+                }
+                for s in self.signatures
+            ],
+        }
+
 
 def _iso(value: datetime | None, tz: tzinfo | None = None) -> str | None:
     if value is None:

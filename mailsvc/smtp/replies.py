@@ -4,7 +4,9 @@ generic but precise text; details go to the log under the queue id."""
 from __future__ import annotations
 
 from mailsvc.outcome import Accepted, DeferReason, Deferred, Outcome, Refused
-from mailsvc.verdict import Action, Verdict
+from mailsvc.pipeline.antivirus import ScanResult
+from mailsvc.pipeline.authentication import DmarcOutcome, SpfOutcome
+from mailsvc.verdict import Action, Finding, Verdict
 
 OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
 OK_DUPLICATE = "250 2.0.0 OK already received as {queue_id}"
@@ -149,14 +151,25 @@ def for_verdict(verdict: Verdict) -> str:
     if finding is None:
         return _GENERIC_REFUSAL.format(reason="unspecified")
     if finding.stage == _ORIGIN_STAGE:
-        evidence = finding.evidence
-        domain = str(evidence.get("from_domain") or evidence.get("domain") or "") or "unknown"
+        domain = _origin_domain(finding) or "unknown"
         return _one_line(_ORIGIN_REFUSAL.format(domain=domain, detail=finding.detail))
     template = _REFUSALS.get(finding.reason) or _STAGE_DEFAULT.get(finding.stage)
     if template is None:
         return _GENERIC_REFUSAL.format(reason=finding.reason)
-    signature = str(finding.evidence.get("signature", "")) or "unknown"
-    return template.format(detail=signature)
+    scan = finding.payload
+    signature = scan.signature if isinstance(scan, ScanResult) else ""
+    return template.format(detail=_one_line(signature or "unknown"))
+
+
+def _origin_domain(finding: Finding) -> str:
+    """The domain an origin refusal speaks for: DMARC's From domain, SPF's checked domain
+    (a DKIM failure names none: d= may be anyone's)."""
+    payload = finding.payload
+    if isinstance(payload, DmarcOutcome):
+        return payload.from_domain
+    if isinstance(payload, SpfOutcome):
+        return payload.domain
+    return ""
 
 
 def _one_line(text: str) -> str:

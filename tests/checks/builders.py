@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.checks.models import MailboxCheck
 from mailsvc.db.models import Mailbox, MessageRecord
+from mailsvc.signatures.models import MessageSignature
 from mailsvc.time import VIETNAM
 
 DOMAIN = "stttt.example.gov.vn"
@@ -88,6 +89,20 @@ def add_message(
         )
         session.add(record)
         session.flush()
+        # What SignatureRecorder writes beside the row at acceptance.
+        session.add_all(
+            MessageSignature(
+                message_record_id=record.id,
+                position=n,
+                document="35-QD-UBND.pdf",
+                format="pdf",
+                indication="TOTAL_PASSED",
+                signer="Nguyễn Văn An",
+                kind="personal",
+                fingerprint=f,
+            )
+            for n, f in enumerate(fingerprints)
+        )
         return record.id
 
 

@@ -137,7 +137,8 @@ async def test_illegible_scan_follows_the_unreadable_policy(pool: WorkerPool) ->
     stage = ClassificationStage(policy, TextExtractor(pool, SERVICE))
     (finding,) = await stage.inspect(inbound(raw))
     assert finding.status is Status.FAIL and finding.reason == "unreadable-content"
-    assert finding.evidence["kinds"] == [ILLEGIBLE]
+    assert isinstance(finding.payload, ClassificationResult)
+    assert finding.payload.kinds == [ILLEGIBLE]
     relaxed = policy.model_copy(
         update={"unreadable": policy.unreadable.model_copy(update={"illegible": "ignore"})}
     )

@@ -13,7 +13,7 @@ import tests.hostile_mail as hm
 from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import ClamdDaemon, ClamdLimits
 from mailsvc.message import InboundMessage
-from mailsvc.pipeline.antivirus import AntivirusStage
+from mailsvc.pipeline.antivirus import AntivirusStage, ScanResult
 from mailsvc.verdict import Status
 from tests.clamd_fixture import ClamdService, clamd_service  # noqa: F401
 
@@ -50,17 +50,19 @@ async def test_findings(
 ) -> None:
     (finding,) = await AntivirusStage(clamd_service.client()).inspect(message(raw))
     assert (finding.stage, finding.status, finding.reason) == ("antivirus", status, reason)
+    assert isinstance(finding.payload, ScanResult)
+    assert finding.payload.size == len(raw)
     if signature is None:
-        assert "signature" not in finding.evidence
+        assert finding.payload.signature == ""
     else:
-        assert signature in finding.evidence["signature"]
+        assert signature in finding.payload.signature
 
 
 async def test_message_over_the_stream_limit(clamd_service: ClamdService) -> None:  # noqa: F811
     raw = hm.with_attachment(bytes(clamd_service.stream_max_bytes), "big.bin", "octet-stream")
     (finding,) = await AntivirusStage(clamd_service.client()).inspect(message(raw))
     assert (finding.status, finding.reason) == (Status.FAIL, "scan-size-exceeded")
-    assert finding.evidence["size"] == len(raw)
+    assert finding.payload == ScanResult(size=len(raw))
 
 
 async def test_content_clamd_cannot_scan_completely_is_refused() -> None:
@@ -75,7 +77,8 @@ async def test_content_clamd_cannot_scan_completely_is_refused() -> None:
         finally:
             await daemon.stop()
     assert (finding.status, finding.reason) == (Status.FAIL, "scan-limits-exceeded")
-    assert finding.evidence["signature"].startswith("Heuristics.Limits.Exceeded")
+    assert isinstance(finding.payload, ScanResult)
+    assert finding.payload.signature.startswith("Heuristics.Limits.Exceeded")
 
 
 async def test_clamd_down_is_an_error_never_a_pass() -> None:

@@ -25,7 +25,9 @@ from mailsvc.message import Direction, InboundMessage
 from mailsvc.outbound.dkim import DkimSigner
 from mailsvc.pipeline.authentication import (
     AuthenticationStage,
+    DkimResults,
     DkimSignatureResult,
+    DmarcOutcome,
     SpfOutcome,
     check_spf,
     format_authentication_results,
@@ -497,8 +499,9 @@ async def test_authentication_results_entries(stage: AuthenticationStage, keys: 
     entries = dkim.auth_result.split("; ") if dkim.auth_result else []
     assert entries[0].startswith("dkim=pass header.d=hanoi.gov.vn header.s=k2026 header.b=")
     assert entries[1].startswith("dkim=pass header.d=lists.example.org header.s=list")
-    assert isinstance(dkim.payload[0], DkimSignatureResult)
-    assert dkim.evidence["signatures"] == 2
+    assert isinstance(dkim.payload, DkimResults)
+    assert all(isinstance(r, DkimSignatureResult) for r in dkim.payload.signatures)
+    assert len(dkim.payload.signatures) == 2
     assert spf.auth_result == (
         f"spf=pass (hanoi.gov.vn: pass for {SENDER_IP}) smtp.mailfrom=vanthu@hanoi.gov.vn"
     )
@@ -514,7 +517,8 @@ async def test_body_length_tag_reports_unsigned_bytes(
     raw = append_body(sign(keys, message(), "hanoi", body_length=True))
     dkim, _, _ = await stage.inspect(inbound(raw))
     assert dkim.status is Status.PASS
-    assert dkim.evidence["unsigned_body_bytes"] == len(
+    assert isinstance(dkim.payload, DkimResults)
+    assert dkim.payload.unsigned_body_bytes == len(
         b"\r\nP.S. Chuyen khoan vao tai khoan moi: 0123456789\r\n"
     )
     assert "body bytes not signed" in (dkim.auth_result or "")
@@ -525,7 +529,8 @@ async def test_one_bad_signature_among_good_ones_is_still_a_pass(
 ) -> None:
     raw = sign(keys, message(), "unpublished", "hanoi", "broken-dns")
     dkim, _, dmarc = await stage.inspect(inbound(raw, ip=OTHER_IP))
-    results = {r.selector: r.result for r in dkim.payload}
+    assert isinstance(dkim.payload, DkimResults)
+    results = {r.selector: r.result for r in dkim.payload.signatures}
     assert results == {"k1": "temperror", "k2026": "pass", "gone": "permerror"}
     assert dkim.reason == "dkim-pass"
     assert dmarc.reason == "dmarc-pass"
@@ -786,7 +791,9 @@ async def test_signatures_beyond_the_limit_are_not_checked(
         raw = sign(keys, raw, "hanoi")
     findings = by_method(await stage.inspect(inbound(raw)))
     assert findings["dkim"].reason == "dkim-pass"
-    assert findings["dkim"].evidence["signatures"] == AuthenticationPolicy().dkim.max_signatures
+    payload = findings["dkim"].payload
+    assert isinstance(payload, DkimResults)
+    assert len(payload.signatures) == AuthenticationPolicy().dkim.max_signatures
 
 
 # -- agencies whose pinned senders and keys cover subdomains (--include-subdomains) --------
@@ -903,7 +910,8 @@ async def test_idn_from_domain_aligns_with_its_a_label(stage: AuthenticationStag
     msg = inbound(message(from_="Văn thư <vanthu@bộ.example.vn>"), mail_from="vanthu@bộ.example.vn")
     findings = by_method(await stage.inspect(msg))
     assert findings["spf"].reason == "spf-pass"
-    assert findings["dmarc"].evidence["from_domain"] == "xn--b-8xm.example.vn"
+    dmarc = findings["dmarc"].payload
+    assert isinstance(dmarc, DmarcOutcome) and dmarc.from_domain == "xn--b-8xm.example.vn"
 
 
 async def test_a_library_failure_is_a_permerror_not_a_crash() -> None:

@@ -15,7 +15,7 @@ import pypdf
 import pytest
 
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
-from mailsvc.documents.markings import MarkingDetector, fold
+from mailsvc.documents.markings import MarkingDetector, MarkingMatch, fold
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.message import InboundMessage
@@ -25,7 +25,7 @@ from mailsvc.policy.classification import (
     Unreadable,
     load_classification_policy,
 )
-from mailsvc.verdict import Status
+from mailsvc.verdict import Finding, Status
 from tests.documents.samples import PDF_TYPE, Sample, attach, load_corpus, make_pdf, message
 
 POLICY_FILE = Path(__file__).resolve().parents[2] / "policies" / "classification.yaml"
@@ -60,6 +60,13 @@ def inbound(raw: bytes, queue_id: str = "Q1") -> InboundMessage:
     )
 
 
+def _deciding(finding: Finding) -> MarkingMatch:
+    """The marking that decided a refusal, read from the typed payload."""
+    assert isinstance(finding.payload, ClassificationResult), finding
+    assert finding.payload.deciding is not None, finding
+    return finding.payload.deciding
+
+
 def stage_for(pool: WorkerPool, policy: ClassificationPolicy | None = None) -> ClassificationStage:
     policy = policy or with_extras(load_classification_policy(POLICY_FILE))
     return ClassificationStage(policy, TextExtractor(pool), executor=None)
@@ -80,7 +87,7 @@ async def test_corpus_precision_and_recall(
         assert finding.status in (Status.PASS, Status.FAIL), (sample.id, finding)
         flagged = finding.status is Status.FAIL
         positive = sample.expect != "clean"
-        level = finding.evidence.get("level") if flagged else "clean"
+        level = _deciding(finding).category if flagged else "clean"
         if positive and flagged:
             tp += 1
         elif positive:
@@ -101,16 +108,17 @@ async def test_corpus_precision_and_recall(
     assert precision == 1.0 and recall == 1.0
 
 
-async def test_evidence_names_rule_level_and_place_but_no_content(
+async def test_payload_names_rule_level_and_place_but_no_content(
     pool: WorkerPool, corpus: list[tuple[Sample, bytes]]
 ) -> None:
     raw = dict((s.id, r) for s, r in corpus)["docx-in-zip"]
     (finding,) = await stage_for(pool).inspect(inbound(raw))
     assert finding.status is Status.FAIL and finding.reason == "classified-content"
-    ev = dict(finding.evidence)
-    assert ev["rule"] == "stamp" and ev["level"] == "toi-mat" and ev["title"] == "Tối mật"
-    assert ev["source"] == "attachment" and ev["where"] == "attachment 1 > member 1"
-    assert len(str(ev["part_sha256"])) == 64 and ev["line"] == 2
+    match = _deciding(finding)
+    assert (match.rule, match.category, match.title) == ("stamp", "toi-mat", "Tối mật")
+    assert (match.source, match.location) == ("attachment", "attachment 1 > member 1")
+    assert len(match.part_sha256) == 64 and match.line == 2
+    assert finding.summary()["evidence"]["where"] == "attachment 1 > member 1"
     dumped = json.dumps(finding.summary(), ensure_ascii=False)
     for content in ("CÔNG AN TỈNH", "901/CAT", "TỐI MẬT", "ho-so"):
         assert content not in dumped
@@ -132,7 +140,8 @@ async def test_strongest_level_wins() -> None:
     msg = message("[MẬT] Báo cáo", "Độ mật: Tuyệt mật\n")
     stage = ClassificationStage(load_classification_policy(POLICY_FILE), TextExtractor(None))
     (finding,) = await stage.inspect(inbound(msg.as_bytes()))
-    assert finding.evidence["level"] == "tuyet-mat" and finding.evidence["matches"] == 2
+    assert isinstance(finding.payload, ClassificationResult)
+    assert finding.payload.level == "tuyet-mat" and len(finding.payload.matches) == 2
 
 
 def _encrypted_pdf() -> bytes:
@@ -165,14 +174,15 @@ async def test_unreadable_parts_follow_the_policy(
     (finding,) = await stage_for(pool, policy).inspect(inbound(msg.as_bytes()))
     assert (finding.status, finding.reason) == (status, reason)
     if status is not Status.PASS:
-        assert finding.evidence["kinds"] == [data]
+        assert isinstance(finding.payload, ClassificationResult)
+        assert finding.payload.kinds == [data]
 
 
 async def test_a_marking_wins_over_an_unreadable_part(pool: WorkerPool) -> None:
     msg = message("TỐI MẬT - Kế hoạch")
     attach(msg, b"%PDF-1.4 broken", "x.pdf", PDF_TYPE)
     (finding,) = await stage_for(pool).inspect(inbound(msg.as_bytes()))
-    assert finding.reason == "classified-content" and finding.evidence["level"] == "toi-mat"
+    assert finding.reason == "classified-content" and _deciding(finding).category == "toi-mat"
 
 
 async def test_extraction_timeout_is_an_error_finding(pool: WorkerPool) -> None:
@@ -185,6 +195,8 @@ async def test_extraction_timeout_is_an_error_finding(pool: WorkerPool) -> None:
     (finding,) = await stage.inspect(inbound(msg.as_bytes()))
     assert (finding.status, finding.reason) == (Status.ERROR, "extraction-failed")
     assert "timed out" in finding.detail
+    assert isinstance(finding.payload, ClassificationResult)
+    assert finding.payload.kinds == ["timeout"]
 
 
 def test_shipped_policy_loads_with_three_levels_and_extras_off() -> None:
@@ -238,4 +250,5 @@ async def test_long_texts_are_scanned_off_the_event_loop() -> None:
         (finding,) = await stage.inspect(inbound(msg.as_bytes()))
     finally:
         executor.shutdown()
-    assert finding.evidence["level"] == "tuyet-mat" and finding.evidence["line"] == 4002
+    match = _deciding(finding)
+    assert match.category == "tuyet-mat" and match.line == 4002

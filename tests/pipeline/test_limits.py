@@ -10,12 +10,13 @@ import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tests.hostile_mail as hm
 from mailsvc.message import InboundMessage
-from mailsvc.pipeline.limits import LimitsStage, check_limits
+from mailsvc.pipeline.limits import LimitBreach, LimitCounters, LimitsStage, check_limits
 from mailsvc.policy.limits import ArchiveLimits, DecodedLimits, LimitsPolicy, load_limits_policy
 from mailsvc.verdict import Status
 
@@ -33,10 +34,19 @@ def message(raw: bytes) -> InboundMessage:
     )
 
 
-async def inspect(raw: bytes, policy: LimitsPolicy = POLICY) -> tuple[str, str, dict[str, object]]:
+async def inspect(raw: bytes, policy: LimitsPolicy = POLICY) -> tuple[str, str, Any]:
+    """(status, reason, payload): a LimitBreach on fail, the LimitCounters on pass."""
     (finding,) = await LimitsStage(policy).inspect(message(raw))
     assert finding.stage == "limits"
-    return finding.status.value, finding.reason, dict(finding.evidence)
+    expected = LimitBreach if finding.status is Status.FAIL else LimitCounters
+    assert isinstance(finding.payload, expected)
+    return finding.status.value, finding.reason, finding.payload
+
+
+async def breach(raw: bytes, policy: LimitsPolicy = POLICY) -> LimitBreach:
+    (finding,) = await LimitsStage(policy).inspect(message(raw))
+    assert isinstance(finding.payload, LimitBreach), finding
+    return finding.payload
 
 
 def encrypted_zip() -> bytes:
@@ -106,15 +116,21 @@ CASES = [
                          ids=[c[0] for c in CASES])  # fmt: skip
 async def test_default_policy(raw: bytes, status: str, reason: str) -> None:
     started = time.perf_counter()
-    got_status, got_reason, evidence = await inspect(raw)
-    assert (got_status, got_reason) == (status, reason), evidence
+    got_status, got_reason, payload = await inspect(raw)
+    assert (got_status, got_reason) == (status, reason), payload
     assert time.perf_counter() - started < 2.0
 
 
-async def test_breach_evidence_names_the_limit_and_part() -> None:
-    _status, reason, evidence = await inspect(hm.deep_nesting(11))
-    assert reason == "mime-depth-exceeded"
-    assert evidence == {
+async def test_breach_payload_names_the_limit_and_part() -> None:
+    (finding,) = await LimitsStage(POLICY).inspect(message(hm.deep_nesting(11)))
+    assert finding.reason == "mime-depth-exceeded"
+    assert isinstance(finding.payload, LimitBreach)
+    got = finding.payload
+    assert (got.limit, got.maximum, got.observed, got.part, got.member) == (
+        "mime.max_depth", 10, 11, "1.1.1.1.1.1.1.1.1.1", "",
+    )  # fmt: skip
+    # The record stored with the message keeps the form it always had.
+    assert finding.summary()["evidence"] == {
         "limit": "mime.max_depth",
         "maximum": 10,
         "observed": 11,
@@ -125,16 +141,16 @@ async def test_breach_evidence_names_the_limit_and_part() -> None:
 async def test_42_zip_is_a_bomb_when_nesting_is_allowed() -> None:
     """With deep nesting allowed, the declared sizes of the innermost level give it away."""
     policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_depth=10)})
-    status, reason, evidence = await inspect(hm.with_attachment(hm.zip_bomb(), "42.zip"), policy)
+    status, reason, found = await inspect(hm.with_attachment(hm.zip_bomb(), "42.zip"), policy)
     assert (status, reason) == ("fail", "archive-bomb")
-    assert str(evidence["member"]).count(".zip/") == 3
+    assert found.member.count(".zip/") == 3
 
 
 async def test_total_declared_size_is_limited_even_without_ratio() -> None:
     stored = hm.zip_bytes({"a.bin": bytes(3 * 1024 * 1024)}, zipfile.ZIP_STORED)
     policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_total_bytes=2 * 1024 * 1024)})
-    _status, reason, evidence = await inspect(hm.with_attachment(stored, "a.zip"), policy)
-    assert (reason, evidence["limit"]) == ("archive-bomb", "archives.max_total_bytes")
+    found = await breach(hm.with_attachment(stored, "a.zip"), policy)
+    assert (found.reason, found.limit) == ("archive-bomb", "archives.max_total_bytes")
 
 
 async def test_nested_archive_depth_counts_zip_in_gzip_in_zip() -> None:
@@ -144,9 +160,9 @@ async def test_nested_archive_depth_counts_zip_in_gzip_in_zip() -> None:
     raw = hm.with_attachment(outer, "outer.zip")
     assert (await inspect(raw))[1] == "within-limits"
     policy = POLICY.model_copy(update={"archives": ArchiveLimits(max_depth=2)})
-    _status, reason, evidence = await inspect(raw, policy)
-    assert reason == "archive-nesting-exceeded"
-    assert evidence["member"] == "middle.gz/(gzip)"
+    found = await breach(raw, policy)
+    assert found.reason == "archive-nesting-exceeded"
+    assert found.member == "middle.gz/(gzip)"
 
 
 async def test_zip_renamed_and_prefixed_is_still_found() -> None:
@@ -171,22 +187,22 @@ async def test_unreadable_archives_can_be_allowed() -> None:
 async def test_decoded_size_per_part_and_total() -> None:
     raw = hm.with_attachment(bytes(range(256)) * 4096, "data.bin", "octet-stream")  # 1 MiB
     small = POLICY.model_copy(update={"decoded": DecodedLimits(max_part_bytes=512 * 1024)})
-    _, reason, evidence = await inspect(raw, small)
-    assert (reason, evidence["limit"], evidence["observed"]) == (
+    found = await breach(raw, small)
+    assert (found.reason, found.limit, found.observed) == (
         "decoded-size-exceeded", "decoded.max_part_bytes", 1024 * 1024,
     )  # fmt: skip
     total = POLICY.model_copy(
         update={"decoded": DecodedLimits(max_part_bytes=2 * 1024 * 1024, max_total_bytes=1024**2)}
     )
-    _, reason, evidence = await inspect(raw, total)
-    assert (reason, evidence["limit"]) == ("decoded-size-exceeded", "decoded.max_total_bytes")
+    found = await breach(raw, total)
+    assert (found.reason, found.limit) == ("decoded-size-exceeded", "decoded.max_total_bytes")
 
 
 async def test_counters_reported_on_pass() -> None:
-    _, reason, evidence = await inspect(hm.eicar_zipped())
+    _, reason, counters = await inspect(hm.eicar_zipped())
     assert reason == "within-limits"
-    assert evidence["archives"] == 1 and evidence["archive_entries"] == 1
-    assert evidence["archive_bytes"] == len(hm.EICAR)
+    assert counters.archives == 1 and counters.archive_entries == 1
+    assert counters.archive_bytes == len(hm.EICAR)
 
 
 HOSTILE = {

@@ -102,8 +102,8 @@ async def test_documents_through_the_extractor(stage: MetadataStage, name: str, 
     assert meta.agency_code == AGENCY_CODE
     assert meta.agency_name == "Sở Nội vụ tỉnh Đắk Nông"
     assert meta.attachments == (filename,)
-    assert finding.evidence["document"] == "attachment 1"
-    assert finding.evidence["agency_code"] == AGENCY_CODE
+    assert meta.document == "attachment 1"
+    assert finding.summary()["evidence"]["agency_code"] == AGENCY_CODE
 
 
 async def test_signature_file_is_skipped_and_first_document_wins(stage: MetadataStage) -> None:
@@ -119,7 +119,7 @@ async def test_signature_file_is_skipped_and_first_document_wins(stage: Metadata
     assert meta.urgency == "Khẩn"  # from X-Priority; the document itself carries no stamp
     assert meta.source("urgency") == "mail-header:X-Priority"
     assert meta.attachments == ("1875-SNV-VTLT.pdf.p7s", "1875-SNV-VTLT.pdf", "phu-luc.docx")
-    assert finding.evidence["document"] == "attachment 2"
+    assert meta.document == "attachment 2"
 
 
 async def test_document_in_the_mail_body(stage: MetadataStage) -> None:
@@ -128,7 +128,7 @@ async def test_document_in_the_mail_body(stage: MetadataStage) -> None:
     (finding,) = await stage.inspect(_inbound(msg))
     meta = finding.payload
     assert finding.status is Status.PASS
-    assert finding.evidence["document"] == "body"
+    assert meta.document == "body"
     assert meta.number_notation == "1897/UBND-VP"
     assert meta.signer == "Trịnh Thị Lan Anh"
     assert meta.urgency == "Hỏa tốc"
@@ -207,7 +207,8 @@ async def test_document_published_on_one_line_in_the_body(stage: MetadataStage, 
     case = next(c for c in CASES if c.name == name)
     (finding,) = await stage.inspect(_inbound(_message("Gửi văn bản", body=case.text)))
     assert finding.status is Status.PASS
-    assert finding.evidence["document"] == "body"
+    assert isinstance(finding.payload, DocumentMetadata)
+    assert finding.payload.document == "body"
     data = finding.payload.to_dict()
     assert {field: data[field] for field in PATTERN_FIELDS} == case.expected
 

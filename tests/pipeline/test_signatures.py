@@ -20,7 +20,7 @@ from mailsvc.directory import DbDirectory
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.pipeline.signatures import SignaturesStage
 from mailsvc.signatures.policy import SignaturePolicy
-from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
+from mailsvc.signatures.report import CertificateKind, DocumentOutcome, DocumentSignatureReport
 from mailsvc.signatures.trust import TrustConfig
 from mailsvc.verdict import Status
 from tests.signatures.pki import (
@@ -107,7 +107,9 @@ async def test_signed_pdf_in_smime_message(
     assert reports[1].document == "qd.pdf"
     assert reports[1].sender_agency == AGENCY_CODE
     assert reports[1].signer_matches_sender is True
-    assert findings[1].evidence["signatures"][1]["kind"] == "organisation"
+    assert reports[1].signatures[1].kind is CertificateKind.ORGANISATION
+    # The record stored with the message keeps the form it always had.
+    assert findings[1].summary()["evidence"]["signatures"][1]["kind"] == "organisation"
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from mailsvc.errors import ConfigError
 from mailsvc.interfaces import AgencyInfo
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.pipeline.runner import PipelineRunner
-from mailsvc.pipeline.spam import GTUBE, SpamStage
+from mailsvc.pipeline.spam import GTUBE, Hit, SpamStage
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import RULE_NAMES, SpamPolicy, load_spam_policy
 from mailsvc.verdict import Action, Finding, Status
@@ -361,13 +361,15 @@ async def test_disabled_rule_does_not_fire() -> None:
     assert [f.reason for f in findings] == ["unknown-sender-domain"]
 
 
-async def test_findings_evidence(stage: SpamStage) -> None:
+async def test_findings_name_what_the_rule_saw(stage: SpamStage) -> None:
     data = raw(
         with_attachment("tai-lieu.zip", zipped(**{"x/van-ban.pdf.exe": b"x", "y.scr": b"y"}))
     )
     findings = {f.reason: f for f in await stage.inspect(inbound(data))}
-    assert findings["executable-attachment"].evidence["count"] == 2
-    assert "tai-lieu.zip/van-ban.pdf.exe" in findings["executable-attachment"].evidence["names"]
+    hit = findings["executable-attachment"].payload
+    assert isinstance(hit, Hit)
+    assert hit.count == 2
+    assert "tai-lieu.zip/van-ban.pdf.exe" in hit.seen
 
 
 # -- policy ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 from mailsvc.adapters.spamd import SpamdClient
 from mailsvc.message import InboundMessage
 from mailsvc.pipeline.runner import PipelineRunner
-from mailsvc.pipeline.spamd import SpamdStage
+from mailsvc.pipeline.spamd import SpamdScore, SpamdStage
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import load_spam_policy
 from mailsvc.verdict import Action, Status
@@ -93,7 +93,8 @@ async def test_gtube_is_spam_and_the_runner_refuses_it(spamd: str) -> None:
     stage = SpamdStage(SpamdClient(spamd))
     (finding,) = await stage.inspect(_message(f"Nội dung.\n{GTUBE}\n"))
     assert finding.status is Status.FAIL and finding.reason == "spamd-spam"
-    assert finding.score >= 1000 and "GTUBE" in finding.evidence["rules"]
+    assert isinstance(finding.payload, SpamdScore)
+    assert finding.score >= 1000 and "GTUBE" in finding.payload.rules
     runner = PipelineRunner(
         [stage],
         load_pipeline_policy(POLICIES / "pipeline.yaml"),

@@ -19,7 +19,7 @@ import secrets
 import statistics
 import time
 import unicodedata
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
@@ -37,7 +37,7 @@ from mailsvc.checks.models import MailboxCheck
 from mailsvc.checks.policy import CheckingPolicy
 from mailsvc.checks.report import report_values
 from mailsvc.db.base import utcnow
-from mailsvc.db.models import Agency, Mailbox, MessageRecord
+from mailsvc.db.models import Agency, Mailbox
 from mailsvc.errors import MailsvcError
 from mailsvc.jobs.models import JobRun
 from mailsvc.notify.assignment import Assignment, AssignmentMailer, assignee_mailboxes
@@ -58,7 +58,7 @@ from mailsvc.web.workspace import scope
 from mailsvc.web.workspace.auth import SESSION_COOKIE, Authenticator, Person, csrf_ok
 from mailsvc.web.workspace.charts import Bar, columns, ranking
 from mailsvc.web.workspace.previews import MAX_PREVIEW_PAGES, page_count, render_page
-from mailsvc.web.workspace.signatures import stored_signatures
+from mailsvc.web.workspace.signatures import StoredSignature, stored_signatures
 
 log = logging.getLogger(__name__)
 
@@ -610,16 +610,13 @@ class Workspace:
         def load() -> dict[str, Any]:
             with self.sessions() as session:
                 doc = self._load(session, person, doc_id)
-                verdict: dict[str, Any] = {}
-                if doc.message_record_id is not None:
-                    record = session.get(MessageRecord, doc.message_record_id)
-                    verdict = dict(record.verdict or {}) if record else {}
+                signatures = stored_signatures(session, doc.message_record_id)
                 people = session.execute(
                     select(Mailbox.address, Mailbox.full_name, Mailbox.unit)
                     .where(Mailbox.enabled.is_(True), Mailbox.removed.is_(False))
                     .order_by(Mailbox.address)
                 ).all()
-                return self._document_values(doc, verdict, person, today, people)
+                return self._document_values(doc, signatures, person, today, people)
 
         values = await asyncio.to_thread(load)
         main = values["main_pdf"]
@@ -645,7 +642,7 @@ class Workspace:
     def _document_values(
         self,
         doc: RegisterDocument,
-        verdict: dict[str, Any],
+        signatures: Sequence[StoredSignature],
         person: Person,
         today: date,
         people: Iterable[Any],
@@ -713,7 +710,7 @@ class Workspace:
             "fields": fields,
             "outcome": OUTCOME_LABELS.get(doc.signature_outcome, doc.signature_outcome),
             "outcome_code": doc.signature_outcome,
-            "signatures": [s.as_view() for s in stored_signatures(verdict)],
+            "signatures": [s.as_view() for s in signatures],
             "files": files,
             "main_pdf": main_pdf,
             "history": history,
@@ -767,7 +764,7 @@ class Workspace:
         def load() -> str:
             with self.sessions() as session:
                 doc = self._load(session, person, doc_id)
-                values = self._document_values(doc, {}, person, local_today(self.zone), [])
+                values = self._document_values(doc, [], person, local_today(self.zone), [])
                 sha: str = values["main_pdf"]
                 if not sha:
                     raise self._not_found(person)

@@ -1,18 +1,19 @@
 """The signature report of a registered document, in plain Vietnamese.
 
 The register keeps the document's outcome; the per-signature details were stored with
-the message's verdict (the ``signatures`` stage's findings). They are read back here,
-in this one place, into typed values, and each signature is explained for the clerk:
+the message (``message_signature`` rows, from the signatures stage's typed reports). They
+are read back here, and each signature is explained for the clerk:
 who signed, personal or organisation certificate, the ETSI indication, and what that
 means for the document's legal value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from sqlalchemy.orm import Session
+
+from mailsvc.signatures.records import signatures_of
 from mailsvc.signatures.report import CertificateKind, Indication
 
 KIND_LABELS = {
@@ -73,38 +74,20 @@ class StoredSignature:
         }
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def stored_signatures(verdict: Mapping[str, Any]) -> list[StoredSignature]:
-    """Every signature recorded in a stored verdict (``MessageRecord.verdict``)."""
-    found: list[StoredSignature] = []
-    findings = verdict.get("findings")
-    if not isinstance(findings, Sequence):
-        return found
-    for finding in findings:
-        if not isinstance(finding, Mapping) or finding.get("stage") != "signatures":
-            continue
-        evidence = finding.get("evidence")
-        if not isinstance(evidence, Mapping):
-            continue
-        signatures = evidence.get("signatures")
-        if not isinstance(signatures, Sequence):
-            continue
-        for item in signatures:
-            if not isinstance(item, Mapping):
-                continue
-            found.append(
-                StoredSignature(
-                    document=_text(evidence.get("document")),
-                    format=_text(item.get("format")),
-                    indication=_text(item.get("indication")),
-                    subindication=_text(item.get("subindication")),
-                    signer=_text(item.get("signer")),
-                    organisation=_text(item.get("organisation")),
-                    kind=_text(item.get("kind")),
-                    serial=_text(item.get("serial")),
-                )
-            )
-    return found
+def stored_signatures(session: Session, message_record_id: int | None) -> list[StoredSignature]:
+    """Every signature recorded for the message row that brought a document."""
+    if message_record_id is None:
+        return []
+    return [
+        StoredSignature(
+            document=row.document,
+            format=row.format,
+            indication=row.indication,
+            subindication=row.subindication,
+            signer=row.signer,
+            organisation=row.organisation,
+            kind=row.kind,
+            serial=row.serial,
+        )
+        for row in signatures_of(session, message_record_id)
+    ]
