@@ -52,6 +52,7 @@ from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.metrics import Metrics
 from mailsvc.notify.assignment import AssignmentMailer
+from mailsvc.notify.exchange import STATUS, status_task
 from mailsvc.notify.notices import NoticeComposer, NoticeFollower, RefusalRecorder
 from mailsvc.notify.recall import RecallRecorder, StatusNotifier
 from mailsvc.outbound.admin import QueueStats
@@ -81,7 +82,7 @@ from mailsvc.policy.classification import load_classification_policy
 from mailsvc.policy.limits import load_limits_policy
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import load_spam_policy
-from mailsvc.register.recorder import RegisterRecorder
+from mailsvc.register.recorder import ATTACHMENTS, RegisterRecorder, attachments_task
 from mailsvc.signatures.engine import home_gnupg, home_trust_config
 from mailsvc.signatures.policy import load_signature_policy
 from mailsvc.signatures.records import SignatureRecorder
@@ -310,7 +311,11 @@ class App:
             stages,
             load_pipeline_policy(policies / "pipeline.yaml"),
             scoring=self.spam_policy,
+            analyser=self.extractor,
         )
+        # The recorders' readings made in the same worker call as the stages' (one parse).
+        self.extractor.add_task(ATTACHMENTS, attachments_task, None)
+        self.extractor.add_task(STATUS, status_task, None)
 
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)

@@ -40,14 +40,15 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import headers as trace
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
+from mailsvc.db.session import reading
 from mailsvc.errors import MailsvcError, StorageFullError
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
@@ -191,6 +192,10 @@ class Acceptance:
         self.min_free_bytes = min_free_bytes
         self._background: set[asyncio.Task[None]] = set()
         self._delivering: dict[int, asyncio.Lock] = {}
+        # Group commit of "delivered" marks: rows waiting for the next batch, and the task
+        # writing the current one (one transaction for every copy delivered meanwhile).
+        self._marks: list[tuple[int, datetime, asyncio.Future[None]]] = []
+        self._marker: asyncio.Task[None] | None = None
         self._blobs_in_use: Counter[str] = Counter()
 
     # -- accepted mail -----------------------------------------------------------------
@@ -375,7 +380,7 @@ class Acceptance:
                 del self._delivering[record.id]
 
     def _is_delivered(self, record_id: int) -> bool:
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             row = session.get(MessageRecord, record_id)
             return row is not None and row.state == "delivered"
 
@@ -403,7 +408,7 @@ class Acceptance:
         if self.metrics is not None:
             self.metrics.deliveries.labels(record.folder, "delivered").inc()
             self.metrics.lmtp_seconds.observe(lmtp)
-        await asyncio.to_thread(self._mark_delivered, record.id)
+        await self._mark(record.id)
         record.state = "delivered"
         _log_delivery(record, len(data), started, verdict, register, "delivered (lmtp 250)")
         if self.flagger is not None and record.flags:
@@ -416,6 +421,41 @@ class Acceptance:
                 )
             except Exception:  # boundary: a flag is a convenience, the mail is delivered
                 log.exception("%s: could not flag the delivered copy", record.queue_id)
+
+    async def _mark(self, record_id: int) -> None:
+        """Mark a row delivered, committed before returning: copies delivered at the same
+        time share one transaction (group commit), so ten sessions cost one write, not ten."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((record_id, utcnow(), done))
+        if self._marker is None or self._marker.done():
+            self._marker = asyncio.ensure_future(self._write_marks())
+        await done
+
+    async def _write_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
+            try:
+                await asyncio.to_thread(self._mark_many, [(rid, at) for rid, at, _ in batch])
+            except BaseException as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
+
+    def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
+        table = cast(Table, MessageRecord.__table__)
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("rid"))
+            .values(state="delivered", delivered_at=bindparam("at"))
+        )
+        with self.sessions.begin() as session:
+            session.execute(stmt, [{"rid": rid, "at": at} for rid, at in marks])
 
     def _mark_delivered(self, record_id: int) -> None:
         with self.sessions.begin() as session:
@@ -447,7 +487,7 @@ class Acceptance:
         query = select(MessageRecord).where(MessageRecord.state == "stored")
         if older_than is not None:
             query = query.where(MessageRecord.received_at <= utcnow() - older_than)
-        with self.sessions() as session:
+        with reading(self.sessions) as session:
             return list(session.scalars(query.order_by(MessageRecord.id)).all())
 
     async def run_repairer(self, interval: float = 60.0) -> None:

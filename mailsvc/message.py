@@ -52,6 +52,17 @@ class InboundMessage:
         return parse_head(self.raw)
 
     @cached_property
+    def is_plain_text(self) -> bool:
+        """One text/plain entity, not an attachment: no files, documents or status parts
+        (the register and the exchange readers skip the full parse)."""
+        head = self.headers
+        return (
+            head.get_content_type() == "text/plain"
+            and head.get_content_disposition() != "attachment"
+            and not head.get_filename()
+        )
+
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol, TypeVar
 
@@ -87,6 +87,10 @@ class Verdict:
     action: Action
     deciding: Finding | None = None
     policy_version: str = ""
+    # The worker's one reading of the message (mailsvc.documents.extract.Analysis: the
+    # text, the attachments with their roles, a status report), when a stage asked for
+    # it; recorders read it instead of parsing the message again. Never stored.
+    analysis: Any = field(default=None, compare=False, repr=False)
 
     def by_stage(self, stage: str) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.stage == stage)

@@ -774,6 +774,13 @@ class TextExtractor:
         self._tasks = [t for t in self._tasks if t[0] != stage] + [(stage, fn, arg)]
         self._cache.clear()
 
+    def cached(self, msg: InboundMessage) -> Analysis | None:
+        """The analysis of ``msg`` if a stage already had it made, else None (no work)."""
+        future = self._cache.get((msg.sha256, msg.direction.value))
+        if future is None or not future.done() or future.cancelled() or future.exception():
+            return None
+        return future.result()
+
     async def extract(self, msg: InboundMessage | EmailMessage | bytes) -> ExtractedText:
         """Text of every document in ``msg``; raises :class:`ExtractionError`."""
         return (await self.analyse(msg)).text

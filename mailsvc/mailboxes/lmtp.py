@@ -28,7 +28,6 @@ from mailsvc.errors import MailsvcError
 log = logging.getLogger(__name__)
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
-_LEADING_DOT = re.compile(rb"^\.", re.MULTILINE)
 _ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})\s")
 _FOLDER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,63}$")
 DETAIL_DELIMITER = "+"
@@ -72,10 +71,11 @@ class LmtpError(MailsvcError):
 
 def stuff(data: bytes) -> bytes:
     """The DATA payload: CRLF line ends, dot-stuffed, terminated by ``.\\r\\n``."""
-    if b"\n" in data:
+    if data.count(b"\n") != data.count(b"\r\n"):  # bare LFs: rare, the regex pays
         data = _BARE_LF.sub(b"\r\n", data)
-    if b"." in data:
-        data = _LEADING_DOT.sub(b"..", data)
+    data = data.replace(b"\n.", b"\n..")  # bytes.replace: ~20x a MULTILINE regex
+    if data.startswith(b"."):
+        data = b"." + data
     if data and not data.endswith(b"\r\n"):
         data += b"\r\n"
     return data + b".\r\n"

@@ -46,6 +46,10 @@ from xml.etree.ElementTree import Element, ParseError
 import defusedxml.ElementTree as defused_et
 from defusedxml import DefusedXmlException
 
+from mailsvc.documents.extract import Analysis, MessageView
+from mailsvc.message import InboundMessage
+from mailsvc.verdict import Verdict
+
 log = logging.getLogger(__name__)
 
 STATUS_LABELS = {
@@ -93,6 +97,26 @@ class StatusReport:
     source: str = "json"  # "json" (our status.json) or "edxml"
     sender_code: str = ""  # edXML From/OrganId: the agency that answers
     promulgation_date: str = ""  # edXML ResponseFor/PromulgationDate (yyyy/mm/dd)
+
+
+STATUS = "status"  # the analysis task's name (Analysis.results)
+
+
+def message_status(msg: InboundMessage, verdict: Verdict | None = None) -> StatusReport | None:
+    """``read_status`` of an incoming message: None for a plain-text mail, the worker's
+    reading when the verdict carries the analysis, else a parse here."""
+    if msg.is_plain_text:
+        return None
+    analysis = verdict.analysis if verdict is not None else None
+    if isinstance(analysis, Analysis) and STATUS in analysis.results:
+        found: StatusReport | None = analysis.results[STATUS]
+        return found
+    return read_status(msg.parsed)
+
+
+def status_task(view: MessageView, _arg: object = None) -> StatusReport | None:
+    """``read_status`` as an analysis task, on the worker's parse of the message."""
+    return read_status(view.message) if view.message is not None else None
 
 
 def read_status(message: Message) -> StatusReport | None:

@@ -39,7 +39,7 @@ from mailsvc.db.session import reading
 from mailsvc.delivery import Annotations
 from mailsvc.documents.markings import MarkingMatch
 from mailsvc.message import Direction, InboundMessage
-from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, read_status
+from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, message_status
 from mailsvc.outbound.mailer import FailedMessage, Mailer
 from mailsvc.outbound.queue import as_bytes
 from mailsvc.outbound.smime import SmimeSigner
@@ -372,7 +372,7 @@ class NoticeFollower:
         precedence = str(msg.headers.get("Precedence", "")).strip().lower()
         if auto != "no" or precedence in ("bulk", "junk", "list"):
             return False
-        if read_status(msg.parsed) is not None:
+        if message_status(msg, verdict) is not None:
             return False  # a status message is never answered
         findings = [(f.stage, f.status.value, f.reason) for f in verdict.findings]
         return verdict.action is not Action.QUARANTINE and authenticated_origin(

@@ -33,7 +33,12 @@ from mailsvc.db.base import utcnow
 from mailsvc.db.models import MessageRecord
 from mailsvc.delivery import Annotations
 from mailsvc.message import Direction, InboundMessage
-from mailsvc.notify.exchange import RECALL_REFUSED, RECALL_REQUESTED, StatusReport, read_status
+from mailsvc.notify.exchange import (
+    RECALL_REFUSED,
+    RECALL_REQUESTED,
+    StatusReport,
+    message_status,
+)
 from mailsvc.notify.notices import NoticeComposer, StatusNotice, record_may_be_notified
 from mailsvc.outbound.mailer import Mailer
 from mailsvc.outbound.models import VOID_COPY, OutboundMessage
@@ -115,7 +120,7 @@ class RecallRecorder:
         records: Sequence[MessageRecord],
     ) -> Annotations:
         notes = Annotations()
-        report = read_status(msg.parsed)
+        report = message_status(msg, verdict)
         if report is None or report.status_code != RECALL_REQUESTED or not report.message_id:
             return notes  # (an edXML recall not in reply to the mail names no Message-ID)
         origins = recall_origins(msg, verdict)

@@ -24,7 +24,7 @@ from mailsvc.delivery import message_key
 from mailsvc.documents.metadata import DocumentMetadata, urgency_from_subject
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
-from mailsvc.notify.exchange import read_status
+from mailsvc.notify.exchange import message_status
 from mailsvc.outbound import queue
 from mailsvc.outbound.models import SUBMISSION
 from mailsvc.outgoing.issuing import draft_recipients
@@ -150,9 +150,9 @@ def outgoing_input(
 ) -> OutgoingInput | None:
     """The register entry for a sent message, or None when it is not a document (unless
     ``force``: a draft for issuing is entered whatever it looks like)."""
-    if read_status(msg.parsed) is not None and not force:
+    if message_status(msg, verdict) is not None and not force:
         return None
-    attachments = attachments_of(msg)
+    attachments = attachments_of(msg, verdict)
     reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
     found: list[DocumentMetadata] = verdict.payloads(DocumentMetadata)
     metadata = found[0] if found else None

@@ -23,7 +23,7 @@ from mailsvc.db.models import MessageRecord
 from mailsvc.delivery import Annotations
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
-from mailsvc.notify.exchange import StatusReport, read_status
+from mailsvc.notify.exchange import StatusReport, message_status
 from mailsvc.notify.recall import recall_origins
 from mailsvc.outgoing.models import OutgoingDocument
 from mailsvc.outgoing.register import (
@@ -103,7 +103,7 @@ class OutgoingStatusRecorder:
         records: Sequence[MessageRecord],
     ) -> Annotations:
         notes = Annotations()
-        report = read_status(msg.parsed)
+        report = message_status(msg, verdict)
         if report is None or report.status_code not in BY_CODE:
             return notes
         documents = self._documents(session, report)

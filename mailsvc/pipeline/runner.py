@@ -33,13 +33,23 @@ class ScorePolicy(Protocol):
     def action_for(self, total: float) -> str: ...  # "deliver" | "junk" | "reject"
 
 
+class Analyser(Protocol):
+    """The shared per-message analysis (mailsvc.documents.extract.TextExtractor)."""
+
+    def cached(self, msg: InboundMessage) -> object | None: ...
+
+
 class PipelineRunner:
     def __init__(
         self,
         stages: Sequence[Stage],
         policy: PipelinePolicy,
         scoring: ScorePolicy | None = None,
+        analyser: Analyser | None = None,
     ) -> None:
+        """``analyser``: the extractor whose one worker call per message the stages share;
+        its analysis travels with the verdict (``Verdict.analysis``) to the recorders."""
+        self.analyser = analyser
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             raise ConfigError(f"pipeline: duplicate stage names in {names}")
@@ -65,6 +75,7 @@ class PipelineRunner:
             action=action,
             deciding=deciding,
             policy_version=self.policy.version,
+            analysis=self.analyser.cached(msg) if self.analyser is not None else None,
         )
         log.info(
             "verdict %s action=%s%s stages=%s",

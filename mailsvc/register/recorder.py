@@ -44,10 +44,11 @@ from sqlalchemy.orm import Session
 
 from mailsvc.db.models import Agency, Mailbox, MessageRecord
 from mailsvc.delivery import Annotations, message_key
+from mailsvc.documents.extract import Analysis, MessageView, part_filename
 from mailsvc.documents.metadata import DocumentMetadata, urgency_from_headers, urgency_from_subject
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
-from mailsvc.notify.exchange import read_status
+from mailsvc.notify.exchange import message_status
 from mailsvc.outcome import Entry
 from mailsvc.register.models import Register
 from mailsvc.register.registers import register_for_recipient
@@ -113,13 +114,36 @@ def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
         yield part, False
 
 
-def attachments_of(msg: InboundMessage) -> list[AttachmentInput]:
-    """The message's files (data included), with roles main / annex / signature."""
+ATTACHMENTS = "attachments"  # the analysis task's name (Analysis.results)
+
+
+def attachments_of(msg: InboundMessage, verdict: Verdict | None = None) -> list[AttachmentInput]:
+    """The message's files (data included), with roles main / annex / signature: from
+    the worker's analysis when the verdict carries it, else from a parse here."""
+    if msg.is_plain_text:
+        return []
+    analysis = verdict.analysis if verdict is not None else None
+    if isinstance(analysis, Analysis) and ATTACHMENTS in analysis.results:
+        return list(analysis.results[ATTACHMENTS])
+    return attachments_in(msg.parsed)
+
+
+def attachments_task(view: MessageView, _arg: object = None) -> list[AttachmentInput] | None:
+    """``attachments_in`` as an analysis task: on the worker's parse of the message."""
+    return attachments_in(view.message) if view.message is not None else None
+
+
+def attachments_in(message: Message) -> list[AttachmentInput]:
+    """The files of a parsed message (modern or compat32 policy), roles decided here."""
     found: list[AttachmentInput] = []
-    for part, is_message_signature in _leaves(msg.parsed):
+    for part, is_message_signature in _leaves(message):
         if is_message_signature:
             continue
-        filename = _nfc(part.get_filename() or "")
+        filename = (
+            _nfc(str(part.get_filename() or ""))
+            if isinstance(part, EmailMessage)
+            else (part_filename(part))
+        )
         if not filename and part.get_content_disposition() != "attachment":
             continue
         data = part.get_payload(decode=True)
@@ -239,7 +263,7 @@ class RegisterRecorder:
         the database's write lock for less time. Safe to skip; safe to repeat."""
         if verdict.action is not Action.DELIVER:
             return
-        found = attachments_of(msg)
+        found = attachments_of(msg, verdict)
         for attachment in found:
             if attachment.data is not None:
                 self.blobs.put(attachment.data, attachment.sha256)
@@ -248,10 +272,10 @@ class RegisterRecorder:
             while len(self._prepared) > PREPARED_MAX:
                 self._prepared.popitem(last=False)
 
-    def _attachments(self, msg: InboundMessage) -> list[AttachmentInput]:
+    def _attachments(self, msg: InboundMessage, verdict: Verdict) -> list[AttachmentInput]:
         with self._prepared_lock:
             found = self._prepared.pop((msg.queue_id, msg.sha256), None)
-        return found if found is not None else attachments_of(msg)
+        return found if found is not None else attachments_of(msg, verdict)
 
     # -- Recorder protocol -------------------------------------------------------------
     def on_accept(
@@ -262,8 +286,8 @@ class RegisterRecorder:
         records: Sequence[MessageRecord],
     ) -> Annotations:
         notes = Annotations()
-        attachments = self._attachments(msg)
-        if read_status(msg.parsed) is not None:
+        attachments = self._attachments(msg, verdict)
+        if message_status(msg, verdict) is not None:
             return notes  # a status message (receipt, recall ...) is not a document
         reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
         metadata = self._metadata(verdict)
@@ -294,11 +318,11 @@ class RegisterRecorder:
         deciding = verdict.deciding
         if deciding is None or deciding.stage not in self.refusal_stages:
             return
-        if read_status(msg.parsed) is not None:
+        if message_status(msg, verdict) is not None:
             return
         attachments = [
             AttachmentInput(a.filename, a.content_type, a.sha256, a.size, a.role, None)
-            for a in attachments_of(msg)
+            for a in attachments_of(msg, verdict)
         ]
         reports: list[DocumentSignatureReport] = verdict.payloads(DocumentSignatureReport)
         metadata = self._metadata(verdict)
