@@ -535,6 +535,7 @@ class App:
                 self.directory,
                 self.executor,
                 gnupg_home=home_gnupg(s.home),
+                extractor=self.extractor,
             ),
             "metadata": lambda: MetadataStage(self.extractor, self.directory, self.executor),
             "spamd": self._spamd_stage,

@@ -766,13 +766,28 @@ class TextExtractor:
         self.limits = limits or ExtractionLimits()
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], asyncio.Future[Analysis]] = OrderedDict()
-        self._tasks: list[AnalysisTask] = []
+        self._tasks: list[tuple[str, Callable[[MessageView, Any], Any], Any, bool]] = []
 
-    def add_task(self, stage: str, fn: Callable[[MessageView, Any], Any], arg: Any) -> None:
+    def add_task(
+        self,
+        stage: str,
+        fn: Callable[[MessageView, Any], Any],
+        arg: Any,
+        *,
+        per_call: bool = False,
+    ) -> None:
         """Run ``fn(view, arg)`` in the same worker call as the extraction, on the same
-        parse; its result is ``Analysis.result(stage)``. Stages call this when built."""
-        self._tasks = [t for t in self._tasks if t[0] != stage] + [(stage, fn, arg)]
+        parse; its result is ``Analysis.result(stage)``. Stages call this when built.
+        ``per_call``: ``arg`` is a function called for each analysis (its value is what
+        the worker gets: e.g. the trust material's current version)."""
+        task = (stage, fn, arg, per_call)
+        self._tasks = [t for t in self._tasks if t[0] != stage] + [task]
         self._cache.clear()
+
+    def _task_list(self) -> tuple[AnalysisTask, ...]:
+        return tuple(
+            (name, fn, arg() if per_call else arg) for name, fn, arg, per_call in self._tasks
+        )
 
     def cached(self, msg: InboundMessage) -> Analysis | None:
         """The analysis of ``msg`` if a stage already had it made, else None (no work)."""
@@ -818,7 +833,7 @@ class TextExtractor:
     async def _run(self, raw: bytes, direction: str) -> Analysis:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(
-            self.executor, analyse_message_bytes, raw, self.limits, tuple(self._tasks), direction
+            self.executor, analyse_message_bytes, raw, self.limits, self._task_list(), direction
         )
         try:
             return await asyncio.wait_for(work, self.limits.timeout_s)

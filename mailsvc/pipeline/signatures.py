@@ -23,12 +23,14 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
+from mailsvc.documents.extract import ExtractionError, TextExtractor
 from mailsvc.interfaces import AgencyInfo, Directory
 from mailsvc.message import Direction, InboundMessage
-from mailsvc.signatures.engine import Sender, SignatureEngine
+from mailsvc.signatures.engine import Sender, SignatureEngine, verify_in_worker
 from mailsvc.signatures.policy import SignaturePolicy
-from mailsvc.signatures.report import DocumentOutcome
+from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport
 from mailsvc.signatures.trust import TrustConfig
+from mailsvc.signatures.worker import DocumentResult
 from mailsvc.verdict import Finding, Status
 
 log = logging.getLogger(__name__)
@@ -58,9 +60,17 @@ class SignaturesStage:
         executor: Executor,
         *,
         gnupg_home: Path | None = None,
+        extractor: TextExtractor | None = None,
     ) -> None:
+        """``extractor``: validation runs in its worker call, beside the other stages'
+        work (None: the engine sends each document to ``executor`` itself)."""
         self._engine = SignatureEngine(policy, trust, executor=executor, gnupg_home=gnupg_home)
         self._directory = directory
+        self._extractor = extractor
+        if extractor is not None:
+            extractor.add_task(
+                self.name, verify_in_worker, self._engine.worker_argument, per_call=True
+            )
 
     def _sender(self, msg: InboundMessage) -> Sender:
         """Who sent it. Submitted by a logged-in official of ours (From is checked against
@@ -78,9 +88,19 @@ class SignaturesStage:
         )
         return Sender(address, agency, internal, tuple(self._directory.agencies()))
 
+    async def _reports(self, msg: InboundMessage) -> list[DocumentSignatureReport]:
+        if self._extractor is None:
+            return await self._engine.verify_message(msg.raw, self._sender(msg))
+        results: list[DocumentResult] | None = (await self._extractor.analyse(msg)).result(
+            self.name
+        )
+        if results is None:
+            raise ExtractionError("signature validation did not run")
+        return self._engine.reports(results, self._sender(msg))
+
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         try:
-            reports = await self._engine.verify_message(msg.raw, self._sender(msg))
+            reports = await self._reports(msg)
         except Exception as exc:  # boundary: validation could not run → fail closed
             log.error("signature check unavailable for %s: %s", msg.queue_id, exc, exc_info=True)
             return (

@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsvc.documents.extract import MessageView
 from mailsvc.interfaces import AgencyInfo
 from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.report import (
@@ -187,6 +188,20 @@ def assess(
 VERSION_TTL = 1.0  # seconds
 
 
+WorkerArgument = tuple[SignaturePolicy, ValidationSettings, str]
+
+
+def verify_in_worker(view: MessageView, arg: WorkerArgument) -> list[DocumentResult]:
+    """Find and validate every signed document of the message, in the worker that parsed
+    it (an analysis task: mailsvc.documents.extract). An opaque S/MIME message encloses
+    the real MIME entity: that is walked too."""
+    policy, settings, version = arg
+    results = [verify_document(j, settings, version) for j in jobs_for_message(view.raw, policy)]
+    for entity in [r.unwrapped for r in results if r.unwrapped is not None]:
+        results += [verify_document(j, settings, version) for j in jobs_for_message(entity, policy)]
+    return results
+
+
 class SignatureEngine:
     """Verify messages or files; CPU work goes to ``executor`` (None: the loop's default)."""
 
@@ -248,6 +263,10 @@ class SignatureEngine:
         ]
         return list(await asyncio.gather(*futures))
 
+    def worker_argument(self) -> WorkerArgument:
+        """What ``verify_in_worker`` needs, with the trust material's current version."""
+        return (self.policy, self.settings, self.trust_version())
+
     async def verify_message(
         self, raw: bytes, sender: Sender | None
     ) -> list[DocumentSignatureReport]:
@@ -258,6 +277,12 @@ class SignatureEngine:
         inner = [r.unwrapped for r in results if r.unwrapped is not None]
         for entity in inner:
             results += await self._run(jobs_for_message(entity, self.policy))
+        return self.reports(results, sender)
+
+    def reports(
+        self, results: Sequence[DocumentResult], sender: Sender | None
+    ) -> list[DocumentSignatureReport]:
+        """The policy's judgement of validated documents (``verify_in_worker`` results)."""
         message_sigs = [s for r in results if r.name == MESSAGE for s in r.signatures]
         return [
             assess(
