@@ -12,6 +12,7 @@ app.py builds one and passes it as the executor to the stages that do CPU-bound 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -113,6 +114,14 @@ class WorkerPool(Executor):
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        # The old pool's feeder thread may be stuck writing a large task into the pipe of
+        # a worker just killed; nobody will read it, and interpreter exit would wait for
+        # that thread forever. Closing our copy of the pipe's read end fails the write.
+        call_queue = getattr(old, "_call_queue", None)
+        reader = getattr(call_queue, "_reader", None)
+        if processes and reader is not None:
+            with contextlib.suppress(OSError):
+                reader.close()
         old.shutdown(wait=False, cancel_futures=True)
         self._pool = self._new_pool()
         self.recycled += 1
