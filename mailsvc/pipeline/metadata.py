@@ -118,12 +118,13 @@ _DOCUMENT_CLUES = re.compile(
     re.IGNORECASE,
 )
 _CLUE_LINES = 60
+_CLUE_CHARS = 4000  # a document's header block is short; a long one-line mail is not read
 
 
 def looks_like_document(text: str) -> bool:
     """Whether a mail body may be an official document (its first lines show a clue);
     a plain mail skips the metadata reader altogether."""
-    head = "\n".join(text.splitlines()[:_CLUE_LINES])
+    head = "\n".join(text[:_CLUE_CHARS].splitlines()[:_CLUE_LINES])
     return bool(_DOCUMENT_CLUES.search(unicodedata.normalize("NFC", head)))
 
 
