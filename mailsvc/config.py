@@ -292,7 +292,10 @@ class OutboundSection(_Section):
         "to senders; empty: notices are not S/MIME-signed",
     )
     smime_key: str = Field(
-        default="", description="Private key (PEM, unencrypted, mode 0600) of smime_cert"
+        default="",
+        description="Private key (PEM, unencrypted, mode 0600) of smime_cert; a key file is "
+        "used only with [issuing] allow_file_key = true (with [issuing] token settings, "
+        "notices are signed by the token's key and these must stay empty)",
     )
     smime_chain: str = Field(
         default="",
