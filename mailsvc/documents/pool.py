@@ -48,6 +48,10 @@ def limit_worker(memory_bytes: int | None) -> None:
 # package or the stage modules on its first task (py-spy: ~10 % of a short bench's
 # worker time was imports).
 PRELOAD = (
+    # The program's main module too, once: a forked worker that finds it already there
+    # does not import it again (multiprocessing.spawn._fixup_main_from_path), and its
+    # pages stay shared with the fork server.
+    "__main__",
     "mailsvc.documents.extract",
     "mailsvc.signatures.worker",
     "mailsvc.signatures.validation",
