@@ -216,3 +216,18 @@ async def test_document_published_on_one_line_in_the_body(stage: MetadataStage, 
 def test_stage_shape(stage: MetadataStage) -> None:
     assert stage.name == "metadata"
     assert stage.description
+
+
+async def test_plain_mail_skips_the_document_reader(stage: MetadataStage) -> None:
+    """No work a plain mail does not need: a body without a document clue (number and
+    notation, a date line, the national motto) is not read as a document; one with a clue
+    is (language detection is part of the reading)."""
+    chat = "Chào anh, chiều nay họp lúc mấy giờ? Em gửi lại danh sách khách mời. " * 40
+    [plain] = await stage.inspect(_inbound(_message("Hỏi lịch họp", chat)))
+    assert (plain.status, plain.reason) == (Status.NONE, "not-an-official-document")
+    meta = plain.payload
+    assert isinstance(meta, DocumentMetadata)
+    assert meta.document == "body" and meta.language == "" and not meta.number_notation
+    dated = "Đắk Nông, ngày 05 tháng 12 năm 2026\n" + chat
+    [read] = await stage.inspect(_inbound(_message("Hỏi lịch họp", dated)))
+    assert isinstance(read.payload, DocumentMetadata) and read.payload.language == "vi"
