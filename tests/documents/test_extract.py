@@ -38,6 +38,7 @@ from tests.documents.samples import (
     make_zip,
     message,
 )
+from tests.signatures.pki import pdf_from_objects
 
 LIMITS = ExtractionLimits()
 
@@ -269,19 +270,7 @@ def _nested_pdf(depth: int) -> bytes:
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Deep " + nested + b" >>",
     ]
-    out = io.BytesIO(b"%PDF-1.7\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    )
-    return out.getvalue()
+    return pdf_from_objects(objects, header=b"%PDF-1.7\n")
 
 
 def test_deeply_nested_pdf_is_bounded(pool: WorkerPool) -> None:

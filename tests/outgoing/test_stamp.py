@@ -28,7 +28,7 @@ from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.report import CertificateKind, DocumentOutcome, Indication
 from mailsvc.time import VIETNAM
-from tests.signatures.pki import SamplePki, make_pdf, session_pki, signed_pdf
+from tests.signatures.pki import SamplePki, make_pdf, pdf_from_objects, session_pki, signed_pdf
 from tests.softhsm import Token
 
 AGENCY = "Sở Thông tin và Truyền thông Thử nghiệm"
@@ -84,20 +84,7 @@ def form_template(text: str = "Kế hoạch số .../KH-STTTT") -> bytes:
         b"<< /Type /Annot /Subtype /Widget /FT /Tx /T (NgayBanHanh) /F 4 /P 3 0 R "
         b"/Rect [330 790 570 810] /DA (/F1 12 Tf 0 g) >>",
     ]
-    out = BytesIO()
-    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(
-        b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    )
-    return out.getvalue()
+    return pdf_from_objects(objects)
 
 
 def receiving_validation(pki: SamplePki, pdf: bytes) -> object:

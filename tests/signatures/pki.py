@@ -356,8 +356,16 @@ def make_pdf(text: str = "Quyết định số 35/2024/QĐ-UBND", size: int = 0)
         blob = os.urandom(pad)
         objects.append(b"<< /Length %d >>\nstream\n" % len(blob) + blob + b"\nendstream")
         objects[0] = b"<< /Type /Catalog /Pages 2 0 R /PieceInfo << /Pad 6 0 R >> >>"
+    return pdf_from_objects(objects)
+
+
+PDF_HEADER = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n"
+
+
+def pdf_from_objects(objects: list[bytes], header: bytes = PDF_HEADER) -> bytes:
+    """A PDF file of ``objects`` (numbered from 1, the catalog first) with its xref table."""
     out = BytesIO()
-    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    out.write(header)
     offsets = []
     for number, body in enumerate(objects, start=1):
         offsets.append(out.tell())
