@@ -286,11 +286,19 @@ async def test_full_disk_gives_452_writes_nothing_and_recovers(small_disk: Path)
 @pytest.fixture
 def silent_dns() -> Iterator[int]:
     """A UDP and TCP port on loopback where nobody ever answers."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket()
-    tcp.bind(("127.0.0.1", port))
+    for _ in range(50):  # the UDP port's number may be taken for TCP: take another pair
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket()
+        try:
+            tcp.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
+    else:
+        raise RuntimeError("no loopback port free for both UDP and TCP")
     tcp.listen(16)
     try:
         yield port
