@@ -2,9 +2,11 @@
 
 Used by bench/smtp.py and bench/documents.py around the load on our service::
 
-    with ServiceMonitor() as monitor:
-        ... blast_in_process(..., on_client=monitor.exclude) ...
+    monitor = ServiceMonitor()
+    ... blast_in_process(..., monitor=lambda client: (monitor.exclude(client), monitor)[1])
     monitor.report(count, "document")
+
+(the client process is started and excluded before the monitor's first sample)
 
 The service is this process (the benches run ``App`` in-process) and all its descendants,
 less the processes given to :meth:`ServiceMonitor.exclude` (the load generator) and the

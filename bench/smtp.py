@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -78,21 +79,22 @@ def blast_in_process(
     sessions: int,
     sender: str = "cv@sender.example.vn",
     rcpt: str = RCPT,
-    on_client: Callable[[int], None] | None = None,
+    monitor: Callable[[int], contextlib.AbstractContextManager[object]] | None = None,
 ) -> tuple[float, list[float]]:
     """Run the SMTP client in its own process, like Postfix's smtp-source, so the
     client's CPU is not charged to the server's event loop. ``messages``: the bytes, or a
     directory written by save_messages (read by the client: the server's process never
-    holds them). ``on_client`` is told the client's pid before it starts."""
+    holds them). ``monitor(pid)``, given the client's pid once its process has started (and
+    imported what it needs), is entered around the load only: a monitor that watches the
+    service never counts the client, not even in its first samples."""
     import concurrent.futures
     import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx) as pool:
         pid = pool.submit(os.getpid).result()
-        if on_client is not None:
-            on_client(pid)
-        return pool.submit(_blast_sync, host, port, messages, sessions, sender, rcpt).result()
+        with monitor(pid) if monitor is not None else contextlib.nullcontext():
+            return pool.submit(_blast_sync, host, port, messages, sessions, sender, rcpt).result()
 
 
 def _blast_sync(
@@ -229,10 +231,15 @@ async def blast_monitored(
     # service pays their start-up once, not in its first seconds of load).
     loop = asyncio.get_running_loop()
     await asyncio.gather(*(loop.run_in_executor(app.executor, os.getpid) for _ in range(8)))
-    with ServiceMonitor() as monitor:
-        elapsed, latencies = await asyncio.to_thread(
-            blast_in_process, host, port, messages, sessions, sender, rcpt, monitor.exclude
-        )
+    monitor = ServiceMonitor()
+
+    def watching(client: int) -> ServiceMonitor:
+        monitor.exclude(client)
+        return monitor
+
+    elapsed, latencies = await asyncio.to_thread(
+        blast_in_process, host, port, messages, sessions, sender, rcpt, watching
+    )
     return elapsed, latencies, monitor
 
 
