@@ -1,0 +1,98 @@
+"""DATA read in pieces (mailsvc.smtp.server.read_data): the same message, the same answers
+and the same left-over bytes as reading line by line, however the bytes arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+
+import pytest
+
+from mailsvc.smtp.server import TOO_LONG, TOO_MUCH, read_data
+
+LINE_LIMIT = 1001
+
+
+def by_lines(wire: bytes, size_limit: int) -> tuple[bytes, str | None, bytes]:
+    """The reference: RFC 5321's reading, a line at a time (what aiosmtpd does)."""
+    lines = []
+    rest = wire
+    while True:
+        line, sep, rest = rest.partition(b"\r\n")
+        assert sep, "no end of data in the test input"
+        if line == b".":
+            break
+        lines.append(line + b"\r\n")
+    size = sum(map(len, lines))
+    if size > size_limit:
+        return b"", TOO_MUCH, rest
+    if any(len(x) > LINE_LIMIT for x in lines):
+        return b"", TOO_LONG, rest
+    return b"".join(x[1:] if x.startswith(b".") else x for x in lines), None, rest
+
+
+async def read(wire: bytes, size_limit: int, chunk: int) -> tuple[bytes, str | None, bytes]:
+    reader = asyncio.StreamReader(limit=LINE_LIMIT)
+
+    async def feed() -> None:
+        for i in range(0, len(wire), chunk):
+            reader.feed_data(wire[i : i + chunk])
+            await asyncio.sleep(0)
+        reader.feed_eof()
+
+    feeder = asyncio.ensure_future(feed())
+    content, problem = await read_data(reader, size_limit, LINE_LIMIT)
+    limit_after = reader._limit  # type: ignore[attr-defined]
+    await feeder
+    left = await reader.read()
+    assert limit_after == LINE_LIMIT, "the command line limit is put back"
+    return content, problem, left
+
+
+BASE64 = base64.encodebytes(os.urandom(30_000)).replace(b"\n", b"\r\n")
+CASES = {
+    "empty message": b".\r\n",
+    "one line": b"Hello\r\n.\r\n",
+    "dot-stuffed first line": b"..hidden\r\nnext\r\n.\r\n",
+    "dot-stuffed lines and a lone stuffed dot": b"a\r\n..\r\n...\r\n.b\r\n.\r\n",
+    "lines ending with a full stop": b"Subject: x.\r\n\r\nEnd of sentence.\r\nAnd.\r\n.\r\n",
+    "empty lines before the end": b"x\r\n\r\n\r\n.\r\n",
+    "a dot inside a line is data": b"a .\r\n b. c\r\n.\r\n",
+    "base64 attachment": b"Content-Type: application/pdf\r\n\r\n" + BASE64 + b".\r\n",
+    "longest line allowed": b"x" * (LINE_LIMIT - 2) + b"\r\n.\r\n",
+    "line one byte too long": b"x" * (LINE_LIMIT - 1) + b"\r\n.\r\n",
+    "a very long line": b"y" * 50_000 + b"\r\n.\r\n",
+}
+PIPELINED = b"MAIL FROM:<a@b.vn>\r\nRCPT TO:<c@d.vn>\r\n"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 1 << 20])
+async def test_same_as_line_by_line(name: str, chunk: int) -> None:
+    wire = CASES[name] + PIPELINED
+    expected = by_lines(wire, 10_000_000)
+    assert await read(wire, 10_000_000, chunk) == expected
+    assert expected[2] == PIPELINED  # what follows the end stays for the command loop
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 20])
+async def test_too_much_data_is_read_to_its_end_then_refused(chunk: int) -> None:
+    wire = BASE64 + b".\r\n" + PIPELINED
+    content, problem, left = await read(wire, 10_000, chunk)
+    assert (content, problem, left) == (b"", TOO_MUCH, PIPELINED)
+
+
+async def test_exactly_at_the_size_limit_is_accepted() -> None:
+    body = b"z" * 98 + b"\r\n"
+    content, problem, left = await read(body * 10 + b".\r\n", 1000, 64)
+    assert (content, problem, left) == (body * 10, None, b"")
+    content, problem, _ = await read(body * 10 + b"a\r\n.\r\n", 1000, 64)
+    assert problem == TOO_MUCH
+
+
+async def test_too_much_without_any_end_marker_in_the_first_megabytes() -> None:
+    # no ".\r\n" at all for far more than the limit: the reader never holds it all
+    wire = b"q" * 3_000_000 + b"\r\n.\r\n" + PIPELINED
+    content, problem, left = await read(wire, 100_000, 65_536)
+    assert (content, problem, left) == (b"", TOO_MUCH, PIPELINED)
