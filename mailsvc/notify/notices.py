@@ -24,7 +24,12 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.charset import QP, Charset
 from email.message import EmailMessage
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.policy import compat32
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
@@ -38,10 +43,10 @@ from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.db.session import reading
 from mailsvc.delivery import Annotations
 from mailsvc.documents.markings import MarkingMatch
+from mailsvc.headers import encode_fields
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, message_status
 from mailsvc.outbound.mailer import FailedMessage, Mailer
-from mailsvc.outbound.queue import as_bytes
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outcome import Accepted
 from mailsvc.pipeline.antivirus import ScanResult
@@ -72,6 +77,22 @@ def one_line(text: str) -> str:
     the notice's Subject raised, and the sender never got the receipt."""
     cleaned = "".join(" " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch for ch in text)
     return unicodedata.normalize("NFC", " ".join(cleaned.split()))
+
+
+# The notice is built with the email package's legacy MIME classes: the modern
+# EmailMessage parses and refolds every field when it is written, 4.5 ms of CPU per notice
+# where this takes under one (one notice per registered document, in the SMTP process).
+LEGACY_SMTP = compat32.clone(linesep="\r\n")
+
+
+def _text_part(text: str, subtype: str) -> MIMENonMultipart:
+    """A text part in UTF-8, quoted-printable (readable in the raw message)."""
+    charset = Charset("utf-8")
+    charset.body_encoding = QP
+    part = MIMENonMultipart("text", subtype)
+    part.set_payload(text, charset)
+    del part["MIME-Version"]
+    return part
 
 
 def _environment(templates: Path) -> Environment:
@@ -152,18 +173,17 @@ class NoticeComposer:
             "time": iso_local(notice.time),  # machine-readable: ISO 8601 +07:00
             "reason": notice.reason or None,
         }
-        body = EmailMessage()
-        body.set_content(self.render("notice.txt.j2", values), cte="quoted-printable")
-        body.add_alternative(
-            self.render("notice.html.j2", values), subtype="html", cte="quoted-printable"
+        body = MIMEMultipart("mixed")
+        text = MIMEMultipart("alternative")
+        text.attach(_text_part(self.render("notice.txt.j2", values), "plain"))
+        text.attach(_text_part(self.render("notice.html.j2", values), "html"))
+        body.attach(text)
+        status_part = MIMEApplication(
+            json.dumps(status, ensure_ascii=False, indent=2).encode("utf-8"), "json"
         )
-        body.make_mixed()
-        body.add_attachment(
-            json.dumps(status, ensure_ascii=False, indent=2).encode("utf-8"),
-            maintype="application",
-            subtype="json",
-            filename="status.json",
-        )
+        status_part.add_header("Content-Disposition", "attachment", filename="status.json")
+        del status_part["MIME-Version"], text["MIME-Version"]
+        body.attach(status_part)
         headers = [
             ("From", self.from_field),
             ("To", notice.recipient),
@@ -176,9 +196,7 @@ class NoticeComposer:
             headers += [("In-Reply-To", notice.message_id), ("References", notice.message_id)]
         if self.smime is not None:
             return self.smime.sign_message(body, headers)
-        for name, value in headers:
-            body[name] = value
-        return as_bytes(body)
+        return encode_fields(headers) + body.as_bytes(policy=LEGACY_SMTP)
 
     def alert(self, recipient: str, subject: str, body: str) -> EmailMessage:
         """A plain-text alert to an administrator or clerk (not S/MIME-signed)."""

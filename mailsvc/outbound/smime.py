@@ -21,8 +21,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
+from email.message import Message
 from pathlib import Path
 
 from cryptography import x509
@@ -32,6 +31,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError
+from mailsvc.headers import encode_fields
 
 log = logging.getLogger(__name__)
 
@@ -137,16 +137,13 @@ class SmimeSigner:
             ]
         )
 
-    def sign_message(self, entity: EmailMessage, headers: Sequence[tuple[str, str]]) -> bytes:
+    def sign_message(self, entity: Message, headers: Sequence[tuple[str, str]]) -> bytes:
         """A complete message: ``headers`` (RFC 2047-encoded as needed), then the
-        signed ``entity`` (its own MIME-Version field is dropped: the outer one counts)."""
+        signed ``entity`` (its own MIME-Version field is dropped: the outer one counts),
+        written with its own policy and CRLF line ends."""
         del entity["MIME-Version"]
-        body = entity.as_bytes(policy=SMTP_POLICY)
-        outer = EmailMessage(policy=SMTP_POLICY)
-        for name, value in headers:
-            outer[name] = value
-        head = b"".join(SMTP_POLICY.fold_binary(name, value) for name, value in outer.items())
-        return head + self.sign(body)
+        body = entity.as_bytes(policy=entity.policy.clone(linesep="\r\n"))
+        return encode_fields(headers) + self.sign(body)
 
 
 def _crlf(data: bytes) -> bytes:

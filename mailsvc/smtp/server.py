@@ -299,7 +299,7 @@ async def read_data(
     if problem is not None:
         return b"", problem
     data = b"".join(pieces)[:-3]  # without the ".\r\n" that ended it
-    if any(len(line) > line_limit - 2 for line in data.split(b"\r\n")):
+    if len(data) > line_limit - 2 and max(map(len, data.split(b"\r\n"))) > line_limit - 2:
         return b"", TOO_LONG
     if data.startswith(b"."):
         data = data[1:]
