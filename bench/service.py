@@ -24,7 +24,9 @@ the ``SMTP process``; anything else is ``other``.
   RSS counts the pages shared between processes (the fork server's preloaded modules in
   every worker) once per process: an upper bound of what the service holds.
 - Profile: with ``BENCH_PROFILE=PATH`` in the environment (set by bench/flame.py), py-spy
-  samples the service during the load (``--subprocesses``, raw output into PATH) and
+  samples the service during the load (``--subprocesses``, raw output into PATH; with
+  ``BENCH_PROFILE_GIL=1`` only threads holding the GIL, which leaves out threads blocked
+  in a system call such as fsync) and
   ``PATH.json`` records which processes were the service's, for bench/flame.py's table.
 """
 
@@ -257,6 +259,8 @@ class ServiceMonitor:
         path.parent.mkdir(parents=True, exist_ok=True)
         argv = [binary, "record", "--pid", str(self.root), "--subprocesses", "--nonblocking"]
         argv += ["--nolineno", "--full-filenames"]
+        if os.environ.get("BENCH_PROFILE_GIL"):
+            argv.append("--gil")  # only the thread holding the GIL: where Python CPU goes
         self._pyspy = subprocess.Popen(
             [*argv, "--format", "raw", "--output", str(path)],
             stdout=subprocess.PIPE,

@@ -373,7 +373,10 @@ async def validate_pdf(
     last_revision = max((sig.signed_revision for sig in embedded), default=-1)
     tail: ModificationLevel | None = None  # what changed after the last signature
     for sig in embedded:
-        name = sig.field_name or ""
+        # A plain str: pyHanko's field name is a TextStringObject that keeps a reference
+        # to its container, and pickling it (the result goes back to the SMTP process)
+        # carried the whole parsed PDF along: 0.5 MB per signature.
+        name = str.__str__(sig.field_name or "")
         try:
             status = await async_validate_pdf_signature(
                 sig,

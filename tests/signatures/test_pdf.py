@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import pickle
 from datetime import UTC, datetime, timedelta
+from enum import Enum
 
 import pytest
 
@@ -43,6 +46,18 @@ async def test_personal_and_organisation_signatures(
     # the organisation signature was added after the personal one: a permitted change
     assert personal.modification == "form_filling"
     assert organisation.modification == "none"
+
+
+async def test_signature_results_travel_light(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
+    """A result goes back from the worker process pickled: plain values only (pyHanko's
+    text objects hold the parsed PDF; one once made every result half a megabyte)."""
+    (report,) = await engine.verify_files([("qd.pdf", two_signatures)])
+    for signature in report.signatures:
+        for value in dataclasses.asdict(signature).values():
+            assert type(value) in (str, type(None), datetime) or isinstance(value, Enum)
+        assert len(pickle.dumps(signature)) < 4096
 
 
 async def test_one_changed_byte_fails(engine: SignatureEngine, two_signatures: bytes) -> None:
