@@ -39,10 +39,9 @@ import uuid
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sqlalchemy import func, select
 
 from bench.service import ServiceMonitor, release_memory
 from bench.smtp import RCPT as CLERK
@@ -55,15 +54,13 @@ from bench.smtp import (
     save_messages,
 )
 from bench.smtp import prepare_home as prepare_bench_home
-from mailsvc.adapters.clamd_daemon import daemon_from_settings
-from mailsvc.app import App, extraction_limits, policies_dir
-from mailsvc.config import Settings
-from mailsvc.db.models import Agency
+
+# Imported here: what the pool's workers run (necessary_work) and the sample PKI, which
+# need neither the database nor the app. The rest of the service is imported in the
+# functions that use it: this is the main module, which the worker pool's fork server
+# imports (mailsvc.documents.pool.PRELOAD); see bench/smtp.py.
 from mailsvc.documents.extract import ExtractionLimits, iter_document_parts
-from mailsvc.documents.pool import WorkerPool
-from mailsvc.register.models import RegisterDocument
-from mailsvc.signatures.engine import SignatureEngine, home_gnupg, home_trust_config
-from mailsvc.signatures.policy import SignaturePolicy, load_signature_policy
+from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.smime import jobs_for_files
 from mailsvc.signatures.validation import ValidationSettings
 from mailsvc.signatures.worker import verify_document
@@ -75,6 +72,9 @@ from tests.signatures.pki import (
     session_pki,
     signed_pdf,
 )
+
+if TYPE_CHECKING:
+    from mailsvc.config import Settings
 
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
 
@@ -100,6 +100,8 @@ def document_messages(count: int) -> list[bytes]:
 def prepare_home(home: Path) -> Settings:
     """bench/smtp.py's home, plus the sample PKI's trust anchors and CRLs and the sending
     agency pinned to loopback (closed network: SPF by the directory)."""
+    from mailsvc.db.models import Agency
+
     settings = prepare_bench_home(
         home,
         Agency(
@@ -123,6 +125,11 @@ def prepare_home(home: Path) -> Settings:
 async def run_ours(
     settings: Settings, messages: Path, count: int, sessions: int
 ) -> tuple[float, list[float], int, ServiceMonitor]:
+    from sqlalchemy import func, select
+
+    from mailsvc.app import App
+    from mailsvc.register.models import RegisterDocument
+
     release_memory()  # what the bench held (the messages, the baseline's buffers)
     app = App(settings)
     await app.start()
@@ -170,6 +177,12 @@ async def run_ceiling(
     settings: Settings, messages: Path, sessions: int, workdir: Path
 ) -> tuple[float, list[float], tuple[float, float, float], ServiceMonitor]:
     """The necessary work on every message, ``sessions`` documents in flight."""
+    from mailsvc.adapters.clamd_daemon import daemon_from_settings
+    from mailsvc.app import extraction_limits, policies_dir
+    from mailsvc.documents.pool import WorkerPool
+    from mailsvc.signatures.engine import SignatureEngine, home_gnupg, home_trust_config
+    from mailsvc.signatures.policy import load_signature_policy
+
     policies = policies_dir(settings)
     policy = load_signature_policy(policies / "signature.yaml")
     engine = SignatureEngine(

@@ -26,19 +26,25 @@ from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import aiosmtplib
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.service import ServiceMonitor, release_memory
-from mailsvc.app import App
-from mailsvc.config import Settings, load_settings
-from mailsvc.db.models import Agency, Mailbox
-from mailsvc.db.session import make_engine, make_sessionmaker, migrate
-from mailsvc.passwords import hash_password
-from tests.tlsutil import write_self_signed
+
+if TYPE_CHECKING:
+    from aiosmtpd.smtp import SMTP, Envelope, Session
+
+    from mailsvc.app import App
+    from mailsvc.config import Settings
+    from mailsvc.db.models import Agency
+
+# The service's modules are imported in the functions that use them, not here: this
+# module is the main module of the bench, and the worker pool's fork server imports the
+# main module (mailsvc.documents.pool.PRELOAD), as does the client's process. At the top
+# they would put the whole service (SQLAlchemy, Alembic, the app) into every worker.
 
 DOMAIN = "bench.example.vn"
 RCPT = f"vanthu@{DOMAIN}"
@@ -162,6 +168,8 @@ async def run_baseline(
     messages: Sequence[bytes] | Path, sessions: int, workdir: Path
 ) -> tuple[float, list[float]]:
     handler = MaildirHandler(workdir / "baseline-maildir")
+    from aiosmtpd.smtp import SMTP
+
     loop = asyncio.get_running_loop()
     server = await loop.create_server(lambda: SMTP(handler), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -174,6 +182,12 @@ async def run_baseline(
 def prepare_home(home: Path, *agencies: Agency) -> Settings:
     """A bench home: loopback listeners, no DNS, no rate limits, our agency (plus
     ``agencies``) and the clerk's mailbox RCPT; the database migrated."""
+    from mailsvc.config import load_settings
+    from mailsvc.db.models import Agency, Mailbox
+    from mailsvc.db.session import make_engine, make_sessionmaker, migrate
+    from mailsvc.passwords import hash_password
+    from tests.tlsutil import write_self_signed
+
     home.mkdir()
     write_self_signed(home / "tls/cert.pem", home / "tls/key.pem", "localhost")
     (home / "mailsvc.toml").write_text(
@@ -207,6 +221,8 @@ def prepare_home(home: Path, *agencies: Agency) -> Settings:
 async def run_ours(
     messages: Path, sessions: int, workdir: Path
 ) -> tuple[float, list[float], ServiceMonitor]:
+    from mailsvc.app import App
+
     os.chmod(workdir, 0o755)
     release_memory()  # the baseline's buffers are not the service's
     app = App(prepare_home(workdir / "home"))

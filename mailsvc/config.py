@@ -124,7 +124,7 @@ class DovecotSection(_Section):
     mode: Literal["managed", "system"] = "managed"
     binary: str = "/usr/sbin/dovecot"
     lmtp_socket: str = ""  # system mode: path of Dovecot's LMTP unix socket
-    auth_workers: int = Field(default=4, ge=1)
+    auth_workers: int = Field(default=2, ge=1)
 
 
 class ClamavSection(_Section):

@@ -1,4 +1,11 @@
-"""The admin command line. Each sub-module adds its commands to the group in ``register``."""
+"""The admin command line. Each sub-module adds its commands to the group in ``register``.
+
+The sub-modules are imported when their command is asked for, not with this package:
+``mailsvc serve`` imports the service, ``mailsvc mailbox`` the database, and the worker
+pool's processes, which import the program's main module again (multiprocessing's
+``forkserver`` re-runs the ``mailsvc`` script in every worker), import only click and
+the settings here instead of every command's dependencies.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,14 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mailsvc.config import Settings, load_settings
 from mailsvc.errors import MailsvcError
 
-# Explicit list of command modules, in help order.
+# Explicit list of command modules.
 COMMAND_MODULES = (
     "init",
     "serve",
@@ -32,6 +40,12 @@ COMMAND_MODULES = (
     "queue",
     "outgoing",
 )
+# The top-level commands each module adds (a module may add to another's group:
+# checks_report adds ``report`` to ``checks``), so that a command imports only its own.
+MODULE_COMMANDS = {
+    "backup": ("backup", "restore"),
+    "checks_report": ("checks",),
+}
 
 
 class Context:
@@ -54,8 +68,46 @@ class Context:
         return self._settings
 
 
+def _modules_of(command: str) -> list[str]:
+    return [m for m in COMMAND_MODULES if command in MODULE_COMMANDS.get(m, (m,))]
+
+
 class _Group(click.Group):
-    """Turns known errors into one line and a non-zero exit; tracebacks only with --debug."""
+    """Turns known errors into one line and a non-zero exit; tracebacks only with --debug.
+
+    Loads the command modules on demand (``get_command``); ``load_all`` loads every one
+    (``commands`` then holds them all)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._loaded: set[str] = set()
+
+    def load(self, modules: list[str]) -> None:
+        """Import the command ``modules`` not imported yet and add their commands."""
+        for name in modules:
+            if name in self._loaded:
+                continue
+            self._loaded.add(name)
+            try:
+                module = importlib.import_module(f"mailsvc.cli.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"mailsvc.cli.{name}":
+                    raise
+                continue
+            module.register(self)
+        for command in self.commands.values():
+            _accept_home_everywhere(command)
+
+    def load_all(self) -> None:
+        self.load(list(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        self.load(_modules_of(cmd_name))
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self.load_all()
+        return super().list_commands(ctx)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -114,16 +166,3 @@ def _accept_home_everywhere(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             _accept_home_everywhere(sub)
-
-
-for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"mailsvc.cli.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"mailsvc.cli.{_name}":
-            raise
-        continue
-    _module.register(main)
-
-for _command in main.commands.values():
-    _accept_home_everywhere(_command)

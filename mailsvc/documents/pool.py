@@ -48,9 +48,12 @@ def limit_worker(memory_bytes: int | None) -> None:
 # package or the stage modules on its first task (py-spy: ~10 % of a short bench's
 # worker time was imports).
 PRELOAD = (
-    # The program's main module too, once: a forked worker that finds it already there
-    # does not import it again (multiprocessing.spawn._fixup_main_from_path), and its
-    # pages stay shared with the fork server.
+    # The program's main module: meant to be imported once here, so that a worker finds
+    # it and does not import it again (multiprocessing.spawn._fixup_main_from_path). On
+    # Python 3.11 the fork server is never given the main module's path (forkserver asks
+    # get_preparation_data for "main_path", which it names "init_main_from_path"), so
+    # every worker runs the main script again: the script must be cheap to import
+    # (mailsvc.cli and the benches import the service inside their commands).
     "__main__",
     "mailsvc.documents.extract",
     "mailsvc.signatures.worker",
@@ -59,9 +62,12 @@ PRELOAD = (
     "mailsvc.pipeline.spam",
     "mailsvc.pipeline.classification",
     "mailsvc.pipeline.metadata",
-    "mailsvc.pipeline.authentication",
-    "mailsvc.register.recorder",
+    "mailsvc.register.attachments",
     "mailsvc.notify.exchange",
+    # Only what the worker-side functions need: not mailsvc.pipeline.authentication or
+    # mailsvc.register.recorder (SQLAlchemy, the models, DNS, SPF: ~35 MB in every
+    # process of the pool). The DKIM work (mailsvc.pipeline.dkim_verify) is imported by a
+    # worker on its first DKIM-signed message.
 )
 
 

@@ -566,6 +566,8 @@ service imap-login {{
   }}{chroot}
 }}
 service lmtp {{
+  # our LMTP client keeps up to 4 connections (mailsvc.mailboxes.lmtp): two per process
+  client_limit = 2
   unix_listener lmtp {{
     mode = 0600
     user = {me}

@@ -18,15 +18,14 @@ Reason codes (stable; spam scoring and SMTP replies refer to them)::
 
 DNS goes through the injected resolver, asynchronously, before dkimpy runs: dkimpy is
 handed a ``dnsfunc`` that answers from the keys already fetched, and its CPU work
-(canonicalisation, hashing, RSA) runs in the executor. SPF is pyspf's evaluation fed by
-the same resolver (see ``check_spf``); it passes the openspf RFC 7208 and RFC 4408
-suites, which run in CI (tests/pipeline/test_spf_suite.py).
+(canonicalisation, hashing, RSA) runs in the executor (mailsvc.pipeline.dkim_verify). SPF
+is pyspf's evaluation fed by the same resolver (see ``check_spf``); it passes the openspf
+RFC 7208 and RFC 4408 suites, which run in CI (tests/pipeline/test_spf_suite.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 import logging
 import re
@@ -42,181 +41,31 @@ import dns.name
 import dns.reversename
 import idna
 import spf
-from publicsuffixlist import PublicSuffixList
 
 from mailsvc.adapters.dns import OriginResolver
 from mailsvc.directory import covering_agency
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.pipeline.dkim_verify import (
+    DkimSignatureResult,
+    SignatureHeader,
+    ar_comment,
+    ar_value,
+    parse_signatures,
+    verify_signatures,
+)
+from mailsvc.pipeline.domains import is_aligned, organisational_domain
 from mailsvc.policy.authentication import AuthenticationPolicy
 from mailsvc.verdict import Finding, Status
 
 log = logging.getLogger(__name__)
-_dkimpy_log = logging.getLogger(__name__ + ".dkimpy")
 
 STAGE_NAME = "authentication"
 
-
-@functools.cache
-def _public_suffix_list() -> PublicSuffixList:
-    """The Public Suffix List as shipped in the publicsuffixlist package (no network)."""
-    return PublicSuffixList()
-
-
-def organisational_domain(domain: str, extra_suffixes: Iterable[str] = ()) -> str:
-    """The organisational domain (RFC 7489 3.2): the public suffix plus one label.
-
-    The public suffix is the longest of the Public Suffix List's match (ICANN and private
-    sections; an unknown TLD counts as one) and ``extra_suffixes`` (policy
-    ``public_suffixes``: private suffixes of a closed network). A domain that is itself
-    a public suffix is its own organisational domain.
-    """
-    name = domain.strip().rstrip(".").lower()
-    suffix = _public_suffix_list().publicsuffix(name) or name
-    for extra in extra_suffixes:
-        extra = extra.strip().strip(".").lower()
-        if extra and name.endswith("." + extra) and len(extra) > len(suffix):
-            suffix = extra
-    if name == suffix:
-        return name
-    label = name[: -len(suffix) - 1].rpartition(".")[2]
-    return f"{label}.{suffix}"
-
-
-def is_aligned(a: str, b: str, mode: str, suffixes: Iterable[str] = ()) -> bool:
-    """DMARC identifier alignment (RFC 7489 3.1): ``s`` strict, ``r`` relaxed."""
-    a, b = a.lower().rstrip("."), b.lower().rstrip(".")
-    if mode == "s":
-        return a == b
-    return organisational_domain(a, suffixes) == organisational_domain(b, suffixes)
-
-
-def _ar_value(value: str) -> str:
-    """An Authentication-Results property value: a token, or a quoted string."""
-    if value and re.fullmatch(r"[A-Za-z0-9.@_+\-=/]+", value):
-        return value
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _comment(text: str) -> str:
-    cleaned = text.replace("(", "[").replace(")", "]").replace("\\", "/")
-    return "(" + re.sub(r"\s+", " ", cleaned)[:120] + ")"
-
-
 # ---------------------------------------------------------------------------------------
-# DKIM
+# DKIM (the CPU work, run in the executor, is in mailsvc.pipeline.dkim_verify)
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DkimSignatureResult:
-    """The outcome for one DKIM-Signature header field."""
-
-    result: str  # pass | fail | neutral | temperror | permerror
-    domain: str
-    selector: str
-    detail: str
-    b_prefix: str = ""  # first characters of b=, tells signatures apart (RFC 6008)
-    body_length: int | None = None  # the l= tag, if present
-    unsigned_body_bytes: int = 0  # canonical body bytes after l= (not covered)
-
-    def entry(self) -> str:
-        parts = [f"dkim={self.result}"]
-        if self.result != "pass" and self.detail:
-            parts.append(_comment(self.detail))
-        elif self.unsigned_body_bytes:
-            parts.append(_comment(f"{self.unsigned_body_bytes} body bytes not signed"))
-        if self.domain:
-            parts.append(f"header.d={_ar_value(self.domain)}")
-        if self.selector:
-            parts.append(f"header.s={_ar_value(self.selector)}")
-        if self.b_prefix:
-            parts.append(f"header.b={_ar_value(self.b_prefix)}")
-        return " ".join(parts)
-
-
-@dataclass(frozen=True)
-class _SignatureHeader:
-    index: int
-    domain: str
-    selector: str
-    b_prefix: str
-    body_length: int | None
-    canonicalization: bytes
-    error: str  # non-empty: the tag list itself is unusable (permerror)
-
-
-def _parse_signatures(raw: bytes, limit: int) -> list[_SignatureHeader]:
-    """Parse the DKIM-Signature tag lists (CPU; run in the executor)."""
-    checker = dkim.DKIM(raw, logger=_dkimpy_log)
-    values = [v for name, v in checker.headers if name.lower() == b"dkim-signature"]
-    found: list[_SignatureHeader] = []
-    for index, raw_value in enumerate(values[:limit]):
-        tags = dict(re.findall(rb"([a-zA-Z][a-zA-Z0-9_]*)\s*=\s*([^;]*)", raw_value))
-        domain = re.sub(rb"\s+", b"", tags.get(b"d", b"")).decode("ascii", "replace").lower()
-        selector = re.sub(rb"\s+", b"", tags.get(b"s", b"")).decode("ascii", "replace")
-        b_value = re.sub(rb"\s+", b"", tags.get(b"b", b"")).decode("ascii", "replace")
-        length_raw = re.sub(rb"\s+", b"", tags.get(b"l", b""))
-        error = ""
-        try:
-            checker.verify_headerprep(index)
-        except dkim.DKIMException as exc:
-            error = str(exc) or type(exc).__name__
-        except Exception as exc:  # boundary: dkimpy on hostile input must not crash the stage
-            error = f"unparsable signature ({type(exc).__name__})"
-        found.append(
-            _SignatureHeader(
-                index=index,
-                domain=domain,
-                selector=selector,
-                b_prefix=b_value[:8],
-                body_length=int(length_raw) if length_raw.isdigit() else None,
-                canonicalization=re.sub(rb"\s+", b"", tags.get(b"c", b"simple/simple")),
-                error=error,
-            )
-        )
-    return found
-
-
-def _verify_signatures(
-    raw: bytes, work: list[tuple[_SignatureHeader, bytes]], min_key_bits: int
-) -> list[DkimSignatureResult]:
-    """Verify signatures whose keys were fetched already (CPU; run in the executor)."""
-    results = []
-    for sig, key in work:
-
-        def dnsfunc(name: bytes, timeout: float = 5, _key: bytes = key) -> bytes:
-            return _key
-
-        checker = dkim.DKIM(raw, logger=_dkimpy_log, minkey=min_key_bits)
-        unsigned = 0
-        try:
-            dkim.evaluate_pk(f"{sig.selector}._domainkey.{sig.domain}".encode(), key)
-            if sig.body_length is not None:
-                policy = dkim.CanonicalizationPolicy.from_c_value(sig.canonicalization)
-                unsigned = max(0, len(policy.canonicalize_body(checker.body)) - sig.body_length)
-            ok = checker.verify(idx=sig.index, dnsfunc=dnsfunc)
-            result, detail = ("pass", "") if ok else ("fail", "signature did not verify")
-        except dkim.KeyFormatError as exc:
-            result, detail = "permerror", f"key: {exc}"
-        except dkim.DKIMException as exc:
-            text = str(exc) or type(exc).__name__
-            result, detail = "fail", "body hash mismatch" if "body hash" in text else text
-        except Exception as exc:  # boundary: dkimpy on hostile input must not crash the stage
-            result, detail = "permerror", f"unverifiable ({type(exc).__name__})"
-        results.append(
-            DkimSignatureResult(
-                result=result,
-                domain=sig.domain,
-                selector=sig.selector,
-                detail=detail,
-                b_prefix=sig.b_prefix,
-                body_length=sig.body_length,
-                unsigned_body_bytes=unsigned if result == "pass" else 0,
-            )
-        )
-    return results
 
 
 def _key_record(records: Sequence[str]) -> str | None:
@@ -673,13 +522,13 @@ class AuthenticationStage:
         if b"dkim-signature" not in head.lower():
             return self._dkim_finding((), "no DKIM-Signature")
         try:
-            headers = await loop.run_in_executor(self._executor, _parse_signatures, msg.raw, limit)
+            headers = await loop.run_in_executor(self._executor, parse_signatures, msg.raw, limit)
         except dkim.DKIMException as exc:
             return self._dkim_finding((), f"message could not be parsed for DKIM: {exc}")
         if not headers:
             return self._dkim_finding((), "no DKIM-Signature")
 
-        async def fetch(sig: _SignatureHeader) -> DkimSignatureResult | bytes:
+        async def fetch(sig: SignatureHeader) -> DkimSignatureResult | bytes:
             def failed(result: str, detail: str) -> DkimSignatureResult:
                 return DkimSignatureResult(
                     result, sig.domain, sig.selector, detail, sig.b_prefix, sig.body_length
@@ -703,7 +552,7 @@ class AuthenticationStage:
         ]
         verified = iter(
             await loop.run_in_executor(
-                self._executor, _verify_signatures, msg.raw, work, self._policy.dkim.min_key_bits
+                self._executor, verify_signatures, msg.raw, work, self._policy.dkim.min_key_bits
             )
             if work
             else []
@@ -810,10 +659,10 @@ class AuthenticationStage:
 
     def _spf_finding(self, outcome: SpfOutcome, msg: InboundMessage) -> Finding:
         if outcome.identity == "helo":
-            prop = f"smtp.helo={_ar_value(outcome.domain or msg.client_helo or 'unknown')}"
+            prop = f"smtp.helo={ar_value(outcome.domain or msg.client_helo or 'unknown')}"
         else:
-            prop = f"smtp.mailfrom={_ar_value(msg.mail_from or 'unknown')}"
-        comment = _comment(outcome.detail) + " " if outcome.detail else ""
+            prop = f"smtp.mailfrom={ar_value(msg.mail_from or 'unknown')}"
+        comment = ar_comment(outcome.detail) + " " if outcome.detail else ""
         return Finding(
             stage=self.name,
             status=_SPF_STATUS[outcome.result],
@@ -856,7 +705,7 @@ class AuthenticationStage:
         ) -> Finding:
             entry = f"dmarc={result}" + (f" {extra}" if extra else "")
             if domain:
-                entry += f" header.from={_ar_value(domain)}"
+                entry += f" header.from={ar_value(domain)}"
             return Finding(
                 stage=self.name,
                 status=status,

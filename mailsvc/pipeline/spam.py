@@ -31,7 +31,7 @@ from mailsvc.documents.extract import ExtractionError, MessageView, TextExtracto
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.originator import read_originator
-from mailsvc.pipeline.authentication import organisational_domain
+from mailsvc.pipeline.domains import organisational_domain
 from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
 from mailsvc.verdict import Finding, Status
 

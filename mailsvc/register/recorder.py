@@ -28,28 +28,26 @@ viruses, spam or authentication are never entered here: their content must not b
 from __future__ import annotations
 
 import email.utils
-import hashlib
 import logging
-import mimetypes
 import threading
-import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from email.message import EmailMessage, Message
-from pathlib import PurePosixPath
+from email.message import EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailsvc.db.models import Agency, Mailbox, MessageRecord
 from mailsvc.delivery import Annotations, message_key
-from mailsvc.documents.extract import Analysis, MessageView, part_filename
+from mailsvc.documents.extract import Analysis
 from mailsvc.documents.metadata import DocumentMetadata, urgency_from_headers, urgency_from_subject
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import message_status
 from mailsvc.outcome import Entry
+from mailsvc.register.attachments import ATTACHMENTS, attachments_in, nfc
+from mailsvc.register.attachments import attachments_task as attachments_task  # re-export
 from mailsvc.register.models import Register
 from mailsvc.register.registers import register_for_recipient
 from mailsvc.register.registration import (
@@ -77,45 +75,6 @@ PREPARED_MAX = (
     256  # messages prepared and not yet accepted (bounded: a skipped accept leaks nothing)
 )
 
-DOCUMENT_EXTENSIONS = frozenset(
-    {
-        ".pdf", ".p7m", ".doc", ".docx", ".odt", ".rtf", ".xls", ".xlsx", ".ods",
-        ".ppt", ".pptx", ".odp", ".zip", ".rar", ".7z", ".xml", ".tif", ".tiff",
-    }
-)  # fmt: skip
-SIGNATURE_EXTENSIONS = frozenset({".p7s", ".sig", ".asc"})
-SIGNATURE_TYPES = frozenset(
-    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
-)
-# Preferred main document, in order (the rest are annexes).
-MAIN_EXTENSIONS = (".pdf", ".p7m", ".docx", ".doc", ".odt", ".rtf")
-
-
-def _nfc(text: str) -> str:
-    return unicodedata.normalize("NFC", text or "")
-
-
-def _extension(filename: str) -> str:
-    return PurePosixPath(filename.lower()).suffix
-
-
-def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
-    """Leaf parts with a flag: True when it is the signature part of multipart/signed."""
-    if part.is_multipart():
-        children = part.get_payload()
-        assert isinstance(children, list)
-        signed = part.get_content_type() == "multipart/signed"
-        for index, child in enumerate(children):
-            if signed and index == 1:
-                yield child, True
-            else:
-                yield from _leaves(child)
-    else:
-        yield part, False
-
-
-ATTACHMENTS = "attachments"  # the analysis task's name (Analysis.results)
-
 
 def attachments_of(msg: InboundMessage, verdict: Verdict | None = None) -> list[AttachmentInput]:
     """The message's files (data included), with roles main / annex / signature: from
@@ -128,77 +87,17 @@ def attachments_of(msg: InboundMessage, verdict: Verdict | None = None) -> list[
     return attachments_in(msg.parsed)
 
 
-def attachments_task(view: MessageView, _arg: object = None) -> list[AttachmentInput] | None:
-    """``attachments_in`` as an analysis task: on the worker's parse of the message."""
-    return attachments_in(view.message) if view.message is not None else None
-
-
-def attachments_in(message: Message) -> list[AttachmentInput]:
-    """The files of a parsed message (modern or compat32 policy), roles decided here."""
-    found: list[AttachmentInput] = []
-    for part, is_message_signature in _leaves(message):
-        if is_message_signature:
-            continue
-        filename = (
-            _nfc(str(part.get_filename() or ""))
-            if isinstance(part, EmailMessage)
-            else (part_filename(part))
-        )
-        if not filename and part.get_content_disposition() != "attachment":
-            continue
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes):
-            continue
-        content_type = part.get_content_type()
-        if not filename:
-            filename = "attachment" + (mimetypes.guess_extension(content_type) or ".bin")
-        ext = _extension(filename)
-        role = (
-            "signature"
-            if ext in SIGNATURE_EXTENSIONS or content_type in SIGNATURE_TYPES
-            else "annex"
-        )
-        found.append(
-            AttachmentInput(
-                filename=filename,
-                content_type=content_type,
-                sha256=hashlib.sha256(data).hexdigest(),
-                size=len(data),
-                role=role,
-                data=data,
-            )
-        )
-    main = _main_index(found)
-    if main is not None:
-        item = found[main]
-        found[main] = AttachmentInput(
-            item.filename, item.content_type, item.sha256, item.size, "main", item.data
-        )
-    return found
-
-
-def _main_index(items: Sequence[AttachmentInput]) -> int | None:
-    for ext in MAIN_EXTENSIONS:
-        for index, item in enumerate(items):
-            if item.role != "signature" and _extension(item.filename) == ext:
-                return index
-    for index, item in enumerate(items):
-        if item.role != "signature" and _extension(item.filename) in DOCUMENT_EXTENSIONS:
-            return index
-    return None
-
-
 def _pick_report(
     reports: Sequence[DocumentSignatureReport], main: AttachmentInput | None
 ) -> DocumentSignatureReport | None:
     if main is not None:
         for report in reports:
-            if report.sha256 == main.sha256 or _nfc(report.document) == main.filename:
+            if report.sha256 == main.sha256 or nfc(report.document) == main.filename:
                 return report
         # x.pdf.p7m: the report may name the enclosed x.pdf
         stem = main.filename.rsplit(".", 1)[0]
         for report in reports:
-            if _nfc(report.document) == stem:
+            if nfc(report.document) == stem:
                 return report
     documents = [r for r in reports if r.document != MESSAGE_DOCUMENT]
     if documents:
@@ -218,7 +117,7 @@ def _signer(report: DocumentSignatureReport | None, metadata: DocumentMetadata |
 
 def _plain_header(msg: EmailMessage, name: str) -> str:
     try:
-        return _nfc(str(msg.get(name, "") or "")).strip()
+        return nfc(str(msg.get(name, "") or "")).strip()
     except (ValueError, TypeError, IndexError):
         return ""
 

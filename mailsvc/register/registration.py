@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
 from mailsvc.register import search
+from mailsvc.register.attachments import AttachmentInput
 from mailsvc.register.models import (
     Attachment,
     DocumentAttachment,
@@ -46,18 +47,6 @@ from mailsvc.store.blobs import BlobStore
 from mailsvc.time import VIETNAM
 
 SYSTEM_ACTOR = "mailsvc"
-
-
-@dataclass(frozen=True)
-class AttachmentInput:
-    """One file of a document. ``data`` None keeps only its hash (refused documents)."""
-
-    filename: str
-    content_type: str
-    sha256: str
-    size: int
-    role: str = "annex"  # main | annex | signature
-    data: bytes | None = None
 
 
 @dataclass(frozen=True)

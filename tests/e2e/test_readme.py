@@ -82,6 +82,7 @@ def test_home_is_accepted_after_every_subcommand(home: Path, db_url: str) -> Non
             if isinstance(command, Group):
                 yield from walk(command, (*path, name))
 
+    main.load_all()  # the command modules are imported on demand
     commands = list(walk(main, ()))
     assert ("init",) in commands and ("mailbox", "list") in commands
     for path in commands:

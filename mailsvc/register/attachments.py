@@ -1,0 +1,131 @@
+"""The files of a message with their roles (main / annex / signature), for the register.
+
+Apart from mailsvc.register.recorder because ``attachments_task`` runs in the worker pool
+(on the worker's parse of the message): importing this module costs the email package
+only, not SQLAlchemy or the database models (mailsvc.documents.pool.PRELOAD). The
+recorder and mailsvc.register.registration re-export its names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import unicodedata
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from email.message import EmailMessage, Message
+from pathlib import PurePosixPath
+
+from mailsvc.documents.extract import MessageView, part_filename
+
+
+@dataclass(frozen=True)
+class AttachmentInput:
+    """One file of a document. ``data`` None keeps only its hash (refused documents)."""
+
+    filename: str
+    content_type: str
+    sha256: str
+    size: int
+    role: str = "annex"  # main | annex | signature
+    data: bytes | None = None
+
+
+DOCUMENT_EXTENSIONS = frozenset(
+    {
+        ".pdf", ".p7m", ".doc", ".docx", ".odt", ".rtf", ".xls", ".xlsx", ".ods",
+        ".ppt", ".pptx", ".odp", ".zip", ".rar", ".7z", ".xml", ".tif", ".tiff",
+    }
+)  # fmt: skip
+SIGNATURE_EXTENSIONS = frozenset({".p7s", ".sig", ".asc"})
+SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+# Preferred main document, in order (the rest are annexes).
+MAIN_EXTENSIONS = (".pdf", ".p7m", ".docx", ".doc", ".odt", ".rtf")
+
+
+def nfc(text: str) -> str:
+    return unicodedata.normalize("NFC", text or "")
+
+
+def _extension(filename: str) -> str:
+    return PurePosixPath(filename.lower()).suffix
+
+
+def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
+    """Leaf parts with a flag: True when it is the signature part of multipart/signed."""
+    if part.is_multipart():
+        children = part.get_payload()
+        assert isinstance(children, list)
+        signed = part.get_content_type() == "multipart/signed"
+        for index, child in enumerate(children):
+            if signed and index == 1:
+                yield child, True
+            else:
+                yield from _leaves(child)
+    else:
+        yield part, False
+
+
+ATTACHMENTS = "attachments"  # the analysis task's name (Analysis.results)
+
+
+def attachments_task(view: MessageView, _arg: object = None) -> list[AttachmentInput] | None:
+    """``attachments_in`` as an analysis task: on the worker's parse of the message."""
+    return attachments_in(view.message) if view.message is not None else None
+
+
+def attachments_in(message: Message) -> list[AttachmentInput]:
+    """The files of a parsed message (modern or compat32 policy), roles decided here."""
+    found: list[AttachmentInput] = []
+    for part, is_message_signature in _leaves(message):
+        if is_message_signature:
+            continue
+        filename = (
+            nfc(str(part.get_filename() or ""))
+            if isinstance(part, EmailMessage)
+            else (part_filename(part))
+        )
+        if not filename and part.get_content_disposition() != "attachment":
+            continue
+        data = part.get_payload(decode=True)
+        if not isinstance(data, bytes):
+            continue
+        content_type = part.get_content_type()
+        if not filename:
+            filename = "attachment" + (mimetypes.guess_extension(content_type) or ".bin")
+        ext = _extension(filename)
+        role = (
+            "signature"
+            if ext in SIGNATURE_EXTENSIONS or content_type in SIGNATURE_TYPES
+            else "annex"
+        )
+        found.append(
+            AttachmentInput(
+                filename=filename,
+                content_type=content_type,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                role=role,
+                data=data,
+            )
+        )
+    main = _main_index(found)
+    if main is not None:
+        item = found[main]
+        found[main] = AttachmentInput(
+            item.filename, item.content_type, item.sha256, item.size, "main", item.data
+        )
+    return found
+
+
+def _main_index(items: Sequence[AttachmentInput]) -> int | None:
+    for ext in MAIN_EXTENSIONS:
+        for index, item in enumerate(items):
+            if item.role != "signature" and _extension(item.filename) == ext:
+                return index
+    for index, item in enumerate(items):
+        if item.role != "signature" and _extension(item.filename) in DOCUMENT_EXTENSIONS:
+            return index
+    return None
