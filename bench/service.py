@@ -20,7 +20,8 @@ the ``SMTP process``; anything else is ``other``.
   LMTP process or a recycled worker that exited during the run still counts). The sampler
   thread's own CPU is taken off the SMTP process's figure.
 - RSS: a thread walks the tree every ``interval`` seconds (``/proc/PID/task/*/children``) and
-  sums ``VmRSS``; the peak of the sum and the processes at that peak are reported. A sum of
+  sums ``VmRSS``; the peak of the sum and the processes at that peak are reported. It sums
+  ``Pss`` (``smaps_rollup``) as well: the peak PSS is what the service holds. A sum of
   RSS counts the pages shared between processes (the fork server's preloaded modules in
   every worker) once per process: an upper bound of what the service holds.
 - Profile: with ``BENCH_PROFILE=PATH`` in the environment (set by bench/flame.py), py-spy
@@ -203,6 +204,7 @@ class ServiceMonitor:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.pss_end = 0
+        self.peak_pss = 0  # bytes: the largest sum of PSS seen
         path = os.environ.get("BENCH_PROFILE") if profile else None
         self._profile = Path(path) if path else None
         self._pyspy: subprocess.Popen[bytes] | None = None
@@ -216,6 +218,7 @@ class ServiceMonitor:
         while True:
             stopping = self._stop.is_set()  # one last sample once the block has ended
             total, rows = rss_sum(self.root, self.excluded)
+            self.peak_pss = max(self.peak_pss, sum(pss(row[0]) for row in rows))
             self.samples += 1
             if total > self.peak:
                 self.peak = total
@@ -325,6 +328,10 @@ class ServiceMonitor:
         print(
             f"CPU per {unit} by process group: {parts}; total {total:.1f} ms "
             f"(the RSS sampler's {self.sampler_cpu * 1000:.0f} ms taken off)"
+        )
+        print(
+            f"peak PSS of the service: {self.peak_pss / MB:.1f} MB (the memory it holds: "
+            "each shared page divided among the processes sharing it)"
         )
         print(
             f"peak RSS of the service: {self.peak / MB:.1f} MB "

@@ -99,6 +99,7 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import Sessions, SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
+from mailsvc.supervisor import limit_malloc_arenas
 from mailsvc.time import VIETNAM
 from mailsvc.web.app import make_app, make_monitoring_app, start_http
 from mailsvc.web.password import PageLimits
@@ -211,6 +212,7 @@ class App:
         self._closers.append(self.pidfile.release)
 
         check_file_key(s)  # a file key for issuing: only when allowed, and a warning
+        limit_malloc_arenas()  # before the threads and child processes start
 
         # Database and stores.
         await asyncio.to_thread(migrate, s.database_url)
