@@ -200,16 +200,9 @@ class Acceptance:
 
     # -- accepted mail -----------------------------------------------------------------
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> Accepted | Deferred:
-        await asyncio.to_thread(self._check_room, len(msg.raw))
         self._blobs_in_use[msg.sha256] += 1
         try:
-            created = await asyncio.to_thread(self._prepare, msg, verdict)
-            try:
-                records, fresh, entries = await asyncio.to_thread(self._commit, msg, verdict)
-            except BaseException:
-                if created and self._blobs_in_use[msg.sha256] == 1:
-                    await asyncio.to_thread(self._remove_blob, msg.sha256)
-                raise
+            records, fresh, entries = await asyncio.to_thread(self._store, msg, verdict)
         finally:
             self._blobs_in_use[msg.sha256] -= 1
             if not self._blobs_in_use[msg.sha256]:
@@ -236,6 +229,21 @@ class Acceptance:
             self._spawn(self._after_accept(msg, verdict, accepted))
             return accepted
         return Accepted(records[0].queue_id, duplicate=True)
+
+    def _store(
+        self, msg: InboundMessage, verdict: Verdict
+    ) -> tuple[list[MessageRecord], bool, list[Entry]]:
+        """Room check, blob (fsynced), then the transaction: one trip to a thread (each
+        trip costs the event loop a submit and a wake-up). A blob this call created is
+        removed again if the transaction fails and no other copy of the message uses it."""
+        self._check_room(len(msg.raw))
+        created = self._prepare(msg, verdict)
+        try:
+            return self._commit(msg, verdict)
+        except BaseException:
+            if created and self._blobs_in_use[msg.sha256] == 1:
+                self._remove_blob(msg.sha256)
+            raise
 
     def _check_room(self, size: int) -> None:
         """Raise StorageFullError unless every storage file system has room for ``size``
@@ -271,9 +279,18 @@ class Acceptance:
         """The rows for each recipient, whether they are new, and the register entries made."""
         key = message_key(msg)
         with self.sessions.begin() as session:
-            existing = session.scalars(
-                select(MessageRecord).where(MessageRecord.message_key == key)
-            ).all()
+            # Almost always a new message: ask with a Core statement (no ORM loading),
+            # load the rows only for a retry.
+            table = MessageRecord.__table__
+            assert isinstance(table, Table)
+            seen = session.execute(select(table.c.id).where(table.c.message_key == key)).first()
+            existing = (
+                session.scalars(
+                    select(MessageRecord).where(MessageRecord.message_key == key)
+                ).all()
+                if seen is not None
+                else []
+            )
             known = {r.recipient: r for r in existing}
             if known and all(r in known for r in msg.rcpt_tos):
                 return [known[r] for r in msg.rcpt_tos], False, []
