@@ -58,11 +58,11 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, create_engine, event, func, insert, select, text
+from sqlalchemy import Engine, Table, create_engine, event, func, insert, select, text
 
 from bench.service import release_memory
 from bench.smtp import DOMAIN, RCPT, blast_monitored, make_messages, save_messages
@@ -90,45 +90,39 @@ OVERTAKE_S = 0.001  # a request this much later that got the lock first "overtoo
 
 @dataclass
 class WriteStamps:
-    """(asked, got) CLOCK_MONOTONIC pairs of this process's write-lock waits."""
+    """(asked, got) CLOCK_MONOTONIC pairs of this process's write-lock waits.
+
+    The listeners are the Engine class's, installed before the service makes its engine:
+    they run before the engine's own ``begin`` listener (its queue and BEGIN IMMEDIATE), and
+    nothing is added to a listener list that another thread may be walking."""
 
     pairs: list[tuple[float, float]] = field(default_factory=list)
     _asked: dict[int, float] = field(default_factory=dict)
 
-    def watch(self, engine: Engine) -> None:
-        if engine.dialect.name == "sqlite":
-            # Around the engine's own "begin" listeners (the queue and BEGIN IMMEDIATE):
-            # before them and after them (``insert=True`` does not put one first here).
-            theirs = list(engine.dispatch.begin)
-            for listener in theirs:
-                event.remove(engine, "begin", listener)
-            event.listen(engine, "begin", self._sqlite_asked)
-            for listener in theirs:
-                event.listen(engine, "begin", listener)
-            event.listen(engine, "begin", self._sqlite_got)
-        else:
-            event.listen(engine, "before_cursor_execute", self._pg_asked)
-            event.listen(engine, "after_cursor_execute", self._pg_got)
+    def install(self) -> None:
+        event.listen(Engine, "begin", self._begin)
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
 
-    def _sqlite_asked(self, conn: Any) -> None:
-        if not conn.get_execution_options().get(READ_ONLY):
+    def _begin(self, conn: Any) -> None:
+        # SQLite: the write lock is asked for here (the queue, then BEGIN IMMEDIATE).
+        sqlite = conn.engine.dialect.name == "sqlite"
+        if sqlite and not conn.get_execution_options().get(READ_ONLY):
             self._asked[id(conn)] = time.monotonic()
 
-    def _sqlite_got(self, conn: Any) -> None:
-        asked = self._asked.pop(id(conn), None)
-        if asked is not None:
-            self.pairs.append((asked, time.monotonic()))
-
-    def _pg_asked(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.rstrip().endswith("FOR UPDATE"):
+    def _before(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        # PostgreSQL: the register's row lock.
+        if statement.rstrip().endswith("FOR UPDATE") and conn.engine.dialect.name != "sqlite":
             self._asked[id(conn)] = time.monotonic()
 
-    def _pg_got(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        asked = (
-            self._asked.pop(id(conn), None) if statement.rstrip().endswith("FOR UPDATE") else None
-        )
-        if asked is not None:
-            self.pairs.append((asked, time.monotonic()))
+    def _after(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement == "BEGIN IMMEDIATE" or statement.rstrip().endswith("FOR UPDATE"):
+            asked = self._asked.pop(id(conn), None)
+            if asked is not None:
+                self.pairs.append((asked, time.monotonic()))
+
+
+STAMPS = WriteStamps()
 
 
 def write_order(pairs: list[tuple[float, float]]) -> str:
@@ -206,18 +200,18 @@ def _node_main(settings: Settings, conn: multiprocessing.connection.Connection) 
     stop and send back the write-lock stamps."""
 
     async def run() -> None:
+        STAMPS.install()
         app = App(settings)
-        stamps = WriteStamps()
         try:
             await app.start()
-            stamps.watch(app.engine)
             loop = asyncio.get_running_loop()
             await asyncio.gather(*(loop.run_in_executor(app.executor, os.getpid) for _ in range(8)))
             conn.send(("ready", os.getpid()))
+            STAMPS.pairs.clear()
             await loop.run_in_executor(None, conn.recv)
         finally:
             await app.stop()
-        conn.send(("stopped", stamps.pairs))
+        conn.send(("stopped", STAMPS.pairs))
 
     try:
         asyncio.run(run())
@@ -272,7 +266,7 @@ def prepare_database(
     seeded, target = make_engine(settings.database_url), make_engine(url)
     with seeded.connect() as src, target.begin() as dst:
         for model in (Agency, Mailbox):
-            table = model.__table__
+            table = cast(Table, model.__table__)
             rows = [dict(r._mapping) for r in src.execute(select(table))]
             dst.execute(insert(table), rows)
             dst.execute(
@@ -391,17 +385,17 @@ async def run_variant(
     node_stamps: list[list[tuple[float, float]]] = []
     try:
         await app.start()
-        stamps = WriteStamps()
-        stamps.watch(app.engine)
         async with contextlib.AsyncExitStack() as nodes:
             for i, workers in enumerate(pools[1:], start=2):
                 node = node_settings(app, workdir / f"node{i}", workers)
                 node_stamps.append(nodes.enter_context(second_node(node)))
+            STAMPS.pairs.clear()
             elapsed, latencies, monitor = await blast_monitored(
                 app, messages, args.sessions, sender, RCPT
             )
+            ours = list(STAMPS.pairs)
         lines = check_delivery(app, expected, bool(args.documents))
-        lines.append(write_order(stamps.pairs + [p for n in node_stamps for p in n]))
+        lines.append(write_order(ours + [p for n in node_stamps for p in n]))
     finally:
         await app.stop()
         drop()
@@ -452,6 +446,7 @@ async def main() -> None:
         "--variants", help="comma-separated indexes into the variant list (default: all)"
     )
     args = parser.parse_args()
+    STAMPS.install()
     variants = (
         [VARIANTS[int(i)] for i in args.variants.split(",")] if args.variants else list(VARIANTS)
     )
