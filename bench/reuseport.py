@@ -31,7 +31,9 @@ After every run the bench checks and prints, instead of assuming:
   it (SQLite: ``BEGIN IMMEDIATE``, after the process's first-come-first-served queue;
   PostgreSQL: the register row's ``SELECT ... FOR UPDATE``). "Overtaken" counts the
   transactions whose lock went first to a request made at least 1 ms later: 0 means the
-  writes were served in arrival order (FIFO).
+  writes were served in arrival order (FIFO);
+- the split: how many copies each process delivered (the kernel spreads connections, not
+  messages, so 10 long sessions rarely split evenly).
 
 Prints msgs/s, p50/p99 latency, the ratio to the first variant and the CPU per message by
 process group (the second node and its pool are "other").
@@ -104,6 +106,11 @@ class WriteStamps:
         event.listen(Engine, "begin", self._begin)
         event.listen(Engine, "before_cursor_execute", self._before)
         event.listen(Engine, "after_cursor_execute", self._after)
+
+    def uninstall(self) -> None:
+        event.remove(Engine, "begin", self._begin)
+        event.remove(Engine, "before_cursor_execute", self._before)
+        event.remove(Engine, "after_cursor_execute", self._after)
 
     def _begin(self, conn: Any) -> None:
         # SQLite: the write lock is asked for here (the queue, then BEGIN IMMEDIATE).
