@@ -465,6 +465,7 @@ class App:
                 allow_plain_auth_on_loopback=s.smtp.allow_plain_auth_on_loopback,
                 timeout=s.smtp.data_timeout_seconds,
                 sessions=self.smtp_sessions,
+                reuse_port=s.smtp.reuse_port,
             )
             self.listeners.append(listener)
             self.addresses[mode.name] = listener.address

@@ -110,6 +110,12 @@ class SmtpSection(_Section):
     auth_lockout_base_seconds: int = Field(default=60, ge=0)
     auth_lockout_max_seconds: int = Field(default=3600, ge=0)
     data_timeout_seconds: float = Field(default=300.0, gt=0)
+    reuse_port: bool = Field(
+        default=False,
+        description="Bind the SMTP listeners with SO_REUSEPORT, so that several processes "
+        "(a second node on the same host) can share a port and the kernel spreads the "
+        "connections; every process bound to the port must set it",
+    )
 
 
 class PasswordSection(_Section):

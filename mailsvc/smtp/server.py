@@ -359,7 +359,10 @@ async def start_listener(
     allow_plain_auth_on_loopback: bool,
     timeout: float,
     sessions: Sessions | None = None,
+    reuse_port: bool = False,
 ) -> SmtpListener:
+    """Listen on ``host:port``. ``reuse_port``: bind with SO_REUSEPORT, so that other
+    processes bound the same way share the port (the kernel spreads the connections)."""
     implicit_tls = mode.name == "submissions"
 
     def factory() -> MailsvcSMTP:
@@ -383,6 +386,11 @@ async def start_listener(
 
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        factory, host, port, ssl=tls if implicit_tls else None, reuse_address=True
+        factory,
+        host,
+        port,
+        ssl=tls if implicit_tls else None,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
     )
     return SmtpListener(mode, server)
