@@ -4,7 +4,7 @@
                               [--documents 200] [--pg postgresql://postgres@127.0.0.1:5432/test]
                               [--skip-sqlite] [--rounds 1]
 
-The question (issue 14, item 4): on this machine, does the message path go faster with N
+The question: on this machine, does the message path go faster with N
 SMTP-receiving processes bound to the same port with SO_REUSEPORT (the kernel spreads the
 client's connections) than with one process and a wider worker pool? Each variant, in
 the same run and on the same messages, once per round:
