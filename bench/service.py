@@ -20,10 +20,10 @@ the ``SMTP process``; anything else is ``other``.
   LMTP process or a recycled worker that exited during the run still counts). The sampler
   thread's own CPU is taken off the SMTP process's figure.
 - RSS: a thread walks the tree every ``interval`` seconds (``/proc/PID/task/*/children``) and
-  sums ``VmRSS``; the peak of the sum and the processes at that peak are reported. It sums
-  ``Pss`` (``smaps_rollup``) as well: the peak PSS is what the service holds. A sum of
+  sums ``VmRSS``; the peak of the sum and the processes at that peak are reported. A sum of
   RSS counts the pages shared between processes (the fork server's preloaded modules in
-  every worker) once per process: an upper bound of what the service holds.
+  every worker) once per process: an upper bound of what the service holds. It sums
+  ``Pss`` (``smaps_rollup``, every fifth sample) as well: the peak PSS is what it holds.
 - Profile: with ``BENCH_PROFILE=PATH`` in the environment (set by bench/flame.py), py-spy
   samples the service during the load (``--subprocesses``, raw output into PATH; with
   ``BENCH_PROFILE_GIL=1`` only threads holding the GIL, which leaves out threads blocked
@@ -218,7 +218,8 @@ class ServiceMonitor:
         while True:
             stopping = self._stop.is_set()  # one last sample once the block has ended
             total, rows = rss_sum(self.root, self.excluded)
-            self.peak_pss = max(self.peak_pss, sum(pss(row[0]) for row in rows))
+            if self.samples % 5 == 0 or stopping:  # smaps_rollup costs more than statm
+                self.peak_pss = max(self.peak_pss, sum(pss(row[0]) for row in rows))
             self.samples += 1
             if total > self.peak:
                 self.peak = total
