@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, MetaData, TypeDecorator
+from sqlalchemy import JSON, DateTime, MetaData, Table, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -20,6 +20,13 @@ NAMING = {
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table_of(model: type[Any]) -> Table:
+    """A mapped class's table, typed as one (for Core statements)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -19,16 +19,18 @@ check and the numbering see every earlier registration.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
+from typing import Any
 
-from sqlalchemy import Table, and_, or_, select
+from sqlalchemy import Select, and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from mailsvc.db.base import utcnow
+from mailsvc.db.base import table_of, utcnow
 from mailsvc.register import search
 from mailsvc.register.attachments import AttachmentInput
 from mailsvc.register.models import (
@@ -174,43 +176,83 @@ def number_document(
     return document.incoming_number
 
 
+_DOCUMENTS = table_of(RegisterDocument)
+_ATTACHMENTS = table_of(Attachment)
+
+
+@functools.cache
+def _first_query(by_key: bool, by_main: bool, by_ref: bool, refused: bool) -> Select[Any]:
+    """The id of the first entry of the same document in a register, as a Core statement
+    with parameters (built once per shape: building and caching an ORM statement for
+    every document cost more CPU than the query)."""
+    c = _DOCUMENTS.c
+    keys = []
+    if by_key:
+        keys.append(c.message_key == bindparam("message_key"))
+    same_doc = []
+    if by_main:
+        same_doc.append(c.main_sha256 == bindparam("main_sha256"))
+    if by_ref:
+        same_doc.append(c.ref_key == bindparam("ref_key"))
+    if same_doc:
+        keys.append(and_(c.sender == bindparam("sender"), or_(*same_doc)))
+    status = c.status == DocumentStatus.REFUSED.value
+    return (
+        select(c.id)
+        .where(c.register_id == bindparam("register_id"), or_(*keys))
+        .where(status if refused else ~status)
+        .order_by(c.id)
+        .limit(1)
+    )
+
+
 def _find_first(
     session: Session, register: Register, doc: DocumentInput
 ) -> RegisterDocument | None:
-    keys = []
-    if doc.message_key:
-        keys.append(RegisterDocument.message_key == doc.message_key)
-    same_doc = []
-    if doc.main_sha256:
-        same_doc.append(RegisterDocument.main_sha256 == doc.main_sha256)
-    if doc.ref_key:
-        same_doc.append(RegisterDocument.ref_key == doc.ref_key)
-    if same_doc and doc.sender:
-        keys.append(and_(RegisterDocument.sender == doc.sender, or_(*same_doc)))
-    if not keys:
+    by_main = bool(doc.main_sha256) and bool(doc.sender)
+    by_ref = bool(doc.ref_key) and bool(doc.sender)
+    if not doc.message_key and not by_main and not by_ref:
         return None
-    query = select(RegisterDocument).where(RegisterDocument.register_id == register.id, or_(*keys))
-    if doc.refused:
-        query = query.where(RegisterDocument.status == DocumentStatus.REFUSED.value)
-    else:
-        query = query.where(RegisterDocument.status != DocumentStatus.REFUSED.value)
-    return session.scalars(query.order_by(RegisterDocument.id).limit(1)).first()
+    query = _first_query(bool(doc.message_key), by_main, by_ref, doc.refused)
+    session.flush()  # what the ORM's autoflush did for the ORM query this replaced
+    found = session.connection().execute(
+        query,
+        {
+            "register_id": register.id,
+            "message_key": doc.message_key,
+            "main_sha256": doc.main_sha256,
+            "ref_key": doc.ref_key,
+            "sender": doc.sender,
+        },
+    ).scalar_one_or_none()
+    return session.get(RegisterDocument, found) if found is not None else None
+
+
+@functools.cache
+def _attachment_upsert(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (sha256) DO UPDATE ... RETURNING id, with parameters, built
+    once per database kind."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = _ATTACHMENTS
+    statement = insert(table).values(
+        sha256=bindparam("sha256"),
+        size=bindparam("size"),
+        stored=bindparam("stored"),
+        created_at=bindparam("created_at"),
+    )
+    return statement.on_conflict_do_update(
+        index_elements=["sha256"],
+        set_={"stored": table.c.stored | statement.excluded.stored},
+    ).returning(table.c.id)
 
 
 def _attachment_id(session: Session, item: AttachmentInput, stored: bool) -> int:
     """The id of the attachment row for ``item.sha256`` (created if missing, in one
     statement; ``stored`` only ever turns on)."""
-    table = Attachment.__table__
-    assert isinstance(table, Table)
+    connection = session.connection()
+    upsert = _attachment_upsert(connection.dialect.name)
     values = {"sha256": item.sha256, "size": item.size, "stored": stored, "created_at": utcnow()}
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(table).values(**values)
-    upsert = statement.on_conflict_do_update(
-        index_elements=["sha256"],
-        set_={"stored": table.c.stored | statement.excluded.stored},
-    ).returning(table.c.id)
-    return int(session.execute(upsert).scalar_one())
+    return int(connection.execute(upsert, values).scalar_one())
 
 
 def _save_attachments(
