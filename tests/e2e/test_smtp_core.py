@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import email
 import smtplib
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from email.policy import default
 from email.utils import make_msgid
 
 import pytest
@@ -345,3 +347,59 @@ async def test_per_ip_connection_and_message_rate_limits(server: RunningServer) 
     assert refused == 421
     assert ok[0] == 250
     assert limited[0] == 451 and b"4.7.1" in limited[1]
+
+
+async def test_pipelined_commands_after_the_data_and_a_dropped_data(
+    server: RunningServer,
+) -> None:
+    """DATA is read in large pieces: what a pipelining client sends after the ``.`` line
+    in the same write is still answered command by command, dot-stuffed lines come out
+    unstuffed, and a client that hangs up in the middle of DATA leaves nothing behind."""
+    server.add_mailbox(CLERK)
+    first = make_message("cv@sender.example.vn", CLERK, body=".dòng bắt đầu bằng dấu chấm\n.\n")
+    second = make_message("cv@sender.example.vn", CLERK, subject="Thư thứ hai")
+    dropped = make_message("cv@sender.example.vn", CLERK, subject="Thư bị ngắt")
+    envelope = b"MAIL FROM:<cv@sender.example.vn>\r\nRCPT TO:<" + CLERK.encode() + b">\r\nDATA\r\n"
+
+    def stuffed(msg: EmailMessage) -> bytes:
+        lines = msg.as_bytes(policy=SMTP_POLICY).split(b"\r\n")
+        return b"\r\n".join(b"." + line if line.startswith(b".") else line for line in lines)
+
+    def dialogue() -> list[int]:
+        codes = []
+        with server.smtp() as client:
+            codes.append(client.ehlo("client.example.vn")[0])
+            client.send(envelope)
+            codes += [client.getreply()[0] for _ in range(3)]
+            # the end of the first message and the whole next transaction in one write
+            client.send(stuffed(first) + b".\r\n" + envelope)
+            codes += [client.getreply()[0] for _ in range(4)]
+            client.send(stuffed(second) + b".\r\n")
+            codes.append(client.getreply()[0])
+        with server.smtp() as client:
+            client.ehlo("client.example.vn")
+            client.mail("cv@sender.example.vn")
+            client.rcpt(CLERK)
+            codes.append(client.docmd("DATA")[0])
+            raw = dropped.as_bytes(policy=SMTP_POLICY)
+            client.send(raw[: len(raw) // 2])
+            client.sock.close()  # hang up in the middle of the message
+        return codes
+
+    codes = await asyncio.to_thread(dialogue)
+    assert codes == [250, 250, 250, 354, 250, 250, 250, 354, 250, 354]
+    await wait_for(lambda: server.app.inflight.count == 0)
+    inbox = [
+        email.message_from_bytes(raw, policy=default)
+        for raw in await asyncio.to_thread(fetch_inbox, server, CLERK)
+    ]
+    ids = [m["Message-ID"] for m in inbox]
+    assert ids.count(first["Message-ID"]) == 1 and ids.count(second["Message-ID"]) == 1
+    assert dropped["Message-ID"] not in ids
+    (received,) = [m for m in inbox if m["Message-ID"] == first["Message-ID"]]
+    assert received.get_content().splitlines() == [".dòng bắt đầu bằng dấu chấm", "."]
+    with server.sessions() as session:
+        stored = session.scalars(
+            select(MessageRecord.id).where(MessageRecord.message_id == dropped["Message-ID"])
+        ).all()
+    assert stored == []
