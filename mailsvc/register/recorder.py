@@ -364,7 +364,7 @@ class RegisterRecorder:
             urgency = urgency_of(metadata.urgency)
         else:
             words = [urgency_from_subject(subject)]
-            words.append(urgency_from_headers(list(msg.headers.items()))[0])
+            words.append(urgency_from_headers(list(msg.headers.raw_items()))[0])
             urgency = max((urgency_of(w) for w in words), key=_URGENCY_ORDER.index)
         first_recipient = members[0][0] if members else ""
         return DocumentInput(

@@ -274,6 +274,27 @@ async def test_two_recipients_in_one_agency_share_one_entry(
     assert mailboxes.headers()["X-Mailsvc-Urgency"] == "normal"
 
 
+@pytest.mark.parametrize(
+    ("field", "urgent"),
+    [
+        ("X-Priority: 1 (Highest)", True),
+        ("Importance: High", True),
+        ("Priority:  urgent", True),
+        ("X-Priority: 3 (Normal)", False),
+    ],
+)
+async def test_urgency_from_the_priority_fields_without_metadata(
+    acceptance: Acceptance, sessions: sessionmaker[Session], field: str, urgent: bool
+) -> None:
+    """No metadata reading: the mail's priority fields (read raw, never parsed into
+    structured headers) decide, with the subject."""
+    msg = make_message(subject="Công văn 12/STC-VP V/v báo cáo")
+    msg = replace(msg, raw=field.encode() + b"\r\n" + msg.raw)
+    await acceptance.accept(msg, deliver_verdict(msg.queue_id, report()))
+    [entry] = _entries(sessions)
+    assert entry.urgency == ("urgent" if urgent else "normal")
+
+
 async def test_plain_chatter_is_not_a_document(
     acceptance: Acceptance, mailboxes: MemoryMailboxes, sessions: sessionmaker[Session]
 ) -> None:
