@@ -118,3 +118,59 @@ def test_flame_reads_the_services_stacks_from_pyspy_raw_output(tmp_path: Path) -
     titles = [t.text or "" for t in drawing.iter("{http://www.w3.org/2000/svg}title")]
     assert "Session.commit (sqlalchemy/orm/session.py) — 30 samples, 30.00 %" in titles
     assert not any("blast" in t or "Condition.wait" in t for t in titles)
+
+
+def test_the_load_clients_data_is_what_a_client_library_writes() -> None:
+    """bench.smtp.data_payload, prepared before the load, matches aiosmtplib's encoding of
+    the same message (line endings, dot-stuffing, end of data)."""
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from bench.smtp import data_payload
+
+    cases = [
+        b"Subject: a\r\n\r\n.leading dot\r\n..two\r\nlast line without end",
+        b"bare\nnewlines\n.\nand\rcarriage returns\r",
+        b".\r\n",
+        b"",
+    ]
+    for message in cases:
+        expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(message)) + b".\r\n"
+        assert data_payload(message) == expected
+
+
+def test_the_load_client_delivers_each_message_intact_and_raises_on_a_refusal() -> None:
+    """bench.smtp.blast against a real aiosmtpd server: every message arrives byte for byte
+    (dot lines undone by the server), and a 550 stops the run with the server's text."""
+    import asyncio
+
+    import pytest
+    from aiosmtpd.smtp import SMTP
+
+    from bench.smtp import SmtpReplyError, blast
+
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            content = envelope.original_content  # type: ignore[attr-defined]
+            if b"refuse me" in content:
+                return "550 5.7.1 refused by the test"
+            received.append(content)
+            return "250 OK"
+
+    messages = [f"Subject: {i}\r\n\r\n.dot line {i}\r\nbody\r\n".encode() for i in range(7)]
+
+    async def run(batch: list[bytes]) -> tuple[float, list[float]]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: SMTP(Handler()), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await blast("127.0.0.1", port, batch, 3)
+        finally:
+            server.close()
+
+    elapsed, latencies = asyncio.run(run(messages))
+    assert sorted(received) == sorted(messages)
+    assert len(latencies) == len(messages) and elapsed > 0
+    with pytest.raises(SmtpReplyError, match=r"550 5\.7\.1 refused by the test"):
+        asyncio.run(run([b"Subject: x\r\n\r\nrefuse me\r\n"]))
