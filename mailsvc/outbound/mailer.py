@@ -267,11 +267,12 @@ class Mailer:
 
     def _store(self, message: EmailMessage | bytes, recipient: str, kind: str, about: str) -> None:
         assert self.sessions is not None
+        values = queue.row_values(message, recipient, kind=kind, about=about)
         with self.sessions.begin() as session:
-            queue.enqueue(session, message, recipient, kind=kind, about=about)
+            queue.add(session, [values])
 
     def wake(self) -> None:
-        """Look at the queue now (rows were added)."""
+        """Rows due now were added: the next pass claims them without looking first."""
         self._wake.set()
 
     # -- the worker ----------------------------------------------------------------------
@@ -298,24 +299,31 @@ class Mailer:
             await self.transport.close()
 
     async def _run(self) -> None:
+        woken = False
         while not self._stopping:
             self._wake.clear()
             try:
-                delay = await self.deliver_due()
+                delay = await self.deliver_due(woken=woken)
             except Exception:  # boundary: the worker must outlive a database hiccup
                 log.exception("outbound queue: pass failed")
                 delay = self.retry.poll_seconds
             if self._stopping:
                 break
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                woken = True
+            except TimeoutError:
+                woken = False
 
-    async def deliver_due(self) -> float:
+    async def deliver_due(self, *, woken: bool = False) -> float:
         """One pass: attempt every due row. Returns the seconds until the next is due
-        (at most ``poll_seconds``). With nothing due, the pass is one read-only look-up."""
-        upcoming = await asyncio.to_thread(self._next_due)
-        if upcoming is None or upcoming > utcnow():
-            return self._until(upcoming)
+        (at most ``poll_seconds``). With nothing due, the pass is one read-only look-up.
+        ``woken``: rows were just added (``wake``), so the pass claims at once instead of
+        looking first."""
+        if not woken:
+            upcoming = await asyncio.to_thread(self._next_due)
+            if upcoming is None or upcoming > utcnow():
+                return self._until(upcoming)
         rows = await asyncio.to_thread(self._claim_due, utcnow())
         if rows:
             singles, groups = self._group(rows)

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from typing import NamedTuple, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailsvc.config import OutboundSection
@@ -51,6 +52,32 @@ def as_bytes(message: EmailMessage | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.as_bytes(policy=SMTP_POLICY)
 
 
+def row_values(
+    message: EmailMessage | bytes,
+    recipient: str,
+    *,
+    kind: str,
+    about: str = "",
+    sender: str = "",
+    message_key: str = "",
+) -> dict[str, object]:
+    """The column values of a new row, due at once."""
+    now = utcnow()
+    return {
+        "kind": kind[:64],
+        "sender": sender,
+        "recipient": recipient,
+        "about": about[:998],
+        "data": as_bytes(message),
+        "created_at": now,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "state": QUEUED,
+        "last_error": "",
+        "message_key": message_key,
+    }
+
+
 def enqueue(
     session: Session,
     message: EmailMessage | bytes,
@@ -62,32 +89,51 @@ def enqueue(
     message_key: str = "",
 ) -> OutboundMessage:
     """Add a row (flushed, not committed); due at once."""
-    now = utcnow()
-    row = OutboundMessage(
-        kind=kind[:64],
-        sender=sender,
-        recipient=recipient,
-        about=about[:998],
-        data=as_bytes(message),
-        created_at=now,
-        attempts=0,
-        next_attempt_at=now,
-        state=QUEUED,
-        last_error="",
-        message_key=message_key,
+    values = row_values(
+        message, recipient, kind=kind, about=about, sender=sender, message_key=message_key
     )
+    row = OutboundMessage(**values)
     session.add(row)
     session.flush()
     return row
 
 
-def due_rows(session: Session, now: datetime, limit: int = 50) -> Sequence[OutboundMessage]:
-    return session.scalars(
-        select(OutboundMessage)
-        .where(OutboundMessage.state == QUEUED, OutboundMessage.next_attempt_at <= now)
-        .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
-        .limit(limit)
-    ).all()
+def add(session: Session, rows: Sequence[dict[str, object]]) -> None:
+    """Insert ``rows`` (from row_values) with one Core statement, without loading them as
+    objects: the notices' path, where nobody reads the row back in the transaction."""
+    if rows:
+        session.execute(insert(_TABLE), list(rows))
+
+
+class Due(NamedTuple):
+    """A due row's columns, as the worker needs them to claim and send it."""
+
+    id: int
+    kind: str
+    sender: str
+    recipient: str
+    about: str
+    data: bytes
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    message_key: str
+    warned_at: datetime | None
+
+
+_TABLE = cast(Table, OutboundMessage.__table__)
+_DUE = (
+    select(*(_TABLE.c[name] for name in Due._fields))
+    .where(_TABLE.c.state == QUEUED, _TABLE.c.next_attempt_at <= bindparam("now"))
+    .order_by(_TABLE.c.next_attempt_at, _TABLE.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def due_rows(session: Session, now: datetime, limit: int = 50) -> list[Due]:
+    """Rows due at ``now``, oldest first (a Core query: no objects in the session)."""
+    result = session.execute(_DUE, {"now": now, "limit": limit})
+    return [Due(*row) for row in result]
 
 
 def next_due(session: Session) -> datetime | None:
@@ -96,7 +142,7 @@ def next_due(session: Session) -> datetime | None:
     )
 
 
-def claim(session: Session, row: OutboundMessage, now: datetime) -> bool:
+def claim(session: Session, row: Due, now: datetime) -> bool:
     """Take ``row`` for one attempt (count it, hold it for CLAIM). False when another
     worker took it first."""
     result = session.execute(
