@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import headers as trace
@@ -147,6 +147,15 @@ class Follower(Protocol):
     async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None: ...
 
 
+_RECORDS = cast(Table, MessageRecord.__table__)
+_INSERT_RECORD = insert(_RECORDS).returning(_RECORDS.c.id)
+_SET_HEADERS = (
+    update(_RECORDS)
+    .where(_RECORDS.c.id == bindparam("rid"))
+    .values(headers=bindparam("block"), flags=bindparam("marks"))
+)
+
+
 def message_key(msg: InboundMessage) -> str:
     """Same Message-ID and same content: the same message."""
     return hashlib.sha256(f"{msg.message_id}\0{msg.sha256}".encode()).hexdigest()
@@ -217,7 +226,11 @@ class Acceptance:
             try:
                 # Rows of an earlier attempt may already have a copy in the mailbox.
                 await self._deliver(
-                    record, verify=not fresh, verdict=reason, register=register_number
+                    record,
+                    verify=not fresh,
+                    verdict=reason,
+                    register=register_number,
+                    raw=msg.raw,
                 )
             except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
@@ -281,9 +294,9 @@ class Acceptance:
         with self.sessions.begin() as session:
             # Almost always a new message: ask with a Core statement (no ORM loading),
             # load the rows only for a retry.
-            table = MessageRecord.__table__
-            assert isinstance(table, Table)
-            seen = session.execute(select(table.c.id).where(table.c.message_key == key)).first()
+            seen = session.execute(
+                select(_RECORDS.c.id).where(_RECORDS.c.message_key == key)
+            ).first()
             existing = (
                 session.scalars(
                     select(MessageRecord).where(MessageRecord.message_key == key)
@@ -296,29 +309,35 @@ class Acceptance:
                 return [known[r] for r in msg.rcpt_tos], False, []
             folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
             remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
-            new = [
-                MessageRecord(
-                    queue_id=msg.queue_id,
-                    message_key=key,
-                    message_id=msg.message_id[:998],
-                    sha256=msg.sha256,
-                    size=len(msg.raw),
-                    mail_from=msg.mail_from,
-                    recipient=rcpt,
-                    direction=msg.direction.value,
-                    client_ip=msg.client_ip,
-                    authenticated_as=msg.authenticated_as,
-                    received_at=msg.received_at,
-                    action=verdict.action.value,
-                    folder="" if rcpt in remote else folder,
-                    verdict=verdict.summary(),
-                    state=RELAYED if rcpt in remote else "stored",
-                )
-                for rcpt in msg.rcpt_tos
-                if rcpt not in known
-            ]
-            session.add_all(new)
-            session.flush()
+            summary = verdict.summary()
+            new = []
+            # Core inserts (no unit of work): the rows are plain objects the recorders and
+            # the delivery read, written once here and once more below for their headers.
+            for rcpt in msg.rcpt_tos:
+                if rcpt in known:
+                    continue
+                values: dict[str, Any] = {
+                    "queue_id": msg.queue_id,
+                    "message_key": key,
+                    "message_id": msg.message_id[:998],
+                    "sha256": msg.sha256,
+                    "size": len(msg.raw),
+                    "mail_from": msg.mail_from,
+                    "recipient": rcpt,
+                    "direction": msg.direction.value,
+                    "client_ip": msg.client_ip,
+                    "authenticated_as": msg.authenticated_as,
+                    "received_at": msg.received_at,
+                    "action": verdict.action.value,
+                    "folder": "" if rcpt in remote else folder,
+                    "flags": "",
+                    "verdict": summary,
+                    "headers": "",
+                    "state": RELAYED if rcpt in remote else "stored",
+                    "delivered_at": None,
+                }
+                row_id = session.execute(_INSERT_RECORD, values).scalar_one()
+                new.append(MessageRecord(id=row_id, **values))
             relayed = [r for r in new if r.state == RELAYED]
             new = [r for r in new if r.state != RELAYED]
             if relayed:
@@ -328,12 +347,16 @@ class Acceptance:
             if verdict.action is Action.DELIVER and new:
                 for recorder in self.recorders:
                     notes.merge(recorder.on_accept(session, msg, verdict, new))
-            new += relayed
+            flags = " ".join(sorted(notes.flags))
             for record in new:
-                if record.state == RELAYED:
-                    continue
                 record.headers = self._header_block(msg, verdict, record, notes)
-                record.flags = " ".join(sorted(notes.flags))
+                record.flags = flags
+            if new:
+                session.execute(
+                    _SET_HEADERS,
+                    [{"rid": r.id, "block": r.headers, "marks": r.flags} for r in new],
+                )
+            new += relayed
             records = [
                 known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
             ]
@@ -372,9 +395,11 @@ class Acceptance:
         verify: bool = False,
         verdict: str = "",
         register: str = "",
+        raw: bytes | None = None,
     ) -> None:
         """Deliver one stored row, once. ``verify``: the row comes from an earlier attempt
-        (a retry, or repair), so first look for its copy in the mailbox."""
+        (a retry, or repair), so first look for its copy in the mailbox. ``raw``: the
+        message's bytes when they are in memory (the blob holds the same; repair reads it)."""
         lock = self._delivering.setdefault(record.id, asyncio.Lock())
         try:
             async with lock:
@@ -391,7 +416,7 @@ class Acceptance:
                             record.recipient,
                         )
                         return
-                await self._deliver_now(record, verdict=verdict, register=register)
+                await self._deliver_now(record, verdict=verdict, register=register, raw=raw)
         finally:
             if not lock.locked() and self._delivering.get(record.id) is lock:
                 del self._delivering[record.id]
@@ -409,9 +434,15 @@ class Acceptance:
         )
 
     async def _deliver_now(
-        self, record: MessageRecord, *, verdict: str = "", register: str = ""
+        self,
+        record: MessageRecord,
+        *,
+        verdict: str = "",
+        register: str = "",
+        raw: bytes | None = None,
     ) -> None:
-        raw = await asyncio.to_thread(self.blobs.get, record.sha256)
+        if raw is None:
+            raw = await asyncio.to_thread(self.blobs.get, record.sha256)
         data = record.headers.encode("ascii") + trace.remove_forged_auth_results(raw, self.hostname)
         started = time.monotonic()
         try:
@@ -465,10 +496,9 @@ class Acceptance:
                     done.set_result(None)
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
-        table = cast(Table, MessageRecord.__table__)
         stmt = (
-            update(table)
-            .where(table.c.id == bindparam("rid"))
+            update(_RECORDS)
+            .where(_RECORDS.c.id == bindparam("rid"))
             .values(state="delivered", delivered_at=bindparam("at"))
         )
         with self.sessions.begin() as session:

@@ -4,9 +4,9 @@ the acceptance transaction, read back by the workspace and the mailbox checks.""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.orm import Session
 
 from mailsvc.db.models import MessageRecord
@@ -66,11 +66,14 @@ class SignatureRecorder:
         reports = verdict.payloads(DocumentSignatureReport)
         if any(r.signatures for r in reports):
             rows = [row for record in records for row in signature_rows(record.id, reports)]
-            session.execute(insert(MessageSignature), rows)
+            session.execute(insert(_SIGNATURES), rows)  # Core: no ORM bulk machinery
         return Annotations()
 
     def on_refuse(self, session: Session, msg: InboundMessage, verdict: Verdict) -> None:
         return None
+
+
+_SIGNATURES = cast(Table, MessageSignature.__table__)
 
 
 def signatures_of(session: Session, message_record_id: int) -> list[MessageSignature]:
