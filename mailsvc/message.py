@@ -8,14 +8,33 @@ import email.policy
 import hashlib
 import quopri
 import re
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from enum import Enum
 from functools import cached_property
 
 from mailsvc.originator import Originator, read_originator
+
+# Decoded payloads of parsed parts, shared by the readers of one parse in a worker (text
+# extraction, the register's attachments, spam rules): a 200 KB base64 document is decoded
+# once, not once per reader. Keyed by the part object; gone with the parse.
+_DECODED: weakref.WeakKeyDictionary[Message, bytes | None] = weakref.WeakKeyDictionary()
+
+
+def decoded_payload(part: Message) -> bytes | None:
+    """``part.get_payload(decode=True)`` if it is bytes (None for a multipart), computed
+    once per part object. Exceptions propagate and are not remembered."""
+    try:
+        return _DECODED[part]
+    except KeyError:
+        pass
+    data = part.get_payload(decode=True)
+    result = data if isinstance(data, bytes) else None
+    _DECODED[part] = result
+    return result
 
 
 class Direction(str, Enum):

@@ -58,7 +58,7 @@ from mailsvc.documents.formats import (
 )
 from mailsvc.documents.ocr import ILLEGIBLE, Ocr, OcrLimits
 from mailsvc.errors import MailsvcError
-from mailsvc.message import InboundMessage
+from mailsvc.message import InboundMessage, decoded_payload
 
 log = logging.getLogger(__name__)
 
@@ -410,8 +410,7 @@ def _filename_8bit(part: Message) -> str | None:
 
 
 def _decoded(part: Message) -> bytes:
-    payload = part.get_payload(decode=True)
-    return payload if isinstance(payload, bytes) else b""
+    return decoded_payload(part) or b""
 
 
 def _walk_file(

@@ -29,7 +29,7 @@ from typing import Any
 
 from mailsvc.documents.extract import ExtractionError, MessageView, TextExtractor, part_filename
 from mailsvc.interfaces import Directory
-from mailsvc.message import Direction, InboundMessage
+from mailsvc.message import Direction, InboundMessage, decoded_payload
 from mailsvc.originator import read_originator
 from mailsvc.pipeline.domains import organisational_domain
 from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
@@ -109,12 +109,10 @@ def _parse(raw: bytes) -> EmailMessage:
 
 def _payload(part: Message, limit: int) -> bytes:
     try:
-        data = part.get_payload(decode=True)
+        data = decoded_payload(part)
     except (ValueError, TypeError, LookupError):
         return b""
-    if not isinstance(data, bytes):
-        return b""
-    return data[:limit]
+    return data[:limit] if data is not None else b""
 
 
 def _text(part: Message) -> str:

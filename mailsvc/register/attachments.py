@@ -17,6 +17,7 @@ from email.message import EmailMessage, Message
 from pathlib import PurePosixPath
 
 from mailsvc.documents.extract import MessageView, part_filename
+from mailsvc.message import decoded_payload
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def attachments_in(message: Message) -> list[AttachmentInput]:
         )
         if not filename and part.get_content_disposition() != "attachment":
             continue
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes):
+        data = decoded_payload(part)
+        if data is None:
             continue
         content_type = part.get_content_type()
         if not filename:

@@ -1,0 +1,45 @@
+"""mailsvc.message.decoded_payload: a part's decoded bytes computed once per parse and
+shared by the worker's readers (extraction, the register's attachments, spam rules)."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+from email.message import EmailMessage
+
+from mailsvc.documents.extract import ExtractionLimits, analyse_message_bytes
+from mailsvc.message import decoded_payload
+from mailsvc.register.attachments import attachments_in, attachments_task
+
+
+def message_with(data: bytes) -> bytes:
+    msg = EmailMessage()
+    msg["From"] = "vanthu@sotc.example.vn"
+    msg["To"] = "vanthu@stc.example.vn"
+    msg["Subject"] = "Công văn"
+    msg.set_content("Kính gửi.")
+    msg.add_attachment(data, maintype="application", subtype="pdf", filename="cv.pdf")
+    return msg.as_bytes()
+
+
+def test_a_part_is_decoded_once_and_every_reader_gets_the_same_bytes() -> None:
+    data = b"%PDF-1.7\n" + bytes(range(256)) * 40
+    parsed = email.message_from_bytes(message_with(data), policy=email.policy.default)
+    part = list(parsed.iter_attachments())[0]
+    first = decoded_payload(part)
+    assert first == data
+    assert decoded_payload(part) is first  # the same object: not decoded again
+    assert [a.data for a in attachments_in(parsed)] == [data]
+    assert attachments_in(parsed)[0].data is first
+    assert decoded_payload(parsed) is None  # a multipart has no bytes of its own
+
+
+def test_the_worker_call_reads_the_attachment_from_its_single_parse() -> None:
+    data = b"%PDF-1.4\n" + base64.b64encode(bytes(range(256)) * 10)
+    analysis = analyse_message_bytes(
+        message_with(data), ExtractionLimits(), [("attachments", attachments_task, None)], "in"
+    )
+    assert not analysis.failures
+    (found,) = analysis.results["attachments"]
+    assert found.data == data and found.role == "main" and found.filename == "cv.pdf"
