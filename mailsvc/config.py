@@ -491,6 +491,12 @@ class JobsSection(_Section):
         ge=1,
         description="Failed-login rows untouched for this long (and not locked) are purged",
     )
+    stop_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On stop, how long running jobs may take to finish; a job still running "
+        "after that is cut off and recorded as interrupted",
+    )
 
 
 class WorkspaceSection(_Section):

@@ -16,6 +16,8 @@ from mailsvc.db.base import utcnow
 from mailsvc.jobs.models import JobRun
 
 SUMMARY_LIMIT = 2000
+RUNNING = "running"
+INTERRUPTED = "interrupted"
 
 
 def claim_run(
@@ -35,7 +37,7 @@ def claim_run(
                 node=node,
                 manual=manual,
                 started_at=utcnow(),
-                outcome="running",
+                outcome=RUNNING,
                 summary="",
             )
             session.add(run)
