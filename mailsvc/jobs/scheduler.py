@@ -3,17 +3,18 @@
 - :class:`JobRunner` runs one job by name: it claims the run in ``job_run`` (one row per
   job and scheduled time; the unique constraint lets one node win), builds the
   :class:`JobContext`, calls the job function (imported by dotted path, see
-  ``catalog.py``) and records the outcome. A failing job is logged and recorded; the
-  scheduler goes on. A run cut off (its task cancelled) is recorded ``interrupted``; a
-  cancel that arrives while the claim or the outcome is being written waits for that
-  write, so no claim is left ``running``.
+  ``catalog.py``), refreshes the claim's heartbeat while it runs, and records the
+  outcome. A failing job is logged and recorded; the scheduler goes on. A run cut off
+  (its task cancelled) is recorded ``interrupted``; a cancel that arrives while the claim
+  or the outcome is being written waits for that write, so no claim is left ``running``.
 - :class:`ClaimingExecutor` is the APScheduler executor that hands each due run to the
   runner with its scheduled time (so every node claims the same key).
 - :class:`JobScheduler` keeps the catalog's cluster jobs in the shared SQLAlchemy job
   store (``apscheduler_jobs``; added when missing, rescheduled when the schedule changed,
   never reset on restart so a run missed while down still happens) and node jobs in
-  memory. Stopping it starts no new run, waits up to ``[jobs] stop_grace_seconds`` for
-  the running ones, then cuts off the rest.
+  memory. It records ``interrupted`` the claims other nodes left running when they died
+  (no heartbeat for ``[jobs] stale_after_seconds``). Stopping it starts no new run, waits
+  up to ``[jobs] stop_grace_seconds`` for the running ones, then cuts off the rest.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import os
 import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
@@ -43,7 +44,14 @@ from mailsvc.db.session import make_engine
 from mailsvc.errors import MailsvcError, NotFoundError
 from mailsvc.jobs.catalog import JOBS, JobSpec, JobUnavailable, find_spec, load_function
 from mailsvc.jobs.context import JobContext
-from mailsvc.jobs.runs import INTERRUPTED, claim_key, claim_run, finish_run
+from mailsvc.jobs.runs import (
+    INTERRUPTED,
+    beat,
+    claim_key,
+    claim_run,
+    finish_run,
+    reap_stale,
+)
 from mailsvc.outbound.mailer import Mailer
 from mailsvc.time import VIETNAM
 
@@ -168,8 +176,9 @@ class JobRunner:
     async def _call(
         self, spec: JobSpec, function: Any, run_id: int, scheduled_for: datetime
     ) -> tuple[str, str, bool]:
-        """Call the job function: (outcome, summary, cut off)."""
+        """Call the job function while beating its claim: (outcome, summary, cut off)."""
         ctx = JobContext(self.settings, self.sessions, self.mailer, scheduled_for)
+        heartbeat = asyncio.create_task(self._beat(run_id), name=f"heartbeat of job run {run_id}")
         try:
             return "ok", str(await function(ctx)), False
         except asyncio.CancelledError:
@@ -177,6 +186,17 @@ class JobRunner:
         except Exception as exc:  # boundary: one job's failure never stops the scheduler
             log.exception("job %s failed", spec.name)
             return "failed", f"{type(exc).__name__}: {exc}", False
+        finally:
+            heartbeat.cancel()
+
+    async def _beat(self, run_id: int) -> None:
+        """Refresh the claim every ``heartbeat_seconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.jobs.heartbeat_seconds)
+            try:
+                await asyncio.to_thread(beat, self.sessions, run_id)
+            except Exception:  # boundary: a missed beat is retried; the job goes on
+                log.warning("job run %s: heartbeat not recorded", run_id, exc_info=True)
 
 
 class ClaimingExecutor(AsyncIOExecutor):
@@ -227,6 +247,7 @@ class JobScheduler:
         self.database_url = database_url
         self.scheduler: AsyncIOScheduler | None = None
         self._executor: ClaimingExecutor | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         store_engine = make_engine(self.database_url)  # disposed by the store on shutdown
@@ -243,12 +264,35 @@ class JobScheduler:
         scheduler.start(paused=True)
         try:
             await asyncio.to_thread(self._reconcile, scheduler)
+            await asyncio.to_thread(self._reap)
         except BaseException:
             scheduler.shutdown(wait=False)
             raise
         self.scheduler, self._executor = scheduler, executor
+        self._reaper = asyncio.create_task(self._reap_periodically(), name="stale job runs")
         scheduler.resume()
         log.info("scheduler started on %s: %s", self.runner.node, self.describe())
+
+    def _reap(self) -> None:
+        """Record interrupted the claims of nodes that died while running a job."""
+        jobs = self.runner.settings.jobs
+        before = datetime.now(UTC) - timedelta(seconds=jobs.stale_after_seconds)
+        for run in reap_stale(self.runner.sessions, before):
+            log.warning(
+                "job %s (%s) was left running by node %s, silent since %s: recorded interrupted",
+                run.job,
+                run.scheduled_for.isoformat(),
+                run.node,
+                run.heartbeat_at.isoformat(),
+            )
+
+    async def _reap_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.runner.settings.jobs.heartbeat_seconds)
+            try:
+                await asyncio.to_thread(self._reap)
+            except Exception:  # boundary: the database may be down for a while
+                log.warning("stale job runs not checked", exc_info=True)
 
     def _reconcile(self, scheduler: AsyncIOScheduler) -> None:
         """Make the stores match the catalog without resetting stored next run times."""
@@ -291,13 +335,17 @@ class JobScheduler:
         """Start no new run; wait up to ``[jobs] stop_grace_seconds`` for the running ones
         to finish, then cut off the rest, which are recorded interrupted. Returns once
         every run of this node has its outcome written (or, if the database does not
-        answer, after ``RECORDING_SECONDS`` more: those claims stay ``running``)."""
+        answer, after ``RECORDING_SECONDS`` more: those claims are recorded interrupted
+        later, once stale, by any node's scheduler)."""
         scheduler, executor = self.scheduler, self._executor
         if scheduler is None or executor is None or not scheduler.running:
             return
         self._executor = None  # a second call returns at once
         grace = self.runner.settings.jobs.stop_grace_seconds
         scheduler.pause()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.wait([self._reaper])
         running = executor.running()
         if running:
             log.info(
@@ -318,7 +366,8 @@ class JobScheduler:
             _, unrecorded = await asyncio.wait(running, timeout=RECORDING_SECONDS)
             if unrecorded:
                 log.error(
-                    "scheduler on %s: %d cut-off job(s) not recorded: left running",
+                    "scheduler on %s: %d cut-off job(s) not recorded; a scheduler records "
+                    "them interrupted once [jobs] stale_after_seconds have passed",
                     self.runner.node,
                     len(unrecorded),
                 )

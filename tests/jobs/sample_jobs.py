@@ -46,3 +46,9 @@ async def held_job(ctx: JobContext) -> str:
         gate.cut_off = True
         raise
     return "released"
+
+
+async def endless_job(ctx: JobContext) -> str:
+    """Never returns: the node running it is killed in the middle."""
+    await asyncio.Event().wait()
+    return "unreachable"

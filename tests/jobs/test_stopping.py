@@ -1,24 +1,32 @@
-"""Stopping a node while a job runs: no claim in ``job_run`` is left ``running``.
+"""Stopping a node while a job runs, and a node that dies: no claim in ``job_run`` is left
+``running`` for ever.
 
 A node that is stopped waits (``[jobs] stop_grace_seconds``) for its running jobs and records
 their outcome; a job still running after that is cut off and recorded ``interrupted``, even
-when the cut comes while the outcome is being written.
+when the cut comes while the outcome is being written. A node killed in the middle of a run
+(SIGKILL) stops refreshing its claim; another node records the claim ``interrupted`` once it
+is ``stale_after_seconds`` old, and never touches the claim of a live node's long job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from apscheduler.events import EVENT_SCHEDULER_PAUSED, EVENT_SCHEDULER_SHUTDOWN
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.config import Settings
+from mailsvc.errors import ConfigError
 from mailsvc.jobs.catalog import JobSpec, every
 from mailsvc.jobs.models import JobRun
 from mailsvc.jobs.scheduler import JobRunner, JobScheduler
@@ -26,6 +34,7 @@ from tests.e2e.conftest import wait_for
 from tests.jobs import sample_jobs
 from tests.jobs.conftest import write_home
 
+ROOT = Path(__file__).resolve().parents[2]
 HELD = JobSpec(
     "held", "tests.jobs.sample_jobs:held_job", "runs until released", lambda s: every(60),
     scope="node",
@@ -138,3 +147,49 @@ async def test_a_node_cut_off_while_writing_a_runs_outcome_still_records_it(
     row = run_of(sessions, "held@a")
     assert (row.outcome, row.summary) == ("ok", "released")
     assert row.finished_at is not None and not sample_jobs.GATE.cut_off
+
+
+async def test_a_claim_left_running_by_a_killed_node_is_recorded_interrupted(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    home = tmp_path / "home"
+    settings = write_home(
+        home, db_url, "[jobs]\nheartbeat_seconds = 0.2\nstale_after_seconds = 2\n"
+    )
+    stale_after = timedelta(seconds=settings.jobs.stale_after_seconds)
+    # Node a runs a job that will last longer than stale_after_seconds: it stays live.
+    scheduler = await running_held_job(settings, sessions, db_url, node="a")
+    try:
+        # Node "dead", a process of its own, is killed (SIGKILL) in the middle of its run.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.jobs.node_process", str(home), "dead",
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )  # fmt: skip
+        try:
+            await wait_for(lambda: any(r.job == "endless@dead" for r in runs(sessions)), 60)
+        finally:
+            process.kill()
+            await process.wait()
+        await wait_for(lambda: run_of(sessions, "endless@dead").outcome != "running", 30)
+        dead = run_of(sessions, "endless@dead")
+        live = run_of(sessions, "held@a")
+    finally:
+        sample_jobs.GATE.release.set()
+        await scheduler.stop()
+    assert dead.outcome == "interrupted" and dead.node == "dead"
+    assert dead.summary.startswith("no heartbeat since ")
+    assert dead.heartbeat_at is not None and dead.finished_at is not None
+    assert dead.finished_at - dead.heartbeat_at >= stale_after
+    # Node a's job had run longer than stale_after_seconds, but its claim was refreshed.
+    assert live.outcome == "running" and live.finished_at is None
+    assert dead.finished_at - live.started_at >= stale_after
+    assert live.heartbeat_at is not None and live.heartbeat_at > live.started_at
+    finished = run_of(sessions, "held@a")
+    assert (finished.outcome, finished.summary) == ("ok", "released")
+
+
+def test_a_stale_claim_must_be_several_heartbeats_old(tmp_path: Path, db_url: str) -> None:
+    with pytest.raises(ConfigError, match="stale_after_seconds must be at least 3"):
+        write_home(tmp_path / "home", db_url, "[jobs]\nheartbeat_seconds = 120\n")
+    settings = write_home(tmp_path / "home", db_url, "[jobs]\nheartbeat_seconds = 100\n")
+    assert settings.jobs.stale_after_seconds == 300
