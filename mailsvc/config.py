@@ -12,7 +12,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mailsvc.errors import ConfigError
 
@@ -491,6 +498,32 @@ class JobsSection(_Section):
         ge=1,
         description="Failed-login rows untouched for this long (and not locked) are purged",
     )
+    stop_grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On stop, how long running jobs may take to finish; a job still running "
+        "after that is cut off and recorded as interrupted",
+    )
+    heartbeat_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often a node refreshes the claims (job_run) of the jobs it is running",
+    )
+    stale_after_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A running claim not refreshed for this long belongs to a node that died "
+        "(killed, host lost): the other nodes record it as interrupted",
+    )
+
+    @model_validator(mode="after")
+    def _stale_after_heartbeats(self) -> JobsSection:
+        if self.stale_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError(
+                "stale_after_seconds must be at least 3 heartbeat_seconds (a live node may "
+                "miss a heartbeat or two)"
+            )
+        return self
 
 
 class WorkspaceSection(_Section):

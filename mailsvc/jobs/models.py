@@ -4,6 +4,9 @@ nodes), the day's overdue reminders, and APScheduler's own job store.
 ``job_run`` has one row per (job, scheduled time): a node inserts its claim before
 running and runs only if the insert succeeded, so two nodes that both see a job due
 run it once. Manual runs (``mailsvc jobs run``) are rows too, with the time asked.
+While a run goes on, its node refreshes ``heartbeat_at``; a ``running`` claim whose
+heartbeat is older than ``[jobs] stale_after_seconds`` was left by a node that died, and
+the other nodes record it ``interrupted``.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class JobRun(Base):
     __table_args__ = (
         UniqueConstraint("job", "scheduled_for"),
         Index("ix_job_run_job_started", "job", "started_at"),
+        Index("ix_job_run_outcome_heartbeat", "outcome", "heartbeat_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -55,6 +59,7 @@ class JobRun(Base):
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)  # the node is alive
     outcome: Mapped[str] = mapped_column(String(16), default="running")  # running|ok|failed|...
     summary: Mapped[str] = mapped_column(Text, default="")
 

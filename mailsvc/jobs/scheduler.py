@@ -3,26 +3,32 @@
 - :class:`JobRunner` runs one job by name: it claims the run in ``job_run`` (one row per
   job and scheduled time; the unique constraint lets one node win), builds the
   :class:`JobContext`, calls the job function (imported by dotted path, see
-  ``catalog.py``) and records the outcome. A failing job is logged and recorded; the
-  scheduler goes on.
+  ``catalog.py``), refreshes the claim's heartbeat while it runs, and records the
+  outcome. A failing job is logged and recorded; the scheduler goes on. A run cut off
+  (its task cancelled) is recorded ``interrupted``; a cancel that arrives while the claim
+  or the outcome is being written waits for that write, so no claim is left ``running``.
 - :class:`ClaimingExecutor` is the APScheduler executor that hands each due run to the
   runner with its scheduled time (so every node claims the same key).
 - :class:`JobScheduler` keeps the catalog's cluster jobs in the shared SQLAlchemy job
   store (``apscheduler_jobs``; added when missing, rescheduled when the schedule changed,
   never reset on restart so a run missed while down still happens) and node jobs in
-  memory.
+  memory. It records ``interrupted`` the claims other nodes left running when they died
+  (no heartbeat for ``[jobs] stale_after_seconds``). Stopping it starts no new run, waits
+  up to ``[jobs] stop_grace_seconds`` for the running ones, then cuts off the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 from apscheduler.executors.asyncio import AsyncIOExecutor
@@ -38,7 +44,14 @@ from mailsvc.db.session import make_engine
 from mailsvc.errors import MailsvcError, NotFoundError
 from mailsvc.jobs.catalog import JOBS, JobSpec, JobUnavailable, find_spec, load_function
 from mailsvc.jobs.context import JobContext
-from mailsvc.jobs.runs import claim_key, claim_run, finish_run
+from mailsvc.jobs.runs import (
+    INTERRUPTED,
+    beat,
+    claim_key,
+    claim_run,
+    finish_run,
+    reap_stale,
+)
 from mailsvc.outbound.mailer import Mailer
 from mailsvc.time import VIETNAM
 
@@ -49,6 +62,10 @@ CLUSTER_STORE = "default"
 NODE_STORE = "node"
 CLAIMED_ELSEWHERE = "claimed-elsewhere"
 UNAVAILABLE = "unavailable"
+# After the grace, how long cut-off runs get to write "interrupted" (one UPDATE each).
+RECORDING_SECONDS = 10.0
+
+T = TypeVar("T")
 
 
 def node_name(settings: Settings) -> str:
@@ -59,6 +76,28 @@ async def scheduled_job(name: str) -> None:
     """The function the job store records for every job; ClaimingExecutor runs the real one
     (by name, through JobRunner), so stored jobs never depend on optional modules."""
     raise MailsvcError(f"job {name} runs through mailsvc.jobs.scheduler.ClaimingExecutor")
+
+
+async def _in_thread(call: Callable[..., T], *args: Any) -> tuple[T, bool]:
+    """Run a blocking database call in the loop's thread pool and wait for its end even when
+    this task is cancelled meanwhile: (result, whether a cancel arrived and was held back).
+
+    ``asyncio.to_thread`` gives up on a cancel: a call still queued for a thread is then
+    never run (a run's outcome never written), and a call already running is not waited
+    for (a claim inserted whose id nobody gets). The caller acts on the held-back cancel
+    once the database knows where the run stands.
+    """
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    future = loop.run_in_executor(None, functools.partial(context.run, call, *args))
+    cancelled = False
+    while True:
+        try:
+            return await asyncio.shield(future), cancelled
+        except asyncio.CancelledError:
+            if future.cancelled():  # the pool itself is gone: nothing left to wait for
+                raise
+            cancelled = True
 
 
 @dataclass(frozen=True)
@@ -116,34 +155,61 @@ class JobRunner:
         self, spec: JobSpec, function: Any, scheduled_for: datetime, *, manual: bool
     ) -> RunResult:
         key = claim_key(spec.name, self.node if spec.scope == "node" else None)
-        run_id = await asyncio.to_thread(
-            claim_run, self.sessions, key, scheduled_for, self.node, manual=manual
-        )
+        claim = functools.partial(claim_run, manual=manual)
+        run_id, cancelled = await _in_thread(claim, self.sessions, key, scheduled_for, self.node)
         if run_id is None:
+            if cancelled:
+                raise asyncio.CancelledError
             log.info("job %s at %s: claimed by another node", spec.name, scheduled_for.isoformat())
             return RunResult(spec.name, self.node, scheduled_for, CLAIMED_ELSEWHERE, "")
-        log.info("job %s started on %s (%s)", spec.name, self.node, scheduled_for.isoformat())
+        if cancelled:
+            outcome, summary = INTERRUPTED, "stopped before it started"
+        else:
+            log.info("job %s started on %s (%s)", spec.name, self.node, scheduled_for.isoformat())
+            outcome, summary, cancelled = await self._call(spec, function, run_id, scheduled_for)
+        _, late = await _in_thread(finish_run, self.sessions, run_id, outcome, summary)
+        log.info("job %s %s on %s: %s", spec.name, outcome, self.node, summary)
+        if cancelled or late:
+            raise asyncio.CancelledError
+        return RunResult(spec.name, self.node, scheduled_for, outcome, summary)
+
+    async def _call(
+        self, spec: JobSpec, function: Any, run_id: int, scheduled_for: datetime
+    ) -> tuple[str, str, bool]:
+        """Call the job function while beating its claim: (outcome, summary, cut off)."""
         ctx = JobContext(self.settings, self.sessions, self.mailer, scheduled_for)
+        heartbeat = asyncio.create_task(self._beat(run_id), name=f"heartbeat of job run {run_id}")
         try:
-            summary = str(await function(ctx))
-            outcome = "ok"
+            return "ok", str(await function(ctx)), False
         except asyncio.CancelledError:
-            finish_run(self.sessions, run_id, "interrupted", "stopped before it finished")
-            raise
+            return INTERRUPTED, "stopped before it finished", True
         except Exception as exc:  # boundary: one job's failure never stops the scheduler
             log.exception("job %s failed", spec.name)
-            outcome, summary = "failed", f"{type(exc).__name__}: {exc}"
-        await asyncio.to_thread(finish_run, self.sessions, run_id, outcome, summary)
-        log.info("job %s %s on %s: %s", spec.name, outcome, self.node, summary)
-        return RunResult(spec.name, self.node, scheduled_for, outcome, summary)
+            return "failed", f"{type(exc).__name__}: {exc}", False
+        finally:
+            heartbeat.cancel()
+
+    async def _beat(self, run_id: int) -> None:
+        """Refresh the claim every ``heartbeat_seconds`` until cancelled."""
+        while True:
+            await asyncio.sleep(self.settings.jobs.heartbeat_seconds)
+            try:
+                await asyncio.to_thread(beat, self.sessions, run_id)
+            except Exception:  # boundary: a missed beat is retried; the job goes on
+                log.warning("job run %s: heartbeat not recorded", run_id, exc_info=True)
 
 
 class ClaimingExecutor(AsyncIOExecutor):
-    """Hands each due run, with its scheduled time, to :class:`JobRunner`."""
+    """Hands each due run, with its scheduled time, to :class:`JobRunner`. Its shutdown
+    (inherited) cancels the runs still going: :class:`JobRunner` records them interrupted."""
 
     def __init__(self, runner: JobRunner) -> None:
         super().__init__()
         self.runner = runner
+
+    def running(self) -> set[asyncio.Future[Any]]:
+        """The runs submitted and not finished yet."""
+        return {future for future in self._pending_futures if not future.done()}
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         async def run() -> list[JobExecutionEvent]:
@@ -180,27 +246,53 @@ class JobScheduler:
         self.runner = runner
         self.database_url = database_url
         self.scheduler: AsyncIOScheduler | None = None
+        self._executor: ClaimingExecutor | None = None
+        self._reaper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         store_engine = make_engine(self.database_url)  # disposed by the store on shutdown
+        executor = ClaimingExecutor(self.runner)
         scheduler = AsyncIOScheduler(
             timezone=VIETNAM,
             jobstores={
                 CLUSTER_STORE: SQLAlchemyJobStore(engine=store_engine, tablename=STORE_TABLE),
                 NODE_STORE: MemoryJobStore(),
             },
-            executors={"default": ClaimingExecutor(self.runner)},
+            executors={"default": executor},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
         scheduler.start(paused=True)
         try:
             await asyncio.to_thread(self._reconcile, scheduler)
+            await asyncio.to_thread(self._reap)
         except BaseException:
             scheduler.shutdown(wait=False)
             raise
-        self.scheduler = scheduler
+        self.scheduler, self._executor = scheduler, executor
+        self._reaper = asyncio.create_task(self._reap_periodically(), name="stale job runs")
         scheduler.resume()
         log.info("scheduler started on %s: %s", self.runner.node, self.describe())
+
+    def _reap(self) -> None:
+        """Record interrupted the claims of nodes that died while running a job."""
+        jobs = self.runner.settings.jobs
+        before = datetime.now(UTC) - timedelta(seconds=jobs.stale_after_seconds)
+        for run in reap_stale(self.runner.sessions, before):
+            log.warning(
+                "job %s (%s) was left running by node %s, silent since %s: recorded interrupted",
+                run.job,
+                run.scheduled_for.isoformat(),
+                run.node,
+                run.heartbeat_at.isoformat(),
+            )
+
+    async def _reap_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.runner.settings.jobs.heartbeat_seconds)
+            try:
+                await asyncio.to_thread(self._reap)
+            except Exception:  # boundary: the database may be down for a while
+                log.warning("stale job runs not checked", exc_info=True)
 
     def _reconcile(self, scheduler: AsyncIOScheduler) -> None:
         """Make the stores match the catalog without resetting stored next run times."""
@@ -239,6 +331,43 @@ class JobScheduler:
             for job in self.scheduler.get_jobs()
         )
 
-    def stop(self) -> None:
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+    async def stop(self) -> None:
+        """Start no new run; wait up to ``[jobs] stop_grace_seconds`` for the running ones
+        to finish, then cut off the rest, which are recorded interrupted. Returns once
+        every run of this node has its outcome written (or, if the database does not
+        answer, after ``RECORDING_SECONDS`` more: those claims are recorded interrupted
+        later, once stale, by any node's scheduler)."""
+        scheduler, executor = self.scheduler, self._executor
+        if scheduler is None or executor is None or not scheduler.running:
+            return
+        self._executor = None  # a second call returns at once
+        grace = self.runner.settings.jobs.stop_grace_seconds
+        scheduler.pause()
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.wait([self._reaper])
+        running = executor.running()
+        if running:
+            log.info(
+                "scheduler stopping on %s: waiting up to %gs for %d running job(s)",
+                self.runner.node,
+                grace,
+                len(running),
+            )
+            _, running = await asyncio.wait(running, timeout=grace)
+        scheduler.shutdown(wait=False)  # cancels the runs still going
+        if running:
+            log.warning(
+                "scheduler on %s: %d job(s) still running after %gs: cut off",
+                self.runner.node,
+                len(running),
+                grace,
+            )
+            _, unrecorded = await asyncio.wait(running, timeout=RECORDING_SECONDS)
+            if unrecorded:
+                log.error(
+                    "scheduler on %s: %d cut-off job(s) not recorded; a scheduler records "
+                    "them interrupted once [jobs] stale_after_seconds have passed",
+                    self.runner.node,
+                    len(unrecorded),
+                )

@@ -3,23 +3,30 @@
 perf_0001 (``message_signature``): a database at exchange_0001 with messages whose stored
 verdicts record signatures is upgraded; every signature gets its row, fingerprints in
 their column (lower-case hex without colons), and the mailbox checks find the priority
-message by it. SQLite, or PostgreSQL with MAILSVC_TEST_DATABASE."""
+message by it. jobs_0002 (``job_run.heartbeat_at``): existing runs get their end (or start)
+time, so a run an older release left ``running`` is found stale and recorded interrupted.
+SQLite, or PostgreSQL with MAILSVC_TEST_DATABASE."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
 
 from mailsvc.checks.compliance import evaluate
 from mailsvc.checks.policy import PriorityPolicy, load_checking_policy
+from mailsvc.db.base import UtcDateTime
 from mailsvc.db.models import MessageRecord
 from mailsvc.db.session import alembic_config, make_engine, make_sessionmaker, migrate
+from mailsvc.jobs.models import JobRun
+from mailsvc.jobs.runs import reap_stale
 from mailsvc.signatures.models import MessageSignature
 from mailsvc.web.workspace.signatures import stored_signatures
 from tests.checks.builders import CLERK, local
@@ -143,7 +150,7 @@ def test_perf_0001_backfills_signer_fingerprints(empty_url: str) -> None:
             )  # fmt: skip
     finally:
         engine.dispose()
-    assert version == "perf_0001"
+    assert version == ScriptDirectory.from_config(alembic_config(empty_url)).get_current_head()
     assert [(r.message_record_id, r.position, r.document, r.fingerprint) for r in rows] == [
         (1, 0, "35-QD-UBND.pdf", OTHER),
         (1, 1, "35-QD-UBND.pdf", PRIORITY),
@@ -155,3 +162,47 @@ def test_perf_0001_backfills_signer_fingerprints(empty_url: str) -> None:
         ("organisation", "Nguyễn Văn An", "TOTAL_PASSED", ""),
     ]
     assert [p.record_id for p in day.priority] == [1]
+
+
+def test_jobs_0002_gives_existing_runs_a_heartbeat(empty_url: str) -> None:
+    command.upgrade(alembic_config(empty_url), "perf_0001")
+    started = datetime(2026, 11, 21, 18, 30, tzinfo=UTC)
+    finished = started + timedelta(minutes=4)
+    times = ("scheduled_for", "started_at", "finished_at")
+    old_job_run = sa.table(  # job_run as perf_0001 has it
+        "job_run",
+        *(sa.column(name) for name in ("job", "node", "manual", "outcome", "summary")),
+        *(sa.column(name, UtcDateTime()) for name in times),
+    )
+    engine = make_engine(empty_url)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(old_job_run),
+            [
+                {"job": "backup", "node": "a", "manual": False, "outcome": "ok", "summary": "done",
+                 "scheduled_for": started, "started_at": started, "finished_at": finished},
+                # Left running by a node stopped in the middle (the old release's race).
+                {"job": "compliance-alerts", "node": "a", "manual": False, "outcome": "running",
+                 "summary": "", "scheduled_for": started, "started_at": started,
+                 "finished_at": None},
+            ],
+        )  # fmt: skip
+    engine.dispose()
+
+    migrate(empty_url)
+
+    engine = make_engine(empty_url)
+    sessions = make_sessionmaker(engine)
+    try:
+        with sessions() as session:
+            rows = session.execute(select(JobRun.job, JobRun.heartbeat_at))
+            heartbeats = {job: at for job, at in rows}
+        reaped = reap_stale(sessions, datetime.now(UTC) - timedelta(minutes=5))
+        with sessions() as session:
+            rows = session.execute(select(JobRun.job, JobRun.outcome))
+            outcomes = {job: outcome for job, outcome in rows}
+    finally:
+        engine.dispose()
+    assert heartbeats == {"backup": finished, "compliance-alerts": started}
+    assert [r.job for r in reaped] == ["compliance-alerts"]
+    assert outcomes == {"backup": "ok", "compliance-alerts": "interrupted"}

@@ -22,3 +22,33 @@ async def counting_job(ctx: JobContext) -> str:
 
 async def failing_job(ctx: JobContext) -> str:
     raise RuntimeError("disk full")
+
+
+class Gate:
+    """Holds :func:`held_job` until the test releases it; says whether it was cut off."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.cut_off = False
+
+
+GATE = Gate()
+
+
+async def held_job(ctx: JobContext) -> str:
+    """Runs until ``GATE.release`` is set (a test replaces GATE before each use)."""
+    gate = GATE
+    gate.entered.set()
+    try:
+        await gate.release.wait()
+    except asyncio.CancelledError:
+        gate.cut_off = True
+        raise
+    return "released"
+
+
+async def endless_job(ctx: JobContext) -> str:
+    """Never returns: the node running it is killed in the middle."""
+    await asyncio.Event().wait()
+    return "unreachable"
