@@ -26,7 +26,7 @@ def message_with(data: bytes) -> bytes:
 def test_a_part_is_decoded_once_and_every_reader_gets_the_same_bytes() -> None:
     data = b"%PDF-1.7\n" + bytes(range(256)) * 40
     parsed = email.message_from_bytes(message_with(data), policy=email.policy.default)
-    part = list(parsed.iter_attachments())[0]
+    (part,) = parsed.iter_attachments()
     first = decoded_payload(part)
     assert first == data
     assert decoded_payload(part) is first  # the same object: not decoded again
