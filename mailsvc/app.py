@@ -407,6 +407,7 @@ class App:
                 wake=self.mailer.wake,
                 dispatch=s.dispatch_address,
             ),
+            receipts=self.notices,
             metrics=self.metrics,
             storage=[self.blobs.root, s.path(s.paths.maildir_root)],
             min_free_bytes=s.server.min_free_megabytes * 1024 * 1024,

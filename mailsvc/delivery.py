@@ -136,6 +136,19 @@ class Submissions(Protocol):
     def after_commit(self) -> None: ...
 
 
+class Receipts(Protocol):
+    """Queues the sender's receipt in the acceptance transaction
+    (mailsvc.notify.notices.NoticeFollower): it commits with the register entries it
+    reports: a crash after the 250 cannot lose it, and a message whose delivery failed
+    (4xx) and that the sender sends again (a duplicate by then) is answered exactly once."""
+
+    def on_accept(
+        self, session: Session, msg: InboundMessage, verdict: Verdict, entries: Sequence[Entry]
+    ) -> bool: ...  # True when a receipt was queued
+
+    def after_commit(self) -> None: ...  # the queued receipt is due: wake the queue
+
+
 class Follower(Protocol):
     """Work done after the SMTP reply: notices, alerts (must not raise). ``accepted``
     carries the local recipients' rows and the register entries made."""
@@ -184,11 +197,13 @@ class Acceptance:
         followers: Sequence[Follower] = (),
         flagger: MailboxFlagger | None = None,
         submissions: Submissions | None = None,
+        receipts: Receipts | None = None,
         metrics: Metrics | None = None,
         storage: Sequence[Path] = (),
         min_free_bytes: int = 0,
     ) -> None:
         self.submissions = submissions
+        self.receipts = receipts
         self.metrics = metrics
         self.sessions = sessions
         self.blobs = blobs
@@ -211,13 +226,15 @@ class Acceptance:
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> Accepted | Deferred:
         self._blobs_in_use[msg.sha256] += 1
         try:
-            records, fresh, entries = await asyncio.to_thread(self._store, msg, verdict)
+            records, fresh, entries, receipt = await asyncio.to_thread(self._store, msg, verdict)
         finally:
             self._blobs_in_use[msg.sha256] -= 1
             if not self._blobs_in_use[msg.sha256]:
                 del self._blobs_in_use[msg.sha256]
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
+        if receipt and self.receipts is not None:
+            self.receipts.after_commit()
         reason = verdict.deciding.reason if verdict.deciding is not None else ""
         register_number = ", ".join(e.number_text for e in entries if e.number is not None)
         for record in records:
@@ -245,7 +262,7 @@ class Acceptance:
 
     def _store(
         self, msg: InboundMessage, verdict: Verdict
-    ) -> tuple[list[MessageRecord], bool, list[Entry]]:
+    ) -> tuple[list[MessageRecord], bool, list[Entry], bool]:
         """Room check, blob (fsynced), then the transaction: one trip to a thread (each
         trip costs the event loop a submit and a wake-up). A blob this call created is
         removed again if the transaction fails and no other copy of the message uses it."""
@@ -288,8 +305,9 @@ class Acceptance:
 
     def _commit(
         self, msg: InboundMessage, verdict: Verdict
-    ) -> tuple[list[MessageRecord], bool, list[Entry]]:
-        """The rows for each recipient, whether they are new, and the register entries made."""
+    ) -> tuple[list[MessageRecord], bool, list[Entry], bool]:
+        """The rows for each recipient, whether they are new, the register entries made and
+        whether a receipt was queued."""
         key = message_key(msg)
         with self.sessions.begin() as session:
             # Almost always a new message: ask with a Core statement (no ORM loading),
@@ -298,15 +316,13 @@ class Acceptance:
                 select(_RECORDS.c.id).where(_RECORDS.c.message_key == key)
             ).first()
             existing = (
-                session.scalars(
-                    select(MessageRecord).where(MessageRecord.message_key == key)
-                ).all()
+                session.scalars(select(MessageRecord).where(MessageRecord.message_key == key)).all()
                 if seen is not None
                 else []
             )
             known = {r.recipient: r for r in existing}
             if known and all(r in known for r in msg.rcpt_tos):
-                return [known[r] for r in msg.rcpt_tos], False, []
+                return [known[r] for r in msg.rcpt_tos], False, [], False
             folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
             remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
             summary = verdict.summary()
@@ -344,9 +360,12 @@ class Acceptance:
                 assert self.submissions is not None
                 self.submissions.on_accept(session, msg, verdict, relayed)
             notes = Annotations()
+            receipt = False
             if verdict.action is Action.DELIVER and new:
                 for recorder in self.recorders:
                     notes.merge(recorder.on_accept(session, msg, verdict, new))
+                if self.receipts is not None:
+                    receipt = self.receipts.on_accept(session, msg, verdict, notes.entries)
             flags = " ".join(sorted(notes.flags))
             for record in new:
                 record.headers = self._header_block(msg, verdict, record, notes)
@@ -360,7 +379,7 @@ class Acceptance:
             records = [
                 known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
             ]
-        return records, True, notes.entries
+        return records, True, notes.entries, receipt
 
     def _header_block(
         self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations

@@ -46,9 +46,10 @@ from mailsvc.documents.markings import MarkingMatch
 from mailsvc.headers import encode_fields
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import HEADINGS, STATUS_LABELS, message_status
+from mailsvc.outbound import queue
 from mailsvc.outbound.mailer import FailedMessage, Mailer
 from mailsvc.outbound.smime import SmimeSigner
-from mailsvc.outcome import Accepted
+from mailsvc.outcome import Accepted, Entry
 from mailsvc.pipeline.antivirus import ScanResult
 from mailsvc.pipeline.classification import ClassificationResult
 from mailsvc.quarantine.service import count_detections, record_detection
@@ -324,16 +325,33 @@ class NoticeFollower:
         """(kind, recipient) of everything sent, for operators and tests."""
         return self.mailer.sent
 
+    # -- Receipts protocol (mailsvc.delivery.Acceptance) -----------------------------------
+    def on_accept(
+        self, session: Session, msg: InboundMessage, verdict: Verdict, entries: Sequence[Entry]
+    ) -> bool:
+        """In the acceptance transaction (a thread): queue the receipt for a registered
+        document (03, with its numbers) or one entered without a number (01, arrived), so
+        it commits with the entries it reports. True when one was queued."""
+        numbers = {str(e.number) for e in entries if e.number is not None}
+        arrived = any(e.status == "arrived" for e in entries)
+        if not (numbers or arrived) or not self._may_notify(msg, verdict):
+            return False
+        code = "03" if numbers else "01"
+        notice = self._notice(msg, code, incoming_number=", ".join(sorted(numbers)), reason="")
+        data = self.composer.status_message(notice)
+        row = queue.row_values(data, msg.mail_from, kind=f"notice-{code}", about=msg.message_id)
+        queue.add(session, [row])
+        log.info("notice-%s to %s queued", code, msg.mail_from)
+        return True
+
+    def after_commit(self) -> None:
+        self.mailer.wake()
+
     # -- Follower protocol ----------------------------------------------------------------
     async def after_accept(self, msg: InboundMessage, verdict: Verdict, accepted: Accepted) -> None:
-        numbers = {str(e.number) for e in accepted.entries if e.number is not None}
-        arrived = any(e.status == "arrived" for e in accepted.entries)
-        if not (numbers or arrived) or not self._may_notify(msg, verdict):
-            return
-        if not numbers:  # entered without a number (e.g. reference only): 01, arrived
-            await self._send_notice(msg, "01", incoming_number="", reason="")
-            return
-        await self._send_notice(msg, "03", incoming_number=", ".join(sorted(numbers)), reason="")
+        """Nothing: the receipt of an accepted message is queued in its acceptance
+        transaction (``on_accept``)."""
+        return None
 
     async def after_refuse(self, msg: InboundMessage, verdict: Verdict) -> None:
         deciding = verdict.deciding
@@ -401,7 +419,15 @@ class NoticeFollower:
     async def _send_notice(
         self, msg: InboundMessage, code: str, *, incoming_number: str, reason: str
     ) -> None:
-        notice = StatusNotice(
+        notice = self._notice(msg, code, incoming_number=incoming_number, reason=reason)
+        data = await asyncio.to_thread(self.composer.status_message, notice)
+        await self.mailer.send(data, msg.mail_from, kind=f"notice-{code}", about=msg.message_id)
+
+    @staticmethod
+    def _notice(
+        msg: InboundMessage, code: str, *, incoming_number: str, reason: str
+    ) -> StatusNotice:
+        return StatusNotice(
             recipient=msg.mail_from,
             status_code=code,
             message_id=msg.message_id,
@@ -410,8 +436,6 @@ class NoticeFollower:
             incoming_number=incoming_number,
             reason=reason,
         )
-        data = await asyncio.to_thread(self.composer.status_message, notice)
-        await self.mailer.send(data, msg.mail_from, kind=f"notice-{code}", about=msg.message_id)
 
     async def _alert_virus(self, msg: InboundMessage, signature: str) -> None:
         count = await asyncio.to_thread(self._recent_detections, msg.client_ip)
