@@ -85,7 +85,7 @@ class InboundMessage:
     def sha256(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
 
-    @property
+    @cached_property
     def message_id(self) -> str:
         value = self.headers.get("Message-ID", "")
         return str(value).strip()

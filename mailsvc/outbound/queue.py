@@ -142,46 +142,47 @@ def next_due(session: Session) -> datetime | None:
     )
 
 
+_CLAIM = (
+    update(_TABLE)
+    .where(
+        _TABLE.c.id == bindparam("rid"),
+        _TABLE.c.state == QUEUED,
+        _TABLE.c.next_attempt_at == bindparam("due"),
+    )
+    .values(attempts=_TABLE.c.attempts + 1, next_attempt_at=bindparam("until"))
+)
+_SET_STATE = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("rid"))
+    .values(state=bindparam("new_state"), finished_at=bindparam("at"), last_error=bindparam("err"))
+)
+_RETRY = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("rid"))
+    .values(next_attempt_at=bindparam("when"), last_error=bindparam("err"))
+)
+
+
 def claim(session: Session, row: Due, now: datetime) -> bool:
     """Take ``row`` for one attempt (count it, hold it for CLAIM). False when another
     worker took it first."""
     result = session.execute(
-        update(OutboundMessage)
-        .where(
-            OutboundMessage.id == row.id,
-            OutboundMessage.state == QUEUED,
-            OutboundMessage.next_attempt_at == row.next_attempt_at,
-        )
-        .values(attempts=OutboundMessage.attempts + 1, next_attempt_at=now + CLAIM)
-        .execution_options(synchronize_session=False)
+        _CLAIM, {"rid": row.id, "due": row.next_attempt_at, "until": now + CLAIM}
     )
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def mark_sent(session: Session, row_id: int, now: datetime) -> None:
-    session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == row_id)
-        .values(state=SENT, finished_at=now, last_error="")
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_SET_STATE, {"rid": row_id, "new_state": SENT, "at": now, "err": ""})
 
 
 def mark_retry(session: Session, row_id: int, when: datetime, error: str) -> None:
-    session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == row_id)
-        .values(next_attempt_at=when, last_error=error[:2000])
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(_RETRY, {"rid": row_id, "when": when, "err": error[:2000]})
 
 
 def mark_failed(session: Session, row_id: int, now: datetime, error: str) -> None:
     session.execute(
-        update(OutboundMessage)
-        .where(OutboundMessage.id == row_id)
-        .values(state=FAILED, finished_at=now, last_error=error[:2000])
-        .execution_options(synchronize_session=False)
+        _SET_STATE, {"rid": row_id, "new_state": FAILED, "at": now, "err": error[:2000]}
     )
 
 
