@@ -313,7 +313,26 @@ class RemoteSession:
         """IDLE for up to ``seconds``; True when the server announced new mail. Returns
         early (False) when ``wake`` is set, the server ends IDLE or the connection is lost."""
         client = self._client()
-        idle = await client.idle_start(timeout=seconds + self.timeout)
+        # aioimaplib fails no pending command when the connection drops: an IDLE sent just
+        # as the server went away would wait for its acknowledgement for ever. Wait for it
+        # beside the loss of the connection, at most the command timeout.
+        starting = asyncio.ensure_future(client.idle_start(timeout=seconds + self.timeout))
+        lost = asyncio.ensure_future(self.lost.wait())
+        try:
+            await asyncio.wait(
+                [starting, lost], timeout=self.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+        if not starting.done():
+            starting.cancel()
+            if self.lost.is_set():
+                return False  # the caller sees ``lost`` and reconnects
+            raise RemoteError(
+                f"IMAP {self.cfg.host}:{self.cfg.port}: IDLE not acknowledged "
+                f"in {self.timeout:.0f} s"
+            )
+        idle = starting.result()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
         news = False

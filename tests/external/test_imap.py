@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
 import pytest
 
+from mailsvc.config import ExternalMailbox
 from mailsvc.errors import ConfigError
-from mailsvc.external.imap import encode_folder, read_password
+from mailsvc.external.imap import RemoteError, RemoteSession, encode_folder, read_password
 from mailsvc.external.poller import return_path
 
 
@@ -58,3 +60,72 @@ def test_return_path_is_the_envelope_sender() -> None:
     assert return_path(raw) == "vanthu@ubnd.example.vn"
     assert return_path(b"Return-Path: <>\r\nFrom: a@b.vn\r\n\r\nx\r\n") == ""
     assert return_path(b"From: a@b.vn\r\n\r\nReturn-Path: <x@y.vn>\r\n") == ""
+
+
+class ScriptedImap:
+    """A loopback IMAP server that answers the session's commands (greeting, CAPABILITY,
+    LOGIN, SELECT) and, when IDLE arrives, does what ``on_idle`` says: ``close`` the
+    connection without an answer (a server going away just then) or stay ``silent``."""
+
+    def __init__(self, on_idle: str) -> None:
+        self.on_idle = on_idle
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"* OK IMAP4rev1 scripted\r\n")
+        while line := await reader.readline():
+            tag, _, rest = line.decode().rstrip("\r\n").partition(" ")
+            command = rest.split(" ", 1)[0].upper()
+            if command == "CAPABILITY":
+                writer.write(b"* CAPABILITY IMAP4rev1 IDLE\r\n" + f"{tag} OK done\r\n".encode())
+            elif command == "SELECT":
+                writer.write(
+                    b"* 0 EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT 1] n\r\n"
+                    + f"{tag} OK [READ-WRITE] selected\r\n".encode()
+                )
+            elif command == "IDLE" and self.on_idle == "close":
+                writer.close()
+                return
+            elif command == "IDLE":
+                continue  # never acknowledged
+            else:
+                writer.write(f"{tag} OK done\r\n".encode())
+            await writer.drain()
+
+
+def scripted_mailbox(port: int) -> ExternalMailbox:
+    return ExternalMailbox(
+        name="khac",
+        host="127.0.0.1",
+        port=port,
+        tls="none",
+        username="vanthu",
+        password_file="unused",
+        deliver_to="vanthu@stttt.example.vn",
+    )
+
+
+async def test_idle_sent_as_the_server_goes_away_ends_instead_of_waiting_for_ever() -> None:
+    """aioimaplib fails no pending command when the connection drops: an IDLE sent just
+    as the server closed waited for its acknowledgement for ever, and the poller with it
+    (no error recorded, no reconnection). It now returns with the session marked lost."""
+    async with ScriptedImap(on_idle="close") as port:
+        async with RemoteSession(scripted_mailbox(port), "mat-khau", None, 5.0) as remote:
+            assert remote.offers_idle and remote.selected is not None
+            news = await asyncio.wait_for(remote.wait_for_news(300, asyncio.Event()), 10)
+            assert news is False and remote.lost.is_set()
+
+
+async def test_an_idle_the_server_never_acknowledges_is_an_error_after_the_timeout() -> None:
+    async with ScriptedImap(on_idle="silent") as port:
+        async with RemoteSession(scripted_mailbox(port), "mat-khau", None, 1.0) as remote:
+            with pytest.raises(RemoteError, match="IDLE not acknowledged in 1 s"):
+                await asyncio.wait_for(remote.wait_for_news(300, asyncio.Event()), 10)
