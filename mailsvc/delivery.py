@@ -233,8 +233,6 @@ class Acceptance:
                 del self._blobs_in_use[msg.sha256]
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
-        if receipt and self.receipts is not None:
-            self.receipts.after_commit()
         reason = verdict.deciding.reason if verdict.deciding is not None else ""
         register_number = ", ".join(e.number_text for e in entries if e.number is not None)
         for record in records:
@@ -251,8 +249,14 @@ class Acceptance:
                 )
             except (MailsvcError, OSError) as exc:
                 log.error("%s: LMTP delivery to %s failed: %s", msg.queue_id, record.recipient, exc)
+                if receipt and self.receipts is not None:
+                    self.receipts.after_commit()  # the document is registered all the same
                 # The rows stay 'stored': a retry of this message, or repair, delivers them.
                 return Deferred(DeferReason.DELIVERY, f"LMTP to {record.recipient}: {exc}")
+        if receipt and self.receipts is not None:
+            # Due once the copies are in the mailboxes, as the 250 goes out: the receipt
+            # should not overtake the reply it follows.
+            self.receipts.after_commit()
         if fresh:
             local = [r for r in records if r.state != RELAYED]
             accepted = Accepted(msg.queue_id, entries=tuple(entries), records=tuple(local))

@@ -29,14 +29,19 @@ from mailsvc.outgoing.models import OutgoingDocument
 from mailsvc.outgoing.register import (
     BY_CODE,
     FAILED,
+    QUEUED,
     RECALL_REFUSED,
     RECALL_REQUESTED,
     RECALLED,
+    SENT,
     move_line,
 )
 from mailsvc.verdict import Verdict
 
 log = logging.getLogger(__name__)
+
+# The history note of a line marked sent by the other side's answer (read by officials).
+ANSWERED_FIRST = "Bên nhận đã phản hồi trước khi hệ thống ghi nhận gửi thành công"
 
 # "7/2026" or "7" (the year from PromulgationDate): an issued document's outgoing number
 _ISSUED_NUMBER = re.compile(r"^(\d{1,9})(?:/(\d{4}))?$")
@@ -130,6 +135,10 @@ class OutgoingStatusRecorder:
                     continue
                 if report.incoming_number:
                     line.their_number = report.incoming_number[:64]
+                if line.status == QUEUED:
+                    # The answer came before our queue recorded the other server's 250 (its
+                    # receipt is queued as it accepts): it has the document, so it was sent.
+                    move_line(session, line, SENT, actor="mailsvc", note=ANSWERED_FIRST)
                 if move_line(session, line, status, actor=actor, note=report.reason):
                     moved += 1
             if moved == 0:

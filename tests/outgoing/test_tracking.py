@@ -16,6 +16,7 @@ from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.notify.exchange import read_status
 from mailsvc.outgoing.models import OutgoingDelivery, OutgoingDocument
+from mailsvc.outgoing.register import settle_outbound
 from mailsvc.outgoing.tracking import OutgoingStatusRecorder
 from mailsvc.verdict import Action, Finding, Status, Verdict
 
@@ -198,3 +199,30 @@ def test_malformed_or_hostile_edxml_moves_nothing(
     assert read_status(msg.parsed) is None
     assert receive(sessions, msg) == []
     assert lines(sessions) == {B_CLERK: "sent", C_CLERK: "sent"}
+
+
+def test_an_answer_before_our_queue_recorded_the_send_marks_the_line_sent_first(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The other side queues its receipt as it accepts our mail, so the receipt can arrive
+    before our queue has recorded that side's 250: the line is still ``queued``. It moves
+    through ``sent`` (it has the document) to the answer's status; the late report of the
+    send then changes nothing."""
+    with sessions.begin() as session:
+        line = session.scalars(
+            select(OutgoingDelivery).where(OutgoingDelivery.recipient == B_CLERK)
+        ).one()
+        line.status, line.outbound_id = "queued", 41
+    receive(sessions, status_mail(edxml_status("03", "7/2026")))
+    with sessions.begin() as session:
+        settle_outbound(session, [(41, "sent", "250 2.0.0 OK")])
+    assert lines(sessions) == {B_CLERK: "registered", C_CLERK: "sent"}
+    with sessions() as session:
+        [document] = session.scalars(select(OutgoingDocument)).all()
+        history = [(h.from_status, h.to_status, h.actor) for h in document.history]
+        [line] = [d for d in document.deliveries if d.recipient == B_CLERK]
+        assert line.sent_at is not None and line.answered_at is not None
+    assert history == [
+        ("queued", "sent", "mailsvc"),
+        ("sent", "registered", f"mail:{B_CLERK}"),
+    ]
