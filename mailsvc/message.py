@@ -6,11 +6,13 @@ import binascii
 import email
 import email.policy
 import hashlib
+import itertools
 import quopri
 import re
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
+from email import errors
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from enum import Enum
@@ -142,3 +144,129 @@ def decode_body(part: EmailMessage, body: bytes) -> bytes:
     if cte == "quoted-printable":
         return quopri.decodestring(body)
     return body
+
+
+# ------------------------------------------------------------- the worker's one parse
+
+
+class _Irregular(Exception):
+    """The fast parse declines: the feed parser decides what this message means."""
+
+
+_HEADS = BytesParser(policy=email.policy.compat32)
+_MAX_DEPTH = 20  # the feed parser has no limit; ours falls back to it beyond this
+
+
+def delimiters(body: bytes, boundary: str) -> list[tuple[int, int, bool]]:
+    """Each delimiter line of ``boundary`` in ``body``: (start, end, close).
+
+    A delimiter is ``--boundary`` at the start of a line, optionally ``--`` (the close),
+    optional spaces or tabs, then the end of the line; ``start`` includes the line break
+    before it, which belongs to the delimiter (RFC 2046 §5.1.1), ``end`` stops before the
+    line break that ends it. Found with ``bytes.find``: a regular expression over a 300 KB
+    body cost milliseconds per message.
+    """
+    delim = b"--" + boundary.encode("ascii", "replace")
+    found: list[tuple[int, int, bool]] = []
+    i = body.find(delim)
+    while i >= 0:
+        if i == 0 or body[i - 1] == 0x0A:
+            end = i + len(delim)
+            close = body.startswith(b"--", end)
+            if close:
+                end += 2
+            while end < len(body) and body[end] in b" \t":
+                end += 1
+            if end == len(body) or body.startswith(b"\n", end) or body.startswith(b"\r\n", end):
+                start = i
+                if i >= 1:
+                    start = i - 2 if i >= 2 and body[i - 2] == 0x0D else i - 1
+                found.append((start, end, close))
+        i = body.find(delim, i + len(delim))
+    return found
+
+
+def _after_line_break(body: bytes, end: int) -> int:
+    if body.startswith(b"\r\n", end):
+        return end + 2
+    if body.startswith(b"\n", end):
+        return end + 1
+    return end
+
+
+def parse_tree(raw: bytes) -> Message:
+    """The message's part tree (compat32), as ``email.message_from_bytes`` builds it.
+
+    The feed parser reads a body line by line in Python: about 5 ms for a 300 KB message
+    with a base64 document, most of the worker's parse. Here each entity's header block
+    goes through the same parser alone, multipart bodies are cut at their delimiters with
+    ``bytes.find`` and a leaf's body becomes its payload in one piece, so the tree (headers,
+    payloads, preambles, epilogues) is the feed parser's own for a well-formed message.
+    Anything the fast path does not model exactly (bare CR line breaks, a header block with
+    defects, a multipart without its boundary or its closing delimiter, nested boundaries
+    that overlap, digests, ``message/*`` other than rfc822, deep nesting) is handed to the
+    feed parser, so a hostile message cannot make the two readings differ.
+    """
+    tree = fast_tree(raw)
+    return tree if tree is not None else email.message_from_bytes(raw, policy=email.policy.compat32)
+
+
+def fast_tree(raw: bytes) -> Message | None:
+    """:func:`parse_tree`'s fast path alone: None where it leaves the message to the feed
+    parser."""
+    if raw.count(b"\r") != raw.count(b"\r\n"):
+        return None
+    try:
+        return _entity(raw, (), 0)
+    except _Irregular:
+        return None
+
+
+def _entity(raw: bytes, outer: tuple[str, ...], depth: int) -> Message:
+    if depth > _MAX_DEPTH:
+        raise _Irregular
+    if raw.startswith(b"\n") or raw.startswith(b"\r\n"):
+        raise _Irregular  # no header block: rare enough to leave to the feed parser
+    m = _END_OF_HEAD.search(raw)
+    if m is None:
+        raise _Irregular
+    msg = _HEADS.parsebytes(raw[: m.end()], headersonly=True)
+    body = raw[m.end() :]
+    # a multipart head parsed alone has no parts yet: that defect is ours, not the sender's
+    msg.defects[:] = [
+        d for d in msg.defects if not isinstance(d, errors.MultipartInvariantViolationDefect)
+    ]
+    if msg.defects or msg.get_unixfrom():
+        raise _Irregular
+    maintype = msg.get_content_maintype()
+    if maintype == "multipart":
+        boundary = msg.get_boundary()
+        if (
+            not boundary
+            or msg.get_content_subtype() == "digest"
+            or any(b.startswith(boundary) or boundary.startswith(b) for b in outer)
+        ):
+            raise _Irregular
+        found = delimiters(body, boundary)
+        if len(found) < 2 or not found[-1][2] or sum(close for *_, close in found) != 1:
+            raise _Irregular  # no opening, no close, or delimiters after the close
+        first = found[0][0]
+        # the line break before a delimiter is the delimiter's, even the body's first
+        opens_body = first == 0 and not body.startswith((b"\n", b"\r\n"))
+        msg.preamble = None if opens_body else body[:first].decode("ascii", "surrogateescape")
+        inner = (*outer, boundary)
+        msg.set_payload(
+            [
+                _entity(body[_after_line_break(body, end) : following], inner, depth + 1)
+                for (_, end, _), (following, _, _) in itertools.pairwise(found)
+            ]
+        )
+        last_end = found[-1][1]
+        msg.epilogue = body[_after_line_break(body, last_end) :].decode("ascii", "surrogateescape")
+    elif maintype == "message":
+        if msg.get_content_subtype() != "rfc822":
+            raise _Irregular
+        msg.set_payload([_entity(body, outer, depth + 1)])
+    else:
+        msg.set_payload(body.decode("ascii", "surrogateescape"))
+    return msg

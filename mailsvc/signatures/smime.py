@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
-from mailsvc.message import decode_body, parse_head
+from mailsvc.message import decode_body, delimiters, parse_head
 from mailsvc.signatures.policy import SignaturePolicy
 
 MESSAGE = "(message)"
@@ -61,33 +61,11 @@ def _body(raw: bytes) -> bytes:
 
 
 def split_multipart(raw: bytes, boundary: str) -> list[bytes]:
-    """Raw bytes of each body part of a multipart entity, byte-exact.
-
-    A delimiter is ``--boundary`` at the start of a line, optionally ``--`` (the close),
-    optional spaces or tabs, then the end of the line; the line break before it belongs to
-    the delimiter (RFC 2046 §5.1.1). Found with ``bytes.find``: a regular expression over a
-    300 KB body cost milliseconds per message.
-    """
+    """Raw bytes of each body part of a multipart entity, byte-exact (delimiters as
+    :func:`mailsvc.message.delimiters` finds them; nothing after the close)."""
     body = _body(raw)
-    delim = b"--" + boundary.encode("ascii", "replace")
-    found: list[tuple[int, int, bool]] = []  # (start incl. preceding line break, end, close)
-    i = body.find(delim)
-    while i >= 0:
-        if i == 0 or body[i - 1 : i] == b"\n":
-            end = i + len(delim)
-            close = body.startswith(b"--", end)
-            if close:
-                end += 2
-            while end < len(body) and body[end] in b" \t":
-                end += 1
-            if end == len(body) or body.startswith(b"\n", end) or body.startswith(b"\r\n", end):
-                start = i
-                if i >= 1 and body[i - 1 : i] == b"\n":
-                    start = i - 2 if i >= 2 and body[i - 2 : i - 1] == b"\r" else i - 1
-                found.append((start, end, close))
-        i = body.find(delim, i + len(delim))
     parts: list[bytes] = []
-    for (_, end, close), (following, _, _) in itertools.pairwise(found):
+    for (_, end, close), (following, _, _) in itertools.pairwise(delimiters(body, boundary)):
         if close:
             break
         if body.startswith(b"\r\n", end):
