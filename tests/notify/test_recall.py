@@ -196,3 +196,27 @@ def test_only_the_authenticated_sender_domain_may_recall(
             assert notes.headers[0][0] == "X-Mailsvc-Recall"
         else:
             assert doc.status == "registered" and queued == [] and notes.headers == []
+
+
+def test_a_subject_that_imitates_the_boundaries_cannot_split_the_notice(tmp_path: Path) -> None:
+    """The notice's multipart boundaries are set, not searched for: text that looks like
+    them (the original subject and the reason come from the sender) stays inside its part."""
+    composer = _composer(tmp_path)
+    first = composer.status_message(
+        StatusNotice(SENDER, "03", ORIGINAL, "Công văn", datetime(2026, 12, 5, tzinfo=UTC), "7")
+    )
+    boundary = message_from_bytes(first, policy=default_policy).get_boundary()
+    assert boundary is not None and boundary.startswith("=_mailsvc_")
+    hostile = f"\r\n--{boundary}\r\n--=_mailsvc_\r\nContent-Type: text/html\r\n\r\n<b>x</b>"
+    when = datetime(2026, 12, 5, tzinfo=UTC)
+    notice = StatusNotice(SENDER, "05", ORIGINAL, hostile, when, reason=hostile)
+    raw = composer.status_message(notice)
+    parsed = message_from_bytes(raw, policy=default_policy)
+    assert [p.get_content_type() for p in parsed.walk()] == [
+        "multipart/mixed", "multipart/alternative", "text/plain", "text/html", "application/json",
+    ]  # fmt: skip
+    assert parsed.get_boundary() != boundary  # a new one per notice
+    status = read_status(parsed)
+    assert status is not None and status.status_code == "05"
+    text = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
+    assert "--=_mailsvc_" in text.get_content()
