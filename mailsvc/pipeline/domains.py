@@ -27,7 +27,11 @@ def organisational_domain(domain: str, extra_suffixes: Iterable[str] = ()) -> st
     ``public_suffixes``: private suffixes of a closed network). A domain that is itself
     a public suffix is its own organisational domain.
     """
-    name = domain.strip().rstrip(".").lower()
+    return _organisational(domain.strip().rstrip(".").lower(), tuple(extra_suffixes))
+
+
+@functools.lru_cache(maxsize=4096)  # a few agencies' domains, asked several times per message
+def _organisational(name: str, extra_suffixes: tuple[str, ...]) -> str:
     suffix = _public_suffix_list().publicsuffix(name) or name
     for extra in extra_suffixes:
         extra = extra.strip().strip(".").lower()
