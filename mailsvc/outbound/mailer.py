@@ -309,6 +309,9 @@ class Mailer:
                 delay = self.retry.poll_seconds
             if self._stopping:
                 break
+            if self._wake.is_set():  # rows added during the pass: claim them now
+                woken = True
+                continue
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
                 woken = True
@@ -319,7 +322,8 @@ class Mailer:
         """One pass: attempt every due row. Returns the seconds until the next is due
         (at most ``poll_seconds``). With nothing due, the pass is one read-only look-up.
         ``woken``: rows were just added (``wake``), so the pass claims at once instead of
-        looking first."""
+        looking first; rows added while a pass sends (a receipt per accepted message under
+        load) make it return 0 without looking, and the next pass claims them."""
         if not woken:
             upcoming = await asyncio.to_thread(self._next_due)
             if upcoming is None or upcoming > utcnow():
@@ -331,6 +335,8 @@ class Mailer:
                 *(self._attempt(row) for row in singles),
                 *(self._attempt_remote(group) for group in groups),
             )
+        if rows and self._wake.is_set():
+            return 0.0  # rows were added during the pass: the next one claims them at once
         upcoming = await asyncio.to_thread(self._next_due)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)

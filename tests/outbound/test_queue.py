@@ -355,3 +355,51 @@ async def test_an_idle_mailer_only_reads(
     await wait_for(lambda: seen.reads >= reads + 5)
     assert seen.writes == 0
     assert rows(sessions)[0].attempts == 0
+
+
+@dataclass
+class HeldSink(Sink):
+    """A relay that holds each DATA until released; records the read transactions seen
+    when each message's DATA arrived."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    in_data: asyncio.Event = field(default_factory=asyncio.Event)
+    reads_at_data: list[int] = field(default_factory=list)
+    seen: Any = None
+
+    async def handle_DATA(
+        self, server: SmtpProtocol, session: SmtpSession, envelope: Envelope
+    ) -> str:
+        self.reads_at_data.append(self.seen.reads)
+        self.in_data.set()
+        await self.release.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_rows_added_during_a_pass_are_claimed_without_a_look_up(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    """Under load a receipt is queued while the previous one is being sent: the next pass
+    claims it at once, with no read-only look-up of the queue in between."""
+    port = free_port()
+    sink = HeldSink()
+    sink.seen = count_transactions(sessions.kw["bind"])
+    server = await start_sink(port, sink)
+    try:
+        mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600))
+        mailer.start()
+        running.append(mailer)
+        await wait_for(lambda: sink.seen.reads >= 1)  # the first pass found nothing
+        before = sink.seen.reads
+        await mailer.send(notice("a@stc.example.vn"), "a@stc.example.vn", kind="n")
+        await asyncio.wait_for(sink.in_data.wait(), 5)  # the pass is sending a@
+        await mailer.send(notice("b@stc.example.vn"), "b@stc.example.vn", kind="n")
+        sink.release.set()
+        await wait_for(lambda: len(mailer.sent) == 2, timeout=5)
+        assert [rcpt for _, rcpt, _ in sink.received] == ["a@stc.example.vn", "b@stc.example.vn"]
+        first, second = sink.reads_at_data
+        attempt = first - before  # what sending one row reads (its route)
+        assert second - first == attempt  # b@ was claimed straight after a@'s pass
+    finally:
+        server.close()
+        await server.wait_closed()
