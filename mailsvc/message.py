@@ -92,6 +92,15 @@ class InboundMessage:
         value = self.headers.get("Message-ID", "")
         return str(value).strip()
 
+    @cached_property
+    def subject(self) -> str:
+        """The Subject, decoded (RFC 2047) as the modern policy reads it; "" when absent or
+        unreadable. Parsed once: the notice, the register and the metadata stage read it."""
+        try:
+            return str(self.headers.get("Subject", "") or "")
+        except (ValueError, IndexError, TypeError):
+            return ""
+
     @property
     def sender_domain(self) -> str:
         return self.mail_from.rpartition("@")[2].lower()

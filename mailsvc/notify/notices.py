@@ -440,7 +440,7 @@ class NoticeFollower:
             recipient=msg.mail_from,
             status_code=code,
             message_id=msg.message_id,
-            subject=str(msg.headers.get("Subject", "")),
+            subject=msg.subject,
             time=msg.received_at,
             incoming_number=incoming_number,
             reason=reason,

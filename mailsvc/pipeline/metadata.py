@@ -234,8 +234,4 @@ class MetadataStage:
 
 
 def _subject(msg: InboundMessage) -> str:
-    try:
-        value = msg.headers.get("Subject", "")
-    except (ValueError, IndexError, TypeError):
-        return ""
-    return str(value or "").replace("\n", " ").strip()
+    return msg.subject.replace("\n", " ").strip()

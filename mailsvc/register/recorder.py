@@ -33,7 +33,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from email.message import EmailMessage
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -113,13 +112,6 @@ def _signer(report: DocumentSignatureReport | None, metadata: DocumentMetadata |
         if chosen:
             return chosen[0].signer_name
     return metadata.signer if metadata is not None else ""
-
-
-def _plain_header(msg: EmailMessage, name: str) -> str:
-    try:
-        return nfc(str(msg.get(name, "") or "")).strip()
-    except (ValueError, TypeError, IndexError):
-        return ""
 
 
 def _mail_date(msg: InboundMessage) -> datetime | None:
@@ -351,7 +343,7 @@ class RegisterRecorder:
             outcome, reason = DocumentOutcome.REFERENCE_ONLY, "not-verified"
         if refused:
             outcome = DocumentOutcome.INVALID if report is None else report.outcome
-        subject = _plain_header(msg.headers, "Subject")
+        subject = nfc(msg.subject).strip()
         code, name = "", ""
         if metadata is not None:
             code, name = metadata.agency_code, metadata.agency_name or metadata.issuing_agency

@@ -43,3 +43,21 @@ def test_the_worker_call_reads_the_attachment_from_its_single_parse() -> None:
     assert not analysis.failures
     (found,) = analysis.results["attachments"]
     assert found.data == data and found.role == "main" and found.filename == "cv.pdf"
+
+
+def test_the_subject_is_read_once_and_decoded() -> None:
+    """The notice, the register and the metadata stage share InboundMessage.subject."""
+    from datetime import UTC, datetime
+
+    from mailsvc.message import InboundMessage
+
+    def inbound(raw: bytes) -> InboundMessage:
+        return InboundMessage("q1", "a@b.vn", ("c@d.vn",), raw, datetime(2026, 12, 5, tzinfo=UTC))
+
+    msg = inbound(message_with(b"%PDF-1.7\n"))
+    assert msg.subject == "Công văn"
+    assert msg.subject is msg.subject  # cached, not parsed per reader
+    assert inbound(b"From: a@b.vn\r\n\r\nx\r\n").subject == ""
+    folded = b"Subject: =?utf-8?b?UXV54bq/dCDEkeG7i25o?=\r\n =?utf-8?q?_s=E1=BB=91_12?="
+    folded += b"\r\n\r\nx\r\n"
+    assert inbound(folded).subject == "Quyết định số 12"
