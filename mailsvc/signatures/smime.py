@@ -11,7 +11,7 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 
 from mailsvc.message import decode_body, delimiters, parse_head
 from mailsvc.signatures.policy import SignaturePolicy
@@ -53,6 +53,20 @@ def _parse(raw: bytes) -> EmailMessage:
     :func:`split_multipart`, decoded only for leaves), so a 200 KB attachment is not run
     through the feed parser line by line on the event loop."""
     return parse_head(raw)
+
+
+def _types(part: EmailMessage) -> Message:
+    """The entity's Content-Type and Content-Disposition, each parsed once by the modern
+    policy, in a plain message whose ``get_content_type``, ``get_param``, ``get_boundary``
+    and ``get_filename`` read those values as the entity's own would (they are
+    ``email.message.Message``'s methods on the same strings); asked of the entity itself,
+    each call parses its header again."""
+    view = Message()
+    for name in ("Content-Type", "Content-Disposition"):
+        value = part.get(name)
+        if value is not None:
+            view[name] = str(value)
+    return view
 
 
 def _body(raw: bytes) -> bytes:
@@ -98,10 +112,11 @@ class _Walk:
 
 def _walk(raw: bytes, out: _Walk) -> None:
     part = _parse(raw)
-    ctype = part.get_content_type()
+    types = _types(part)
+    ctype = types.get_content_type()
     if ctype == "multipart/signed":
-        protocol = str(part.get_param("protocol", "", header="content-type")).lower()
-        boundary = part.get_boundary()
+        protocol = str(types.get_param("protocol", "", header="content-type")).lower()
+        boundary = types.get_boundary()
         pieces = split_multipart(raw, boundary) if boundary else []
         if len(pieces) == 2 and protocol in _CMS_SIG_TYPES + _PGP_SIG_TYPES:
             kind = "openpgp" if protocol in _PGP_SIG_TYPES else "cms"
@@ -117,8 +132,8 @@ def _walk(raw: bytes, out: _Walk) -> None:
             _walk(pieces[0], out)
             return
     if ctype in _CMS_MIME_TYPES:
-        smime_type = str(part.get_param("smime-type", "", header="content-type")).lower()
-        name = part.get_filename() or ""
+        smime_type = str(types.get_param("smime-type", "", header="content-type")).lower()
+        name = types.get_filename() or ""
         if smime_type in ("signed-data", "") and (not name or name.lower().endswith(".p7m")):
             # the enclosed MIME entity is walked after the worker unwraps it
             out.jobs.append(
@@ -130,12 +145,12 @@ def _walk(raw: bytes, out: _Walk) -> None:
                 )
             )
             return
-    if part.get_content_maintype() == "multipart":
-        boundary = part.get_boundary()
+    if types.get_content_maintype() == "multipart":
+        boundary = types.get_boundary()
         for piece in split_multipart(raw, boundary) if boundary else []:
             _walk(piece, out)
         return
-    filename = part.get_filename()
+    filename = types.get_filename()
     if filename:
         out.files.append((filename, decode_body(part, _body(raw))))
 
