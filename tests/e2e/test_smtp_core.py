@@ -383,7 +383,10 @@ async def test_pipelined_commands_after_the_data_and_a_dropped_data(
             codes.append(client.docmd("DATA")[0])
             raw = dropped.as_bytes(policy=SMTP_POLICY)
             client.send(raw[: len(raw) // 2])
-            client.sock.close()  # hang up in the middle of the message
+            # hang up in the middle of the message: close() shuts the socket and the
+            # reply file (sock.close() alone left the descriptor open, and the `with`
+            # then sent QUIT into the DATA: the server waited out its 30 s timeout)
+            client.close()
         return codes
 
     codes = await asyncio.to_thread(dialogue)
