@@ -56,6 +56,7 @@ class SlowClient:
         return line or "closed"
 
     def close(self) -> None:
+        self.reader.close()  # the file holds the descriptor too: close both, or no FIN
         self.sock.close()
 
 
