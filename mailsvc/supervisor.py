@@ -34,6 +34,7 @@ from mailsvc.errors import DependencyError
 log = logging.getLogger(__name__)
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+TERM_AGAIN_SECONDS = 1.0  # stop: SIGTERM repeated this often until the stop timeout
 FailureHook = Callable[[str, int, str], Awaitable[None]]
 ReadyHook = Callable[[], Awaitable[None]]
 
@@ -403,14 +404,26 @@ class SupervisedProcess:
         proc = self._proc
         if proc is None or proc.returncode is not None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), self._stop_timeout)
-        except TimeoutError:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._stop_timeout
+        while True:
+            # SIGTERM to the whole group, again each second: a child forked while the
+            # signal was on its way never got it (Dovecot starting an auth worker for a
+            # look-up that raced the stop), and its parent waits for it (Dovecot's master:
+            # 6 s, then SIGKILL)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
+                os.killpg(proc.pid, signal.SIGTERM)
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                await proc.wait()
+                break
+            try:
+                await asyncio.wait_for(proc.wait(), min(TERM_AGAIN_SECONDS, remaining))
+                break
+            except TimeoutError:
+                continue
         log.info("%s stopped", self.name)
 
 

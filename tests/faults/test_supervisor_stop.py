@@ -1,0 +1,72 @@
+"""Stopping a supervised daemon reaches the children it starts while it is being stopped.
+
+Dovecot's master, told to stop just after it started, was sometimes still starting an auth
+worker for a look-up that raced the stop: the worker was born after the process group's
+SIGTERM, never got it, and the master waited six seconds before killing it (9 tests of a
+suite run paid that in their teardown, and so would an operator's restart). The daemon
+here does the same, deterministically: it forks its worker in its SIGTERM handler and waits
+for it, killing it after six seconds like Dovecot's master.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from mailsvc.supervisor import SupervisedProcess
+
+DAEMON = r"""
+import os, signal, sys, time
+
+ready, marker = sys.argv[1], sys.argv[2]
+worker = []
+
+
+def on_term(signum, frame):
+    if worker:
+        return  # a second SIGTERM for the master: it is already stopping
+    pid = os.fork()
+    if pid == 0:  # the worker, born after the signal that asked its group to stop
+        def bye(signum, frame):
+            with open(marker, "w") as out:
+                out.write("SIGTERM")
+            os._exit(0)
+        signal.signal(signal.SIGTERM, bye)
+        while True:
+            signal.pause()
+    worker.append(pid)
+
+
+signal.signal(signal.SIGTERM, on_term)
+open(ready, "w").close()
+while not worker:
+    signal.pause()
+deadline = time.monotonic() + 6  # Dovecot's master: SERVICE_DIE_TIMEOUT_MSECS
+while time.monotonic() < deadline:
+    if os.waitpid(worker[0], os.WNOHANG)[0]:
+        sys.exit(0)
+    time.sleep(0.02)
+os.kill(worker[0], signal.SIGKILL)
+os.waitpid(worker[0], 0)
+sys.exit(0)
+"""
+
+
+async def test_a_worker_born_during_the_stop_gets_sigterm_too(tmp_path: Path) -> None:
+    ready, marker = tmp_path / "ready", tmp_path / "worker-got-sigterm"
+
+    async def is_ready() -> bool:
+        return ready.exists()
+
+    daemon = SupervisedProcess(
+        "late-worker",
+        [sys.executable, "-c", DAEMON, str(ready), str(marker)],
+        is_ready,
+        log_path=str(tmp_path / "daemon.log"),
+    )
+    await daemon.start()
+    assert daemon.pid is not None
+    await daemon.stop()
+    assert daemon.pid is None
+    # the worker ended on a SIGTERM of its own, not by its master's SIGKILL six seconds on
+    assert marker.read_text() == "SIGTERM"
