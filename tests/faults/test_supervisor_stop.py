@@ -16,7 +16,7 @@ from pathlib import Path
 from mailsvc.supervisor import SupervisedProcess
 
 DAEMON = r"""
-import os, signal, sys, time
+import os, signal, sys
 
 ready, marker = sys.argv[1], sys.argv[2]
 worker = []
@@ -41,12 +41,9 @@ signal.signal(signal.SIGTERM, on_term)
 open(ready, "w").close()
 while not worker:
     signal.pause()
-deadline = time.monotonic() + 6  # Dovecot's master: SERVICE_DIE_TIMEOUT_MSECS
-while time.monotonic() < deadline:
-    if os.waitpid(worker[0], os.WNOHANG)[0]:
-        sys.exit(0)
-    time.sleep(0.02)
-os.kill(worker[0], signal.SIGKILL)
+# Dovecot's master waits SERVICE_DIE_TIMEOUT_MSECS (6 s) for its children, then kills them
+signal.signal(signal.SIGALRM, lambda signum, frame: os.kill(worker[0], signal.SIGKILL))
+signal.alarm(6)
 os.waitpid(worker[0], 0)
 sys.exit(0)
 """
