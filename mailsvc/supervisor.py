@@ -424,7 +424,25 @@ class SupervisedProcess:
                 break
             except TimeoutError:
                 continue
+        await _sweep_group(proc.pid, deadline)
         log.info("%s stopped", self.name)
+
+
+async def _sweep_group(pgid: int, deadline: float) -> None:
+    """After the daemon's own process has exited: what is left of its process group (a
+    child its parent no longer waits for) ends too, by the stop timeout at the latest, so
+    that no orphan outlives the stop."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if loop.time() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        await asyncio.sleep(0.05)  # the group's members are not our children: no wait()
 
 
 def _size(path: str) -> int:

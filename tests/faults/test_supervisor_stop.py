@@ -10,10 +10,12 @@ for it, killing it after six seconds like Dovecot's master.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 from mailsvc.supervisor import SupervisedProcess
+from tests.e2e.conftest import wait_for
 
 DAEMON = r"""
 import os, signal, sys
@@ -67,3 +69,49 @@ async def test_a_worker_born_during_the_stop_gets_sigterm_too(tmp_path: Path) ->
     assert daemon.pid is None
     # the worker ended on a SIGTERM of its own, not by its master's SIGKILL six seconds on
     assert marker.read_text() == "SIGTERM"
+
+
+ABANDONS = r"""
+import os, signal, sys
+
+ready = sys.argv[1]
+if os.fork() == 0:  # a worker that ignores SIGTERM, and a master that does not wait for it
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    while True:
+        signal.pause()
+open(ready, "w").close()
+signal.pause()  # SIGTERM's default action ends the master at once
+"""
+
+
+async def test_a_worker_left_behind_by_its_master_does_not_outlive_the_stop(
+    tmp_path: Path,
+) -> None:
+    """The daemon's own process exits on SIGTERM and leaves a worker that ignores it: the
+    stop ends the rest of the process group (SIGKILL at the stop timeout), no orphan stays."""
+    ready = tmp_path / "ready"
+
+    async def is_ready() -> bool:
+        return ready.exists()
+
+    daemon = SupervisedProcess(
+        "abandons-worker",
+        [sys.executable, "-c", ABANDONS, str(ready)],
+        is_ready,
+        log_path=str(tmp_path / "daemon.log"),
+        stop_timeout=2.0,
+    )
+    await daemon.start()
+    group = daemon.pid
+    assert group is not None
+    await daemon.stop()
+
+    def group_gone() -> bool:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    # nobody is left in the daemon's process group (once init has reaped the killed worker)
+    await wait_for(group_gone, timeout=5)
