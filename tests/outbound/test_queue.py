@@ -217,8 +217,10 @@ async def test_gives_up_after_the_configured_time_and_never_alerts_about_alerts(
     async def alert(failed: FailedMessage) -> None:
         failures.append(failed)
 
+    # give up after 2 s: time for several attempts even when a loaded machine stalls the
+    # first one (with 400 ms, a clean-clone CI run saw the first attempt end past it)
     retry = RetryPolicy(
-        waits=(timedelta(milliseconds=50),), give_up=timedelta(milliseconds=400), poll_seconds=0.05
+        waits=(timedelta(milliseconds=50),), give_up=timedelta(seconds=2), poll_seconds=0.05
     )
     try:
         mailer = make_mailer(sessions, port, tmp_path, retry)
