@@ -39,6 +39,48 @@ def test_waiters_are_served_first_come_first_served() -> None:
     assert order == [0, 1, 2, 3, 4, 5]
 
 
+def _switches(native_id: int) -> int:
+    """How many times the thread has gone to sleep and been woken (Linux)."""
+    status = Path(f"/proc/self/task/{native_id}/status").read_text()
+    return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
+
+
+def test_a_release_wakes_the_next_waiter_only() -> None:
+    """Each release hands the turn to the first waiter; the others sleep on. (With a
+    condition and ``notify_all``, every waiter woke at every release to look whose turn it
+    was: as many futile wake-ups, each taking the GIL, as threads waiting.)"""
+    queue = WriteQueue()
+    assert queue.acquire()
+    ids: list[int] = []
+    served = threading.Event()
+    finish = threading.Event()
+    idle = threading.Event()
+    threads = []
+    for i in range(4):
+
+        def take(first: bool = i == 0) -> None:
+            ids.append(threading.get_native_id())
+            assert queue.acquire()
+            if first:
+                served.set()
+                finish.wait(10)
+            queue.release()
+
+        thread = threading.Thread(target=take)
+        thread.start()
+        threads.append(thread)
+        _wait_until(lambda n=i: len(queue._waiting) == n + 1, idle)
+    before = {tid: _switches(tid) for tid in ids[1:]}
+    queue.release()
+    assert served.wait(10)
+    after = {tid: _switches(tid) for tid in ids[1:]}
+    finish.set()
+    for thread in threads:
+        thread.join(10)
+    assert after == before  # the three behind the first were not woken
+    assert not queue._waiting and queue.acquire()  # every turn was given back
+
+
 def test_a_waiter_gives_up_after_its_timeout() -> None:
     queue = WriteQueue(timeout=0.05)
     assert queue.acquire()
