@@ -61,6 +61,7 @@ class Proc:
     command: str  # the command line, cut to 70 characters
     cpu: float  # seconds (with reaped children's, but for the root)
     rss: int  # bytes
+    system: float = 0.0  # the part of ``cpu`` spent in the kernel
 
 
 def children(pid: int) -> list[int]:
@@ -162,9 +163,11 @@ def snapshot(root: int, exclude: set[int]) -> dict[int, Proc]:
         label, cmd = describe_process(pid, depth, group)
         fields = stat[stat.rfind(")") + 2 :].split()
         ticks = int(fields[11]) + int(fields[12])
+        kernel = int(fields[12])
         if depth > 0:  # reaped children's CPU: the root reaps the load generator too
             ticks += int(fields[13]) + int(fields[14])
-        out[pid] = Proc(pid, group, label, cmd, ticks / TICK, resident)
+            kernel += int(fields[14])
+        out[pid] = Proc(pid, group, label, cmd, ticks / TICK, resident, kernel / TICK)
     return out
 
 
@@ -305,6 +308,15 @@ class ServiceMonitor:
         totals["SMTP process"] -= self.sampler_cpu
         return totals
 
+    def system_by_group(self) -> dict[str, float]:
+        """The kernel's part of :meth:`cpu_by_group` (system calls: sockets, files, fsync)."""
+        totals = dict.fromkeys(GROUPS, 0.0)
+        for proc in self.after.values():
+            totals[proc.group] += proc.system
+        for proc in self.before.values():
+            totals[proc.group] -= proc.system
+        return totals
+
     def report_processes(self, count: int, unit: str) -> None:
         """CPU per ``unit`` of each process alive through the block, heaviest first."""
         rows = sorted(
@@ -329,6 +341,11 @@ class ServiceMonitor:
         print(
             f"CPU per {unit} by process group: {parts}; total {total:.1f} ms "
             f"(the RSS sampler's {self.sampler_cpu * 1000:.0f} ms taken off)"
+        )
+        kernel = self.system_by_group()
+        print(
+            "  of which in the kernel: "
+            + ", ".join(f"{g} {kernel[g] / count * 1000:.1f} ms" for g in shown)
         )
         print(
             f"peak PSS of the service: {self.peak_pss / MB:.1f} MB (the memory it holds: "
