@@ -675,6 +675,17 @@ def _line_length(buf: bytes, pos: int, end: int) -> int:
     return (nl if nl != -1 else end) - pos
 
 
+def _check_and_read_originator(
+    msg: InboundMessage, policy: LimitsPolicy
+) -> tuple[LimitBreach | None, dict[str, int]]:
+    """:func:`check_limits`, then, when the message is within limits, its originator
+    fields parsed (``msg.originator`` caches them)."""
+    breach, counters = check_limits(msg.raw, policy)
+    if breach is None:
+        _ = msg.originator
+    return breach, counters
+
+
 class LimitsStage:
     """Checks the message's structure against ``policy``; runs first, as a gate.
 
@@ -691,14 +702,22 @@ class LimitsStage:
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        breach, counters = await loop.run_in_executor(
-            self._executor, check_limits, msg.raw, self._policy
-        )
+        if self._executor is None:
+            # One trip to a thread for both: the walk, then (within limits) the parse of
+            # From:/Sender:/Reply-To:, cached on the message for every later reader.
+            breach, counters = await asyncio.to_thread(
+                _check_and_read_originator, msg, self._policy
+            )
+        else:
+            loop = asyncio.get_running_loop()
+            breach, counters = await loop.run_in_executor(
+                self._executor, check_limits, msg.raw, self._policy
+            )
+            if breach is None:
+                # In a thread (not the stage's executor, which may be a process pool).
+                await asyncio.to_thread(lambda: msg.originator)
         if breach is None:
-            # In a thread (not the stage's executor, which may be a process pool): the
-            # parse is cached on the message for every later reader of From:.
-            originator = await asyncio.to_thread(lambda: msg.originator)
+            originator = msg.originator  # parsed above, off the event loop
             if originator.problem is not None:
                 return (
                     Finding(

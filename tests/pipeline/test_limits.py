@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import io
 import struct
 import time
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,51 @@ def test_zip_bomb_sample_declares_hundreds_of_gigabytes() -> None:
     assert len(bomb) < 64 * 1024
     with zipfile.ZipFile(io.BytesIO(bomb)) as archive:
         assert len(archive.infolist()) == 16
+
+
+class _RecordingThreads(ThreadPoolExecutor):
+    """The loop's default executor, noting for each task whether the message's
+    originator was parsed by the time the task returned (in the task's thread)."""
+
+    def __init__(self, msg: InboundMessage) -> None:
+        super().__init__(max_workers=1)
+        self.msg = msg
+        self.parsed_in_task: list[bool] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        def run() -> Any:
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.parsed_in_task.append("originator" in self.msg.__dict__)
+
+        return super().submit(run)
+
+
+async def test_the_walk_and_the_originator_take_one_trip_off_the_event_loop() -> None:
+    """Within limits, the stage parses From:/Sender:/Reply-To: in the same thread task
+    as its walk (each trip to a thread costs the event loop a submit and a wake-up), and
+    never on the event loop."""
+    msg = message(hm.clean())
+    threads = _RecordingThreads(msg)
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(threads)
+    try:
+        findings = await LimitsStage(POLICY).inspect(msg)
+    finally:
+        threads.shutdown()
+    assert findings[0].status is Status.PASS
+    assert threads.parsed_in_task == [True]
+    assert msg.originator.from_address
+
+
+async def test_a_breach_is_reported_without_parsing_the_originator() -> None:
+    msg = message(hm.deep_nesting(40))
+    threads = _RecordingThreads(msg)
+    asyncio.get_running_loop().set_default_executor(threads)
+    try:
+        findings = await LimitsStage(POLICY).inspect(msg)
+    finally:
+        threads.shutdown()
+    assert findings[0].status is Status.FAIL
+    assert threads.parsed_in_task == [False]
