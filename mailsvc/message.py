@@ -226,9 +226,22 @@ def fast_tree(raw: bytes) -> Message | None:
     if raw.count(b"\r") != raw.count(b"\r\n"):
         return None
     try:
-        return _entity(raw, (), 0)
+        tree = _entity(raw, (), 0)
     except _Irregular:
         return None
+    _FAST.add(tree)
+    return tree
+
+
+# Roots built by the fast path: their multipart children were cut at the delimiters that
+# :func:`delimiters` finds, as the S/MIME walk (mailsvc.signatures.smime) cuts them.
+_FAST: weakref.WeakSet[Message] = weakref.WeakSet()
+
+
+def is_fast_tree(tree: Message) -> bool:
+    """True when ``tree`` is the root of a tree :func:`fast_tree` built (not the feed
+    parser's: that one splits irregular multiparts by rules of its own)."""
+    return tree in _FAST
 
 
 def _entity(raw: bytes, outer: tuple[str, ...], depth: int) -> Message:

@@ -25,7 +25,13 @@ from mailsvc.signatures.report import (
     Indication,
     SignatureResult,
 )
-from mailsvc.signatures.smime import MESSAGE, DocumentJob, jobs_for_files, jobs_for_message
+from mailsvc.signatures.smime import (
+    MESSAGE,
+    DocumentJob,
+    jobs_for_files,
+    jobs_for_message,
+    jobs_for_parsed,
+)
 from mailsvc.signatures.sources import all_crl_sources
 from mailsvc.signatures.trust import TrustConfig
 from mailsvc.signatures.validation import ValidationSettings
@@ -196,7 +202,8 @@ def verify_in_worker(view: MessageView, arg: WorkerArgument) -> list[DocumentRes
     it (an analysis task: mailsvc.documents.extract). An opaque S/MIME message encloses
     the real MIME entity: that is walked too."""
     policy, settings, version = arg
-    results = [verify_document(j, settings, version) for j in jobs_for_message(view.raw, policy)]
+    jobs = jobs_for_parsed(view.raw, view.message, policy)
+    results = [verify_document(j, settings, version) for j in jobs]
     for entity in [r.unwrapped for r in results if r.unwrapped is not None]:
         results += [verify_document(j, settings, version) for j in jobs_for_message(entity, policy)]
     return results

@@ -7,13 +7,14 @@ Python's email package would re-serialise it.
 
 from __future__ import annotations
 
+import email.policy
 import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
-from mailsvc.message import decode_body, delimiters, parse_head
+from mailsvc.message import decode_body, decoded_payload, delimiters, is_fast_tree, parse_head
 from mailsvc.signatures.policy import SignaturePolicy
 
 MESSAGE = "(message)"
@@ -189,3 +190,70 @@ def jobs_for_message(raw: bytes, policy: SignaturePolicy) -> list[DocumentJob]:
     out = _Walk(jobs=[], files=[])
     _walk(raw, out)
     return out.jobs + jobs_for_files(out.files, policy)
+
+
+def jobs_for_parsed(raw: bytes, tree: Message | None, policy: SignaturePolicy) -> list[DocumentJob]:
+    """:func:`jobs_for_message`, read from the worker's part tree of ``raw`` where that
+    gives the same jobs: the attached files with their decoded bytes, which the text
+    extraction has already decoded (:func:`mailsvc.message.decoded_payload`). A message
+    that carries a MIME-level signature (``multipart/signed``, ``application/pkcs7-mime``:
+    hashed byte-exact as sent), an enclosed message, an unusual transfer encoding or a
+    tree the feed parser built is walked on its raw bytes, as before."""
+    files = _files_of_tree(tree) if tree is not None and is_fast_tree(tree) else None
+    if files is None:
+        return jobs_for_message(raw, policy)
+    return jobs_for_files(files, policy)
+
+
+# Transfer encodings (as sent, lower-cased) that the tree's decoded payload and
+# :func:`mailsvc.message.decode_body` turn into the same bytes.
+_PLAIN_ENCODINGS = frozenset({"", "7bit", "8bit", "binary", "base64", "quoted-printable"})
+
+
+def _raw_value(part: Message, name: str) -> str | None:
+    """The first ``name`` field's value as stored (unfolded by nothing, decoded by nothing)."""
+    lower = name.lower()
+    for key, value in part.raw_items():
+        if key.lower() == lower:
+            return str(value)
+    return None
+
+
+def _types_of_stored(part: Message) -> Message:
+    """:func:`_types` of a tree's entity: the modern policy's reading of the same stored
+    field values (both policies store a field as ``header_source_parse`` cuts it), so a
+    file's name is the one the raw walk gives, encoded words and RFC 2231 included."""
+    view = Message()
+    for name in ("Content-Type", "Content-Disposition"):
+        value = _raw_value(part, name)
+        if value is not None:
+            view[name] = str(email.policy.default.header_fetch_parse(name, value))
+    return view
+
+
+def _files_of_tree(tree: Message) -> list[tuple[str, bytes]] | None:
+    """(file name, decoded bytes) of each named leaf in the order the raw walk finds them;
+    None wherever the tree could say something else than the raw walk."""
+    files: list[tuple[str, bytes]] = []
+    for part in tree.walk():
+        types = _types_of_stored(part)
+        ctype = types.get_content_type()
+        if ctype == "multipart/signed" or ctype in _CMS_MIME_TYPES:
+            return None
+        if types.get_content_maintype() == "multipart":
+            if not part.is_multipart() or types.get_boundary() != part.get_boundary():
+                return None
+            continue
+        if part.is_multipart():
+            return None  # message/rfc822: the raw walk does not enter it
+        filename = types.get_filename()
+        if not filename:
+            continue
+        encoding = _raw_value(part, "Content-Transfer-Encoding") or ""
+        if encoding.lower() not in _PLAIN_ENCODINGS:
+            return None
+        data = decoded_payload(part)
+        if data is None:
+            return None
+        files.append((filename, data))
+    return files
