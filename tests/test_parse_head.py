@@ -1,0 +1,114 @@
+"""``parse_head`` keeps each parsed header field (one parse per name and value) and must
+answer exactly as the standard modern policy does, hostile fields included."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import default
+
+import pytest
+
+from mailsvc.message import _MEMO_FIELDS, _MEMO_VALUE_MAX, _field, parse_head, split_head
+from tests.hostile import corpus
+from tests.signatures.test_split_multipart import HEADS
+
+FIELDS = [
+    b"From: =?utf-8?b?VsSDbiB0aMawIFVCTkQ=?= <vanthu@ubnd.example.vn>",
+    b"From: a@b.example.vn, c@d.example.vn",
+    b"From: Team: a@b.example.vn, c@d.example.vn;",
+    b'From: "vanthu@ubnd.example.vn" <attacker@evil.example>',
+    b"From: <@route:a@b.example.vn>",
+    b"From: broken <a@",
+    b"From: \xc4\x90o\xc3\xa0n <a@b.example.vn>",
+    b"Sender: x@y.example.vn\r\nReply-To: z@y.example.vn",
+    b"To: undisclosed-recipients:;",
+    b"Date: Sat, 21 Nov 2026 08:00:00 +0700",
+    b"Date: 21 Nov 2026 25:61:00 +9900",
+    b"Date: not a date",
+    b"Subject: =?utf-8?q?V/v_g=E1=BB=ADi_Quy=E1=BA=BFt_=C4=91=E1=BB=8Bnh?=",
+    b"Subject: =?utf-8?b?broken",
+    b"Subject: folded\r\n  over\r\n\tthree lines",
+    b"Message-ID: <abc@def>",
+    b"Message-ID: <abc@def> <second@ghi>",
+    b"MIME-Version: 1.0 (produced by x)",
+    b"Content-Transfer-Encoding: BASE64",
+    b"Content-Transfer-Encoding: x-unknown",
+    b"Subject: " + b"x" * (_MEMO_VALUE_MAX + 10),
+]
+BLOCKS = [*HEADS, *FIELDS, b"\r\n".join(FIELDS[:12])]
+
+
+def standard(head: bytes) -> EmailMessage:
+    msg = BytesParser(policy=default).parsebytes(head, headersonly=True)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def answer(ask: Callable[[], object]) -> object:
+    """What a question returns, or the exception it raises (the standard policy raises on
+    some hostile fields; ours must raise the same)."""
+    try:
+        return ask()
+    except Exception as exc:  # compared, not hidden
+        return ("raised", type(exc).__name__)
+
+
+def field_answers(got: object) -> list[object]:
+    return [
+        type(got).__mro__[1:],  # a class per parse: compare what it is made of
+        answer(lambda: str(got)),
+        answer(lambda: [(type(d), str(d)) for d in got.defects]),  # type: ignore[attr-defined]
+        answer(lambda: got.addresses),  # type: ignore[attr-defined]
+        answer(lambda: got.datetime),  # type: ignore[attr-defined]
+        answer(lambda: dict(got.params)),  # type: ignore[attr-defined]
+    ]
+
+
+def message_answers(msg: EmailMessage) -> list[object]:
+    return [
+        answer(msg.get_content_type),
+        answer(msg.get_content_disposition),
+        answer(msg.get_filename),
+        answer(msg.get_boundary),
+        answer(lambda: msg.get_all("From")),
+        answer(lambda: bytes(msg)),
+    ]
+
+
+def same_answers(raw: bytes) -> None:
+    head, _ = split_head(raw)
+    ours, theirs = parse_head(raw), standard(head)
+    for _ in range(2):  # the second time from the kept fields
+        assert ours.keys() == theirs.keys()
+        for (name, got), (_, want) in zip(ours.raw_items(), theirs.raw_items(), strict=True):
+            assert got == want, name  # stored as cut, not parsed
+        for name in set(ours.keys()):
+            got = answer(lambda n=name: [field_answers(h) for h in ours.get_all(n, [])])
+            want = answer(lambda n=name: [field_answers(h) for h in theirs.get_all(n, [])])
+            assert got == want, name
+        assert message_answers(ours) == message_answers(theirs)
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_fields_read_as_the_standard_policy_reads_them(block: bytes) -> None:
+    same_answers(block + b"\r\n\r\nbody\r\n")
+
+
+@pytest.mark.parametrize("case", corpus.CASES, ids=lambda c: c.name)
+def test_the_hostile_corpus_heads_read_as_the_standard_policy_reads_them(
+    case: corpus.Case,
+) -> None:
+    raw = case.build()
+    if b"\r\n\r\n" in raw:
+        same_answers(raw)
+
+
+def test_a_field_is_parsed_once_and_long_values_are_not_kept() -> None:
+    raw = b"Subject: kept once\r\nX-Long: " + b"y" * (_MEMO_VALUE_MAX + 1) + b"\r\n\r\n"
+    head = parse_head(raw)
+    first = head["Subject"]
+    assert parse_head(raw)["Subject"] is first  # the same object: not parsed again
+    assert head["X-Long"] is not head["X-Long"]  # parsed at each access, never kept
+    assert _field.cache_info().maxsize == _MEMO_FIELDS <= 64  # a sender cannot grow it
