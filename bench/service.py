@@ -42,7 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -300,21 +300,20 @@ class ServiceMonitor:
 
     def cpu_by_group(self) -> dict[str, float]:
         """CPU seconds each group spent during the block."""
-        totals = dict.fromkeys(GROUPS, 0.0)
-        for proc in self.after.values():
-            totals[proc.group] += proc.cpu
-        for proc in self.before.values():
-            totals[proc.group] -= proc.cpu
+        totals = self._by_group(lambda proc: proc.cpu)
         totals["SMTP process"] -= self.sampler_cpu
         return totals
 
     def system_by_group(self) -> dict[str, float]:
         """The kernel's part of :meth:`cpu_by_group` (system calls: sockets, files, fsync)."""
+        return self._by_group(lambda proc: proc.system)
+
+    def _by_group(self, seconds: Callable[[Proc], float]) -> dict[str, float]:
         totals = dict.fromkeys(GROUPS, 0.0)
         for proc in self.after.values():
-            totals[proc.group] += proc.system
+            totals[proc.group] += seconds(proc)
         for proc in self.before.values():
-            totals[proc.group] -= proc.system
+            totals[proc.group] -= seconds(proc)
         return totals
 
     def report_processes(self, count: int, unit: str) -> None:

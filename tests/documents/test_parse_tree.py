@@ -15,12 +15,13 @@ import email.policy
 from email.message import EmailMessage, Message
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mailsvc.message import fast_tree, parse_tree
 from tests import hostile_mail
 from tests.hostile import corpus
+from tests.hostile.damage import DAMAGE_SETTINGS, Edit, damaged, edits
 
 
 def same_tree(got: Message, want: Message, path: str = "/") -> None:
@@ -180,26 +181,14 @@ SEEDS = [
     HOSTILE["nested, inner never closed"],
     HOSTILE["nested, inner boundary extends the outer"],
 ]
-DAMAGE = st.sampled_from([b"\r", b"\n", b"\r\n", b"-", b"--", b"--b1", b"--b1--", b" ", b":",
-                          b"\r\n\r\n", b"=", b"\x00", b"\xff"])  # fmt: skip
+DAMAGE = [b"\r", b"\n", b"\r\n", b"-", b"--", b"--b1", b"--b1--", b" ", b":",
+          b"\r\n\r\n", b"=", b"\x00", b"\xff"]  # fmt: skip
 
 
-@settings(
-    max_examples=400,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    seed=st.sampled_from(SEEDS),
-    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 8), DAMAGE), min_size=1, max_size=6),
-)
+@DAMAGE_SETTINGS
+@given(seed=st.sampled_from(SEEDS), changes=edits(DAMAGE))
 def test_damaged_messages_read_as_the_feed_parser_reads_them(
-    seed: bytes, edits: list[tuple[float, int, bytes]]
+    seed: bytes, changes: list[Edit]
 ) -> None:
     """Bytes inserted or cut at random places (in heads, at delimiters, in bodies)."""
-    raw = seed
-    for where, cut, insert in edits:
-        at = int(where * len(raw))
-        raw = raw[:at] + insert + raw[at + cut :]
-    check(raw)
+    check(damaged(seed, changes))

@@ -271,30 +271,25 @@ class _RecordingThreads(ThreadPoolExecutor):
         return super().submit(run)
 
 
+async def inspect_in_threads(raw: bytes) -> tuple[Status, list[bool]]:
+    """The stage's status, and for each thread task it ran whether the originator had
+    been parsed when the task returned."""
+    msg = message(raw)
+    threads = _RecordingThreads(msg)
+    asyncio.get_running_loop().set_default_executor(threads)
+    try:
+        (finding,) = await LimitsStage(POLICY).inspect(msg)
+    finally:
+        threads.shutdown()
+    return finding.status, threads.parsed_in_task
+
+
 async def test_the_walk_and_the_originator_take_one_trip_off_the_event_loop() -> None:
     """Within limits, the stage parses From:/Sender:/Reply-To: in the same thread task
     as its walk (each trip to a thread costs the event loop a submit and a wake-up), and
     never on the event loop."""
-    msg = message(hm.clean())
-    threads = _RecordingThreads(msg)
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(threads)
-    try:
-        findings = await LimitsStage(POLICY).inspect(msg)
-    finally:
-        threads.shutdown()
-    assert findings[0].status is Status.PASS
-    assert threads.parsed_in_task == [True]
-    assert msg.originator.from_address
+    assert await inspect_in_threads(hm.clean()) == (Status.PASS, [True])
 
 
 async def test_a_breach_is_reported_without_parsing_the_originator() -> None:
-    msg = message(hm.deep_nesting(40))
-    threads = _RecordingThreads(msg)
-    asyncio.get_running_loop().set_default_executor(threads)
-    try:
-        findings = await LimitsStage(POLICY).inspect(msg)
-    finally:
-        threads.shutdown()
-    assert findings[0].status is Status.FAIL
-    assert threads.parsed_in_task == [False]
+    assert await inspect_in_threads(hm.deep_nesting(40)) == (Status.FAIL, [False])

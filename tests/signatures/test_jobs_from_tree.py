@@ -17,7 +17,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mailsvc.message import fast_tree, is_fast_tree, parse_tree
@@ -26,6 +26,7 @@ from mailsvc.signatures.smime import _files_of_tree, jobs_for_message, jobs_for_
 from tests import hostile_mail
 from tests.documents.test_parse_tree import HOSTILE
 from tests.hostile import corpus
+from tests.hostile.damage import DAMAGE_SETTINGS, Edit, damaged, edits
 
 POLICY = SignaturePolicy()
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
@@ -223,27 +224,13 @@ def test_the_virus_builders_give_the_raw_walks_jobs() -> None:
 
 SEEDS = [TREE["detached pair"], TREE["RFC 2231 continuations"], TREE["nested multipart"],
          TREE["quoted-printable file"], RAW["multipart/signed"]]  # fmt: skip
-DAMAGE = st.sampled_from([b"\r", b"\n", b"\r\n", b"-", b"--", b"--b1", b"--b1--", b" ", b":",
-                          b"\r\n\r\n", b"=", b"\x00", b"\xff", b"\"", b";", b"*", b"'",
-                          b"=?utf-8?q?", b"?="])  # fmt: skip
+DAMAGE = [b"\r", b"\n", b"\r\n", b"-", b"--", b"--b1", b"--b1--", b" ", b":",
+          b"\r\n\r\n", b"=", b"\x00", b"\xff", b"\"", b";", b"*", b"'",
+                          b"=?utf-8?q?", b"?="]  # fmt: skip
 
 
-@settings(
-    max_examples=400,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-@given(
-    seed=st.sampled_from(SEEDS),
-    edits=st.lists(st.tuples(st.floats(0, 1), st.integers(0, 8), DAMAGE), min_size=1, max_size=6),
-)
-def test_damaged_messages_give_the_raw_walks_jobs(
-    seed: bytes, edits: list[tuple[float, int, bytes]]
-) -> None:
+@DAMAGE_SETTINGS
+@given(seed=st.sampled_from(SEEDS), changes=edits(DAMAGE))
+def test_damaged_messages_give_the_raw_walks_jobs(seed: bytes, changes: list[Edit]) -> None:
     """Bytes inserted or cut at random places: in names, parameters, delimiters, bodies."""
-    raw = seed
-    for where, cut, insert in edits:
-        at = int(where * len(raw))
-        raw = raw[:at] + insert + raw[at + cut :]
-    same_jobs(raw)
+    same_jobs(damaged(seed, changes))
