@@ -7,14 +7,20 @@ Python's email package would re-serialise it.
 
 from __future__ import annotations
 
-import email.policy
 import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
-from mailsvc.message import decode_body, decoded_payload, delimiters, is_fast_tree, parse_head
+from mailsvc.message import (
+    HEAD_POLICY,
+    decode_body,
+    decoded_payload,
+    delimiters,
+    is_fast_tree,
+    parse_head,
+)
 from mailsvc.signatures.policy import SignaturePolicy
 
 MESSAGE = "(message)"
@@ -222,12 +228,13 @@ def _raw_value(part: Message, name: str) -> str | None:
 def _types_of_stored(part: Message) -> Message:
     """:func:`_types` of a tree's entity: the modern policy's reading of the same stored
     field values (both policies store a field as ``header_source_parse`` cuts it), so a
-    file's name is the one the raw walk gives, encoded words and RFC 2231 included."""
+    file's name is the one the raw walk gives, encoded words and RFC 2231 included; parsed
+    through ``parse_head``'s policy, which keeps recurring fields parsed."""
     view = Message()
     for name in ("Content-Type", "Content-Disposition"):
         value = _raw_value(part, name)
         if value is not None:
-            view[name] = str(email.policy.default.header_fetch_parse(name, value))
+            view[name] = str(HEAD_POLICY.header_fetch_parse(name, value))
     return view
 
 
