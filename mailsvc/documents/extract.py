@@ -255,6 +255,10 @@ class _Budget:
     failures: list[ExtractionFailure] = field(default_factory=list)
     skipped: list[ExtractionFailure] = field(default_factory=list)
     ocr: Ocr | None = None
+    # set when the worker's CPU alarm fired: a parser may have turned the alarm's exception
+    # into one of its own (ctypes raises ArgumentError when it fires inside an argument's
+    # conversion) or swallowed it (a finaliser), and the boundary must not call that corrupt
+    cpu_deadline_hit: bool = False
 
     def __post_init__(self) -> None:
         if self.ocr is None and self.limits.ocr.enabled:
@@ -552,6 +556,8 @@ def _text_parts(raw: RawDocument, budget: _Budget) -> Iterator[DocumentPart]:
         budget.fail(raw.location, TOO_LARGE, kind, raw.data, "out of memory")
         return
     except Exception as exc:  # boundary: third-party parsers on hostile input
+        if budget.cpu_deadline_hit:
+            raise _CpuDeadline() from exc
         log.debug("reading %s at %s failed", kind, raw.location, exc_info=True)
         budget.fail(raw.location, CORRUPT, kind, raw.data, f"{type(exc).__name__}: {exc}")
         return
@@ -627,8 +633,7 @@ class _CpuDeadline(BaseException):  # not caught by per-document boundaries
     pass
 
 
-def _on_cpu_deadline(signum: int, frame: FrameType | None) -> None:
-    raise _CpuDeadline()
+_CPU_ALARM_REPEAT_S = 0.01
 
 
 def extract_message_bytes(raw: bytes, limits: ExtractionLimits) -> ExtractedText:
@@ -649,23 +654,33 @@ def _extract(raw: bytes, limits: ExtractionLimits) -> tuple[ExtractedText, Messa
         signal, "ITIMER_PROF"
     )
     previous = None
+
+    def on_cpu_deadline(signum: int, frame: FrameType | None) -> None:
+        budget.cpu_deadline_hit = True
+        raise _CpuDeadline()
+
     if use_alarm:
-        previous = signal.signal(signal.SIGPROF, _on_cpu_deadline)
-        signal.setitimer(signal.ITIMER_PROF, limits.cpu_s)
+        previous = signal.signal(signal.SIGPROF, on_cpu_deadline)
+        # fires again every 10 ms of CPU until disarmed, in case a parser swallowed it
+        signal.setitimer(signal.ITIMER_PROF, limits.cpu_s, _CPU_ALARM_REPEAT_S)
     try:
-        # compat32 (the modern policy's header objects cost ~40 ms per message here, and
-        # the walk only needs types, names and decoded payloads), built without feeding
-        # the bodies through the feed parser line by line: the same tree, 7x cheaper
-        msg = parse_tree(raw)
-        for doc in iter_documents(msg, limits, budget):
-            parts.extend(_text_parts(doc, budget))
+        try:
+            # compat32 (the modern policy's header objects cost ~40 ms per message here,
+            # and the walk only needs types, names and decoded payloads), built without
+            # feeding the bodies through the feed parser line by line: the same tree, 7x
+            # cheaper
+            msg = parse_tree(raw)
+            for doc in iter_documents(msg, limits, budget):
+                parts.extend(_text_parts(doc, budget))
+        finally:  # disarmed before anything else runs (the alarm repeats)
+            if use_alarm:
+                signal.setitimer(signal.ITIMER_PROF, 0)
+                signal.signal(signal.SIGPROF, previous)
+        if budget.cpu_deadline_hit:  # swallowed by a parser, yet the budget was spent
+            raise _CpuDeadline()
     except _CpuDeadline:
         budget.fail("message", TIMEOUT, "message/rfc822", raw, f"over {limits.cpu_s} s of CPU")
         msg = None
-    finally:
-        if use_alarm:
-            signal.setitimer(signal.ITIMER_PROF, 0)
-            signal.signal(signal.SIGPROF, previous)
     text = ExtractedText(
         message_sha256=_sha(raw),
         parts=tuple(parts),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import resource
+import signal
 import struct
 import time
 import unicodedata
@@ -19,8 +20,11 @@ import pytest
 from mailsvc.documents.extract import (
     ExtractionError,
     ExtractionLimits,
+    RawDocument,
     Source,
     TextExtractor,
+    _Budget,
+    _text_parts,
     extract_message_bytes,
     iter_document_parts,
 )
@@ -206,6 +210,38 @@ async def test_cpu_deadline_inside_the_worker_reports_a_timeout(pool: WorkerPool
         attach(msg, pdf, f"a{n}.pdf", PDF_TYPE)
     text = await TextExtractor(pool, ExtractionLimits(cpu_s=0.001)).extract(msg.as_bytes())
     assert [f.kind for f in text.failures] == ["timeout"]
+
+
+def _broken_pdf() -> RawDocument:
+    return RawDocument(Source.ATTACHMENT, "a.pdf", 0, PDF_TYPE, "a.pdf", b"%PDF-1.7\n" + b"x" * 64)
+
+
+def test_a_parser_error_after_the_cpu_alarm_is_the_alarm_not_a_corrupt_file() -> None:
+    # ctypes turns the alarm's exception into ArgumentError when the signal lands inside an
+    # argument's conversion (seen with pypdfium2, about once in 200 runs): once the alarm
+    # has fired, the per-file boundary hands any error on as the deadline
+    budget = _Budget(LIMITS)
+    budget.cpu_deadline_hit = True
+    with pytest.raises(BaseException) as raised:
+        list(_text_parts(_broken_pdf(), budget))
+    assert type(raised.value).__name__ == "_CpuDeadline"
+    assert budget.failures == []
+    calm = _Budget(LIMITS)
+    assert list(_text_parts(_broken_pdf(), calm)) == []
+    assert [f.kind for f in calm.failures] == ["corrupt"]
+
+
+def test_the_cpu_alarm_is_disarmed_and_its_handler_restored_after_a_deadline() -> None:
+    msg = message()
+    pdf = make_pdf((DATA / "seeds" / "seed-001.txt").read_text(encoding="utf-8"))
+    for n in range(5):
+        attach(msg, pdf, f"a{n}.pdf", PDF_TYPE)
+    before = signal.getsignal(signal.SIGPROF)
+    for cpu_s in (0.001, 0.004, 0.016):
+        text = extract_message_bytes(msg.as_bytes(), ExtractionLimits(cpu_s=cpu_s))
+        assert [f.kind for f in text.failures] == ["timeout"]
+        assert signal.getitimer(signal.ITIMER_PROF) == (0.0, 0.0)  # the repeat stopped too
+        assert signal.getsignal(signal.SIGPROF) is before
 
 
 # ---------------------------------------------------------------- hostile inputs
