@@ -11,6 +11,9 @@ from email.policy import default
 import pytest
 
 from mailsvc.message import _MEMO_FIELDS, _MEMO_VALUE_MAX, _field, parse_head, split_head
+from mailsvc.originator import read_originator
+from mailsvc.pipeline.limits import check_limits
+from mailsvc.policy.limits import LimitsPolicy
 from tests.hostile import corpus
 from tests.signatures.test_split_multipart import HEADS
 
@@ -36,6 +39,10 @@ FIELDS = [
     b"Content-Transfer-Encoding: BASE64",
     b"Content-Transfer-Encoding: x-unknown",
     b"Subject: " + b"x" * (_MEMO_VALUE_MAX + 10),
+    # long address lists within the originator's cap (longer ones are refused unparsed)
+    b"From: " + b",\r\n ".join(b"a%d@b.example.vn" % n for n in range(100)),
+    b"To: "
+    + b", ".join(b"=?utf-8?q?T=C3=AAn_" + b"%d?= <t%d@c.example.vn>" % (n, n) for n in range(60)),
 ]
 BLOCKS = [*HEADS, *FIELDS, b"\r\n".join(FIELDS[:12])]
 
@@ -101,8 +108,19 @@ def test_the_hostile_corpus_heads_read_as_the_standard_policy_reads_them(
     case: corpus.Case,
 ) -> None:
     raw = case.build()
-    if b"\r\n\r\n" in raw:
-        same_answers(raw)
+    if b"\r\n\r\n" not in raw:
+        return
+    # The limits stage refuses a head that is too large, or whose originator fields are,
+    # before anything parses it: only what passes those gates reaches parse_head (asking
+    # the standard policy about a 200 KB From: takes seconds a time, for nothing)
+    breach, _ = check_limits(raw, LimitsPolicy())
+    problem = read_originator(raw).problem
+    if (breach is not None and breach.reason.startswith("header-")) or (
+        problem is not None and problem.reason.endswith("-too-large")
+    ):
+        assert case.code == 554
+        return
+    same_answers(raw)
 
 
 def test_a_field_is_parsed_once_and_long_values_are_not_kept() -> None:
