@@ -162,6 +162,12 @@ class ClamavSection(_Section):
         description="Closed network: URL of a private mirror (cvdupdate or a web server "
         "holding main/daily/bytecode .cvd); empty: ClamAV's public mirrors",
     )
+    update_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Tries per mirror in one freshclam run (5 s apart; freshclam's MaxAttempts)",
+    )
     freshclam_binary: str = Field(
         default="/usr/bin/freshclam", description="Path of the freshclam program"
     )

@@ -66,6 +66,7 @@ def render_freshclam_config(settings: Settings) -> str:
         "Foreground yes",
         "ConnectTimeout 15",
         "ReceiveTimeout 120",
+        f"MaxAttempts {settings.clamav.update_attempts}",
         f"NotifyClamd {settings.home / 'clamav' / 'clamd.conf'}",
     ]
     if mirror:

@@ -18,7 +18,7 @@ from mailsvc.adapters.freshclam import render_freshclam_config, signature_time
 from mailsvc.errors import MailsvcError
 from mailsvc.jobs.context import JobContext
 from mailsvc.jobs.maintenance import clamav_update_job
-from tests.e2e.conftest import DOMAIN, RunningServer
+from tests.e2e.conftest import DOMAIN, RunningServer, wait_for
 from tests.e2e.test_smtp_core import fetch_inbox
 
 
@@ -43,12 +43,17 @@ async def test_stale_signatures_fail_the_update_alert_admins_and_show_in_healthz
     settings = app.settings.model_copy(
         update={
             "clamav": app.settings.clamav.model_copy(
-                update={"update_mirror": "http://127.0.0.1:9", "max_signature_age_days": 3.0}
+                update={
+                    "update_mirror": "http://127.0.0.1:9",
+                    "update_attempts": 1,  # freshclam waits 5 s before each retry
+                    "max_signature_age_days": 3.0,
+                }
             )
         }
     )
     conf = render_freshclam_config(settings)
     assert "PrivateMirror http://127.0.0.1:9" in conf and "NotifyClamd " in conf
+    assert "MaxAttempts 1" in conf.splitlines()
     ten_days_ago = time.time() - 10 * 86400
     for path in (settings.home / "clamav" / "db").iterdir():
         os.utime(path, (ten_days_ago, ten_days_ago))
@@ -62,6 +67,7 @@ async def test_stale_signatures_fail_the_update_alert_admins_and_show_in_healthz
     with pytest.raises(MailsvcError) as again:
         await clamav_update_job(ctx)
     assert "admins already told today" in str(again.value)
+    await wait_for(lambda: len(fetch_inbox(server, admin)) > 0)  # the mailer sends it
     (raw,) = fetch_inbox(server, admin)
     mail = message_from_bytes(raw, policy=default_policy)
     assert mail["Subject"] == "Mẫu nhận diện mã độc đã cũ 10 ngày"
