@@ -4,6 +4,8 @@ MAILSVC_TEST_DATABASE holds an admin URL such as postgresql://postgres@127.0.0.1
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,9 +54,21 @@ def pg_template() -> Iterator[str]:
         _drop_pg_database(PG_ADMIN_URL, name)
 
 
-@pytest.fixture
-def db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
-    """URL of a fresh database migrated to head; dropped after the test."""
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated once per test session (checkpointed: the whole database
+    is in the file); each test gets a copy of it, as PostgreSQL tests get a template's."""
+    path = tmp_path_factory.mktemp("template") / "mailsvc.sqlite3"
+    migrate(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
+def _fresh_database(
+    tmp_path: Path, file_name: str, pg_template: str, sqlite_template: Path
+) -> Iterator[str]:
     if PG_ADMIN_URL:
         name, url = _create_pg_database(PG_ADMIN_URL, pg_template)
         try:
@@ -63,24 +77,22 @@ def db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
         finally:
             _drop_pg_database(PG_ADMIN_URL, name)
     else:
-        url = f"sqlite:///{tmp_path / 'mailsvc.sqlite3'}"
-        migrate(url)
+        shutil.copyfile(sqlite_template, tmp_path / file_name)
+        url = f"sqlite:///{tmp_path / file_name}"
+        migrate(url)  # likewise a no-op on the copy
         yield url
 
 
 @pytest.fixture
-def other_db_url(tmp_path: Path, pg_template: str) -> Iterator[str]:
+def db_url(tmp_path: Path, pg_template: str, sqlite_template: Path) -> Iterator[str]:
+    """URL of a fresh database migrated to head; dropped after the test."""
+    yield from _fresh_database(tmp_path, "mailsvc.sqlite3", pg_template, sqlite_template)
+
+
+@pytest.fixture
+def other_db_url(tmp_path: Path, pg_template: str, sqlite_template: Path) -> Iterator[str]:
     """A second fresh database (a second mailsvc instance in the same test)."""
-    if PG_ADMIN_URL:
-        name, url = _create_pg_database(PG_ADMIN_URL, pg_template)
-        try:
-            yield url
-        finally:
-            _drop_pg_database(PG_ADMIN_URL, name)
-    else:
-        url = f"sqlite:///{tmp_path / 'other.sqlite3'}"
-        migrate(url)
-        yield url
+    yield from _fresh_database(tmp_path, "other.sqlite3", pg_template, sqlite_template)
 
 
 @pytest.fixture(scope="session")
