@@ -55,7 +55,7 @@ from mailsvc.pipeline.dkim_verify import (
     parse_signatures,
     verify_signatures,
 )
-from mailsvc.pipeline.domains import is_aligned, organisational_domain
+from mailsvc.pipeline.domains import is_aligned, organisational_domain, public_suffix_list
 from mailsvc.policy.authentication import AuthenticationPolicy
 from mailsvc.verdict import Finding, Status
 
@@ -499,6 +499,7 @@ class AuthenticationStage:
         self._policy = policy
         self.authserv_id = authserv_id
         self._executor = executor
+        public_suffix_list()  # DMARC's organisational domains
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         if msg.direction is Direction.SUBMISSION:
