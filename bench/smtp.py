@@ -229,9 +229,10 @@ async def run_baseline(
         server.close()
 
 
-def prepare_home(home: Path, *agencies: Agency) -> Settings:
+def prepare_home(home: Path, *agencies: Agency, database_url: str = "") -> Settings:
     """A bench home: loopback listeners, no DNS, no rate limits, our agency (plus
-    ``agencies``) and the clerk's mailbox RCPT; the database migrated."""
+    ``agencies``) and the clerk's mailbox RCPT; the database (``database_url``, else SQLite
+    in the home) migrated."""
     from mailsvc.config import load_settings
     from mailsvc.db.models import Agency, Mailbox
     from mailsvc.db.session import make_engine, make_sessionmaker, migrate
@@ -247,7 +248,8 @@ def prepare_home(home: Path, *agencies: Agency) -> Settings:
         'metrics = "127.0.0.1:0"\n'
         "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
         '[dns]\nmode = "off"\n'
-        f"[pipeline]\nworkers = {WORKERS}\n",
+        f"[pipeline]\nworkers = {WORKERS}\n"
+        + (f'[database]\nurl = "{database_url}"\n' if database_url else ""),
         encoding="utf-8",
     )
     settings = load_settings(home, environ={})
