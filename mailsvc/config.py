@@ -175,6 +175,18 @@ class ClamavSection(_Section):
         default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
     )
 
+    @field_validator("update_mirror")
+    @classmethod
+    def _mirror_url(cls, value: str) -> str:
+        # written into freshclam.conf as one line: a line break would add directives
+        value = value.strip()
+        if value and (
+            not value.startswith(("http://", "https://"))
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value)
+        ):
+            raise ValueError("an http:// or https:// URL without spaces or control characters")
+        return value
+
 
 class LogSection(_Section):
     format: Literal["text", "json"] = Field(
