@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import statistics
 import sys
@@ -249,7 +250,7 @@ def prepare_home(home: Path, *agencies: Agency, database_url: str = "") -> Setti
         "[smtp]\nmax_messages_per_ip_per_minute = 1000000\nmax_connections_per_ip = 1000\n"
         '[dns]\nmode = "off"\n'
         f"[pipeline]\nworkers = {WORKERS}\n"
-        + (f'[database]\nurl = "{database_url}"\n' if database_url else ""),
+        + (f"[database]\nurl = {json.dumps(database_url)}\n" if database_url else ""),
         encoding="utf-8",
     )
     settings = load_settings(home, environ={})
