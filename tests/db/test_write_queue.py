@@ -45,6 +45,25 @@ def _switches(native_id: int) -> int:
     return int(status.split("voluntary_ctxt_switches:")[1].split()[0])
 
 
+def _wait_asleep(native_ids: list[int], event: threading.Event) -> None:
+    """Until each thread sleeps and stays asleep while this one lets go of the GIL.
+
+    A waiter is in ``WriteQueue._waiting`` a moment before it blocks on its turn, and a
+    thread that still wants the GIL also sleeps: both would count one more switch later.
+    Their counts must hold still over three waits that hand the GIL over."""
+    steady = 0
+    last = {tid: _switches(tid) for tid in native_ids}
+    while steady < 3:
+        event.wait(0.005)
+        now = {tid: _switches(tid) for tid in native_ids}
+        states = {
+            Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            for tid in native_ids
+        }
+        steady = steady + 1 if now == last and states == {"S"} else 0
+        last = now
+
+
 def test_a_release_wakes_the_next_waiter_only() -> None:
     """Each release hands the turn to the first waiter; the others sleep on. (With a
     condition and ``notify_all``, every waiter woke at every release to look whose turn it
@@ -70,6 +89,7 @@ def test_a_release_wakes_the_next_waiter_only() -> None:
         thread.start()
         threads.append(thread)
         _wait_until(lambda n=i: len(queue._waiting) == n + 1, idle)
+    _wait_asleep(ids[1:], idle)
     before = {tid: _switches(tid) for tid in ids[1:]}
     queue.release()
     assert served.wait(10)
