@@ -37,6 +37,15 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _one_line(value: Any) -> Any:
+    """A path that goes into a daemon's configuration file (dovecot.conf, clamd.conf,
+    freshclam.conf) as the rest of one line: a line break or another control character
+    in it would end the directive and let the text after it add directives of its own."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+        raise ValueError("a path without line breaks or other control characters")
+    return value
+
+
 def _check_hostport(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -106,6 +115,8 @@ class TlsSection(_Section):
     cert: str = "tls/cert.pem"
     key: str = "tls/key.pem"
 
+    _paths = field_validator("cert", "key")(_one_line)
+
 
 class SmtpSection(_Section):
     max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
@@ -174,6 +185,8 @@ class ClamavSection(_Section):
     update_hours: float = Field(
         default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
     )
+
+    _paths = field_validator("database_dir", "socket")(_one_line)
 
     @field_validator("update_mirror")
     @classmethod
@@ -253,6 +266,8 @@ class PathsSection(_Section):
     blob_root: str = "blobs"
     policies: str = ""  # empty: policies/ in HOME, else the packaged defaults
     templates: str = ""
+
+    _paths = field_validator("maildir_root", "blob_root", "policies", "templates")(_one_line)
 
 
 class DnsSection(_Section):
@@ -608,6 +623,8 @@ class Settings(_Section):
     workspace: WorkspaceSection = WorkspaceSection()
     external: tuple[ExternalMailbox, ...] = ()
 
+    _home = field_validator("home")(_one_line)
+
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""
         p = Path(value)
@@ -656,4 +673,5 @@ def load_settings(home: Path | str, environ: dict[str, str] | None = None) -> Se
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, str(path))) from exc
+        source = str(path) if str(path).isprintable() else repr(str(path))
+        raise ConfigError(_describe(exc, source)) from exc

@@ -127,6 +127,7 @@ class _Group(click.Group):
     envvar="MAILSVC_HOME",
     default=Path("./mailsvc-home"),
     show_default=True,
+    callback=lambda _ctx, _param, value: _one_line_home(value),
     help="Service home directory (config, database, mail). Env: MAILSVC_HOME.",
 )
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
@@ -141,8 +142,20 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
     ctx.obj = Context(home.resolve(), debug)
 
 
+def _one_line_home(value: Path) -> Path:
+    """Refuse, before anything is created, a home that cannot go into the daemons'
+    configuration files (its path is written there as the rest of one line)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
+        raise click.BadParameter(
+            f"{str(value)!r}: a path without line breaks or other control characters",
+            param_hint="'--home'",
+        )
+    return value
+
+
 def _home_after_subcommand(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
     if value is not None:
+        _one_line_home(value)
         obj = ctx.find_object(Context)
         if obj is not None:
             obj.set_home(value)

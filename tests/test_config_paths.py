@@ -1,0 +1,72 @@
+"""Paths that the service writes into its daemons' configuration files (dovecot.conf,
+clamd.conf, freshclam.conf) as the rest of one line: a control character is refused at load,
+with the key named, before any file is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mailsvc.adapters.clamd_daemon import ClamdLimits
+from mailsvc.adapters.clamd_daemon import render_config as render_clamd_config
+from mailsvc.adapters.freshclam import render_freshclam_config
+from mailsvc.cli import main
+from mailsvc.config import load_settings
+from mailsvc.errors import ConfigError
+
+INJECTED = "/var/lib/x\nDatabaseOwner root"
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "value"),
+    [
+        ("MAILSVC_CLAMAV__DATABASE_DIR", "clamav.database_dir", INJECTED),
+        ("MAILSVC_CLAMAV__SOCKET", "clamav.socket", "/run/clamd.sock\rTCPSocket 3310"),
+        ("MAILSVC_TLS__CERT", "tls.cert", "tls/cert.pem\nssl = no"),
+        ("MAILSVC_TLS__KEY", "tls.key", "tls/key.pem\x00"),
+        ("MAILSVC_PATHS__MAILDIR_ROOT", "paths.maildir_root", "mail\nmail_uid = 0"),
+        ("MAILSVC_PATHS__BLOB_ROOT", "paths.blob_root", "blobs\x1b[2J"),
+        ("MAILSVC_PATHS__POLICIES", "paths.policies", "policies\x7f"),
+        ("MAILSVC_PATHS__TEMPLATES", "paths.templates", "templates\t\n"),
+    ],
+)
+def test_a_path_with_a_control_character_is_refused_with_its_key(
+    tmp_path: Path, variable: str, key: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"key '{key}': .*without line breaks"):
+        load_settings(tmp_path, environ={variable: value})
+
+
+def test_a_home_with_a_line_break_is_refused_and_named_readably(tmp_path: Path) -> None:
+    home = tmp_path / "a\nDatabaseOwner root"
+    with pytest.raises(ConfigError, match=r"key 'home'") as caught:
+        load_settings(home, environ={})
+    assert "\n" not in str(caught.value)  # the path is shown escaped, on one line
+    for args in (
+        ["--home", str(home), "init", "--domain", "x.example.vn"],
+        ["init", "--home", str(home), "--domain", "x.example.vn"],
+    ):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, result.output  # a usage error
+        assert "Invalid value for '--home'" in result.output
+        assert "without line breaks" in result.output
+        assert not home.exists()  # refused before anything was created
+
+
+def test_paths_with_spaces_and_vietnamese_letters_stay_one_directive(tmp_path: Path) -> None:
+    home = tmp_path / "Sở Nội vụ" / "mailsvc home"
+    database_dir = tmp_path / "chữ ký" / "clamav db"
+    settings = load_settings(home, environ={"MAILSVC_CLAMAV__DATABASE_DIR": str(database_dir)})
+    fresh = render_freshclam_config(settings).splitlines()
+    assert f"DatabaseDirectory {database_dir}" in fresh
+    assert sum(line.startswith("DatabaseDirectory ") for line in fresh) == 1
+    clamd = render_clamd_config(
+        socket_path=home / "clamav" / "clamd.sock",
+        database_dir=database_dir,
+        temp_dir=home / "clamav" / "tmp",
+        pid_file=home / "clamav" / "clamd.pid",
+        limits=ClamdLimits(),
+    ).splitlines()
+    assert f"DatabaseDirectory {database_dir}" in clamd
