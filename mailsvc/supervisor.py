@@ -433,16 +433,40 @@ async def _sweep_group(pgid: int, deadline: float) -> None:
     child its parent no longer waits for) ends too, by the stop timeout at the latest, so
     that no orphan outlives the stop."""
     loop = asyncio.get_running_loop()
-    while True:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return
+    while _group_running(pgid):
         if loop.time() >= deadline:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
             return
         await asyncio.sleep(0.05)  # the group's members are not our children: no wait()
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of the group still runs. One that has ended and waits to be
+    reaped (a zombie: its parent, or init once its parent is gone, has not collected its
+    status yet) runs no more and holds nothing but its process-table entry; init may take
+    seconds to collect it (in a container, PID 1 is not always quick about it)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True  # no /proc: the group has members, count them as running
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _size(path: str) -> int:

@@ -10,11 +10,15 @@ for it, killing it after six seconds like Dovecot's master.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
-from mailsvc.supervisor import SupervisedProcess
+from mailsvc.supervisor import SupervisedProcess, _group_running
 from tests.e2e.conftest import wait_for
 
 DAEMON = r"""
@@ -115,3 +119,78 @@ async def test_a_worker_left_behind_by_its_master_does_not_outlive_the_stop(
 
     # nobody is left in the daemon's process group (once init has reaped the killed worker)
     await wait_for(group_gone, timeout=5)
+
+
+ZOMBIE_LEFT = r"""
+import os, signal, sys
+
+ready = sys.argv[1]
+if os.fork() == 0:  # a worker that ends at once; its parent never collects it
+    os._exit(0)
+open(ready, "w").close()
+signal.pause()
+"""
+
+
+async def test_a_group_whose_members_have_all_ended_is_not_waited_for(tmp_path: Path) -> None:
+    """A zombie (ended, not yet collected by its parent or, once the parent is gone, by
+    init) runs no more: the stop does not wait for init to collect it (PID 1 in a container
+    took up to two seconds, and every Dovecot stop of the test suite paid it)."""
+    ready = tmp_path / "ready"
+
+    async def is_ready() -> bool:
+        return ready.exists()
+
+    daemon = SupervisedProcess(
+        "leaves-a-zombie",
+        [sys.executable, "-c", ZOMBIE_LEFT, str(ready)],
+        is_ready,
+        log_path=str(tmp_path / "daemon.log"),
+        stop_timeout=30.0,
+    )
+    await daemon.start()
+    group = daemon.pid
+    assert group is not None
+    await wait_for(lambda: _states(group) == ["S", "Z"] or _states(group) == ["Z", "S"], timeout=5)
+    assert _group_running(group)  # the master runs: the zombie beside it changes nothing
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await daemon.stop()
+    assert daemon.pid is None
+    assert not _group_running(group)
+    # the stop ended when the master did, well before its 30 s timeout
+    assert loop.time() - started < 10
+
+
+def test_a_group_of_zombies_only_is_not_running() -> None:
+    # Popen collects its child only when asked (asyncio's watcher would at once)
+    process = subprocess.Popen([sys.executable, "-c", "pass"], start_new_session=True)
+    group = process.pid
+    try:
+        pause = threading.Event()
+        deadline = time.monotonic() + 10
+        while _states(group) != ["Z"]:  # ended, not collected
+            assert time.monotonic() < deadline, _states(group)
+            pause.wait(0.01)
+        os.killpg(group, 0)  # no ProcessLookupError: the kernel still counts the zombie
+        assert not _group_running(group)
+    finally:
+        process.wait()
+    assert not _group_running(group)
+
+
+def _states(pgid: int) -> list[str]:
+    """The states (R, S, Z ...) of the processes of a process group, by pid."""
+    found = []
+    for entry in sorted(os.listdir("/proc"), key=lambda e: int(e) if e.isdigit() else 0):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            found.append(fields[0].decode())
+    return found
