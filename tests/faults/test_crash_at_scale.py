@@ -1,8 +1,8 @@
 """The crash test at scale: 10 clients sending plain mail and documents (each retried
 until it gets a 250, as a real MTA would), `kill -9` of `mailsvc serve` five times during
 the run, on the test pass's database (SQLite, or PostgreSQL). Afterwards: every
-acknowledged message is in Dovecot and in the database exactly once, register numbers are gapless, the audit
-chain verifies, and no process of any of the six serves is left.
+acknowledged message is in Dovecot and in the database exactly once, register numbers are
+gapless, the audit chain verifies, and no process of any of the six serves is left.
 
 Bounded: each cycle waits for a few more acknowledgements, then kills; the whole test
 takes tens of seconds per database."""
