@@ -37,7 +37,7 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-def _one_line(value: Any) -> Any:
+def one_line_path(value: Any) -> Any:
     """A path that goes into a daemon's configuration file (dovecot.conf, clamd.conf,
     freshclam.conf) as the rest of one line: a line break or another control character
     in it would end the directive and let the text after it add directives of its own."""
@@ -115,7 +115,7 @@ class TlsSection(_Section):
     cert: str = "tls/cert.pem"
     key: str = "tls/key.pem"
 
-    _paths = field_validator("cert", "key")(_one_line)
+    _paths = field_validator("cert", "key")(one_line_path)
 
 
 class SmtpSection(_Section):
@@ -186,7 +186,7 @@ class ClamavSection(_Section):
         default=4.0, gt=0, description="How often the clamav-update job runs freshclam"
     )
 
-    _paths = field_validator("database_dir", "socket")(_one_line)
+    _paths = field_validator("database_dir", "socket")(one_line_path)
 
     @field_validator("update_mirror")
     @classmethod
@@ -267,7 +267,7 @@ class PathsSection(_Section):
     policies: str = ""  # empty: policies/ in HOME, else the packaged defaults
     templates: str = ""
 
-    _paths = field_validator("maildir_root", "blob_root", "policies", "templates")(_one_line)
+    _paths = field_validator("maildir_root", "blob_root", "policies", "templates")(one_line_path)
 
 
 class DnsSection(_Section):
@@ -623,7 +623,7 @@ class Settings(_Section):
     workspace: WorkspaceSection = WorkspaceSection()
     external: tuple[ExternalMailbox, ...] = ()
 
-    _home = field_validator("home")(_one_line)
+    _home = field_validator("home")(one_line_path)
 
     def path(self, value: str) -> Path:
         """Resolve a configured path relative to the home directory."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from mailsvc.config import Settings, load_settings
+from mailsvc.config import Settings, load_settings, one_line_path
 from mailsvc.errors import MailsvcError
 
 # Explicit list of command modules.
@@ -145,12 +145,10 @@ def main(ctx: click.Context, home: Path, debug: bool) -> None:
 def _one_line_home(value: Path) -> Path:
     """Refuse, before anything is created, a home that cannot go into the daemons'
     configuration files (its path is written there as the rest of one line)."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in str(value)):
-        raise click.BadParameter(
-            f"{str(value)!r}: a path without line breaks or other control characters",
-            param_hint="'--home'",
-        )
-    return value
+    try:
+        return one_line_path(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{str(value)!r}: {exc}", param_hint="'--home'") from None
 
 
 def _home_after_subcommand(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
