@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +47,26 @@ def one_line_path(value: Any) -> Any:
     return value
 
 
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+
+
+def host_name(value: str) -> str:
+    """A host or domain name, lower case, IDN in its A-label form, no final dot. It goes
+    into the SMTP greeting and EHLO reply, trace headers, Message-IDs, addresses and the
+    daemons' configuration: a space or a line break in it would break each of them."""
+    text = value.strip().lower().rstrip(".")
+    try:
+        text = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        text = ""
+    if not _HOST_NAME.fullmatch(text):
+        raise ValueError(
+            f"{value!r} is not a host name (letters, digits and hyphens, dot-separated)"
+        )
+    return text
+
+
 def _check_hostport(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -81,6 +102,8 @@ class ServerSection(_Section):
         description="A restarted Dovecot or clamd must stay up this long before its failure "
         "count and back-off are reset",
     )
+
+    _names = field_validator("hostname", "domain")(host_name)
 
 
 class ListenSection(_Section):

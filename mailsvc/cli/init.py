@@ -27,7 +27,7 @@ from mailsvc import accounts, directory
 from mailsvc.backup.manifest import KEY_NAME, ensure_backup_key
 from mailsvc.cli import Context
 from mailsvc.cli.console import actor, open_session
-from mailsvc.config import CONFIG_NAME, Settings, load_settings
+from mailsvc.config import CONFIG_NAME, Settings, host_name, load_settings
 from mailsvc.db.models import Mailbox
 from mailsvc.db.session import migrate
 from mailsvc.errors import ConfigError
@@ -426,7 +426,10 @@ def _init(
     say = (lambda _text: None) if as_json else click.echo
     result: dict[str, Any] = {"home": str(ctx.home)}
     domain = directory.normalise_domain(domain)
-    hostname = (hostname or f"mail.{domain}").strip().lower()
+    try:  # before anything is written
+        hostname = host_name(hostname or f"mail.{domain}")
+    except ValueError as exc:
+        raise ConfigError(f"--hostname: {exc}") from None
     home = ctx.home
     home.mkdir(parents=True, exist_ok=True)
     restrict_home(home)

@@ -1,6 +1,7 @@
-"""Paths that the service writes into its daemons' configuration files (dovecot.conf,
-clamd.conf, freshclam.conf) as the rest of one line: a control character is refused at load,
-with the key named, before any file is written."""
+"""Configuration values the service writes elsewhere, refused at load with the key named,
+before any file is written: paths go into its daemons' configuration files (dovecot.conf,
+clamd.conf, freshclam.conf) as the rest of one line, so no control character; the host
+name and the domain go into SMTP replies, headers and addresses, so host-name syntax."""
 
 from __future__ import annotations
 
@@ -70,3 +71,47 @@ def test_paths_with_spaces_and_vietnamese_letters_stay_one_directive(tmp_path: P
         limits=ClamdLimits(),
     ).splitlines()
     assert f"DatabaseDirectory {database_dir}" in clamd
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "value"),
+    [
+        ("MAILSVC_SERVER__HOSTNAME", "server.hostname", "mail.example.vn\r\n250-PIPELINING"),
+        ("MAILSVC_SERVER__HOSTNAME", "server.hostname", "mail example.vn"),
+        ("MAILSVC_SERVER__HOSTNAME", "server.hostname", ""),
+        ("MAILSVC_SERVER__HOSTNAME", "server.hostname", "mail..example.vn"),
+        ("MAILSVC_SERVER__DOMAIN", "server.domain", "example.vn\nssl = no"),
+        ("MAILSVC_SERVER__DOMAIN", "server.domain", "-example.vn"),
+        ("MAILSVC_SERVER__DOMAIN", "server.domain", "example.vn>"),
+        ("MAILSVC_SERVER__DOMAIN", "server.domain", "a" * 64 + ".vn"),
+    ],
+)
+def test_a_host_or_domain_name_that_is_not_one_is_refused_with_its_key(
+    tmp_path: Path, variable: str, key: str, value: str
+) -> None:
+    # the host name goes into the SMTP greeting (a CRLF would add reply lines), trace
+    # headers, Message-IDs and Dovecot's configuration; the domain into every address
+    with pytest.raises(ConfigError, match=rf"key '{key}': .*is not a host name"):
+        load_settings(tmp_path, environ={variable: value})
+
+
+def test_host_and_domain_names_are_kept_in_their_usual_form(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path,
+        environ={
+            "MAILSVC_SERVER__HOSTNAME": "Mail.Sở-TTTT.vn.",
+            "MAILSVC_SERVER__DOMAIN": "localhost",
+        },
+    )
+    assert settings.server.hostname == "mail.xn--s-tttt-bp8b.vn"  # IDN as its A-label
+    assert settings.server.domain == "localhost"
+
+
+def test_init_refuses_a_hostname_that_is_not_one_before_writing(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = CliRunner().invoke(
+        main, ["--home", str(home), "init", "--domain", "x.example.vn", "--hostname", "mail x"]
+    )
+    assert result.exit_code == 1, result.output
+    assert "--hostname: 'mail x' is not a host name" in result.output
+    assert not home.exists()
