@@ -12,6 +12,7 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -67,6 +68,36 @@ def host_name(value: str) -> str:
     return text
 
 
+_SELECTOR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,62})")
+_LOCAL_PART = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}")
+
+
+def _dkim_selector(value: str) -> str:
+    # it names <selector>._domainkey.<domain> and goes into every DKIM-Signature (s=)
+    if not _SELECTOR.fullmatch(value):
+        raise ValueError(f"{value!r} is not a DKIM selector (letters, digits, '.', '_', '-')")
+    return value
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"{value!r} is not a time zone of the tz database") from exc
+    return value
+
+
+def _mailbox_address(value: str) -> str:
+    """An address we send to or as: ``local@host-name``, lower case; empty stays empty."""
+    value = value.strip()
+    if not value:
+        return value
+    local, at, domain = value.rpartition("@")
+    if not at or not _LOCAL_PART.fullmatch(local) or ".." in local:
+        raise ValueError(f"{value!r} is not a mailbox address (local@domain)")
+    return f"{local.lower()}@{host_name(domain)}"
+
+
 def _check_hostport(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -104,6 +135,7 @@ class ServerSection(_Section):
     )
 
     _names = field_validator("hostname", "domain")(host_name)
+    _zone = field_validator("timezone")(_time_zone)
 
 
 class ListenSection(_Section):
@@ -493,10 +525,14 @@ class IssuingSection(_Section):
         "(PDF points, as stamp_box)",
     )
 
+    _dispatch = field_validator("dispatch_address")(_mailbox_address)
+
 
 class DkimSection(_Section):
     selector: str = "mailsvc"
     key: str = "dkim/private.pem"
+
+    _selector = field_validator("selector")(_dkim_selector)
 
 
 class ChecksSection(_Section):

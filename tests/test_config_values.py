@@ -115,3 +115,44 @@ def test_init_refuses_a_hostname_that_is_not_one_before_writing(tmp_path: Path) 
     assert result.exit_code == 1, result.output
     assert "--hostname: 'mail x' is not a host name" in result.output
     assert not home.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "key", "value", "says"),
+    [
+        ("MAILSVC_SERVER__TIMEZONE", "server.timezone", "Mars/Olympus", "not a time zone"),
+        ("MAILSVC_SERVER__TIMEZONE", "server.timezone", "../../etc/passwd", "not a time zone"),
+        ("MAILSVC_DKIM__SELECTOR", "dkim.selector", "s1\r\nX-Evil: 1", "not a DKIM selector"),
+        ("MAILSVC_DKIM__SELECTOR", "dkim.selector", "s1; d=other.vn", "not a DKIM selector"),
+        ("MAILSVC_ISSUING__DISPATCH_ADDRESS", "issuing.dispatch_address", "phat hanh@x.vn",
+         "not a mailbox address"),
+        ("MAILSVC_ISSUING__DISPATCH_ADDRESS", "issuing.dispatch_address", "phathanh",
+         "not a mailbox address"),
+        ("MAILSVC_ISSUING__DISPATCH_ADDRESS", "issuing.dispatch_address", "a@x.vn>, b@y.vn",
+         "not a mailbox address"),
+        ("MAILSVC_ISSUING__DISPATCH_ADDRESS", "issuing.dispatch_address", "phathanh@x.vn\nbcc.vn",
+         "is not a host name"),
+    ],
+)  # fmt: skip
+def test_zone_selector_and_dispatch_address_are_checked_at_load(
+    tmp_path: Path, variable: str, key: str, value: str, says: str
+) -> None:
+    # the zone was only read when a time was first shown (a CLI command or a report
+    # crashed); the selector goes into every DKIM-Signature; the address is a recipient
+    with pytest.raises(ConfigError, match=rf"key '{key}': .*{says}"):
+        load_settings(tmp_path, environ={variable: value})
+
+
+def test_zone_selector_and_dispatch_address_in_their_usual_form(tmp_path: Path) -> None:
+    settings = load_settings(
+        tmp_path,
+        environ={
+            "MAILSVC_SERVER__TIMEZONE": "Asia/Ho_Chi_Minh",
+            "MAILSVC_DKIM__SELECTOR": "mailsvc-2026.12",
+            "MAILSVC_ISSUING__DISPATCH_ADDRESS": " PhatHanh@STTTT.Example.gov.vn ",
+        },
+    )
+    assert settings.server.timezone == "Asia/Ho_Chi_Minh"
+    assert settings.dkim.selector == "mailsvc-2026.12"
+    assert settings.issuing.dispatch_address == "phathanh@stttt.example.gov.vn"
+    assert load_settings(tmp_path, environ={}).dispatch_address == "phathanh@example.vn"
