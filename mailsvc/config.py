@@ -450,6 +450,11 @@ class OutboundSection(_Section):
             raise ValueError("every wait must be more than 0 minutes")
         return value
 
+    @field_validator("relay")
+    @classmethod
+    def _relay(cls, value: str) -> str:
+        return _check_hostport(value) if value.strip() else ""
+
 
 class OutgoingSection(_Section):
     recall_requests: Literal["auto", "clerk"] = Field(

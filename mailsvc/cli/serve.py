@@ -28,6 +28,23 @@ def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from exc
 
 
+def check_home(settings: Settings) -> None:
+    """Refuse, saying what to run, a home that is not there or lacks what ``mailsvc init``
+    makes and every start needs (the TLS certificate and key)."""
+    home = settings.home
+    if not home.is_dir():
+        raise ConfigError(
+            f"{home} does not exist: run `mailsvc init --home {home} --domain DOMAIN` first"
+        )
+    for key in ("cert", "key"):
+        path = settings.path(getattr(settings.tls, key))
+        if not path.is_file():
+            raise ConfigError(
+                f"tls.{key}: {path} does not exist (`mailsvc init` makes a self-signed "
+                f"certificate; or set [tls] {key} to the path of yours)"
+            )
+
+
 def check_permissions(settings: Settings) -> None:
     """Refuse to serve a home whose config or database other users can read."""
     problems = exposed_secrets(settings)
@@ -82,15 +99,14 @@ def register(group: click.Group) -> None:
     @click.pass_obj
     def serve(obj: Context, **listen: str | None) -> None:
         """Start SMTP, submission, IMAP (Dovecot), clamd, the scheduler, HTTPS and monitoring."""
-        configure_logging(
-            obj.settings.log.format, logging.DEBUG if obj.debug else logging.INFO
-        )
+        configure_logging(obj.settings.log.format, logging.DEBUG if obj.debug else logging.INFO)
         if not obj.debug:
             # pyHanko logs a traceback for every certificate that fails validation; the
             # finding already says why.
             for noisy in ("pyhanko", "pyhanko_certvalidator"):
                 logging.getLogger(noisy).setLevel(logging.ERROR)
         overrides = {k: v for k, v in listen.items() if v is not None}
+        check_home(obj.settings)
         with private_umask():  # everything serve creates (database, logs, spool) is private
             check_permissions(obj.settings)
             asyncio.run(_serve(obj, overrides))
