@@ -20,7 +20,14 @@ from mailsvc.backup.restore import (
     verify_archive,
 )
 from mailsvc.cli import Context
-from mailsvc.cli.console import actor, echo_json, json_option, open_session, progress
+from mailsvc.cli.console import (
+    actor,
+    echo_json,
+    json_option,
+    open_session,
+    progress,
+    require_home,
+)
 from mailsvc.errors import ConflictError, MailsvcError
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -52,6 +59,7 @@ def backup_cmd(ctx: Context, output: Path | None, keep: int | None, as_json: boo
 
     Safe while `mailsvc serve` receives mail: the database snapshot is taken first and
     decides which Maildir files and blobs belong to the archive."""
+    require_home(ctx)
     settings = ctx.settings
     directory = (output or settings.path(settings.backup.directory)).resolve()
     estimate = (

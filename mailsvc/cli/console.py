@@ -20,9 +20,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.cli import Context
 from mailsvc.db.session import make_engine, make_sessionmaker
-from mailsvc.errors import MailsvcError
+from mailsvc.errors import ConfigError, MailsvcError
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def require_home(ctx: Context) -> None:
+    """Refuse, saying what to run, a home directory that does not exist (before a command
+    that would create files in it fails half-way)."""
+    if not ctx.home.is_dir():
+        raise ConfigError(
+            f"{ctx.home} does not exist: run `mailsvc init --home {ctx.home} --domain DOMAIN` first"
+        )
 
 
 @contextlib.contextmanager

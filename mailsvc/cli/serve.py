@@ -10,6 +10,7 @@ import click
 
 from mailsvc.app import App
 from mailsvc.cli import Context
+from mailsvc.cli.console import require_home
 from mailsvc.config import Settings, _check_hostport
 from mailsvc.errors import ConfigError
 from mailsvc.logs import configure_logging
@@ -28,14 +29,9 @@ def _hostport(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc)) from exc
 
 
-def check_home(settings: Settings) -> None:
-    """Refuse, saying what to run, a home that is not there or lacks what ``mailsvc init``
-    makes and every start needs (the TLS certificate and key)."""
-    home = settings.home
-    if not home.is_dir():
-        raise ConfigError(
-            f"{home} does not exist: run `mailsvc init --home {home} --domain DOMAIN` first"
-        )
+def check_tls_files(settings: Settings) -> None:
+    """Refuse, saying what to run, a home that lacks what ``mailsvc init`` makes and every
+    start needs: the TLS certificate and key."""
     for key in ("cert", "key"):
         path = settings.path(getattr(settings.tls, key))
         if not path.is_file():
@@ -106,7 +102,8 @@ def register(group: click.Group) -> None:
             for noisy in ("pyhanko", "pyhanko_certvalidator"):
                 logging.getLogger(noisy).setLevel(logging.ERROR)
         overrides = {k: v for k, v in listen.items() if v is not None}
-        check_home(obj.settings)
+        require_home(obj)
+        check_tls_files(obj.settings)
         with private_umask():  # everything serve creates (database, logs, spool) is private
             check_permissions(obj.settings)
             asyncio.run(_serve(obj, overrides))

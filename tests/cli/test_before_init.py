@@ -1,5 +1,5 @@
-"""`mailsvc serve` on a home that `mailsvc init` has not made: a precise error saying what
-to run, no traceback, nothing created."""
+"""`mailsvc serve` and `mailsvc backup` on a home that `mailsvc init` has not made: a
+precise error saying what to run, no traceback, nothing created."""
 
 from __future__ import annotations
 
@@ -39,3 +39,12 @@ def test_a_relay_that_is_not_host_port_is_refused_at_load(tmp_path: Path) -> Non
     )
     assert result.exit_code == 1, result.output
     assert "key 'outbound.relay': Value error, expected HOST:PORT, got 'x y'" in result.output
+
+
+def test_backup_of_a_missing_home_says_to_run_init(tmp_path: Path) -> None:
+    home = tmp_path / "nowhere"
+    result = CliRunner().invoke(main, ["--home", str(home), "backup"])
+    assert result.exit_code == 1, result.output
+    assert f"error: {home} does not exist: run `mailsvc init" in result.output
+    assert "Traceback" not in result.output
+    assert not home.exists()
