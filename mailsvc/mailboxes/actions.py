@@ -23,6 +23,7 @@ from mailsvc.errors import DependencyError, MailsvcError, NotFoundError
 from mailsvc.mailboxes.dovecot import MASTER_SEPARATOR, DovecotService
 
 log = logging.getLogger(__name__)
+_HAS_FIRST_BYTE = re.compile(rb'BODY\[\]<0> (?:\{[1-9][0-9]*\}|"[^"]+")')
 
 QUEUE_ID_HEADER = "X-Mailsvc-Queue-Id"
 _FETCH_UID = re.compile(rb"\bUID (\d+)")
@@ -137,14 +138,18 @@ class MailboxActions:
     async def holds(self, address: str, *, queue_id: str, folder: str = "INBOX") -> bool:
         """True when ``folder`` holds a readable copy with this queue-id header.
 
-        The body is fetched, not only the header: Dovecot answers header searches from
+        The message is read, not only its header: Dovecot answers header searches from
         its index cache, which can remember a message whose file is gone (a restored
-        Maildir); reading the file settles it."""
+        Maildir); a byte read from the file settles it."""
         async with self.session(address) as imap:
             for uid in await self._find(imap, folder, None, queue_id):
-                reply = await imap.uid("fetch", str(uid), "(BODY.PEEK[TEXT]<0.1>)")
+                # The first byte of the whole message: a copy always has one (its header),
+                # while a lost file comes back as NIL or an empty string, if at all.
+                reply = await imap.uid("fetch", str(uid), "(BODY.PEEK[]<0.1>)")
                 if reply.result == "OK" and any(
-                    b"BODY[TEXT]<0>" in line for line in reply.lines if isinstance(line, bytes)
+                    _HAS_FIRST_BYTE.search(line)
+                    for line in reply.lines
+                    if isinstance(line, bytes | bytearray)
                 ):
                     return True
             return False

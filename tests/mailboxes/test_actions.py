@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from mailsvc.mailboxes.actions import MailboxActionError, MailboxActions, quote
@@ -105,3 +107,32 @@ async def test_normal_users_cannot_act_as_the_service(
         with pytest.raises(MailboxActionError):
             await fake.list_folders(bob)
     assert quote('a"b\\c') == '"a\\"b\\\\c"'
+
+
+async def test_holds_is_false_for_a_message_whose_file_is_gone(
+    dovecot: DovecotService, accounts: Accounts, lmtp: LmtpClient, tls: Tls
+) -> None:
+    """A restored Maildir can lack a file its (restored) index still lists: Dovecot then
+    answers the header search from its cache and the body fetch without the body. The
+    copy is not there, and repair must deliver it (it was marked delivered, and lost)."""
+    user = accounts.add("khoiphuc")
+    actions = MailboxActions.for_service(dovecot, str(tls.cert))
+    await lmtp.deliver(user, message(subject="Giữ lại", X_Mailsvc_Queue_Id="KEEP1"))
+    await lmtp.deliver(user, message(subject="Mất tệp", X_Mailsvc_Queue_Id="GONE1"))
+    assert await actions.holds(user, queue_id="GONE1")  # searched once: in the cache now
+    assert await actions.holds(user, queue_id="KEEP1")
+    maildir = dovecot.maildir_root / user.split("@")[1] / user.split("@")[0] / "Maildir"
+    gone = [
+        path
+        for sub in ("cur", "new")
+        for path in (maildir / sub).iterdir()
+        if b"GONE1" in path.read_bytes()
+    ]
+    assert len(gone) == 1
+    folder = gone[0].parent
+    times = folder.stat()
+    gone[0].unlink()
+    # as a restore leaves it: the folder's times as they were, so Dovecot sees no change
+    os.utime(folder, ns=(times.st_atime_ns, times.st_mtime_ns))
+    assert not await actions.holds(user, queue_id="GONE1")
+    assert await actions.holds(user, queue_id="KEEP1")
