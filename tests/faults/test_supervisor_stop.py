@@ -55,18 +55,29 @@ sys.exit(0)
 """
 
 
-async def test_a_worker_born_during_the_stop_gets_sigterm_too(tmp_path: Path) -> None:
-    ready, marker = tmp_path / "ready", tmp_path / "worker-got-sigterm"
+def script_daemon(
+    tmp_path: Path, name: str, script: str, *args: str, stop_timeout: float | None = None
+) -> SupervisedProcess:
+    """A supervised ``python -c script`` that is ready once it has created ``tmp_path/ready``
+    (its first argument; ``args`` follow)."""
+    ready = tmp_path / "ready"
 
     async def is_ready() -> bool:
         return ready.exists()
 
-    daemon = SupervisedProcess(
-        "late-worker",
-        [sys.executable, "-c", DAEMON, str(ready), str(marker)],
+    options = {} if stop_timeout is None else {"stop_timeout": stop_timeout}
+    return SupervisedProcess(
+        name,
+        [sys.executable, "-c", script, str(ready), *args],
         is_ready,
         log_path=str(tmp_path / "daemon.log"),
+        **options,
     )
+
+
+async def test_a_worker_born_during_the_stop_gets_sigterm_too(tmp_path: Path) -> None:
+    marker = tmp_path / "worker-got-sigterm"
+    daemon = script_daemon(tmp_path, "late-worker", DAEMON, str(marker))
     await daemon.start()
     assert daemon.pid is not None
     await daemon.stop()
@@ -93,18 +104,7 @@ async def test_a_worker_left_behind_by_its_master_does_not_outlive_the_stop(
 ) -> None:
     """The daemon's own process exits on SIGTERM and leaves a worker that ignores it: the
     stop ends the rest of the process group (SIGKILL at the stop timeout), no orphan stays."""
-    ready = tmp_path / "ready"
-
-    async def is_ready() -> bool:
-        return ready.exists()
-
-    daemon = SupervisedProcess(
-        "abandons-worker",
-        [sys.executable, "-c", ABANDONS, str(ready)],
-        is_ready,
-        log_path=str(tmp_path / "daemon.log"),
-        stop_timeout=2.0,
-    )
+    daemon = script_daemon(tmp_path, "abandons-worker", ABANDONS, stop_timeout=2.0)
     await daemon.start()
     group = daemon.pid
     assert group is not None
@@ -136,18 +136,7 @@ async def test_a_group_whose_members_have_all_ended_is_not_waited_for(tmp_path: 
     """A zombie (ended, not yet collected by its parent or, once the parent is gone, by
     init) runs no more: the stop does not wait for init to collect it (PID 1 in a container
     took up to two seconds, and every Dovecot stop of the test suite paid it)."""
-    ready = tmp_path / "ready"
-
-    async def is_ready() -> bool:
-        return ready.exists()
-
-    daemon = SupervisedProcess(
-        "leaves-a-zombie",
-        [sys.executable, "-c", ZOMBIE_LEFT, str(ready)],
-        is_ready,
-        log_path=str(tmp_path / "daemon.log"),
-        stop_timeout=30.0,
-    )
+    daemon = script_daemon(tmp_path, "leaves-a-zombie", ZOMBIE_LEFT, stop_timeout=30.0)
     await daemon.start()
     group = daemon.pid
     assert group is not None
