@@ -125,16 +125,16 @@ class TemplateCopies:
                 make = not self._ready and not self._closing
                 if not drops and not make:
                     return  # closing, nothing left to drop
-            for name in drops:
-                _drop_pg_database(self._admin_url, name)
-            if make:
-                try:
-                    copy = _create_pg_database(self._admin_url, self._template)
-                except BaseException as exc:
-                    with self._changed:
-                        self._error = exc
-                        self._changed.notify_all()
-                    return
+            try:
+                for name in drops:
+                    _drop_pg_database(self._admin_url, name)
+                copy = _create_pg_database(self._admin_url, self._template) if make else None
+            except BaseException as exc:  # the next take() raises it, at once
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
+                return
+            if copy is not None:
                 with self._changed:
                     self._ready.append(copy)
                     self._changed.notify_all()
