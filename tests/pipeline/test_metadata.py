@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -168,11 +170,19 @@ async def test_unknown_sender_domain_has_no_agency_code(directory: DbDirectory) 
 
 
 async def test_extraction_failure_is_none_with_subject_metadata(directory: DbDirectory) -> None:
-    extractor = TextExtractor(executor=None, limits=ExtractionLimits(timeout_s=1e-9))
-    stage = MetadataStage(extractor, directory)
-    msg = _message("Thượng khẩn: Quyết định 35/2018/QĐ-UBND")
-    msg.add_attachment(layout_pdf(LAYOUTS["qd_party"]), *PDF, filename="qd.pdf")
-    (finding,) = await stage.inspect(_inbound(msg))
+    # The extraction's only thread is held until the timeout has fired, so it cannot finish
+    # first however fast the machine is (a bare 1 ns timeout raced a fast extraction once).
+    held = threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        executor.submit(held.wait, 30)
+        extractor = TextExtractor(executor=executor, limits=ExtractionLimits(timeout_s=0.05))
+        stage = MetadataStage(extractor, directory)
+        msg = _message("Thượng khẩn: Quyết định 35/2018/QĐ-UBND")
+        msg.add_attachment(layout_pdf(LAYOUTS["qd_party"]), *PDF, filename="qd.pdf")
+        try:
+            (finding,) = await stage.inspect(_inbound(msg))
+        finally:
+            held.set()
     assert finding.status is Status.NONE
     assert finding.reason == "extraction-failed"
     meta = finding.payload
