@@ -171,7 +171,7 @@ class SmtpHandler:
                 return replies.SENDER_NOT_OWNED.format(address=address)
         envelope.mail_from = address or "<>"
         envelope.mail_options.extend(mail_options)
-        return "250 2.1.0 OK"
+        return replies.SENDER_OK
 
     async def handle_RCPT(
         self,
@@ -192,7 +192,7 @@ class SmtpHandler:
             and self.mode.direction is Direction.SUBMISSION
         ):
             envelope.rcpt_tos.append(address.lower())
-            return "250 2.1.5 OK"
+            return replies.RECIPIENT_OK
         status = await self.lookup.recipient_status(address)
         if status is RecipientStatus.REMOTE:
             if not session.authenticated:
@@ -211,7 +211,7 @@ class SmtpHandler:
             return replies.MAILBOX_DISABLED.format(address=address)
         envelope.rcpt_tos.append(address.lower())
         envelope.rcpt_options.extend(rcpt_options)
-        return "250 2.1.5 OK"
+        return replies.RECIPIENT_OK
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
         queue_id = new_queue_id()

@@ -8,6 +8,8 @@ from mailsvc.pipeline.antivirus import ScanResult
 from mailsvc.pipeline.authentication import DmarcOutcome, SpfOutcome
 from mailsvc.verdict import Action, Finding, Verdict
 
+SENDER_OK = "250 2.1.0 OK"
+RECIPIENT_OK = "250 2.1.5 OK"
 OK_QUEUED = "250 2.0.0 OK queued as {queue_id}"
 OK_DUPLICATE = "250 2.0.0 OK already received as {queue_id}"
 
@@ -42,7 +44,13 @@ AUTH_INVALID = "535 5.7.8 Authentication credentials invalid"
 AUTH_MUST_CHANGE = "535 5.7.8 One-time password: set a new password at {url} before using mail"
 AUTH_DISABLED = "535 5.7.8 Account disabled, contact the administrator"
 
-# DATA
+# DATA (the first six keep aiosmtpd's own wording: mailsvc reads DATA itself)
+OK = "250 OK"
+NEED_RCPT = "503 Error: need RCPT command"
+DATA_SYNTAX = "501 Syntax: DATA"
+START_DATA = "354 End data with <CR><LF>.<CR><LF>"
+DATA_TOO_LARGE = "552 Error: Too much mail data"
+LINE_TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
 TEMPFAIL = "451 4.7.0 Temporary failure in message checks, try again later"
 DELIVERY_TEMPFAIL = "451 4.3.0 Temporary failure storing the message, try again later"
 INTERNAL_ERROR = "451 4.3.0 Internal error, try again later"

@@ -171,14 +171,14 @@ class MailsvcSMTP(SMTP):
             return
         assert self.envelope is not None
         if not self.envelope.rcpt_tos:
-            await self.push("503 Error: need RCPT command")
+            await self.push(replies.NEED_RCPT)
             return
         if arg:
-            await self.push("501 Syntax: DATA")
+            await self.push(replies.DATA_SYNTAX)
             return
         self._sessions.enter_data(self)
         try:
-            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            await self.push(replies.START_DATA)
             content, problem = await read_data(
                 self._reader, self.data_size_limit, self.line_length_limit
             )
@@ -190,7 +190,7 @@ class MailsvcSMTP(SMTP):
             self.envelope.original_content = content
             status = await self._call_handler_hook("DATA")
             self._set_post_data_state()
-            await self.push("250 OK" if status is MISSING else status)
+            await self.push(replies.OK if status is MISSING else status)
         finally:
             self._sessions.leave_data(self)
         if self._sessions.closing:
@@ -249,10 +249,6 @@ class MailsvcSMTP(SMTP):
         return AuthResult(success=False, handled=False, message=message)
 
 
-TOO_LONG = "500 Line too long (see RFC5321 4.5.3.1.6)"
-TOO_MUCH = "552 Error: Too much mail data"
-
-
 async def read_data(
     reader: asyncio.StreamReader, size_limit: int | None, line_limit: int
 ) -> tuple[bytes, str | None]:
@@ -280,14 +276,14 @@ async def read_data(
                 piece = await reader.readuntil(b".\r\n")
             except asyncio.LimitOverrunError as overrun:
                 piece = await reader.read(overrun.consumed)  # no end in sight: drop it
-                problem = problem or TOO_MUCH
+                problem = problem or replies.DATA_TOO_LARGE
                 pieces.clear()
                 tail = piece[-2:]
                 continue
             size += len(piece)
             ends = (len(piece) == 3 and tail in (b"", b"\r\n")) or piece.endswith(b"\r\n.\r\n")
             if problem is None and size - 3 * ends > limit:
-                problem = TOO_MUCH
+                problem = replies.DATA_TOO_LARGE
                 pieces.clear()
             if problem is None:
                 pieces.append(piece)
@@ -300,7 +296,7 @@ async def read_data(
         return b"", problem
     data = b"".join(pieces)[:-3]  # without the ".\r\n" that ended it
     if len(data) > line_limit - 2 and max(map(len, data.split(b"\r\n"))) > line_limit - 2:
-        return b"", TOO_LONG
+        return b"", replies.LINE_TOO_LONG
     if data.startswith(b"."):
         data = data[1:]
     return data.replace(b"\r\n.", b"\r\n"), None

@@ -9,7 +9,9 @@ import os
 
 import pytest
 
-from mailsvc.smtp.server import TOO_LONG, TOO_MUCH, read_data
+from mailsvc.smtp.replies import DATA_TOO_LARGE as TOO_MUCH
+from mailsvc.smtp.replies import LINE_TOO_LONG as TOO_LONG
+from mailsvc.smtp.server import read_data
 
 LINE_LIMIT = 1001
 
