@@ -40,14 +40,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (a parser, a corpus, OCR, signature checks, a CLI command on a home of its own) does
     the same thing in both passes: the SQLite pass runs it, and running it again on
     PostgreSQL tested nothing more (about four tests in five, a fifth of that pass's time).
-    ``MAILSVC_TEST_ALL=1`` runs every test in the PostgreSQL pass too."""
-    if not PG_ADMIN_URL or os.environ.get("MAILSVC_TEST_ALL") == "1":
-        return
-    kept = [item for item in items if reaches_database(item)]
-    if len(kept) < len(items):
-        left = [item for item in items if not reaches_database(item)]
-        config.hook.pytest_deselected(items=left)
-        items[:] = kept
+    ``MAILSVC_TEST_ALL=1`` runs every test in the PostgreSQL pass too.
+
+    The modules of tests marked ``long(seconds)`` (the two-minute soak, the crash
+    test...) go first, longest first: with the suite spread over processes
+    (``scripts/test``: pytest-xdist, one module at a time), the longest start at once
+    and the others fill the other processes meanwhile, instead of a two-minute test
+    starting last."""
+    if PG_ADMIN_URL and os.environ.get("MAILSVC_TEST_ALL") != "1":
+        kept = [item for item in items if reaches_database(item)]
+        if len(kept) < len(items):
+            left = [item for item in items if not reaches_database(item)]
+            config.hook.pytest_deselected(items=left)
+            items[:] = kept
+    seconds: dict[str, float] = {}
+    for item in items:
+        if (marker := item.get_closest_marker("long")) is not None:
+            module = _module_of(item)
+            seconds[module] = seconds.get(module, 0.0) + float(marker.args[0])
+    items.sort(key=lambda item: -seconds.get(_module_of(item), 0.0))  # stable: else as collected
+
+
+def _module_of(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
 
 
 def _create_pg_database(admin_url: str, template: str = "template0") -> tuple[str, str]:

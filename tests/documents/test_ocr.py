@@ -47,6 +47,7 @@ def scanned(pool: WorkerPool) -> Report:
     return asyncio.run(measure(generator.scanned_corpus(), pool))
 
 
+@pytest.mark.long(30)  # its fixture reads the scanned corpus by OCR (~25 s)
 def test_scanned_markings(scanned: Report) -> None:
     print("\n" + scanned.table())
     precision, _recall = scanned.precision_recall()

@@ -10,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import aioimaplib
+import pytest
 from sqlalchemy import func, select
 
 from mailsvc.checks.models import ImapSession, MailboxCheck
@@ -142,6 +143,7 @@ def _open_inbox_plain(host: str, port: int, user: str) -> None:
         client.logout()
 
 
+@pytest.mark.long(20)
 async def test_a_burst_of_1000_logins_loses_none_across_a_reader_restart(
     server: RunningServer,
 ) -> None:

@@ -151,6 +151,7 @@ def database(request: pytest.FixtureRequest, service_home: Path) -> Iterator[str
     yield url
 
 
+@pytest.mark.long(20)
 def test_kill_9_five_times_under_load_loses_and_duplicates_nothing(
     service_home: Path, database: str
 ) -> None:

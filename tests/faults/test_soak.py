@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SOAK = Path(__file__).resolve().parents[2] / "scripts" / "soak"
 
 
+@pytest.mark.long(130)
 def test_two_minute_soak_has_no_loss_and_no_growth(db_url: str) -> None:
     env = dict(os.environ, PYTHONPATH=str(SOAK.parents[1]))
     # the suite's database: PostgreSQL in its pass (SQLite: the soak's own file, 0600)
