@@ -167,6 +167,12 @@ _SET_HEADERS = (
     .where(_RECORDS.c.id == bindparam("rid"))
     .values(headers=bindparam("block"), flags=bindparam("marks"))
 )
+_SEEN = select(_RECORDS.c.id).where(_RECORDS.c.message_key == bindparam("key")).limit(1)
+_MARK_DELIVERED = (
+    update(_RECORDS)
+    .where(_RECORDS.c.id == bindparam("rid"))
+    .values(state="delivered", delivered_at=bindparam("at"))
+)
 
 
 def message_key(msg: InboundMessage) -> str:
@@ -314,11 +320,12 @@ class Acceptance:
         whether a receipt was queued."""
         key = message_key(msg)
         with self.sessions.begin() as session:
-            # Almost always a new message: ask with a Core statement (no ORM loading),
-            # load the rows only for a retry.
-            seen = session.execute(
-                select(_RECORDS.c.id).where(_RECORDS.c.message_key == key)
-            ).first()
+            # The hot path's statements are Core, run on the session's connection: the
+            # same transaction, without the ORM's execution layer (half the CPU of
+            # ``session.execute`` for these three). Almost always a new message: the rows
+            # are loaded as objects only for a retry.
+            conn = session.connection()
+            seen = conn.execute(_SEEN, {"key": key}).first()
             existing = (
                 session.scalars(select(MessageRecord).where(MessageRecord.message_key == key)).all()
                 if seen is not None
@@ -356,7 +363,7 @@ class Acceptance:
                     "state": RELAYED if rcpt in remote else "stored",
                     "delivered_at": None,
                 }
-                row_id = session.execute(_INSERT_RECORD, values).scalar_one()
+                row_id = conn.execute(_INSERT_RECORD, values).scalar_one()
                 new.append(MessageRecord(id=row_id, **values))
             relayed = [r for r in new if r.state == RELAYED]
             new = [r for r in new if r.state != RELAYED]
@@ -375,7 +382,7 @@ class Acceptance:
                 record.headers = self._header_block(msg, verdict, record, notes)
                 record.flags = flags
             if new:
-                session.execute(
+                conn.execute(
                     _SET_HEADERS,
                     [{"rid": r.id, "block": r.headers, "marks": r.flags} for r in new],
                 )
@@ -519,13 +526,10 @@ class Acceptance:
                     done.set_result(None)
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
-        stmt = (
-            update(_RECORDS)
-            .where(_RECORDS.c.id == bindparam("rid"))
-            .values(state="delivered", delivered_at=bindparam("at"))
-        )
         with self.sessions.begin() as session:
-            session.execute(stmt, [{"rid": rid, "at": at} for rid, at in marks])
+            session.connection().execute(
+                _MARK_DELIVERED, [{"rid": rid, "at": at} for rid, at in marks]
+            )
 
     def _mark_delivered(self, record_id: int) -> None:
         with self.sessions.begin() as session:
