@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import shutil
 import statistics
@@ -246,6 +247,9 @@ async def main() -> None:
     parser.add_argument("--documents", type=int, default=300)
     parser.add_argument("--sessions", type=int, default=10)
     args = parser.parse_args()
+    # The receipts to the sending agency have no route here (closed network, no smarthost):
+    # the outbound queue's warning for each of them (one per document) is left out.
+    logging.getLogger("mailsvc.outbound.mailer").setLevel(logging.ERROR)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         workdir = Path(tmp)

@@ -320,14 +320,16 @@ class ServiceMonitor:
         """CPU per ``unit`` of each process alive through the block, heaviest first."""
         rows = sorted(
             (
-                (proc.cpu - self.before[pid].cpu, proc.command)
+                (
+                    proc.cpu - self.before[pid].cpu if pid in self.before else proc.cpu,
+                    proc.command + ("" if pid in self.before else " (started during the run)"),
+                )
                 for pid, proc in self.after.items()
-                if pid in self.before
             ),
             reverse=True,
         )
-        print(f"CPU per {unit}, by process (alive during the whole run):")
-        for used, cmd in rows[:6]:
+        print(f"CPU per {unit}, by process (alive at the end of the run):")
+        for used, cmd in rows[:10]:
             if used > 0.05:
                 print(f"  {used / count * 1000:6.1f} ms  {cmd}")
 

@@ -339,6 +339,7 @@ async def main() -> None:
     base = describe("baseline aiosmtpd+Maildir+fsync", args.messages, base_elapsed, base_lat)
     ours = describe("mailsvc full path (LMTP→Dovecot)", args.messages, ours_elapsed, ours_lat)
     print(f"ratio mailsvc/baseline: {ours / base:.2f}")
+    monitor.report_processes(args.messages, "message")
     monitor.report(args.messages, "message")
 
 
