@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass, field
 from email.message import EmailMessage, Message
+from functools import cached_property
 from types import FrameType
 from typing import Any, Protocol
 
@@ -59,6 +60,7 @@ from mailsvc.documents.formats import (
 from mailsvc.documents.ocr import ILLEGIBLE, Ocr, OcrLimits
 from mailsvc.errors import MailsvcError
 from mailsvc.message import InboundMessage, decoded_payload, parse_tree
+from mailsvc.originator import Originator, read_originator
 
 log = logging.getLogger(__name__)
 
@@ -704,6 +706,16 @@ class MessageView:
     message: Message | None  # None when parsing overran its CPU budget
     text: ExtractedText
     direction: str  # mailsvc.message.Direction value
+    # From/Sender/Reply-To as the SMTP process parsed them (``InboundMessage.originator``)
+    # before the message came here: the same bytes, so not parsed a second time.
+    parsed_originator: Originator | None = None
+
+    @cached_property
+    def originator(self) -> Originator:
+        """The originator fields: the SMTP process's parse, or parsed here (bounded)."""
+        if self.parsed_originator is not None:
+            return self.parsed_originator
+        return read_originator(self.raw)
 
 
 # (stage name, a picklable function of (view, argument), its argument)
@@ -727,12 +739,17 @@ class Analysis:
 
 
 def analyse_message_bytes(
-    raw: bytes, limits: ExtractionLimits, tasks: Sequence[AnalysisTask], direction: str
+    raw: bytes,
+    limits: ExtractionLimits,
+    tasks: Sequence[AnalysisTask],
+    direction: str,
+    originator: Originator | None = None,
 ) -> Analysis:
     """The worker entry point: parse once, extract, then run each stage's function on
-    the same view (picklable I/O)."""
+    the same view (picklable I/O). ``originator``: the fields already parsed from ``raw``
+    by the caller, if it has them."""
     text, msg = _extract(raw, limits)
-    view = MessageView(raw, msg, text, direction)
+    view = MessageView(raw, msg, text, direction, originator)
     results: dict[str, Any] = {}
     failures: dict[str, str] = {}
     for name, fn, arg in tasks:
@@ -818,8 +835,12 @@ class TextExtractor:
     async def analyse(self, msg: InboundMessage | EmailMessage | bytes) -> Analysis:
         """The text and every registered stage function's result for ``msg``, from one
         worker call shared by all concurrent callers; raises :class:`ExtractionError`."""
+        originator: Originator | None = None
         if isinstance(msg, InboundMessage):
             raw, key = msg.raw, (msg.sha256, msg.direction.value)
+            # Already parsed (the limits stage does it): the worker uses it. Not parsed
+            # here when it is not: this runs on the event loop.
+            originator = msg.__dict__.get("originator")
         else:
             raw = msg if isinstance(msg, bytes) else msg.as_bytes()
             key = (_sha(raw), "")
@@ -833,7 +854,7 @@ class TextExtractor:
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         try:
-            result = await self._run(raw, key[1])
+            result = await self._run(raw, key[1], originator)
         except BaseException as exc:
             self._cache.pop(key, None)
             if not future.done():
@@ -845,10 +866,18 @@ class TextExtractor:
         future.set_result(result)
         return result
 
-    async def _run(self, raw: bytes, direction: str) -> Analysis:
+    async def _run(
+        self, raw: bytes, direction: str, originator: Originator | None = None
+    ) -> Analysis:
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(
-            self.executor, analyse_message_bytes, raw, self.limits, self._task_list(), direction
+            self.executor,
+            analyse_message_bytes,
+            raw,
+            self.limits,
+            self._task_list(),
+            direction,
+            originator,
         )
         try:
             return await asyncio.wait_for(work, self.limits.timeout_s)

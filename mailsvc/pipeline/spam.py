@@ -30,7 +30,7 @@ from typing import Any
 from mailsvc.documents.extract import ExtractionError, MessageView, TextExtractor, part_filename
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage, decoded_payload
-from mailsvc.originator import read_originator
+from mailsvc.originator import Originator, read_originator
 from mailsvc.pipeline.domains import organisational_domain
 from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
 from mailsvc.verdict import Finding, Status
@@ -195,7 +195,9 @@ def _link_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
             parser.close()
             links.extend(parser.links)
         elif ctype == "text/plain":
-            links.extend((url, "") for url in _URL.findall(_text(part)))
+            text = _text(part)
+            if "://" in text:  # the search costs 0.2 ms on 20 KB of Vietnamese without it
+                links.extend((url, "") for url in _URL.findall(text))
     hits: list[Hit] = []
     ip_urls = [
         h
@@ -379,7 +381,9 @@ def _gtube(raw: bytes, msg: Message) -> bool:
     return False
 
 
-def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) -> list[Hit]:
+def _header_rules(
+    raw: bytes, msg: Message, direction: str, policy: SpamPolicy, originator: Originator
+) -> list[Hit]:
     rules = policy.rules
     hits: list[Hit] = []
     head = _header_block(raw)
@@ -392,7 +396,7 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
             hits.append(Hit("missing-message-id", "no Message-ID header"))
     from_count = names.count("from")
     # parsed once, bounded (mailsvc.originator); display names decoded
-    addresses = list(read_originator(raw).from_)
+    addresses = list(originator.from_)
     if rules.multiple_from.enabled and (from_count > 1 or len(addresses) > 1):
         hits.append(
             Hit(
@@ -453,21 +457,24 @@ def _header_rules(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) 
 
 def content_hits(raw: bytes, direction: str, policy: SpamPolicy) -> list[Hit]:
     """Every rule that needs only the message (CPU; picklable for a process pool)."""
-    return _content_hits(raw, _parse(raw), direction, policy)
+    return _content_hits(raw, _parse(raw), direction, policy, read_originator(raw))
 
 
 def view_hits(view: MessageView, policy: SpamPolicy) -> list[Hit]:
-    """``content_hits`` on the worker's one parse of the message (an analysis task)."""
+    """``content_hits`` on the worker's one parse of the message (an analysis task), with
+    the originator fields the SMTP process parsed (``MessageView.originator``)."""
     if view.message is None:  # the parse overran its CPU budget: classification errs
         return []
-    return _content_hits(view.raw, view.message, view.direction, policy)
+    return _content_hits(view.raw, view.message, view.direction, policy, view.originator)
 
 
-def _content_hits(raw: bytes, msg: Message, direction: str, policy: SpamPolicy) -> list[Hit]:
+def _content_hits(
+    raw: bytes, msg: Message, direction: str, policy: SpamPolicy, originator: Originator
+) -> list[Hit]:
     hits: list[Hit] = []
     if policy.rules.gtube.enabled and _gtube(raw, msg):
         hits.append(Hit("gtube", "GTUBE test string"))
-    hits.extend(_header_rules(raw, msg, direction, policy))
+    hits.extend(_header_rules(raw, msg, direction, policy, originator))
     hits.extend(_link_rules(msg, policy))
     hits.extend(_attachment_rules(msg, policy))
     return hits

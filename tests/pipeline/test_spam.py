@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
 import io
 import zipfile
 from email.message import EmailMessage
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from mailsvc.documents.extract import TextExtractor
+from mailsvc.documents.extract import ExtractedText, MessageView, TextExtractor
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import AgencyInfo
 from mailsvc.message import Direction, InboundMessage
+from mailsvc.originator import Mailbox, Originator
 from mailsvc.pipeline.runner import PipelineRunner
-from mailsvc.pipeline.spam import GTUBE, Hit, SpamStage
+from mailsvc.pipeline.spam import GTUBE, Hit, SpamStage, view_hits
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import RULE_NAMES, SpamPolicy, load_spam_policy
 from mailsvc.verdict import Action, Finding, Status
@@ -173,6 +175,12 @@ TABLE: list[tuple[str, bytes, str, set[str]]] = [
         raw(official(body="Xem http://3405803785/a ngay.\n")),
         "vanthu@stp.example.vn",
         {"ip-literal-url"},
+    ),
+    (
+        "shortener in plain text, scheme in capitals",
+        raw(official(body="Tải văn bản: HTTPS://BIT.LY/3xYz\n")),
+        "vanthu@stp.example.vn",
+        {"url-shortener"},
     ),
     (
         "link text shows another domain",
@@ -496,3 +504,46 @@ async def test_process_pool_executor() -> None:
         stage = SpamStage(Directory(), POLICY, TextExtractor(pool))
         findings = await stage.inspect(inbound(raw(with_attachment("cong-van.pdf.exe"))))
     assert {f.reason for f in findings} == {"executable-attachment", "double-extension"}
+
+
+def originator_seen(view: MessageView, _arg: None) -> tuple[Originator | None, Originator]:
+    """An analysis task: what the worker was given, and what its stages read."""
+    return view.parsed_originator, view.originator
+
+
+async def test_the_worker_reads_the_originator_the_smtp_process_parsed() -> None:
+    """From/Sender/Reply-To are parsed once per message: the limits stage parses them in
+    the SMTP process, and the worker call (a real process) gets that parse, not the bytes
+    to parse again; without one, the worker parses them itself."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    data = raw(official(From="Văn thư <vanthu@stp.example.vn>", Reply_To="<b@stp.vn>"))
+    with ProcessPoolExecutor(max_workers=1) as pool:
+        extractor = TextExtractor(pool)
+        extractor.add_task("probe", originator_seen, None)
+        parsed = inbound(data)
+        expected = parsed.originator  # as the limits stage does before the other stages
+        given, read = (await extractor.analyse(parsed)).result("probe")
+        assert given == expected and read == expected
+        assert read.from_[0].display_name == "Văn thư"
+        assert [m.addr_spec for m in read.reply_to] == ["b@stp.vn"]
+        extractor.clear()
+        given, read = (await extractor.analyse(inbound(data))).result("probe")
+        assert given is None and read == expected
+
+
+def test_the_spam_rules_use_the_originator_they_are_given() -> None:
+    """The header rules read ``MessageView.originator``: two From addresses in the parse
+    handed over count, although the bytes hold one (nothing parses From again)."""
+    data = CLEAN
+    two = Originator(
+        from_=(Mailbox("", "vanthu@stp.example.vn"), Mailbox("", "giamdoc@stp.example.vn"))
+    )
+    message = email.message_from_bytes(data)
+    text = ExtractedText(message_sha256="", parts=())
+    assert "multiple-from" not in {
+        h.rule for h in view_hits(MessageView(data, message, text, "in"), POLICY)
+    }
+    assert "multiple-from" in {
+        h.rule for h in view_hits(MessageView(data, message, text, "in", two), POLICY)
+    }
