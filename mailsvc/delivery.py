@@ -224,8 +224,8 @@ class Acceptance:
         self._delivering: dict[int, asyncio.Lock] = {}
         # Group commit of "delivered" marks: rows waiting for the next batch, and the task
         # writing the current one (one transaction for every copy delivered meanwhile).
-        self._marks: list[tuple[int, datetime, asyncio.Future[None]]] = []
-        self._marker: asyncio.Task[None] | None = None
+        self._marks: list[tuple[int, datetime]] = []
+        self._marker: asyncio.Future[None] | None = None
         self._blobs_in_use: Counter[str] = Counter()
 
     # -- accepted mail -----------------------------------------------------------------
@@ -486,7 +486,7 @@ class Acceptance:
         if self.metrics is not None:
             self.metrics.deliveries.labels(record.folder, "delivered").inc()
             self.metrics.lmtp_seconds.observe(lmtp)
-        await self._mark(record.id)
+        self._mark(record.id)
         record.state = "delivered"
         _log_delivery(record, len(data), started, verdict, register, "delivered (lmtp 250)")
         if self.flagger is not None and record.flags:
@@ -500,30 +500,29 @@ class Acceptance:
             except Exception:  # boundary: a flag is a convenience, the mail is delivered
                 log.exception("%s: could not flag the delivered copy", record.queue_id)
 
-    async def _mark(self, record_id: int) -> None:
-        """Mark a row delivered, committed before returning: copies delivered at the same
-        time share one transaction (group commit), so ten sessions cost one write, not ten."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._marks.append((record_id, utcnow(), done))
+    def _mark(self, record_id: int) -> None:
+        """Queue the row's 'delivered' mark. The marker task writes the marks queued
+        meanwhile in one transaction (group commit), and the reply does not wait for it:
+        the copy is in the mailbox and the message was committed before, so the mark is
+        bookkeeping. Should it never be written (the process killed, the database down),
+        the row stays 'stored' and repair (at the next start, and every minute for rows
+        over a minute old) finds the copy by searching the mailbox for the queue id, marks
+        it and does not deliver it again; a backup leaves such a row's copy out of the
+        archive (its restore delivers it from the blob)."""
+        self._marks.append((record_id, utcnow()))
         if self._marker is None or self._marker.done():
-            self._marker = asyncio.ensure_future(self._write_marks())
-        await done
+            self._marker = self._spawn(self._write_marks())
 
     async def _write_marks(self) -> None:
         while self._marks:
             batch, self._marks = self._marks, []
             try:
-                await asyncio.to_thread(self._mark_many, [(rid, at) for rid, at, _ in batch])
-            except BaseException as exc:
-                for _, _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for _, _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+                await asyncio.to_thread(self._mark_many, batch)
+            except Exception:  # boundary: the rows stay 'stored'; repair marks them
+                log.exception(
+                    "could not mark %d delivered row(s); repair will find their copies",
+                    len(batch),
+                )
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
         with self.sessions.begin() as session:
@@ -603,13 +602,14 @@ class Acceptance:
             except Exception:  # boundary
                 log.exception("%s: follow-up %s failed", msg.queue_id, type(follower).__name__)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def drain(self) -> None:
-        """Wait for follow-up work (notices) before shutdown."""
+        """Wait for follow-up work (notices, delivered marks) before shutdown."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 

@@ -11,7 +11,7 @@ from email.policy import default
 from email.utils import make_msgid
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from mailsvc.db.models import AuthFailure, MessageRecord
 from tests.e2e.conftest import DOMAIN, HOSTNAME, PASSWORD, RunningServer, client_tls, wait_for
@@ -99,9 +99,15 @@ async def test_inbound_message_is_delivered_with_trace_headers(server: RunningSe
     assert "other.example.vn; spf=pass" in header_text  # others' results are kept
     assert "X-Mailsvc-Queue-Id:" in header_text
     assert "999/2026" not in header_text
-    with server.sessions() as session:
-        row = session.scalars(select(MessageRecord)).one()
-        assert row.state == "delivered" and row.recipient == CLERK
+
+    def delivered_row() -> MessageRecord | None:
+        with server.sessions() as session:
+            row = session.scalars(select(MessageRecord)).one()
+            return row if row.state == "delivered" else None
+
+    await wait_for(lambda: delivered_row() is not None)  # the mark follows the 250
+    row = delivered_row()
+    assert row is not None and row.recipient == CLERK
     # The original body arrives byte for byte.
     original = server.app.blobs.get(row.sha256)
     assert delivered.endswith(original.split(b"\r\n\r\n", 1)[1])
@@ -283,6 +289,37 @@ async def test_lmtp_outage_gives_451_and_repair_delivers(server: RunningServer) 
     await wait_for(delivered, timeout=30)
     # The client's retry is recognised: no second copy.
     assert await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK]) == {}
+    assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 1
+
+
+async def test_a_delivered_mark_never_written_is_repaired_without_a_second_copy(
+    server: RunningServer,
+) -> None:
+    """The 250 follows the LMTP delivery, not the row's 'delivered' mark (written just
+    after, with the other copies delivered meanwhile). Should the mark never be written
+    (serve killed, the database gone for a moment), the row stays 'stored' with its copy
+    in the mailbox: repair finds the copy and marks the row, and the sender's retry is
+    recognised; one copy either way."""
+    server.add_mailbox(CLERK)
+    msg = make_message("cv@sender.example.vn", CLERK)
+    assert await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK]) == {}
+
+    def states() -> list[str]:
+        with server.sessions() as session:
+            return list(session.scalars(select(MessageRecord.state)))
+
+    await wait_for(lambda: states() == ["delivered"])
+    with server.sessions() as session:  # as if the mark had been lost
+        session.execute(update(MessageRecord).values(state="stored", delivered_at=None))
+        session.commit()
+    assert await server.app.acceptance.repair() == 1
+    assert states() == ["delivered"]
+    assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 1
+    with server.sessions() as session:
+        session.execute(update(MessageRecord).values(state="stored", delivered_at=None))
+        session.commit()
+    assert await asyncio.to_thread(send, server, msg, "cv@sender.example.vn", [CLERK]) == {}
+    await wait_for(lambda: states() == ["delivered"])
     assert len(await asyncio.to_thread(fetch_inbox, server, CLERK)) == 1
 
 
