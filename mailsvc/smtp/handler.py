@@ -344,7 +344,9 @@ def _peer_ip(session: SmtpSession) -> str:
 
 
 def _login(session: SmtpSession) -> str:
-    data = session.login_data
+    """The logged-in address: ``auth_data`` (our AUTH returns a ``LoginPassword``), not the
+    deprecated ``login_data``, whose every read logs a warning from aiosmtpd."""
+    data = getattr(session.auth_data, "login", None)
     if isinstance(data, bytes):
         return data.decode("utf-8", "replace").lower()
     return str(data or "").lower()
