@@ -167,6 +167,7 @@ def check_member_path(path: str) -> None:
         not path
         or pure.is_absolute()
         or path != str(pure)
+        or not pure.parts  # "." (tar's own directory entry: `tar czf x.tar.gz .`)
         or any(p in ("", ".", "..") for p in pure.parts)
         or (pure.parts[0] not in PARTS and path not in (MANIFEST_NAME, MAC_NAME))
     ):

@@ -4,7 +4,10 @@ part, setuid files, or a configuration that runs a command."""
 
 from __future__ import annotations
 
+import asyncio
 import stat
+import subprocess
+import tarfile
 from pathlib import Path
 
 from tests.backup.conftest import (
@@ -125,3 +128,26 @@ async def test_the_key_stays_out_of_archives_and_restores_elsewhere_with_key(
     restored = invoke(home, "restore", str(archive), "--yes", "--key", str(kept))
     assert restored.exit_code == 0, restored.output
     assert (home / "tls" / "fullchain.pem").read_bytes() == outside.read_bytes()
+
+
+async def test_an_archive_repacked_by_tar_is_refused_with_a_reason(
+    service: Service, tmp_path: Path
+) -> None:
+    """Unpacked and packed again with tar (`tar czf x.tar.gz .`): its members start with
+    "./" and the directory itself is a member "."; a precise refusal, not a traceback."""
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    unpacked = tmp_path / "unpacked"
+    unpacked.mkdir()
+    with tarfile.open(good) as archive:
+        archive.extractall(unpacked)  # our own archive, just made
+    repacked = tmp_path / "repacked.tar.gz"
+    tar = ["tar", "czf", str(repacked), "-C", str(unpacked), "."]
+    await asyncio.to_thread(subprocess.run, tar, check=True)
+    config = (home / "mailsvc.toml").read_bytes()
+    for args in (("--verify-only",), ("--yes",)):
+        result = invoke(home, "restore", str(repacked), *args)
+        assert result.exit_code == 1, result.output
+        assert "not a path this archive format uses" in result.output, result.output
+        assert "Traceback" not in result.output
+    assert (home / "mailsvc.toml").read_bytes() == config
