@@ -103,11 +103,16 @@ def _act(ctx: Context, ids: Sequence[int], verb: str, **kw: str) -> None:
 @pass_ctx
 def retry_cmd(ctx: Context, ids: Sequence[int], every: bool) -> None:
     """Try again now (a failed message is queued again, with a fresh lifetime)."""
+    if every and ids:
+        raise click.UsageError("give message ids or --all, not both")
+    if not every and not ids:
+        raise click.UsageError("give message ids, or --all")
     if every:
         with open_session(ctx) as session:
             ids = [r.id for r in admin.list_rows(session, (QUEUED,))]
-    if not ids:
-        raise click.UsageError("give message ids, or --all")
+        if not ids:
+            click.echo("retry: nothing queued")
+            return
     _act(ctx, ids, "retry")
 
 

@@ -91,6 +91,14 @@ async def test_queue_commands_metrics_and_health(
         assert f"delete: {listed['id']}" in out
         assert row(server).state == "deleted"
         assert json.loads(await asyncio.to_thread(cli, server, "queue", "list", "--json")) == []
+        # Nothing queued: retrying everything is no error, and changes nothing.
+        assert await asyncio.to_thread(cli, server, "queue", "retry", "--all") == (
+            "retry: nothing queued\n"
+        )
+        both = CliRunner().invoke(
+            main, ["--home", str(server.home), "queue", "retry", "1", "--all"]
+        )
+        assert both.exit_code == 2 and "give message ids or --all, not both" in both.output
         [line] = json.loads(await asyncio.to_thread(cli, server, "outgoing", "list", "--json"))[0][
             "deliveries"
         ]
