@@ -83,13 +83,18 @@ class Inspection:
 
 
 def as_message(path: Path, data: bytes) -> bytes:
-    """The file as the pipeline sees it: a message (``.eml`` as is), else one attachment."""
+    """The file as the pipeline sees it: a message (``.eml`` as is); a text file as a mail's
+    text (how a document typed as text is sent, and where the pipeline reads it); else one
+    attachment."""
     if path.suffix.lower() == ".eml" or formats.sniff(data, path.name, "") == formats.RFC822:
         return data
     msg = EmailMessage(policy=SMTP)
     msg["Subject"] = ""
-    msg.set_content("")
     kind = formats.sniff(data, path.name, "application/octet-stream")
+    if kind == "text/plain":
+        msg.set_content(data.decode("utf-8", "replace"))
+        return msg.as_bytes()
+    msg.set_content("")
     maintype, _, subtype = kind.partition("/")
     msg.add_attachment(
         data, maintype=maintype, subtype=subtype or "octet-stream", filename=path.name

@@ -71,6 +71,21 @@ def test_inspect_reads_a_scan_by_ocr_and_a_mail(tmp_path: Path) -> None:
     assert mail["markings"] == [] and mail["parts"] == []
 
 
+def test_inspect_reads_a_text_file_as_a_mail_text(tmp_path: Path) -> None:
+    """A document typed as text (the corpus writes the mail-body ones as .txt): read as a
+    mail's text, markings and metadata alike."""
+    doc = pick(fmt="body", position="under-abstract", form="plain")
+    (tmp_path / "van-ban.txt").write_bytes(generator.build(doc))
+    result = inspect(tmp_path / "home", "--json", str(tmp_path / "van-ban.txt"))
+    assert result.returncode == 2, result.stderr
+    report = json.loads(result.stdout)
+    [marking] = report["markings"]
+    assert marking["level"] == doc.level
+    assert report["metadata_from"] == "body"
+    assert report["metadata"]["number_notation"] == doc.truth.number
+    assert report["metadata"]["issued_date"] == doc.truth.issued.isoformat()
+
+
 def test_inspect_missing_file_is_one_line_error(tmp_path: Path) -> None:
     result = inspect(tmp_path / "home", str(tmp_path / "nothing.pdf"))
     assert result.returncode == 1
