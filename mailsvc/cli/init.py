@@ -407,7 +407,10 @@ def _demo_password() -> str:
 @click.option(
     "--demo",
     is_flag=True,
-    help="Also create the domain's agency and a demo clerk mailbox vanthu@DOMAIN.",
+    help=(
+        "Also create the domain's agency, demo mailboxes (clerk vanthu@DOMAIN, a leader and "
+        "an official, one password) and sample entries in its incoming register."
+    ),
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of lines.")
 @click.pass_obj
