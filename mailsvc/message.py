@@ -113,6 +113,12 @@ class InboundMessage:
         return read_originator(self.raw)
 
     @property
+    def originator_if_parsed(self) -> Originator | None:
+        """``originator`` if something has parsed it already, else None (no work)."""
+        parsed = self.__dict__.get("originator")
+        return parsed if isinstance(parsed, Originator) else None
+
+    @property
     def from_address(self) -> str:
         """The address in From:, lower-cased, or "" when missing or unparsable."""
         return self.originator.from_address

@@ -840,7 +840,7 @@ class TextExtractor:
             raw, key = msg.raw, (msg.sha256, msg.direction.value)
             # Already parsed (the limits stage does it): the worker uses it. Not parsed
             # here when it is not: this runs on the event loop.
-            originator = msg.__dict__.get("originator")
+            originator = msg.originator_if_parsed
         else:
             raw = msg if isinstance(msg, bytes) else msg.as_bytes()
             key = (_sha(raw), "")
