@@ -113,11 +113,23 @@ PACKAGE_ROOT = PACKAGE_DATA
 
 
 def policies_dir(settings: Settings) -> Path:
+    """``[paths] policies``, else ``HOME/policies/`` when it holds the set (its
+    ``pipeline.yaml``), else the packaged policies. A ``HOME/policies/`` with some policy
+    files but no ``pipeline.yaml`` is refused: it would be ignored, and an administrator who
+    put a changed ``spam.yaml`` there would believe it in force."""
     if settings.paths.policies:
         return settings.path(settings.paths.policies)
     home_policies = settings.home / "policies"
     if (home_policies / "pipeline.yaml").exists():
         return home_policies
+    if home_policies.is_dir():
+        strays = sorted(p.name for p in home_policies.glob("*.yaml"))
+        if strays:
+            raise ConfigError(
+                f"{home_policies}: {', '.join(strays)} without pipeline.yaml: a policies "
+                f"directory replaces the packaged set as a whole; copy the whole packaged "
+                f"set there ({PACKAGED_POLICIES}) and change what you need, or remove it"
+            )
     return PACKAGED_POLICIES
 
 

@@ -21,11 +21,10 @@ def _trust(admin_home: Path) -> None:
     pki = session_pki()
     (admin_home / "trust").mkdir(exist_ok=True)
     shutil.copy(pki.root.cert_path, admin_home / "trust" / "root.pem")
-    (admin_home / "policies").mkdir(exist_ok=True)
     crls = ", ".join(json.dumps(str(p)) for p in sorted(pki.crl_dir.glob("*.crl")))
     policy = Path("policies/signature.yaml").read_text(encoding="utf-8")
     policy = policy.replace("crl_sources: []", f"crl_sources: [{crls}]")
-    (admin_home / "policies" / "signature.yaml").write_text(policy, encoding="utf-8")
+    (admin_home / "signature-test.yaml").write_text(policy, encoding="utf-8")
 
 
 def test_verify_report_and_json(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None:
@@ -37,7 +36,7 @@ def test_verify_report_and_json(admin_cli: Invoke, admin_home: Path, tmp_path: P
     cv = tmp_path / "cv.pdf"
     cv.write_bytes(pdf)
     (tmp_path / "cv.pdf.p7s").write_bytes(cms_detached(pdf, pki.personal, tmp_path / "w"))
-    policy = admin_home / "policies" / "signature.yaml"
+    policy = admin_home / "signature-test.yaml"
 
     result = admin_cli(
         "verify", "--policy", str(policy), str(signed), str(cv), str(tmp_path / "cv.pdf.p7s")
@@ -60,7 +59,7 @@ def test_verify_invalid_exits_2(admin_cli: Invoke, admin_home: Path, tmp_path: P
     bad = tmp_path / "qd.pdf"
     bad.write_bytes(flip_byte(signed_pdf(make_pdf(), pki.organisation), b"Quy"))
     result = admin_cli(
-        "verify", "--policy", str(admin_home / "policies" / "signature.yaml"), str(bad), ok=False
+        "verify", "--policy", str(admin_home / "signature-test.yaml"), str(bad), ok=False
     )
     assert result.exit_code == 2
     assert "TOTAL_FAILED/HASH_FAILURE" in result.output
@@ -71,9 +70,7 @@ def test_verify_eml(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None
     pki = session_pki()
     eml = tmp_path / "thu.eml"
     eml.write_bytes(smime_message(pki.organisation, tmp_path / "w"))
-    result = admin_cli(
-        "verify", "--policy", str(admin_home / "policies" / "signature.yaml"), str(eml)
-    )
+    result = admin_cli("verify", "--policy", str(admin_home / "signature-test.yaml"), str(eml))
     assert f"{eml}: (message): có giá trị pháp lý" in result.output
     assert "SMIME: TOTAL_PASSED" in result.output
 
@@ -84,3 +81,19 @@ def test_untrusted_without_anchor(admin_cli: Invoke, tmp_path: Path) -> None:
     signed.write_bytes(signed_pdf(make_pdf(), pki.organisation))
     result = admin_cli("verify", str(signed))
     assert "INDETERMINATE/" in result.output
+
+
+def test_a_policy_file_alone_in_home_policies_is_refused(
+    admin_cli: Invoke, admin_home: Path, tmp_path: Path
+) -> None:
+    """HOME/policies/ replaces the packaged set only as a whole (with its pipeline.yaml): a
+    changed spam.yaml put there alone would be ignored while the administrator believes it
+    in force, so every command that reads the policies refuses, naming the file."""
+    (admin_home / "policies").mkdir()
+    (admin_home / "policies" / "spam.yaml").write_text("thresholds: {}\n", encoding="utf-8")
+    document = tmp_path / "cv.pdf"
+    document.write_bytes(make_pdf())
+    result = admin_cli("verify", str(document), ok=False)
+    assert result.exit_code == 1
+    assert "spam.yaml without pipeline.yaml" in result.output, result.output
+    assert "copy the whole packaged set there" in result.output
