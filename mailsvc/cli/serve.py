@@ -68,6 +68,9 @@ async def _serve(obj: Context, overrides: dict[str, str]) -> None:
         for name in LISTENERS:
             if name in addresses:
                 host, port = addresses[name]
+                # IMAP: the host Dovecot binds (0.0.0.0 when configured so), not the
+                # loopback address our own clients use to reach it.
+                host = app.dovecot.bind_hosts.get(name, host) if app.dovecot else host
                 click.echo(f"{name} listening on {host}:{port}", nl=True)
         click.echo("ready")
         # systemd (Type=notify): ready only now, with every listener up.

@@ -206,8 +206,11 @@ class DovecotService:
         imaps_host, imaps_port = parse_hostport(settings.listen.imaps)
         self._listen_imap = (imap_host, imap_port)
         self._listen_imaps = (imaps_host, imaps_port)
+        # Where local clients connect (a wildcard bind is reached on loopback) ...
         self.imap_address: tuple[str, int] = (connect_host(imap_host), imap_port)
         self.imaps_address: tuple[str, int] = (connect_host(imaps_host), imaps_port)
+        # ... and the host Dovecot binds, as configured (what `serve` reports).
+        self.bind_hosts = {"imap": imap_host, "imaps": imaps_host}
         if self.mode == "system":
             if not settings.dovecot.lmtp_socket:
                 raise ConfigError("dovecot.lmtp_socket: required when dovecot.mode is 'system'")
