@@ -56,6 +56,7 @@ from mailsvc.outbound.dsn import DsnComposer, FailedRecipient
 from mailsvc.outbound.models import SUBMISSION, VOID_COPY
 from mailsvc.outbound.queue import RetryPolicy
 from mailsvc.outbound.routing import RecipientResult, RouteError, RouteFinder, SmtpTransport
+from mailsvc.time import iso_local
 
 log = logging.getLogger(__name__)
 
@@ -405,7 +406,7 @@ class Mailer:
                 row.kind,
                 row.recipient,
                 row.attempts,
-                retry_at.isoformat(timespec="seconds"),
+                iso_local(retry_at),
                 error,
             )
             return
@@ -541,7 +542,7 @@ class Mailer:
                         "submission to %s: attempt %d failed, retry at %s: %s",
                         row.recipient,
                         row.attempts,
-                        retry_at.isoformat(timespec="seconds"),
+                        iso_local(retry_at),
                         out.error,
                     )
                     continue

@@ -5,6 +5,8 @@ once with an alert; give-up after the configured time; queued rows from another 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import socket
 import subprocess
 import sys
@@ -130,8 +132,12 @@ def rows(sessions: sessionmaker[Session]) -> list[OutboundMessage]:
 
 
 async def test_relay_down_then_back_delivers_once_across_a_restart(
-    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    running: list[Mailer],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="mailsvc.outbound.mailer")
     port = free_port()  # nothing listens there yet: the relay is down
     first = make_mailer(sessions, port, tmp_path)
     first.start()
@@ -144,6 +150,9 @@ async def test_relay_down_then_back_delivers_once_across_a_restart(
     [row] = rows(sessions)
     assert row.state == QUEUED and "relay 127.0.0.1" in row.last_error
     assert first.sent == []
+    # The log says when it is tried again in Vietnam's time, as everything else does.
+    [retry, *_] = [r.getMessage() for r in caplog.records if "retry at" in r.getMessage()]
+    assert re.search(r"retry at 20\d\d-\d\d-\d\dT\d\d:\d\d:\d\d\+07:00: ", retry), retry
 
     await first.stop()  # the process stops with the notice still queued
     running.remove(first)
