@@ -4,7 +4,9 @@ A clean message from the clerk's (or leader's) mailbox: the instructions (ý ki�
 đạo), the deadline, the register entry's fields, and the document's own files taken from
 the blob store, byte for byte. It joins the durable outbound queue in the same
 transaction as the assignment, so the two commit together. A unit (đơn vị) as assignee
-means every enabled mailbox of that unit.
+means every enabled mailbox of that unit. Only people of the document's own agency can be
+assignees: a document never goes to another agency's mailbox this way (nor to an
+administrator's, which is not a person handling documents).
 """
 
 from __future__ import annotations
@@ -19,13 +21,13 @@ from email.utils import format_datetime, make_msgid
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from mailsvc.db.models import Mailbox
 from mailsvc.outbound import queue
 from mailsvc.outbound.models import OutboundMessage
-from mailsvc.register.models import RegisterDocument
+from mailsvc.register.models import Register, RegisterDocument
 from mailsvc.store.blobs import BlobStore
 from mailsvc.time import VIETNAM
 
@@ -42,16 +44,27 @@ class Assignment:
     by_name: str
 
 
-def assignee_mailboxes(session: Session, assignee: str) -> list[Mailbox]:
-    """The mailboxes behind an assignee: one address, or every enabled mailbox of a unit."""
-    target = assignee.strip().lower()
-    if "@" in target:
-        rows = session.scalars(select(Mailbox).where(Mailbox.address == target)).all()
+ADMIN = "admin"
+
+
+def of_agency(register: Register) -> ColumnElement[bool]:
+    """The mailboxes of the register's agency (or, for a register of a mail domain, of that
+    domain) that may handle its documents: enabled, not removed, not administrators."""
+    if register.agency_id is not None:
+        same: ColumnElement[bool] = Mailbox.agency_id == register.agency_id
     else:
-        rows = session.scalars(
-            select(Mailbox).where(func.lower(Mailbox.unit) == target).order_by(Mailbox.address)
-        ).all()
-    return [m for m in rows if m.enabled and not m.removed]
+        same = func.lower(Mailbox.address).endswith(f"@{register.domain.lower()}", autoescape=True)
+    return same & Mailbox.enabled.is_(True) & Mailbox.removed.is_(False) & (Mailbox.role != ADMIN)
+
+
+def assignee_mailboxes(session: Session, assignee: str, register: Register) -> list[Mailbox]:
+    """The mailboxes behind an assignee of a document in ``register``: one address, or
+    every mailbox of a unit, among those of ``of_agency(register)`` only."""
+    target = assignee.strip().lower()
+    who = Mailbox.address == target if "@" in target else func.lower(Mailbox.unit) == target
+    return list(
+        session.scalars(select(Mailbox).where(who, of_agency(register)).order_by(Mailbox.address))
+    )
 
 
 class AssignmentMailer:
@@ -107,7 +120,7 @@ class AssignmentMailer:
     def queue(
         self, session: Session, document: RegisterDocument, assignment: Assignment
     ) -> list[OutboundMessage]:
-        to = assignee_mailboxes(session, assignment.assignee)
+        to = assignee_mailboxes(session, assignment.assignee, document.register)
         if not to:
             return []
         message = self.compose(document, assignment, to)

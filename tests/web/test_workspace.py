@@ -376,6 +376,33 @@ async def test_leader_dashboard_and_clerk_paper_document_and_export(
         assert f'<td data-label="Hộp thư">{CLERK}</td>' in board.text
 
 
+async def test_a_document_is_assigned_only_within_its_agency(server: RunningServer) -> None:
+    """Another agency served here, and an administrator, are no assignees: not offered on
+    the page, refused when posted (the assignee's copy carries the document's files)."""
+    seeded = await seed_workspace(server)
+    stranger = "annv@khac.example.vn"  # an official of another agency on this server
+    with server.app.sessions.begin() as session:
+        session.add(Mailbox(address=stranger, role="official", unit="vp", full_name="Khác"))
+    async with client(server) as http:
+        csrf = await sign_in(http, CLERK)
+        doc = f"/w/incoming/{seeded.document_id}"
+        page = await http.get(doc)
+        assert OFFICIAL in page.text
+        assert stranger not in page.text and ADMIN not in page.text
+        for assignee in (stranger, ADMIN):
+            answer = await http.post(f"{doc}/assign", data={"csrf": csrf, "assignee": assignee})
+            assert answer.status_code == 400 and "Không có hộp thư nào" in answer.text
+        # The unit "vp" is the agency's unit only: its copy goes to our official alone.
+        assert (
+            await http.post(f"{doc}/assign", data={"csrf": csrf, "assignee": "vp"})
+        ).status_code == 303
+    with server.app.sessions() as session:
+        to = session.scalars(
+            select(OutboundMessage.recipient).where(OutboundMessage.kind == "assignment")
+        ).all()
+    assert list(to) == [OFFICIAL]
+
+
 async def test_hostile_input_gets_a_precise_answer(server: RunningServer) -> None:
     seeded = await seed_workspace(server)
     async with client(server) as http:

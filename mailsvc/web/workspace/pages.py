@@ -40,7 +40,12 @@ from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox
 from mailsvc.errors import MailsvcError
 from mailsvc.jobs.models import JobRun
-from mailsvc.notify.assignment import Assignment, AssignmentMailer, assignee_mailboxes
+from mailsvc.notify.assignment import (
+    Assignment,
+    AssignmentMailer,
+    assignee_mailboxes,
+    of_agency,
+)
 from mailsvc.notify.recall import StatusNotifier
 from mailsvc.outbound import queue as outbound_queue
 from mailsvc.register import export, search, workflow
@@ -611,9 +616,9 @@ class Workspace:
             with self.sessions() as session:
                 doc = self._load(session, person, doc_id)
                 signatures = stored_signatures(session, doc.message_record_id)
-                people = session.execute(
+                people = session.execute(  # who may be assigned: the document's agency
                     select(Mailbox.address, Mailbox.full_name, Mailbox.unit)
-                    .where(Mailbox.enabled.is_(True), Mailbox.removed.is_(False))
+                    .where(of_agency(doc.register))
                     .order_by(Mailbox.address)
                 ).all()
                 return self._document_values(doc, signatures, person, today, people)
@@ -831,7 +836,7 @@ class Workspace:
             deadline = _parse_day(_field(form, "deadline", 20), "Hạn xử lý")
             if not assignee:
                 raise FormError("Hãy chọn người hoặc đơn vị xử lý.")
-            if not assignee_mailboxes(session, assignee):
+            if not assignee_mailboxes(session, assignee, doc.register):
                 raise FormError(f"Không có hộp thư nào của người hoặc đơn vị «{assignee}».")
             if deadline is not None and deadline < local_today(self.zone):
                 raise FormError("Hạn xử lý đã qua.")
