@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -402,19 +402,44 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
 # -- what is due ---------------------------------------------------------------------------
 
 
-def alert_recipients(session: Session, policy: CheckingPolicy) -> list[str]:
-    """Enabled mailboxes with a role in ``policy.alert_roles``."""
-    return list(
-        session.scalars(
-            select(Mailbox.address)
-            .where(
-                Mailbox.role.in_(policy.alert_roles),
-                Mailbox.enabled.is_(True),
-                Mailbox.removed.is_(False),
-            )
-            .order_by(Mailbox.address)
+ADMIN_ROLE = "admin"
+
+
+def alert_recipients(
+    session: Session, policy: CheckingPolicy, mailboxes: Iterable[str]
+) -> dict[str, list[str]]:
+    """For each of ``mailboxes``, who is told about it: the enabled mailboxes with a role in
+    ``policy.alert_roles`` of the same agency (of the same mail domain when it belongs to
+    no agency), and administrators who belong to no agency (the server's operators). On a
+    server hosting several agencies, one agency's leaders hear nothing of another's."""
+    wanted = sorted(set(mailboxes))
+    agency_of = dict(
+        session.execute(
+            select(Mailbox.address, Mailbox.agency_id).where(Mailbox.address.in_(wanted))
         ).all()
     )
+    candidates = session.execute(
+        select(Mailbox.address, Mailbox.agency_id, Mailbox.role)
+        .where(
+            Mailbox.role.in_(policy.alert_roles),
+            Mailbox.enabled.is_(True),
+            Mailbox.removed.is_(False),
+        )
+        .order_by(Mailbox.address)
+    ).all()
+
+    def told(mailbox: str) -> list[str]:
+        agency = agency_of.get(mailbox)
+        domain = mailbox.rpartition("@")[2]
+        return [
+            address
+            for address, their_agency, role in candidates
+            if (agency is not None and their_agency == agency)
+            or (agency is None and their_agency is None and address.rpartition("@")[2] == domain)
+            or (role == ADMIN_ROLE and their_agency is None)
+        ]
+
+    return {mailbox: told(mailbox) for mailbox in wanted}
 
 
 def due_alerts(
@@ -435,9 +460,10 @@ def due_alerts(
             )
         ).all()
     )
-    recipients = alert_recipients(session, policy)
+    told = alert_recipients(session, policy, (r.mailbox for r in results))
     alerts: list[Alert] = []
     for day in results:
+        recipients = told[day.mailbox]
         born = created.get(day.mailbox)
         for window in day.windows:
             if window.status != "missed" or window.end < since:

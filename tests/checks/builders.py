@@ -32,10 +32,14 @@ def local(y: int, m: int, d: int, hh: int = 0, mm: int = 0, ss: int = 0) -> date
 
 
 def add_mailbox(
-    sessions: sessionmaker[Session], address: str, role: str, created_at: datetime | None = None
+    sessions: sessionmaker[Session],
+    address: str,
+    role: str,
+    created_at: datetime | None = None,
+    agency_id: int | None = None,
 ) -> None:
     with sessions.begin() as session:
-        mailbox = Mailbox(address=address, role=role)
+        mailbox = Mailbox(address=address, role=role, agency_id=agency_id)
         if created_at is not None:
             mailbox.created_at = created_at
         session.add(mailbox)

@@ -29,7 +29,7 @@ from mailsvc.checks.alerts import (
 from mailsvc.checks.models import CheckAlert
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.config import AlertsSection, DatabaseSection, ServerSection, Settings
-from mailsvc.db.models import MessageRecord
+from mailsvc.db.models import Agency, MessageRecord
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.jobs.context import JobContext
 from mailsvc.message import InboundMessage
@@ -154,6 +154,29 @@ async def test_missed_window_raises_one_alert_however_often_the_job_runs(
     assert sink.kinds() == ["window-missed", "window-missed"]
     assert sink.received[1]["details"]["window"] == "11:00-11:30"
     assert len(alerts(sessions)) == 2 and len(command_lines(out)) == 2
+
+
+async def test_each_agency_hears_only_of_its_own_mailboxes(
+    home: Path, db_url: str, sessions: sessionmaker[Session], sink: WebhookSink
+) -> None:
+    """A server hosting two agencies: a missed window of one agency's clerk is told to that
+    agency's leaders and administrators and to the server's administrators (no agency),
+    never to the other agency's."""
+    with sessions.begin() as session:
+        ours = Agency(code="000.00.31.H56", name="Sở TT&TT", domains=[DOMAIN])
+        theirs = Agency(code="000.00.32.H56", name="Sở Tài chính", domains=["stc.example.vn"])
+        session.add_all([ours, theirs])
+        session.flush()
+        ours_id, theirs_id = ours.id, theirs.id
+    add_mailbox(sessions, CLERK, "clerk", created_at=LONG_AGO, agency_id=ours_id)
+    add_mailbox(sessions, LEADER, "leader", agency_id=ours_id)
+    add_mailbox(sessions, ADMIN, "admin")  # the server's operator
+    add_mailbox(sessions, "lanhdao@stc.example.vn", "leader", agency_id=theirs_id)
+    add_mailbox(sessions, "quantri@stc.example.vn", "admin", agency_id=theirs_id)
+    ctx = context(home, db_url, sessions, local(2026, 11, 16, 9, 0), webhook_url=sink.url)
+    await compliance_alerts_job(ctx)
+    [hook] = sink.received
+    assert hook["mailbox"] == CLERK and hook["recipients"] == [LEADER, ADMIN]
 
 
 async def test_no_alert_before_the_mailbox_existed_or_older_than_a_day(
