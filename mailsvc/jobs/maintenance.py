@@ -162,7 +162,9 @@ async def _alert_stale_signatures(ctx: JobContext, days: float) -> str:
             return list(
                 session.scalars(
                     select(Mailbox.address).where(
-                        Mailbox.role == "admin", Mailbox.enabled.is_(True)
+                        Mailbox.role == "admin",
+                        Mailbox.enabled.is_(True),
+                        Mailbox.removed.is_(False),
                     )
                 )
             )
@@ -183,4 +185,3 @@ async def _alert_stale_signatures(ctx: JobContext, days: float) -> str:
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(today, encoding="ascii")
     return f"mailed {len(recipients)} admin(s)"
-

@@ -13,8 +13,10 @@ from email.policy import default as default_policy
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from mailsvc.adapters.freshclam import render_freshclam_config, signature_time
+from mailsvc.db.models import Mailbox
 from mailsvc.errors import MailsvcError
 from mailsvc.jobs.context import JobContext
 from mailsvc.jobs.maintenance import clamav_update_job
@@ -39,6 +41,11 @@ async def test_stale_signatures_fail_the_update_alert_admins_and_show_in_healthz
 ) -> None:
     admin = f"quantri@{DOMAIN}"
     server.add_mailbox(admin, role="admin")
+    gone = f"cu.quantri@{DOMAIN}"  # a former administrator's mailbox, removed: not told
+    server.add_mailbox(gone, role="admin")
+    with server.sessions() as session:
+        session.execute(update(Mailbox).where(Mailbox.address == gone).values(removed=True))
+        session.commit()
     app = server.app
     settings = app.settings.model_copy(
         update={
