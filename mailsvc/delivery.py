@@ -226,6 +226,9 @@ class Acceptance:
         # writing the current one (one transaction for every copy delivered meanwhile).
         self._marks: list[tuple[int, datetime]] = []
         self._marker: asyncio.Future[None] | None = None
+        # Rows this process delivered whose mark is not committed yet (or failed to be):
+        # another acceptance of the same message, or repair, must not deliver them again.
+        self._delivered_unmarked: set[int] = set()
         self._blobs_in_use: Counter[str] = Counter()
 
     # -- accepted mail -----------------------------------------------------------------
@@ -245,10 +248,11 @@ class Acceptance:
             if record.state in ("delivered", RELAYED):
                 continue
             try:
-                # Rows of an earlier attempt may already have a copy in the mailbox.
+                # Rows of an earlier attempt (another queue id: a retry, or the same message
+                # to more recipients) may already have a copy in the mailbox.
                 await self._deliver(
                     record,
-                    verify=not fresh,
+                    verify=not fresh or record.queue_id != msg.queue_id,
                     verdict=reason,
                     register=register_number,
                     raw=msg.raw,
@@ -433,6 +437,12 @@ class Acceptance:
         lock = self._delivering.setdefault(record.id, asyncio.Lock())
         try:
             async with lock:
+                if record.id in self._delivered_unmarked:
+                    # Delivered by this process; its mark not written yet (or its batch
+                    # failed: queued again, the update is idempotent).
+                    record.state = "delivered"
+                    self._mark(record.id)
+                    return
                 if verify:
                     if await asyncio.to_thread(self._is_delivered, record.id):
                         record.state = "delivered"
@@ -509,6 +519,7 @@ class Acceptance:
         over a minute old) finds the copy by searching the mailbox for the queue id, marks
         it and does not deliver it again; a backup leaves such a row's copy out of the
         archive (its restore delivers it from the blob)."""
+        self._delivered_unmarked.add(record_id)
         self._marks.append((record_id, utcnow()))
         if self._marker is None or self._marker.done():
             self._marker = self._spawn(self._write_marks())
@@ -523,6 +534,8 @@ class Acceptance:
                     "could not mark %d delivered row(s); repair will find their copies",
                     len(batch),
                 )
+                continue  # still known here as delivered (_delivered_unmarked)
+            self._delivered_unmarked.difference_update(rid for rid, _ in batch)
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
         with self.sessions.begin() as session:

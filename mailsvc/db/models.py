@@ -99,8 +99,9 @@ class MessageRecord(Base):
     """One accepted message per recipient mailbox: its blob, verdict and delivery state.
 
     ``state`` is ``stored`` once the blob is fsynced and the row committed, and
-    ``delivered`` after Dovecot's LMTP 250. Rows left ``stored`` are delivered
-    again at start-up.
+    ``delivered`` after Dovecot's LMTP 250 (written just after the SMTP reply, with the
+    other marks of the moment). Rows left ``stored`` are delivered at start-up and by the
+    repairer, each after a search of the mailbox for its copy.
     """
 
     __tablename__ = "message"

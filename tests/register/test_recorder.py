@@ -15,10 +15,10 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.models import Agency, Mailbox, MessageRecord
 from mailsvc.delivery import Acceptance
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.message import Direction, InboundMessage
@@ -240,6 +240,56 @@ async def test_same_message_twice_is_delivered_and_registered_once(
     assert replies.for_outcome(outcome) == "250 2.0.0 OK already received as Q0000001"
     assert len(mailboxes.copies) == 1
     assert len(_entries(sessions)) == 1
+
+
+HOLD_MARKS = {
+    "sqlite": [
+        "CREATE TRIGGER hold_marks BEFORE UPDATE OF state ON message "
+        "WHEN NEW.state = 'delivered' BEGIN SELECT RAISE(ABORT, 'marks held'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION hold_marks() RETURNS trigger AS $$ BEGIN "
+        "RAISE EXCEPTION 'marks held'; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER hold_marks BEFORE UPDATE OF state ON message FOR EACH ROW "
+        "WHEN (NEW.state = 'delivered') EXECUTE FUNCTION hold_marks()",
+    ],
+}
+RELEASE_MARKS = {
+    "sqlite": ["DROP TRIGGER hold_marks"],
+    "postgresql": ["DROP TRIGGER hold_marks ON message", "DROP FUNCTION hold_marks()"],
+}
+
+
+def _run(sessions: sessionmaker[Session], statements: dict[str, list[str]]) -> None:
+    with sessions.begin() as session:
+        dialect = session.get_bind().dialect.name
+        for statement in statements[dialect]:
+            session.execute(text(statement))
+
+
+async def test_a_copy_whose_mark_is_not_written_is_not_delivered_again(
+    acceptance: Acceptance, mailboxes: MemoryMailboxes, sessions: sessionmaker[Session]
+) -> None:
+    """The 250 does not wait for the row's 'delivered' mark. While it is not written (here
+    the database refuses it), the same message to more recipients must not bring the first
+    recipient a second copy; once the database takes marks again, the row is marked."""
+    _run(sessions, HOLD_MARKS)
+    first = make_message()
+    await acceptance.accept(first, deliver_verdict(first.queue_id, report(), metadata()))
+    await acceptance.drain()  # the mark was tried, and refused
+    wider = replace(first, rcpt_tos=(f"vanthu@{LOCAL}", f"lanhdao@{LOCAL}"), queue_id="Q0000003")
+    await acceptance.accept(wider, deliver_verdict(wider.queue_id, report(), metadata()))
+    assert [c[0] for c in mailboxes.copies] == [f"vanthu@{LOCAL}", f"lanhdao@{LOCAL}"]
+    await acceptance.drain()
+    with sessions() as session:
+        states = dict(session.execute(select(MessageRecord.recipient, MessageRecord.state)).all())
+    assert states == {f"vanthu@{LOCAL}": "stored", f"lanhdao@{LOCAL}": "stored"}
+    _run(sessions, RELEASE_MARKS)
+    await acceptance.accept(wider, deliver_verdict(wider.queue_id, report(), metadata()))
+    await acceptance.drain()
+    assert len(mailboxes.copies) == 2
+    with sessions() as session:
+        assert set(session.scalars(select(MessageRecord.state))) == {"delivered"}
 
 
 async def test_new_recipient_of_the_same_message_links_to_the_first_entry(
