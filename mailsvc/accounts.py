@@ -34,7 +34,8 @@ from mailsvc.passwords import (
 
 log = logging.getLogger(__name__)
 
-ROLES = ("official", "clerk", "leader", "admin")
+ADMIN_ROLE = "admin"  # the server's operators: no documents, every technical alert
+ROLES = ("official", "clerk", "leader", ADMIN_ROLE)
 
 _LOCAL_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._+-]{0,62}[a-z0-9])?$")
 _DOMAIN_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")

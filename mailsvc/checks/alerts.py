@@ -38,6 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailsvc.accounts import ADMIN_ROLE
 from mailsvc.checks.compliance import (
     DayCompliance,
     PriorityResult,
@@ -400,9 +401,6 @@ def encode_payload(payload: dict[str, Any]) -> bytes:
 
 
 # -- what is due ---------------------------------------------------------------------------
-
-
-ADMIN_ROLE = "admin"
 
 
 def alert_recipients(

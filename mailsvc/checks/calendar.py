@@ -10,6 +10,7 @@ import logging
 
 from sqlalchemy import select
 
+from mailsvc.accounts import ADMIN_ROLE
 from mailsvc.app import policies_dir
 from mailsvc.checks.policy import load_checking_policy
 from mailsvc.db.models import Mailbox
@@ -18,8 +19,6 @@ from mailsvc.jobs.mail import compose, job_templates, render
 from mailsvc.time import VIETNAM, vn_date
 
 log = logging.getLogger(__name__)
-
-ADMIN_ROLE = "admin"
 
 
 async def holiday_swaps_job(ctx: JobContext) -> str:

@@ -24,6 +24,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
+from mailsvc.accounts import ADMIN_ROLE
 from mailsvc.db.models import Mailbox
 from mailsvc.outbound import queue
 from mailsvc.outbound.models import OutboundMessage
@@ -44,9 +45,6 @@ class Assignment:
     by_name: str
 
 
-ADMIN = "admin"
-
-
 def of_agency(register: Register) -> ColumnElement[bool]:
     """The mailboxes of the register's agency (or, for a register of a mail domain, of that
     domain) that may handle its documents: enabled, not removed, not administrators."""
@@ -54,7 +52,8 @@ def of_agency(register: Register) -> ColumnElement[bool]:
         same: ColumnElement[bool] = Mailbox.agency_id == register.agency_id
     else:
         same = func.lower(Mailbox.address).endswith(f"@{register.domain.lower()}", autoescape=True)
-    return same & Mailbox.enabled.is_(True) & Mailbox.removed.is_(False) & (Mailbox.role != ADMIN)
+    usable = Mailbox.enabled.is_(True) & Mailbox.removed.is_(False)
+    return same & usable & (Mailbox.role != ADMIN_ROLE)
 
 
 def assignee_mailboxes(session: Session, assignee: str, register: Register) -> list[Mailbox]:
