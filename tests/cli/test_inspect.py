@@ -86,6 +86,21 @@ def test_inspect_reads_a_text_file_as_a_mail_text(tmp_path: Path) -> None:
     assert report["metadata"]["issued_date"] == doc.truth.issued.isoformat()
 
 
+def test_inspect_survives_hostile_text_files(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8, an empty file and random bytes named .txt: read with
+    replacement characters, an answer for each, no traceback."""
+    (tmp_path / "bad.txt").write_bytes(b"T\xe1\xba\xa0I\xff\xfe LI\xc3\x8aU M\xe1\xba\xacT\n")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "noise.txt").write_bytes(bytes(range(256)) * 400)
+    names = ("bad.txt", "empty.txt", "noise.txt")
+    result = inspect(tmp_path / "home", "--json", *(str(tmp_path / n) for n in names))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["file"] for r in reports] == [str(tmp_path / n) for n in names]
+    assert all(r["markings"] == [] and r["metadata_from"] == "body" for r in reports)
+
+
 def test_inspect_missing_file_is_one_line_error(tmp_path: Path) -> None:
     result = inspect(tmp_path / "home", str(tmp_path / "nothing.pdf"))
     assert result.returncode == 1

@@ -389,7 +389,7 @@ async def test_a_document_is_assigned_only_within_its_agency(server: RunningServ
         page = await http.get(doc)
         assert OFFICIAL in page.text
         assert stranger not in page.text and ADMIN not in page.text
-        for assignee in (stranger, ADMIN):
+        for assignee in (stranger, stranger.upper(), ADMIN, f"  {ADMIN.upper()} "):
             answer = await http.post(f"{doc}/assign", data={"csrf": csrf, "assignee": assignee})
             assert answer.status_code == 400 and "Không có hộp thư nào" in answer.text
         # The unit "vp" is the agency's unit only: its copy goes to our official alone.
