@@ -315,6 +315,8 @@ async def test_connections_are_reused_and_a_closed_one_is_replaced(
         mailer.wake()
         await wait_for(lambda: len(sink.transactions) == 4)
         assert mailer.transport.opened == 2
+        # The sink has the message before our side reads its 250 and commits 'sent'.
+        await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
     finally:
         server.close()
         await server.wait_closed()
