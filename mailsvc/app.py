@@ -204,7 +204,7 @@ class App:
                 templates_dir(s) / "workspace", self.blobs, s.server.hostname
             ),
             wake_mailer=self._wake_mailer,
-            checking=load_checking_policy(policies_dir(s) / "checking.yaml"),
+            checking=self.checking_policy,
             page_size=s.workspace.page_size,
         )
 
@@ -246,6 +246,21 @@ class App:
         await self.directory.refresh_async()
         self._refresher = asyncio.create_task(self.directory.run_refresher())
         self._closers.append(self._stop_refresher)
+
+        # Pipeline: every policy file is read and every stage built before anything is
+        # started (HTTPS, Dovecot, clamd), so a mistake in them stops serve at once.
+        self.scanner = client_from_settings(s)
+        stages = self._build_stages(policies)
+        self.runner = PipelineRunner(
+            stages,
+            load_pipeline_policy(policies / "pipeline.yaml"),
+            scoring=self.spam_policy,
+            analyser=self.extractor,
+        )
+        # The recorders' readings made in the same worker call as the stages' (one parse).
+        self.extractor.add_task(ATTACHMENTS, attachments_task, None)
+        self.extractor.add_task(STATUS, status_task, None)
+        self.checking_policy = load_checking_policy(policies / "checking.yaml")
 
         lockout = Lockout(
             s.smtp.auth_lockout_threshold,
@@ -317,19 +332,6 @@ class App:
             self.clamd.on_failures = self._daemon_failing
             await self.clamd.start()
             self._closers.append(self.clamd.stop)
-        self.scanner = client_from_settings(s)
-
-        # Pipeline.
-        stages = self._build_stages(policies)
-        self.runner = PipelineRunner(
-            stages,
-            load_pipeline_policy(policies / "pipeline.yaml"),
-            scoring=self.spam_policy,
-            analyser=self.extractor,
-        )
-        # The recorders' readings made in the same worker call as the stages' (one parse).
-        self.extractor.add_task(ATTACHMENTS, attachments_task, None)
-        self.extractor.add_task(STATUS, status_task, None)
 
         # Acceptance: blob → commit → LMTP → 250.
         self.lmtp = LmtpClient(self.dovecot.lmtp_path)
@@ -396,7 +398,6 @@ class App:
             hostname=s.server.hostname,
             domain=s.server.domain,
         )
-        self.checking_policy = load_checking_policy(policies / "checking.yaml")
         self.priority = PriorityFollower(self.sessions, self.alerts, self.checking_policy)
         self.acceptance = Acceptance(
             self.sessions,
