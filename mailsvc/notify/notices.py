@@ -36,10 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import audit
+from mailsvc.accounts import ADMIN_ROLE
 from mailsvc.db.models import Mailbox, MessageRecord
 from mailsvc.db.session import reading
 from mailsvc.delivery import Annotations
@@ -467,6 +468,7 @@ class NoticeFollower:
             subject,
             self.composer.render("alert_virus.txt.j2", values),
             kind="outbreak" if values["outbreak"] else "virus",
+            about=msg.rcpt_tos,
         )
 
     async def _alert_classified(self, msg: InboundMessage, marking: MarkingMatch | None) -> None:
@@ -484,6 +486,7 @@ class NoticeFollower:
             "[Cảnh báo] Từ chối thư có dấu hiệu chứa nội dung mật",
             self.composer.render("alert_classified.txt.j2", values),
             kind="classified",
+            about=msg.rcpt_tos,
         )
 
     def _recent_detections(self, client_ip: str) -> int:
@@ -492,19 +495,31 @@ class NoticeFollower:
         with reading(self.sessions) as session:
             return count_detections(session, since=utcnow() - OUTBREAK_WINDOW, client_ip=client_ip)
 
-    def _admins(self) -> list[str]:
+    def _admins(self, about: Sequence[str] | None) -> list[str]:
+        """The enabled administrator mailboxes to alert. ``about``: the recipients of the
+        message the alert is about; then only the administrators of no agency (the
+        server's operators) and those of the recipients' agencies are told: on a server
+        hosting several agencies, one agency's refusals are not shown to another's.
+        None (a daemon, the outbound queue): every administrator."""
         with reading(self.sessions) as session:
-            return list(
-                session.scalars(
-                    select(Mailbox.address).where(
-                        Mailbox.role == "admin",
-                        Mailbox.enabled.is_(True),
-                        Mailbox.removed.is_(False),
-                    )
-                ).all()
+            query = select(Mailbox.address).where(
+                Mailbox.role == ADMIN_ROLE,
+                Mailbox.enabled.is_(True),
+                Mailbox.removed.is_(False),
             )
+            if about is not None:
+                agencies = select(Mailbox.agency_id).where(
+                    Mailbox.address.in_([a.lower() for a in about]),
+                    Mailbox.agency_id.is_not(None),
+                )
+                query = query.where(
+                    or_(Mailbox.agency_id.is_(None), Mailbox.agency_id.in_(agencies))
+                )
+            return list(session.scalars(query.order_by(Mailbox.address)).all())
 
-    async def _alert(self, subject: str, body: str, *, kind: str) -> None:
-        for admin in await asyncio.to_thread(self._admins):
+    async def _alert(
+        self, subject: str, body: str, *, kind: str, about: Sequence[str] | None = None
+    ) -> None:
+        for admin in await asyncio.to_thread(self._admins, about):
             alert = self.composer.alert(admin, subject, body)
             await self.mailer.send(alert, admin, kind=f"alert-{kind}")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import tests.hostile_mail as hm
 from mailsvc.app import templates_dir
 from mailsvc.config import Settings
-from mailsvc.db.models import AuditEntry, Mailbox
+from mailsvc.db.models import Agency, AuditEntry, Mailbox
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.documents.extract import TextExtractor
 from mailsvc.mailboxes.lmtp import LmtpClient
@@ -113,8 +113,13 @@ async def test_a_virus_is_named_from_the_scan_result(
         [detection] = session.scalars(select(VirusDetection)).all()
     assert detection.signature == scan.signature and detection.queue_id == "Q1"
 
+    with sessions.begin() as session:  # another agency's administrator: not told
+        theirs = Agency(code="000.00.32.H56", name="Sở Tài chính", domains=["stc.example.vn"])
+        session.add(theirs)
+        session.flush()
+        session.add(Mailbox(address="quantri@stc.example.vn", role="admin", agency_id=theirs.id))
     await follower(sessions, tmp_path).after_refuse(msg, verdict)
-    alert = queued_alert(sessions, "alert-virus")
+    alert = queued_alert(sessions, "alert-virus")  # to ADMIN (of no agency) only
     assert scan.signature in str(alert["Subject"])
     assert f"Mẫu nhận dạng: {scan.signature}" in alert.get_content()
 
@@ -151,3 +156,43 @@ async def test_a_marking_is_named_from_the_classification_result(
     body = queued_alert(sessions, "alert-classified").get_content()
     assert "Mức độ: Tuyệt mật" in body
     assert f"Quy tắc phát hiện: label ({marking.location})" in body
+
+
+async def test_refusal_alerts_go_to_the_recipients_agency_and_the_servers_operators(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """On a server hosting several agencies, a virus or a marking refused for one agency's
+    mailbox is told to that agency's administrators and to the administrators of no agency
+    (the server's operators, ADMIN here), never to another agency's."""
+    with sessions.begin() as session:
+        ours = Agency(code="000.00.31.H56", name="Sở TT&TT", domains=[DOMAIN])
+        theirs = Agency(code="000.00.32.H56", name="Sở Tài chính", domains=["stc.example.vn"])
+        session.add_all([ours, theirs])
+        session.flush()
+        session.add_all(
+            [
+                Mailbox(address=f"vanthu@{DOMAIN}", role="clerk", agency_id=ours.id),
+                Mailbox(address=f"kythuat@{DOMAIN}", role="admin", agency_id=ours.id),
+                Mailbox(address="quantri@stc.example.vn", role="admin", agency_id=theirs.id),
+                Mailbox(address=f"cu@{DOMAIN}", role="admin", agency_id=ours.id, removed=True),
+            ]
+        )
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = hm.SENDER, f"vanthu@{DOMAIN}", "Báo cáo"
+    mail.set_content("Kính gửi Sở.\n\nĐộ mật: Tuyệt mật\n\nNội dung báo cáo.\n")
+    msg = inbound(mail.as_bytes())
+    stage = ClassificationStage(
+        load_classification_policy(ROOT / "policies" / "classification.yaml"),
+        TextExtractor(None),
+    )
+    policy = load_pipeline_policy(ROOT / "policies" / "pipeline.yaml")
+    verdict = await PipelineRunner([stage], policy).run(msg)
+    assert verdict.action is Action.REJECT
+    await follower(sessions, tmp_path).after_refuse(msg, verdict)
+    with sessions() as session:
+        told = session.scalars(
+            select(OutboundMessage.recipient)
+            .where(OutboundMessage.kind == "alert-classified")
+            .order_by(OutboundMessage.recipient)
+        ).all()
+    assert told == [f"kythuat@{DOMAIN}", ADMIN]
