@@ -312,6 +312,19 @@ def covering_agency(directory: Directory, domain: str) -> tuple[AgencyInfo, str]
     return None
 
 
+def owning_agency(directory: Directory, domain: str) -> AgencyInfo | None:
+    """The agency that owns ``domain``: the one listing it, otherwise the one listing its
+    nearest parent (whether or not that agency vouches for subdomains); None outside
+    the directory. Agencies are DMARC's alignment boundaries: see
+    :mod:`mailsvc.pipeline.authentication`."""
+    labels = domain.strip().lower().rstrip(".").split(".")
+    for start in range(len(labels) - 1):
+        agency = directory.agency_for_domain(".".join(labels[start:]))
+        if agency is not None:
+            return agency
+    return None
+
+
 class DbDirectory:
     """:class:`mailsvc.interfaces.Directory` over the agency table, cached in memory.
 

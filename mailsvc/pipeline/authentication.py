@@ -43,7 +43,7 @@ import idna
 import spf
 
 from mailsvc.adapters.dns import OriginResolver
-from mailsvc.directory import covering_agency
+from mailsvc.directory import covering_agency, owning_agency
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage
@@ -745,16 +745,34 @@ class AuthenticationStage:
                 Status.NONE, "dmarc-none", "none", f"no DMARC record for {from_domain}", from_domain
             )
         suffixes = self._policy.public_suffixes
+        # The directory's agencies are alignment boundaries: a pass aligned by DMARC's rules
+        # counts only when its domain and the From: domain belong to the same agency (or
+        # both to none). A province's agencies share a parent domain (stp.hanoi.gov.vn,
+        # soyte.hanoi.gov.vn): relaxed alignment alone would let each write as the others.
+        owner = owning_agency(self._directory, from_domain)
+        owner_code = owner.code if owner is not None else None
+        crossed: list[str] = []
+
+        def same_owner(domain: str, method: str) -> bool:
+            theirs = owning_agency(self._directory, domain)
+            if (theirs.code if theirs is not None else None) == owner_code:
+                return True
+            crossed.append(f"{method} {domain}")
+            return False
+
         dkim_aligned = [
             r.domain
             for r in dkim_results
-            if r.result == "pass" and is_aligned(r.domain, from_domain, record.adkim, suffixes)
+            if r.result == "pass"
+            and is_aligned(r.domain, from_domain, record.adkim, suffixes)
+            and same_owner(r.domain, "dkim")
         ]
         spf_aligned = (
             spf is not None
             and spf.result is SpfResult.PASS
             and bool(spf.domain)
             and is_aligned(spf.domain, from_domain, record.aspf, suffixes)
+            and same_owner(spf.domain, "spf")
         )
         if dkim_aligned or spf_aligned:
             how = ", ".join(
@@ -780,7 +798,13 @@ class AuthenticationStage:
             reason,
             "fail",
             f"no aligned DKIM or SPF pass for {from_domain}; "
-            f"{record.source} record at {record.domain} asks p={applied}",
+            + (
+                f"{', '.join(crossed)}: another agency's domain than the From: domain's "
+                f"({owner_code or 'none'}); "
+                if crossed
+                else ""
+            )
+            + f"{record.source} record at {record.domain} asks p={applied}",
             from_domain,
             f"(p={applied} dis={applied})",
         )

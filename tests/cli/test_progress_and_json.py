@@ -108,7 +108,7 @@ def test_progress_bar_on_a_terminal_only(admin_cli: Invoke, admin_home: Path, db
     assert code == 0 and "verified" in out
     assert re.search(rb"verify  \[#+-*\]  \d+/\d+ +\d+%", err), err
     code, out, err = _run(admin_home, db_url, "restore", "--yes", archive.group(1), terminal=True)
-    assert code == 0 and "verified" in out, out
+    assert code == 0 and "verified" in out, (out, err)
     assert re.search(rb"restore  \[#+-*\]  \d+/\d+ +\d+%", err), err
     code, out, err = _run(admin_home, db_url, "restore", "--yes", archive.group(1), terminal=False)
     assert code == 0 and err == b""

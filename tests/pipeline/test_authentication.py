@@ -932,3 +932,40 @@ def test_the_public_suffix_list_is_read_when_the_stage_is_built(stage: Authentic
 
     assert public_suffix_list.cache_info().currsize == 1
     assert public_suffix_list().privatesuffix("vanthu.sotttt.daknong.gov.vn") == "daknong.gov.vn"
+
+
+# -- agencies are alignment boundaries -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("signer", "from_", "expect"),
+    [
+        # Sở Tư pháp's own mail: its pinned key and address pass, aligned
+        ("stp", "vanthu@stp.example.vn", "dmarc-pass"),
+        # Sở Tư pháp writing as Sở Y tế: both domains under example.vn, so relaxed
+        # alignment alone would count its pass for soyte.example.vn
+        ("stp", "giamdoc@soyte.example.vn", "dmarc-reject"),
+        (None, "giamdoc@soyte.example.vn", "dmarc-reject"),  # its SPF pass alone
+        ("stp", "giamdoc@hcm.soyte.example.vn", "dmarc-reject"),  # a subdomain of Sở Y tế
+        # ... and as the organisational domain itself, which no agency lists: standard
+        # relaxed alignment, as for any domain outside the directory
+        ("stp", "vanthu@example.vn", "dmarc-none"),
+    ],
+)
+async def test_one_agencys_pass_does_not_vouch_for_another_agencys_from(
+    stage: AuthenticationStage, keys: Keys, signer: str | None, from_: str, expect: str
+) -> None:
+    """The directory's agencies are alignment boundaries: a DKIM or SPF pass counts for a
+    From: domain only when both belong to the same agency (a province's agencies share a
+    parent domain: sotp.hanoi.gov.vn, soyte.hanoi.gov.vn)."""
+    raw = message(from_=f"Giám đốc <{from_}>")
+    if signer is not None:
+        raw = sign(keys, raw, signer)
+    msg = inbound(
+        raw, mail_from="vanthu@stp.example.vn", ip="10.20.1.1", helo="mail.stp.example.vn"
+    )
+    findings = by_method(await stage.inspect(msg))
+    assert findings["spf"].reason == "spf-pass"
+    assert findings["dmarc"].reason == expect, findings["dmarc"].detail
+    if expect == "dmarc-reject":
+        assert "another agency" in findings["dmarc"].detail
