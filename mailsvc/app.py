@@ -105,6 +105,7 @@ from mailsvc.web.app import make_app, make_monitoring_app, start_http
 from mailsvc.web.password import PageLimits
 from mailsvc.web.workspace.auth import Authenticator
 from mailsvc.web.workspace.pages import Workspace
+from mailsvc.web.workspace.previews import PreviewDrawer
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,10 @@ class App:
 
     def _workspace(self, lockout: Lockout) -> Workspace:
         s = self.settings
+        self._previews = PreviewDrawer(
+            s.path("cache/previews"), timeout_s=s.workspace.preview_timeout_seconds
+        )
+        self._closers.append(self._previews.close)
         composer = NoticeComposer(
             templates_dir(s) / "notices",
             hostname=s.server.hostname,
@@ -197,8 +202,7 @@ class App:
             ),
             templates=templates_dir(s) / "workspace",
             blobs=self.blobs,
-            executor=self.executor,
-            previews_dir=s.path("cache/previews"),
+            previews=self._previews,
             notifier=StatusNotifier(composer),
             assignment_mailer=AssignmentMailer(
                 templates_dir(s) / "workspace", self.blobs, s.server.hostname

@@ -634,6 +634,12 @@ class WorkspaceSection(_Section):
         default=12, ge=1, description="A signed-in session ends after this long in any case"
     )
     page_size: int = Field(default=50, ge=5, le=500, description="Rows per register page")
+    preview_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Wall time to draw one page preview; a PDF that takes longer gets none",
+    )
 
 
 class ExternalMailbox(_Section):

@@ -20,7 +20,6 @@ import statistics
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -62,7 +61,7 @@ from mailsvc.time import VIETNAM, vn_date, vn_datetime
 from mailsvc.web.workspace import scope
 from mailsvc.web.workspace.auth import SESSION_COOKIE, Authenticator, Person, csrf_ok
 from mailsvc.web.workspace.charts import Bar, columns, ranking
-from mailsvc.web.workspace.previews import MAX_PREVIEW_PAGES, page_count, render_page
+from mailsvc.web.workspace.previews import MAX_PREVIEW_PAGES, PreviewDrawer
 from mailsvc.web.workspace.signatures import StoredSignature, stored_signatures
 
 log = logging.getLogger(__name__)
@@ -212,8 +211,7 @@ class Workspace:
     auth: Authenticator
     templates: Path
     blobs: BlobStore
-    executor: Executor
-    previews_dir: Path
+    previews: PreviewDrawer
     notifier: StatusNotifier | None = None
     assignment_mailer: AssignmentMailer | None = None
     wake_mailer: Callable[[], None] = lambda: None
@@ -612,7 +610,7 @@ class Workspace:
         doc_id = int(request.match_info["id"])
         today = local_today(self.zone)
 
-        def load() -> dict[str, Any]:
+        def load() -> tuple[dict[str, Any], int]:
             with self.sessions() as session:
                 doc = self._load(session, person, doc_id)
                 signatures = stored_signatures(session, doc.message_record_id)
@@ -621,18 +619,16 @@ class Workspace:
                     .where(of_agency(doc.register))
                     .order_by(Mailbox.address)
                 ).all()
-                return self._document_values(doc, signatures, person, today, people)
+                values = self._document_values(doc, signatures, person, today, people)
+                return values, doc.page_count
 
-        values = await asyncio.to_thread(load)
+        values, pages = await asyncio.to_thread(load)
         main = values["main_pdf"]
-        pages = 0
-        if main:
+        if not main or await asyncio.to_thread(self.previews.has_failed, main):
+            pages = 0
+        elif pages <= 0:  # the register does not know (entered by hand): count them now
             data = await asyncio.to_thread(self.blobs.get, main)
-            loop = asyncio.get_running_loop()
-            try:
-                pages = await loop.run_in_executor(self.executor, page_count, data)
-            except Exception:  # boundary: a PDF that cannot be opened has no preview
-                log.info("workspace: no preview for document %s", doc_id, exc_info=True)
+            pages = await self.previews.page_count(main, data)
         return self._render(
             "document.html.j2",
             person,
@@ -776,20 +772,10 @@ class Workspace:
                 return sha
 
         sha = await asyncio.to_thread(load)
-        cached = self.previews_dir / f"{sha}-{page}.png"
-        if not cached.exists():
-            data = await asyncio.to_thread(self.blobs.get, sha)
-            loop = asyncio.get_running_loop()
-            try:
-                png = await loop.run_in_executor(self.executor, render_page, data, page)
-            except Exception:  # boundary: a page that cannot be drawn
-                log.info("workspace: preview of %s page %d failed", sha, page, exc_info=True)
-                raise self._not_found(person) from None
-            self.previews_dir.mkdir(parents=True, exist_ok=True)
-            partial = cached.with_suffix(f".{secrets.token_hex(4)}.tmp")
-            await asyncio.to_thread(partial.write_bytes, png)
-            partial.replace(cached)
-        body = await asyncio.to_thread(cached.read_bytes)
+        # Drawn apart from the mail checks' workers, under a time limit (previews.py).
+        body = await self.previews.page(sha, page, lambda: self.blobs.get(sha))
+        if body is None:
+            raise self._not_found(person)
         return web.Response(
             body=body,
             headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=3600"},
