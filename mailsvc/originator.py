@@ -21,6 +21,8 @@ import email.policy
 import re
 from dataclasses import dataclass
 from email import errors
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.headerregistry import AddressHeader, BaseHeader
 
 # RFC 5322 allows 998 octets per line; one mailbox with a display name fits in far less.
@@ -40,6 +42,14 @@ _ADDR_SPEC = re.compile(r"^[^@\s]+@[^@\s]+$")
 class Mailbox:
     display_name: str
     addr_spec: str  # as written (compare lower-cased)
+    # The field's comments, decoded: Python's parser drops them, but IMAP's ENVELOPE
+    # (Dovecot) and mail clients show "a@b (Name)" with the comment as the name.
+    comments: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        """What a reader may be shown as this mailbox's name: display name and comments."""
+        return f"{self.display_name} {self.comments}".strip()
 
 
 @dataclass(frozen=True)
@@ -161,8 +171,11 @@ def _parse_field(
         assert isinstance(header, BaseHeader) and isinstance(header, AddressHeader)
         groups = header.groups
         invalid = [d for d in header.defects if isinstance(d, errors.InvalidHeaderDefect)]
+        comments = _comments(text)
         mailboxes = tuple(
-            Mailbox(str(a.display_name), str(a.addr_spec)) for g in groups for a in g.addresses
+            Mailbox(str(a.display_name), str(a.addr_spec), comments)
+            for g in groups
+            for a in g.addresses
         )
     # The email package's address parser raises whatever its recursion meets on
     # hostile input (nested comments, unterminated groups): all mean "cannot parse".
@@ -175,3 +188,48 @@ def _parse_field(
     if any(not _ADDR_SPEC.match(m.addr_spec) for m in mailboxes):
         return (), HeaderProblem("address-header-unparsable", f"{name}: not an address")
     return mailboxes, None
+
+
+def _comments(value: str) -> str:
+    """The text of every comment in an address field (RFC 5322 3.2.2: parenthesised,
+    nested, outside quoted strings and angle brackets' addresses), encoded words decoded,
+    joined by spaces. The field is already capped in size."""
+    found: list[str] = []
+    current: list[str] = []
+    depth, quoted, escaped = 0, False, False
+    for char in value:
+        if escaped:
+            escaped = False
+            if depth:
+                current.append(char)
+            continue
+        if char == "\\" and (quoted or depth):
+            escaped = True
+            continue
+        if quoted:
+            quoted = char != '"'
+            continue
+        if char == '"' and not depth:
+            quoted = True
+        elif char == "(":
+            if depth:
+                current.append(" ")
+            depth += 1
+        elif char == ")" and depth:
+            depth -= 1
+            if not depth:
+                found.append("".join(current))
+                current = []
+            else:
+                current.append(" ")
+        elif depth:
+            current.append(char)
+    if current:  # unterminated: the parser has refused or repaired it; read it anyway
+        found.append("".join(current))
+    text = " ".join(" ".join(found).split())
+    if "=?" in text:
+        try:
+            text = str(make_header(decode_header(text)))
+        except (HeaderParseError, UnicodeDecodeError, LookupError, ValueError):
+            pass  # shown as written
+    return text

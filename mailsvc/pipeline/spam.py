@@ -407,8 +407,10 @@ def _header_rules(
             )
         )
     if rules.display_name_spoof.enabled:
-        for address in addresses:
-            shown = _EMAILISH.findall(str(address.display_name or ""))
+        # From: and Sender: (shown as "X on behalf of Y"); their comments count as names
+        # too: "a@b (x@y)" is shown with x@y as the name by IMAP's ENVELOPE.
+        for address in (*addresses, *originator.sender):
+            shown = _EMAILISH.findall(address.shown_name)
             actual = str(address.addr_spec).lower()
             other = [s for s in shown if s.lower() != actual]
             if other:

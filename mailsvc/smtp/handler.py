@@ -264,10 +264,24 @@ class SmtpHandler:
             return replies.for_reason(originator.problem.reason)
         if not await self.lookup.may_send_as(user, msg.from_address):
             return replies.FROM_NOT_OWNED
-        # NFKC: a full-width ＠ in a display name reads as @ to the recipient too.
-        name = unicodedata.normalize("NFKC", originator.from_[0].display_name)
-        if {a.lower() for a in _ADDRESS_IN_NAME.findall(name)} - {user, msg.from_address}:
-            return replies.FROM_NAME_NOT_OWNED
+        # Sender: is shown too ("X on behalf of Y"): the login's own mailbox or none.
+        sender = originator.sender[0] if originator.sender else None
+        if sender is not None and not await self.lookup.may_send_as(
+            user, sender.addr_spec.lower()
+        ):
+            return replies.SENDER_NOT_OWNED
+        own = {user, msg.from_address} | ({sender.addr_spec.lower()} if sender else set())
+        for mailbox, refusal in (
+            (originator.from_[0], replies.FROM_NAME_NOT_OWNED),
+            (sender, replies.SENDER_NAME_NOT_OWNED),
+        ):
+            if mailbox is None:
+                continue
+            # Display name and comments ("a@b (Name)" shows Name); NFKC: a full-width ＠
+            # reads as @ to the recipient too.
+            name = unicodedata.normalize("NFKC", mailbox.shown_name)
+            if {a.lower() for a in _ADDRESS_IN_NAME.findall(name)} - own:
+                return refusal
         if not msg.mail_from and not report:
             return replies.NULL_SENDER_NOT_REPORT
         return ""

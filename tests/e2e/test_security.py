@@ -156,10 +156,67 @@ async def test_display_name_showing_another_address_is_refused_on_submission(
             login=OFFICIAL,
         )
         assert code == 553 and b"display name" in text, display
+    # A comment is a display name too: IMAP's ENVELOPE (Dovecot) and mail clients show
+    # "x@y (Name)" and "Name (note) <x@y>" with the comment as the sender's name.
+    for field in (
+        f"{OFFICIAL} ({BOSS})",
+        f"Lanh ({BOSS}) dao <{OFFICIAL}>",
+        f"{OFFICIAL} (=?utf-8?q?{BOSS.replace('@', '=40')}?=)",
+        f"{OFFICIAL} (Giám đốc (({BOSS})))",
+    ):
+        code, text = await asyncio.to_thread(
+            deliver,
+            server,
+            raw_message(f"From: {field}\r\n"),
+            sender=OFFICIAL,
+            listener="submission",
+            login=OFFICIAL,
+        )
+        assert code == 553 and b"display name" in text, field
     code, _ = await asyncio.to_thread(
         deliver,
         server,
         raw_message(f'From: "An ({OFFICIAL})" <{OFFICIAL}>\r\n'),
+        sender=OFFICIAL,
+        listener="submission",
+        login=OFFICIAL,
+    )
+    assert code == 250
+    code, _ = await asyncio.to_thread(
+        deliver,
+        server,
+        raw_message(f"From: {OFFICIAL} (Nguyễn Văn An, phòng Văn thư)\r\n"),
+        sender=OFFICIAL,
+        listener="submission",
+        login=OFFICIAL,
+    )
+    assert code == 250
+
+
+async def test_a_sender_field_must_be_the_officials_own_on_submission(
+    mailboxes: RunningServer,
+) -> None:
+    """Sender: is shown by mail clients ("X on behalf of Y"): an official may not name
+    another mailbox there, nor show one as its display name."""
+    server = mailboxes
+    for field, expected in (
+        (f"Giám đốc <{BOSS}>", b"Sender: header address not owned"),
+        (f'"{BOSS}" <{OFFICIAL}>', b"display name"),
+        (f"{OFFICIAL} ({BOSS})", b"display name"),
+    ):
+        code, text = await asyncio.to_thread(
+            deliver,
+            server,
+            raw_message(f"From: {OFFICIAL}\r\nSender: {field}\r\n"),
+            sender=OFFICIAL,
+            listener="submission",
+            login=OFFICIAL,
+        )
+        assert code == 553 and expected in text, (field, code, text)
+    code, _ = await asyncio.to_thread(
+        deliver,
+        server,
+        raw_message(f"From: {OFFICIAL}\r\nSender: Nguyễn Văn An <{OFFICIAL}>\r\n"),
         sender=OFFICIAL,
         listener="submission",
         login=OFFICIAL,

@@ -299,6 +299,22 @@ TABLE: list[tuple[str, bytes, str, set[str]]] = [
         {"display-name-spoof"},
     ),
     (
+        "a comment shows another address (IMAP's ENVELOPE shows it as the name)",
+        b"From: ketoan.hanoi@stp.example.vn (vanthu@hanoi.gov.vn)\r\n"
+        b"To: <a@sotttt.example.vn>\r\nSubject: Cong van\r\n"
+        b"Date: Fri, 20 Nov 2026 08:30:00 +0700\r\nMessage-ID: <x@stp.example.vn>\r\n\r\nBody\r\n",
+        "vanthu@stp.example.vn",
+        {"display-name-spoof"},
+    ),
+    (
+        "Sender's display name shows another address",
+        b"From: <vanthu@stp.example.vn>\r\nSender: \"giamdoc@hanoi.gov.vn\" <x@stp.example.vn>\r\n"
+        b"To: <a@sotttt.example.vn>\r\nSubject: Cong van\r\n"
+        b"Date: Fri, 20 Nov 2026 08:30:00 +0700\r\nMessage-ID: <x@stp.example.vn>\r\n\r\nBody\r\n",
+        "vanthu@stp.example.vn",
+        {"display-name-spoof"},
+    ),
+    (
         "display name repeats the real address",
         raw(official(From='"vanthu@stp.example.vn" <vanthu@stp.example.vn>')),
         "vanthu@stp.example.vn",
