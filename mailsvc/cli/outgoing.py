@@ -5,12 +5,12 @@ issued with the organisation's signature."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
-from sqlalchemy import select
 
 from mailsvc.cli import Context
 from mailsvc.cli.console import (
@@ -23,14 +23,15 @@ from mailsvc.cli.console import (
     open_session,
     parse_optional_day,
 )
-from mailsvc.db.models import Agency
+from mailsvc.cli.verify import build_engine, load_policy, quiet_pyhanko
 from mailsvc.notify.notices import NoticeComposer
 from mailsvc.outbound.smime import SmimeSigner
 from mailsvc.outgoing import export
 from mailsvc.outgoing import register as outgoing
-from mailsvc.outgoing.issuing import approve, organisation_signer
+from mailsvc.outgoing.issuing import approve, issuing_agency, organisation_signer
 from mailsvc.outgoing.recall import recall_document
 from mailsvc.register import export as register_export
+from mailsvc.signatures.report import DocumentSignatureReport
 from mailsvc.store.blobs import BlobStore
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -268,11 +269,14 @@ def approve_cmd(ctx: Context, ref: str, as_json: bool) -> None:
     s = ctx.settings
     blobs = BlobStore(s.path(s.paths.blob_root))
     zone = display_zone(ctx)
+    quiet_pyhanko(ctx)
+    engine = build_engine(ctx, load_policy(ctx, None), ())
+
+    def verify(name: str, data: bytes) -> list[DocumentSignatureReport]:
+        return asyncio.run(engine.verify_files([(name, data)]))
+
     with organisation_signer(s) as signer, open_session(ctx) as session:
         document = outgoing.find_document(session, ref)
-        agency = session.scalars(
-            select(Agency).where(Agency.local.is_(True)).order_by(Agency.id)
-        ).first()
         rows = approve(
             session,
             document,
@@ -280,7 +284,8 @@ def approve_cmd(ctx: Context, ref: str, as_json: bool) -> None:
             blobs=blobs,
             signer=signer,
             actor=actor(),
-            agency_name=agency.name if agency is not None else s.server.domain,
+            agency=issuing_agency(session, s),
+            verify=verify,
         )
         session.commit()
         view = outgoing.document_view(document, zone)

@@ -55,6 +55,13 @@ def build_engine(
     return SignatureEngine(policy, trust_config(policy, anchors, home), gnupg_home=home_gnupg(home))
 
 
+def quiet_pyhanko(ctx: Context) -> None:
+    """pyHanko logs every failed check with a traceback; our reports already say why."""
+    if not ctx.debug:
+        for name in ("pyhanko", "pyhanko_certvalidator"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _signature_lines(n: int, s: SignatureResult, ctx: Context) -> list[str]:
     where = f"{s.format.value.upper()}" + (f" {s.field_name}" if s.field_name else "")
     verdict = s.indication.value + (f"/{s.subindication}" if s.subindication else "")
@@ -120,10 +127,7 @@ def verify_cmd(
 ) -> None:
     """Verify the digital signatures of FILE... offline (PDF, x.pdf + x.pdf.p7s, .p7m,
     .sig/.asc, or a whole .eml message) and say what each document is worth."""
-    if not ctx.debug:
-        # pyHanko logs every failed check with a traceback; the report already says why
-        for name in ("pyhanko", "pyhanko_certvalidator"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_pyhanko(ctx)
     policy = load_policy(ctx, policy_file)
     engine = build_engine(ctx, policy, trust_dirs)
     messages = [f for f in files if f.suffix.lower() == ".eml"]

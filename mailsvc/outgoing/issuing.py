@@ -4,7 +4,9 @@
    (``[issuing] dispatch_address``, default ``phathanh@<domain>``), naming the recipient
    agencies in To/Cc (their addresses) or by agency code (mã định danh) in the text.
    Nothing leaves: the submission becomes a ``draft`` entry of the outgoing register.
-2. The clerk approves it (``mailsvc outgoing approve ID``). In one transaction: the next
+2. The clerk approves it (``mailsvc outgoing approve ID``). Refused first: a draft with
+   no valid personal signature, or from someone not of the issuing agency (the local
+   agency owning the dispatch address's domain). Then, in one transaction: the next
    outgoing number of the year (gapless: the counter row is locked and only commits with
    the rest; a failed signature rolls it back), the number and date written into the PDF
    as a visible stamp in the organisation signature's appearance (an incremental update
@@ -25,7 +27,7 @@ import logging
 import os
 import re
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -34,12 +36,13 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from mailsvc import audit
 from mailsvc.config import Settings
 from mailsvc.db.base import utcnow
+from mailsvc.db.models import Agency, Mailbox
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
@@ -49,6 +52,7 @@ from mailsvc.outgoing.models import OutgoingCounter, OutgoingDocument
 from mailsvc.outgoing.register import OutgoingError
 from mailsvc.register.numbering import insert_ignore
 from mailsvc.register.recorder import attachments_of
+from mailsvc.signatures.report import CertificateKind, DocumentSignatureReport
 from mailsvc.store.blobs import BlobStore
 from mailsvc.time import VIETNAM, vn_datetime
 
@@ -393,6 +397,60 @@ def next_outgoing_number(session: Session, year: int) -> int:
     return int(number)
 
 
+def issuing_agency(session: Session, settings: Settings) -> Agency | None:
+    """The agency this server issues for: the local agency that owns the dispatch
+    address's domain (the organisation key and its seal are that agency's)."""
+    domain = settings.dispatch_address.rpartition("@")[2].lower()
+    for agency in session.scalars(select(Agency).where(Agency.local.is_(True))):
+        if domain in {d.lower() for d in agency.domains}:
+            return agency
+    return None
+
+
+def _check_sender(
+    session: Session, document: OutgoingDocument, agency: Agency | None, settings: Settings
+) -> None:
+    """Only the issuing agency's own people may have a draft sealed with its signature:
+    on a server hosting several agencies, another agency's official can reach the
+    dispatch address too."""
+    sender = document.sender.strip().lower()
+    domain = sender.rpartition("@")[2]
+    box = session.scalars(select(Mailbox).where(Mailbox.address == sender)).one_or_none()
+    if agency is None:
+        ours = domain == settings.dispatch_address.rpartition("@")[2].lower()
+    elif box is not None and box.agency_id is not None:
+        ours = box.agency_id == agency.id
+    else:
+        ours = domain in {d.lower() for d in agency.domains}
+    if not ours:
+        issuer = f"{agency.name} ({agency.code})" if agency else settings.server.domain
+        raise OutgoingError(
+            f"draft {document.id} was sent by {document.sender}, who is not of {issuer}, the "
+            f"agency this server issues for: it cannot be sealed with that agency's signature"
+        )
+
+
+def _check_personal_signature(
+    document: OutgoingDocument, filename: str, reports: Sequence[DocumentSignatureReport]
+) -> None:
+    """Decree 30: the competent person signs first (personal signature), then the clerk
+    issues with the organisation's. A draft without a valid personal signature is not
+    sealed: the organisation's signature would make it legally valid as it stands."""
+    signatures = [s for r in reports for s in r.signatures]
+    if any(s.kind is CertificateKind.PERSONAL and s.passed for s in signatures):
+        return
+    found = "; ".join(
+        f"{s.kind.value} {s.indication.value}"
+        + (f"/{s.subindication}" if s.subindication else "")
+        for s in signatures
+    )
+    raise OutgoingError(
+        f"draft {document.id}: {filename} carries no valid personal signature (chữ ký số cá "
+        f"nhân of the person who signs it){': ' + found if found else ''}; ask for a signed "
+        f"draft, nothing was numbered"
+    )
+
+
 def approve(
     session: Session,
     document: OutgoingDocument,
@@ -401,19 +459,25 @@ def approve(
     blobs: BlobStore,
     signer: Any,
     actor: str,
-    agency_name: str,
+    agency: Agency | None,
+    verify: Callable[[str, bytes], Sequence[DocumentSignatureReport]],
 ) -> list[OutboundMessage]:
-    """Number, stamp, sign, register and queue a draft (see the module docstring)."""
+    """Number, stamp, sign, register and queue a draft (see the module docstring).
+    ``agency``: the issuing agency (:func:`issuing_agency`); ``verify``: the signature
+    engine's reports for a file, for the draft's personal signature."""
     if document.kind != "issued" or document.state != "draft":
         raise OutgoingError(f"outgoing document {document.id} is not a draft waiting for approval")
     if not document.deliveries:
         raise OutgoingError(f"draft {document.id} names no recipient agency")
+    _check_sender(session, document, agency, settings)
+    agency_name = agency.name if agency is not None else settings.server.domain
     raw = blobs.get(document.blob_sha256)
     draft = InboundMessage("", "", (), raw, utcnow())
     files = attachments_of(draft)
     main = next((a for a in files if a.role == "main"), None)
     if main is None or main.data is None or not main.filename.lower().endswith(".pdf"):
         raise OutgoingError(f"draft {document.id} has no PDF document to sign")
+    _check_personal_signature(document, main.filename, verify(main.filename, main.data))
     now = utcnow()
     local = now.astimezone(VIETNAM)
     year = local.year

@@ -177,7 +177,9 @@ async def agencies(service_home: Path, db_url: str, other_db_url: str) -> AsyncI
             await app.stop()
 
 
-def msmtp_send(server: RunningServer, work: Path, data: bytes, rcpts: list[str]) -> None:
+def msmtp_send(
+    server: RunningServer, work: Path, data: bytes, rcpts: list[str], user: str = A_OFFICIAL
+) -> None:
     """The official's mail client: msmtp over STARTTLS with AUTH to A's submission port."""
     host, port = server.addr("submission")
     work.mkdir(parents=True, exist_ok=True)
@@ -191,8 +193,8 @@ def msmtp_send(server: RunningServer, work: Path, data: bytes, rcpts: list[str])
         f"host {host}\nport {port}\n"
         f"tls_host_override {host}\n"
         "auth plain\n"
-        f"user {A_OFFICIAL}\npassword {PASSWORD}\n"
-        f"from {A_OFFICIAL}\n",
+        f"user {user}\npassword {PASSWORD}\n"
+        f"from {user}\n",
         encoding="utf-8",
     )
     rc.chmod(0o600)
@@ -390,6 +392,44 @@ async def test_clerk_issues_a_draft_with_the_organisation_signature_from_the_tok
     assert failed.exit_code == 1 and "cannot open token" in failed.output
     assert "00000000" not in failed.output
     pin_file.write_text(softhsm.pin + "\n", encoding="utf-8")
+
+    # Drafts that must not be sealed, refused before any number is taken: one without a
+    # personal signature (the seal would make it legally valid as it stands), and one from
+    # the official of another agency hosted on A (the seal is A's).
+    def draft_of(sender: str, pdf: bytes, name: str) -> bytes:
+        message = make_message(sender, f"phathanh@{A_DOMAIN}", subject=f"Dự thảo {name}")
+        del message["To"]
+        message["To"] = f"phathanh@{A_DOMAIN}, {B_CLERK}"
+        message.add_attachment(pdf, maintype="application", subtype="pdf", filename=name)
+        return message.as_bytes()
+
+    unsigned = draft_of(A_OFFICIAL, make_pdf("Kế hoạch số 41/KH-STTTT"), "41-KH.pdf")
+    await asyncio.to_thread(
+        msmtp_send, a, tmp_path / "msmtp", unsigned, [f"phathanh@{A_DOMAIN}", B_CLERK]
+    )
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, main, ["--home", str(a.home), "outgoing", "approve", "2"]
+    )
+    assert refused.exit_code == 1
+    assert "41-KH.pdf carries no valid personal signature" in refused.output, refused.output
+    neighbour = "vanthu@snv.thunghiem.gov.vn"
+    await asyncio.to_thread(
+        _cli, a, "agency", "add", "000.00.04.H99", "Sở Nội vụ", "--domain",
+        "snv.thunghiem.gov.vn", "--local",
+    )  # fmt: skip
+    await a.app.directory.refresh_async()
+    _mailbox(a, neighbour, "official")
+    foreign = draft_of(neighbour, signed_pdf(make_pdf("Tờ trình 7"), pki.personal), "7-TTr.pdf")
+    await asyncio.to_thread(
+        msmtp_send, a, tmp_path / "msmtp-snv", foreign, [f"phathanh@{A_DOMAIN}", B_CLERK],
+        neighbour,
+    )  # fmt: skip
+    refused = await asyncio.to_thread(
+        CliRunner().invoke, main, ["--home", str(a.home), "outgoing", "approve", "3"]
+    )
+    assert refused.exit_code == 1
+    assert f"sent by {neighbour}, who is not of {AGENCY_NAME}" in refused.output, refused.output
+
     out = await asyncio.to_thread(_cli, a, "outgoing", "approve", "1")
     year = datetime.now(VIETNAM).year
     assert f"issued as số 1/{year}, queued to {B_CLERK}" in out
