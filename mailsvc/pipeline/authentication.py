@@ -760,10 +760,18 @@ class AuthenticationStage:
             crossed.append(f"{method} {domain}")
             return False
 
+        # A pass whose l= leaves body bytes unsigned proves nothing about what follows:
+        # anyone may append a part to a signed message and replay it.
+        partial = [
+            f"dkim {r.domain}: {r.unsigned_body_bytes} body bytes after l= not signed"
+            for r in dkim_results
+            if r.result == "pass" and r.unsigned_body_bytes
+        ]
         dkim_aligned = [
             r.domain
             for r in dkim_results
             if r.result == "pass"
+            and not r.unsigned_body_bytes
             and is_aligned(r.domain, from_domain, record.adkim, suffixes)
             and same_owner(r.domain, "dkim")
         ]
@@ -804,6 +812,7 @@ class AuthenticationStage:
                 if crossed
                 else ""
             )
+            + ("; ".join(partial) + "; " if partial else "")
             + f"{record.source} record at {record.domain} asks p={applied}",
             from_domain,
             f"(p={applied} dis={applied})",

@@ -524,6 +524,21 @@ async def test_body_length_tag_reports_unsigned_bytes(
     assert "body bytes not signed" in (dkim.auth_result or "")
 
 
+async def test_a_dkim_pass_that_leaves_body_unsigned_proves_no_origin(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    """l= lets anyone append to a signed body (a new part, a changed account number) and
+    replay it: such a pass does not align for DMARC. From another address than the
+    agency's (SPF fails), the message is then not proven to come from hanoi.gov.vn."""
+    signed = sign(keys, message(), "hanoi", body_length=True)
+    whole = by_method(await stage.inspect(inbound(signed, ip=OTHER_IP)))
+    assert whole["dmarc"].reason == "dmarc-pass"  # l= covering the whole body: as before
+    replayed = by_method(await stage.inspect(inbound(append_body(signed), ip=OTHER_IP)))
+    assert replayed["dkim"].reason == "dkim-pass" and replayed["spf"].reason == "spf-fail"
+    assert replayed["dmarc"].reason == "dmarc-reject", replayed["dmarc"].detail
+    assert "body bytes after l=" in replayed["dmarc"].detail
+
+
 async def test_one_bad_signature_among_good_ones_is_still_a_pass(
     stage: AuthenticationStage, keys: Keys
 ) -> None:
