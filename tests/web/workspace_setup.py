@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import httpx
 from sqlalchemy import select
 
-from mailsvc.db.models import Mailbox
+from mailsvc.db.models import Agency, Mailbox
 from mailsvc.passwords import hash_password
 from mailsvc.register.models import RegisterDocument
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer
@@ -29,6 +29,11 @@ OFFICIAL = f"annv.vp@{DOMAIN}"  # unit "vp"
 OTHER_OFFICIAL = f"binhtt.kt@{DOMAIN}"  # unit "kt"
 ADMIN = f"quantri@{DOMAIN}"
 SENDER = f"vanthu@{AGENCY_DOMAIN}"
+# A second agency served by the same server (its own mail domain and register).
+OTHER_DOMAIN = "stc.example.vn"
+OTHER_CLERK = f"vanthu@{OTHER_DOMAIN}"
+OTHER_LEADER = f"lanhdao@{OTHER_DOMAIN}"
+OTHER_ADMIN = f"quantri@{OTHER_DOMAIN}"
 SUBJECT = "HỎA TỐC - V/v triển khai kế hoạch chuyển đổi số"
 
 
@@ -58,6 +63,34 @@ def add_people(server: RunningServer) -> None:
                     must_change=False,
                 )
             )
+
+
+def add_other_agency(server: RunningServer) -> int:
+    """Sở Tài chính, a second local agency on this server, with its clerk, leader and
+    administrator (all belonging to it); returns its id."""
+    hashed = hash_password(PASSWORD, server.app.settings.password)
+    with server.app.sessions.begin() as session:
+        agency = Agency(
+            code="000.00.32.H56", name="Sở Tài chính", domains=[OTHER_DOMAIN], local=True
+        )
+        session.add(agency)
+        session.flush()
+        for address, role, name in (
+            (OTHER_CLERK, "clerk", "Vũ Thị Văn Thư"),
+            (OTHER_LEADER, "leader", "Đỗ Văn Giám Đốc"),
+            (OTHER_ADMIN, "admin", "Hoàng Văn Quản Trị"),
+        ):
+            session.add(
+                Mailbox(
+                    address=address,
+                    role=role,
+                    full_name=name,
+                    agency_id=agency.id,
+                    password_hash=hashed,
+                    must_change=False,
+                )
+            )
+        return agency.id
 
 
 async def seed_workspace(server: RunningServer) -> Seeded:

@@ -1109,15 +1109,17 @@ class Workspace:
                 return {
                     "overdue": [_row(d, self.zone, today) for d in overdue.documents],
                     "due": [_row(d, self.zone, today) for d in due.documents],
-                    **self._charts(session, today),
+                    **self._charts(session, person, today),
                     **self._compliance(session, person, today),
                 }
 
         values = await asyncio.to_thread(load)
         return self._render("dashboard.html.j2", person, title="Tổng quan", **values)
 
-    def _charts(self, session: Session, today: date) -> dict[str, Any]:
+    def _charts(self, session: Session, person: Person, today: date) -> dict[str, Any]:
+        """Counts and medians of the person's own register (``scope.document_scope``)."""
         doc = RegisterDocument
+        ours = scope.document_scope(person)
         start = date(today.year - (1 if today.month < 12 else 0), today.month % 12 + 1, 1)
         since = datetime.combine(start, datetime.min.time(), self.zone)
         if session.get_bind().dialect.name == "sqlite":
@@ -1126,7 +1128,7 @@ class Workspace:
             month = func.to_char(func.timezone("Asia/Ho_Chi_Minh", doc.received_at), "YYYY-MM")
         per_month: dict[str, int] = dict(
             session.execute(
-                select(month, func.count()).where(doc.received_at >= since).group_by(month)
+                select(month, func.count()).where(ours, doc.received_at >= since).group_by(month)
             ).all()
         )
         months: list[Bar] = []
@@ -1145,18 +1147,18 @@ class Workspace:
         author = func.coalesce(func.nullif(doc.agency_name, literal_column("''")), doc.sender)
         agencies = session.execute(
             select(author.label("author"), func.count())
-            .where(doc.year == year)
+            .where(ours, doc.year == year)
             .group_by(literal_column("author"))
             .order_by(func.count().desc())
             .limit(10)
         ).all()
         mix = session.execute(
-            select(doc.status, func.count()).where(doc.year == year).group_by(doc.status)
+            select(doc.status, func.count()).where(ours, doc.year == year).group_by(doc.status)
         ).all()
         # Medians over the most recent entries of the year (a bounded sample).
         recent = session.execute(
             select(doc.received_at, doc.registered_at)
-            .where(doc.year == year, doc.registered_at.is_not(None))
+            .where(ours, doc.year == year, doc.registered_at.is_not(None))
             .order_by(doc.id.desc())
             .limit(5000)
         ).all()
@@ -1164,7 +1166,7 @@ class Workspace:
         done_rows = session.execute(
             select(doc.received_at, DocumentHistory.at)
             .join(DocumentHistory, DocumentHistory.document_id == doc.id)
-            .where(doc.year == year, DocumentHistory.to_status == DocumentStatus.DONE.value)
+            .where(ours, doc.year == year, DocumentHistory.to_status == DocumentStatus.DONE.value)
             .order_by(DocumentHistory.id.desc())
             .limit(5000)
         ).all()
