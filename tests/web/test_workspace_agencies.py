@@ -7,12 +7,16 @@ import re
 
 import httpx
 
+from mailsvc.db.base import utcnow
+from mailsvc.jobs.models import JobRun
 from mailsvc.register.queries import local_today
 from mailsvc.time import VIETNAM
 from tests.e2e.conftest import RunningServer, server, service_home
 from tests.web.workspace_setup import (
+    ADMIN,
     CLERK,
     LEADER,
+    OTHER_ADMIN,
     OTHER_CLERK,
     OTHER_LEADER,
     add_other_agency,
@@ -91,3 +95,42 @@ async def test_dashboard_charts_count_only_the_agencys_own_register(
     status = svg_titled(text, "Trạng thái văn bản đến")
     assert "Đã hoàn thành: 1" in status and "Đã tiếp nhận" not in status
     assert "tới khi hoàn thành: <strong>" in text
+
+
+async def test_admin_overview_shows_the_agencys_mailboxes_and_server_figures_to_operators(
+    server: RunningServer,
+) -> None:
+    """/w/admin: a leader or administrator sees the mailboxes of their own agency (or mail
+    domain) only; the outbound queue and the job runs, which are the whole server's, only
+    an administrator who belongs to no agency (the server's operator) sees."""
+    await seed_workspace(server)  # its status notice to the sender waits in the queue
+    add_other_agency(server)
+    summary = "overdue reminders: 3 sent (Sở Tài chính 2, Sở TTTT 1)"
+    with server.app.sessions.begin() as session:
+        session.add(
+            JobRun(job="overdue-reminders", scheduled_for=utcnow(), node="n1", summary=summary)
+        )
+
+    async def overview(address: str) -> str:
+        async with client(server) as http:
+            await sign_in(http, address)
+            answer = await http.get("/w/admin")
+        assert answer.status_code == 200, address
+        return answer.text
+
+    ours, theirs = (CLERK, LEADER, ADMIN), (OTHER_CLERK, OTHER_LEADER, OTHER_ADMIN)
+    for viewer, shown, hidden in (
+        (LEADER, ours, theirs),
+        (OTHER_LEADER, theirs, ours),
+        (OTHER_ADMIN, theirs, ours),
+    ):
+        page = await overview(viewer)
+        for address in shown:
+            assert f">{address}<" in page, (viewer, address)
+        for address in hidden:
+            assert address not in page, (viewer, address)
+        assert "Hàng đợi thư đi" not in page, viewer
+        assert summary not in page and "overdue-reminders" not in page, viewer
+    page = await overview(ADMIN)  # the server's operator
+    assert "Hàng đợi thư đi" in page and summary in page
+    assert f">{CLERK}<" in page and OTHER_CLERK not in page

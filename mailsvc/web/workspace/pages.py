@@ -1201,13 +1201,10 @@ class Workspace:
         cached = self._heat.get(key)
         if cached is not None and now - cached[0] < HEAT_SECONDS:
             return cached[1]
-        domain = person.address.rpartition("@")[2]
-        same = (
-            Mailbox.agency_id == person.agency_id
-            if person.agency_id is not None
-            else Mailbox.address.like(f"%@{domain}")
-        )
-        ours = {a.lower() for a in session.scalars(select(Mailbox.address).where(same))}
+        ours = {
+            a.lower()
+            for a in session.scalars(select(Mailbox.address).where(scope.agency_mailboxes(person)))
+        }
         boxes = [b for b in tracked_mailboxes(session, self.checking) if b in ours]
         start = today - timedelta(days=83)
         days = evaluate(session, self.checking, start, today, mailboxes=boxes)
@@ -1226,30 +1223,32 @@ class Workspace:
         return found
 
     async def admin(self, request: web.Request) -> web.Response:
+        """The mailboxes of the person's agency and their last check; the outbound queue
+        and recent job runs (the whole server's) for the server's operators only."""
         person = await self._require(request, scope.sees_admin)
+        operator = scope.sees_server(person)
+        ours = scope.agency_mailboxes(person)
 
         def load() -> dict[str, Any]:
             with self.sessions() as session:
-                states = outbound_queue.count_by_state(session)
                 boxes = session.scalars(
-                    select(Mailbox).where(Mailbox.removed.is_(False)).order_by(Mailbox.address)
+                    select(Mailbox)
+                    .where(Mailbox.removed.is_(False), ours)
+                    .order_by(Mailbox.address)
                 ).all()
                 last_checks: dict[str, datetime] = {
                     str(box): at
                     for box, at in session.execute(
-                        select(MailboxCheck.mailbox, func.max(MailboxCheck.at)).group_by(
-                            MailboxCheck.mailbox
-                        )
+                        select(MailboxCheck.mailbox, func.max(MailboxCheck.at))
+                        .where(MailboxCheck.mailbox.in_(select(Mailbox.address).where(ours)))
+                        .group_by(MailboxCheck.mailbox)
                     ).all()
                 }
-                runs = session.execute(
-                    select(JobRun.job, JobRun.outcome, JobRun.started_at, JobRun.summary)
-                    .order_by(JobRun.id.desc())
-                    .limit(20)
-                ).all()
-                return {
+                values: dict[str, Any] = {
                     **self._compliance(session, person, local_today(self.zone)),
-                    "queue": sorted(states.items()),
+                    "operator": operator,
+                    "queue": [],
+                    "runs": [],
                     "mailboxes": [
                         {
                             "address": m.address,
@@ -1261,7 +1260,15 @@ class Workspace:
                         }
                         for m in boxes
                     ],
-                    "runs": [
+                }
+                if operator:
+                    runs = session.execute(
+                        select(JobRun.job, JobRun.outcome, JobRun.started_at, JobRun.summary)
+                        .order_by(JobRun.id.desc())
+                        .limit(20)
+                    ).all()
+                    values["queue"] = sorted(outbound_queue.count_by_state(session).items())
+                    values["runs"] = [
                         {
                             "job": r[0],
                             "outcome": r[1],
@@ -1269,8 +1276,8 @@ class Workspace:
                             "summary": r[3],
                         }
                         for r in runs
-                    ],
-                }
+                    ]
+                return values
 
         values = await asyncio.to_thread(load)
         return self._render("admin.html.j2", person, title="Quản trị", **values)

@@ -8,13 +8,16 @@
 | admin    | none (overview of checks, jobs, queue)      | none (provisioning is the CLI's) |
 
 A document outside a person's scope answers 404, exactly like one that does not exist,
-so an id typed into the URL tells nothing.
+so an id typed into the URL tells nothing. The admin overview lists the mailboxes of the
+person's own agency (or mail domain); the server-wide figures (outbound queue, job runs)
+are for the server's operators alone: administrators who belong to no agency.
 """
 
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, and_, false, func, or_
 
+from mailsvc.db.models import Mailbox
 from mailsvc.register.models import RegisterDocument
 from mailsvc.web.workspace.auth import Person
 
@@ -81,3 +84,17 @@ def may_manage(person: Person) -> bool:
 
 def sees_admin(person: Person) -> bool:
     return person.role in (ADMIN, LEADER)
+
+
+def sees_server(person: Person) -> bool:
+    """The whole server's outbound queue and job runs: its operators only (administrators
+    who belong to no agency), never an agency's leader or administrator."""
+    return person.role == ADMIN and person.agency_id is None
+
+
+def agency_mailboxes(person: Person) -> ColumnElement[bool]:
+    """The WHERE clause for the mailboxes of the person's agency, or of their mail domain
+    when they belong to no agency (the heat map's and the admin overview's rule)."""
+    if person.agency_id is not None:
+        return Mailbox.agency_id == person.agency_id
+    return Mailbox.address.like(f"%@{person.address.rpartition('@')[2]}")
