@@ -83,6 +83,9 @@ PRE_COOKIE = "__Host-mailsvc-ws-pre"  # CSRF of the sign-in form (no session yet
 MAX_UPLOAD = 25 * 1024 * 1024
 HEAT_SECONDS = 300.0
 MAX_FIELD = 2000
+ID = "[0-9]{1,18}"  # a route's id: ASCII digits only, at most 18 (a cheap int())
+MAX_ID = 2**31 - 1  # the largest id the register's tables hold (PostgreSQL's integer)
+FIRST_YEAR, LAST_YEAR = 1900, 2999  # the dates a form or filter may name
 
 OUTCOME_LABELS = {
     DocumentOutcome.VALID.value: "Hợp lệ (có giá trị pháp lý)",
@@ -145,14 +148,27 @@ def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
 
 
 def _parse_day(value: str, label: str) -> date | None:
+    """A day as yyyy-mm-dd or dd/mm/yyyy, in the years 1900 to 2999 (outside them, date
+    arithmetic and the databases' date types overflow)."""
     if not value:
         return None
     for fmt in ("%Y-%m-%d", "%d/%m/%Y"):
         try:
-            return datetime.strptime(value, fmt).date()
+            day = datetime.strptime(value, fmt).date()
         except ValueError:
             continue
+        if not FIRST_YEAR <= day.year <= LAST_YEAR:
+            raise FormError(f"{label} phải là một ngày từ năm {FIRST_YEAR} đến năm {LAST_YEAR}.")
+        return day
     raise FormError(f"{label} không đúng dạng ngày (dd/mm/yyyy).")
+
+
+def _ascii_number(value: str, digits: int) -> int | None:
+    """``value`` as a number when it is 1 to ``digits`` ASCII digits ("²" and "٣" pass
+    ``str.isdigit`` but are not numbers here), else None."""
+    if value.isascii() and value.isdigit() and len(value) <= digits:
+        return int(value)
+    return None
 
 
 def _safe_next(value: str) -> str:
@@ -235,14 +251,15 @@ class Workspace:
         r.add_get("/w/incoming/new", self.new_form)
         r.add_post("/w/incoming/new", self.new_document)
         r.add_get("/w/incoming/export", self.export)
-        r.add_get(r"/w/incoming/{id:\d+}", self.document)
-        r.add_get(r"/w/incoming/{id:\d+}/files/{link:\d+}", self.download)
-        r.add_get(r"/w/incoming/{id:\d+}/preview/{page:\d+}.png", self.preview)
-        r.add_post(r"/w/incoming/{id:\d+}/assign", self.assign)
-        r.add_post(r"/w/incoming/{id:\d+}/status", self.status)
+        r.add_get(f"/w/incoming/{{id:{ID}}}", self.document)
+        r.add_get(f"/w/incoming/{{id:{ID}}}/files/{{link:{ID}}}", self.download)
+        r.add_get(f"/w/incoming/{{id:{ID}}}/preview/{{page:{ID}}}.png", self.preview)
+        r.add_post(f"/w/incoming/{{id:{ID}}}/assign", self.assign)
+        r.add_post(f"/w/incoming/{{id:{ID}}}/status", self.status)
         r.add_get("/w/mine", self.mine)
         r.add_get("/w/dashboard", self.dashboard)
         r.add_get("/w/admin", self.admin)
+        r.add_get("/w/{tail:.*}", self.unknown)  # last: any other page under /w/
 
     @property
     def env(self) -> jinja2.Environment:
@@ -318,6 +335,27 @@ class Workspace:
                 person,
                 title="Không tìm thấy văn bản",
                 message="Văn bản không tồn tại hoặc đồng chí không được xem văn bản này.",
+            ),
+            content_type="text/html",
+        )
+
+    def _bad_request(self, person: Person, message: str) -> web.HTTPBadRequest:
+        return web.HTTPBadRequest(
+            text=self._page_text(
+                "error.html.j2", person, title="Yêu cầu không hợp lệ", message=message
+            ),
+            content_type="text/html",
+        )
+
+    async def unknown(self, request: web.Request) -> web.Response:
+        """A page that does not exist (an id that is not a plain number, a typo)."""
+        person = await self._require(request)
+        raise web.HTTPNotFound(
+            text=self._page_text(
+                "error.html.j2",
+                person,
+                title="Không tìm thấy trang",
+                message="Địa chỉ này không có trang hoặc văn bản nào.",
             ),
             content_type="text/html",
         )
@@ -479,8 +517,9 @@ class Workspace:
         }
         values: dict[str, Any] = {"query": raw["q"]}
         if raw["year"]:
-            if raw["year"].isdigit() and 1900 < int(raw["year"]) < 3000:
-                values["year"] = int(raw["year"])
+            year = _ascii_number(raw["year"], 4)
+            if year is not None and FIRST_YEAR <= year <= LAST_YEAR:
+                values["year"] = year
             else:
                 notes.append("Năm không hợp lệ: bỏ qua.")
         if raw["status"]:
@@ -495,7 +534,10 @@ class Workspace:
                 notes.append("Độ khẩn không hợp lệ: bỏ qua.")
         if raw["outcome"] in OUTCOME_LABELS:
             values["outcome"] = raw["outcome"]
-        values["agency_code"] = raw["agency"][:64]
+        if raw["agency"].isprintable():
+            values["agency_code"] = raw["agency"][:64]
+        else:  # a NUL byte is refused by PostgreSQL
+            notes.append("Mã cơ quan không hợp lệ: bỏ qua.")
         values["overdue"] = raw["overdue"] == "1"
         for key, label in (("since", "Từ ngày"), ("until", "Đến ngày")):
             try:
@@ -532,10 +574,15 @@ class Workspace:
             "agencies": [{"code": c, "name": n} for c, n in agencies],
         }
 
-    @staticmethod
-    def _before(request: web.Request) -> int | None:
+    def _before(self, request: web.Request, person: Person) -> int | None:
+        """The keyset of the page (the last id shown); 400 when it is not an id."""
         value = request.query.get("before", "")
-        return int(value) if value.isdigit() and len(value) < 19 else None
+        if not value:
+            return None
+        before = _ascii_number(value, 18)
+        if before is None or before > MAX_ID:
+            raise self._bad_request(person, "Tham số trang «before» không hợp lệ.")
+        return before
 
     async def incoming(self, request: web.Request) -> web.Response:
         person = await self._require(request, scope.sees_register)
@@ -559,7 +606,7 @@ class Workspace:
         """A register list: the whole scope with filters and search (``extra_scope`` None),
         or a narrower list (no filter form)."""
         flt, notes, raw = self._filter(request.query)
-        before = self._before(request)
+        before = self._before(request, person)
 
         def load() -> dict[str, Any]:
             with self.sessions() as session:
@@ -590,6 +637,8 @@ class Workspace:
     # ------------------------------------------------------------------ one document
 
     def _load(self, session: Session, person: Person, doc_id: int) -> RegisterDocument:
+        if doc_id > MAX_ID:  # no such row, and PostgreSQL refuses the number
+            raise self._not_found(person)
         doc = session.scalars(
             select(RegisterDocument)
             .where(RegisterDocument.id == doc_id, scope.document_scope(person))
