@@ -45,6 +45,12 @@ class Assignment:
     by_name: str
 
 
+def _one_line(value: str) -> str:
+    """``value`` for a header: every run of whitespace, line breaks included (CR, LF,
+    U+2028...), folded to one space, so no stored value can break or add a header."""
+    return " ".join(value.split())
+
+
 def of_agency(register: Register) -> ColumnElement[bool]:
     """The mailboxes of the register's agency (or, for a register of a mail domain, of that
     domain) that may handle its documents: enabled, not removed, not administrators."""
@@ -93,10 +99,10 @@ class AssignmentMailer:
             document_id=document.id,
         )
         msg = EmailMessage()
-        msg["From"] = Address(assignment.by_name, addr_spec=assignment.by_address)
+        msg["From"] = Address(_one_line(assignment.by_name), addr_spec=assignment.by_address)
         msg["To"] = ", ".join(m.address for m in to)
-        title = document.number_notation or number
-        abstract = " ".join((document.abstract or document.subject).split())[:150]
+        title = _one_line(document.number_notation) or number
+        abstract = _one_line(document.abstract or document.subject)[:150]
         msg["Subject"] = (
             f"Chuyển xử lý: {title} – {abstract}" if title else (f"Chuyển xử lý: {abstract}")
         )
@@ -113,7 +119,9 @@ class AssignmentMailer:
             maintype, _, subtype = ctype.partition("/")
             if not subtype:
                 maintype, subtype = "application", "octet-stream"
-            msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=link.filename)
+            msg.add_attachment(
+                data, maintype=maintype, subtype=subtype, filename=_one_line(link.filename)
+            )
         return msg
 
     def queue(

@@ -83,6 +83,8 @@ PRE_COOKIE = "__Host-mailsvc-ws-pre"  # CSRF of the sign-in form (no session yet
 MAX_UPLOAD = 25 * 1024 * 1024
 HEAT_SECONDS = 300.0
 MAX_FIELD = 2000
+# Characters that end a line (str.splitlines): refused in single-line fields.
+LINE_BREAKS = frozenset("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
 ID = "[0-9]{1,18}"  # a route's id: ASCII digits only, at most 18 (a cheap int())
 MAX_ID = 2**31 - 1  # the largest id the register's tables hold (PostgreSQL's integer)
 FIRST_YEAR, LAST_YEAR = 1900, 2999  # the dates a form or filter may name
@@ -135,13 +137,17 @@ def _iso(value: datetime | None, zone: tzinfo) -> str:
     return value.astimezone(zone).isoformat(timespec="seconds") if value else ""
 
 
-def _field(form: Any, name: str, limit: int = MAX_FIELD) -> str:
+def _field(form: Any, name: str, limit: int = MAX_FIELD, *, multiline: bool = False) -> str:
+    """A form field, NFC and stripped; one line unless ``multiline`` (its value may end
+    up in a mail header: the assignee's copy)."""
     value = form.get(name, "")
     if not isinstance(value, str):
         return ""
     value = unicodedata.normalize("NFC", value).strip()
     if len(value) > limit:
         raise FormError(f"Trường «{name}» quá dài (tối đa {limit} ký tự).")
+    if not multiline and any(ch in LINE_BREAKS for ch in value):
+        raise FormError(f"Trường «{name}» chỉ được có một dòng.")
     if any(ord(ch) < 32 and ch not in "\t\r\n" for ch in value):
         raise FormError(f"Trường «{name}» chứa ký tự điều khiển.")
     return value
@@ -867,7 +873,7 @@ class Workspace:
 
         def change(session: Session, doc: RegisterDocument, form: Any) -> str:
             assignee = _field(form, "assignee", 256)
-            instructions = _field(form, "instructions")
+            instructions = _field(form, "instructions", multiline=True)
             deadline = _parse_day(_field(form, "deadline", 20), "Hạn xử lý")
             if not assignee:
                 raise FormError("Hãy chọn người hoặc đơn vị xử lý.")
@@ -919,7 +925,7 @@ class Workspace:
                 raise FormError("Trạng thái không hợp lệ.") from None
             if target not in allowed:
                 raise FormError("Đồng chí không được chuyển văn bản sang trạng thái này.")
-            reason = _field(form, "reason")
+            reason = _field(form, "reason", multiline=True)
             before = DocumentStatus(doc.status)
             if target in workflow.NEEDS_REASON and not reason:
                 raise FormError(f"Hãy ghi lý do khi chuyển sang «{target.label}».")
@@ -1015,7 +1021,7 @@ class Workspace:
         self, form: dict[str, str], upload: tuple[str, str, bytes] | None, person: Person
     ) -> DocumentInput:
         values = {
-            k: _field(form, k)
+            k: _field(form, k, multiline=k == "abstract")
             for k in (
                 "agency_name",
                 "number_notation",
