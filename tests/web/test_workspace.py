@@ -376,6 +376,27 @@ async def test_leader_dashboard_and_clerk_paper_document_and_export(
         assert f'<td data-label="Hộp thư">{CLERK}</td>' in board.text
 
 
+async def test_only_the_clerk_exports_the_register(server: RunningServer) -> None:
+    """Exports are the clerk's (``scope.may_manage``): a leader or an official gets 403
+    and no export links on the register page."""
+    await seed_workspace(server)
+    for address in (LEADER, OFFICIAL):
+        async with client(server) as http:
+            await sign_in(http, address)
+            listing = await http.get("/w/incoming")
+            assert listing.status_code == 200 and "/w/incoming/export" not in listing.text
+            for fmt in ("csv", "html", "pdf"):
+                answer = await http.get("/w/incoming/export", params={"format": fmt})
+                assert answer.status_code == 403, (address, fmt)
+                assert "chuyển đổi số" not in answer.text
+    async with client(server) as http:
+        await sign_in(http, CLERK)
+        listing = await http.get("/w/incoming")
+        assert "/w/incoming/export?format=csv" in listing.text
+        csv = await http.get("/w/incoming/export", params={"format": "csv"})
+        assert csv.status_code == 200 and "chuyển đổi số" in csv.content.decode("utf-8-sig")
+
+
 async def test_a_document_is_assigned_only_within_its_agency(server: RunningServer) -> None:
     """Another agency served here, and an administrator, are no assignees: not offered on
     the page, refused when posted (the assignee's copy carries the document's files)."""

@@ -1077,7 +1077,8 @@ class Workspace:
     # ------------------------------------------------------------------ exports
 
     async def export(self, request: web.Request) -> web.StreamResponse:
-        person = await self._require(request, lambda p: p.role in (scope.CLERK, scope.LEADER))
+        """The register for a period (CSV, HTML, PDF): the clerk's (``scope.may_manage``)."""
+        person = await self._require(request, scope.may_manage)
         fmt = request.query.get("format", "csv")
         if fmt not in ("csv", "html", "pdf"):
             raise web.HTTPBadRequest(text="format: csv, html hoặc pdf")
