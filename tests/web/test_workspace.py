@@ -90,6 +90,26 @@ async def test_sign_in_sets_a_strict_session_cookie_and_sign_out_ends_it(
         assert verify_audit(session) == []
 
 
+async def test_sign_out_deletes_the_session_cookie_with_the_attributes_it_was_set_with(
+    server: RunningServer,
+) -> None:
+    """A browser ignores a Set-Cookie for a ``__Host-`` name without Secure: the deletion
+    carries Secure, Path=/, HttpOnly and SameSite=Strict as the cookie did, and no Domain."""
+    await seed_workspace(server)
+    async with client(server) as http:
+        csrf = await sign_in(http, CLERK)
+        out = await http.post("/w/logout", data={"csrf": csrf})
+        assert out.status_code == 303
+        [deletion] = [
+            c for c in out.headers.get_list("set-cookie") if c.startswith("__Host-mailsvc-ws=")
+        ]
+        attributes = [part.strip().lower() for part in deletion.split(";")]
+        assert attributes[0] in ('__host-mailsvc-ws=""', "__host-mailsvc-ws=")
+        for attribute in ("secure", "httponly", "samesite=strict", "path=/", "max-age=0"):
+            assert attribute in attributes, (attribute, deletion)
+        assert not any(part.startswith("domain=") for part in attributes)
+
+
 async def test_the_login_lock_out_is_shared_and_one_time_passwords_go_to_the_password_page(
     server: RunningServer,
 ) -> None:

@@ -203,3 +203,20 @@ async def test_workspace_in_chromium(server: RunningServer, tmp_path: Path) -> N
             )
         }
     assert {"notice-04", "notice-06"} <= kinds, kinds
+
+
+async def test_chromium_forgets_the_session_cookie_at_sign_out(server: RunningServer) -> None:
+    """A browser drops a ``__Host-`` cookie only when the deletion is Secure, Path=/ and
+    without Domain, as the cookie was set: after sign-out the browser holds no session."""
+    await seed_workspace(server)
+
+    def run() -> tuple[list[str], list[str]]:
+        with chromium() as driver:
+            sign_in(driver, base_url(server), CLERK)
+            before = [str(c["name"]) for c in driver.get_cookies()]
+            sign_out(driver)
+            return before, [str(c["name"]) for c in driver.get_cookies()]
+
+    signed_in, signed_out = await asyncio.to_thread(run)
+    assert "__Host-mailsvc-ws" in signed_in
+    assert "__Host-mailsvc-ws" not in signed_out, signed_out

@@ -491,7 +491,9 @@ class Workspace:
         token = request.cookies.get(SESSION_COOKIE, "")
         await asyncio.to_thread(self.auth.sign_out, token, person)
         response = web.HTTPSeeOther("/w/login")
-        response.del_cookie(SESSION_COOKIE, path="/")
+        # With the attributes it was set with: a browser ignores a __Host- cookie's
+        # deletion that lacks Secure.
+        response.del_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
         raise response
 
     # ------------------------------------------------------------------ lists
