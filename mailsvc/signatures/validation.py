@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from io import BytesIO
+from typing import Any
 
 from asn1crypto import cms
 from asn1crypto import crl as asn1_crl
@@ -414,7 +415,50 @@ async def validate_pdf(
         results.append(result)
     if tail is not None and tail > _permitted_after_last_signature(reader):
         results = [_unsigned_tail(r, tail) if r.passed else r for r in results]
+    unaccounted = _unaccounted_bytes(data, reader, embedded)
+    if unaccounted:
+        results = [_unaccounted(r, unaccounted) if r.passed else r for r in results]
     return results
+
+
+_END_OF_LINE = b"\r\n\t \x00\x0c"
+
+
+def _unaccounted_bytes(data: bytes, reader: PdfFileReader, embedded: list[Any]) -> str:
+    """Why the file holds bytes that no revision pyHanko analysed accounts for ("" when
+    none). pyHanko reads a PDF from its last ``%%EOF`` backwards through the revisions;
+    a reader that rebuilds its cross-reference table by scanning the file (PDFium, when
+    the last ``startxref`` is unusable; most viewers) sees objects appended elsewhere and
+    takes the last definition of each: a forged page after a valid signature."""
+    eof = data.rfind(b"%%EOF")
+    if eof == -1:
+        return "the file has no %%EOF marker"
+    after = data[eof + len(b"%%EOF") :]
+    if after.strip(_END_OF_LINE):
+        return f"{len(after)} bytes after the final %%EOF that no revision accounts for"
+    if not embedded:
+        return ""
+    last = max(embedded, key=lambda sig: sig.signed_revision)
+    if last.signed_revision < reader.xrefs.total_revisions - 1:
+        return ""  # later revisions: pyHanko's difference analysis judged them
+    start, length = last.byte_range[2], last.byte_range[3]
+    rest = data[start + length :]
+    if rest.strip(_END_OF_LINE):
+        return (
+            f"{len(rest)} bytes after the last signed revision that no revision accounts for"
+        )
+    return ""
+
+
+def _unaccounted(result: SignatureResult, why: str) -> SignatureResult:
+    """At most INDETERMINATE: other readers may show content nobody signed."""
+    return replace(
+        result,
+        indication=Indication.INDETERMINATE,
+        subindication=AdESIndeterminate.SIG_CONSTRAINTS_FAILURE.name,
+        detail=f"the file holds data outside its signed revisions ({why}): "
+        "a PDF viewer may show content that nobody signed",
+    )
 
 
 _DOCMDP_LEVELS = {

@@ -17,6 +17,7 @@ from .conftest import make_engine
 from .pki import (
     SamplePki,
     flip_byte,
+    make_pdf,
     modify_pdf_after_signing,
     overlay_after_signing,
     signed_pdf,
@@ -199,3 +200,48 @@ async def test_expired_certificate_valid_at_trusted_timestamp(
     assert (sig.indication, sig.subindication) == (Indication.TOTAL_PASSED, None)
     assert sig.timestamp_time is not None and abs((sig.timestamp_time - at).total_seconds()) < 5
     assert "timestamp" in sig.detail
+
+
+def _shadowed(signed: bytes, ending: bytes) -> bytes:
+    """``signed`` with another PDF's objects appended under the same object numbers, then
+    ``ending``. A reader that rebuilds its cross-reference table by scanning the file
+    (PDFium does when the last ``startxref`` is unusable) takes the last definition of
+    each object: the appended page."""
+    import re
+
+    forged = make_pdf("So 99/STTTT-KHTC: chuyen 9.000.000.000 dong vao tai khoan 0123456789")
+    objects = re.findall(rb"(?s)(?<![0-9])\d+ 0 obj\b.*?endobj\s", forged)
+    signed_xref = int(re.findall(rb"startxref\s+(\d+)\s+%%EOF", signed)[-1])
+    return signed + b"".join(objects) + ending.replace(b"{xref}", b"%d" % signed_xref)
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        # the signed revision's startxref repeated (what pyHanko reads), then one PDFium
+        # cannot use, so it rebuilds and shows the appended page
+        b"startxref\n{xref}\n%%EOF\nstartxref\n999999999\n",
+        # ... or ending on the signed startxref: bytes no revision accounts for
+        b"startxref\n{xref}\n%%EOF\n",
+    ],
+)
+async def test_objects_appended_after_the_signed_end_are_not_valid(
+    engine: SignatureEngine, two_signatures: bytes, ending: bytes
+) -> None:
+    import pypdfium2
+
+    shadowed = _shadowed(two_signatures, ending)
+    if b"999999999" in ending:  # the attack is real: PDFium shows the appended page
+        text = pypdfium2.PdfDocument(shadowed)[0].get_textpage().get_text_range()
+        assert "9.000.000.000" in text
+    (report,) = await engine.verify_files([("qd.pdf", shadowed)])
+    assert report.outcome is not DocumentOutcome.VALID
+    assert all(s.indication is not Indication.TOTAL_PASSED for s in report.signatures)
+    assert "no revision accounts for" in report.signatures[-1].detail
+
+
+async def test_end_of_line_after_the_signed_end_is_harmless(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
+    (report,) = await engine.verify_files([("qd.pdf", two_signatures + b"\r\n\x00")])
+    assert report.outcome is DocumentOutcome.VALID
