@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, insert, or_, select
+from sqlalchemy import Select, and_, bindparam, case, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -223,11 +223,13 @@ def _first_query(by_key: bool, by_main: bool, by_ref: bool, refused: bool) -> Se
     if same_doc:
         keys.append(and_(c.sender == bindparam("sender"), or_(*same_doc)))
     status = c.status == DocumentStatus.REFUSED.value
+    # The entry of the same file before one that only shares the number and notation.
+    order = [case((c.main_sha256 == bindparam("main_sha256"), 0), else_=1)] if by_main else []
     return (
         select(c.id)
         .where(c.register_id == bindparam("register_id"), or_(*keys))
         .where(status if refused else ~status)
-        .order_by(c.id)
+        .order_by(*order, c.id)
         .limit(1)
     )
 
@@ -389,6 +391,23 @@ def register_document(
     ids = _save_attachments(session, doc.attachments, blobs)
     lock_register(session, register.id)
     first = _find_first(session, register, doc)
+    if first is not None and _valid_with_other_content(first, doc):
+        # Numbers and notations are predictable: a reference-only entry of that number
+        # may be a forgery sent first. The valid document is entered on its own, with its
+        # own content; the earlier entry stays reference only and says so.
+        add_history(
+            session,
+            first,
+            actor=actor,
+            from_status=DocumentStatus(first.status),
+            to_status=DocumentStatus(first.status),
+            reason=(
+                f"a legally valid document with the same number and notation but other "
+                f"content arrived (queue id {doc.queue_id}): entered separately"
+            ),
+            at=doc.received_at,
+        )
+        first = None
     if first is not None:
         return _link_duplicate(session, register, first, doc, ids=ids, zone=zone, actor=actor)
 
@@ -477,6 +496,19 @@ def register_document(
     document = RegisterDocument(id=document_id, **values)
     search.index_document(session, document, body=doc.text)
     return _result(register, document, fresh=True, numbered_now=valid)
+
+
+def _valid_with_other_content(first: RegisterDocument, doc: DocumentInput) -> bool:
+    """``doc`` is legally valid, ``first`` a reference-only entry whose main document is
+    not the same file (found by number and notation only)."""
+    return (
+        not doc.refused
+        and doc.signature_outcome is DocumentOutcome.VALID
+        and first.incoming_number is None
+        and first.status == DocumentStatus.ARRIVED.value
+        and first.message_key != doc.message_key
+        and first.main_sha256 != doc.main_sha256
+    )
 
 
 def _link_duplicate(

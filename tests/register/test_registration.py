@@ -126,21 +126,23 @@ def test_same_document_from_the_same_sender_links_to_the_first_entry(
         assert row is not None and row.duplicates == 2
 
 
-def test_valid_copy_numbers_the_reference_only_first_entry(
+def test_valid_copy_numbers_the_reference_only_first_entry_of_the_same_file(
     sessions: sessionmaker[Session], register: Register, blobs: BlobStore
 ) -> None:
+    """The same main file, first unsigned (its detached signature missing), then valid."""
+    same = (pdf_attachment(b"%PDF-1.7 917-TTr", name="917-TTr.pdf"),)
     unsigned = document(
         signature_outcome=DocumentOutcome.REFERENCE_ONLY,
         signature_reason="unsigned",
         number_notation="917-TTr/VPTU",
         agency_code="000.00.01.H56",
+        attachments=same,
     )
-    signed_pdf = pdf_attachment(b"%PDF-1.7 signed copy", name="917-TTr.pdf")
     signed = document(
         number_notation="917-TTr/VPTU",
         agency_code="000.00.01.H56",
-        attachments=(signed_pdf,),
         signer="Lê Thị Bình",
+        attachments=same,
     )
     with sessions.begin() as session:
         a = register_document(session, register, unsigned, blobs=blobs)
@@ -158,7 +160,45 @@ def test_valid_copy_numbers_the_reference_only_first_entry(
             ("arrived", "registered"),
         ]
         assert "legally valid copy" in row.history[-1].reason
-        assert [a.filename for a in row.attachments] == ["QD-35.pdf", "917-TTr.pdf"]
+
+
+def test_a_valid_document_with_other_content_is_not_merged_into_a_reference_only_entry(
+    sessions: sessionmaker[Session], register: Register, blobs: BlobStore
+) -> None:
+    """Numbers and notations are predictable: an unsigned forgery "917-TTr/VPTU" sent first
+    must not become the valid entry when the signed document of that number arrives (its
+    text, abstract and first file were the forgery's). The valid document gets its own
+    numbered entry with its own content; the earlier one stays reference only and says so."""
+    forged = document(
+        signature_outcome=DocumentOutcome.REFERENCE_ONLY,
+        signature_reason="unsigned",
+        number_notation="917-TTr/VPTU",
+        agency_code="000.00.01.H56",
+        abstract="V/v chuyển 9.000.000.000 đồng vào tài khoản 0123456789",
+    )
+    genuine = document(
+        number_notation="917-TTr/VPTU",
+        agency_code="000.00.01.H56",
+        attachments=(pdf_attachment(b"%PDF-1.7 signed copy", name="917-TTr.pdf"),),
+        abstract="V/v kế hoạch năm 2027",
+        signer="Lê Thị Bình",
+    )
+    with sessions.begin() as session:
+        a = register_document(session, register, forged, blobs=blobs)
+        b = register_document(session, register, genuine, blobs=blobs)
+        c = register_document(session, register, genuine, blobs=blobs)
+    assert a.incoming_number is None
+    assert b.fresh and b.document_id != a.document_id and b.incoming_number == 1
+    assert c.document_id == b.document_id and not c.fresh  # later copies: the valid entry
+    with sessions() as session:
+        first = session.get(RegisterDocument, a.document_id)
+        valid = session.get(RegisterDocument, b.document_id)
+        assert first is not None and valid is not None
+        assert first.status == "arrived" and first.signature_outcome == "reference_only"
+        assert "9.000.000.000" in first.abstract
+        assert "other content" in first.history[-1].reason
+        assert valid.abstract == "V/v kế hoạch năm 2027" and valid.status == "registered"
+        assert [x.filename for x in valid.attachments] == ["917-TTr.pdf"]
 
 
 def test_refused_entry_does_not_swallow_a_valid_resubmission(
