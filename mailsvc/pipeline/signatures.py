@@ -23,6 +23,7 @@ from concurrent.futures import Executor
 from pathlib import Path
 from typing import Protocol
 
+from mailsvc.directory import owning_agency
 from mailsvc.documents.extract import ExtractionError, TextExtractor
 from mailsvc.interfaces import AgencyInfo, Directory
 from mailsvc.message import Direction, InboundMessage
@@ -85,8 +86,22 @@ class SignaturesStage:
             and msg.authenticated_as is not None
             and bool(domain)
             and self._directory.is_local_domain(domain)
+            and not self._to_another_hosted_agency(domain, msg.rcpt_tos)
         )
         return Sender(address, agency, internal, tuple(self._directory.agencies()))
+
+    def _to_another_hosted_agency(self, domain: str, recipients: tuple[str, ...]) -> bool:
+        """A recipient on this server in another agency than the sender's: that agency's
+        register takes the document, so it is judged as mail from another server."""
+        owner = owning_agency(self._directory, domain)
+        for recipient in recipients:
+            theirs = recipient.rpartition("@")[2].lower()
+            if theirs == domain or not self._directory.is_local_domain(theirs):
+                continue
+            other = owning_agency(self._directory, theirs)
+            if (other.code if other else theirs) != (owner.code if owner else domain):
+                return True
+        return False
 
     async def _reports(self, msg: InboundMessage) -> list[DocumentSignatureReport]:
         if self._extractor is None:

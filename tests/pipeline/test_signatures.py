@@ -244,10 +244,30 @@ async def test_no_mismatch_judgement_between_our_own_mailboxes(
     pdf = make_pdf()
     files = [("cv.pdf", pdf), ("cv.pdf.p7s", cms_detached(pdf, pki.other_agency, tmp_path))]
     raw = plain_message(files, sender=ours)
-    submitted = replace(inbound(raw, ours), direction=Direction.SUBMISSION, authenticated_as=ours)
+    colleague = "vanthu@vpub.thunghiem.gov.vn"
+    submitted = replace(
+        inbound(raw, ours),
+        rcpt_tos=(colleague,),
+        direction=Direction.SUBMISSION,
+        authenticated_as=ours,
+    )
     (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(submitted)
     assert (finding.status, finding.reason) == (Status.PASS, "signed")
     assert finding.payload.signer_matches_sender is None
+    # ... but not to another agency hosted on the same server: its register takes it, so
+    # it is judged as mail from another server would be
+    engine = make_engine(db_url)
+    with make_sessionmaker(engine)() as session:
+        directory.add_agency(
+            session, actor="test", code="000.00.34.H99", name="Sở Nội vụ Thử nghiệm",
+            domains=["snv.thunghiem.gov.vn"], local=True,
+        )  # fmt: skip
+        session.commit()
+    engine.dispose()
+    agencies.refresh()
+    neighbour = replace(submitted, rcpt_tos=(colleague, "vanthu@snv.thunghiem.gov.vn"))
+    (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(neighbour)
+    assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
     # the same bytes arriving from another server claiming our domain are judged
     (finding,) = await stage(pki, agencies, executor, signer_mismatch="refuse").inspect(
         inbound(raw, ours)
