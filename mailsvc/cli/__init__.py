@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from mailsvc.cli.printable import printable_stdout
 from mailsvc.config import Settings, load_settings, one_line_path
 from mailsvc.errors import MailsvcError
 
@@ -111,7 +112,8 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            with printable_stdout():
+                return super().invoke(ctx)
         except MailsvcError as exc:
             obj = ctx.obj
             if isinstance(obj, Context) and obj.debug:

@@ -282,3 +282,33 @@ def test_late_lists_entries_registered_after_the_next_working_day(admin_cli, see
     table = admin_cli("register", "late", "--from", "2026-03-01", "--to", "2026-03-31").stdout
     assert "Văn bản đến vào sổ muộn" in table and "chưa vào sổ" in table
     assert "HẠN VÀO SỔ" in table
+
+
+def test_control_characters_from_mail_never_reach_the_terminal(
+    admin_home: Path, db_sessions: sessionmaker[Session]
+) -> None:
+    """A Subject like '=?utf-8?q?=1B]0;PWNED=07=1B[2J?=' becomes the abstract: printed raw
+    it would retitle the administrator's window and clear the screen (OSC 52 would even
+    write the clipboard). Every control character is shown as U+FFFD instead."""
+    from click.testing import CliRunner
+
+    from mailsvc.cli import main
+
+    hostile = "\x1b]0;PWNED\x07\x1b[2J\x1b[31mV/v đỏ\x9b31m\u202eexe.pdf\r"
+    with db_sessions.begin() as session:
+        register = ensure_register(session, REGISTER, "Sổ đăng ký văn bản đến")
+        register_document(
+            session,
+            register,
+            document(
+                abstract=hostile,
+                attachments=(pdf_attachment(b"%PDF x", name=f"{hostile}.pdf"),),
+            ),
+        )
+    for args in (("register", "list"), ("register", "show", "1/2026")):
+        # color=True: as on a terminal (click strips only CSI sequences, and only when
+        # the output is not a terminal)
+        result = CliRunner().invoke(main, ["--home", str(admin_home), *args], color=True)
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.stdout for c in "\x1b\x07\x9b\u202e\r"), repr(result.stdout)
+        assert "\ufffd]0;PWNED\ufffd" in result.stdout
