@@ -663,6 +663,12 @@ class ExternalMailbox(_Section):
         "full poll still runs this often (at most every 29 minutes)",
     )
     idle: bool = Field(default=True, description="Use IMAP IDLE when the server offers it")
+    timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Deadline of each IMAP command, a whole message fetch included; "
+        "beyond it the connection is dropped and the next poll reconnects",
+    )
 
 
 class Settings(_Section):

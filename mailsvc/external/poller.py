@@ -207,7 +207,9 @@ class ExternalPoller:
         password = await asyncio.to_thread(
             read_password, self.password_file, f"external.{self.name}.password_file"
         )
-        async with RemoteSession(self.cfg, password, self.ca_file, self.timeout) as remote:
+        async with RemoteSession(
+            self.cfg, password, self.ca_file, self.timeout, max_size=self.max_message_size
+        ) as remote:
             use_idle = self.cfg.idle and remote.offers_idle
             await asyncio.to_thread(self._set_mode, use_idle)
             while True:
@@ -286,6 +288,19 @@ class ExternalPoller:
             log.warning("external %s: UID %d vanished before it was fetched", self.name, uid)
             await asyncio.to_thread(self._record_fetch, uidvalidity, uid, "vanished")
             return "vanished"
+        if len(raw) > self.max_message_size:  # RFC822.SIZE was wrong: only a part was read
+            log.warning(
+                "external %s: UID %d is over the limit (listed as %d)", self.name, uid, size
+            )
+            await asyncio.to_thread(
+                self._record_fetch,
+                uidvalidity,
+                uid,
+                "refused",
+                reason="message-too-large",
+                size=len(raw),
+            )
+            return "refused"
         msg = InboundMessage(
             queue_id=new_queue_id(),
             mail_from=return_path(raw),
@@ -508,6 +523,7 @@ class ExternalMailboxes:
                     lookup=lookup,
                     max_message_size=settings.smtp.max_message_size,
                     metrics=metrics,
+                    timeout=cfg.timeout_seconds,
                 )
             )
         return cls(pollers, sessions)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import imaplib
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -252,3 +253,143 @@ async def local(local_base: Path, db_url: str, remote: RemoteServer) -> AsyncIte
     finally:
         await state.stop()
         state.engine.dispose()
+
+
+class HostileImap:
+    """A loopback IMAP server that misbehaves as ``mode`` says when a message is listed
+    or fetched; everything else (CAPABILITY, LOGIN, SELECT, LOGOUT) it answers plainly.
+
+    - ``honest``: lists ``uids`` (RFC822.SIZE ``size``), answers each listing for the UIDs
+      asked only, and serves ``body`` (cut to the partial range asked, as RFC 3501 says);
+    - ``big-literal``: answers BODY.PEEK[] with a literal of ``literal_size`` bytes,
+      streamed as fast as the client reads it (``streamed`` counts what was written);
+    - ``endless-line``: a small literal, then ``literal_size`` bytes with no line end;
+    - ``listing-flood``: answers any listing with a line for every UID in ``uids``, in one
+      write, whatever range was asked (a server ignoring the range);
+    - ``drip``: announces a literal, then sends one byte every ``drip_seconds``;
+    - ``hangup``: starts the answer to BODY.PEEK[], then closes the connection.
+
+    ``commands`` holds every command received, ``logins`` counts sessions."""
+
+    def __init__(self, mode: str = "honest") -> None:
+        self.mode = mode
+        self.uids: list[int] = [1]
+        self.size = 1000
+        self.body = (
+            b"From: vanthu@so-khac.gov.vn\r\nTo: vanthu@sotttt.example.vn\r\n"
+            b"Subject: hostile\r\nMessage-ID: <hostile-1@so-khac.gov.vn>\r\n\r\nxin chao\r\n"
+        )
+        self.literal_size = 64 * 1024 * 1024
+        self.drip_seconds = 0.5
+        self.streamed = 0
+        self.commands: list[str] = []
+        self.logins = 0
+        self.closed = asyncio.Event()  # a session ended (the client went away)
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    def _selected(self, spec: str) -> list[int]:
+        """The UIDs of ``uids`` in an IMAP sequence set ("1:5,7,9:*")."""
+        last = max(self.uids, default=0)
+        chosen: set[int] = set()
+        for part in spec.split(","):
+            low, _, high = part.partition(":")
+            lo = last if low == "*" else int(low)
+            hi = lo if not high else (last if high == "*" else int(high))
+            lo, hi = min(lo, hi), max(lo, hi)
+            chosen.update(u for u in self.uids if lo <= u <= hi)
+        return sorted(chosen)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"* OK [CAPABILITY IMAP4rev1] hostile\r\n")
+            while line := await reader.readline():
+                text = line.decode().rstrip("\r\n")
+                self.commands.append(text)
+                tag, _, rest = text.partition(" ")
+                words = rest.split(" ")
+                command = words[0].upper()
+                if command == "CAPABILITY":
+                    writer.write(b"* CAPABILITY IMAP4rev1\r\n" + f"{tag} OK done\r\n".encode())
+                elif command == "LOGIN":
+                    self.logins += 1
+                    writer.write(f"{tag} OK logged in\r\n".encode())
+                elif command == "SELECT":
+                    last = max(self.uids, default=0)
+                    writer.write(
+                        f"* {len(self.uids)} EXISTS\r\n* OK [UIDVALIDITY 7] v\r\n"
+                        f"* OK [UIDNEXT {last + 1}] n\r\n{tag} OK [READ-WRITE] done\r\n".encode()
+                    )
+                elif command == "LOGOUT":
+                    writer.write(f"* BYE\r\n{tag} OK bye\r\n".encode())
+                    await writer.drain()
+                    return
+                elif command == "UID" and words[1].upper() == "SEARCH":
+                    found = " ".join(str(u) for u in self._selected(words[-1]))
+                    writer.write(f"* SEARCH {found}\r\n{tag} OK done\r\n".encode())
+                elif command == "UID" and "BODY.PEEK[]" in rest:
+                    await self._body(writer, tag, int(words[2]), rest)
+                elif command == "UID":
+                    wanted = self.uids if self.mode == "listing-flood" else None
+                    listed = wanted or self._selected(words[2])
+                    writer.write(
+                        b"".join(
+                            b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (n, uid, self.size)
+                            for n, uid in enumerate(listed, 1)
+                        )
+                        + f"{tag} OK done\r\n".encode()
+                    )
+                else:
+                    writer.write(f"{tag} OK done\r\n".encode())
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            self.closed.set()
+
+    async def _body(self, writer: asyncio.StreamWriter, tag: str, uid: int, rest: str) -> None:
+        if self.mode == "big-literal":
+            writer.write(b"* 1 FETCH (UID %d BODY[] {%d}\r\n" % (uid, self.literal_size))
+            chunk = b"A" * 998 + b"\r\n"
+            block = chunk * 1024
+            while self.streamed < self.literal_size:
+                part = block[: self.literal_size - self.streamed]
+                writer.write(part)
+                await writer.drain()
+                self.streamed += len(part)
+            writer.write(f")\r\n{tag} OK done\r\n".encode())
+        elif self.mode == "endless-line":
+            writer.write(b"* 1 FETCH (UID %d BODY[] {4}\r\nabcd" % uid)
+            block = b"X" * (1 << 20)
+            while self.streamed < self.literal_size:
+                writer.write(block)
+                await writer.drain()
+                self.streamed += len(block)
+            await asyncio.Event().wait()  # then nothing, for ever
+        elif self.mode == "hangup":
+            writer.write(b"* 1 FETCH (UID %d BODY[] {100000}\r\nFrom: a@b.vn\r\n" % uid)
+            await writer.drain()
+            raise ConnectionResetError("hung up")
+        elif self.mode == "drip":
+            writer.write(b"* 1 FETCH (UID %d BODY[] {100000}\r\n" % uid)
+            while True:
+                await writer.drain()
+                await asyncio.sleep(self.drip_seconds)  # the hostile behaviour itself
+                writer.write(b"x")
+                self.streamed += 1
+        else:
+            body = self.body
+            if m := re.search(r"BODY\.PEEK\[\]<0\.(\d+)>", rest):
+                body = body[: int(m.group(1))]
+                writer.write(b"* 1 FETCH (UID %d BODY[]<0> {%d}\r\n" % (uid, len(body)))
+            else:
+                writer.write(b"* 1 FETCH (UID %d BODY[] {%d}\r\n" % (uid, len(body)))
+            writer.write(body + f")\r\n{tag} OK done\r\n".encode())

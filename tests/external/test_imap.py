@@ -12,6 +12,7 @@ from mailsvc.config import ExternalMailbox
 from mailsvc.errors import ConfigError
 from mailsvc.external.imap import RemoteError, RemoteSession, encode_folder, read_password
 from mailsvc.external.poller import return_path
+from tests.external.conftest import HostileImap
 
 
 def test_password_file_must_not_be_readable_by_others(
@@ -60,6 +61,9 @@ def test_return_path_is_the_envelope_sender() -> None:
     assert return_path(raw) == "vanthu@ubnd.example.vn"
     assert return_path(b"Return-Path: <>\r\nFrom: a@b.vn\r\n\r\nx\r\n") == ""
     assert return_path(b"From: a@b.vn\r\n\r\nReturn-Path: <x@y.vn>\r\n") == ""
+
+
+LIMIT = 100_000
 
 
 class ScriptedImap:
@@ -118,7 +122,9 @@ async def test_idle_sent_as_the_server_goes_away_ends_instead_of_waiting_for_eve
     as the server closed waited for its acknowledgement for ever, and the poller with it
     (no error recorded, no reconnection). It now returns with the session marked lost."""
     async with ScriptedImap(on_idle="close") as port:
-        async with RemoteSession(scripted_mailbox(port), "mat-khau", None, 5.0) as remote:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 5.0, max_size=LIMIT
+        ) as remote:
             assert remote.offers_idle and remote.selected is not None
             news = await asyncio.wait_for(remote.wait_for_news(300, asyncio.Event()), 10)
             assert news is False and remote.lost.is_set()
@@ -126,6 +132,92 @@ async def test_idle_sent_as_the_server_goes_away_ends_instead_of_waiting_for_eve
 
 async def test_an_idle_the_server_never_acknowledges_is_an_error_after_the_timeout() -> None:
     async with ScriptedImap(on_idle="silent") as port:
-        async with RemoteSession(scripted_mailbox(port), "mat-khau", None, 1.0) as remote:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 1.0, max_size=LIMIT
+        ) as remote:
             with pytest.raises(RemoteError, match="IDLE not acknowledged in 1 s"):
                 await asyncio.wait_for(remote.wait_for_news(300, asyncio.Event()), 10)
+
+
+@pytest.mark.parametrize("mode", ["big-literal", "endless-line"])
+async def test_a_response_larger_than_the_limit_is_never_held_in_memory(mode: str) -> None:
+    """The server listed the message as small and answered with a 64 MiB literal (or a
+    line that never ends): it was all read into memory before anything looked at its
+    size. The announced literal (or the bytes received) beyond the limit now drop the
+    connection at once, and the body is asked for with a partial range."""
+    hostile = HostileImap(mode)
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 10.0, max_size=LIMIT
+        ) as remote:
+            with pytest.raises(RemoteError, match="larger than"):
+                await asyncio.wait_for(remote.fetch(1), 15)
+            assert remote.lost.is_set()
+        await asyncio.wait_for(hostile.closed.wait(), 10)
+    assert hostile.streamed < 16 * 1024 * 1024, "the client kept reading"
+    [fetch] = [c for c in hostile.commands if "BODY.PEEK" in c]
+    assert f"BODY.PEEK[]<0.{LIMIT + 1}>" in fetch
+
+
+async def test_an_honest_server_sends_at_most_the_limit_plus_one() -> None:
+    hostile = HostileImap("honest")
+    hostile.body = b"Subject: lon\r\n\r\n" + b"x" * (3 * LIMIT)
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 10.0, max_size=LIMIT
+        ) as remote:
+            raw = await asyncio.wait_for(remote.fetch(1), 15)
+    assert raw is not None and len(raw) == LIMIT + 1  # the caller refuses it as too large
+
+
+async def test_a_folder_of_thousands_of_new_messages_is_listed_in_batches() -> None:
+    """A listing of 3,000 messages arriving in one read made aioimaplib's recursive
+    parser raise RecursionError: the connection dropped and UID FETCH never returned."""
+    hostile = HostileImap("honest")
+    hostile.uids = list(range(1, 3001))
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 5.0, max_size=LIMIT
+        ) as remote:
+            listed = await asyncio.wait_for(remote.new_messages(0), 20)
+            assert listed == [(uid, 1000) for uid in range(1, 3001)]
+            assert await asyncio.wait_for(remote.new_messages(2990), 10) == [
+                (uid, 1000) for uid in range(2991, 3001)
+            ]
+
+
+async def test_a_listing_flood_is_a_protocol_error_not_a_hang() -> None:
+    hostile = HostileImap("listing-flood")
+    hostile.uids = list(range(1, 5001))
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 5.0, max_size=LIMIT
+        ) as remote:
+            with pytest.raises(RemoteError, match="protocol error"):
+                await asyncio.wait_for(remote.new_messages(0), 10)
+            assert remote.lost.is_set()
+
+
+async def test_a_connection_lost_mid_command_fails_it_at_once() -> None:
+    hostile = HostileImap("hangup")
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 60.0, max_size=LIMIT
+        ) as remote:
+            with pytest.raises(RemoteError, match="connection lost"):
+                await asyncio.wait_for(remote.fetch(1), 10)
+            assert remote.lost.is_set()
+
+
+async def test_a_drip_fed_answer_ends_at_the_command_deadline() -> None:
+    """One byte every half second re-armed aioimaplib's command timer: the fetch never
+    ended. Every command now has an overall deadline, after which the connection drops."""
+    hostile = HostileImap("drip")
+    async with hostile as port:
+        async with RemoteSession(
+            scripted_mailbox(port), "mat-khau", None, 2.0, max_size=LIMIT
+        ) as remote:
+            with pytest.raises(RemoteError, match="no complete answer in 2 s"):
+                await asyncio.wait_for(remote.fetch(1), 15)
+            assert remote.lost.is_set()
+        await asyncio.wait_for(hostile.closed.wait(), 10)
