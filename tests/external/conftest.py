@@ -143,6 +143,7 @@ folder = "{folder}"
 deliver_to = "{deliver_to}"
 poll_seconds = {poll_seconds}
 idle = {idle}
+timeout_seconds = {timeout}
 """
 
 
@@ -153,7 +154,7 @@ class Local:
     home: Path
     engine: Engine
     db_url: str
-    remote: RemoteServer
+    remote: RemoteServer | None
     running: RunningServer | None = None
 
     def configure(
@@ -163,21 +164,28 @@ class Local:
         folder: str = "INBOX",
         poll_seconds: float = 300,
         idle: bool = True,
+        port: int | None = None,
+        timeout: float = 60,
+        extra: str = "",
     ) -> None:
-        prepare_home(self.home, self.db_url)
-        port = self.remote.imaps_port if tls == "implicit" else self.remote.imap_port
+        """``port``: another server than ``remote``; ``extra``: TOML before the table."""
+        prepare_home(self.home, self.db_url, extra=extra)
+        if port is None:
+            assert self.remote is not None
+            port = self.remote.imaps_port if tls == "implicit" else self.remote.imap_port
         with (self.home / "mailsvc.toml").open("a", encoding="utf-8") as fh:
             fh.write(
                 EXTERNAL.format(
                     name=NAME,
                     port=port,
                     tls=tls,
-                    ca_file=self.remote.cert,
+                    ca_file=self.remote.cert if self.remote is not None else "",
                     username=REMOTE_USER,
                     folder=folder,
                     deliver_to=CLERK,
                     poll_seconds=poll_seconds,
                     idle="true" if idle else "false",
+                    timeout=timeout,
                 )
             )
         secret = self.home / "secrets" / f"{NAME}.password"
@@ -248,6 +256,18 @@ def local_base() -> Iterator[Path]:
 async def local(local_base: Path, db_url: str, remote: RemoteServer) -> AsyncIterator[Local]:
     await asyncio.to_thread(_seed_local, db_url, local_base)
     state = Local(local_base, make_engine(db_url), db_url, remote)
+    try:
+        yield state
+    finally:
+        await state.stop()
+        state.engine.dispose()
+
+
+@pytest.fixture
+async def hostile_local(local_base: Path, db_url: str) -> AsyncIterator[Local]:
+    """Our server, to be pointed at a HostileImap instead of the real remote Dovecot."""
+    await asyncio.to_thread(_seed_local, db_url, local_base)
+    state = Local(local_base, make_engine(db_url), db_url, None)
     try:
         yield state
     finally:

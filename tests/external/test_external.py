@@ -25,6 +25,7 @@ from tests.external.conftest import (
     CLERK,
     NAME,
     REMOTE_USER,
+    HostileImap,
     Local,
     RemoteServer,
     agency_signer,
@@ -139,6 +140,7 @@ async def test_fetched_mail_is_checked_delivered_registered_and_idle_is_fast(
 
 async def test_stop_mid_poll_and_restart_takes_every_message_once(local: Local) -> None:
     total = 24
+    assert local.remote is not None
     for n in range(total):
         await local.remote.deliver(plain(f"Công văn số {n + 1:02d}/UBND"), sender=SENDER)
     local.configure(tls="starttls", idle=False, poll_seconds=0.5)
@@ -322,3 +324,46 @@ async def test_a_server_certificate_not_signed_by_ca_file_is_refused(
     assert local.fetches() == []
     with local.sessions() as session:
         assert count(session, MailboxCheck) == 0
+
+
+async def test_a_hostile_server_is_cut_off_recorded_and_polled_afresh(
+    hostile_local: Local,
+) -> None:
+    """The server lists a message as 1000 bytes: the body asked for is the limit plus one
+    byte, so a bigger one is refused as too large. A literal beyond the limit, or an
+    answer dripped one byte at a time, drops the connection: the error shows in
+    `mailsvc external list` and the next poll starts on a new connection."""
+    hostile = HostileImap("honest")
+    hostile.body = b"Subject: lon\r\n\r\n" + b"x" * 300_000
+    limit = 100_000
+    async with hostile as port:
+        hostile_local.configure(
+            tls="none",
+            port=port,
+            idle=False,
+            poll_seconds=0.5,
+            timeout=3,
+            extra=f"\n[smtp]\nmax_message_size = {limit}\n",
+        )
+        await hostile_local.start()
+        await wait_for(lambda: len(hostile_local.fetches()) == 1, timeout=20)
+        [row] = hostile_local.fetches()
+        assert (row.outcome, row.reason, row.size) == ("refused", "message-too-large", limit + 1)
+
+        def last_error() -> str:
+            result = CliRunner().invoke(
+                main, ["--home", str(hostile_local.home), "external", "list", "--json"]
+            )
+            assert result.exit_code == 0, result.output
+            return str(json.loads(result.output)[0]["last_error"])
+
+        hostile.mode, hostile.uids = "big-literal", [1, 2]
+        await wait_for(lambda: "larger than the limit" in last_error(), timeout=20)
+        assert hostile.streamed < 16 * 1024 * 1024
+        logins = hostile.logins
+        hostile.mode = "drip"
+        await wait_for(lambda: "no complete answer in 3 s" in last_error(), timeout=20)
+        assert hostile.logins > logins  # a new connection, not the broken one
+        hostile.mode, hostile.body = "honest", b"Subject: ngan\r\n\r\nxin chao\r\n"
+        await wait_for(lambda: len(hostile_local.fetches()) == 2, timeout=20)
+        await wait_for(lambda: last_error() == "", timeout=20)
