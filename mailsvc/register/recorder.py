@@ -89,15 +89,12 @@ def attachments_of(msg: InboundMessage, verdict: Verdict | None = None) -> list[
 def _pick_report(
     reports: Sequence[DocumentSignatureReport], main: AttachmentInput | None
 ) -> DocumentSignatureReport | None:
+    """The signature report that gives the entry its legal value. With a main file: the
+    report made from exactly its bytes (``DocumentSignatureReport.applies_to``), never one
+    that only carries its name (``x.pdf.p7m`` names its report after the enclosed
+    ``x.pdf``, and a second, unsigned ``x.pdf`` may sit beside it); none found, None."""
     if main is not None:
-        for report in reports:
-            if report.sha256 == main.sha256 or nfc(report.document) == main.filename:
-                return report
-        # x.pdf.p7m: the report may name the enclosed x.pdf
-        stem = main.filename.rsplit(".", 1)[0]
-        for report in reports:
-            if nfc(report.document) == stem:
-                return report
+        return next((r for r in reports if r.applies_to(main.sha256)), None)
     documents = [r for r in reports if r.document != MESSAGE_DOCUMENT]
     if documents:
         return documents[0]

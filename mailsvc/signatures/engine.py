@@ -111,6 +111,7 @@ def assess(
     policy: SignaturePolicy,
     sender: Sender | None,
     inherited: Iterable[SignatureResult] = (),
+    attachment_sha256: str = "",
 ) -> DocumentSignatureReport:
     """Decide valid / reference_only / invalid for one document (see docs/signatures.md).
 
@@ -188,6 +189,7 @@ def assess(
         sender_agency=sender.agency.code if sender is not None and sender.agency else None,
         signer_matches_sender=matches,
         detail=detail,
+        attachment_sha256=attachment_sha256 or sha256,
     )
 
 
@@ -299,6 +301,7 @@ class SignatureEngine:
                 self.policy,
                 sender,
                 inherited=() if r.name == MESSAGE else message_sigs,
+                attachment_sha256=r.attachment_sha256,
             )
             for r in results
         ]
@@ -309,4 +312,14 @@ class SignatureEngine:
         """Reports for files given by name and content (x.pdf beside x.pdf.p7s pairs up)."""
         jobs = jobs_for_files(files, self.policy)
         results = await self._run(jobs)
-        return [assess(r.name, r.sha256, r.signatures, self.policy, sender) for r in results]
+        return [
+            assess(
+                r.name,
+                r.sha256,
+                r.signatures,
+                self.policy,
+                sender,
+                attachment_sha256=r.attachment_sha256,
+            )
+            for r in results
+        ]

@@ -136,6 +136,9 @@ class DocumentSignatureReport:
       signer_matches_sender: True/False when an organisation signature passed and the
         sender's agency is known; None when that comparison could not be made.
       detail: one readable English sentence about the outcome.
+      attachment_sha256: SHA-256 (hex) of the file as it was attached (for a .p7m: the
+        .p7m file; for x.pdf with x.pdf.p7s: x.pdf). A report applies to a file only when
+        this hash or ``sha256`` is the file's: never by file name.
     """
 
     document: str
@@ -146,6 +149,12 @@ class DocumentSignatureReport:
     sender_agency: str | None = None
     signer_matches_sender: bool | None = None
     detail: str = ""
+    attachment_sha256: str = ""
+
+    def applies_to(self, sha256: str) -> bool:
+        """Whether this report was made from exactly the file with this SHA-256 (the
+        validated content, or the attached file it came from)."""
+        return bool(sha256) and sha256 in (self.sha256, self.attachment_sha256)
 
     @property
     def signed(self) -> bool:
@@ -156,6 +165,7 @@ class DocumentSignatureReport:
         return {
             "document": self.document,
             "sha256": self.sha256,
+            "attachment_sha256": self.attachment_sha256,
             "outcome": self.outcome.value,
             "reason": self.reason,
             "sender_agency": self.sender_agency,

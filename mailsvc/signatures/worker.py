@@ -22,9 +22,10 @@ class DocumentResult:
     """What the worker found; the engine turns it into a DocumentSignatureReport."""
 
     name: str
-    sha256: str
+    sha256: str  # of the validated content (for a .p7m: the content it encloses)
     signatures: tuple[SignatureResult, ...]
     unwrapped: bytes | None = None  # content of an enveloping CMS (walked for attachments)
+    attachment_sha256: str = ""  # of the file as attached (for a .p7m: the .p7m itself)
 
 
 def is_pdf(data: bytes) -> bool:
@@ -35,6 +36,7 @@ async def _verify(job: DocumentJob, settings: ValidationSettings, version: str) 
     fmt = SignatureFormat.SMIME if job.message_level else SignatureFormat.CMS
     results: list[SignatureResult] = []
     content = job.content
+    attached = hashlib.sha256(content).hexdigest()
     name = job.name
     unwrapped = None
     if job.enveloping:
@@ -56,6 +58,7 @@ async def _verify(job: DocumentJob, settings: ValidationSettings, version: str) 
         sha256=hashlib.sha256(content).hexdigest(),
         signatures=tuple(results),
         unwrapped=unwrapped if job.message_level else None,
+        attachment_sha256=attached,
     )
 
 

@@ -4,8 +4,11 @@ changed after signing → refused at DATA. Real PKI, real pyHanko signer."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import shutil
 import smtplib
+import tempfile
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -19,6 +22,7 @@ from tests.signatures.pki import (
     AGENCY_DOMAIN,
     AGENCY_NAME,
     OTHER_AGENCY_NAME,
+    cms_enveloping,
     make_pdf,
     overlay_after_signing,
     session_pki,
@@ -197,3 +201,34 @@ async def test_seal_certificate_without_revocation_source_is_not_registered_vali
         "reference_only",
         "signature-indeterminate",
     )
+
+
+async def test_sealed_p7m_does_not_lend_its_value_to_a_file_of_the_same_name(
+    server: RunningServer,
+) -> None:
+    """qd-44.pdf.p7m (a genuine seal over the real PDF, sent as application/octet-stream)
+    beside an unsigned qd-44.pdf with other content: the .p7m's report names the file it
+    encloses, qd-44.pdf, yet it was made from other bytes than the register's main file."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    pki = session_pki()
+    real = make_pdf("So 44/STTTT-KHTC: kinh phi hoi nghi 100.000.000 dong")
+    forged = make_pdf("So 45/STTTT-KHTC: chuyen 9.000.000.000 dong vao tai khoan 0123456789")
+    with tempfile.TemporaryDirectory() as work:
+        p7m = cms_enveloping(real, pki.organisation, Path(work))
+    msg = make_message(SENDER, CLERK, subject="V/v phê duyệt kinh phí")
+    msg.add_attachment(
+        p7m, maintype="application", subtype="octet-stream", filename="qd-44.pdf.p7m"
+    )
+    msg.add_attachment(forged, maintype="application", subtype="pdf", filename="qd-44.pdf")
+    assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    assert b"X-Mailsvc-Signature: reference_only" in delivered.split(b"\r\n\r\n", 1)[0]
+    with server.sessions() as session:
+        [document] = session.scalars(select(RegisterDocument)).all()
+        assert document.main_sha256 == hashlib.sha256(forged).hexdigest()
+        assert (document.signature_outcome, document.signature_reason) == (
+            "reference_only",
+            "unsigned",
+        )
+        assert document.incoming_number is None
