@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import mimetypes
 import re
 import threading
 import unicodedata
@@ -160,6 +161,55 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
     if dot >= 0 and name[dot:] in _EXTENSIONS:
         return _EXTENSIONS[name[dot:]]
     return declared.lower()
+
+
+# What makes a leaf part a document (for the register and the signature check) whether
+# or not it carries a file name, and the extension of the name it is then given.
+_DOCUMENT_KINDS = {
+    PDF: ".pdf",
+    DOCX: ".docx",
+    XLSX: ".xlsx",
+    PPTX: ".pptx",
+    ODT: ".odt",
+    "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    "application/vnd.oasis.opendocument.presentation": ".odp",
+    DOC: ".doc",
+    "application/vnd.ms-excel": ".xls",
+    "application/vnd.ms-powerpoint": ".ppt",
+    "application/rtf": ".rtf",
+    "text/rtf": ".rtf",
+    ZIP: ".zip",
+    "application/vnd.rar": ".rar",
+    "application/x-rar-compressed": ".rar",
+    "application/x-7z-compressed": ".7z",
+    TIFF: ".tif",
+}
+
+
+def document_extension(data: bytes, declared: str) -> str | None:
+    """The extension of a nameless file that is a document (PDF, office, ODF, RTF,
+    archives, TIFF scans), judged by its magic bytes first, then by its declared type;
+    None when it is none (a picture, a calendar, an unknown type)."""
+    kind = sniff(data, None, declared)
+    if kind == OLE:  # legacy .xls/.ppt: the declared type tells which
+        kind = declared.lower()
+    return _DOCUMENT_KINDS.get(kind) or _DOCUMENT_KINDS.get(declared.lower())
+
+
+def leaf_file_name(filename: str, content_type: str, disposition: str, data: bytes) -> str:
+    """The name a leaf MIME part is known by as a file: its own; for a nameless part that
+    is not text and is a document (``document_extension``), or that is sent as an
+    attachment, a generated ``attachment.<ext>``; "" for a part that is no file (a mail
+    body, an inline picture). The register and the signature walk both name files so."""
+    if filename:
+        return filename
+    if not content_type.lower().startswith("text/"):
+        ext = document_extension(data, content_type)
+        if ext is not None:
+            return "attachment" + ext
+    if (disposition or "").lower() == "attachment":
+        return "attachment" + (mimetypes.guess_extension(content_type) or ".bin")
+    return ""
 
 
 def _sniff_zip(data: bytes) -> str:

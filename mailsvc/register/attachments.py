@@ -9,7 +9,6 @@ recorder and mailsvc.register.registration re-export its names.
 from __future__ import annotations
 
 import hashlib
-import mimetypes
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from email.message import EmailMessage, Message
 from pathlib import PurePosixPath
 
 from mailsvc.documents.extract import MessageView, part_filename
+from mailsvc.documents.formats import leaf_file_name
 from mailsvc.message import decoded_payload
 
 
@@ -88,14 +88,17 @@ def attachments_in(message: Message) -> list[AttachmentInput]:
             if isinstance(part, EmailMessage)
             else (part_filename(part))
         )
-        if not filename and part.get_content_disposition() != "attachment":
-            continue
         data = decoded_payload(part)
         if data is None:
             continue
         content_type = part.get_content_type()
+        # A nameless PDF (DOCX, ...) is a document all the same: the signature walk
+        # names it the same way and gives it its own report.
+        filename = leaf_file_name(
+            filename, content_type, part.get_content_disposition() or "", data
+        )
         if not filename:
-            filename = "attachment" + (mimetypes.guess_extension(content_type) or ".bin")
+            continue
         ext = _extension(filename)
         role = (
             "signature"

@@ -92,13 +92,13 @@ def _pick_report(
     """The signature report that gives the entry its legal value. With a main file: the
     report made from exactly its bytes (``DocumentSignatureReport.applies_to``), never one
     that only carries its name (``x.pdf.p7m`` names its report after the enclosed
-    ``x.pdf``, and a second, unsigned ``x.pdf`` may sit beside it); none found, None."""
+    ``x.pdf``, and a second, unsigned ``x.pdf`` may sit beside it); none found, None.
+    Without a main file (a document in the mail body): the message's own signature, and
+    only one whose signed entity is the whole message (``whole_message``); a signed part
+    beside unsigned ones vouches for nothing outside it."""
     if main is not None:
         return next((r for r in reports if r.applies_to(main.sha256)), None)
-    documents = [r for r in reports if r.document != MESSAGE_DOCUMENT]
-    if documents:
-        return documents[0]
-    return reports[0] if reports else None
+    return next((r for r in reports if r.whole_message), None)
 
 
 def _signer(report: DocumentSignatureReport | None, metadata: DocumentMetadata | None) -> str:

@@ -26,7 +26,6 @@ from mailsvc.signatures.report import (
     SignatureResult,
 )
 from mailsvc.signatures.smime import (
-    MESSAGE,
     DocumentJob,
     jobs_for_files,
     jobs_for_message,
@@ -112,10 +111,13 @@ def assess(
     sender: Sender | None,
     inherited: Iterable[SignatureResult] = (),
     attachment_sha256: str = "",
+    whole_message: bool = False,
 ) -> DocumentSignatureReport:
     """Decide valid / reference_only / invalid for one document (see docs/signatures.md).
 
-    ``sender`` None (``mailsvc verify``): no signer↔agency judgement.
+    ``sender`` None (``mailsvc verify``): no signer↔agency judgement. ``inherited``: the
+    signatures of the message-level signed entities the document lies in (counted only
+    under ``message_signature_covers_attachments``).
     """
     extra = (
         [s for s in inherited if s.passed] if policy.message_signature_covers_attachments else []
@@ -190,6 +192,7 @@ def assess(
         signer_matches_sender=matches,
         detail=detail,
         attachment_sha256=attachment_sha256 or sha256,
+        whole_message=whole_message,
     )
 
 
@@ -206,9 +209,22 @@ def verify_in_worker(view: MessageView, arg: WorkerArgument) -> list[DocumentRes
     policy, settings, version = arg
     jobs = jobs_for_parsed(view.raw, view.message, policy)
     results = [verify_document(j, settings, version) for j in jobs]
-    for entity in [r.unwrapped for r in results if r.unwrapped is not None]:
-        results += [verify_document(j, settings, version) for j in jobs_for_message(entity, policy)]
+    for r in [r for r in results if r.unwrapped is not None]:
+        assert r.unwrapped is not None
+        inner = jobs_for_message(r.unwrapped, policy, _enclosing(r))
+        results += [verify_document(j, settings, version) for j in inner]
     return results
+
+
+def _enclosing(result: DocumentResult) -> tuple[str, ...]:
+    """The signed entities the content a message-level pkcs7-mime enclosed lies in."""
+    return (*result.within, result.sha256)
+
+
+def _inherited(
+    result: DocumentResult, entities: dict[str, list[SignatureResult]]
+) -> list[SignatureResult]:
+    return [s for entity in result.within for s in entities.get(entity, ())]
 
 
 class SignatureEngine:
@@ -283,16 +299,21 @@ class SignatureEngine:
         jobs = jobs_for_message(raw, self.policy)
         results = await self._run(jobs)
         # an opaque S/MIME message encloses the real MIME entity: walk it too
-        inner = [r.unwrapped for r in results if r.unwrapped is not None]
-        for entity in inner:
-            results += await self._run(jobs_for_message(entity, self.policy))
+        for r in [r for r in results if r.unwrapped is not None]:
+            assert r.unwrapped is not None
+            results += await self._run(jobs_for_message(r.unwrapped, self.policy, _enclosing(r)))
         return self.reports(results, sender)
 
     def reports(
         self, results: Sequence[DocumentResult], sender: Sender | None
     ) -> list[DocumentSignatureReport]:
-        """The policy's judgement of validated documents (``verify_in_worker`` results)."""
-        message_sigs = [s for r in results if r.name == MESSAGE for s in r.signatures]
+        """The policy's judgement of validated documents (``verify_in_worker`` results).
+        A message-level signature speaks for the documents inside its signed entity only:
+        a part beside it (an unsigned PDF next to a signed text part) inherits nothing."""
+        entities: dict[str, list[SignatureResult]] = {}
+        for r in results:
+            if r.message_level:
+                entities.setdefault(r.sha256, []).extend(r.signatures)
         return [
             assess(
                 r.name,
@@ -300,8 +321,9 @@ class SignatureEngine:
                 r.signatures,
                 self.policy,
                 sender,
-                inherited=() if r.name == MESSAGE else message_sigs,
+                inherited=() if r.message_level else _inherited(r, entities),
                 attachment_sha256=r.attachment_sha256,
+                whole_message=r.message_level and r.whole_message,
             )
             for r in results
         ]

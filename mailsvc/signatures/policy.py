@@ -75,7 +75,8 @@ class SignaturePolicy(_Section):
     # The signing organisation is not the sender's agency (forwarded, or forged). The seeds
     # never require them to be the same, so by default the finding is kept and shown.
     signer_mismatch: Literal["refuse", "reference_only", "ignore"] = "reference_only"
-    # A passed S/MIME (or PGP/MIME) signature on the message also signs its attachments.
+    # A passed S/MIME (or PGP/MIME) signature on the message also signs the attachments
+    # inside its signed entity (never a part beside it).
     message_signature_covers_attachments: bool = False
     # Attachments with these suffixes are signatures, not documents.
     detached_signature_suffixes: tuple[str, ...] = (".p7s", ".sig", ".asc")

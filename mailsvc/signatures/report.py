@@ -139,6 +139,8 @@ class DocumentSignatureReport:
       attachment_sha256: SHA-256 (hex) of the file as it was attached (for a .p7m: the
         .p7m file; for x.pdf with x.pdf.p7s: x.pdf). A report applies to a file only when
         this hash or ``sha256`` is the file's: never by file name.
+      whole_message: a message-level signature (S/MIME, PGP/MIME) whose signed entity is
+        the message's whole content; one on a single part beside unsigned others is not.
     """
 
     document: str
@@ -150,6 +152,7 @@ class DocumentSignatureReport:
     signer_matches_sender: bool | None = None
     detail: str = ""
     attachment_sha256: str = ""
+    whole_message: bool = False
 
     def applies_to(self, sha256: str) -> bool:
         """Whether this report was made from exactly the file with this SHA-256 (the
@@ -166,6 +169,7 @@ class DocumentSignatureReport:
             "document": self.document,
             "sha256": self.sha256,
             "attachment_sha256": self.attachment_sha256,
+            "whole_message": self.whole_message,
             "outcome": self.outcome.value,
             "reason": self.reason,
             "sender_agency": self.sender_agency,

@@ -7,12 +7,14 @@ Python's email package would re-serialise it.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
+from mailsvc.documents.formats import leaf_file_name
 from mailsvc.message import (
     HEAD_POLICY,
     decode_body,
@@ -40,7 +42,11 @@ class DocumentJob:
     """One document to verify in a worker; picklable.
 
     ``content`` is the document (for ``enveloping``: the CMS that encloses it).
-    ``message_level`` marks the S/MIME or PGP/MIME signature of the message itself.
+    ``message_level`` marks the S/MIME or PGP/MIME signature of the message itself;
+    ``whole_message`` says that its signed entity is the message's whole content (the
+    top-level entity), not one part beside unsigned others.
+    ``within``: SHA-256 of the content of each message-level signed entity the document
+    lies in (the only message signatures that may speak for it).
     """
 
     name: str
@@ -48,6 +54,8 @@ class DocumentJob:
     detached: tuple[DetachedSignature, ...] = ()
     enveloping: bool = False
     message_level: bool = False
+    whole_message: bool = False
+    within: tuple[str, ...] = ()
 
 
 def canonical(data: bytes) -> bytes:
@@ -111,13 +119,18 @@ def _signature_kind(name: str, data: bytes) -> str:
     return "cms"
 
 
+# (file name, decoded bytes, ``DocumentJob.within``)
+_File = tuple[str, bytes, tuple[str, ...]]
+
+
 @dataclass
 class _Walk:
     jobs: list[DocumentJob]
-    files: list[tuple[str, bytes]]
+    files: list[_File]
 
 
-def _walk(raw: bytes, out: _Walk) -> None:
+def _walk(raw: bytes, out: _Walk, within: tuple[str, ...] = (), top: bool = True) -> None:
+    """``within``: the signed entities ``raw`` lies in; ``top``: ``raw`` is the message."""
     part = _parse(raw)
     types = _types(part)
     ctype = types.get_content_type()
@@ -128,15 +141,18 @@ def _walk(raw: bytes, out: _Walk) -> None:
         if len(pieces) == 2 and protocol in _CMS_SIG_TYPES + _PGP_SIG_TYPES:
             kind = "openpgp" if protocol in _PGP_SIG_TYPES else "cms"
             signature = decode_body(_parse(pieces[1]), _body(pieces[1]))
+            content = canonical(pieces[0])
             out.jobs.append(
                 DocumentJob(
                     name=MESSAGE,
-                    content=canonical(pieces[0]),
+                    content=content,
                     detached=(DetachedSignature(kind, signature),),
                     message_level=True,
+                    whole_message=top,
+                    within=within,
                 )
             )
-            _walk(pieces[0], out)
+            _walk(pieces[0], out, (*within, hashlib.sha256(content).hexdigest()), top=False)
             return
     if ctype in _CMS_MIME_TYPES:
         smime_type = str(types.get_param("smime-type", "", header="content-type")).lower()
@@ -149,29 +165,40 @@ def _walk(raw: bytes, out: _Walk) -> None:
                     content=decode_body(part, _body(raw)),
                     enveloping=True,
                     message_level=True,
+                    whole_message=top,
+                    within=within,
                 )
             )
             return
     if types.get_content_maintype() == "multipart":
         boundary = types.get_boundary()
         for piece in split_multipart(raw, boundary) if boundary else []:
-            _walk(piece, out)
+            _walk(piece, out, within, top=False)
         return
-    filename = types.get_filename()
+    filename = types.get_filename() or ""
+    disposition = types.get_content_disposition() or ""
+    if not filename and ctype in ("text/plain", "text/html") and disposition != "attachment":
+        return  # a mail body: no file (leaf_file_name says so too)
+    data = decode_body(part, _body(raw))
+    filename = leaf_file_name(filename, ctype, disposition, data)
     if filename:
-        out.files.append((filename, decode_body(part, _body(raw))))
+        out.files.append((filename, data, within))
 
 
 def jobs_for_files(
     files: Sequence[tuple[str, bytes]], policy: SignaturePolicy
 ) -> list[DocumentJob]:
     """Pair x.pdf with x.pdf.p7s / .sig / .asc; unwrap .p7m; the rest are plain documents."""
-    names = {name for name, _ in files}
+    return _jobs_for_files([(name, data, ()) for name, data in files], policy)
+
+
+def _jobs_for_files(files: Sequence[_File], policy: SignaturePolicy) -> list[DocumentJob]:
+    names = {name for name, _, _ in files}
     sig_suffixes = tuple(s.lower() for s in policy.detached_signature_suffixes)
     env_suffixes = tuple(s.lower() for s in policy.enveloping_suffixes)
     detached: dict[str, list[DetachedSignature]] = {}
     jobs: list[DocumentJob] = []
-    for name, data in files:
+    for name, data, _ in files:
         lower = name.lower()
         if lower.endswith(sig_suffixes):
             base = name[: name.rfind(".")]
@@ -180,22 +207,32 @@ def jobs_for_files(
                     DetachedSignature(_signature_kind(name, data), data)
                 )
                 continue
-    for name, data in files:
+    for name, data, within in files:
         lower = name.lower()
         if lower.endswith(sig_suffixes) and name[: name.rfind(".")] in names:
             continue
         if lower.endswith(env_suffixes):
-            jobs.append(DocumentJob(name=name, content=data, enveloping=True))
+            jobs.append(DocumentJob(name=name, content=data, enveloping=True, within=within))
             continue
-        jobs.append(DocumentJob(name=name, content=data, detached=tuple(detached.get(name, ()))))
+        jobs.append(
+            DocumentJob(
+                name=name, content=data, detached=tuple(detached.get(name, ())), within=within
+            )
+        )
     return jobs
 
 
-def jobs_for_message(raw: bytes, policy: SignaturePolicy) -> list[DocumentJob]:
-    """Message-level signatures first, then one job per attached document."""
+def jobs_for_message(
+    raw: bytes, policy: SignaturePolicy, within: tuple[str, ...] = ()
+) -> list[DocumentJob]:
+    """Message-level signatures first, then one job per attached document (every leaf
+    that is a document, named or not: :func:`mailsvc.documents.formats.leaf_file_name`).
+    ``within``: the signed entities ``raw`` lies in when it is the content a message-level
+    ``application/pkcs7-mime`` enclosed (then its own signatures are not the message's
+    whole content)."""
     out = _Walk(jobs=[], files=[])
-    _walk(raw, out)
-    return out.jobs + jobs_for_files(out.files, policy)
+    _walk(raw, out, within, top=not within)
+    return out.jobs + _jobs_for_files(out.files, policy)
 
 
 def jobs_for_parsed(raw: bytes, tree: Message | None, policy: SignaturePolicy) -> list[DocumentJob]:
@@ -208,7 +245,7 @@ def jobs_for_parsed(raw: bytes, tree: Message | None, policy: SignaturePolicy) -
     files = _files_of_tree(tree) if tree is not None and is_fast_tree(tree) else None
     if files is None:
         return jobs_for_message(raw, policy)
-    return jobs_for_files(files, policy)
+    return _jobs_for_files([(name, data, ()) for name, data in files], policy)
 
 
 # Transfer encodings (as sent, lower-cased) that the tree's decoded payload and
@@ -253,14 +290,17 @@ def _files_of_tree(tree: Message) -> list[tuple[str, bytes]] | None:
             continue
         if part.is_multipart():
             return None  # message/rfc822: the raw walk does not enter it
-        filename = types.get_filename()
-        if not filename:
-            continue
+        filename = types.get_filename() or ""
+        if not filename and ctype in ("text/plain", "text/html"):
+            if (types.get_content_disposition() or "").lower() != "attachment":
+                continue  # a mail body: no file (leaf_file_name says so too)
         encoding = _raw_value(part, "Content-Transfer-Encoding") or ""
         if encoding.lower() not in _PLAIN_ENCODINGS:
             return None
         data = decoded_payload(part)
         if data is None:
             return None
-        files.append((filename, data))
+        filename = leaf_file_name(filename, ctype, types.get_content_disposition() or "", data)
+        if filename:
+            files.append((filename, data))
     return files

@@ -26,6 +26,9 @@ class DocumentResult:
     signatures: tuple[SignatureResult, ...]
     unwrapped: bytes | None = None  # content of an enveloping CMS (walked for attachments)
     attachment_sha256: str = ""  # of the file as attached (for a .p7m: the .p7m itself)
+    message_level: bool = False  # DocumentJob's flags, carried over
+    whole_message: bool = False
+    within: tuple[str, ...] = ()
 
 
 def is_pdf(data: bytes) -> bool:
@@ -59,6 +62,9 @@ async def _verify(job: DocumentJob, settings: ValidationSettings, version: str) 
         signatures=tuple(results),
         unwrapped=unwrapped if job.message_level else None,
         attachment_sha256=attached,
+        message_level=job.message_level,
+        whole_message=job.whole_message,
+        within=job.within,
     )
 
 

@@ -4,6 +4,7 @@ changed after signing → refused at DATA. Real PKI, real pyHanko signer."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import shutil
 import smtplib
@@ -15,6 +16,7 @@ from sqlalchemy import select
 
 from mailsvc.db.models import Agency, MessageRecord
 from mailsvc.register.models import RegisterDocument
+from mailsvc.signatures.models import MessageSignature
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import (
@@ -27,6 +29,7 @@ from tests.signatures.pki import (
     overlay_after_signing,
     session_pki,
     signed_pdf,
+    smime_message,
 )
 
 CLERK = f"vanthu@{DOMAIN}"
@@ -232,3 +235,56 @@ async def test_sealed_p7m_does_not_lend_its_value_to_a_file_of_the_same_name(
             "unsigned",
         )
         assert document.incoming_number is None
+
+
+def send_raw(server: RunningServer, raw: bytes) -> dict[str, tuple[int, bytes]]:
+    """Send bytes as they are (a signed entity must reach the server byte-exact)."""
+    with server.smtp() as client:
+        client.ehlo("client.example.vn")
+        return client.sendmail(SENDER, [CLERK], raw)
+
+
+def signed_part_beside(document: bytes, work: Path) -> bytes:
+    """multipart/mixed of (1) a text part the sample agency sealed with S/MIME (as any of
+    its old mails carries one) and (2) ``document``: an inline application/pdf without a
+    file name, outside the signed entity."""
+    pki = session_pki()
+    signed = smime_message(pki.organisation, work, body="Kính gửi: Văn thư. Xem văn bản.\r\n")
+    head, entity = signed.split(b"MIME-Version: 1.0\r\n", 1)
+    boundary = b"outer-7f3a"
+    return (
+        head.replace(b"vanthu@example.vn", CLERK.encode())
+        + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer-7f3a\"\r\n\r\n"
+        + b"--" + boundary + b"\r\n" + entity + b"\r\n--" + boundary + b"\r\n"
+        + b"Content-Type: application/pdf\r\nContent-Disposition: inline\r\n"
+        + b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(document).replace(b"\n", b"\r\n")
+        + b"--" + boundary + b"--\r\n"
+    )  # fmt: skip
+
+
+async def test_seal_on_the_text_part_does_not_validate_a_nameless_pdf_beside_it(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    forged = make_pdf("So 46/STTTT-KHTC: chuyen 9.000.000.000 dong vao tai khoan 0123456789")
+    with tempfile.TemporaryDirectory() as work:
+        raw = signed_part_beside(forged, Path(work))
+    assert await asyncio.to_thread(send_raw, server, raw) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    assert b"X-Mailsvc-Signature: reference_only" in delivered.split(b"\r\n\r\n", 1)[0]
+    with server.sessions() as session:
+        [document] = session.scalars(select(RegisterDocument)).all()
+        assert (document.signature_outcome, document.signature_reason) == (
+            "reference_only",
+            "unsigned",
+        )
+        assert document.incoming_number is None
+        assert document.main_sha256 == hashlib.sha256(forged).hexdigest()
+        assert document.attachment_count == 1
+        [attachment] = document.attachments
+        assert (attachment.filename, attachment.role) == ("attachment.pdf", "main")
+        # the seal itself passed: it is its reach that is limited
+        [seal] = session.scalars(select(MessageSignature)).all()
+        assert (seal.document, seal.indication) == ("(message)", "TOTAL_PASSED")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,8 @@ from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.report import DocumentOutcome, Indication, SignatureFormat
 from mailsvc.signatures.smime import MESSAGE
 
-from .pki import SamplePki, cms_detached, flip_byte, signed_pdf, smime_message
+from .conftest import make_engine
+from .pki import SamplePki, cms_detached, flip_byte, make_pdf, signed_pdf, smime_message
 
 
 @pytest.mark.parametrize("opaque", [False, True])
@@ -85,3 +88,41 @@ async def test_certificate_problems(
 async def test_unsigned_message_without_attachments(engine: SignatureEngine) -> None:
     raw = b"From: a@b.vn\r\nTo: c@d.vn\r\nSubject: hi\r\n\r\nhello\r\n"
     assert await engine.verify_message(raw, None) == []
+
+
+def _beside(signed: bytes, document: bytes) -> bytes:
+    """``signed`` (a multipart/signed message) as the first part of a multipart/mixed whose
+    second part is ``document``: an inline application/pdf without a file name."""
+    head, entity = signed.split(b"MIME-Version: 1.0\r\n", 1)
+    return (
+        head + b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="o1"\r\n\r\n'
+        + b"--o1\r\n" + entity + b"\r\n--o1\r\n"
+        + b"Content-Type: application/pdf\r\nContent-Disposition: inline\r\n"
+        + b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(document).replace(b"\n", b"\r\n") + b"--o1--\r\n"
+    )  # fmt: skip
+
+
+async def test_message_signature_covers_only_what_lies_inside_it(
+    pki: SamplePki, pdf: bytes, work: Path
+) -> None:
+    """Even where the policy lets the message's signature sign its attachments, a PDF
+    beside the signed entity (here without a file name) is checked on its own: it gets
+    its own report and inherits nothing; the one inside the entity does."""
+    engine = make_engine(pki, message_signature_covers_attachments=True)
+    outside = make_pdf("So 46/STTTT-KHTC")
+    signed = smime_message(pki.organisation, work, attachments=[("inside.pdf", pdf)])
+    message, inside, beside = await engine.verify_message(_beside(signed, outside), None)
+    assert message.document == MESSAGE and message.outcome is DocumentOutcome.VALID
+    assert not message.whole_message  # one part of the message, not all of it
+    assert inside.document == "inside.pdf" and inside.outcome is DocumentOutcome.VALID
+    assert beside.document == "attachment.pdf"
+    assert beside.attachment_sha256 == hashlib.sha256(outside).hexdigest()
+    assert (beside.outcome, beside.reason) == (DocumentOutcome.REFERENCE_ONLY, "unsigned")
+
+
+async def test_signature_on_the_whole_message_says_so(
+    engine: SignatureEngine, pki: SamplePki, work: Path
+) -> None:
+    (message,) = await engine.verify_message(smime_message(pki.organisation, work), None)
+    assert message.whole_message and message.outcome is DocumentOutcome.VALID
