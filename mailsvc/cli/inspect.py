@@ -35,12 +35,14 @@ from mailsvc.documents.extract import (
 from mailsvc.documents.markings import MarkingDetector, MarkingMatch
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.errors import MailsvcError
+from mailsvc.message import parse_tree
 from mailsvc.pipeline.metadata import attachment_names, main_document
 from mailsvc.policy.classification import (
     ClassificationPolicy,
     Unreadable,
     load_classification_policy,
 )
+from mailsvc.register.attachments import main_attachment
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -113,11 +115,13 @@ def inspect_file(
     text = pool.submit(extract_message_bytes, raw, limits).result(timeout=limits.timeout_s)
     detector = MarkingDetector(policy)
     matches = tuple(detector.scan(text))
-    main = main_document(text)
+    # the main file as the register and the metadata stage decide it: only its text
+    main_file = main_attachment(parse_tree(raw))
+    main = main_document(text, main_file)
     names = attachment_names(text)
     subject = text.subject if path.suffix.lower() == ".eml" else ""
     source = main if main is not None else None
-    body = source.text if source is not None else text.body_text
+    body = source.text if source is not None else ("" if main_file else text.body_text)
     meta = extract_metadata(body, subject, [], names)
     blocking = tuple(
         f

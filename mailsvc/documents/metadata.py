@@ -78,6 +78,9 @@ class DocumentMetadata:
     language: str = ""  # language of the text: "vi", "en" or "" (set by the stage)
     # Where the fields were read ("attachment 1", "body", "none"; set by the stage).
     document: str = field(default="", compare=False)
+    # SHA-256 of the file the fields were read from ("" for the body or nothing; set by
+    # the stage): the register uses them only when it is its main file's.
+    sha256: str = field(default="", compare=False)
     # The text the fields were read from (capped), for the register's search index; set
     # by the metadata stage, never printed or stored with the verdict.
     text: str = field(default="", repr=False, compare=False)

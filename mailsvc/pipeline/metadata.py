@@ -1,7 +1,8 @@
 """MetadataStage: what the official document in a message says about itself.
 
-Picks the main document — the first top-level PDF, DOCX or ODT attachment with text (never a
-detached signature ``.p7s``/``.sig``), else the mail body — and reads its metadata with
+Reads the main document — the register's main file (``main_attachment``: the same file
+whose signature gives the entry its legal value), and only that file even when it has no
+text; without a main file, a scanned image or the mail body — with
 :func:`mailsvc.documents.metadata.extract_metadata`, together with the subject and the
 Priority/X-Priority/Importance headers. The agency identifier (mã định danh) comes from the
 directory entry of the sender's domain.
@@ -44,6 +45,7 @@ from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
+from mailsvc.register.attachments import AttachmentInput, main_attachment
 from mailsvc.verdict import Finding, Status
 
 log = logging.getLogger(__name__)
@@ -64,19 +66,23 @@ class Extractor(Protocol):
     async def analyse(self, msg: InboundMessage) -> Analysis: ...
 
 
-def main_document(text: ExtractedText) -> DocumentPart | None:
-    """The first top-level PDF/DOCX/ODT attachment with text that is not a signature file;
-    failing that, the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
-    scans: list[DocumentPart] = []
+def main_document(text: ExtractedText, main: AttachmentInput | None) -> DocumentPart | None:
+    """The part the metadata are read from. With a main file (``main_attachment``: the
+    register's main document, whose signature gives the entry its legal value): its text,
+    or None when it has none (a scan without a text layer, a .p7m); never another part.
+    Without one: the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
+    if main is not None:
+        for part in text.attachments(top_level=True):
+            if part.sha256 == main.sha256 and part.text.strip():
+                return part
+        return None
     for part in text.attachments(top_level=True):
         name = (part.filename or "").lower()
         if name.endswith(SIGNATURE_SUFFIXES) or not part.text.strip():
             continue
-        if part.content_type in MAIN_TYPES:
-            return part
         if part.content_type in formats.IMAGES:
-            scans.append(part)
-    return scans[0] if scans else None
+            return part
+    return None
 
 
 def attachment_names(text: ExtractedText) -> tuple[str, ...]:
@@ -135,7 +141,23 @@ def read_metadata(view: MessageView, _arg: object = None) -> Reading:
     subject = _decoded(view.message, "Subject") if view.message is not None else ""
     headers = priority_headers(view.message) if view.message is not None else []
     names = attachment_names(text)
-    main = main_document(text)
+    main_file = main_attachment(view.message) if view.message is not None else None
+    main = main_document(text, main_file)
+    if main_file is not None:
+        # The main file's text or nothing: the mail body (or another attachment) must
+        # not lend its number and abstract to the document whose signature is judged.
+        if main is None:
+            meta = extract_metadata("", subject, headers, names)
+            return Reading(replace(meta, sha256=main_file.sha256), "none")
+        meta = extract_metadata(main.text, subject, headers, names)
+        meta = replace(
+            meta,
+            pages=main.pages,
+            language=detect_language(main.text),
+            text=main.text[:SEARCH_TEXT_LIMIT],
+            sha256=main_file.sha256,
+        )
+        return Reading(meta, main.location or "attachment")
     body = text.body_text
     candidates: list[tuple[str, str]] = []
     if main is not None:
@@ -158,6 +180,7 @@ def read_metadata(view: MessageView, _arg: object = None) -> Reading:
         pages=pages,
         language=detect_language(read),
         text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
+        sha256=main.sha256 if main is not None and where == main.location else "",
     )
     return Reading(meta, where)
 

@@ -124,7 +124,16 @@ def attachments_in(message: Message) -> list[AttachmentInput]:
     return found
 
 
+def main_attachment(message: Message) -> AttachmentInput | None:
+    """The message's main document: the one file whose signature gives a register entry
+    its legal value and whose text gives it its number, abstract and search text (the
+    metadata stage reads this file, by its SHA-256, and no other). None: no document."""
+    return next((a for a in attachments_in(message) if a.role == "main"), None)
+
+
 def _main_index(items: Sequence[AttachmentInput]) -> int | None:
+    """The main document's rule, the only one: the first file by type preference
+    (MAIN_EXTENSIONS), then the first other document type, in MIME order."""
     for ext in MAIN_EXTENSIONS:
         for index, item in enumerate(items):
             if item.role != "signature" and _extension(item.filename) == ext:

@@ -32,6 +32,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, tzinfo
 
 from sqlalchemy import select
@@ -99,6 +100,36 @@ def _pick_report(
     if main is not None:
         return next((r for r in reports if r.applies_to(main.sha256)), None)
     return next((r for r in reports if r.whole_message), None)
+
+
+# Fields a reading may take from the mail's subject when the document does not show them.
+_SUBJECT_FIELDS = ("number_notation", "doc_type", "abstract")
+
+
+def _content(
+    metadata: DocumentMetadata | None, main: AttachmentInput | None, outcome: DocumentOutcome
+) -> DocumentMetadata | None:
+    """The reading whose number, date, type, abstract, signer and text the entry takes:
+    only one made from the main file (by SHA-256), the file the outcome was judged on.
+    A valid entry takes nothing from the unsigned mail either (fields the reading found
+    only in the subject): what its validated document does not show stays empty for the
+    clerk to fill in from the document itself."""
+    if metadata is None or (main is not None and metadata.sha256 != main.sha256):
+        return None
+    if outcome is DocumentOutcome.VALID:
+        subject_only = {n for n, where in metadata.sources if where == "subject"}
+        subject_only &= set(_SUBJECT_FIELDS)
+        if subject_only:
+            metadata = replace(
+                metadata,
+                number_notation=""
+                if "number_notation" in subject_only
+                else metadata.number_notation,
+                doc_type="" if "doc_type" in subject_only else metadata.doc_type,
+                abstract="" if "abstract" in subject_only else metadata.abstract,
+                sources=tuple(s for s in metadata.sources if s[0] not in subject_only),
+            )
+    return metadata
 
 
 def _signer(report: DocumentSignatureReport | None, metadata: DocumentMetadata | None) -> str:
@@ -340,10 +371,13 @@ class RegisterRecorder:
             outcome, reason = DocumentOutcome.REFERENCE_ONLY, "not-verified"
         if refused:
             outcome = DocumentOutcome.INVALID if report is None else report.outcome
+        content = _content(metadata, main, outcome)
         subject = nfc(msg.subject).strip()
         code, name = "", ""
         if metadata is not None:
-            code, name = metadata.agency_code, metadata.agency_name or metadata.issuing_agency
+            code, name = metadata.agency_code, metadata.agency_name
+        if not name and content is not None:
+            name = content.issuing_agency
         if not code and report is not None and report.sender_agency:
             code = report.sender_agency
         if not code or not name:
@@ -370,17 +404,17 @@ class RegisterRecorder:
             subject=subject,
             agency_code=code,
             agency_name=name,
-            number_notation=metadata.number_notation if metadata else "",
-            issued_date=metadata.issued_date if metadata else None,
-            doc_type=metadata.doc_type if metadata else "",
-            abstract=(metadata.abstract if metadata else "") or subject,
+            number_notation=content.number_notation if content else "",
+            issued_date=content.issued_date if content else None,
+            doc_type=content.doc_type if content else "",
+            abstract=_abstract(content, subject, outcome),
             urgency=urgency,
-            signer=_signer(report, metadata),
-            deadline=metadata.deadline if metadata else None,
-            text=metadata.text if metadata and not refused else "",
+            signer=_signer(report, content),
+            deadline=content.deadline if content else None,
+            text=content.text if content and not refused else "",
             attachments=tuple(attachments),
-            page_count=metadata.pages if metadata else 0,
-            language=metadata.language if metadata else "",
+            page_count=content.pages if content else 0,
+            language=content.language if content else "",
             mail_date=_mail_date(msg),
             deliveries=tuple(
                 DeliveryInput(
@@ -391,6 +425,14 @@ class RegisterRecorder:
                 for recipient, record in members
             ),
         )
+
+
+def _abstract(content: DocumentMetadata | None, subject: str, outcome: DocumentOutcome) -> str:
+    """The document's own abstract; else, for an entry without legal value, the mail's
+    subject (a valid entry shows nothing the signer did not sign)."""
+    if content is not None and content.abstract:
+        return content.abstract
+    return "" if outcome is DocumentOutcome.VALID else subject
 
 
 _URGENCY_ORDER = [Urgency.NORMAL, Urgency.URGENT, Urgency.VERY_URGENT, Urgency.IMMEDIATE]

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from mailsvc.db.models import Agency, MessageRecord
 from mailsvc.register.models import RegisterDocument
 from mailsvc.signatures.models import MessageSignature
+from tests.documents.metadata_samples import LAYOUTS, layout_docx, layout_pdf
 from tests.e2e.conftest import DOMAIN, PASSWORD, RunningServer
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
 from tests.signatures.pki import (
@@ -288,3 +289,48 @@ async def test_seal_on_the_text_part_does_not_validate_a_nameless_pdf_beside_it(
         # the seal itself passed: it is its reach that is limited
         [seal] = session.scalars(select(MessageSignature)).all()
         assert (seal.document, seal.indication) == ("(message)", "TOTAL_PASSED")
+
+
+DOCX_TYPE = ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
+
+
+async def test_register_content_comes_from_the_sealed_main_document(
+    server: RunningServer,
+) -> None:
+    """An unsigned DOCX with another number first, the sealed PDF second: the number,
+    abstract and text of the valid entry are the sealed PDF's."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    pki = session_pki()
+    sealed = signed_pdf(layout_pdf(LAYOUTS["cv_state"]), pki.organisation)
+    msg = make_message(SENDER, CLERK, subject="V/v kiểm tra hộp thư công vụ")
+    msg.add_attachment(layout_docx(LAYOUTS["tb_party"]), *DOCX_TYPE, filename="phu-luc.docx")
+    msg.add_attachment(sealed, maintype="application", subtype="pdf", filename="1875-SNV.pdf")
+    assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
+    assert document.main_sha256 == hashlib.sha256(sealed).hexdigest()
+    expected = LAYOUTS["cv_state"].expected
+    assert document.number_notation == expected["number_notation"] == "1875/SNV-VTLT"
+    assert document.abstract == expected["abstract"]
+
+
+async def test_sealed_scan_without_text_takes_no_number_from_unsigned_parts(
+    server: RunningServer,
+) -> None:
+    """The sealed main PDF has no text layer: its metadata cannot be read. The entry is
+    valid (the clerk opens the sealed file) but neither the unsigned DOCX beside it nor
+    the mail's subject lends it a number, a type or an abstract."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    pki = session_pki()
+    scan = signed_pdf(make_pdf(""), pki.organisation)
+    msg = make_message(SENDER, CLERK, subject="Công văn số 77/STTTT-KHTC V/v chuyển kinh phí")
+    msg.add_attachment(layout_docx(LAYOUTS["tb_party"]), *DOCX_TYPE, filename="phu-luc.docx")
+    msg.add_attachment(scan, maintype="application", subtype="pdf", filename="scan.pdf")
+    assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
+    assert document.main_sha256 == hashlib.sha256(scan).hexdigest()
+    assert (document.number_notation, document.doc_type, document.abstract) == ("", "", "")
+    assert document.issued_date is None and document.signer == AGENCY_NAME

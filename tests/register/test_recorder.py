@@ -182,6 +182,7 @@ def metadata(urgency: str = "Khẩn") -> Finding:
         deadline=date(2026, 3, 10),
         agency_code="000.00.32.H56",
         agency_name="Sở Tài chính",
+        sha256=hashlib.sha256(PDF).hexdigest(),  # read from the main file
     )
     return Finding(stage="metadata", status=Status.PASS, reason="found", payload=payload)
 
@@ -474,7 +475,11 @@ async def test_published_document_metadata_reaches_the_register(
 ) -> None:
     """A document published on one line (issue 18, "glued"): its fields reach the register."""
     case = next(c for c in CASES if c.name == "cv-tong-cuc-one-line-da-ky")
-    payload = replace(extract_metadata(case.text), agency_code="000.00.32.H56")
+    payload = replace(
+        extract_metadata(case.text),
+        agency_code="000.00.32.H56",
+        sha256=hashlib.sha256(PDF).hexdigest(),
+    )
     found = Finding(stage="metadata", status=Status.PASS, reason="found", payload=payload)
     msg = make_message(subject="Gửi văn bản")
     report_finding = report(DocumentOutcome.REFERENCE_ONLY)
