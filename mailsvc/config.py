@@ -39,6 +39,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+# A setting restore must not change unconfirmed (``mailsvc restore --accept-commands``):
+# "runs" names a program mailsvc runs, a library it loads or where it sends alerts;
+# "writes" a path it creates, writes, chowns or chmods (possibly outside the home).
+RESTORE_GUARD = "restore_guard"
+
+
+def _runs(**field: Any) -> Any:
+    """A Field whose value mailsvc executes or loads (see RESTORE_GUARD)."""
+    return Field(json_schema_extra={RESTORE_GUARD: "runs"}, **field)
+
+
+def _writes(**field: Any) -> Any:
+    """A Field naming a path mailsvc writes to or changes the owner/mode of."""
+    return Field(json_schema_extra={RESTORE_GUARD: "writes"}, **field)
+
+
+def restore_guarded() -> dict[tuple[str, str], str]:
+    """(section, key) -> "runs" | "writes" for every setting marked with RESTORE_GUARD."""
+    found = {}
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            continue
+        for key, sub in model.model_fields.items():
+            extra = sub.json_schema_extra
+            if isinstance(extra, dict) and RESTORE_GUARD in extra:
+                found[(section, key)] = str(extra[RESTORE_GUARD])
+    return found
+
+
 def one_line_path(value: Any) -> Any:
     """A path that goes into a daemon's configuration file (dovecot.conf, clamd.conf,
     freshclam.conf) as the rest of one line: a line break or another control character
@@ -201,16 +231,17 @@ class PasswordSection(_Section):
 
 class DovecotSection(_Section):
     mode: Literal["managed", "system"] = "managed"
-    binary: str = "/usr/sbin/dovecot"
+    binary: str = _runs(default="/usr/sbin/dovecot")
     lmtp_socket: str = ""  # system mode: path of Dovecot's LMTP unix socket
     auth_workers: int = Field(default=2, ge=1)
 
 
 class ClamavSection(_Section):
     mode: Literal["managed", "system", "off"] = "managed"
-    binary: str = "/usr/sbin/clamd"
-    socket: str = ""  # unix socket path, or HOST:PORT for TCP; empty: managed socket
-    database_dir: str = ""  # empty: HOME/clamav/db
+    binary: str = _runs(default="/usr/sbin/clamd")
+    # unix socket path, or HOST:PORT for TCP; empty: managed socket (clamd creates it)
+    socket: str = _writes(default="")
+    database_dir: str = _writes(default="")  # empty: HOME/clamav/db (freshclam writes it)
     timeout_seconds: float = Field(default=30.0, gt=0)
     max_scan_bytes: int = Field(default=100 * 1024 * 1024, gt=0)
     max_signature_age_days: float = Field(
@@ -234,7 +265,7 @@ class ClamavSection(_Section):
         le=10,
         description="Tries per mirror in one freshclam run (5 s apart; freshclam's MaxAttempts)",
     )
-    freshclam_binary: str = Field(
+    freshclam_binary: str = _runs(
         default="/usr/bin/freshclam", description="Path of the freshclam program"
     )
     update_hours: float = Field(
@@ -317,8 +348,8 @@ class OcrSection(_Section):
 
 
 class PathsSection(_Section):
-    maildir_root: str = "mail"
-    blob_root: str = "blobs"
+    maildir_root: str = _writes(default="mail")
+    blob_root: str = _writes(default="blobs")
     policies: str = ""  # empty: policies/ in HOME, else the packaged defaults
     templates: str = ""
 
@@ -478,7 +509,7 @@ class IssuingSection(_Section):
         description="Where officials send a personally-signed draft to be issued with the "
         'organisation\'s signature (phát hành); empty: "phathanh@<server.domain>"',
     )
-    pkcs11_module: str = Field(
+    pkcs11_module: str = _runs(
         default="/usr/lib/softhsm/libsofthsm2.so",
         description="PKCS#11 library of the token holding the organisation key",
     )
@@ -552,12 +583,12 @@ class ChecksSection(_Section):
 
 
 class AlertsSection(_Section):
-    webhook_url: str = Field(
+    webhook_url: str = _runs(
         default="",
         description="POST each alert as JSON to this URL (an SMS gateway, a chat bot); "
         "empty: no webhook",
     )
-    command: str = Field(
+    command: str = _runs(
         default="",
         description="Run this command (split like a shell, no shell) with the alert as JSON "
         "on standard input; empty: no command",
@@ -568,7 +599,7 @@ class AlertsSection(_Section):
 
 
 class BackupSection(_Section):
-    directory: str = Field(
+    directory: str = _writes(
         default="backups", description="Where `mailsvc backup` and the daily job write archives"
     )
     keep: int = Field(

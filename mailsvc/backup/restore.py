@@ -63,7 +63,7 @@ from mailsvc.backup.manifest import (
     symlink_stays_inside,
 )
 from mailsvc.backup.snapshot import database_kind, libpq_target, run_tool, sqlite_path
-from mailsvc.config import CONFIG_NAME, Settings
+from mailsvc.config import CONFIG_NAME, Settings, restore_guarded
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.errors import ConflictError
 from mailsvc.mailboxes.dovecot import parse_hostport
@@ -77,14 +77,6 @@ UIDLIST = "dovecot-uidlist"
 MAX_MANIFEST = 1 << 30
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "http")
 SAFE_MODE = 0o777  # permission bits only: never setuid, setgid or sticky from an archive
-# Settings whose value mailsvc runs (or sends alerts to): shown before a restore applies
-# a configuration that changes them.
-EXECUTED = (
-    ("alerts", "command"),
-    ("alerts", "webhook_url"),
-    ("dovecot", "binary"),
-    ("clamav", "binary"),
-)
 
 
 # ------------------------------------------------------------------ is anyone serving?
@@ -651,16 +643,20 @@ def _current_tables(url: str) -> set[tuple[str, str, str]]:
 
 @dataclass(frozen=True)
 class ExecutedChange:
-    """A setting whose value mailsvc executes, as the restored config would change it."""
+    """A setting whose value mailsvc executes, loads or writes to (config.RESTORE_GUARD),
+    as the restored config would change it; ``kind`` is "runs" or "writes"."""
 
     key: str
     live: str
     restored: str
+    kind: str = "runs"
 
 
 def executed_changes(settings: Settings, staged_home: Path) -> list[ExecutedChange]:
-    """What the archived ``mailsvc.toml`` would make mailsvc run, where it differs from
-    the live configuration (a restored config could carry ``alerts.command``)."""
+    """What the archived ``mailsvc.toml`` would make mailsvc run or load, and where it
+    would make it write, where it differs from the live configuration (a restored config
+    could carry ``alerts.command`` or a ``clamav.freshclam_binary`` shipped in the
+    archive). The settings are those config.py marks with RESTORE_GUARD."""
     path = staged_home / CONFIG_NAME
     if not path.is_file():
         return []  # the live configuration stays
@@ -669,13 +665,13 @@ def executed_changes(settings: Settings, staged_home: Path) -> list[ExecutedChan
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ArchiveError(f"the archived {CONFIG_NAME} cannot be read: {exc}") from exc
     changes = []
-    for section, key in EXECUTED:
+    for (section, key), kind in sorted(restore_guarded().items()):
         live = str(getattr(getattr(settings, section), key))
         block = data.get(section, {})
         default = type(getattr(settings, section)).model_fields[key].default
         restored = str(block.get(key, default) if isinstance(block, dict) else default)
         if restored != live:
-            changes.append(ExecutedChange(f"{section}.{key}", live, restored))
+            changes.append(ExecutedChange(f"{section}.{key}", live, restored, kind))
     return changes
 
 

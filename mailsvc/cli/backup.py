@@ -129,8 +129,9 @@ def _print_backup(result: BackupResult, deleted: list[str]) -> None:
 @click.option(
     "--accept-commands",
     is_flag=True,
-    help="Apply a configuration that changes what mailsvc runs (alerts.command, binaries, "
-    "alerts.webhook_url); they are shown first.",
+    help="Apply a configuration that changes what mailsvc runs or loads (alerts.command, "
+    "alerts.webhook_url, binaries, issuing.pkcs11_module) or where it writes (data paths, "
+    "backup.directory); they are shown first.",
 )
 @json_option
 @pass_ctx
@@ -179,12 +180,15 @@ def restore_cmd(
                     "authenticated manifest"
                 )
             for change in [] if as_json else prepared.executed:
-                click.echo(f"runs      {change.key} = {change.restored!r} (now {change.live!r})")
+                click.echo(
+                    f"{change.kind:<9} {change.key} = {change.restored!r} (now {change.live!r})"
+                )
             if prepared.executed and not accept_commands:
                 raise ArchiveError(
                     f"archive {archive.name}: the restored configuration changes what mailsvc "
-                    f"runs ({', '.join(c.key for c in prepared.executed)}); check the values "
-                    "above and run again with --accept-commands; nothing was changed"
+                    f"runs or where it writes ({', '.join(c.key for c in prepared.executed)}); "
+                    "check the values above and run again with --accept-commands; nothing was "
+                    "changed"
                 )
             if not yes:
                 if as_json:

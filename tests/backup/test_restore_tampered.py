@@ -5,11 +5,15 @@ part, setuid files, or a configuration that runs a command."""
 from __future__ import annotations
 
 import asyncio
+import re
 import stat
 import subprocess
 import tarfile
 from pathlib import Path
 
+from pydantic import BaseModel
+
+from mailsvc.config import Settings, restore_guarded
 from tests.backup.conftest import (
     Archive,
     Forged,
@@ -151,3 +155,54 @@ async def test_an_archive_repacked_by_tar_is_refused_with_a_reason(
         assert "not a path this archive format uses" in result.output, result.output
         assert "Traceback" not in result.output
     assert (home / "mailsvc.toml").read_bytes() == config
+
+
+async def test_programs_libraries_and_written_paths_of_a_restored_config_need_confirmation(
+    service: Service, tmp_path: Path
+) -> None:
+    """A restored config pointing freshclam (run as root by the clamav-update job) or the
+    PKCS#11 library at a file shipped in the archive, or the Maildirs outside the home."""
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    config = (home / "mailsvc.toml").read_text(encoding="utf-8")
+    changed = {
+        "clamav.freshclam_binary": f"{home}/tools/freshclam",
+        "issuing.pkcs11_module": f"{home}/tools/libtoken.so",
+        "paths.maildir_root": "/var/tmp/elsewhere",
+    }
+    added = "".join(
+        f'\n[{key.split(".")[0]}]\n{key.split(".")[1]} = "{value}"\n'
+        for key, value in changed.items()
+    )
+    forged = tmp_path / "forged.tar.gz"
+    planted = [
+        Forged("home/mailsvc.toml", (config + added).encode()),
+        Forged("home/tools/freshclam", b"#!/bin/sh\nid > /tmp/pwned\n", mode=0o755),
+    ]
+    forge_archive(good, forged, planted, key=_key(home))
+    refused = invoke(home, "restore", str(forged), "--yes")
+    assert refused.exit_code == 1, refused.output
+    for key in changed:
+        assert key in refused.output.split("changes what mailsvc")[1], refused.output
+    assert "run again with --accept-commands; nothing was changed" in refused.output
+    assert (home / "mailsvc.toml").read_text(encoding="utf-8") == config
+    assert not (home / "tools").exists()
+
+    applied = invoke(home, "restore", str(forged), "--yes", "--accept-commands")
+    assert applied.exit_code == 0, applied.output
+    assert (home / "mailsvc.toml").read_text(encoding="utf-8") == config + added
+
+
+def test_every_setting_naming_a_program_library_or_path_is_guarded() -> None:
+    """A new setting whose name says it is a program, library, command, URL or a path
+    mailsvc writes to cannot be forgotten by restore's confirmation."""
+    guarded = set(restore_guarded())
+    suggestive = re.compile(r"binary|command|module|program|library|_url$|root$|_dir$|directory")
+    for section, field in Settings.model_fields.items():
+        model = field.annotation
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            continue
+        for key in model.model_fields:
+            if suggestive.search(key):
+                assert (section, key) in guarded, f"{section}.{key} is not guarded by restore"
+    assert {("clamav", "freshclam_binary"), ("issuing", "pkcs11_module")} <= guarded
