@@ -19,9 +19,10 @@ PID_FILE = "mailsvc.pid"
 
 
 class PidFile:
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, created: bool = False) -> None:
         self.path = path
         self._fd: int | None = fd
+        self.created = created  # the file did not exist before this holder
 
     @classmethod
     def acquire(cls, home: Path, purpose: str) -> PidFile:
@@ -29,24 +30,47 @@ class PidFile:
         ConflictError naming the current holder."""
         home.mkdir(parents=True, exist_ok=True)
         path = home / PID_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _describe(fd)
-            os.close(fd)
-            raise ConflictError(f"{home} is in use by {holder} (lock {path})") from None
+        while True:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+                created = True
+            except FileExistsError:
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+                created = False
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _describe(fd)
+                os.close(fd)
+                raise ConflictError(f"{home} is in use by {holder} (lock {path})") from None
+            if _same_file(fd, path):
+                break
+            os.close(fd)  # a holder that created the file removed it: take the new one
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {purpose}\n".encode(), 0)
-        return cls(path, fd)
+        return cls(path, fd, created)
 
-    def release(self) -> None:
+    def release(self, remove: bool = False) -> None:
+        """Drop the lock; with ``remove``, also delete the file if this holder created it
+        (a refused restore leaves no file behind)."""
         if self._fd is None:
             return
+        if remove and self.created:
+            with contextlib.suppress(OSError):
+                self.path.unlink()  # still locked: a waiting acquire sees the inode change
         with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
         os.close(self._fd)  # closing the file drops the lock
         self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
 def holder(home: Path) -> str | None:

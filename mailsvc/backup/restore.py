@@ -3,13 +3,15 @@
 1. Refuse while the home is in use: ``mailsvc serve`` holds ``HOME/mailsvc.pid``
    (pidfile.py); a managed Dovecot left running, or anything answering on a configured
    listener port, also refuses. The restore then holds the pid file itself.
-2. Read the archive once, writing every member into staging directories next to their
-   targets (same file system, so the swap is a rename) and hashing it on the way. The
-   manifest comes last, then its HMAC, checked with the backup key (manifest.py); every
-   member must match its entry (type, size, SHA-256), every entry must have its member, no
-   symlink may leave its part, and the database kind must be the configured one. Any
-   difference refuses the archive with the member named, and the staging is removed:
-   nothing live was touched.
+2. Read the archive twice. The manifest comes last, then its HMAC: the first pass reads
+   only those two and checks the HMAC with the backup key (manifest.py), writing nothing.
+   The second pass writes every member into staging directories next to their targets
+   (same file system, so the swap is a rename), hashing it on the way; a member is
+   written only when the authenticated manifest lists it with the same type and size
+   (sparse members are refused in both passes). Every member must match its entry (type,
+   size, SHA-256), every entry must have its member, no symlink may leave its part, and
+   the database kind must be the configured one. Any difference refuses the archive with
+   the member named, and the staging is removed: nothing live was touched.
 3. Owners (by name, so the mail user ``vmail`` maps to this host's uid), modes (permission
    bits only: never setuid/setgid) and modification times are set on the staged files; one
    ``sync``. What the archived config would make mailsvc run (``executed_changes``) is
@@ -234,15 +236,85 @@ def _copy_member(source: IO[bytes], dest: Path | None) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _check_header(info: tarfile.TarInfo) -> None:
+    """Refuse what no mailsvc archive holds before anything reads its data: a sparse
+    member unpacks to far more than the archive stores."""
+    if info.issparse():
+        raise ArchiveError(f"archive member {info.name}: a sparse file (not made by mailsvc)")
+
+
+def _read_manifest(archive: Path, key: bytes) -> Manifest:
+    """A first pass over the archive that writes nothing: only ``manifest.json`` and
+    ``manifest.hmac`` are read, and the manifest is authenticated with ``key``."""
+    manifest_bytes: bytes | None = None
+    mac: bytes | None = None
+    try:
+        raw = open(archive, "rb")
+    except OSError as exc:
+        raise ArchiveError(f"cannot read {archive}: {exc.strerror}") from exc
+    try:
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        with tarfile.open(fileobj=gz, mode="r|") as tar:
+            for info in tar:
+                check_member_path(info.name)
+                _check_header(info)
+                if info.name == MANIFEST_NAME:
+                    if manifest_bytes is not None:
+                        raise ArchiveError(f"archive member {MANIFEST_NAME}: appears twice")
+                    if not info.isreg() or info.size > MAX_MANIFEST:
+                        raise ArchiveError(f"{MANIFEST_NAME}: not a plain file of sane size")
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    manifest_bytes = handle.read()
+                elif info.name == MAC_NAME:
+                    if mac is not None or not info.isreg() or info.size > 256:
+                        raise ArchiveError(f"{MAC_NAME}: not one small plain file")
+                    handle = tar.extractfile(info)
+                    assert handle is not None
+                    mac = handle.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError) as exc:
+        raise ArchiveError(
+            f"{archive} is damaged or truncated ({exc or type(exc).__name__})"
+        ) from exc
+    finally:
+        raw.close()
+    if manifest_bytes is None:
+        raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
+    check_manifest_mac(key, manifest_bytes, mac)
+    return Manifest.from_bytes(manifest_bytes)
+
+
+def _check_listed(info: tarfile.TarInfo, listed: dict[str, Entry]) -> None:
+    """Before a member's data is written: the authenticated manifest lists it with the
+    same type and (for a file) size, so no member writes more than its entry states."""
+    entry = listed.get(info.name)
+    kind = "dir" if info.isdir() else "file" if info.isreg() else "symlink"
+    if entry is None:
+        raise ArchiveError(f"{info.name}: in the archive but not in the manifest")
+    if entry.type != kind:
+        raise ArchiveError(f"{info.name}: a {kind} in the archive, a {entry.type} in the manifest")
+    if kind == "file" and info.size != entry.size:
+        raise ArchiveError(
+            f"{info.name}: size {info.size} bytes does not match the manifest's {entry.size} "
+            "bytes"
+        )
+
+
 def _read_archive(
     archive: Path,
     staging: _Staging | None,
     key: bytes,
     progress: Callable[[int], None] | None = None,
+    expected: Manifest | None = None,
 ) -> tuple[Manifest, dict[str, _Seen], str]:
     """One pass over the archive: members hashed (and written into ``staging``), the
-    manifest authenticated with ``key`` and parsed. Returns (manifest, what was seen,
+    manifest authenticated with ``key`` and parsed. With ``staging``, ``expected`` is the
+    manifest ``_read_manifest`` authenticated: a member it does not list with that type
+    and size is refused before its data is written. Returns (manifest, what was seen,
     SHA-256 of the archive)."""
+    if staging is not None and expected is None:
+        raise ValueError("staging needs the authenticated manifest")
+    listed = {e.path: e for e in expected.entries} if expected is not None else {}
     seen: dict[str, _Seen] = {}
     manifest_bytes: bytes | None = None
     mac: bytes | None = None
@@ -257,6 +329,7 @@ def _read_archive(
             for info in tar:
                 name = info.name
                 check_member_path(name)
+                _check_header(info)
                 if name in seen or (name == MANIFEST_NAME and manifest_bytes is not None):
                     raise ArchiveError(f"archive member {name}: appears twice")
                 if name == MANIFEST_NAME:
@@ -273,6 +346,8 @@ def _read_archive(
                     assert handle is not None
                     mac = handle.read()
                     continue
+                if expected is not None and (info.isdir() or info.isreg() or info.issym()):
+                    _check_listed(info, listed)
                 dest = staging.target(name) if staging else None
                 if dest is not None and staging is not None:
                     _safe_parent(staging.root_for(name), dest)
@@ -310,7 +385,10 @@ def _read_archive(
     if manifest_bytes is None:
         raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
     check_manifest_mac(key, manifest_bytes, mac)
-    return Manifest.from_bytes(manifest_bytes), seen, hashing.digest.hexdigest()
+    manifest = Manifest.from_bytes(manifest_bytes)
+    if expected is not None and manifest.sha256 != expected.sha256:
+        raise ArchiveError(f"{archive} changed while it was read")
+    return manifest, seen, hashing.digest.hexdigest()
 
 
 def _compare(manifest: Manifest, seen: dict[str, _Seen]) -> list[str]:
@@ -445,7 +523,7 @@ class PreparedRestore:
 
     def discard(self) -> None:
         self.staging.clear()
-        self.lock.release()
+        self.lock.release(remove=True)
 
     def apply(self) -> RestoreSummary:
         try:
@@ -688,15 +766,15 @@ def prepare_restore(
     lock = PidFile.acquire(settings.home, "restore")
     staging = _Staging.plan(settings)
     try:
-        staging.clear()  # leftovers of an interrupted restore
-        manifest, seen, sha = _read_archive(archive, staging, key, progress)
-        problems = _compare(manifest, seen)
-        if manifest.database_kind != staging.kind:
-            problems.insert(
-                0,
-                f"it holds a {manifest.database_kind} database but database.url is "
-                f"{staging.kind} (set database.url first)",
+        authenticated = _read_manifest(archive, key)  # writes nothing
+        if authenticated.database_kind != staging.kind:
+            raise ArchiveError(
+                f"it holds a {authenticated.database_kind} database but database.url is "
+                f"{staging.kind} (set database.url first)"
             )
+        staging.clear()  # leftovers of an interrupted restore
+        manifest, seen, sha = _read_archive(archive, staging, key, progress, authenticated)
+        problems = _compare(manifest, seen)
         if problems:
             raise ArchiveError(_refusal(archive, problems))
         _apply_metadata(manifest, staging)
@@ -704,11 +782,17 @@ def prepare_restore(
         os.sync()
     except OSError as exc:
         staging.clear()
-        lock.release()
+        lock.release(remove=True)
         raise ArchiveError(f"staging the archive failed: {exc}; nothing was changed") from exc
+    except ArchiveError as exc:
+        staging.clear()
+        lock.release(remove=True)
+        if "nothing was changed" in str(exc):
+            raise
+        raise ArchiveError(_refusal(archive, [str(exc)])) from exc
     except BaseException:
         staging.clear()
-        lock.release()
+        lock.release(remove=True)
         raise
     return PreparedRestore(settings, archive, sha, manifest, staging, lock, changes)
 

@@ -5,9 +5,12 @@ part, setuid files, or a configuration that runs a command."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import resource
 import stat
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -15,12 +18,14 @@ from pydantic import BaseModel
 
 from mailsvc.config import Settings, restore_guarded
 from tests.backup.conftest import (
+    REPO,
     Archive,
     Forged,
     Service,
     archive_path,
     forge_archive,
     invoke,
+    rewrite_archive,
 )
 
 COMMAND = "/usr/local/bin/pwn --now"
@@ -206,3 +211,55 @@ def test_every_setting_naming_a_program_library_or_path_is_guarded() -> None:
             if suggestive.search(key):
                 assert (section, key) in guarded, f"{section}.{key} is not guarded by restore"
     assert {("clamav", "freshclam_binary"), ("issuing", "pkcs11_module")} <= guarded
+
+
+def _restore_with_file_limit(home: Path, archive: Path) -> subprocess.CompletedProcess[str]:
+    """`mailsvc restore --yes` in its own process that may write no file beyond 8 MiB: a
+    restore that writes a member's data before checking it is killed (SIGXFSZ)."""
+    env = dict(os.environ, PYTHONPATH=str(REPO), MAILSVC_ACTOR="cli:tester")
+    limit = 8 << 20
+    return subprocess.run(
+        [sys.executable, "-m", "mailsvc", "--home", str(home), "restore", "--yes", str(archive)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)),
+    )
+
+
+async def test_nothing_is_written_before_the_manifest_is_authenticated(
+    service: Service, tmp_path: Path
+) -> None:
+    """An unauthenticated archive with a 64 MiB member, a sparse member (a tiny archive
+    unpacking to 64 MiB), and an authenticated archive whose member is longer than its
+    manifest entry: each is refused before any member's data is written, and leaves no
+    file behind (not even mailsvc.pid)."""
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    zeros = b"\0" * (64 << 20)
+    unauthenticated = tmp_path / "no-mac.tar.gz"
+    forge_archive(good, unauthenticated, [Forged("home/big", zeros)], key=None, with_mac=False)
+    sparse_dir = tmp_path / "sparse"
+    (sparse_dir / "home").mkdir(parents=True)
+    with (sparse_dir / "home" / "zero").open("wb") as fh:
+        fh.truncate(64 << 20)
+    sparse = tmp_path / "sparse.tar.gz"
+    tar = ["tar", "--sparse", "-czf", str(sparse), "-C", str(sparse_dir), "home/zero"]
+    await asyncio.to_thread(subprocess.run, tar, check=True)
+    longer = tmp_path / "longer.tar.gz"
+    rewrite_archive(good, longer, "home/mailsvc.toml", zeros)
+    before = sorted(p.name for p in home.iterdir())
+    config = (home / "mailsvc.toml").read_bytes()
+    for archive, message in (
+        (unauthenticated, "has no manifest.hmac"),
+        (sparse, "home/zero: a sparse file"),
+        (longer, "home/mailsvc.toml: "),
+    ):
+        result = await asyncio.to_thread(_restore_with_file_limit, home, archive)
+        assert result.returncode == 1, (archive.name, result.returncode, result.stderr)
+        assert message in result.stderr, (archive.name, result.stderr)
+        assert "nothing was changed" in result.stderr, result.stderr
+        assert sorted(p.name for p in home.iterdir()) == before, archive.name
+        assert (home / "mailsvc.toml").read_bytes() == config
