@@ -9,7 +9,8 @@
    (same file system, so the swap is a rename), hashing it on the way; a member is
    written only when the authenticated manifest lists it with the same type and size
    (sparse members are refused in both passes). Every member must match its entry (type,
-   size, SHA-256), every entry must have its member, no symlink may leave its part, and
+   size, SHA-256), every entry must have its member, no symlink may leave its part (by its
+   text, nor resolved through other staged links), and
    the database kind must be the configured one. Any difference refuses the archive with
    the member named, and the staging is removed: nothing live was touched.
 3. Owners (by name, so the mail user ``vmail`` maps to this host's uid), modes (permission
@@ -389,6 +390,31 @@ def _read_archive(
     if expected is not None and manifest.sha256 != expected.sha256:
         raise ArchiveError(f"{archive} changed while it was read")
     return manifest, seen, hashing.digest.hexdigest()
+
+
+def _links_leaving(staging: _Staging) -> list[str]:
+    """Staged symlinks that resolve outside their part's staging root. Each link's own
+    text stays inside (``symlink_stays_inside``), but a chain can leave: ``d/s2 ->
+    ../../../../a`` then ``d/etc -> s2/../../../../../etc`` is ``/etc``."""
+    problems = []
+    for part in ("home", "maildirs", "blobs"):
+        root = staging.roots[part]
+        if not root.is_dir() or root.is_symlink():
+            continue
+        real_root = Path(os.path.realpath(root))
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                path = Path(dirpath) / name
+                if not path.is_symlink():
+                    continue
+                resolved = Path(os.path.realpath(path))
+                if resolved != real_root and real_root not in resolved.parents:
+                    member = "/".join((part, *path.relative_to(root).parts))
+                    problems.append(
+                        f"{member}: a symlink resolving outside its part "
+                        f"({os.readlink(path)!r})"
+                    )
+    return problems
 
 
 def _compare(manifest: Manifest, seen: dict[str, _Seen]) -> list[str]:
@@ -774,7 +800,7 @@ def prepare_restore(
             )
         staging.clear()  # leftovers of an interrupted restore
         manifest, seen, sha = _read_archive(archive, staging, key, progress, authenticated)
-        problems = _compare(manifest, seen)
+        problems = _compare(manifest, seen) or _links_leaving(staging)
         if problems:
             raise ArchiveError(_refusal(archive, problems))
         _apply_metadata(manifest, staging)

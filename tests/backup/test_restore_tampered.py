@@ -263,3 +263,24 @@ async def test_nothing_is_written_before_the_manifest_is_authenticated(
         assert "nothing was changed" in result.stderr, result.stderr
         assert sorted(p.name for p in home.iterdir()) == before, archive.name
         assert (home / "mailsvc.toml").read_bytes() == config
+
+
+async def test_chained_symlinks_resolving_outside_their_part_are_refused(
+    service: Service, tmp_path: Path
+) -> None:
+    """Each link's text stays inside home/, but the second goes through the first: after
+    a restore HOME/a/b/c/d/etc would be /etc."""
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    chained = [
+        Forged("home/a/b/c/d/s2", symlink_to="../../../../a"),
+        Forged("home/a/b/c/d/etc", symlink_to="s2/../../../../../etc"),
+    ]
+    forged = tmp_path / "forged.tar.gz"
+    forge_archive(good, forged, chained, key=_key(home))
+    before = sorted(p.name for p in home.iterdir())
+    result = invoke(home, "restore", str(forged), "--yes", "--accept-commands")
+    assert result.exit_code == 1, result.output
+    assert "home/a/b/c/d/etc: a symlink resolving outside its part" in result.output
+    assert "nothing was changed" in result.output
+    assert sorted(p.name for p in home.iterdir()) == before
