@@ -44,6 +44,12 @@ PGDUMP_MEMBER = "database/mailsvc.pgdump"
 
 EntryType = Literal["file", "dir", "symlink"]
 
+# Names restore (and backup) give their own work next to the live files: staging
+# ``.<name>.restoring``, the replaced ``.<name>.replaced``, an archive being written
+# ``.<name>.partial``, a raised UID list ``dovecot-uidlist.restoring``.
+WORKING_SUFFIXES = (".restoring", ".replaced", ".partial")
+UIDLIST_WORK = "dovecot-uidlist.restoring"
+
 
 class ArchiveError(MailsvcError):
     """The archive cannot be written, or is not one we can trust to restore."""
@@ -172,6 +178,11 @@ def check_member_path(path: str) -> None:
         or (pure.parts[0] not in PARTS and path not in (MANIFEST_NAME, MAC_NAME))
     ):
         raise ArchiveError(f"archive member {path!r}: not a path this archive format uses")
+    if UIDLIST_WORK in pure.parts or (
+        pure.parts[0] in ("home", "blobs")
+        and any(p.startswith(".") and p.endswith(WORKING_SUFFIXES) for p in pure.parts)
+    ):
+        raise ArchiveError(f"archive member {path!r}: a name restore uses for its own work")
 
 
 def symlink_stays_inside(member: str, target: str) -> bool:

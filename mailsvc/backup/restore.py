@@ -17,10 +17,14 @@
    bits only: never setuid/setgid) and modification times are set on the staged files; one
    ``sync``. What the archived config would make mailsvc run (``executed_changes``) is
    returned for the CLI to show; it applies such a change only with ``--accept-commands``.
-4. Swap: the database (SQLite: file replaced, stale ``-wal``/``-shm`` removed;
-   PostgreSQL: ``pg_restore --clean --if-exists`` fed to ``psql --single-transaction``,
-   tables the archive does not have dropped first), then the blob store, the Maildir
-   root, and each top-level entry of the archived home (configuration, keys, policies).
+4. Swap, all or nothing: the SQLite database (file replaced, stale ``-wal``/``-shm``
+   moved aside), the blob store, the Maildir root and each top-level entry of the
+   archived home (configuration, keys, policies) are renamed in, each old one kept as
+   ``.NAME.replaced``; then PostgreSQL (``pg_restore --clean --if-exists``, built before
+   any swap, fed to ``psql --single-transaction``, tables the archive does not have
+   dropped first). Only then are the old ones removed; a failure renames them back.
+   Member names that are restore's own working names (``.restoring``, ``.replaced``,
+   ``.partial``) are refused when the archive is read.
 
 Rows the archive holds as ``stored`` are delivered again when serve starts (repair).
 """
@@ -478,17 +482,60 @@ def _set_meta(path: Path, entry: Entry, as_root: bool) -> None:
     os.utime(path, ns=(entry.mtime_ns, entry.mtime_ns), follow_symlinks=False)
 
 
-def _swap(staged: Path, live: Path) -> None:
-    """Put ``staged`` where ``live`` is; the old one is removed after the rename."""
-    old = live.with_name(f".{live.name}.replaced")
-    if old.exists() or old.is_symlink():
-        _remove(old)
-    if live.exists() or live.is_symlink():
-        os.rename(live, old)
-    os.rename(staged, live)
-    if old.exists() or old.is_symlink():
-        _remove(old)
-    _fsync_dir(live.parent)
+class _Swaps:
+    """Renames with a way back: a live path is moved aside to ``.NAME.replaced`` and the
+    staged one put in its place; ``undo`` puts the old ones back, ``commit`` removes them."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Path | None, Path, Path | None]] = []  # (staged, live, old)
+
+    def aside(self, live: Path) -> None:
+        """Move ``live`` (when present) out of the way without a replacement."""
+        if live.exists() or live.is_symlink():
+            old = self._old(live)
+            os.rename(live, old)
+            self.done.append((None, live, old))
+
+    def swap(self, staged: Path, live: Path) -> None:
+        old = None
+        if live.exists() or live.is_symlink():
+            old = self._old(live)
+            os.rename(live, old)
+        try:
+            os.rename(staged, live)
+        except OSError:
+            if old is not None:
+                os.rename(old, live)
+            raise
+        self.done.append((staged, live, old))
+
+    def undo(self) -> None:
+        for staged, live, old in reversed(self.done):
+            try:
+                if staged is not None:
+                    os.rename(live, staged)  # back into the staging, removed with it
+                if old is not None:
+                    os.rename(old, live)
+            except OSError as exc:
+                log.error("restore: could not put %s back from %s: %s", live, old, exc)
+        self.done = []
+
+    def commit(self) -> None:
+        parents = set()
+        for _staged, live, old in self.done:
+            if old is not None:
+                _remove(old)
+            parents.add(live.parent)
+        for parent in parents:
+            _fsync_dir(parent)
+        self.done = []
+
+    @staticmethod
+    def _old(live: Path) -> Path:
+        old = live.with_name(f".{live.name}.replaced")
+        if old.exists() or old.is_symlink():
+            _remove(old)  # left by an interrupted restore
+        return old
 
 
 def _remove(path: Path) -> None:
@@ -556,28 +603,33 @@ class PreparedRestore:
             return self._apply()
         finally:
             self.staging.clear()
-            self.lock.release()
+            self.lock.release(remove=True)
 
     def _apply(self) -> RestoreSummary:
+        """Everything that can fail without touching the live home runs first (the
+        PostgreSQL script is built, the swaps are planned and checked); then every swap
+        keeps the old file aside, PostgreSQL is restored in one transaction, and only
+        then are the old files removed. A failure puts every old file back."""
         s, staging = self.settings, self.staging
         replaced: list[str] = []
         dropped: list[str] = []
+        psql: list[str] | None = None
         if staging.kind == "sqlite":
             target = str(staging.live["database"])
-            self._swap_sqlite(staging.roots["database"], staging.live["database"])
         else:
             target = libpq_target(s.database_url)[0]
-            dropped = self._restore_postgresql(staging.roots["database"] / "mailsvc.pgdump")
+            psql, dropped = self._postgresql_script(staging.roots["database"] / "mailsvc.pgdump")
         replaced.append(f"database {target}")
         uid_counters = 0
         if staging.roots["maildirs"].is_dir():
             uid_counters = keep_uid_counters(staging.roots["maildirs"], staging.live["maildirs"])
+        plan: list[tuple[Path, Path]] = []
         for part in ("blobs", "maildirs"):
             if staging.roots[part].is_dir():
-                _swap(staging.roots[part], staging.live[part])
+                plan.append((staging.roots[part], staging.live[part]))
                 replaced.append(f"{part} {staging.live[part]}")
         restored, skipped = [], []
-        keep_out = home_exclusions(s) | {s.home / PID_FILE}
+        keep_out = home_exclusions(s) | {s.home / PID_FILE} | set(staging.roots.values())
         home_stage = staging.roots["home"]
         if home_stage.is_dir():
             for entry in sorted(home_stage.iterdir()):
@@ -585,8 +637,29 @@ class PreparedRestore:
                 if live in keep_out or live.resolve() in keep_out:
                     skipped.append(entry.name)
                     continue
-                _swap(entry, live)
+                plan.append((entry, live))
                 restored.append(entry.name + ("/" if entry.is_dir() else ""))
+        for _staged, live in plan:
+            if not os.access(live.parent, os.W_OK | os.X_OK):
+                raise ArchiveError(f"cannot replace {live}: its directory is not writable")
+        swaps = _Swaps()
+        try:
+            if staging.kind == "sqlite":
+                self._swap_sqlite(staging.roots["database"], staging.live["database"], swaps)
+            for staged, live in plan:
+                swaps.swap(staged, live)
+            if psql is not None:
+                env = libpq_target(s.database_url)[1]
+                run_tool(psql, env, "restoring the PostgreSQL database (psql)")
+        except BaseException as exc:
+            swaps.undo()
+            if isinstance(exc, (OSError, ArchiveError)):
+                raise ArchiveError(
+                    f"restore of {self.archive.name} failed: {exc}; the home was put back as "
+                    "it was"
+                ) from exc
+            raise
+        swaps.commit()
         counts = {k: int(v) for k, v in dict(self.manifest.details.get("counts", {})).items()}
         return RestoreSummary(
             archive=self.archive,
@@ -603,7 +676,7 @@ class PreparedRestore:
             uid_counters_kept=uid_counters,
         )
 
-    def _swap_sqlite(self, staged: Path, live: Path) -> None:
+    def _swap_sqlite(self, staged: Path, live: Path, swaps: _Swaps) -> None:
         if live.exists():
             st = live.stat()
             if os.geteuid() == 0:
@@ -611,11 +684,12 @@ class PreparedRestore:
             os.chmod(staged, stat.S_IMODE(st.st_mode))
         # The old database's write-ahead log must not be applied to the new file.
         for suffix in ("-wal", "-shm", "-journal"):
-            live.with_name(live.name + suffix).unlink(missing_ok=True)
-        os.replace(staged, live)
-        _fsync_dir(live.parent)
+            swaps.aside(live.with_name(live.name + suffix))
+        swaps.swap(staged, live)
 
-    def _restore_postgresql(self, dump: Path) -> list[str]:
+    def _postgresql_script(self, dump: Path) -> tuple[list[str], list[str]]:
+        """The psql command that restores ``dump`` in one transaction (tables the archive
+        does not have dropped first), and those tables; changes nothing yet."""
         url = self.settings.database_url
         target, env = libpq_target(url)
         wanted = _archived_tables(dump, env)
@@ -642,21 +716,17 @@ class PreparedRestore:
             env,
             "pg_restore",
         )
-        run_tool(
-            [
-                "psql",
-                "--no-psqlrc",
-                "--quiet",
-                "--single-transaction",
-                "--set=ON_ERROR_STOP=1",
-                f"--dbname={target}",
-                f"--file={prelude}",
-                f"--file={script}",
-            ],
-            env,
-            "restoring the PostgreSQL database (psql)",
-        )
-        return [f"{schema}.{name}" for schema, name, _ in sorted(extras)]
+        psql = [
+            "psql",
+            "--no-psqlrc",
+            "--quiet",
+            "--single-transaction",
+            "--set=ON_ERROR_STOP=1",
+            f"--dbname={target}",
+            f"--file={prelude}",
+            f"--file={script}",
+        ]
+        return psql, [f"{schema}.{name}" for schema, name, _ in sorted(extras)]
 
 
 def keep_uid_counters(staged: Path, live: Path) -> int:

@@ -26,6 +26,7 @@ from tests.backup.conftest import (
     forge_archive,
     invoke,
     rewrite_archive,
+    table_rows,
 )
 
 COMMAND = "/usr/local/bin/pwn --now"
@@ -284,3 +285,31 @@ async def test_chained_symlinks_resolving_outside_their_part_are_refused(
     assert "home/a/b/c/d/etc: a symlink resolving outside its part" in result.output
     assert "nothing was changed" in result.output
     assert sorted(p.name for p in home.iterdir()) == before
+
+
+async def test_members_named_like_restores_own_working_files_are_refused(
+    service: Service, db_url: str, tmp_path: Path
+) -> None:
+    """home/.home.restoring/x is staged inside the staging directory itself: the swap
+    failed half-way, after the database, blobs and Maildirs were replaced."""
+    home = service.home
+    good = _backup(home, tmp_path / "out")
+    seed_rows = table_rows(db_url)
+    before = sorted(p.name for p in home.iterdir())
+    for name in (
+        "home/.home.restoring/x",
+        "home/.mailsvc.toml.replaced",
+        "home/.blobs.restoring",
+        "maildirs/example.vn/dovecot-uidlist.restoring",
+    ):
+        forged = tmp_path / "forged.tar.gz"
+        forge_archive(good, forged, [Forged(name, b"x\n")], key=_key(home))
+        result = invoke(home, "restore", str(forged), "--yes", "--accept-commands")
+        assert result.exit_code == 1, (name, result.output)
+        assert f"archive member {name!r}: a name restore uses for its own work" in result.output
+        assert "Traceback" not in result.output
+        assert sorted(p.name for p in home.iterdir()) == before, name
+    audit = ("audit_log", "audit_head")
+    assert {k: v for k, v in table_rows(db_url).items() if k not in audit} == {
+        k: v for k, v in seed_rows.items() if k not in audit
+    }
