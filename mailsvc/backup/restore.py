@@ -278,11 +278,20 @@ def _read_manifest(archive: Path, key: bytes) -> Manifest:
                     assert handle is not None
                     mac = handle.read()
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError) as exc:
-        raise ArchiveError(
-            f"{archive} is damaged or truncated ({exc or type(exc).__name__})"
-        ) from exc
+        raise _damaged(archive, exc) from exc
     finally:
         raw.close()
+    return _authenticated(archive, manifest_bytes, mac, key)
+
+
+def _damaged(archive: Path, exc: BaseException) -> ArchiveError:
+    return ArchiveError(f"{archive} is damaged or truncated ({exc or type(exc).__name__})")
+
+
+def _authenticated(
+    archive: Path, manifest_bytes: bytes | None, mac: bytes | None, key: bytes
+) -> Manifest:
+    """The manifest, once its HMAC under ``key`` is checked."""
     if manifest_bytes is None:
         raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
     check_manifest_mac(key, manifest_bytes, mac)
@@ -382,15 +391,10 @@ def _read_archive(
         while gz.read(CHUNK):  # the rest of the stream: gzip's own CRC is checked at the end
             pass
     except (EOFError, zlib.error, gzip.BadGzipFile, tarfile.TarError) as exc:
-        raise ArchiveError(
-            f"{archive} is damaged or truncated ({exc or type(exc).__name__})"
-        ) from exc
+        raise _damaged(archive, exc) from exc
     finally:
         raw.close()
-    if manifest_bytes is None:
-        raise ArchiveError(f"{archive} has no {MANIFEST_NAME} (truncated, or not a mailsvc backup)")
-    check_manifest_mac(key, manifest_bytes, mac)
-    manifest = Manifest.from_bytes(manifest_bytes)
+    manifest = _authenticated(archive, manifest_bytes, mac, key)
     if expected is not None and manifest.sha256 != expected.sha256:
         raise ArchiveError(f"{archive} changed while it was read")
     return manifest, seen, hashing.digest.hexdigest()
