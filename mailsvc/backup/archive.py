@@ -80,6 +80,7 @@ from mailsvc.backup.snapshot import DatabaseSnapshot, database_kind, sqlite_path
 from mailsvc.config import Settings
 from mailsvc.jobs.context import JobContext
 from mailsvc.pidfile import PID_FILE
+from mailsvc.store.durable import fsync_directory
 from mailsvc.time import VIETNAM, iso_local
 
 log = logging.getLogger(__name__)
@@ -211,9 +212,7 @@ class _Names:
 class _ArchiveWriter:
     """Appends members to the tar stream and the matching entries to the manifest."""
 
-    def __init__(
-        self, fileobj: IO[bytes], on_entry: Callable[[int], None] | None = None
-    ) -> None:
+    def __init__(self, fileobj: IO[bytes], on_entry: Callable[[int], None] | None = None) -> None:
         self.on_entry = on_entry  # progress: called with 1 per member written
         self.gzip = gzip.GzipFile(fileobj=fileobj, mode="wb", compresslevel=COMPRESS_LEVEL, mtime=0)
         self.tar = tarfile.open(fileobj=self.gzip, mode="w|", format=tarfile.PAX_FORMAT)
@@ -377,7 +376,7 @@ def create_backup(
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(partial, final)
-        _fsync_dir(directory)
+        fsync_directory(directory)
     except OSError as exc:
         partial.unlink(missing_ok=True)
         raise ArchiveError(f"backup failed, nothing written: {exc}") from exc
@@ -398,14 +397,6 @@ def create_backup(
     )
     log.info("backup %s: %d bytes in %.1f s, %s", final.name, result.size, result.seconds, counts)
     return result
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ------------------------------------------------------------------------------ parts

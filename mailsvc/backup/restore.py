@@ -76,6 +76,7 @@ from mailsvc.errors import ConflictError
 from mailsvc.mailboxes.dovecot import parse_hostport
 from mailsvc.pidfile import PID_FILE, PidFile, holder
 from mailsvc.runtime import runtime_dir
+from mailsvc.store.durable import fsync_directory
 
 log = logging.getLogger(__name__)
 
@@ -309,8 +310,7 @@ def _check_listed(info: tarfile.TarInfo, listed: dict[str, Entry]) -> None:
         raise ArchiveError(f"{info.name}: a {kind} in the archive, a {entry.type} in the manifest")
     if kind == "file" and info.size != entry.size:
         raise ArchiveError(
-            f"{info.name}: size {info.size} bytes does not match the manifest's {entry.size} "
-            "bytes"
+            f"{info.name}: size {info.size} bytes does not match the manifest's {entry.size} bytes"
         )
 
 
@@ -419,8 +419,7 @@ def _links_leaving(staging: _Staging) -> list[str]:
                 if resolved != real_root and real_root not in resolved.parents:
                     member = "/".join((part, *path.relative_to(root).parts))
                     problems.append(
-                        f"{member}: a symlink resolving outside its part "
-                        f"({os.readlink(path)!r})"
+                        f"{member}: a symlink resolving outside its part ({os.readlink(path)!r})"
                     )
     return problems
 
@@ -531,7 +530,7 @@ class _Swaps:
                 _remove(old)
             parents.add(live.parent)
         for parent in parents:
-            _fsync_dir(parent)
+            fsync_directory(parent)
         self.done = []
 
     @staticmethod
@@ -547,14 +546,6 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclass
@@ -659,8 +650,7 @@ class PreparedRestore:
             swaps.undo()
             if isinstance(exc, (OSError, ArchiveError)):
                 raise ArchiveError(
-                    f"restore of {self.archive.name} failed: {exc}; the home was put back as "
-                    "it was"
+                    f"restore of {self.archive.name} failed: {exc}; the home was put back as it was"
                 ) from exc
             raise
         swaps.commit()

@@ -7,11 +7,15 @@ import os
 import tempfile
 from pathlib import Path
 
+from mailsvc.store.durable import fsync_directory
+
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+        if not root.is_dir():
+            root.mkdir(parents=True, exist_ok=True)
+            fsync_directory(root.parent)
 
     def path_for(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:4] / digest
@@ -22,7 +26,7 @@ class BlobStore:
         target = self.path_for(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parents(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -33,12 +37,21 @@ class BlobStore:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_directory(target.parent)
         return digest
+
+    def _make_parents(self, directory: Path) -> None:
+        """Create the two fan-out directories if missing, each one's new entry fsynced in
+        its parent: a file fsynced into a directory whose own entry was never made durable
+        can vanish with it after a crash (POSIX promises nothing for the parents)."""
+        if directory.is_dir():
+            return
+        for level in (directory.parent, directory):
+            try:
+                level.mkdir()
+            except FileExistsError:
+                continue
+            fsync_directory(level.parent)
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()

@@ -1,0 +1,73 @@
+"""The blob store's durability: every directory entry a stored blob depends on is fsynced."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from mailsvc.store.blobs import BlobStore
+
+
+@pytest.fixture
+def fsynced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """The paths the process fsyncs, read from the descriptor at the time of the call."""
+    seen: list[Path] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        seen.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    return seen
+
+
+def test_a_new_blob_fsyncs_its_file_and_every_directory_it_created(
+    tmp_path: Path, fsynced: list[Path]
+) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    assert fsynced == [tmp_path]  # the store's root is new: its entry in the parent
+    fsynced.clear()
+
+    data = b"official document"
+    digest = store.put(data)
+
+    assert digest == hashlib.sha256(data).hexdigest()
+    target = store.path_for(digest)
+    assert store.get(digest) == data
+    # The fan-out directories are new: each one's entry is made durable in its parent,
+    # then the file, then the file's entry in its directory.
+    assert fsynced[:2] == [store.root, store.root / digest[:2]]
+    assert fsynced[-1] == target.parent
+    assert len(fsynced) == 4
+    assert fsynced[2].parent == target.parent  # the temporary file, before its rename
+
+
+def test_a_blob_in_existing_directories_fsyncs_only_the_file_and_its_directory(
+    tmp_path: Path, fsynced: list[Path]
+) -> None:
+    store = BlobStore(tmp_path / "blobs")
+    first = store.put(b"a")
+    fsynced.clear()
+
+    again = store.put(b"a")  # already stored: nothing written
+    assert again == first and fsynced == []
+
+    other = _blob_in_same_directory(first)
+    store.put(other)
+    target = store.path_for(hashlib.sha256(other).hexdigest())
+    assert fsynced[-1] == target.parent
+    assert len(fsynced) == 2
+
+
+def _blob_in_same_directory(digest: str) -> bytes:
+    """Some bytes whose SHA-256 shares ``digest``'s two fan-out levels (found by counting)."""
+    n = 0
+    while True:
+        candidate = n.to_bytes(4, "big")
+        if candidate != b"a" and hashlib.sha256(candidate).hexdigest()[:4] == digest[:4]:
+            return candidate
+        n += 1
