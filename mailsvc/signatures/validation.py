@@ -36,12 +36,16 @@ from pyhanko.sign.validation.errors import SignatureValidationError
 from pyhanko_certvalidator import ValidationContext
 
 from mailsvc.errors import MailsvcError
+from mailsvc.signatures import pdfhex
 from mailsvc.signatures.identity import identify
 from mailsvc.signatures.policy import OrganisationRule
 from mailsvc.signatures.report import Indication, SignatureFormat, SignatureResult
 from mailsvc.signatures.trust import TrustConfig, load_trust_material
 
 log = logging.getLogger(__name__)
+
+# pyHanko's hex strings (a signature's /Contents) read whole instead of byte by byte.
+pdfhex.install()
 
 
 @dataclass(frozen=True)

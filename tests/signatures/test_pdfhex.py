@@ -1,0 +1,148 @@
+"""The fast hex-string reader against pyHanko's own: the same object, the same position
+after it, the same error, on every shape of hex string the PDF syntax allows and on the
+malformed ones a hostile file can hold."""
+
+from __future__ import annotations
+
+import io
+import itertools
+import random
+from collections.abc import Callable
+from importlib.metadata import version
+from typing import Any
+
+import pytest
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PdfStreamError
+from pyhanko.pdf_utils.reader import PdfFileReader
+
+from mailsvc.signatures import pdfhex
+from mailsvc.signatures.engine import SignatureEngine
+from mailsvc.signatures.report import Indication, SignatureResult
+from mailsvc.signatures.validation import validate_pdf
+from tests.signatures.pki import (
+    SamplePki,
+    make_pdf,
+    modify_pdf_after_signing,
+    overlay_after_signing,
+    signed_pdf,
+)
+
+
+def _outcome(reader: Callable[[Any], Any], data: bytes, start: int) -> tuple[Any, ...]:
+    stream = io.BytesIO(data)
+    stream.seek(start)
+    try:
+        value = reader(stream)
+    except Exception as exc:  # compared, type and words, with pyHanko's
+        return ("error", type(exc), str(exc), stream.tell())
+    return ("value", type(value), bytes(value.original_bytes), stream.tell())
+
+
+def _cases() -> list[tuple[bytes, int]]:
+    """(file bytes, position of the ``<``): before and after text around each string."""
+    bodies = [
+        b"",
+        b"0",
+        b"a",
+        b"00",
+        b"4E6F762073686D6F7A206B6120706F702E",
+        b"4e6f76",
+        b"901FA3",
+        b"901FA",  # odd: the last digit is taken as followed by 0
+        b" 90 1F\r\nA3 ",
+        b"\t\x0c\x009\n0",
+        b"FEFF00540069",  # UTF-16BE with BOM: a text string
+        b"EFBBBF41",  # UTF-8 with BOM
+        b"30 82 %comment > here\n 01",  # a comment, with a '>' in it
+        b"%only a comment\n",
+        b"12G4",  # not a hex digit
+        b"12<34",
+        b"12(34)",
+        b"\xff\xfe",
+        b"12 34 /Name",
+    ]
+    out: list[tuple[bytes, int]] = []
+    for body, (before, after) in itertools.product(
+        bodies, [(b"", b">"), (b"/Contents ", b"> /Type /Sig"), (b"[ ", b" >]"), (b"", b"")]
+    ):
+        out.append((before + b"<" + body + after, len(before)))
+    rng = random.Random(2026)
+    alphabet = b"0123456789abcdefABCDEF \r\n\t\x0c\x00%>Gz<"
+    for _ in range(2000):
+        body = bytes(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
+        out.append((b"<" + body + rng.choice([b">", b"", b"> trailer"]), 0))
+    return out
+
+
+@pytest.mark.parametrize("chunk", range(8))
+def test_the_fast_reader_reads_what_pyhankos_reads_and_fails_where_it_fails(chunk: int) -> None:
+    cases = _cases()[chunk::8]
+    pyhanko_reader = pdfhex._PYHANKO_READER
+    differences = [
+        (data, start, theirs, ours)
+        for data, start in cases
+        if (theirs := _outcome(pyhanko_reader, data, start))
+        != (ours := _outcome(pdfhex.read_hex_string, data, start))
+    ]
+    assert differences == []
+    assert any(_outcome(pyhanko_reader, d, s)[0] == "error" for d, s in cases)
+    assert any(_outcome(pyhanko_reader, d, s)[0] == "value" for d, s in cases)
+
+
+def test_a_stream_that_is_not_in_memory_is_read_by_pyhanko() -> None:
+    class Stream(io.BufferedReader):
+        pass
+
+    stream = Stream(io.BytesIO(b"<4142>"))  # type: ignore[arg-type]
+    assert bytes(pdfhex.read_hex_string(stream).original_bytes) == b"AB"
+    assert stream.tell() == 6
+
+
+def test_it_is_installed_for_the_checked_pyhanko_release_and_used_by_the_reader() -> None:
+    # A new pyHanko release keeps its own reader until the differential test above has
+    # been run against it and the release added to CHECKED_RELEASES.
+    assert version("pyhanko") in pdfhex.CHECKED_RELEASES, (
+        f"pyHanko {version('pyhanko')}: run this file's tests against it, then add it"
+    )
+    assert pdfhex.install()
+    assert generic.read_hex_string_from_stream is pdfhex.read_hex_string
+    stream = io.BytesIO(b"<4142 43> /Type")
+    obj = generic.read_object(stream, container_ref=None)  # type: ignore[arg-type]
+    assert bytes(obj.original_bytes) == b"ABC" and stream.tell() == 9
+
+
+async def test_signed_and_tampered_pdfs_validate_alike_with_either_reader(
+    engine: SignatureEngine, pki: SamplePki
+) -> None:
+    signed = signed_pdf(make_pdf(size=50_000), pki.personal, pki.organisation)
+    samples = [signed, modify_pdf_after_signing(signed), overlay_after_signing(signed)]
+    settings, trust = engine.settings, engine.trust_version()
+
+    async def reports() -> list[list[SignatureResult]]:
+        return [await validate_pdf(data, settings, trust) for data in samples]
+
+    def contents() -> list[bytes]:
+        reader = PdfFileReader(io.BytesIO(signed))
+        return [bytes(sig.pkcs7_content) for sig in reader.embedded_signatures]
+
+    fast, fast_contents = await reports(), contents()
+    generic.read_hex_string_from_stream = pdfhex._PYHANKO_READER
+    try:
+        slow, slow_contents = await reports(), contents()
+    finally:
+        pdfhex.install()
+    assert fast == slow
+    assert fast_contents == slow_contents
+    assert len(fast_contents) == 2 and all(len(c) > 1000 for c in fast_contents)
+    assert [r.indication for r in fast[0]] == [Indication.TOTAL_PASSED] * 2
+    assert all(
+        any(r.indication is not Indication.TOTAL_PASSED for r in tampered)
+        for tampered in fast[1:]
+    )
+
+
+def test_pyhankos_errors_for_a_truncated_string_are_its_own() -> None:
+    stream = io.BytesIO(b"<4142")
+    with pytest.raises(PdfStreamError, match="Stream ended prematurely"):
+        pdfhex.read_hex_string(stream)
