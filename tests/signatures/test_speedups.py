@@ -1,6 +1,8 @@
-"""The fast hex-string reader against pyHanko's own: the same object, the same position
-after it, the same error, on every shape of hex string the PDF syntax allows and on the
-malformed ones a hostile file can hold."""
+"""The speed-ups against pyHanko's own functions: the hex-string reader gives the same
+object, the same position after it and the same error, on every shape of hex string the
+PDF syntax allows and on the malformed ones a hostile file can hold; the signer look-up
+gives the same answer for every pair of identifier and certificate; validations of signed
+and tampered PDFs come out the same either way."""
 
 from __future__ import annotations
 
@@ -12,11 +14,15 @@ from importlib.metadata import version
 from typing import Any
 
 import pytest
+from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfStreamError
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.sign import general
 
-from mailsvc.signatures import pdfhex
+from mailsvc.signatures import speedups
 from mailsvc.signatures.engine import SignatureEngine
 from mailsvc.signatures.report import Indication, SignatureResult
 from mailsvc.signatures.validation import validate_pdf
@@ -78,12 +84,12 @@ def _cases() -> list[tuple[bytes, int]]:
 @pytest.mark.parametrize("chunk", range(8))
 def test_the_fast_reader_reads_what_pyhankos_reads_and_fails_where_it_fails(chunk: int) -> None:
     cases = _cases()[chunk::8]
-    pyhanko_reader = pdfhex._PYHANKO_READER
+    pyhanko_reader = speedups._PYHANKO_READER
     differences = [
         (data, start, theirs, ours)
         for data, start in cases
         if (theirs := _outcome(pyhanko_reader, data, start))
-        != (ours := _outcome(pdfhex.read_hex_string, data, start))
+        != (ours := _outcome(speedups.read_hex_string, data, start))
     ]
     assert differences == []
     assert any(_outcome(pyhanko_reader, d, s)[0] == "error" for d, s in cases)
@@ -95,18 +101,19 @@ def test_a_stream_that_is_not_in_memory_is_read_by_pyhanko() -> None:
         pass
 
     stream = Stream(io.BytesIO(b"<4142>"))  # type: ignore[arg-type]
-    assert bytes(pdfhex.read_hex_string(stream).original_bytes) == b"AB"
+    assert bytes(speedups.read_hex_string(stream).original_bytes) == b"AB"
     assert stream.tell() == 6
 
 
-def test_it_is_installed_for_the_checked_pyhanko_release_and_used_by_the_reader() -> None:
+def test_they_are_installed_for_the_checked_pyhanko_release() -> None:
     # A new pyHanko release keeps its own reader until the differential test above has
     # been run against it and the release added to CHECKED_RELEASES.
-    assert version("pyhanko") in pdfhex.CHECKED_RELEASES, (
+    assert version("pyhanko") in speedups.CHECKED_RELEASES, (
         f"pyHanko {version('pyhanko')}: run this file's tests against it, then add it"
     )
-    assert pdfhex.install()
-    assert generic.read_hex_string_from_stream is pdfhex.read_hex_string
+    assert speedups.install()
+    assert generic.read_hex_string_from_stream is speedups.read_hex_string
+    assert general.match_issuer_serial is speedups.match_issuer_serial
     stream = io.BytesIO(b"<4142 43> /Type")
     obj = generic.read_object(stream, container_ref=None)  # type: ignore[arg-type]
     assert bytes(obj.original_bytes) == b"ABC" and stream.tell() == 9
@@ -127,11 +134,11 @@ async def test_signed_and_tampered_pdfs_validate_alike_with_either_reader(
         return [bytes(sig.pkcs7_content) for sig in reader.embedded_signatures]
 
     fast, fast_contents = await reports(), contents()
-    generic.read_hex_string_from_stream = pdfhex._PYHANKO_READER
+    speedups.uninstall()
     try:
         slow, slow_contents = await reports(), contents()
     finally:
-        pdfhex.install()
+        speedups.install()
     assert fast == slow
     assert fast_contents == slow_contents
     assert len(fast_contents) == 2 and all(len(c) > 1000 for c in fast_contents)
@@ -145,4 +152,42 @@ async def test_signed_and_tampered_pdfs_validate_alike_with_either_reader(
 def test_pyhankos_errors_for_a_truncated_string_are_its_own() -> None:
     stream = io.BytesIO(b"<4142")
     with pytest.raises(PdfStreamError, match="Stream ended prematurely"):
-        pdfhex.read_hex_string(stream)
+        speedups.read_hex_string(stream)
+
+
+def _identifiers(pki: SamplePki) -> tuple[list[Any], list[asn1_x509.Certificate]]:
+    """Every sample certificate, and identifiers of each (CMS's issuer and serial, the
+    ESS attribute's GeneralNames form), plus look-alikes: the right issuer with another
+    serial, another issuer with the right serial, two names, a name of another kind."""
+    certs = [
+        asn1_x509.Certificate.load(identity.cert.public_bytes(Encoding.DER))
+        for identity in (
+            pki.root, pki.intermediate, pki.personal, pki.organisation, pki.digsig_only,
+            pki.expired, pki.revoked, pki.other_agency, pki.untrusted_root, pki.untrusted,
+        )
+    ]  # fmt: skip
+    ids: list[Any] = []
+    for cert in certs:
+        issuer, serial = cert.issuer, cert.serial_number
+        directory = asn1_x509.GeneralName(name="directory_name", value=issuer)
+        dns_name = asn1_x509.GeneralName(name="dns_name", value="a.vn")
+        ids += [
+            cms.IssuerAndSerialNumber({"issuer": issuer, "serial_number": serial}),
+            cms.IssuerAndSerialNumber({"issuer": issuer, "serial_number": serial + 1}),
+            cms.IssuerAndSerialNumber({"issuer": certs[-1].subject, "serial_number": serial}),
+            tsp.IssuerSerial({"issuer": [directory], "serial_number": serial}),
+            tsp.IssuerSerial({"issuer": [directory, directory], "serial_number": serial}),
+            tsp.IssuerSerial({"issuer": [dns_name], "serial_number": serial}),
+        ]
+    return ids, certs
+
+
+def test_the_signer_look_up_answers_as_pyhankos_for_every_pair(pki: SamplePki) -> None:
+    ids, certs = _identifiers(pki)
+    answers = [
+        (speedups._PYHANKO_MATCH(expected, cert), speedups.match_issuer_serial(expected, cert))
+        for expected in ids
+        for cert in certs
+    ]
+    assert [theirs for theirs, _ in answers] == [ours for _, ours in answers]
+    assert sum(theirs for theirs, _ in answers) >= 2 * len(certs)  # CMS and ESS forms match

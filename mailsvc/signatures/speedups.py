@@ -1,0 +1,104 @@
+"""Two of pyHanko's inner loops done faster, with the same results: hex strings and signer look-up.
+
+Both replace a module-level function of pyHanko that pyHanko calls by its global name,
+and only for the pyHanko releases they were checked against (:data:`CHECKED_RELEASES`:
+the differential tests in tests/signatures/test_speedups.py compare each with pyHanko's
+own there); any other release keeps its own functions. Measured on the register's signed
+200 KB documents (two signatures each), a validation fell from 24.2 to 14.0 ms with the
+first and by about 1.2 ms more with the second.
+
+**Hex strings** (:func:`read_hex_string`). pyHanko 0.38 reads ``<…>`` one byte at a time
+through Python calls (``read_non_whitespace``, then a generator per digit). A signature
+dictionary's ``/Contents`` is a hex string of the whole CMS container, often 10 to 30
+thousand digits, and a validation reads each one several times (the signature fields,
+then each revision the difference analysis looks at). This reader does the same work with
+the bytes' own methods on the reader's in-memory buffer: find the first ``>``, drop PDF
+whitespace, check that only hex digits are left, decode. Whenever the string is anything
+but that plain case (a comment inside, which may hide a ``>``; a byte that is not a hex
+digit; no ``>``; a stream that is not a ``BytesIO``), it hands the stream back to pyHanko's
+own reader untouched, so every error pyHanko raises for a malformed string is still raised
+by pyHanko, word for word.
+
+**Signer look-up** (:func:`match_issuer_serial`). To find the signer's certificate among
+those a signature carries (and to check the ESS signing-certificate attribute), pyHanko
+compares the expected issuer name with each certificate's, then the serial numbers. When
+the two issuers are not encoded byte for byte alike, the name comparison runs RFC 5280's
+string preparation over every attribute in Python: the most expensive part of the
+look-up, and spent mostly on certificates whose serial number already says no. The result
+is the conjunction of the two comparisons, so the serial numbers are compared first here
+(two DER integers' bytes) and pyHanko's function decides whenever they are equal, or when
+they cannot be read.
+"""
+
+from __future__ import annotations
+
+import binascii
+import io
+import logging
+import re
+from importlib.metadata import version
+from typing import Any
+
+from pyhanko.pdf_utils import generic
+from pyhanko.pdf_utils.misc import PDF_WHITESPACE
+from pyhanko.sign import general
+
+log = logging.getLogger(__name__)
+
+CHECKED_RELEASES = frozenset({"0.38.0"})
+
+_PYHANKO_READER = generic.read_hex_string_from_stream
+_PYHANKO_MATCH = general.match_issuer_serial
+_HEX_DIGITS = re.compile(rb"[0-9A-Fa-f]*")
+
+
+def read_hex_string(stream: Any) -> generic.ByteStringObject | generic.TextStringObject:
+    """Read ``<hex digits>`` at the stream's position (as pyHanko's reader does: the
+    first byte is taken to be ``<``); the stream is left just after ``>``."""
+    if type(stream) is not io.BytesIO:
+        return _PYHANKO_READER(stream)
+    start = stream.tell()
+    data = stream.getvalue()  # the buffer itself, not a copy, for a BytesIO made from bytes
+    end = data.find(b">", start + 1)
+    if end == -1:
+        return _PYHANKO_READER(stream)
+    digits = data[start + 1 : end].translate(None, PDF_WHITESPACE)
+    if not _HEX_DIGITS.fullmatch(digits):  # a comment (%), a stray byte: pyHanko's turn
+        return _PYHANKO_READER(stream)
+    if len(digits) % 2:
+        digits += b"0"  # PDF: a missing last digit is 0
+    stream.seek(end + 1)
+    return generic.pdf_string(binascii.unhexlify(digits))
+
+
+def match_issuer_serial(expected_issuer_serial: Any, cert: Any) -> bool:
+    """pyHanko's ``match_issuer_serial``, the serial numbers compared first."""
+    try:
+        differ = not (
+            expected_issuer_serial["serial_number"] == cert["tbs_certificate"]["serial_number"]
+        )
+    except Exception:  # unreadable: pyHanko's function decides, as it would have
+        differ = False
+    if differ:
+        return False
+    return bool(_PYHANKO_MATCH(expected_issuer_serial, cert))
+
+
+def install() -> bool:
+    """Put both in pyHanko's place; True when installed (the installed pyHanko is a
+    checked release), False when pyHanko keeps its own functions."""
+    if generic.read_hex_string_from_stream is read_hex_string:
+        return True
+    release = version("pyhanko")
+    if release not in CHECKED_RELEASES:
+        log.info("pyHanko %s: its own hex-string reader and signer look-up are used", release)
+        return False
+    generic.read_hex_string_from_stream = read_hex_string
+    general.match_issuer_serial = match_issuer_serial
+    return True
+
+
+def uninstall() -> None:
+    """pyHanko's own functions again (the tests compare the two)."""
+    generic.read_hex_string_from_stream = _PYHANKO_READER
+    general.match_issuer_serial = _PYHANKO_MATCH
