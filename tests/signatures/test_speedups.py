@@ -108,12 +108,14 @@ def test_a_stream_that_is_not_in_memory_is_read_by_pyhanko() -> None:
 def test_they_are_installed_for_the_checked_pyhanko_release() -> None:
     # A new pyHanko release keeps its own reader until the differential test above has
     # been run against it and the release added to CHECKED_RELEASES.
-    assert version("pyhanko") in speedups.CHECKED_RELEASES, (
-        f"pyHanko {version('pyhanko')}: run this file's tests against it, then add it"
-    )
+    for name, releases in speedups.CHECKED_RELEASES.items():
+        assert version(name) in releases, (
+            f"{name} {version(name)}: run this file's tests against it, then add it"
+        )
     assert speedups.install()
     assert generic.read_hex_string_from_stream is speedups.read_hex_string
     assert general.match_issuer_serial is speedups.match_issuer_serial
+    assert asn1_x509.NameTypeAndValue._ldap_string_prep is speedups._cached_string_prep
     stream = io.BytesIO(b"<4142 43> /Type")
     obj = generic.read_object(stream, container_ref=None)  # type: ignore[arg-type]
     assert bytes(obj.original_bytes) == b"ABC" and stream.tell() == 9
@@ -191,3 +193,57 @@ def test_the_signer_look_up_answers_as_pyhankos_for_every_pair(pki: SamplePki) -
     ]
     assert [theirs for theirs, _ in answers] == [ours for _, ours in answers]
     assert sum(theirs for theirs, _ in answers) >= 2 * len(certs)  # CMS and ESS forms match
+
+
+_NAMES = [
+    "Nguyễn Văn An",
+    "Nguye\u0302\u0303n Va\u0306n An",  # the same, decomposed (NFD)
+    "  UBND  tỉnh   Bắc Ninh ",
+    "Ban Cơ yếu Chính phủ\u00ad",  # soft hyphen: mapped to nothing
+    "Cục\tChứng thực\u200bsố",  # tab, zero-width space
+    "ＶＧＣＡ ｒｏｏｔ",  # full width: NFKC
+    "Straße",  # case folding (table B.2)
+    "\u0645\u0631\u062d\u0628\u0627",  # right-to-left only: allowed
+    "abc \u0645\u0631\u062d\u0628\u0627",  # mixed directions: refused
+    "private \ue000 use",  # refused
+    "unassigned \u0378",  # refused
+    "replacement \ufffd",  # refused
+    "surrogate \ud800",  # refused
+    "",
+    "a" * 300,
+]
+
+
+@pytest.mark.parametrize("value", [*_NAMES, b"bytes", 42, None])
+def test_name_preparation_gives_asn1cryptos_answer_every_time(value: Any) -> None:
+    def outcome(prepare: Callable[[Any, Any], Any]) -> tuple[Any, ...]:
+        try:
+            return ("value", prepare(None, value))
+        except Exception as exc:
+            return ("error", type(exc), str(exc))
+
+    theirs = outcome(speedups._ASN1_STRING_PREP)
+    assert outcome(speedups._cached_string_prep) == theirs
+    hits = speedups._prepared.cache_info().hits
+    assert outcome(speedups._cached_string_prep) == theirs  # kept, or raised again
+    kept = isinstance(value, str) and theirs[0] == "value"
+    assert speedups._prepared.cache_info().hits == hits + kept
+
+
+def test_certificate_names_compare_as_before(pki: SamplePki) -> None:
+    """Names of the sample certificates, equal and different, with and without the cache
+    (parsed afresh each time: a parsed name keeps its prepared values)."""
+
+    def comparisons() -> list[bool]:
+        _, certs = _identifiers(pki)
+        pairs = [(a.subject, b.subject) for a in certs for b in certs]
+        pairs += [(a.issuer, b.subject) for a in certs for b in certs]
+        return [x == y for x, y in pairs]
+
+    cached = comparisons()
+    speedups.uninstall()
+    try:
+        plain = comparisons()
+    finally:
+        speedups.install()
+    assert cached == plain and any(cached) and not all(cached)
