@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
@@ -70,7 +71,15 @@ def classify(cert: x509.Certificate, rule: OrganisationRule) -> CertificateKind:
 
 
 def identify(cert: asn1_x509.Certificate | bytes, rule: OrganisationRule) -> SignerIdentity:
-    der = cert if isinstance(cert, bytes) else cert.dump()
+    """Who the certificate names, and whether it is personal or an organisation's."""
+    return _identify(cert if isinstance(cert, bytes) else cert.dump(), rule)
+
+
+@lru_cache(maxsize=1024)
+def _identify(der: bytes, rule: OrganisationRule) -> SignerIdentity:
+    """Kept by certificate and rule: an official signs many documents with one
+    certificate, an agency seals all of its own with one (parsing the extensions was a
+    twentieth of a worker's time on signed documents)."""
     c = x509.load_der_x509_certificate(der)
     org = _first(c.subject, NameOID.ORGANIZATION_NAME)
     cn = _first(c.subject, NameOID.COMMON_NAME) or org
