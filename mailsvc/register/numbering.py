@@ -69,8 +69,11 @@ _BUMP = (
 
 def lock_register(session: Session, register_id: int) -> None:
     """Serialise registrations in one register until the transaction ends (PostgreSQL
-    row lock; SQLite holds the database write lock already)."""
-    session.connection().execute(_LOCK, {"register_id": register_id})
+    row lock; SQLite holds the database write lock already, and has no row locks: the
+    statement would be a plain SELECT there, so it is not sent)."""
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        connection.execute(_LOCK, {"register_id": register_id})
 
 
 def next_number(session: Session, register_id: int, year: int) -> int:

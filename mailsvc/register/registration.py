@@ -494,7 +494,7 @@ def register_document(
             connection.execute(insert(table), [{**row, "document_id": document_id} for row in rows])
     # a detached copy of the row for the search index and the result (never added)
     document = RegisterDocument(id=document_id, **values)
-    search.index_document(session, document, body=doc.text)
+    search.index_document(session, document, body=doc.text, new=True)
     return _result(register, document, fresh=True, numbered_now=valid)
 
 

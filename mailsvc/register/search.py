@@ -60,10 +60,27 @@ def _is_sqlite(session: Session) -> bool:
     return session.get_bind().dialect.name == "sqlite"
 
 
-def index_document(session: Session, document: RegisterDocument, body: str | None = None) -> None:
+_FTS_BODY = text("SELECT body FROM register_fts WHERE rowid = :id")
+# FTS5 takes REPLACE on its rowid: the old row's terms leave the index with it.
+_FTS_WRITE = text(
+    "INSERT OR REPLACE INTO register_fts (rowid, content, body) VALUES (:id, :content, :body)"
+)
+_SEARCH_UPSERT = text(
+    "INSERT INTO register_search (document_id, content, body) "
+    "VALUES (:id, :content, COALESCE(:body, '')) "
+    "ON CONFLICT (document_id) DO UPDATE SET content = excluded.content, "
+    "body = COALESCE(:body, register_search.body)"
+)
+
+
+def index_document(
+    session: Session, document: RegisterDocument, body: str | None = None, *, new: bool = False
+) -> None:
     """(Re)write the document's search row. ``body`` is its main document's text; None
-    keeps the text indexed before (a status change does not know it)."""
-    session.flush()  # the document needs its id
+    keeps the text indexed before (a status change does not know it). ``new``: the
+    document was just inserted (its id known) and has no search row yet."""
+    if not new:
+        session.flush()  # the document needs its id
     params: dict[str, object] = {
         "id": document.id,
         "content": document_words(document),
@@ -72,26 +89,11 @@ def index_document(session: Session, document: RegisterDocument, body: str | Non
     if _is_sqlite(session):
         if params["body"] is None:
             params["body"] = (
-                session.execute(
-                    text("SELECT body FROM register_fts WHERE rowid = :id"), params
-                ).scalar_one_or_none()
-                or ""
+                "" if new else session.execute(_FTS_BODY, params).scalar_one_or_none() or ""
             )
-        session.execute(text("DELETE FROM register_fts WHERE rowid = :id"), params)
-        session.execute(
-            text("INSERT INTO register_fts (rowid, content, body) VALUES (:id, :content, :body)"),
-            params,
-        )
+        session.execute(_FTS_WRITE, params)
     else:
-        session.execute(
-            text(
-                "INSERT INTO register_search (document_id, content, body) "
-                "VALUES (:id, :content, COALESCE(:body, '')) "
-                "ON CONFLICT (document_id) DO UPDATE SET content = excluded.content, "
-                "body = COALESCE(:body, register_search.body)"
-            ),
-            params,
-        )
+        session.execute(_SEARCH_UPSERT, params)
 
 
 # Below this many matches (PostgreSQL), a search takes its matches from the GIN index and
