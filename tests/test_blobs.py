@@ -38,12 +38,11 @@ def test_a_new_blob_fsyncs_its_file_and_every_directory_it_created(
     assert digest == hashlib.sha256(data).hexdigest()
     target = store.path_for(digest)
     assert store.get(digest) == data
-    # The fan-out directories are new: each one's entry is made durable in its parent,
-    # then the file, then the file's entry in its directory.
-    assert fsynced[:2] == [store.root, store.root / digest[:2]]
-    assert fsynced[-1] == target.parent
+    # The file (before its rename), its entry in its directory, then each new fan-out
+    # directory's entry in its parent, deepest first: all before put returns.
     assert len(fsynced) == 4
-    assert fsynced[2].parent == target.parent  # the temporary file, before its rename
+    assert fsynced[0].parent == target.parent and fsynced[0] != target
+    assert fsynced[1:] == [target.parent, store.root / digest[:2], store.root]
 
 
 def test_a_blob_in_existing_directories_fsyncs_only_the_file_and_its_directory(

@@ -26,7 +26,7 @@ class BlobStore:
         target = self.path_for(digest)
         if target.exists():
             return digest
-        self._make_parents(target.parent)
+        created = self._make_parents(target.parent)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -38,20 +38,27 @@ class BlobStore:
             Path(tmp).unlink(missing_ok=True)
             raise
         fsync_directory(target.parent)
+        # A file fsynced into a directory whose own entry was never made durable can
+        # vanish with it after a crash (POSIX promises nothing for the parents): each new
+        # fan-out directory's entry is fsynced in its parent, deepest first. After the
+        # file's directory, not before: on a journalling file system (ext4, XFS) that
+        # fsync has committed the mkdirs too, and these find nothing left to write.
+        for directory in reversed(created):
+            fsync_directory(directory.parent)
         return digest
 
-    def _make_parents(self, directory: Path) -> None:
-        """Create the two fan-out directories if missing, each one's new entry fsynced in
-        its parent: a file fsynced into a directory whose own entry was never made durable
-        can vanish with it after a crash (POSIX promises nothing for the parents)."""
+    def _make_parents(self, directory: Path) -> list[Path]:
+        """Create the two fan-out directories where missing; the ones this call made."""
         if directory.is_dir():
-            return
+            return []
+        created = []
         for level in (directory.parent, directory):
             try:
                 level.mkdir()
             except FileExistsError:
                 continue
-            fsync_directory(level.parent)
+            created.append(level)
+        return created
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
