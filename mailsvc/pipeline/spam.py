@@ -32,6 +32,7 @@ from mailsvc.interfaces import Directory
 from mailsvc.message import Direction, InboundMessage, decoded_payload
 from mailsvc.originator import Originator, read_originator
 from mailsvc.pipeline.domains import organisational_domain
+from mailsvc.pipeline.lookalike import lookalike_problem
 from mailsvc.policy.spam import SPAM_STAGE, SpamPolicy
 from mailsvc.verdict import Finding, Status
 
@@ -420,6 +421,21 @@ def _header_rules(
                         f"display name shows {other[0]}, address is {actual}",
                         seen=(actual,),
                         shown=other[0].lower(),
+                    )
+                )
+                break
+    if rules.lookalike_domain.enabled:
+        # The addresses a reader sees or answers to: a domain spelled with letters of
+        # another script that look like Latin ones (mailsvc.pipeline.lookalike).
+        for address in (*addresses, *originator.sender, *originator.reply_to):
+            domain = str(address.addr_spec).rpartition("@")[2]
+            problem = lookalike_problem(domain)
+            if problem:
+                hits.append(
+                    Hit(
+                        "lookalike-domain",
+                        f"{domain}: {problem}",
+                        seen=(str(address.addr_spec).lower(),),
                     )
                 )
                 break

@@ -166,6 +166,10 @@ class Rules(_Section):
         default=_rule(4.0, "From display name shows another address"),
         alias="display-name-spoof",
     )
+    lookalike_domain: Rule = Field(
+        default=_rule(6.0, "From, Sender or Reply-To domain spelled with look-alike letters"),
+        alias="lookalike-domain",
+    )
     raw_8bit_header: Rule = Field(
         default=_rule(1.0, "unencoded 8-bit bytes in the header"), alias="raw-8bit-header"
     )

@@ -329,6 +329,24 @@ TABLE: list[tuple[str, bytes, str, set[str]]] = [
         {"raw-8bit-header"},
     ),
     (
+        "From: domain with a Cyrillic s (xn--tp-doc = ѕtp), a look-alike of a known agency's",
+        raw(official(From="Văn thư Sở Tư pháp <vanthu@xn--tp-doc.example.vn>")),
+        "vanthu@xn--tp-doc.example.vn",
+        {"lookalike-domain", "unknown-sender-domain"},
+    ),
+    (
+        "Reply-To: a label written wholly in look-alike Cyrillic letters (аррӏе)",
+        raw(official(Reply_To="<ketoan@xn--80ak6aa92e.com>")),
+        "vanthu@stp.example.vn",
+        {"lookalike-domain"},
+    ),
+    (
+        "a Vietnamese IDN domain is one script, not a look-alike",
+        raw(official(From="<vanthu@xn--ybannhndn-g2ac4233g.vn>")),
+        "vanthu@xn--ybannhndn-g2ac4233g.vn",
+        {"unknown-sender-domain"},
+    ),
+    (
         "two From headers",
         b"From: <vanthu@stp.example.vn>\r\n" + CLEAN,
         "vanthu@stp.example.vn",

@@ -1,0 +1,41 @@
+"""Look-alike domains: mixed scripts and whole-script Latin look-alikes are found, in
+Unicode or Punycode; one script (Vietnamese diacritics included) and the CJK mixtures
+that identifiers allow are not."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailsvc.pipeline.lookalike import lookalike_problem
+
+
+@pytest.mark.parametrize(
+    ("domain", "found"),
+    [
+        ("stp.h\u0430noi.gov.vn", "mixes Latin letters with CYRILLIC"),  # Cyrillic а
+        ("stp." + "h\u0430noi".encode("idna").decode() + ".gov.vn", "mixes Latin"),
+        ("\u0455tp.hanoi.gov.vn", "mixes Latin"),  # Cyrillic ѕ
+        ("g\u03bfv.vn", "mixes Latin letters with GREEK"),  # Greek ο
+        ("\u0430\u0440\u0440\u04cf\u0435.com", "Latin-looking letters in CYRILLIC"),  # аррӏе
+        ("\u0391\u0392\u0395.gr", "Latin-looking letters in GREEK"),  # ΑΒΕ
+        ("xn--80ak6aa92e.com", "Latin-looking letters in CYRILLIC"),
+        ("hanoi.gov.vn", ""),
+        ("ủybannhândân.vn", ""),
+        ("xn--ybannhndn-g2ac4233g.vn", ""),  # the same in Punycode
+        ("почта.рф", ""),  # Cyrillic, but not all look-alikes
+        ("ελληνικά.gr", ""),
+        ("日本語ドメイン.jp", ""),
+        ("abcカタカナ.jp", ""),  # Latin beside Katakana: allowed
+        ("한국어abc.kr", ""),
+        ("xn--zz.vn", ""),  # not decodable: left to DNS
+        ("", ""),
+        ("127.0.0.1", ""),
+        ("[127.0.0.1]", ""),
+    ],
+)
+def test_lookalike_domains(domain: str, found: str) -> None:
+    problem = lookalike_problem(domain)
+    if found:
+        assert found in problem
+    else:
+        assert problem == ""
