@@ -62,11 +62,36 @@ def test_a_blob_in_existing_directories_fsyncs_only_the_file_and_its_directory(
     assert len(fsynced) == 2
 
 
-def _blob_in_same_directory(digest: str) -> bytes:
+def _blob_in_same_directory(digest: str, skip: frozenset[bytes] = frozenset()) -> bytes:
     """Some bytes whose SHA-256 shares ``digest``'s two fan-out levels (found by counting)."""
     n = 0
     while True:
         candidate = n.to_bytes(4, "big")
-        if candidate != b"a" and hashlib.sha256(candidate).hexdigest()[:4] == digest[:4]:
+        if (
+            candidate != b"a"
+            and candidate not in skip
+            and hashlib.sha256(candidate).hexdigest()[:4] == digest[:4]
+        ):
             return candidate
         n += 1
+
+
+def test_a_directory_made_by_someone_else_is_made_durable_by_the_put_that_uses_it(
+    tmp_path: Path, fsynced: list[Path]
+) -> None:
+    """Another thread's mkdir a moment ago, or a store from before a restart: the put does
+    not trust the other to have fsynced the entry, it does so itself, once."""
+    first = BlobStore(tmp_path / "blobs")
+    digest = first.put(b"before the restart")
+    other = _blob_in_same_directory(digest)
+    store = BlobStore(tmp_path / "blobs")  # a new process: nothing known durable yet
+    target = store.path_for(hashlib.sha256(other).hexdigest())
+    assert target.parent.is_dir()
+    fsynced.clear()
+
+    store.put(other)
+    assert fsynced[1:] == [target.parent, target.parent.parent, store.root]
+    fsynced.clear()
+
+    store.put(_blob_in_same_directory(digest, skip=frozenset({other})))
+    assert fsynced[1:] == [target.parent]  # now known durable: the file's entry only
