@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -229,3 +230,57 @@ async def test_tampered_or_truncated_archive_is_refused_and_nothing_changes(
 
     checked = await asyncio.to_thread(invoke, home, "restore", "--verify-only", str(good))
     assert checked.exit_code == 0 and "every size and SHA-256 matches" in checked.output
+
+
+async def test_a_swap_failing_halfway_puts_the_whole_home_back(
+    service: Service, db_url: str, tmp_path: Path
+) -> None:
+    """The database, the blobs, the Maildirs and the home's files before ``mailsvc.toml`` are
+    swapped in; then the configuration cannot be moved aside (immutable: the kernel refuses
+    the rename, as a full or failing disk would refuse a write). Everything swapped so far
+    goes back: the live state is the one before the restore, nothing is left beside it."""
+    home = service.home
+    server = await service.start()
+    settings = server.app.settings
+    maildir_root = settings.path(settings.paths.maildir_root)
+    blob_root = settings.path(settings.paths.blob_root)
+    server.add_mailbox(CLERK)
+    for n in range(2):
+        await asyncio.to_thread(send, server, n, CLERK)
+    made = await asyncio.to_thread(invoke, home, "backup", "--output", str(tmp_path / "out"))
+    assert made.exit_code == 0, made.output
+    await asyncio.to_thread(send, server, 2, CLERK)  # the live state now differs
+    await service.stop()
+
+    config = home / "mailsvc.toml"
+    before = (
+        _without_audit(table_rows(db_url)),
+        tree(maildir_root),
+        tree(blob_root),
+        config.read_bytes(),
+        sorted(os.listdir(home)),
+    )
+    await asyncio.to_thread(_chattr, "+i", config)
+    try:
+        result = await asyncio.to_thread(
+            invoke, home, "restore", str(archive_path(made.output)), "--yes"
+        )
+    finally:
+        await asyncio.to_thread(_chattr, "-i", config)
+    assert result.exit_code == 1, result.output
+    assert "the home was put back as it was" in result.output
+    assert "mailsvc.toml" in result.output
+    after = (
+        _without_audit(table_rows(db_url)),
+        tree(maildir_root),
+        tree(blob_root),
+        config.read_bytes(),
+        sorted(os.listdir(home)),
+    )
+    assert after == before
+    assert not [p for p in os.listdir(home) if p.endswith((".restoring", ".replaced"))]
+    assert len(_message_rows(db_url)) == 3  # the message sent after the backup is still there
+
+
+def _chattr(flag: str, path: Path) -> None:
+    subprocess.run(["chattr", flag, str(path)], check=True)
