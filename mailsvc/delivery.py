@@ -168,6 +168,9 @@ _SET_HEADERS = (
     .values(headers=bindparam("block"), flags=bindparam("marks"))
 )
 _SEEN = select(_RECORDS.c.id).where(_RECORDS.c.message_key == bindparam("key")).limit(1)
+# A refused batch of delivered marks is tried again after these many seconds, doubling.
+_MARK_RETRY_FIRST = 0.5
+_MARK_RETRY_MAX = 10.0
 _MARK_DELIVERED = (
     update(_RECORDS)
     .where(_RECORDS.c.id == bindparam("rid"))
@@ -226,6 +229,8 @@ class Acceptance:
         # writing the current one (one transaction for every copy delivered meanwhile).
         self._marks: list[tuple[int, datetime]] = []
         self._marker: asyncio.Future[None] | None = None
+        # Set while drain() waits: a marker that cannot write gives up instead of retrying.
+        self._draining = asyncio.Event()
         # Rows this process delivered whose mark is not committed yet (or failed to be):
         # another acceptance of the same message, or repair, must not deliver them again.
         self._delivered_unmarked: set[int] = set()
@@ -514,27 +519,47 @@ class Acceptance:
         """Queue the row's 'delivered' mark. The marker task writes the marks queued
         meanwhile in one transaction (group commit), and the reply does not wait for it:
         the copy is in the mailbox and the message was committed before, so the mark is
-        bookkeeping. Should it never be written (the process killed, the database down),
-        the row stays 'stored' and repair (at the next start, and every minute for rows
-        over a minute old) finds the copy by searching the mailbox for the queue id, marks
-        it and does not deliver it again; a backup leaves such a row's copy out of the
-        archive (its restore delivers it from the blob)."""
+        bookkeeping. A mark the database refuses is tried again until it is taken
+        (:meth:`_write_marks`). Should it never be written (the process killed first), the
+        row stays 'stored' and repair (at the next start, and every minute for rows over a
+        minute old) finds the copy by searching the mailbox for the queue id, marks it and
+        does not deliver it again; a backup leaves such a row's copy out of the archive
+        (its restore delivers it from the blob)."""
         self._delivered_unmarked.add(record_id)
         self._marks.append((record_id, utcnow()))
         if self._marker is None or self._marker.done():
             self._marker = self._spawn(self._write_marks())
 
     async def _write_marks(self) -> None:
+        """Write the queued marks, a batch per transaction. A batch the database refuses
+        (down, locked) stays queued and is tried again, 0.5 s later and then twice as long
+        each time up to 10 s, so the rows are marked soon after the database is back, not a
+        minute later by repair; while :meth:`drain` waits, a refused batch is left to
+        repair (the rows stay 'stored': the next start finds their copies)."""
+        delay = _MARK_RETRY_FIRST
+        failing = False
         while self._marks:
             batch, self._marks = self._marks, []
             try:
                 await asyncio.to_thread(self._mark_many, batch)
-            except Exception:  # boundary: the rows stay 'stored'; repair marks them
-                log.exception(
-                    "could not mark %d delivered row(s); repair will find their copies",
-                    len(batch),
-                )
-                continue  # still known here as delivered (_delivered_unmarked)
+            except Exception:  # boundary: the rows stay 'stored' until a batch goes in
+                self._marks[:0] = batch  # still known here as delivered (_delivered_unmarked)
+                if not failing:
+                    log.exception(
+                        "could not mark %d delivered row(s); trying again until the database "
+                        "takes them (repair finds their copies if the service stops first)",
+                        len(self._marks),
+                    )
+                failing = True
+                if self._draining.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._draining.wait(), delay)
+                delay = min(delay * 2, _MARK_RETRY_MAX)
+                continue
+            if failing:
+                log.info("marked %d delivered row(s) once the database took them", len(batch))
+                failing, delay = False, _MARK_RETRY_FIRST
             self._delivered_unmarked.difference_update(rid for rid, _ in batch)
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
@@ -622,9 +647,14 @@ class Acceptance:
         return task
 
     async def drain(self) -> None:
-        """Wait for follow-up work (notices, delivered marks) before shutdown."""
-        while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+        """Wait for follow-up work (notices, delivered marks) before shutdown; marks the
+        database refuses meanwhile are left to repair instead of being retried."""
+        self._draining.set()
+        try:
+            while self._background:
+                await asyncio.gather(*list(self._background), return_exceptions=True)
+        finally:
+            self._draining.clear()
 
 
 def _log_delivery(

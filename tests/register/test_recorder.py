@@ -37,6 +37,7 @@ from mailsvc.smtp import replies
 from mailsvc.store.blobs import BlobStore
 from mailsvc.verdict import Action, Finding, Status, Verdict
 from tests.documents.metadata_patterns import CASES
+from tests.e2e.conftest import wait_for
 
 LOCAL = "stttt.daknong.gov.vn"
 SENDER = "vanthu@stc.daknong.gov.vn"
@@ -291,6 +292,31 @@ async def test_a_copy_whose_mark_is_not_written_is_not_delivered_again(
     assert len(mailboxes.copies) == 2
     with sessions() as session:
         assert set(session.scalars(select(MessageRecord.state))) == {"delivered"}
+
+
+async def test_a_refused_mark_is_written_once_the_database_takes_it_again(
+    acceptance: Acceptance,
+    mailboxes: MemoryMailboxes,
+    sessions: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database refuses the 'delivered' mark (down, locked: here a trigger), then takes
+    marks again: the row is marked within seconds by the marker's retries, without a new
+    message, a restart or repair's minute."""
+    _run(sessions, HOLD_MARKS)
+    first = make_message()
+    await acceptance.accept(first, deliver_verdict(first.queue_id, report(), metadata()))
+    assert len(mailboxes.copies) == 1
+
+    def state() -> str:
+        with sessions() as session:
+            return str(session.scalar(select(MessageRecord.state)))
+
+    await wait_for(lambda: "could not mark 1 delivered row(s)" in caplog.text)  # refused
+    assert state() == "stored"
+    _run(sessions, RELEASE_MARKS)
+    await wait_for(lambda: state() == "delivered", timeout=15)
+    assert len(mailboxes.copies) == 1  # marked, not delivered again
 
 
 async def test_new_recipient_of_the_same_message_links_to_the_first_entry(
