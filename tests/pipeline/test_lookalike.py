@@ -4,6 +4,8 @@ that identifiers allow are not."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from mailsvc.pipeline.lookalike import lookalike_problem
@@ -39,3 +41,22 @@ def test_lookalike_domains(domain: str, found: str) -> None:
         assert found in problem
     else:
         assert problem == ""
+
+
+def test_hostile_domains_get_an_answer_not_an_error() -> None:
+    """Whatever a sender writes after the @ (lone surrogates, astral and control
+    characters, broken or huge Punycode): a reason or "", never an exception."""
+    rng = random.Random(2026)
+    ranges = [(0, 0x2FF), (0x370, 0x52F), (0xD800, 0xDFFF), (0x3040, 0x30FF), (0x10000, 0x10FFFF)]
+    found = 0
+    for _ in range(3000):
+        label = "".join(
+            chr(rng.randint(*rng.choice(ranges))) for _ in range(rng.randint(0, 40))
+        )
+        for domain in (label, "xn--" + label, f"{label}.xn--{label[:8]}.vn"):
+            answer = lookalike_problem(domain)
+            assert isinstance(answer, str)
+            found += bool(answer)
+    assert found  # mixed scripts do turn up among them
+    assert lookalike_problem("xn--" + "a" * 100_000 + "-" + "b" * 1_000) == ""
+    assert "CYRILLIC" in lookalike_problem(("а" * 60 + ".") * 2_000)
