@@ -253,13 +253,17 @@ async def test_a_swap_failing_halfway_puts_the_whole_home_back(
     await service.stop()
 
     config = home / "mailsvc.toml"
-    before = (
-        _without_audit(table_rows(db_url)),
-        tree(maildir_root),
-        tree(blob_root),
-        config.read_bytes(),
-        sorted(os.listdir(home)),
-    )
+
+    def live_state() -> tuple[object, ...]:
+        return (
+            _without_audit(table_rows(db_url)),
+            tree(maildir_root),
+            tree(blob_root),
+            config.read_bytes(),
+            sorted(os.listdir(home)),
+        )
+
+    before = live_state()
     await asyncio.to_thread(_chattr, "+i", config)
     try:
         result = await asyncio.to_thread(
@@ -270,14 +274,7 @@ async def test_a_swap_failing_halfway_puts_the_whole_home_back(
     assert result.exit_code == 1, result.output
     assert "the home was put back as it was" in result.output
     assert "mailsvc.toml" in result.output
-    after = (
-        _without_audit(table_rows(db_url)),
-        tree(maildir_root),
-        tree(blob_root),
-        config.read_bytes(),
-        sorted(os.listdir(home)),
-    )
-    assert after == before
+    assert live_state() == before
     assert not [p for p in os.listdir(home) if p.endswith((".restoring", ".replaced"))]
     assert len(_message_rows(db_url)) == 3  # the message sent after the backup is still there
 
