@@ -23,6 +23,7 @@ from mailsvc.errors import MailsvcError
 from mailsvc.signatures.engine import SignatureEngine, home_gnupg, trust_config
 from mailsvc.signatures.policy import SignaturePolicy, load_signature_policy
 from mailsvc.signatures.report import DocumentOutcome, DocumentSignatureReport, SignatureResult
+from mailsvc.signatures.smime import NestingTooDeep
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -136,7 +137,11 @@ def verify_cmd(
     async def run() -> list[DocumentSignatureReport]:
         reports = await engine.verify_files(plain) if plain else []
         for path in messages:
-            for report in await engine.verify_message(path.read_bytes(), None):
+            try:
+                found = await engine.verify_message(path.read_bytes(), None)
+            except NestingTooDeep as exc:
+                raise MailsvcError(f"cannot verify {path}: {exc}") from exc
+            for report in found:
                 reports.append(replace(report, document=f"{path}: {report.document}"))
         return reports
 

@@ -129,8 +129,22 @@ class _Walk:
     files: list[_File]
 
 
-def _walk(raw: bytes, out: _Walk, within: tuple[str, ...] = (), top: bool = True) -> None:
-    """``within``: the signed entities ``raw`` lies in; ``top``: ``raw`` is the message."""
+# Nesting the walk follows at most (the limits stage refuses more than ``mime.max_depth``,
+# at most 100, before any message reaches the walk; ``mailsvc verify`` has no such gate).
+MAX_DEPTH = 200
+
+
+class NestingTooDeep(ValueError):
+    """The message nests multiparts or enclosed messages deeper than :data:`MAX_DEPTH`."""
+
+
+def _walk(
+    raw: bytes, out: _Walk, within: tuple[str, ...] = (), top: bool = True, depth: int = 0
+) -> None:
+    """``within``: the signed entities ``raw`` lies in; ``top``: ``raw`` is the message;
+    ``depth``: how deep ``raw`` lies in the message."""
+    if depth > MAX_DEPTH:
+        raise NestingTooDeep(f"MIME entities nested more than {MAX_DEPTH} deep")
     part = _parse(raw)
     types = _types(part)
     ctype = types.get_content_type()
@@ -152,7 +166,8 @@ def _walk(raw: bytes, out: _Walk, within: tuple[str, ...] = (), top: bool = True
                     within=within,
                 )
             )
-            _walk(pieces[0], out, (*within, hashlib.sha256(content).hexdigest()), top=False)
+            signed = (*within, hashlib.sha256(content).hexdigest())
+            _walk(pieces[0], out, signed, top=False, depth=depth + 1)
             return
     if ctype in _CMS_MIME_TYPES:
         smime_type = str(types.get_param("smime-type", "", header="content-type")).lower()
@@ -173,7 +188,14 @@ def _walk(raw: bytes, out: _Walk, within: tuple[str, ...] = (), top: bool = True
     if types.get_content_maintype() == "multipart":
         boundary = types.get_boundary()
         for piece in split_multipart(raw, boundary) if boundary else []:
-            _walk(piece, out, within, top=False)
+            _walk(piece, out, within, top=False, depth=depth + 1)
+        return
+    if types.get_content_maintype() == "message" and ctype != "message/delivery-status":
+        # A forwarded message (named .eml or not): its documents are the register's too
+        # (the email package reads every message/* but delivery-status as an enclosed
+        # message, from its body as sent): walked for their signatures like the top
+        # message's, not taken as one opaque file.
+        _walk(_body(raw), out, within, top=False, depth=depth + 1)
         return
     filename = types.get_filename() or ""
     disposition = types.get_content_disposition() or ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from email.message import EmailMessage
 from pathlib import Path
 
 from tests.cli.conftest import Invoke
@@ -73,6 +74,42 @@ def test_verify_eml(admin_cli: Invoke, admin_home: Path, tmp_path: Path) -> None
     result = admin_cli("verify", "--policy", str(admin_home / "signature-test.yaml"), str(eml))
     assert f"{eml}: (message): có giá trị pháp lý" in result.output
     assert "SMIME: TOTAL_PASSED" in result.output
+
+
+def test_verify_forwarded_eml_and_too_deep(
+    admin_cli: Invoke, admin_home: Path, tmp_path: Path
+) -> None:
+    """A document inside a forwarded message is verified; a message nested deeper than
+    the walk goes gets a precise error, not a traceback."""
+    _trust(admin_home)
+    pki = session_pki()
+    original = EmailMessage()
+    original["From"] = "vanthu@stttt.thunghiem.gov.vn"
+    original["Subject"] = "Quyết định"
+    original.set_content("Kính gửi.")
+    original.add_attachment(
+        signed_pdf(make_pdf(), pki.personal, pki.organisation),
+        maintype="application",
+        subtype="pdf",
+        filename="qd.pdf",
+    )
+    forward = EmailMessage()
+    forward["From"] = "vanthu@stttt.thunghiem.gov.vn"
+    forward["Subject"] = "Fwd: Quyết định"
+    forward.set_content("Chuyển tiếp.")
+    forward.add_attachment(original, filename="qd.eml")
+    eml = tmp_path / "fwd.eml"
+    eml.write_bytes(forward.as_bytes())
+    policy = str(admin_home / "signature-test.yaml")
+    result = admin_cli("verify", "--policy", policy, str(eml))
+    assert f"{eml}: qd.pdf: có giá trị pháp lý (legally valid)" in result.output
+
+    deep = tmp_path / "deep.eml"
+    deep.write_bytes(b"Content-Type: message/rfc822\r\n\r\n" * 1000 + b"Subject: x\r\n\r\nx\r\n")
+    result = admin_cli("verify", "--policy", policy, str(deep), ok=False)
+    assert result.exit_code == 1
+    assert f"cannot verify {deep}: MIME entities nested more than 200 deep" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_untrusted_without_anchor(admin_cli: Invoke, tmp_path: Path) -> None:

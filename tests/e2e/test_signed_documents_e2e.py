@@ -9,6 +9,7 @@ import hashlib
 import shutil
 import smtplib
 import tempfile
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from tests.signatures.pki import (
     AGENCY_NAME,
     OTHER_AGENCY_NAME,
     cms_enveloping,
+    flip_byte,
     make_pdf,
     overlay_after_signing,
     session_pki,
@@ -98,6 +100,45 @@ async def test_signed_pdf_is_registered_and_tampered_copy_refused(server: Runnin
     assert b"signature" in info.value.smtp_error
     with server.sessions() as session:
         assert len(session.scalars(select(MessageRecord)).all()) == 1
+
+
+def _forwarded_as_attachment(pdf: bytes) -> EmailMessage:
+    """The sending agency's clerk forwards its own mail "as attachment" (Thunderbird,
+    Outlook): the document travels inside a message/rfc822 part named after the subject."""
+    inner = _document_message(pdf)
+    msg = make_message(SENDER, CLERK, subject="Fwd: V/v triển khai kế hoạch chuyển đổi số")
+    msg.add_attachment(inner, filename="V-v trien khai.eml")
+    return msg
+
+
+async def test_a_document_forwarded_as_attachment_is_validated_and_registered(
+    server: RunningServer,
+) -> None:
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    pki = session_pki()
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
+    good = _forwarded_as_attachment(pdf)
+    assert b"Content-Type: message/rfc822" in good.as_bytes()
+    assert await asyncio.to_thread(send, server, good, SENDER, [CLERK]) == {}
+    [delivered] = await asyncio.to_thread(fetch_inbox, server, CLERK)
+    head = delivered.split(b"\r\n\r\n", 1)[0].decode()
+    assert "X-Mailsvc-Signature: valid" in head
+    assert "X-Mailsvc-Register-Number: 1/" in head
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
+    assert document.main_sha256 == hashlib.sha256(pdf).hexdigest()
+
+    # changed after signing, inside the forwarded message: refused like a direct one
+    bad = _forwarded_as_attachment(flip_byte(pdf, b"Quy"))
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, bad, SENDER, [CLERK])
+    assert info.value.smtp_code == 554
+    assert b"signature" in info.value.smtp_error
+    refused = [d for d in _register_entries(server) if d.id != document.id]
+    assert [(d.status, d.incoming_number, d.signature_outcome) for d in refused] == [
+        ("refused", None, "invalid")
+    ]
 
 
 async def test_appearance_painted_over_a_signed_pdf_is_not_registered_valid(
