@@ -543,7 +543,7 @@ class App:
                 s.server.hostname,
                 self.executor,
             ),
-            "antivirus": lambda: AntivirusStage(self._require_scanner()),
+            "antivirus": lambda: AntivirusStage(self._require_scanner(), self.extractor),
             "spam": lambda: SpamStage(self.directory, self.spam_policy, self.extractor),
             "classification": lambda: ClassificationStage(
                 load_classification_policy(policies / "classification.yaml"),

@@ -20,6 +20,9 @@ What is walked (depth-first, in MIME order):
   (``pdf-metadata`` for PDF Title/Subject/Keywords, ``doc-metadata`` for OOXML/ODF);
 - ``message/rfc822`` parts (forwarded mail, ``.eml`` files) are walked like the top message;
 - zip and tar archives, and files embedded in PDFs, are opened and their members walked;
+- signed and compressed CMS (opaque S/MIME, ``x.pdf.p7m``) are opened and what they enclose
+  walked (``ExtractedText.enclosed`` keeps it for the virus scan); an encrypted one is a
+  failure of kind ``encrypted``;
 - nesting stops at ``max_depth``; limits that are hit are reported as failures, never ignored.
 Kinds we cannot read (images, legacy .doc, rar/7z) are listed in ``skipped``.
 """
@@ -47,6 +50,7 @@ from functools import cached_property
 from types import FrameType
 from typing import Any, Protocol
 
+from mailsvc.documents import cms as cms_files
 from mailsvc.documents import formats
 from mailsvc.documents.formats import (
     CORRUPT,
@@ -178,6 +182,10 @@ class ExtractedText:
     failures: tuple[ExtractionFailure, ...] = ()
     skipped: tuple[ExtractionFailure, ...] = ()  # kinds we do not read (images, .doc, rar)
     elapsed_ms: float = 0.0
+    # What signed or compressed CMS parts (opaque S/MIME, x.pdf.p7m) enclose: in the
+    # message as sent it is DER that clamd does not open, so the antivirus stage scans
+    # these too (mailsvc.documents.cms)
+    enclosed: tuple[bytes, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -256,6 +264,7 @@ class _Budget:
     expanded: int = 0
     failures: list[ExtractionFailure] = field(default_factory=list)
     skipped: list[ExtractionFailure] = field(default_factory=list)
+    enclosed: list[bytes] = field(default_factory=list)  # ExtractedText.enclosed
     ocr: Ocr | None = None
     # set when the worker's CPU alarm fired: a parser may have turned the alarm's exception
     # into one of its own (ctypes raises ArgumentError when it fires inside an argument's
@@ -435,6 +444,9 @@ def _walk_file(
     if len(data) > limits.max_file_bytes:
         budget.fail(loc, TOO_LARGE, declared, data[:0], f"{len(data)} bytes")
         return
+    if cms_files.is_cms(data):
+        yield from _walk_cms(data, filename, loc, depth, budget)
+        return
     kind = formats.sniff(data, filename, declared)
     if kind in (formats.ZIP, formats.TAR, formats.RFC822):
         if depth + 1 > limits.max_depth:
@@ -457,6 +469,49 @@ def _walk_file(
         yield RawDocument(
             Source.ATTACHMENT, loc, depth, kind, filename=filename, data=data, charset=charset
         )
+
+
+_CMS_TYPE = "application/pkcs7-mime"
+
+
+def _walk_cms(
+    data: bytes, filename: str | None, loc: str, depth: int, budget: _Budget
+) -> Iterator[RawDocument]:
+    """A CMS file: what a signed or compressed one encloses is walked (a MIME entity like
+    a message, anything else as the file the name without ``.p7m`` names) and kept for
+    the virus scan; an encrypted one is a failure of kind ``encrypted`` (its content
+    cannot be checked); a detached signature or an unparsable one is skipped, as before."""
+    limits = budget.limits
+    room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+    try:
+        opened = cms_files.open_cms(data, max(room, 0))
+    except UnreadableDocument as exc:
+        if exc.kind == CORRUPT:  # no client can open it either: nothing is hidden in it
+            budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, _CMS_TYPE, _sha(data)))
+        else:
+            budget.fail(loc, exc.kind, _CMS_TYPE, data, str(exc))
+        return
+    if opened.kind == cms_files.ENCRYPTED:
+        detail = f"encrypted CMS ({opened.content_type}): its content cannot be checked"
+        budget.fail(loc, ENCRYPTED, _CMS_TYPE, data, detail)
+        return
+    if opened.kind not in (cms_files.SIGNED, cms_files.COMPRESSED):
+        budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, _CMS_TYPE, _sha(data)))
+        return
+    if depth + 1 > limits.max_depth:
+        budget.fail(loc, TOO_LARGE, _CMS_TYPE, data, "nesting too deep")
+        return
+    content = opened.content
+    budget.expanded += len(content)
+    budget.enclosed.append(content)
+    inner = _join(loc, "enclosed")
+    if cms_files.is_mime_entity(content):
+        yield from _walk_message(parse_tree(content), inner, depth + 1, budget)
+        return
+    name = filename
+    if name and name.lower().endswith((".p7m", ".p7z")):
+        name = name[:-4] or None
+    yield from _walk_file(content, name, "application/octet-stream", inner, depth + 1, budget)
 
 
 def _walk_zip(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
@@ -689,6 +744,7 @@ def _extract(raw: bytes, limits: ExtractionLimits) -> tuple[ExtractedText, Messa
         failures=tuple(budget.failures),
         skipped=tuple(budget.skipped),
         elapsed_ms=(time.perf_counter() - started) * 1000,
+        enclosed=tuple(budget.enclosed),
     )
     return text, msg
 

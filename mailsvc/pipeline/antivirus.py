@@ -12,6 +12,12 @@ stage sends the message exactly as received. It observes and never acts:
   (retrying would not help)
 - clamd unreachable, slow or erroring: ``error`` / ``antivirus-unavailable`` (the runner
   answers 451 4.7.0; unscanned mail is never passed)
+
+What a signed or compressed CMS part encloses (opaque S/MIME, ``x.pdf.p7m``) is DER in
+the message as sent, which clamd does not open while every mail client does: with an
+``extractor`` (the shared per-message analysis), each such content that the worker
+unwrapped (``ExtractedText.enclosed``) is scanned too, as a stream of its own. When the
+analysis fails the classification stage fails closed on it, so nothing passes unscanned.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsvc.adapters.clamd import ClamdSizeLimitError
+from mailsvc.documents.extract import ExtractionError, TextExtractor
 from mailsvc.errors import DependencyError
 from mailsvc.interfaces import VirusScanner
 from mailsvc.message import InboundMessage
@@ -47,13 +54,30 @@ class AntivirusStage:
     name = "antivirus"
     description = "Scans the whole message with ClamAV (clamd); viruses are refused"
 
-    def __init__(self, scanner: VirusScanner) -> None:
+    def __init__(self, scanner: VirusScanner, extractor: TextExtractor | None = None) -> None:
         self._scanner = scanner
+        self._extractor = extractor
+
+    async def _scan(self, msg: InboundMessage) -> str | None:
+        """The first signature clamd matches in the message, then in each content its CMS
+        parts enclose; None when all are clean."""
+        signature = await self._scanner.scan(msg.raw)
+        if signature is not None or self._extractor is None:
+            return signature
+        try:
+            enclosed = (await self._extractor.analyse(msg)).text.enclosed
+        except ExtractionError:
+            return None  # the classification stage reports it and fails closed
+        for content in enclosed:
+            signature = await self._scanner.scan(content)
+            if signature is not None:
+                return signature
+        return None
 
     async def inspect(self, msg: InboundMessage) -> tuple[Finding, ...]:
         started = time.perf_counter()
         try:
-            signature = await self._scanner.scan(msg.raw)
+            signature = await self._scan(msg)
         except ClamdSizeLimitError as exc:
             return (
                 Finding(

@@ -72,7 +72,8 @@ def main_document(text: ExtractedText, main: AttachmentInput | None) -> Document
     or None when it has none (a scan without a text layer, a .p7m); never another part.
     Without one: the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
     if main is not None:
-        for part in text.attachments(top_level=True):
+        # by its bytes, at any depth: inside a forwarded message or opaque S/MIME too
+        for part in text.attachments(top_level=False):
             if part.sha256 == main.sha256 and part.text.strip():
                 return part
         return None

@@ -15,9 +15,12 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import PurePosixPath
 
-from mailsvc.documents.extract import MessageView, part_filename
-from mailsvc.documents.formats import leaf_file_name
-from mailsvc.message import decoded_payload
+from mailsvc.documents import cms
+from mailsvc.documents.extract import ExtractionLimits, MessageView, part_filename
+from mailsvc.documents.formats import UnreadableDocument, leaf_file_name
+from mailsvc.message import decoded_payload, parse_tree
+
+_MAX_CMS_CONTENT = ExtractionLimits().max_file_bytes
 
 
 @dataclass(frozen=True)
@@ -54,8 +57,15 @@ def _extension(filename: str) -> str:
     return PurePosixPath(filename.lower()).suffix
 
 
-def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
-    """Leaf parts with a flag: True when it is the signature part of multipart/signed."""
+_CMS_MIME_TYPES = ("application/pkcs7-mime", "application/x-pkcs7-mime")
+# Opaque S/MIME inside opaque S/MIME ... opened this deep at most (the limits stage bounds
+# MIME nesting, not what a CMS encloses).
+_MAX_ENCLOSED = 4
+
+
+def _leaves(part: Message, enclosed: int = 0) -> Iterator[tuple[Message, bool]]:
+    """Leaf parts with a flag: True when it is the signature part of multipart/signed.
+    An opaque S/MIME entity is replaced by the MIME entity it encloses (:func:`_opened`)."""
     if part.is_multipart():
         children = part.get_payload()
         assert isinstance(children, list)
@@ -64,9 +74,33 @@ def _leaves(part: Message) -> Iterator[tuple[Message, bool]]:
             if signed and index == 1:
                 yield child, True
             else:
-                yield from _leaves(child)
+                yield from _leaves(child, enclosed)
+        return
+    inner = _opened(part) if enclosed < _MAX_ENCLOSED else None
+    if inner is not None:
+        yield from _leaves(inner, enclosed + 1)
     else:
         yield part, False
+
+
+def _opened(part: Message) -> Message | None:
+    """The MIME entity an opaque S/MIME part (``application/pkcs7-mime``, signed or
+    compressed data) encloses, parsed; None for any other part, and for a ``.p7m`` whose
+    content is a file (``x.pdf.p7m``: kept as the file it is). The documents inside are
+    the ones the clerk's mail client shows and the signature check validates (the engine
+    walks the same content), so they, not ``smime.p7m``, are the entry's files."""
+    if part.get_content_type() not in _CMS_MIME_TYPES:
+        return None
+    data = decoded_payload(part)
+    if not data or not cms.is_cms(data):
+        return None
+    try:
+        opened = cms.open_cms(data, _MAX_CMS_CONTENT)
+    except UnreadableDocument:
+        return None
+    if opened.kind not in (cms.SIGNED, cms.COMPRESSED) or not cms.is_mime_entity(opened.content):
+        return None
+    return parse_tree(opened.content)
 
 
 ATTACHMENTS = "attachments"  # the analysis task's name (Analysis.results)

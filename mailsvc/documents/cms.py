@@ -1,0 +1,129 @@
+"""What a CMS file encloses: opaque S/MIME (``application/pkcs7-mime``), ``x.pdf.p7m``.
+
+A signed CMS with its content inside (S/MIME ``smime-type=signed-data``, enveloping
+``.p7m``) or a compressed one (RFC 3274) carries the document in a DER structure: neither
+clamd nor the text checks see it in the message as sent, but every mail client and
+``.p7m`` viewer opens it. The content checks therefore read what the CMS encloses
+(:func:`open_cms`); an encrypted CMS (enveloped data), whose content nobody here can
+read, is reported as such so that the checks fail closed.
+
+Recognised by content, not by name or declared type: a ``.p7m`` renamed ``.bin`` and sent
+as ``application/octet-stream`` is opened all the same.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import zlib
+from dataclasses import dataclass
+
+from asn1crypto import cms
+
+from mailsvc.documents.formats import CORRUPT, TOO_LARGE, UnreadableDocument
+
+# ContentInfo's content type, as DER near the start: the PKCS #7 arc 1.2.840.113549.1.7
+# (data, signed, enveloped, digested, encrypted) and the S/MIME content types of
+# 1.2.840.113549.1.9.16.1 (compressed data .9, authenticated-enveloped data .23).
+_PKCS7_ARC = bytes.fromhex("06092a864886f70d0107")
+_SMIME_ARC = bytes.fromhex("060b2a864886f70d01091001")
+_PEM = re.compile(rb"^\s*-----BEGIN (?:PKCS7|CMS)-----\s*$(.*?)^-----END", re.M | re.S)
+
+SIGNED = "signed"  # signed data with its content inside: ``content`` is that content
+COMPRESSED = "compressed"  # compressed data: ``content`` is the decompressed content
+ENCRYPTED = "encrypted"  # enveloped / encrypted data: the content cannot be read here
+DETACHED = "detached"  # signed data without content (a .p7s signature): nothing inside
+OTHER = "other"  # another CMS type (data, digested, authenticated data)
+
+_ENCRYPTED_TYPES = frozenset(
+    {"enveloped_data", "encrypted_data", "authenticated_enveloped_data", "authenticated_data"}
+)
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    kind: str  # SIGNED, COMPRESSED, ENCRYPTED, DETACHED or OTHER
+    content: bytes = b""
+    content_type: str = ""  # the CMS content type's name (asn1crypto's), for reports
+
+
+def _der(data: bytes) -> bytes | None:
+    if data[:1] == b"\x30":
+        return data
+    head = data[:64].lstrip()
+    if head.startswith((b"-----BEGIN PKCS7-----", b"-----BEGIN CMS-----")):
+        m = _PEM.match(data)
+        if m is not None:
+            try:
+                return base64.b64decode(b"".join(m.group(1).split()), validate=True)
+            except (binascii.Error, ValueError):
+                return None
+    return None
+
+
+def is_cms(data: bytes) -> bool:
+    """True when ``data`` starts like a CMS ContentInfo (DER, or PEM ``PKCS7``/``CMS``)."""
+    der = _der(data)
+    if der is None:
+        return False
+    head = der[:32]
+    return _PKCS7_ARC in head or _SMIME_ARC in head
+
+
+def open_cms(data: bytes, max_bytes: int) -> Enclosure:
+    """What the CMS in ``data`` encloses. Raises :class:`UnreadableDocument` (``corrupt``)
+    when it is not a CMS that can be parsed, (``too-large``) when its content or the
+    decompressed content exceeds ``max_bytes``."""
+    der = _der(data)
+    if der is None:
+        raise UnreadableDocument(CORRUPT, "not a CMS structure")
+    try:
+        info = cms.ContentInfo.load(der)
+        kind = str(info["content_type"].native)
+        if kind == "signed_data":
+            content = info["content"]["encap_content_info"]["content"]
+            value = content.native if content is not None else None
+            if value is None:
+                return Enclosure(DETACHED, content_type=kind)
+            return Enclosure(SIGNED, _bounded(bytes(value), max_bytes), kind)
+        if kind == "compressed_data":
+            compressed = info["content"]["encap_content_info"]["content"].native
+            if compressed is None:
+                raise UnreadableDocument(CORRUPT, "compressed CMS without content")
+            return Enclosure(COMPRESSED, _inflate(bytes(compressed), max_bytes), kind)
+        if kind in _ENCRYPTED_TYPES:
+            return Enclosure(ENCRYPTED, content_type=kind)
+        return Enclosure(OTHER, content_type=kind)
+    except UnreadableDocument:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # asn1crypto's errors on hostile DER (lazy parsing: raised on first access)
+        raise UnreadableDocument(CORRUPT, f"CMS structure cannot be parsed: {exc}") from exc
+
+
+def _bounded(content: bytes, max_bytes: int) -> bytes:
+    if len(content) > max_bytes:
+        raise UnreadableDocument(TOO_LARGE, f"CMS content of {len(content)} bytes")
+    return content
+
+
+def _inflate(data: bytes, max_bytes: int) -> bytes:
+    """zlib (RFC 3274's only algorithm), stopped past ``max_bytes``: no bomb gets through."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, max_bytes + 1)
+    except zlib.error as exc:
+        raise UnreadableDocument(CORRUPT, f"compressed CMS content: {exc}") from exc
+    if len(out) > max_bytes:
+        raise UnreadableDocument(TOO_LARGE, f"compressed CMS content over {max_bytes} bytes")
+    return out
+
+
+_HEADER_LINE = re.compile(rb"[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+def is_mime_entity(content: bytes) -> bool:
+    """True when ``content`` starts with a header field (``Content-Type: ...``): the
+    content of S/MIME is a MIME entity (RFC 8551 §3.1), a ``.p7m``'s is a file."""
+    return _HEADER_LINE.match(content[:1000].lstrip(b"\r\n")) is not None

@@ -1,0 +1,232 @@
+"""What a CMS encloses (mailsvc.documents.cms), and the walks that open it: extraction
+(the text checks and the virus scan) and the register's files.
+
+Attacked first: damaged and hostile DER must give a precise ``UnreadableDocument`` or a
+result, never another exception; a compression bomb is stopped at the limit without
+inflating it; an encrypted CMS is reported, never taken as empty; nesting is bounded.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+
+import pytest
+from asn1crypto import cms as asn1_cms
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mailsvc.documents import cms
+from mailsvc.documents.extract import ExtractionLimits, extract_message_bytes
+from mailsvc.documents.formats import CORRUPT, ENCRYPTED, TOO_LARGE, UnreadableDocument
+from mailsvc.message import parse_tree
+from mailsvc.register.attachments import attachments_in
+from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
+from tests.signatures.pki import (
+    _openssl,
+    cms_detached,
+    cms_enveloping,
+    make_pdf,
+    mime_entity,
+    session_pki,
+    smime_message,
+)
+
+PDF = make_pdf("Công văn số 12/STTTT-VP")
+ENTITY = mime_entity("Kính gửi Văn thư.\r\n", [("qd.pdf", PDF)])
+
+
+def compressed_cms(content: bytes) -> bytes:
+    return asn1_cms.ContentInfo(
+        {
+            "content_type": "compressed_data",
+            "content": asn1_cms.CompressedData(
+                {
+                    "version": "v0",
+                    "compression_algorithm": {"algorithm": "zlib"},
+                    "encap_content_info": {
+                        "content_type": "data",
+                        "content": zlib.compress(content),
+                    },
+                }
+            ),
+        }
+    ).dump()
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    return cms_enveloping(PDF, session_pki().organisation, tmp_path_factory.mktemp("p7m"))
+
+
+@pytest.fixture(scope="module")
+def encrypted(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    work = tmp_path_factory.mktemp("enc")
+    (work / "entity.eml").write_bytes(ENTITY)
+    cert = session_pki().personal.cert_path
+    src = str(work / "entity.eml")
+    return _openssl("cms", "-encrypt", "-aes256", "-outform", "DER", "-in", src, str(cert))
+
+
+def with_attachment(data: bytes, subtype: str, filename: str) -> bytes:
+    msg = EmailMessage()
+    msg.set_content("x")
+    msg.add_attachment(data, maintype="application", subtype=subtype, filename=filename)
+    return msg.as_bytes(policy=SMTP_POLICY)
+
+
+def opaque_message(entity_body: str, work: Path, **kw: object) -> bytes:
+    return smime_message(session_pki().organisation, work, body=entity_body, opaque=True, **kw)  # type: ignore[arg-type]
+
+
+# -- open_cms ---------------------------------------------------------------------------
+
+
+def test_signed_content_is_returned(signed: bytes) -> None:
+    assert cms.is_cms(signed)
+    assert cms.open_cms(signed, 1 << 20) == cms.Enclosure(cms.SIGNED, PDF, "signed_data")
+    assert not cms.is_mime_entity(PDF)
+    assert cms.is_mime_entity(ENTITY)
+
+
+def test_pem_is_read_like_der(signed: bytes) -> None:
+    pem = b"-----BEGIN PKCS7-----\n" + base64.encodebytes(signed) + b"-----END PKCS7-----\n"
+    assert cms.is_cms(pem)
+    assert cms.open_cms(pem, 1 << 20).content == PDF
+
+
+def test_a_detached_signature_encloses_nothing(tmp_path: Path) -> None:
+    p7s = cms_detached(PDF, session_pki().organisation, tmp_path)
+    assert cms.is_cms(p7s)
+    assert cms.open_cms(p7s, 1 << 20).kind == cms.DETACHED
+
+
+def test_encrypted_is_reported_as_such(encrypted: bytes) -> None:
+    assert cms.is_cms(encrypted)
+    assert cms.open_cms(encrypted, 1 << 20) == cms.Enclosure(
+        cms.ENCRYPTED, content_type="enveloped_data"
+    )
+
+
+def test_compressed_content_is_inflated() -> None:
+    assert cms.open_cms(compressed_cms(ENTITY), 1 << 20).content == ENTITY
+
+
+def test_a_compression_bomb_stops_at_the_limit() -> None:
+    bomb = compressed_cms(bytes(200 << 20))  # 200 MiB of zeros, ~200 KB compressed
+    assert len(bomb) < 300_000
+    with pytest.raises(UnreadableDocument) as info:
+        cms.open_cms(bomb, 1 << 20)
+    assert info.value.kind == TOO_LARGE
+
+
+def test_signed_content_over_the_limit_is_too_large(signed: bytes) -> None:
+    with pytest.raises(UnreadableDocument) as info:
+        cms.open_cms(signed, len(PDF) - 1)
+    assert info.value.kind == TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"%PDF-1.7\n", b"\x30", b"\x30\x80", b"\x30\x03\x02\x01\x01", bytes(range(256)) * 4],
+    ids=["empty", "pdf", "one byte", "indefinite", "integer", "noise"],
+)
+def test_what_is_no_cms_is_not_taken_for_one(data: bytes) -> None:
+    assert not cms.is_cms(data)
+
+
+@DAMAGE_SETTINGS
+@given(
+    st.sampled_from(["signed", "encrypted", "compressed"]),
+    edits([b"\x00", b"\xff", b"\x30\x80", b"\x04\x84\xff\xff\xff\xff", b"\x06\x09", b"\x80"]),
+)
+def test_damaged_der_gives_a_result_or_a_precise_error(
+    signed: bytes, encrypted: bytes, which: str, changes: list[tuple[float, int, bytes]]
+) -> None:
+    original = {"signed": signed, "encrypted": encrypted, "compressed": compressed_cms(ENTITY)}
+    data = damaged(original[which], changes)
+    try:
+        opened = cms.open_cms(data, 1 << 20)
+    except UnreadableDocument as exc:
+        assert exc.kind in (CORRUPT, TOO_LARGE)
+        return
+    assert opened.kind in (cms.SIGNED, cms.COMPRESSED, cms.ENCRYPTED, cms.DETACHED, cms.OTHER)
+
+
+# -- extraction: text checks and the virus scan see the enclosed content ------------------
+
+
+def test_extraction_walks_opaque_smime(tmp_path: Path) -> None:
+    raw = opaque_message("TỐI MẬT\r\n", tmp_path, attachments=[("qd.pdf", PDF)])
+    text = extract_message_bytes(raw, ExtractionLimits())
+    bodies = [p for p in text.parts if p.source == "body"]
+    assert [(p.location, p.text.strip()) for p in bodies] == [
+        ("attachment 1 > enclosed > body 1", "TỐI MẬT")
+    ]
+    [document] = text.attachments(top_level=False)
+    assert document.filename == "qd.pdf"
+    assert document.location == "attachment 1 > enclosed > attachment 1"
+    [content] = text.enclosed
+    assert "TỐI MẬT".encode() in content and text.complete
+
+
+def test_extraction_names_a_p7m_file_after_its_content(signed: bytes) -> None:
+    raw = with_attachment(signed, "octet-stream", "qd.pdf.p7m")
+    text = extract_message_bytes(raw, ExtractionLimits())
+    [document] = text.attachments(top_level=False)
+    assert (document.filename, document.content_type) == ("qd.pdf", "application/pdf")
+    assert text.enclosed == (PDF,)
+
+
+def test_extraction_reports_encrypted_cms(encrypted: bytes) -> None:
+    raw = with_attachment(encrypted, "pkcs7-mime", "smime.p7m")
+    text = extract_message_bytes(raw, ExtractionLimits())
+    [failure] = text.failures
+    assert (failure.kind, failure.location) == (ENCRYPTED, "attachment 1")
+    assert "enveloped_data" in failure.detail and text.enclosed == ()
+
+
+def test_extraction_skips_a_broken_cms_like_any_unknown_file(signed: bytes) -> None:
+    raw = with_attachment(signed[:200], "pkcs7-mime", "a.p7m")
+    text = extract_message_bytes(raw, ExtractionLimits())
+    assert text.complete and [s.location for s in text.skipped] == ["attachment 1"]
+
+
+def test_cms_inside_cms_stops_at_the_extraction_depth() -> None:
+    data = ENTITY
+    for _ in range(10):
+        data = compressed_cms(data)
+    limits = ExtractionLimits()
+    text = extract_message_bytes(with_attachment(data, "pkcs7-mime", "smime.p7z"), limits)
+    assert [f.kind for f in text.failures] == [TOO_LARGE]
+    assert len(text.enclosed) == limits.max_depth
+
+
+# -- the register: the files inside opaque S/MIME are the entry's files ------------------
+
+
+def test_the_register_takes_the_files_opaque_smime_encloses(tmp_path: Path) -> None:
+    raw = opaque_message("Kính gửi.\r\n", tmp_path, attachments=[("qd.pdf", PDF)])
+    files = attachments_in(parse_tree(raw))
+    assert [(a.filename, a.role, a.data) for a in files] == [("qd.pdf", "main", PDF)]
+
+
+def test_the_register_keeps_a_p7m_file_as_it_is(signed: bytes) -> None:
+    files = attachments_in(parse_tree(with_attachment(signed, "pkcs7-mime", "qd.pdf.p7m")))
+    assert [(a.filename, a.role) for a in files] == [("qd.pdf.p7m", "main")]
+
+
+def test_the_register_opens_nested_opaque_smime_a_bounded_number_of_times() -> None:
+    data = ENTITY
+    for _ in range(50):
+        wrapper = EmailMessage()
+        wrapper.set_content(
+            compressed_cms(data), maintype="application", subtype="pkcs7-mime",
+            params={"smime-type": "compressed-data"}, filename="smime.p7z",
+        )  # fmt: skip
+        data = wrapper.as_bytes(policy=SMTP_POLICY)
+    [only] = attachments_in(parse_tree(data))
+    assert only.filename == "smime.p7z"  # the fifth is kept as a file: no recursion without end
