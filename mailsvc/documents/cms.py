@@ -1,4 +1,5 @@
-"""What a CMS file encloses: opaque S/MIME (``application/pkcs7-mime``), ``x.pdf.p7m``.
+"""What a CMS file encloses: opaque S/MIME (``application/pkcs7-mime``), ``x.pdf.p7m``;
+and whether an OpenPGP message is encrypted.
 
 A signed CMS with its content inside (S/MIME ``smime-type=signed-data``, enveloping
 ``.p7m``) or a compressed one (RFC 3274) carries the document in a DER structure: neither
@@ -127,3 +128,39 @@ def is_mime_entity(content: bytes) -> bool:
     """True when ``content`` starts with a header field (``Content-Type: ...``): the
     content of S/MIME is a MIME entity (RFC 8551 §3.1), a ``.p7m``'s is a file."""
     return _HEADER_LINE.match(content[:1000].lstrip(b"\r\n")) is not None
+
+
+# OpenPGP packet tags (RFC 9580 §5) that start an encrypted message: public-key and
+# symmetric-key encrypted session keys, symmetrically encrypted (integrity protected) data.
+_PGP_ENCRYPTED_TAGS = frozenset({1, 3, 9, 18, 20})
+_PGP_ARMOR = re.compile(
+    rb"-----BEGIN PGP MESSAGE-----\r?\n(?:[^\r\n]+:[^\r\n]*\r?\n)*\r?\n([A-Za-z0-9+/=\r\n]*)"
+)
+
+
+def _pgp_first_tag(packets: bytes) -> int | None:
+    if not packets or not packets[0] & 0x80:
+        return None
+    head = packets[0]
+    return head & 0x3F if head & 0x40 else (head >> 2) & 0x0F
+
+
+def is_encrypted_pgp(data: bytes, filename: str | None) -> bool:
+    """True for an OpenPGP message that is encrypted: ASCII-armoured (``BEGIN PGP
+    MESSAGE``, found by content) or binary with an OpenPGP file name (``.gpg``/``.pgp``),
+    whose first packet is an encrypted session key or encrypted data. Signed-only and
+    compressed messages are not (their content is not read here either)."""
+    if b"-----BEGIN PGP MESSAGE-----" in data[:4096]:
+        m = _PGP_ARMOR.search(data[:65536])
+        if m is None:
+            return False
+        body = b"".join(line for line in m.group(1).split() if not line.startswith(b"="))
+        chunk = body[:64]
+        try:
+            packets = base64.b64decode(chunk[: len(chunk) - len(chunk) % 4])
+        except (binascii.Error, ValueError):
+            return False
+        return _pgp_first_tag(packets) in _PGP_ENCRYPTED_TAGS
+    if filename and filename.lower().endswith((".gpg", ".pgp")):
+        return _pgp_first_tag(data[:1]) in _PGP_ENCRYPTED_TAGS
+    return False

@@ -21,8 +21,9 @@ What is walked (depth-first, in MIME order):
 - ``message/rfc822`` parts (forwarded mail, ``.eml`` files) are walked like the top message;
 - zip and tar archives, and files embedded in PDFs, are opened and their members walked;
 - signed and compressed CMS (opaque S/MIME, ``x.pdf.p7m``) are opened and what they enclose
-  walked (``ExtractedText.enclosed`` keeps it for the virus scan); an encrypted one is a
-  failure of kind ``encrypted``;
+  walked (``ExtractedText.enclosed`` keeps it for the virus scan); an encrypted one, a
+  PGP/MIME ``multipart/encrypted`` message and an encrypted OpenPGP file are failures of
+  kind ``encrypted``;
 - nesting stops at ``max_depth``; limits that are hit are reported as failures, never ignored.
 Kinds we cannot read (images, legacy .doc, rar/7z) are listed in ``skipped``.
 """
@@ -372,6 +373,12 @@ def _walk_part(
             else:
                 yield from _walk_message(inner, _join(loc, "message"), depth + 1, budget)
         return
+    if ctype == "multipart/encrypted":  # RFC 1847 (PGP/MIME): nothing here holds the key
+        counters["attachment"] += 1
+        loc = _join(prefix, f"attachment {counters['attachment']}")
+        protocol = str(part.get_param("protocol", "") or "")
+        budget.fail(loc, ENCRYPTED, ctype, b"", f"encrypted message ({protocol or ctype})")
+        return
     if part.is_multipart():
         payload = part.get_payload()
         if isinstance(payload, list):
@@ -446,6 +453,9 @@ def _walk_file(
         return
     if cms_files.is_cms(data):
         yield from _walk_cms(data, filename, loc, depth, budget)
+        return
+    if cms_files.is_encrypted_pgp(data, filename):
+        budget.fail(loc, ENCRYPTED, "application/pgp-encrypted", data, "encrypted OpenPGP message")
         return
     kind = formats.sniff(data, filename, declared)
     if kind in (formats.ZIP, formats.TAR, formats.RFC822):

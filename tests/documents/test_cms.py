@@ -9,6 +9,7 @@ inflating it; an encrypted CMS is reported, never taken as empty; nesting is bou
 from __future__ import annotations
 
 import base64
+import subprocess
 import zlib
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -230,3 +231,68 @@ def test_the_register_opens_nested_opaque_smime_a_bounded_number_of_times() -> N
         data = wrapper.as_bytes(policy=SMTP_POLICY)
     [only] = attachments_in(parse_tree(data))
     assert only.filename == "smime.p7z"  # the fifth is kept as a file: no recursion without end
+
+
+# -- OpenPGP: an encrypted message cannot be checked either -----------------------------
+
+
+def _gpg(home: Path, *args: str, stdin: bytes) -> bytes:
+    command = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", *args]
+    return subprocess.run(command, input=stdin, capture_output=True, check=True).stdout
+
+
+@pytest.fixture(scope="module")
+def gpg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("gnupg")
+    home.chmod(0o700)
+    _gpg(home, "--passphrase", "", "--quick-gen-key", "vanthu@example.vn", stdin=b"")
+    return home
+
+
+def pgp_messages(home: Path) -> dict[str, tuple[bytes, str | None, bool]]:
+    """(bytes, file name, encrypted) of OpenPGP messages made by gpg."""
+    to_key = ("--trust-model", "always", "--encrypt", "-r", "vanthu@example.vn")
+    symmetric = ("--passphrase", "mat-khau", "--symmetric")
+    return {
+        "armoured, to a key": (_gpg(home, "--armor", *to_key, stdin=PDF), "qd.pdf.asc", True),
+        "binary, to a key": (_gpg(home, *to_key, stdin=PDF), "qd.pdf.gpg", True),
+        "armoured, by password": (_gpg(home, "--armor", *symmetric, stdin=PDF), None, True),
+        "binary, by password": (_gpg(home, *symmetric, stdin=PDF), "qd.pdf.pgp", True),
+        "armoured, signed only": (_gpg(home, "--armor", "--sign", stdin=PDF), "qd.asc", False),
+        "binary, signed only": (_gpg(home, "--sign", stdin=PDF), "qd.pdf.gpg", False),
+        "binary, by password, no .gpg name": (_gpg(home, *symmetric, stdin=PDF), "x.bin", False),
+    }
+
+
+def test_encrypted_openpgp_files_are_told_apart(gpg_home: Path) -> None:
+    found = {
+        name: cms.is_encrypted_pgp(data, filename)
+        for name, (data, filename, _) in pgp_messages(gpg_home).items()
+    }
+    assert found == {name: enc for name, (_, _, enc) in pgp_messages(gpg_home).items()}
+
+
+def test_extraction_reports_encrypted_openpgp(gpg_home: Path) -> None:
+    data, filename, _ = pgp_messages(gpg_home)["armoured, to a key"]
+    assert filename is not None
+    raw = with_attachment(data, "octet-stream", filename)
+    text = extract_message_bytes(raw, ExtractionLimits())
+    assert [(f.kind, f.detail) for f in text.failures] == [(ENCRYPTED, "encrypted OpenPGP message")]
+
+
+def test_extraction_reports_pgp_mime_encryption(gpg_home: Path) -> None:
+    data, _, _ = pgp_messages(gpg_home)["armoured, to a key"]
+    raw = (
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+        b' boundary="e1"\r\nMIME-Version: 1.0\r\n\r\n--e1\r\n'
+        b"Content-Type: application/pgp-encrypted\r\n\r\nVersion: 1\r\n--e1\r\n"
+        b'Content-Type: application/octet-stream; name="encrypted.asc"\r\n\r\n'
+        + data
+        + b"\r\n--e1--\r\n"
+    )
+    text = extract_message_bytes(raw, ExtractionLimits())
+    [failure] = text.failures
+    assert (failure.kind, failure.detail) == (
+        ENCRYPTED,
+        "encrypted message (application/pgp-encrypted)",
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import smtplib
+import subprocess
 import zlib
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -175,13 +176,37 @@ async def test_a_virus_inside_cms_is_refused_however_it_is_wrapped(
         assert session.scalars(select(MessageRecord)).all() == []
 
 
-async def test_encrypted_smime_cannot_be_checked_and_is_refused(
-    server: RunningServer, tmp_path: Path
+def pgp_mime(entity: bytes, work: Path) -> bytes:
+    """PGP/MIME (RFC 3156) encrypted by gpg with a password (no key needed to make it)."""
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    armoured = subprocess.run(
+        ["gpg", "--homedir", str(work), "--batch", "--pinentry-mode", "loopback", "--armor",
+         "--passphrase", "mat-khau", "--symmetric"],
+        input=entity, capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return envelope(
+        b"MIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
+        b' boundary="e1"\r\n\r\n--e1\r\nContent-Type: application/pgp-encrypted\r\n\r\n'
+        b"Version: 1\r\n--e1\r\nContent-Type: application/octet-stream;"
+        b' name="encrypted.asc"\r\n\r\n' + armoured + b"\r\n--e1--\r\n"
+    )
+
+
+@pytest.mark.parametrize("kind", ["S/MIME enveloped-data", "PGP/MIME"])
+async def test_an_encrypted_message_cannot_be_checked_and_is_refused(
+    server: RunningServer, tmp_path: Path, kind: str
 ) -> None:
     server.add_mailbox(CLERK)
     trust_sample_agency(server)
-    raw = encrypted(mime_entity(CLASSIFIED), tmp_path)
-    assert b"smime-type=enveloped-data" in raw
+    entity = mime_entity(CLASSIFIED)
+    if kind == "PGP/MIME":
+        raw = pgp_mime(entity, tmp_path / "gnupg")
+    else:
+        raw = encrypted(entity, tmp_path)
+        assert b"smime-type=enveloped-data" in raw
     error = await asyncio.to_thread(refused, server, raw)
     assert error.smtp_code == 554
     assert b"cannot be read" in error.smtp_error and b"encrypted" in error.smtp_error
+    with server.sessions() as session:
+        assert session.scalars(select(MessageRecord)).all() == []
