@@ -91,6 +91,8 @@ DOC = "application/msword"
 OLE = "application/x-ole-storage"  # legacy .xls/.ppt and other OLE compound files
 ZIP = "application/zip"
 TAR = "application/x-tar"
+RAR = "application/vnd.rar"
+SEVEN_ZIP = "application/x-7z-compressed"
 RFC822 = "message/rfc822"
 HTML = "text/html"
 PLAIN = "text/plain"
@@ -110,6 +112,8 @@ _EXTENSIONS = {
     ".ods": "application/vnd.oasis.opendocument.spreadsheet",
     ".odp": "application/vnd.oasis.opendocument.presentation",
     ".zip": ZIP,
+    ".rar": RAR,
+    ".7z": SEVEN_ZIP,
     ".tar": TAR,
     ".tgz": TAR,
     ".tar.gz": TAR,
@@ -136,6 +140,10 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         return PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
+    if head.startswith(b"Rar!\x1a\x07"):  # RAR 4 and RAR 5
+        return RAR
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return SEVEN_ZIP
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return PNG
     if head.startswith(b"\xff\xd8\xff"):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import copy
 import io
+import struct
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import docx
+import libarchive
 import yaml
 from docx.shared import Pt
 from fpdf import FPDF
@@ -118,6 +121,42 @@ def make_zip(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return out.getvalue()
+
+
+def make_7z(members: dict[str, bytes]) -> bytes:
+    """A 7z archive (LZMA), written by libarchive (the reader mailsvc uses is its other half;
+    Debian's 7-Zip is not needed)."""
+    out = bytearray()
+
+    def write(data: bytes) -> int:
+        out.extend(data)
+        return len(data)
+
+    with libarchive.custom_writer(write, "7zip") as archive:
+        for name, data in members.items():
+            archive.add_file_from_memory(name, len(data), data)
+    return bytes(out)
+
+
+def _rar_block(head_type: int, flags: int, fields: bytes, data: bytes = b"") -> bytes:
+    header = struct.pack("<BHH", head_type, flags, 7 + len(fields)) + fields
+    return struct.pack("<H", zlib.crc32(header) & 0xFFFF) + header + data
+
+
+def make_rar(members: dict[str, bytes], *, encrypted: bool = False) -> bytes:
+    """A RAR 4 archive of stored members (no compression), written from the format's
+    description: RAR itself is proprietary and Debian has no program that writes it.
+    Host Windows, archive attribute, as WinRAR writes them. ``encrypted`` sets each
+    member's password flag without encrypting (how it reads: the flag, not the bytes)."""
+    out = b"Rar!\x1a\x07\x00" + _rar_block(0x73, 0, struct.pack("<HI", 0, 0))
+    flags = 0x8000 | (0x04 if encrypted else 0)  # LONG_BLOCK (data follows), PASSWORD
+    for name, data in members.items():
+        raw = name.replace("/", "\\").encode("ascii")
+        size, crc = len(data), zlib.crc32(data)
+        # PACK_SIZE UNP_SIZE HOST_OS FILE_CRC FTIME UNP_VER METHOD NAME_SIZE ATTR
+        fields = struct.pack("<IIBIIBBHI", size, size, 2, crc, 0x5A210000, 20, 0x30, len(raw), 0x20)
+        out += _rar_block(0x74, flags, fields + raw, data)
+    return out + _rar_block(0x7B, 0x4000, b"")
 
 
 def make_tar_gz(members: dict[str, bytes]) -> bytes:
@@ -230,16 +269,17 @@ def build_sample(sample: Sample) -> EmailMessage:
         data, ctype, name = _document(kind, spec)
         attach(msg, data, name, ctype)
         return msg
-    if kind in ("zip", "tar"):
+    if kind in ("zip", "tar", "rar", "7z"):
         inner_kind = spec.get("inner", "docx")
         data, _, name = _document(inner_kind, spec)
         members = {f"ho-so/{name}": data}
-        if kind == "zip":
-            blob, archive_name = make_zip(members), "ho-so.zip"
-            ctype = ("application", "zip")
-        else:
-            blob, archive_name = make_tar_gz(members), "ho-so.tar.gz"
-            ctype = ("application", "gzip")
+        blob, archive_name, ctype = {
+            "zip": lambda: (make_zip(members), "ho-so.zip", ("application", "zip")),
+            "tar": lambda: (make_tar_gz(members), "ho-so.tar.gz", ("application", "gzip")),
+            "rar": lambda: (make_rar(members), "ho-so.rar", ("application", "vnd.rar")),
+            # sent as WinRAR and 7-Zip users' clients often do: no type of its own
+            "7z": lambda: (make_7z(members), "ho-so.7z", ("application", "octet-stream")),
+        }[kind]()
         msg = message(subject)
         attach(msg, blob, archive_name, ctype)
         return msg
