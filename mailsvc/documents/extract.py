@@ -26,7 +26,7 @@ What is walked (depth-first, in MIME order):
   PGP/MIME ``multipart/encrypted`` message and an encrypted OpenPGP file are failures of
   kind ``encrypted``;
 - nesting stops at ``max_depth``; limits that are hit are reported as failures, never ignored.
-Kinds we cannot read (small images, RTF) are listed in ``skipped``.
+Kinds we cannot read (small images, unknown types) are listed in ``skipped``.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class ExtractedText:
     message_sha256: str
     parts: tuple[DocumentPart, ...]
     failures: tuple[ExtractionFailure, ...] = ()
-    skipped: tuple[ExtractionFailure, ...] = ()  # kinds we do not read (small images, RTF)
+    skipped: tuple[ExtractionFailure, ...] = ()  # kinds we do not read (small images, ...)
     elapsed_ms: float = 0.0
     # What signed or compressed CMS parts (opaque S/MIME, x.pdf.p7m) enclose: in the
     # message as sent it is DER that clamd does not open, so the antivirus stage scans
@@ -751,6 +751,8 @@ def _file_text(
         )
     if kind in (formats.DOC, formats.OLE):
         return formats.ole_text(data, limits.max_text_chars)
+    if kind == formats.RTF:
+        return formats.rtf_text(data, limits.max_text_chars)
     text = formats.decode_text(data, charset)
     if kind == formats.HTML:
         return formats.FileText(formats.html_text(text, limits.max_text_chars))

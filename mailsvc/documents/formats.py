@@ -8,6 +8,7 @@ Failures raise :class:`UnreadableDocument` with a stable ``kind``.
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import mimetypes
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 import defusedxml.ElementTree as defused_et
 from defusedxml import DefusedXmlException
+from striprtf.striprtf import rtf_to_text
 
 #: Failure kinds, stable strings used by policies (``classification.yaml: unreadable``).
 CORRUPT = "corrupt"
@@ -92,6 +94,7 @@ OLE = "application/x-ole-storage"  # legacy .xls/.ppt and other OLE compound fil
 ZIP = "application/zip"
 TAR = "application/x-tar"
 RAR = "application/vnd.rar"
+RTF = "application/rtf"
 SEVEN_ZIP = "application/x-7z-compressed"
 RFC822 = "message/rfc822"
 HTML = "text/html"
@@ -114,6 +117,7 @@ _EXTENSIONS = {
     ".zip": ZIP,
     ".rar": RAR,
     ".7z": SEVEN_ZIP,
+    ".rtf": RTF,
     ".tar": TAR,
     ".tgz": TAR,
     ".tar.gz": TAR,
@@ -140,6 +144,8 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         return PDF
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
+    if head.startswith(b"{\\rtf"):
+        return RTF
     if head.startswith(b"Rar!\x1a\x07"):  # RAR 4 and RAR 5
         return RAR
     if head.startswith(b"7z\xbc\xaf\x27\x1c"):
@@ -243,7 +249,7 @@ def _sniff_zip(data: bytes) -> str:
 
 def is_extractable(kind: str) -> bool:
     return (
-        kind in (PDF, DOCX, XLSX, PPTX, HTML, DOC, OLE)
+        kind in (PDF, DOCX, XLSX, PPTX, HTML, DOC, OLE, RTF)
         or kind.startswith("application/vnd.oasis.opendocument")
         or kind.startswith("text/")
     )
@@ -982,6 +988,36 @@ class _HtmlToText(HTMLParser):
     def handle_data(self, data: str) -> None:
         if not self._skip:
             self.out.append(data)
+
+
+_RTF_CODEPAGE = re.compile(rb"\\ansicpg(\d{3,5})")
+# Groups striprtf leaves out as "destinations" although Word prints their text: page
+# headers and footers, footnotes, and text boxes (a shape's text, inside an ignorable
+# ``{\*\shpinst}``): where a classification stamp often stands. Renamed to a word it
+# does not know, so their text is kept; the shapes' properties (``\sn``/``\sv``) stay out.
+_RTF_PRINTED = re.compile(
+    r"(?:\\\*)?\\(?:header[lrf]?|footer[lrf]?|footnote|shpgrp|shpinst|shptxt|shp)(?![a-zA-Z])"
+)
+
+
+def rtf_text(data: bytes, max_chars: int) -> FileText:
+    """The text of an RTF document (Word's "Rich Text Format"), by striprtf: ``\\uN``
+    escapes (how Word writes Vietnamese) and ``\\'xx`` bytes in the document's code page
+    (``\\ansicpg``, default cp1252); page headers, footers, footnotes and text boxes
+    included; pictures, fields' instructions and other destinations left out."""
+    m = _RTF_CODEPAGE.search(data[:4096])
+    encoding = f"cp{int(m.group(1))}" if m else "cp1252"
+    try:
+        codecs.lookup(encoding)
+    except LookupError:  # striprtf would fall back to UTF-8: Windows-1252 is the default
+        encoding = "cp1252"
+        data = _RTF_CODEPAGE.sub(rb"\\ansicpg1252", data)
+    source = _RTF_PRINTED.sub(r"\\mailsvcprinted ", data.decode(encoding, "replace"))
+    try:
+        text = rtf_to_text(source, encoding=encoding, errors="replace")
+    except Exception as exc:  # boundary: striprtf on hostile escapes and braces
+        raise UnreadableDocument(CORRUPT, f"RTF cannot be read: {exc}") from exc
+    return FileText(normalize_text(text, max_chars))
 
 
 def html_text(html: str, max_chars: int) -> str:

@@ -123,6 +123,39 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
+def make_rtf(text: str, *, header: str | None = None, textbox: str | None = None) -> bytes:
+    """An RTF document as Word writes one: Vietnamese letters as ``\\uN?`` escapes (signed
+    16-bit), Windows-1258 declared, the page header in a ``{\\header}`` group."""
+
+    def escaped(line: str) -> str:
+        out = []
+        for ch in line:
+            code = ord(ch)
+            if ch in "\\{}":
+                out.append("\\" + ch)
+            elif code < 128:
+                out.append(ch)
+            else:
+                out.append(f"\\u{code if code < 32768 else code - 65536}?")
+        return "".join(out)
+
+    body = "".join(f"{{\\pard {escaped(line)}\\par}}\n" for line in text.split("\n"))
+    head = f"{{\\header \\pard {escaped(header)}\\par}}\n" if header else ""
+    if textbox:  # a Word text box: the shape's text, and the drawing fallback for old readers
+        head += (
+            "{\\shp{\\*\\shpinst\\shpleft0\\shptop0{\\sp{\\sn shapeType}{\\sv 202}}"
+            f"{{\\shptxt \\pard {escaped(textbox)}\\par}}}}"
+            "{\\shprslt{\\*\\do\\dobxcolumn"
+            f"{{\\dptxbx{{\\pard {escaped(textbox)}\\par}}}}}}}}}}\n"
+        )
+    return (
+        "{\\rtf1\\ansi\\ansicpg1258\\deff0\\uc1{\\fonttbl{\\f0\\froman Times New Roman;}}\n"
+        + head
+        + body
+        + "}"
+    ).encode("ascii")
+
+
 def make_7z(members: dict[str, bytes]) -> bytes:
     """A 7z archive (LZMA), written by libarchive (the reader mailsvc uses is its other half;
     Debian's 7-Zip is not needed)."""
@@ -245,6 +278,9 @@ def _document(kind: str, spec: dict[str, Any]) -> tuple[bytes, tuple[str, str], 
         return data, DOCX_TYPE, spec.get("filename", "van-ban.docx")
     if kind == "odt":
         return make_odt(text, header=spec.get("header")), ODT_TYPE, spec.get("filename", "vb.odt")
+    if kind == "rtf":
+        data = make_rtf(text, header=spec.get("header"), textbox=spec.get("textbox"))
+        return data, ("application", "rtf"), spec.get("filename", "van-ban.rtf")
     raise ValueError(f"unknown document kind {kind}")
 
 
@@ -264,7 +300,7 @@ def build_sample(sample: Sample) -> EmailMessage:
         data, ctype, _ = _document(spec.get("as", "pdf"), {"text": "Kính gửi các đơn vị."})
         attach(msg, data, spec["filename"], ctype)
         return msg
-    if kind in ("pdf", "docx", "odt"):
+    if kind in ("pdf", "docx", "odt", "rtf"):
         msg = message(subject)
         data, ctype, name = _document(kind, spec)
         attach(msg, data, name, ctype)
