@@ -19,8 +19,8 @@ What is walked (depth-first, in MIME order):
   is PDF, DOCX/XLSX/PPTX, ODF, HTML or text (``attachment``) and its document properties
   (``pdf-metadata`` for PDF Title/Subject/Keywords, ``doc-metadata`` for OOXML/ODF);
 - ``message/rfc822`` parts (forwarded mail, ``.eml`` files) are walked like the top message;
-- zip, tar, RAR and 7z archives (RAR and 7z by libarchive), and files embedded in PDFs,
-  are opened and their members walked;
+- zip, tar, RAR and 7z archives (RAR and 7z by libarchive), and files embedded in PDFs
+  and in DOCX/XLSX/PPTX (objects), are opened and their members walked;
 - signed and compressed CMS (opaque S/MIME, ``x.pdf.p7m``) are opened and what they enclose
   walked (``ExtractedText.enclosed`` keeps it for the virus scan); an encrypted one, a
   PGP/MIME ``multipart/encrypted`` message and an encrypted OpenPGP file are failures of
@@ -743,7 +743,11 @@ def _file_text(
         return formats.image_text(data, ocr)
     if kind in (formats.DOCX, formats.XLSX, formats.PPTX):
         return formats.ooxml_text(
-            data, kind, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
+            data,
+            kind,
+            max_member_bytes=limits.max_xml_bytes,
+            max_chars=limits.max_text_chars,
+            max_embedded_bytes=limits.max_file_bytes,
         )
     if kind.startswith("application/vnd.oasis.opendocument"):
         return formats.odf_text(

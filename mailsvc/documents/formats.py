@@ -477,7 +477,24 @@ def _ooxml_members(names: Iterable[str], kind: str) -> list[str]:
     return []
 
 
-def ooxml_text(data: bytes, kind: str, *, max_member_bytes: int, max_chars: int) -> FileText:
+# Files embedded as objects (Insert > Object > from file: a DOCX, a workbook, a legacy
+# .doc as an OLE part): shown as an icon or a first page, opened by a double click.
+_OOXML_EMBEDDED = re.compile(r"(?:word|xl|ppt)/embeddings/[^/]+")
+_MAX_EMBEDDED = 50  # files embedded in one document that are read (as for PDFs)
+
+
+def ooxml_text(
+    data: bytes,
+    kind: str,
+    *,
+    max_member_bytes: int,
+    max_chars: int,
+    max_embedded_bytes: int | None = None,
+) -> FileText:
+    """Text of a DOCX/XLSX/PPTX (headers, footers and notes of a DOCX included), its core
+    properties and the files embedded in it as objects (``embedded``, walked by the
+    extraction like a PDF's; one larger than ``max_embedded_bytes`` makes the document
+    too large to read)."""
     with open_zip(data) as zf:
         names = zf.namelist()
         texts: list[str] = []
@@ -497,9 +514,17 @@ def ooxml_text(data: bytes, kind: str, *, max_member_bytes: int, max_chars: int)
         props: tuple[tuple[str, str], ...] = ()
         if "docProps/core.xml" in names:
             props = _properties_xml(read_member(zf, zf.getinfo("docProps/core.xml"), 1 << 20))
+        embedded = [
+            EmbeddedFile(
+                name=name.rsplit("/", 1)[1],
+                data=read_member(zf, zf.getinfo(name), max_embedded_bytes or max_member_bytes),
+            )
+            for name in [n for n in names if _OOXML_EMBEDDED.fullmatch(n)][:_MAX_EMBEDDED]
+        ]
     return FileText(
         text=normalize_text("\n".join(texts), max_chars),
         properties=props,
+        embedded=tuple(embedded),
         truncated=size >= max_chars,
     )
 

@@ -156,6 +156,31 @@ def make_rtf(text: str, *, header: str | None = None, textbox: str | None = None
     ).encode("ascii")
 
 
+def embed_in_docx(outer: bytes, name: str, data: bytes) -> bytes:
+    """``outer`` with ``data`` embedded as an object (``word/embeddings/NAME``, its
+    relationship and content type), as Word's Insert > Object > from file stores a DOCX."""
+    source = zipfile.ZipFile(io.BytesIO(outer))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
+        for item in source.infolist():
+            blob = source.read(item)
+            if item.filename == "word/_rels/document.xml.rels":
+                rel = (
+                    '<Relationship Id="rIdEmbed1" Type="http://schemas.openxmlformats.org/'
+                    f'officeDocument/2006/relationships/package" Target="embeddings/{name}"/>'
+                )
+                blob = blob.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
+            if item.filename == "[Content_Types].xml":
+                default = (
+                    '<Default Extension="docx" ContentType="application/vnd.openxmlformats-'
+                    'officedocument.wordprocessingml.document"/>'
+                )
+                blob = blob.replace(b"</Types>", default.encode() + b"</Types>")
+            target.writestr(item, blob)
+        target.writestr(f"word/embeddings/{name}", data)
+    return out.getvalue()
+
+
 def make_7z(members: dict[str, bytes]) -> bytes:
     """A 7z archive (LZMA), written by libarchive (the reader mailsvc uses is its other half;
     Debian's 7-Zip is not needed)."""
@@ -318,6 +343,12 @@ def build_sample(sample: Sample) -> EmailMessage:
         }[kind]()
         msg = message(subject)
         attach(msg, blob, archive_name, ctype)
+        return msg
+    if kind == "embedded":  # a document embedded as an object in an innocent DOCX
+        data, _, name = _document(spec.get("inner", "docx"), spec)
+        cover = make_docx("Kính gửi các đơn vị.\nTài liệu kèm theo được nhúng dưới đây.")
+        msg = message(subject)
+        attach(msg, embed_in_docx(cover, name, data), "cong-van.docx", DOCX_TYPE)
         return msg
     if kind == "file":  # a stored file, e.g. a legacy .doc made by LibreOffice
         msg = message(subject)

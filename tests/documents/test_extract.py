@@ -35,6 +35,7 @@ from tests.documents.samples import (
     ODT_TYPE,
     PDF_TYPE,
     attach,
+    embed_in_docx,
     make_docx,
     make_odt,
     make_pdf,
@@ -393,3 +394,23 @@ def test_legacy_word_97_document() -> None:
     (part,) = _extract(msg).attachments()
     assert part.content_type == "application/msword"
     assert {"CÔNG AN TỈNH", "TỐI MẬT", "Số: 901/CAT-PV01"} <= set(part.lines())
+
+
+def test_files_embedded_in_a_docx_are_walked() -> None:
+    """Insert > Object > from file: the embedded DOCX is read like an attachment."""
+    inner = make_docx("SỞ KẾ HOẠCH VÀ ĐẦU TƯ\nMẬT\nSố: 502/SKHĐT-TH")
+    outer = embed_in_docx(make_docx("Kính gửi."), "Microsoft_Word_Document.docx", inner)
+    msg = message()
+    attach(msg, outer, "cong-van.docx", DOCX_TYPE)
+    text = extract_message_bytes(msg.as_bytes(), ExtractionLimits())
+    [_, embedded] = text.attachments(top_level=False)
+    assert embedded.location == "attachment 1 > embedded 1"
+    assert embedded.filename == "Microsoft_Word_Document.docx" and "MẬT" in embedded.text
+
+
+def test_an_embedded_file_over_the_limit_makes_the_document_too_large() -> None:
+    outer = embed_in_docx(make_docx("Kính gửi."), "big.docx", bytes(300_000))
+    msg = message()
+    attach(msg, outer, "cong-van.docx", DOCX_TYPE)
+    text = extract_message_bytes(msg.as_bytes(), ExtractionLimits(max_file_bytes=200_000))
+    assert [(f.location, f.kind) for f in text.failures] == [("attachment 1", "too-large")]
