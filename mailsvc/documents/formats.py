@@ -480,7 +480,7 @@ def _ooxml_members(names: Iterable[str], kind: str) -> list[str]:
 # Files embedded as objects (Insert > Object > from file: a DOCX, a workbook, a legacy
 # .doc as an OLE part): shown as an icon or a first page, opened by a double click.
 _OOXML_EMBEDDED = re.compile(r"(?:word|xl|ppt)/embeddings/[^/]+")
-_MAX_EMBEDDED = 50  # files embedded in one document that are read (as for PDFs)
+_MAX_EMBEDDED = 50  # files embedded in one PDF or OOXML document; more: too large to read
 
 
 def ooxml_text(
@@ -514,12 +514,15 @@ def ooxml_text(
         props: tuple[tuple[str, str], ...] = ()
         if "docProps/core.xml" in names:
             props = _properties_xml(read_member(zf, zf.getinfo("docProps/core.xml"), 1 << 20))
+        objects = [n for n in names if _OOXML_EMBEDDED.fullmatch(n)]
+        if len(objects) > _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{len(objects)} embedded files")
         embedded = [
             EmbeddedFile(
                 name=name.rsplit("/", 1)[1],
                 data=read_member(zf, zf.getinfo(name), max_embedded_bytes or max_member_bytes),
             )
-            for name in [n for n in names if _OOXML_EMBEDDED.fullmatch(n)][:_MAX_EMBEDDED]
+            for name in objects
         ]
     return FileText(
         text=normalize_text("\n".join(texts), max_chars),
@@ -626,11 +629,15 @@ def _pdfium_text(
             if value:
                 props.append((name, normalize_text(str(value), 4000)))
         embedded: list[EmbeddedFile] = []
-        for i in range(min(pdf.count_attachments(), 50)):
+        count = pdf.count_attachments()
+        if count > _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{count} embedded files")
+        for i in range(count):
             att = pdf.get_attachment(i)
             blob = bytes(att.get_data())
-            if len(blob) <= max_embedded:
-                embedded.append(EmbeddedFile(name=att.get_name() or f"embedded-{i + 1}", data=blob))
+            if len(blob) > max_embedded:  # not skipped: it would go unchecked
+                raise UnreadableDocument(TOO_LARGE, f"embedded file of {len(blob)} bytes")
+            embedded.append(EmbeddedFile(name=att.get_name() or f"embedded-{i + 1}", data=blob))
     except pdfium.PdfiumError as exc:
         raise UnreadableDocument(CORRUPT, f"PDFium failed: {exc}") from exc
     finally:

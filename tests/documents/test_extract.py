@@ -16,6 +16,7 @@ from typing import Any
 
 import pypdfium2 as pdfium
 import pytest
+from fpdf import FPDF
 
 from mailsvc.documents.extract import (
     ExtractionError,
@@ -414,3 +415,32 @@ def test_an_embedded_file_over_the_limit_makes_the_document_too_large() -> None:
     attach(msg, outer, "cong-van.docx", DOCX_TYPE)
     text = extract_message_bytes(msg.as_bytes(), ExtractionLimits(max_file_bytes=200_000))
     assert [(f.location, f.kind) for f in text.failures] == [("attachment 1", "too-large")]
+
+
+def _pdf_with_files(count: int, size: int) -> bytes:
+    pdf = FPDF()
+    pdf.add_page()
+    for i in range(count):
+        pdf.embed_file(bytes=bytes([i % 256]) * size, basename=f"phu-luc-{i}.txt", compress=True)
+    return bytes(pdf.output())
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "limit"), [(51, 10, 1 << 20), (1, 300_000, 200_000)], ids=["51", "big"]
+)
+def test_embedded_files_that_would_go_unread_make_the_pdf_too_large(
+    count: int, size: int, limit: int
+) -> None:
+    """Before, the 51st embedded file and one over the limit were skipped silently."""
+    msg = message()
+    attach(msg, _pdf_with_files(count, size), "bao-cao.pdf", PDF_TYPE)
+    text = extract_message_bytes(msg.as_bytes(), ExtractionLimits(max_file_bytes=limit))
+    assert [(f.location, f.kind) for f in text.failures] == [("attachment 1", "too-large")]
+
+
+def test_fifty_embedded_files_are_all_read() -> None:
+    msg = message()
+    attach(msg, _pdf_with_files(50, 10), "bao-cao.pdf", PDF_TYPE)
+    text = extract_message_bytes(msg.as_bytes(), ExtractionLimits())
+    assert text.complete
+    assert len([p for p in text.parts if " > embedded " in p.location]) >= 50
