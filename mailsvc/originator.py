@@ -28,7 +28,9 @@ from email.headerregistry import AddressHeader, BaseHeader
 # RFC 5322 allows 998 octets per line; one mailbox with a display name fits in far less.
 MAX_ADDRESS_FIELD_BYTES = 2048
 
-ORIGINATOR_FIELDS = ("from", "sender", "reply-to")
+ORIGINATOR_FIELDS = ("from", "sender", "reply-to", "resent-from", "resent-sender")
+# Fields that may appear once per resent block, so several times in one header section
+_RESENT_FIELDS = ("resent-from", "resent-sender")
 
 _NAME = re.compile(rb"[!-9;-~]+")
 # C0 controls except HT, and DEL; CR and LF are handled as line ends (bare CR refused).
@@ -66,6 +68,12 @@ class Originator:
     sender: tuple[Mailbox, ...] = ()
     reply_to: tuple[Mailbox, ...] = ()
     problem: HeaderProblem | None = None
+    # every Resent-From:/Resent-Sender: mailbox, all resent blocks together; a field that
+    # cannot be read is ``resent_problem`` (refused on submission; incoming mail is not
+    # judged by these fields, which readers seldom show)
+    resent_from: tuple[Mailbox, ...] = ()
+    resent_sender: tuple[Mailbox, ...] = ()
+    resent_problem: HeaderProblem | None = None
 
     @property
     def from_address(self) -> str:
@@ -99,7 +107,14 @@ def read_originator(raw: bytes, max_field_bytes: int = MAX_ADDRESS_FIELD_BYTES) 
                 problem=HeaderProblem("originator-repeated", f"{name} appears more than once")
             )
     parsed: dict[str, tuple[Mailbox, ...]] = {}
+    resent_problem: HeaderProblem | None = None
     for name, values in found.items():
+        if name in _RESENT_FIELDS:
+            for value in values:
+                mailboxes, problem = _parse_field(name, value, max_field_bytes)
+                resent_problem = resent_problem or problem
+                parsed[name] = parsed.get(name, ()) + mailboxes
+            continue
         mailboxes, problem = _parse_field(name, values[0], max_field_bytes)
         if problem is not None:
             return Originator(problem=problem)
@@ -108,6 +123,9 @@ def read_originator(raw: bytes, max_field_bytes: int = MAX_ADDRESS_FIELD_BYTES) 
         from_=parsed.get("from", ()),
         sender=parsed.get("sender", ()),
         reply_to=parsed.get("reply-to", ()),
+        resent_from=parsed.get("resent-from", ()),
+        resent_sender=parsed.get("resent-sender", ()),
+        resent_problem=resent_problem,
     )
     if len(result.from_) != 1:
         problem = HeaderProblem(

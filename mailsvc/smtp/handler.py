@@ -25,6 +25,7 @@ from mailsvc.db.base import utcnow
 from mailsvc.errors import is_storage_full
 from mailsvc.message import Direction, InboundMessage
 from mailsvc.metrics import Metrics
+from mailsvc.originator import Mailbox
 from mailsvc.outcome import Accepted, DeferReason, Deferred, Outcome, Refused
 from mailsvc.pipeline.runner import PipelineRunner
 from mailsvc.smtp import replies
@@ -269,12 +270,25 @@ class SmtpHandler:
         if sender is not None and not await self.lookup.may_send_as(
             user, sender.addr_spec.lower()
         ):
-            return replies.SENDER_NOT_OWNED
+            return replies.SENDER_FIELD_NOT_OWNED
+        # Resent-From:/Resent-Sender: (a message sent on again) are shown as who sent it
+        # too: every one the login's own, like From: and Sender:.
+        if originator.resent_problem is not None:
+            return replies.for_reason(originator.resent_problem.reason)
+        resent = [("Resent-From", m) for m in originator.resent_from] + [
+            ("Resent-Sender", m) for m in originator.resent_sender
+        ]
+        for field, shown in resent:
+            if not await self.lookup.may_send_as(user, shown.addr_spec.lower()):
+                return replies.RESENT_NOT_OWNED.format(field=field)
         own = {user, msg.from_address} | ({sender.addr_spec.lower()} if sender else set())
-        for mailbox, refusal in (
+        own |= {shown.addr_spec.lower() for _, shown in resent}
+        named: list[tuple[Mailbox | None, str]] = [
             (originator.from_[0], replies.FROM_NAME_NOT_OWNED),
             (sender, replies.SENDER_NAME_NOT_OWNED),
-        ):
+            *((m, replies.RESENT_NAME_NOT_OWNED.format(field=f)) for f, m in resent),
+        ]
+        for mailbox, refusal in named:
             if mailbox is None:
                 continue
             # Display name and comments ("a@b (Name)" shows Name); NFKC: a full-width ＠

@@ -23,9 +23,13 @@ FROM_NOT_OWNED = "553 5.7.1 From: header address not owned by authenticated user
 FROM_NAME_NOT_OWNED = (
     "553 5.7.1 From: display name shows an address not owned by authenticated user"
 )
-SENDER_NOT_OWNED = "553 5.7.1 Sender: header address not owned by authenticated user"
+SENDER_FIELD_NOT_OWNED = "553 5.7.1 Sender: header address not owned by authenticated user"
 SENDER_NAME_NOT_OWNED = (
     "553 5.7.1 Sender: display name shows an address not owned by authenticated user"
+)
+RESENT_NOT_OWNED = "553 5.7.1 {field}: header address not owned by authenticated user"
+RESENT_NAME_NOT_OWNED = (
+    "553 5.7.1 {field}: display name shows an address not owned by authenticated user"
 )
 NULL_SENDER_NOT_REPORT = (
     "553 5.7.1 The null sender <> is only for delivery and read reports (multipart/report)"

@@ -224,6 +224,65 @@ async def test_a_sender_field_must_be_the_officials_own_on_submission(
     assert code == 250
 
 
+async def test_resent_fields_must_be_the_officials_own_on_submission(
+    mailboxes: RunningServer,
+) -> None:
+    """Resent-From:/Resent-Sender: (a message sent on again) say who sent it too: every
+    one, in every resent block, must be the login's; a broken one is refused, not
+    skipped. Incoming mail is not judged by them."""
+    server = mailboxes
+    for fields, refusal, expected in (
+        (f"Resent-From: {BOSS}\r\n", 553, b"Resent-From: header address not owned"),
+        (f"Resent-Sender: {BOSS}\r\n", 553, b"Resent-Sender: header address not owned"),
+        (f"Resent-From: {OFFICIAL}\r\nResent-From: {BOSS}\r\n", 553, b"Resent-From: header"),
+        (f'Resent-From: "{BOSS}" <{OFFICIAL}>\r\n', 553, b"Resent-From: display name"),
+        ("Resent-From: <<<@@>\r\n", 554, b"address header field cannot be parsed"),
+    ):
+        code, text = await asyncio.to_thread(
+            deliver,
+            server,
+            raw_message(f"From: {OFFICIAL}\r\n{fields}"),
+            sender=OFFICIAL,
+            listener="submission",
+            login=OFFICIAL,
+        )
+        assert code == refusal and expected in text, (fields, code, text)
+    own = f"Resent-From: Nguyễn Văn An <{OFFICIAL}>\r\nResent-Sender: {OFFICIAL}\r\n"
+    code, _ = await asyncio.to_thread(
+        deliver,
+        server,
+        raw_message(f"From: {OFFICIAL}\r\n{own}"),
+        sender=OFFICIAL,
+        listener="submission",
+        login=OFFICIAL,
+    )
+    assert code == 250
+    # from another server, a list's Resent-From: is no reason to refuse
+    code, _ = await asyncio.to_thread(
+        deliver,
+        server,
+        raw_message(f"From: {OUTSIDER}\r\nResent-From: <<<@@>\r\nResent-From: {BOSS}\r\n"),
+        sender=OUTSIDER,
+    )
+    assert code == 250
+
+
+async def test_an_envelope_sender_not_owned_gets_its_own_reply(mailboxes: RunningServer) -> None:
+    """MAIL FROM someone else's address: the reply names the address and the envelope
+    (it said "Sender: header address not owned", a constant defined twice)."""
+
+    def mail_from() -> tuple[int, bytes]:
+        with mailboxes.smtp("submission") as client:
+            client.ehlo("client.example.vn")
+            client.starttls(context=client_tls())
+            client.login(OFFICIAL, PASSWORD)
+            return client.mail(BOSS)
+
+    code, text = await asyncio.to_thread(mail_from)
+    assert code == 553
+    assert text == f"5.7.1 <{BOSS}>: sender address not owned by authenticated user".encode()
+
+
 # --- 10.4 hostile address headers --------------------------------------------------------
 
 
