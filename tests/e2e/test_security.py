@@ -78,6 +78,13 @@ def deliver(
         return client.data(raw)
 
 
+async def submit(server: RunningServer, head: str) -> tuple[int, bytes]:
+    """One message from the official, logged in on the submission port: the DATA reply."""
+    return await asyncio.to_thread(
+        deliver, server, raw_message(head), sender=OFFICIAL, listener="submission", login=OFFICIAL
+    )
+
+
 @pytest.fixture
 async def mailboxes(server: RunningServer) -> RunningServer:
     for address in (CLERK, OFFICIAL, BOSS):
@@ -147,14 +154,7 @@ async def test_display_name_showing_another_address_is_refused_on_submission(
 ) -> None:
     server = mailboxes
     for display in (f'"{BOSS}"', '"giamdoc＠sotttt.example.vn"', f'"Giám đốc ({BOSS})"'):
-        code, text = await asyncio.to_thread(
-            deliver,
-            server,
-            raw_message(f"From: {display} <{OFFICIAL}>\r\n"),
-            sender=OFFICIAL,
-            listener="submission",
-            login=OFFICIAL,
-        )
+        code, text = await submit(server, f"From: {display} <{OFFICIAL}>\r\n")
         assert code == 553 and b"display name" in text, display
     # A comment is a display name too: IMAP's ENVELOPE (Dovecot) and mail clients show
     # "x@y (Name)" and "Name (note) <x@y>" with the comment as the sender's name.
@@ -164,32 +164,11 @@ async def test_display_name_showing_another_address_is_refused_on_submission(
         f"{OFFICIAL} (=?utf-8?q?{BOSS.replace('@', '=40')}?=)",
         f"{OFFICIAL} (Giám đốc (({BOSS})))",
     ):
-        code, text = await asyncio.to_thread(
-            deliver,
-            server,
-            raw_message(f"From: {field}\r\n"),
-            sender=OFFICIAL,
-            listener="submission",
-            login=OFFICIAL,
-        )
+        code, text = await submit(server, f"From: {field}\r\n")
         assert code == 553 and b"display name" in text, field
-    code, _ = await asyncio.to_thread(
-        deliver,
-        server,
-        raw_message(f'From: "An ({OFFICIAL})" <{OFFICIAL}>\r\n'),
-        sender=OFFICIAL,
-        listener="submission",
-        login=OFFICIAL,
-    )
+    code, _ = await submit(server, f'From: "An ({OFFICIAL})" <{OFFICIAL}>\r\n')
     assert code == 250
-    code, _ = await asyncio.to_thread(
-        deliver,
-        server,
-        raw_message(f"From: {OFFICIAL} (Nguyễn Văn An, phòng Văn thư)\r\n"),
-        sender=OFFICIAL,
-        listener="submission",
-        login=OFFICIAL,
-    )
+    code, _ = await submit(server, f"From: {OFFICIAL} (Nguyễn Văn An, phòng Văn thư)\r\n")
     assert code == 250
 
 
@@ -204,23 +183,9 @@ async def test_a_sender_field_must_be_the_officials_own_on_submission(
         (f'"{BOSS}" <{OFFICIAL}>', b"display name"),
         (f"{OFFICIAL} ({BOSS})", b"display name"),
     ):
-        code, text = await asyncio.to_thread(
-            deliver,
-            server,
-            raw_message(f"From: {OFFICIAL}\r\nSender: {field}\r\n"),
-            sender=OFFICIAL,
-            listener="submission",
-            login=OFFICIAL,
-        )
+        code, text = await submit(server, f"From: {OFFICIAL}\r\nSender: {field}\r\n")
         assert code == 553 and expected in text, (field, code, text)
-    code, _ = await asyncio.to_thread(
-        deliver,
-        server,
-        raw_message(f"From: {OFFICIAL}\r\nSender: Nguyễn Văn An <{OFFICIAL}>\r\n"),
-        sender=OFFICIAL,
-        listener="submission",
-        login=OFFICIAL,
-    )
+    code, _ = await submit(server, f"From: {OFFICIAL}\r\nSender: Nguyễn Văn An <{OFFICIAL}>\r\n")
     assert code == 250
 
 
@@ -238,24 +203,10 @@ async def test_resent_fields_must_be_the_officials_own_on_submission(
         (f'Resent-From: "{BOSS}" <{OFFICIAL}>\r\n', 553, b"Resent-From: display name"),
         ("Resent-From: <<<@@>\r\n", 554, b"address header field cannot be parsed"),
     ):
-        code, text = await asyncio.to_thread(
-            deliver,
-            server,
-            raw_message(f"From: {OFFICIAL}\r\n{fields}"),
-            sender=OFFICIAL,
-            listener="submission",
-            login=OFFICIAL,
-        )
+        code, text = await submit(server, f"From: {OFFICIAL}\r\n{fields}")
         assert code == refusal and expected in text, (fields, code, text)
     own = f"Resent-From: Nguyễn Văn An <{OFFICIAL}>\r\nResent-Sender: {OFFICIAL}\r\n"
-    code, _ = await asyncio.to_thread(
-        deliver,
-        server,
-        raw_message(f"From: {OFFICIAL}\r\n{own}"),
-        sender=OFFICIAL,
-        listener="submission",
-        login=OFFICIAL,
-    )
+    code, _ = await submit(server, f"From: {OFFICIAL}\r\n{own}")
     assert code == 250
     # from another server, a list's Resent-From: is no reason to refuse
     code, _ = await asyncio.to_thread(
