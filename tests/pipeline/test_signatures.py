@@ -6,6 +6,7 @@ workers must pickle) and the real DbDirectory over a migrated database.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -17,8 +18,9 @@ import pytest
 from mailsvc import directory
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory
-from mailsvc.message import Direction, InboundMessage
+from mailsvc.message import Direction, InboundMessage, parse_tree
 from mailsvc.pipeline.signatures import SignaturesStage
+from mailsvc.register.attachments import attachments_in
 from mailsvc.signatures.policy import SignaturePolicy
 from mailsvc.signatures.report import CertificateKind, DocumentOutcome, DocumentSignatureReport
 from mailsvc.signatures.trust import TrustConfig
@@ -36,6 +38,7 @@ from tests.signatures.pki import (
     signed_pdf,
     smime_message,
 )
+from tests.signatures.test_forwarded import as_bytes, forward, original
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +276,55 @@ async def test_no_mismatch_judgement_between_our_own_mailboxes(
         inbound(raw, ours)
     )
     assert (finding.status, finding.reason) == (Status.FAIL, "signer-mismatch")
+
+
+# -- documents inside a forwarded message (tests/signatures/test_forwarded.py) -------------
+
+
+async def _forwarded_reports(
+    raw: bytes, pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
+) -> list[tuple[Status, str, str]]:
+    findings = await stage(pki, agencies, executor).inspect(inbound(raw))
+    out = []
+    for f in findings:
+        assert isinstance(f.payload, DocumentSignatureReport)
+        out.append((f.status, f.reason, f.payload.document))
+    return out
+
+
+@pytest.mark.parametrize("shape", ["named .eml", "unnamed"])
+async def test_a_forwarded_signed_document_is_validated(
+    shape: str, pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
+) -> None:
+    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
+    headers = {
+        "named .eml": (
+            'Content-Type: message/rfc822; name="qd.eml"',
+            'Content-Disposition: attachment; filename="qd.eml"',
+        ),
+        "unnamed": ("Content-Type: message/rfc822",),
+    }[shape]
+    raw = forward(as_bytes(original(pdf)), *headers)
+    assert await _forwarded_reports(raw, pki, agencies, executor) == [
+        (Status.PASS, "signed", "35-QD-UBND.pdf")
+    ]
+    # what the register picks as the entry's legal value: the report of its main file
+    [main] = [a for a in attachments_in(parse_tree(raw)) if a.role == "main"]
+    assert main.sha256 == hashlib.sha256(pdf).hexdigest()
+
+    changed = forward(as_bytes(original(flip_byte(pdf, b"Quy"))), *headers)
+    [(status, reason, document)] = await _forwarded_reports(changed, pki, agencies, executor)
+    assert (status, reason, document) == (Status.FAIL, "signature-invalid", "35-QD-UBND.pdf")
+
+    # forwarded by an official of another agency: the policy's forwarded rule applies
+    other = forward(as_bytes(original(pdf)), *headers, sender="vanthu@stc.thunghiem.gov.vn")
+    [(status, reason, document)] = await _forwarded_reports(other, pki, agencies, executor)
+    assert (status, reason) == (Status.NONE, "signer-mismatch")
+
+
+async def test_an_unsigned_forwarded_document_reads_unsigned(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
+) -> None:
+    raw = forward(as_bytes(original(make_pdf("Công văn số 12"))), "Content-Type: message/rfc822")
+    [(status, reason, document)] = await _forwarded_reports(raw, pki, agencies, executor)
+    assert (status, reason, document) == (Status.NONE, "unsigned", "35-QD-UBND.pdf")

@@ -5,8 +5,8 @@ Before, the walk took an enclosed message as one opaque file (``attachment.eml``
 the register, reading the email package's tree, took the PDF inside as the entry's main
 document: a valid signature read "not verified", and a PDF changed after signing was
 never looked at. The register's files and the walk's documents are compared here on
-every way mail clients forward (and on hostile shapes), then a real signature is
-validated through the stage with a worker pool.
+every way mail clients forward (and on hostile shapes); real signatures inside forwarded
+messages are validated through the stage in tests/pipeline/test_signatures.py.
 """
 
 from __future__ import annotations
@@ -14,35 +14,20 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import PurePosixPath
 
 import pytest
 
-from mailsvc import directory
-from mailsvc.db.session import make_engine, make_sessionmaker
-from mailsvc.directory import DbDirectory
-from mailsvc.message import InboundMessage, parse_tree
-from mailsvc.pipeline.signatures import SignaturesStage
+from mailsvc.message import parse_tree
 from mailsvc.register.attachments import SIGNATURE_EXTENSIONS, attachments_in
 from mailsvc.signatures.policy import SignaturePolicy
-from mailsvc.signatures.report import DocumentSignatureReport
 from mailsvc.signatures.smime import MAX_DEPTH, NestingTooDeep, jobs_for_message
-from mailsvc.verdict import Status
 from tests.documents.test_parse_tree import HOSTILE
 from tests.hostile import corpus
 from tests.signatures.pki import (
-    AGENCY_CODE,
     AGENCY_DOMAIN,
-    AGENCY_NAME,
-    SamplePki,
-    flip_byte,
-    make_pdf,
-    session_pki,
-    signed_pdf,
 )
 from tests.signatures.test_jobs_from_tree import RAW, TREE
 
@@ -226,88 +211,3 @@ def test_nesting_deeper_than_the_walk_goes_is_a_precise_error() -> None:
         raw = head("message/rfc822") + raw
     with pytest.raises(NestingTooDeep, match=f"nested more than {MAX_DEPTH} deep"):
         jobs_for_message(raw, POLICY)
-
-
-# -- through the stage, with a worker pool, the sample PKI and the directory ------------
-
-
-@pytest.fixture(scope="module")
-def pki() -> SamplePki:
-    return session_pki()
-
-
-@pytest.fixture(scope="module")
-def executor() -> Iterator[ProcessPoolExecutor]:
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        yield pool
-
-
-@pytest.fixture
-def agencies(db_url: str) -> DbDirectory:
-    sessions = make_sessionmaker(make_engine(db_url))
-    with sessions() as session:
-        directory.add_agency(
-            session, actor="test", code=AGENCY_CODE, name=AGENCY_NAME, domains=[AGENCY_DOMAIN]
-        )
-        session.commit()
-    return DbDirectory(sessions)
-
-
-async def _reports(
-    raw: bytes, pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
-) -> list[tuple[Status, str, str]]:
-    assert pki.gpg is not None
-    stage = SignaturesStage(
-        SignaturePolicy(), pki.trust_config(), agencies, executor, gnupg_home=pki.gpg.keyring_home
-    )
-    msg = InboundMessage(
-        queue_id="Q1",
-        mail_from=SENDER,
-        rcpt_tos=("vanthu@example.vn",),
-        raw=raw,
-        received_at=datetime.now(UTC),
-    )
-    findings = await stage.inspect(msg)
-    out = []
-    for f in findings:
-        assert isinstance(f.payload, DocumentSignatureReport)
-        out.append((f.status, f.reason, f.payload.document))
-    return out
-
-
-@pytest.mark.parametrize("shape", ["named .eml", "unnamed"])
-async def test_a_forwarded_signed_document_is_validated(
-    shape: str, pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
-) -> None:
-    pdf = signed_pdf(make_pdf("Quyết định số 35/2026/QĐ-UBND"), pki.personal, pki.organisation)
-    headers = {
-        "named .eml": (
-            'Content-Type: message/rfc822; name="qd.eml"',
-            'Content-Disposition: attachment; filename="qd.eml"',
-        ),
-        "unnamed": ("Content-Type: message/rfc822",),
-    }[shape]
-    raw = forward(as_bytes(original(pdf)), *headers)
-    assert await _reports(raw, pki, agencies, executor) == [
-        (Status.PASS, "signed", "35-QD-UBND.pdf")
-    ]
-    # what the register picks as the entry's legal value: the report of its main file
-    [main] = [a for a in attachments_in(parse_tree(raw)) if a.role == "main"]
-    assert main.sha256 == hashlib.sha256(pdf).hexdigest()
-
-    changed = forward(as_bytes(original(flip_byte(pdf, b"Quy"))), *headers)
-    [(status, reason, document)] = await _reports(changed, pki, agencies, executor)
-    assert (status, reason, document) == (Status.FAIL, "signature-invalid", "35-QD-UBND.pdf")
-
-    # forwarded by an official of another agency: the policy's forwarded rule applies
-    other = forward(as_bytes(original(pdf)), *headers, sender="vanthu@stc.thunghiem.gov.vn")
-    [(status, reason, document)] = await _reports(other, pki, agencies, executor)
-    assert (status, reason) == (Status.NONE, "signer-mismatch")
-
-
-async def test_an_unsigned_forwarded_document_reads_unsigned(
-    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor
-) -> None:
-    raw = forward(as_bytes(original(make_pdf("Công văn số 12"))), "Content-Type: message/rfc822")
-    [(status, reason, document)] = await _reports(raw, pki, agencies, executor)
-    assert (status, reason, document) == (Status.NONE, "unsigned", "35-QD-UBND.pdf")
