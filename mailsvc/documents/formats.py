@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mailsvc.documents.ocr import Ocr
 
 import defusedxml.ElementTree as defused_et
+import msoffcrypto
 from defusedxml import DefusedXmlException
 from striprtf.striprtf import rtf_to_text
 
@@ -966,12 +967,27 @@ _OLE_TEXT = re.compile(
 )
 
 
+def office_encrypted(data: bytes) -> bool:
+    """True for a password-protected Office file in a compound (OLE) file: a DOCX/XLSX/
+    PPTX saved with "Encrypt with Password" (an EncryptedPackage stream) or a legacy
+    .doc/.xls/.ppt with its encryption flag set, as msoffcrypto-tool reads them. Its text
+    is ciphertext: read as UTF-16 runs it would show no marking at all. False for any
+    other compound file (or one msoffcrypto-tool does not know)."""
+    try:
+        return bool(msoffcrypto.OfficeFile(io.BytesIO(data)).is_encrypted())
+    except Exception:  # boundary: not an Office file msoffcrypto-tool knows (a .msg, ...)
+        return False
+
+
 def ole_text(data: bytes, max_chars: int) -> FileText:
     """Best-effort text of a legacy .doc/.xls/.ppt: UTF-16LE runs, one paragraph a line.
 
     Not a parser of the compound file: text stored as 8-bit cp1252 (pure ASCII
-    paragraphs) is missed, and fragments of other streams may appear.
+    paragraphs) is missed, and fragments of other streams may appear. A password-protected
+    one (:func:`office_encrypted`) is ``encrypted``, not read.
     """
+    if office_encrypted(data):
+        raise UnreadableDocument(ENCRYPTED, "password-protected Office document")
     decoded = data[: len(data) & ~1].decode("utf-16-le", errors="replace")
     runs: list[str] = []
     size = 0

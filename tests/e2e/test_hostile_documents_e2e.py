@@ -8,6 +8,7 @@ import smtplib
 import zipfile
 
 import pytest
+from msoffcrypto.format.ooxml import OOXMLFile
 from sqlalchemy import select
 
 from mailsvc.db.models import MessageRecord
@@ -57,3 +58,27 @@ async def test_utf16_entity_expansion_in_docx_is_not_accepted(server: RunningSer
     assert info.value.smtp_code in (451, 554)
     with server.sessions() as session:
         assert session.scalars(select(MessageRecord)).all() == []
+
+
+def password_protected(document: bytes) -> bytes:
+    """Word's "Encrypt with Password": the DOCX inside an OLE compound file (ECMA-376
+    agile encryption), made by msoffcrypto-tool."""
+    out = io.BytesIO()
+    OOXMLFile(io.BytesIO(document)).encrypt("mat-khau-2026", out)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("name", ["bao-cao.docx", "bao-cao.doc", "bao-cao"])
+async def test_a_password_protected_word_file_cannot_be_read_and_is_refused(
+    server: RunningServer, name: str
+) -> None:
+    """Its text is ciphertext: read as a compound file's UTF-16 runs it showed no marking
+    and the classified report inside went out."""
+    server.add_mailbox(CLERK)
+    locked = password_protected(make_docx("CÔNG AN TỈNH\nTỐI MẬT\nSố: 901/CAT-PV01"))
+    msg = make_message(SENDER, CLERK, subject="Gửi báo cáo")
+    msg.add_attachment(locked, maintype=DOCX_TYPE[0], subtype=DOCX_TYPE[1], filename=name)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, msg, SENDER, [CLERK])
+    assert info.value.smtp_code == 554
+    assert b"cannot be read" in info.value.smtp_error and b"encrypted" in info.value.smtp_error
