@@ -23,6 +23,7 @@ name in the signing certificate when the signatures stage validated one.
 from __future__ import annotations
 
 import email.header
+import hashlib
 import logging
 import re
 import unicodedata
@@ -32,7 +33,7 @@ from dataclasses import dataclass, replace
 from email.message import Message
 from typing import Any, Protocol
 
-from mailsvc.documents import formats
+from mailsvc.documents import cms, formats
 from mailsvc.documents.extract import (
     Analysis,
     DocumentPart,
@@ -41,6 +42,7 @@ from mailsvc.documents.extract import (
     MessageView,
     Source,
 )
+from mailsvc.documents.formats import UnreadableDocument
 from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
 from mailsvc.interfaces import Directory
@@ -68,13 +70,16 @@ class Extractor(Protocol):
 
 def main_document(text: ExtractedText, main: AttachmentInput | None) -> DocumentPart | None:
     """The part the metadata are read from. With a main file (``main_attachment``: the
-    register's main document, whose signature gives the entry its legal value): its text,
-    or None when it has none (a scan without a text layer, a .p7m); never another part.
-    Without one: the first scanned image (PNG/JPEG/TIFF) whose OCR found text."""
+    register's main document, whose signature gives the entry its legal value): its text
+    (for an enveloping ``x.pdf.p7m``, the text of the document it encloses, which its
+    signature covers), or None when it has none (a scan without a text layer); never
+    another part. Without one: the first scanned image (PNG/JPEG/TIFF) whose OCR found
+    text."""
     if main is not None:
+        wanted = {main.sha256} | _enclosed_sha256(main)
         # by its bytes, at any depth: inside a forwarded message or opaque S/MIME too
         for part in text.attachments(top_level=False):
-            if part.sha256 == main.sha256 and part.text.strip():
+            if part.sha256 in wanted and part.text.strip():
                 return part
         return None
     for part in text.attachments(top_level=True):
@@ -84,6 +89,17 @@ def main_document(text: ExtractedText, main: AttachmentInput | None) -> Document
         if part.content_type in formats.IMAGES:
             return part
     return None
+
+
+def _enclosed_sha256(main: AttachmentInput) -> set[str]:
+    """The SHA-256 of what a signed CMS main file (``x.pdf.p7m``) encloses, if it is one."""
+    if main.data is None or not cms.is_cms(main.data):
+        return set()
+    try:
+        opened = cms.open_cms(main.data, len(main.data))
+    except UnreadableDocument:
+        return set()
+    return {hashlib.sha256(opened.content).hexdigest()} if opened.kind == cms.SIGNED else set()
 
 
 def attachment_names(text: ExtractedText) -> tuple[str, ...]:

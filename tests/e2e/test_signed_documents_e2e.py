@@ -356,6 +356,27 @@ async def test_register_content_comes_from_the_sealed_main_document(
     assert document.abstract == expected["abstract"]
 
 
+async def test_a_sealed_p7m_entry_reads_its_number_from_the_pdf_it_encloses(
+    server: RunningServer,
+) -> None:
+    """x.pdf.p7m: the register keeps the .p7m (its seal gives the entry its value), and
+    the number and abstract come from the PDF the seal covers (they were left empty)."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    pki = session_pki()
+    with tempfile.TemporaryDirectory() as work:
+        p7m = cms_enveloping(layout_pdf(LAYOUTS["cv_state"]), pki.organisation, Path(work))
+    msg = make_message(SENDER, CLERK, subject="V/v kiểm tra hộp thư công vụ")
+    msg.add_attachment(p7m, maintype="application", subtype="octet-stream", filename="1875.pdf.p7m")
+    assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
+    assert document.main_sha256 == hashlib.sha256(p7m).hexdigest()
+    expected = LAYOUTS["cv_state"].expected
+    assert document.number_notation == expected["number_notation"] == "1875/SNV-VTLT"
+    assert document.abstract == expected["abstract"]
+
+
 async def test_sealed_scan_without_text_takes_no_number_from_unsigned_parts(
     server: RunningServer,
 ) -> None:
