@@ -33,6 +33,40 @@ from dataclasses import dataclass
 from mailsvc.documents.extract import DocumentPart, ExtractedText, Source
 from mailsvc.policy.classification import Category, ClassificationPolicy
 
+# Invisible format characters (Unicode category Cf) a stamp could be split with and still
+# read as one word: soft hyphen, zero-width space and joiners, directional marks and
+# embeddings, word joiner and invisible operators, byte order mark, interlinear marks, tags.
+_INVISIBLE = dict.fromkeys(
+    [
+        *(0x00AD, 0x061C, 0x180E, 0xFEFF, 0xE0001),
+        *range(0x200B, 0x2010),
+        *range(0x202A, 0x202F),
+        *range(0x2060, 0x2065),
+        *range(0x2066, 0x2070),
+        *range(0xFFF9, 0xFFFC),
+        *range(0xE0020, 0xE0080),
+    ]
+)
+# Cyrillic and Greek letters printed like one Latin letter (Unicode's confusables data,
+# UTS #39): "ТỐI МẬТ" with Cyrillic Т and М reads TỐI MẬT. Mapped on the decomposed text,
+# so a Vietnamese diacritic on a Cyrillic base letter stays on the Latin one.
+_LATIN_LOOKALIKE = str.maketrans(
+    "АВЕКМНОРСТХІЈЅУҮӀԌԚԜ" "аеорсухіјѕԁһӏԛԝүɡ" "ΑΒΕΗΙΚΜΝΟΡΤΥΧΖϹ" "αοριτνκυχϲϳ",
+    "ABEKMHOPCTXIJSYYIGQW" "aeopcyxijsdhlqwyg" "ABEHIKMNOPTYXZC" "aopitvkuxcj",
+)
+
+
+def visible(text: str) -> str:
+    """``text`` as a reader sees it, for matching markings: invisible format characters
+    dropped, compatibility forms folded (NFKC: full-width ＭẬＴ is MẬT), and Cyrillic or
+    Greek letters that look Latin written as the Latin ones."""
+    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFD", text)
+    mapped = decomposed.translate(_LATIN_LOOKALIKE)
+    return text if mapped == decomposed else unicodedata.normalize("NFC", mapped)
+
 
 def fold(text: str) -> str:
     """Lower case without diacritics: "Tối Mật" → "toi mat", "Đơn" → "don"."""
@@ -179,6 +213,9 @@ class MarkingDetector:
         return max(matches, key=lambda m: m.rank, default=None)
 
     def scan_part(self, part: DocumentPart) -> list[MarkingMatch]:
+        seen = visible(part.text)
+        if seen != part.text:
+            part = dataclasses.replace(part, text=seen)
         if part.source == Source.FILENAME:
             return self._scan_filename(part)
         if part.source in (Source.PDF_METADATA, Source.DOC_METADATA):
