@@ -533,14 +533,24 @@ def ooxml_text(
     )
 
 
+_ODF_OBJECT = re.compile(r"(?:Object [^/]+/)+(?:styles|content)\.xml")
+
+
 def odf_text(data: bytes, *, max_member_bytes: int, max_chars: int) -> FileText:
     with open_zip(data) as zf:
         names = set(zf.namelist())
         if "content.xml" not in names:
             raise UnreadableDocument(CORRUPT, "ODF package without content.xml")
         texts: list[str] = []
-        # styles.xml holds the page headers and footers (where a stamp may sit)
-        for name in ("styles.xml", "content.xml"):
+        # styles.xml holds the page headers and footers (where a stamp may sit); objects
+        # embedded in the document (Insert > Object: another text, a sheet, a chart) are
+        # packages of their own in "Object N/", shown in place
+        objects = sorted(
+            (n for n in names if _ODF_OBJECT.fullmatch(n)), key=lambda n: (n.count("/"), n)
+        )
+        if len(objects) > 2 * _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{len(objects) // 2} embedded objects")
+        for name in ("styles.xml", "content.xml", *objects):
             if name in names:
                 member = read_member(zf, zf.getinfo(name), max_member_bytes)
                 texts.append(_odf_xml_text(member, max_chars))

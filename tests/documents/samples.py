@@ -24,6 +24,8 @@ import libarchive
 import yaml
 from docx.shared import Pt
 from fpdf import FPDF
+from odf.draw import Frame
+from odf.draw import Object as DrawObject
 from odf.opendocument import OpenDocumentText
 from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
@@ -97,7 +99,9 @@ def make_docx(
     return out.getvalue()
 
 
-def make_odt(text: str, *, header: str | None = None) -> bytes:
+def make_odt(text: str, *, header: str | None = None, embedded: str | None = None) -> bytes:
+    """An ODT; ``embedded``: the text of another ODT embedded as an object (Insert >
+    Object > OLE Object > from file in LibreOffice: a package in "Object 1/")."""
     document = OpenDocumentText()
     if header:
         layout = PageLayout(name="Layout")
@@ -110,6 +114,15 @@ def make_odt(text: str, *, header: str | None = None) -> bytes:
         document.masterstyles.addElement(master)
     for line in text.split("\n"):
         document.text.addElement(P(text=line))
+    if embedded:
+        inner = OpenDocumentText()
+        for line in embedded.split("\n"):
+            inner.text.addElement(P(text=line))
+        frame = Frame(width="16cm", height="8cm", anchortype="paragraph")
+        frame.addElement(DrawObject(href=document.addObject(inner)))
+        holder = P()
+        holder.addElement(frame)
+        document.text.addElement(holder)
     out = io.BytesIO()
     document.write(out)
     return out.getvalue()
@@ -302,7 +315,8 @@ def _document(kind: str, spec: dict[str, Any]) -> tuple[bytes, tuple[str, str], 
         )
         return data, DOCX_TYPE, spec.get("filename", "van-ban.docx")
     if kind == "odt":
-        return make_odt(text, header=spec.get("header")), ODT_TYPE, spec.get("filename", "vb.odt")
+        data = make_odt(text, header=spec.get("header"), embedded=spec.get("embedded"))
+        return data, ODT_TYPE, spec.get("filename", "vb.odt")
     if kind == "rtf":
         data = make_rtf(text, header=spec.get("header"), textbox=spec.get("textbox"))
         return data, ("application", "rtf"), spec.get("filename", "van-ban.rtf")
