@@ -36,17 +36,12 @@ from mailsvc.policy.classification import Category, ClassificationPolicy
 # Invisible format characters (Unicode category Cf) a stamp could be split with and still
 # read as one word: soft hyphen, zero-width space and joiners, directional marks and
 # embeddings, word joiner and invisible operators, byte order mark, interlinear marks, tags.
-_INVISIBLE = dict.fromkeys(
-    [
-        *(0x00AD, 0x061C, 0x180E, 0xFEFF, 0xE0001),
-        *range(0x200B, 0x2010),
-        *range(0x202A, 0x202F),
-        *range(0x2060, 0x2065),
-        *range(0x2066, 0x2070),
-        *range(0xFFF9, 0xFFFC),
-        *range(0xE0020, 0xE0080),
-    ]
+_INVISIBLE = re.compile(
+    "[\u00ad\u061c\u180e\ufeff\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\ufff9-\ufffb\U000e0001\U000e0020-\U000e007f]"
 )
+# Greek and Cyrillic (with its supplement): where letters that look Latin come from
+_GREEK_CYRILLIC = re.compile("[\u0370-\u03ff\u0400-\u052f]")
 # Cyrillic and Greek letters printed like one Latin letter (Unicode's confusables data,
 # UTS #39): "ТỐI МẬТ" with Cyrillic Т and М reads TỐI MẬT. Mapped on the decomposed text,
 # so a Vietnamese diacritic on a Cyrillic base letter stays on the Latin one.
@@ -59,13 +54,16 @@ _LATIN_LOOKALIKE = str.maketrans(
 def visible(text: str) -> str:
     """``text`` as a reader sees it, for matching markings: invisible format characters
     dropped, compatibility forms folded (NFKC: full-width ＭẬＴ is MẬT), and Cyrillic or
-    Greek letters that look Latin written as the Latin ones."""
-    text = unicodedata.normalize("NFKC", text.translate(_INVISIBLE))
-    if text.isascii():
+    Greek letters that look Latin written as the Latin ones. Each step only when the text
+    needs it (a Vietnamese text needs none: a few C-level scans)."""
+    if _INVISIBLE.search(text) is not None:
+        text = _INVISIBLE.sub("", text)
+    if not unicodedata.is_normalized("NFKC", text):
+        text = unicodedata.normalize("NFKC", text)
+    if _GREEK_CYRILLIC.search(text) is None:
         return text
-    decomposed = unicodedata.normalize("NFD", text)
-    mapped = decomposed.translate(_LATIN_LOOKALIKE)
-    return text if mapped == decomposed else unicodedata.normalize("NFC", mapped)
+    mapped = unicodedata.normalize("NFD", text).translate(_LATIN_LOOKALIKE)
+    return unicodedata.normalize("NFC", mapped)
 
 
 def fold(text: str) -> str:
