@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import subprocess
 import zlib
+from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -242,11 +243,14 @@ def _gpg(home: Path, *args: str, stdin: bytes) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def gpg_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def gpg_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("gnupg")
     home.chmod(0o700)
-    _gpg(home, "--passphrase", "", "--quick-gen-key", "vanthu@example.vn", stdin=b"")
-    return home
+    try:
+        _gpg(home, "--passphrase", "", "--quick-gen-key", "vanthu@example.vn", stdin=b"")
+        yield home
+    finally:  # gpg started an agent for this home: no daemon outlives the tests
+        subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "all"], check=False)
 
 
 def pgp_messages(home: Path) -> dict[str, tuple[bytes, str | None, bool]]:

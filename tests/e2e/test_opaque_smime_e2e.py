@@ -179,11 +179,14 @@ async def test_a_virus_inside_cms_is_refused_however_it_is_wrapped(
 def pgp_mime(entity: bytes, work: Path) -> bytes:
     """PGP/MIME (RFC 3156) encrypted by gpg with a password (no key needed to make it)."""
     work.mkdir(mode=0o700, parents=True, exist_ok=True)
-    armoured = subprocess.run(
-        ["gpg", "--homedir", str(work), "--batch", "--pinentry-mode", "loopback", "--armor",
-         "--passphrase", "mat-khau", "--symmetric"],
-        input=entity, capture_output=True, check=True,
-    ).stdout  # fmt: skip
+    try:
+        armoured = subprocess.run(
+            ["gpg", "--homedir", str(work), "--batch", "--pinentry-mode", "loopback", "--armor",
+             "--passphrase", "mat-khau", "--symmetric"],
+            input=entity, capture_output=True, check=True,
+        ).stdout  # fmt: skip
+    finally:  # no gpg-agent outlives the test
+        subprocess.run(["gpgconf", "--homedir", str(work), "--kill", "all"], check=False)
     return envelope(
         b"MIME-Version: 1.0\r\n"
         b'Content-Type: multipart/encrypted; protocol="application/pgp-encrypted";'
