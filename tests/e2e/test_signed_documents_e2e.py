@@ -335,6 +335,17 @@ async def test_seal_on_the_text_part_does_not_validate_a_nameless_pdf_beside_it(
 DOCX_TYPE = ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
 
 
+def _valid_entry_reads_cv_state(server: RunningServer, main: bytes) -> None:
+    """One valid entry, number 1, whose main file is ``main`` and whose number and
+    abstract are those of the cv_state layout (1875/SNV-VTLT)."""
+    [document] = _register_entries(server)
+    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
+    assert document.main_sha256 == hashlib.sha256(main).hexdigest()
+    expected = LAYOUTS["cv_state"].expected
+    assert document.number_notation == expected["number_notation"] == "1875/SNV-VTLT"
+    assert document.abstract == expected["abstract"]
+
+
 async def test_register_content_comes_from_the_sealed_main_document(
     server: RunningServer,
 ) -> None:
@@ -348,12 +359,7 @@ async def test_register_content_comes_from_the_sealed_main_document(
     msg.add_attachment(layout_docx(LAYOUTS["tb_party"]), *DOCX_TYPE, filename="phu-luc.docx")
     msg.add_attachment(sealed, maintype="application", subtype="pdf", filename="1875-SNV.pdf")
     assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
-    [document] = _register_entries(server)
-    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
-    assert document.main_sha256 == hashlib.sha256(sealed).hexdigest()
-    expected = LAYOUTS["cv_state"].expected
-    assert document.number_notation == expected["number_notation"] == "1875/SNV-VTLT"
-    assert document.abstract == expected["abstract"]
+    _valid_entry_reads_cv_state(server, sealed)
 
 
 async def test_a_sealed_p7m_entry_reads_its_number_from_the_pdf_it_encloses(
@@ -369,12 +375,7 @@ async def test_a_sealed_p7m_entry_reads_its_number_from_the_pdf_it_encloses(
     msg = make_message(SENDER, CLERK, subject="V/v kiểm tra hộp thư công vụ")
     msg.add_attachment(p7m, maintype="application", subtype="octet-stream", filename="1875.pdf.p7m")
     assert await asyncio.to_thread(send, server, msg, SENDER, [CLERK]) == {}
-    [document] = _register_entries(server)
-    assert (document.signature_outcome, document.incoming_number) == ("valid", 1)
-    assert document.main_sha256 == hashlib.sha256(p7m).hexdigest()
-    expected = LAYOUTS["cv_state"].expected
-    assert document.number_notation == expected["number_notation"] == "1875/SNV-VTLT"
-    assert document.abstract == expected["abstract"]
+    _valid_entry_reads_cv_state(server, p7m)
 
 
 async def test_sealed_scan_without_text_takes_no_number_from_unsigned_parts(
