@@ -640,10 +640,10 @@ def _pdfium_text(
             if value:
                 props.append((name, normalize_text(str(value), 4000)))
         embedded: list[EmbeddedFile] = []
-        count = pdf.count_attachments()
-        if count > _MAX_EMBEDDED:  # not read: the rest would go unchecked
-            raise UnreadableDocument(TOO_LARGE, f"{count} embedded files")
-        for i in range(count):
+        attached = pdf.count_attachments()
+        if attached > _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{attached} embedded files")
+        for i in range(attached):
             att = pdf.get_attachment(i)
             blob = bytes(att.get_data())
             if len(blob) > max_embedded:  # not skipped: it would go unchecked

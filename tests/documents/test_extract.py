@@ -444,3 +444,6 @@ def test_fifty_embedded_files_are_all_read() -> None:
     text = extract_message_bytes(msg.as_bytes(), ExtractionLimits())
     assert text.complete
     assert len([p for p in text.parts if " > embedded " in p.location]) >= 50
+    # the PDF's own page count, not its number of embedded files
+    [pdf] = [p for p in text.attachments() if p.content_type == "application/pdf"]
+    assert pdf.pages == 1
