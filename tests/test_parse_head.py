@@ -3,19 +3,31 @@ answer exactly as the standard modern policy does, hostile fields included."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default
 
 import pytest
 
-from mailsvc.message import _MEMO_FIELDS, _MEMO_VALUE_MAX, _field, parse_head, split_head
+from mailsvc.message import (
+    _MEMO_FIELDS,
+    _MEMO_VALUE_MAX,
+    InboundMessage,
+    _field,
+    parse_head,
+    split_head,
+)
 from mailsvc.originator import read_originator
 from mailsvc.pipeline.limits import check_limits
 from mailsvc.policy.limits import LimitsPolicy
 from tests.hostile import corpus
 from tests.signatures.test_split_multipart import HEADS
+
+RECEIVED = datetime(2026, 12, 6, 1, 0, tzinfo=UTC)
 
 FIELDS = [
     b"From: =?utf-8?b?VsSDbiB0aMawIFVCTkQ=?= <vanthu@ubnd.example.vn>",
@@ -130,3 +142,62 @@ def test_a_field_is_parsed_once_and_long_values_are_not_kept() -> None:
     assert parse_head(raw)["Subject"] is first  # the same object: not parsed again
     assert head["X-Long"] is not head["X-Long"]  # parsed at each access, never kept
     assert _field.cache_info().maxsize == _MEMO_FIELDS <= 64  # a sender cannot grow it
+
+
+MESSAGE_IDS = [
+    "<abc@def>",
+    "  <cv12.2026@stc.daknong.gov.vn>  ",
+    "<a@b> <c@d>",
+    "<a@b><c@d>",
+    "<a b@c>",
+    "<a@b> (comment)",
+    '<"q x"@b>',
+    "<a@[192.0.2.1]>",
+    "<=?utf-8?q?x?=@b>",
+    "=?utf-8?q?x?=",
+    "<a@b>\r\n\t",
+    "<a@\r\n b>",
+    "a@b",
+    "<@b>",
+    "<a@>",
+    "<a@b",
+    "<..@..>",
+    "<a\x7f@b>",
+    "<\u0111@b>",
+    "",
+]
+
+
+@pytest.mark.parametrize("value", MESSAGE_IDS)
+def test_message_id_reads_as_the_modern_policy_reads_it(value: str) -> None:
+    """``InboundMessage.message_id`` takes a plain ``<left@right>`` as written and parses
+    anything else: either way the modern policy's reading, stripped (the duplicate key of
+    every stored message is made from it)."""
+    raw = f"Message-ID: {value}\r\nSubject: x\r\n\r\nbody\r\n".encode("utf-8", "surrogateescape")
+    msg = InboundMessage(
+        queue_id="Q1", mail_from="a@b", rcpt_tos=("c@d",), raw=raw, received_at=RECEIVED
+    )
+    assert msg.message_id == _policy_reading(raw)
+
+
+def test_message_id_taken_as_written_only_when_plain() -> None:
+    """Random ids over the characters that matter: the shortcut and the parse agree."""
+    rng = random.Random(5)
+    alphabet = "ab.@<>\"()[] \t=?\\,;:-_\u0111"
+    for _ in range(3000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        raw = f"Message-ID: {value}\r\n\r\n".encode()
+        msg = InboundMessage(
+            queue_id="Q1", mail_from="a@b", rcpt_tos=("c@d",), raw=raw, received_at=RECEIVED
+        )
+        assert msg.message_id == _policy_reading(raw), value
+
+
+def _policy_reading(raw: bytes) -> str:
+    """The modern policy's Message-ID, stripped; the field as written when it raises."""
+    parsed = BytesParser(policy=default).parsebytes(raw)
+    try:
+        return str(parsed.get("Message-ID", "")).strip()
+    except (HeaderParseError, IndexError, AttributeError):
+        written = next((v for n, v in parsed.raw_items() if n.lower() == "message-id"), "")
+        return "".join(written.splitlines()).strip()

@@ -596,6 +596,8 @@ CASES: tuple[Case, ...] = (
     Case("boundary-never-closed", _file("boundary-never-closed"), 250),
     Case("multipart-without-boundary", _file("multipart-without-boundary"), 250),
     Case("content-type-garbage", _file("content-type-garbage"), 250),
+    Case("message-id-empty-local", _file("message-id-empty-local"), 250),
+    Case("message-id-open-literal", _file("message-id-open-literal"), 250),
     Case("quoted-printable-garbage", _file("quoted-printable-garbage"), 250),
     Case("html-script-body", _file("html-script-body"), 250),
     Case("base64-with-garbage", base64_with_garbage, 250),
