@@ -94,19 +94,10 @@ class InboundMessage:
         when that parser fails on it. A plain ``<left@right>`` reads as written, so it is
         taken as is: parsing a field that is new with every message costs 0.3 ms (the
         header memo cannot help it)."""
-        written = next(
-            (v for n, v in self.headers.raw_items() if n.lower() == "message-id"), None
-        )
-        if written is None:
-            return ""
-        if _PLAIN_MESSAGE_ID.fullmatch(written.strip()):
+        written = _written(self.headers, "Message-ID")
+        if written is not None and _PLAIN_MESSAGE_ID.fullmatch(written.strip()):
             return written.strip()
-        try:
-            return str(self.headers.get("Message-ID", "")).strip()
-        except (errors.HeaderParseError, IndexError, AttributeError, ValueError, TypeError):
-            # The email package's parser fails on some hostile values ("<@b>", "<a@[b"):
-            # the field as written, unfolded, is the message's id then.
-            return "".join(written.splitlines()).strip()
+        return field_text(self.headers, "Message-ID").strip()
 
     @cached_property
     def subject(self) -> str:
@@ -142,6 +133,25 @@ class InboundMessage:
 # msg-id (RFC 5322 §3.6.4) with dot-atom-text on both sides, no comment, quote, literal,
 # white space or encoded word: the modern policy's reading of such a value is the value.
 _PLAIN_MESSAGE_ID = re.compile(r"<[A-Za-z0-9!#$%&'*+/^_`{|}~.-]+@[A-Za-z0-9!#$%&'*+/^_`{|}~.-]+>")
+
+def _written(head: Message, name: str) -> str | None:
+    """The first ``name`` field of ``head`` as written (folded), or None."""
+    wanted = name.lower()
+    return next((v for n, v in head.raw_items() if n.lower() == wanted), None)
+
+
+def field_text(head: Message, name: str) -> str:
+    """The first ``name`` field as text: the modern policy's reading, or the field as
+    written (unfolded) when that parser fails on it. It raises IndexError or
+    AttributeError on some hostile address and Message-ID values ("To: <",
+    "Message-ID: <@b>"): a reader that must not fail (a transaction, a DSN, the CLI)
+    reads fields through here. "" when absent."""
+    try:
+        return str(head.get(name, "") or "")
+    except (errors.HeaderParseError, IndexError, AttributeError, ValueError, TypeError):
+        written = _written(head, name) or ""
+        return "".join(written.splitlines())
+
 
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 

@@ -13,15 +13,18 @@ from email.policy import default
 
 import pytest
 
+from mailsvc.config import PACKAGED_TEMPLATES
 from mailsvc.message import (
     _MEMO_FIELDS,
     _MEMO_VALUE_MAX,
     InboundMessage,
     _field,
+    field_text,
     parse_head,
     split_head,
 )
 from mailsvc.originator import read_originator
+from mailsvc.outbound.dsn import DsnComposer, FailedRecipient
 from mailsvc.pipeline.limits import check_limits
 from mailsvc.policy.limits import LimitsPolicy
 from tests.hostile import corpus
@@ -201,3 +204,27 @@ def _policy_reading(raw: bytes) -> str:
     except (HeaderParseError, IndexError, AttributeError):
         written = next((v for n, v in parsed.raw_items() if n.lower() == "message-id"), "")
         return "".join(written.splitlines()).strip()
+
+
+def test_a_bounce_of_a_message_with_a_hostile_message_id_is_still_written() -> None:
+    """The DSN quotes the original's Message-ID: one the email package's parser fails on
+    is quoted as written instead of failing the bounce (the official would never learn
+    the message did not go)."""
+    original = (
+        b"From: annv@stttt.example.vn\r\nTo: vanthu@snv.example.vn, <\r\n"
+        b"Subject: =?utf-8?q?K=E1=BA=BF_ho=E1=BA=A1ch?=\r\nMessage-ID: <@stttt.example.vn>\r\n"
+        b"\r\nN\xe1\xbb\x99i dung.\r\n"
+    )
+    composer = DsnComposer(
+        PACKAGED_TEMPLATES / "outbound", hostname="mail.stttt.example.vn", domain="stttt.example.vn"
+    )
+    dsn = composer.compose(
+        original,
+        "annv@stttt.example.vn",
+        [FailedRecipient("vanthu@snv.example.vn", "550 5.1.1 no such user", 550)],
+        queued_at=RECEIVED,
+    )
+    assert b"<@stttt.example.vn>" in dsn
+    assert field_text(parse_head(original), "To") == "vanthu@snv.example.vn, <"
+    assert field_text(parse_head(original), "Subject") == "Kế hoạch"
+    assert field_text(parse_head(original), "Cc") == ""

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from mailsvc import audit
 from mailsvc.db.base import utcnow
 from mailsvc.errors import MailsvcError, NotFoundError
-from mailsvc.message import parse_head
+from mailsvc.message import field_text, parse_head
 from mailsvc.outbound.models import FAILED, HELD, QUEUED, OutboundMessage
 from mailsvc.outgoing.models import OutgoingDelivery
 from mailsvc.outgoing.register import FAILED as LINE_FAILED
@@ -97,11 +97,8 @@ def row_view(row: OutboundMessage, *, detail: bool = False) -> dict[str, Any]:
     }
     if detail:
         head = parse_head(row.data or b"")
-        view["headers"] = {
-            name: str(head.get(name, "") or "")
-            for name in ("From", "To", "Cc", "Subject", "Date", "Message-ID")
-            if head.get(name)
-        }
+        fields = ("From", "To", "Cc", "Subject", "Date", "Message-ID")
+        view["headers"] = {name: text for name in fields if (text := field_text(head, name))}
         view["delay_warning_sent"] = row.warned_at is not None
     return view
 

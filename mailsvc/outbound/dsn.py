@@ -22,7 +22,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from mailsvc.message import parse_head, split_head
+from mailsvc.message import field_text, parse_head, split_head
 from mailsvc.time import VIETNAM, iso_local
 
 _CODE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -81,8 +81,8 @@ class DsnComposer:
         expired: bool = False,
     ) -> bytes:
         head = parse_head(original)
-        subject = str(head.get("Subject", "") or "")
-        message_id = str(head.get("Message-ID", "") or "").strip()
+        subject = field_text(head, "Subject")
+        message_id = field_text(head, "Message-ID").strip()
         values = {
             "sender": sender,
             "hostname": self.hostname,

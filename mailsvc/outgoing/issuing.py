@@ -68,6 +68,19 @@ _CODE = re.compile(r"\b\d{3}\.\d{2}\.\d{2}\.[A-Z]\d{2}\b")
 # --------------------------------------------------------------------------- drafts
 
 
+def _addresses(fields: Sequence[str]) -> list[tuple[str, str]]:
+    """The (name, address) pairs of address fields as written, field by field, and entry
+    by entry in a field that does not parse as a whole (getaddresses gives up on all of
+    its input at the first inconsistency)."""
+    pairs: list[tuple[str, str]] = []
+    for value in fields:
+        found = getaddresses([value])
+        if found == [("", "")]:
+            found = [p for part in value.split(",") for p in getaddresses([part])]
+        pairs += found
+    return pairs
+
+
 def draft_recipients(
     msg: InboundMessage,
     envelope: Sequence[str],
@@ -79,8 +92,10 @@ def draft_recipients(
     """The agencies a draft is for: remote envelope recipients, To/Cc addresses at other
     domains, and agencies named by code in the text (their first known address)."""
     found: list[str] = [r for r in envelope if r != dispatch]
-    fields = [str(v) for name in ("To", "Cc") for v in (msg.headers.get_all(name) or [])]
-    for _, address in getaddresses(fields):
+    # The fields as written: the email package's parser raises on some hostile values
+    # ("To: <"), and this runs in the acceptance's transaction (an exception is a 451).
+    fields = [v for name, v in msg.headers.raw_items() if name.lower() in ("to", "cc")]
+    for _, address in _addresses(fields):
         address = address.strip().lower()
         if "@" in address and address != dispatch:
             if not is_local_domain(address.rpartition("@")[2]):
@@ -88,7 +103,7 @@ def draft_recipients(
     if directory is not None:
         body = msg.parsed.get_body(("plain",))
         text = body.get_content() if body is not None else ""
-        for code in _CODE.findall(f"{msg.headers.get('Subject', '')}\n{text}"):
+        for code in _CODE.findall(f"{msg.subject}\n{text}"):
             info = directory.agency_by_code(code) if hasattr(directory, "agency_by_code") else None
             if info is None:
                 log.warning("%s: draft names unknown agency %s", msg.queue_id, code)

@@ -4,6 +4,7 @@ explicit allow_file_key and is warned about at start, and numbers stay gapless."
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailsvc.config import Settings, load_settings
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.errors import ConfigError
-from mailsvc.outgoing.issuing import PIN_ENV, check_file_key, next_outgoing_number, read_pin
+from mailsvc.message import InboundMessage
+from mailsvc.outgoing.issuing import (
+    PIN_ENV,
+    check_file_key,
+    draft_recipients,
+    next_outgoing_number,
+    read_pin,
+)
 
 
 def test_pin_file_readable_by_others_is_refused(tmp_path: Path) -> None:
@@ -71,3 +79,35 @@ def test_outgoing_numbers_are_gapless_across_a_rollback(db_url: str) -> None:
 def load_settings_text(home: Path, text: str) -> Settings:
     (home / "mailsvc.toml").write_text(text, encoding="utf-8")
     return load_settings(home, environ={})
+
+
+@pytest.mark.parametrize(
+    "to",
+    [
+        "phathanh@stttt.example.vn, <",  # the email package's parser raises IndexError
+        "phathanh@stttt.example.vn, *@[b\\\\:@ ",  # ... and AttributeError
+    ],
+)
+def test_draft_recipients_read_to_and_cc_as_written(to: str) -> None:
+    """A draft's To:/Cc: are read as written: a value the email package's parser fails
+    on (this runs in the acceptance's transaction, where an exception is a 451 at every
+    retry) still yields the addresses in it and in the other field."""
+    raw = (
+        f"From: annv@stttt.example.vn\r\nTo: {to}\r\nCc: Sở Nội vụ <vanthu@snv.example.vn>\r\n"
+        "Subject: Dự thảo kế hoạch\r\n\r\nNội dung.\r\n"
+    ).encode()
+    msg = InboundMessage(
+        queue_id="Q1",
+        mail_from="annv@stttt.example.vn",
+        rcpt_tos=("phathanh@stttt.example.vn",),
+        raw=raw,
+        received_at=datetime(2026, 12, 6, 1, 0, tzinfo=UTC),
+    )
+    found = draft_recipients(
+        msg,
+        msg.rcpt_tos,
+        dispatch="phathanh@stttt.example.vn",
+        is_local_domain=lambda domain: domain == "stttt.example.vn",
+        directory=None,
+    )
+    assert found == ["vanthu@snv.example.vn"]
