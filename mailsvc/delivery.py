@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
@@ -42,7 +43,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc import headers as trace
@@ -171,6 +173,9 @@ _SEEN = select(_RECORDS.c.id).where(_RECORDS.c.message_key == bindparam("key")).
 # A refused batch of delivered marks is tried again after these many seconds, doubling.
 _MARK_RETRY_FIRST = 0.5
 _MARK_RETRY_MAX = 10.0
+# How long a queued delivered mark waits for an acceptance to carry it (_fold_marks)
+# before the marker writes it in a transaction of its own.
+_MARK_FOLD_WAIT = 0.2
 _MARK_DELIVERED = (
     update(_RECORDS)
     .where(_RECORDS.c.id == bindparam("rid"))
@@ -210,6 +215,7 @@ class Acceptance:
         metrics: Metrics | None = None,
         storage: Sequence[Path] = (),
         min_free_bytes: int = 0,
+        mark_fold_wait: float = _MARK_FOLD_WAIT,
     ) -> None:
         self.submissions = submissions
         self.receipts = receipts
@@ -227,7 +233,12 @@ class Acceptance:
         self._delivering: dict[int, asyncio.Lock] = {}
         # Group commit of "delivered" marks: rows waiting for the next batch, and the task
         # writing the current one (one transaction for every copy delivered meanwhile).
+        # The next acceptance's transaction takes the queued marks too (folded, one
+        # statement, no transaction of their own); the marker writes what no acceptance
+        # took within _MARK_FOLD_WAIT. The list is shared with the acceptance threads.
         self._marks: list[tuple[int, datetime]] = []
+        self._marks_lock = threading.Lock()
+        self.mark_fold_wait = mark_fold_wait
         self._marker: asyncio.Future[None] | None = None
         # Set while drain() waits: a marker that cannot write gives up instead of retrying.
         self._draining = asyncio.Event()
@@ -240,11 +251,14 @@ class Acceptance:
     async def accept(self, msg: InboundMessage, verdict: Verdict) -> Accepted | Deferred:
         self._blobs_in_use[msg.sha256] += 1
         try:
-            records, fresh, entries, receipt = await asyncio.to_thread(self._store, msg, verdict)
+            records, fresh, entries, receipt, folded = await asyncio.to_thread(
+                self._store, msg, verdict
+            )
         finally:
             self._blobs_in_use[msg.sha256] -= 1
             if not self._blobs_in_use[msg.sha256]:
                 del self._blobs_in_use[msg.sha256]
+        self._delivered_unmarked.difference_update(rid for rid, _ in folded)
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
         reason = verdict.deciding.reason if verdict.deciding is not None else ""
@@ -281,7 +295,7 @@ class Acceptance:
 
     def _store(
         self, msg: InboundMessage, verdict: Verdict
-    ) -> tuple[list[MessageRecord], bool, list[Entry], bool]:
+    ) -> tuple[list[MessageRecord], bool, list[Entry], bool, list[tuple[int, datetime]]]:
         """Room check, blob (fsynced), then the transaction: one trip to a thread (each
         trip costs the event loop a submit and a wake-up). A blob this call created is
         removed again if the transaction fails and no other copy of the message uses it."""
@@ -324,81 +338,119 @@ class Acceptance:
 
     def _commit(
         self, msg: InboundMessage, verdict: Verdict
+    ) -> tuple[list[MessageRecord], bool, list[Entry], bool, list[tuple[int, datetime]]]:
+        """The rows for each recipient, whether they are new, the register entries made,
+        whether a receipt was queued, and the delivered marks this transaction wrote."""
+        folded: list[tuple[int, datetime]] = []
+        try:
+            with self.sessions.begin() as session:
+                # The hot path's statements are Core, run on the session's connection: the
+                # same transaction, without the ORM's execution layer (half the CPU of
+                # ``session.execute`` for these three).
+                conn = session.connection()
+                folded = self._fold_marks(conn)
+                result = self._write(session, conn, msg, verdict)
+        except BaseException:
+            self._requeue_marks(folded)  # rolled back with the message's rows
+            raise
+        return (*result, folded)
+
+    def _fold_marks(self, conn: Connection) -> list[tuple[int, datetime]]:
+        """Write the queued delivered marks in the caller's transaction (group commit
+        without a transaction of its own: under load each acceptance carries the marks of
+        the copies delivered since the last one). In a savepoint: marks the database
+        refuses go back to the queue and the message is accepted all the same."""
+        with self._marks_lock:
+            marks, self._marks = self._marks, []
+        if not marks:
+            return marks
+        try:
+            with conn.begin_nested():
+                conn.execute(_MARK_DELIVERED, [{"rid": rid, "at": at} for rid, at in marks])
+        except DBAPIError:
+            self._requeue_marks(marks)  # the marker tries them again
+            return []
+        except BaseException:
+            self._requeue_marks(marks)
+            raise
+        return marks
+
+    def _requeue_marks(self, marks: Sequence[tuple[int, datetime]]) -> None:
+        if marks:
+            with self._marks_lock:
+                self._marks[:0] = marks
+
+    def _write(
+        self, session: Session, conn: Connection, msg: InboundMessage, verdict: Verdict
     ) -> tuple[list[MessageRecord], bool, list[Entry], bool]:
-        """The rows for each recipient, whether they are new, the register entries made and
-        whether a receipt was queued."""
+        """The message's rows, in ``session``'s transaction (see :meth:`_commit`).
+        Almost always a new message: the rows are loaded as objects only for a retry."""
         key = message_key(msg)
-        with self.sessions.begin() as session:
-            # The hot path's statements are Core, run on the session's connection: the
-            # same transaction, without the ORM's execution layer (half the CPU of
-            # ``session.execute`` for these three). Almost always a new message: the rows
-            # are loaded as objects only for a retry.
-            conn = session.connection()
-            seen = conn.execute(_SEEN, {"key": key}).first()
-            existing = (
-                session.scalars(select(MessageRecord).where(MessageRecord.message_key == key)).all()
-                if seen is not None
-                else []
+        seen = conn.execute(_SEEN, {"key": key}).first()
+        existing = (
+            session.scalars(select(MessageRecord).where(MessageRecord.message_key == key)).all()
+            if seen is not None
+            else []
+        )
+        known = {r.recipient: r for r in existing}
+        if known and all(r in known for r in msg.rcpt_tos):
+            return [known[r] for r in msg.rcpt_tos], False, [], False
+        folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
+        remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
+        summary = verdict.summary()
+        new = []
+        # Core inserts (no unit of work): the rows are plain objects the recorders and
+        # the delivery read, written once here and once more below for their headers.
+        for rcpt in msg.rcpt_tos:
+            if rcpt in known:
+                continue
+            values: dict[str, Any] = {
+                "queue_id": msg.queue_id,
+                "message_key": key,
+                "message_id": msg.message_id[:998],
+                "sha256": msg.sha256,
+                "size": len(msg.raw),
+                "mail_from": msg.mail_from,
+                "recipient": rcpt,
+                "direction": msg.direction.value,
+                "client_ip": msg.client_ip,
+                "authenticated_as": msg.authenticated_as,
+                "received_at": msg.received_at,
+                "action": verdict.action.value,
+                "folder": "" if rcpt in remote else folder,
+                "flags": "",
+                "verdict": summary,
+                "headers": "",
+                "state": RELAYED if rcpt in remote else "stored",
+                "delivered_at": None,
+            }
+            row_id = conn.execute(_INSERT_RECORD, values).scalar_one()
+            new.append(MessageRecord(id=row_id, **values))
+        relayed = [r for r in new if r.state == RELAYED]
+        new = [r for r in new if r.state != RELAYED]
+        if relayed:
+            assert self.submissions is not None
+            self.submissions.on_accept(session, msg, verdict, relayed)
+        notes = Annotations()
+        receipt = False
+        if verdict.action is Action.DELIVER and new:
+            for recorder in self.recorders:
+                notes.merge(recorder.on_accept(session, msg, verdict, new))
+            if self.receipts is not None:
+                receipt = self.receipts.on_accept(session, msg, verdict, notes.entries)
+        flags = " ".join(sorted(notes.flags))
+        for record in new:
+            record.headers = self._header_block(msg, verdict, record, notes)
+            record.flags = flags
+        if new:
+            conn.execute(
+                _SET_HEADERS,
+                [{"rid": r.id, "block": r.headers, "marks": r.flags} for r in new],
             )
-            known = {r.recipient: r for r in existing}
-            if known and all(r in known for r in msg.rcpt_tos):
-                return [known[r] for r in msg.rcpt_tos], False, [], False
-            folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
-            remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
-            summary = verdict.summary()
-            new = []
-            # Core inserts (no unit of work): the rows are plain objects the recorders and
-            # the delivery read, written once here and once more below for their headers.
-            for rcpt in msg.rcpt_tos:
-                if rcpt in known:
-                    continue
-                values: dict[str, Any] = {
-                    "queue_id": msg.queue_id,
-                    "message_key": key,
-                    "message_id": msg.message_id[:998],
-                    "sha256": msg.sha256,
-                    "size": len(msg.raw),
-                    "mail_from": msg.mail_from,
-                    "recipient": rcpt,
-                    "direction": msg.direction.value,
-                    "client_ip": msg.client_ip,
-                    "authenticated_as": msg.authenticated_as,
-                    "received_at": msg.received_at,
-                    "action": verdict.action.value,
-                    "folder": "" if rcpt in remote else folder,
-                    "flags": "",
-                    "verdict": summary,
-                    "headers": "",
-                    "state": RELAYED if rcpt in remote else "stored",
-                    "delivered_at": None,
-                }
-                row_id = conn.execute(_INSERT_RECORD, values).scalar_one()
-                new.append(MessageRecord(id=row_id, **values))
-            relayed = [r for r in new if r.state == RELAYED]
-            new = [r for r in new if r.state != RELAYED]
-            if relayed:
-                assert self.submissions is not None
-                self.submissions.on_accept(session, msg, verdict, relayed)
-            notes = Annotations()
-            receipt = False
-            if verdict.action is Action.DELIVER and new:
-                for recorder in self.recorders:
-                    notes.merge(recorder.on_accept(session, msg, verdict, new))
-                if self.receipts is not None:
-                    receipt = self.receipts.on_accept(session, msg, verdict, notes.entries)
-            flags = " ".join(sorted(notes.flags))
-            for record in new:
-                record.headers = self._header_block(msg, verdict, record, notes)
-                record.flags = flags
-            if new:
-                conn.execute(
-                    _SET_HEADERS,
-                    [{"rid": r.id, "block": r.headers, "marks": r.flags} for r in new],
-                )
-            new += relayed
-            records = [
-                known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
-            ]
+        new += relayed
+        records = [
+            known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
+        ]
         return records, True, notes.entries, receipt
 
     def _header_block(
@@ -526,7 +578,8 @@ class Acceptance:
         does not deliver it again; a backup leaves such a row's copy out of the archive
         (its restore delivers it from the blob)."""
         self._delivered_unmarked.add(record_id)
-        self._marks.append((record_id, utcnow()))
+        with self._marks_lock:
+            self._marks.append((record_id, utcnow()))
         if self._marker is None or self._marker.done():
             self._marker = self._spawn(self._write_marks())
 
@@ -538,17 +591,25 @@ class Acceptance:
         repair (the rows stay 'stored': the next start finds their copies)."""
         delay = _MARK_RETRY_FIRST
         failing = False
-        while self._marks:
-            batch, self._marks = self._marks, []
+        while True:
+            if not failing and not self._draining.is_set():
+                # The next acceptances may take them first (_fold_marks): under load,
+                # almost always; the marker then finds nothing left to write.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._draining.wait(), self.mark_fold_wait)
+            with self._marks_lock:
+                batch, self._marks = self._marks, []
+            if not batch:
+                return
             try:
                 await asyncio.to_thread(self._mark_many, batch)
             except Exception:  # boundary: the rows stay 'stored' until a batch goes in
-                self._marks[:0] = batch  # still known here as delivered (_delivered_unmarked)
+                self._requeue_marks(batch)  # still known here as delivered (_delivered_unmarked)
                 if not failing:
                     log.exception(
                         "could not mark %d delivered row(s); trying again until the database "
                         "takes them (repair finds their copies if the service stops first)",
-                        len(self._marks),
+                        len(batch),
                     )
                 failing = True
                 if self._draining.is_set():

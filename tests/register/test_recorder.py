@@ -15,7 +15,7 @@ from email.parser import BytesHeaderParser
 from email.policy import default
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailsvc.db.models import Agency, Mailbox, MessageRecord
@@ -317,6 +317,44 @@ async def test_a_refused_mark_is_written_once_the_database_takes_it_again(
     _run(sessions, RELEASE_MARKS)
     await wait_for(lambda: state() == "delivered", timeout=15)
     assert len(mailboxes.copies) == 1  # marked, not delivered again
+
+
+async def test_the_next_acceptance_carries_the_delivered_marks_in_its_transaction(
+    sessions: sessionmaker[Session], blobs: BlobStore, mailboxes: MemoryMailboxes, directory: None
+) -> None:
+    """Under load the 'delivered' marks cost no transaction of their own: the next
+    message's transaction writes the marks queued since the last one. Here the marker
+    waits a minute, so only the second acceptance can have marked the first row."""
+    acceptance = Acceptance(
+        sessions,
+        blobs,
+        mailboxes,
+        hostname=f"mail.{LOCAL}",
+        recorders=[RegisterRecorder(blobs)],
+        mark_fold_wait=60,
+    )
+    commits: list[int] = []
+    engine = sessions.kw["bind"]
+    listener = lambda conn: commits.append(1)  # noqa: E731
+    event.listen(engine, "commit", listener)
+    try:
+        first = make_message(attach=False, message_id="<one@stc.daknong.gov.vn>")
+        second = make_message(
+            attach=False, message_id="<two@stc.daknong.gov.vn>", queue_id="Q0000002"
+        )
+        await acceptance.accept(first, deliver_verdict(first.queue_id))
+        await acceptance.accept(second, deliver_verdict(second.queue_id))
+        with sessions() as session:
+            rows = session.execute(select(MessageRecord.queue_id, MessageRecord.state)).all()
+        states = dict(rows)
+        assert states == {"Q0000001": "delivered", "Q0000002": "stored"}
+        assert len(commits) == 2  # the two messages' transactions, nothing else
+        await acceptance.drain()  # the marker writes the last mark at once
+        with sessions() as session:
+            assert set(session.scalars(select(MessageRecord.state))) == {"delivered"}
+        assert len(commits) == 3
+    finally:
+        event.remove(engine, "commit", listener)
 
 
 async def test_new_recipient_of_the_same_message_links_to_the_first_entry(
