@@ -99,6 +99,7 @@ class ThreadedServer:
         *,
         listener: str = "smtp",
         sender: str = "cv@sender.example.vn",
+        recipient: str = RECIPIENT,
         timeout: float = 120.0,
     ) -> Reply:
         host, port = self.app.addresses[listener]
@@ -111,7 +112,7 @@ class ThreadedServer:
                 client.login(OFFICIAL, PASSWORD)
             code, answer = client.mail(sender)
             assert code == 250, answer
-            code, answer = client.rcpt(RECIPIENT)
+            code, answer = client.rcpt(recipient)
             assert code == 250, answer
             # smtplib.data() would rewrite line ends; send the bytes as they are.
             code, answer = client.docmd("DATA")

@@ -30,6 +30,7 @@ MESSAGES = HERE / "messages"
 SENDER = "cv@sender.example.vn"
 RECIPIENT = "vanthu@sotttt.example.vn"
 OFFICIAL = "annv.stttt@sotttt.example.vn"
+DISPATCH = "phathanh@sotttt.example.vn"  # a draft sent here is registered for issuing
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Case:
     seconds: float = 20.0  # from end of DATA to the reply
     listener: str = "smtp"  # or "submission" (logged in as OFFICIAL)
     sender: str = SENDER
+    recipient: str = RECIPIENT
 
 
 FILES_USED: set[str] = set()
@@ -554,6 +556,92 @@ def submission(from_line: str) -> Callable[[], bytes]:
     return build
 
 
+# The fields whose values the email package parses as structured (its header registry:
+# addresses, dates, message ids, MIME fields): on some hostile values its parser raises
+# IndexError or AttributeError instead of recording a defect. Each goes into a message
+# carrying a document (the register, the metadata and the exchange readers run) and, but
+# the originator fields, into an official's submission.
+STRUCTURED_FIELDS = (
+    "From", "Sender", "Reply-To", "Resent-From", "Resent-Sender",
+    "To", "Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc",
+    "Message-ID", "Date", "Resent-Date", "Orig-Date",
+    "MIME-Version", "Content-Type", "Content-Disposition", "Content-Transfer-Encoding",
+)  # fmt: skip
+ORIGINATOR_FIELDS = frozenset({"From", "Sender", "Reply-To", "Resent-From", "Resent-Sender"})
+# Each raised in the email package's parser for most of the fields above (IndexError,
+# AttributeError): found by feeding it random values.
+UNPARSABLE_VALUES = ("<", "*@[b\\:@ ", "<@b>")
+
+
+def unparsable_field(name: str, value: str, *, official: bool = False) -> Callable[[], bytes]:
+    """A document message (a text PDF attached) whose ``name`` field is ``value``, added
+    to the fields it has or in place of its own."""
+
+    def build() -> bytes:
+        from tests.documents.samples import make_pdf
+
+        msg = EmailMessage(policy=SMTP)
+        msg["From"] = OFFICIAL if official else SENDER
+        msg["To"] = RECIPIENT
+        msg["Subject"] = "Công văn số 12/STTTT-VP"
+        msg["Message-ID"] = f"<unparsable-{name.lower()}@sender.example.vn>"
+        msg.set_content("Kính gửi: Văn phòng.\n")
+        msg.add_attachment(
+            make_pdf("Công văn số 12/STTTT-VP\nV/v báo cáo"),
+            maintype="application",
+            subtype="pdf",
+            filename="12-STTTT.pdf",
+        )
+        raw = msg.as_bytes()
+        top, _, rest = raw.partition(b"\r\n\r\n")
+        prefix = name.lower().encode() + b":"
+        kept = [f for f in top.split(b"\r\n") if not f.lower().startswith(prefix)]
+        kept.append(f"{name}: {value}".encode())
+        return b"\r\n".join(kept) + b"\r\n\r\n" + rest
+
+    return build
+
+
+def _unparsable_cases() -> tuple[Case, ...]:
+    cases = []
+    for name in STRUCTURED_FIELDS:
+        for i, value in enumerate(UNPARSABLE_VALUES):
+            refused = name in ORIGINATOR_FIELDS
+            cases.append(
+                Case(
+                    f"unparsable-{name.lower()}-{i}",
+                    unparsable_field(name, value),
+                    554 if refused else 250,
+                    "cannot be parsed" if refused else "",
+                    seconds=30,
+                )
+            )
+            if not refused:
+                cases.append(
+                    Case(
+                        f"submission-unparsable-{name.lower()}-{i}",
+                        unparsable_field(name, value, official=True),
+                        250,
+                        seconds=30,
+                        listener="submission",
+                        sender=OFFICIAL,
+                    )
+                )
+            if name in ("To", "Cc"):  # the draft's recipients are read from these
+                cases.append(
+                    Case(
+                        f"draft-unparsable-{name.lower()}-{i}",
+                        unparsable_field(name, value, official=True),
+                        250,
+                        seconds=30,
+                        listener="submission",
+                        sender=OFFICIAL,
+                        recipient=DISPATCH,
+                    )
+                )
+    return tuple(cases)
+
+
 CASES: tuple[Case, ...] = (
     # header section: what readers disagree about is refused
     Case("from-space-before-colon", _file("from-space-before-colon"), 554, "white space"),
@@ -683,6 +771,8 @@ CASES: tuple[Case, ...] = (
         sender=OFFICIAL,
     ),
 )
+
+CASES += _unparsable_cases()
 
 # Quick to build and under 100 KB: the fuzz test's seeds.
 SMALL_CASES = frozenset(

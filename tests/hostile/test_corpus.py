@@ -21,7 +21,9 @@ def test_corpus_is_large_and_every_message_file_is_used() -> None:
 def test_hostile_message(hostile_server: ThreadedServer, case: Case) -> None:
     raw = case.build()
     crashes_before = len(hostile_server.watch.crashes)
-    reply = hostile_server.send(raw, listener=case.listener, sender=case.sender)
+    reply = hostile_server.send(
+        raw, listener=case.listener, sender=case.sender, recipient=case.recipient
+    )
     assert reply.code // 100 != 4, f"{case.name}: a retry cannot help: {reply}"
     assert reply.code == case.code and case.text in reply.text, f"{case.name}: {reply}"
     assert reply.seconds < case.seconds, f"{case.name}: answered in {reply.seconds:.1f} s"
