@@ -31,13 +31,17 @@ BOUND_SECONDS = 60.0
 
 FIELD_NAMES = [b"From", b"To", b"Subject", b"Sender", b"Reply-To", b"Content-Type",
                b"Content-Transfer-Encoding", b"Content-Disposition", b"MIME-Version",
-               b"Message-ID", b"Date", b"X-Tr\xe1\xbb\x91", b"DKIM-Signature", b""]  # fmt: skip
+               b"Message-ID", b"Date", b"X-Tr\xe1\xbb\x91", b"DKIM-Signature", b"", b"Cc",
+               b"Resent-From", b"Resent-To", b"In-Reply-To", b"References", b"Auto-Submitted",
+               b"Disposition-Notification-To", b"Return-Receipt-To"]  # fmt: skip
 SEPARATORS = [b": ", b":", b" : ", b"\t:", b":\t", b"", b"::"]
 TOKENS = [b"cv@sender.example.vn", b"<giamdoc@sotttt.example.vn>", b'"a@b" <c@d>', b"(((",
           b"grp:;", b"=?utf-8?b?4oCu?=", b"=?x?q?=00?=", b"\x00", b"\r", b"\xff\xfe",
           b"\xe2\x80\xae", b"multipart/mixed; boundary=", b"base64", b"quoted-printable",
           b"attachment; filename*=utf-8''%E2%80%AE", b"message/rfc822", b";", b",",
-          b"\r\n ", b"\r\n\t", b"application/pdf", b"text/plain; charset=utf-8"]  # fmt: skip
+          b"\r\n ", b"\r\n\t", b"application/pdf", b"text/plain; charset=utf-8",
+          # pieces the email package's structured parsers raise on ("<@b>", "To: <")
+          b"<", b">", b"@", b"[", b"]", b"\\", b'"', b"*", b"<@b>"]  # fmt: skip
 CTYPES = [b"text/plain", b"text/html", b"application/pdf", b"application/zip",
           b"application/octet-stream", b"message/rfc822", b"multipart/mixed",
           b"multipart/alternative", b"multipart/report", b"multipart/digest",
