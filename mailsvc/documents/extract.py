@@ -340,7 +340,7 @@ def _decode_8bit(data: bytes, charset: str | None) -> str:
         if encoding and encoding != "unknown-8bit":
             try:
                 return data.decode(encoding)
-            except (LookupError, UnicodeDecodeError):
+            except (LookupError, ValueError):  # see formats.decode_text
                 continue
     return data.decode("cp1258", "replace")
 

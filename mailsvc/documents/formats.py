@@ -1102,11 +1102,15 @@ def _squeeze(lines: Iterator[str]) -> Iterator[str]:
 
 
 def decode_text(data: bytes, charset: str | None) -> str:
+    """``data`` in the charset the sender declared, else UTF-8, else Windows-1258. A
+    declared charset is the sender's text: besides unknown names (LookupError), Python
+    raises ValueError for a name holding NUL and UnicodeError (a ValueError) for a
+    surrogate in it or from codecs such as idna or punycode, even with "replace"."""
     for encoding in (charset, "utf-8"):
         if not encoding:
             continue
         try:
             return data.decode(encoding)
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, ValueError):
             continue
     return data.decode("cp1258", "replace")

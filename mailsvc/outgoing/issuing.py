@@ -43,6 +43,7 @@ from mailsvc import audit
 from mailsvc.config import Settings
 from mailsvc.db.base import utcnow
 from mailsvc.db.models import Agency, Mailbox
+from mailsvc.documents.formats import decode_text
 from mailsvc.errors import ConfigError
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
@@ -102,7 +103,13 @@ def draft_recipients(
                 found.append(address)
     if directory is not None:
         body = msg.parsed.get_body(("plain",))
-        text = body.get_content() if body is not None else ""
+        # Not get_content(): it raises on some declared charsets (see decode_text).
+        payload = body.get_payload(decode=True) if body is not None else None
+        text = (
+            decode_text(payload, body.get_content_charset())
+            if body is not None and isinstance(payload, bytes)
+            else ""
+        )
         for code in _CODE.findall(f"{msg.subject}\n{text}"):
             info = directory.agency_by_code(code) if hasattr(directory, "agency_by_code") else None
             if info is None:

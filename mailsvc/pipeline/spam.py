@@ -121,7 +121,7 @@ def _text(part: Message) -> str:
     charset = part.get_content_charset() or "utf-8"
     try:
         return data.decode(charset, errors="replace")
-    except LookupError:
+    except (LookupError, ValueError):  # a hostile charset name: see formats.decode_text
         return data.decode("utf-8", errors="replace")
 
 

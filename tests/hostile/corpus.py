@@ -602,6 +602,75 @@ def unparsable_field(name: str, value: str, *, official: bool = False) -> Callab
     return build
 
 
+# Declared charsets Python cannot decode with: a NUL in the name (ValueError), a byte
+# that is not ASCII (UnicodeEncodeError), codecs that fail even with errors="replace"
+# (idna, punycode) or are not text codecs (rot13, base64), unknown names.
+HOSTILE_CHARSETS = (
+    b"\x00utf-8", b"utf-8\x00", b"utf\xff8", b"idna", b"punycode", b"rot13", b"base64",
+    b"unicode_escape", b"x" * 200,
+)  # fmt: skip
+
+
+def declared_charset(charset: bytes, layout: str, *, official: bool = False) -> Callable[[], bytes]:
+    """A message whose text part declares ``charset``: alone ("plain"), beside a PDF
+    document ("document") or as the HTML of a multipart/alternative ("html")."""
+
+    def build() -> bytes:
+        from tests.documents.samples import make_pdf
+
+        sender = OFFICIAL if official else SENDER
+        text = (
+            b"Content-Type: text/" + (b"html" if layout == "html" else b"plain")
+            + b'; charset="' + charset + b'"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n'
+            + "Kính gửi: Văn phòng. Công văn số 12/STTTT-VP \\x =FF\r\n".encode()
+        )  # fmt: skip
+        top = (
+            f"From: {sender}\r\nTo: {RECIPIENT}\r\nSubject: Charset\r\n"
+            f"Message-ID: <charset-{layout}-{charset.hex()[:40]}@sender.example.vn>\r\n"
+            "MIME-Version: 1.0\r\n"
+        ).encode()
+        if layout == "plain":
+            return top + text
+        if layout == "html":
+            plain = b"Content-Type: text/plain; charset=utf-8\r\n\r\nKinh gui.\r\n"
+            return (
+                top + b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n'
+                + b"--a\r\n" + plain + b"--a\r\n" + text + b"--a--\r\n"
+            )  # fmt: skip
+        pdf = base64.encodebytes(make_pdf("Công văn số 12/STTTT-VP")).replace(b"\n", b"\r\n")
+        return (
+            top + b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n'
+            + b"--m\r\n" + text + b"--m\r\n"
+            + b"Content-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+            + b'Content-Disposition: attachment; filename="12-STTTT.pdf"\r\n\r\n'
+            + pdf + b"--m--\r\n"
+        )  # fmt: skip
+
+    return build
+
+
+def _charset_cases() -> tuple[Case, ...]:
+    cases = []
+    for i, charset in enumerate(HOSTILE_CHARSETS):
+        for layout in ("plain", "document", "html"):
+            # A NUL in the message's own header section is refused before anything reads it.
+            top_nul = layout == "plain" and b"\x00" in charset
+            code, text = (554, "control character") if top_nul else (250, "")
+            build = declared_charset(charset, layout)
+            cases.append(Case(f"charset-{layout}-{i}", build, code, text))
+        cases.append(
+            Case(
+                f"draft-charset-{i}",
+                declared_charset(charset, "document", official=True),
+                250,
+                listener="submission",
+                sender=OFFICIAL,
+                recipient=DISPATCH,
+            )
+        )
+    return tuple(cases)
+
+
 def _unparsable_cases() -> tuple[Case, ...]:
     cases = []
     for name in STRUCTURED_FIELDS:
@@ -772,7 +841,7 @@ CASES: tuple[Case, ...] = (
     ),
 )
 
-CASES += _unparsable_cases()
+CASES += _unparsable_cases() + _charset_cases()
 
 # Quick to build and under 100 KB: the fuzz test's seeds.
 SMALL_CASES = frozenset(
