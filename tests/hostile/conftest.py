@@ -45,7 +45,7 @@ class Reply:
 
 @dataclass
 class CrashWatch(logging.Handler):
-    """Counts log records saying a stage crashed (an exception escaped a stage)."""
+    """Counts log records saying a stage crashed, or carrying an exception."""
 
     crashes: list[str] = field(default_factory=list)
 
@@ -54,7 +54,9 @@ class CrashWatch(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if "crashed" in message or "unavailable" in message:
+        # A stage that crashed, or any exception logged with its traceback: the work
+        # after the reply (notices, receipts, alerts, delivery) fails only in the log.
+        if "crashed" in message or "unavailable" in message or record.exc_info:
             self.crashes.append(message)
 
     def __hash__(self) -> int:
@@ -86,8 +88,14 @@ class ThreadedServer:
             self.loop.close()
 
     def idle(self, timeout: float = 60.0) -> None:
-        """Wait until no message is between end of DATA and its reply."""
-        waiting = asyncio.wait_for(self.app.inflight.wait_idle(), timeout)
+        """Wait until no message is between end of DATA and its reply, and the work
+        after the replies (notices, receipts, delivered marks) is done."""
+
+        async def settled() -> None:
+            await self.app.inflight.wait_idle()
+            await self.app.acceptance.drain()
+
+        waiting = asyncio.wait_for(settled(), timeout)
         try:
             asyncio.run_coroutine_threadsafe(waiting, self.loop).result(timeout + 5)
         except TimeoutError:

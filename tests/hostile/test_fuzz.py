@@ -22,6 +22,8 @@ import zlib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.documents import samples
+from tests.documents.test_cms import compressed_cms
 from tests.hostile import corpus
 from tests.hostile.conftest import ThreadedServer
 
@@ -46,7 +48,10 @@ CTYPES = [b"text/plain", b"text/html", b"application/pdf", b"application/zip",
           b"application/octet-stream", b"message/rfc822", b"multipart/mixed",
           b"multipart/alternative", b"multipart/report", b"multipart/digest",
           b"application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-          b"image/png", b"x-garbage/\xff"]  # fmt: skip
+          b"image/png", b"x-garbage/\xff", b"multipart/signed", b"application/pkcs7-signature",
+          b"application/pkcs7-mime", b"multipart/encrypted", b"application/pgp-encrypted",
+          b"message/delivery-status", b"application/x-rar", b"application/x-7z-compressed",
+          b"application/rtf"]  # fmt: skip
 ENCODINGS = [b"7bit", b"8bit", b"base64", b"quoted-printable", b"binary", b"x-uuencode", b""]
 
 MINIATURE_PDF = corpus.pdf_objects(
@@ -69,6 +74,13 @@ BLOBS = [
     zlib.compress(b"\x00" * 100_000),
     b"%PDF-1.7\n" + bytes(range(256)) * 4,
     b"PK\x03\x04" + bytes(300),
+    # what the wrappers the checks open look like: CMS (S/MIME, .p7m), RAR, 7z, RTF
+    compressed_cms(b"Content-Type: text/plain\r\n\r\nT\xe1\xbb\x90I M\xe1\xba\xacT\r\n"),
+    compressed_cms(MINIATURE_PDF)[:120],
+    samples.make_rar({"bao-cao.txt": b"noi dung " * 50}),
+    samples.make_7z({"bao-cao.txt": b"noi dung " * 50}),
+    samples.make_rtf("Công văn số 12/STTTT-VP"),
+    b"-----BEGIN PGP MESSAGE-----\r\n\r\nhQEMA5/\r\n-----END PGP MESSAGE-----\r\n",
 ]
 # Built once here (the email package draws random boundaries: not inside a strategy).
 SEEDS = [c.build() for c in corpus.CASES if c.listener == "smtp" and c.name in corpus.SMALL_CASES]
@@ -117,8 +129,8 @@ def mime_entity(draw: st.DrawFn, depth: int = 0) -> bytes:
 
 
 @st.composite
-def message(draw: st.DrawFn, depth: int = 0) -> bytes:
-    fields = [b"From: cv@sender.example.vn", b"To: " + corpus.RECIPIENT.encode()]
+def message(draw: st.DrawFn, depth: int = 0, sender: str = corpus.SENDER) -> bytes:
+    fields = [b"From: " + sender.encode(), b"To: " + corpus.RECIPIENT.encode()]
     fields += draw(st.lists(header_field(), max_size=5))
     order = draw(st.permutations(fields))
     entity = draw(mime_entity(depth))
@@ -165,6 +177,41 @@ def test_every_message_gets_a_definite_answer_in_time(
 ) -> None:
     crashes_before = len(hostile_server.watch.crashes)
     reply = hostile_server.send(raw, timeout=BOUND_SECONDS * 2)
+    assert reply.code in (250,) or 500 <= reply.code < 600, reply
+    assert reply.seconds < BOUND_SECONDS, reply
+    hostile_server.idle()
+    assert hostile_server.watch.crashes[crashes_before:] == []
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=not LONG_RUN,
+    database=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+@given(
+    raw=message(sender=corpus.OFFICIAL),
+    recipient=st.sampled_from([corpus.RECIPIENT, corpus.DISPATCH]),
+)
+def test_every_submission_gets_a_definite_answer_in_time(
+    hostile_server: ThreadedServer, raw: bytes, recipient: str
+) -> None:
+    """The same through the submission port, logged in as an official: to a colleague,
+    or as a draft to the dispatch address (registered for issuing)."""
+    crashes_before = len(hostile_server.watch.crashes)
+    reply = hostile_server.send(
+        raw,
+        listener="submission",
+        sender=corpus.OFFICIAL,
+        recipient=recipient,
+        timeout=BOUND_SECONDS * 2,
+    )
     assert reply.code in (250,) or 500 <= reply.code < 600, reply
     assert reply.seconds < BOUND_SECONDS, reply
     hostile_server.idle()
