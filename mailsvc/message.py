@@ -337,6 +337,9 @@ def _entity(raw: bytes, outer: tuple[str, ...], depth: int) -> Message:
             not boundary
             or msg.get_content_subtype() == "digest"
             or any(b.startswith(boundary) or boundary.startswith(b) for b in outer)
+            # the feed parser records a defect for any other encoding (RFC 2045 §6.4)
+            or str(msg.get("content-transfer-encoding", "8bit")).lower()
+            not in ("7bit", "8bit", "binary")
         ):
             raise _Irregular
         found = delimiters(body, boundary)
