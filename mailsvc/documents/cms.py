@@ -1,5 +1,5 @@
 """What a CMS file encloses: opaque S/MIME (``application/pkcs7-mime``), ``x.pdf.p7m``;
-and whether an OpenPGP message is encrypted.
+whether an OpenPGP message is encrypted, and what a signed or compressed one encloses.
 
 A signed CMS with its content inside (S/MIME ``smime-type=signed-data``, enveloping
 ``.p7m``) or a compressed one (RFC 3274) carries the document in a DER structure: neither
@@ -17,8 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import subprocess
+import tempfile
 import zlib
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from asn1crypto import cms
 
@@ -164,3 +167,91 @@ def is_encrypted_pgp(data: bytes, filename: str | None) -> bool:
     if filename and filename.lower().endswith((".gpg", ".pgp")):
         return _pgp_first_tag(data[:1]) in _PGP_ENCRYPTED_TAGS
     return False
+
+
+# First packets of an OpenPGP message that is not encrypted: a signature, a one-pass
+# signature, compressed data or literal data (RFC 9580 §5: tags 2, 4, 8, 11).
+_PGP_PLAIN_TAGS = frozenset({2, 4, 8, 11})
+_PGP_TIMEOUT = 20.0
+# Batch mode with no terminal, no agent started and no key fetched: nothing but reading.
+_GPG_OPTIONS = (
+    *("--batch", "--no-tty", "--quiet", "--no-autostart", "--no-auto-key-retrieve"),
+    *("--status-fd", "2"),
+)
+_PLAINTEXT = re.compile(rb"^\[GNUPG:\] PLAINTEXT [0-9a-f]+ \d+ ?([^\r\n]*)$", re.M)
+
+
+def is_plain_pgp(data: bytes) -> bool:
+    """True for an OpenPGP message that is signed or compressed but not encrypted: its
+    content is inside, readable by anyone with gpg (``gpg --decrypt`` shows it without
+    the signer's key, and mail clients show an inline one decoded), while the message
+    as sent shows only packets. ASCII armour (``BEGIN PGP MESSAGE``) or binary packets,
+    by content."""
+    if b"-----BEGIN PGP MESSAGE-----" in data[:4096]:
+        return not is_encrypted_pgp(data, None) and _PGP_ARMOR.search(data[:65536]) is not None
+    first = _pgp_first_packet(data)
+    if first is None:
+        return False
+    tag, body = first
+    # The packet's first byte must be what the tag says (a PNG starts 0x89 like a
+    # signature packet's header, but its "version" would be 'G').
+    return body in _PGP_FIRST_BYTES.get(tag, b"")
+
+
+# What the body of each such packet starts with: a signature's or a one-pass signature's
+# version, a compression algorithm (none, ZIP, ZLIB, BZip2), a literal data format.
+_PGP_FIRST_BYTES = {2: b"\x03\x04\x05\x06", 4: b"\x03\x06", 8: b"\x00\x01\x02\x03", 11: b"btu~lm1"}
+
+
+def _pgp_first_packet(data: bytes) -> tuple[int, bytes] | None:
+    """The first packet's tag and the first byte of its body (RFC 9580 §4.2: old and new
+    packet headers), or None when ``data`` does not start with a packet header whose
+    definite length fits in ``data``."""
+    if len(data) < 3 or not data[0] & 0x80:
+        return None
+    if data[0] & 0x40:  # new format: the tag in six bits, then one, two or five length octets
+        tag, first = data[0] & 0x3F, data[1]
+        if first < 192:
+            start, length = 2, first
+        elif first < 224:
+            start, length = 3, ((first - 192) << 8) + data[2] + 192
+        elif first == 255:
+            start, length = 6, int.from_bytes(data[2:6], "big")
+        else:  # a partial body length: at least 1 << (first & 0x1F) bytes follow
+            start, length = 2, 1
+    else:  # old format: four bits of tag, two of length type
+        tag, kind = (data[0] >> 2) & 0x0F, data[0] & 0x03
+        start = (2, 3, 5, 1)[kind]
+        length = int.from_bytes(data[1:start], "big") if kind < 3 else 1
+    if length < 1 or start + length > len(data):
+        return None
+    return tag, data[start : start + 1]
+
+
+def open_pgp(data: bytes, max_bytes: int) -> tuple[bytes, str]:
+    """The content an OpenPGP signed or compressed message encloses, and the file name
+    its literal packet carries ("" if none), by gpg (a throw-away home, no keys, no agent:
+    the signature is not checked here, the signature stage does that). Raises
+    :class:`UnreadableDocument`: ``corrupt`` when gpg finds no content, ``too-large``
+    past ``max_bytes`` (gpg stops writing there; a compression bomb is not inflated)."""
+    with tempfile.TemporaryDirectory(prefix="mailsvc-pgp-") as home:
+        try:
+            limit = ("--max-output", str(max_bytes + 1))
+            done = subprocess.run(
+                ["gpg", "--homedir", home, *_GPG_OPTIONS, *limit, "--output", "-", "--decrypt"],
+                input=data,
+                capture_output=True,
+                timeout=_PGP_TIMEOUT,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise UnreadableDocument(TOO_LARGE, "OpenPGP content not read in time") from exc
+    if b"[GNUPG:] DECRYPTION_FAILED" in done.stderr or b"BEGIN_DECRYPTION" in done.stderr:
+        raise UnreadableDocument(ENCRYPTED, "encrypted OpenPGP message")  # formats.ENCRYPTED
+    if len(done.stdout) > max_bytes or b"exceeded --max-output" in done.stderr:
+        raise UnreadableDocument(TOO_LARGE, f"OpenPGP content over {max_bytes} bytes")
+    found = _PLAINTEXT.search(done.stderr)
+    if found is None:
+        raise UnreadableDocument(CORRUPT, "no OpenPGP literal data")
+    name = unquote_to_bytes(found.group(1).strip()).decode("utf-8", "replace")
+    return done.stdout, name

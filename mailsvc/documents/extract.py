@@ -398,6 +398,12 @@ def _walk_part(
             data = _decoded(part)
             text = formats.decode_text(data, part.get_content_charset())
             yield RawDocument(Source.BODY, loc, depth, ctype, text=text, data=data)
+            if _PGP_BEGIN in data:  # inline OpenPGP: mail clients show what it encloses
+                block = data[data.index(_PGP_BEGIN) :]
+                if cms_files.is_encrypted_pgp(block, None):
+                    budget.fail(loc, ENCRYPTED, _PGP_TYPE, block, "encrypted OpenPGP message")
+                elif cms_files.is_plain_pgp(block):
+                    yield from _walk_pgp(block, None, loc, depth, budget)
         return
     counters["attachment"] += 1
     loc = _join(prefix, f"attachment {counters['attachment']}")
@@ -460,6 +466,9 @@ def _walk_file(
     if cms_files.is_encrypted_pgp(data, filename):
         budget.fail(loc, ENCRYPTED, "application/pgp-encrypted", data, "encrypted OpenPGP message")
         return
+    if cms_files.is_plain_pgp(data):
+        yield from _walk_pgp(data, filename, loc, depth, budget)
+        return
     kind = formats.sniff(data, filename, declared)
     if kind in (formats.ZIP, formats.TAR, formats.RFC822, formats.RAR, formats.SEVEN_ZIP):
         if depth + 1 > limits.max_depth:
@@ -487,6 +496,7 @@ def _walk_file(
 
 
 _CMS_TYPE = "application/pkcs7-mime"
+_PGP_BEGIN = b"-----BEGIN PGP MESSAGE-----"
 
 
 def _walk_cms(
@@ -527,6 +537,37 @@ def _walk_cms(
     if name and name.lower().endswith((".p7m", ".p7z")):
         name = name[:-4] or None
     yield from _walk_file(content, name, "application/octet-stream", inner, depth + 1, budget)
+
+
+_PGP_TYPE = "application/pgp-signature"
+
+
+def _walk_pgp(
+    data: bytes, filename: str | None, loc: str, depth: int, budget: _Budget
+) -> Iterator[RawDocument]:
+    """An OpenPGP message that is signed or compressed (a ``.gpg`` file, or a ``BEGIN PGP
+    MESSAGE`` block that a mail client shows decoded): what it encloses is walked as the
+    file its literal packet names and kept for the virus scan, as for CMS."""
+    limits = budget.limits
+    room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+    if depth + 1 > limits.max_depth:
+        budget.fail(loc, TOO_LARGE, _PGP_TYPE, data, "nesting too deep")
+        return
+    try:
+        content, name = cms_files.open_pgp(data, max(room, 0))
+    except UnreadableDocument as exc:
+        if exc.kind == CORRUPT:  # gpg finds nothing in it: no client shows anything either
+            budget.skipped.append(ExtractionFailure(loc, UNSUPPORTED, _PGP_TYPE, _sha(data)))
+        else:
+            budget.fail(loc, exc.kind, _PGP_TYPE, data, str(exc))
+        return
+    budget.expanded += len(content)
+    budget.enclosed.append(content)
+    if not name or name == "_CONSOLE":
+        stem = filename or ""
+        name = stem[:-4] if stem.lower().endswith((".gpg", ".pgp", ".asc")) else ""
+    inner = _join(loc, "enclosed")
+    yield from _walk_file(content, name or None, "text/plain", inner, depth + 1, budget)
 
 
 def _walk_zip(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:

@@ -300,3 +300,85 @@ def test_extraction_reports_pgp_mime_encryption(gpg_home: Path) -> None:
         ENCRYPTED,
         "encrypted message (application/pgp-encrypted)",
     )
+
+
+# -- OpenPGP signed or compressed: the content is inside, readable by anyone ------------
+
+SECRET = "TỐI MẬT\nBáo cáo tình hình an ninh quý IV\n".encode()
+
+
+@pytest.mark.parametrize("name", ["armoured, signed only", "binary, signed only"])
+def test_a_signed_openpgp_message_is_opened(gpg_home: Path, name: str) -> None:
+    """gpg shows the content of a signed message without the signer's key: so do we."""
+    data, _, _ = pgp_messages(gpg_home)[name]
+    assert cms.is_plain_pgp(data) and not cms.is_encrypted_pgp(data, None)
+    content, literal_name = cms.open_pgp(data, 10_000_000)
+    assert content == PDF and literal_name == ""  # made from stdin: no name inside
+
+
+def test_the_literal_packets_file_name_is_kept(gpg_home: Path, tmp_path: Path) -> None:
+    (tmp_path / "bao-cao mật.txt").write_bytes(SECRET)
+    data = _gpg(gpg_home, "--sign", "--output", "-", str(tmp_path / "bao-cao mật.txt"), stdin=b"")
+    assert cms.open_pgp(data, 10_000) == (SECRET, "bao-cao mật.txt")
+
+
+def test_an_openpgp_compression_bomb_stops_at_the_limit(gpg_home: Path) -> None:
+    bomb = _gpg(gpg_home, "--compress-level", "9", "--sign", stdin=bytes(30_000_000))
+    assert len(bomb) < 100_000
+    with pytest.raises(UnreadableDocument) as caught:
+        cms.open_pgp(bomb, 1_000_000)
+    assert caught.value.kind == TOO_LARGE
+
+
+@pytest.mark.parametrize(
+    "data", [b"\xa3\x01" + bytes(300), b"\x88\x05\x04abcd", b"\xcb\x05bhell", b"\xc8\x03\x02zz"]
+)
+def test_packets_that_are_not_a_message_are_corrupt(data: bytes) -> None:
+    assert cms.is_plain_pgp(data)
+    with pytest.raises(UnreadableDocument) as caught:
+        cms.open_pgp(data, 1_000_000)
+    assert caught.value.kind == CORRUPT
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\x89PNG\r\n\x1a\n" + bytes(100),  # 0x89: an old-format signature packet's header
+        b"\x88garbage",  # a length past the end
+        b"\xcb\x05hello",  # literal data whose format byte is none
+        b"\xa8\x05\x09xxxx",  # compressed with algorithm 9
+        b"%PDF-1.7\n",
+        b"",
+    ],
+)
+def test_what_only_starts_like_a_packet_is_not_taken_for_openpgp(data: bytes) -> None:
+    assert not cms.is_plain_pgp(data)
+
+
+def test_extraction_reads_a_signed_gpg_attachment(gpg_home: Path) -> None:
+    data = _gpg(gpg_home, "--sign", stdin=SECRET)
+    raw = with_attachment(data, "octet-stream", "bao-cao.txt.gpg")
+    text = extract_message_bytes(raw, ExtractionLimits())
+    assert text.failures == ()
+    [inside] = [p for p in text.parts if "enclosed" in p.location and p.source == "attachment"]
+    assert "TỐI MẬT" in inside.text and inside.filename == "bao-cao.txt"
+    assert text.enclosed == (SECRET,)  # for the virus scan
+
+
+def test_extraction_reads_an_inline_signed_body(gpg_home: Path) -> None:
+    """Thunderbird shows an inline ``gpg --sign --armor`` body decoded: the checks read
+    what it shows."""
+    armoured = _gpg(gpg_home, "--sign", "--armor", stdin=SECRET)
+    msg = EmailMessage()
+    msg.set_content("Kính gửi Văn thư,\n\n" + armoured.decode() + "\nTrân trọng.\n")
+    text = extract_message_bytes(msg.as_bytes(policy=SMTP_POLICY), ExtractionLimits())
+    assert any("TỐI MẬT" in p.text for p in text.parts if "enclosed" in p.location)
+    assert text.enclosed == (SECRET,)
+
+
+def test_extraction_reports_an_inline_encrypted_body(gpg_home: Path) -> None:
+    data, _, _ = pgp_messages(gpg_home)["armoured, by password"]
+    msg = EmailMessage()
+    msg.set_content("Kính gửi Văn thư,\n\n" + data.decode())
+    text = extract_message_bytes(msg.as_bytes(policy=SMTP_POLICY), ExtractionLimits())
+    assert [(f.kind, f.detail) for f in text.failures] == [(ENCRYPTED, "encrypted OpenPGP message")]

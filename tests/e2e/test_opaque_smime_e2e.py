@@ -213,3 +213,59 @@ async def test_an_encrypted_message_cannot_be_checked_and_is_refused(
     assert b"cannot be read" in error.smtp_error and b"encrypted" in error.smtp_error
     with server.sessions() as session:
         assert session.scalars(select(MessageRecord)).all() == []
+
+
+def gpg_made(work: Path, *args: str, stdin: bytes) -> bytes:
+    """gpg's output (a throw-away home with one key, no agent left behind)."""
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    base = ["gpg", "--homedir", str(work), "--batch", "--pinentry-mode", "loopback"]
+    try:
+        if not (work / "pubring.kbx").exists():
+            subprocess.run(
+                [*base, "--passphrase", "", "--quick-gen-key", f"cv@{AGENCY_DOMAIN}"],
+                capture_output=True, check=True,
+            )  # fmt: skip
+        return subprocess.run(
+            [*base, *args], input=stdin, capture_output=True, check=True
+        ).stdout
+    finally:
+        subprocess.run(["gpgconf", "--homedir", str(work), "--kill", "all"], check=False)
+
+
+def with_body(text: str) -> bytes:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = SENDER, CLERK, "Bao cao"
+    msg["Message-ID"] = make_msgid(domain=AGENCY_DOMAIN)
+    msg.set_content(text)
+    return msg.as_bytes(policy=SMTP_POLICY)
+
+
+async def test_what_a_signed_openpgp_message_encloses_is_checked(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    """``gpg --sign`` keeps the content inside the packets (compressed): clamd and the
+    text checks saw only packets, while ``gpg --decrypt`` shows the content without the
+    signer's key and Thunderbird shows an inline one decoded. Both were delivered."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    gnupg = tmp_path / "gnupg"
+    inline = gpg_made(gnupg, "--sign", "--armor", stdin=CLASSIFIED.encode())
+    error = await asyncio.to_thread(refused, server, with_body("Kính gửi,\n\n" + inline.decode()))
+    assert error.smtp_code == 554 and b"classified content" in error.smtp_error
+    attached = gpg_made(gnupg, "--sign", stdin=EICAR)
+    raw = p7m_attachment(attached, "hoadon.com.gpg", subtype="octet-stream")
+    error = await asyncio.to_thread(refused, server, raw)
+    assert error.smtp_code == 554 and b"virus detected" in error.smtp_error
+    encrypted_inline = gpg_made(
+        gnupg, "--armor", "--passphrase", "mat-khau", "--symmetric", stdin=CLASSIFIED.encode()
+    )
+    error = await asyncio.to_thread(
+        refused, server, with_body("Kính gửi,\n\n" + encrypted_inline.decode())
+    )
+    assert error.smtp_code == 554 and b"encrypted" in error.smtp_error
+    with server.sessions() as session:
+        assert session.scalars(select(MessageRecord)).all() == []
+    # the same signed message with an ordinary text is delivered as sent
+    ordinary = gpg_made(gnupg, "--sign", "--armor", stdin="Lịch họp tuần sau.\n".encode())
+    raw = with_body("Kính gửi,\n\n" + ordinary.decode())
+    assert await asyncio.to_thread(send_raw, server, raw) == {}
