@@ -658,17 +658,16 @@ def _charset_cases() -> tuple[Case, ...]:
             code, text = (554, "control character") if top_nul else (250, "")
             build = declared_charset(charset, layout)
             cases.append(Case(f"charset-{layout}-{i}", build, code, text))
-        cases.append(
-            Case(
-                f"draft-charset-{i}",
-                declared_charset(charset, "document", official=True),
-                250,
-                listener="submission",
-                sender=OFFICIAL,
-                recipient=DISPATCH,
-            )
-        )
+        official = declared_charset(charset, "document", official=True)
+        cases.append(_submitted(f"draft-charset-{i}", official, recipient=DISPATCH))
     return tuple(cases)
+
+
+def _submitted(name: str, build: Callable[[], bytes], recipient: str = RECIPIENT) -> Case:
+    """An official's submission that must be accepted."""
+    return Case(
+        name, build, 250, seconds=30, listener="submission", sender=OFFICIAL, recipient=recipient
+    )
 
 
 def _unparsable_cases() -> tuple[Case, ...]:
@@ -685,29 +684,12 @@ def _unparsable_cases() -> tuple[Case, ...]:
                     seconds=30,
                 )
             )
+            official = unparsable_field(name, value, official=True)
             if not refused:
-                cases.append(
-                    Case(
-                        f"submission-unparsable-{name.lower()}-{i}",
-                        unparsable_field(name, value, official=True),
-                        250,
-                        seconds=30,
-                        listener="submission",
-                        sender=OFFICIAL,
-                    )
-                )
+                cases.append(_submitted(f"submission-unparsable-{name.lower()}-{i}", official))
             if name in ("To", "Cc"):  # the draft's recipients are read from these
-                cases.append(
-                    Case(
-                        f"draft-unparsable-{name.lower()}-{i}",
-                        unparsable_field(name, value, official=True),
-                        250,
-                        seconds=30,
-                        listener="submission",
-                        sender=OFFICIAL,
-                        recipient=DISPATCH,
-                    )
-                )
+                label = f"draft-unparsable-{name.lower()}-{i}"
+                cases.append(_submitted(label, official, recipient=DISPATCH))
     return tuple(cases)
 
 

@@ -159,7 +159,7 @@ def mutated_seed(draw: st.DrawFn) -> bytes:
     return bytes(raw)
 
 
-@settings(
+FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
     derandomize=not LONG_RUN,
@@ -171,6 +171,9 @@ def mutated_seed(draw: st.DrawFn) -> bytes:
         HealthCheck.large_base_example,
     ],
 )
+
+
+@FUZZ
 @given(raw=message() | mutated_seed())
 def test_every_message_gets_a_definite_answer_in_time(
     hostile_server: ThreadedServer, raw: bytes
@@ -183,18 +186,7 @@ def test_every_message_gets_a_definite_answer_in_time(
     assert hostile_server.watch.crashes[crashes_before:] == []
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=not LONG_RUN,
-    database=None,
-    suppress_health_check=[
-        HealthCheck.function_scoped_fixture,
-        HealthCheck.too_slow,
-        HealthCheck.data_too_large,
-        HealthCheck.large_base_example,
-    ],
-)
+@FUZZ
 @given(
     raw=message(sender=corpus.OFFICIAL),
     recipient=st.sampled_from([corpus.RECIPIENT, corpus.DISPATCH]),
