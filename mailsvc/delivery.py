@@ -258,6 +258,7 @@ class Acceptance:
             self._blobs_in_use[msg.sha256] -= 1
             if not self._blobs_in_use[msg.sha256]:
                 del self._blobs_in_use[msg.sha256]
+            self._wake_marker()  # marks this transaction took and gave back, if any
         self._delivered_unmarked.difference_update(rid for rid, _ in folded)
         if self.submissions is not None and any(r.state == RELAYED for r in records):
             self.submissions.after_commit()
@@ -580,7 +581,11 @@ class Acceptance:
         self._delivered_unmarked.add(record_id)
         with self._marks_lock:
             self._marks.append((record_id, utcnow()))
-        if self._marker is None or self._marker.done():
+        self._wake_marker()
+
+    def _wake_marker(self) -> None:
+        """Start the marker task if marks are queued and it is not running."""
+        if self._marks and (self._marker is None or self._marker.done()):
             self._marker = self._spawn(self._write_marks())
 
     async def _write_marks(self) -> None:

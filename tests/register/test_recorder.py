@@ -357,6 +357,33 @@ async def test_the_next_acceptance_carries_the_delivered_marks_in_its_transactio
         event.remove(engine, "commit", listener)
 
 
+async def test_marks_a_refused_fold_gave_back_are_written_without_more_mail(
+    sessions: sessionmaker[Session], blobs: BlobStore, mailboxes: MemoryMailboxes, directory: None
+) -> None:
+    """An acceptance takes the queued marks and the database refuses them (its savepoint
+    is rolled back): they are not lost with the savepoint; the row is marked once the
+    database takes marks again, without more mail and without repair."""
+    acceptance = Acceptance(
+        sessions, blobs, mailboxes, hostname=f"mail.{LOCAL}", mark_fold_wait=0.05
+    )
+    _run(sessions, HOLD_MARKS)
+    first = make_message(attach=False)
+    await acceptance.accept(first, deliver_verdict(first.queue_id))
+    await acceptance.drain()  # the marker tried, was refused and stopped
+    again = replace(first, queue_id="Q0000002")  # a retry: nothing new is delivered
+    outcome = await acceptance.accept(again, deliver_verdict(again.queue_id))
+    assert outcome == Accepted("Q0000001", duplicate=True)
+    _run(sessions, RELEASE_MARKS)
+
+    def state() -> str:
+        with sessions() as session:
+            return str(session.scalar(select(MessageRecord.state)))
+
+    await wait_for(lambda: state() == "delivered", timeout=15)
+    await acceptance.drain()
+    assert len(mailboxes.copies) == 1
+
+
 async def test_new_recipient_of_the_same_message_links_to_the_first_entry(
     acceptance: Acceptance, mailboxes: MemoryMailboxes, sessions: sessionmaker[Session]
 ) -> None:
