@@ -175,7 +175,7 @@ _MARK_RETRY_FIRST = 0.5
 _MARK_RETRY_MAX = 10.0
 # How long a queued delivered mark waits for an acceptance to carry it (_fold_marks)
 # before the marker writes it in a transaction of its own.
-_MARK_FOLD_WAIT = 0.2
+_MARK_FOLD_WAIT = 0.1
 _MARK_DELIVERED = (
     update(_RECORDS)
     .where(_RECORDS.c.id == bindparam("rid"))

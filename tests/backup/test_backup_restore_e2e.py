@@ -180,9 +180,13 @@ async def test_backup_while_receiving_then_restore_exact_state(
             else:
                 assert value == at_backup[qid], (mailbox, qid)
     assert "\\Flagged \\Seen" in {flags for _, flags in clerk_after.values()}
-    with server.sessions() as session:
-        states = set(session.scalars(select(MessageRecord.state)))
-    assert states == {"delivered"}
+
+    def states() -> set[str]:
+        with server.sessions() as session:
+            return set(session.scalars(select(MessageRecord.state)))
+
+    # the 'delivered' mark of repair's copy follows its delivery (group-committed)
+    await wait_for(lambda: states() == {"delivered"})
 
 
 def _message_rows(url: str) -> list[MessageRecord]:
