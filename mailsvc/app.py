@@ -403,6 +403,7 @@ class App:
             domain=s.server.domain,
         )
         self.priority = PriorityFollower(self.sessions, self.alerts, self.checking_policy)
+        self.inflight = InflightTracker()
         self.acceptance = Acceptance(
             self.sessions,
             self.blobs,
@@ -428,6 +429,7 @@ class App:
             metrics=self.metrics,
             storage=[self.blobs.root, s.path(s.paths.maildir_root)],
             min_free_bytes=s.server.min_free_megabytes * 1024 * 1024,
+            busy=lambda: self.inflight.count,
         )
         await self.acceptance.repair()
         self._repairer = asyncio.create_task(self.acceptance.run_repairer())
@@ -450,7 +452,6 @@ class App:
         self.rate = RateLimiter(
             s.smtp.max_connections_per_ip, s.smtp.max_messages_per_ip_per_minute
         )
-        self.inflight = InflightTracker()
         self.remote_limit = RemoteRecipientLimiter(s.outbound.max_remote_recipients_per_hour)
         self.smtp_sessions = Sessions()
         self.listeners: list[SmtpListener] = []

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -174,7 +174,8 @@ _SEEN = select(_RECORDS.c.id).where(_RECORDS.c.message_key == bindparam("key")).
 _MARK_RETRY_FIRST = 0.5
 _MARK_RETRY_MAX = 10.0
 # How long a queued delivered mark waits for an acceptance to carry it (_fold_marks)
-# before the marker writes it in a transaction of its own.
+# before the marker writes it in a transaction of its own (only while other messages
+# are on their way: Acceptance.busy).
 _MARK_FOLD_WAIT = 0.1
 _MARK_DELIVERED = (
     update(_RECORDS)
@@ -216,6 +217,7 @@ class Acceptance:
         storage: Sequence[Path] = (),
         min_free_bytes: int = 0,
         mark_fold_wait: float = _MARK_FOLD_WAIT,
+        busy: Callable[[], int] | None = None,
     ) -> None:
         self.submissions = submissions
         self.receipts = receipts
@@ -239,6 +241,10 @@ class Acceptance:
         self._marks: list[tuple[int, datetime]] = []
         self._marks_lock = threading.Lock()
         self.mark_fold_wait = mark_fold_wait
+        # How many messages are between end of DATA and their reply (the SMTP server's
+        # count): the marker waits for an acceptance to carry its marks only when others
+        # are on their way; alone, it writes them at once.
+        self.busy = busy
         self._marker: asyncio.Future[None] | None = None
         # Set while drain() waits: a marker that cannot write gives up instead of retrying.
         self._draining = asyncio.Event()
@@ -597,7 +603,7 @@ class Acceptance:
         delay = _MARK_RETRY_FIRST
         failing = False
         while True:
-            if not failing and not self._draining.is_set():
+            if not failing and not self._draining.is_set() and self._others_coming():
                 # The next acceptances may take them first (_fold_marks): under load,
                 # almost always; the marker then finds nothing left to write.
                 with contextlib.suppress(TimeoutError):
@@ -627,6 +633,11 @@ class Acceptance:
                 log.info("marked %d delivered row(s) once the database took them", len(batch))
                 failing, delay = False, _MARK_RETRY_FIRST
             self._delivered_unmarked.difference_update(rid for rid, _ in batch)
+
+    def _others_coming(self) -> bool:
+        """Other messages than the one whose mark was just queued are on their way to an
+        acceptance (it may still count itself)."""
+        return self.busy is not None and self.busy() > 1
 
     def _mark_many(self, marks: Sequence[tuple[int, datetime]]) -> None:
         with self.sessions.begin() as session:

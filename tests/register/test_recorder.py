@@ -332,6 +332,7 @@ async def test_the_next_acceptance_carries_the_delivered_marks_in_its_transactio
         hostname=f"mail.{LOCAL}",
         recorders=[RegisterRecorder(blobs)],
         mark_fold_wait=60,
+        busy=lambda: 10,  # as under load: more messages on their way
     )
     commits: list[int] = []
     engine = sessions.kw["bind"]
@@ -364,7 +365,7 @@ async def test_marks_a_refused_fold_gave_back_are_written_without_more_mail(
     is rolled back): they are not lost with the savepoint; the row is marked once the
     database takes marks again, without more mail and without repair."""
     acceptance = Acceptance(
-        sessions, blobs, mailboxes, hostname=f"mail.{LOCAL}", mark_fold_wait=0.05
+        sessions, blobs, mailboxes, hostname=f"mail.{LOCAL}", mark_fold_wait=0.05, busy=lambda: 10
     )
     _run(sessions, HOLD_MARKS)
     first = make_message(attach=False)
