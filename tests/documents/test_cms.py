@@ -382,3 +382,23 @@ def test_extraction_reports_an_inline_encrypted_body(gpg_home: Path) -> None:
     msg.set_content("Kính gửi Văn thư,\n\n" + data.decode())
     text = extract_message_bytes(msg.as_bytes(policy=SMTP_POLICY), ExtractionLimits())
     assert [(f.kind, f.detail) for f in text.failures] == [(ENCRYPTED, "encrypted OpenPGP message")]
+
+
+def _packet(tag: int, body: bytes) -> bytes:
+    """An OpenPGP packet, new format with a five-octet length."""
+    return bytes([0xC0 | tag, 255]) + len(body).to_bytes(4, "big") + body
+
+
+def test_packets_nested_past_gpgs_limit_are_corrupt_and_answered_at_once() -> None:
+    """A hostile file: a literal packet stamped TỐI MẬT inside 2,000 'compressed' packets
+    (algorithm 0). gpg refuses the nesting, as it does for the recipient: nothing is
+    shown, nothing is hidden, and no time is spent."""
+    data = _packet(11, b"b\x05x.txt\x00\x00\x00\x00" + "TỐI MẬT".encode())
+    for _ in range(2000):
+        data = _packet(8, b"\x00" + data)
+    assert cms.is_plain_pgp(data)
+    with pytest.raises(UnreadableDocument) as caught:
+        cms.open_pgp(data, 1_000_000)
+    assert caught.value.kind == CORRUPT
+    shallow = _packet(8, b"\x00" + _packet(11, b"b\x05x.txt\x00\x00\x00\x00" + SECRET))
+    assert cms.open_pgp(shallow, 1_000_000) == (SECRET, "x.txt")  # a few levels: read
