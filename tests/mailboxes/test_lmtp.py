@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import Envelope, Session
 from sqlalchemy import text
 
 from mailsvc.mailboxes.dovecot import DovecotService
-from mailsvc.mailboxes.lmtp import LmtpClient, LmtpError, folder_address, stuff
+from mailsvc.mailboxes.lmtp import LmtpClient, LmtpError, crlf, folder_address, stuff
 
 from .conftest import DOMAIN, PASSWORD, Accounts, Imap, async_wait_until, message
 
@@ -32,6 +37,8 @@ def test_stuffing_rules() -> None:
     assert stuff(b"no newline at end") == b"no newline at end\r\n.\r\n"
     assert stuff(b"bare\nlf\n.x") == b"bare\r\nlf\r\n..x\r\n.\r\n"
     assert stuff(b"") == b".\r\n"
+    assert crlf(b"bare\nlf\n.x") == b"bare\r\nlf\r\n.x\r\n"  # what BDAT sends: no stuffing
+    assert crlf(b"") == b""
     assert folder_address("a.b@x.vn", "Junk") == "a.b+Junk@x.vn"
     assert folder_address("a.b@x.vn", "INBOX") == "a.b@x.vn"
     for bad in ("../x", "a b", "x@y", "", "a+b"):
@@ -150,3 +157,81 @@ async def test_reconnects_after_dovecot_restart(
     await async_wait_until(back, timeout=20)
     await lmtp.deliver(user, message())
     assert len(fetch_all(dovecot, user)) == 2
+
+
+@contextlib.asynccontextmanager
+async def recording_proxy(target: Path, path: Path) -> AsyncIterator[bytearray]:
+    """A unix socket at ``path`` passing every byte to ``target`` and back; yields what
+    the client sent."""
+    sent = bytearray()
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: bool) -> None:
+        while chunk := await reader.read(65536):
+            if log:
+                sent.extend(chunk)
+            writer.write(chunk)
+            await writer.drain()
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection(str(target))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+    server = await asyncio.start_unix_server(serve, str(path))
+    try:
+        yield sent
+    finally:
+        server.close()
+
+
+async def test_dovecot_gets_one_bdat_chunk_and_no_dot_stuffing(
+    dovecot: DovecotService, accounts: Accounts, tmp_path: Path
+) -> None:
+    """Dovecot offers CHUNKING: the message goes as one BDAT LAST chunk, byte for byte,
+    with no line scanned for a dot; a refused recipient and a transaction with no
+    recipient left leave the connection usable."""
+    user = accounts.add("chunks")
+    body = ".\r\n..two dots\r\nend of data? no:\r\n.\r\nafter\r\n" + ("x" * 70 + "\r\n") * 3000
+    raw = message(body=body)
+    async with recording_proxy(dovecot.lmtp_path, tmp_path / "proxy") as sent:
+        client = LmtpClient(tmp_path / "proxy", pool_size=1, timeout=10)
+        try:
+            await client.deliver(user, raw)
+            refused = await client.deliver_many([f"ghost@{DOMAIN}"], message())
+            mixed = await client.deliver_many([f"ghost@{DOMAIN}", user], raw)
+            await client.deliver(user, b"Subject: bare LF\nNo final newline")
+        finally:
+            await client.close()
+    assert refused[f"ghost@{DOMAIN}"] is not None and refused[f"ghost@{DOMAIN}"].code == 550
+    assert mixed[user] is None and mixed[f"ghost@{DOMAIN}"] is not None
+    assert bytes(sent).count(f"BDAT {len(raw)} LAST\r\n".encode() + raw) == 2
+    assert b"DATA\r\n" not in sent and b"\r\n...two dots" not in sent
+    got = fetch_all(dovecot, user)
+    assert got[:2] == [b"Return-Path: <>\r\n" + raw] * 2
+    assert got[2] == b"Return-Path: <>\r\nSubject: bare LF\r\nNo final newline\r\n"
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server: LMTP, session: Session, envelope: Envelope) -> str:
+        self.received.append(envelope.original_content or b"")
+        return "250 2.0.0 delivered"
+
+
+async def test_a_server_without_chunking_gets_dot_stuffed_data(tmp_path: Path) -> None:
+    """aiosmtpd's LMTP server offers no CHUNKING: DATA, dot-stuffed, ends at the dot.
+    (It answers DATA once, not once per recipient: one recipient per transaction.)"""
+    keep = _Keep()
+    path = tmp_path / "lmtp"
+    server = await asyncio.get_running_loop().create_unix_server(lambda: LMTP(keep), str(path))
+    raw = message(body=".\r\n..two dots\r\nlast\r\n")
+    client = LmtpClient(path, pool_size=1, timeout=10)
+    try:
+        await client.deliver("a@x.vn", raw)
+        await client.deliver("a@x.vn", b"Subject: bare LF\nNo final newline")
+    finally:
+        await client.close()
+        server.close()
+    assert keep.received == [raw, b"Subject: bare LF\r\nNo final newline\r\n"]
