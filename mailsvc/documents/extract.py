@@ -39,6 +39,7 @@ import email.policy
 import hashlib
 import io
 import logging
+import pickle
 import signal
 import tarfile
 import threading
@@ -915,16 +916,34 @@ class Analysis:
         return self.results.get(stage)
 
 
+# The task lists a worker has unpickled, by their pickled bytes (see PickledTasks).
+_LOADED_TASKS: OrderedDict[bytes, tuple[AnalysisTask, ...]] = OrderedDict()
+_LOADED_MAX = 4
+
+
+def _load_tasks(blob: bytes) -> tuple[AnalysisTask, ...]:
+    tasks = _LOADED_TASKS.get(blob)
+    if tasks is None:
+        tasks = pickle.loads(blob)  # our own process pickled it
+        _LOADED_TASKS[blob] = tasks
+        while len(_LOADED_TASKS) > _LOADED_MAX:
+            _LOADED_TASKS.popitem(last=False)
+    return tasks
+
+
 def analyse_message_bytes(
     raw: bytes,
     limits: ExtractionLimits,
-    tasks: Sequence[AnalysisTask],
+    tasks: Sequence[AnalysisTask] | bytes,
     direction: str,
     originator: Originator | None = None,
 ) -> Analysis:
     """The worker entry point: parse once, extract, then run each stage's function on
-    the same view (picklable I/O). ``originator``: the fields already parsed from ``raw``
-    by the caller, if it has them."""
+    the same view (picklable I/O). ``tasks``: the list, or the list pickled by the caller
+    (:class:`TextExtractor` sends it so: unpickled once per worker, not per message).
+    ``originator``: the fields already parsed from ``raw`` by the caller, if it has them."""
+    if isinstance(tasks, bytes):
+        tasks = _load_tasks(tasks)
     text, msg = _extract(raw, limits)
     view = MessageView(raw, msg, text, direction, originator)
     results: dict[str, Any] = {}
@@ -976,6 +995,8 @@ class TextExtractor:
         self._cache_size = cache_size
         self._cache: OrderedDict[tuple[str, str], asyncio.Future[Analysis]] = OrderedDict()
         self._tasks: list[tuple[str, Callable[[MessageView, Any], Any], Any, bool]] = []
+        # The task list pickled, with the arguments it was pickled from (see _task_blob).
+        self._pickled: tuple[tuple[Any, ...], bytes] | None = None
 
     def add_task(
         self,
@@ -991,12 +1012,26 @@ class TextExtractor:
         the worker gets: e.g. the trust material's current version)."""
         task = (stage, fn, arg, per_call)
         self._tasks = [t for t in self._tasks if t[0] != stage] + [task]
+        self._pickled = None
         self._cache.clear()
 
     def _task_list(self) -> tuple[AnalysisTask, ...]:
         return tuple(
             (name, fn, arg() if per_call else arg) for name, fn, arg, per_call in self._tasks
         )
+
+    def _task_blob(self) -> bytes:
+        """The task list pickled: once, and again only when a per-call argument changes
+        (a new object: the trust material reloaded). Pickling the stages' arguments (the
+        spam policy, the marking detector, the signature policy) for every message cost
+        the SMTP process 0.1 ms and the worker 0.13 ms to unpickle."""
+        args = tuple(arg() if per_call else arg for _name, _fn, arg, per_call in self._tasks)
+        if self._pickled is not None and _same_objects(self._pickled[0], args):
+            return self._pickled[1]
+        tasks = tuple((t[0], t[1], arg) for t, arg in zip(self._tasks, args, strict=True))
+        blob = pickle.dumps(tasks, protocol=pickle.HIGHEST_PROTOCOL)
+        self._pickled = (args, blob)
+        return blob
 
     def cached(self, msg: InboundMessage) -> Analysis | None:
         """The analysis of ``msg`` if a stage already had it made, else None (no work)."""
@@ -1052,7 +1087,7 @@ class TextExtractor:
             analyse_message_bytes,
             raw,
             self.limits,
-            self._task_list(),
+            self._task_blob() if self.executor is not None else self._task_list(),
             direction,
             originator,
         )
@@ -1074,6 +1109,24 @@ class TextExtractor:
 
     def clear(self) -> None:
         self._cache.clear()
+
+
+def _same_objects(old: tuple[Any, ...], new: tuple[Any, ...]) -> bool:
+    """The same objects, one by one (one level into tuples: a per-call argument is often
+    a fresh tuple of the same objects; strings and numbers by value)."""
+    if len(old) != len(new):
+        return False
+    for a, b in zip(old, new, strict=True):
+        if type(a) is tuple and type(b) is tuple:
+            if len(a) != len(b) or not all(map(_same, a, b)):
+                return False
+        elif not _same(a, b):
+            return False
+    return True
+
+
+def _same(a: Any, b: Any) -> bool:
+    return a is b or (type(a) is type(b) and type(a) in (str, bytes, int) and a == b)
 
 
 def failure_kinds(text: ExtractedText) -> Sequence[str]:

@@ -7,6 +7,7 @@ workers must pickle) and the real DbDirectory over a migrated database.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -18,6 +19,7 @@ import pytest
 from mailsvc import directory
 from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory
+from mailsvc.documents.extract import TextExtractor
 from mailsvc.message import Direction, InboundMessage, parse_tree
 from mailsvc.pipeline.signatures import SignaturesStage
 from mailsvc.register.attachments import attachments_in
@@ -328,3 +330,33 @@ async def test_an_unsigned_forwarded_document_reads_unsigned(
     raw = forward(as_bytes(original(make_pdf("Công văn số 12"))), "Content-Type: message/rfc822")
     [(status, reason, document)] = await _forwarded_reports(raw, pki, agencies, executor)
     assert (status, reason, document) == (Status.NONE, "unsigned", "35-QD-UBND.pdf")
+
+
+async def test_an_anchor_added_while_running_reaches_the_workers(
+    pki: SamplePki, agencies: DbDirectory, executor: ProcessPoolExecutor, tmp_path: Path
+) -> None:
+    """As app.py runs it: validation in the extractor's worker call, whose task list is
+    pickled once and again only when the trust material changes. An anchor copied into
+    the trust directory is used for the next message."""
+    anchors = tmp_path / "trust"
+    anchors.mkdir()
+    trust = replace(pki.trust_config(), anchor_dirs=(anchors,))
+    extractor = TextExtractor(executor)
+    assert pki.gpg is not None
+    checks = SignaturesStage(
+        SignaturePolicy(), trust, agencies, executor, gnupg_home=pki.gpg.keyring_home,
+        extractor=extractor,
+    )  # fmt: skip
+
+    async def outcome(number: int) -> DocumentOutcome:
+        pdf = signed_pdf(make_pdf(f"Quyết định số {number}/QĐ-UBND"), pki.organisation)
+        (finding,) = await checks.inspect(inbound(plain_message([("qd.pdf", pdf)])))
+        assert isinstance(finding.payload, DocumentSignatureReport)
+        return finding.payload.outcome
+
+    assert await outcome(1) is not DocumentOutcome.VALID  # no anchor yet
+    assert await outcome(2) is not DocumentOutcome.VALID
+    for path in pki.trust_dir.glob("*.pem"):
+        shutil.copy(path, anchors / path.name)
+    assert await outcome(3) is DocumentOutcome.VALID
+    assert await outcome(4) is DocumentOutcome.VALID
