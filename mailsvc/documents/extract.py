@@ -470,7 +470,23 @@ def _walk_file(
     if cms_files.is_plain_pgp(data):
         yield from _walk_pgp(data, filename, loc, depth, budget)
         return
-    kind = formats.sniff(data, filename, declared)
+    kinds = formats.sniff_all(data, filename, declared)
+    for index, kind in enumerate(kinds):
+        where = loc if index == 0 else _join(loc, f"read as {kind}")
+        yield from _walk_kind(data, kind, filename, where, depth, budget, charset)
+
+
+def _walk_kind(
+    data: bytes,
+    kind: str,
+    filename: str | None,
+    loc: str,
+    depth: int,
+    budget: _Budget,
+    charset: str | None,
+) -> Iterator[RawDocument]:
+    """A file's content read as ``kind``."""
+    limits = budget.limits
     if kind in (formats.ZIP, formats.TAR, formats.RFC822, formats.RAR, formats.SEVEN_ZIP):
         if depth + 1 > limits.max_depth:
             budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
@@ -796,7 +812,9 @@ def _file_text(
             data, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
         )
     if kind in (formats.DOC, formats.OLE):
-        return formats.ole_text(data, limits.max_text_chars)
+        return formats.ole_text(
+            data, limits.max_text_chars, max_embedded_bytes=limits.max_file_bytes
+        )
     if kind == formats.RTF:
         return formats.rtf_text(data, limits.max_text_chars)
     text = formats.decode_text(data, charset)

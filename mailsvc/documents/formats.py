@@ -13,6 +13,7 @@ import io
 import logging
 import mimetypes
 import re
+import struct
 import threading
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 import defusedxml.ElementTree as defused_et
 import msoffcrypto
+import olefile
 from defusedxml import DefusedXmlException
 from striprtf.striprtf import rtf_to_text
 
@@ -140,9 +142,26 @@ _EXTENSIONS = {
 
 def sniff(data: bytes, filename: str | None, declared: str) -> str:
     """The real type of a file: magic bytes first, then the name, then the declared type."""
-    head = data[:1024]
-    if b"%PDF-" in head:
+    if b"%PDF-" in data[:1024]:
         return PDF
+    return _magic(data, filename, declared) or _by_name(filename, declared)
+
+
+def sniff_all(data: bytes, filename: str | None, declared: str) -> tuple[str, ...]:
+    """:func:`sniff`'s type, then, for a file that is two at once, the other: a PDF
+    header within the first 1,024 bytes (where PDF readers look for it) of a file that
+    starts as another type (a compound file, a ZIP, an RTF...). Word opens such a .doc as
+    a .doc and a PDF reader the same bytes as a PDF: each reading is read."""
+    kind = sniff(data, filename, declared)
+    if kind == PDF and not data.startswith(b"%PDF-"):
+        other = _magic(data, filename, declared)
+        if other is not None:
+            return (kind, other)
+    return (kind,)
+
+
+def _magic(data: bytes, filename: str | None, declared: str) -> str | None:
+    head = data[:1024]
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return _sniff_zip(data)
     if head.startswith(b"{\\rtf"):
@@ -168,6 +187,10 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
         and ".tar" in filename.lower()
     ):
         return TAR
+    return None
+
+
+def _by_name(filename: str | None, declared: str) -> str:
     name = (filename or "").lower()
     for ext in (".tar.gz", ".tar.bz2", ".tar.xz"):
         if name.endswith(ext):
@@ -989,10 +1012,12 @@ def office_encrypted(data: bytes) -> bool:
         return False
 
 
-def ole_text(data: bytes, max_chars: int) -> FileText:
-    """Best-effort text of a legacy .doc/.xls/.ppt: UTF-16LE runs, one paragraph a line.
+def ole_text(data: bytes, max_chars: int, *, max_embedded_bytes: int | None = None) -> FileText:
+    """Best-effort text of a legacy .doc/.xls/.ppt: UTF-16LE runs, one paragraph a line;
+    and the files embedded in it as objects (:func:`ole_objects`), walked by the
+    extraction like a PDF's.
 
-    Not a parser of the compound file: text stored as 8-bit cp1252 (pure ASCII
+    Not a parser of the compound file's text: text stored as 8-bit cp1252 (pure ASCII
     paragraphs) is missed, and fragments of other streams may appear. A password-protected
     one (:func:`office_encrypted`) is ``encrypted``, not read.
     """
@@ -1007,7 +1032,95 @@ def ole_text(data: bytes, max_chars: int) -> FileText:
         size += len(run)
         if size > max_chars:
             break
-    return FileText(text=normalize_text("\n".join(runs), max_chars), truncated=size > max_chars)
+    return FileText(
+        text=normalize_text("\n".join(runs), max_chars),
+        truncated=size > max_chars,
+        embedded=ole_objects(data, max_embedded_bytes or len(data)),
+    )
+
+
+# Streams of a compound file that hold a whole file embedded as an object: an OLE
+# Package (Insert > Object > from file, for any file Office has no editor for: a PDF, a
+# text, an archive), an Office 2007+ document inside a legacy one ("Package"), and the
+# document of an object whose program keeps its own format in "CONTENTS" (Acrobat's PDF).
+_OLE_NATIVE = "\x01Ole10Native"
+_OLE_FILE_STREAMS = frozenset({_OLE_NATIVE, "Package", "CONTENTS"})
+
+
+def ole_objects(data: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
+    """The files embedded as objects in a compound (OLE) file: a legacy .doc/.xls/.ppt's
+    ObjectPool, or a DOCX's ``word/embeddings/oleObject1.bin`` (which is such a file).
+    A compound file olefile cannot read has none (its text is read as before); an object
+    larger than ``max_bytes``, or more than fifty, make it ``too-large``; an OLE Package
+    whose lengths do not add up is ``corrupt``."""
+    try:
+        ole = olefile.OleFileIO(io.BytesIO(data))  # bytes under 1,536 would be a path
+    except Exception:  # boundary: not a compound file olefile can read
+        return ()
+    with ole:
+        try:
+            paths = [p for p in ole.listdir(streams=True, storages=False) if p]
+        except Exception:  # boundary: a directory olefile cannot walk
+            return ()
+        found = [p for p in paths if p[-1] in _OLE_FILE_STREAMS]
+        if len(found) > _MAX_EMBEDDED:
+            raise UnreadableDocument(TOO_LARGE, f"{len(found)} embedded objects")
+        out: list[EmbeddedFile] = []
+        for path in found:
+            size = ole.get_size(path)
+            if size > max_bytes + 4096:
+                raise UnreadableDocument(TOO_LARGE, f"embedded object of {size} bytes")
+            try:
+                stream = ole.openstream(path).read()
+            except Exception as exc:  # boundary: a chain of sectors olefile refuses
+                raise UnreadableDocument(CORRUPT, f"embedded object unreadable: {exc}") from exc
+            place = "/".join(path[:-1]) or "object"
+            if path[-1] == _OLE_NATIVE:
+                name, content = ole_native(stream)
+                out.append(EmbeddedFile(name or place, content))
+            else:
+                out.append(EmbeddedFile(f"{place}/{path[-1]}", stream))
+            if len(out[-1].data) > max_bytes:
+                raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(out[-1].data)} bytes")
+        return tuple(out)
+
+
+def ole_native(stream: bytes) -> tuple[str, bytes]:
+    """The file name and content an ``\\x01Ole10Native`` stream holds (MS-OLEDS 2.3.6;
+    the three layouts Apache POI reads): a packaged file (label, path, command, then
+    its size and bytes), or the bytes alone after the size (and the flags). Raises
+    ``corrupt`` when a length points past the stream."""
+    try:
+        (total,) = struct.unpack_from("<I", stream, 0)
+        body = stream[4 : 4 + total]
+        if total > len(stream) - 4:
+            raise UnreadableDocument(CORRUPT, "OLE Package longer than its stream")
+        (flags,) = struct.unpack_from("<H", body, 0)
+        if flags != 2:  # "unparsed": the data follows the size
+            return "", body
+        if len(body) < 3 or body[2] < 0x20:  # "compact": the data follows the flags
+            return "", body[2:]
+        label, pos = _asciiz(body, 2)
+        path, pos = _asciiz(body, pos)
+        pos += 4  # flags and an unknown field
+        (command,) = struct.unpack_from("<I", body, pos)
+        pos += 4 + command
+        (size,) = struct.unpack_from("<I", body, pos)
+        pos += 4
+    except struct.error as exc:
+        raise UnreadableDocument(CORRUPT, "OLE Package cut short") from exc
+    if pos + size > len(body):
+        raise UnreadableDocument(CORRUPT, "OLE Package's file longer than the package")
+    name = label or path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name, body[pos : pos + size]
+
+
+def _asciiz(data: bytes, pos: int) -> tuple[str, int]:
+    end = data.find(b"\0", pos, pos + 1024)
+    if end < 0:
+        raise UnreadableDocument(CORRUPT, "OLE Package name without its end")
+    # ANSI in the writer's code page: cp1252 keeps every byte (a name is only a label)
+    return data[pos:end].decode("cp1252", errors="replace"), end + 1
 
 
 # ---------------------------------------------------------------- HTML

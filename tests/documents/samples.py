@@ -30,6 +30,8 @@ from odf.opendocument import OpenDocumentText
 from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
 
+from tests.documents.cfb import legacy_doc_with_object, ole_object
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 SENDER = "vanthu@ubnd.example.vn"
@@ -171,7 +173,16 @@ def make_rtf(text: str, *, header: str | None = None, textbox: str | None = None
 
 def embed_in_docx(outer: bytes, name: str, data: bytes) -> bytes:
     """``outer`` with ``data`` embedded as an object (``word/embeddings/NAME``, its
-    relationship and content type), as Word's Insert > Object > from file stores a DOCX."""
+    relationship and content type), as Word's Insert > Object > from file stores a DOCX,
+    or, for a ``.bin`` (a compound file, :func:`tests.documents.cfb.ole_object`), any
+    other file: as an OLE Package."""
+    ole = name.endswith(".bin")
+    relation = "oleObject" if ole else "package"
+    extension, content_type = (
+        ("bin", "application/vnd.openxmlformats-officedocument.oleObject")
+        if ole
+        else ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+    )
     source = zipfile.ZipFile(io.BytesIO(outer))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
@@ -180,14 +191,11 @@ def embed_in_docx(outer: bytes, name: str, data: bytes) -> bytes:
             if item.filename == "word/_rels/document.xml.rels":
                 rel = (
                     '<Relationship Id="rIdEmbed1" Type="http://schemas.openxmlformats.org/'
-                    f'officeDocument/2006/relationships/package" Target="embeddings/{name}"/>'
+                    f'officeDocument/2006/relationships/{relation}" Target="embeddings/{name}"/>'
                 )
                 blob = blob.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
             if item.filename == "[Content_Types].xml":
-                default = (
-                    '<Default Extension="docx" ContentType="application/vnd.openxmlformats-'
-                    'officedocument.wordprocessingml.document"/>'
-                )
+                default = f'<Default Extension="{extension}" ContentType="{content_type}"/>'
                 blob = blob.replace(b"</Types>", default.encode() + b"</Types>")
             target.writestr(item, blob)
         target.writestr(f"word/embeddings/{name}", data)
@@ -361,8 +369,16 @@ def build_sample(sample: Sample) -> EmailMessage:
     if kind == "embedded":  # a document embedded as an object in an innocent DOCX
         data, _, name = _document(spec.get("inner", "docx"), spec)
         cover = make_docx("Kính gửi các đơn vị.\nTài liệu kèm theo được nhúng dưới đây.")
+        if spec.get("package"):  # not an Office file: Word wraps it in an OLE Package
+            name, data = "oleObject1.bin", ole_object(name, data)
         msg = message(subject)
         attach(msg, embed_in_docx(cover, name, data), "cong-van.docx", DOCX_TYPE)
+        return msg
+    if kind == "doc-object":  # a legacy .doc with a file in its ObjectPool
+        data, _, name = _document(spec.get("inner", "pdf"), spec)
+        doc = legacy_doc_with_object("Kính gửi các đơn vị.\rTài liệu kèm theo.\r", name, data)
+        msg = message(subject)
+        attach(msg, doc, "cong-van.doc", ("application", "msword"))
         return msg
     if kind == "file":  # a stored file, e.g. a legacy .doc made by LibreOffice
         msg = message(subject)

@@ -91,7 +91,9 @@ def test_all_members_together_stop_at_the_expanded_limit() -> None:
 def test_a_truncated_archive_is_corrupt(maker: Maker) -> None:
     archive = maker({"a.pdf": PDF})
     text = extract_message_bytes(mail(archive[: len(archive) // 2], "a.bin"), ExtractionLimits())
-    assert [f.kind for f in text.failures] == [CORRUPT]
+    # the RAR stores the PDF's first bytes within its own first 1,024, so a PDF reader
+    # would take it for a PDF too: each reading fails
+    assert {f.kind for f in text.failures} == {CORRUPT}
 
 
 ARCHIVES = {"rar": make_rar({"a.pdf": PDF, "b.docx": DOCX}), "7z": make_7z({"a.pdf": PDF})}
@@ -108,3 +110,15 @@ def test_damaged_archives_give_text_or_a_failure(
     data = damaged(ARCHIVES[which], changes)
     text = extract_message_bytes(mail(data, f"a.{which}"), ExtractionLimits())
     assert {f.kind for f in text.failures} <= {CORRUPT, ENCRYPTED, TOO_LARGE}
+
+
+def test_a_rar_that_starts_with_a_stored_pdf_is_read_to_its_last_member() -> None:
+    """RAR stores a PDF (already compressed) as it is: its header lies within the archive's
+    first 1,024 bytes, which made the whole archive a PDF and its other members unread."""
+    harmless = make_pdf("UBND HUYỆN\nSố: 220/TB-UBND\nThông báo lịch tiếp công dân.")
+    archive = make_rar({"thong-bao.pdf": harmless, "ke-hoach.docx": DOCX})
+    assert b"%PDF-" in archive[:1024]
+    found = texts(mail(archive, "ho-so.rar"))
+    assert [loc for loc, text in found if "TUYỆT MẬT" in text] == [
+        "attachment 1 > read as application/vnd.rar > member 2"
+    ]
