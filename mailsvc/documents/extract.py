@@ -471,9 +471,13 @@ def _walk_file(
         yield from _walk_pgp(data, filename, loc, depth, budget)
         return
     kinds = formats.sniff_all(data, filename, declared)
-    for index, kind in enumerate(kinds):
-        where = loc if index == 0 else _join(loc, f"read as {kind}")
-        yield from _walk_kind(data, kind, filename, where, depth, budget, charset)
+    yield from _walk_kind(data, kinds[0], filename, loc, depth, budget, charset)
+    for kind in kinds[1:]:  # a polyglot's other reading: one level down, as what it holds
+        if depth + 1 > limits.max_depth:
+            budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
+            return
+        where = _join(loc, f"read as {kind}")
+        yield from _walk_kind(data, kind, filename, where, depth + 1, budget, charset)
 
 
 def _walk_kind(

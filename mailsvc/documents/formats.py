@@ -150,14 +150,31 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
 def sniff_all(data: bytes, filename: str | None, declared: str) -> tuple[str, ...]:
     """:func:`sniff`'s type, then, for a file that is two at once, the other: a PDF
     header within the first 1,024 bytes (where PDF readers look for it) of a file that
-    starts as another type (a compound file, a ZIP, an RTF...). Word opens such a .doc as
-    a .doc and a PDF reader the same bytes as a PDF: each reading is read."""
+    starts as another type (a compound file, a ZIP, an RTF...), or a PDF that ends as a
+    ZIP. Word opens such a .doc as a .doc and a PDF reader the same bytes as a PDF; 7-Zip
+    opens the ZIP at the end of a PDF named .zip: each reading is read."""
     kind = sniff(data, filename, declared)
     if kind == PDF and not data.startswith(b"%PDF-"):
         other = _magic(data, filename, declared)
         if other is not None:
             return (kind, other)
+    elif kind == PDF and _ends_as_zip(data):
+        return (kind, _sniff_zip(data))
     return (kind,)
+
+
+def _ends_as_zip(data: bytes) -> bool:
+    """A ZIP appended to a PDF: zip readers find its end record at the end of the file
+    (as they do for a self-extracting archive), PDF readers the header at the start. Only
+    one whose directory zipfile reads counts (a PDF's compressed streams can hold the end
+    record's four bytes by chance)."""
+    if b"PK\x05\x06" not in data[-66_000:]:
+        return False
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            return bool(zf.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError):
+        return False
 
 
 def _magic(data: bytes, filename: str | None, declared: str) -> str | None:

@@ -200,3 +200,17 @@ def test_a_docx_that_starts_with_a_pdf_is_read_as_both() -> None:
 def test_a_pdf_is_read_once() -> None:
     parts = found(mail(PDF, "bao-cao.pdf"))
     assert [loc for loc, _, text in parts if "TỐI MẬT" in text] == ["attachment 1"]
+
+
+def test_a_zip_appended_to_a_pdf_is_read_as_both() -> None:
+    """Named .zip, 7-Zip and WinRAR open it as the archive (the end record at the end, as
+    in a self-extracting archive); a PDF reader shows the harmless PDF."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ho-so/ke-hoach.docx", DOCX)
+    both = HARMLESS + out.getvalue()
+    parts = found(mail(both, "ho-so.zip"))
+    assert [loc for loc, _, text in parts if "MẬT" in text] == [
+        "attachment 1 > read as application/zip > member 1"
+    ]
+    assert any("Thông báo lịch tiếp công dân" in text for _, _, text in parts)
