@@ -24,6 +24,8 @@ from email.policy import SMTP
 from pathlib import Path
 
 import tests.hostile_mail as hostile_mail  # EICAR, bombs, deep nesting
+from tests.documents.cfb import Storage, ole_object, ole_package, write_cfb
+from tests.documents.samples import embed_in_docx, make_docx, make_pdf
 
 HERE = Path(__file__).parent
 MESSAGES = HERE / "messages"
@@ -693,6 +695,43 @@ def _unparsable_cases() -> tuple[Case, ...]:
     return tuple(cases)
 
 
+def ole_packaged(stream: bytes) -> bytes:
+    """A DOCX with an object whose OLE Package stream is ``stream`` (as Word stores a PDF
+    inserted as an object, but with what a hostile sender writes there)."""
+    cfb = write_cfb(Storage({"\x01Ole10Native": stream}))
+    cover = make_docx("Kính gửi các đơn vị.")
+    return with_part(embed_in_docx(cover, "oleObject1.bin", cfb), "cong-van.docx")
+
+
+def ole_secret_pdf() -> bytes:
+    secret = make_pdf("CÔNG AN TỈNH\nTỐI MẬT\nSố: 118/BC-CAT-PA03")
+    cover = make_docx("Kính gửi các đơn vị.")
+    docx = embed_in_docx(cover, "oleObject1.bin", ole_object("bc.pdf", secret))
+    return with_part(docx, "cong-van.docx")
+
+
+def ole_lying_length() -> bytes:
+    good = ole_package("a.txt", b"TOI MAT " * 100)
+    return ole_packaged(good[:-300])  # the file's size says 800 bytes, 500 follow
+
+
+def ole_fifty_one_objects() -> bytes:
+    pool = {f"_{i}": Storage({"\x01Ole10Native": ole_package(f"{i}.txt", b"x")}) for i in range(51)}
+    return with_part(write_cfb(Storage({"ObjectPool": Storage(pool)})), "cong-van.doc")
+
+
+def ole_garbage() -> bytes:
+    junk = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\xff" * 2000 + "Kính gửi".encode("utf-16-le")
+    return with_part(junk, "cong-van.doc")
+
+
+def doc_starting_with_a_pdf() -> bytes:
+    harmless = make_pdf("UBND HUYỆN\nThông báo lịch tiếp công dân.")
+    word = "BỘ CHỈ HUY\rTỐI MẬT\r".encode("utf-16-le")
+    return with_part(write_cfb(Storage({"Data": harmless, "WordDocument": word}), first="Data"),
+                     "ke-hoach.doc")  # fmt: skip
+
+
 CASES: tuple[Case, ...] = (
     # header section: what readers disagree about is refused
     Case("from-space-before-colon", _file("from-space-before-colon"), 554, "white space"),
@@ -788,6 +827,12 @@ CASES: tuple[Case, ...] = (
     Case("docx-entity-expansion", docx_entity_expansion, 554, seconds=30),
     Case("docx-missing-document", docx_missing_document, 250, seconds=30),
     Case("docx-not-xml", docx_not_xml, 554, "cannot be read", seconds=30),
+    # compound files: objects and polyglots
+    Case("ole-package-secret-pdf", ole_secret_pdf, 554, "classified", seconds=30),
+    Case("ole-package-lying-length", ole_lying_length, 554, "cannot be read", seconds=30),
+    Case("ole-fifty-one-objects", ole_fifty_one_objects, 554, "cannot be read", seconds=30),
+    Case("ole-garbage-after-magic", ole_garbage, 250, seconds=30),
+    Case("polyglot-doc-starting-with-a-pdf", doc_starting_with_a_pdf, 554, seconds=30),
     # submission: an official's own mail shows who sent it
     Case(
         "submission-display-name-address",
