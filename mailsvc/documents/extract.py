@@ -491,11 +491,15 @@ def _walk_kind(
 ) -> Iterator[RawDocument]:
     """A file's content read as ``kind``."""
     limits = budget.limits
-    if kind in (formats.ZIP, formats.TAR, formats.RFC822, formats.RAR, formats.SEVEN_ZIP):
+    if kind in (
+        formats.ZIP, formats.TAR, formats.RFC822, formats.RAR, formats.SEVEN_ZIP, formats.TNEF
+    ):  # fmt: skip
         if depth + 1 > limits.max_depth:
             budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
             return
-        if kind == formats.RFC822:
+        if kind == formats.TNEF:
+            yield from _walk_tnef(data, loc, depth + 1, budget)
+        elif kind == formats.RFC822:
             inner = parse_tree(data)
             yield from _walk_message(inner, _join(loc, "message"), depth + 1, budget)
         elif kind == formats.ZIP:
@@ -616,6 +620,30 @@ def _walk_zip(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[Ra
             yield from _walk_file(blob, name, "application/octet-stream", mloc, depth, budget)
             if budget.documents > limits.max_documents:
                 return
+
+
+def _walk_tnef(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    """Outlook's ``winmail.dat``: its body (what Outlook shows as the message) and each
+    attachment, walked like a zip's members, within the same bounds."""
+    limits = budget.limits
+    room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+    try:
+        content = formats.tnef_content(data, max_files=limits.max_documents, max_bytes=room)
+    except UnreadableDocument as exc:
+        budget.fail(loc, exc.kind, formats.TNEF, data, str(exc))
+        return
+    for text, kind in ((content.body, "text/plain"), (content.html, formats.HTML)):
+        if text:
+            raw = text.encode("utf-8")
+            where = _join(loc, "body" if kind == "text/plain" else "html body")
+            yield from _walk_file(raw, None, kind, where, depth, budget, "utf-8")
+    for index, member in enumerate(content.files, start=1):
+        budget.expanded += len(member.data)
+        name = normalize_text(member.name, 1000)
+        mloc = _join(loc, f"member {index}")
+        yield from _walk_file(member.data, name, "application/octet-stream", mloc, depth, budget)
+        if budget.documents > limits.max_documents:
+            return
 
 
 def _walk_tar(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:

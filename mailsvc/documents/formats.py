@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 import defusedxml.ElementTree as defused_et
 import msoffcrypto
 import olefile
+import tnefparse
 from defusedxml import DefusedXmlException
 from striprtf.striprtf import rtf_to_text
 
@@ -94,6 +95,7 @@ PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentatio
 ODT = "application/vnd.oasis.opendocument.text"
 DOC = "application/msword"
 OLE = "application/x-ole-storage"  # legacy .xls/.ppt and other OLE compound files
+TNEF = "application/ms-tnef"  # Outlook's winmail.dat: the message's attachments inside
 ZIP = "application/zip"
 TAR = "application/x-tar"
 RAR = "application/vnd.rar"
@@ -196,6 +198,8 @@ def _magic(data: bytes, filename: str | None, declared: str) -> str | None:
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         name = (filename or "").lower()
         return DOC if name.endswith((".doc", ".dot")) or declared.lower() == DOC else OLE
+    if head.startswith(b"\x78\x9f\x3e\x22"):  # 0x223E9F78, little-endian
+        return TNEF
     if len(data) > 262 and data[257:262] == b"ustar":
         return TAR
     if (
@@ -1138,6 +1142,55 @@ def _asciiz(data: bytes, pos: int) -> tuple[str, int]:
         raise UnreadableDocument(CORRUPT, "OLE Package name without its end")
     # ANSI in the writer's code page: cp1252 keeps every byte (a name is only a label)
     return data[pos:end].decode("cp1252", errors="replace"), end + 1
+
+
+@dataclass(frozen=True)
+class TnefContent:
+    """What a TNEF stream (Outlook's ``winmail.dat``) carries: its attachments (name,
+    bytes) and the message's body as plain text and as HTML, when present."""
+
+    files: tuple[EmbeddedFile, ...]
+    body: str = ""
+    html: str = ""
+
+
+def tnef_content(data: bytes, *, max_files: int, max_bytes: int) -> TnefContent:
+    """The attachments and bodies of a TNEF stream, read with tnefparse. Outlook sends
+    a message in "Rich Text Format" to others as a ``winmail.dat`` part: Outlook shows its
+    attachments as the message's own, other clients a ``winmail.dat`` file. Raises
+    ``corrupt`` when tnefparse cannot read it, ``too-large`` past ``max_files``
+    attachments or ``max_bytes`` in all."""
+    try:
+        tnef = tnefparse.TNEF(data, do_checksum=False)
+    except Exception as exc:  # boundary: tnefparse raises what its parsing meets
+        raise UnreadableDocument(CORRUPT, f"TNEF unreadable: {type(exc).__name__}") from exc
+    if len(tnef.attachments) > max_files:
+        raise UnreadableDocument(TOO_LARGE, f"{len(tnef.attachments)} TNEF attachments")
+    files: list[EmbeddedFile] = []
+    total = 0
+    for attachment in tnef.attachments:
+        content = attachment.data if isinstance(attachment.data, bytes) else b""
+        total += len(content)
+        if total > max_bytes:
+            raise UnreadableDocument(TOO_LARGE, f"TNEF attachments over {max_bytes} bytes")
+        files.append(EmbeddedFile(_tnef_name(attachment), content))
+    return TnefContent(tuple(files), _tnef_text(tnef.body), _tnef_text(tnef.htmlbody))
+
+
+def _tnef_name(attachment: Any) -> str:
+    try:
+        name = attachment.long_filename()
+    except (UnicodeDecodeError, AttributeError):  # an 8-bit name in the sender's code page
+        name = getattr(attachment, "_name", "")  # the raw title tnefparse keeps
+    if isinstance(name, bytes):
+        name = name.decode("cp1258", errors="replace")
+    return str(name or "").strip("\x00")
+
+
+def _tnef_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return decode_text(value, None)
+    return value if isinstance(value, str) else ""
 
 
 # ---------------------------------------------------------------- HTML

@@ -31,6 +31,7 @@ from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
 
 from tests.documents.cfb import legacy_doc_with_object, ole_object
+from tests.documents.tnef import winmail_dat
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
@@ -373,6 +374,12 @@ def build_sample(sample: Sample) -> EmailMessage:
             name, data = "oleObject1.bin", ole_object(name, data)
         msg = message(subject)
         attach(msg, embed_in_docx(cover, name, data), "cong-van.docx", DOCX_TYPE)
+        return msg
+    if kind == "tnef":  # Outlook's "Rich Text Format" mail: the attachments in winmail.dat
+        data, _, name = _document(spec.get("inner", "docx"), spec)
+        msg = message(subject)
+        attach(msg, winmail_dat([(name, data)], body="Kinh gui cac don vi."), "winmail.dat",
+               ("application", "ms-tnef"))  # fmt: skip
         return msg
     if kind == "doc-object":  # a legacy .doc with a file in its ObjectPool
         data, _, name = _document(spec.get("inner", "pdf"), spec)

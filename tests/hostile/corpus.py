@@ -26,6 +26,7 @@ from pathlib import Path
 import tests.hostile_mail as hostile_mail  # EICAR, bombs, deep nesting
 from tests.documents.cfb import Storage, ole_object, ole_package, write_cfb
 from tests.documents.samples import embed_in_docx, make_docx, make_pdf
+from tests.documents.tnef import winmail_dat
 
 HERE = Path(__file__).parent
 MESSAGES = HERE / "messages"
@@ -732,6 +733,16 @@ def doc_starting_with_a_pdf() -> bytes:
                      "ke-hoach.doc")  # fmt: skip
 
 
+def winmail_secret() -> bytes:
+    secret = make_docx("BỘ CÔNG AN\nMẬT\nSố: 31/KH-BCA")
+    return with_part(winmail_dat([("ke-hoach.docx", secret)]), "winmail.dat", "application/ms-tnef")
+
+
+def winmail_cut() -> bytes:
+    whole = winmail_dat([("ke-hoach.docx", make_docx("Kính gửi."))])
+    return with_part(whole[: len(whole) // 2], "winmail.dat", "application/ms-tnef")
+
+
 CASES: tuple[Case, ...] = (
     # header section: what readers disagree about is refused
     Case("from-space-before-colon", _file("from-space-before-colon"), 554, "white space"),
@@ -833,6 +844,8 @@ CASES: tuple[Case, ...] = (
     Case("ole-fifty-one-objects", ole_fifty_one_objects, 554, "cannot be read", seconds=30),
     Case("ole-garbage-after-magic", ole_garbage, 250, seconds=30),
     Case("polyglot-doc-starting-with-a-pdf", doc_starting_with_a_pdf, 554, seconds=30),
+    Case("winmail-dat-secret-docx", winmail_secret, 554, "classified", seconds=30),
+    Case("winmail-dat-cut-in-half", winmail_cut, 554, "cannot be read", seconds=30),
     # submission: an official's own mail shows who sent it
     Case(
         "submission-display-name-address",
