@@ -1062,10 +1062,16 @@ def ole_text(data: bytes, max_chars: int, *, max_embedded_bytes: int | None = No
 
 # Streams of a compound file that hold a whole file embedded as an object: an OLE
 # Package (Insert > Object > from file, for any file Office has no editor for: a PDF, a
-# text, an archive), an Office 2007+ document inside a legacy one ("Package"), and the
-# document of an object whose program keeps its own format in "CONTENTS" (Acrobat's PDF).
+# text, an archive), an Office 2007+ document inside a legacy one ("Package"), the
+# document of an object whose program keeps its own format in "CONTENTS" (Acrobat's PDF),
+# and an attachment of an Outlook message saved as a .msg file (PR_ATTACH_DATA_BIN, in
+# its "__attach_version1.0_#N" storage, beside the attachment's names).
 _OLE_NATIVE = "\x01Ole10Native"
-_OLE_FILE_STREAMS = frozenset({_OLE_NATIVE, "Package", "CONTENTS"})
+_MSG_ATTACHMENT = "__substg1.0_37010102"
+_OLE_FILE_STREAMS = frozenset({_OLE_NATIVE, "Package", "CONTENTS", _MSG_ATTACHMENT})
+# PR_ATTACH_LONG_FILENAME, then PR_ATTACH_FILENAME, in UTF-16 (001F) or 8-bit (001E)
+_MSG_NAMES = ("__substg1.0_3707001F", "__substg1.0_3704001F", "__substg1.0_3707001E",
+              "__substg1.0_3704001E")  # fmt: skip
 
 
 def ole_objects(data: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
@@ -1099,11 +1105,28 @@ def ole_objects(data: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
             if path[-1] == _OLE_NATIVE:
                 name, content = ole_native(stream)
                 out.append(EmbeddedFile(name or place, content))
+            elif path[-1] == _MSG_ATTACHMENT:
+                out.append(EmbeddedFile(_msg_attachment_name(ole, path[:-1]) or place, stream))
             else:
                 out.append(EmbeddedFile(f"{place}/{path[-1]}", stream))
             if len(out[-1].data) > max_bytes:
                 raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(out[-1].data)} bytes")
         return tuple(out)
+
+
+def _msg_attachment_name(ole: olefile.OleFileIO, storage: list[str]) -> str:
+    """The file name Outlook shows for a .msg attachment (its storage's name streams)."""
+    for stream in _MSG_NAMES:
+        path = [*storage, stream]
+        if not ole.exists(path) or ole.get_size(path) > 4096:
+            continue
+        try:
+            raw = ole.openstream(path).read()
+        except Exception:  # boundary: a name stream olefile refuses: the file stays
+            continue
+        codec = "utf-16-le" if stream.endswith("F") else "cp1258"
+        return raw.decode(codec, errors="replace").rstrip("\x00")
+    return ""
 
 
 def ole_native(stream: bytes) -> tuple[str, bytes]:

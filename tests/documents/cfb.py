@@ -232,3 +232,22 @@ def legacy_doc_with_object(text: str, name: str, data: bytes) -> bytes:
             }
         )
     )
+
+
+def outlook_msg(subject: str, body: str, files: list[tuple[str, bytes]]) -> bytes:
+    """An Outlook message saved as a file (.msg, MS-OXMSG): subject and body as UTF-16
+    property streams, each attachment in its ``__attach_version1.0_#N`` storage with its
+    bytes (PR_ATTACH_DATA_BIN) and long file name."""
+    storages: dict[str, Storage | bytes] = {
+        "__substg1.0_0037001F": subject.encode("utf-16-le"),
+        "__substg1.0_1000001F": body.encode("utf-16-le"),
+    }
+    for index, (name, data) in enumerate(files):
+        storages[f"__attach_version1.0_#{index:08X}"] = Storage(
+            {
+                "__substg1.0_37010102": data,
+                "__substg1.0_3707001F": name.encode("utf-16-le"),
+                "__substg1.0_3704001F": name[:8].encode("utf-16-le"),
+            }
+        )
+    return write_cfb(Storage(storages))

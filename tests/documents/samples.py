@@ -30,7 +30,7 @@ from odf.opendocument import OpenDocumentText
 from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
 
-from tests.documents.cfb import legacy_doc_with_object, ole_object
+from tests.documents.cfb import legacy_doc_with_object, ole_object, outlook_msg
 from tests.documents.tnef import winmail_dat
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
@@ -380,6 +380,12 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, winmail_dat([(name, data)], body="Kinh gui cac don vi."), "winmail.dat",
                ("application", "ms-tnef"))  # fmt: skip
+        return msg
+    if kind == "msg":  # an Outlook message saved as a file, attached
+        data, _, name = _document(spec.get("inner", "docx"), spec)
+        msg = message(subject)
+        saved = outlook_msg("Báo cáo", "Kính gửi các đơn vị.", [(name, data)])
+        attach(msg, saved, "bao-cao.msg", ("application", "vnd.ms-outlook"))
         return msg
     if kind == "doc-object":  # a legacy .doc with a file in its ObjectPool
         data, _, name = _document(spec.get("inner", "pdf"), spec)

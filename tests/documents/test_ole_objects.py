@@ -28,6 +28,7 @@ from tests.documents.cfb import (
     legacy_doc_with_object,
     ole_object,
     ole_package,
+    outlook_msg,
     write_cfb,
 )
 from tests.documents.samples import attach, embed_in_docx, make_docx, make_pdf, message
@@ -214,3 +215,17 @@ def test_a_zip_appended_to_a_pdf_is_read_as_both() -> None:
         "attachment 1 > read as application/zip > member 1"
     ]
     assert any("Thông báo lịch tiếp công dân" in text for _, _, text in parts)
+
+
+def test_the_attachments_of_an_outlook_msg_file_are_read() -> None:
+    """A message saved from Outlook (.msg) and attached: Outlook opens it with its own
+    attachments, each in a storage of the compound file."""
+    msg_file = outlook_msg(
+        "Kế hoạch", "Kính gửi các đơn vị.", [("Kế hoạch công tác.docx", DOCX), ("b.pdf", PDF)]
+    )
+    found_parts = found(mail(msg_file, "ke-hoach.msg"))
+    assert [(loc, name) for loc, name, text in found_parts if "MẬT" in text] == [
+        ("attachment 1 > embedded 1", "Kế hoạch công tác.docx"),
+        ("attachment 1 > embedded 2", "b.pdf"),
+    ]
+    assert any("Kính gửi các đơn vị" in text for _, _, text in found_parts)  # the body
