@@ -272,6 +272,15 @@ def attach(msg: EmailMessage, data: bytes, filename: str, ctype: tuple[str, str]
     msg.add_attachment(data, maintype=ctype[0], subtype=ctype[1], filename=filename)
 
 
+def mail_with_file(
+    data: bytes, filename: str, ctype: tuple[str, str] = ("application", "octet-stream")
+) -> bytes:
+    """A message (:func:`message`) with ``data`` attached, as bytes."""
+    msg = message()
+    attach(msg, data, filename, ctype)
+    return msg.as_bytes()
+
+
 # ---------------------------------------------------------------- the labelled corpus
 
 

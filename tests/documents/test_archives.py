@@ -19,17 +19,14 @@ from hypothesis import strategies as st
 
 from mailsvc.documents.extract import ExtractionLimits, extract_message_bytes
 from mailsvc.documents.formats import CORRUPT, ENCRYPTED, TOO_LARGE
-from tests.documents.samples import attach, make_7z, make_docx, make_pdf, make_rar, message
+from tests.documents.samples import mail_with_file, make_7z, make_docx, make_pdf, make_rar
 from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
 
 DOCX = make_docx("BỘ CHỈ HUY QUÂN SỰ TỈNH\nTUYỆT MẬT\nSố: 77/BCH-TM")
 PDF = make_pdf("SỞ NỘI VỤ\nMẬT\nSố: 48/SNV-TCBC")
 
 
-def mail(archive: bytes, name: str) -> bytes:
-    msg = message()
-    attach(msg, archive, name, ("application", "octet-stream"))
-    return msg.as_bytes()
+mail = mail_with_file
 
 
 def texts(raw: bytes, limits: ExtractionLimits | None = None) -> list[tuple[str, str]]:

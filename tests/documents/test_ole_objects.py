@@ -31,7 +31,8 @@ from tests.documents.cfb import (
     outlook_msg,
     write_cfb,
 )
-from tests.documents.samples import attach, embed_in_docx, make_docx, make_pdf, message
+from tests.documents.reading import read_parts
+from tests.documents.samples import embed_in_docx, mail_with_file, make_docx, make_pdf
 from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
 
 PDF = make_pdf("CÔNG AN TỈNH\nTỐI MẬT\nSố: 118/BC-CAT-PA03")
@@ -39,16 +40,8 @@ DOCX = make_docx("SỞ TÀI CHÍNH\nMẬT\nSố: 77/STC-NS")
 COVER = make_docx("Kính gửi các đơn vị.\nTài liệu kèm theo được nhúng dưới đây.")
 
 
-def mail(data: bytes, name: str) -> bytes:
-    msg = message()
-    attach(msg, data, name, ("application", "octet-stream"))
-    return msg.as_bytes()
-
-
-def found(raw: bytes, limits: ExtractionLimits | None = None) -> list[tuple[str, str, str]]:
-    text = extract_message_bytes(raw, limits or ExtractionLimits())
-    assert not text.failures, text.failures
-    return [(p.location, p.filename, p.text) for p in text.attachments(top_level=False)]
+mail = mail_with_file
+found = read_parts
 
 
 def test_a_pdf_packaged_in_a_docx_is_read() -> None:

@@ -15,7 +15,8 @@ from hypothesis import given
 
 from mailsvc.documents.extract import ExtractionLimits, extract_message_bytes
 from mailsvc.documents.formats import CORRUPT, TOO_LARGE
-from tests.documents.samples import attach, make_docx, make_pdf, message
+from tests.documents.reading import read_parts
+from tests.documents.samples import attach, mail_with_file, make_docx, make_pdf, message
 from tests.documents.tnef import ATTACH_DATA, ATTACHMENT, attribute, winmail_dat
 from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
 
@@ -24,15 +25,10 @@ PDF = make_pdf("SỞ NỘI VỤ\nTỐI MẬT\nSố: 48/SNV-TCBC")
 
 
 def mail(data: bytes, name: str = "winmail.dat") -> bytes:
-    msg = message()
-    attach(msg, data, name, ("application", "ms-tnef"))
-    return msg.as_bytes()
+    return mail_with_file(data, name, ("application", "ms-tnef"))
 
 
-def parts(raw: bytes, limits: ExtractionLimits | None = None) -> list[tuple[str, str, str]]:
-    text = extract_message_bytes(raw, limits or ExtractionLimits())
-    assert not text.failures, text.failures
-    return [(p.location, p.filename or "", p.text) for p in text.attachments(top_level=False)]
+parts = read_parts
 
 
 def test_attachments_and_body_are_read() -> None:
