@@ -966,7 +966,7 @@ class Analysis:
         return self.results.get(stage)
 
 
-# The task lists a worker has unpickled, by their pickled bytes (see PickledTasks).
+# The task lists a worker has unpickled, by their pickled bytes (TextExtractor._task_blob).
 _LOADED_TASKS: OrderedDict[bytes, tuple[AnalysisTask, ...]] = OrderedDict()
 _LOADED_MAX = 4
 
