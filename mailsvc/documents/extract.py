@@ -470,14 +470,14 @@ def _walk_file(
     if cms_files.is_plain_pgp(data):
         yield from _walk_pgp(data, filename, loc, depth, budget)
         return
-    kinds = formats.sniff_all(data, filename, declared)
-    yield from _walk_kind(data, kinds[0], filename, loc, depth, budget, charset)
-    for kind in kinds[1:]:  # a polyglot's other reading: one level down, as what it holds
+    readings = formats.sniff_all(data, filename, declared)
+    yield from _walk_kind(data, readings[0][0], filename, loc, depth, budget, charset)
+    for kind, start in readings[1:]:  # a polyglot's other reading: one level down
         if depth + 1 > limits.max_depth:
             budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
             return
-        where = _join(loc, f"read as {kind}")
-        yield from _walk_kind(data, kind, filename, where, depth + 1, budget, charset)
+        where = _join(loc, f"read as {kind}" + (f" from byte {start}" if start else ""))
+        yield from _walk_kind(data[start:], kind, filename, where, depth + 1, budget, charset)
 
 
 def _walk_kind(

@@ -149,28 +149,65 @@ def sniff(data: bytes, filename: str | None, declared: str) -> str:
     return _magic(data, filename, declared) or _by_name(filename, declared)
 
 
-def sniff_all(data: bytes, filename: str | None, declared: str) -> tuple[str, ...]:
-    """:func:`sniff`'s type, then, for a file that is two at once, the other: a PDF
+def sniff_all(data: bytes, filename: str | None, declared: str) -> tuple[tuple[str, int], ...]:
+    """Each way the file can be read, as (type, offset where that reading's bytes begin):
+    :func:`sniff`'s type at 0, then, for a file that is two at once, the others. A PDF
     header within the first 1,024 bytes (where PDF readers look for it) of a file that
-    starts as another type (a compound file, a ZIP, an RTF...), or a PDF that ends as a
-    ZIP. Word opens such a .doc as a .doc and a PDF reader the same bytes as a PDF; 7-Zip
-    opens the ZIP at the end of a PDF named .zip: each reading is read."""
+    starts as another type (a compound file, a ZIP, an RTF...): Word opens such a .doc as
+    a .doc and a PDF reader the same bytes as a PDF. And an archive after a file's own
+    bytes (:func:`appended_archives`): ``copy /b anh.jpg + ho-so.rar anh.jpg`` gives a
+    picture that an image viewer shows and WinRAR or 7-Zip opens as the archive, as they
+    open a self-extracting .exe. Each reading is read."""
     kind = sniff(data, filename, declared)
+    readings = [(kind, 0)]
     if kind == PDF and not data.startswith(b"%PDF-"):
         other = _magic(data, filename, declared)
         if other is not None:
-            return (kind, other)
-    elif kind == PDF and _ends_as_zip(data):
-        return (kind, _sniff_zip(data))
-    return (kind,)
+            readings.append((other, 0))
+    if not any(_is_container(k) for k, _ in readings):
+        readings += appended_archives(data)
+    return tuple(readings)
+
+
+# Where the archive readers find an archive that does not start the file: RAR 4, RAR 5
+# and 7z by their signature anywhere (WinRAR and 7-Zip look for it), a ZIP by its end
+# record at the end (zip readers find the directory from there).
+_ARCHIVE_SIGNATURES = (
+    (b"Rar!\x1a\x07\x00", RAR),
+    (b"Rar!\x1a\x07\x01\x00", RAR),
+    (b"7z\xbc\xaf\x27\x1c", SEVEN_ZIP),
+)
+
+
+def appended_archives(data: bytes) -> list[tuple[str, int]]:
+    """The archives inside a file that is not itself a container, with the offset each
+    begins at (0 for a ZIP: zip readers skip what precedes it): an archive appended to a
+    picture, a PDF or a text, or the archive of a self-extracting program. Searched in the
+    kinds whose own structure does not hold other files' bytes as they are (an archive's
+    members, a compound file's objects and a message's parts are walked as such)."""
+    found: list[tuple[str, int]] = []
+    if _ends_as_zip(data):
+        found.append((_sniff_zip(data), 0))
+    for signature, kind in _ARCHIVE_SIGNATURES:
+        at = data.find(signature, 1)
+        if at > 0:
+            found.append((kind, at))
+    return found
+
+
+def _is_container(kind: str) -> bool:
+    """A type whose files hold other files' bytes as they are, walked as its members."""
+    return kind in (ZIP, DOCX, XLSX, PPTX, TAR, RAR, SEVEN_ZIP, DOC, OLE, TNEF, RFC822) or (
+        kind.startswith("application/vnd.oasis.opendocument")
+    )
 
 
 def _ends_as_zip(data: bytes) -> bool:
-    """A ZIP appended to a PDF: zip readers find its end record at the end of the file
-    (as they do for a self-extracting archive), PDF readers the header at the start. Only
+    """A ZIP appended to a file: zip readers find its end record at the end of the file
+    (as they do for a self-extracting archive), the file's own readers its start. Only
     one whose directory zipfile reads counts (a PDF's compressed streams can hold the end
     record's four bytes by chance)."""
-    if b"PK\x05\x06" not in data[-66_000:]:
+    if data.find(b"PK\x05\x06", max(0, len(data) - 66_000)) < 0:
         return False
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:

@@ -29,6 +29,7 @@ from odf.draw import Object as DrawObject
 from odf.opendocument import OpenDocumentText
 from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
+from PIL import Image, ImageDraw
 
 from tests.documents.cfb import legacy_doc_with_object, ole_object, outlook_msg
 from tests.documents.tnef import winmail_dat
@@ -239,6 +240,18 @@ def make_rar(members: dict[str, bytes], *, encrypted: bool = False) -> bytes:
     return out + _rar_block(0x7B, 0x4000, b"")
 
 
+def make_photo(kind: str = "JPEG", size: tuple[int, int] = (480, 360)) -> bytes:
+    """A picture of a photograph's size (tens of KB: a document's signature bytes sit
+    well past the first 1,024, where a PDF header would be looked for), drawn with Pillow."""
+    image = Image.new("RGB", size, (200, 220, 240))
+    draw = ImageDraw.Draw(image)
+    for i in range(0, size[0], 12):
+        draw.line([(i, 0), (size[0] - i, size[1])], fill=(i % 256, 90, 255 - i % 256), width=3)
+    out = io.BytesIO()
+    image.save(out, kind, quality=90) if kind == "JPEG" else image.save(out, kind)
+    return out.getvalue()
+
+
 def make_tar_gz(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tf:
@@ -375,6 +388,19 @@ def build_sample(sample: Sample) -> EmailMessage:
         }[kind]()
         msg = message(subject)
         attach(msg, blob, archive_name, ctype)
+        return msg
+    if kind == "appended":  # ``copy /b anh.jpg + ho-so.rar anh.jpg``: a picture, and the
+        # archive WinRAR or 7-Zip opens in it (they look for its signature, as in an .exe)
+        data, _, name = _document(spec.get("inner", "docx"), spec)
+        members = {name: data}
+        archive = {"zip": make_zip, "rar": make_rar, "7z": make_7z}[spec["archive"]](members)
+        carrier, filename, ctype = {
+            "jpeg": (make_photo("JPEG"), "anh-hoi-nghi.jpg", ("image", "jpeg")),
+            "png": (make_photo("PNG"), "so-do.png", ("image", "png")),
+            "pdf": (make_pdf("Kính gửi các đơn vị.\nThông báo lịch họp."), "tb.pdf", PDF_TYPE),
+        }[spec.get("carrier", "jpeg")]
+        msg = message(subject)
+        attach(msg, carrier + archive, filename, ctype)
         return msg
     if kind == "embedded":  # a document embedded as an object in an innocent DOCX
         data, _, name = _document(spec.get("inner", "docx"), spec)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import tests.hostile_mail as hostile_mail  # EICAR, bombs, deep nesting
 from tests.documents.cfb import Storage, ole_object, ole_package, write_cfb
-from tests.documents.samples import embed_in_docx, make_docx, make_pdf
+from tests.documents.samples import embed_in_docx, make_docx, make_pdf, make_photo, make_rar
 from tests.documents.tnef import winmail_dat
 
 HERE = Path(__file__).parent
@@ -743,6 +743,17 @@ def winmail_cut() -> bytes:
     return with_part(whole[: len(whole) // 2], "winmail.dat", "application/ms-tnef")
 
 
+def photo_with_secret_rar() -> bytes:
+    """``copy /b anh.jpg + ho-so.rar anh.jpg``: WinRAR opens the archive after the photo."""
+    secret = "BỘ CÔNG AN\nTỐI MẬT\nSố: 32/KH-BCA".encode()
+    return with_part(make_photo() + make_rar({"ke-hoach.txt": secret}), "anh.jpg", "image/jpeg")
+
+
+def photo_with_rar_cut() -> bytes:
+    whole = make_rar({"ke-hoach.txt": "Kính gửi các đơn vị.".encode() * 100})
+    return with_part(make_photo() + whole[: len(whole) // 2], "anh.jpg", "image/jpeg")
+
+
 CASES: tuple[Case, ...] = (
     # header section: what readers disagree about is refused
     Case("from-space-before-colon", _file("from-space-before-colon"), 554, "white space"),
@@ -846,6 +857,8 @@ CASES: tuple[Case, ...] = (
     Case("polyglot-doc-starting-with-a-pdf", doc_starting_with_a_pdf, 554, seconds=30),
     Case("winmail-dat-secret-docx", winmail_secret, 554, "classified", seconds=30),
     Case("winmail-dat-cut-in-half", winmail_cut, 554, "cannot be read", seconds=30),
+    Case("photo-with-secret-rar-appended", photo_with_secret_rar, 554, "classified", seconds=30),
+    Case("photo-with-rar-cut-in-half", photo_with_rar_cut, 554, "cannot be read", seconds=30),
     # submission: an official's own mail shows who sent it
     Case(
         "submission-display-name-address",
