@@ -11,6 +11,7 @@ uses) follow the directory, the FAT and the mini FAT as Office's own files have 
 from __future__ import annotations
 
 import struct
+import zlib
 from dataclasses import dataclass, field
 
 SECTOR = 512
@@ -229,6 +230,38 @@ def legacy_doc_with_object(text: str, name: str, data: bytes) -> bytes:
                 "ObjectPool": Storage(
                     {"_1778147020": Storage({"\x01Ole10Native": ole_package(name, data)})}
                 ),
+            }
+        )
+    )
+
+
+def ppt_record(rtype: int, body: bytes, *, version: int = 0, instance: int = 0) -> bytes:
+    """A PowerPoint record (MS-PPT 2.3.1): version and instance, type, length, body."""
+    return struct.pack("<HHI", instance << 4 | version, rtype, len(body)) + body
+
+
+def ppt_object_storage(storage: bytes, *, compressed: bool = True) -> bytes:
+    """An ExOleObjStg record (0x1011) holding an embedded object's compound file: zlib-
+    compressed after its size (instance 1), as PowerPoint saves it, or stored."""
+    if not compressed:
+        return ppt_record(0x1011, storage)
+    body = struct.pack("<I", len(storage)) + zlib.compress(storage)
+    return ppt_record(0x1011, body, instance=1)
+
+
+def legacy_ppt_with_object(text: str, name: str, data: bytes, *, compressed: bool = True) -> bytes:
+    """A legacy .ppt-like compound file: a DocumentContainer whose slide text is a
+    TextCharsAtom (UTF-16, as PowerPoint stores Vietnamese text), then ``data`` packaged
+    as an object (Insert > Object > Create from file) in an ExOleObjStg record."""
+    slide_text = ppt_record(0x0FA0, text.encode("utf-16-le"))
+    document = ppt_record(0x03E8, ppt_record(0x0FF0, slide_text, version=0xF), version=0xF)
+    objects = ppt_object_storage(ole_object(name, data), compressed=compressed)
+    return write_cfb(
+        Storage(
+            {
+                "Current User": b"\0" * 32,
+                "PowerPoint Document": document + objects,
+                "Pictures": b"",
             }
         )
     )

@@ -31,7 +31,12 @@ from odf.style import Footer, Header, MasterPage, PageLayout
 from odf.text import P
 from PIL import Image, ImageDraw
 
-from tests.documents.cfb import legacy_doc_with_object, ole_object, outlook_msg
+from tests.documents.cfb import (
+    legacy_doc_with_object,
+    legacy_ppt_with_object,
+    ole_object,
+    outlook_msg,
+)
 from tests.documents.tnef import winmail_dat
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
@@ -427,6 +432,12 @@ def build_sample(sample: Sample) -> EmailMessage:
         doc = legacy_doc_with_object("Kính gửi các đơn vị.\rTài liệu kèm theo.\r", name, data)
         msg = message(subject)
         attach(msg, doc, "cong-van.doc", ("application", "msword"))
+        return msg
+    if kind == "ppt-object":  # a legacy .ppt with a file on a slide (an ExOleObjStg record)
+        data, _, name = _document(spec.get("inner", "pdf"), spec)
+        ppt = legacy_ppt_with_object("Kế hoạch công tác năm 2027\r", name, data)
+        msg = message(subject)
+        attach(msg, ppt, "ke-hoach.ppt", ("application", "vnd.ms-powerpoint"))
         return msg
     if kind == "file":  # a stored file, e.g. a legacy .doc made by LibreOffice
         msg = message(subject)

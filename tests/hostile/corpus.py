@@ -24,7 +24,13 @@ from email.policy import SMTP
 from pathlib import Path
 
 import tests.hostile_mail as hostile_mail  # EICAR, bombs, deep nesting
-from tests.documents.cfb import Storage, ole_object, ole_package, write_cfb
+from tests.documents.cfb import (
+    Storage,
+    legacy_ppt_with_object,
+    ole_object,
+    ole_package,
+    write_cfb,
+)
 from tests.documents.samples import embed_in_docx, make_docx, make_pdf, make_photo, make_rar
 from tests.documents.tnef import winmail_dat
 
@@ -743,6 +749,12 @@ def winmail_cut() -> bytes:
     return with_part(whole[: len(whole) // 2], "winmail.dat", "application/ms-tnef")
 
 
+def ppt_secret_pdf() -> bytes:
+    secret = make_pdf("BỘ CÔNG AN\nTỐI MẬT\nSố: 33/KH-BCA")
+    ppt = legacy_ppt_with_object("Kế hoạch năm 2027\r", "ke-hoach.pdf", secret)
+    return with_part(ppt, "ke-hoach.ppt", "application/vnd.ms-powerpoint")
+
+
 def photo_with_secret_rar() -> bytes:
     """``copy /b anh.jpg + ho-so.rar anh.jpg``: WinRAR opens the archive after the photo."""
     secret = "BỘ CÔNG AN\nTỐI MẬT\nSố: 32/KH-BCA".encode()
@@ -857,6 +869,7 @@ CASES: tuple[Case, ...] = (
     Case("polyglot-doc-starting-with-a-pdf", doc_starting_with_a_pdf, 554, seconds=30),
     Case("winmail-dat-secret-docx", winmail_secret, 554, "classified", seconds=30),
     Case("winmail-dat-cut-in-half", winmail_cut, 554, "cannot be read", seconds=30),
+    Case("ppt-object-secret-pdf", ppt_secret_pdf, 554, "classified", seconds=30),
     Case("photo-with-secret-rar-appended", photo_with_secret_rar, 554, "classified", seconds=30),
     Case("photo-with-rar-cut-in-half", photo_with_rar_cut, 554, "cannot be read", seconds=30),
     # submission: an official's own mail shows who sent it
