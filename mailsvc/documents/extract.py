@@ -637,6 +637,8 @@ def _walk_tnef(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[R
             raw = text.encode("utf-8")
             where = _join(loc, "body" if kind == "text/plain" else "html body")
             yield from _walk_file(raw, None, kind, where, depth, budget, "utf-8")
+    if content.rtf:  # what Outlook shows of a "Rich Text Format" message
+        yield from _walk_file(content.rtf, None, formats.RTF, _join(loc, "rtf body"), depth, budget)
     for index, member in enumerate(content.files, start=1):
         budget.expanded += len(member.data)
         name = normalize_text(member.name, 1000)

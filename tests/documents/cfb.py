@@ -14,6 +14,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+import compressed_rtf
+
 SECTOR = 512
 END_OF_CHAIN = 0xFFFFFFFE
 FREE = 0xFFFFFFFF
@@ -267,14 +269,26 @@ def legacy_ppt_with_object(text: str, name: str, data: bytes, *, compressed: boo
     )
 
 
-def outlook_msg(subject: str, body: str, files: list[tuple[str, bytes]]) -> bytes:
+def outlook_msg(
+    subject: str,
+    body: str,
+    files: list[tuple[str, bytes]],
+    *,
+    html: bytes = b"",
+    rtf: bytes = b"",
+) -> bytes:
     """An Outlook message saved as a file (.msg, MS-OXMSG): subject and body as UTF-16
     property streams, each attachment in its ``__attach_version1.0_#N`` storage with its
-    bytes (PR_ATTACH_DATA_BIN) and long file name."""
+    bytes (PR_ATTACH_DATA_BIN) and long file name; ``html`` as PR_HTML, ``rtf`` as
+    PR_RTF_COMPRESSED (LZFu-compressed, MS-OXRTFCP), the bodies Outlook shows first."""
     storages: dict[str, Storage | bytes] = {
         "__substg1.0_0037001F": subject.encode("utf-16-le"),
         "__substg1.0_1000001F": body.encode("utf-16-le"),
     }
+    if html:
+        storages["__substg1.0_10130102"] = html
+    if rtf:
+        storages["__substg1.0_10090102"] = compressed_rtf.compress(rtf)
     for index, (name, data) in enumerate(files):
         storages[f"__attach_version1.0_#{index:08X}"] = Storage(
             {

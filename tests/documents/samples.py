@@ -415,11 +415,23 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, embed_in_docx(cover, name, data), "cong-van.docx", DOCX_TYPE)
         return msg
+    if kind == "tnef" and spec.get("in_rtf_body"):  # the body Outlook shows, compressed
+        rtf = make_rtf(_text(spec))
+        msg = message(subject, "Kính gửi các đơn vị.\n")
+        attach(msg, winmail_dat([], body="Kinh gui cac don vi.", rtf=rtf), "winmail.dat",
+               ("application", "ms-tnef"))  # fmt: skip
+        return msg
     if kind == "tnef":  # Outlook's "Rich Text Format" mail: the attachments in winmail.dat
         data, _, name = _document(spec.get("inner", "docx"), spec)
         msg = message(subject)
         attach(msg, winmail_dat([(name, data)], body="Kinh gui cac don vi."), "winmail.dat",
                ("application", "ms-tnef"))  # fmt: skip
+        return msg
+    if kind == "msg" and spec.get("in_html_body"):  # the body Outlook shows of a .msg
+        html = "<html><body>" + "".join(f"<p>{line}</p>" for line in _text(spec).splitlines())
+        msg = message(subject)
+        saved = outlook_msg("Báo cáo", "Kính gửi các đơn vị.", [], html=html.encode())
+        attach(msg, saved, "bao-cao.msg", ("application", "vnd.ms-outlook"))
         return msg
     if kind == "msg":  # an Outlook message saved as a file, attached
         data, _, name = _document(spec.get("inner", "docx"), spec)
