@@ -1198,50 +1198,68 @@ _PPT_OBJECT = re.compile(rb"[\x00\x10]\x00\x11\x10", re.DOTALL)
 _CFB_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 
 
+# A real .ppt has an ExOleObjStg header where it has an object; other bytes hold the four
+# bytes by chance about once in 2 GB. More than this many is a file built to make the
+# search below slow, not a presentation.
+_PPT_MAX_HEADERS = 1000
+
+
 def ppt_objects(stream: bytes, max_bytes: int) -> list[bytes]:
     """The compound files of the objects embedded in a .ppt's "PowerPoint Document"
     stream. PowerPoint finds its records through the persist directory's offsets, not by
     reading them one after another, so every ExOleObjStg record header is looked for: one
     whose body is (or inflates to) a compound file is an object; bytes that only look like
     a header (they neither inflate nor start a compound file) are not, and hide nothing
-    PowerPoint could show either. An object over ``max_bytes``, or more than fifty, is
-    ``too-large``."""
+    PowerPoint could show either. An object over ``max_bytes``, more than fifty, or more
+    than :data:`_PPT_MAX_HEADERS` headers, are ``too-large``. Each header costs a look at
+    a few bytes (no copy of the stream after it)."""
     out: list[bytes] = []
-    for match in _PPT_OBJECT.finditer(stream):
+    view = memoryview(stream)
+    for seen, match in enumerate(_PPT_OBJECT.finditer(stream), start=1):
+        if seen > _PPT_MAX_HEADERS:
+            raise UnreadableDocument(TOO_LARGE, f"more than {_PPT_MAX_HEADERS} object headers")
         start = match.start()
         if start + 8 > len(stream):
             break
         (length,) = struct.unpack_from("<I", stream, start + 4)
-        body = stream[start + 8 : start + 8 + length]
+        body = view[start + 8 : start + 8 + length]
         if stream[start] == 0x00:  # stored as it is
-            storage = body if body.startswith(_CFB_MAGIC) else b""
+            if body[:8] != _CFB_MAGIC:
+                continue
+            if len(body) > max_bytes:
+                raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(body)} bytes")
+            storage = bytes(body)
         else:
             storage = _inflate_ppt_object(body, max_bytes)
-        if not storage:
-            continue
-        if len(storage) > max_bytes:
-            raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(storage)} bytes")
+            if not storage:
+                continue
         out.append(storage)
         if len(out) > _MAX_EMBEDDED:
             raise UnreadableDocument(TOO_LARGE, f"more than {_MAX_EMBEDDED} embedded objects")
     return out
 
 
-def _inflate_ppt_object(body: bytes, max_bytes: int) -> bytes:
-    """A compressed ExOleObjStg's compound file, or b"" when the bytes are not one."""
+def _inflate_ppt_object(body: memoryview, max_bytes: int) -> bytes:
+    """A compressed ExOleObjStg's compound file, or b"" when the bytes are not one: its
+    first kilobyte must inflate to a compound file's signature before the whole body is
+    inflated (up to ``max_bytes`` and no further)."""
     if len(body) < 6 or body[4] & 0x0F != 8 or (body[4] << 8 | body[5]) % 31:
         return b""  # no zlib header after the size: not a compressed object
-    (declared,) = struct.unpack_from("<I", body, 0)
-    inflater = zlib.decompressobj()
     try:
-        storage = inflater.decompress(body[4:], max_bytes + 1)
+        head = zlib.decompressobj().decompress(body[4:1028], len(_CFB_MAGIC))
     except zlib.error:
         return b""
-    if not storage.startswith(_CFB_MAGIC):
+    if head != _CFB_MAGIC:
         return b""
-    if declared > max_bytes or len(storage) > max_bytes:
-        size = max(declared, len(storage))
-        raise UnreadableDocument(TOO_LARGE, f"embedded object of {size} bytes")
+    (declared,) = struct.unpack_from("<I", body, 0)
+    if declared > max_bytes:
+        raise UnreadableDocument(TOO_LARGE, f"embedded object of {declared} bytes")
+    try:
+        storage = zlib.decompressobj().decompress(body[4:], max_bytes + 1)
+    except zlib.error:
+        return b""  # PowerPoint cannot inflate it either
+    if len(storage) > max_bytes:
+        raise UnreadableDocument(TOO_LARGE, f"embedded object of more than {max_bytes} bytes")
     return storage
 
 

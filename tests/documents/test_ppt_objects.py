@@ -81,6 +81,20 @@ def test_bytes_that_only_look_like_a_record_header_are_not_an_object() -> None:
     assert failures(ppt(ppt_record(0x0FBA, lookalikes))) == []
 
 
+def test_a_stream_of_object_headers_is_too_large_at_once() -> None:
+    """Headers whose lengths each reach the end of the stream, with a zlib header after
+    the size: each one a look at a few bytes, not a copy of the stream after it."""
+    fake = b"\x10\x00\x11\x10" + struct.pack("<I", 0xFFFFFFF0) + b"\0\0\0\0\x78\x9c"
+    started = time.process_time()
+    assert failures(ppt(ppt_record(0x0FBA, fake * 60_000))) == [
+        (TOO_LARGE, "more than 1000 object headers")
+    ]
+    assert time.process_time() - started < 2
+    started = time.process_time()
+    assert ppt_objects(fake * 999, 50 << 20) == []
+    assert time.process_time() - started < 1
+
+
 def test_an_object_that_inflates_past_the_bound_is_too_large() -> None:
     """Inflated up to the bound, never whole, whatever size the record declares."""
     big = ole_object("so-lieu.txt", bytes(4 << 20))  # 4 MB of zeros: some 4 KB compressed
