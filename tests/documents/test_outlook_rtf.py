@@ -110,6 +110,15 @@ def test_a_body_that_cannot_be_read_says_why(header: bytes) -> None:
         assert caught.value.kind == TOO_LARGE
 
 
+def test_a_compressed_body_over_a_megabyte_is_too_large() -> None:
+    """Whatever it declares: a megabyte of LZFu can inflate to eight."""
+    body = b"{\\rtf1 " + bytes(range(32, 127)) * 12_000 + b"}"  # 1.1 MB
+    stored = struct.pack("<II4sI", len(body) + 12, 1000, b"MELA", 0) + body
+    with pytest.raises(UnreadableDocument) as caught:
+        outlook_rtf(stored)
+    assert caught.value.kind == TOO_LARGE
+
+
 def test_a_body_that_inflates_past_the_bound_is_too_large() -> None:
     """A size declared small does not let the body inflate past the bound."""
     long_body = b"{\\rtf1 " + b"Kinh gui cac don vi. " * 20_000 + b"}"  # 420 KB
