@@ -320,7 +320,9 @@ def _sniff_zip(data: bytes) -> str:
                 return XLSX
             if "ppt/presentation.xml" in names:
                 return PPTX
-            if "mimetype" in names and "content.xml" in names:
+            # an ODF package saved with a password as ODF 1.4 does it (LibreOffice 24.2
+            # and later) has no content.xml, one "encrypted-package" member instead
+            if "mimetype" in names and ("content.xml" in names or "encrypted-package" in names):
                 info = zf.getinfo("mimetype")
                 if info.file_size < 200:
                     kind = zf.read(info).decode("ascii", "replace").strip()
@@ -620,8 +622,16 @@ _ODF_OBJECT = re.compile(r"(?:Object [^/]+/)+(?:styles|content)\.xml")
 
 
 def odf_text(data: bytes, *, max_member_bytes: int, max_chars: int) -> FileText:
+    """The text of an ODF document (content, page headers and footers, embedded objects)
+    and its properties. One saved with a password (its manifest says how members are
+    encrypted: each XML member, or the whole package as ODF 1.4 does) is ``encrypted``:
+    its text is ciphertext."""
     with open_zip(data) as zf:
         names = set(zf.namelist())
+        if "META-INF/manifest.xml" in names:
+            manifest = read_member(zf, zf.getinfo("META-INF/manifest.xml"), 1 << 20)
+            if b"encryption-data" in manifest:  # manifest:encryption-data, ODF 1.2-1.4, 3.8
+                raise UnreadableDocument(ENCRYPTED, "password-protected ODF document")
         if "content.xml" not in names:
             raise UnreadableDocument(CORRUPT, "ODF package without content.xml")
         texts: list[str] = []

@@ -8,6 +8,7 @@ The labelled corpus lives in tests/data/classification/corpus.yaml.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import struct
 import tarfile
@@ -22,6 +23,8 @@ from typing import Any
 import docx
 import libarchive
 import yaml
+from cryptography.hazmat.primitives import padding as sym_padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from docx.shared import Pt
 from fpdf import FPDF
 from odf.draw import Frame
@@ -134,6 +137,56 @@ def make_odt(text: str, *, header: str | None = None, embedded: str | None = Non
         document.text.addElement(holder)
     out = io.BytesIO()
     document.write(out)
+    return out.getvalue()
+
+
+def encrypt_odt(odt: bytes, *, whole_package: bool = False) -> bytes:
+    """``odt`` as LibreOffice saves it with a password (File > Save As > Save with
+    password): each XML member deflated and encrypted (AES-256-CBC, a PBKDF2 key), the
+    manifest naming how in an ``encryption-data`` element; the stamp is ciphertext. With
+    ``whole_package`` (ODF 1.4, LibreOffice 24.2+) the whole inner package is one
+    ``encrypted-package`` member and ``content.xml`` is gone."""
+    key = hashlib.pbkdf2_hmac("sha1", hashlib.sha256(b"matkhau").digest(), b"salt" * 4, 1000, 32)
+
+    def encrypted(data: bytes) -> bytes:
+        packed = zlib.compressobj(9, zlib.DEFLATED, -15)
+        raw = packed.compress(data) + packed.flush()
+        padder = sym_padding.PKCS7(128).padder()
+        cipher = Cipher(algorithms.AES(key), modes.CBC(b"\x01" * 16)).encryptor()
+        return cipher.update(padder.update(raw) + padder.finalize()) + cipher.finalize()
+
+    entry = (
+        '<manifest:file-entry manifest:full-path="{name}" manifest:media-type="text/xml" '
+        'manifest:size="{size}"><manifest:encryption-data manifest:checksum-type='
+        '"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0#sha256-1k" manifest:checksum='
+        '"AAAA"><manifest:algorithm manifest:algorithm-name='
+        '"http://www.w3.org/2001/04/xmlenc#aes256-cbc" manifest:initialisation-vector='
+        '"AQEBAQEBAQEBAQEBAQEBAQ=="/><manifest:start-key-generation '
+        'manifest:start-key-generation-name="http://www.w3.org/2000/09/xmldsig#sha256" '
+        'manifest:key-size="32"/><manifest:key-derivation manifest:key-derivation-name='
+        '"PBKDF2" manifest:key-size="32" manifest:iteration-count="1000" manifest:salt='
+        '"c2FsdHNhbHRzYWx0c2FsdA=="/></manifest:encryption-data></manifest:file-entry>'
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(odt)) as source, zipfile.ZipFile(out, "w") as target:
+        target.writestr("mimetype", source.read("mimetype"))  # stored, first, as ODF asks
+        members = [n for n in source.namelist() if n.endswith(".xml") and "META-INF" not in n]
+        if whole_package:
+            inner = zlib.compress(odt)
+            target.writestr("encrypted-package", encrypted(inner), zipfile.ZIP_STORED)
+            entries = entry.format(name="encrypted-package", size=len(inner))
+        else:
+            for name in members:
+                target.writestr(name, encrypted(source.read(name)), zipfile.ZIP_STORED)
+            entries = "".join(entry.format(name=n, size=len(source.read(n))) for n in members)
+        target.writestr(
+            "META-INF/manifest.xml",
+            '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest xmlns:manifest='
+            '"urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.3">'
+            '<manifest:file-entry manifest:full-path="/" manifest:media-type='
+            '"application/vnd.oasis.opendocument.text"/>' + entries + "</manifest:manifest>",
+            zipfile.ZIP_DEFLATED,
+        )
     return out.getvalue()
 
 

@@ -12,7 +12,7 @@ from msoffcrypto.format.ooxml import OOXMLFile
 from sqlalchemy import select
 
 from mailsvc.db.models import MessageRecord
-from tests.documents.samples import make_docx
+from tests.documents.samples import encrypt_odt, make_docx, make_odt
 from tests.e2e.conftest import DOMAIN, RunningServer
 from tests.e2e.test_smtp_core import make_message, send
 
@@ -27,7 +27,7 @@ def _laughs(levels: int = 6) -> str:
     decls += [f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, levels)]
     return (
         '<?xml version="1.0" encoding="UTF-16"?>'
-        f'<!DOCTYPE w:document [{"".join(decls)}]>'
+        f"<!DOCTYPE w:document [{''.join(decls)}]>"
         '<w:document xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main">'
         f"<w:body><w:p><w:r><w:t>&e{levels - 1};</w:t></w:r></w:p></w:body></w:document>"
     )
@@ -78,6 +78,24 @@ async def test_a_password_protected_word_file_cannot_be_read_and_is_refused(
     locked = password_protected(make_docx("CÔNG AN TỈNH\nTỐI MẬT\nSố: 901/CAT-PV01"))
     msg = make_message(SENDER, CLERK, subject="Gửi báo cáo")
     msg.add_attachment(locked, maintype=DOCX_TYPE[0], subtype=DOCX_TYPE[1], filename=name)
+    with pytest.raises(smtplib.SMTPDataError) as info:
+        await asyncio.to_thread(send, server, msg, SENDER, [CLERK])
+    assert info.value.smtp_code == 554
+    assert b"cannot be read" in info.value.smtp_error and b"encrypted" in info.value.smtp_error
+
+
+@pytest.mark.parametrize("whole_package", [False, True], ids=["members", "whole-package"])
+async def test_an_odt_saved_with_a_password_cannot_be_read_and_is_refused(
+    server: RunningServer, whole_package: bool
+) -> None:
+    """LibreOffice's "Save with password": each XML member encrypted (read as bad XML:
+    refused as damaged, the wrong word), or as ODF 1.4 does it, the whole package in one
+    encrypted member (no content.xml: read as a plain zip of unreadable members and
+    delivered, the ciphertext unchecked)."""
+    server.add_mailbox(CLERK)
+    locked = encrypt_odt(make_odt("SỞ NỘI VỤ\nMẬT\nSố: 52/SNV-TCBC"), whole_package=whole_package)
+    msg = make_message(SENDER, CLERK, subject="Gửi báo cáo")
+    msg.add_attachment(locked, maintype="application", subtype="octet-stream", filename="bc.odt")
     with pytest.raises(smtplib.SMTPDataError) as info:
         await asyncio.to_thread(send, server, msg, SENDER, [CLERK])
     assert info.value.smtp_code == 554
