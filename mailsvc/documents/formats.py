@@ -389,6 +389,10 @@ class _XmlGrammar:
     breaks: frozenset[str]
     skips: frozenset[str]  # subtrees ignored entirely
     attributes: tuple[tuple[str, str], ...] = ()  # (tag, attribute) whose value is a line
+    coded: frozenset[str] = frozenset()  # a sheet's page header/footer: text with &-codes
+    # (cell, value): a cell's cached value is text when the cell is of type "str" (the
+    # result of a formula such as =UPPER("mật")); other values are numbers
+    formula_text: tuple[str, str] | None = None
 
 
 def _q(ns: str, *names: str) -> frozenset[str]:
@@ -398,17 +402,23 @@ def _q(ns: str, *names: str) -> frozenset[str]:
 _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 _A = "http://schemas.openxmlformats.org/drawingml/2006/main"
 _S = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_P = "http://schemas.openxmlformats.org/presentationml/2006/main"
+_C = "http://schemas.openxmlformats.org/drawingml/2006/chart"
 _MC = "http://schemas.openxmlformats.org/markup-compatibility/2006"
 _TEXT = "urn:oasis:names:tc:opendocument:xmlns:text:1.0"
 
 _WORD = _XmlGrammar(
-    paragraphs=_q(_W, "p") | _q(_A, "p") | _q(_S, "si", "row"),
-    texts=_q(_W, "t") | _q(_A, "t") | _q(_S, "t"),
+    paragraphs=_q(_W, "p") | _q(_A, "p") | _q(_S, "si", "row") | _q(_C, "pt"),
+    # p:text: a presentation comment; c:v: a chart's cached labels and values
+    texts=_q(_W, "t") | _q(_A, "t") | _q(_S, "t") | _q(_P, "text") | _q(_C, "v"),
     tabs=_q(_W, "tab"),
     breaks=_q(_W, "br", "cr") | _q(_A, "br"),
     skips=_q(_MC, "Fallback") | _q(_W, "delText", "instrText"),
     # WordArt (VML): the text is the string attribute of v:textpath
     attributes=(("{urn:schemas-microsoft-com:vml}textpath", "string"),),
+    coded=_q(_S, "oddHeader", "oddFooter", "evenHeader", "evenFooter")
+    | _q(_S, "firstHeader", "firstFooter"),
+    formula_text=(f"{{{_S}}}c", f"{{{_S}}}v"),
 )
 _ODF = _XmlGrammar(
     paragraphs=_q(_TEXT, "p", "h"),
@@ -446,16 +456,24 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
     out: list[str] = []
     size = 0
     skipping = 0
+    cell, value = grammar.formula_text or ("", "")
+    text_cell = False  # inside a cell whose value is text
     try:
         for event, elem in _iterparse(data):
             tag = elem.tag
             if tag in grammar.skips:
                 skipping += 1 if event == "start" else -1
                 continue
+            if tag == cell:
+                text_cell = event == "start" and elem.get("t") == "str"
             if event == "start" or skipping:
                 continue
             if tag in grammar.texts:
                 piece = elem.text or ""
+            elif tag in grammar.coded:
+                piece = "\n" + sheet_header_text(elem.text or "") + "\n"
+            elif tag == value:
+                piece = "\n" + (elem.text or "") + "\n" if text_cell else ""
             elif tag in grammar.tabs:
                 piece = "\t"
             elif tag in grammar.breaks or tag in grammar.paragraphs:
@@ -474,6 +492,29 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
     except ET.ParseError as exc:
         raise UnreadableDocument(CORRUPT, f"bad XML: {exc}") from exc
     return "".join(out)
+
+
+# A sheet's page header or footer (ECMA-376 18.3.1.46): &L, &C and &R open its left,
+# centre and right sections; &"font,style", &K and a colour, &<size>, and one-letter codes
+# (bold, underline, page number, date, file name...) format it or insert a value; && is &.
+_SHEET_HEADER_CODE = re.compile(r'&(?:"[^"]*"|K(?:[0-9A-Fa-f]{6}|\d\d[+-]\d{3})|\d+|[A-Za-z])')
+
+
+def sheet_header_text(coded: str) -> str:
+    """The text of a sheet's page header or footer as Excel prints it: its formatting
+    codes taken out (``&C&"Times New Roman,Bold"&14MẬT`` is ``MẬT``), each section on a
+    line of its own, a field (``&P`` page, ``&D`` date...) a space."""
+    parts = coded.split("&&")
+    return "&".join(_SHEET_HEADER_CODE.sub(_sheet_header_code, part) for part in parts)
+
+
+def _sheet_header_code(match: re.Match[str]) -> str:
+    code = match.group()
+    if code in ("&L", "&C", "&R"):
+        return "\n"  # a section of its own
+    if len(code) == 2 and code[1] in "PNDTZFAG":
+        return " "  # page, pages, date, time, path, file, sheet, picture
+    return ""  # font, size, colour, bold, underline...: how the text looks
 
 
 def _odf_xml_text(data: bytes, max_chars: int) -> str:
@@ -548,19 +589,45 @@ def _ooxml_members(names: Iterable[str], kind: str) -> list[str]:
         digits = "".join(c for c in n if c.isdigit())
         return (int(digits) if digits else 0, n)
 
-    names = list(names)
-    if kind == DOCX:
-        heads = sorted((n for n in names if n.startswith("word/header")), key=num)
-        feet = sorted((n for n in names if n.startswith("word/footer")), key=num)
-        notes = [n for n in ("word/footnotes.xml", "word/endnotes.xml") if n in names]
-        return [*heads, "word/document.xml", *feet, *notes]
-    if kind == XLSX:
-        return [n for n in names if n == "xl/sharedStrings.xml"] + sorted(
-            (n for n in names if n.startswith("xl/worksheets/sheet")), key=num
+    patterns = _OOXML_PARTS.get(kind, ())
+    found: list[str] = []
+    for pattern in patterns:
+        found += sorted((n for n in names if pattern.fullmatch(n)), key=num)
+    return found
+
+
+# The parts of an OOXML package whose text a reader sees, in reading order: the body,
+# then what Word, Excel or PowerPoint show beside it. A stamp sits in these too: a sheet's
+# page header (in its worksheet part) prints on every page, text on a slide master or
+# layout shows on every slide, and comments, speaker notes, text boxes on a sheet,
+# SmartArt graphics and chart titles are on screen.
+_OOXML_PARTS: dict[str, tuple[re.Pattern[str], ...]] = {
+    DOCX: tuple(
+        re.compile(p)
+        for p in (
+            r"word/header\d*\.xml", r"word/document\.xml", r"word/footer\d*\.xml",
+            r"word/footnotes\.xml", r"word/endnotes\.xml", r"word/comments\.xml",
+            r"word/diagrams/data\d*\.xml", r"word/charts/chart\d*\.xml",
         )
-    if kind == PPTX:
-        return sorted((n for n in names if n.startswith("ppt/slides/slide")), key=num)
-    return []
+    ),
+    XLSX: tuple(
+        re.compile(p)
+        for p in (
+            r"xl/sharedStrings\.xml", r"xl/worksheets/sheet\d*\.xml", r"xl/comments\d*\.xml",
+            r"xl/drawings/drawing\d*\.xml", r"xl/diagrams/data\d*\.xml",
+            r"xl/charts/chart\d*\.xml",
+        )
+    ),
+    PPTX: tuple(
+        re.compile(p)
+        for p in (
+            r"ppt/slides/slide\d*\.xml", r"ppt/slideMasters/slideMaster\d*\.xml",
+            r"ppt/slideLayouts/slideLayout\d*\.xml", r"ppt/notesSlides/notesSlide\d*\.xml",
+            r"ppt/comments/[^/]+\.xml", r"ppt/diagrams/data\d*\.xml",
+            r"ppt/charts/chart\d*\.xml",
+        )
+    ),
+}  # fmt: skip
 
 
 # Files embedded as objects (Insert > Object > from file: a DOCX, a workbook, a legacy

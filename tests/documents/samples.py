@@ -40,6 +40,7 @@ from tests.documents.cfb import (
     ole_object,
     outlook_msg,
 )
+from tests.documents.ooxml import make_pptx, make_xlsx
 from tests.documents.tnef import winmail_dat
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
@@ -50,6 +51,8 @@ RECIPIENT = "vanthu@stttt.example.vn"
 PDF_TYPE = ("application", "pdf")
 DOCX_TYPE = ("application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
 ODT_TYPE = ("application", "vnd.oasis.opendocument.text")
+XLSX_TYPE = ("application", "vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+PPTX_TYPE = ("application", "vnd.openxmlformats-officedocument.presentationml.presentation")
 
 
 def make_pdf(
@@ -459,6 +462,22 @@ def build_sample(sample: Sample) -> EmailMessage:
         }[spec.get("carrier", "jpeg")]
         msg = message(subject)
         attach(msg, carrier + archive, filename, ctype)
+        return msg
+    if kind == "xlsx":  # the text in one place of a workbook: "cells", "header" (the
+        # sheet's page header, printed on every page), "formula", "comment", "textbox"...
+        place = spec.get("place", "cells")
+        cells = [_text(spec)] if place == "cells" else ["Bảng tổng hợp số liệu"]
+        extra = {} if place == "cells" else {place: _text(spec)}
+        msg = message(subject)
+        attach(msg, make_xlsx(cells, **extra), spec.get("filename", "so-lieu.xlsx"), XLSX_TYPE)
+        return msg
+    if kind == "pptx":  # the text in one place of a presentation: "slide", "master" (on
+        # every slide), "layout", "notes", "comment", "smartart", "chart_title"
+        place = spec.get("place", "slide")
+        slides = [_text(spec)] if place == "slide" else ["Kế hoạch công tác năm 2027"]
+        extra = {} if place == "slide" else {place: _text(spec)}
+        msg = message(subject)
+        attach(msg, make_pptx(slides, **extra), spec.get("filename", "ke-hoach.pptx"), PPTX_TYPE)
         return msg
     if kind == "embedded":  # a document embedded as an object in an innocent DOCX
         data, _, name = _document(spec.get("inner", "docx"), spec)
