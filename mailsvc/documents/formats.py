@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import io
+import itertools
 import logging
 import mimetypes
 import re
@@ -498,6 +499,10 @@ def xml_text(data: bytes, grammar: _XmlGrammar, max_chars: int) -> str:
 # centre and right sections; &"font,style", &K and a colour, &<size>, and one-letter codes
 # (bold, underline, page number, date, file name...) format it or insert a value; && is &.
 _SHEET_HEADER_CODE = re.compile(r'&(?:"[^"]*"|K(?:[0-9A-Fa-f]{6}|\d\d[+-]\d{3})|\d+|[A-Za-z])')
+
+
+# Where a legacy .xls's page header shows in its UTF-16 runs: a section code or a font.
+_SHEET_HEADER_SECTION = re.compile(r'&[LCR"]')
 
 
 def sheet_header_text(coded: str) -> str:
@@ -1160,11 +1165,17 @@ def ole_text(data: bytes, max_chars: int, *, max_embedded_bytes: int | None = No
     """
     if office_encrypted(data):
         raise UnreadableDocument(ENCRYPTED, "password-protected Office document")
-    decoded = data[: len(data) & ~1].decode("utf-16-le", errors="replace")
+    # Text starts at an even offset in a .doc; an .xls packs each string after a 3-byte
+    # header (its length and a flag), so half of its cells start at an odd one: both
+    # alignments are read (text of one alignment is no letters of ours in the other).
+    aligned = data[: len(data) & ~1].decode("utf-16-le", errors="replace")
+    odd = data[1 : 1 + ((len(data) - 1) & ~1)].decode("utf-16-le", errors="replace")
     runs: list[str] = []
     size = 0
-    for match in _OLE_TEXT.finditer(decoded):
+    for match in itertools.chain(_OLE_TEXT.finditer(aligned), _OLE_TEXT.finditer(odd)):
         run = match.group().translate({0x0D: "\n", 0x07: "\n", 0x0B: "\n"})
+        if _SHEET_HEADER_SECTION.search(run):  # an .xls sheet's page header or footer
+            run = sheet_header_text(run)
         runs.append(run)
         size += len(run)
         if size > max_chars:

@@ -269,6 +269,29 @@ def legacy_ppt_with_object(text: str, name: str, data: bytes, *, compressed: boo
     )
 
 
+def legacy_xls(cells: list[str], *, header: str = "") -> bytes:
+    """A legacy Excel 97-2003 workbook's compound file: its "Workbook" stream of BIFF8
+    records, the cells' text in a shared string table (SST) and ``header`` as the sheet's
+    page header (HEADER, 0x0014), each string UTF-16 as Excel stores text outside Latin-1."""
+
+    def record(kind: int, body: bytes) -> bytes:
+        return struct.pack("<HH", kind, len(body)) + body
+
+    def string(text: str) -> bytes:  # XLUnicodeString, fHighByte = 1
+        return struct.pack("<HB", len(text), 1) + text.encode("utf-16-le")
+
+    stream = record(0x0809, struct.pack("<HHHHII", 0x0600, 0x0005, 0x0DBB, 0x07CC, 0, 0))
+    stream += record(
+        0x00FC, struct.pack("<II", len(cells), len(cells)) + b"".join(map(string, cells))
+    )
+    stream += record(0x000A, b"")
+    stream += record(0x0809, struct.pack("<HHHHII", 0x0600, 0x0010, 0x0DBB, 0x07CC, 0, 0))
+    if header:
+        stream += record(0x0014, string(header))
+    stream += record(0x000A, b"")
+    return write_cfb(Storage({"Workbook": stream}))
+
+
 def outlook_msg(
     subject: str,
     body: str,

@@ -37,6 +37,7 @@ from PIL import Image, ImageDraw
 from tests.documents.cfb import (
     legacy_doc_with_object,
     legacy_ppt_with_object,
+    legacy_xls,
     ole_object,
     outlook_msg,
 )
@@ -470,6 +471,14 @@ def build_sample(sample: Sample) -> EmailMessage:
         extra = {} if place == "cells" else {place: _text(spec)}
         msg = message(subject)
         attach(msg, make_xlsx(cells, **extra), spec.get("filename", "so-lieu.xlsx"), XLSX_TYPE)
+        return msg
+    if kind == "xls":  # a legacy Excel workbook, the text in its cells or page header
+        if spec.get("place") == "header":
+            workbook = legacy_xls(["Bảng tổng hợp số liệu"], header=_text(spec))
+        else:
+            workbook = legacy_xls(_text(spec).splitlines())
+        msg = message(subject)
+        attach(msg, workbook, spec.get("filename", "so-lieu.xls"), ("application", "vnd.ms-excel"))
         return msg
     if kind == "pptx":  # the text in one place of a presentation: "slide", "master" (on
         # every slide), "layout", "notes", "comment", "smartart", "chart_title"
