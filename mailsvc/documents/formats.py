@@ -110,7 +110,12 @@ PLAIN = "text/plain"
 PNG = "image/png"
 JPEG = "image/jpeg"
 TIFF = "image/tiff"
-IMAGES = (PNG, JPEG, TIFF)
+GIF = "image/gif"
+BMP = "image/bmp"
+WEBP = "image/webp"
+AVIF = "image/avif"
+HEIC = "image/heic"  # an iPhone's photos (HEIF); read with pillow-heif
+IMAGES = (PNG, JPEG, TIFF, GIF, BMP, WEBP, AVIF, HEIC)
 
 _EXTENSIONS = {
     ".pdf": PDF,
@@ -142,6 +147,12 @@ _EXTENSIONS = {
     ".jpeg": JPEG,
     ".tif": TIFF,
     ".tiff": TIFF,
+    ".gif": GIF,
+    ".bmp": BMP,
+    ".webp": WEBP,
+    ".avif": AVIF,
+    ".heic": HEIC,
+    ".heif": HEIC,
 }
 
 
@@ -235,6 +246,14 @@ def _magic(data: bytes, filename: str | None, declared: str) -> str | None:
         return JPEG
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return TIFF
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return GIF
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return WEBP
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return AVIF if head[8:12] in (b"avif", b"avis") else HEIC
+    if _is_bmp(head):
+        return BMP
     if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
         name = (filename or "").lower()
         return DOC if name.endswith((".doc", ".dot")) or declared.lower() == DOC else OLE
@@ -249,6 +268,20 @@ def _magic(data: bytes, filename: str | None, declared: str) -> str | None:
     ):
         return TAR
     return None
+
+
+def _is_bmp(head: bytes) -> bool:
+    """ "BM", reserved zeros, and a DIB header of one of the sizes Windows writes: a text
+    that starts with "BM" is not a bitmap (it has no NUL bytes)."""
+    if not head.startswith(b"BM") or len(head) < 18 or head[6:10] != b"\0\0\0\0":
+        return False
+    (dib,) = struct.unpack_from("<I", head, 14)
+    return dib in (12, 40, 52, 56, 64, 108, 124)
+
+
+# ISO base media files holding a still image: HEIF as iPhones write it, and AVIF
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1",
+                b"avif", b"avis")  # fmt: skip
 
 
 def _by_name(filename: str | None, declared: str) -> str:
@@ -1080,9 +1113,12 @@ MAX_IMAGE_PIXELS = 60_000_000  # 8.5 x 11 in at 600 dpi is 34 Mpx
 
 
 def image_text(data: bytes, ocr: Ocr) -> FileText:
-    """Text of a PNG/JPEG/TIFF attachment by OCR, every frame of a TIFF."""
+    """Text of an image attachment by OCR (PNG, JPEG, TIFF, GIF, BMP, WebP, AVIF by
+    Pillow; HEIC, an iPhone's photo, through pillow-heif), every frame of a TIFF, an
+    animated GIF or a HEIC sequence."""
     from PIL import Image, UnidentifiedImageError
 
+    _register_heif()
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
     try:
         image = Image.open(io.BytesIO(data))
@@ -1118,6 +1154,19 @@ def image_text(data: bytes, ocr: Ocr) -> FileText:
         ocr_pages=tuple(pages),
         illegible_pages=tuple(illegible),
     )
+
+
+_HEIF_REGISTERED = False
+
+
+def _register_heif() -> None:
+    """Let Pillow open HEIC/HEIF files (pillow-heif's opener), once per process."""
+    global _HEIF_REGISTERED
+    if not _HEIF_REGISTERED:
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+        _HEIF_REGISTERED = True
 
 
 def _image_dpi(image: Any) -> int:

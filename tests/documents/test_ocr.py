@@ -11,6 +11,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pillow_heif
 import pytest
 from PIL import Image, ImageDraw
 
@@ -91,7 +92,23 @@ def with_image(data: bytes, name: str, subtype: str) -> bytes:
     return msg.as_bytes()
 
 
-@pytest.mark.parametrize(("fmt", "subtype"), [("PNG", "png"), ("JPEG", "jpeg"), ("TIFF", "tiff")])
+pillow_heif.register_heif_opener()  # so that Pillow writes the HEIC test images
+
+
+@pytest.mark.parametrize(
+    ("fmt", "subtype"),
+    [
+        ("PNG", "png"),
+        ("JPEG", "jpeg"),
+        ("TIFF", "tiff"),
+        # read since 7 December 2026: before, an unsupported file, delivered unread
+        ("GIF", "gif"),
+        ("BMP", "bmp"),
+        ("WEBP", "webp"),
+        ("AVIF", "avif"),
+        ("HEIF", "heic"),  # an iPhone's photo of the page
+    ],
+)
 async def test_image_attachment_with_a_stamp_is_refused(
     pool: WorkerPool, fmt: str, subtype: str
 ) -> None:
@@ -214,3 +231,17 @@ def test_ocr_confusions_are_undone_only_where_the_context_is_sure() -> None:
     assert fix_ocr_text("Số 287-QĐÐ/VPĐU") == "Số 287-QĐ/VPĐU"
     for kept in ("quý III năm 2026", "ngày 19 tháng 6 năm 2015", "Il y a 2026 ans", "ĐẮK NÔNG"):
         assert fix_ocr_text(kept) == kept
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "WEBP", "AVIF", "HEIF"])
+def test_images_are_known_by_their_bytes_whatever_their_name(fmt: str) -> None:
+    image = Image.new("L", (500, 500), 255)
+    out = io.BytesIO()
+    image.save(out, format=fmt)
+    kind = formats.sniff(out.getvalue(), "scan.bin", "application/octet-stream")
+    assert kind == {"HEIF": formats.HEIC}.get(fmt, f"image/{fmt.lower()}")
+
+
+def test_a_text_that_starts_with_bm_is_a_text() -> None:
+    text = "BMW X5 (2024) biển số 29A-123.45\r\nTỐI MẬT\r\n".encode()
+    assert formats.sniff(text, "ghi-chu.txt", "text/plain") == "text/plain"
