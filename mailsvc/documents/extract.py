@@ -850,7 +850,9 @@ def _file_text(
             data, limits.max_text_chars, max_embedded_bytes=limits.max_file_bytes
         )
     if kind == formats.RTF:
-        return formats.rtf_text(data, limits.max_text_chars)
+        return formats.rtf_text(
+            data, limits.max_text_chars, max_embedded_bytes=limits.max_file_bytes
+        )
     text = formats.decode_text(data, charset)
     if kind == formats.HTML:
         return formats.FileText(formats.html_text(text, limits.max_text_chars))

@@ -1597,20 +1597,23 @@ class _HtmlToText(HTMLParser):
 
 
 _RTF_CODEPAGE = re.compile(rb"\\ansicpg(\d{3,5})")
-# Groups striprtf leaves out as "destinations" although Word prints their text: page
-# headers and footers, footnotes, and text boxes (a shape's text, inside an ignorable
-# ``{\*\shpinst}``): where a classification stamp often stands. Renamed to a word it
-# does not know, so their text is kept; the shapes' properties (``\sn``/``\sv``) stay out.
+# Groups striprtf leaves out as "destinations" although Word shows their text: page
+# headers and footers, footnotes, comments (``\annotation``), and text boxes (a shape's
+# text, inside an ignorable ``{\*\shpinst}``): where a classification stamp often stands.
+# Renamed to a word it does not know, so their text is kept; the shapes' properties
+# (``\sn``/``\sv``) stay out.
 _RTF_PRINTED = re.compile(
-    r"(?:\\\*)?\\(?:header[lrf]?|footer[lrf]?|footnote|shpgrp|shpinst|shptxt|shp)(?![a-zA-Z])"
+    r"(?:\\\*)?\\(?:header[lrf]?|footer[lrf]?|footnote|annotation|shpgrp|shpinst|shptxt|shp)"
+    r"(?![a-zA-Z])"
 )
 
 
-def rtf_text(data: bytes, max_chars: int) -> FileText:
+def rtf_text(data: bytes, max_chars: int, *, max_embedded_bytes: int | None = None) -> FileText:
     """The text of an RTF document (Word's "Rich Text Format"), by striprtf: ``\\uN``
     escapes (how Word writes Vietnamese) and ``\\'xx`` bytes in the document's code page
-    (``\\ansicpg``, default cp1252); page headers, footers, footnotes and text boxes
-    included; pictures, fields' instructions and other destinations left out."""
+    (``\\ansicpg``, default cp1252); page headers, footers, footnotes, comments and text
+    boxes included; pictures, fields' instructions and other destinations left out. The
+    files embedded in it as objects (:func:`rtf_objects`) are walked like a PDF's."""
     m = _RTF_CODEPAGE.search(data[:4096])
     encoding = f"cp{int(m.group(1))}" if m else "cp1252"
     try:
@@ -1623,7 +1626,66 @@ def rtf_text(data: bytes, max_chars: int) -> FileText:
         text = rtf_to_text(source, encoding=encoding, errors="replace")
     except Exception as exc:  # boundary: striprtf on hostile escapes and braces
         raise UnreadableDocument(CORRUPT, f"RTF cannot be read: {exc}") from exc
-    return FileText(normalize_text(text, max_chars))
+    objects = rtf_objects(data, max_embedded_bytes or len(data))
+    return FileText(normalize_text(text, max_chars), embedded=objects)
+
+
+# An object inserted into an RTF document (Insert > Object > Create from file) is an OLE 1
+# object written as hex in an ``{\*\objdata ...}`` group (MS-OLEDS 2.2.4): a header (OLE
+# version, format 2 = embedded, class name, topic, item), then the native data's size and
+# bytes: an OLE Package (the packaged file) for class "Package", a compound file for an
+# Office document or Acrobat's PDF object.
+_RTF_OBJDATA = re.compile(rb"\\objdata(?![a-zA-Z])")
+_RTF_NOT_HEX = re.compile(rb"[^0-9A-Fa-f]")
+_OLE1_EMBEDDED = 2
+
+
+def rtf_objects(data: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
+    """The files embedded as objects in an RTF document: the packaged file of a
+    "Package", the compound file of any other class (walked as such). An object whose
+    lengths do not add up is ``corrupt``; one over ``max_bytes``, or more than fifty,
+    ``too-large``. Linked objects (their data elsewhere) have none."""
+    out: list[EmbeddedFile] = []
+    for match in _RTF_OBJDATA.finditer(data):
+        end = data.find(b"}", match.end())
+        digits = _RTF_NOT_HEX.sub(b"", data[match.end() : end if end >= 0 else len(data)])
+        if len(digits) // 2 > max_bytes + 4096:
+            raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(digits) // 2} bytes")
+        found = _ole1_object(bytes.fromhex(digits[: len(digits) & ~1].decode("ascii")))
+        if found is None:
+            continue
+        if len(found.data) > max_bytes:
+            raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(found.data)} bytes")
+        out.append(found)
+        if len(out) > _MAX_EMBEDDED:
+            raise UnreadableDocument(TOO_LARGE, f"more than {_MAX_EMBEDDED} embedded objects")
+    return tuple(out)
+
+
+def _ole1_object(raw: bytes) -> EmbeddedFile | None:
+    """An OLE 1 object's file (see :func:`rtf_objects`); None for a linked one."""
+    try:
+        _version, kind = struct.unpack_from("<II", raw, 0)
+        if kind != _OLE1_EMBEDDED:
+            return None
+        pos = 8
+        names: list[str] = []
+        for _ in range(3):  # class, topic, item: length (NUL included), then the bytes
+            (length,) = struct.unpack_from("<I", raw, pos)
+            if length > 4096:
+                raise UnreadableDocument(CORRUPT, "OLE 1 object name too long")
+            names.append(raw[pos + 4 : pos + 4 + length].rstrip(b"\0").decode("cp1252"))
+            pos += 4 + length
+        (size,) = struct.unpack_from("<I", raw, pos)
+    except struct.error as exc:
+        raise UnreadableDocument(CORRUPT, "OLE 1 object cut short") from exc
+    native = raw[pos + 4 : pos + 4 + size]
+    if len(native) < size:
+        raise UnreadableDocument(CORRUPT, "OLE 1 object's data shorter than it says")
+    if names[0] == "Package":  # the packager's data, without the stream's own size field
+        name, content = ole_native(struct.pack("<I", len(native)) + native)
+        return EmbeddedFile(name or "object", content)
+    return EmbeddedFile(names[0] or "object", native)
 
 
 def html_text(html: str, max_chars: int) -> str:

@@ -39,6 +39,7 @@ from tests.documents.cfb import (
     legacy_ppt_with_object,
     legacy_xls,
     ole_object,
+    ole_package,
     outlook_msg,
 )
 from tests.documents.ooxml import make_pptx, make_xlsx
@@ -202,9 +203,18 @@ def make_zip(members: dict[str, bytes]) -> bytes:
     return out.getvalue()
 
 
-def make_rtf(text: str, *, header: str | None = None, textbox: str | None = None) -> bytes:
+def make_rtf(
+    text: str,
+    *,
+    header: str | None = None,
+    textbox: str | None = None,
+    comment: str | None = None,
+    objects: tuple[tuple[str, bytes], ...] = (),
+) -> bytes:
     """An RTF document as Word writes one: Vietnamese letters as ``\\uN?`` escapes (signed
-    16-bit), Windows-1258 declared, the page header in a ``{\\header}`` group."""
+    16-bit), Windows-1258 declared, the page header in a ``{\\header}`` group; ``comment``
+    a comment on the first paragraph (``{\\*\\annotation}``); ``objects`` (class name, OLE 1
+    native data) inserted as embedded objects, as hex in ``{\\*\\objdata}`` groups."""
 
     def escaped(line: str) -> str:
         out = []
@@ -219,6 +229,17 @@ def make_rtf(text: str, *, header: str | None = None, textbox: str | None = None
         return "".join(out)
 
     body = "".join(f"{{\\pard {escaped(line)}\\par}}\n" for line in text.split("\n"))
+    if comment:
+        body += (
+            "{\\*\\atnid VT}{\\*\\atnauthor Van thu}\\chatn{\\*\\annotation{\\*\\atndate 0}"
+            f"\\pard {escaped(comment)}\\par}}\n"
+        )
+    for class_name, native in objects:
+        body += (
+            f"{{\\object\\objemb{{\\*\\objclass {class_name}}}\\objw2000\\objh1000"
+            f"{{\\*\\objdata\n{ole1_object(class_name, native).hex()}\n}}"
+            "{\\result {\\pard [icon]\\par}}}\n"
+        )
     head = f"{{\\header \\pard {escaped(header)}\\par}}\n" if header else ""
     if textbox:  # a Word text box: the shape's text, and the drawing fallback for old readers
         head += (
@@ -264,6 +285,18 @@ def embed_in_docx(outer: bytes, name: str, data: bytes) -> bytes:
             target.writestr(item, blob)
         target.writestr(f"word/embeddings/{name}", data)
     return out.getvalue()
+
+
+def ole1_object(class_name: str, native: bytes) -> bytes:
+    """An embedded OLE 1 object (MS-OLEDS 2.2.4): version, format 2, class, topic and
+    item names (length with the NUL, then the bytes), the native data's size and bytes."""
+
+    def name(value: str) -> bytes:
+        raw = value.encode("cp1252") + b"\0"
+        return struct.pack("<I", len(raw)) + raw
+
+    header = struct.pack("<II", 0x0501, 2) + name(class_name) + name("") + name("")
+    return header + struct.pack("<I", len(native)) + native
 
 
 def make_7z(members: dict[str, bytes]) -> bytes:
@@ -531,6 +564,13 @@ def build_sample(sample: Sample) -> EmailMessage:
         ppt = legacy_ppt_with_object("Kế hoạch công tác năm 2027\r", name, data)
         msg = message(subject)
         attach(msg, ppt, "ke-hoach.ppt", ("application", "vnd.ms-powerpoint"))
+        return msg
+    if kind == "rtf-object":  # a file inserted into an RTF document as an object
+        data, _, name = _document(spec.get("inner", "pdf"), spec)
+        package = ole_package(name, data)[4:]  # OLE 1 native data: no size field of its own
+        rtf = make_rtf("Kính gửi các đơn vị.\nTài liệu kèm theo.", objects=(("Package", package),))
+        msg = message(subject)
+        attach(msg, rtf, "cong-van.rtf", ("application", "rtf"))
         return msg
     if kind == "file":  # a stored file, e.g. a legacy .doc made by LibreOffice
         msg = message(subject)
