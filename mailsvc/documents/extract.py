@@ -843,7 +843,10 @@ def _file_text(
         )
     if kind.startswith("application/vnd.oasis.opendocument"):
         return formats.odf_text(
-            data, max_member_bytes=limits.max_xml_bytes, max_chars=limits.max_text_chars
+            data,
+            max_member_bytes=limits.max_xml_bytes,
+            max_chars=limits.max_text_chars,
+            max_embedded_bytes=limits.max_file_bytes,
         )
     if kind in (formats.DOC, formats.OLE):
         return formats.ole_text(

@@ -724,9 +724,15 @@ def ooxml_text(
 
 
 _ODF_OBJECT = re.compile(r"(?:Object [^/]+/)+(?:styles|content)\.xml")
+# An object another program made (an OLE object: a PDF or a Word document inserted in
+# LibreOffice on Windows, or a DOCX's oleObject1.bin kept when LibreOffice saved it as
+# ODF) is a compound file in a member "Object N" of its own, beside the ODF objects' folders.
+_ODF_BINARY_OBJECT = re.compile(r"(?:Object [^/]+/)*Object [^/]+")
 
 
-def odf_text(data: bytes, *, max_member_bytes: int, max_chars: int) -> FileText:
+def odf_text(
+    data: bytes, *, max_member_bytes: int, max_chars: int, max_embedded_bytes: int | None = None
+) -> FileText:
     """The text of an ODF document (content, page headers and footers, embedded objects)
     and its properties. One saved with a password (its manifest says how members are
     encrypted: each XML member, or the whole package as ODF 1.4 does) is ``encrypted``:
@@ -755,9 +761,19 @@ def odf_text(data: bytes, *, max_member_bytes: int, max_chars: int) -> FileText:
         props: tuple[tuple[str, str], ...] = ()
         if "meta.xml" in names:
             props = _properties_xml(read_member(zf, zf.getinfo("meta.xml"), 1 << 20))
+        binaries = sorted(n for n in names if _ODF_BINARY_OBJECT.fullmatch(n))
+        if len(binaries) > _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{len(binaries)} embedded objects")
+        room = max_embedded_bytes or max_member_bytes
+        embedded = tuple(
+            EmbeddedFile(name, read_member(zf, zf.getinfo(name), room)) for name in binaries
+        )
     text = "\n".join(texts)
     return FileText(
-        text=normalize_text(text, max_chars), properties=props, truncated=len(text) > max_chars
+        text=normalize_text(text, max_chars),
+        properties=props,
+        truncated=len(text) > max_chars,
+        embedded=embedded,
     )
 
 

@@ -195,6 +195,16 @@ def encrypt_odt(odt: bytes, *, whole_package: bool = False) -> bytes:
     return out.getvalue()
 
 
+def add_zip_member(package: bytes, name: str, data: bytes) -> bytes:
+    """``package`` (a zip: DOCX, ODT...) with one member more."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(package)) as source, zipfile.ZipFile(out, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr(name, data, zipfile.ZIP_DEFLATED)
+    return out.getvalue()
+
+
 def make_zip(members: dict[str, bytes]) -> bytes:
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -564,6 +574,13 @@ def build_sample(sample: Sample) -> EmailMessage:
         ppt = legacy_ppt_with_object("Kế hoạch công tác năm 2027\r", name, data)
         msg = message(subject)
         attach(msg, ppt, "ke-hoach.ppt", ("application", "vnd.ms-powerpoint"))
+        return msg
+    if kind == "odt-ole-object":  # an OLE object in an ODF package: "Object N", binary
+        data, _, name = _document(spec.get("inner", "pdf"), spec)
+        odt = add_zip_member(make_odt("Kính gửi các đơn vị.\nTài liệu kèm theo."), "Object 1",
+                             ole_object(name, data))  # fmt: skip
+        msg = message(subject)
+        attach(msg, odt, "cong-van.odt", ODT_TYPE)
         return msg
     if kind == "rtf-object":  # a file inserted into an RTF document as an object
         data, _, name = _document(spec.get("inner", "pdf"), spec)

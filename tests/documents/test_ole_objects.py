@@ -32,7 +32,14 @@ from tests.documents.cfb import (
     write_cfb,
 )
 from tests.documents.reading import read_parts
-from tests.documents.samples import embed_in_docx, mail_with_file, make_docx, make_pdf
+from tests.documents.samples import (
+    add_zip_member,
+    embed_in_docx,
+    mail_with_file,
+    make_docx,
+    make_odt,
+    make_pdf,
+)
 from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
 
 PDF = make_pdf("CÔNG AN TỈNH\nTỐI MẬT\nSố: 118/BC-CAT-PA03")
@@ -222,3 +229,15 @@ def test_the_attachments_of_an_outlook_msg_file_are_read() -> None:
         ("attachment 1 > embedded 2", "b.pdf"),
     ]
     assert any("Kính gửi các đơn vị" in text for _, _, text in found_parts)  # the body
+
+
+def test_an_ole_object_in_an_odt_is_read() -> None:
+    """LibreOffice keeps an OLE object as a compound file in a member "Object N" beside
+    the ODF objects' folders ("Object 1/content.xml"), which were the only ones read."""
+    odt = add_zip_member(make_odt("Kính gửi.", embedded="Phụ lục"), "Object 2",
+                         ole_object("bao-cao.pdf", PDF))  # fmt: skip
+    parts = found(mail(odt, "cong-van.odt"))
+    assert [(loc, name) for loc, name, text in parts if "TỐI MẬT" in text] == [
+        ("attachment 1 > embedded 1 > embedded 1", "bao-cao.pdf")
+    ]
+    assert any("Phụ lục" in text for _, _, text in parts)  # the ODF object, as before
