@@ -7,7 +7,9 @@ a policy limit, so the work is at most linear in the message size times
 ``mime.max_depth``, plus the archive bytes the policy allows:
 
 - MIME: entities counted as they are found (``mime-parts-exceeded``), nesting of
-  multipart/* and message/* (``mime-depth-exceeded``).
+  multipart/* and message/* (``mime-depth-exceeded``), and a part whose content is not in
+  the message (``mime-fragment``: message/partial, one fragment of a message sent in
+  several; message/external-body, a body kept elsewhere).
 - Headers of every entity: block size (``header-too-large``), one physical line
   (``header-line-too-long``), number of fields (``header-fields-exceeded``).
 - Decoded size of base64 / quoted-printable parts, each and in total
@@ -66,6 +68,8 @@ EOCD_SEARCH = 65_535 + 22
 READ_CHUNK = 64 * 1024
 
 _QUOTE_OR_ESCAPE = re.compile(rb'["\\]')
+# message/ types whose content is not in the message (RFC 2046 5.2.2, 5.2.3)
+_NOT_HERE = (b"partial", b"external-body")
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,11 @@ class _Walker:
                 for start, end, index in reversed(children):
                     path = f"{entity.path}.{index}" if entity.path else str(index)
                     stack.append(_Entity(entity.buf, start, end, entity.depth + 1, path, default))
+            elif maintype == b"message" and subtype in _NOT_HERE:
+                # RFC 2046 5.2.2-5.2.3: a fragment of a message whose other fragments come
+                # in other messages, or a body kept elsewhere (a URL, a file): what the
+                # recipient reassembles or fetches is never checked here
+                self._fail("mime-fragment", "mime.fragments", 0, 1, entity.path)
             elif maintype == b"message" and subtype in (b"rfc822", b"global"):
                 self._count_child(entity)
                 buf, start, end = entity.buf, headers.body_start, entity.end

@@ -103,6 +103,10 @@ _REFUSALS: dict[str, str] = {
     "address-header-unparsable": (
         "554 5.6.0 Message refused: address header field cannot be parsed"
     ),
+    "mime-fragment": (
+        "554 5.7.1 Message refused: a message sent in fragments (message/partial) or by "
+        "reference (message/external-body) cannot be checked"
+    ),
     "archive-entries-exceeded": "554 5.7.1 Message refused: archive has too many entries",
     "archive-nested-too-large": "554 5.7.1 Message refused: nested archive too large",
     "archive-unreadable": "554 5.6.0 Message refused: archive cannot be read",

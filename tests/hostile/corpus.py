@@ -749,6 +749,38 @@ def winmail_cut() -> bytes:
     return with_part(whole[: len(whole) // 2], "winmail.dat", "application/ms-tnef")
 
 
+def message_partial_fragment() -> bytes:
+    """The first of three fragments of a message carrying a MẬT PDF (RFC 2046 5.2.2): each
+    fragment a message of its own, reassembled by the recipient."""
+    whole = with_part(make_pdf("SỞ NỘI VỤ\nMẬT\nSố: 57/SNV"), "bao-cao.pdf", "application/pdf")
+    third = len(whole) // 3
+    return (
+        head(Content_Type='message/partial; id="abc@sender.example.vn"; number=1; total=3')
+        + b"\r\n"
+        + whole[:third]
+    )
+
+
+def partial_inside_multipart() -> bytes:
+    return (
+        head(Content_Type='multipart/mixed; boundary="p"')
+        + b"\r\n--p\r\nContent-Type: text/plain\r\n\r\nKinh gui.\r\n"
+        + b'--p\r\nContent-Type: message/partial; id="x@y"; number=2; total=2\r\n\r\n'
+        + base64.encodebytes(b"%PDF-1.7 the rest of the document").replace(b"\n", b"\r\n")
+        + b"--p--\r\n"
+    )
+
+
+def external_body() -> bytes:
+    return (
+        head(Content_Type='multipart/mixed; boundary="p"')
+        + b"\r\n--p\r\nContent-Type: text/plain\r\n\r\nKinh gui.\r\n"
+        + b"--p\r\nContent-Type: message/external-body; access-type=URL;\r\n"
+        + b' URL="http://files.example.com/bao-cao-mat.pdf"\r\n\r\n'
+        + b"Content-Type: application/pdf\r\n\r\n--p--\r\n"
+    )
+
+
 def ppt_secret_pdf() -> bytes:
     secret = make_pdf("BỘ CÔNG AN\nTỐI MẬT\nSố: 33/KH-BCA")
     ppt = legacy_ppt_with_object("Kế hoạch năm 2027\r", "ke-hoach.pdf", secret)
@@ -869,6 +901,9 @@ CASES: tuple[Case, ...] = (
     Case("polyglot-doc-starting-with-a-pdf", doc_starting_with_a_pdf, 554, seconds=30),
     Case("winmail-dat-secret-docx", winmail_secret, 554, "classified", seconds=30),
     Case("winmail-dat-cut-in-half", winmail_cut, 554, "cannot be read", seconds=30),
+    Case("message-partial-fragment", message_partial_fragment, 554, "fragments"),
+    Case("message-partial-inside-multipart", partial_inside_multipart, 554, "fragments"),
+    Case("message-external-body", external_body, 554, "by reference"),
     Case("ppt-object-secret-pdf", ppt_secret_pdf, 554, "classified", seconds=30),
     Case("photo-with-secret-rar-appended", photo_with_secret_rar, 554, "classified", seconds=30),
     Case("photo-with-rar-cut-in-half", photo_with_rar_cut, 554, "cannot be read", seconds=30),
