@@ -507,14 +507,6 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, carrier + archive, filename, ctype)
         return msg
-    if kind == "xlsx":  # the text in one place of a workbook: "cells", "header" (the
-        # sheet's page header, printed on every page), "formula", "comment", "textbox"...
-        place = spec.get("place", "cells")
-        cells = [_text(spec)] if place == "cells" else ["Bảng tổng hợp số liệu"]
-        extra = {} if place == "cells" else {place: _text(spec)}
-        msg = message(subject)
-        attach(msg, make_xlsx(cells, **extra), spec.get("filename", "so-lieu.xlsx"), XLSX_TYPE)
-        return msg
     if kind == "xls":  # a legacy Excel workbook, the text in its cells or page header
         if spec.get("place") == "header":
             workbook = legacy_xls(["Bảng tổng hợp số liệu"], header=_text(spec))
@@ -523,13 +515,19 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, workbook, spec.get("filename", "so-lieu.xls"), ("application", "vnd.ms-excel"))
         return msg
-    if kind == "pptx":  # the text in one place of a presentation: "slide", "master" (on
-        # every slide), "layout", "notes", "comment", "smartart", "chart_title"
-        place = spec.get("place", "slide")
-        slides = [_text(spec)] if place == "slide" else ["Kế hoạch công tác năm 2027"]
-        extra = {} if place == "slide" else {place: _text(spec)}
+    if kind in ("xlsx", "pptx"):  # the text in one place of a workbook or presentation:
+        # xlsx "cells", "header" (printed on every page), "formula_text", "comment",
+        # "textbox", "chart_title"; pptx "slide", "master" (on every slide), "layout",
+        # "notes", "comment", "smartart", "chart_title"
+        make, body, cover, name, ctype = {
+            "xlsx": (make_xlsx, "cells", "Bảng tổng hợp số liệu", "so-lieu.xlsx", XLSX_TYPE),
+            "pptx": (make_pptx, "slide", "Kế hoạch công tác năm 2027", "ke-hoach.pptx", PPTX_TYPE),
+        }[kind]
+        place = spec.get("place", body)
+        first = [_text(spec)] if place == body else [cover]
+        extra = {} if place == body else {place: _text(spec)}
         msg = message(subject)
-        attach(msg, make_pptx(slides, **extra), spec.get("filename", "ke-hoach.pptx"), PPTX_TYPE)
+        attach(msg, make(first, **extra), spec.get("filename", name), ctype)
         return msg
     if kind == "embedded":  # a document embedded as an object in an innocent DOCX
         data, _, name = _document(spec.get("inner", "docx"), spec)
