@@ -405,11 +405,34 @@ def _walk_part(
                     budget.fail(loc, ENCRYPTED, _PGP_TYPE, block, "encrypted OpenPGP message")
                 elif cms_files.is_plain_pgp(block):
                     yield from _walk_pgp(block, None, loc, depth, budget)
+            if b"begin " in data:  # uuencoded files: mail programs show them as attachments
+                yield from _walk_uuencoded(data, loc, depth, budget)
         return
     counters["attachment"] += 1
     loc = _join(prefix, f"attachment {counters['attachment']}")
     data = _decoded(part)
     yield from _walk_file(data, filename, ctype, loc, depth, budget, part.get_content_charset())
+
+
+def _walk_uuencoded(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    """The files uuencoded in a text body, each walked as an attachment one level down."""
+    limits = budget.limits
+    room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
+    try:
+        files = formats.uuencoded_files(data, max(room, 0))
+    except UnreadableDocument as exc:
+        budget.fail(loc, exc.kind, "text/x-uuencode", data, str(exc))
+        return
+    if files and depth + 1 > limits.max_depth:
+        budget.fail(loc, TOO_LARGE, "text/x-uuencode", data, "nesting too deep")
+        return
+    for index, found in enumerate(files, start=1):
+        budget.expanded += len(found.data)
+        name = normalize_text(found.name, 1000)
+        where = _join(loc, f"uuencoded {index}")
+        yield from _walk_file(
+            found.data, name, "application/octet-stream", where, depth + 1, budget
+        )
 
 
 def _filename(part: Message) -> str | None:

@@ -8,6 +8,7 @@ Failures raise :class:`UnreadableDocument` with a stable ``kind``.
 
 from __future__ import annotations
 
+import binascii
 import codecs
 import io
 import itertools
@@ -1572,6 +1573,62 @@ def _tnef_text(value: object) -> str:
     if isinstance(value, bytes):
         return decode_text(value, None)
     return value if isinstance(value, str) else ""
+
+
+# ---------------------------------------------------------------- uuencoded files
+
+# A file uuencoded into a text body ("begin 644 bao-cao.pdf" ... "end"), as mail programs
+# sent attachments before MIME and some still do: Thunderbird and Outlook show it as an
+# attachment of the message.
+_UU_BEGIN = re.compile(rb"^begin [0-7]{3,4} ([^\r\n]+?)\r?$", re.MULTILINE)
+_UU_END = re.compile(rb"^end\r?$", re.MULTILINE)
+
+
+def uuencoded_files(text: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
+    """The files uuencoded in a text body, each with the name its ``begin`` line gives. A
+    ``begin`` line followed by a line that does not decode is prose, not a file; a later
+    line that does not decode is ``corrupt`` (as for Python's uu module, a line whose
+    length character claims less than it carries is cut to it, as encoders pad); more
+    than fifty files, or more than ``max_bytes`` in all, ``too-large``. A block without
+    its ``end`` line is read to the end of the text."""
+    out: list[EmbeddedFile] = []
+    total = 0
+    for begin in _UU_BEGIN.finditer(text):
+        end = _UU_END.search(text, begin.end())
+        block = text[begin.end() : end.start() if end else len(text)]
+        pieces: list[bytes] = []
+        for line in block.split(b"\n"):
+            line = line.rstrip(b"\r")
+            if not line:
+                continue
+            piece = _uu_line(line)
+            if piece is None and not pieces:
+                break  # "begin 2024 ..." in a text: no file follows
+            if piece is None:
+                raise UnreadableDocument(CORRUPT, "uuencoded line unreadable")
+            pieces.append(piece)
+            total += len(piece)
+            if total > max_bytes:
+                raise UnreadableDocument(TOO_LARGE, f"uuencoded files over {max_bytes} bytes")
+        if not pieces:
+            continue
+        name = begin.group(1).decode("utf-8", "replace").strip()
+        out.append(EmbeddedFile(name, b"".join(pieces)))
+        if len(out) > _MAX_EMBEDDED:
+            raise UnreadableDocument(TOO_LARGE, f"more than {_MAX_EMBEDDED} uuencoded files")
+    return tuple(out)
+
+
+def _uu_line(line: bytes) -> bytes | None:
+    """One uuencoded line's bytes, or None when it is not one."""
+    try:
+        return binascii.a2b_uu(line)
+    except binascii.Error:
+        size = (((line[0] - 32) & 63) * 4 + 5) // 3
+        try:
+            return binascii.a2b_uu(line[:size])
+        except binascii.Error:
+            return None
 
 
 # ---------------------------------------------------------------- HTML

@@ -7,6 +7,7 @@ The labelled corpus lives in tests/data/classification/corpus.yaml.
 
 from __future__ import annotations
 
+import binascii
 import copy
 import hashlib
 import io
@@ -580,6 +581,11 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, odt, "cong-van.odt", ODT_TYPE)
         return msg
+    if kind == "uuencoded":  # a file uuencoded into the plain-text body (pre-MIME style)
+        data, _, name = _document(spec.get("inner", "pdf"), spec)
+        lines = [binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45)]
+        block = f"begin 644 {name}\n" + "".join(lines) + "`\nend\n"
+        return message(subject, "Kính gửi các đơn vị.\n\n" + block)
     if kind == "rtf-object":  # a file inserted into an RTF document as an object
         data, _, name = _document(spec.get("inner", "pdf"), spec)
         package = ole_package(name, data)[4:]  # OLE 1 native data: no size field of its own
