@@ -407,6 +407,8 @@ def _walk_part(
                     yield from _walk_pgp(block, None, loc, depth, budget)
             if b"begin " in data:  # uuencoded files: mail programs show them as attachments
                 yield from _walk_uuencoded(data, loc, depth, budget)
+            if ctype == "text/html" and b"data:" in data:  # pictures and files written in
+                yield from _walk_data_uris(data, loc, depth, budget)
         return
     counters["attachment"] += 1
     loc = _join(prefix, f"attachment {counters['attachment']}")
@@ -416,20 +418,42 @@ def _walk_part(
 
 def _walk_uuencoded(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
     """The files uuencoded in a text body, each walked as an attachment one level down."""
+    yield from _walk_written_files(
+        data, loc, depth, budget, formats.uuencoded_files, "text/x-uuencode", "uuencoded"
+    )
+
+
+def _walk_data_uris(data: bytes, loc: str, depth: int, budget: _Budget) -> Iterator[RawDocument]:
+    """The pictures and files written into an HTML body as data: URIs, each walked as an
+    attachment one level down (an image by OCR when it is large enough to be a page)."""
+    yield from _walk_written_files(
+        data, loc, depth, budget, formats.data_uri_files, "text/html", "data URI"
+    )
+
+
+def _walk_written_files(
+    data: bytes,
+    loc: str,
+    depth: int,
+    budget: _Budget,
+    find: Callable[[bytes, int], tuple[formats.EmbeddedFile, ...]],
+    kind: str,
+    label: str,
+) -> Iterator[RawDocument]:
     limits = budget.limits
     room = min(limits.max_file_bytes, limits.max_expanded_bytes - budget.expanded)
     try:
-        files = formats.uuencoded_files(data, max(room, 0))
+        files = find(data, max(room, 0))
     except UnreadableDocument as exc:
-        budget.fail(loc, exc.kind, "text/x-uuencode", data, str(exc))
+        budget.fail(loc, exc.kind, kind, data, str(exc))
         return
     if files and depth + 1 > limits.max_depth:
-        budget.fail(loc, TOO_LARGE, "text/x-uuencode", data, "nesting too deep")
+        budget.fail(loc, TOO_LARGE, kind, data, "nesting too deep")
         return
     for index, found in enumerate(files, start=1):
         budget.expanded += len(found.data)
         name = normalize_text(found.name, 1000)
-        where = _join(loc, f"uuencoded {index}")
+        where = _join(loc, f"{label} {index}")
         yield from _walk_file(
             found.data, name, "application/octet-stream", where, depth + 1, budget
         )
@@ -541,6 +565,8 @@ def _walk_kind(
         yield RawDocument(
             Source.ATTACHMENT, loc, depth, kind, filename=filename, data=data, charset=charset
         )
+    if kind == formats.HTML and b"data:" in data:  # an HTML file's written-in pictures
+        yield from _walk_data_uris(data, loc, depth, budget)
 
 
 _CMS_TYPE = "application/pkcs7-mime"

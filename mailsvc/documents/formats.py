@@ -8,6 +8,7 @@ Failures raise :class:`UnreadableDocument` with a stable ``kind``.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import codecs
 import io
@@ -18,6 +19,7 @@ import re
 import struct
 import threading
 import unicodedata
+import urllib.parse
 import xml.etree.ElementTree as ET
 import zipfile
 import zlib
@@ -1629,6 +1631,53 @@ def _uu_line(line: bytes) -> bytes | None:
             return binascii.a2b_uu(line[:size])
         except binascii.Error:
             return None
+
+
+# ---------------------------------------------------------------- data: URIs
+
+# A picture or a file written into an HTML body as a data: URI (RFC 2397): an <img src>
+# the mail program shows in the message, a link, an object, a CSS background. A quoted
+# value runs to its closing quote (base64 may be broken over lines), an unquoted one to
+# white space or the tag's end.
+_DATA_URI = re.compile(
+    rb"(?:\b(?:src|href|data|background)\s*=\s*|url\(\s*)"
+    rb"(?:\"\s*(data:[^\"]*)\"|'\s*(data:[^']*)'|(data:[^\s>)]*))",
+    re.IGNORECASE,
+)
+_DATA_URI_PARTS = re.compile(rb"data:([A-Za-z0-9.+-]+/[A-Za-z0-9.+-]+)?((?:;[^,;]*)*),(.*)", re.S)
+_DATA_URI_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif",
+                        "image/webp": ".webp", "image/bmp": ".bmp", "image/tiff": ".tif",
+                        "application/pdf": ".pdf", "text/plain": ".txt",
+                        "text/html": ".html"}  # fmt: skip
+
+
+def data_uri_files(html: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
+    """The files written into an HTML text as data: URIs, named ``data-uri-N`` with the
+    extension of their type. A base64 payload that does not decode is ``corrupt``; more
+    than fifty, or more than ``max_bytes`` in all, ``too-large``."""
+    out: list[EmbeddedFile] = []
+    total = 0
+    for match in _DATA_URI.finditer(html):
+        parts = _DATA_URI_PARTS.fullmatch(match.group(1) or match.group(2) or match.group(3))
+        if parts is None:
+            continue  # "data:" without a comma: no payload
+        kind = (parts.group(1) or b"text/plain").decode("ascii").lower()
+        params, payload = parts.group(2).lower(), parts.group(3)
+        if b";base64" in params:
+            try:
+                data = base64.b64decode(re.sub(rb"\s+", b"", payload), validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise UnreadableDocument(CORRUPT, f"data: URI unreadable: {exc}") from exc
+        else:
+            data = urllib.parse.unquote_to_bytes(payload)
+        total += len(data)
+        if total > max_bytes:
+            raise UnreadableDocument(TOO_LARGE, f"data: URIs over {max_bytes} bytes")
+        name = f"data-uri-{len(out) + 1}{_DATA_URI_EXTENSIONS.get(kind, '')}"
+        out.append(EmbeddedFile(name, data))
+        if len(out) > _MAX_EMBEDDED:
+            raise UnreadableDocument(TOO_LARGE, f"more than {_MAX_EMBEDDED} data: URIs")
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- HTML

@@ -7,6 +7,7 @@ The labelled corpus lives in tests/data/classification/corpus.yaml.
 
 from __future__ import annotations
 
+import base64
 import binascii
 import copy
 import hashlib
@@ -581,6 +582,11 @@ def build_sample(sample: Sample) -> EmailMessage:
         msg = message(subject)
         attach(msg, odt, "cong-van.odt", ODT_TYPE)
         return msg
+    if kind == "html-data-uri":  # a file written into the HTML body as a data: URI
+        data, (maintype, subtype), name = _document(spec.get("inner", "pdf"), spec)
+        uri = f"data:{maintype}/{subtype};base64," + base64.b64encode(data).decode()
+        html = f'<p>Kính gửi các đơn vị.</p><p><a href="{uri}">{name}</a></p>'
+        return message(subject, "Kính gửi các đơn vị.\n", html=html)
     if kind == "uuencoded":  # a file uuencoded into the plain-text body (pre-MIME style)
         data, _, name = _document(spec.get("inner", "pdf"), spec)
         lines = [binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45)]
