@@ -15,6 +15,7 @@ import io
 import itertools
 import logging
 import mimetypes
+import posixpath
 import re
 import struct
 import threading
@@ -140,6 +141,8 @@ _EXTENSIONS = {
     ".tar.bz2": TAR,
     ".tar.xz": TAR,
     ".eml": RFC822,
+    ".mht": RFC822,  # a web page saved as one MIME message (multipart/related)
+    ".mhtml": RFC822,
     ".htm": HTML,
     ".html": HTML,
     ".txt": PLAIN,
@@ -671,6 +674,30 @@ _OOXML_PARTS: dict[str, tuple[re.Pattern[str], ...]] = {
 }  # fmt: skip
 
 
+# A DOCX may import content from another file shown inline as if typed there: w:altChunk,
+# whose relationship (type aFChunk) names a part holding HTML, MHT, RTF, text or another
+# DOCX. Word renders it in place; it is in none of the parts read above.
+_ALT_CHUNK = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/aFChunk"
+_PACKAGE_RELS = "{http://schemas.openxmlformats.org/package/2006/relationships}Relationship"
+
+
+def _alt_chunks(zf: zipfile.ZipFile, names: list[str]) -> list[str]:
+    """The parts a DOCX's w:altChunk elements import (from the relationships of the
+    document, its headers, footers, notes and comments)."""
+    found: list[str] = []
+    for rels in sorted(n for n in names if n.startswith("word/_rels/") and n.endswith(".rels")):
+        root = _fromstring(read_member(zf, zf.getinfo(rels), 1 << 20))
+        for rel in root.iter(_PACKAGE_RELS):
+            if rel.get("Type") != _ALT_CHUNK or rel.get("TargetMode") == "External":
+                continue
+            target = rel.get("Target") or ""
+            part = target.lstrip("/") if target.startswith("/") else f"word/{target}"
+            part = posixpath.normpath(part)
+            if part in names and part not in found:
+                found.append(part)
+    return found
+
+
 # Files embedded as objects (Insert > Object > from file: a DOCX, a workbook, a legacy
 # .doc as an OLE part): shown as an icon or a first page, opened by a double click.
 _OOXML_EMBEDDED = re.compile(r"(?:word|xl|ppt)/embeddings/[^/]+")
@@ -709,6 +736,8 @@ def ooxml_text(
         if "docProps/core.xml" in names:
             props = _properties_xml(read_member(zf, zf.getinfo("docProps/core.xml"), 1 << 20))
         objects = [n for n in names if _OOXML_EMBEDDED.fullmatch(n)]
+        if kind == DOCX:
+            objects += _alt_chunks(zf, names)
         if len(objects) > _MAX_EMBEDDED:  # not read: the rest would go unchecked
             raise UnreadableDocument(TOO_LARGE, f"{len(objects)} embedded files")
         embedded = [

@@ -297,3 +297,28 @@ def add_docx_parts(docx: bytes, *, smartart: str = "", chart_title: str = "") ->
         for name, (xml, _, _) in extra.items():
             target.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
     return out.getvalue()
+
+
+def add_alt_chunk(docx: bytes, name: str, data: bytes, content_type: str) -> bytes:
+    """``docx`` importing the part ``word/<name>`` (``data``) where its body ends, with a
+    ``w:altChunk`` element and its aFChunk relationship, as Word writes an imported
+    HTML, MHT, RTF or DOCX chunk: Word shows the chunk's content in place."""
+    out = io.BytesIO()
+    with (
+        zipfile.ZipFile(io.BytesIO(docx)) as source,
+        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+    ):
+        for item in source.infolist():
+            part = source.read(item)
+            if item.filename == "word/document.xml":
+                marker = b"<w:sectPr" if b"<w:sectPr" in part else b"</w:body>"
+                part = part.replace(marker, b'<w:altChunk r:id="rIdChunk1"/>' + marker, 1)
+            elif item.filename == "word/_rels/document.xml.rels":
+                rel = f'<Relationship Id="rIdChunk1" Type="{REL}/aFChunk" Target="{name}"/>'
+                part = part.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
+            elif item.filename == "[Content_Types].xml":
+                override = f'<Override PartName="/word/{name}" ContentType="{content_type}"/>'
+                part = part.replace(b"</Types>", override.encode() + b"</Types>")
+            target.writestr(item, part)
+        target.writestr(f"word/{name}", data)
+    return out.getvalue()

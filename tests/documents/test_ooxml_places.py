@@ -18,10 +18,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailsvc.documents.extract import ExtractionLimits, extract_message_bytes
 from mailsvc.documents.formats import sheet_header_text
-from tests.documents.ooxml import add_docx_parts, make_pptx, make_xlsx
+from tests.documents.ooxml import add_alt_chunk, add_docx_parts, make_pptx, make_xlsx
 from tests.documents.reading import read_parts
-from tests.documents.samples import mail_with_file, make_docx
+from tests.documents.samples import mail_with_file, make_docx, make_rtf
 
 STAMP = "TỐI MẬT"
 
@@ -94,3 +95,34 @@ def test_sheet_header_codes_are_taken_out(coded: str, printed: str) -> None:
 @given(st.text(max_size=300))
 def test_any_header_gives_text(coded: str) -> None:
     assert isinstance(sheet_header_text(coded), str)
+
+
+CHUNK_HTML = "<html><body><p>CÔNG AN TỈNH</p><p>TỐI MẬT</p></body></html>"
+CHUNK_MHT = (
+    'MIME-Version: 1.0\r\nContent-Type: multipart/related; boundary="b"\r\n\r\n--b\r\n'
+    "Content-Type: text/html; charset=utf-8\r\nContent-Location: file:///C:/chunk.htm\r\n\r\n"
+    f"{CHUNK_HTML}\r\n--b--\r\n"
+)
+CHUNKS = {
+    "html": ("afchunk.htm", CHUNK_HTML.encode(), "application/xhtml+xml"),
+    "mht": ("afchunk.mht", CHUNK_MHT.encode(), "message/rfc822"),
+    "rtf": ("afchunk.rtf", make_rtf("CÔNG AN TỈNH\nTỐI MẬT"), "application/rtf"),
+    "docx": (
+        "chunk.docx",
+        make_docx("CÔNG AN TỈNH\nTỐI MẬT"),
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml",
+    ),
+}
+
+
+@pytest.mark.parametrize("chunk", sorted(CHUNKS))
+def test_content_a_docx_imports_with_alt_chunk_is_read(chunk: str) -> None:
+    """w:altChunk: Word shows another file's content in place, as if typed there."""
+    name, data, content_type = CHUNKS[chunk]
+    docx = add_alt_chunk(make_docx("Kính gửi các đơn vị."), name, data, content_type)
+    text = extract_message_bytes(mail_with_file(docx, "cong-van.docx"), ExtractionLimits())
+    assert text.failures == ()
+    # an MHT chunk is a MIME message: its page is a body of it ("> message > body 1")
+    assert [p.location for p in text.parts if STAMP in p.text.splitlines()] == [
+        "attachment 1 > embedded 1" + (" > message > body 1" if chunk == "mht" else "")
+    ]
