@@ -77,25 +77,35 @@ class _Parsed:
     crls: tuple[asn1_crl.CertificateList, ...]
 
 
-_cache: dict[tuple[TrustConfig, str], _Parsed] = {}
-_cache_lock = threading.Lock()
+class _ThreadCache(threading.local):
+    """The parsed trust material, one copy per thread. asn1crypto parses lazily and builds
+    a structure's list of fields in place the first time one is read: two threads
+    validating with the same parsed root or CRL at once (``pipeline.workers = 0``, or
+    ``mailsvc verify`` of several files) read a half-built list, and a valid signature
+    came out "malformed: No field numbered 2 is present". A worker process validates in
+    one thread: one copy, as before."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[TrustConfig, str], _Parsed] = {}
+
+
+_cache = _ThreadCache()
 
 
 def _parsed_material(trust: TrustConfig, version: str) -> _Parsed:
     key = (trust, version)
-    with _cache_lock:
-        found = _cache.get(key)
-        if found is not None:
-            return found
+    entries = _cache.entries
+    found = entries.get(key)
+    if found is not None:
+        return found
     material = load_trust_material(trust)
     parsed = _Parsed(
         roots=tuple(asn1_x509.Certificate.load(d) for d in material.anchors),
         crls=tuple(asn1_crl.CertificateList.load(d) for d in material.crls),
     )
-    with _cache_lock:
-        _cache.clear()  # one version per process is enough
-        _cache[(trust, material.version)] = parsed
-        _cache[key] = parsed
+    entries.clear()  # one version per thread is enough
+    entries[(trust, material.version)] = parsed
+    entries[key] = parsed
     return parsed
 
 
