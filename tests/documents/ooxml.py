@@ -261,64 +261,63 @@ def make_pptx(
     return _package(parts, types)
 
 
-def add_docx_parts(docx: bytes, *, smartart: str = "", chart_title: str = "") -> bytes:
-    """``docx`` with a SmartArt graphic's data (``word/diagrams/data1.xml``) or a chart
-    (``word/charts/chart1.xml``) holding the text given, related from the document."""
-    extra: dict[str, tuple[str, str, str]] = {}  # part: (xml, content type, relationship)
-    if smartart:
-        kind = f"{CT}.drawingml.diagramData+xml"
-        extra["word/diagrams/data1.xml"] = (_smartart(smartart), kind, "diagramData")
-    if chart_title:
-        extra["word/charts/chart1.xml"] = (
-            _chart(chart_title),
-            f"{CT}.drawingml.chart+xml",
-            "chart",
-        )
+def add_docx_part(
+    docx: bytes,
+    part: str,
+    data: bytes,
+    *,
+    relation: str,
+    content_type: str,
+    rel_id: str,
+    body: bytes = b"",
+) -> bytes:
+    """``docx`` with one part more (``word/<part>``), related from the document with the
+    relationship type ``relation`` and listed with its content type, as Word writes one;
+    ``body``: an element the document's body ends with (one referring to ``rel_id``)."""
     out = io.BytesIO()
     with (
         zipfile.ZipFile(io.BytesIO(docx)) as source,
         zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
     ):
         for item in source.infolist():
-            data = source.read(item)
-            if item.filename == "[Content_Types].xml":
-                overrides = "".join(
-                    f'<Override PartName="/{n}" ContentType="{t}"/>'
-                    for n, (_, t, _) in extra.items()
-                )
-                data = data.replace(b"</Types>", overrides.encode() + b"</Types>")
+            blob = source.read(item)
+            if item.filename == "word/document.xml" and body:
+                marker = b"<w:sectPr" if b"<w:sectPr" in blob else b"</w:body>"
+                blob = blob.replace(marker, body + marker, 1)
             elif item.filename == "word/_rels/document.xml.rels":
-                rels = "".join(
-                    f'<Relationship Id="rIdX{i}" Type="{REL}/{kind}" Target="{n[5:]}"/>'
-                    for i, (n, (_, _, kind)) in enumerate(extra.items())
-                )
-                data = data.replace(b"</Relationships>", rels.encode() + b"</Relationships>")
-            target.writestr(item, data)
-        for name, (xml, _, _) in extra.items():
-            target.writestr(name, '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>' + xml)
+                rel = f'<Relationship Id="{rel_id}" Type="{REL}/{relation}" Target="{part}"/>'
+                blob = blob.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
+            elif item.filename == "[Content_Types].xml":
+                override = f'<Override PartName="/word/{part}" ContentType="{content_type}"/>'
+                blob = blob.replace(b"</Types>", override.encode() + b"</Types>")
+            target.writestr(item, blob)
+        target.writestr(f"word/{part}", data)
     return out.getvalue()
+
+
+def add_docx_parts(docx: bytes, *, smartart: str = "", chart_title: str = "") -> bytes:
+    """``docx`` with a SmartArt graphic's data (``word/diagrams/data1.xml``) or a chart
+    (``word/charts/chart1.xml``) holding the text given, related from the document."""
+    head = '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    if smartart:
+        docx = add_docx_part(
+            docx, "diagrams/data1.xml", (head + _smartart(smartart)).encode(),
+            relation="diagramData", content_type=f"{CT}.drawingml.diagramData+xml",
+            rel_id="rIdDiagram1",
+        )  # fmt: skip
+    if chart_title:
+        docx = add_docx_part(
+            docx, "charts/chart1.xml", (head + _chart(chart_title)).encode(),
+            relation="chart", content_type=f"{CT}.drawingml.chart+xml", rel_id="rIdChart1",
+        )  # fmt: skip
+    return docx
 
 
 def add_alt_chunk(docx: bytes, name: str, data: bytes, content_type: str) -> bytes:
     """``docx`` importing the part ``word/<name>`` (``data``) where its body ends, with a
     ``w:altChunk`` element and its aFChunk relationship, as Word writes an imported
     HTML, MHT, RTF or DOCX chunk: Word shows the chunk's content in place."""
-    out = io.BytesIO()
-    with (
-        zipfile.ZipFile(io.BytesIO(docx)) as source,
-        zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
-    ):
-        for item in source.infolist():
-            part = source.read(item)
-            if item.filename == "word/document.xml":
-                marker = b"<w:sectPr" if b"<w:sectPr" in part else b"</w:body>"
-                part = part.replace(marker, b'<w:altChunk r:id="rIdChunk1"/>' + marker, 1)
-            elif item.filename == "word/_rels/document.xml.rels":
-                rel = f'<Relationship Id="rIdChunk1" Type="{REL}/aFChunk" Target="{name}"/>'
-                part = part.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
-            elif item.filename == "[Content_Types].xml":
-                override = f'<Override PartName="/word/{name}" ContentType="{content_type}"/>'
-                part = part.replace(b"</Types>", override.encode() + b"</Types>")
-            target.writestr(item, part)
-        target.writestr(f"word/{name}", data)
-    return out.getvalue()
+    return add_docx_part(
+        docx, name, data, relation="aFChunk", content_type=content_type, rel_id="rIdChunk1",
+        body=b'<w:altChunk r:id="rIdChunk1"/>',
+    )  # fmt: skip

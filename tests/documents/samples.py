@@ -44,7 +44,7 @@ from tests.documents.cfb import (
     ole_package,
     outlook_msg,
 )
-from tests.documents.ooxml import make_pptx, make_xlsx
+from tests.documents.ooxml import add_docx_part, make_pptx, make_xlsx
 from tests.documents.tnef import winmail_dat
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "classification"
@@ -274,29 +274,18 @@ def embed_in_docx(outer: bytes, name: str, data: bytes) -> bytes:
     or, for a ``.bin`` (a compound file, :func:`tests.documents.cfb.ole_object`), any
     other file: as an OLE Package."""
     ole = name.endswith(".bin")
-    relation = "oleObject" if ole else "package"
-    extension, content_type = (
-        ("bin", "application/vnd.openxmlformats-officedocument.oleObject")
-        if ole
-        else ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+    return add_docx_part(
+        outer,
+        f"embeddings/{name}",
+        data,
+        relation="oleObject" if ole else "package",
+        content_type=(
+            "application/vnd.openxmlformats-officedocument.oleObject"
+            if ole
+            else "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        ),
+        rel_id="rIdEmbed1",
     )
-    source = zipfile.ZipFile(io.BytesIO(outer))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target:
-        for item in source.infolist():
-            blob = source.read(item)
-            if item.filename == "word/_rels/document.xml.rels":
-                rel = (
-                    '<Relationship Id="rIdEmbed1" Type="http://schemas.openxmlformats.org/'
-                    f'officeDocument/2006/relationships/{relation}" Target="embeddings/{name}"/>'
-                )
-                blob = blob.replace(b"</Relationships>", rel.encode() + b"</Relationships>")
-            if item.filename == "[Content_Types].xml":
-                default = f'<Default Extension="{extension}" ContentType="{content_type}"/>'
-                blob = blob.replace(b"</Types>", default.encode() + b"</Types>")
-            target.writestr(item, blob)
-        target.writestr(f"word/embeddings/{name}", data)
-    return out.getvalue()
 
 
 def ole1_object(class_name: str, native: bytes) -> bytes:
