@@ -1621,12 +1621,17 @@ def uuencoded_files(text: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
     line that does not decode is ``corrupt`` (as for Python's uu module, a line whose
     length character claims less than it carries is cut to it, as encoders pad); more
     than fifty files, or more than ``max_bytes`` in all, ``too-large``. A block without
-    its ``end`` line is read to the end of the text."""
+    its ``end`` line runs to the next ``begin`` line or the end of the text (each line is
+    read once)."""
     out: list[EmbeddedFile] = []
     total = 0
-    for begin in _UU_BEGIN.finditer(text):
-        end = _UU_END.search(text, begin.end())
-        block = text[begin.end() : end.start() if end else len(text)]
+    begin = _UU_BEGIN.search(text)
+    while begin is not None:
+        following = _UU_BEGIN.search(text, begin.end())
+        limit = following.start() if following else len(text)
+        end = _UU_END.search(text, begin.end(), limit)  # within this block only
+        block = text[begin.end() : end.start() if end else limit]
+        current, begin = begin, following
         pieces: list[bytes] = []
         for line in block.split(b"\n"):
             line = line.rstrip(b"\r")
@@ -1643,7 +1648,7 @@ def uuencoded_files(text: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
                 raise UnreadableDocument(TOO_LARGE, f"uuencoded files over {max_bytes} bytes")
         if not pieces:
             continue
-        name = begin.group(1).decode("utf-8", "replace").strip()
+        name = current.group(1).decode("utf-8", "replace").strip()
         out.append(EmbeddedFile(name, b"".join(pieces)))
         if len(out) > _MAX_EMBEDDED:
             raise UnreadableDocument(TOO_LARGE, f"more than {_MAX_EMBEDDED} uuencoded files")

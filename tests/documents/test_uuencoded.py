@@ -10,6 +10,7 @@ damage, prose that starts like a block, bounds.
 from __future__ import annotations
 
 import binascii
+import time
 from email.message import EmailMessage
 from email.policy import SMTP
 
@@ -106,3 +107,24 @@ DAMAGEABLE = mail("Kính gửi.\n" + uuencoded(PDF))
 def test_a_damaged_block_gives_text_or_a_failure(changes: list[tuple[float, int, bytes]]) -> None:
     text = extract_message_bytes(damaged(DAMAGEABLE, changes), ExtractionLimits())
     assert {f.kind for f in text.failures} <= {CORRUPT, ENCRYPTED, TOO_LARGE}
+
+
+def test_many_begin_lines_without_an_end_are_each_read_once() -> None:
+    """A block without ``end`` runs to the next ``begin`` line: 20,000 of them, each
+    followed by one line, were each decoded to the end of the text (quadratic)."""
+    line = binascii.b2a_uu(b"x" * 45).decode()
+    body = "".join(f"begin 644 {i}.bin\n{line}" for i in range(20_000))
+    started = time.process_time()
+    text = extract_message_bytes(mail(body), ExtractionLimits())
+    assert time.process_time() - started < 5
+    assert [f.kind for f in text.failures] == [TOO_LARGE]  # more than fifty files
+
+
+def test_many_begin_lines_followed_by_prose_are_looked_at_once() -> None:
+    """Each ``begin`` line's block is searched for its ``end`` up to the next ``begin``
+    only: 20,000 of them followed by prose and no ``end`` cost one pass."""
+    body = "".join(f"begin 644 {i}.bin\nKính gửi các đơn vị.\n" for i in range(20_000))
+    started = time.process_time()
+    text = extract_message_bytes(mail(body), ExtractionLimits())
+    assert time.process_time() - started < 5
+    assert text.failures == () and len(text.attachments(top_level=False)) == 0
