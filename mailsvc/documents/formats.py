@@ -1802,9 +1802,12 @@ def rtf_objects(data: bytes, max_bytes: int) -> tuple[EmbeddedFile, ...]:
     lengths do not add up is ``corrupt``; one over ``max_bytes``, or more than fifty,
     ``too-large``. Linked objects (their data elsewhere) have none."""
     out: list[EmbeddedFile] = []
-    for match in _RTF_OBJDATA.finditer(data):
-        end = data.find(b"}", match.end())
-        digits = _RTF_NOT_HEX.sub(b"", data[match.end() : end if end >= 0 else len(data)])
+    matches = list(_RTF_OBJDATA.finditer(data))
+    for index, match in enumerate(matches):
+        # the group's hex runs to its "}", and never past the next \objdata: each byte once
+        limit = matches[index + 1].start() if index + 1 < len(matches) else len(data)
+        end = data.find(b"}", match.end(), limit)
+        digits = _RTF_NOT_HEX.sub(b"", data[match.end() : end if end >= 0 else limit])
         if len(digits) // 2 > max_bytes + 4096:
             raise UnreadableDocument(TOO_LARGE, f"embedded object of {len(digits) // 2} bytes")
         found = _ole1_object(bytes.fromhex(digits[: len(digits) & ~1].decode("ascii")))

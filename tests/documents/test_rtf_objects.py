@@ -10,6 +10,7 @@ Attacked here: lengths that lie, too many or too large objects, linked objects, 
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 from hypothesis import given
@@ -109,3 +110,13 @@ def test_a_damaged_rtf_gives_text_or_a_failure(changes: list[tuple[float, int, b
     raw = mail_with_file(damaged(DAMAGEABLE, changes), "cong-van.rtf", RTF_TYPE)
     text = extract_message_bytes(raw, ExtractionLimits())
     assert {f.kind for f in text.failures} <= {CORRUPT, ENCRYPTED, TOO_LARGE}
+
+
+def test_many_objdata_groups_without_their_end_are_read_once() -> None:
+    """Each group's hex runs to its "}" or the next \\objdata: 50,000 unclosed groups
+    were each read to the end of the document (quadratic)."""
+    rtf = make_rtf(COVER)[:-1] + b"{\\object{\\*\\objdata 0100000001000000" * 50_000 + b"}"
+    started = time.process_time()
+    text = extract_message_bytes(mail_with_file(rtf, "cong-van.rtf", RTF_TYPE), ExtractionLimits())
+    assert time.process_time() - started < 5
+    assert text.failures == ()  # linked objects (format 1): nothing to read
