@@ -231,10 +231,14 @@ async def test_delay_warning_once_then_expiry_bounce_and_never_a_bounce_to_a_bou
     sessions: sessionmaker[Session], mailers: list[Mailer]
 ) -> None:
     down = Route("127.0.0.1", 9, TlsMode.NONE, "smarthost")  # nothing listens on port 9
+    # Attempts every 30-60 ms; the warning is due at the first one past 100 ms. The
+    # lifetime leaves seconds between the two: with 600 ms, a loaded CI machine once
+    # stalled the queue from before the warning was due to past the expiry, and the
+    # message expired unwarned.
     policy = SubmissionPolicy(
         first_wait=timedelta(milliseconds=30),
         max_wait=timedelta(milliseconds=60),
-        lifetime=timedelta(milliseconds=600),
+        lifetime=timedelta(seconds=3),
         warn_after=timedelta(milliseconds=100),
     )
     mailer = make(sessions, resolver=None, ca=None, smarthost=down, policy=policy)
