@@ -10,7 +10,10 @@ clamd decodes the MIME part and scans both forms). Figures:
 - ours:        ClamdClient.scan, one scan after another (median / p99 ms, scans/s, MB/s),
                and N concurrent scans (scans/s). Each scan sends different bytes (a
                counter header in front): clamd caches clean results by hash, so
-               repeating the same bytes (shown once, "same bytes") measures its cache
+               repeating the same bytes (shown once, "same bytes") measures its cache.
+               The client passes the data as a file descriptor (zFILDES, its default on
+               a unix socket); "streamed" is the same client with zINSTREAM, and the
+               line after them gives clamd's CPU per scan for each (/proc)
 - transport:   the same bytes framed as INSTREAM, written with a blocking socket to a
                discard server on a unix socket that answers "stream: OK" without
                scanning: the ceiling of the socket path itself
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import os
 import random
 import shutil
 import socket
@@ -42,7 +46,7 @@ from mailsvc.adapters.clamd import ClamdClient
 from mailsvc.adapters.clamd_daemon import ClamdDaemon, ClamdLimits
 
 MB = 1_000_000
-SIZES = (200_000, 5_000_000)
+SIZES = (20_000, 200_000, 5_000_000)
 
 
 def payload(size: int) -> bytes:
@@ -54,6 +58,13 @@ def payload(size: int) -> bytes:
     msg.add_attachment(random.Random(size).randbytes(size), maintype="application",
                        subtype="pdf", filename="cong-van.pdf")  # fmt: skip
     return msg.as_bytes()
+
+
+def clamd_cpu(daemon: ClamdDaemon) -> float:
+    """clamd's user + system CPU seconds so far (/proc/PID/stat)."""
+    assert daemon.process is not None and daemon.process.pid is not None
+    fields = Path(f"/proc/{daemon.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def timed(fn: Callable[[], Awaitable[object]], seconds: float) -> list[float]:
@@ -131,7 +142,11 @@ async def main() -> None:
     clamdscan = shutil.which("clamdscan")
     try:
         client = daemon.client()
-        to_discard = ClamdClient(discard_path, max_stream_bytes=daemon.limits.stream_max_bytes)
+        assert client.pass_descriptor
+        streamed = ClamdClient(daemon.address, max_stream_bytes=daemon.limits.stream_max_bytes,
+                               pass_descriptor=False)  # fmt: skip
+        to_discard = ClamdClient(discard_path, max_stream_bytes=daemon.limits.stream_max_bytes,
+                                 pass_descriptor=False)  # fmt: skip
         print(f"{await client.version()}; socket {daemon.address}")
         cases = [(f"message, {n:,} byte attachment (base64)", payload(n)) for n in SIZES] + [
             (f"raw bytes, no MIME: {n:,}", random.Random(n).randbytes(n)) for n in SIZES
@@ -145,8 +160,16 @@ async def main() -> None:
                 # clamd caches clean results by hash: every real message differs.
                 return b"X-Bench: %d\r\n" % next(counter) + d
 
-            ours = summary("ours (asyncio)", len(data),
-                           await timed(lambda: client.scan(unique()), args.seconds))  # fmt: skip
+            cpu0 = clamd_cpu(daemon)
+            times = await timed(lambda: client.scan(unique()), args.seconds)
+            passed_cpu = (clamd_cpu(daemon) - cpu0) / len(times)
+            ours = summary("ours (asyncio)", len(data), times)
+            cpu0 = clamd_cpu(daemon)
+            times = await timed(lambda: streamed.scan(unique()), args.seconds)
+            streamed_cpu = (clamd_cpu(daemon) - cpu0) / len(times)
+            summary("ours, streamed", len(data), times)
+            print(f"  -> clamd CPU per scan: file passed {passed_cpu * 1000:.2f} ms, streamed "
+                  f"{streamed_cpu * 1000:.2f} ms ({passed_cpu / streamed_cpu:.2f}x)")  # fmt: skip
             summary("ours, same bytes (cache)", len(data),
                     await timed(lambda d=data: client.scan(d), args.seconds))  # fmt: skip
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import struct
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -13,6 +16,7 @@ import pytest
 
 import tests.hostile_mail as hm
 from mailsvc.adapters.clamd import (
+    FILDES_MAX_BYTES,
     ClamdAddress,
     ClamdClient,
     ClamdError,
@@ -57,9 +61,18 @@ SAMPLES = {
 }
 
 
+@pytest.mark.parametrize("pass_descriptor", [True, False], ids=["fildes", "instream"])
 @pytest.mark.parametrize(("data", "expected"), list(SAMPLES.values()), ids=list(SAMPLES))
-async def test_scan_samples(clamd_service: ClamdService, data: bytes, expected: str | None) -> None:
-    found = await clamd_service.client().scan(data)
+async def test_scan_samples(
+    clamd_service: ClamdService, data: bytes, expected: str | None, pass_descriptor: bool
+) -> None:
+    client = ClamdClient(
+        clamd_service.address,
+        max_stream_bytes=clamd_service.stream_max_bytes,
+        pass_descriptor=pass_descriptor,
+    )
+    found = await client.scan(data)
+    assert client.pass_descriptor is pass_descriptor  # real clamd took the descriptor
     if expected is None:
         assert found is None
     else:
@@ -73,10 +86,15 @@ async def test_ping_and_version(clamd_service: ClamdService) -> None:
     assert (await client.version()).startswith("ClamAV ")
 
 
-async def test_multi_chunk_stream_is_scanned_whole(clamd_service: ClamdService) -> None:
-    """EICAR after 3 MB of padding: found only if every 64 KiB chunk reaches clamd."""
+@pytest.mark.parametrize("pass_descriptor", [True, False], ids=["fildes", "instream"])
+async def test_multi_chunk_stream_is_scanned_whole(
+    clamd_service: ClamdService, pass_descriptor: bool
+) -> None:
+    """EICAR after 3 MB of padding: found only if every byte reaches clamd (64 KiB chunks
+    streamed, or one file passed)."""
     data = hm.with_attachment(bytes(3 * 1024 * 1024) + hm.TEST_MARKER, "big.bin", "octet-stream")
-    assert await clamd_service.client().scan(data) == "Mailsvc.Test.Marker.UNOFFICIAL"
+    client = ClamdClient(clamd_service.address, pass_descriptor=pass_descriptor)
+    assert await client.scan(data) == "Mailsvc.Test.Marker.UNOFFICIAL"
 
 
 async def test_over_our_limit_is_refused_before_sending(clamd_service: ClamdService) -> None:
@@ -91,6 +109,86 @@ async def test_over_clamd_stream_max_length_is_a_clear_error(clamd_service: Clam
     with pytest.raises(ClamdSizeLimitError, match="INSTREAM size limit exceeded"):
         await client.scan(bytes(clamd_service.stream_max_bytes + 1024 * 1024))
     assert await client.scan(b"still fine") is None  # clamd is unharmed
+
+
+class FakeUnixClamd:
+    """A clamd stand-in on a unix socket (a thread): records each command and the bytes
+    it was given (streamed, or read from the passed descriptor); answers ``reply_fildes``
+    to zFILDES and ``stream: OK`` to zINSTREAM."""
+
+    def __init__(self, path: Path, reply_fildes: bytes = b"fd[9]: OK\0") -> None:
+        self.reply_fildes = reply_fildes
+        self.seen: list[tuple[str, bytes]] = []
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(path))
+        self.server.listen(8)
+        self.address = str(path)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            with conn:
+                command = b""
+                while not command.endswith(b"\0"):
+                    command += conn.recv(1)
+                if command == b"zFILDES\0":
+                    _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+                    with os.fdopen(fds[0], "rb") as passed:
+                        self.seen.append(("fildes", passed.read()))
+                    conn.sendall(self.reply_fildes)
+                else:
+                    stream = conn.makefile("rb")
+                    data = b""
+                    while length := struct.unpack(">I", stream.read(4))[0]:
+                        data += stream.read(length)
+                    self.seen.append(("instream", data))
+                    conn.sendall(b"stream: OK\0")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+async def test_descriptor_passing_sends_the_whole_message_as_one_file(short_dir: Path) -> None:
+    fake = FakeUnixClamd(short_dir / "fake.sock")
+    try:
+        client = ClamdClient(fake.address)
+        assert client.pass_descriptor  # the default on a unix socket
+        data = hm.eicar_zipped() + bytes(200_000)
+        assert await client.scan(data) is None
+        assert fake.seen == [("fildes", data)]
+        # Above FILDES_MAX_BYTES the data is streamed (clamd keeps it on disk, not memory).
+        big = bytes(FILDES_MAX_BYTES + 1)
+        assert await client.scan(big) is None
+        assert fake.seen[-1] == ("instream", big)
+    finally:
+        fake.close()
+
+
+async def test_clamd_that_cannot_scan_a_descriptor_is_streamed_to(short_dir: Path) -> None:
+    """A confined clamd answers ERROR to a passed descriptor: the same message is streamed
+    (never passed unscanned), and every later one too."""
+    fake = FakeUnixClamd(short_dir / "fake.sock", reply_fildes=b"fd[9]: Access denied. ERROR\0")
+    try:
+        client = ClamdClient(fake.address)
+        assert await client.scan(b"first") is None
+        assert [how for how, _ in fake.seen] == ["fildes", "instream"]
+        assert fake.seen[1] == ("instream", b"first")
+        assert not client.pass_descriptor
+        assert await client.scan(b"second") is None
+        assert fake.seen[2:] == [("instream", b"second")]
+    finally:
+        fake.close()
+
+
+def test_descriptor_passing_needs_a_unix_socket() -> None:
+    assert not ClamdClient("127.0.0.1:3310").pass_descriptor
+    with pytest.raises(ValueError, match="unix socket"):
+        ClamdClient("127.0.0.1:3310", pass_descriptor=True)
 
 
 async def test_unreachable_socket(short_dir: Path) -> None:
