@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,9 @@ from typing import Any
 from asn1crypto import cms
 from asn1crypto import crl as asn1_crl
 from asn1crypto import x509 as asn1_x509
+from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
+from pyhanko.pdf_utils.xref import XRefSectionType, read_object_header
 from pyhanko.sign.ades.report import AdESFailure, AdESIndeterminate, AdESSubIndic
 from pyhanko.sign.diff_analysis import ModificationLevel, SuspiciousModification
 from pyhanko.sign.fields import MDPPerm
@@ -453,15 +456,119 @@ def _unaccounted_bytes(data: bytes, reader: PdfFileReader, embedded: list[Any]) 
     if not embedded:
         return ""
     last = max(embedded, key=lambda sig: sig.signed_revision)
-    if last.signed_revision < reader.xrefs.total_revisions - 1:
-        return ""  # later revisions: pyHanko's difference analysis judged them
     start, length = last.byte_range[2], last.byte_range[3]
+    if last.signed_revision < reader.xrefs.total_revisions - 1:
+        # Later revisions: pyHanko's difference analysis judged the objects their
+        # cross-reference sections list; every other byte after the signed end is
+        # accounted for here.
+        return _unlisted_in_later_revisions(data, reader, last.signed_revision, start + length)
     rest = data[start + length :]
     if rest.strip(_END_OF_LINE):
-        return (
-            f"{len(rest)} bytes after the last signed revision that no revision accounts for"
-        )
+        return f"{len(rest)} bytes after the last signed revision that no revision accounts for"
     return ""
+
+
+_WHITESPACE = b"\x00\t\n\x0c\r "
+# What may stand between the objects and cross-reference sections of a revision besides
+# whitespace: the end of each revision ("startxref N %%EOF").
+_WS = rb"[\x00\t\n\x0c\r ]"
+_REVISION_END = re.compile(_WS + rb"*startxref" + _WS + rb"+\d+" + _WS + rb"+%%EOF")
+_MAX_LISTED_OBJECTS = 100_000
+
+
+def _unlisted_in_later_revisions(
+    data: bytes, reader: PdfFileReader, last_signed: int, signed_end: int
+) -> str:
+    """Why the revisions after the last signature hold bytes that their cross-reference
+    sections do not account for ("" when none). A viewer that cannot use a revision's
+    cross-reference section (a ``startxref`` pointing a few bytes off, which pyHanko
+    corrects and PDFium does not) rebuilds it by scanning the file, and objects placed
+    between the revisions without being listed (a forged page under the signed page's
+    object numbers) are then what it shows, while pyHanko judges the listed objects
+    only: an added validation-data revision looked harmless. So each later revision must
+    be where its ``startxref`` says, list only objects found where it says, and nothing
+    else may lie after the signed end: the objects, the sections and their trailers,
+    ``startxref N %%EOF`` and whitespace."""
+    stream = BytesIO(data)
+    covered: list[tuple[int, int]] = []
+    listed = 0
+    try:
+        for revision in range(last_signed + 1, reader.xrefs.total_revisions):
+            info = reader.xrefs.get_xref_container_info(revision)
+            section = reader.xrefs.get_xref_data(revision)
+            where = f"revision {revision + 1}"
+            if info.xref_section_type in (XRefSectionType.STANDARD, XRefSectionType.HYBRID_MAIN):
+                # pyHanko has read the keyword and the byte after it
+                keyword = data.rfind(b"xref", info.declared_startxref, info.start_location)
+                if keyword == -1 or data[info.declared_startxref : keyword].strip(_WHITESPACE):
+                    return f"the cross-reference table of {where} is not where the file says"
+                # the table's end as pyHanko reads it: after the keyword "trailer"
+                if data.rfind(b"trailer", keyword, info.end_location) == -1:
+                    return f"the cross-reference table of {where} has no trailer"
+                stream.seek(info.end_location)
+                generic.DictionaryObject.read_from_stream(stream, generic.TrailerReference(reader))
+                covered.append((keyword, stream.tell()))
+                sections = [section] + ([section.hybrid.xref_data] if section.hybrid else [])
+                if section.hybrid is not None:
+                    covered.append(
+                        _object_span(stream, reader, section.hybrid.meta_info.start_location, None)
+                    )
+            else:
+                if info.declared_startxref != info.start_location:
+                    return f"the cross-reference stream of {where} is not where the file says"
+                covered.append(_object_span(stream, reader, info.start_location, None))
+                sections = [section]
+            for part in sections:
+                for idnum, (generation, offset) in part.standard_xrefs.items():
+                    listed += 1
+                    if listed > _MAX_LISTED_OBJECTS:
+                        return f"more than {_MAX_LISTED_OBJECTS} objects in later revisions"
+                    span = _object_span(stream, reader, offset, (idnum, generation))
+                    if offset >= signed_end:  # an earlier, signed definition: judged by pyHanko
+                        covered.append(span)
+    except _NotThere as exc:
+        return str(exc)
+    except Exception as exc:  # pyHanko's parser raises many types on broken objects
+        return f"a later revision cannot be read: {exc}"
+    position = signed_end
+    for begin, end in sorted(covered):
+        if begin > position and not _is_filler(data, position, begin):
+            return f"{begin - position} bytes at offset {position} that no revision lists"
+        position = max(position, end)
+    if position < len(data) and not _is_filler(data, position, len(data)):
+        return f"{len(data) - position} bytes at offset {position} that no revision lists"
+    return ""
+
+
+class _NotThere(Exception):
+    """An object is not where a later revision's cross-reference section says."""
+
+
+def _object_span(
+    stream: BytesIO, reader: PdfFileReader, offset: int, expected: tuple[int, int] | None
+) -> tuple[int, int]:
+    """Where the indirect object at ``offset`` begins and ends (after ``endobj``)."""
+    stream.seek(offset)
+    try:
+        idnum, generation = read_object_header(stream, strict=False)
+    except Exception as exc:
+        raise _NotThere(f"no object at offset {offset}, where a later revision lists one") from exc
+    if expected is not None and (idnum, generation) != expected:
+        raise _NotThere(
+            f"object {expected[0]} {expected[1]} is listed at offset {offset}, "
+            f"where object {idnum} {generation} is"
+        )
+    generic.read_object(stream, generic.Reference(idnum, generation, reader))
+    generic.read_non_whitespace(stream, seek_back=True)
+    if stream.read(6) != b"endobj":
+        raise _NotThere(f"object {idnum} {generation} at offset {offset} has no endobj")
+    return offset, stream.tell()
+
+
+def _is_filler(data: bytes, begin: int, end: int) -> bool:
+    """Whether ``data[begin:end]`` is whitespace and revision ends only."""
+    piece = data[begin:end]
+    return not _REVISION_END.sub(b"", piece).strip(_WHITESPACE)
 
 
 def _unaccounted(result: SignatureResult, why: str) -> SignatureResult:

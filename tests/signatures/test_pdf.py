@@ -245,3 +245,97 @@ async def test_end_of_line_after_the_signed_end_is_harmless(
 ) -> None:
     (report,) = await engine.verify_files([("qd.pdf", two_signatures + b"\r\n\x00")])
     assert report.outcome is DocumentOutcome.VALID
+
+
+def _validation_data_revision(base: bytes) -> bytes:
+    """``base`` with a revision that adds an (empty) document security store: validation
+    data, which may follow the last signature."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(base), strict=False)
+    store = generic.DictionaryObject({generic.NameObject("/Certs"): generic.ArrayObject()})
+    writer.root["/DSS"] = writer.add_object(store)
+    writer.update_root()
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def _last_startxref_moved(data: bytes, by: int) -> bytes:
+    import re
+
+    last = list(re.finditer(rb"startxref\s+(\d+)\s+%%EOF", data))[-1]
+    return data[: last.start(1)] + b"%d" % (int(last.group(1)) + by) + data[last.end(1) :]
+
+
+@pytest.fixture(scope="module")
+def signed_with_xref_streams(pki: SamplePki, pdf: bytes) -> bytes:
+    """Two signatures on a PDF whose cross-reference sections are streams (PDF 1.5+):
+    pyHanko's incremental updates keep the kind."""
+    from pyhanko.pdf_utils.reader import PdfFileReader
+    from pyhanko.pdf_utils.writer import copy_into_new_writer
+
+    writer = copy_into_new_writer(
+        PdfFileReader(io.BytesIO(pdf)), writer_kwargs={"stream_xrefs": True}
+    )
+    out = io.BytesIO()
+    writer.write(out)
+    return signed_pdf(out.getvalue(), pki.personal, pki.organisation)
+
+
+@pytest.fixture(params=["xref-table", "xref-stream"])
+def signed_twice(
+    request: pytest.FixtureRequest, two_signatures: bytes, signed_with_xref_streams: bytes
+) -> bytes:
+    if request.param == "xref-table":
+        assert b"/XRef" not in two_signatures
+        return two_signatures
+    assert b"/Type /XRef" in signed_with_xref_streams[-2000:]
+    return signed_with_xref_streams
+
+
+async def test_validation_data_after_the_last_signature_is_permitted(
+    engine: SignatureEngine, signed_twice: bytes
+) -> None:
+    (report,) = await engine.verify_files([("qd.pdf", _validation_data_revision(signed_twice))])
+    assert report.outcome is DocumentOutcome.VALID
+    assert report.signatures[1].modification == "lta_updates"
+
+
+@pytest.mark.parametrize("moved", [0, -3], ids=["startxref-exact", "startxref-3-bytes-off"])
+async def test_objects_hidden_before_a_validation_data_revision_are_not_valid(
+    engine: SignatureEngine, signed_twice: bytes, moved: int
+) -> None:
+    """A forged page's objects after the signed end, then a revision adding validation
+    data (which pyHanko permits after the last signature and judges by the objects its
+    cross-reference section lists). With that revision's ``startxref`` three bytes off,
+    which pyHanko corrects, PDFium rebuilds the cross-reference table by scanning the file
+    and shows the forged page; both signatures read TOTAL_PASSED before the check."""
+    import pypdfium2
+
+    signed_xref = signed_twice.rsplit(b"startxref", 1)[1].split()[0]
+    hidden = _shadowed(signed_twice, b"startxref\n" + signed_xref + b"\n%%EOF\n")
+    forged = _last_startxref_moved(_validation_data_revision(hidden), moved)
+    text = pypdfium2.PdfDocument(forged)[0].get_textpage().get_text_range()
+    assert ("9.000.000.000" in text) is (moved != 0)  # the attack is real
+    (report,) = await engine.verify_files([("qd.pdf", forged)])
+    assert report.outcome is DocumentOutcome.REFERENCE_ONLY
+    assert [s.indication for s in report.signatures] == [Indication.INDETERMINATE] * 2
+    expected = "not where the file says" if moved else "that no revision lists"
+    assert expected in report.signatures[-1].detail
+
+
+async def test_a_validation_data_revision_must_list_its_objects_where_they_are(
+    engine: SignatureEngine, two_signatures: bytes
+) -> None:
+    """Its cross-reference section lists the new catalog at the offset of the signed one."""
+    import re
+
+    added = _validation_data_revision(two_signatures)
+    tail = added[len(two_signatures) :]
+    entries = re.findall(rb"(\d{10}) 00000 n", tail)
+    wrong = tail.replace(entries[-1], b"%010d" % 9, 1)  # object 1 of the first revision
+    (report,) = await engine.verify_files([("qd.pdf", two_signatures + wrong)])
+    assert report.outcome is not DocumentOutcome.VALID
+    assert all(s.indication is not Indication.TOTAL_PASSED for s in report.signatures)
