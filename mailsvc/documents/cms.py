@@ -148,11 +148,46 @@ def _pgp_first_tag(packets: bytes) -> int | None:
     return head & 0x3F if head & 0x40 else (head >> 2) & 0x0F
 
 
+# Public-key algorithms that encrypt (RFC 9580 §9.1: RSA, RSA encrypt-only, Elgamal,
+# ECDH, X25519, X448), symmetric ciphers (§9.3: IDEA to Camellia-256) and S2K specifier
+# types (§3.7.1: simple, salted, iterated and salted, Argon2).
+_PGP_PUBLIC_KEY_ENCRYPTION = frozenset({1, 2, 16, 18, 25, 26})
+_PGP_CIPHERS = frozenset({1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 13})
+_PGP_S2K_TYPES = frozenset({0, 1, 3, 4})
+
+
+def _starts_encrypted(data: bytes) -> bool:
+    """Whether binary ``data`` starts with the first packet of an encrypted message, by
+    the packet's own fields (what ``gpg --encrypt`` and ``gpg --symmetric`` write first:
+    a public-key or symmetric-key encrypted session key, or encrypted data), so that an
+    encrypted file is known without its ``.gpg`` name and another file is not taken for
+    one (a header byte alone matches one file in 50)."""
+    first = _pgp_first_packet(data, 12)
+    if first is None:
+        return False
+    tag, body = first
+    version = body[0]
+    if tag == 1:  # §5.1: v3 with an 8-octet key ID then the algorithm; v6 with a length
+        if version == 3:
+            return len(body) >= 10 and body[9] in _PGP_PUBLIC_KEY_ENCRYPTION
+        return version == 6 and len(body) >= 3 and (body[1] == 0 or body[2] in (4, 6))
+    if tag == 3:  # §5.3: v4 cipher then S2K type; v5 cipher; v6 a count, then cipher
+        if version == 4:
+            return len(body) >= 3 and body[1] in _PGP_CIPHERS and body[2] in _PGP_S2K_TYPES
+        if version == 5:
+            return len(body) >= 2 and body[1] in _PGP_CIPHERS
+        return version == 6 and len(body) >= 3 and body[2] in _PGP_CIPHERS
+    if tag == 18:  # §5.13: integrity-protected data, version 1 or 2 (v2: a cipher next)
+        return version == 1 or (version == 2 and len(body) >= 2 and body[1] in _PGP_CIPHERS)
+    return tag == 20 and version == 1  # LibrePGP's OCB-encrypted data
+
+
 def is_encrypted_pgp(data: bytes, filename: str | None) -> bool:
     """True for an OpenPGP message that is encrypted: ASCII-armoured (``BEGIN PGP
-    MESSAGE``, found by content) or binary with an OpenPGP file name (``.gpg``/``.pgp``),
-    whose first packet is an encrypted session key or encrypted data. Signed-only and
-    compressed messages are not (their content is not read here either)."""
+    MESSAGE``, found by content), binary with an OpenPGP file name (``.gpg``/``.pgp``)
+    whose first packet is an encrypted session key or encrypted data, or binary under
+    any name when that first packet's fields say so (``_starts_encrypted``). Signed-only
+    and compressed messages are not (their content is not read here either)."""
     if b"-----BEGIN PGP MESSAGE-----" in data[:4096]:
         m = _PGP_ARMOR.search(data[:65536])
         if m is None:
@@ -166,7 +201,7 @@ def is_encrypted_pgp(data: bytes, filename: str | None) -> bool:
         return _pgp_first_tag(packets) in _PGP_ENCRYPTED_TAGS
     if filename and filename.lower().endswith((".gpg", ".pgp")):
         return _pgp_first_tag(data[:1]) in _PGP_ENCRYPTED_TAGS
-    return False
+    return _starts_encrypted(data)
 
 
 # First packets of an OpenPGP message that is not encrypted: a signature, a one-pass
@@ -203,10 +238,10 @@ def is_plain_pgp(data: bytes) -> bool:
 _PGP_FIRST_BYTES = {2: b"\x03\x04\x05\x06", 4: b"\x03\x06", 8: b"\x00\x01\x02\x03", 11: b"btu~lm1"}
 
 
-def _pgp_first_packet(data: bytes) -> tuple[int, bytes] | None:
-    """The first packet's tag and the first byte of its body (RFC 9580 §4.2: old and new
-    packet headers), or None when ``data`` does not start with a packet header whose
-    definite length fits in ``data``."""
+def _pgp_first_packet(data: bytes, size: int = 1) -> tuple[int, bytes] | None:
+    """The first packet's tag and the first ``size`` bytes of its body (RFC 9580 §4.2:
+    old and new packet headers; fewer when the body is shorter), or None when ``data``
+    does not start with a packet header whose definite length fits in ``data``."""
     if len(data) < 3 or not data[0] & 0x80:
         return None
     if data[0] & 0x40:  # new format: the tag in six bits, then one, two or five length octets
@@ -225,7 +260,7 @@ def _pgp_first_packet(data: bytes) -> tuple[int, bytes] | None:
         length = int.from_bytes(data[1:start], "big") if kind < 3 else 1
     if length < 1 or start + length > len(data):
         return None
-    return tag, data[start : start + 1]
+    return tag, data[start : start + min(size, length)]
 
 
 def open_pgp(data: bytes, max_bytes: int) -> tuple[bytes, str]:

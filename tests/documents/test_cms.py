@@ -264,7 +264,16 @@ def pgp_messages(home: Path) -> dict[str, tuple[bytes, str | None, bool]]:
         "binary, by password": (_gpg(home, *symmetric, stdin=PDF), "qd.pdf.pgp", True),
         "armoured, signed only": (_gpg(home, "--armor", "--sign", stdin=PDF), "qd.asc", False),
         "binary, signed only": (_gpg(home, "--sign", stdin=PDF), "qd.pdf.gpg", False),
-        "binary, by password, no .gpg name": (_gpg(home, *symmetric, stdin=PDF), "x.bin", False),
+        # known by the first packet's fields without an OpenPGP name
+        "binary, by password, no .gpg name": (_gpg(home, *symmetric, stdin=PDF), "x.bin", True),
+        "binary, by password, no name": (_gpg(home, *symmetric, stdin=PDF), None, True),
+        "binary, to a key, named .pdf": (_gpg(home, *to_key, stdin=PDF), "qd.pdf", True),
+        "binary, AES-256 and Argon2-less S2K mode 1": (
+            _gpg(home, *symmetric, "--cipher-algo", "AES256", "--s2k-mode", "1", stdin=PDF),
+            "x.dat",
+            True,
+        ),
+        "binary, signed only, no name": (_gpg(home, "--sign", stdin=PDF), None, False),
     }
 
 
@@ -353,6 +362,48 @@ def test_packets_that_are_not_a_message_are_corrupt(data: bytes) -> None:
 )
 def test_what_only_starts_like_a_packet_is_not_taken_for_openpgp(data: bytes) -> None:
     assert not cms.is_plain_pgp(data)
+    assert not cms.is_encrypted_pgp(data, None)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xd4\xc3\xb2\xa1\x02\x00\x04\x00" + bytes(640),  # a pcap capture: tag 20's header
+        b"\x85\x01\x0c\x03" + bytes(300),  # a v3 session key with no room for the algorithm
+        b"\x85\x01\x0c\x03" + bytes(8) + b"\x11" + bytes(300),  # DSA signs, never encrypts
+        b"\x8c\x0d\x04\x05\x03" + bytes(20),  # cipher 5 is reserved
+        b"\x8c\x0d\x04\x09\x02" + bytes(20),  # S2K type 2 is reserved
+        b"\xd2\x05\x03" + bytes(4),  # encrypted data version 3
+        b"\xc3\x0d",  # a header with a length past the end
+    ],
+)
+def test_what_only_looks_encrypted_is_not_taken_for_openpgp(data: bytes) -> None:
+    assert not cms.is_encrypted_pgp(data, None)
+
+
+def test_every_sample_file_type_is_told_from_encrypted_openpgp() -> None:
+    """No file of the sniffing samples (PDF, Office, ODF, images, archives, ...) nor
+    random bytes are taken for an encrypted message (a header byte alone would take one
+    random file in 50)."""
+    import random
+
+    from tests.documents import samples
+
+    files = [
+        samples.make_pdf("Báo cáo"),
+        samples.make_docx("Báo cáo"),
+        samples.make_odt("Báo cáo"),
+        samples.make_rtf("Báo cáo"),
+        samples.make_zip({"a.txt": b"a"}),
+        samples.make_7z({"a.txt": b"a"}),
+        samples.make_rar({"a.txt": b"a"}),
+        samples.make_tar_gz({"a.txt": b"a"}),
+        *(samples.make_photo(kind) for kind in ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")),
+    ]
+    assert not any(cms.is_encrypted_pgp(f, None) for f in files)
+    rng = random.Random(5)
+    blobs = [rng.randbytes(rng.randrange(4, 2000)) for _ in range(20_000)]
+    assert sum(cms.is_encrypted_pgp(b, None) for b in blobs) <= 2  # about 1 in 60,000
 
 
 def test_extraction_reads_a_signed_gpg_attachment(gpg_home: Path) -> None:

@@ -269,3 +269,23 @@ async def test_what_a_signed_openpgp_message_encloses_is_checked(
     ordinary = gpg_made(gnupg, "--sign", "--armor", stdin="Lịch họp tuần sau.\n".encode())
     raw = with_body("Kính gửi,\n\n" + ordinary.decode())
     assert await asyncio.to_thread(send_raw, server, raw) == {}
+
+
+@pytest.mark.parametrize("name", ["bao-cao.dat", "bao-cao.pdf"])
+async def test_an_openpgp_file_encrypted_by_password_is_refused_under_any_name(
+    server: RunningServer, tmp_path: Path, name: str
+) -> None:
+    """``gpg --symmetric`` output renamed away from ``.gpg`` (the recipient renames it
+    back, or opens it with ``gpg -d``): was delivered unchecked, its first packet now
+    says what it is."""
+    server.add_mailbox(CLERK)
+    trust_sample_agency(server)
+    sealed = gpg_made(
+        tmp_path / "gnupg", "--passphrase", "mat-khau", "--symmetric", stdin=CLASSIFIED.encode()
+    )
+    raw = p7m_attachment(sealed, name, subtype="octet-stream")
+    error = await asyncio.to_thread(refused, server, raw)
+    assert error.smtp_code == 554
+    assert b"cannot be read" in error.smtp_error and b"encrypted" in error.smtp_error
+    with server.sessions() as session:
+        assert session.scalars(select(MessageRecord)).all() == []
