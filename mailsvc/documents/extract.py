@@ -567,6 +567,10 @@ def _walk_kind(
         )
     if kind == formats.HTML and b"data:" in data:  # an HTML file's written-in pictures
         yield from _walk_data_uris(data, loc, depth, budget)
+    if kind == formats.CALENDAR and formats.has_calendar_attachment(data):
+        yield from _walk_written_files(  # files inlined in a meeting invitation
+            data, loc, depth, budget, formats.calendar_files, kind, "calendar attachment"
+        )
 
 
 _CMS_TYPE = "application/pkcs7-mime"

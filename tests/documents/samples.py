@@ -576,6 +576,20 @@ def build_sample(sample: Sample) -> EmailMessage:
         uri = f"data:{maintype}/{subtype};base64," + base64.b64encode(data).decode()
         html = f'<p>Kính gửi các đơn vị.</p><p><a href="{uri}">{name}</a></p>'
         return message(subject, "Kính gửi các đơn vị.\n", html=html)
+    if kind == "ics-attach":  # a file written into a meeting invitation (inline ATTACH)
+        data, (maintype, subtype), name = _document(spec.get("inner", "pdf"), spec)
+        value = base64.b64encode(data).decode()
+        params = f";FMTTYPE={maintype}/{subtype};X-FILENAME={name}"
+        line = f"ATTACH;ENCODING=BASE64;VALUE=BINARY{params}:{value}"
+        folded = "\r\n ".join(line[i : i + 74] for i in range(0, len(line), 74))
+        ics = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nMETHOD:REQUEST\r\nBEGIN:VEVENT\r\n"
+            "SUMMARY:Họp giao ban\r\nDTSTART:20261210T020000Z\r\n"
+            f"{folded}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        )
+        msg = message(subject, "Mời họp giao ban.\n")
+        msg.add_alternative(ics.encode(), maintype="text", subtype="calendar")
+        return msg
     if kind == "uuencoded":  # a file uuencoded into the plain-text body (pre-MIME style)
         data, _, name = _document(spec.get("inner", "pdf"), spec)
         lines = [binascii.b2a_uu(data[i : i + 45]).decode() for i in range(0, len(data), 45)]
