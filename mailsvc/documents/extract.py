@@ -893,6 +893,7 @@ def _file_text(
             max_member_bytes=limits.max_xml_bytes,
             max_chars=limits.max_text_chars,
             max_embedded_bytes=limits.max_file_bytes,
+            ocr=ocr,
         )
     if kind.startswith("application/vnd.oasis.opendocument"):
         return formats.odf_text(
@@ -900,6 +901,7 @@ def _file_text(
             max_member_bytes=limits.max_xml_bytes,
             max_chars=limits.max_text_chars,
             max_embedded_bytes=limits.max_file_bytes,
+            ocr=ocr,
         )
     if kind in (formats.DOC, formats.OLE):
         return formats.ole_text(

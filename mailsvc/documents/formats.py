@@ -711,11 +711,13 @@ def ooxml_text(
     max_member_bytes: int,
     max_chars: int,
     max_embedded_bytes: int | None = None,
+    ocr: Ocr | None = None,
 ) -> FileText:
     """Text of a DOCX/XLSX/PPTX (headers, footers and notes of a DOCX included), its core
     properties and the files embedded in it as objects (``embedded``, walked by the
     extraction like a PDF's; one larger than ``max_embedded_bytes`` makes the document
-    too large to read)."""
+    too large to read). With ``ocr``, a DOCX's stamp-sized pictures at the top of page 1
+    or in a page header are read too (``docx_stamp_pictures``)."""
     with open_zip(data) as zf:
         names = zf.namelist()
         texts: list[str] = []
@@ -747,11 +749,16 @@ def ooxml_text(
             )
             for name in objects
         ]
+        stamps: list[str] = []
+        if ocr is not None and kind == DOCX:
+            stamps = _read_pictures(docx_stamp_pictures(zf, names, max_member_bytes), ocr)
+            texts += stamps
     return FileText(
         text=normalize_text("\n".join(texts), max_chars),
         properties=props,
         embedded=tuple(embedded),
         truncated=size >= max_chars,
+        ocr_images=len(stamps),
     )
 
 
@@ -763,12 +770,18 @@ _ODF_BINARY_OBJECT = re.compile(r"(?:Object [^/]+/)*Object [^/]+")
 
 
 def odf_text(
-    data: bytes, *, max_member_bytes: int, max_chars: int, max_embedded_bytes: int | None = None
+    data: bytes,
+    *,
+    max_member_bytes: int,
+    max_chars: int,
+    max_embedded_bytes: int | None = None,
+    ocr: Ocr | None = None,
 ) -> FileText:
     """The text of an ODF document (content, page headers and footers, embedded objects)
     and its properties. One saved with a password (its manifest says how members are
     encrypted: each XML member, or the whole package as ODF 1.4 does) is ``encrypted``:
-    its text is ciphertext."""
+    its text is ciphertext. With ``ocr``, a text document's stamp-sized pictures at the
+    top of page 1 or in a page header are read too (``odf_stamp_pictures``)."""
     with open_zip(data) as zf:
         names = set(zf.namelist())
         if "META-INF/manifest.xml" in names:
@@ -800,13 +813,230 @@ def odf_text(
         embedded = tuple(
             EmbeddedFile(name, read_member(zf, zf.getinfo(name), room)) for name in binaries
         )
+        stamps: list[str] = []
+        if ocr is not None:
+            stamps = _read_pictures(odf_stamp_pictures(zf, names, max_member_bytes), ocr)
+            texts += stamps
     text = "\n".join(texts)
     return FileText(
         text=normalize_text(text, max_chars),
         properties=props,
         truncated=len(text) > max_chars,
         embedded=embedded,
+        ocr_images=len(stamps),
     )
+
+
+# ---------------------------------------------------------------- pictures of a stamp
+
+# A stamp pasted as a picture into a DOCX or ODT (a scanned rubber stamp under the number,
+# where box 10a puts it, or in the page header) is read by OCR like a PDF's
+# (``_ocr_header_images``): pictures among the first paragraphs of the body (the header
+# block: its table's paragraphs count) or in a page header, at most three, stamp-sized
+# as laid out (at least 30 x 10 pt, at most 0.6 of the page width): photos in the text and
+# logos cost nothing. Each is drawn at its laid-out size at the OCR resolution, on white
+# (a transparent background reads as black otherwise). Pictures Pillow cannot open (EMF,
+# WMF) are left, as a PDF's vector drawings are.
+_TOP_PARAGRAPHS = 15
+_TOP_BYTES = 512 * 1024  # of the body's XML looked at for those paragraphs
+_MAX_STAMP_PICTURES = 3
+_EMU_PER_PT = 12700
+_DEFAULT_PAGE_PT = 595.0  # A4
+
+
+@dataclass(frozen=True)
+class _Picture:
+    data: bytes
+    width_pt: float
+    height_pt: float
+
+
+def _stamp_sized(width_pt: float, height_pt: float, page_pt: float) -> bool:
+    return (
+        width_pt >= _MIN_IMAGE_PT[0]
+        and height_pt >= _MIN_IMAGE_PT[1]
+        and width_pt <= _MAX_IMAGE_SHARE * page_pt
+    )
+
+
+def _top_of(xml: bytes, paragraph_end: bytes) -> bytes:
+    """The part of a body's XML up to the end of its first paragraphs."""
+    end = 0
+    for _ in range(_TOP_PARAGRAPHS):
+        found = xml.find(paragraph_end, end, _TOP_BYTES)
+        if found == -1:
+            return xml[:_TOP_BYTES]
+        end = found + len(paragraph_end)
+    return xml[:end]
+
+
+def _elements(xml: bytes, start: bytes, end: bytes) -> Iterator[bytes]:
+    """Each ``start`` ... ``end`` span of ``xml``, each byte looked at once."""
+    position = 0
+    while (begin := xml.find(start, position)) != -1:
+        close = xml.find(end, begin)
+        if close == -1:
+            return
+        position = close + len(end)
+        yield xml[begin:position]
+
+
+_DOCX_EXTENT = re.compile(rb'<wp:extent\b[^>]*?\bcx="(\d{1,12})"[^>]*?\bcy="(\d{1,12})"')
+_DOCX_BLIP = re.compile(rb'<a:blip\b[^>]*?\br:embed="([^"]{1,100})"')
+_VML_IMAGE = re.compile(rb'<v:imagedata\b[^>]*?\br:id="([^"]{1,100})"')
+_VML_SIZE = re.compile(rb"(width|height):\s*([0-9.]{1,12})\s*(pt|in|cm|mm|px|pc)?", re.I)
+_PAGE_WIDTH_TWIPS = re.compile(rb'<w:pgSz\b[^>]*?\bw:w="(\d{1,9})"')
+_LENGTH_PT = {b"pt": 1.0, b"in": 72.0, b"cm": 72 / 2.54, b"mm": 72 / 25.4, b"px": 0.75,
+              b"pc": 12.0, b"": 0.75}  # fmt: skip
+
+
+def _relationships(zf: zipfile.ZipFile, part: str, max_bytes: int) -> dict[str, str]:
+    """A part's relationships: id -> target part name (relative targets resolved)."""
+    folder, _, name = part.rpartition("/")
+    rels = f"{folder}/_rels/{name}.rels"
+    try:
+        root = _fromstring(read_member(zf, zf.getinfo(rels), max_bytes))
+    except (KeyError, ET.ParseError):
+        return {}  # no pictures Word could show either
+    out: dict[str, str] = {}
+    for rel in root:
+        target, ident = rel.get("Target") or "", rel.get("Id") or ""
+        if rel.get("TargetMode") == "External" or not target or not ident:
+            continue
+        path = target.lstrip("/") if target.startswith("/") else f"{folder}/{target}"
+        out[ident] = posixpath.normpath(path)
+    return out
+
+
+def _docx_pictures(xml: bytes, rels: dict[str, str]) -> Iterator[tuple[str, float, float]]:
+    """(part, width pt, height pt) of each picture in a WordprocessingML fragment:
+    DrawingML (``w:drawing``) and VML (``v:imagedata`` in a ``v:shape``)."""
+    for drawing in _elements(xml, b"<w:drawing", b"</w:drawing>"):
+        extent, blip = _DOCX_EXTENT.search(drawing), _DOCX_BLIP.search(drawing)
+        if extent and blip and blip.group(1).decode("ascii", "replace") in rels:
+            cx, cy = int(extent.group(1)), int(extent.group(2))
+            part = rels[blip.group(1).decode("ascii", "replace")]
+            yield part, cx / _EMU_PER_PT, cy / _EMU_PER_PT
+    for shape in _elements(xml, b"<v:shape", b"</v:shape>"):
+        image = _VML_IMAGE.search(shape)
+        if image is None or image.group(1).decode("ascii", "replace") not in rels:
+            continue
+        head = shape[: shape.find(b">") + 1]
+        size = {m.group(1).lower(): float(m.group(2)) * _LENGTH_PT[m.group(3) or b""]
+                for m in _VML_SIZE.finditer(head)}  # fmt: skip
+        if b"width" in size and b"height" in size:
+            yield rels[image.group(1).decode("ascii", "replace")], size[b"width"], size[b"height"]
+
+
+def docx_stamp_pictures(zf: zipfile.ZipFile, names: list[str], max_bytes: int) -> list[_Picture]:
+    """The stamp-sized pictures at the top of a DOCX's page 1 and in its page headers."""
+    if "word/document.xml" not in names:
+        return []
+    body = read_member(zf, zf.getinfo("word/document.xml"), max_bytes)
+    page = _PAGE_WIDTH_TWIPS.search(body)
+    page_pt = int(page.group(1)) / 20 if page else _DEFAULT_PAGE_PT
+    rels = _relationships(zf, "word/document.xml", max_bytes)
+    found = list(_docx_pictures(_top_of(body, b"</w:p>"), rels))
+    headers = sorted(p for p in set(rels.values()) if re.fullmatch(r"word/header\d*\.xml", p))
+    for header in headers[:6]:
+        if header in names:
+            xml = read_member(zf, zf.getinfo(header), max_bytes)
+            found += _docx_pictures(xml, _relationships(zf, header, max_bytes))
+    return _take_pictures(zf, found, page_pt)
+
+
+_ODF_IMAGE = re.compile(rb'<draw:image\b[^>]*?\bxlink:href="([^"]{1,300})"')
+_ODF_SIZE = re.compile(rb'\bsvg:(width|height)="([0-9.]{1,12})(pt|in|cm|mm|px|pc)?"')
+_ODF_PAGE_WIDTH = re.compile(rb'\bfo:page-width="([0-9.]{1,12})(pt|in|cm|mm|px|pc)?"')
+
+
+def _odf_pictures(xml: bytes) -> Iterator[tuple[str, float, float]]:
+    for frame in _elements(xml, b"<draw:frame", b"</draw:frame>"):
+        image = _ODF_IMAGE.search(frame)
+        if image is None:
+            continue
+        head = frame[: frame.find(b">") + 1]
+        size = {m.group(1): float(m.group(2)) * _LENGTH_PT[m.group(3) or b""]
+                for m in _ODF_SIZE.finditer(head)}  # fmt: skip
+        if b"width" in size and b"height" in size:
+            target = image.group(1).decode("utf-8", "replace").removeprefix("./")
+            yield posixpath.normpath(target), size[b"width"], size[b"height"]
+
+
+def odf_stamp_pictures(zf: zipfile.ZipFile, names: set[str], max_bytes: int) -> list[_Picture]:
+    """The stamp-sized pictures at the top of an ODF text's page 1 and in its page
+    headers (the master pages' ``style:header``)."""
+    content = read_member(zf, zf.getinfo("content.xml"), max_bytes)
+    start = content.find(b"<office:text")
+    if start == -1:
+        return []  # a sheet or a presentation
+    found = list(_odf_pictures(_top_of(content[start:], b"</text:p>")))
+    page_pt = _DEFAULT_PAGE_PT
+    if "styles.xml" in names:
+        styles = read_member(zf, zf.getinfo("styles.xml"), max_bytes)
+        width = _ODF_PAGE_WIDTH.search(styles)
+        if width:
+            page_pt = float(width.group(1)) * _LENGTH_PT[width.group(2) or b""]
+        for header in _elements(styles, b"<style:header", b"</style:header>"):
+            found += _odf_pictures(header)
+    return _take_pictures(zf, found, page_pt)
+
+
+def _take_pictures(
+    zf: zipfile.ZipFile, found: Iterable[tuple[str, float, float]], page_pt: float
+) -> list[_Picture]:
+    out: list[_Picture] = []
+    seen: set[str] = set()
+    for part, width, height in found:
+        if part in seen or not _stamp_sized(width, height, page_pt):
+            continue
+        seen.add(part)
+        try:
+            info = zf.getinfo(part)
+        except KeyError:
+            continue
+        if info.file_size > 20 * 1024 * 1024 or info.flag_bits & 0x1:
+            continue  # not a stamp: a photograph, or nothing a reader shows
+        out.append(_Picture(read_member(zf, info, 20 * 1024 * 1024), width, height))
+        if len(out) >= _MAX_STAMP_PICTURES:
+            break
+    return out
+
+
+def _read_pictures(pictures: list[_Picture], ocr: Ocr) -> list[str]:
+    """OCR of each picture at its laid-out size (see above)."""
+    from PIL import Image, UnidentifiedImageError
+
+    from mailsvc.documents.ocr import without_rules
+
+    out: list[str] = []
+    dpi = ocr.limits.dpi
+    for picture in pictures:
+        try:
+            opened = Image.open(io.BytesIO(picture.data))
+            if opened.width * opened.height > MAX_IMAGE_PIXELS:
+                continue
+            image = opened.convert("RGBA")
+        except (
+            UnidentifiedImageError,
+            OSError,
+            ValueError,
+            SyntaxError,
+            Image.DecompressionBombError,
+        ):
+            continue  # EMF, WMF, damaged: nothing OCR can be given
+        page = Image.new("RGBA", image.size, "white")
+        page.alpha_composite(image)
+        size = (
+            max(1, min(4000, round(picture.width_pt / 72 * dpi))),
+            max(1, min(4000, round(picture.height_pt / 72 * dpi))),
+        )
+        gray = page.convert("L").resize(size, Image.Resampling.LANCZOS)
+        ocr.take_page()
+        read = ocr.read(without_rules(gray), dpi)
+        if read.text.strip():
+            out.append(read.text)
+    return out
 
 
 # ---------------------------------------------------------------- PDF

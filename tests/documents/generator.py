@@ -39,7 +39,7 @@ import pypdfium2 as pdfium
 from docx.enum.text import WD_ALIGN_PARAGRAPH
 from docx.oxml import parse_xml
 from docx.oxml.ns import nsdecls
-from docx.shared import Pt
+from docx.shared import Mm, Pt
 from fpdf import FPDF
 from odf.opendocument import OpenDocumentText
 from odf.style import (
@@ -105,6 +105,13 @@ POSITIONS: dict[str, tuple[str, ...]] = {
     "rotated-page": ("pdf",),  # a page with /Rotate 90
     "image-stamp": ("pdf",),  # the stamp pasted as a picture under the number
     "mail-body": ("body",),  # a line of the mail text above the document
+}
+# Positions added after the corpus was first measured: their documents come last, so that
+# every earlier document keeps its id and content (the scanned corpus picks by both).
+LATE_POSITIONS: dict[str, tuple[str, ...]] = {
+    # the stamp pasted as a picture: under the number, or (every other one) in the page
+    # header, on white or cut out on a transparent background
+    "image-stamp": ("docx", "odt"),
 }
 # How the marking is printed.
 FORMS = ("plain", "boxed", "spaced", "no-diacritics", "split", "label", "label-next-line")
@@ -308,23 +315,30 @@ def corpus() -> list[Doc]:
     types = list(_TYPES)
     levels = list(LEVELS)
     index = 0
-    # positives: every position x format, cycling levels, forms, styles and types
-    for position, fmts in POSITIONS.items():
-        turn = 0  # cycles the forms within the position
-        for fmt in fmts:
-            for k in range(3 if fmt in ("pdf", "docx") else 2):
-                rnd = _rng("pos", position, fmt, k)
-                level = levels[(index + k) % 3]
-                forms = _forms_for(position, level)
-                form = forms[turn % len(forms)]
-                turn += 1
-                style = "party" if (index + k) % 4 == 3 else "state"
-                type_code = "CV" if position == "under-abstract" else types[index % len(types)]
-                if position == "above-heading" and type_code == "CV":
-                    type_code = "QĐ"
-                doc = _base(index, fmt, style, type_code, rnd)
-                docs.append(replace(doc, level=level, position=position, form=form))
-                index += 1
+
+    def positives(positions: dict[str, tuple[str, ...]]) -> None:
+        """Every position x format, cycling levels, forms, styles and types."""
+        nonlocal index
+        for position, fmts in positions.items():
+            turn = 0  # cycles the forms within the position
+            for fmt in fmts:
+                for k in range(3 if fmt in ("pdf", "docx") else 2):
+                    rnd = _rng("pos", position, fmt, k)
+                    level = levels[(index + k) % 3]
+                    forms = _forms_for(position, level)
+                    form = forms[turn % len(forms)]
+                    turn += 1
+                    style = "party" if (index + k) % 4 == 3 else "state"
+                    type_code = types[index % len(types)]
+                    if position == "under-abstract":
+                        type_code = "CV"
+                    if position == "above-heading" and type_code == "CV":
+                        type_code = "QĐ"
+                    doc = _base(index, fmt, style, type_code, rnd)
+                    docs.append(replace(doc, level=level, position=position, form=form))
+                    index += 1
+
+    positives(POSITIONS)
     # every level x form in the most standard place (ô 10a), PDF and DOCX
     for level in levels:
         for form in _forms_for("under-number", level):
@@ -357,6 +371,7 @@ def corpus() -> list[Doc]:
         doc = _base(index, fmt, "party" if k % 3 == 0 else "state", types[k % len(types)], rnd)
         docs.append(doc)
         index += 1
+    positives(LATE_POSITIONS)
     return [_apply_trap(d) for d in docs]
 
 
@@ -667,13 +682,7 @@ def render_pdf(doc: Doc) -> bytes:
                 pdf.cell(50, 10, line, align="C", border=1 if doc.form == "boxed" else 0)
     if doc.position == "image-stamp":
         # a picture of the stamp (as scanned from a rubber stamp) under the number
-        picture = pdfium.PdfDocument(_stamp_pdf(page.stamp, doc.font, doc.form != "plain"))
-        try:
-            bitmap = picture[0].render(scale=200 / 72, grayscale=True).to_pil()
-        finally:
-            picture.close()
-        holder = io.BytesIO()
-        bitmap.save(holder, format="PNG")
+        holder = io.BytesIO(_stamp_png(page.stamp, doc))
         pdf.image(holder, x=30, y=16 + 6.5 * (page.left.index(_number_line(page)) + 1), w=42)
     data = bytes(pdf.output())
     if doc.position in ("annotation", "form-xobject"):
@@ -750,6 +759,25 @@ def _wrap(pdf: FPDF, page: Page, lines: list[str], width: float, size: int) -> l
         if line in page.bold:
             page.bold.update(out[-len(out) :])
     return out
+
+
+def _stamp_png(lines: list[str], doc: Doc) -> bytes:
+    """The stamp as a scanned picture (200 dpi, grey; every other one with a transparent
+    background, as a stamp cut out of a scan is pasted)."""
+    picture = pdfium.PdfDocument(_stamp_pdf(lines, doc.font, doc.form != "plain"))
+    try:
+        bitmap = picture[0].render(scale=200 / 72, grayscale=True).to_pil()
+    finally:
+        picture.close()
+    holder = io.BytesIO()
+    if doc.fmt != "pdf" and _n(doc) % 2:
+        ink = bitmap.convert("L").point(lambda v: 255 - v)  # dark where the ink is
+        cut = Image.new("LA", bitmap.size, 0)
+        cut.putalpha(ink)
+        cut.save(holder, format="PNG")
+    else:
+        bitmap.save(holder, format="PNG")
+    return holder.getvalue()
 
 
 def _stamp_pdf(lines: list[str], font: str, boxed: bool) -> bytes:
@@ -973,7 +1001,14 @@ def render_docx(doc: Doc) -> bytes:
     table = document.add_table(rows=1, cols=2)
     _cell_lines(table.cell(0, 0), page.left, page)
     _cell_lines(table.cell(0, 1), page.right, page)
-    if page.stamp:
+    if page.stamp and doc.position == "image-stamp":
+        picture = io.BytesIO(_stamp_png(page.stamp, doc))
+        if _n(doc) % 2:
+            holder = section.header.paragraphs[0]
+        else:
+            holder = document.add_paragraph()
+        holder.add_run().add_picture(picture, width=Mm(42))
+    elif page.stamp:
         if doc.position == "text-box":
             kind = ("drawing", "vml")[_n(doc) % 2]
         else:
@@ -1005,6 +1040,7 @@ def render_docx(doc: Doc) -> bytes:
 
 def render_odt(doc: Doc) -> bytes:
     from odf.draw import Frame, TextBox
+    from odf.draw import Image as OdfImage
 
     page = page_model(doc)
     document = OpenDocumentText()
@@ -1050,7 +1086,21 @@ def render_odt(doc: Doc) -> bytes:
         row.addElement(cell)
     table.addElement(row)
     document.text.addElement(table)
-    if page.stamp:
+    if page.stamp and doc.position == "image-stamp":
+        png = _stamp_png(page.stamp, doc)
+        width, height = Image.open(io.BytesIO(png)).size
+        href = document.addPicture(f"Pictures/stamp{_n(doc)}.png", "image/png", png)
+        frame = Frame(
+            width="4.2cm", height=f"{4.2 * height / width:.2f}cm", anchortype="paragraph"
+        )
+        frame.addElement(OdfImage(href=href))
+        holder = P()
+        holder.addElement(frame)
+        if _n(doc) % 2:
+            head.addElement(holder)
+        else:
+            document.text.addElement(holder)
+    elif page.stamp:
         frame = Frame(width="4cm", height="1.2cm", x="2cm", y="5cm", anchortype="paragraph")
         box = TextBox()
         for line in page.stamp:

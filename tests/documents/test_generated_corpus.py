@@ -31,9 +31,10 @@ def test_corpus_covers_every_rule() -> None:
     assert len(positives) >= 60 and len(negatives) >= 60
     # every position in every format it exists in, every level, every form, every trap
     seen = {(d.position, d.fmt) for d in positives}
-    for position, fmts in generator.POSITIONS.items():
-        for fmt in fmts:
-            assert (position, fmt) in seen, (position, fmt)
+    for positions in (generator.POSITIONS, generator.LATE_POSITIONS):
+        for position, fmts in positions.items():
+            for fmt in fmts:
+                assert (position, fmt) in seen, (position, fmt)
     assert Counter(d.level for d in positives).keys() == set(generator.LEVELS)
     assert {d.form for d in positives} == set(generator.FORMS)
     assert {d.trap for d in negatives} >= set(generator.TRAPS)
