@@ -186,6 +186,10 @@ def sniff_all(data: bytes, filename: str | None, declared: str) -> tuple[tuple[s
             readings.append((other, 0))
     if not any(_is_container(k) for k, _ in readings):
         readings += appended_archives(data)
+    else:
+        end = container_end(data, kind)
+        if end is not None and end < len(data):
+            readings += _archive_signatures(data, end)
     return tuple(readings)
 
 
@@ -208,11 +212,44 @@ def appended_archives(data: bytes) -> list[tuple[str, int]]:
     found: list[tuple[str, int]] = []
     if _ends_as_zip(data):
         found.append((_sniff_zip(data), 0))
+    return found + _archive_signatures(data, 1)
+
+
+def _archive_signatures(data: bytes, start: int) -> list[tuple[str, int]]:
+    found: list[tuple[str, int]] = []
     for signature, kind in _ARCHIVE_SIGNATURES:
-        at = data.find(signature, 1)
+        at = data.find(signature, start)
         if at > 0:
             found.append((kind, at))
     return found
+
+
+_ZIP_FAMILY = (ZIP, DOCX, XLSX, PPTX)
+_FREE_SECTOR = 0xFFFFFFFF
+
+
+def container_end(data: bytes, kind: str) -> int | None:
+    """Where a ZIP package's or a compound file's own bytes end (None: unknown, or a
+    container of another kind). What follows is no member of it: WinRAR, which does not
+    read compound files, opens a .doc with a RAR after it as that RAR (as it opens a
+    photo with one), so the bytes after the end are searched as a non-container's are;
+    the members are walked as before, and an archive stored as one is not read twice."""
+    if kind in _ZIP_FAMILY or kind.startswith("application/vnd.oasis.opendocument"):
+        record = data.rfind(b"PK\x05\x06", max(0, len(data) - 66_000))
+        if record < 0 or record + 22 > len(data):
+            return None
+        (comment,) = struct.unpack_from("<H", data, record + 20)
+        return min(len(data), record + 22 + comment)
+    if kind in (DOC, OLE):
+        try:
+            with olefile.OleFileIO(data) as ole:
+                used = [i for i, entry in enumerate(ole.fat) if entry != _FREE_SECTOR]
+                size = ole.sectorsize
+        except Exception:  # olefile raises many types on damaged files; read as before
+            return None
+        # sector i starts at (i + 1) * size: the header takes the first sector's room
+        return (max(used) + 2) * size if used else None
+    return None
 
 
 def _is_container(kind: str) -> bool:

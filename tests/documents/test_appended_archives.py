@@ -7,19 +7,30 @@ PDF was read: a TỐI MẬT document in a RAR or 7z after a photo, a PDF or a pr
 ZIP after a photo, went out unread. Each such archive is now read one level down
 (``read as <type> from byte N``), within the same bounds; one that cannot be read is a
 failure like any archive's. Files whose own structure holds other files as they are (an
-archive's members, a compound file's objects) are not searched: their members are read.
+archive's members, a compound file's objects) are searched only after their own end (a
+ZIP package's end record, a compound file's last used sector): WinRAR opens a .doc with a
+RAR after it as that RAR; their members are read as members, once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from mailsvc.documents.extract import ExtractionLimits, extract_message_bytes
-from mailsvc.documents.formats import CORRUPT, ENCRYPTED, TOO_LARGE, appended_archives
+from mailsvc.documents.formats import (
+    CORRUPT,
+    ENCRYPTED,
+    TOO_LARGE,
+    appended_archives,
+    container_end,
+    sniff_all,
+)
+from tests.documents.cfb import legacy_doc_with_object
 from tests.documents.reading import read_parts
 from tests.documents.samples import (
     mail_with_file,
@@ -31,6 +42,8 @@ from tests.documents.samples import (
     make_zip,
 )
 from tests.hostile.damage import DAMAGE_SETTINGS, damaged, edits
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 SECRET = make_docx("BỘ CHỈ HUY QUÂN SỰ TỈNH\nTUYỆT MẬT\nSố: 80/KH-BCH")
 SECRET_TEXT = "TUYỆT MẬT\nSố: 81/BC-BCH".encode()  # stored as it is: no ZIP inside
@@ -138,3 +151,46 @@ def test_damaged_appended_archives_give_text_or_a_failure(
 def test_any_bytes_give_a_list_of_readings(data: bytes) -> None:
     for kind, start in appended_archives(data):
         assert 0 <= start < len(data) and kind
+
+
+LEGACY_DOC = (DATA / "classification/legacy/quy-che-ky-so.doc").read_bytes()
+CONTAINERS = {
+    "doc": (LEGACY_DOC, "quy-che.doc"),  # made by LibreOffice
+    "doc-written": (legacy_doc_with_object("Kính gửi.", "a.txt", b"x"), "to-trinh.doc"),
+    "docx": (make_docx("Kính gửi các đơn vị."), "cong-van.docx"),
+    "zip": (make_zip({"a.txt": b"Danh sach"}), "ho-so.zip"),
+}
+
+
+@pytest.mark.parametrize("container", sorted(CONTAINERS))
+@pytest.mark.parametrize("archive", sorted(ARCHIVES))
+def test_an_archive_after_a_container_is_read(container: str, archive: str) -> None:
+    """WinRAR does not read compound files: it opens a .doc with a RAR after it as that
+    RAR, as it opens a photo with one. After a ZIP package, 7-Zip finds the archive too."""
+    cover, name = CONTAINERS[container]
+    end = container_end(cover, sniff_all(cover, name, "application/octet-stream")[0][0])
+    assert end == len(cover)  # the container's own bytes, to the last one
+    maker, kind = ARCHIVES[archive]
+    both = cover + maker({"bao-cao.txt": SECRET_TEXT})
+    assert secret_places(mail_with_file(both, name)) == [
+        f"attachment 1 > read as {kind} from byte {len(cover)} > member 1"
+    ]
+
+
+def test_an_archive_stored_in_a_container_is_read_once() -> None:
+    """A RAR inserted into a .doc as an object, or stored in a ZIP: read as the member it
+    is, not once more as bytes after the container."""
+    rar = make_rar({"bao-cao.txt": SECRET_TEXT})
+    doc = legacy_doc_with_object("Kính gửi.", "ho-so.rar", rar)
+    assert [r for r in sniff_all(doc, "to-trinh.doc", "application/msword")][1:] == []
+    assert len(secret_places(mail_with_file(doc, "to-trinh.doc"))) == 1
+    stored = make_zip({"ho-so.rar": rar})
+    assert len(secret_places(mail_with_file(stored, "ho-so.zip"))) == 1
+
+
+@given(st.binary(min_size=0, max_size=4096))
+def test_any_container_tail_is_an_offset_or_nothing(tail: bytes) -> None:
+    for cover, name in CONTAINERS.values():
+        kind = sniff_all(cover, name, "application/octet-stream")[0][0]
+        end = container_end(cover + tail, kind)
+        assert end is None or 0 < end <= len(cover) + len(tail)
