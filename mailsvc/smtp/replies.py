@@ -6,6 +6,7 @@ from __future__ import annotations
 from mailsvc.outcome import Accepted, DeferReason, Deferred, Outcome, Refused
 from mailsvc.pipeline.antivirus import ScanResult
 from mailsvc.pipeline.authentication import DmarcOutcome, SpfOutcome
+from mailsvc.pipeline.classification import ClassificationResult
 from mailsvc.verdict import Action, Finding, Verdict
 
 SENDER_OK = "250 2.1.0 OK"
@@ -173,12 +174,37 @@ def for_verdict(verdict: Verdict) -> str:
     if finding.stage == _ORIGIN_STAGE:
         domain = _origin_domain(finding) or "unknown"
         return _one_line(_ORIGIN_REFUSAL.format(domain=domain, detail=finding.detail))
+    if finding.reason == "unreadable-content" and isinstance(finding.payload, ClassificationResult):
+        return _unreadable(finding.payload)
     template = _REFUSALS.get(finding.reason) or _STAGE_DEFAULT.get(finding.stage)
     if template is None:
         return _GENERIC_REFUSAL.format(reason=finding.reason)
     scan = finding.payload
     signature = scan.signature if isinstance(scan, ScanResult) else ""
     return template.format(detail=_one_line(signature or "unknown"))
+
+
+# Why a part could not be read, as the sender can act on it (send it unencrypted, send
+# it again undamaged, smaller, or a clearer scan).
+_UNREADABLE_WHY = {
+    "encrypted": "it is encrypted (nothing here holds its key or password)",
+    "corrupt": "it is damaged",
+    "too-large": "it is too large to inspect",
+    "illegible": "it is a scan with no legible text",
+    "unsupported": "its type cannot be read",
+}
+
+
+def _unreadable(result: ClassificationResult) -> str:
+    """The refusal for parts that could not be read: which part and why, when one kind."""
+    kinds = result.kinds
+    where = result.unreadable[0].location if len(result.unreadable) == 1 else ""
+    part = f"an attachment ({where})" if where else "an attachment"
+    if len(kinds) == 1 and kinds[0] in _UNREADABLE_WHY:
+        line = f"554 5.7.1 Message refused: {part} cannot be read: {_UNREADABLE_WHY[kinds[0]]}"
+    else:
+        line = _REFUSALS["unreadable-content"]
+    return _one_line(line)
 
 
 def _origin_domain(finding: Finding) -> str:

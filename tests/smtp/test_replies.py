@@ -53,3 +53,43 @@ def test_a_virus_refusal_names_the_signature_on_one_line() -> None:
     hostile = refused("antivirus", "virus-found", "", ScanResult(68, "Bad\r\nName"))
     assert hostile == "554 5.7.1 Message refused: virus detected (Bad??Name)"
     assert refused("antivirus", "virus-found", "", None).endswith("(unknown)")
+
+
+def unreadable(*failures: tuple[str, str]) -> str:
+    from mailsvc.documents.extract import ExtractionFailure
+    from mailsvc.pipeline.classification import ClassificationResult
+
+    result = ClassificationResult(
+        matches=(),
+        deciding=None,
+        policy_version="1",
+        message_sha256="0" * 64,
+        unreadable=tuple(
+            ExtractionFailure(loc, kind, "application/pdf", "0" * 64) for loc, kind in failures
+        ),
+    )
+    return refused("classification", "unreadable-content", "", result)
+
+
+def test_an_unreadable_attachment_refusal_says_which_and_why() -> None:
+    """The sender can act on it: send it unencrypted, undamaged, smaller, or a clearer
+    scan (one text for every kind told them nothing)."""
+    assert unreadable(("attachment 2", "encrypted")) == (
+        "554 5.7.1 Message refused: an attachment (attachment 2) cannot be read: it is "
+        "encrypted (nothing here holds its key or password)"
+    )
+    assert unreadable(("attachment 1 > member 3", "corrupt")) == (
+        "554 5.7.1 Message refused: an attachment (attachment 1 > member 3) cannot be read: "
+        "it is damaged"
+    )
+    assert unreadable(("attachment 1", "too-large"), ("attachment 2", "too-large")) == (
+        "554 5.7.1 Message refused: an attachment cannot be read: it is too large to inspect"
+    )
+    assert unreadable(("attachment 1", "illegible")).endswith("a scan with no legible text")
+    # several kinds at once: the one text for all
+    assert unreadable(("attachment 1", "corrupt"), ("attachment 2", "encrypted")) == (
+        "554 5.7.1 Message refused: an attachment cannot be read (damaged, encrypted or "
+        "too large to inspect)"
+    )
+    # a location from a hostile archive's member names stays one printable line
+    assert "\r" not in unreadable(("attachment 1 > \r\nX", "corrupt"))
