@@ -1128,8 +1128,9 @@ def _pdfium_text(
         ocr_pages: list[int] = []
         illegible: list[int] = []
         ocr_images = 0
+        embedded: list[EmbeddedFile] = []
         for index in range(min(count, max_pages)):
-            text = _pdfium_page_text(pdf, index)
+            text = _pdfium_page_text(pdf, index, embedded, max_embedded)
             if ocr is not None and _needs_ocr(pdf, index, text):
                 read = _ocr_page(pdf, index, ocr)
                 ocr_pages.append(index + 1)
@@ -1152,16 +1153,19 @@ def _pdfium_text(
             value = meta.get(key)
             if value:
                 props.append((name, normalize_text(str(value), 4000)))
-        embedded: list[EmbeddedFile] = []
+        on_pages, embedded = embedded, []
         attached = pdf.count_attachments()
-        if attached > _MAX_EMBEDDED:  # not read: the rest would go unchecked
-            raise UnreadableDocument(TOO_LARGE, f"{attached} embedded files")
+        if attached + len(on_pages) > _MAX_EMBEDDED:  # not read: the rest would go unchecked
+            raise UnreadableDocument(TOO_LARGE, f"{attached + len(on_pages)} embedded files")
         for i in range(attached):
             att = pdf.get_attachment(i)
             blob = bytes(att.get_data())
             if len(blob) > max_embedded:  # not skipped: it would go unchecked
                 raise UnreadableDocument(TOO_LARGE, f"embedded file of {len(blob)} bytes")
             embedded.append(EmbeddedFile(name=att.get_name() or f"embedded-{i + 1}", data=blob))
+        # a file both listed and attached to a page (fpdf2 writes both) is one file
+        listed = {(f.name, f.data) for f in embedded}
+        embedded += [f for f in on_pages if (f.name, f.data) not in listed]
     except pdfium.PdfiumError as exc:
         raise UnreadableDocument(CORRUPT, f"PDFium failed: {exc}") from exc
     finally:
@@ -1276,11 +1280,15 @@ def _ocr_page(pdf: Any, index: int, ocr: Ocr) -> Any:
     return ocr.read(image, dpi)
 
 
-def _pdfium_page_text(pdf: Any, index: int) -> str:
+def _pdfium_page_text(
+    pdf: Any, index: int, attached: list[EmbeddedFile] | None = None, max_bytes: int = 0
+) -> str:
     """One page's text. Annotations (stamps, comments) are read too: their /Contents, and
-    their appearance streams by flattening them into the page (in memory only). Text runs on
-    one line that are set far apart (the two header columns of an official document, a stamp
-    beside the date) are separated by a TAB, as the columns of a table are."""
+    their appearance streams by flattening them into the page (in memory only); the files
+    attached to the page as annotations (Acrobat's "Attach File" comment: a paperclip on
+    the page that opens the file) go to ``attached``. Text runs on one line that are set
+    far apart (the two header columns of an official document, a stamp beside the date)
+    are separated by a TAB, as the columns of a table are."""
     import pypdfium2.raw as pdfium_c
 
     page = pdf[index]
@@ -1293,6 +1301,8 @@ def _pdfium_page_text(pdf: Any, index: int) -> str:
         annots = pdfium_c.FPDFPage_GetAnnotCount(page.raw)
         if annots > 0:
             comments = _annotation_contents(page, min(annots, 200))
+            if attached is not None:
+                attached += _annotation_files(pdf, page, annots, max_bytes)
             if pdfium_c.FPDFPage_Flatten(page.raw, pdfium_c.FLAT_PRINT) == pdfium_c.FLATTEN_SUCCESS:
                 page.close()
                 page = pdf[index]
@@ -1328,6 +1338,47 @@ def _annotation_contents(page: Any, count: int) -> list[str]:
                 value = buffer.raw[: size - 2].decode("utf-16-le", "replace")
                 if value.strip():
                     out.append(value)
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annot)
+    return out
+
+
+_MAX_ANNOTATIONS = 10_000  # on one page: more is no document a reader pages through
+
+
+def _annotation_files(pdf: Any, page: Any, count: int, max_bytes: int) -> list[EmbeddedFile]:
+    """The files attached to a page as file attachment annotations (every annotation is
+    looked at: a file after 200 others is still shown by a paperclip). An annotation that
+    names a file outside the PDF holds no bytes and is skipped."""
+    import ctypes
+
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    if count > _MAX_ANNOTATIONS:
+        raise UnreadableDocument(TOO_LARGE, f"{count} annotations on one page")
+    out: list[EmbeddedFile] = []
+    for i in range(count):
+        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, i)
+        if not annot:
+            continue
+        try:
+            if pdfium_c.FPDFAnnot_GetSubtype(annot) != pdfium_c.FPDF_ANNOT_FILEATTACHMENT:
+                continue
+            raw = pdfium_c.FPDFAnnot_GetFileAttachment(annot)
+            if not raw:
+                continue
+            size = ctypes.c_ulong()
+            pdfium_c.FPDFAttachment_GetFile(raw, None, 0, ctypes.byref(size))
+            if not size.value:
+                continue
+            if size.value > max_bytes:  # not skipped: it would go unchecked
+                raise UnreadableDocument(TOO_LARGE, f"attached file of {size.value} bytes")
+            if len(out) >= _MAX_EMBEDDED:
+                raise UnreadableDocument(TOO_LARGE, "more than 50 files attached to a page")
+            attachment = pdfium.PdfAttachment(raw, pdf)
+            name = attachment.get_name() or f"annotation-{i + 1}"
+            out.append(EmbeddedFile(name=name, data=bytes(attachment.get_data())))
         finally:
             pdfium_c.FPDFPage_CloseAnnot(annot)
     return out

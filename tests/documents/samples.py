@@ -66,7 +66,11 @@ def make_pdf(
     keywords: str | None = None,
     subject: str | None = None,
     embed: tuple[str, bytes] | None = None,
+    annotation_file: tuple[str, bytes] | None = None,
 ) -> bytes:
+    """A one-page PDF of ``text``; ``embed`` attaches a file to the document (its
+    EmbeddedFiles), ``annotation_file`` to the page as a file attachment annotation (the
+    paperclip Acrobat's "Attach File" comment puts on the page)."""
     pdf = FPDF(format="A4")
     pdf.add_font("DejaVu", fname=str(FONT))
     pdf.set_font("DejaVu", size=11)
@@ -85,7 +89,43 @@ def make_pdf(
             pdf.ln(4)
     if embed:
         pdf.embed_file(bytes=embed[1], basename=embed[0])
+    if annotation_file:
+        return attach_to_page(bytes(pdf.output()), [annotation_file])
     return bytes(pdf.output())
+
+
+def attach_to_page(
+    carrier: bytes, files: list[tuple[str, bytes]], *, notes_before: int = 0
+) -> bytes:
+    """``carrier`` with ``notes_before`` text annotations, then each file attached to page 1
+    as a file attachment annotation only (as Acrobat's "Attach File" comment does: not in
+    the document's EmbeddedFiles), written by PDFium; an empty file names one outside."""
+    import ctypes
+
+    import pypdfium2
+    import pypdfium2.raw as pdfium_c
+
+    pdf = pypdfium2.PdfDocument(carrier)
+    page = pdf[0]
+    for _ in range(notes_before):
+        note = pdfium_c.FPDFPage_CreateAnnot(page.raw, pdfium_c.FPDF_ANNOT_TEXT)
+        pdfium_c.FPDFPage_CloseAnnot(note)
+    for name, data in files:
+        annot = pdfium_c.FPDFPage_CreateAnnot(page.raw, pdfium_c.FPDF_ANNOT_FILEATTACHMENT)
+        pdfium_c.FPDFAnnot_SetRect(annot, pdfium_c.FS_RECTF(100, 720, 120, 700))
+        wide = ctypes.c_char_p((name + "\0").encode("utf-16-le"))
+        raw = pdfium_c.FPDFAnnot_AddFileAttachment(
+            annot, ctypes.cast(wide, pdfium_c.FPDF_WIDESTRING)
+        )
+        if data:
+            buffer = ctypes.create_string_buffer(data, len(data))
+            assert pdfium_c.FPDFAttachment_SetFile(raw, pdf.raw, buffer, len(data))
+        pdfium_c.FPDFPage_CloseAnnot(annot)
+    page.close()
+    out = io.BytesIO()
+    pdf.save(out)
+    pdf.close()
+    return out.getvalue()
 
 
 def make_docx(
@@ -421,15 +461,18 @@ def _text(spec: dict[str, Any]) -> str:
 def _document(kind: str, spec: dict[str, Any]) -> tuple[bytes, tuple[str, str], str]:
     text = _text(spec)
     if kind == "pdf":
-        embed = None
+        embed = annotation = None
         if "embed_docx" in spec:
             embed = ("phu-luc.docx", make_docx(spec["embed_docx"]))
+        if "annotation_docx" in spec:
+            annotation = ("phu-luc.docx", make_docx(spec["annotation_docx"]))
         data = make_pdf(
             text,
             title=spec.get("title"),
             keywords=spec.get("keywords"),
             subject=spec.get("pdf_subject"),
             embed=embed,
+            annotation_file=annotation,
         )
         return data, PDF_TYPE, spec.get("filename", "van-ban.pdf")
     if kind == "docx":
