@@ -1131,12 +1131,19 @@ def _pdfium_text(
         embedded: list[EmbeddedFile] = []
         for index in range(min(count, max_pages)):
             text = _pdfium_page_text(pdf, index, embedded, max_embedded)
-            if ocr is not None and _needs_ocr(pdf, index, text):
+            why = _needs_ocr(pdf, index, text) if ocr is not None else None
+            if ocr is not None and why == _SCANNED:
                 read = _ocr_page(pdf, index, ocr)
                 ocr_pages.append(index + 1)
                 if not read.legible:
                     illegible.append(index + 1)
                 text = read.text
+            elif ocr is not None and why == _OUTLINED:
+                # what OCR reads beside the few letters there are; a drawing without words
+                # (a chart, an emblem) is no illegible scan
+                read = _ocr_page(pdf, index, ocr, drawn=True)
+                ocr_pages.append(index + 1)
+                text = text + "\n" + read.text
             elif ocr is not None and index == 0:
                 stamps = _ocr_header_images(pdf, ocr)
                 if stamps:
@@ -1245,28 +1252,62 @@ def _ocr_header_images(pdf: Any, ocr: Ocr) -> list[str]:
         page.close()
 
 
-# A page with fewer letters than this in its text layer is a scan when it holds an image.
+# A page with fewer letters than this in its text layer is a scan when it holds an image,
+# and text drawn as outlines when its paths hold curves or many segments (the outline of
+# an O or a diacritic dot is curves, a letter has ten to forty segments; a table's rules
+# and a header's underline are a handful of straight ones): a PDF printed with "text as
+# curves", or converted to outlines by a design program, has no text layer at all while
+# a reader sees every word.
 _SCAN_LETTERS = 20
+_OUTLINE_SEGMENTS = 400
+_OUTLINE_CURVES = 12
+_MAX_PAGE_OBJECTS = 5000  # looked at per page, form XObjects' objects included
 
 
-def _needs_ocr(pdf: Any, index: int, text: str) -> bool:
+_SCANNED = "scanned"
+_OUTLINED = "outlined"
+
+
+def _needs_ocr(pdf: Any, index: int, text: str) -> str | None:
+    """Why a page must be read by OCR (``_SCANNED``: an image, ``_OUTLINED``: text drawn
+    as outlines), or None."""
     if sum(1 for ch in text if ch.isalpha()) >= _SCAN_LETTERS:
-        return False
+        return None
     import pypdfium2.raw as pdfium_c
 
     page = pdf[index]
     try:
-        for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), 5000)):
-            obj = pdfium_c.FPDFPage_GetObject(page.raw, i)
-            if pdfium_c.FPDFPageObj_GetType(obj) == pdfium_c.FPDF_PAGEOBJ_IMAGE:
-                return True
+        pending = [
+            pdfium_c.FPDFPage_GetObject(page.raw, i)
+            for i in range(min(pdfium_c.FPDFPage_CountObjects(page.raw), _MAX_PAGE_OBJECTS))
+        ]
+        seen = segments = curves = 0
+        bezier = pdfium_c.FPDF_SEGMENT_BEZIERTO
+        while pending and seen < _MAX_PAGE_OBJECTS:
+            obj = pending.pop()
+            seen += 1
+            kind = pdfium_c.FPDFPageObj_GetType(obj)
+            if kind == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                return _SCANNED
+            if kind == pdfium_c.FPDF_PAGEOBJ_PATH:
+                count = max(0, pdfium_c.FPDFPath_CountSegments(obj))
+                segments += count
+                if segments >= _OUTLINE_SEGMENTS:
+                    return _OUTLINED  # (so at most that many segments are looked at)
+                for k in range(count if curves < _OUTLINE_CURVES else 0):
+                    segment = pdfium_c.FPDFPath_GetPathSegment(obj, k)
+                    curves += pdfium_c.FPDFPathSegment_GetType(segment) == bezier
+            elif kind == pdfium_c.FPDF_PAGEOBJ_FORM:
+                inner = min(pdfium_c.FPDFFormObj_CountObjects(obj), _MAX_PAGE_OBJECTS - seen)
+                pending += [pdfium_c.FPDFFormObj_GetObject(obj, i) for i in range(max(0, inner))]
     finally:
         page.close()
-    return False
+    return _OUTLINED if curves >= _OUTLINE_CURVES else None
 
 
-def _ocr_page(pdf: Any, index: int, ocr: Ocr) -> Any:
-    """Render one page at the OCR resolution (grey) and read it."""
+def _ocr_page(pdf: Any, index: int, ocr: Ocr, *, drawn: bool = False) -> Any:
+    """Render one page at the OCR resolution (grey) and read it (``drawn``: see
+    ``Ocr.read``)."""
     ocr.take_page()
     dpi = ocr.limits.dpi
     page = pdf[index]
@@ -1277,7 +1318,7 @@ def _ocr_page(pdf: Any, index: int, ocr: Ocr) -> Any:
         image = bitmap.to_pil()
     finally:
         page.close()
-    return ocr.read(image, dpi)
+    return ocr.read(image, dpi, drawn=drawn)
 
 
 def _pdfium_page_text(

@@ -93,10 +93,12 @@ class Ocr:
         self.pages += 1
         _extend_cpu_alarm(self.limits.cpu_per_page_s)
 
-    def read(self, image: Image, dpi: int) -> OcrPage:
-        """Text of one bitmap, lines in reading order, columns separated by TAB."""
+    def read(self, image: Image, dpi: int, *, drawn: bool = False) -> OcrPage:
+        """Text of one bitmap, lines in reading order, columns separated by TAB. ``drawn``:
+        the page is known to hold drawing (a PDF's outlines), so a little ink is not taken
+        for a blank page's specks."""
         gray = image.convert("L")
-        ink = _has_ink(gray)
+        ink = drawn or _has_ink(gray)
         if not ink:
             return OcrPage("", 0, 0.0, False, 0.0)
         data = _pgm(gray)

@@ -94,6 +94,76 @@ def make_pdf(
     return bytes(pdf.output())
 
 
+def outlined_pdf(text: str, *, size: float = 13, rules: int = 0) -> bytes:
+    """A one-page PDF whose text is drawn as glyph outlines (what "print text as curves"
+    or a design program's "create outlines" makes): a reader sees every word, the page has
+    no text layer. ``rules``: that many horizontal table rules drawn as well (a path of
+    four segments each)."""
+    from fontTools.pens.basePen import BasePen
+    from fontTools.ttLib import TTFont
+
+    from tests.signatures.pki import pdf_from_objects
+
+    class Pen(BasePen):
+        def __init__(self, glyphs: Any, scale: float, x: float, y: float) -> None:
+            super().__init__(glyphs)
+            self.ops: list[str] = []
+            self.place = (scale, x, y)
+
+        def _xy(self, pt: tuple[float, float]) -> str:
+            scale, x, y = self.place
+            return f"{pt[0] * scale + x:.2f} {pt[1] * scale + y:.2f}"
+
+        def _moveTo(self, pt: tuple[float, float]) -> None:
+            self.ops.append(f"{self._xy(pt)} m")
+
+        def _lineTo(self, pt: tuple[float, float]) -> None:
+            self.ops.append(f"{self._xy(pt)} l")
+
+        def _curveToOne(self, p1: Any, p2: Any, p3: Any) -> None:
+            self.ops.append(f"{self._xy(p1)} {self._xy(p2)} {self._xy(p3)} c")
+
+        def _qCurveToOne(self, p1: Any, p2: Any) -> None:  # TrueType: quadratic to cubic
+            p0 = self._getCurrentPoint()
+            c1 = (p0[0] + 2 / 3 * (p1[0] - p0[0]), p0[1] + 2 / 3 * (p1[1] - p0[1]))
+            c2 = (p2[0] + 2 / 3 * (p1[0] - p2[0]), p2[1] + 2 / 3 * (p1[1] - p2[1]))
+            self._curveToOne(c1, c2, p2)
+
+        def _closePath(self) -> None:
+            self.ops.append("h")
+
+    font = TTFont(str(FONT))
+    glyphs, cmap = font.getGlyphSet(), font.getBestCmap()
+    scale = size / font["head"].unitsPerEm
+    ops = ["0 g"]
+    y = 780.0
+    for line in text.split("\n"):
+        x = 60.0
+        for ch in line:
+            name = cmap.get(ord(ch))
+            if name is None:
+                x += size / 2
+                continue
+            pen = Pen(glyphs, scale, x, y)
+            glyphs[name].draw(pen)
+            if pen.ops:
+                ops += [*pen.ops, "f"]
+            x += font["hmtx"][name][0] * scale
+        y -= size * 1.6
+    for k in range(rules):
+        ops.append(f"60 {y - 20 * k:.2f} 475 0.5 re f")
+    content = "\n".join(ops).encode()
+    return pdf_from_objects(
+        [
+            b"<< /Type /Catalog /Pages 2 0 R >>",
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R "
+            b"/Resources << >> >>",
+            b"<< /Length %d >>\nstream\n" % len(content) + content + b"\nendstream",
+        ]
+    )
+
+
 def attach_to_page(
     carrier: bytes, files: list[tuple[str, bytes]], *, notes_before: int = 0
 ) -> bytes:
@@ -460,6 +530,8 @@ def _text(spec: dict[str, Any]) -> str:
 
 def _document(kind: str, spec: dict[str, Any]) -> tuple[bytes, tuple[str, str], str]:
     text = _text(spec)
+    if kind == "pdf" and spec.get("outlined"):
+        return outlined_pdf(text), PDF_TYPE, spec.get("filename", "van-ban.pdf")
     if kind == "pdf":
         embed = annotation = None
         if "embed_docx" in spec:
