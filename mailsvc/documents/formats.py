@@ -877,6 +877,7 @@ def odf_text(
 _TOP_PARAGRAPHS = 15
 _TOP_BYTES = 512 * 1024  # of the body's XML looked at for those paragraphs
 _MAX_STAMP_PICTURES = 3
+_MAX_PICTURE_BYTES = 20 * 1024 * 1024
 _EMU_PER_PT = 12700
 _DEFAULT_PAGE_PT = 595.0  # A4
 
@@ -1032,9 +1033,8 @@ def _take_pictures(
             info = zf.getinfo(part)
         except KeyError:
             continue
-        if info.file_size > 20 * 1024 * 1024 or info.flag_bits & 0x1:
-            continue  # not a stamp: a photograph, or nothing a reader shows
-        out.append(_Picture(read_member(zf, info, 20 * 1024 * 1024), width, height))
+        # a stamp-sized picture too large to read is not skipped: it would go unread
+        out.append(_Picture(read_member(zf, info, _MAX_PICTURE_BYTES), width, height))
         if len(out) >= _MAX_STAMP_PICTURES:
             break
     return out
@@ -1049,18 +1049,15 @@ def _read_pictures(pictures: list[_Picture], ocr: Ocr) -> list[str]:
     out: list[str] = []
     dpi = ocr.limits.dpi
     for picture in pictures:
+        Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
         try:
             opened = Image.open(io.BytesIO(picture.data))
             if opened.width * opened.height > MAX_IMAGE_PIXELS:
-                continue
+                raise UnreadableDocument(TOO_LARGE, f"picture of {opened.width}x{opened.height}")
             image = opened.convert("RGBA")
-        except (
-            UnidentifiedImageError,
-            OSError,
-            ValueError,
-            SyntaxError,
-            Image.DecompressionBombError,
-        ):
+        except Image.DecompressionBombError as exc:
+            raise UnreadableDocument(TOO_LARGE, f"picture too large: {exc}") from exc
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             continue  # EMF, WMF, damaged: nothing OCR can be given
         page = Image.new("RGBA", image.size, "white")
         page.alpha_composite(image)

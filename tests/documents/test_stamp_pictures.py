@@ -171,3 +171,20 @@ def test_a_vml_picture_is_read() -> None:
     )
     text = read_docx(_replace_member(package, "word/document.xml", body[:start] + vml + body[end:]))
     assert text.ocr_images == 1 and "TỐI MẬT" in text.text
+
+
+def test_a_stamp_sized_picture_too_large_to_read_is_too_large() -> None:
+    """Skipping it would leave its stamp unread: a PNG that claims 10,000 x 10,000 pixels
+    (a decompression bomb's header) laid out as a stamp makes the document unreadable."""
+    import struct
+    import zlib
+
+    from mailsvc.documents.formats import TOO_LARGE, UnreadableDocument
+
+    png = bytearray(stamp_png())
+    header = struct.pack(">II", 10_000, 10_000) + bytes(png[24:29])
+    png[16:29] = header
+    png[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    with pytest.raises(UnreadableDocument) as caught:
+        read_docx(_replace_member(docx_with([(stamp_png(), 42)]), "word/media/image1.png", png))
+    assert caught.value.kind == TOO_LARGE
