@@ -1040,8 +1040,42 @@ def _take_pictures(
     return out
 
 
+# An Enhanced Metafile (a picture Word pastes with "Paste Special > Picture (Enhanced
+# Metafile)", a stamp copied from another document among them) draws its text with text
+# records, which are read as they are (MS-EMF 2.3.5.8: EMR_EXTTEXTOUTW's string, UTF-16;
+# EMR_EXTTEXTOUTA's, 8-bit): Pillow cannot draw an EMF here for OCR. Text given as glyph
+# indices (ETO_GLYPH_INDEX) names no characters and is not read.
+_EMR_EOF, _EMR_EXTTEXTOUTA, _EMR_EXTTEXTOUTW = 14, 83, 84
+_ETO_GLYPH_INDEX = 0x10
+_MAX_EMF_RECORDS = 200_000
+
+
+def emf_text(data: bytes) -> str:
+    """The text an Enhanced Metafile's text records draw, one record a line ("" when
+    ``data`` is no EMF)."""
+    if len(data) < 88 or data[:4] != b"\x01\x00\x00\x00" or data[40:44] != b" EMF":
+        return ""
+    lines: list[str] = []
+    offset = 0
+    for _ in range(_MAX_EMF_RECORDS):
+        if offset + 8 > len(data):
+            break
+        kind, size = struct.unpack_from("<II", data, offset)
+        if size < 8 or size % 4 or offset + size > len(data) or kind == _EMR_EOF:
+            break
+        if kind in (_EMR_EXTTEXTOUTA, _EMR_EXTTEXTOUTW) and size >= 76:
+            chars, start, options = struct.unpack_from("<III", data, offset + 44)
+            wide = kind == _EMR_EXTTEXTOUTW
+            end = start + chars * (2 if wide else 1)
+            if not options & _ETO_GLYPH_INDEX and 0 < start and end <= size:
+                raw = data[offset + start : offset + end]
+                lines.append(raw.decode("utf-16-le" if wide else "cp1258", "replace"))
+        offset += size
+    return "\n".join(line for line in lines if line.strip())
+
+
 def _read_pictures(pictures: list[_Picture], ocr: Ocr) -> list[str]:
-    """OCR of each picture at its laid-out size (see above)."""
+    """OCR of each picture at its laid-out size (see above); an EMF's text records."""
     from PIL import Image, UnidentifiedImageError
 
     from mailsvc.documents.ocr import without_rules
@@ -1058,7 +1092,10 @@ def _read_pictures(pictures: list[_Picture], ocr: Ocr) -> list[str]:
         except Image.DecompressionBombError as exc:
             raise UnreadableDocument(TOO_LARGE, f"picture too large: {exc}") from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-            continue  # EMF, WMF, damaged: nothing OCR can be given
+            text = emf_text(picture.data)  # an EMF's text; WMF, damaged: nothing to read
+            if text:
+                out.append(text)
+            continue
         page = Image.new("RGBA", image.size, "white")
         page.alpha_composite(image)
         size = (

@@ -20,6 +20,8 @@ import zipfile
 import docx
 import pytest
 from docx.shared import Mm
+from hypothesis import given
+from hypothesis import strategies as st
 from odf.draw import Frame
 from odf.draw import Image as OdfImage
 from odf.opendocument import OpenDocumentText
@@ -188,3 +190,56 @@ def test_a_stamp_sized_picture_too_large_to_read_is_too_large() -> None:
     with pytest.raises(UnreadableDocument) as caught:
         read_docx(_replace_member(docx_with([(stamp_png(), 42)]), "word/media/image1.png", png))
     assert caught.value.kind == TOO_LARGE
+
+
+def emf(*texts: str, glyph_indices: bool = False) -> bytes:
+    """An Enhanced Metafile drawing each text with EMR_EXTTEXTOUTW (MS-EMF 2.3.5.8), as
+    Word's "Paste Special > Picture (Enhanced Metafile)" of a stamp keeps it."""
+    import struct
+
+    records = []
+    for text in texts:
+        chars = text.encode("utf-16-le")
+        string = chars + bytes(-len(chars) % 4)
+        dx = struct.pack(f"<{len(text)}I", *([20] * len(text)))
+        size = 76 + len(string) + len(dx)
+        options = 0x10 if glyph_indices else 0
+        records.append(
+            struct.pack("<II4i", 84, size, 0, 0, 400, 100)
+            + struct.pack("<Iff", 1, 1.0, 1.0)
+            + struct.pack(
+                "<2iIII4iI", 10, 60, len(text), 76, options, 0, 0, 400, 100, 76 + len(string)
+            )
+            + string
+            + dx
+        )
+    eof = struct.pack("<IIIII", 14, 20, 0, 16, 20)
+    total = 88 + sum(len(r) for r in records) + len(eof)
+    header = (
+        struct.pack("<II4i4i", 1, 88, 0, 0, 400, 100, 0, 0, 10000, 3000)
+        + b" EMF"
+        + struct.pack("<IIIHHIIIii", 0x10000, total, len(records) + 2, 1, 0, 0, 0, 0, 1920, 1080)
+        + struct.pack("<ii", 508, 286)
+    )
+    assert len(header) == 88
+    return header + b"".join(records) + eof
+
+
+@pytest.mark.parametrize("glyph_indices", [False, True])
+def test_a_stamp_pasted_as_an_enhanced_metafile_is_read(glyph_indices: bool) -> None:
+    """Pillow cannot draw an EMF here; its text records say what it shows (text given as
+    glyph indices names no characters and is not read)."""
+    picture = emf("TỐI MẬT", glyph_indices=glyph_indices)
+    data = _replace_member(docx_with([(stamp_png(), 42)]), "word/media/image1.png", picture)
+    text = read_docx(data)
+    assert ("TỐI MẬT" in text.text) is not glyph_indices
+    assert text.ocr_images == (0 if glyph_indices else 1)
+
+
+@given(st.binary(max_size=2000))
+def test_any_records_after_an_emf_header_give_text_or_nothing(tail: bytes) -> None:
+    from mailsvc.documents.formats import emf_text
+
+    header = emf("TỐI MẬT")[:88]
+    assert isinstance(emf_text(header + tail), str)
+    assert emf_text(tail) == "" or tail.startswith(b"\x01\x00\x00\x00")
