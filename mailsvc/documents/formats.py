@@ -1375,9 +1375,9 @@ def _pdfium_page_text(
             page.set_rotation(0)
         annots = pdfium_c.FPDFPage_GetAnnotCount(page.raw)
         if annots > 0:
-            comments = _annotation_contents(page, min(annots, 200))
+            comments, files = _annotations(pdf, page, annots, max_bytes)
             if attached is not None:
-                attached += _annotation_files(pdf, page, annots, max_bytes)
+                attached += files
             if pdfium_c.FPDFPage_Flatten(page.raw, pdfium_c.FLAT_PRINT) == pdfium_c.FLATTEN_SUCCESS:
                 page.close()
                 page = pdf[index]
@@ -1393,38 +1393,17 @@ def _pdfium_page_text(
     return text
 
 
-def _annotation_contents(page: Any, count: int) -> list[str]:
-    import ctypes
-
-    import pypdfium2.raw as pdfium_c
-
-    out: list[str] = []
-    for i in range(count):
-        annot = pdfium_c.FPDFPage_GetAnnot(page.raw, i)
-        if not annot:
-            continue
-        try:
-            size = pdfium_c.FPDFAnnot_GetStringValue(annot, b"Contents", None, 0)
-            if size > 2:
-                buffer = ctypes.create_string_buffer(size)
-                pdfium_c.FPDFAnnot_GetStringValue(
-                    annot, b"Contents", ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)), size
-                )
-                value = buffer.raw[: size - 2].decode("utf-16-le", "replace")
-                if value.strip():
-                    out.append(value)
-        finally:
-            pdfium_c.FPDFPage_CloseAnnot(annot)
-    return out
-
-
+_MAX_COMMENTS = 200  # annotations whose comments (/Contents) are read, per page
 _MAX_ANNOTATIONS = 10_000  # on one page: more is no document a reader pages through
 
 
-def _annotation_files(pdf: Any, page: Any, count: int, max_bytes: int) -> list[EmbeddedFile]:
-    """The files attached to a page as file attachment annotations (every annotation is
-    looked at: a file after 200 others is still shown by a paperclip). An annotation that
-    names a file outside the PDF holds no bytes and is skipped."""
+def _annotations(
+    pdf: Any, page: Any, count: int, max_bytes: int
+) -> tuple[list[str], list[EmbeddedFile]]:
+    """The comments (/Contents) of a page's first 200 annotations, and the files attached
+    to it as file attachment annotations, looked for in every annotation (a file after
+    200 others is still shown by a paperclip). An attachment annotation that names a file
+    outside the PDF holds no bytes and is skipped."""
     import ctypes
 
     import pypdfium2 as pdfium
@@ -1432,31 +1411,43 @@ def _annotation_files(pdf: Any, page: Any, count: int, max_bytes: int) -> list[E
 
     if count > _MAX_ANNOTATIONS:
         raise UnreadableDocument(TOO_LARGE, f"{count} annotations on one page")
-    out: list[EmbeddedFile] = []
+    comments: list[str] = []
+    files: list[EmbeddedFile] = []
     for i in range(count):
         annot = pdfium_c.FPDFPage_GetAnnot(page.raw, i)
         if not annot:
             continue
         try:
+            size = 0
+            if i < _MAX_COMMENTS:
+                size = pdfium_c.FPDFAnnot_GetStringValue(annot, b"Contents", None, 0)
+            if size > 2:
+                buffer = ctypes.create_string_buffer(size)
+                pdfium_c.FPDFAnnot_GetStringValue(
+                    annot, b"Contents", ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)), size
+                )
+                value = buffer.raw[: size - 2].decode("utf-16-le", "replace")
+                if value.strip():
+                    comments.append(value)
             if pdfium_c.FPDFAnnot_GetSubtype(annot) != pdfium_c.FPDF_ANNOT_FILEATTACHMENT:
                 continue
             raw = pdfium_c.FPDFAnnot_GetFileAttachment(annot)
             if not raw:
                 continue
-            size = ctypes.c_ulong()
-            pdfium_c.FPDFAttachment_GetFile(raw, None, 0, ctypes.byref(size))
-            if not size.value:
+            length = ctypes.c_ulong()
+            pdfium_c.FPDFAttachment_GetFile(raw, None, 0, ctypes.byref(length))
+            if not length.value:
                 continue
-            if size.value > max_bytes:  # not skipped: it would go unchecked
-                raise UnreadableDocument(TOO_LARGE, f"attached file of {size.value} bytes")
-            if len(out) >= _MAX_EMBEDDED:
+            if length.value > max_bytes:  # not skipped: it would go unchecked
+                raise UnreadableDocument(TOO_LARGE, f"attached file of {length.value} bytes")
+            if len(files) >= _MAX_EMBEDDED:
                 raise UnreadableDocument(TOO_LARGE, "more than 50 files attached to a page")
             attachment = pdfium.PdfAttachment(raw, pdf)
             name = attachment.get_name() or f"annotation-{i + 1}"
-            out.append(EmbeddedFile(name=name, data=bytes(attachment.get_data())))
+            files.append(EmbeddedFile(name=name, data=bytes(attachment.get_data())))
         finally:
             pdfium_c.FPDFPage_CloseAnnot(annot)
-    return out
+    return comments, files
 
 
 # A gap wider than this many times the height of the character before it separates columns.
