@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from mailsvc.outbound.queue import count_by_state
 from mailsvc.register.models import RegisterDocument
 from tests.e2e.conftest import RunningServer, build_app, prepare_home, wait_for
 from tests.e2e.test_smtp_core import fetch_inbox, make_message, send
+from tests.ports import unused_port
 from tests.signatures.pki import (
     AGENCY_CODE,
     AGENCY_DOMAIN,
@@ -82,9 +82,7 @@ class Pair:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return unused_port()  # not an ephemeral port: see tests/ports.py
 
 
 def _seed(db_url: str, own: tuple[str, str, str], other: tuple[str, str, str], pin: str) -> None:

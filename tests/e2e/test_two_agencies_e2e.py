@@ -38,7 +38,6 @@ from mailsvc.passwords import hash_password
 from mailsvc.register.models import RegisterDocument
 from mailsvc.time import VIETNAM
 from tests.e2e.conftest import PASSWORD, RunningServer, build_app, prepare_home, wait_for
-from tests.e2e.test_exchange_e2e import _free_port
 from tests.e2e.test_smtp_core import fetch_inbox, make_message
 from tests.signatures.pki import (
     AGENCY_CODE,
@@ -71,7 +70,6 @@ retry_minutes = [0.005]
 class Agencies:
     a: RunningServer
     b: RunningServer
-    b_port: int
     apps: list[App]
 
     async def stop_b(self) -> None:
@@ -79,10 +77,27 @@ class Agencies:
         await self.b.app.stop()
 
     async def restart_b(self) -> None:
-        app = build_app(self.b.home, listen={"smtp": f"127.0.0.1:{self.b_port}"})
+        """B again, on a port of its own (the old one may be taken by now), and A's
+        directory told the new route, as an administrator would."""
+        app = build_app(self.b.home)
         self.apps.append(app)
         await app.start()
         self.b = RunningServer(app, self.b.home)
+        _route(self.a, B_CODE, self.b)
+
+
+# Each agency listens on a port the system gives it and is told the other's afterwards:
+# ports picked free before the services started were sometimes taken meanwhile by another
+# test's process (address already in use).
+_NO_ROUTE_YET = "127.0.0.1:9"
+
+
+def _route(server: RunningServer, code: str, peer: RunningServer) -> None:
+    host, port = peer.addr("smtp")
+    with server.app.sessions.begin() as session:
+        agency = session.scalars(select(Agency).where(Agency.code == code)).one()
+        agency.route = f"{host}:{port}"
+    server.app.directory.refresh()
 
 
 def _seed(db_url: str, own: tuple[str, str, str], other: tuple[str, str, str, str]) -> None:
@@ -144,7 +159,6 @@ def _mailbox(server: RunningServer, address: str, role: str) -> None:
 @pytest.fixture
 async def agencies(service_home: Path, db_url: str, other_db_url: str) -> AsyncIterator[Agencies]:
     base = service_home.parent
-    port_a, port_b = _free_port(), _free_port()
     home_a = _home(base, "a", db_url, A_DOMAIN)
     home_b = _home(base, "b", other_db_url, B_DOMAIN)
     (base / "peers.pem").write_bytes(
@@ -153,25 +167,27 @@ async def agencies(service_home: Path, db_url: str, other_db_url: str) -> AsyncI
     _seed(
         db_url,
         (AGENCY_CODE, AGENCY_NAME, A_DOMAIN),
-        (B_CODE, OTHER_AGENCY_NAME, B_DOMAIN, f"127.0.0.1:{port_b}"),
+        (B_CODE, OTHER_AGENCY_NAME, B_DOMAIN, _NO_ROUTE_YET),
     )
     _seed(
         other_db_url,
         (B_CODE, OTHER_AGENCY_NAME, B_DOMAIN),
-        (AGENCY_CODE, AGENCY_NAME, A_DOMAIN, f"127.0.0.1:{port_a}"),
+        (AGENCY_CODE, AGENCY_NAME, A_DOMAIN, _NO_ROUTE_YET),
     )
     apps: list[App] = []
     try:
-        for home, port in ((home_a, port_a), (home_b, port_b)):
-            app = build_app(home, listen={"smtp": f"127.0.0.1:{port}"})
+        for home in (home_a, home_b):
+            app = build_app(home)
             apps.append(app)
             await app.start()
         a, b = RunningServer(apps[0], home_a), RunningServer(apps[1], home_b)
+        _route(a, B_CODE, b)
+        _route(b, AGENCY_CODE, a)
         _pin_key(a, B_CODE, public_key_value((home_b / "dkim/private.pem").read_bytes()))
         _pin_key(b, AGENCY_CODE, public_key_value((home_a / "dkim/private.pem").read_bytes()))
         _mailbox(a, A_OFFICIAL, "official")
         _mailbox(b, B_CLERK, "clerk")
-        yield Agencies(a, b, port_b, apps)
+        yield Agencies(a, b, apps)
     finally:
         for app in reversed(apps):
             await app.stop()

@@ -29,6 +29,7 @@ from mailsvc.config import PasswordSection
 from mailsvc.db.models import Mailbox
 from mailsvc.passwords import hash_password
 from tests.e2e.conftest import DOMAIN, PASSWORD, client_tls
+from tests.ports import unused_port
 
 CLERK = f"vanthu@{DOMAIN}"
 SENDER = "cv@sender.example.vn"
@@ -365,9 +366,7 @@ class PgCluster:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return unused_port()  # not an ephemeral port: see tests/ports.py
 
 
 @pytest.fixture(scope="session")

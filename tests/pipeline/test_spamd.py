@@ -21,15 +21,14 @@ from mailsvc.pipeline.spamd import SpamdScore, SpamdStage
 from mailsvc.policy.pipeline import load_pipeline_policy
 from mailsvc.policy.spam import load_spam_policy
 from mailsvc.verdict import Action, Status
+from tests.ports import unused_port
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return unused_port()  # not an ephemeral port: see tests/ports.py
 
 
 @pytest.fixture(scope="module")
