@@ -32,6 +32,7 @@ from mailsvc.adapters.clamd_daemon import (
 from mailsvc.errors import DependencyError
 from mailsvc.runtime import runtime_dir
 from tests.clamd_fixture import ClamdService
+from tests.ports import unused_port
 
 
 async def wait_for(check: Callable[[], Awaitable[bool]], timeout: float = 20.0) -> None:
@@ -248,9 +249,7 @@ async def test_clamd_hanging_up_or_talking_nonsense() -> None:
 
 
 async def test_tcp_and_unix_listeners_of_a_managed_clamd(short_dir: Path) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = unused_port()  # clamd binds it later: not an ephemeral port (tests/ports.py)
     daemon = ClamdDaemon(short_dir, tcp=f"127.0.0.1:{port}", limits=ClamdLimits.for_stream(1 << 20))
     await daemon.start()
     try:

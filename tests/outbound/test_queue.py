@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +30,7 @@ from mailsvc.outbound.mailer import FailedMessage, Mailer, SmtpRelay
 from mailsvc.outbound.models import FAILED, QUEUED, SENT, OutboundMessage
 from mailsvc.outbound.queue import RetryPolicy, enqueue
 from tests.e2e.conftest import wait_for
+from tests.ports import unused_port
 from tests.transactions import count_transactions
 
 FAST = RetryPolicy(
@@ -74,9 +74,7 @@ class Sink:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return unused_port()  # not an ephemeral port: see tests/ports.py
 
 
 async def start_sink(port: int, sink: Sink) -> asyncio.Server:
