@@ -39,6 +39,12 @@ def test_stuffing_rules() -> None:
     assert stuff(b"") == b".\r\n"
     assert crlf(b"bare\nlf\n.x") == b"bare\r\nlf\r\n.x\r\n"  # what BDAT sends: no stuffing
     assert crlf(b"") == b""
+    # one bare LF among many CRLFs is found and mended; CRs alone are left as they are
+    many = b"line\r\n" * 5000
+    assert crlf(many + b"bare\n" + many) == many + b"bare\r\n" + many
+    assert crlf(b"a\r\r\nb\n\rc\r\n") == b"a\r\r\nb\r\n\rc\r\n"
+    assert crlf(b"\n") == b"\r\n"
+    assert crlf(many) is many  # already CRLF: the same bytes, not copied
     assert folder_address("a.b@x.vn", "Junk") == "a.b+Junk@x.vn"
     assert folder_address("a.b@x.vn", "INBOX") == "a.b@x.vn"
     for bad in ("../x", "a b", "x@y", "", "a+b"):
