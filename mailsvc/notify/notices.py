@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
 import logging
 import secrets
@@ -25,7 +26,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.charset import QP, Charset
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -89,11 +89,12 @@ LEGACY_SMTP = compat32.clone(linesep="\r\n")
 
 
 def _text_part(text: str, subtype: str) -> MIMENonMultipart:
-    """A text part in UTF-8, quoted-printable (readable in the raw message)."""
-    charset = Charset("utf-8")
-    charset.body_encoding = QP
-    part = MIMENonMultipart("text", subtype)
-    part.set_payload(text, charset)
+    """A text part in UTF-8, quoted-printable (readable in the raw message), encoded by
+    binascii (C) rather than the email package's quoprimime (Python, a byte at a time:
+    0.1 ms of each notice's two parts)."""
+    part = MIMENonMultipart("text", subtype, charset="utf-8")
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(text.encode("utf-8"), istext=True).decode("ascii"))
     del part["MIME-Version"]
     return part
 
@@ -157,14 +158,13 @@ class NoticeComposer:
     def render(self, template: str, values: dict[str, Any]) -> str:
         return self.env.get_template(template).render(values)
 
-    def status_message(self, notice: StatusNotice) -> bytes:
+    def template_values(self, notice: StatusNotice) -> dict[str, Any]:
+        """What the notice's two templates (text, HTML) are rendered with."""
         code = notice.status_code
-        heading = HEADINGS[code]
-        subject = one_line(notice.subject)
-        values = {
+        return {
             "sender": notice.recipient,
-            "heading": heading,
-            "subject": subject,
+            "heading": HEADINGS[code],
+            "subject": one_line(notice.subject),
             "message_id": notice.message_id,
             "number_notation": notice.number_notation,
             "time_label": "Thời điểm nhận" if code in ("01", "02", "03") else "Thời điểm",
@@ -175,6 +175,11 @@ class NoticeComposer:
             "reason": notice.reason,
             "hostname": self.hostname,
         }
+
+    def status_message(self, notice: StatusNotice) -> bytes:
+        code = notice.status_code
+        values = self.template_values(notice)
+        heading, subject = values["heading"], values["subject"]
         status = {
             "message_id": notice.message_id,
             "number_notation": notice.number_notation,

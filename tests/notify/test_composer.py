@@ -1,0 +1,47 @@
+"""The notice's text parts (mailsvc.notify.notices): quoted-printable UTF-8 that reads back
+as exactly the rendered text, in lines a mail system carries unchanged."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime
+from pathlib import Path
+
+from mailsvc.app import templates_dir
+from mailsvc.config import Settings
+from mailsvc.notify.notices import NoticeComposer, StatusNotice
+from mailsvc.time import VIETNAM
+
+
+def test_text_parts_read_back_as_rendered(tmp_path: Path) -> None:
+    composer = NoticeComposer(
+        templates_dir(Settings(home=tmp_path)) / "notices",
+        hostname="mail.stttt.daknong.gov.vn",
+        domain="stttt.daknong.gov.vn",
+    )
+    notice = StatusNotice(
+        recipient="vanthu@stc.daknong.gov.vn",
+        status_code="05",
+        message_id="<35@stc.daknong.gov.vn>",
+        subject="V/v gửi Quyết định số 12/2026/QĐ-UBND = dự thảo. " * 3,
+        time=datetime(2026, 12, 7, 9, 30, tzinfo=VIETNAM),
+        incoming_number="12",
+        number_notation="12/2026/QĐ-UBND",
+        reason="Văn bản có chữ ký số không hợp lệ.\n.\nTừ chối tiếp nhận.  ",
+    )
+    raw = composer.status_message(notice)
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n")), "lines of at most 76 + CRLF"
+    assert b"\n" not in raw.replace(b"\r\n", b""), "CRLF line ends only"
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = {p.get_content_subtype(): p for p in msg.walk() if p.get_content_maintype() == "text"}
+    for subtype, template in (("plain", "notice.txt.j2"), ("html", "notice.html.j2")):
+        part = parts[subtype]
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert part.get_content_charset() == "utf-8"
+        text = part.get_payload(decode=True).decode("utf-8")
+        assert "Quyết định số 12/2026/QĐ-UBND = dự thảo." in text
+        assert "Từ chối tiếp nhận." in text
+        # the line ends are the message's (CRLF); the characters are the rendered text's
+        expected = composer.render(template, composer.template_values(notice))
+        assert text.replace("\r\n", "\n") == expected
