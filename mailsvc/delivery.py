@@ -102,6 +102,17 @@ class Annotations:
         self.entries.extend(other.entries)
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The parts of an acceptance's rows known before its transaction."""
+
+    key: str  # message_key
+    folder: str
+    remote: frozenset[str]  # recipients the submission relays elsewhere
+    summary: dict[str, Any]  # the verdict's summary (the verdict column)
+    blocks: dict[str, str]  # recipient -> trace and check header fields
+
+
 class Recorder(Protocol):
     """Writes what a message means into the acceptance transaction (never commits).
 
@@ -309,7 +320,7 @@ class Acceptance:
         self._check_room(len(msg.raw))
         created = self._prepare(msg, verdict)
         try:
-            return self._commit(msg, verdict)
+            return self._commit(msg, verdict, self._rows(msg, verdict))
         except BaseException:
             if created and self._blobs_in_use[msg.sha256] == 1:
                 self._remove_blob(msg.sha256)
@@ -343,8 +354,21 @@ class Acceptance:
             self.blobs.path_for(digest).unlink()
             log.info("removed blob %s of a message that was not accepted", digest[:12])
 
+    def _rows(self, msg: InboundMessage, verdict: Verdict) -> _Rows:
+        """What the transaction writes that needs no database: worked out before it, so
+        the write lock is held for the statements only (on SQLite every acceptance
+        waits for it in turn)."""
+        remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
+        return _Rows(
+            key=message_key(msg),
+            folder=JUNK if verdict.action is Action.QUARANTINE else "INBOX",
+            remote=frozenset(remote),
+            summary=verdict.summary(),
+            blocks={r: self._header_block(msg, verdict, r) for r in msg.rcpt_tos},
+        )
+
     def _commit(
-        self, msg: InboundMessage, verdict: Verdict
+        self, msg: InboundMessage, verdict: Verdict, rows: _Rows
     ) -> tuple[list[MessageRecord], bool, list[Entry], bool, list[tuple[int, datetime]]]:
         """The rows for each recipient, whether they are new, the register entries made,
         whether a receipt was queued, and the delivered marks this transaction wrote."""
@@ -356,7 +380,7 @@ class Acceptance:
                 # ``session.execute`` for these three).
                 conn = session.connection()
                 folded = self._fold_marks(conn)
-                result = self._write(session, conn, msg, verdict)
+                result = self._write(session, conn, msg, verdict, rows)
         except BaseException:
             self._requeue_marks(folded)  # rolled back with the message's rows
             raise
@@ -388,11 +412,16 @@ class Acceptance:
                 self._marks[:0] = marks
 
     def _write(
-        self, session: Session, conn: Connection, msg: InboundMessage, verdict: Verdict
+        self,
+        session: Session,
+        conn: Connection,
+        msg: InboundMessage,
+        verdict: Verdict,
+        rows: _Rows,
     ) -> tuple[list[MessageRecord], bool, list[Entry], bool]:
         """The message's rows, in ``session``'s transaction (see :meth:`_commit`).
         Almost always a new message: the rows are loaded as objects only for a retry."""
-        key = message_key(msg)
+        key = rows.key
         seen = conn.execute(_SEEN, {"key": key}).first()
         existing = (
             session.scalars(select(MessageRecord).where(MessageRecord.message_key == key)).all()
@@ -402,12 +431,11 @@ class Acceptance:
         known = {r.recipient: r for r in existing}
         if known and all(r in known for r in msg.rcpt_tos):
             return [known[r] for r in msg.rcpt_tos], False, [], False
-        folder = JUNK if verdict.action is Action.QUARANTINE else "INBOX"
-        remote = {r for r in msg.rcpt_tos if self.submissions and self.submissions.is_remote(r)}
-        summary = verdict.summary()
+        folder, remote, summary = rows.folder, rows.remote, rows.summary
         new = []
         # Core inserts (no unit of work): the rows are plain objects the recorders and
-        # the delivery read, written once here and once more below for their headers.
+        # the delivery read, written with their header blocks; once more below only when
+        # a recorder adds to them (a register number, flags).
         for rcpt in msg.rcpt_tos:
             if rcpt in known:
                 continue
@@ -427,7 +455,7 @@ class Acceptance:
                 "folder": "" if rcpt in remote else folder,
                 "flags": "",
                 "verdict": summary,
-                "headers": "",
+                "headers": rows.blocks[rcpt],
                 "state": RELAYED if rcpt in remote else "stored",
                 "delivered_at": None,
             }
@@ -445,24 +473,23 @@ class Acceptance:
                 notes.merge(recorder.on_accept(session, msg, verdict, new))
             if self.receipts is not None:
                 receipt = self.receipts.on_accept(session, msg, verdict, notes.entries)
-        flags = " ".join(sorted(notes.flags))
-        for record in new:
-            record.headers = self._header_block(msg, verdict, record, notes)
-            record.flags = flags
-        if new:
+        if new and (notes.headers or notes.flags):
+            added = trace.prepend(b"", notes.headers).decode("ascii")
+            flags = " ".join(sorted(notes.flags))
+            for record in new:
+                record.headers += added
+                record.flags = flags
             conn.execute(
                 _SET_HEADERS,
                 [{"rid": r.id, "block": r.headers, "marks": r.flags} for r in new],
             )
         new += relayed
-        records = [
-            known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos
-        ]
+        records = [known.get(r) or next(n for n in new if n.recipient == r) for r in msg.rcpt_tos]
         return records, True, notes.entries, receipt
 
-    def _header_block(
-        self, msg: InboundMessage, verdict: Verdict, record: MessageRecord, notes: Annotations
-    ) -> str:
+    def _header_block(self, msg: InboundMessage, verdict: Verdict, recipient: str) -> str:
+        """The trace and check fields of ``recipient``'s copy (what recorders add, such
+        as the register number, follows them)."""
         results = [f.auth_result for f in verdict.findings if f.auth_result]
         checks = (
             "; ".join(f"{f.stage}={f.status.value} ({f.reason})" for f in verdict.findings)
@@ -475,14 +502,13 @@ class Acceptance:
                 hostname=self.hostname,
                 protocol=_protocol(msg),
                 queue_id=msg.queue_id,
-                recipient=record.recipient,
+                recipient=recipient,
                 when=msg.received_at,
             ),
             trace.authentication_results(self.hostname, results),
             ("X-Mailsvc-Queue-Id", msg.queue_id),
             ("X-Mailsvc-Verdict", f"{verdict.action.value}; policy={verdict.policy_version}"),
             ("X-Mailsvc-Checks", checks),
-            *notes.headers,
         ]
         return trace.prepend(b"", fields).decode("ascii")
 
