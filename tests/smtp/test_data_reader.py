@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import random
 
 import pytest
 
 from mailsvc.smtp.replies import DATA_TOO_LARGE as TOO_MUCH
 from mailsvc.smtp.replies import LINE_TOO_LONG as TOO_LONG
-from mailsvc.smtp.server import read_data
+from mailsvc.smtp.server import has_long_line, read_data
 
 LINE_LIMIT = 1001
 
@@ -98,3 +99,34 @@ async def test_too_much_without_any_end_marker_in_the_first_megabytes() -> None:
     wire = b"q" * 3_000_000 + b"\r\n.\r\n" + PIPELINED
     content, problem, left = await read(wire, 100_000, 65_536)
     assert (content, problem, left) == (b"", TOO_MUCH, PIPELINED)
+
+
+def _reference_long_line(data: bytes, longest: int) -> bool:
+    return max(map(len, data.split(b"\r\n"))) > longest
+
+
+@pytest.mark.parametrize("longest", [1, 2, 3, 7, 998])
+def test_long_lines_are_found_as_a_split_finds_them(longest: int) -> None:
+    """has_long_line against splitting at every CRLF: lines just under, at and over the
+    limit at every offset from a block's start, bare CRs and LFs, CRLFs cut by the
+    measuring window, and random mixtures of them."""
+    rng = random.Random(longest)
+    alphabet = [b"a", b"\r", b"\n", b"\r\n", b".", b" "]
+    cases: list[bytes] = [b"", b"\r\n", b"x" * longest, b"x" * (longest + 1)]
+    for offset in range(0, 2 * longest + 4):
+        for length in (longest - 1, longest, longest + 1, longest + 2):
+            if length < 0:
+                continue
+            head = (b"y" * max(0, offset - 2) + b"\r\n") if offset >= 2 else b"y" * offset
+            cases.append(head + b"z" * length + b"\r\n" + b"w" * (longest // 2) + b"\r\n")
+            cases.append(head + b"\r" * length + b"\n")
+    for _ in range(3000):
+        parts = []
+        for _ in range(rng.randint(0, 40)):
+            if rng.random() < 0.3:
+                parts.append(b"q" * rng.randint(0, 2 * longest + 3))
+            else:
+                parts.append(rng.choice(alphabet))
+        cases.append(b"".join(parts))
+    for data in cases:
+        assert has_long_line(data, longest) == _reference_long_line(data, longest), (data, longest)
