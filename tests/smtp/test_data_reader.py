@@ -130,3 +130,12 @@ def test_long_lines_are_found_as_a_split_finds_them(longest: int) -> None:
         cases.append(b"".join(parts))
     for data in cases:
         assert has_long_line(data, longest) == _reference_long_line(data, longest), (data, longest)
+
+
+def test_text_of_lines_at_the_limit_is_measured_whole() -> None:
+    """Lines all at the limit make every other block a candidate: past a budget the
+    whole text is split once, and a long line after that point is still found."""
+    at_limit = (b"x" * 998 + b"\r\n") * 2000
+    assert not has_long_line(at_limit, 998)
+    assert has_long_line(at_limit + b"y" * 999 + b"\r\n", 998)
+    assert has_long_line(b"y" * 999 + b"\r\n" + at_limit, 998)
