@@ -253,6 +253,7 @@ class Mailer:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(PARALLEL)
+        self._retries: list[tuple[int, datetime, str]] = []  # this pass's failed attempts
 
     # -- the door ------------------------------------------------------------------------
     async def send(
@@ -332,10 +333,13 @@ class Mailer:
         rows = await asyncio.to_thread(self._claim_due, utcnow())
         if rows:
             singles, groups = self._group(rows)
-            await asyncio.gather(
-                *(self._attempt(row) for row in singles),
-                *(self._attempt_remote(group) for group in groups),
-            )
+            try:
+                await asyncio.gather(
+                    *(self._attempt(row) for row in singles),
+                    *(self._attempt_remote(group) for group in groups),
+                )
+            finally:
+                await self._write_retries()
         if rows and self._wake.is_set():
             return 0.0  # rows were added during the pass: the next one claims them at once
         upcoming = await asyncio.to_thread(self._next_due)
@@ -400,7 +404,10 @@ class Mailer:
         now = utcnow()
         retry_at = now + self.retry.wait_after(row.attempts)
         if not permanent and retry_at < row.created_at + self.retry.give_up:
-            await asyncio.to_thread(self._retry_later, row.id, retry_at, error)
+            # Written with the pass's other failures, in one transaction at its end (a
+            # receiving server down fails every row of the pass alike); until then the
+            # claim holds the row.
+            self._retries.append((row.id, retry_at, error))
             log.warning(
                 "%s to %s: attempt %d failed, retry at %s: %s",
                 row.kind,
@@ -606,10 +613,16 @@ class Mailer:
                 about=first.about,
             )
 
-    def _retry_later(self, row_id: int, when: datetime, error: str) -> None:
+    async def _write_retries(self) -> None:
+        """The pass's failed attempts, each with its next attempt's time."""
+        batch, self._retries = self._retries, []
+        if batch:
+            await asyncio.to_thread(self._retry_later, batch)
+
+    def _retry_later(self, batch: Sequence[tuple[int, datetime, str]]) -> None:
         assert self.sessions is not None
         with self.sessions.begin() as session:
-            queue.mark_retry(session, row_id, when, error)
+            queue.mark_retries(session, batch)
 
     def _give_up(self, row_id: int, error: str) -> None:
         assert self.sessions is not None

@@ -177,7 +177,14 @@ def mark_sent(session: Session, row_id: int, now: datetime) -> None:
 
 
 def mark_retry(session: Session, row_id: int, when: datetime, error: str) -> None:
-    session.execute(_RETRY, {"rid": row_id, "when": when, "err": error[:2000]})
+    mark_retries(session, [(row_id, when, error)])
+
+
+def mark_retries(session: Session, rows: Sequence[tuple[int, datetime, str]]) -> None:
+    """Rows whose attempt failed: each tried again at its time, with its error."""
+    session.execute(
+        _RETRY, [{"rid": rid, "when": when, "err": error[:2000]} for rid, when, error in rows]
+    )
 
 
 def mark_failed(session: Session, row_id: int, now: datetime, error: str) -> None:

@@ -412,3 +412,24 @@ async def test_rows_added_during_a_pass_are_claimed_without_a_look_up(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_pass_writes_its_failed_attempts_in_one_transaction(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A receiving server down fails every row of a pass alike: the pass claims them in
+    one write transaction and records their next attempts in one more, not one each."""
+    mailer = make_mailer(sessions, free_port(), tmp_path)  # nothing listens: refused
+    recipients = [f"vanthu@so{n}.example.vn" for n in range(4)]  # four domains
+    with sessions.begin() as session:
+        for rcpt in recipients:
+            enqueue(session, notice(rcpt), rcpt, kind="notice-03")
+    seen = count_transactions(sessions.kw["bind"])
+    await mailer.deliver_due(woken=True)
+    assert seen.writes == 2  # the claim, then the four retries
+    after = rows(sessions)
+    assert [r.recipient for r in after] == recipients
+    assert all(r.state == QUEUED and r.attempts == 1 for r in after)
+    assert all("relay 127.0.0.1" in r.last_error for r in after)
+    first = after[0].next_attempt_at
+    assert first is not None and first > utcnow() - timedelta(seconds=1)
