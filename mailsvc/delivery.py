@@ -110,7 +110,7 @@ class _Rows:
     folder: str
     remote: frozenset[str]  # recipients the submission relays elsewhere
     summary: dict[str, Any]  # the verdict's summary (the verdict column)
-    blocks: dict[str, str]  # recipient -> trace and check header fields
+    blocks: dict[str, str]  # local recipient -> trace and check header fields
 
 
 class Recorder(Protocol):
@@ -364,7 +364,9 @@ class Acceptance:
             folder=JUNK if verdict.action is Action.QUARANTINE else "INBOX",
             remote=frozenset(remote),
             summary=verdict.summary(),
-            blocks={r: self._header_block(msg, verdict, r) for r in msg.rcpt_tos},
+            blocks={
+                r: self._header_block(msg, verdict, r) for r in msg.rcpt_tos if r not in remote
+            },
         )
 
     def _commit(
@@ -455,7 +457,7 @@ class Acceptance:
                 "folder": "" if rcpt in remote else folder,
                 "flags": "",
                 "verdict": summary,
-                "headers": rows.blocks[rcpt],
+                "headers": "" if rcpt in remote else rows.blocks[rcpt],
                 "state": RELAYED if rcpt in remote else "stored",
                 "delivered_at": None,
             }

@@ -21,7 +21,7 @@ import dkim
 import pytest
 from sqlalchemy import select
 
-from mailsvc.db.models import Agency, Mailbox
+from mailsvc.db.models import Agency, Mailbox, MessageRecord
 from mailsvc.outbound.dkim import generate_private_key, public_key_value
 from mailsvc.outbound.models import OutboundMessage
 from mailsvc.passwords import hash_password
@@ -113,6 +113,14 @@ async def test_official_sends_to_another_agency_over_verified_starttls_with_dkim
         rows = _rows(server)
         assert sorted(r.recipient for r in rows) == [LEADER_B, CLERK_B]
         assert {r.kind for r in rows} == {"submission"} and rows[0].sender == OFFICIAL
+        # The message's rows for them say it left; no delivered copy's header block is
+        # kept for a copy that is not delivered here.
+        with server.sessions() as session:
+            records = session.scalars(select(MessageRecord)).all()
+        assert {(r.recipient, r.state, r.headers, r.flags) for r in records} == {
+            (CLERK_B, "relayed", "", ""),
+            (LEADER_B, "relayed", "", ""),
+        }
         await wait_for(lambda: len(sink.transactions) == 1)
         await wait_for(lambda: {r.state for r in _rows(server)} == {"sent"})
         [tx] = sink.transactions
