@@ -43,12 +43,20 @@ def ensure_register(
 def register_for_recipient(session: Session, recipient: str) -> tuple[Register, Mailbox | None]:
     """The incoming register that a copy delivered to ``recipient`` belongs to."""
     address = recipient.strip().lower()
-    mailbox = session.scalars(select(Mailbox).where(Mailbox.address == address)).one_or_none()
-    agency = session.get(Agency, mailbox.agency_id) if mailbox and mailbox.agency_id else None
+    # One query for the mailbox, its agency and that agency's register (the register is
+    # made below when it does not exist yet).
+    found = session.execute(
+        select(Mailbox, Agency, Register)
+        .outerjoin(Agency, Agency.id == Mailbox.agency_id)
+        .outerjoin(Register, Register.code == Agency.code)
+        .where(Mailbox.address == address)
+    ).one_or_none()
+    mailbox, agency, register = found if found is not None else (None, None, None)
     if agency is not None:
-        register = ensure_register(
-            session, agency.code, f"{INCOMING_NAME} - {agency.name}", agency_id=agency.id
-        )
+        if register is None:
+            register = ensure_register(
+                session, agency.code, f"{INCOMING_NAME} - {agency.name}", agency_id=agency.id
+            )
     else:
         domain = address.rpartition("@")[2]
         register = ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
