@@ -81,8 +81,12 @@ class DocumentMetadata:
     # SHA-256 of the file the fields were read from ("" for the body or nothing; set by
     # the stage): the register uses them only when it is its main file's.
     sha256: str = field(default="", compare=False)
-    # The text the fields were read from (capped), for the register's search index; set
-    # by the metadata stage, never printed or stored with the verdict.
+    # For the register's search index, set by the metadata stage (never printed or
+    # stored with the verdict): the words of the document the fields were read from,
+    # folded where it was read (mailsvc.documents.words.search_words: in the worker pool,
+    # not in the SMTP process's acceptance transaction), or the mail's body as it is when
+    # nothing in the mail reads as a document. The index folds what it is given again,
+    # which leaves folded words as they are.
     text: str = field(default="", repr=False, compare=False)
 
     @property

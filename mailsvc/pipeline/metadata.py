@@ -45,6 +45,7 @@ from mailsvc.documents.extract import (
 from mailsvc.documents.formats import UnreadableDocument
 from mailsvc.documents.language import detect_language
 from mailsvc.documents.metadata import DocumentMetadata, extract_metadata
+from mailsvc.documents.words import search_words
 from mailsvc.interfaces import Directory
 from mailsvc.message import InboundMessage
 from mailsvc.register.attachments import AttachmentInput, main_attachment
@@ -171,7 +172,7 @@ def read_metadata(view: MessageView, _arg: object = None) -> Reading:
             meta,
             pages=main.pages,
             language=detect_language(main.text),
-            text=main.text[:SEARCH_TEXT_LIMIT],
+            text=search_words(main.text[:SEARCH_TEXT_LIMIT]),
             sha256=main_file.sha256,
         )
         return Reading(meta, main.location or "attachment")
@@ -196,7 +197,7 @@ def read_metadata(view: MessageView, _arg: object = None) -> Reading:
         meta,
         pages=pages,
         language=detect_language(read),
-        text=(main.text if main is not None else body)[:SEARCH_TEXT_LIMIT],
+        text=search_words((main.text if main is not None else body)[:SEARCH_TEXT_LIMIT]),
         sha256=main.sha256 if main is not None and where == main.location else "",
     )
     return Reading(meta, where)

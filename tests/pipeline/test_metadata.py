@@ -20,6 +20,7 @@ from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory, add_agency
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
 from mailsvc.documents.metadata import DocumentMetadata
+from mailsvc.documents.words import search_words
 from mailsvc.message import InboundMessage
 from mailsvc.pipeline.metadata import MetadataStage
 from mailsvc.verdict import Status
@@ -105,6 +106,7 @@ async def test_documents_through_the_extractor(stage: MetadataStage, name: str, 
     assert meta.agency_name == "Sở Nội vụ tỉnh Đắk Nông"
     assert meta.attachments == (filename,)
     assert meta.document == "attachment 1"
+    assert meta.text and meta.text.isascii() and meta.text == search_words(meta.text)
     assert finding.summary()["evidence"]["agency_code"] == AGENCY_CODE
 
 
@@ -133,6 +135,8 @@ async def test_document_in_the_mail_body(stage: MetadataStage) -> None:
     assert meta.document == "body"
     assert meta.number_notation == "1897/UBND-VP"
     assert meta.signer == "Trịnh Thị Lan Anh"
+    # the search index's words, folded in the worker where the text was read
+    assert meta.text == search_words(body) and "trinh thi lan anh" in meta.text
     assert meta.urgency == "Hỏa tốc"
     assert meta.source("urgency") == "subject"
 

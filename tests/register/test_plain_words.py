@@ -1,4 +1,4 @@
-"""The search index's words (mailsvc.register.search.plain_words): the character-table
+"""The search index's words (mailsvc.documents.words.plain_words): the character-table
 shortcut for Vietnamese text gives the words folding the whole text gives, for any text."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import unicodedata
 
 import pytest
 
-from mailsvc.register.search import _WORD, fold, plain_words
+from mailsvc.documents.words import _WORD, fold, plain_words, search_words
 
 VIETNAMESE = (
     "Căn cứ Luật Tổ chức chính quyền địa phương ngày 19/6/2015; QUYẾT ĐỊNH số "
@@ -50,3 +50,5 @@ def test_random_mixtures(seed: int) -> None:
         assert plain_words(text) == _reference(text), repr(text)
         nfd = unicodedata.normalize("NFD", text)
         assert plain_words(nfd) == _reference(nfd), repr(nfd)
+        # what the worker stores reads back as the same words
+        assert plain_words(search_words(text)) == plain_words(text), repr(text)
