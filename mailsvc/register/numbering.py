@@ -53,9 +53,7 @@ def register_year(at: datetime, zone: tzinfo) -> int:
 # database's own work for these one-row statements (once per registered document).
 _REGISTERS = table_of(Register)
 _COUNTERS = table_of(RegisterCounter)
-_LOCK = (
-    select(_REGISTERS.c.id).where(_REGISTERS.c.id == bindparam("register_id")).with_for_update()
-)
+_LOCK = select(_REGISTERS.c.id).where(_REGISTERS.c.id == bindparam("register_id")).with_for_update()
 _BUMP = (
     update(_COUNTERS)
     .where(

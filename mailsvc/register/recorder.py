@@ -48,8 +48,7 @@ from mailsvc.notify.exchange import message_status
 from mailsvc.outcome import Entry
 from mailsvc.register.attachments import ATTACHMENTS, attachments_in, nfc
 from mailsvc.register.attachments import attachments_task as attachments_task  # re-export
-from mailsvc.register.models import Register
-from mailsvc.register.registers import register_for_recipient
+from mailsvc.register.registers import RegisterRef, recipient_register
 from mailsvc.register.registration import (
     VIETNAM,
     AttachmentInput,
@@ -308,9 +307,9 @@ class RegisterRecorder:
         return metadata is not None and metadata.is_official
 
     def _wanted(
-        self, session: Session, msg: InboundMessage, mailbox: Mailbox | None, register: Register
+        self, session: Session, msg: InboundMessage, role: str | None, register: RegisterRef
     ) -> bool:
-        if mailbox is not None and mailbox.role not in self.roles:
+        if role is not None and role not in self.roles:
             return False
         if msg.direction in (Direction.INBOUND, Direction.FETCHED):
             return True
@@ -326,11 +325,11 @@ class RegisterRecorder:
         session: Session,
         msg: InboundMessage,
         recipients: Sequence[tuple[str, MessageRecord | None]],
-    ) -> list[tuple[Register, list[tuple[str, MessageRecord | None]]]]:
-        by_register: dict[int, tuple[Register, list[tuple[str, MessageRecord | None]]]] = {}
+    ) -> list[tuple[RegisterRef, list[tuple[str, MessageRecord | None]]]]:
+        by_register: dict[int, tuple[RegisterRef, list[tuple[str, MessageRecord | None]]]] = {}
         for recipient, record in recipients:
-            register, mailbox = register_for_recipient(session, recipient)
-            if not self._wanted(session, msg, mailbox, register):
+            register, role = recipient_register(session, recipient)
+            if not self._wanted(session, msg, role, register):
                 continue
             by_register.setdefault(register.id, (register, []))[1].append((recipient, record))
         # A fixed lock order (register id) keeps concurrent deliveries from deadlocking.

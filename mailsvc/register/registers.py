@@ -3,7 +3,10 @@ for mailboxes that belong to no agency. Services here never commit."""
 
 from __future__ import annotations
 
-from sqlalchemy import Table, select
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from mailsvc.db.base import utcnow
@@ -61,6 +64,62 @@ def register_for_recipient(session: Session, recipient: str) -> tuple[Register, 
         domain = address.rpartition("@")[2]
         register = ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
     return register, mailbox
+
+
+@dataclass(frozen=True)
+class RegisterRef:
+    """What registering a copy needs of its register (see :func:`recipient_register`)."""
+
+    id: int
+    code: str
+    agency_id: int | None
+    domain: str
+
+
+_MAILBOXES = cast(Table, Mailbox.__table__)
+_AGENCIES = cast(Table, Agency.__table__)
+_REGISTERS = cast(Table, Register.__table__)
+_REF_COLUMNS = (_REGISTERS.c.id, _REGISTERS.c.code, _REGISTERS.c.agency_id, _REGISTERS.c.domain)
+_BY_MAILBOX = (
+    select(_MAILBOXES.c.role, _AGENCIES.c.id, _AGENCIES.c.code, _AGENCIES.c.name, *_REF_COLUMNS)
+    .select_from(
+        _MAILBOXES.outerjoin(_AGENCIES, _AGENCIES.c.id == _MAILBOXES.c.agency_id).outerjoin(
+            _REGISTERS, _REGISTERS.c.code == _AGENCIES.c.code
+        )
+    )
+    .where(_MAILBOXES.c.address == bindparam("address"))
+)
+_BY_CODE = select(*_REF_COLUMNS).where(_REGISTERS.c.code == bindparam("code"))
+
+
+def recipient_register(session: Session, recipient: str) -> tuple[RegisterRef, str | None]:
+    """:func:`register_for_recipient` for the acceptance transaction: the same register
+    (made when missing), read with Core statements into plain values, and the recipient's
+    mailbox role (None: no mailbox). The ORM's loading of three objects cost most of the
+    look-up's time there, once per registered copy."""
+    address = recipient.strip().lower()
+    conn = session.connection()
+    row = conn.execute(_BY_MAILBOX, {"address": address}).first()
+    role: str | None = None
+    if row is not None:
+        role, agency_id, agency_code, agency_name = row[0], row[1], row[2], row[3]
+        if agency_id is not None:
+            if row[4] is not None:
+                return RegisterRef(row[4], row[5], row[6], row[7]), role
+            made = ensure_register(
+                session, agency_code, f"{INCOMING_NAME} - {agency_name}", agency_id=agency_id
+            )
+            return _ref(made), role
+    domain = address.rpartition("@")[2]
+    found = conn.execute(_BY_CODE, {"code": domain}).first()
+    if found is not None:
+        return RegisterRef(found[0], found[1], found[2], found[3]), role
+    made = ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
+    return _ref(made), role
+
+
+def _ref(register: Register) -> RegisterRef:
+    return RegisterRef(register.id, register.code, register.agency_id, register.domain)
 
 
 def get_register(session: Session, code: str) -> Register:

@@ -42,6 +42,7 @@ from mailsvc.register.models import (
     RegisterDocument,
 )
 from mailsvc.register.numbering import lock_register, next_number, register_year
+from mailsvc.register.registers import RegisterRef
 from mailsvc.register.statuses import DocumentStatus
 from mailsvc.register.urgency import Urgency
 from mailsvc.signatures.report import DocumentOutcome
@@ -235,7 +236,7 @@ def _first_query(by_key: bool, by_main: bool, by_ref: bool, refused: bool) -> Se
 
 
 def _find_first(
-    session: Session, register: Register, doc: DocumentInput
+    session: Session, register: Register | RegisterRef, doc: DocumentInput
 ) -> RegisterDocument | None:
     by_main = bool(doc.main_sha256) and bool(doc.sender)
     by_ref = bool(doc.ref_key) and bool(doc.sender)
@@ -243,16 +244,20 @@ def _find_first(
         return None
     query = _first_query(bool(doc.message_key), by_main, by_ref, doc.refused)
     session.flush()  # what the ORM's autoflush did for the ORM query this replaced
-    found = session.connection().execute(
-        query,
-        {
-            "register_id": register.id,
-            "message_key": doc.message_key,
-            "main_sha256": doc.main_sha256,
-            "ref_key": doc.ref_key,
-            "sender": doc.sender,
-        },
-    ).scalar_one_or_none()
+    found = (
+        session.connection()
+        .execute(
+            query,
+            {
+                "register_id": register.id,
+                "message_key": doc.message_key,
+                "main_sha256": doc.main_sha256,
+                "ref_key": doc.ref_key,
+                "sender": doc.sender,
+            },
+        )
+        .scalar_one_or_none()
+    )
     return session.get(RegisterDocument, found) if found is not None else None
 
 
@@ -363,7 +368,7 @@ def _link_deliveries(
 
 
 def _result(
-    register: Register, document: RegisterDocument, *, fresh: bool, numbered_now: bool
+    register: Register | RegisterRef, document: RegisterDocument, *, fresh: bool, numbered_now: bool
 ) -> Registration:
     return Registration(
         document_id=document.id,
@@ -380,7 +385,7 @@ def _result(
 
 def register_document(
     session: Session,
-    register: Register,
+    register: Register | RegisterRef,
     doc: DocumentInput,
     *,
     blobs: BlobStore | None = None,
@@ -513,7 +518,7 @@ def _valid_with_other_content(first: RegisterDocument, doc: DocumentInput) -> bo
 
 def _link_duplicate(
     session: Session,
-    register: Register,
+    register: Register | RegisterRef,
     first: RegisterDocument,
     doc: DocumentInput,
     *,
