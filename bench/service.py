@@ -29,6 +29,9 @@ the ``SMTP process``; anything else is ``other``.
   ``BENCH_PROFILE_GIL=1`` only threads holding the GIL, which leaves out threads blocked
   in a system call such as fsync) and
   ``PATH.json`` records which processes were the service's, for bench/flame.py's table.
+  With ``BENCH_PERF=PATH``, ``perf record -a -g`` samples the whole machine during the
+  load into PATH (kernel and native frames: system calls, SQLite, OpenSSL; ``perf script
+  -i PATH`` reads it).
 """
 
 from __future__ import annotations
@@ -211,6 +214,10 @@ class ServiceMonitor:
         path = os.environ.get("BENCH_PROFILE") if profile else None
         self._profile = Path(path) if path else None
         self._pyspy: subprocess.Popen[bytes] | None = None
+        perf = os.environ.get("BENCH_PERF") if profile else None
+        self._perf_path = Path(perf) if perf else None
+        self._perf: subprocess.Popen[bytes] | None = None
+        self._perf_ctl = -1
 
     def exclude(self, pid: int) -> None:
         """Leave ``pid`` (and its descendants) out: the load generator, not the service."""
@@ -238,6 +245,8 @@ class ServiceMonitor:
     def __enter__(self) -> ServiceMonitor:
         if self._profile is not None:
             self._start_pyspy(self._profile)
+        if self._perf_path is not None:
+            self._start_perf(self._perf_path)
         self.before = snapshot(self.root, self.excluded)
         self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
@@ -258,6 +267,31 @@ class ServiceMonitor:
         self.pss_end = sum(map(pss, self.after))
         if self._pyspy is not None:
             self._stop_pyspy()
+        if self._perf is not None:
+            self._perf.send_signal(signal.SIGINT)
+            self._perf.wait()
+            os.close(self._perf_ctl)
+
+    def _start_perf(self, path: Path) -> None:
+        """``perf record`` of every process on the machine while the load runs (kernel and
+        native stacks: system calls, SQLite, OpenSSL, which py-spy does not see). perf
+        starts with its events off and turns them on when told, answering once they are."""
+        ctl_read, ctl_write = os.pipe()
+        ack_read, ack_write = os.pipe()
+        argv = ["perf", "record", "-a", "-g", "-e", "cpu-clock", "-F", "499", "-D", "-1"]
+        argv += ["--control", f"fd:{ctl_read},{ack_write}", "-o", str(path)]
+        self._perf = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            pass_fds=(ctl_read, ack_write),
+        )  # fmt: skip
+        os.close(ctl_read)
+        os.close(ack_write)
+        self.exclude(self._perf.pid)
+        os.write(ctl_write, b"enable\n")
+        with os.fdopen(ack_read, "rb") as ack:
+            if not ack.readline().startswith(b"ack"):
+                raise SystemExit(f"perf did not start (exit status {self._perf.wait()})")
+        self._perf_ctl = ctl_write  # open while perf runs
 
     def _start_pyspy(self, path: Path) -> None:
         binary = pyspy_binary()
