@@ -144,6 +144,13 @@ async def test_priority_message_notifies_clerk_then_late_check_alerts_leaders_on
         )
         assert summary.startswith("compliance alerts: 0 raised")
     assert len(sink.received) == 2
+    # Queued by the job; the outbound queue delivers them (its passes paced under load).
+    await wait_for(
+        lambda: (
+            {("alert-priority-late", boss) for boss in (LEADER, ADMIN)}
+            <= set(server.app.mailer.sent)
+        )
+    )
 
     for boss in (LEADER, ADMIN):
         [alert] = await asyncio.to_thread(alert_mails, server, boss)

@@ -176,6 +176,9 @@ async def test_overdue_reminders_fired_by_the_server_scheduler_once_a_day(
     [run] = finished()
     assert (run.scheduled_for, run.manual, run.outcome) == (due, False, "ok")
     assert run.summary == f"{today.isoformat()}: 2 overdue entries, 3 reminders sent"
+    # Queued by the job; the outbound queue delivers them (its passes paced under load).
+    reminded = {LEADER, OFFICIAL, CLERK}
+    await wait_for(lambda: reminded <= {rcpt for _, rcpt in server.app.mailer.sent})
 
     [to_leader] = await asyncio.to_thread(inbox, server, LEADER)
     leader_text = text_of(to_leader)

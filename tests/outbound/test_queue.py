@@ -92,7 +92,11 @@ def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
 
 
 def make_mailer(
-    sessions: sessionmaker[Session], port: int, tmp_path: Path, retry: RetryPolicy = FAST
+    sessions: sessionmaker[Session],
+    port: int,
+    tmp_path: Path,
+    retry: RetryPolicy = FAST,
+    pace: float = 0.0,
 ) -> Mailer:
     return Mailer(
         LmtpClient(tmp_path / "no-lmtp.sock"),
@@ -102,6 +106,7 @@ def make_mailer(
         ),
         sessions=sessions,
         retry=retry,
+        pace=pace,
     )
 
 
@@ -433,3 +438,58 @@ async def test_a_pass_writes_its_failed_attempts_in_one_transaction(
     assert all("relay 127.0.0.1" in r.last_error for r in after)
     first = after[0].next_attempt_at
     assert first is not None and first > utcnow() - timedelta(seconds=1)
+
+
+async def test_rows_queued_in_a_burst_are_claimed_and_settled_together(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    """Under load (a receipt queued per accepted document) the passes are paced: the rows
+    queued while one pass runs, or within the pace of its start, wait for the next pass
+    and go in it together: a few write transactions for the burst, not two per row."""
+    port = free_port()
+    sink = Sink()
+    server = await start_sink(port, sink)
+    try:
+        mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600), pace=1.0)
+        mailer.start()
+        running.append(mailer)
+        recipients = [f"vanthu{n}@stc.example.vn" for n in range(12)]
+        seen = count_transactions(sessions.kw["bind"])
+        for rcpt in recipients:  # each committed and woken as the acceptance does
+            await mailer.send(notice(rcpt), rcpt, kind="notice-03")
+        await wait_for(lambda: len(mailer.sent) == len(recipients), timeout=10)
+        assert sorted(r for _, r, _ in sink.received) == sorted(recipients)
+        assert all(r.state == SENT for r in rows(sessions))
+        # The first row at once, the eleven queued after it within the pace together: two
+        # passes (three if the burst outlasted the pace). Written: each row queued and
+        # settled (sent) on its own, a claim for each pass.
+        assert mailer.claims <= 3, mailer.claims
+        assert seen.writes <= 2 * len(recipients) + 2 * mailer.claims, seen.writes
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_row_queued_when_idle_goes_at_once_and_stop_ends_a_paced_wait(
+    sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
+) -> None:
+    port = free_port()
+    sink = Sink()
+    server = await start_sink(port, sink)
+    try:
+        # An hour's pace: a first row waiting for it would never be sent within the test.
+        mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600), pace=3600)
+        mailer.start()
+        running.append(mailer)
+        await mailer.send(notice("a@stc.example.vn"), "a@stc.example.vn", kind="n")
+        await wait_for(lambda: mailer.sent == [("n", "a@stc.example.vn")], timeout=5)
+        # The next row waits for the pace; stopping does not wait for it.
+        await mailer.send(notice("b@stc.example.vn"), "b@stc.example.vn", kind="n")
+        await wait_for(lambda: mailer.claims == 2)  # woken, waiting for its pace
+        await asyncio.wait_for(mailer.stop(), 2)
+        running.remove(mailer)
+        second = rows(sessions)[1]
+        assert (second.recipient, second.state, second.attempts) == ("b@stc.example.vn", QUEUED, 0)
+    finally:
+        server.close()
+        await server.wait_closed()
