@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import pytest
 
 from bench.flame import bucket, read_stacks, split_frames, svg, table
 from bench.service import ServiceMonitor, group_of_command
@@ -82,8 +85,7 @@ RAW = "\n".join(
         # a wait and the bench's sampler: left out
         f"{ROOT};Thread.run (/usr/lib/python3.11/threading.py);"
         "Condition.wait (/usr/lib/python3.11/threading.py) 50",
-        f"{ROOT};ServiceMonitor._sample (/srv/bench/service.py);"
-        "rss_sum (/srv/bench/service.py) 5",
+        f"{ROOT};ServiceMonitor._sample (/srv/bench/service.py);rss_sum (/srv/bench/service.py) 5",
         # a pool worker validating a signature
         f"{ROOT};{FORKSERVER};{WORKER};verify_document (/srv/mailsvc/signatures/worker.py);"
         f"validate_pdf_signature ({SITE}/pyhanko/sign/validation/pdf_embedded.py) 60",
@@ -174,3 +176,35 @@ def test_the_load_client_delivers_each_message_intact_and_raises_on_a_refusal() 
     assert len(latencies) == len(messages) and elapsed > 0
     with pytest.raises(SmtpReplyError, match=r"550 5\.7\.1 refused by the test"):
         asyncio.run(run([b"Subject: x\r\n\r\nrefuse me\r\n"]))
+
+
+def test_phases_times_methods_where_they_are_called() -> None:
+    """bench/phases.py's wrappers record each call's wall time (and a thread's CPU) under
+    its label, return what the method returns and let its exception through."""
+    from bench import phases
+
+    class Probe:
+        def work(self, n: int) -> int:
+            if n < 0:
+                raise ValueError(n)
+            return sum(range(n))
+
+        async def wait(self, label: str, seconds: float) -> str:
+            await asyncio.sleep(seconds)
+            return label
+
+    phases.WALL.clear()
+    phases.CPU.clear()
+    phases.timed_function(Probe, "work", "work")
+    phases.timed_coroutine(Probe, "wait", lambda label, _seconds: f"wait {label}")
+    probe = Probe()
+    assert probe.work(200_000) == sum(range(200_000))
+    with pytest.raises(ValueError):
+        probe.work(-1)
+    assert asyncio.run(probe.wait("a", 0.02)) == "a"
+    assert len(phases.WALL["work"]) == 2 and len(phases.CPU["work"]) == 2
+    assert phases.CPU["work"][0] > 0 and phases.WALL["work"][0] > 0
+    [waited] = phases.WALL["wait a"]
+    assert waited >= 0.02 and "wait a" not in phases.CPU  # a coroutine's CPU is the loop's
+    phases.WALL.clear()
+    phases.CPU.clear()
