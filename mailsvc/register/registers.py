@@ -57,13 +57,21 @@ def register_for_recipient(session: Session, recipient: str) -> tuple[Register, 
     mailbox, agency, register = found if found is not None else (None, None, None)
     if agency is not None:
         if register is None:
-            register = ensure_register(
-                session, agency.code, f"{INCOMING_NAME} - {agency.name}", agency_id=agency.id
-            )
+            register = _agency_register(session, agency.id, agency.code, agency.name)
     else:
-        domain = address.rpartition("@")[2]
-        register = ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
+        register = _domain_register(session, address)
     return register, mailbox
+
+
+def _agency_register(session: Session, agency_id: int, code: str, name: str) -> Register:
+    """An agency's default incoming register, made on its first use."""
+    return ensure_register(session, code, f"{INCOMING_NAME} - {name}", agency_id=agency_id)
+
+
+def _domain_register(session: Session, address: str) -> Register:
+    """The incoming register of ``address``'s mail domain (mailboxes of no agency)."""
+    domain = address.rpartition("@")[2]
+    return ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
 
 
 @dataclass(frozen=True)
@@ -106,16 +114,11 @@ def recipient_register(session: Session, recipient: str) -> tuple[RegisterRef, s
         if agency_id is not None:
             if row[4] is not None:
                 return RegisterRef(row[4], row[5], row[6], row[7]), role
-            made = ensure_register(
-                session, agency_code, f"{INCOMING_NAME} - {agency_name}", agency_id=agency_id
-            )
-            return _ref(made), role
-    domain = address.rpartition("@")[2]
-    found = conn.execute(_BY_CODE, {"code": domain}).first()
+            return _ref(_agency_register(session, agency_id, agency_code, agency_name)), role
+    found = conn.execute(_BY_CODE, {"code": address.rpartition("@")[2]}).first()
     if found is not None:
         return RegisterRef(found[0], found[1], found[2], found[3]), role
-    made = ensure_register(session, domain, f"{INCOMING_NAME} - {domain}", domain=domain)
-    return _ref(made), role
+    return _ref(_domain_register(session, address)), role
 
 
 def _ref(register: Register) -> RegisterRef:
