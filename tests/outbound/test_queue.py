@@ -5,6 +5,7 @@ once with an alert; give-up after the configured time; queued rows from another 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import subprocess
@@ -75,6 +76,18 @@ class Sink:
 
 def free_port() -> int:
     return unused_port()  # not an ephemeral port: see tests/ports.py
+
+
+@contextlib.asynccontextmanager
+async def relay(sink: Sink) -> AsyncIterator[int]:
+    """A relay (aiosmtpd answering as ``sink`` says) on a free port, closed at the end."""
+    port = free_port()
+    server = await start_sink(port, sink)
+    try:
+        yield port
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 async def start_sink(port: int, sink: Sink) -> asyncio.Server:
@@ -256,10 +269,8 @@ async def test_gives_up_after_the_configured_time_and_never_alerts_about_alerts(
 async def test_rows_queued_by_another_process_are_sent_without_a_wake_up(
     sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
 ) -> None:
-    port = free_port()
     sink = Sink()
-    server = await start_sink(port, sink)
-    try:
+    async with relay(sink) as port:
         mailer = make_mailer(sessions, port, tmp_path)
         mailer.start()
         running.append(mailer)
@@ -269,9 +280,6 @@ async def test_rows_queued_by_another_process_are_sent_without_a_wake_up(
             enqueue(session, notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="n")
         await wait_for(lambda: mailer.sent == [("n", "vanthu@stc.example.vn")])
         assert len(sink.received) == 1
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_without_a_relay_remote_mail_fails_at_once_without_alert(
@@ -299,11 +307,9 @@ async def test_without_a_relay_remote_mail_fails_at_once_without_alert(
 async def test_a_sent_notice_goes_at_once_not_at_the_next_poll(
     sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
 ) -> None:
-    port = free_port()
     sink = Sink()
-    server = await start_sink(port, sink)
     seen = count_transactions(sessions.kw["bind"])
-    try:
+    async with relay(sink) as port:
         # An hour between polls: only the wake-up of ``send`` can get it out in time.
         mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600))
         mailer.start()
@@ -312,9 +318,6 @@ async def test_a_sent_notice_goes_at_once_not_at_the_next_poll(
         await mailer.send(notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="n")
         await wait_for(lambda: mailer.sent == [("n", "vanthu@stc.example.vn")], timeout=5)
         assert [rcpt for _, rcpt, _ in sink.received] == ["vanthu@stc.example.vn"]
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 ENQUEUE_ELSEWHERE = """
@@ -331,10 +334,8 @@ engine.dispose()
 async def test_a_row_queued_by_another_process_is_sent(
     sessions: sessionmaker[Session], db_url: str, tmp_path: Path, running: list[Mailer]
 ) -> None:
-    port = free_port()
     sink = Sink()
-    server = await start_sink(port, sink)
-    try:
+    async with relay(sink) as port:
         mailer = make_mailer(sessions, port, tmp_path)
         mailer.start()
         running.append(mailer)
@@ -344,9 +345,6 @@ async def test_a_row_queued_by_another_process_is_sent(
         )
         await wait_for(lambda: mailer.sent == [("cli", "vanthu@stc.example.vn")])
         assert rows(sessions)[0].state == SENT
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_an_idle_mailer_only_reads(
@@ -446,10 +444,8 @@ async def test_rows_queued_in_a_burst_are_claimed_and_settled_together(
     """Under load (a receipt queued per accepted document) the passes are paced: the rows
     queued while one pass runs, or within the pace of its start, wait for the next pass
     and go in it together: a few write transactions for the burst, not two per row."""
-    port = free_port()
     sink = Sink()
-    server = await start_sink(port, sink)
-    try:
+    async with relay(sink) as port:
         mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600), pace=1.0)
         mailer.start()
         running.append(mailer)
@@ -465,18 +461,13 @@ async def test_rows_queued_in_a_burst_are_claimed_and_settled_together(
         # settled (sent) on its own, a claim for each pass.
         assert mailer.claims <= 3, mailer.claims
         assert seen.writes <= 2 * len(recipients) + 2 * mailer.claims, seen.writes
-    finally:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_a_row_queued_when_idle_goes_at_once_and_stop_ends_a_paced_wait(
     sessions: sessionmaker[Session], tmp_path: Path, running: list[Mailer]
 ) -> None:
-    port = free_port()
     sink = Sink()
-    server = await start_sink(port, sink)
-    try:
+    async with relay(sink) as port:
         # An hour's pace: a first row waiting for it would never be sent within the test.
         mailer = make_mailer(sessions, port, tmp_path, RetryPolicy(poll_seconds=3600), pace=3600)
         mailer.start()
@@ -490,6 +481,3 @@ async def test_a_row_queued_when_idle_goes_at_once_and_stop_ends_a_paced_wait(
         running.remove(mailer)
         second = rows(sessions)[1]
         assert (second.recipient, second.state, second.attempts) == ("b@stc.example.vn", QUEUED, 0)
-    finally:
-        server.close()
-        await server.wait_closed()
