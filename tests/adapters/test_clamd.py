@@ -274,11 +274,18 @@ async def test_stopped_mid_test_then_recovery_with_the_same_client(short_dir: Pa
 
         # Killed outright: the supervisor restarts it and the same client recovers.
         assert daemon.process is not None
-        daemon.process.kill_for_test()
-        await wait_for(lambda: _scans(client))
-        assert daemon.process.restarts == 1
+        process = daemon.process
+        process.kill_for_test()
+        # The signal is delivered while the test goes on: a scan sent at once may still be
+        # answered by the dying daemon. Wait for the restart, then for a scan by the new one.
+        await wait_for(lambda: _restarted_and_scans(process.restarts, client))
+        assert process.restarts == 1
     finally:
         await daemon.stop()
+
+
+async def _restarted_and_scans(restarts: int, client: ClamdClient) -> bool:
+    return restarts >= 1 and await _scans(client)
 
 
 async def _scans(client: ClamdClient) -> bool:
