@@ -69,3 +69,21 @@ def test_a_huge_folded_from_is_refused_without_parsing_it() -> None:
     assert result.problem is not None and result.problem.reason == "address-header-too-large"
     # Linear scan only: parsing this with email.headerregistry takes seconds.
     assert time.process_time() - started < 1.0
+
+
+def test_a_field_read_again_gives_the_same_answer_and_names_are_not_mixed_up() -> None:
+    """The parse of a field is kept for the next message with the same field: the answer
+    must not depend on whether it was kept, and the same value under another field name
+    (where group syntax is allowed) must be judged by that field's rules."""
+    group = b"undisclosed: a@b.vn;"
+    first = read_originator(b"From: x@y.vn\r\nReply-To: " + group + b"\r\n" + TAIL)
+    again = read_originator(b"From: x@y.vn\r\nReply-To: " + group + b"\r\n" + TAIL)
+    assert first == again and first.problem is None
+    as_from = read_originator(b"From: " + group + b"\r\n" + TAIL)
+    assert as_from.problem is not None and as_from.problem.reason == "address-header-unparsable"
+    refused = [read_originator(b"From: A <a@b.vn\r\n" + TAIL).problem for _ in range(2)]
+    assert refused[0] == refused[1] and refused[0] is not None
+    # one byte apart: not confused with the kept parse of the other
+    one = read_originator(b"From: Van thu <a@b.vn>\r\n" + TAIL)
+    other = read_originator(b"From: Van thu <a@c.vn>\r\n" + TAIL)
+    assert (one.from_address, other.from_address) == ("a@b.vn", "a@c.vn")
