@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from email.header import Header
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import lru_cache
 
 from mailsvc.errors import MailsvcError
 
@@ -121,28 +122,31 @@ def encode_fields(fields: Iterable[tuple[str, str]]) -> bytes:
     The ``email`` package's modern policy does the same by parsing every value into a
     tree and refolding it when the message is written: some 4 ms of CPU for a notice's
     eight fields and four MIME parts, against 0.5 ms this way."""
-    out: list[bytes] = []
-    for name, value in fields:
-        if name.lower() in _ADDRESS_FIELDS and not value.isascii():
-            if _CONTROL.search(value):
-                _fold(name, value)  # raises HeaderValueError with the reason
-            pairs = getaddresses([value])
-            if any(not addr.isascii() for _display, addr in pairs):
-                raise HeaderValueError(f"{name}: a non-ASCII address needs SMTPUTF8")
-            encoded = [
-                formataddr((display, addr))
-                if display.isascii()
-                else Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
-                + f"\r\n <{addr}>"
-                for display, addr in pairs
-            ]
-            line = f"{name}: " + ", ".join(encoded).replace("\r\n <", " <")
-            if len(line) > 78:  # fold before each address and between entries
-                line = f"{name}: " + ",\r\n ".join(encoded)
-            out.append(line.encode("ascii") + b"\r\n")
-        else:
-            out.append(_fold(name, value))
-    return b"".join(out)
+    return b"".join(_encoded_field(name, value) for name, value in fields)
+
+
+@lru_cache(maxsize=256)
+def _encoded_field(name: str, value: str) -> bytes:
+    """One field of :func:`encode_fields`; the last few kept, for the same From: heads
+    every notice (an RFC 2047 encoding by the email package costs some 50 µs)."""
+    if name.lower() in _ADDRESS_FIELDS and not value.isascii():
+        if _CONTROL.search(value):
+            _fold(name, value)  # raises HeaderValueError with the reason
+        pairs = getaddresses([value])
+        if any(not addr.isascii() for _display, addr in pairs):
+            raise HeaderValueError(f"{name}: a non-ASCII address needs SMTPUTF8")
+        encoded = [
+            formataddr((display, addr))
+            if display.isascii()
+            else Header(display, "utf-8", header_name=name).encode(linesep="\r\n")
+            + f"\r\n <{addr}>"
+            for display, addr in pairs
+        ]
+        line = f"{name}: " + ", ".join(encoded).replace("\r\n <", " <")
+        if len(line) > 78:  # fold before each address and between entries
+            line = f"{name}: " + ",\r\n ".join(encoded)
+        return line.encode("ascii") + b"\r\n"
+    return _fold(name, value)
 
 
 def prepend(raw: bytes, fields: Iterable[tuple[str, str]]) -> bytes:

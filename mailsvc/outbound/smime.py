@@ -10,7 +10,7 @@ outer header fields (From, To, Subject, Date ...) are not covered, as usual for 
 DKIM signs afterwards, over everything.
 
 signer = SmimeSigner.from_settings(settings)  # token, key file, or None
-raw = signer.sign_message(entity, [("From", ...), ("To", ...), ...])
+raw = encode_fields([("From", ...), ("To", ...), ...]) + signer.sign(entity_bytes)
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 import secrets
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from email.message import Message
 from pathlib import Path
 
 from cryptography import x509
@@ -31,7 +30,6 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 
 from mailsvc.config import Settings
 from mailsvc.errors import ConfigError
-from mailsvc.headers import encode_fields
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +134,6 @@ class SmimeSigner:
                 b"\r\n--" + boundary + b"--\r\n",
             ]
         )
-
-    def sign_message(self, entity: Message, headers: Sequence[tuple[str, str]]) -> bytes:
-        """A complete message: ``headers`` (RFC 2047-encoded as needed), then the
-        signed ``entity`` (its own MIME-Version field is dropped: the outer one counts),
-        written with its own policy and CRLF line ends."""
-        del entity["MIME-Version"]
-        body = entity.as_bytes(policy=entity.policy.clone(linesep="\r\n"))
-        return encode_fields(headers) + self.sign(body)
 
 
 def _crlf(data: bytes) -> bytes:
