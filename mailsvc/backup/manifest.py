@@ -8,7 +8,8 @@ Archive layout (a gzip-compressed POSIX tar)::
 
     database/mailsvc.sqlite3 | database/mailsvc.pgdump   the snapshot
     maildirs/<domain>/<name>/Maildir/...                  paths.maildir_root
-    blobs/<aa>/<bb>/<sha256>                              paths.blob_root
+    blobs/<aa>/<sha256>                                   paths.blob_root
+    blobs/<aa>/<bb>/<sha256>                              (stores from before Dec. 2026)
     home/...                                              configuration and keys
     manifest.json
     manifest.hmac                                         HMAC-SHA256 of manifest.json

@@ -1,4 +1,12 @@
-"""Content-addressed blob store: original messages and attachments by SHA-256, fsynced."""
+"""Content-addressed blob store: original messages and attachments by SHA-256, fsynced.
+
+Layout: ``<root>/<aa>/<sha256>``, one level of 256 directories named by the digest's
+first two hex digits (as git keeps its loose objects). Stores written before December 2026
+used two levels, ``<root>/<aa>/<bb>/<sha256>`` (65,536 leaf directories, so that a young
+store made a directory, and fsynced one more entry, for nearly every blob): blobs found
+there are read, found and removed where they are, and new blobs go to the one-level
+place. Backups archive the files wherever they are, so either layout restores as it was.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +18,7 @@ from pathlib import Path
 
 from mailsvc.store.durable import fsync_directory
 
-_LEAVES = 16**4  # "ab/cd": the first four hex digits
-_TOPS = 16**2  # "ab"
+_TOPS = 16**2  # "ab": the first two hex digits
 
 
 class BlobStore:
@@ -20,14 +27,24 @@ class BlobStore:
         if not root.is_dir():
             root.mkdir(parents=True, exist_ok=True)
             fsync_directory(root.parent)
-        # One flag per fan-out directory ("ab/cd": 65,536, then "ab": 256) whose entry a
-        # put of this process has fsynced: a put that finds its directory made but not
-        # flagged (made by another thread a moment ago, or before a restart) fsyncs the
-        # entry itself before it returns rather than trusting the other to have done so.
-        self._durable = bytearray(_LEAVES + _TOPS)
+        # One flag per fan-out directory whose entry a put of this process has fsynced: a
+        # put that finds its directory made but not flagged (made by another thread a
+        # moment ago, or before a restart) fsyncs the entry itself before it returns
+        # rather than trusting the other to have done so.
+        self._durable = bytearray(_TOPS)
+
+    def place_for(self, digest: str) -> Path:
+        """Where a new blob of ``digest`` is written."""
+        return self.root / digest[:2] / digest
 
     def path_for(self, digest: str) -> Path:
-        return self.root / digest[:2] / digest[2:4] / digest
+        """Where the blob of ``digest`` is: its place, or the earlier two-level layout's
+        when it is there and not in its place (the place when it is in neither)."""
+        place = self.place_for(digest)
+        if place.exists():
+            return place
+        earlier = self.root / digest[:2] / digest[2:4] / digest
+        return earlier if earlier.exists() else place
 
     def put(self, data: bytes, digest: str | None = None) -> str:
         """Store ``data`` durably (file and directory fsynced); return its SHA-256 hex digest."""
@@ -35,7 +52,10 @@ class BlobStore:
         target = self.path_for(digest)
         if target.exists():
             return digest
-        pending = self._make_parents(digest)
+        flag = int(digest[:2], 16)
+        if not self._durable[flag]:
+            with contextlib.suppress(FileExistsError):
+                target.parent.mkdir()
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -48,28 +68,14 @@ class BlobStore:
             raise
         fsync_directory(target.parent)
         # A file fsynced into a directory whose own entry was never made durable can
-        # vanish with it after a crash (POSIX promises nothing for the parents): each
-        # fan-out directory's entry is fsynced in its parent, deepest first. After the
+        # vanish with it after a crash (POSIX promises nothing for the parents): the
+        # fan-out directory's entry is fsynced in the root once per process. After the
         # file's directory, not before: on a journalling file system (ext4, XFS) that
-        # fsync has committed the mkdirs too, and these find nothing left to write.
-        for flag, directory in reversed(pending):
-            fsync_directory(directory.parent)
+        # fsync has committed the mkdir too, and this one finds nothing left to write.
+        if not self._durable[flag]:
+            fsync_directory(self.root)
             self._durable[flag] = 1
         return digest
-
-    def _make_parents(self, digest: str) -> list[tuple[int, Path]]:
-        """Make the two fan-out directories where missing; those whose entries are not
-        known to be durable yet (made now, by another thread, or before a restart), with
-        their flags."""
-        top, leaf = self.root / digest[:2], self.root / digest[:2] / digest[2:4]
-        pending = []
-        for flag, directory in ((_LEAVES + int(digest[:2], 16), top), (int(digest[:4], 16), leaf)):
-            if self._durable[flag]:
-                continue
-            with contextlib.suppress(FileExistsError):
-                directory.mkdir()
-            pending.append((flag, directory))
-        return pending
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
