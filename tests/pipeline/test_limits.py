@@ -17,7 +17,13 @@ import pytest
 
 import tests.hostile_mail as hm
 from mailsvc.message import InboundMessage
-from mailsvc.pipeline.limits import LimitBreach, LimitCounters, LimitsStage, check_limits
+from mailsvc.pipeline.limits import (
+    INLINE_BYTES,
+    LimitBreach,
+    LimitCounters,
+    LimitsStage,
+    check_limits,
+)
 from mailsvc.policy.limits import ArchiveLimits, DecodedLimits, LimitsPolicy, load_limits_policy
 from mailsvc.verdict import Status
 
@@ -284,12 +290,49 @@ async def inspect_in_threads(raw: bytes) -> tuple[Status, list[bool]]:
     return finding.status, threads.parsed_in_task
 
 
-async def test_the_walk_and_the_originator_take_one_trip_off_the_event_loop() -> None:
+async def test_a_large_message_is_walked_and_its_originator_read_in_one_thread_task() -> None:
     """Within limits, the stage parses From:/Sender:/Reply-To: in the same thread task
-    as its walk (each trip to a thread costs the event loop a submit and a wake-up), and
-    never on the event loop."""
-    assert await inspect_in_threads(hm.clean()) == (Status.PASS, [True])
+    as its walk (each trip to a thread costs the event loop a submit and a wake-up)."""
+    raw = hm.with_attachment(b"x" * 70 * 1024, "phu-luc.txt", "octet-stream")
+    assert len(raw) > INLINE_BYTES
+    assert await inspect_in_threads(raw) == (Status.PASS, [True])
+
+
+async def test_a_small_message_is_walked_on_the_event_loop() -> None:
+    """Below INLINE_BYTES the walk and the originator parse cost less than the trip to a
+    thread: no thread task, the same finding."""
+    msg = message(hm.clean())
+    assert len(msg.raw) <= INLINE_BYTES
+    threads = _RecordingThreads(msg)
+    asyncio.get_running_loop().set_default_executor(threads)
+    try:
+        (finding,) = await LimitsStage(POLICY).inspect(msg)
+    finally:
+        threads.shutdown()
+    assert finding.status is Status.PASS and threads.parsed_in_task == []
+    assert msg.originator_if_parsed is not None and msg.originator.from_address
+
+
+async def test_an_archive_in_a_small_message_is_read_in_a_thread() -> None:
+    """Reading an archive's members (decompression, up to the ratio and size limits) is
+    never done on the event loop: the inline walk stops at the archive and the message
+    is walked again in a thread, where the bomb is found."""
+    harmless = hm.with_attachment(hm.zip_bytes({"a.txt": b"van ban"}), "ho-so.zip")
+    (finding,) = await LimitsStage(POLICY).inspect(message(harmless))
+    assert finding.status is Status.PASS
+    assert isinstance(finding.payload, LimitCounters) and finding.payload.archives == 1
+    small_bomb = hm.with_attachment(hm.zip_bomb(levels=2, fan_out=4), "ho-so.zip")
+    assert len(small_bomb) <= INLINE_BYTES
+    assert await inspect_in_threads(small_bomb) == (Status.FAIL, [False])
+
+
+async def test_a_harmless_archive_in_a_small_message_takes_one_thread_task() -> None:
+    harmless = hm.with_attachment(hm.zip_bytes({"a.txt": b"van ban"}), "ho-so.zip")
+    assert await inspect_in_threads(harmless) == (Status.PASS, [True])
 
 
 async def test_a_breach_is_reported_without_parsing_the_originator() -> None:
-    assert await inspect_in_threads(hm.deep_nesting(40)) == (Status.FAIL, [False])
+    assert await inspect_in_threads(hm.deep_nesting(40)) == (Status.FAIL, [])
+    msg = message(hm.deep_nesting(40))
+    await LimitsStage(POLICY).inspect(msg)
+    assert msg.originator_if_parsed is None
