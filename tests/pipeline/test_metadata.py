@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
+import unicodedata
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from mailsvc.documents.extract import ExtractionLimits, TextExtractor
 from mailsvc.documents.metadata import DocumentMetadata
 from mailsvc.documents.words import search_words
 from mailsvc.message import InboundMessage
-from mailsvc.pipeline.metadata import MetadataStage
+from mailsvc.pipeline.metadata import MetadataStage, looks_like_document
 from mailsvc.verdict import Status
 from tests.documents.metadata_patterns import CASES
 from tests.documents.metadata_patterns import FIELDS as PATTERN_FIELDS
@@ -245,3 +247,39 @@ async def test_plain_mail_skips_the_document_reader(stage: MetadataStage) -> Non
     dated = "Đắk Nông, ngày 05 tháng 12 năm 2026\n" + chat
     [read] = await stage.inspect(_inbound(_message("Hỏi lịch họp", dated)))
     assert isinstance(read.payload, DocumentMetadata) and read.payload.language == "vi"
+
+
+# The clue pattern as first written (one alternation tried at every character; the motto
+# in both spellings, "hoà" and "hòa", where it read only "hoà"): the reference the faster
+# form (a lookahead, a digit pre-check) must agree with.
+_REFERENCE_CLUES = re.compile(
+    r"\d+\s*/\s*[0-9A-ZĐ]|ngày\s+\d{1,2}\s+tháng\s+\d{1,2}\s+năm\s+\d{4}"
+    r"|cộng\s+h(?:oà|òa)\s+xã\s+hội|\d{1,2}/\d{1,2}/\d{4}",
+    re.IGNORECASE,
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("Số: 15/QĐ-UBND\nKính gửi các sở.", True),
+        ("Nghị định 35/2018/NĐ-CP quy định", True),
+        ("Hà Nội, ngày 5 tháng 12 năm 2026", True),
+        ("HÀ NỘI, NGÀY 5 THÁNG 12 NĂM 2026", True),
+        ("CỘNG HOÀ XÃ HỘI CHỦ NGHĨA VIỆT NAM\nĐộc lập - Tự do - Hạnh phúc", True),
+        ("Cộng hòa xã hội chủ nghĩa Việt Nam", True),
+        (unicodedata.normalize("NFD", "CỘNG HOÀ XÃ HỘI CHỦ NGHĨA"), True),
+        ("Hẹn gặp lúc 05/12/2026 tại phòng họp", True),
+        ("Hẹn gặp lúc 9 giờ, phòng 12, tầng 3.", False),
+        ("Nội dung văn bản thử nghiệm hiệu năng. " * 200, False),
+        ("Cộng tác viên gửi ngày mai", False),
+        ("", False),
+        ("Kính gửi anh chị. " * 300 + "Số: 15/QĐ-UBND", False),  # past the first 4000
+    ],
+)
+def test_a_body_looks_like_a_document_by_the_same_clues_as_before(
+    body: str, expected: bool
+) -> None:
+    head = unicodedata.normalize("NFC", "\n".join(body[:4000].splitlines()[:60]))
+    assert bool(_REFERENCE_CLUES.search(head)) is expected
+    assert looks_like_document(body) is expected
