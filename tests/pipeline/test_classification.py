@@ -15,7 +15,7 @@ import pypdf
 import pytest
 
 from mailsvc.documents.extract import ExtractionLimits, TextExtractor
-from mailsvc.documents.markings import MarkingDetector, MarkingMatch, fold
+from mailsvc.documents.markings import MarkingDetector, MarkingMatch, fold, visible
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
 from mailsvc.message import InboundMessage
@@ -252,3 +252,21 @@ async def test_long_texts_are_scanned_off_the_event_loop() -> None:
         executor.shutdown()
     match = _deciding(finding)
     assert match.category == "tuyet-mat" and match.line == 4002
+
+
+@pytest.mark.parametrize(
+    ("text", "seen"),
+    [
+        ("Tối mật", "Tối mật"),  # a Vietnamese text: returned as it is
+        ("Nội dung “trích dẫn” – 2026. " * 200, "Nội dung “trích dẫn” – 2026. " * 200),
+        ("TỐI\u200bMẬT", "TỐIMẬT"),  # zero-width space dropped
+        ("\ufeffMẬT\u00ad", "MẬT"),  # byte-order mark, soft hyphen
+        ("ＴỐＩ ＭẬＴ", "TỐI MẬT"),  # full-width (NFKC)
+        ("ТỐI МẬТ", "TỐI MẬT"),  # Cyrillic Т and М
+        ("ΜẬΤ", "MẬT"),  # Greek Μ and Τ
+        ("µ", "μ"),  # NFKC makes a Greek letter that reads as no Latin one
+        ("\u202eTẬM\u202c", "TẬM"),  # direction controls dropped
+    ],
+)
+def test_a_text_is_read_as_a_reader_sees_it(text: str, seen: str) -> None:
+    assert visible(text) == seen
