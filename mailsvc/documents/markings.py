@@ -251,6 +251,12 @@ class MarkingDetector:
 
     def _scan_lines(self, part: DocumentPart) -> list[MarkingMatch]:
         found: list[MarkingMatch] = []
+        # Every line rule needs a trigger in the line (case folded, spaces removed); case
+        # folding goes a character at a time, so a text without one anywhere has none in
+        # any line: one pass instead of one per line.
+        squeezed_text = part.text.casefold().replace(" ", "")
+        if not any(t in squeezed_text for t in self._triggers):
+            return found
         lines = part.text.split("\n")
         cores: list[tuple[str, bool] | None] = [None] * len(lines)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pypdf
 import pytest
 
-from mailsvc.documents.extract import ExtractionLimits, TextExtractor
+from mailsvc.documents.extract import DocumentPart, ExtractionLimits, Source, TextExtractor
 from mailsvc.documents.markings import MarkingDetector, MarkingMatch, fold, visible
 from mailsvc.documents.pool import WorkerPool
 from mailsvc.errors import ConfigError
@@ -270,3 +270,24 @@ async def test_long_texts_are_scanned_off_the_event_loop() -> None:
 )
 def test_a_text_is_read_as_a_reader_sees_it(text: str, seen: str) -> None:
     assert visible(text) == seen
+
+
+def test_a_stamp_on_one_line_of_many_is_found_and_a_text_without_a_trigger_is_skipped() -> None:
+    """The line rules first look for a trigger in the whole text (case folded, spaces
+    removed): a text that has one in a single line, spaced out or in capitals, is read
+    line by line as before."""
+    detector = MarkingDetector(load_classification_policy(POLICY_FILE))
+
+    def part(text: str) -> DocumentPart:
+        return DocumentPart(
+            source=Source.BODY, filename="", content_type="text/plain", sha256="", text=text,
+            location="body", depth=0, properties={}, truncated=False, pages=0, ocr_pages=0,
+            ocr_images=0,
+        )  # fmt: skip
+
+    prose = "Nội dung văn bản thử nghiệm hiệu năng.\n" * 300
+    assert detector.scan_part(part(prose)) == []
+    for stamp in ("MẬT", "M Ậ T", "TỐI MẬT", "T U Y Ệ T  M Ậ T"):
+        found = detector.scan_part(part(prose + stamp + "\n" + prose))
+        assert [m.rule for m in found] == ["stamp"], stamp
+        assert found[0].line == 301
