@@ -50,6 +50,8 @@ def _unicode_label(label: str) -> str:
 def lookalike_problem(domain: str) -> str:
     """Why ``domain`` looks like another one ("" when it does not): the first label that
     mixes Latin with another script, or spells Latin-looking letters in another script."""
+    if domain.isascii() and "xn--" not in domain.lower():
+        return ""  # ASCII letters only, no A-label to decode: Latin alone
     for raw_label in domain.strip().rstrip(".").split("."):
         label = unicodedata.normalize("NFC", _unicode_label(raw_label))
         letters = [c for c in label if c.isalpha()]

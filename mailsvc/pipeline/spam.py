@@ -440,7 +440,7 @@ def _header_rules(
                 )
                 break
     if rules.raw_8bit_header.enabled:
-        lines = [ln for ln in head.splitlines() if any(b > 0x7F for b in ln)]
+        lines = [ln for ln in head.splitlines() if not ln.isascii()]
         if lines:
             name = (
                 lines[0].split(b":", 1)[0].decode("ascii", "replace") if b":" in lines[0] else "?"

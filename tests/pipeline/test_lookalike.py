@@ -21,6 +21,8 @@ from mailsvc.pipeline.lookalike import lookalike_problem
         ("\u0430\u0440\u0440\u04cf\u0435.com", "Latin-looking letters in CYRILLIC"),  # аррӏе
         ("\u0391\u0392\u0395.gr", "Latin-looking letters in GREEK"),  # ΑΒΕ
         ("xn--80ak6aa92e.com", "Latin-looking letters in CYRILLIC"),
+        ("XN--80AK6AA92E.COM", "Latin-looking letters in CYRILLIC"),  # A-labels any case
+        ("stp.XN--HNOI-53D.gov.vn", "mixes Latin"),
         ("hanoi.gov.vn", ""),
         ("ủybannhândân.vn", ""),
         ("xn--ybannhndn-g2ac4233g.vn", ""),  # the same in Punycode
