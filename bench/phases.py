@@ -2,6 +2,7 @@
 Not a test.
 
     .venv/bin/python bench/phases.py [--documents 300] [--sessions 10]
+    .venv/bin/python bench/phases.py --plain 2000   # bench/smtp.py's plain 20 KB mails
     TMPDIR=/mnt/journaled .venv/bin/python bench/phases.py   # the homes on another disk
 
 Runs ``bench/documents.py``'s load (the same signed documents, home and service, ten SMTP
@@ -38,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import smtp as plain
 from bench.documents import document_messages, prepare_home, run_ours
 from bench.smtp import save_messages
 
@@ -87,8 +89,8 @@ def instrument() -> None:
     timed_coroutine(Acceptance, "_deliver", lambda *_: "  LMTP delivery")
 
 
-def report(count: int, elapsed: float) -> None:
-    print(f"{count} documents in {elapsed:.1f} s: {count / elapsed:.1f} documents/s")
+def report(count: int, elapsed: float, what: str = "documents") -> None:
+    print(f"{count} {what} in {elapsed:.1f} s: {count / elapsed:.1f} {what}/s")
     print(f"{'phase':<42} {'median':>8} {'p90':>8} {'mean':>8}   thread CPU (median)")
     order = [
         "checks (all stages)",
@@ -117,6 +119,13 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--documents", type=int, default=300)
     parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument(
+        "--plain",
+        type=int,
+        metavar="N",
+        default=0,
+        help="bench/smtp.py's load instead: N plain 20 KB mails (no document)",
+    )
     args = parser.parse_args()
     # The receipts have no route here (closed network): their retry warnings left out.
     logging.getLogger("mailsvc.outbound.mailer").setLevel(logging.ERROR)
@@ -124,15 +133,23 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         workdir = Path(tmp)
         os.chmod(workdir, 0o755)
-        messages = save_messages(workdir / "messages", document_messages(args.documents))
-        settings = prepare_home(workdir / "home")
+        if args.plain:
+            count, what = args.plain, "messages"
+            messages = save_messages(workdir / "messages", plain.make_messages(count, 20_000))
+        else:
+            count, what = args.documents, "documents"
+            messages = save_messages(workdir / "messages", document_messages(count))
+            settings = prepare_home(workdir / "home")
         print(f"homes under {tempfile.gettempdir()} (TMPDIR moves them)")
         WALL.clear()
         CPU.clear()
-        elapsed, _latencies, _numbered, _monitor = await run_ours(
-            settings, messages, args.documents, args.sessions
-        )
-    report(args.documents, elapsed)
+        if args.plain:
+            elapsed, _latencies, _monitor = await plain.run_ours(messages, args.sessions, workdir)
+        else:
+            elapsed, _latencies, _numbered, _monitor = await run_ours(
+                settings, messages, count, args.sessions
+            )
+    report(count, elapsed, what)
 
 
 if __name__ == "__main__":
