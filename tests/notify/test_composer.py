@@ -15,12 +15,16 @@ from mailsvc.notify.notices import NoticeComposer, StatusNotice
 from mailsvc.time import VIETNAM
 
 
-def test_text_parts_read_back_as_rendered(tmp_path: Path) -> None:
-    composer = NoticeComposer(
-        templates_dir(Settings(home=tmp_path)) / "notices",
+def _composer(home: Path) -> NoticeComposer:
+    return NoticeComposer(
+        templates_dir(Settings(home=home)) / "notices",
         hostname="mail.stttt.daknong.gov.vn",
         domain="stttt.daknong.gov.vn",
     )
+
+
+def test_text_parts_read_back_as_rendered(tmp_path: Path) -> None:
+    composer = _composer(tmp_path)
     notice = StatusNotice(
         recipient="vanthu@stc.daknong.gov.vn",
         status_code="05",
@@ -53,11 +57,7 @@ def test_the_notice_reads_back_as_a_mail_reader_sees_it(tmp_path: Path) -> None:
     """The notice's structure is written by mailsvc, not by the email package's generator:
     the email package must read it back as the parts it was made of (header fields
     decoded, multipart/mixed of multipart/alternative text + HTML and status.json)."""
-    composer = NoticeComposer(
-        templates_dir(Settings(home=tmp_path)) / "notices",
-        hostname="mail.stttt.daknong.gov.vn",
-        domain="stttt.daknong.gov.vn",
-    )
+    composer = _composer(tmp_path)
     notice = StatusNotice(
         recipient="vanthu@stc.daknong.gov.vn",
         status_code="01",

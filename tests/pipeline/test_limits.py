@@ -277,10 +277,9 @@ class _RecordingThreads(ThreadPoolExecutor):
         return super().submit(run)
 
 
-async def inspect_in_threads(raw: bytes) -> tuple[Status, list[bool]]:
+async def inspect_recording(msg: InboundMessage) -> tuple[Status, list[bool]]:
     """The stage's status, and for each thread task it ran whether the originator had
     been parsed when the task returned."""
-    msg = message(raw)
     threads = _RecordingThreads(msg)
     asyncio.get_running_loop().set_default_executor(threads)
     try:
@@ -288,6 +287,10 @@ async def inspect_in_threads(raw: bytes) -> tuple[Status, list[bool]]:
     finally:
         threads.shutdown()
     return finding.status, threads.parsed_in_task
+
+
+async def inspect_in_threads(raw: bytes) -> tuple[Status, list[bool]]:
+    return await inspect_recording(message(raw))
 
 
 async def test_a_large_message_is_walked_and_its_originator_read_in_one_thread_task() -> None:
@@ -303,13 +306,7 @@ async def test_a_small_message_is_walked_on_the_event_loop() -> None:
     thread: no thread task, the same finding."""
     msg = message(hm.clean())
     assert len(msg.raw) <= INLINE_BYTES
-    threads = _RecordingThreads(msg)
-    asyncio.get_running_loop().set_default_executor(threads)
-    try:
-        (finding,) = await LimitsStage(POLICY).inspect(msg)
-    finally:
-        threads.shutdown()
-    assert finding.status is Status.PASS and threads.parsed_in_task == []
+    assert await inspect_recording(msg) == (Status.PASS, [])
     assert msg.originator_if_parsed is not None and msg.originator.from_address
 
 
