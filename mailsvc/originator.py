@@ -176,18 +176,24 @@ def _scan(head: bytes) -> tuple[list[tuple[str, bytes]], HeaderProblem | None]:
     return fields, None
 
 
-@lru_cache(maxsize=_PARSED_FIELDS)
 def _parse_field(
     name: str, value: bytes, max_bytes: int
 ) -> tuple[tuple[Mailbox, ...], HeaderProblem | None]:
-    """The mailboxes of one originator field, or why it is refused. A pure function of its
-    arguments over immutable results: the last few distinct fields are kept (an agency's
-    From: recurs from message to message), for the email package's address parser costs
-    some 100 µs a field; a sender varying the field only turns the cache over."""
+    """The mailboxes of one originator field, or why it is refused."""
     if len(value) > max_bytes:
         return (), HeaderProblem(
             "address-header-too-large", f"{name}: {len(value)} bytes, at most {max_bytes}"
         )
+    return _parse_capped(name, value)
+
+
+@lru_cache(maxsize=_PARSED_FIELDS)
+def _parse_capped(name: str, value: bytes) -> tuple[tuple[Mailbox, ...], HeaderProblem | None]:
+    """:func:`_parse_field` of a field within the cap. A pure function of its arguments
+    over immutable results: the last few distinct fields are kept (an agency's From:
+    recurs from message to message), for the email package's address parser costs some
+    100 µs a field; a sender varying the field only turns the cache over, and a field
+    over the cap is refused before it could be kept (at most 512 × 2 KB)."""
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError:

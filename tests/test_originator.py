@@ -87,3 +87,16 @@ def test_a_field_read_again_gives_the_same_answer_and_names_are_not_mixed_up() -
     one = read_originator(b"From: Van thu <a@b.vn>\r\n" + TAIL)
     other = read_originator(b"From: Van thu <a@c.vn>\r\n" + TAIL)
     assert (one.from_address, other.from_address) == ("a@b.vn", "a@c.vn")
+
+
+def test_a_field_over_the_cap_is_refused_without_being_kept() -> None:
+    """The kept parses are bounded by the cap (512 fields of at most 2 KB): a sender's
+    100 KB fields, each different, are refused and never kept."""
+    from mailsvc.originator import _parse_capped
+
+    before = _parse_capped.cache_info().currsize
+    for n in range(3):
+        huge = b"From: " + b"%d" % n + b"a" * 100_000 + b"@b.vn\r\n"
+        problem = read_originator(huge + TAIL).problem
+        assert problem is not None and problem.reason == "address-header-too-large"
+    assert _parse_capped.cache_info().currsize == before
