@@ -99,7 +99,7 @@ from mailsvc.smtp.handler import (
 from mailsvc.smtp.lookups import MailboxLookup
 from mailsvc.smtp.server import Sessions, SmtpListener, start_listener
 from mailsvc.store.blobs import BlobStore
-from mailsvc.supervisor import limit_malloc_arenas
+from mailsvc.supervisor import limit_malloc_arenas, settle_heap
 from mailsvc.time import VIETNAM
 from mailsvc.web.app import make_app, make_monitoring_app, start_http
 from mailsvc.web.password import PageLimits
@@ -499,6 +499,8 @@ class App:
             metrics=self.metrics,
         )
         self.external.start()
+        # Started: what the process holds now stays for its life (see settle_heap).
+        self._closers.append(settle_heap())
         return dict(self.addresses)
 
     def _resolver(self) -> OriginResolver:
