@@ -35,8 +35,9 @@ T = TypeVar("T")
 def limit_worker(memory_bytes: int | None) -> None:
     """Pool initializer: cap the worker's address space; ignore SIGINT (the parent handles it);
     die with the fork server (which dies with ``serve``), never linger as an orphan; leave
-    what the fork server preloaded out of the cyclic collector's walks (``settle_heap``:
-    a signed document's validation 15.2–15.9 → 13.1–13.4 ms of CPU in one process)."""
+    what the fork server preloaded out of the cyclic collector's walks (``settle_heap``;
+    bench/heap.py: a signed document's work 2 to 7 % less CPU, medians of alternating
+    rounds)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_parent_death_signal()
     settle_heap(collect=False)  # no walk over the pages shared with the fork server
