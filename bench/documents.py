@@ -178,13 +178,13 @@ def necessary_work(
     return passed, chars, t1 - t0, t2 - t1, time.process_time() - t2
 
 
-async def run_ceiling(
-    settings: Settings, messages: Path, sessions: int, workdir: Path
-) -> tuple[float, list[float], tuple[float, float, float], ServiceMonitor]:
-    """The necessary work on every message, ``sessions`` documents in flight."""
-    from mailsvc.adapters.clamd_daemon import daemon_from_settings
+def necessary_settings(
+    settings: Settings,
+) -> tuple[SignaturePolicy, ValidationSettings, str, ExtractionLimits]:
+    """What :func:`necessary_work` takes besides the message, as the service reads it from
+    ``settings``' home: the signature policy, the validation settings and trust version,
+    the extraction limits."""
     from mailsvc.app import extraction_limits, policies_dir
-    from mailsvc.documents.pool import WorkerPool
     from mailsvc.signatures.engine import SignatureEngine, home_gnupg, home_trust_config
     from mailsvc.signatures.policy import load_signature_policy
 
@@ -195,8 +195,17 @@ async def run_ceiling(
         home_trust_config(policy, settings.home, policies),
         gnupg_home=home_gnupg(settings.home),
     )
-    validation, version = engine.settings, engine.trust_version()
-    limits = extraction_limits(settings)
+    return policy, engine.settings, engine.trust_version(), extraction_limits(settings)
+
+
+async def run_ceiling(
+    settings: Settings, messages: Path, sessions: int, workdir: Path
+) -> tuple[float, list[float], tuple[float, float, float], ServiceMonitor]:
+    """The necessary work on every message, ``sessions`` documents in flight."""
+    from mailsvc.adapters.clamd_daemon import daemon_from_settings
+    from mailsvc.documents.pool import WorkerPool
+
+    policy, validation, version, limits = necessary_settings(settings)
     clamd = daemon_from_settings(settings.model_copy(update={"home": workdir}))
     assert clamd is not None, "the bench's home runs a managed clamd"
     raws = load_messages(messages)
@@ -222,9 +231,7 @@ async def run_ceiling(
         async def one(raw: bytes) -> None:
             async with gate:
                 t0 = time.perf_counter()
-                virus, (passed, chars, *spent) = await asyncio.gather(
-                    scanner.scan(raw), work(raw)
-                )
+                virus, (passed, chars, *spent) = await asyncio.gather(scanner.scan(raw), work(raw))
                 latencies.append(time.perf_counter() - t0)
             if virus is not None or passed != 2 or chars == 0:
                 raise SystemExit(f"ceiling: {virus=}, {passed} signatures passed, {chars} chars")

@@ -32,23 +32,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
 
-    from bench.documents import document_messages, necessary_work, prepare_home
-    from mailsvc.app import extraction_limits, policies_dir
-    from mailsvc.signatures.engine import SignatureEngine, home_gnupg, home_trust_config
-    from mailsvc.signatures.policy import load_signature_policy
+    from bench.documents import document_messages, necessary_settings, necessary_work, prepare_home
     from mailsvc.supervisor import settle_heap
 
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         settings = prepare_home(Path(tmp) / "home")
-        policies = policies_dir(settings)
-        policy = load_signature_policy(policies / "signature.yaml")
-        engine = SignatureEngine(
-            policy,
-            home_trust_config(policy, settings.home, policies),
-            gnupg_home=home_gnupg(settings.home),
-        )
-        validation, version = engine.settings, engine.trust_version()
-        limits = extraction_limits(settings)
+        policy, validation, version, limits = necessary_settings(settings)
         messages = document_messages(args.documents)
 
         def one_pass() -> float:
