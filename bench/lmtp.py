@@ -1,14 +1,20 @@
 """LMTP delivery into a private Dovecot: N messages of SIZE bytes, pooled client vs one
 connection per message. Run as root: python bench/lmtp.py [--messages 2000] [--size 20000]
-[--pool 10]. Prints msgs/s for both. Not a test."""
+[--pool 10] [--rounds 1]. Prints msgs/s for both. Not a test.
+
+With ``--rounds R`` the pooled client delivers R rounds of N messages into the same
+mailbox, and each round prints Dovecot's CPU per delivery (its processes, from /proc)
+beside the first round's: what a delivery costs Dovecot as the mailbox grows."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import smtplib
 import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -23,6 +29,22 @@ from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.passwords import hash_password
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.service import snapshot
+
+
+def dovecot_cpu() -> float:
+    """CPU seconds of this process's Dovecot children so far (reaped ones included)."""
+    procs = snapshot(os.getpid(), set()).values()
+    return sum(p.cpu for p in procs if p.group == "Dovecot")
+
+
+async def deliver_all(client: LmtpClient, queue: list[bytes]) -> None:
+    """One of the pooled client's concurrent senders: deliver from ``queue`` until empty."""
+    while queue:
+        await client.deliver("bench@bench.vn", queue.pop())
+
 
 def body(size: int, i: int) -> bytes:
     head = f"From: a@b.vn\r\nTo: bench@bench.vn\r\nSubject: {i}\r\nMessage-ID: <{i}@b>\r\n\r\n"
@@ -35,6 +57,7 @@ async def main() -> None:
     ap.add_argument("--messages", type=int, default=2000)
     ap.add_argument("--size", type=int, default=20_000)
     ap.add_argument("--pool", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mailsvc-bench-", dir="/tmp"))
     try:
@@ -78,15 +101,23 @@ async def main() -> None:
         msgs = [body(args.size, i) for i in range(args.messages)]
 
         client = LmtpClient(svc.lmtp_path, pool_size=args.pool)
-        queue = list(msgs)
-        t0 = time.perf_counter()
+        first = 0.0
+        for round_ in range(1, args.rounds + 1):
+            queue = list(msgs)
+            cpu0 = dovecot_cpu()
+            t0 = time.perf_counter()
 
-        async def worker() -> None:
-            while queue:
-                await client.deliver("bench@bench.vn", queue.pop())
-
-        await asyncio.gather(*(worker() for _ in range(args.pool)))
-        pooled = args.messages / (time.perf_counter() - t0)
+            await asyncio.gather(*(deliver_all(client, queue) for _ in range(args.pool)))
+            pooled = args.messages / (time.perf_counter() - t0)
+            per = (dovecot_cpu() - cpu0) / args.messages * 1000
+            first = first or per
+            if args.rounds > 1:
+                print(
+                    f"round {round_:3d}: mailbox {round_ * args.messages:7d} messages, "
+                    f"{pooled:6.0f} msgs/s, Dovecot CPU {per:.2f} ms per delivery "
+                    f"({per / first:.2f} of the first round's)",
+                    flush=True,
+                )
         await client.close()
 
         def per_connection() -> float:
