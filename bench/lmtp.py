@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.service import snapshot
 
+RCPT = "bench@bench.vn"
+
 
 def dovecot_cpu() -> float:
     """CPU seconds of this process's Dovecot children so far (reaped ones included)."""
@@ -40,10 +42,10 @@ def dovecot_cpu() -> float:
     return sum(p.cpu for p in procs if p.group == "Dovecot")
 
 
-async def deliver_all(client: LmtpClient, queue: list[bytes]) -> None:
+async def deliver_all(client: LmtpClient, queue: list[bytes], rcpt: str = RCPT) -> None:
     """One of the pooled client's concurrent senders: deliver from ``queue`` until empty."""
     while queue:
-        await client.deliver("bench@bench.vn", queue.pop())
+        await client.deliver(rcpt, queue.pop())
 
 
 def body(size: int, i: int) -> bytes:
@@ -87,7 +89,7 @@ async def main() -> None:
         with Session(make_engine(url)) as s, s.begin():
             s.add(
                 Mailbox(
-                    address="bench@bench.vn",
+                    address=RCPT,
                     must_change=False,
                     password_hash=hash_password("x" * 12, PasswordSection()),
                     created_at=datetime.now(UTC),
@@ -124,7 +126,7 @@ async def main() -> None:
             t = time.perf_counter()
             for m in msgs:
                 with smtplib.LMTP(str(svc.lmtp_path)) as lmtp:
-                    lmtp.sendmail("", ["bench@bench.vn"], m)
+                    lmtp.sendmail("", [RCPT], m)
             return args.messages / (time.perf_counter() - t)
 
         single = await asyncio.to_thread(per_connection)

@@ -1,0 +1,40 @@
+"""bench/lmtp.py's instrument: Dovecot's CPU read from /proc while deliveries run, and
+nothing else's (its ``--rounds`` figures rest on it)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+from bench.lmtp import body, deliver_all, dovecot_cpu
+from mailsvc.mailboxes.dovecot import DovecotService
+from mailsvc.mailboxes.lmtp import LmtpClient
+from tests.mailboxes.conftest import PASSWORD, Accounts, Imap
+
+BURN = "import time\nwhile time.process_time() < 0.4:\n    pass\n"
+
+
+async def test_dovecots_cpu_grows_with_deliveries_and_counts_no_other_child(
+    accounts: Accounts, dovecot: DovecotService, lmtp: LmtpClient
+) -> None:
+    user = accounts.add("bench")
+    start = dovecot_cpu()
+    queue = [body(20_000, i) for i in range(300)]
+    await asyncio.gather(*(deliver_all(lmtp, queue, user) for _ in range(4)))
+    assert not queue
+    delivered = dovecot_cpu()
+    # ~1-3 ms a delivery, in /proc's 10 ms ticks
+    assert delivered - start >= 0.05, (start, delivered)
+
+    # a busy child of this process that is not Dovecot: 0.4 s of CPU, none of it counted
+    burner = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", BURN], check=True, timeout=60
+    )
+    assert burner.returncode == 0
+    assert dovecot_cpu() - delivered < 0.2
+
+    with Imap(*dovecot.imap_address) as imap:
+        imap.login(user, PASSWORD)
+        status = imap.status("INBOX", "(MESSAGES)")
+    assert b"MESSAGES 300" in status[1][0]
