@@ -12,7 +12,14 @@ from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from tests.mailboxes.conftest import PASSWORD, Accounts, Imap
 
-BURN = "import time\nwhile time.process_time() < 0.4:\n    pass\n"
+# Burns 0.4 s of CPU, says "done", then waits (alive, so /proc still lists it) for stdin.
+BURN = """
+import sys, time
+while time.process_time() < 0.4:
+    pass
+print("done", flush=True)
+sys.stdin.read()
+"""
 
 
 async def test_dovecots_cpu_grows_with_deliveries_and_counts_no_other_child(
@@ -27,12 +34,19 @@ async def test_dovecots_cpu_grows_with_deliveries_and_counts_no_other_child(
     # ~1-3 ms a delivery, in /proc's 10 ms ticks
     assert delivered - start >= 0.05, (start, delivered)
 
-    # a busy child of this process that is not Dovecot: 0.4 s of CPU, none of it counted
-    burner = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-c", BURN], check=True, timeout=60
+    # a busy child of this process that is not Dovecot, read while it is alive: 0.4 s of
+    # CPU, none of it counted
+    burner = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", BURN, stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert burner.returncode == 0
-    assert dovecot_cpu() - delivered < 0.2
+    try:
+        assert burner.stdout is not None
+        assert (await asyncio.wait_for(burner.stdout.readline(), 60)).strip() == b"done"
+        assert dovecot_cpu() - delivered < 0.2
+    finally:
+        assert burner.stdin is not None
+        burner.stdin.close()
+        await asyncio.wait_for(burner.wait(), 30)
 
     with Imap(*dovecot.imap_address) as imap:
         imap.login(user, PASSWORD)
