@@ -48,6 +48,14 @@ async def deliver_all(client: LmtpClient, queue: list[bytes], rcpt: str = RCPT) 
         await client.deliver(rcpt, queue.pop())
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer of at least 1 (0 rounds or messages measure nothing)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
 def body(size: int, i: int) -> bytes:
     head = f"From: a@b.vn\r\nTo: bench@bench.vn\r\nSubject: {i}\r\nMessage-ID: <{i}@b>\r\n\r\n"
     line = b"x" * 76 + b"\r\n"
@@ -56,10 +64,10 @@ def body(size: int, i: int) -> bytes:
 
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--messages", type=int, default=2000)
-    ap.add_argument("--size", type=int, default=20_000)
-    ap.add_argument("--pool", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--messages", type=positive, default=2000)
+    ap.add_argument("--size", type=positive, default=20_000)
+    ap.add_argument("--pool", type=positive, default=10)
+    ap.add_argument("--rounds", type=positive, default=1)
     args = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="mailsvc-bench-", dir="/tmp"))
     try:

@@ -3,11 +3,14 @@ nothing else's (its ``--rounds`` figures rest on it)."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import subprocess
 import sys
 
-from bench.lmtp import body, deliver_all, dovecot_cpu
+import pytest
+
+from bench.lmtp import body, deliver_all, dovecot_cpu, positive
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.lmtp import LmtpClient
 from tests.mailboxes.conftest import PASSWORD, Accounts, Imap
@@ -52,3 +55,12 @@ async def test_dovecots_cpu_grows_with_deliveries_and_counts_no_other_child(
         imap.login(user, PASSWORD)
         status = imap.status("INBOX", "(MESSAGES)")
     assert b"MESSAGES 300" in status[1][0]
+
+
+def test_counts_below_one_are_refused_with_a_message() -> None:
+    assert positive("3") == 3
+    for bad in ("0", "-2"):
+        with pytest.raises(argparse.ArgumentTypeError, match="at least 1"):
+            positive(bad)
+    with pytest.raises(ValueError):
+        positive("x")
