@@ -513,7 +513,9 @@ class Mailer:
             routes = await self.router.routes(first.domain)
         except RouteError as exc:
             return {r.id: Outcome(False, str(exc), exc.permanent) for r in rows}
-        data = self.signer.sign(first.data) if self.signer is not None else first.data
+        data = first.data
+        if self.signer is not None:  # CPU (the body's hash, the RSA signature): off the loop
+            data = await asyncio.to_thread(self.signer.sign, data)
         recipients = [r.recipient for r in rows]
         results: dict[str, RecipientResult] | None = None
         error: RouteError | None = None
@@ -658,7 +660,7 @@ class Mailer:
     # -- one attempt ---------------------------------------------------------------------
     async def _transmit(self, data: bytes, recipient: str, sender: str) -> None:
         if self.signer is not None:
-            data = self.signer.sign(data)
+            data = await asyncio.to_thread(self.signer.sign, data)
         domain = recipient.rpartition("@")[2].lower()
         if self.is_local_domain(domain):
             try:

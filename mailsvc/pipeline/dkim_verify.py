@@ -15,6 +15,9 @@ from dataclasses import dataclass
 
 import dkim
 
+from mailsvc.pipeline import dkim_speedups
+
+dkim_speedups.install()  # the message split and the canonicalization's shortcuts
 # the logger's name is the authentication stage's, as before this module was split off
 _dkimpy_log = logging.getLogger("mailsvc.pipeline.authentication.dkimpy")
 
