@@ -50,6 +50,9 @@ class Mailbox:
     # The field's comments, decoded: Python's parser drops them, but IMAP's ENVELOPE
     # (Dovecot) and mail clients show "a@b (Name)" with the comment as the name.
     comments: str = ""
+    # The address's domain as the parser read it ("" when it has none): DMARC's From
+    # domain (a quoted local part may hold an "@", so addr_spec cannot be split for it)
+    domain: str = ""
 
     @property
     def shown_name(self) -> str:
@@ -205,7 +208,7 @@ def _parse_capped(name: str, value: bytes) -> tuple[tuple[Mailbox, ...], HeaderP
         invalid = [d for d in header.defects if isinstance(d, errors.InvalidHeaderDefect)]
         comments = _comments(text)
         mailboxes = tuple(
-            Mailbox(str(a.display_name), str(a.addr_spec), comments)
+            Mailbox(str(a.display_name), str(a.addr_spec), comments, str(a.domain))
             for g in groups
             for a in g.addresses
         )

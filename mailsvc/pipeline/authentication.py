@@ -301,6 +301,21 @@ def _a_label(domain: str) -> str:
         return ""
 
 
+def _from_domains(msg: InboundMessage) -> list[str]:
+    """The From: field's domains: from the originator fields the SMTP handler parsed
+    already (one parse for the limits, the spam rules and DMARC); from the email
+    package's reading only for a message whose originator fields were not parsed or
+    cannot be read (which the limits stage refuses)."""
+    originator = msg.originator_if_parsed
+    if originator is not None and originator.problem is None:
+        return [m.domain for m in originator.from_]
+    try:
+        from_header = msg.headers.get_all("From") or []
+        return [str(a.domain) for h in from_header for a in getattr(h, "addresses", ())]
+    except (ValueError, IndexError, TypeError):
+        return []
+
+
 def _from_domain(domain: str) -> str:
     """A From header's domain in A-label form (raw UTF-8 headers arrive surrogate-escaped)."""
     try:
@@ -718,13 +733,8 @@ class AuthenticationStage:
 
         if not self._policy.dmarc.enabled:
             return finding(Status.NONE, "dmarc-none", "none", "DMARC disabled", "")
-        try:
-            from_header = msg.headers.get_all("From") or []
-            addresses = [a for h in from_header for a in getattr(h, "addresses", ())]
-        except (ValueError, IndexError, TypeError):
-            addresses = []
         # A-label form, as DKIM d= and the SPF domain are (an IDN From must align with them)
-        domains = {_from_domain(str(a.domain)) for a in addresses if a.domain}
+        domains = {_from_domain(d) for d in _from_domains(msg) if d}
         if len(domains) > 1:
             return finding(
                 Status.FAIL,

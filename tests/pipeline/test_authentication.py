@@ -29,6 +29,8 @@ from mailsvc.pipeline.authentication import (
     DkimSignatureResult,
     DmarcOutcome,
     SpfOutcome,
+    _from_domain,
+    _from_domains,
     check_spf,
     format_authentication_results,
     is_aligned,
@@ -927,6 +929,76 @@ async def test_idn_from_domain_aligns_with_its_a_label(stage: AuthenticationStag
     assert findings["spf"].reason == "spf-pass"
     dmarc = findings["dmarc"].payload
     assert isinstance(dmarc, DmarcOutcome) and dmarc.from_domain == "xn--b-8xm.example.vn"
+
+
+FROM_FIELDS = [
+    "Văn thư <vanthu@hanoi.gov.vn>",
+    "vanthu@HaNoi.Gov.VN",
+    "Văn thư <vanthu@bộ.example.vn>",
+    '"a@evil.example" <vanthu@hanoi.gov.vn>',
+    "vanthu@hanoi.gov.vn (Văn thư Sở Nội vụ)",
+    "=?utf-8?q?V=C4=83n_th=C6=B0?= <vanthu@hanoi.gov.vn>",
+    "<vanthu@[192.0.2.25]>",
+]
+# fields the originator parse refuses (so does the limits stage): DMARC keeps the
+# header's reading for them
+REFUSED_FROM_FIELDS = [
+    '"vanthu@evil.example"@hanoi.gov.vn',
+    "Văn thư <vanthu@hanoi.gov.vn.>",
+    "vanthu",
+]
+
+
+@pytest.mark.parametrize("from_", FROM_FIELDS)
+def test_from_domain_read_once_is_the_email_packages(from_: str) -> None:
+    """DMARC takes the From domain from the originator fields the SMTP handler parsed
+    (one parse for limits, spam and DMARC): the same domain the email package's reading
+    of the header gives, for display names holding an "@", quoted local parts holding
+    one, IDN and upper-case domains, comments, domain literals and no domain at all."""
+    msg = inbound(message(from_=from_))
+    assert msg.originator_if_parsed is None
+    by_email_package = [_from_domain(d) for d in _from_domains(msg)]
+    originator = msg.originator  # what the SMTP handler does before the checks
+    assert originator.problem is None
+    assert msg.originator_if_parsed is originator
+    # the raw header's non-ASCII arrives surrogate-escaped, the originator's decoded: DMARC
+    # compares both in A-label form
+    assert [_from_domain(d) for d in _from_domains(msg)] == by_email_package
+
+
+async def test_dmarc_reads_the_parsed_originator_not_the_header_again(
+    stage: AuthenticationStage, keys: Keys
+) -> None:
+    """With the originator fields parsed (as every message through the SMTP server has
+    them), DMARC's result is the one it gives from the header, and the email package's
+    header parse is never made for it."""
+    raw = sign(keys, message(), "hanoi")
+    msg = inbound(raw)
+    _ = msg.originator
+    findings = await stage.inspect(msg)
+    assert findings[2].auth_result == "dmarc=pass (p=reject) header.from=hanoi.gov.vn"
+    assert "headers" not in msg.__dict__  # InboundMessage.headers (a cached property) unbuilt
+    idn = inbound(message(from_="Văn thư <vanthu@bộ.example.vn>"), mail_from="vanthu@bộ.example.vn")
+    _ = idn.originator
+    dmarc = by_method(await stage.inspect(idn))["dmarc"].payload
+    assert isinstance(dmarc, DmarcOutcome) and dmarc.from_domain == "xn--b-8xm.example.vn"
+
+
+def test_unreadable_originator_keeps_the_header_reading() -> None:
+    """Two From: fields (refused by the limits stage): DMARC's reading is the header's,
+    both domains (a permerror), as before the originator was shared."""
+    raw = message(extra_headers="From: other@evil.example\n")
+    msg = inbound(raw)
+    assert msg.originator.problem is not None
+    assert sorted(_from_domains(msg)) == ["evil.example", "hanoi.gov.vn"]
+
+
+@pytest.mark.parametrize("from_", REFUSED_FROM_FIELDS)
+def test_refused_from_fields_keep_the_header_reading(from_: str) -> None:
+    msg = inbound(message(from_=from_))
+    header_reading = _from_domains(msg)
+    assert msg.originator.problem is not None
+    assert _from_domains(msg) == header_reading
 
 
 async def test_a_library_failure_is_a_permerror_not_a_crash() -> None:
