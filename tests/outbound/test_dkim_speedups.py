@@ -200,3 +200,32 @@ def test_signing_a_document_is_faster(key_pem: bytes, own_functions: None) -> No
     assert dkim_speedups.install()
     assert calls() == {"pow": 0, "whitespace regex": 0}
     dkim_speedups.uninstall()
+
+
+def test_bench_prints_both_figures_for_each_row() -> None:
+    """bench/dkim_cost.py runs as the README shows it (a short measurement) and prints a
+    row per operation and message, each verification checked to pass by the bench."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "bench/dkim_cost.py", "--seconds", "0.05"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rows = re.findall(
+        r"^\| (sign|verify) \| (.+?) \| ([\d.]+) .*\| ([\d.]+) \|$", done.stdout, re.M
+    )
+    assert [(op, message) for op, message, _, _ in rows] == [
+        ("sign", "20 KB text"),
+        ("verify", "20 KB text"),
+        ("sign", "307 KB document"),
+        ("verify", "307 KB document"),
+    ]
+    assert all(float(ours) > 0 and float(ratio) > 0 for _, _, ours, ratio in rows)
