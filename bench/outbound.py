@@ -7,9 +7,10 @@ Ours, end to end: N submission sessions (AUTH) → every configured check → th
 and its queue row committed → 250 → the outbound worker routes by the agency directory,
 STARTTLS with a verified certificate, DKIM-signs and delivers → the remote server's 250.
 Baseline: N aiosmtplib sessions sending the same messages straight to the same remote
-server over STARTTLS. The remote server is aiosmtpd on loopback (in this process, for
-both runs); a message's latency runs from the start of its submission to its arrival
-there. Prints msgs/s, p50/p99 and the ratio.
+server over STARTTLS. The load's sessions run in a process of their own, and so does the
+remote server (aiosmtpd on loopback, a new one for each run): the service's process
+holds the service only. A message's latency runs from the start of its submission to its
+arrival there. Prints msgs/s, p50/p99 and the ratio.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 import uuid
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiosmtplib
@@ -147,21 +149,71 @@ def blast_in_process(*args: object) -> dict[str, float]:
         return pool.submit(_blast_sync, *args).result()
 
 
+def _sink_main(conn: Connection, cert: Path, key: Path, expected: int) -> None:
+    """The other agency's server in a process of its own: its port, then the arrivals."""
+
+    async def serve() -> None:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(cert, key)
+        sink = Sink(expected)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(sink, hostname="mx.stc.bench.example.vn", tls_context=tls),
+            "127.0.0.1",
+            0,
+        )
+        conn.send(int(server.sockets[0].getsockname()[1]))
+        await sink.done.wait()
+        conn.send(sink.arrived)
+        await asyncio.Event().wait()  # the senders still QUIT: serve until terminated
+
+    asyncio.run(serve())
+
+
+class SinkProcess:
+    """The remote server (aiosmtpd, STARTTLS) run in its own process, so that neither
+    its CPU nor its event loop is shared with the sender measured (mailsvc, or the bare
+    aiosmtplib sender's process)."""
+
+    def __init__(self, cert: Path, key: Path, expected: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(
+            target=_sink_main, args=(child, cert, key, expected), name="bench-sink"
+        )
+        self._process.start()
+        child.close()
+        if not self._conn.poll(60):
+            self.close()
+            raise RuntimeError("the sink process did not start")
+        self.port: int = self._conn.recv()
+
+    async def arrivals(self, timeout: float) -> dict[str, float]:
+        """Message-ID → arrival time (time.time()), once every expected message came."""
+        if not await asyncio.to_thread(self._conn.poll, timeout):
+            raise TimeoutError(f"the sink did not receive every message in {timeout:.0f} s")
+        arrived: dict[str, float] = self._conn.recv()
+        return arrived
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.join(10)
+
+
 async def run(
-    sink_port: int, sink: Sink, host: str, port: int, messages: list[tuple[str, bytes]],
+    sink: SinkProcess, host: str, port: int, messages: list[tuple[str, bytes]],
     sessions: int, login: tuple[str, str] | None,
 ) -> tuple[float, list[float]]:  # fmt: skip
     started = await asyncio.to_thread(blast_in_process, host, port, messages, sessions, login)
     submitted = time.time()
-    await asyncio.wait_for(sink.done.wait(), timeout=900)
+    arrived = await sink.arrivals(900)
     print(
         f"  submissions took {submitted - min(started.values()):.1f} s, the last arrival "
-        f"{max(sink.arrived.values()) - submitted:.1f} s after",
+        f"{max(arrived.values()) - submitted:.1f} s after",
         file=sys.stderr,
     )
     first = min(started.values())
-    last = max(sink.arrived.values())
-    latencies = [sink.arrived[m] - started[m] for m, _ in messages]
+    last = max(arrived.values())
+    latencies = [arrived[m] - started[m] for m, _ in messages]
     return last - first, latencies
 
 
@@ -172,32 +224,21 @@ async def main() -> None:
     parser.add_argument("--size", type=int, default=20_000)
     args = parser.parse_args()
     messages = make_messages(args.messages, args.size)
-    loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="mailsvc-bench-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
-        write_self_signed(work / "sink-cert.pem", work / "sink-key.pem", "mx.stc.bench.example.vn")
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        tls.load_cert_chain(work / "sink-cert.pem", work / "sink-key.pem")
-
-        async def start_sink() -> tuple[Sink, asyncio.Server, int]:
-            sink = Sink(len(messages))
-            server = await loop.create_server(
-                lambda: SMTP(sink, hostname="mx.stc.bench.example.vn", tls_context=tls),
-                "127.0.0.1",
-                0,
-            )
-            return sink, server, int(server.sockets[0].getsockname()[1])
+        cert, key = work / "sink-cert.pem", work / "sink-key.pem"
+        write_self_signed(cert, key, "mx.stc.bench.example.vn")
 
         # Baseline: a bare aiosmtplib sender straight to the remote server.
-        sink, server, sink_port = await start_sink()
+        sink = SinkProcess(cert, key, len(messages))
         try:
-            base = await run(sink_port, sink, "127.0.0.1", sink_port, messages, args.sessions, None)
+            base = await run(sink, "127.0.0.1", sink.port, messages, args.sessions, None)
         finally:
-            server.close()
+            sink.close()
 
         # Ours: submission → checks → queue → route → STARTTLS → DKIM → remote 250.
-        sink, server, sink_port = await start_sink()
+        sink = SinkProcess(cert, key, len(messages))
         try:
             home = work / "home"
             settings = prepare_home(
@@ -206,12 +247,12 @@ async def main() -> None:
                     code="000.00.02.H99",
                     name="Sở Tài chính",
                     domains=[REMOTE],
-                    route=f"127.0.0.1:{sink_port}",
+                    route=f"127.0.0.1:{sink.port}",
                 ),
             )
             with (home / "mailsvc.toml").open("a", encoding="utf-8") as config:
                 config.write(
-                    f'[outbound]\ntls_ca_file = "{work / "sink-cert.pem"}"\n'
+                    f'[outbound]\ntls_ca_file = "{cert}"\n'
                     "max_remote_recipients_per_hour = 1000000\n"
                 )
             generate_private_key(home / "dkim" / "private.pem")
@@ -230,13 +271,11 @@ async def main() -> None:
             await app.start()
             try:
                 host, port = app.addresses["submission"]
-                ours = await run(
-                    sink_port, sink, host, port, messages, args.sessions, (OFFICIAL, PASSWORD)
-                )
+                ours = await run(sink, host, port, messages, args.sessions, (OFFICIAL, PASSWORD))
             finally:
                 await app.stop()
         finally:
-            server.close()
+            sink.close()
     print(
         f"{args.messages} messages of {args.size} bytes, {args.sessions} sessions, "
         "to a remote aiosmtpd over STARTTLS"
