@@ -31,8 +31,10 @@ import aiosmtplib
 from mailsvc.adapters.dns import DnsTemporaryError, OriginResolver
 from mailsvc.errors import MailsvcError
 from mailsvc.interfaces import Directory
+from mailsvc.outbound import smtp_speedups
 
 log = logging.getLogger(__name__)
+smtp_speedups.install()  # aiosmtplib's passes over each message, skipped when idle
 
 
 class TlsMode(str, Enum):
