@@ -382,13 +382,14 @@ class Mailer:
         assert self.sessions is not None
         taken: list[Pending] = []
         with self.sessions.begin() as session:
+            conn = session.connection()  # Core statements: no ORM execution layer per row
             rows = [
                 Pending(
                     r.id, r.kind, r.sender, r.recipient, r.about, r.data, r.attempts + 1,
                     r.created_at, r.message_key, r.warned_at is not None,
                 )
-                for r in queue.due_rows(session, now)
-                if queue.claim(session, r, now)
+                for r in queue.due_rows(conn, now)
+                if queue.claim(conn, r, now)
             ]  # fmt: skip
             taken.extend(rows)
         return taken

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from typing import NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from mailsvc.config import OutboundSection
@@ -130,7 +130,7 @@ _DUE = (
 )
 
 
-def due_rows(session: Session, now: datetime, limit: int = 50) -> list[Due]:
+def due_rows(session: Session | Connection, now: datetime, limit: int = 50) -> list[Due]:
     """Rows due at ``now``, oldest first (a Core query: no objects in the session)."""
     result = session.execute(_DUE, {"now": now, "limit": limit})
     return [Due(*row) for row in result]
@@ -163,9 +163,10 @@ _RETRY = (
 )
 
 
-def claim(session: Session, row: Due, now: datetime) -> bool:
+def claim(session: Session | Connection, row: Due, now: datetime) -> bool:
     """Take ``row`` for one attempt (count it, hold it for CLAIM). False when another
-    worker took it first."""
+    worker took it first. On the session's connection, the statement skips the ORM's
+    execution layer (the worker claims a pass's rows one statement each)."""
     result = session.execute(
         _CLAIM, {"rid": row.id, "due": row.next_attempt_at, "until": now + CLAIM}
     )

@@ -481,3 +481,26 @@ async def test_a_row_queued_when_idle_goes_at_once_and_stop_ends_a_paced_wait(
         running.remove(mailer)
         second = rows(sessions)[1]
         assert (second.recipient, second.state, second.attempts) == ("b@stc.example.vn", QUEUED, 0)
+
+
+def test_a_row_is_claimed_once_by_two_workers(sessions: sessionmaker[Session]) -> None:
+    """Two workers (another node's, or the CLI's) see the same due row: the first claim
+    takes it, the second is refused, whether made on the session or on its connection
+    (the worker's pass)."""
+    from mailsvc.outbound.queue import claim, due_rows
+
+    with sessions.begin() as session:
+        enqueue(session, notice("vanthu@stc.example.vn"), "vanthu@stc.example.vn", kind="notice-03")
+    now = utcnow()
+    with sessions() as session:
+        [seen_by_first] = due_rows(session.connection(), now)
+    with sessions() as session:
+        [seen_by_second] = due_rows(session, now)
+    assert seen_by_first == seen_by_second
+    with sessions.begin() as session:
+        assert claim(session.connection(), seen_by_first, now)
+    with sessions.begin() as session:
+        assert not claim(session, seen_by_second, now)
+        assert not claim(session.connection(), seen_by_second, now)
+    [row] = rows(sessions)
+    assert row.attempts == 1 and row.state == QUEUED and row.next_attempt_at > now
