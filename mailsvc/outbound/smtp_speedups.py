@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import logging
 import re
-from importlib.metadata import version
 
 import aiosmtplib.protocol as protocol
 import aiosmtplib.smtp as smtp
+
+from mailsvc.checked_releases import releases_checked
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,7 @@ def install() -> bool:
     """Put them in aiosmtplib's place; True when installed (a checked release)."""
     if protocol.normalize_message_line_endings is normalize_message_line_endings:
         return True
-    release = version("aiosmtplib")
-    if release not in CHECKED_RELEASES["aiosmtplib"]:
-        log.info("aiosmtplib %s: its own functions are used (not checked)", release)
+    if not releases_checked(CHECKED_RELEASES, log):
         return False
     protocol.normalize_message_line_endings = normalize_message_line_endings
     smtp.normalize_message_line_endings = normalize_message_line_endings

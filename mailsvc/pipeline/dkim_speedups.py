@@ -32,13 +32,14 @@ block needs dkimpy's loop, which this gives it; anything else goes to dkimpy's o
 from __future__ import annotations
 
 import logging
-from importlib.metadata import version
 from typing import Any
 
 import dkim
 import dkim.canonicalization as canonicalization
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
+
+from mailsvc.checked_releases import releases_checked
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,7 @@ def install() -> bool:
     dkimpy keeps its own functions."""
     if dkim.RSASSA_PKCS1_v1_5_sign is rsa_sign:
         return True
-    release = version("dkimpy")
-    if release not in CHECKED_RELEASES["dkimpy"]:
-        log.info("dkimpy %s: its own functions are used (not checked)", release)
+    if not releases_checked(CHECKED_RELEASES, log):
         return False
     dkim.RSASSA_PKCS1_v1_5_sign = rsa_sign
     dkim.rfc822_parse = rfc822_parse

@@ -56,13 +56,14 @@ import io
 import logging
 import re
 from functools import lru_cache
-from importlib.metadata import version
 from typing import Any
 
 from asn1crypto import x509 as asn1_x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PDF_WHITESPACE
 from pyhanko.sign import general
+
+from mailsvc.checked_releases import releases_checked
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,7 @@ def install() -> bool:
     checked releases), False when the libraries keep their own functions."""
     if generic.read_hex_string_from_stream is read_hex_string:
         return True
-    releases = {name: version(name) for name in CHECKED_RELEASES}
-    if any(release not in CHECKED_RELEASES[name] for name, release in releases.items()):
-        log.info("%s: the libraries' own functions are used (not checked)", releases)
+    if not releases_checked(CHECKED_RELEASES, log):
         return False
     generic.read_hex_string_from_stream = read_hex_string
     general.match_issuer_serial = match_issuer_serial
