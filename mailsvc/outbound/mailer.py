@@ -65,6 +65,11 @@ log = logging.getLogger(__name__)
 # The folder a recalled document's copy is moved to: "Thu hồi" in IMAP's modified UTF-7.
 RECALLED_FOLDER = "Thu h&HtM-i"
 PARALLEL = 8  # deliveries at once
+# Attempts claimed and not finished, at most (each waits for one of the PARALLEL slots and
+# holds its row's message in memory): the worker claims no more until one finishes. A
+# pass's attempts run on their own, so a slow receiving server (each of its answers may
+# take up to the relay timeout) holds up its own rows only, never the next pass's.
+IN_FLIGHT = 4 * PARALLEL
 # Seconds at least between the starts of two passes that claim rows just queued: under
 # load (a receipt per accepted document) a pass takes what was queued meanwhile, instead
 # of one write transaction to claim and one to settle for nearly every row. A row queued
@@ -264,7 +269,11 @@ class Mailer:
         self.claims = 0  # passes begun because rows were queued (tests, benches)
         self._task: asyncio.Task[None] | None = None
         self._limit = asyncio.Semaphore(PARALLEL)
-        self._retries: list[tuple[int, datetime, str]] = []  # this pass's failed attempts
+        self._retries: list[tuple[int, datetime, str]] = []  # failed attempts, to write
+        self._inflight: set[asyncio.Task[None]] = set()  # claimed attempts under way
+        self._inflight_rows: dict[asyncio.Task[None], tuple[int, ...]] = {}  # their rows
+        self._flusher: asyncio.Task[None] | None = None  # writing self._retries
+        self._look = asyncio.Event()  # look at the queue again (retries written, room)
 
     # -- the door ------------------------------------------------------------------------
     async def send(
@@ -301,6 +310,8 @@ class Mailer:
         task, self._task = self._task, None
         if task is None:
             return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         self._stopping = True
         self._halt.set()
         self._wake.set()
@@ -310,6 +321,17 @@ class Mailer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        under_way = set(self._inflight)
+        if under_way:
+            _, late = await asyncio.wait(under_way, timeout=max(0.0, deadline - loop.time()))
+            for attempt in late:  # its row stays claimed: tried again once the claim ends
+                attempt.cancel()
+            if late:
+                await asyncio.wait(late)
+        try:
+            await self._retries_written()
+        except Exception:  # boundary: the rows stay claimed and are tried again later
+            log.exception("outbound queue: failed attempts not recorded at stop")
         if self.transport is not None:
             await self.transport.close()
 
@@ -329,9 +351,13 @@ class Mailer:
                     if self._stopping:
                         break
                 claimed_at = loop.time()
+            await self._room()
+            if self._stopping:
+                break
             self._wake.clear()
+            self._look.clear()
             try:
-                delay = await self.deliver_due(woken=woken)
+                delay = await self.deliver_due(woken=woken, wait=False)
             except Exception:  # boundary: the worker must outlive a database hiccup
                 log.exception("outbound queue: pass failed")
                 delay = self.retry.poll_seconds
@@ -340,32 +366,95 @@ class Mailer:
             if self._wake.is_set():  # rows added during the pass: claim them now
                 woken = True
                 continue
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-                woken = True
-            except TimeoutError:
-                woken = False
+            woken = await self._sleep(delay)
 
-    async def deliver_due(self, *, woken: bool = False) -> float:
-        """One pass: attempt every due row. Returns the seconds until the next is due
-        (at most ``poll_seconds``). With nothing due, the pass is one read-only look-up.
-        ``woken``: rows were just added (``wake``), so the pass claims at once instead of
-        looking first; rows added while a pass sends (a receipt per accepted message under
-        load) make it return 0 without looking, and the next pass claims them."""
+    async def _room(self) -> None:
+        """Wait while IN_FLIGHT attempts are under way (or until stop)."""
+        while len(self._inflight) >= IN_FLIGHT and not self._stopping:
+            halted = asyncio.ensure_future(self._halt.wait())
+            try:
+                await asyncio.wait({*self._inflight, halted}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                halted.cancel()
+
+    async def _sleep(self, delay: float) -> bool:
+        """Until rows are added (True: claim at once), the queue is to be looked at again
+        (failed attempts' retry times written, room for more attempts) or ``delay``."""
+        waiters = {
+            asyncio.ensure_future(self._wake.wait()),
+            asyncio.ensure_future(self._look.wait()),
+        }
+        try:
+            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+        return self._wake.is_set()
+
+    def _dispatch(self, attempt: Awaitable[None], rows: Sequence[Pending]) -> asyncio.Task[None]:
+        """Run one claimed attempt on its own (see IN_FLIGHT)."""
+        task = asyncio.ensure_future(attempt)
+        self._inflight.add(task)
+        self._inflight_rows[task] = tuple(row.id for row in rows)
+        task.add_done_callback(self._finished)
+        return task
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._inflight) >= IN_FLIGHT
+        self._inflight.discard(task)
+        self._inflight_rows.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            # the attempts catch their own failures; anything else is a bug, logged here
+            log.error("outbound attempt ended unexpectedly", exc_info=task.exception())
+        if self._retries and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_retries())
+        if was_full:
+            self._look.set()
+
+    async def _flush_retries(self) -> None:
+        """Write the failed attempts' next times: those failing meanwhile are taken by
+        the same loop, so under load one transaction records many."""
+        try:
+            while self._retries:
+                await self._write_retries()
+        except Exception:  # boundary: the rows stay claimed and are tried again later
+            log.exception("outbound queue: failed attempts not recorded")
+        finally:
+            self._flusher = None
+        self._look.set()  # a retry may be due before the worker's next look
+
+    async def _retries_written(self) -> None:
+        """Every failed attempt's next time written (deliver_due's wait, stop)."""
+        while self._retries or self._flusher is not None:
+            if self._flusher is not None:
+                await asyncio.shield(self._flusher)
+            else:
+                await self._write_retries()
+
+    async def deliver_due(self, *, woken: bool = False, wait: bool = True) -> float:
+        """One pass: claim every due row and start its attempt. Returns the seconds until
+        the next is due (at most ``poll_seconds``). With nothing due, the pass is one
+        read-only look-up. ``woken``: rows were just added (``wake``), so the pass claims
+        at once instead of looking first; rows added while a pass claims (a receipt per
+        accepted message under load) make it return 0 without looking, and the next pass
+        claims them. ``wait``: return once the attempts have finished and their failures
+        are written (the worker does not wait: its next pass starts while they run)."""
         if not woken:
             upcoming = await asyncio.to_thread(self._next_due)
             if upcoming is None or upcoming > utcnow():
                 return self._until(upcoming)
-        rows = await asyncio.to_thread(self._claim_due, utcnow())
+        room = IN_FLIGHT - len(self._inflight)
+        if room <= 0:  # deliver_due called beside the worker while it is full
+            return 0.0
+        under_way = frozenset(i for ids in self._inflight_rows.values() for i in ids)
+        rows = await asyncio.to_thread(self._claim_due, utcnow(), under_way, room)
         if rows:
             singles, groups = self._group(rows)
-            try:
-                await asyncio.gather(
-                    *(self._attempt(row) for row in singles),
-                    *(self._attempt_remote(group) for group in groups),
-                )
-            finally:
-                await self._write_retries()
+            attempts = [self._dispatch(self._attempt(row), [row]) for row in singles]
+            attempts += [self._dispatch(self._attempt_remote(group), group) for group in groups]
+            if wait:
+                await asyncio.wait(attempts)
+                await self._retries_written()
         if rows and self._wake.is_set():
             return 0.0  # rows were added during the pass: the next one claims them at once
         upcoming = await asyncio.to_thread(self._next_due)
@@ -378,7 +467,11 @@ class Mailer:
             return self.retry.poll_seconds
         return max(0.0, min((when - utcnow()).total_seconds(), self.retry.poll_seconds))
 
-    def _claim_due(self, now: datetime) -> list[Pending]:
+    def _claim_due(
+        self, now: datetime, under_way: frozenset[int] = frozenset(), limit: int = 50
+    ) -> list[Pending]:
+        """Claim up to ``limit`` due rows, except those this worker is still attempting (a
+        send outlasting its claim, CLAIM, is not started a second time beside itself)."""
         assert self.sessions is not None
         taken: list[Pending] = []
         with self.sessions.begin() as session:
@@ -388,8 +481,8 @@ class Mailer:
                     r.id, r.kind, r.sender, r.recipient, r.about, r.data, r.attempts + 1,
                     r.created_at, r.message_key, r.warned_at is not None,
                 )
-                for r in queue.due_rows(conn, now)
-                if queue.claim(conn, r, now)
+                for r in queue.due_rows(conn, now, min(limit, 50))
+                if r.id not in under_way and queue.claim(conn, r, now)
             ]  # fmt: skip
             taken.extend(rows)
         return taken

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from datetime import timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import SMTP as SmtpProtocol
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +27,7 @@ from mailsvc.db.session import make_engine, make_sessionmaker
 from mailsvc.directory import DbDirectory
 from mailsvc.mailboxes.lmtp import LmtpClient
 from mailsvc.outbound.dsn import DsnComposer
-from mailsvc.outbound.mailer import Mailer, SubmissionPolicy
+from mailsvc.outbound.mailer import IN_FLIGHT, Mailer, SubmissionPolicy
 from mailsvc.outbound.models import SUBMISSION, OutboundMessage
 from mailsvc.outbound.queue import RetryPolicy, enqueue
 from mailsvc.outbound.routing import Route, RouteFinder, SmtpTransport, TlsMode
@@ -325,3 +329,100 @@ async def test_connections_are_reused_and_a_closed_one_is_replaced(
         server.close()
         await server.wait_closed()
     assert {r.state for r in rows(sessions)} == {"sent"}
+
+
+@dataclass
+class HeldSink(RemoteSink):
+    """A receiving server that answers DATA only when the test lets it (a slow or
+    tarpitting server: each of its answers may take up to the relay timeout)."""
+
+    holding: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle_DATA(
+        self, server: SmtpProtocol, session: SmtpSession, envelope: Envelope
+    ) -> str:
+        self.holding.set()
+        await self.release.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_slow_server_holds_up_its_own_mail_only(
+    sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
+) -> None:
+    """An agency's server that takes its time over one message does not hold up the mail
+    queued after it for other servers (receipts, officials' letters): the worker's next
+    pass starts while that attempt is still waiting."""
+    held = HeldSink()
+    tls, cert = sink_tls(tmp_path)
+    slow = await start_remote_sink(held, tls)
+    with sessions.begin() as session:
+        session.execute(
+            update(Agency)
+            .where(Agency.code == "000.00.02.H99")
+            .values(route=f"127.0.0.1:{port_of(slow)}")
+        )
+    quick = RemoteSink()
+    plain = await start_remote_sink(quick, None)
+    smarthost = Route("127.0.0.1", port_of(plain), TlsMode.NONE, "smarthost")
+    try:
+        mailer = make(sessions, resolver=None, ca=cert, smarthost=smarthost)
+        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key="k1")
+        mailer.start()
+        mailers.append(mailer)
+        await wait_for(held.holding.is_set)  # the slow server has the first message's DATA
+        submit(sessions, [f"a@{PUBLIC_DOMAIN}"], key="k2")
+        mailer.wake()
+        await wait_for(lambda: len(quick.transactions) == 1)
+        assert held.transactions == []
+        assert [(r.recipient, r.state) for r in rows(sessions)] == [
+            (f"vanthu@{DIRECTORY_DOMAIN}", "queued"),
+            (f"a@{PUBLIC_DOMAIN}", "sent"),
+        ]
+        held.release.set()
+        await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
+    finally:
+        held.release.set()
+        for server in (slow, plain):
+            server.close()
+            await server.wait_closed()
+    assert len(held.transactions) == 1 and held.transactions[0].tls
+    assert [r.attempts for r in rows(sessions)] == [1, 1]
+
+
+async def test_claims_stop_at_the_in_flight_bound_while_a_server_holds_them(
+    sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
+) -> None:
+    """40 messages for a server that answers none of them yet: the worker claims
+    IN_FLIGHT (each holds its message in memory), no more, and once the server answers,
+    every message is delivered once."""
+    held = HeldSink()
+    tls, cert = sink_tls(tmp_path)
+    slow = await start_remote_sink(held, tls)
+    with sessions.begin() as session:
+        session.execute(
+            update(Agency)
+            .where(Agency.code == "000.00.02.H99")
+            .values(route=f"127.0.0.1:{port_of(slow)}")
+        )
+    for n in range(40):
+        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
+
+    def claimed() -> int:
+        return sum(1 for r in rows(sessions) if r.attempts == 1)
+
+    try:
+        mailer = make(sessions, resolver=None, ca=cert)
+        mailer.start()
+        mailers.append(mailer)
+        await wait_for(held.holding.is_set)  # the first messages' DATA waits at the server
+        await wait_for(lambda: claimed() == IN_FLIGHT)
+        assert held.transactions == []
+        held.release.set()
+        await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
+    finally:
+        held.release.set()
+        slow.close()
+        await slow.wait_closed()
+    assert len(held.transactions) == 40
+    assert [r.attempts for r in rows(sessions)] == [1] * 40
