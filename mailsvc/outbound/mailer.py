@@ -18,7 +18,9 @@ read-only transaction (``db.session.reading``: no write lock on SQLite), and cla
 in a write transaction only when one is due; an idle queue never competes with message
 acceptance for the database's write lock. Passes woken by new rows are paced (``PACE``, 0.1 s
 between their starts): a row queued when the worker has been quiet goes at once, and under
-load (a receipt per accepted document) one pass claims everything queued meanwhile.
+load (a receipt per accepted document) one pass claims everything queued meanwhile. A
+pass starts its attempts and does not wait for them (``IN_FLIGHT``): a slow receiving
+server holds up its own rows only.
 
 Mail our officials send to other servers (kind ``submission``, queued by the
 acceptance transaction before the SMTP 250) goes through the same queue: routed by
