@@ -276,6 +276,8 @@ class Mailer:
         self._inflight_rows: dict[asyncio.Task[None], tuple[int, ...]] = {}  # their rows
         self._flusher: asyncio.Task[None] | None = None  # writing self._retries
         self._look = asyncio.Event()  # look at the queue again (retries written, room)
+        self._to_record: list[tuple[list[Pending], asyncio.Future[None]]] = []  # sent rows
+        self._recorder: asyncio.Task[None] | None = None  # writing self._to_record
 
     # -- the door ------------------------------------------------------------------------
     async def send(
@@ -508,17 +510,42 @@ class Mailer:
                 log.exception("outbound %d (%s to %s) failed", row.id, row.kind, row.recipient)
                 await self._failed_attempt(row, f"{type(exc).__name__}: {exc}", permanent=False)
                 return
-            await asyncio.to_thread(self._finish, queue.mark_sent, row.id)
+            await self._record_sent([row])
             if row.kind == VOID_COPY:
                 self.voided.append((row.recipient, row.about))
             else:
                 self.sent.append((row.kind, row.recipient))
             log.info("%s to %s sent (attempt %d)", row.kind, row.recipient, row.attempts)
 
-    def _finish(self, mark: Callable[[Session, int, datetime], None], row_id: int) -> None:
-        assert self.sessions is not None
-        with self.sessions.begin() as session:
-            mark(session, row_id, utcnow())
+    async def _record_sent(self, rows: list[Pending]) -> None:
+        """Mark ``rows`` sent; returns once committed. The rows of attempts that finish
+        while a record is being written go together in the next transaction (group
+        commit: under load one write for several messages sent, not one each). The
+        attempt waits for it, so its rows stay under way (never claimed again) until then."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._to_record.append((rows, done))
+        if self._recorder is None:
+            self._recorder = asyncio.create_task(self._write_sent())
+        await done
+
+    async def _write_sent(self) -> None:
+        try:
+            while self._to_record:
+                batch, self._to_record = self._to_record, []
+                try:
+                    await asyncio.to_thread(
+                        self._settle_sent, [r for rows, _ in batch for r in rows]
+                    )
+                except Exception as exc:  # each attempt hears of it, as when it wrote alone
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        if not done.done():
+                            done.set_result(None)
+        finally:
+            self._recorder = None
 
     async def _failed_attempt(
         self, row: Pending, error: str, *, permanent: bool, alert: bool = True
@@ -584,7 +611,7 @@ class Mailer:
                 outcomes = {r.id: Outcome(False, error) for r in rows}
         sent = [r for r in rows if outcomes[r.id].ok]
         if sent:
-            await asyncio.to_thread(self._settle_sent, sent)
+            await self._record_sent(sent)
             for row in sent:
                 self.sent.append((row.kind, row.recipient))
             log.info(

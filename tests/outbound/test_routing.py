@@ -338,11 +338,13 @@ class HeldSink(RemoteSink):
 
     holding: asyncio.Event = field(default_factory=asyncio.Event)
     release: asyncio.Event = field(default_factory=asyncio.Event)
+    waiting: int = 0  # messages whose DATA waits for the release
 
     async def handle_DATA(
         self, server: SmtpProtocol, session: SmtpSession, envelope: Envelope
     ) -> str:
         self.holding.set()
+        self.waiting += 1
         await self.release.wait()
         return await super().handle_DATA(server, session, envelope)
 
@@ -374,11 +376,14 @@ async def test_a_slow_server_holds_up_its_own_mail_only(
         submit(sessions, [f"a@{PUBLIC_DOMAIN}"], key="k2")
         mailer.wake()
         await wait_for(lambda: len(quick.transactions) == 1)
+        # recorded as sent once the other server's 250 is in (the first still waits)
+        await wait_for(
+            lambda: (
+                [(r.recipient, r.state) for r in rows(sessions)]
+                == [(f"vanthu@{DIRECTORY_DOMAIN}", "queued"), (f"a@{PUBLIC_DOMAIN}", "sent")]
+            )
+        )
         assert held.transactions == []
-        assert [(r.recipient, r.state) for r in rows(sessions)] == [
-            (f"vanthu@{DIRECTORY_DOMAIN}", "queued"),
-            (f"a@{PUBLIC_DOMAIN}", "sent"),
-        ]
         held.release.set()
         await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
     finally:
@@ -426,3 +431,37 @@ async def test_claims_stop_at_the_in_flight_bound_while_a_server_holds_them(
         await slow.wait_closed()
     assert len(held.transactions) == 40
     assert [r.attempts for r in rows(sessions)] == [1] * 40
+
+
+async def test_messages_sent_together_are_recorded_in_one_transaction(
+    sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
+) -> None:
+    """Eight messages whose server answers them all at once: their sent marks are written
+    together (group commit), a couple of write transactions, not eight."""
+    from tests.transactions import count_transactions
+
+    held = HeldSink()
+    tls, cert = sink_tls(tmp_path)
+    slow = await start_remote_sink(held, tls)
+    with sessions.begin() as session:
+        session.execute(
+            update(Agency)
+            .where(Agency.code == "000.00.02.H99")
+            .values(route=f"127.0.0.1:{port_of(slow)}")
+        )
+    for n in range(8):
+        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
+    try:
+        mailer = make(sessions, resolver=None, ca=cert)
+        mailer.start()
+        mailers.append(mailer)
+        await wait_for(lambda: held.waiting == 8)  # all eight wait for their answer
+        seen = count_transactions(sessions.kw["bind"])
+        held.release.set()
+        await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
+    finally:
+        held.release.set()
+        slow.close()
+        await slow.wait_closed()
+    assert len(held.transactions) == 8
+    assert seen.writes < 8, seen.writes
