@@ -155,14 +155,7 @@ async def test_directory_route_wins_over_mx_and_requires_a_verified_certificate(
     sessions: sessionmaker[Session], dns: DnsTestServer, tmp_path: Path, mailers: list[Mailer]
 ) -> None:
     sink = RemoteSink()
-    tls, cert = sink_tls(tmp_path)
-    server = await start_remote_sink(sink, tls)
-    with sessions.begin() as session:
-        session.execute(
-            update(Agency)
-            .where(Agency.code == "000.00.02.H99")
-            .values(route=f"127.0.0.1:{port_of(server)}")
-        )
+    server, cert = await directory_server(sessions, tmp_path, sink)
     # MX says somewhere else entirely (a closed port): the pinned route wins.
     dns.add(DIRECTORY_DOMAIN, "MX", "10 mx.nowhere.test.")
     dns.add("mx.nowhere.test", "A", "127.0.0.2")
@@ -349,6 +342,22 @@ class HeldSink(RemoteSink):
         return await super().handle_DATA(server, session, envelope)
 
 
+async def directory_server(
+    sessions: sessionmaker[Session], tmp_path: Path, sink: RemoteSink
+) -> tuple[asyncio.Server, Path]:
+    """``sink`` served with STARTTLS and pinned as the directory agency's route; returns
+    its server and the certificate the mailer must trust."""
+    tls, cert = sink_tls(tmp_path)
+    server = await start_remote_sink(sink, tls)
+    with sessions.begin() as session:
+        session.execute(
+            update(Agency)
+            .where(Agency.code == "000.00.02.H99")
+            .values(route=f"127.0.0.1:{port_of(server)}")
+        )
+    return server, cert
+
+
 async def test_a_slow_server_holds_up_its_own_mail_only(
     sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
 ) -> None:
@@ -356,14 +365,7 @@ async def test_a_slow_server_holds_up_its_own_mail_only(
     queued after it for other servers (receipts, officials' letters): the worker's next
     pass starts while that attempt is still waiting."""
     held = HeldSink()
-    tls, cert = sink_tls(tmp_path)
-    slow = await start_remote_sink(held, tls)
-    with sessions.begin() as session:
-        session.execute(
-            update(Agency)
-            .where(Agency.code == "000.00.02.H99")
-            .values(route=f"127.0.0.1:{port_of(slow)}")
-        )
+    slow, cert = await directory_server(sessions, tmp_path, held)
     quick = RemoteSink()
     plain = await start_remote_sink(quick, None)
     smarthost = Route("127.0.0.1", port_of(plain), TlsMode.NONE, "smarthost")
@@ -402,14 +404,7 @@ async def test_claims_stop_at_the_in_flight_bound_while_a_server_holds_them(
     IN_FLIGHT (each holds its message in memory), no more, and once the server answers,
     every message is delivered once."""
     held = HeldSink()
-    tls, cert = sink_tls(tmp_path)
-    slow = await start_remote_sink(held, tls)
-    with sessions.begin() as session:
-        session.execute(
-            update(Agency)
-            .where(Agency.code == "000.00.02.H99")
-            .values(route=f"127.0.0.1:{port_of(slow)}")
-        )
+    slow, cert = await directory_server(sessions, tmp_path, held)
     for n in range(40):
         submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
 
@@ -441,14 +436,7 @@ async def test_messages_sent_together_are_recorded_in_one_transaction(
     from tests.transactions import count_transactions
 
     held = HeldSink()
-    tls, cert = sink_tls(tmp_path)
-    slow = await start_remote_sink(held, tls)
-    with sessions.begin() as session:
-        session.execute(
-            update(Agency)
-            .where(Agency.code == "000.00.02.H99")
-            .values(route=f"127.0.0.1:{port_of(slow)}")
-        )
+    slow, cert = await directory_server(sessions, tmp_path, held)
     for n in range(8):
         submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
     try:
