@@ -332,6 +332,9 @@ class Mailer:
                 attempt.cancel()
             if late:
                 await asyncio.wait(late)
+        if self._recorder is not None:  # sent marks of attempts cancelled while recorded
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._recorder)
         try:
             await self._retries_written()
         except Exception:  # boundary: the rows stay claimed and are tried again later
