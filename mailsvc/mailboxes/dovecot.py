@@ -56,6 +56,8 @@ from mailsvc.supervisor import FailureHook, ReadyHook, SupervisedProcess, stop_l
 log = logging.getLogger(__name__)
 
 MASTER_USER = "mailsvc"
+# Starts tried when a port chosen for port 0 is taken before Dovecot binds it.
+PORT_ATTEMPTS = 3
 MASTER_SEPARATOR = "*"
 DEFAULT_MAIL_USER = "vmail"
 SPECIAL_FOLDERS = (
@@ -81,6 +83,13 @@ def resolve_port(host: str, port: int) -> int:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def connect_host(host: str) -> str:
@@ -260,10 +269,20 @@ class DovecotService:
             on_failures=self.on_failures,
             on_ready=self.on_ready,
         )
-        try:
-            await self.supervisor.start()
-        except DependencyError as exc:
-            raise DependencyError(f"{exc}; Dovecot log: {self._log_tail()}") from exc
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            log_start = _size(self.log_path)
+            try:
+                await self.supervisor.start()
+                break
+            except DependencyError as exc:
+                # A port chosen for port 0 was free when chosen; another program can bind
+                # it before Dovecot does. Choose again rather than fail the start.
+                if attempt < PORT_ATTEMPTS and self._port_taken_since(log_start):
+                    log.warning("dovecot: a chosen port was taken meanwhile; choosing again")
+                    self._forget_chosen_ports()
+                    await asyncio.to_thread(self.write_config)
+                    continue
+                raise DependencyError(f"{exc}; Dovecot log: {self._log_tail()}") from exc
         log.info(
             "dovecot ready: imap %s:%d, imaps %s:%d, lmtp %s",
             *self.imap_address,
@@ -303,6 +322,35 @@ class DovecotService:
         finally:
             writer.close()
         return line.startswith(b"* OK")
+
+    def _port_taken_since(self, offset: int) -> bool:
+        """Whether Dovecot logged, after ``offset``, that a port it chose for 0 was in use."""
+        chosen = [
+            address[1]
+            for address, listen in (
+                (self.imap_address, self._listen_imap),
+                (self.imaps_address, self._listen_imaps),
+            )
+            if listen[1] == 0
+        ]
+        if not chosen:
+            return False
+        try:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(offset)
+                text = handle.read(64 * 1024).decode("utf-8", "replace")
+        except OSError:
+            return False
+        return any(
+            "Address already in use" in line and f", {port})" in line
+            for line in text.splitlines()
+            for port in chosen
+        )
+
+    def _forget_chosen_ports(self) -> None:
+        """Forget the ports chosen for port 0, so that write_config chooses new ones."""
+        self.imap_address = (self.imap_address[0], self._listen_imap[1])
+        self.imaps_address = (self.imaps_address[0], self._listen_imaps[1])
 
     def _log_tail(self, lines: int = 5) -> str:
         try:

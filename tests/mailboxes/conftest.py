@@ -141,7 +141,9 @@ StartDovecot = Callable[..., Awaitable[DovecotService]]
 async def start_dovecot(db_url: str, home: Path, tls: Tls) -> AsyncIterator[StartDovecot]:
     started: list[DovecotService] = []
 
-    async def start(imap: str = "127.0.0.1:0", imaps: str = "127.0.0.1:0") -> DovecotService:
+    async def start(
+        imap: str = "127.0.0.1:0", imaps: str = "127.0.0.1:0", *, chosen_imap: int = 0
+    ) -> DovecotService:
         settings = Settings(
             home=home,
             database={"url": db_url},
@@ -156,6 +158,8 @@ async def start_dovecot(db_url: str, home: Path, tls: Tls) -> AsyncIterator[Star
             auth_penalty=False,
             restart_min_backoff=0.05,
         )
+        if chosen_imap:  # as if port 0 had been resolved to it before this start
+            svc.imap_address = (svc.imap_address[0], chosen_imap)
         started.append(svc)
         await svc.start()
         return svc

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import imaplib
 import pwd
+import socket
 import stat
 import subprocess
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from mailsvc.errors import DependencyError
 from mailsvc.mailboxes.dovecot import DovecotService
 from mailsvc.mailboxes.events import parse_line
 from mailsvc.mailboxes.lmtp import LmtpClient
+from tests.ports import unused_port
 
 from .conftest import (
     DOMAIN,
@@ -280,3 +285,35 @@ async def test_events_log_has_logins_and_selects(
     assert selects[0].session == logins[0].session and selects[0].at.tzinfo is not None
     service_login = [e for e in logins if e.master_user]
     assert service_login == []
+
+
+@pytest.fixture
+def held_port() -> Iterator[int]:
+    """A loopback port another program listens on for the test's length."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", unused_port()))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+async def test_a_port_chosen_for_0_and_taken_meanwhile_is_chosen_again(
+    start_dovecot: StartDovecot, held_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Port 0 is resolved by asking the kernel, and Dovecot binds the answer a moment
+    # later; another program took it in between once in CI and the start failed.
+    svc = await start_dovecot(chosen_imap=held_port)
+    assert svc.imap_address[1] not in (0, held_port)
+    assert "a chosen port was taken meanwhile" in caplog.text
+    imap = Imap(*svc.imap_address)
+    assert imap.welcome.startswith(b"* OK")
+    imap.logout()
+
+
+async def test_a_configured_port_in_use_fails_the_start_once(
+    start_dovecot: StartDovecot, held_port: int, home: Path
+) -> None:
+    with pytest.raises(DependencyError, match="Address already in use") as failed:
+        await start_dovecot(imap=f"127.0.0.1:{held_port}")
+    assert f"127.0.0.1, {held_port}" in str(failed.value)
+    log = (home / "dovecot" / "dovecot.log").read_text(encoding="utf-8")
+    assert log.count("Failed to start listeners") == 1  # not tried again on another port
