@@ -278,6 +278,11 @@ class Mailer:
         self._look = asyncio.Event()  # look at the queue again (retries written, room)
         self._to_record: list[tuple[list[Pending], asyncio.Future[None]]] = []  # sent rows
         self._recorder: asyncio.Task[None] | None = None  # writing self._to_record
+        # When the next row is due, as read by the transaction that wrote failed attempts'
+        # retry times (it ends with that read): the pass that follows (the look the write
+        # triggers) uses it instead of a read of its own. It can only be early (a row
+        # claimed since) or miss rows added since, which wake the worker themselves.
+        self._due_hint: tuple[datetime | None] | None = None
 
     # -- the door ------------------------------------------------------------------------
     async def send(
@@ -446,15 +451,16 @@ class Mailer:
         accepted message under load) make it return 0 without looking, and the next pass
         claims them. ``wait``: return once the attempts have finished and their failures
         are written (the worker does not wait: its next pass starts while they run)."""
+        hint, self._due_hint = self._due_hint, None  # a hint is for the next pass only
         if not woken:
-            upcoming = await asyncio.to_thread(self._next_due)
+            upcoming = hint[0] if hint is not None else await asyncio.to_thread(self._next_due)
             if upcoming is None or upcoming > utcnow():
                 return self._until(upcoming)
         room = IN_FLIGHT - len(self._inflight)
         if room <= 0:  # deliver_due called beside the worker while it is full
             return 0.0
         under_way = frozenset(i for ids in self._inflight_rows.values() for i in ids)
-        rows = await asyncio.to_thread(self._claim_due, utcnow(), under_way, room)
+        rows, upcoming = await asyncio.to_thread(self._claim_due, utcnow(), under_way, room)
         if rows:
             singles, groups = self._group(rows)
             attempts = [self._dispatch(self._attempt(row), [row]) for row in singles]
@@ -464,7 +470,8 @@ class Mailer:
                 await self._retries_written()
         if rows and self._wake.is_set():
             return 0.0  # rows were added during the pass: the next one claims them at once
-        upcoming = await asyncio.to_thread(self._next_due)
+        if wait:  # the attempts' retry times are written: read again
+            upcoming = await asyncio.to_thread(self._next_due)
         if rows:
             return 0.0 if upcoming is not None and upcoming <= utcnow() else self._until(upcoming)
         return self._until(upcoming)
@@ -476,9 +483,10 @@ class Mailer:
 
     def _claim_due(
         self, now: datetime, under_way: frozenset[int] = frozenset(), limit: int = 50
-    ) -> list[Pending]:
+    ) -> tuple[list[Pending], datetime | None]:
         """Claim up to ``limit`` due rows, except those this worker is still attempting (a
-        send outlasting its claim, CLAIM, is not started a second time beside itself)."""
+        send outlasting its claim, CLAIM, is not started a second time beside itself);
+        and, read in the same transaction, when the next row is due."""
         assert self.sessions is not None
         taken: list[Pending] = []
         with self.sessions.begin() as session:
@@ -492,12 +500,13 @@ class Mailer:
                 if r.id not in under_way and queue.claim(conn, r, now)
             ]  # fmt: skip
             taken.extend(rows)
-        return taken
+            upcoming = queue.next_due(conn)
+        return taken, upcoming
 
     def _next_due(self) -> datetime | None:
         assert self.sessions is not None
         with reading(self.sessions) as session:
-            return queue.next_due(session)
+            return queue.next_due(session.connection())
 
     async def _attempt(self, row: Pending) -> None:
         async with self._limit:
@@ -771,12 +780,15 @@ class Mailer:
         """The pass's failed attempts, each with its next attempt's time."""
         batch, self._retries = self._retries, []
         if batch:
-            await asyncio.to_thread(self._retry_later, batch)
+            self._due_hint = (await asyncio.to_thread(self._retry_later, batch),)
 
-    def _retry_later(self, batch: Sequence[tuple[int, datetime, str]]) -> None:
+    def _retry_later(self, batch: Sequence[tuple[int, datetime, str]]) -> datetime | None:
+        """Write the retry times; return when the next row is due, read after them."""
         assert self.sessions is not None
         with self.sessions.begin() as session:
-            queue.mark_retries(session, batch)
+            conn = session.connection()
+            queue.mark_retries(conn, batch)
+            return queue.next_due(conn)
 
     def _give_up(self, row_id: int, error: str) -> None:
         assert self.sessions is not None

@@ -136,10 +136,13 @@ def due_rows(session: Session | Connection, now: datetime, limit: int = 50) -> l
     return [Due(*row) for row in result]
 
 
-def next_due(session: Session) -> datetime | None:
-    return session.scalar(
-        select(func.min(OutboundMessage.next_attempt_at)).where(OutboundMessage.state == QUEUED)
-    )
+_NEXT_DUE = select(func.min(_TABLE.c.next_attempt_at)).where(_TABLE.c.state == QUEUED)
+
+
+def next_due(session: Session | Connection) -> datetime | None:
+    """When the next queued row is due (a claimed row: when its claim ends); None: none."""
+    value: datetime | None = session.execute(_NEXT_DUE).scalar()
+    return value
 
 
 _CLAIM = (
@@ -181,7 +184,7 @@ def mark_retry(session: Session, row_id: int, when: datetime, error: str) -> Non
     mark_retries(session, [(row_id, when, error)])
 
 
-def mark_retries(session: Session, rows: Sequence[tuple[int, datetime, str]]) -> None:
+def mark_retries(session: Session | Connection, rows: Sequence[tuple[int, datetime, str]]) -> None:
     """Rows whose attempt failed: each tried again at its time, with its error."""
     session.execute(
         _RETRY, [{"rid": rid, "when": when, "err": error[:2000]} for rid, when, error in rows]

@@ -418,6 +418,33 @@ async def test_rows_added_while_one_is_sent_are_claimed_and_sent_at_once(
         await server.wait_closed()
 
 
+async def test_failed_attempts_cost_the_worker_no_look_up_of_their_own(
+    sessions: sessionmaker[Session], db_url: str, tmp_path: Path, running: list[Mailer]
+) -> None:
+    """Under load every receipt to an agency without a route fails once: its claim and its
+    retry time are two write transactions, and each also reads when the next row is due,
+    so the passes that follow need no read transaction of their own."""
+    seen = count_transactions(sessions.kw["bind"])
+    mailer = make_mailer(sessions, free_port(), tmp_path, RetryPolicy(poll_seconds=3600))
+    mailer.start()  # nothing listens on the relay's port: every attempt is refused
+    running.append(mailer)
+    await wait_for(lambda: seen.reads >= 1)  # the first pass looks at the queue
+    seen.reads = seen.writes = 0
+    engine = make_engine(db_url)  # the test's own look-ups, not counted
+    watch = make_sessionmaker(engine)
+    try:
+        for n, rcpt in enumerate(["a@stc.example.vn", "b@stc.example.vn"], start=1):
+            await mailer.send(notice(rcpt), rcpt, kind="notice-03")
+            # the retry time written (the error with it) once attempted and refused
+            await wait_for(lambda n=n: sum(1 for r in rows(watch) if r.last_error) == n)  # type: ignore[misc]
+        # a@'s pass, its retry, the look that retry triggered, then b@'s pass and retry
+        assert seen.reads == 0
+        assert seen.writes == 6  # each: the send's insert, the claim, the retry time
+        assert all(r.state == QUEUED and r.attempts == 1 for r in rows(watch))
+    finally:
+        engine.dispose()
+
+
 async def test_a_pass_writes_its_failed_attempts_in_one_transaction(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
