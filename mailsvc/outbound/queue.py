@@ -99,10 +99,12 @@ def enqueue(
 
 
 def add(session: Session, rows: Sequence[dict[str, object]]) -> None:
-    """Insert ``rows`` (from row_values) with one Core statement, without loading them as
-    objects: the notices' path, where nobody reads the row back in the transaction."""
+    """Insert ``rows`` (from row_values) with one Core statement on the session's
+    connection, without loading them as objects or passing through the ORM's execution
+    layer: the receipts' path (one per registered document, in the acceptance transaction),
+    where nobody reads the row back."""
     if rows:
-        session.execute(insert(_TABLE), list(rows))
+        session.connection().execute(_INSERT, list(rows))
 
 
 class Due(NamedTuple):
@@ -122,6 +124,7 @@ class Due(NamedTuple):
 
 
 _TABLE = cast(Table, OutboundMessage.__table__)
+_INSERT = insert(_TABLE)
 _DUE = (
     select(*(_TABLE.c[name] for name in Due._fields))
     .where(_TABLE.c.state == QUEUED, _TABLE.c.next_attempt_at <= bindparam("now"))
