@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import unicodedata
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
@@ -111,8 +112,25 @@ def attachments_task(view: MessageView, _arg: object = None) -> list[AttachmentI
     return attachments_in(view.message) if view.message is not None else None
 
 
+_FOUND: weakref.WeakKeyDictionary[Message, tuple[AttachmentInput, ...]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def attachments_in(message: Message) -> list[AttachmentInput]:
-    """The files of a parsed message (modern or compat32 policy), roles decided here."""
+    """The files of a parsed message (modern or compat32 policy), roles decided here.
+    Worked out once per message object: in the worker the metadata stage (the main
+    document) and the register's reading (every file) ask for the same message."""
+    try:
+        return list(_FOUND[message])
+    except KeyError:
+        pass
+    found = _attachments_in(message)
+    _FOUND[message] = tuple(found)
+    return found
+
+
+def _attachments_in(message: Message) -> list[AttachmentInput]:
     found: list[AttachmentInput] = []
     for part, is_message_signature in _leaves(message):
         if is_message_signature:

@@ -7,6 +7,9 @@ import base64
 import email
 import email.policy
 from email.message import EmailMessage
+from typing import Any
+
+import pytest
 
 from mailsvc.documents.extract import ExtractionLimits, analyse_message_bytes
 from mailsvc.message import decoded_payload
@@ -61,3 +64,35 @@ def test_the_subject_is_read_once_and_decoded() -> None:
     folded = b"Subject: =?utf-8?b?UXV54bq/dCDEkeG7i25o?=\r\n =?utf-8?q?_s=E1=BB=91_12?="
     folded += b"\r\n\r\nx\r\n"
     assert inbound(folded).subject == "Quyết định số 12"
+
+
+def test_the_files_and_their_roles_are_worked_out_once_per_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The metadata stage (the main document) and the register's reading (every file) run
+    in the same worker call on the same parse: one walk, one SHA-256 of each file."""
+    import hashlib
+
+    import mailsvc.register.attachments as attachments
+    from mailsvc.register.attachments import main_attachment
+
+    hashed: list[int] = []
+
+    class Counting:
+        @staticmethod
+        def sha256(data: bytes) -> Any:
+            hashed.append(len(data))
+            return hashlib.sha256(data)
+
+    monkeypatch.setattr(attachments, "hashlib", Counting)
+    data = b"%PDF-1.7\n" + bytes(range(256)) * 40
+    parsed = email.message_from_bytes(message_with(data), policy=email.policy.default)
+    main = main_attachment(parsed)
+    first = attachments_in(parsed)
+    assert main is not None and main.data == data and first == [main]
+    first.clear()  # a caller's list is its own
+    assert attachments_in(parsed) == [main]
+    assert hashed == [len(data)]
+    again = email.message_from_bytes(message_with(data), policy=email.policy.default)
+    assert attachments_in(again) == [main]  # another parse: worked out for it
+    assert hashed == [len(data), len(data)]
