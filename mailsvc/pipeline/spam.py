@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import functools
 import io
 import ipaddress
 import logging
@@ -296,12 +297,19 @@ def _ooxml_members(data: bytes, limit: int) -> list[str] | None:
         return None
 
 
+@functools.lru_cache(maxsize=8)
+def _double_extension(decoys: tuple[str, ...], executables: frozenset[str]) -> re.Pattern[str]:
+    """A decoy extension, then an executable one, at a name's end (built once per policy,
+    not per message)."""
+    decoy_alt = "|".join(re.escape(d) for d in decoys)
+    exec_alt = "|".join(re.escape(e) for e in sorted(executables))
+    return re.compile(rf"\.({decoy_alt})[\s._-]*\.({exec_alt})$", re.IGNORECASE)
+
+
 def _attachment_rules(msg: Message, policy: SpamPolicy) -> list[Hit]:
     rules = policy.rules
-    executables = set(rules.executable_attachment.extensions)
-    decoys = "|".join(re.escape(d) for d in rules.double_extension.decoys)
-    exec_alt = "|".join(re.escape(e) for e in sorted(executables))
-    double = re.compile(rf"\.({decoys})[\s._-]*\.({exec_alt})$", re.IGNORECASE)
+    executables = frozenset(rules.executable_attachment.extensions)
+    double = _double_extension(tuple(rules.double_extension.decoys), executables)
     executable_hits: list[str] = []
     double_hits: list[str] = []
     macro_hits: list[tuple[str, str]] = []
