@@ -6,6 +6,7 @@ bounce about a bounce; a crashed worker's claimed row is delivered once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -358,6 +359,28 @@ async def directory_server(
     return server, cert
 
 
+@contextlib.asynccontextmanager
+async def held_directory(
+    sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer], count: int
+) -> AsyncIterator[HeldSink]:
+    """``count`` messages for the directory agency, whose server (a HeldSink) answers
+    none until released, and a worker started on them; at the end the server answers
+    and is closed."""
+    held = HeldSink()
+    server, cert = await directory_server(sessions, tmp_path, held)
+    for n in range(count):
+        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
+    try:
+        mailer = make(sessions, resolver=None, ca=cert)
+        mailer.start()
+        mailers.append(mailer)
+        yield held
+    finally:
+        held.release.set()
+        server.close()
+        await server.wait_closed()
+
+
 async def test_a_slow_server_holds_up_its_own_mail_only(
     sessions: sessionmaker[Session], tmp_path: Path, mailers: list[Mailer]
 ) -> None:
@@ -403,27 +426,16 @@ async def test_claims_stop_at_the_in_flight_bound_while_a_server_holds_them(
     """40 messages for a server that answers none of them yet: the worker claims
     IN_FLIGHT (each holds its message in memory), no more, and once the server answers,
     every message is delivered once."""
-    held = HeldSink()
-    slow, cert = await directory_server(sessions, tmp_path, held)
-    for n in range(40):
-        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
 
     def claimed() -> int:
         return sum(1 for r in rows(sessions) if r.attempts == 1)
 
-    try:
-        mailer = make(sessions, resolver=None, ca=cert)
-        mailer.start()
-        mailers.append(mailer)
+    async with held_directory(sessions, tmp_path, mailers, 40) as held:
         await wait_for(held.holding.is_set)  # the first messages' DATA waits at the server
         await wait_for(lambda: claimed() == IN_FLIGHT)
         assert held.transactions == []
         held.release.set()
         await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
-    finally:
-        held.release.set()
-        slow.close()
-        await slow.wait_closed()
     assert len(held.transactions) == 40
     assert [r.attempts for r in rows(sessions)] == [1] * 40
 
@@ -435,21 +447,10 @@ async def test_messages_sent_together_are_recorded_in_one_transaction(
     together (group commit), a couple of write transactions, not eight."""
     from tests.transactions import count_transactions
 
-    held = HeldSink()
-    slow, cert = await directory_server(sessions, tmp_path, held)
-    for n in range(8):
-        submit(sessions, [f"vanthu@{DIRECTORY_DOMAIN}"], key=f"k{n}")
-    try:
-        mailer = make(sessions, resolver=None, ca=cert)
-        mailer.start()
-        mailers.append(mailer)
+    async with held_directory(sessions, tmp_path, mailers, 8) as held:
         await wait_for(lambda: held.waiting == 8)  # all eight wait for their answer
         seen = count_transactions(sessions.kw["bind"])
         held.release.set()
         await wait_for(lambda: {r.state for r in rows(sessions)} == {"sent"})
-    finally:
-        held.release.set()
-        slow.close()
-        await slow.wait_closed()
     assert len(held.transactions) == 8
     assert seen.writes < 8, seen.writes
