@@ -405,6 +405,31 @@ class ServiceMonitor:
         for pid, _group, label, resident in sorted(self.peak_rows, key=lambda r: -r[3]):
             print(f"  {resident / MB:7.1f} MB  pid {pid:<7} {label}")
 
+    def report_budget(self, count: int, unit: str, rate: float, target: str) -> None:
+        """What the SMTP process may cost per ``unit`` for ``rate`` units/s (``target``
+        says which aim that rate is), with the other groups' CPU as measured, at the
+        cores this run kept busy and at all of the machine's cores."""
+        cpu = {g: seconds / count * 1000 for g, seconds in self.cpu_by_group().items()}
+        busy = sum(cpu.values()) * count / 1000 / self.elapsed if self.elapsed else 0.0
+        cores = os.cpu_count() or 1
+        ours = cpu["SMTP process"]
+        print(
+            f"budget for {target} ({rate:.1f} {unit}s/s): the SMTP process may spend "
+            f"{smtp_budget(cpu, busy, rate):.1f} ms per {unit} at the {busy:.2f} cores this "
+            f"run kept busy, {smtp_budget(cpu, cores, rate):.1f} ms with all {cores} busy "
+            f"(it spent {ours:.1f}; the other processes {sum(cpu.values()) - ours:.1f})"
+        )
+
+
+def smtp_budget(cpu_ms: dict[str, float], cores: float, rate: float) -> float:
+    """The SMTP process's CPU per unit (ms) at which ``rate`` units/s are reached when
+    ``cores`` cores are kept busy and every other group spends what ``cpu_ms`` says (ms
+    per unit, by group): what the service's own process may cost for a target. Negative
+    when the other processes alone (the pool, clamd, Dovecot) cost more than the target
+    leaves, so that no SMTP process, however cheap, reaches it at that load."""
+    others = sum(ms for group, ms in cpu_ms.items() if group != "SMTP process")
+    return cores * 1000 / rate - others
+
 
 def release_memory() -> None:
     """Give freed heap memory back to the system (glibc ``malloc_trim``), so that what the

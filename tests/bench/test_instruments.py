@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.flame import bucket, read_stacks, split_frames, svg, table
-from bench.service import ServiceMonitor, group_of_command
+from bench.service import ServiceMonitor, group_of_command, smtp_budget
 
 # Allocates and touches ~60 MB, burns 0.4 s of CPU, says "done" and waits for stdin to close.
 BURNER = """
@@ -208,3 +208,32 @@ def test_phases_times_methods_where_they_are_called() -> None:
     assert waited >= 0.02 and "wait a" not in phases.CPU  # a coroutine's CPU is the loop's
     phases.WALL.clear()
     phases.CPU.clear()
+
+
+def test_the_smtp_budget_is_what_the_other_processes_leave_of_the_aim() -> None:
+    cpu = {"SMTP process": 5.0, "worker pool": 2.0, "clamd": 2.0, "Dovecot": 3.0, "other": 0.0}
+    # 250 messages/s on two cores: 8 ms of CPU per message, 7 of them the other processes'
+    assert smtp_budget(cpu, 2.0, 250.0) == pytest.approx(1.0)
+    # 400/s leaves 5 ms: less than the other processes alone spend
+    assert smtp_budget(cpu, 2.0, 400.0) == pytest.approx(-2.0)
+    # what the SMTP process spends itself does not change its budget
+    assert smtp_budget({**cpu, "SMTP process": 50.0}, 2.0, 250.0) == pytest.approx(1.0)
+
+
+def test_the_budget_line_reads_the_runs_own_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    with ServiceMonitor(profile=False, interval=0.05) as monitor:
+        child = burner()
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "done"
+    try:
+        monitor.report_budget(10, "message", 1000.0, "an aim")
+    finally:
+        finish(child)
+    line = capsys.readouterr().out
+    assert line.startswith("budget for an aim (1000.0 messages/s): the SMTP process may spend ")
+    # the child's 0.4 s over 10 messages: some 40 ms each of "other", all of it outside
+    # the SMTP process, so the budget at 1,000/s is far below zero
+    spent = float(line.split("the other processes ")[1].rstrip(")\n"))
+    assert spent >= 35.0
+    budget = float(line.split("may spend ")[1].split(" ms")[0])
+    assert budget < -30.0
